@@ -1,0 +1,49 @@
+# crm_analytics: PGXS build.
+#
+#   make && make install && make installcheck
+#
+# One C file and one SQL file per capability live side by side in src/
+# (src/funnel.c + src/funnel.sql, ...). The install script for the current
+# version is built by concatenating src/core.sql, the feature files in name
+# order and src/dashboard.sql last (it reads the others).  Scripts of released
+# versions and upgrade scripts crm_analytics--A--B.sql are committed in sql/.
+
+EXTENSION   = crm_analytics
+EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
+
+MODULE_big  = crm_analytics
+OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+
+SQL_FIRST   = src/core.sql
+SQL_LAST    = src/dashboard.sql
+SQL_SOURCES = $(SQL_FIRST) \
+              $(filter-out $(SQL_FIRST) $(SQL_LAST),$(sort $(wildcard src/*.sql))) \
+              $(wildcard $(SQL_LAST))
+
+DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA        = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
+
+# pg_regress: sql/<name>.sql against expected/<name>.out (install scripts excluded)
+REGRESS      = $(sort $(patsubst sql/%.sql,%,$(filter-out sql/$(EXTENSION)--%,$(wildcard sql/*.sql))))
+REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
+
+PG_CPPFLAGS = -isystem $(shell $(PG_CONFIG) --includedir-server)
+PG_CFLAGS   = -std=gnu99 -Wall -Wextra $(CRM_EXTRA_CFLAGS)
+SHLIB_LINK  = -lm
+
+EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control
+	@{ echo "-- crm_analytics $(EXTVERSION): generated from $(strip $(SQL_SOURCES)) by make; do not edit"; \
+	   printf '%s\n' '\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \quit'; \
+	   for f in $(SQL_SOURCES); do echo; echo "-- ==== $$f ===="; cat $$f; done; } > $@
+
+.PHONY: demo test bench
+demo:
+	bash scripts/demo
+test:
+	bash scripts/test

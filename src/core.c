@@ -1,0 +1,107 @@
+/*
+ * core.c
+ *      Module entry point of crm_analytics and the SQL-callable pieces every
+ *      capability shares: the inner-query column check used by report
+ *      functions written in SQL and by the source registry.
+ */
+#include "crm_analytics.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+PG_MODULE_MAGIC;
+
+PG_FUNCTION_INFO_V1(crm_check_inner_query_sql);
+
+/* parse "timestamptz" etc. into a column kind */
+static CrmColKind
+ParseColumnKind(const char *word)
+{
+	if (strcmp(word, "any") == 0)
+		return CRM_COL_ANY;
+	if (strcmp(word, "timestamptz") == 0)
+		return CRM_COL_TIMESTAMP;
+	if (strcmp(word, "numeric") == 0)
+		return CRM_COL_NUMERIC;
+	if (strcmp(word, "text") == 0)
+		return CRM_COL_TEXT;
+	if (strcmp(word, "integer") == 0)
+		return CRM_COL_INTEGER;
+	if (strcmp(word, "boolean") == 0)
+		return CRM_COL_BOOL;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown column kind \"%s\"", word),
+			 errhint("Valid kinds are any, timestamptz, numeric, text, integer, boolean.")));
+	return CRM_COL_ANY;			/* keep compiler quiet */
+}
+
+/*
+ * crm._check_inner_query(fname text, query text, columns text[]) -> int
+ *
+ * columns: one element per expected column, "name kind" with kind one of
+ * any, timestamptz, numeric, text, integer, boolean, and a trailing "?" on
+ * the kind for an optional trailing column ("value numeric?").  Returns the
+ * number of columns the query has; raises a clear error otherwise.
+ */
+Datum
+crm_check_inner_query_sql(PG_FUNCTION_ARGS)
+{
+	char	   *fname;
+	char	   *sql;
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			nelems;
+	CrmColumnSpec *cols;
+	int			i;
+	int			result;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("function name and column list must not be null")));
+	fname = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s: the inner query must not be null", fname)));
+	sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	arr = PG_GETARG_ARRAYTYPE_P(2);
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &nelems);
+	cols = palloc0(sizeof(CrmColumnSpec) * Max(nelems, 1));
+	for (i = 0; i < nelems; i++)
+	{
+		char	   *spec;
+		char	   *sp;
+		size_t		klen;
+
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("column list must not contain nulls")));
+		spec = text_to_cstring(DatumGetTextPP(elems[i]));
+		sp = strchr(spec, ' ');
+		if (sp == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("column spec \"%s\" must be \"name kind\"", spec)));
+		*sp++ = '\0';
+		klen = strlen(sp);
+		if (klen > 0 && sp[klen - 1] == '?')
+		{
+			cols[i].optional = true;
+			sp[klen - 1] = '\0';
+		}
+		cols[i].name = spec;
+		cols[i].kind = ParseColumnKind(sp);
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	result = crm_check_inner_query(fname, sql, cols, nelems);
+	SPI_finish();
+	PG_RETURN_INT32(result);
+}

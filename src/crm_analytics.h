@@ -1,0 +1,106 @@
+/*
+ * crm_analytics.h
+ *      Shared pieces of the crm_analytics extension: the growable aggregate
+ *      state kept as an expanded object, inner-query checking, and small
+ *      error helpers used by every capability (funnel.c, retention.c, ...).
+ */
+#ifndef CRM_ANALYTICS_H
+#define CRM_ANALYTICS_H
+
+#include "postgres.h"
+#include "fmgr.h"
+#include "utils/expandeddatum.h"
+
+/* ------------------------------------------------------------------------
+ * CrmState: an aggregate state that is updated in place.
+ *
+ * The transition function keeps the state as a read/write expanded object
+ * whose memory context is a child of the aggregate context, so nodeAgg hands
+ * the same pointer back on the next row and nothing is copied per row (the
+ * technique PostgreSQL's array_append uses).  Whenever the server needs the
+ * datum as bytes (a parallel worker sends a partial state, a state is
+ * stored, printed or given to a final function that detoasts it) the object
+ * is flattened to a varlena:
+ *
+ *     [varlena header 4 bytes][magic uint32][payload ... len bytes]
+ *
+ * so the payload always starts MAXALIGNed in a palloc'd flat copy.  The
+ * payload layout belongs to each capability; the magic number says which
+ * state type the bytes belong to, so a state of one type can never be read
+ * as another.
+ * ------------------------------------------------------------------------
+ */
+typedef struct CrmState
+{
+	ExpandedObjectHeader hdr;
+	uint32		magic;			/* which state type */
+	Size		len;			/* payload bytes in use */
+	Size		cap;			/* payload bytes allocated */
+	char	   *data;			/* payload, allocated in hdr.eoh_context */
+} CrmState;
+
+#define CRM_STATE_FLAT_HDRSZ	(VARHDRSZ + sizeof(uint32))
+
+/* new empty state owned by a child context of parent */
+extern CrmState *crm_state_new(MemoryContext parent, uint32 magic, Size initial_cap);
+
+/*
+ * The state given as argument argno of an aggregate support function, ready
+ * to be modified in place: the same object if it already is a read/write
+ * expanded state of ours under aggcontext, otherwise a new expanded copy
+ * (from a flat varlena or a read-only pointer).  NULL argument -> new state.
+ */
+extern CrmState *crm_state_arg_rw(FunctionCallInfo fcinfo, int argno, MemoryContext aggcontext,
+								  uint32 magic, Size initial_cap);
+
+/*
+ * Read-only view of a state datum (expanded or flat): sets *len and returns
+ * a MAXALIGNed pointer to the payload.  Checks the magic number.
+ */
+extern const char *crm_state_payload(Datum d, uint32 magic, Size *len);
+
+/* make room for extra more payload bytes; returns pointer to the first free byte */
+extern char *crm_state_reserve(CrmState *st, Size extra);
+
+/* flat varlena holding a copy of payload (for input/receive functions) */
+extern struct varlena *crm_state_flat_from_payload(uint32 magic, const char *payload, Size len);
+
+#define CrmStateGetDatum(st)	EOHPGetRWDatum(&(st)->hdr)
+
+/* the aggregate context or an error naming the function */
+extern MemoryContext crm_agg_context(FunctionCallInfo fcinfo, const char *fname);
+
+/* ------------------------------------------------------------------------
+ * Inner queries: report functions take the user's data as SQL text.
+ * ------------------------------------------------------------------------
+ */
+typedef enum CrmColKind
+{
+	CRM_COL_ANY,				/* any type (an entity key) */
+	CRM_COL_TIMESTAMP,			/* timestamptz, timestamp or date */
+	CRM_COL_NUMERIC,			/* numeric, integers, float */
+	CRM_COL_TEXT,				/* text, varchar, name, bpchar */
+	CRM_COL_INTEGER,			/* int2, int4, int8 */
+	CRM_COL_BOOL
+} CrmColKind;
+
+typedef struct CrmColumnSpec
+{
+	const char *name;			/* documented name, used in errors */
+	CrmColKind	kind;
+	bool		optional;		/* may be absent (only trailing columns) */
+} CrmColumnSpec;
+
+/*
+ * Check, with SPI connected, that the inner query sql of function fname
+ * returns the columns cols (by position and type).  Returns the number of
+ * columns present (optional trailing ones may be missing).  Errors name the
+ * expected columns.
+ */
+extern int	crm_check_inner_query(const char *fname, const char *sql,
+								  const CrmColumnSpec *cols, int ncols);
+
+/* "entity, ts, step [, value]" for error messages */
+extern char *crm_describe_columns(const CrmColumnSpec *cols, int ncols);
+
+#endif							/* CRM_ANALYTICS_H */

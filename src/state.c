@@ -1,0 +1,179 @@
+/*
+ * state.c
+ *      The in-place aggregate state shared by every crm_analytics aggregate:
+ *      a growable byte payload kept as a read/write expanded object in the
+ *      aggregate memory context and flattened to a varlena on demand.
+ */
+#include "crm_analytics.h"
+
+#include "utils/memutils.h"
+
+static Size CrmStateGetFlatSize(ExpandedObjectHeader *eohptr);
+static void CrmStateFlattenInto(ExpandedObjectHeader *eohptr, void *result, Size allocated_size);
+
+static const ExpandedObjectMethods crm_state_methods = {
+	CrmStateGetFlatSize,
+	CrmStateFlattenInto
+};
+
+/* flat size of an expanded state: header, magic, payload */
+static Size
+CrmStateGetFlatSize(ExpandedObjectHeader *eohptr)
+{
+	CrmState   *st = (CrmState *) eohptr;
+
+	return CRM_STATE_FLAT_HDRSZ + st->len;
+}
+
+/* write the flat form of an expanded state into result */
+static void
+CrmStateFlattenInto(ExpandedObjectHeader *eohptr, void *result, Size allocated_size)
+{
+	CrmState   *st = (CrmState *) eohptr;
+	char	   *out = (char *) result;
+
+	Assert(allocated_size == CRM_STATE_FLAT_HDRSZ + st->len);
+	SET_VARSIZE(out, allocated_size);
+	memcpy(out + VARHDRSZ, &st->magic, sizeof(uint32));
+	if (st->len > 0)
+		memcpy(out + CRM_STATE_FLAT_HDRSZ, st->data, st->len);
+}
+
+/* new empty state in a child context of parent */
+CrmState *
+crm_state_new(MemoryContext parent, uint32 magic, Size initial_cap)
+{
+	MemoryContext objcxt;
+	CrmState   *st;
+
+	objcxt = AllocSetContextCreate(parent, "crm_analytics state", ALLOCSET_SMALL_SIZES);
+	st = (CrmState *) MemoryContextAlloc(objcxt, sizeof(CrmState));
+	EOH_init_header(&st->hdr, &crm_state_methods, objcxt);
+	st->magic = magic;
+	st->len = 0;
+	st->cap = Max(initial_cap, 64);
+	st->data = MemoryContextAlloc(objcxt, st->cap);
+	return st;
+}
+
+/* make room for extra more payload bytes */
+char *
+crm_state_reserve(CrmState *st, Size extra)
+{
+	if (st->len + extra > st->cap)
+	{
+		Size		newcap = st->cap;
+
+		while (newcap < st->len + extra)
+			newcap *= 2;
+		if (!AllocSizeIsValid(newcap + CRM_STATE_FLAT_HDRSZ))
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("aggregate state would exceed the maximum size of %zu bytes",
+							(Size) MaxAllocSize - CRM_STATE_FLAT_HDRSZ),
+					 errhint("Aggregate over smaller groups (for example GROUP BY the entity).")));
+		st->data = repalloc(st->data, newcap);
+		st->cap = newcap;
+	}
+	return st->data + st->len;
+}
+
+/* read-only payload of a state datum, expanded or flat */
+const char *
+crm_state_payload(Datum d, uint32 magic, Size *len)
+{
+	struct varlena *v = (struct varlena *) DatumGetPointer(d);
+	uint32		m;
+	char	   *p;
+
+	if (VARATT_IS_EXTERNAL_EXPANDED(v))
+	{
+		CrmState   *st = (CrmState *) DatumGetEOHP(d);
+
+		if (st->hdr.eoh_methods != &crm_state_methods || st->magic != magic)
+			elog(ERROR, "crm_analytics: expanded object is not the expected state type");
+		*len = st->len;
+		return st->data;
+	}
+
+	v = pg_detoast_datum(v);
+	if (VARSIZE(v) < CRM_STATE_FLAT_HDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid crm_analytics state: %u bytes is too short", (unsigned) VARSIZE(v))));
+	memcpy(&m, VARDATA(v), sizeof(uint32));
+	if (m != magic)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid crm_analytics state: wrong state type")));
+	*len = VARSIZE(v) - CRM_STATE_FLAT_HDRSZ;
+	p = (char *) v + CRM_STATE_FLAT_HDRSZ;
+	if (((uintptr_t) p) % MAXIMUM_ALIGNOF != 0 && *len > 0)
+	{
+		char	   *copy = palloc(*len);
+
+		memcpy(copy, p, *len);
+		p = copy;
+	}
+	return p;
+}
+
+/* writable state from argument argno, in place when it already is ours */
+CrmState *
+crm_state_arg_rw(FunctionCallInfo fcinfo, int argno, MemoryContext aggcontext,
+				 uint32 magic, Size initial_cap)
+{
+	Datum		d;
+	CrmState   *st;
+	const char *payload;
+	Size		len;
+
+	if (PG_ARGISNULL(argno))
+		return crm_state_new(aggcontext, magic, initial_cap);
+
+	d = PG_GETARG_DATUM(argno);
+	if (VARATT_IS_EXTERNAL_EXPANDED_RW(DatumGetPointer(d)))
+	{
+		st = (CrmState *) DatumGetEOHP(d);
+		if (st->hdr.eoh_methods == &crm_state_methods && st->magic == magic &&
+			MemoryContextGetParent(st->hdr.eoh_context) == aggcontext)
+			return st;
+	}
+
+	payload = crm_state_payload(d, magic, &len);
+	st = crm_state_new(aggcontext, magic, Max(initial_cap, len));
+	memcpy(crm_state_reserve(st, len), payload, len);
+	st->len = len;
+	return st;
+}
+
+/* flat varlena holding a copy of payload */
+struct varlena *
+crm_state_flat_from_payload(uint32 magic, const char *payload, Size len)
+{
+	struct varlena *v;
+
+	if (!AllocSizeIsValid(CRM_STATE_FLAT_HDRSZ + len))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("crm_analytics state of %zu bytes is too large", len)));
+	v = (struct varlena *) palloc(CRM_STATE_FLAT_HDRSZ + len);
+	SET_VARSIZE(v, CRM_STATE_FLAT_HDRSZ + len);
+	memcpy(VARDATA(v), &magic, sizeof(uint32));
+	if (len > 0)
+		memcpy((char *) v + CRM_STATE_FLAT_HDRSZ, payload, len);
+	return v;
+}
+
+/* the aggregate context, or an error when called outside an aggregate */
+MemoryContext
+crm_agg_context(FunctionCallInfo fcinfo, const char *fname)
+{
+	MemoryContext aggcontext;
+
+	if (!AggCheckCallContext(fcinfo, &aggcontext))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s called in non-aggregate context", fname)));
+	return aggcontext;
+}
