@@ -209,7 +209,7 @@ BEGIN
             SELECT per.*,
                    crm.abc_class(per.revenue::pg_catalog.float8, $6, $7) OVER () AS abc,
                    pg_catalog.sum(per.revenue) FILTER (WHERE per.revenue > 0) OVER () AS total,
-                   pg_catalog.sum(pg_catalog.greatest(per.revenue, 0))
+                   pg_catalog.sum(GREATEST(per.revenue, 0))
                        OVER (ORDER BY per.revenue DESC NULLS LAST, per.key ROWS UNBOUNDED PRECEDING) AS running
               FROM per
         )
