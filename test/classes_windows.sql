@@ -1,7 +1,7 @@
 -- classes: crm.abc_class and crm.quantile_score window functions against
 -- hand-worked cases and independent plain-SQL computations.
 BEGIN;
-SELECT plan(43);
+SELECT plan(44);
 
 -- ---- abc_class: hand-worked cases ---------------------------------------------
 -- total of positive values 50+30+15+15+5 = 115; s = share held by strictly greater values:
@@ -126,6 +126,21 @@ SELECT results_eq(
   $$SELECT i, crm.quantile_score(crm._demo_random(5, 4, i)) OVER () FROM generate_series(1, 1000) i ORDER BY i$$,
   $$SELECT i, ntile(5) OVER (ORDER BY crm._demo_random(5, 4, i)) FROM generate_series(1, 1000) i ORDER BY i$$,
   'quantile_score equals ntile(5) on distinct values when n is a multiple of 5');
+
+-- a partition larger than work_mem: the window's tuplestore spills to disk and is read back
+SET LOCAL work_mem = '64kB';
+CREATE TEMP TABLE cw_big_ref AS
+WITH g AS (SELECT i % 997 AS v, sum(i % 997) AS sv FROM generate_series(1, 100000) i GROUP BY 1),
+     s AS (SELECT v, coalesce(sum(sv) OVER (ORDER BY v DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+                     / sum(sv) OVER () AS s FROM g)
+SELECT v, CASE WHEN v <= 0 THEN 'C' WHEN s < 0.80 THEN 'A' WHEN s < 0.95 THEN 'B' ELSE 'C' END AS cls FROM s;
+SELECT is((SELECT count(*)::int FROM (
+             SELECT i % 997 AS v, crm.quantile_score(i % 997) OVER () AS q, crm.abc_class(i % 997) OVER () AS c,
+                    (1 + 5 * (rank() OVER (ORDER BY i % 997) - 1) / count(*) OVER ())::int AS q_ref
+               FROM generate_series(1, 100000) i) x JOIN cw_big_ref r USING (v)
+            WHERE q IS DISTINCT FROM q_ref OR c IS DISTINCT FROM r.cls), 0,
+  'quantile_score and abc_class on a 100,000-row partition spilled to disk (work_mem 64kB) equal plain SQL');
+RESET work_mem;
 
 -- ---- on the demo data (crm_demo.orders, loaded by the test runner) -----------
 CREATE TEMP TABLE cw_rev AS
