@@ -109,10 +109,10 @@ typedef struct ClassesPartition
 } ClassesPartition;
 
 /*
- * Read argument 0 of every row of the partition once.  Returns the pairs of
- * non-NULL values (unsorted, in partition memory), sets *nvalues, and marks
- * NULL rows through null_row(row) callbacks done by the caller afterwards:
- * isnull_out[row] is set for NULL values.  NaN and infinities are errors.
+ * Read argument 0 of every row of the partition once.  Returns the
+ * (key, row) pairs of the non-NULL values, unsorted, allocated in cxt, and
+ * sets *nvalues; isnull_out[row] says which rows were NULL.  NaN and
+ * infinities are errors.
  */
 static ValueRow *
 ReadPartitionValues(WindowObject winobj, MemoryContext cxt, int64 nrows,
