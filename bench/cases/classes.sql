@@ -1,7 +1,8 @@
 -- classes: RFM scoring and ABC classes over N customers.
 --   rfm: three crm.quantile_score windows vs three ntile(5) windows (same tie-free intent)
 --   abc: crm.abc_class vs the plain-SQL running-sum window with the same boundary rule
---   floor: one sort of the values (what any exact quantile/ABC computation must at least do)
+--   floor: one sort of the values (what any exact quantile/ABC computation must at least do);
+--   sort_float8 is the same sort on the float8 values the functions take
 -- @setup
 SELECT setseed(0.42);
 DROP TABLE IF EXISTS bench_classes;
@@ -14,6 +15,8 @@ SELECT i AS customer_id,
 VACUUM ANALYZE bench_classes;
 -- @floor sort
 SELECT sum(monetary) FROM (SELECT monetary FROM bench_classes ORDER BY monetary OFFSET 0) s;
+-- @query sort_float8
+SELECT sum(v) FROM (SELECT monetary::float8 AS v FROM bench_classes ORDER BY 1 OFFSET 0) s;
 -- @plain rfm
 SELECT sum(r + f + m) FROM (
   SELECT ntile(5) OVER (ORDER BY -recency_days) AS r, ntile(5) OVER (ORDER BY frequency) AS f,
