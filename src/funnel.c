@@ -618,7 +618,11 @@ FunnelGroupOnce(FunnelScan *s, int64 t, const FunnelEvent *ev, int nrows)
 		rows[r] = ev[r].mask;
 		any |= ev[r].mask;
 	}
-	for (j = 0; j < s->n; j++)
+	/*
+	 * Later starts first: on a tie in the chain start the chain that keeps
+	 * more earlier (committed) steps is offered first and wins.
+	 */
+	for (j = s->n - 1; j >= 0; j--)
 	{
 		int64		first;
 		int			k;

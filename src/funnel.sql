@@ -211,6 +211,8 @@ BEGIN
         RAISE EXCEPTION 'funnel_report mode must not be null'
             USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass '''' for the default mode.';
     END IF;
+    -- window and mode are checked by the aggregate itself, even when the inner query returns no rows
+    PERFORM crm.window_funnel("window", mode, NULL::pg_catalog.timestamptz, true);
     ncols := crm._check_inner_query('crm.funnel_report', events_sql,
                                     ARRAY['entity any', 'ts timestamptz', 'step text', 'value numeric?']);
     RETURN QUERY EXECUTE pg_catalog.format($q$
