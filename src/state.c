@@ -76,36 +76,6 @@ crm_state_new(MemoryContext parent, uint32 magic, Size initial_cap)
 	return st;
 }
 
-/*
- * New empty state for an aggregate transition.  All such states of one
- * aggregate context share one child context: nodeAgg only needs the object's
- * context to be a child of the aggregate context, while one context per
- * group would make HashAggregate quadratic (it sums the memory of every
- * child context each time it adds a group) and costs a kilobyte per group.
- * Our support functions always hand back the object they were given, so
- * nodeAgg never deletes one such state on its own; they all go when the
- * aggregate context is reset.
- */
-static CrmState *
-CrmStateNewInAgg(MemoryContext aggcontext, uint32 magic, Size initial_cap)
-{
-	MemoryContext objcxt;
-	CrmState   *st;
-
-	for (objcxt = aggcontext->firstchild; objcxt != NULL; objcxt = objcxt->nextchild)
-		if (strcmp(objcxt->name, "crm_analytics aggregate states") == 0)
-			break;
-	if (objcxt == NULL)
-		objcxt = AllocSetContextCreate(aggcontext, "crm_analytics aggregate states", ALLOCSET_DEFAULT_SIZES);
-	st = (CrmState *) MemoryContextAlloc(objcxt, sizeof(CrmState));
-	EOH_init_header(&st->hdr, &crm_state_methods, objcxt);
-	st->magic = magic;
-	st->len = 0;
-	st->cap = Max(initial_cap, 64);
-	st->data = MemoryContextAlloc(objcxt, st->cap);
-	return st;
-}
-
 /* make room for extra more payload bytes */
 char *
 crm_state_reserve(CrmState *st, Size extra)
@@ -179,7 +149,7 @@ crm_state_arg_rw(FunctionCallInfo fcinfo, int argno, MemoryContext aggcontext,
 	Size		len;
 
 	if (PG_ARGISNULL(argno))
-		return CrmStateNewInAgg(aggcontext, magic, initial_cap);
+		return crm_state_new(aggcontext, magic, initial_cap);
 
 	d = PG_GETARG_DATUM(argno);
 	if (VARATT_IS_EXTERNAL_EXPANDED_RW(DatumGetPointer(d)))
@@ -191,7 +161,7 @@ crm_state_arg_rw(FunctionCallInfo fcinfo, int argno, MemoryContext aggcontext,
 	}
 
 	payload = crm_state_payload(d, magic, &len);
-	st = CrmStateNewInAgg(aggcontext, magic, Max(initial_cap, len));
+	st = crm_state_new(aggcontext, magic, Max(initial_cap, len));
 	memcpy(crm_state_reserve(st, len), payload, len);
 	st->len = len;
 	return st;
