@@ -1,7 +1,7 @@
 BEGIN;
 SELECT plan(81);
 -- random events: many equal timestamps, rows matching several steps, NULL flags and times
-SELECT 1 FROM (SELECT setseed(0.4242)) s WHERE false;
+CREATE TEMP TABLE funnel_seed AS SELECT setseed(0.4242)::text AS seeded;
 CREATE TEMP TABLE fr AS
 SELECT e, row_number() OVER () AS rid,
        CASE WHEN random() < 0.03 THEN NULL
