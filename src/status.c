@@ -20,7 +20,11 @@
  * is stored but applies no rule.
  *
  * All SQL is built from catalog names through quote_identifier and kept as
- * prepared SPI plans (per trigger, in a backend-local hash table).
+ * prepared SPI plans (per trigger, in a backend-local hash table).  The
+ * configuration (stages, transitions, event rules, settings) is read once
+ * into backend memory and re-read after a change: a statement trigger on
+ * the configuration tables sends a relcache invalidation, which every
+ * backend receives through a registered callback.
  */
 #include "crm_analytics.h"
 
@@ -35,6 +39,8 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/date.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -44,6 +50,7 @@ PG_FUNCTION_INFO_V1(status_event_trigger);
 PG_FUNCTION_INFO_V1(status_entity_trigger);
 PG_FUNCTION_INFO_V1(status_apply_time_rules);
 PG_FUNCTION_INFO_V1(status_transition_allowed);
+PG_FUNCTION_INFO_V1(status_config_changed);
 
 /* rows locked and moved per batch by the sweep */
 #define SWEEP_BATCH 10000
@@ -82,7 +89,6 @@ typedef struct TriggerCacheEntry
 	AttrNumber	ev_time_attnum;
 	FmgrInfo	ev_type_out;
 	SPIPlanPtr	lock_plan;		/* current status of the entity, locked */
-	SPIPlanPtr	rule_plan;		/* the applicable event rule */
 	SPIPlanPtr	update_plan;	/* set the entity's status */
 } TriggerCacheEntry;
 
@@ -99,17 +105,46 @@ static HTAB *TriggerCache = NULL;
 static RuleContext CurrentRule = {false, InvalidOid, 0, 0};
 static int	RuleDepth = 0;
 static SPIPlanPtr HistoryPlan = NULL;
-static SPIPlanPtr CheckPlan = NULL;
 
-/*
- * The transition test shared by the manual-change check and the rule lookup:
- * an explicit crm.status_transitions row wins; else moving from NULL or from
- * an unknown status is allowed, and so is a forward move (higher position),
- * and a backward one with allow_backward.  sf/st/t/a are the joined rows.
- */
-#define TRANSITION_ALLOWED_SQL(from) \
-	"coalesce(t.allowed, " from " IS NULL OR sf.status IS NULL OR a.allow_backward " \
-	"OR st.position > sf.position, false)"
+/* One event rule of the configuration cache */
+typedef struct EventRule
+{
+	int64		rule_id;
+	char	   *event_type;
+	int			nfrom;			/* -1: any status */
+	char	  **from;
+	char	   *to;
+} EventRule;
+
+/* One explicit crm.status_transitions row */
+typedef struct Transition
+{
+	char	   *from;
+	char	   *to;
+	bool		allowed;
+} Transition;
+
+/* The configuration of one attachment, as cached */
+typedef struct AttachmentConfig
+{
+	Oid			entity_table;
+	bool		allow_backward;
+	int			max_depth;
+	bool		has_time_rules;
+	int			nstages;
+	char	  **stages;			/* in position order */
+	int		   *positions;
+	int			ntransitions;
+	Transition *transitions;
+	int			nrules;
+	EventRule  *rules;			/* enabled, by priority desc, rule_id */
+} AttachmentConfig;
+
+static MemoryContext ConfigContext = NULL;
+static bool ConfigValid = false;
+static bool ConfigCallbackRegistered = false;
+static int	NumConfigs = 0;
+static AttachmentConfig *Configs = NULL;
 
 /* qualified, quoted name of a relation */
 static char *
@@ -209,7 +244,7 @@ PrepareKept(const char *sql, int nargs, Oid *argtypes)
 	return plan;
 }
 
-/* the kept plans that do not depend on an attachment (SPI connected) */
+/* the kept plan that does not depend on an attachment (SPI connected) */
 static void
 PrepareSharedPlans(void)
 {
@@ -221,58 +256,269 @@ PrepareSharedPlans(void)
 								  "(entity_table, entity_key, from_status, to_status, changed_at, rule_id, actor) "
 								  "VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
 	}
-	if (CheckPlan == NULL)
-	{
-		Oid			types[3] = {REGCLASSOID, TEXTOID, TEXTOID};
+}
 
-		CheckPlan = PrepareKept("SELECT ($3 IS NULL OR st.status IS NOT NULL), "
-								TRANSITION_ALLOWED_SQL("$2") ", "
-								"(SELECT string_agg(s.status, ', ' ORDER BY s.position) "
-								"   FROM crm.status_stages s WHERE s.entity_table = a.entity_table) "
-								"FROM crm.status_attachments a "
-								"LEFT JOIN crm.status_stages sf ON sf.entity_table = a.entity_table AND sf.status = $2 "
-								"LEFT JOIN crm.status_stages st ON st.entity_table = a.entity_table AND st.status = $3 "
-								"LEFT JOIN crm.status_transitions t ON t.entity_table = a.entity_table "
-								"      AND t.from_status = $2 AND t.to_status = $3 "
-								"WHERE a.entity_table = $1", 3, types);
+/* relcache callback: a configuration table (or everything) was invalidated */
+static void
+ConfigInvalidate(Datum arg, Oid relid)
+{
+	(void) arg;
+	(void) relid;
+	/* cheap to over-invalidate: reloading reads four small tables */
+	ConfigValid = false;
+}
+
+/* index of the attachment of entity_table in Configs, or -1 */
+static int
+FindConfigIndex(Oid entity_table)
+{
+	int			i;
+
+	for (i = 0; i < NumConfigs; i++)
+		if (Configs[i].entity_table == entity_table)
+			return i;
+	return -1;
+}
+
+/* run a read-only query for the configuration load */
+static void
+ConfigQuery(const char *sql)
+{
+	int			ret = SPI_execute(sql, true, 0);
+
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(ret));
+}
+
+/* (Re)load every attachment's configuration into ConfigContext (SPI connected) */
+static void
+LoadConfig(void)
+{
+	MemoryContext old;
+	uint64		i;
+	uint64		n;
+
+	if (!ConfigCallbackRegistered)
+	{
+		CacheRegisterRelcacheCallback(ConfigInvalidate, (Datum) 0);
+		ConfigCallbackRegistered = true;
+	}
+	if (ConfigContext == NULL)
+		ConfigContext = AllocSetContextCreate(TopMemoryContext, "crm_analytics status config",
+											  ALLOCSET_SMALL_SIZES);
+	ConfigValid = false;
+	MemoryContextReset(ConfigContext);
+	NumConfigs = 0;
+	Configs = NULL;
+	/* a change committed by another session while we read is seen next time */
+	ConfigValid = true;
+
+	ConfigQuery("SELECT a.entity_table::oid, a.allow_backward, a.max_depth, "
+				"EXISTS (SELECT 1 FROM crm.status_time_rules r WHERE r.entity_table = a.entity_table AND r.enabled), "
+				"(SELECT count(*) FROM crm.status_stages s WHERE s.entity_table = a.entity_table), "
+				"(SELECT count(*) FROM crm.status_transitions t WHERE t.entity_table = a.entity_table), "
+				"(SELECT count(*) FROM crm.status_event_rules r WHERE r.entity_table = a.entity_table AND r.enabled) "
+				"FROM crm.status_attachments a ORDER BY a.attachment_id");
+	n = SPI_processed;
+	old = MemoryContextSwitchTo(ConfigContext);
+	Configs = palloc0(sizeof(AttachmentConfig) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		AttachmentConfig *c = &Configs[i];
+		bool		isnull;
+
+		c->entity_table = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+		c->allow_backward = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
+		c->max_depth = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		c->has_time_rules = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		c->stages = palloc0(sizeof(char *) * (DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull)) + 1));
+		c->positions = palloc0(sizeof(int) * (DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull)) + 1));
+		c->transitions = palloc0(sizeof(Transition) * (DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull)) + 1));
+		c->rules = palloc0(sizeof(EventRule) * (DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull)) + 1));
+	}
+	NumConfigs = (int) n;
+	MemoryContextSwitchTo(old);
+
+	ConfigQuery("SELECT s.entity_table::oid, s.status, s.position FROM crm.status_stages s "
+				"ORDER BY s.entity_table, s.position");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int			k = FindConfigIndex(DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull)));
+		AttachmentConfig *c;
+
+		if (k < 0)
+			continue;
+		c = &Configs[k];
+		c->stages[c->nstages] = MemoryContextStrdup(ConfigContext, SPI_getvalue(tup, desc, 2));
+		c->positions[c->nstages] = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		c->nstages++;
+	}
+
+	ConfigQuery("SELECT t.entity_table::oid, t.from_status, t.to_status, t.allowed FROM crm.status_transitions t");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int			k = FindConfigIndex(DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull)));
+		Transition *t;
+
+		if (k < 0)
+			continue;
+		t = &Configs[k].transitions[Configs[k].ntransitions++];
+		t->from = MemoryContextStrdup(ConfigContext, SPI_getvalue(tup, desc, 2));
+		t->to = MemoryContextStrdup(ConfigContext, SPI_getvalue(tup, desc, 3));
+		t->allowed = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+	}
+
+	ConfigQuery("SELECT r.entity_table::oid, r.rule_id, r.event_type, r.from_statuses, r.to_status "
+				"FROM crm.status_event_rules r WHERE r.enabled "
+				"ORDER BY r.entity_table, r.priority DESC, r.rule_id");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int			k = FindConfigIndex(DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull)));
+		EventRule  *r;
+		Datum		arr;
+
+		if (k < 0)
+			continue;
+		r = &Configs[k].rules[Configs[k].nrules++];
+		r->rule_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		r->event_type = MemoryContextStrdup(ConfigContext, SPI_getvalue(tup, desc, 3));
+		r->to = MemoryContextStrdup(ConfigContext, SPI_getvalue(tup, desc, 5));
+		arr = SPI_getbinval(tup, desc, 4, &isnull);
+		if (isnull)
+		{
+			r->nfrom = -1;
+			r->from = NULL;
+		}
+		else
+		{
+			Datum	   *elems;
+			bool	   *nulls;
+			int			nelems;
+			int			j;
+
+			deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
+							  &elems, &nulls, &nelems);
+			r->from = MemoryContextAllocZero(ConfigContext, sizeof(char *) * Max(nelems, 1));
+			r->nfrom = 0;
+			for (j = 0; j < nelems; j++)
+				if (!nulls[j])
+					r->from[r->nfrom++] = MemoryContextStrdup(ConfigContext, TextDatumGetCString(elems[j]));
+		}
 	}
 }
 
 /*
- * Run the transition check for (entity_table, from, to), SPI connected.
- * Returns true when allowed; *known says whether to is a known status (or
- * NULL), *stages lists the known statuses.  Errors when not attached.
+ * The configuration of the attachment of entity_table (SPI connected),
+ * loaded when missing or invalidated; NULL when the table is not attached.
+ */
+static AttachmentConfig *
+GetConfig(Oid entity_table)
+{
+	int			k;
+
+	if (!ConfigValid)
+		LoadConfig();
+	k = FindConfigIndex(entity_table);
+	return k < 0 ? NULL : &Configs[k];
+}
+
+/* position of status in the pipeline, 0 when unknown */
+static int
+StagePosition(AttachmentConfig *c, const char *status)
+{
+	int			i;
+
+	for (i = 0; i < c->nstages; i++)
+		if (strcmp(c->stages[i], status) == 0)
+			return c->positions[i];
+	return 0;
+}
+
+/*
+ * The transition test of the triggers, the sweep and
+ * crm.status_transition_allowed: the target must be a known stage (or NULL);
+ * an explicit crm.status_transitions row wins; else a move from NULL or from
+ * an unknown status is allowed, and so is a forward move (higher position);
+ * backward moves (and clearing the status) only with allow_backward.
  */
 static bool
-CheckTransition(Oid entity_table, const char *from, const char *to, bool *known, char **stages)
+TransitionAllowed(AttachmentConfig *c, const char *from, const char *to, bool *known)
 {
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
-	bool		isnull;
-	bool		allowed;
-	int			ret;
+	int			pf = from ? StagePosition(c, from) : 0;
+	int			pt = to ? StagePosition(c, to) : 0;
+	int			i;
 
-	PrepareSharedPlans();
-	values[0] = ObjectIdGetDatum(entity_table);
-	values[1] = from ? CStringGetTextDatum(from) : (Datum) 0;
-	values[2] = to ? CStringGetTextDatum(to) : (Datum) 0;
-	if (!from)
-		nulls[1] = 'n';
-	if (!to)
-		nulls[2] = 'n';
-	ret = SPI_execute_plan(CheckPlan, values, nulls, true, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed != 1)
+	*known = (to == NULL || pt > 0);
+	if (!*known)
+		return false;
+	if (from != NULL && to != NULL)
+		for (i = 0; i < c->ntransitions; i++)
+			if (strcmp(c->transitions[i].from, from) == 0 && strcmp(c->transitions[i].to, to) == 0)
+				return c->transitions[i].allowed;
+	if (from == NULL || pf == 0)
+		return true;
+	if (c->allow_backward)
+		return true;
+	if (to == NULL)
+		return false;
+	return pt > pf;
+}
+
+/* "new, contacted, won" */
+static char *
+StageList(AttachmentConfig *c)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	for (i = 0; i < c->nstages; i++)
+		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", c->stages[i]);
+	return buf.data;
+}
+
+/* the configuration of an attached table, or an error */
+static AttachmentConfig *
+GetConfigOrError(Oid entity_table)
+{
+	AttachmentConfig *c = GetConfig(entity_table);
+
+	if (c == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("table %s has no automatic status attached", QualifiedRelName(entity_table)),
 				 errhint("Call crm.attach_auto_status() for the table first.")));
-	*known = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	allowed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	if (stages)
-		*stages = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
-	return allowed && *known;
+	return c;
+}
+
+/*
+ * crm._status_config_changed(): statement trigger on the configuration
+ * tables; every backend drops its cached configuration.
+ */
+Datum
+status_config_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("crm._status_config_changed: not called by trigger manager")));
+	trigdata = (TriggerData *) fcinfo->context;
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	ConfigValid = false;
+	return PointerGetDatum(NULL);
 }
 
 /* the cache entry of the firing trigger, built on first use (SPI connected) */
@@ -320,11 +566,9 @@ GetTriggerEntry(TriggerData *trigdata, bool for_events)
 	/* forget plans of an earlier, failed build */
 	if (entry->lock_plan)
 		SPI_freeplan(entry->lock_plan);
-	if (entry->rule_plan)
-		SPI_freeplan(entry->rule_plan);
 	if (entry->update_plan)
 		SPI_freeplan(entry->update_plan);
-	entry->lock_plan = entry->rule_plan = entry->update_plan = NULL;
+	entry->lock_plan = entry->update_plan = NULL;
 
 	LoadAttachment(attachment_id, &entry->att, TopMemoryContext);
 	PrepareSharedPlans();
@@ -357,7 +601,7 @@ GetTriggerEntry(TriggerData *trigdata, bool for_events)
 		const char *status = quote_identifier(entry->att.status_column);
 		char	   *stype = format_type_be_qualified(entry->att.status_type);
 		StringInfoData sql;
-		Oid			types[4];
+		Oid			types[2];
 
 		if (RelationGetRelid(trigdata->tg_relation) != entry->att.event_table)
 			ereport(ERROR,
@@ -381,25 +625,6 @@ GetTriggerEntry(TriggerData *trigdata, bool for_events)
 		types[1] = TEXTOID;
 		entry->update_plan = PrepareKept(sql.data, 2, types);
 
-		resetStringInfo(&sql);
-		appendStringInfo(&sql,
-						 "SELECT r.rule_id, r.to_status, a.max_depth, CAST($4 AS pg_catalog.timestamptz) "
-						 "FROM crm.status_event_rules r "
-						 "JOIN crm.status_attachments a ON a.entity_table = r.entity_table "
-						 "JOIN crm.status_stages st ON st.entity_table = r.entity_table AND st.status = r.to_status "
-						 "LEFT JOIN crm.status_stages sf ON sf.entity_table = r.entity_table AND sf.status = $3 "
-						 "LEFT JOIN crm.status_transitions t ON t.entity_table = r.entity_table "
-						 "      AND t.from_status = $3 AND t.to_status = r.to_status "
-						 "WHERE r.entity_table = $1 AND r.event_type = $2 AND r.enabled "
-						 "  AND (r.from_statuses IS NULL OR $3 = ANY (r.from_statuses)) "
-						 "  AND r.to_status IS DISTINCT FROM $3 "
-						 "  AND " TRANSITION_ALLOWED_SQL("$3") " "
-						 "ORDER BY r.priority DESC, r.rule_id LIMIT 1");
-		types[0] = REGCLASSOID;
-		types[1] = TEXTOID;
-		types[2] = TEXTOID;
-		types[3] = entry->att.ev_time_type;
-		entry->rule_plan = PrepareKept(sql.data, 4, types);
 		pfree(sql.data);
 	}
 	entry->valid = true;
@@ -430,11 +655,33 @@ CheckTriggerCall(FunctionCallInfo fcinfo, const char *fname, bool allow_update)
 	return trigdata;
 }
 
+/* an event time of type typid as timestamptz */
+static TimestampTz
+EventTimeAsTimestampTz(Datum d, Oid typid)
+{
+	if (typid == TIMESTAMPTZOID)
+		return DatumGetTimestampTz(d);
+	if (typid == TIMESTAMPOID)
+		return DatumGetTimestampTz(DirectFunctionCall1(timestamp_timestamptz, d));
+	if (typid == DATEOID)
+		return DatumGetTimestampTz(DirectFunctionCall1(date_timestamptz, d));
+	ereport(ERROR,
+			(errcode(ERRCODE_DATATYPE_MISMATCH),
+			 errmsg("event time column has type %s, expected timestamptz, timestamp or date",
+					format_type_be(typid))));
+	return 0;					/* keep compiler quiet */
+}
+
 /*
  * status_event_trigger: an event row was inserted.  Lock its entity, find the
  * applicable event rule and apply it (once).  Events for entities that do not
  * exist (or a NULL entity reference) are stored and ignored; a NULL event
  * type or time is an error.
+ *
+ * The entity row is locked even when no event rule matches as long as the
+ * attachment has time rules: the sweep skips locked rows and re-checks the
+ * rows it locked under a fresh snapshot, so an event either counts as
+ * activity for the sweep or comes after it, never in between.
  */
 Datum
 status_event_trigger(PG_FUNCTION_ARGS)
@@ -443,17 +690,17 @@ status_event_trigger(PG_FUNCTION_ARGS)
 	HeapTuple	tuple = trigdata->tg_trigtuple;
 	TupleDesc	tupdesc = RelationGetDescr(trigdata->tg_relation);
 	TriggerCacheEntry *entry;
+	AttachmentConfig *config;
 	Datum		entity;
 	Datum		evtype;
 	Datum		evtime;
 	bool		isnull;
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		values[2];
+	char	   *event_type;
 	char	   *current;
-	int64		rule_id;
-	Datum		to_status;
-	int32		max_depth;
-	TimestampTz changed_at;
+	EventRule  *rule = NULL;
+	bool		any_rule = false;
+	int			i;
 	int			ret;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -484,44 +731,67 @@ status_event_trigger(PG_FUNCTION_ARGS)
 						   entry->att.ev_time_column, QualifiedRelName(entry->att.event_table),
 						   entry->att.attachment_id),
 				 errhint("Give every event a time, e.g. with DEFAULT now().")));
+	event_type = OutputFunctionCall(&entry->ev_type_out, evtype);
+
+	config = GetConfigOrError(entry->att.entity_table);
+	for (i = 0; i < config->nrules && !any_rule; i++)
+		any_rule = (strcmp(config->rules[i].event_type, event_type) == 0);
+	if (!any_rule && !config->has_time_rules)
+	{
+		/* nothing can depend on this event */
+		SPI_finish();
+		return PointerGetDatum(NULL);
+	}
 
 	/* lock the entity row: events of one entity and the sweep serialise here */
 	values[0] = entity;
 	ret = SPI_execute_plan(entry->lock_plan, values, NULL, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 0)
+	if (SPI_processed == 0 || !any_rule)
 	{
-		/* no such entity: the event is kept, no rule applies */
+		/* no such entity (the event is kept, no rule applies), or no rule */
 		SPI_finish();
 		return PointerGetDatum(NULL);
 	}
 	current = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
-	values[0] = ObjectIdGetDatum(entry->att.entity_table);
-	values[1] = CStringGetTextDatum(OutputFunctionCall(&entry->ev_type_out, evtype));
-	values[2] = current ? CStringGetTextDatum(current) : (Datum) 0;
-	nulls[2] = current ? ' ' : 'n';
-	values[3] = evtime;
-	ret = SPI_execute_plan(entry->rule_plan, values, nulls, false, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 0)
+	/* the configuration may have been reloaded by the lock query's catalog access */
+	config = GetConfigOrError(entry->att.entity_table);
+	for (i = 0; i < config->nrules && rule == NULL; i++)
+	{
+		EventRule  *r = &config->rules[i];
+		bool		known;
+
+		if (strcmp(r->event_type, event_type) != 0)
+			continue;
+		if (r->nfrom >= 0)
+		{
+			bool		match = false;
+			int			j;
+
+			for (j = 0; current != NULL && j < r->nfrom && !match; j++)
+				match = (strcmp(r->from[j], current) == 0);
+			if (!match)
+				continue;
+		}
+		if (current != NULL && strcmp(r->to, current) == 0)
+			continue;
+		if (TransitionAllowed(config, current, r->to, &known))
+			rule = r;
+	}
+	if (rule == NULL)
 	{
 		SPI_finish();
 		return PointerGetDatum(NULL);
 	}
-	rule_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	to_status = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	max_depth = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	changed_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
 
-	if (RuleDepth >= max_depth)
+	if (RuleDepth >= config->max_depth)
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
 				 errmsg("automatic status rule %lld not applied: rule chain depth %d reached",
-						(long long) rule_id, max_depth),
+						(long long) rule->rule_id, config->max_depth),
 				 errdetail("The event was inserted while a rule was changing a status of %s.",
 						   QualifiedRelName(entry->att.entity_table)),
 				 errhint("Raise max_depth in crm.status_attachments if the chain is intended.")));
@@ -534,16 +804,17 @@ status_event_trigger(PG_FUNCTION_ARGS)
 		RuleContext saved = CurrentRule;
 
 		values[0] = entity;
-		values[1] = to_status;
-		nulls[0] = nulls[1] = ' ';
+		values[1] = CStringGetTextDatum(rule->to);
 		CurrentRule.active = true;
 		CurrentRule.entity_table = entry->att.entity_table;
-		CurrentRule.rule_id = rule_id;
-		CurrentRule.changed_at = changed_at;
+		CurrentRule.rule_id = rule->rule_id;
+		CurrentRule.changed_at = EventTimeAsTimestampTz(evtime, entry->att.ev_time_type);
+		/* the cached configuration may be reloaded from here on: rule is not used again */
+		rule = NULL;
 		RuleDepth++;
 		PG_TRY();
 		{
-			ret = SPI_execute_plan(entry->update_plan, values, nulls, false, 0);
+			ret = SPI_execute_plan(entry->update_plan, values, NULL, false, 0);
 			if (ret != SPI_OK_UPDATE)
 				elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
 		}
@@ -621,22 +892,22 @@ status_entity_trigger(PG_FUNCTION_ARGS)
 	by_rule = CurrentRule.active && CurrentRule.entity_table == relid;
 	if (!by_rule)
 	{
+		AttachmentConfig *config = GetConfigOrError(relid);
 		bool		known;
-		char	   *stages = NULL;
 
-		if (!CheckTransition(relid, from, to, &known, &stages))
+		if (!TransitionAllowed(config, from, to, &known))
 		{
 			if (!known)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("status \"%s\" is not a stage of %s", to, QualifiedRelName(relid)),
-						 errdetail("Known stages: %s.", stages ? stages : ""),
+						 errdetail("Known stages: %s.", StageList(config)),
 						 errhint("Use one of the known stages or add the status to crm.status_stages.")));
 			ereport(ERROR,
 					(errcode(ERRCODE_CHECK_VIOLATION),
 					 errmsg("status change from \"%s\" to \"%s\" is not allowed for %s",
 							from ? from : "NULL", to ? to : "NULL", QualifiedRelName(relid)),
-					 errdetail("Statuses move forward only (stages: %s).", stages ? stages : ""),
+					 errdetail("Statuses move forward only (stages: %s).", StageList(config)),
 					 errhint("Allow it with a row in crm.status_transitions, or set allow_backward in crm.status_attachments.")));
 		}
 	}
@@ -685,7 +956,7 @@ status_transition_allowed(PG_FUNCTION_ARGS)
 				 errmsg("entity_table must not be null")));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	allowed = CheckTransition(PG_GETARG_OID(0), from, to, &known, NULL);
+	allowed = TransitionAllowed(GetConfigOrError(PG_GETARG_OID(0)), from, to, &known);
 	SPI_finish();
 	PG_RETURN_BOOL(allowed);
 }
@@ -735,9 +1006,8 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of)
 	Portal		portal;
 	volatile int64 moved = 0;
 	bool		known;
-	char	   *stages;
 
-	if (!CheckTransition(rule->entity_table, rule->from_status, rule->to_status, &known, &stages))
+	if (!TransitionAllowed(GetConfigOrError(rule->entity_table), rule->from_status, rule->to_status, &known))
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_CHECK_VIOLATION),

@@ -177,6 +177,25 @@ CREATE TRIGGER status_time_rules_check BEFORE INSERT OR UPDATE ON crm.status_tim
 -- C functions
 -- ---------------------------------------------------------------------------
 
+-- The triggers keep the configuration in backend memory; a change to any
+-- configuration table tells every backend to re-read it.
+CREATE FUNCTION crm._status_config_changed() RETURNS trigger
+LANGUAGE c
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'status_config_changed';
+COMMENT ON FUNCTION crm._status_config_changed() IS
+'Statement trigger on the automatic-status configuration tables: invalidates the configuration every backend caches.';
+CREATE TRIGGER status_config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON crm.status_attachments
+    FOR EACH STATEMENT EXECUTE FUNCTION crm._status_config_changed();
+CREATE TRIGGER status_config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON crm.status_stages
+    FOR EACH STATEMENT EXECUTE FUNCTION crm._status_config_changed();
+CREATE TRIGGER status_config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON crm.status_transitions
+    FOR EACH STATEMENT EXECUTE FUNCTION crm._status_config_changed();
+CREATE TRIGGER status_config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON crm.status_event_rules
+    FOR EACH STATEMENT EXECUTE FUNCTION crm._status_config_changed();
+CREATE TRIGGER status_config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON crm.status_time_rules
+    FOR EACH STATEMENT EXECUTE FUNCTION crm._status_config_changed();
+
 CREATE FUNCTION crm.status_event_trigger() RETURNS trigger
 LANGUAGE c
 SET search_path = pg_catalog, pg_temp
@@ -200,7 +219,7 @@ COMMENT ON FUNCTION crm.apply_time_rules(timestamptz) IS
 
 CREATE FUNCTION crm.status_transition_allowed(entity_table regclass, from_status text, to_status text)
 RETURNS boolean
-LANGUAGE c STABLE PARALLEL SAFE
+LANGUAGE c STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'status_transition_allowed';
 COMMENT ON FUNCTION crm.status_transition_allowed(regclass, text, text) IS
