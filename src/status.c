@@ -678,10 +678,14 @@ EventTimeAsTimestampTz(Datum d, Oid typid)
  * exist (or a NULL entity reference) are stored and ignored; a NULL event
  * type or time is an error.
  *
- * The entity row is locked even when no event rule matches as long as the
- * attachment has time rules: the sweep skips locked rows and re-checks the
- * rows it locked under a fresh snapshot, so an event either counts as
- * activity for the sweep or comes after it, never in between.
+ * When a rule exists for the event type, the entity row is locked before
+ * the rules are matched against its status: events of one entity then apply
+ * one after the other, and the sweep (which skips locked rows and re-checks
+ * the rows it locked under a fresh snapshot) either sees the event as
+ * activity or runs entirely before it.  An event with no rule for its type
+ * cannot change a status in any order, so it takes no lock: if it commits
+ * while the sweep moves its entity, that is the serial order "sweep, then
+ * event".
  */
 Datum
 status_event_trigger(PG_FUNCTION_ARGS)
@@ -736,9 +740,9 @@ status_event_trigger(PG_FUNCTION_ARGS)
 	config = GetConfigOrError(entry->att.entity_table);
 	for (i = 0; i < config->nrules && !any_rule; i++)
 		any_rule = (strcmp(config->rules[i].event_type, event_type) == 0);
-	if (!any_rule && !config->has_time_rules)
+	if (!any_rule)
 	{
-		/* nothing can depend on this event */
+		/* no rule for this event type */
 		SPI_finish();
 		return PointerGetDatum(NULL);
 	}
@@ -748,9 +752,9 @@ status_event_trigger(PG_FUNCTION_ARGS)
 	ret = SPI_execute_plan(entry->lock_plan, values, NULL, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 0 || !any_rule)
+	if (SPI_processed == 0)
 	{
-		/* no such entity (the event is kept, no rule applies), or no rule */
+		/* no such entity: the event is kept, no rule applies */
 		SPI_finish();
 		return PointerGetDatum(NULL);
 	}
