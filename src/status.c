@@ -99,10 +99,11 @@ typedef struct RuleContext
 	Oid			entity_table;
 	int64		rule_id;
 	TimestampTz changed_at;
+	bool		history_by_caller;	/* the sweep writes the history rows itself */
 } RuleContext;
 
 static HTAB *TriggerCache = NULL;
-static RuleContext CurrentRule = {false, InvalidOid, 0, 0};
+static RuleContext CurrentRule = {false, InvalidOid, 0, 0, false};
 static int	RuleDepth = 0;
 static SPIPlanPtr HistoryPlan = NULL;
 
@@ -813,6 +814,7 @@ status_event_trigger(PG_FUNCTION_ARGS)
 		CurrentRule.entity_table = entry->att.entity_table;
 		CurrentRule.rule_id = rule->rule_id;
 		CurrentRule.changed_at = EventTimeAsTimestampTz(evtime, entry->att.ev_time_type);
+		CurrentRule.history_by_caller = false;
 		/* the cached configuration may be reloaded from here on: rule is not used again */
 		rule = NULL;
 		RuleDepth++;
@@ -867,6 +869,10 @@ status_entity_trigger(PG_FUNCTION_ARGS)
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		by_rule;
 	int			ret;
+
+	/* a sweep batch records its changes in the same statement */
+	if (CurrentRule.active && CurrentRule.history_by_caller && CurrentRule.entity_table == relid)
+		return PointerGetDatum(NULL);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -1004,8 +1010,8 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of)
 	const char *status;
 	char	   *stype;
 	Oid			arrtype;
-	Oid			types[5];
-	Datum		values[5];
+	Oid			types[7];
+	Datum		values[7];
 	SPIPlanPtr	update_plan;
 	Portal		portal;
 	volatile int64 moved = 0;
@@ -1038,18 +1044,29 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of)
 	types[2] = REGCLASSOID;		/* entity table */
 	types[3] = TEXTOID;			/* to status */
 	types[4] = arrtype;			/* locked keys */
+	types[5] = TIMESTAMPTZOID;	/* changed_at */
+	types[6] = INT8OID;			/* rule id */
+	values[5] = TimestampTzGetDatum(as_of);
+	values[6] = Int64GetDatum(rule->rule_id);
 	values[0] = CStringGetTextDatum(rule->from_status);
 	values[1] = TimestampTzGetDatum(rule->cutoff);
 	values[2] = ObjectIdGetDatum(att.entity_table);
 	values[3] = CStringGetTextDatum(rule->to_status);
 
-	/* step 2: with a fresh snapshot, re-check the locked rows and move them */
+	/*
+	 * step 2: with a fresh snapshot, re-check the locked rows, move them and
+	 * write their history rows in one statement
+	 */
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "UPDATE %s e SET %s = CAST($4 AS %s) FROM pg_catalog.unnest($5) k(key) "
+	appendStringInfo(&sql, "WITH moved AS (UPDATE %s e SET %s = CAST($4 AS %s) FROM pg_catalog.unnest($5) k(key) "
 					 "WHERE e.%s = k.key AND e.%s = CAST($1 AS %s)",
 					 ent, status, stype, key, status, stype);
 	AppendIdleCondition(&sql, &att);
-	update_plan = SPI_prepare(sql.data, 5, types);
+	appendStringInfo(&sql, " RETURNING e.%s AS key) "
+					 "INSERT INTO crm.status_history "
+					 "(entity_table, entity_key, from_status, to_status, changed_at, rule_id, actor) "
+					 "SELECT $3, m.key::pg_catalog.text, $1, $4, $6, $7, 'rule' FROM moved m", key);
+	update_plan = SPI_prepare(sql.data, 7, types);
 	if (update_plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 
@@ -1094,11 +1111,12 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of)
 			CurrentRule.entity_table = att.entity_table;
 			CurrentRule.rule_id = rule->rule_id;
 			CurrentRule.changed_at = as_of;
+			CurrentRule.history_by_caller = true;
 			RuleDepth++;
 			PG_TRY();
 			{
 				ret = SPI_execute_plan(update_plan, values, NULL, false, 0);
-				if (ret != SPI_OK_UPDATE)
+				if (ret != SPI_OK_INSERT)
 					elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
 				moved += SPI_processed;
 			}

@@ -302,7 +302,7 @@ BEGIN
     IF key_column = status_column THEN
         RAISE EXCEPTION 'key_column and status_column must differ' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_type t WHERE t.oid = status_att.atttypid
+    IF NOT EXISTS (SELECT 1 FROM pg_type t WHERE t.oid = status_att.atttypid AND t.oid <> 'bpchar'::regtype
                       AND (t.typcategory = 'S' OR t.typtype = 'e')) THEN
         RAISE EXCEPTION 'status column "%" has type %, expected a text or enum type',
                         status_column, format_type(status_att.atttypid, status_att.atttypmod)
