@@ -30,6 +30,7 @@
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -307,7 +308,7 @@ typedef struct CoverageFilter
 	Oid			typid;
 	bool		is_text;		/* text/varchar: compare bytes directly */
 	FmgrInfo	outfn;			/* otherwise: output function */
-	int			nvalues;		/* -1 = any non-null value */
+	int			nvalues;
 	char	  **values;
 	int		   *lens;
 } CoverageFilter;
@@ -344,8 +345,8 @@ SetupFilter(CoverageFilter *f, Relation rel, const char *col, const char *list, 
 {
 	memset(f, 0, sizeof(*f));
 	f->nvalues = -1;
-	if (col[0] == '\0')
-		return;
+	if (col[0] == '\0' || list[0] == '\0')
+		return;					/* no filter: every value counts, NULL too */
 	f->attnum = TriggerColumn(rel, col, what);
 	f->typid = getBaseType(TupleDescAttr(RelationGetDescr(rel), f->attnum - 1)->atttypid);
 	f->is_text = (f->typid == TEXTOID || f->typid == VARCHAROID);
@@ -359,8 +360,7 @@ SetupFilter(CoverageFilter *f, Relation rel, const char *col, const char *list, 
 	}
 	if (list[0] != '\0')
 	{
-		Datum		arr = DirectFunctionCall3(array_in, CStringGetDatum(list),
-											  ObjectIdGetDatum(TEXTOID), Int32GetDatum(-1));
+		Datum		arr = OidInputFunctionCall(F_ARRAY_IN, (char *) list, TEXTOID, -1);
 		Datum	   *elems;
 		bool	   *nulls;
 		int			i;
@@ -392,8 +392,6 @@ FilterAccepts(CoverageFilter *f, TupleTableSlot *slot)
 	d = slot_getattr(slot, f->attnum, &isnull);
 	if (isnull)
 		return false;
-	if (f->nvalues < 0)
-		return true;
 	if (f->is_text)
 	{
 		text	   *t = DatumGetTextPP(d);
@@ -405,6 +403,9 @@ FilterAccepts(CoverageFilter *f, TupleTableSlot *slot)
 	{
 		s = OutputFunctionCall(&f->outfn, d);
 		len = strlen(s);
+		if (f->typid == BPCHAROID)
+			while (len > 0 && s[len - 1] == ' ')
+				len--;			/* char(n) padding, as a cast to text drops it */
 	}
 	for (i = 0; i < f->nvalues; i++)
 		if (f->values[i] != NULL && f->lens[i] == len && memcmp(f->values[i], s, len) == 0)
@@ -460,9 +461,9 @@ PreparePlans(void)
 	{
 		SPIPlanPtr	plan = SPI_prepare(
 									   "UPDATE crm.coverage c"
-									   "   SET last_contact = pg_catalog.\"greatest\"(c.last_contact, $2),"
+									   "   SET last_contact = GREATEST(c.last_contact, $2),"
 									   "       contacts = c.contacts OPERATOR(pg_catalog.+) $3,"
-									   "       next_due = pg_catalog.\"greatest\"(c.last_contact, $2) OPERATOR(pg_catalog.+) c.contact_interval"
+									   "       next_due = GREATEST(c.last_contact, $2) OPERATOR(pg_catalog.+) c.contact_interval"
 									   " WHERE c.customer_id OPERATOR(pg_catalog.=) $1",
 									   3, argtypes);
 
@@ -477,9 +478,9 @@ PreparePlans(void)
 									   "INSERT INTO crm.coverage AS c (customer_id, last_contact, contacts)"
 									   " VALUES ($1, $2, $3)"
 									   " ON CONFLICT (customer_id) DO UPDATE"
-									   "   SET last_contact = pg_catalog.\"greatest\"(c.last_contact, excluded.last_contact),"
+									   "   SET last_contact = GREATEST(c.last_contact, excluded.last_contact),"
 									   "       contacts = c.contacts OPERATOR(pg_catalog.+) excluded.contacts,"
-									   "       next_due = pg_catalog.\"greatest\"(c.last_contact, excluded.last_contact) OPERATOR(pg_catalog.+) c.contact_interval",
+									   "       next_due = GREATEST(c.last_contact, excluded.last_contact) OPERATOR(pg_catalog.+) c.contact_interval",
 									   3, argtypes);
 
 		if (plan == NULL)

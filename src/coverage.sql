@@ -394,14 +394,15 @@ CREATE FUNCTION crm._coverage_counted_filter(cfg crm.coverage_config, alias text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT format('%1$s.%2$I IS NOT NULL AND %1$s.%3$I IS NOT NULL AND %1$s.%3$I::timestamptz > ''-infinity'' AND %1$s.%3$I::timestamptz < ''infinity''', alias,
+SELECT format('%1$s.%2$I IS NOT NULL AND %1$s.%3$I IS NOT NULL AND %1$s.%3$I::pg_catalog.timestamptz OPERATOR(pg_catalog.>) ''-infinity'' '
+              'AND %1$s.%3$I::pg_catalog.timestamptz OPERATOR(pg_catalog.<) ''infinity''', alias,
               cfg.customer_column, cfg.time_column)
-    || CASE WHEN cfg.kind_column IS NULL THEN ''
-            WHEN cfg.counted_kinds IS NULL THEN format(' AND %s.%I IS NOT NULL', alias, cfg.kind_column)
-            ELSE format(' AND %s.%I::text = ANY (%L::text[])', alias, cfg.kind_column, cfg.counted_kinds) END
-    || CASE WHEN cfg.direction_column IS NULL THEN ''
-            WHEN cfg.counted_directions IS NULL THEN format(' AND %s.%I IS NOT NULL', alias, cfg.direction_column)
-            ELSE format(' AND %s.%I::text = ANY (%L::text[])', alias, cfg.direction_column, cfg.counted_directions) END
+    || CASE WHEN cfg.kind_column IS NULL OR cfg.counted_kinds IS NULL THEN ''
+            ELSE format(' AND %s.%I::pg_catalog.text OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[])',
+                        alias, cfg.kind_column, cfg.counted_kinds) END
+    || CASE WHEN cfg.direction_column IS NULL OR cfg.counted_directions IS NULL THEN ''
+            ELSE format(' AND %s.%I::pg_catalog.text OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[])',
+                        alias, cfg.direction_column, cfg.counted_directions) END
     || CASE WHEN cfg.automated_column IS NULL THEN ''
             ELSE format(' AND %s.%I IS NOT TRUE', alias, cfg.automated_column) END
 $$;
@@ -489,7 +490,7 @@ BEGIN
     TRUNCATE crm.coverage;
     EXECUTE pg_catalog.format(
         'INSERT INTO crm.coverage (customer_id, class, manager_id, customer_since, last_contact, contacts) '
-        'SELECT pg_catalog."coalesce"(cu.k, a.k), cu.class, cu.manager, cu.since, a.last, pg_catalog."coalesce"(a.n, 0) '
+        'SELECT coalesce(cu.k, a.k), cu.class, cu.manager, cu.since, a.last, coalesce(a.n, 0) '
         'FROM (%s) cu %s JOIN (%s) a ON a.k OPERATOR(pg_catalog.=) cu.k',
         cust, CASE WHEN cfg.unknown_customers = 'insert' THEN 'FULL' ELSE 'LEFT' END, agg);
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -733,11 +734,11 @@ BEGIN
         x AS (
             SELECT r.*, c.cost_per_lead FROM r LEFT JOIN cpl c
                 ON c.channel OPERATOR(pg_catalog.=) r.channel AND c.month OPERATOR(pg_catalog.=) r.month)
-        SELECT CASE WHEN pg_catalog."grouping"(x.channel, x.manager_id) OPERATOR(pg_catalog.=) 3 THEN 'total'
-                    WHEN pg_catalog."grouping"(x.channel) OPERATOR(pg_catalog.=) 0 THEN 'channel'
+        SELECT CASE WHEN GROUPING(x.channel, x.manager_id) OPERATOR(pg_catalog.=) 3 THEN 'total'
+                    WHEN GROUPING(x.channel) OPERATOR(pg_catalog.=) 0 THEN 'channel'
                     ELSE 'manager' END,
-               CASE WHEN pg_catalog."grouping"(x.channel, x.manager_id) OPERATOR(pg_catalog.=) 3 THEN 'all'
-                    WHEN pg_catalog."grouping"(x.channel) OPERATOR(pg_catalog.=) 0 THEN x.channel
+               CASE WHEN GROUPING(x.channel, x.manager_id) OPERATOR(pg_catalog.=) 3 THEN 'all'
+                    WHEN GROUPING(x.channel) OPERATOR(pg_catalog.=) 0 THEN x.channel
                     ELSE x.manager_id::pg_catalog.text END,
                pg_catalog.count(*),
                pg_catalog.count(x.response_time),
@@ -749,13 +750,13 @@ BEGIN
                %s
           FROM x
          GROUP BY GROUPING SETS ((), (x.channel), (x.manager_id))
-         ORDER BY CASE pg_catalog."grouping"(x.channel, x.manager_id) WHEN 3 THEN 0 WHEN 1 THEN 1 ELSE 2 END,
+         ORDER BY CASE GROUPING(x.channel, x.manager_id) WHEN 3 THEN 0 WHEN 1 THEN 1 ELSE 2 END,
                   x.channel, x.manager_id $q$,
         leads_sql, interactions_sql,
         coalesce(spend_sql, 'SELECT NULL::pg_catalog.text, NULL::pg_catalog.timestamptz, NULL::pg_catalog.numeric WHERE false'),
         sla, sla,
         CASE WHEN spend_sql IS NULL THEN 'NULL::pg_catalog.numeric'
-             ELSE 'pg_catalog.round(pg_catalog."coalesce"(pg_catalog.sum(x.cost_per_lead) FILTER (WHERE x.response_time IS NULL), 0), 2)' END);
+             ELSE 'pg_catalog.round(coalesce(pg_catalog.sum(x.cost_per_lead) FILTER (WHERE x.response_time IS NULL), 0), 2)' END);
 END
 $$;
 COMMENT ON FUNCTION crm.lead_sla(text, text, interval, text) IS
