@@ -233,7 +233,7 @@ coverage_median_combinefn(PG_FUNCTION_ARGS)
  * final: sort the timestamps, drop exact duplicates (order lines of one
  * purchase), and return the median gap between consecutive purchases as an
  * interval of days and time (the mean of the two middle gaps when their
- * number is even, truncated to the microsecond).  NULL with fewer than two
+ * number is even, rounded half up to the microsecond).  NULL with fewer than two
  * distinct purchases.
  */
 Datum
@@ -273,7 +273,7 @@ coverage_median_finalfn(PG_FUNCTION_ARGS)
 		int64		a = gaps[ngaps / 2 - 1];
 		int64		b = gaps[ngaps / 2];
 
-		med = a + (b - a) / 2;	/* both positive: no overflow */
+		med = a + (b - a + 1) / 2;	/* half-way, rounded up; no overflow */
 	}
 	result = (Interval *) palloc(sizeof(Interval));
 	result->month = 0;

@@ -291,6 +291,12 @@ BEGIN
         RAISE EXCEPTION 'customer_column and time_column must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    SELECT * INTO old FROM crm.coverage_config;
+    IF FOUND AND old.interactions <> interactions THEN
+        RAISE EXCEPTION 'coverage is already attached to %', old.interactions
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run crm.detach_coverage() first.';
+    END IF;
     SELECT c.relkind INTO relkind FROM pg_class c WHERE c.oid = interactions;
     IF relkind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION '% is not a table', interactions
@@ -341,13 +347,9 @@ BEGIN
                   HINT = 'Pass customers => ''my_customers'', or set classes later with crm.coverage_set_classes().';
     END IF;
 
-    SELECT * INTO old FROM crm.coverage_config;
-    IF FOUND AND old.interactions <> interactions THEN
-        RAISE EXCEPTION 'coverage is already attached to %', old.interactions
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'Run crm.detach_coverage() first.';
+    IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = interactions AND t.tgname = 'crm_coverage') THEN
+        EXECUTE format('DROP TRIGGER crm_coverage ON %s', interactions);
     END IF;
-    EXECUTE format('DROP TRIGGER IF EXISTS crm_coverage ON %s', interactions);
     DELETE FROM crm.coverage_config;
     INSERT INTO crm.coverage_config (interactions, customer_column, time_column, kind_column, counted_kinds,
                                      direction_column, counted_directions, automated_column, customers,
