@@ -93,6 +93,7 @@ CREATE TABLE crm.coverage_config (
     counted_directions text[],
     automated_column   name,
     customers          regclass,
+    customer_key_column name,
     class_column       name,
     manager_column     name,
     since_column       name,
@@ -272,7 +273,8 @@ CREATE FUNCTION crm.attach_coverage(
     automated_column   name DEFAULT 'automated',
     manager_column     name DEFAULT 'manager_id',
     since_column       name DEFAULT 'created_at',
-    unknown_customers  text DEFAULT 'insert'
+    unknown_customers  text DEFAULT 'insert',
+    customer_key_column name DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -331,7 +333,8 @@ BEGIN
         PERFORM crm._coverage_require_type(interactions, automated_column, 'automated', ARRAY['boolean']::regtype[], 'boolean');
     END IF;
     IF customers IS NOT NULL THEN
-        PERFORM crm._coverage_require_type(customers, customer_column, 'customer', ints, 'smallint, integer or bigint');
+        customer_key_column := coalesce(customer_key_column, customer_column);
+        PERFORM crm._coverage_require_type(customers, customer_key_column, 'customer_key', ints, 'smallint, integer or bigint');
         IF class_column IS NOT NULL THEN
             PERFORM crm._coverage_column_type(customers, class_column, 'class');
         END IF;
@@ -353,10 +356,10 @@ BEGIN
     DELETE FROM crm.coverage_config;
     INSERT INTO crm.coverage_config (interactions, customer_column, time_column, kind_column, counted_kinds,
                                      direction_column, counted_directions, automated_column, customers,
-                                     class_column, manager_column, since_column, unknown_customers)
+                                     customer_key_column, class_column, manager_column, since_column, unknown_customers)
     VALUES (interactions, customer_column, time_column, kind_column, counted_kinds,
             direction_column, CASE WHEN direction_column IS NULL THEN NULL ELSE counted_directions END,
-            automated_column, customers,
+            automated_column, customers, CASE WHEN customers IS NULL THEN NULL ELSE customer_key_column END,
             class_column, CASE WHEN customers IS NULL THEN NULL ELSE manager_column END,
             CASE WHEN customers IS NULL THEN NULL ELSE since_column END, unknown_customers);
     EXECUTE format('CREATE TRIGGER crm_coverage AFTER INSERT ON %s REFERENCING NEW TABLE AS crm_coverage_new '
@@ -369,7 +372,7 @@ BEGIN
     RETURN crm.coverage_rebuild();
 END
 $$;
-COMMENT ON FUNCTION crm.attach_coverage(regclass, regclass, name, name, name, name, text[], name, text[], name, name, name, text) IS
+COMMENT ON FUNCTION crm.attach_coverage(regclass, regclass, name, name, name, name, text[], name, text[], name, name, name, text, name) IS
 'Installs crm.coverage_trigger on the interactions table (trigger crm_coverage), records the configuration and fills crm.coverage with crm.coverage_rebuild(); returns the number of customers tracked.';
 
 CREATE FUNCTION crm.detach_coverage() RETURNS boolean
@@ -443,6 +446,7 @@ DECLARE
     agg text;
     n bigint;
     missing bigint;
+    example bigint;
 BEGIN
     SELECT * INTO cfg FROM crm.coverage_config;
     IF NOT FOUND THEN
@@ -469,7 +473,7 @@ BEGIN
     ELSE
         cust := pg_catalog.format('SELECT DISTINCT ON (1) c.%1$I::pg_catalog.int8 AS k, %2$s AS class, %3$s AS manager, %4$s AS since '
                                   'FROM %5$s c WHERE c.%1$I IS NOT NULL ORDER BY 1',
-                                  cfg.customer_column,
+                                  cfg.customer_key_column,
                                   CASE WHEN cfg.class_column IS NULL THEN 'NULL::pg_catalog.text'
                                        ELSE pg_catalog.format('c.%I::pg_catalog.text', cfg.class_column) END,
                                   CASE WHEN cfg.manager_column IS NULL THEN 'NULL::pg_catalog.int8'
@@ -480,10 +484,11 @@ BEGIN
     END IF;
 
     IF cfg.unknown_customers = 'error' THEN
-        EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM (%s) a WHERE NOT EXISTS (SELECT 1 FROM (%s) cu WHERE cu.k OPERATOR(pg_catalog.=) a.k)',
-                                  agg, cust) INTO missing;
+        EXECUTE pg_catalog.format('SELECT pg_catalog.count(*), pg_catalog.min(a.k) FROM (%s) a '
+                                  'WHERE NOT EXISTS (SELECT 1 FROM (%s) cu WHERE cu.k OPERATOR(pg_catalog.=) a.k)',
+                                  agg, cust) INTO missing, example;
         IF missing > 0 THEN
-            RAISE EXCEPTION '% customers with interactions are not in the customers table', missing
+            RAISE EXCEPTION 'interactions name % customers that are not in the customers table, for example %', missing, example
                 USING ERRCODE = 'foreign_key_violation',
                       HINT = 'Add them to the customers table, or attach with unknown_customers => ''insert'' or ''ignore''.';
         END IF;
@@ -716,6 +721,14 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use for example interval ''15 minutes''.';
     END IF;
+    IF leads_sql IS NULL OR interactions_sql IS NULL THEN
+        RAISE EXCEPTION 'crm.lead_sla: leads and interactions queries must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM crm._check_inner_query('crm.lead_sla', leads_sql,
+                                   ARRAY['lead integer', 'created_at timestamptz', 'channel text', 'manager integer']);
+    PERFORM crm._check_inner_query('crm.lead_sla', interactions_sql,
+                                   ARRAY['lead integer', 'ts timestamptz', 'direction text', 'automated boolean']);
     IF spend_sql IS NOT NULL THEN
         PERFORM crm._check_inner_query('crm.lead_sla', spend_sql,
                                        ARRAY['channel text', 'month timestamptz', 'amount numeric']);
