@@ -83,6 +83,10 @@ INSERT INTO crm.coverage_policy VALUES ('D', '1 month', '1 month');
 INSERT INTO crm.coverage_policy VALUES ('D', '1 month', '1 day', 'gut feeling');
 INSERT INTO crm.coverage_policy VALUES ('', '1 month');
 DELETE FROM crm.coverage_policy WHERE class = 'B';
+-- a renamed class keeps its customers
+UPDATE crm.coverage_policy SET class = 'Key' WHERE class = 'A';
+SELECT customer_id, class FROM crm.coverage WHERE class IN ('A', 'Key') ORDER BY 1;
+UPDATE crm.coverage_policy SET class = 'A' WHERE class = 'Key';
 SELECT crm.coverage_set_classes('SELECT id, ''Z'' FROM cust');
 SELECT crm.coverage_set_classes('SELECT id FROM cust');
 SELECT crm.coverage_set_purchase_cycles('SELECT at, cust FROM buys');
@@ -101,12 +105,16 @@ SELECT crm.attach_coverage('touch', customers => 'cust', class_column => 'cls', 
                            time_column => 'at', direction_column => 'dir', automated_column => 'auto',
                            manager_column => 'mgr', since_column => 'since', unknown_customers => 'error');
 INSERT INTO touch (cust_id, kind, dir, at) VALUES (88, 'call', 'outbound', '2025-12-15');
+-- the same in a statement touching 9 customers (one array UPDATE, then the customers it did not find)
+INSERT INTO touch (cust_id, kind, dir, at) SELECT g, 'call', 'outbound', '2025-12-31' FROM generate_series(1, 9) g;
 -- ignore: the row is kept, coverage does not change
 SELECT crm.attach_coverage('touch', customers => 'cust', class_column => 'cls', customer_column => 'cust_id', customer_key_column => 'id',
                            time_column => 'at', direction_column => 'dir', automated_column => 'auto',
                            manager_column => 'mgr', since_column => 'since', unknown_customers => 'ignore');
 INSERT INTO touch (cust_id, kind, dir, at) VALUES (88, 'call', 'outbound', '2025-12-15');
-SELECT count(*) FROM crm.coverage WHERE customer_id = 88;
+INSERT INTO touch (cust_id, kind, dir, at) SELECT g, 'call', 'outbound', '2025-12-31' FROM generate_series(1, 9) g;
+-- customers 1-4 contacted on 12-31 (contacts + 1), 5-9 and 88 ignored
+SELECT customer_id, last_contact, contacts FROM crm.coverage ORDER BY 1;
 SELECT crm.detach_coverage();
 SELECT crm.detach_coverage();
 SELECT crm.coverage_rebuild();

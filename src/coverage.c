@@ -321,8 +321,12 @@ typedef struct CoverageHit
 	int64		count;
 } CoverageHit;
 
+/* statements touching at least this many customers use one array UPDATE */
+#define COVERAGE_BATCH_MIN	8
+
 static SPIPlanPtr coverage_update_plan = NULL;
 static SPIPlanPtr coverage_upsert_plan = NULL;
+static SPIPlanPtr coverage_batch_plan = NULL;
 
 /* attribute number of column name in rel, or a trigger protocol error */
 static AttrNumber
@@ -487,6 +491,103 @@ PreparePlans(void)
 			elog(ERROR, "crm.coverage_trigger: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(plan);
 		coverage_upsert_plan = plan;
+	}
+	if (coverage_batch_plan == NULL)
+	{
+		Oid			arrtypes[3] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID};
+		SPIPlanPtr	plan = SPI_prepare(
+									   "UPDATE crm.coverage c"
+									   "   SET last_contact = GREATEST(c.last_contact, u.t),"
+									   "       contacts = c.contacts OPERATOR(pg_catalog.+) u.n,"
+									   "       next_due = GREATEST(c.last_contact, u.t) OPERATOR(pg_catalog.+) c.contact_interval"
+									   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) AS u(k, t, n)"
+									   " WHERE c.customer_id OPERATOR(pg_catalog.=) u.k"
+									   " RETURNING c.customer_id",
+									   3, arrtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "crm.coverage_trigger: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		coverage_batch_plan = plan;
+	}
+}
+
+/* a customer of the statement has no coverage row: add it, skip it or fail */
+static void
+HandleUnknownCustomer(CoverageUnknown unknown, CoverageHit *hit)
+{
+	Datum		values[3];
+	int			ret;
+
+	switch (unknown)
+	{
+		case COVERAGE_UNKNOWN_INSERT:
+			values[0] = Int64GetDatum(hit->customer);
+			values[1] = TimestampTzGetDatum(hit->latest);
+			values[2] = Int64GetDatum(hit->count);
+			ret = SPI_execute_plan(coverage_upsert_plan, values, NULL, false, 0);
+			if (ret != SPI_OK_INSERT)
+				elog(ERROR, "crm.coverage_trigger: insert failed: %s", SPI_result_code_string(ret));
+			break;
+		case COVERAGE_UNKNOWN_IGNORE:
+			break;
+		case COVERAGE_UNKNOWN_ERROR:
+			ereport(ERROR,
+					(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+					 errmsg("interaction for unknown customer " INT64_FORMAT, hit->customer),
+					 errdetail("Customer " INT64_FORMAT " has no row in crm.coverage.", hit->customer),
+					 errhint("Add the customer and run crm.coverage_rebuild(), or attach with unknown_customers => 'insert' or 'ignore'.")));
+	}
+}
+
+/*
+ * Apply many customers at once: one UPDATE joined with the arrays (the
+ * arrays are in customer order), then the customers it did not find.
+ */
+static void
+ApplyBatch(CoverageHit *hits, int nhits, CoverageUnknown unknown)
+{
+	Datum	   *keys = palloc(sizeof(Datum) * nhits);
+	Datum	   *times = palloc(sizeof(Datum) * nhits);
+	Datum	   *counts = palloc(sizeof(Datum) * nhits);
+	Datum		values[3];
+	int			ret;
+	int			i;
+
+	for (i = 0; i < nhits; i++)
+	{
+		keys[i] = Int64GetDatum(hits[i].customer);
+		times[i] = TimestampTzGetDatum(hits[i].latest);
+		counts[i] = Int64GetDatum(hits[i].count);
+	}
+	values[0] = PointerGetDatum(construct_array(keys, nhits, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(times, nhits, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_array(counts, nhits, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	ret = SPI_execute_plan(coverage_batch_plan, values, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "crm.coverage_trigger: update failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed < (uint64) nhits && unknown != COVERAGE_UNKNOWN_IGNORE)
+	{
+		uint64		nfound = SPI_processed;
+		int64	   *found = palloc(sizeof(int64) * Max(nfound, 1));
+		uint64		j;
+		uint64		f = 0;
+
+		for (j = 0; j < nfound; j++)
+		{
+			bool		isnull;
+
+			found[j] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1, &isnull));
+		}
+		qsort(found, nfound, sizeof(int64), CompareInt64);
+		for (i = 0; i < nhits; i++)
+		{
+			while (f < nfound && found[f] < hits[i].customer)
+				f++;
+			if (f < nfound && found[f] == hits[i].customer)
+				continue;
+			HandleUnknownCustomer(unknown, &hits[i]);
+		}
 	}
 }
 
@@ -657,34 +758,23 @@ coverage_trigger(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "crm.coverage_trigger: SPI_connect failed");
 	PreparePlans();
-	for (i = 0; i < nhits; i++)
+	if (nhits >= COVERAGE_BATCH_MIN)
+		ApplyBatch(hits, nhits, unknown);
+	else
 	{
-		Datum		values[3];
-		int			ret;
-
-		values[0] = Int64GetDatum(hits[i].customer);
-		values[1] = TimestampTzGetDatum(hits[i].latest);
-		values[2] = Int64GetDatum(hits[i].count);
-		ret = SPI_execute_plan(coverage_update_plan, values, NULL, false, 0);
-		if (ret != SPI_OK_UPDATE)
-			elog(ERROR, "crm.coverage_trigger: update failed: %s", SPI_result_code_string(ret));
-		if (SPI_processed > 0)
-			continue;
-		switch (unknown)
+		for (i = 0; i < nhits; i++)
 		{
-			case COVERAGE_UNKNOWN_INSERT:
-				ret = SPI_execute_plan(coverage_upsert_plan, values, NULL, false, 0);
-				if (ret != SPI_OK_INSERT)
-					elog(ERROR, "crm.coverage_trigger: insert failed: %s", SPI_result_code_string(ret));
-				break;
-			case COVERAGE_UNKNOWN_IGNORE:
-				break;
-			case COVERAGE_UNKNOWN_ERROR:
-				ereport(ERROR,
-						(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
-						 errmsg("interaction for unknown customer " INT64_FORMAT, hits[i].customer),
-						 errdetail("Customer " INT64_FORMAT " has no row in crm.coverage.", hits[i].customer),
-						 errhint("Add the customer and run crm.coverage_rebuild(), or attach with unknown_customers => 'insert' or 'ignore'.")));
+			Datum		values[3];
+			int			ret;
+
+			values[0] = Int64GetDatum(hits[i].customer);
+			values[1] = TimestampTzGetDatum(hits[i].latest);
+			values[2] = Int64GetDatum(hits[i].count);
+			ret = SPI_execute_plan(coverage_update_plan, values, NULL, false, 0);
+			if (ret != SPI_OK_UPDATE)
+				elog(ERROR, "crm.coverage_trigger: update failed: %s", SPI_result_code_string(ret));
+			if (SPI_processed == 0)
+				HandleUnknownCustomer(unknown, &hits[i]);
 		}
 	}
 	SPI_finish();

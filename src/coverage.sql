@@ -107,7 +107,7 @@ COMMENT ON TABLE crm.coverage_config IS
 
 CREATE TABLE crm.coverage (
     customer_id      bigint PRIMARY KEY,
-    class            text REFERENCES crm.coverage_policy (class) ON UPDATE CASCADE,
+    class            text,          -- a class of crm.coverage_policy (checked when set) or NULL
     manager_id       bigint,
     customer_since   timestamptz,
     purchase_cycle   interval,
@@ -132,7 +132,18 @@ CREATE FUNCTION crm._coverage_policy_check() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    n bigint;
 BEGIN
+    IF TG_OP = 'DELETE' THEN
+        SELECT count(*) INTO n FROM crm.coverage c WHERE c.class = OLD.class;
+        IF n > 0 THEN
+            RAISE EXCEPTION 'coverage class "%" is still used by % customers', OLD.class, n
+                USING ERRCODE = 'foreign_key_violation',
+                      HINT = 'Reclassify them first (crm.coverage_set_classes or the class column and crm.coverage_rebuild()).';
+        END IF;
+        RETURN OLD;
+    END IF;
     IF NEW.class IS NULL OR NEW.class = '' THEN
         RAISE EXCEPTION 'coverage class must not be empty'
             USING ERRCODE = 'invalid_parameter_value';
@@ -157,13 +168,16 @@ BEGIN
          WHERE p.class = NEW.class;
         RETURN NULL;
     END IF;
+    IF TG_OP = 'UPDATE' AND NEW.class <> OLD.class THEN
+        UPDATE crm.coverage c SET class = NEW.class WHERE c.class = OLD.class;   -- a renamed class keeps its customers
+    END IF;
     RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION crm._coverage_policy_check() IS
-'Trigger on crm.coverage_policy: validates a row (positive interval, due-soon window, basis) and turns an INSERT of an existing class into an update (so a dumped policy restores over the defaults).';
+'Trigger on crm.coverage_policy: validates a row (positive interval, due-soon window, basis), turns an INSERT of an existing class into an update (so a dumped policy restores over the defaults), carries a renamed class over to its customers and refuses to delete a class still in use.';
 
-CREATE TRIGGER coverage_policy_check BEFORE INSERT OR UPDATE ON crm.coverage_policy
+CREATE TRIGGER coverage_policy_check BEFORE INSERT OR UPDATE OR DELETE ON crm.coverage_policy
 FOR EACH ROW EXECUTE FUNCTION crm._coverage_policy_check();
 
 -- Recompute every customer's interval, due-soon window and next due date
@@ -174,21 +188,31 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n bigint;
+    m bigint;
 BEGIN
     UPDATE crm.coverage c
-       SET contact_interval = e.iv,
-           due_soon = e.ds,
-           next_due = coalesce(c.last_contact, c.customer_since) + e.iv
-      FROM (SELECT c2.customer_id,
-                   CASE WHEN p.basis = 'purchase_cycle' AND c2.purchase_cycle IS NOT NULL
-                        THEN c2.purchase_cycle ELSE p.max_interval END AS iv,
-                   p.due_soon AS ds
-              FROM crm.coverage c2 LEFT JOIN crm.coverage_policy p ON p.class = c2.class) e
-     WHERE e.customer_id = c.customer_id
-       AND (c.contact_interval IS DISTINCT FROM e.iv OR c.due_soon IS DISTINCT FROM e.ds
-            OR c.next_due IS DISTINCT FROM coalesce(c.last_contact, c.customer_since) + e.iv);
+       SET contact_interval = CASE WHEN p.basis = 'purchase_cycle' AND c.purchase_cycle IS NOT NULL
+                                   THEN c.purchase_cycle ELSE p.max_interval END,
+           due_soon = p.due_soon,
+           next_due = coalesce(c.last_contact, c.customer_since)
+                      + CASE WHEN p.basis = 'purchase_cycle' AND c.purchase_cycle IS NOT NULL
+                             THEN c.purchase_cycle ELSE p.max_interval END
+      FROM crm.coverage_policy p
+     WHERE p.class = c.class
+       AND (c.contact_interval IS DISTINCT FROM CASE WHEN p.basis = 'purchase_cycle' AND c.purchase_cycle IS NOT NULL
+                                                     THEN c.purchase_cycle ELSE p.max_interval END
+            OR c.due_soon IS DISTINCT FROM p.due_soon
+            OR c.next_due IS DISTINCT FROM coalesce(c.last_contact, c.customer_since)
+                                           + CASE WHEN p.basis = 'purchase_cycle' AND c.purchase_cycle IS NOT NULL
+                                                  THEN c.purchase_cycle ELSE p.max_interval END);
     GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
+    -- unclassified customers have no interval and no due date
+    UPDATE crm.coverage c
+       SET contact_interval = NULL, due_soon = NULL, next_due = NULL
+     WHERE (c.class IS NULL OR NOT EXISTS (SELECT 1 FROM crm.coverage_policy p WHERE p.class = c.class))
+       AND (c.contact_interval IS NOT NULL OR c.due_soon IS NOT NULL OR c.next_due IS NOT NULL);
+    GET DIAGNOSTICS m = ROW_COUNT;
+    RETURN n + m;
 END
 $$;
 COMMENT ON FUNCTION crm._coverage_apply_policy() IS
@@ -495,10 +519,14 @@ BEGIN
     END IF;
 
     TRUNCATE crm.coverage;
+    -- one pass: customers, their counted interactions and the interval of their class
     EXECUTE pg_catalog.format(
-        'INSERT INTO crm.coverage (customer_id, class, manager_id, customer_since, last_contact, contacts) '
-        'SELECT coalesce(cu.k, a.k), cu.class, cu.manager, cu.since, a.last, coalesce(a.n, 0) '
-        'FROM (%s) cu %s JOIN (%s) a ON a.k OPERATOR(pg_catalog.=) cu.k',
+        'INSERT INTO crm.coverage (customer_id, class, manager_id, customer_since, last_contact, contacts, '
+        '                          contact_interval, due_soon, next_due) '
+        'SELECT coalesce(cu.k, a.k), cu.class, cu.manager, cu.since, a.last, coalesce(a.n, 0), '
+        '       p.max_interval, p.due_soon, coalesce(a.last, cu.since) OPERATOR(pg_catalog.+) p.max_interval '
+        'FROM (%s) cu %s JOIN (%s) a ON a.k OPERATOR(pg_catalog.=) cu.k '
+        'LEFT JOIN crm.coverage_policy p ON p.class OPERATOR(pg_catalog.=) cu.class',
         cust, CASE WHEN cfg.unknown_customers = 'insert' THEN 'FULL' ELSE 'LEFT' END, agg);
     GET DIAGNOSTICS n = ROW_COUNT;
 
@@ -508,7 +536,9 @@ BEGIN
     IF cfg.purchases_sql IS NOT NULL THEN
         PERFORM crm._coverage_apply_purchases(cfg.purchases_sql);
     END IF;
-    PERFORM crm._coverage_apply_policy();
+    IF cfg.classes_sql IS NOT NULL OR cfg.purchases_sql IS NOT NULL THEN
+        PERFORM crm._coverage_apply_policy();
+    END IF;
     SELECT pg_catalog.count(*) INTO n FROM crm.coverage;
     RETURN n;
 END

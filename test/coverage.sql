@@ -1,7 +1,7 @@
 -- coverage: contact coverage and lead SLA on the demo data (crm.load_demo(2000, 42, '2025-12-31')),
 -- every number compared with an independent plain-SQL computation over crm_demo.
 BEGIN;
-SELECT plan(46);
+SELECT plan(47);
 SET LOCAL TimeZone = 'UTC';
 
 -- ---------------------------------------------------------------- median_interval
@@ -160,10 +160,18 @@ SELECT is((SELECT (class, last_contact, contacts)::text FROM crm.coverage WHERE 
           '(,"2025-12-01 00:00:00+00",1)', 'an unknown customer is added unclassified (unknown_customers => insert)');
 SELECT is((SELECT customers FROM crm.coverage_by_class WHERE class IS NULL), 1::bigint, 'unclassified customers form their own row');
 DELETE FROM crm_demo.interactions WHERE interaction_id = 2000004;
+-- unknown customers inside a large statement (the array path) are added too
+INSERT INTO crm_demo.interactions
+SELECT 3000000 + g, CASE WHEN g <= 10 THEN g ELSE 990000 + g END, NULL, 1, 'call', 'outbound', false, '2026-01-10'
+  FROM generate_series(1, 12) g;
+SELECT is((SELECT count(*) FROM crm.coverage WHERE customer_id BETWEEN 990011 AND 990012 AND contacts = 1 AND class IS NULL)
+          + (SELECT count(*) FROM crm.coverage WHERE customer_id <= 10 AND last_contact = '2026-01-10'), 12::bigint,
+          'a 12-customer statement updates 10 known customers and adds 2 unknown ones');
+
 
 -- a rebuild gives the same table as the trigger kept
 CREATE TEMP TABLE t_kept AS SELECT * FROM crm.coverage WHERE customer_id <> 999999;
-SELECT is(crm.coverage_rebuild(), 2000::bigint, 'coverage_rebuild re-reads every customer');
+SELECT is(crm.coverage_rebuild(), 2002::bigint, 'coverage_rebuild re-reads every customer (2000 + 2 added unknown)');
 SELECT is((SELECT count(*) FROM (SELECT * FROM t_kept EXCEPT SELECT * FROM crm.coverage) d), 0::bigint,
           'rebuild (stored class query re-applied) equals what the trigger maintained');
 
