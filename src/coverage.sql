@@ -668,39 +668,47 @@ SELECT c.customer_id, c.class, c.manager_id, c.last_contact, c.contacts, c.conta
 COMMENT ON VIEW crm.coverage_status IS
 'Each customer''s coverage state at crm.coverage_as_of(): ok, due soon (within the class''s due_soon window before next_due), overdue (past next_due, or never contacted with no customer-since date), unclassified (no class).';
 
+-- The report views read crm.coverage directly (one scan, no per-row status
+-- text) with the same rules as crm.coverage_status: covered = next_due at or
+-- after the as-of moment, due soon = covered and within due_soon of next_due,
+-- overdue = classified and not covered.
 CREATE VIEW crm.coverage_by_class WITH (security_invoker = true) AS
-SELECT s.class,
+SELECT c.class,
        count(*) AS customers,
-       count(*) FILTER (WHERE s.status IN ('ok', 'due soon')) AS covered,
-       count(*) FILTER (WHERE s.status = 'due soon') AS due_soon,
-       count(*) FILTER (WHERE s.status = 'overdue') AS overdue,
-       count(*) FILTER (WHERE s.last_contact IS NULL) AS never_contacted,
-       round(100.0 * count(*) FILTER (WHERE s.status IN ('ok', 'due soon')) / count(*), 2) AS coverage_pct
-  FROM crm.coverage_status s
- GROUP BY s.class;
+       count(*) FILTER (WHERE c.next_due >= n.t) AS covered,
+       count(*) FILTER (WHERE c.next_due >= n.t AND c.next_due - c.due_soon <= n.t) AS due_soon,
+       count(*) FILTER (WHERE c.class IS NOT NULL AND (c.next_due IS NULL OR c.next_due < n.t)) AS overdue,
+       count(*) FILTER (WHERE c.last_contact IS NULL) AS never_contacted,
+       round(100.0 * count(*) FILTER (WHERE c.next_due >= n.t) / count(*), 2) AS coverage_pct
+  FROM crm.coverage c
+ CROSS JOIN (SELECT crm.coverage_as_of() AS t OFFSET 0) n
+ GROUP BY c.class;
 COMMENT ON VIEW crm.coverage_by_class IS
-'Coverage per customer class: customers, covered (ok or due soon), due soon, overdue, never contacted, coverage % = covered / customers.';
+'Coverage per customer class at crm.coverage_as_of(): customers, covered (ok or due soon), due soon, overdue, never contacted, coverage % = covered / customers.  Unclassified customers form the row with class NULL.';
 
 CREATE VIEW crm.coverage_by_manager WITH (security_invoker = true) AS
-SELECT s.manager_id,
+SELECT c.manager_id,
        count(*) AS customers,
-       count(*) FILTER (WHERE s.status IN ('ok', 'due soon')) AS covered,
-       count(*) FILTER (WHERE s.status = 'due soon') AS due_soon,
-       count(*) FILTER (WHERE s.status = 'overdue') AS overdue,
-       count(*) FILTER (WHERE s.last_contact IS NULL) AS never_contacted,
-       round(100.0 * count(*) FILTER (WHERE s.status IN ('ok', 'due soon')) / NULLIF(count(*) FILTER (WHERE s.status <> 'unclassified'), 0), 2) AS coverage_pct
-  FROM crm.coverage_status s
- GROUP BY s.manager_id;
+       count(*) FILTER (WHERE c.next_due >= n.t) AS covered,
+       count(*) FILTER (WHERE c.next_due >= n.t AND c.next_due - c.due_soon <= n.t) AS due_soon,
+       count(*) FILTER (WHERE c.class IS NOT NULL AND (c.next_due IS NULL OR c.next_due < n.t)) AS overdue,
+       count(*) FILTER (WHERE c.last_contact IS NULL) AS never_contacted,
+       round(100.0 * count(*) FILTER (WHERE c.next_due >= n.t) / NULLIF(count(*) FILTER (WHERE c.class IS NOT NULL), 0), 2) AS coverage_pct
+  FROM crm.coverage c
+ CROSS JOIN (SELECT crm.coverage_as_of() AS t OFFSET 0) n
+ GROUP BY c.manager_id;
 COMMENT ON VIEW crm.coverage_by_manager IS
-'Coverage per manager: customers, covered, due soon, overdue, never contacted, coverage % = covered / classified customers.';
+'Coverage per manager at crm.coverage_as_of(): customers, covered, due soon, overdue, never contacted, coverage % = covered / classified customers.';
 
 CREATE VIEW crm.coverage_overdue WITH (security_invoker = true) AS
-SELECT s.customer_id, s.class, s.manager_id, s.last_contact, s.next_due, s.days_overdue
-  FROM crm.coverage_status s
- WHERE s.status = 'overdue'
- ORDER BY s.days_overdue DESC NULLS FIRST, s.customer_id;
+SELECT c.customer_id, c.class, c.manager_id, c.last_contact, c.next_due,
+       floor(extract(epoch FROM n.t - c.next_due) / 86400)::int AS days_overdue
+  FROM crm.coverage c
+ CROSS JOIN (SELECT crm.coverage_as_of() AS t OFFSET 0) n
+ WHERE c.class IS NOT NULL AND (c.next_due IS NULL OR c.next_due < n.t)
+ ORDER BY 6 DESC NULLS FIRST, c.customer_id;
 COMMENT ON VIEW crm.coverage_overdue IS
-'Who to call today: overdue customers, most overdue first (never contacted with no due date first of all); filter by manager_id for one manager''s list.';
+'Who to call today: overdue customers at crm.coverage_as_of(), most overdue first (never contacted with no due date first of all); filter by manager_id for one manager''s list.';
 
 -- ---------------------------------------------------------------------------
 -- Lead first-response SLA
