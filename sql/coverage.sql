@@ -156,5 +156,25 @@ SELECT * FROM crm.lead_sla('SELECT id, created, channel FROM lead', 'SELECT lead
 SELECT * FROM crm.lead_sla('SELECT id, created, channel, mgr FROM lead', 'SELECT lead, at, dir FROM lead_touch');
 SELECT * FROM crm.lead_sla('SELECT id, created, channel, mgr FROM lead', 'SELECT lead, at, dir, auto FROM lead_touch', spend_sql => 'SELECT channel, amount FROM spend');
 SELECT * FROM crm.lead_first_response(NULL, 'SELECT lead, at, dir, auto FROM lead_touch');
+-- working time: Friday 17:50 -> Monday 09:10 is 10 + 10 minutes of a Mon-Fri 09:00-18:00 week;
+-- a Saturday hour is none; two whole Mon-Tue days from 08:00 are 2 x 9 hours
+SELECT crm.working_time('2025-12-05 17:50', '2025-12-08 09:10');
+SELECT crm.working_time('2025-12-06 10:00', '2025-12-06 11:00');
+SELECT crm.working_time('2025-12-01 08:00', '2025-12-03 08:00');
+SELECT crm.working_time('2025-12-01 10:00', '2025-12-01 09:00');
+SELECT crm.working_time('2025-12-06 10:00', '2025-12-06 11:00', '08:00', '20:00', '{6}');
+SELECT crm.working_time('2025-12-01 10:00', '2025-12-01 11:00', '18:00', '09:00');
+SELECT crm.working_time('2025-12-01 10:00', '2025-12-01 11:00', workdays => '{0,1}');
+-- the SLA in working hours: lead 4 comes in on Friday 17:50 and is called on Monday 09:10 -> 20 working minutes
+-- (late on the wall clock, 3 days); lead 5 on Saturday 10:00, called 11:00 -> 0 working minutes
+INSERT INTO lead VALUES (4, '2025-12-05 17:50', 'ads', 2), (5, '2025-12-06 10:00', 'ads', 2);
+INSERT INTO lead_touch VALUES (4, '2025-12-08 09:10', 'outbound', false), (5, '2025-12-06 11:00', 'outbound', false);
+-- wall clock: within 15 min only lead 1; working time (SLA 25 min): leads 1, 4, 5 -> 3 of 5 = 60 %,
+-- median of 0, 10 min, 20 min, 30 min = 15 min
+SELECT dimension, key, answered, within_sla, within_sla_pct, median_response FROM crm.lead_sla('SELECT id, created, channel, mgr FROM lead',
+       'SELECT lead, at, dir, auto FROM lead_touch', interval '25 minutes', working_hours => true) WHERE dimension = 'total';
+SELECT dimension, key, answered, within_sla, within_sla_pct, median_response FROM crm.lead_sla('SELECT id, created, channel, mgr FROM lead',
+       'SELECT lead, at, dir, auto FROM lead_touch', interval '25 minutes') WHERE dimension = 'total';
+SELECT * FROM crm.lead_sla('SELECT id, created, channel, mgr FROM lead', 'SELECT lead, at, dir, auto FROM lead_touch', working_hours => true, work_start => '19:00');
 DROP TABLE cust, touch CASCADE;
 DROP TABLE buys, lead, lead_touch, spend;

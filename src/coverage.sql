@@ -713,6 +713,47 @@ COMMENT ON VIEW crm.coverage_overdue IS
 -- ---------------------------------------------------------------------------
 -- Lead first-response SLA
 -- ---------------------------------------------------------------------------
+CREATE FUNCTION crm.working_time(from_ts timestamptz, to_ts timestamptz,
+                                 work_start time DEFAULT '09:00', work_end time DEFAULT '18:00',
+                                 workdays int[] DEFAULT '{1,2,3,4,5}') RETURNS interval
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result interval;
+BEGIN
+    IF work_start IS NULL OR work_end IS NULL OR work_start >= work_end THEN
+        RAISE EXCEPTION 'working hours must start before they end, got % to %', work_start, work_end
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example work_start => ''09:00'', work_end => ''18:00''.';
+    END IF;
+    IF workdays IS NULL OR cardinality(workdays) = 0 OR array_position(workdays, NULL) IS NOT NULL
+       OR EXISTS (SELECT 1 FROM unnest(workdays) w WHERE w NOT BETWEEN 1 AND 7) THEN
+        RAISE EXCEPTION 'workdays must be ISO day numbers 1 (Monday) to 7 (Sunday), got %', coalesce(workdays::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF from_ts IS NULL OR to_ts IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF to_ts <= from_ts THEN
+        RETURN interval '0';
+    END IF;
+    IF to_ts - from_ts > interval '3700 days' THEN
+        RAISE EXCEPTION 'working time spans more than 10 years (% to %)', from_ts, to_ts
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
+    SELECT coalesce(sum(greatest(least(to_ts, (x.d + work_end)::timestamptz)
+                                 - greatest(from_ts, (x.d + work_start)::timestamptz), interval '0')), interval '0')
+      INTO result
+      FROM generate_series(0, to_ts::date - from_ts::date) AS g(i)
+     CROSS JOIN LATERAL (SELECT from_ts::date + g.i AS d) x
+     WHERE extract(isodow FROM x.d)::int = ANY (workdays);
+    RETURN justify_hours(result);
+END
+$$;
+COMMENT ON FUNCTION crm.working_time(timestamptz, timestamptz, time, time, int[]) IS
+'Working time between two moments: the parts of [from_ts, to_ts] that fall within work_start..work_end (session time zone) on the ISO weekdays in workdays (default Monday to Friday, 09:00 to 18:00).  0 when to_ts <= from_ts, NULL when either is NULL.';
+
 CREATE FUNCTION crm.lead_first_response(leads_sql text, interactions_sql text)
 RETURNS TABLE (lead_id bigint, created_at timestamptz, channel text, manager_id bigint,
                first_response_at timestamptz, response_time interval)
@@ -746,7 +787,10 @@ COMMENT ON FUNCTION crm.lead_first_response(text, text) IS
 'First real response per lead: the earliest non-automated outbound interaction at or after the lead''s creation.  Inner queries: leads (lead integer, created_at timestamptz, channel text, manager integer), interactions (lead integer, ts timestamptz, direction text, automated boolean).  first_response_at is NULL for leads never answered.';
 
 CREATE FUNCTION crm.lead_sla(leads_sql text, interactions_sql text,
-                             sla interval DEFAULT interval '15 minutes', spend_sql text DEFAULT NULL)
+                             sla interval DEFAULT interval '15 minutes', spend_sql text DEFAULT NULL,
+                             working_hours boolean DEFAULT false,
+                             work_start time DEFAULT '09:00', work_end time DEFAULT '18:00',
+                             workdays int[] DEFAULT '{1,2,3,4,5}')
 RETURNS TABLE (dimension text, key text, leads bigint, answered bigint, within_sla bigint,
                within_sla_pct numeric, median_response interval, never_answered bigint,
                never_answered_cost numeric)
@@ -767,13 +811,21 @@ BEGIN
                                    ARRAY['lead integer', 'created_at timestamptz', 'channel text', 'manager integer']);
     PERFORM crm._check_inner_query('crm.lead_sla', interactions_sql,
                                    ARRAY['lead integer', 'ts timestamptz', 'direction text', 'automated boolean']);
+    IF working_hours IS NULL THEN
+        RAISE EXCEPTION 'crm.lead_sla: working_hours must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF working_hours THEN
+        PERFORM crm.working_time(NULL, NULL, work_start, work_end, workdays);   -- validates the hours
+    END IF;
     IF spend_sql IS NOT NULL THEN
         PERFORM crm._check_inner_query('crm.lead_sla', spend_sql,
                                        ARRAY['channel text', 'month timestamptz', 'amount numeric']);
     END IF;
     RETURN QUERY EXECUTE pg_catalog.format($q$
         WITH r AS (
-            SELECT f.lead_id, f.channel, f.manager_id, f.response_time,
+            SELECT f.lead_id, f.channel, f.manager_id,
+                   %s AS response_time,
                    pg_catalog.date_trunc('month', f.created_at)::pg_catalog.date AS month
               FROM crm.lead_first_response(%L, %L) f),
         cpl AS (
@@ -805,6 +857,10 @@ BEGIN
          GROUP BY GROUPING SETS ((), (x.channel), (x.manager_id))
          ORDER BY CASE GROUPING(x.channel, x.manager_id) WHEN 3 THEN 0 WHEN 1 THEN 1 ELSE 2 END,
                   x.channel, x.manager_id $q$,
+        CASE WHEN working_hours
+             THEN pg_catalog.format('crm.working_time(f.created_at, f.first_response_at, %L, %L, %L)',
+                                    work_start, work_end, workdays)
+             ELSE 'f.response_time' END,
         leads_sql, interactions_sql,
         coalesce(spend_sql, 'SELECT NULL::pg_catalog.text, NULL::pg_catalog.timestamptz, NULL::pg_catalog.numeric WHERE false'),
         sla, sla,
@@ -812,5 +868,5 @@ BEGIN
              ELSE 'pg_catalog.round(coalesce(pg_catalog.sum(x.cost_per_lead) FILTER (WHERE x.response_time IS NULL), 0), 2)' END);
 END
 $$;
-COMMENT ON FUNCTION crm.lead_sla(text, text, interval, text) IS
-'Lead first-response SLA per channel, per manager and in total (long format: dimension, key): leads, answered, answered within sla (default 15 minutes), % within sla of all leads, median response time, never answered, and what the never-answered leads cost (their channel''s spend in the lead''s month / leads of that channel and month).  Inner queries as crm.lead_first_response, spend (channel text, month timestamptz, amount numeric).';
+COMMENT ON FUNCTION crm.lead_sla(text, text, interval, text, boolean, time, time, int[]) IS
+'Lead first-response SLA per channel, per manager and in total (long format: dimension, key): leads, answered, answered within sla (default 15 minutes), % within sla of all leads, median response time, never answered, and what the never-answered leads cost (their channel''s spend in the lead''s month / leads of that channel and month).  Inner queries as crm.lead_first_response, spend (channel text, month timestamptz, amount numeric).  working_hours => true measures response times in working time (crm.working_time with work_start, work_end, workdays).';
