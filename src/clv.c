@@ -128,20 +128,145 @@ SummaryUnit(Interval *unit)
 	return us;
 }
 
+/*
+ * The summary state is kept per customer, so a GROUP BY over a million
+ * customers holds a million states.  Expanded objects (CrmState) each own a
+ * memory context, and PostgreSQL's hash aggregation walks every child
+ * context of the aggregate context whenever it adds a group
+ * (hash_agg_check_limits -> MemoryContextMemAllocated), which is quadratic
+ * in the number of groups.  So this state is a flat varlena, still updated
+ * in place: [varlena header][magic][int64 used][payload, cap bytes].  It
+ * grows by doubling into a new buffer in the per-call context, which
+ * nodeAgg copies into the aggregate context (freeing the old one); between
+ * growths the same pointer is returned and nothing is copied.
+ */
+typedef struct SumState
+{
+	struct varlena *v;
+	char	   *data;			/* payload: ClvSummaryHeader then entries */
+	Size		len;			/* payload bytes in use */
+	Size		cap;			/* payload bytes allocated */
+} SumState;
+
+#define SUM_PREFIX (CRM_STATE_FLAT_HDRSZ + sizeof(int64))
+
+/* a flat summary state of payload capacity cap, in the current context */
+static void
+SumStateAlloc(SumState *st, Size cap, const char *payload, Size len)
+{
+	uint32		magic = CLV_SUMMARY_MAGIC;
+	int64		used = (int64) len;
+
+	if (!AllocSizeIsValid(SUM_PREFIX + cap))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("clv_summary: state would exceed the maximum size"),
+				 errhint("Aggregate per customer: GROUP BY the customer.")));
+	st->v = (struct varlena *) palloc(SUM_PREFIX + cap);
+	SET_VARSIZE(st->v, SUM_PREFIX + cap);
+	memcpy((char *) st->v + VARHDRSZ, &magic, sizeof(uint32));
+	memcpy((char *) st->v + CRM_STATE_FLAT_HDRSZ, &used, sizeof(int64));
+	st->data = (char *) st->v + SUM_PREFIX;
+	st->cap = cap;
+	st->len = len;
+	if (len > 0)
+		memcpy(st->data, payload, len);
+}
+
+/* payload and used length of a summary state datum (read-only, validated) */
+static const char *
+SumPayload(Datum d, Size *len)
+{
+	Size		rawlen;
+	const char *raw = crm_state_payload(d, CLV_SUMMARY_MAGIC, &rawlen);
+	int64		used;
+
+	if (rawlen < sizeof(int64))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid clv_summary state: too short")));
+	memcpy(&used, raw, sizeof(int64));
+	if (used < 0 || (Size) used > rawlen - sizeof(int64))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid clv_summary state: bad length")));
+	*len = (Size) used;
+	return raw + sizeof(int64);
+}
+
+/* the writable state of argument argno (a new one when NULL) */
+static void
+SumStateArg(FunctionCallInfo fcinfo, int argno, SumState *st)
+{
+	struct varlena *v;
+	int64		used;
+
+	if (PG_ARGISNULL(argno))
+	{
+		SumStateAlloc(st, 256, NULL, 0);
+		return;
+	}
+	v = (struct varlena *) DatumGetPointer(PG_GETARG_DATUM(argno));
+	if (VARATT_IS_EXTENDED(v) || VARSIZE(v) < SUM_PREFIX)
+	{
+		const char *payload;
+		Size		len;
+
+		payload = SumPayload(PG_GETARG_DATUM(argno), &len);
+		SumStateAlloc(st, Max(len, 256), payload, len);
+		return;
+	}
+	/* our own state from the previous call: check it, then use it in place */
+	{
+		Size		len;
+
+		(void) SumPayload(PointerGetDatum(v), &len);
+	}
+	memcpy(&used, (char *) v + CRM_STATE_FLAT_HDRSZ, sizeof(int64));
+	st->v = v;
+	st->data = (char *) v + SUM_PREFIX;
+	st->cap = VARSIZE(v) - SUM_PREFIX;
+	st->len = (Size) used;
+}
+
+/* room for extra more bytes; returns a pointer to the first free byte */
+static char *
+SumReserve(SumState *st, Size extra)
+{
+	if (st->len + extra > st->cap)
+	{
+		SumState	grown;
+
+		SumStateAlloc(&grown, Max(st->cap * 2, st->len + extra), st->data, st->len);
+		*st = grown;
+	}
+	return st->data + st->len;
+}
+
+/* the state as a datum, with its used length stored */
+static Datum
+SumDatum(SumState *st)
+{
+	int64		used = (int64) st->len;
+
+	memcpy((char *) st->v + CRM_STATE_FLAT_HDRSZ, &used, sizeof(int64));
+	return PointerGetDatum(st->v);
+}
+
 /* header of a writable summary state (payload may move on reserve) */
 static inline ClvSummaryHeader *
-SummaryHeader(CrmState *st)
+SummaryHeader(SumState *st)
 {
 	return (ClvSummaryHeader *) st->data;
 }
 
 /* append one (period, amount) entry */
 static void
-SummaryAppend(CrmState *st, int64 period, Numeric amount)
+SummaryAppend(SumState *st, int64 period, Numeric amount)
 {
 	int32		nb = VARSIZE(amount);
 	Size		sz = sizeof(ClvSummaryEntry) + MAXALIGN(nb);
-	char	   *p = crm_state_reserve(st, sz);
+	char	   *p = SumReserve(st, sz);
 	ClvSummaryEntry e;
 
 	e.period = period;
@@ -156,13 +281,13 @@ SummaryAppend(CrmState *st, int64 period, Numeric amount)
 
 /* set the header of a fresh state, or check that the parameters agree */
 static void
-SummarySetParams(CrmState *st, int64 obs_end, int64 unit)
+SummarySetParams(SumState *st, int64 obs_end, int64 unit)
 {
 	ClvSummaryHeader *h;
 
 	if (st->len == 0)
 	{
-		h = (ClvSummaryHeader *) crm_state_reserve(st, sizeof(ClvSummaryHeader));
+		h = (ClvSummaryHeader *) SumReserve(st, sizeof(ClvSummaryHeader));
 		h->obs_end = obs_end;
 		h->unit = unit;
 		h->gran = Min(unit, USECS_PER_DAY);
@@ -187,14 +312,15 @@ SummarySetParams(CrmState *st, int64 obs_end, int64 unit)
 Datum
 clv_summary_transfn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = crm_agg_context(fcinfo, "clv_summary_transfn");
-	CrmState   *st;
+	SumState	st_;
+	SumState   *st = &st_;
 	TimestampTz ts;
 	int64		unit;
 	int64		period;
 	Numeric		amount;
 
-	st = crm_state_arg_rw(fcinfo, 0, aggcontext, CLV_SUMMARY_MAGIC, 256);
+	(void) crm_agg_context(fcinfo, "clv_summary_transfn");
+	SumStateArg(fcinfo, 0, st);
 	if (PG_ARGISNULL(3))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -211,11 +337,11 @@ clv_summary_transfn(PG_FUNCTION_ARGS)
 	SummarySetParams(st, PG_GETARG_TIMESTAMPTZ(3), unit);
 
 	if (PG_ARGISNULL(1))
-		PG_RETURN_DATUM(CrmStateGetDatum(st));
+		PG_RETURN_DATUM(SumDatum(st));
 	ts = PG_GETARG_TIMESTAMPTZ(1);
 	period = SummaryPeriod(ts, SummaryHeader(st)->gran);
 	if (period > SummaryHeader(st)->obs_period)
-		PG_RETURN_DATUM(CrmStateGetDatum(st));
+		PG_RETURN_DATUM(SumDatum(st));
 
 	if (PG_ARGISNULL(2))
 		amount = int64_to_numeric(0);
@@ -229,40 +355,45 @@ clv_summary_transfn(PG_FUNCTION_ARGS)
 					 errhint("Filter out or repair rows whose amount is NaN or infinity.")));
 	}
 	SummaryAppend(st, period, amount);
-	PG_RETURN_DATUM(CrmStateGetDatum(st));
+	PG_RETURN_DATUM(SumDatum(st));
 }
 
 /* clv_summary_combinefn: concatenate the entries of two states */
 Datum
 clv_summary_combinefn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = crm_agg_context(fcinfo, "clv_summary_combinefn");
-	CrmState   *st;
+	SumState	st_;
+	SumState   *st = &st_;
 	const char *rp;
 	Size		rlen;
 	ClvSummaryHeader rh;
 
+	(void) crm_agg_context(fcinfo, "clv_summary_combinefn");
 	if (PG_ARGISNULL(1))
 	{
 		if (PG_ARGISNULL(0))
 			PG_RETURN_NULL();
-		PG_RETURN_DATUM(CrmStateGetDatum(crm_state_arg_rw(fcinfo, 0, aggcontext, CLV_SUMMARY_MAGIC, 256)));
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 	}
-	st = crm_state_arg_rw(fcinfo, 0, aggcontext, CLV_SUMMARY_MAGIC, 256);
-	rp = crm_state_payload(PG_GETARG_DATUM(1), CLV_SUMMARY_MAGIC, &rlen);
+	SumStateArg(fcinfo, 0, st);
+	rp = SumPayload(PG_GETARG_DATUM(1), &rlen);
 	if (rlen == 0)
-		PG_RETURN_DATUM(CrmStateGetDatum(st));
+		PG_RETURN_DATUM(SumDatum(st));
+	if (rlen < sizeof(rh))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid clv_summary state: too short")));
 	memcpy(&rh, rp, sizeof(rh));
 	SummarySetParams(st, rh.obs_end, rh.unit);
 	if (rlen > sizeof(rh))
 	{
-		char	   *dst = crm_state_reserve(st, rlen - sizeof(rh));
+		char	   *dst = SumReserve(st, rlen - sizeof(rh));
 
 		memcpy(dst, rp + sizeof(rh), rlen - sizeof(rh));
 		st->len += rlen - sizeof(rh);
 		SummaryHeader(st)->nentries += rh.nentries;
 	}
-	PG_RETURN_DATUM(CrmStateGetDatum(st));
+	PG_RETURN_DATUM(SumDatum(st));
 }
 
 typedef struct SummaryItem
@@ -350,7 +481,9 @@ clv_summary_finalfn(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	payload = crm_state_payload(PG_GETARG_DATUM(0), CLV_SUMMARY_MAGIC, &len);
+	payload = SumPayload(PG_GETARG_DATUM(0), &len);
+	if (len == 0)
+		PG_RETURN_NULL();
 	items = SummaryItems(payload, len, &h);
 	if (h.nentries == 0)
 		PG_RETURN_NULL();
@@ -398,7 +531,7 @@ Datum
 clv_summary_state_out(PG_FUNCTION_ARGS)
 {
 	Size		len;
-	const char *payload = crm_state_payload(PG_GETARG_DATUM(0), CLV_SUMMARY_MAGIC, &len);
+	const char *payload = SumPayload(PG_GETARG_DATUM(0), &len);
 	ClvSummaryHeader h;
 	SummaryItem *items;
 	StringInfoData buf;
@@ -470,8 +603,10 @@ clv_summary_state_in(PG_FUNCTION_ARGS)
 	ClvSummaryHeader h;
 	int64		i;
 	const char *tname = "crm.clv_summary_state";
+	int64		zero = 0, used;
 
 	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, (char *) &zero, sizeof(int64));
 	tok = NextToken(&s);
 	if (tok != NULL && strcmp(tok, "empty") == 0)
 	{
@@ -479,7 +614,7 @@ clv_summary_state_in(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 					 errmsg("invalid input syntax for type %s: trailing fields", tname)));
-		PG_RETURN_POINTER(crm_state_flat_from_payload(CLV_SUMMARY_MAGIC, "", 0));
+		PG_RETURN_POINTER(crm_state_flat_from_payload(CLV_SUMMARY_MAGIC, (char *) &zero, sizeof(int64)));
 	}
 	memset(&h, 0, sizeof(h));
 	h.obs_end = ParseInt64(tok, tname);
@@ -525,6 +660,8 @@ clv_summary_state_in(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("invalid input syntax for type %s: trailing fields", tname)));
+	used = buf.len - sizeof(int64);
+	memcpy(buf.data, &used, sizeof(int64));
 	PG_RETURN_POINTER(crm_state_flat_from_payload(CLV_SUMMARY_MAGIC, buf.data, buf.len));
 }
 
@@ -896,12 +1033,15 @@ Hyp2F1(double a, double b, double c, double z)
 
 typedef double (*ObjectiveFn) (const double *theta, double *grad, void *ctx);
 
+static int	fit_evals;			/* objective evaluations of the last fit (debug) */
+
 /* objective value, +inf when not finite (so the simplex moves away from it) */
 static double
 SafeObjective(ObjectiveFn f, const double *theta, double *grad, void *ctx)
 {
 	double		v = f(theta, grad, ctx);
 
+	fit_evals++;
 	return isfinite(v) ? v : INFINITY;
 }
 
@@ -1000,9 +1140,11 @@ NelderMead(ObjectiveFn f, void *ctx, double *theta, int n, double step, int maxi
 }
 
 /*
- * BFGS with an Armijo backtracking line search and analytic gradient.
+ * BFGS with an Armijo backtracking line search and the analytic gradient;
+ * the first inverse Hessian is scaled by s'y/y'y (Nocedal & Wright 6.20).
+ * Stops when the gradient is below gtol or the objective stops decreasing.
  * Returns the infinity norm of the final gradient (NaN when the objective is
- * not finite at the end).
+ * not finite at the start).
  */
 static double
 Bfgs(ObjectiveFn f, void *ctx, double *theta, int n, int maxiter, double gtol)
@@ -1010,18 +1152,19 @@ Bfgs(ObjectiveFn f, void *ctx, double *theta, int n, int maxiter, double gtol)
 	double		H[4][4];
 	double		g[4], gn[4], x1[4], d[4], s[4], y[4];
 	double		fx, f1 = 0;
-	int			i, j, iter;
+	int			i, j, k, iter, stalls = 0;
 	double		gmax = 0;
 
 	for (i = 0; i < n; i++)
 		for (j = 0; j < n; j++)
 			H[i][j] = i == j ? 1.0 : 0.0;
 	fx = f(theta, g, ctx);
+	fit_evals++;
 	if (!isfinite(fx))
 		return NAN;
 	for (iter = 0; iter < maxiter; iter++)
 	{
-		double		step = 1.0, slope = 0.0, sy = 0.0;
+		double		step = 1.0, slope = 0.0, sy = 0.0, yy = 0.0;
 		bool		ok = false;
 
 		CHECK_FOR_INTERRUPTS();
@@ -1040,21 +1183,21 @@ Bfgs(ObjectiveFn f, void *ctx, double *theta, int n, int maxiter, double gtol)
 		if (slope >= 0)
 		{
 			/* not a descent direction: restart from steepest descent */
+			slope = 0;
 			for (i = 0; i < n; i++)
 			{
 				for (j = 0; j < n; j++)
 					H[i][j] = i == j ? 1.0 : 0.0;
 				d[i] = -g[i];
-			}
-			slope = 0;
-			for (i = 0; i < n; i++)
 				slope += d[i] * g[i];
+			}
 		}
-		for (int k = 0; k < 60; k++)
+		for (k = 0; k < 40; k++)
 		{
 			for (i = 0; i < n; i++)
 				x1[i] = theta[i] + step * d[i];
 			f1 = f(x1, gn, ctx);
+			fit_evals++;
 			if (isfinite(f1) && f1 <= fx + 1e-4 * step * slope)
 			{
 				ok = true;
@@ -1069,14 +1212,22 @@ Bfgs(ObjectiveFn f, void *ctx, double *theta, int n, int maxiter, double gtol)
 			s[i] = x1[i] - theta[i];
 			y[i] = gn[i] - g[i];
 			sy += s[i] * y[i];
+			yy += y[i] * y[i];
 		}
+		stalls = (fx - f1 <= 1e-15 * fabs(fx)) ? stalls + 1 : 0;
 		memcpy(theta, x1, sizeof(double) * n);
 		memcpy(g, gn, sizeof(double) * n);
 		fx = f1;
+		if (stalls >= 3)
+			break;
 		if (sy > 1e-300)
 		{
 			double		Hy[4], yHy = 0;
 
+			if (iter == 0)
+				for (i = 0; i < n; i++)
+					for (j = 0; j < n; j++)
+						H[i][j] = i == j ? sy / yy : 0.0;
 			for (i = 0; i < n; i++)
 			{
 				Hy[i] = 0;
@@ -1172,7 +1323,69 @@ typedef struct FitData
 	const double *e;			/* distinct patterns sorted by x first */
 	int64		n;
 	double		weight;			/* customers */
+	/* BG/NBD: the distinct time values (t_x and T pooled) and per pattern
+	 * the indexes of its t_x and T, so log(alpha + v) is computed once per
+	 * distinct value; Gamma-Gamma: log(mbar) per pattern */
+	double	   *vals;
+	int64		nvals;
+	int32	   *idx;
+	double	   *lv;				/* scratch: log(alpha + vals[k]) */
+	double	   *iv;				/* scratch: 1 / (alpha + vals[k]) */
 } FitData;
+
+static int
+DoubleCmp(const void *a, const void *b)
+{
+	double		x = *(const double *) a;
+	double		y = *(const double *) b;
+
+	return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+/* index of v in the sorted distinct array vals */
+static int32
+ValueIndex(const double *vals, int64 n, double v)
+{
+	int64		lo = 0, hi = n - 1;
+
+	while (lo < hi)
+	{
+		int64		mid = (lo + hi) / 2;
+
+		if (vals[mid] < v)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return (int32) lo;
+}
+
+/* build the distinct time values of BG/NBD patterns and each pattern's indexes */
+static void
+BgnbdPrepare(FitData *fd)
+{
+	int64		i, m = 0;
+
+	fd->vals = palloc(sizeof(double) * 2 * fd->n);
+	for (i = 0; i < fd->n; i++)
+	{
+		fd->vals[2 * i] = fd->e[i * 4 + 1];
+		fd->vals[2 * i + 1] = fd->e[i * 4 + 2];
+	}
+	qsort(fd->vals, 2 * fd->n, sizeof(double), DoubleCmp);
+	for (i = 0; i < 2 * fd->n; i++)
+		if (m == 0 || fd->vals[i] != fd->vals[m - 1])
+			fd->vals[m++] = fd->vals[i];
+	fd->nvals = m;
+	fd->idx = palloc(sizeof(int32) * 2 * fd->n);
+	for (i = 0; i < fd->n; i++)
+	{
+		fd->idx[2 * i] = ValueIndex(fd->vals, m, fd->e[i * 4 + 1]);
+		fd->idx[2 * i + 1] = ValueIndex(fd->vals, m, fd->e[i * 4 + 2]);
+	}
+	fd->lv = palloc(sizeof(double) * m);
+	fd->iv = palloc(sizeof(double) * m);
+}
 
 /*
  * Negative BG/NBD log-likelihood per customer, theta = log(r, alpha, a, b),
@@ -1190,7 +1403,8 @@ BgnbdObjective(const double *theta, double *grad, void *ctx)
 	double		lalpha = log(alpha);
 	double		ll = 0, gr = 0, gal = 0, ga = 0, gb = 0;
 	double		psi_r = 0, psi_b = 0, psi_ab = 0, lg_r, lg_b, lg_ab;
-	int64		i = 0;
+	double		gw = 0;
+	int64		i = 0, k;
 
 	if (!isfinite(r) || !isfinite(alpha) || !isfinite(a) || !isfinite(b) ||
 		r <= 0 || alpha <= 0 || a <= 0 || b <= 0)
@@ -1204,12 +1418,18 @@ BgnbdObjective(const double *theta, double *grad, void *ctx)
 		psi_b = Digamma(b);
 		psi_ab = Digamma(a + b);
 	}
+	for (k = 0; k < fd->nvals; k++)
+	{
+		fd->lv[k] = log(alpha + fd->vals[k]);
+		fd->iv[k] = 1.0 / (alpha + fd->vals[k]);
+	}
 	while (i < fd->n)
 	{
 		double		x = fd->e[i * BG_WIDTH];
 		double		c = r + x;
 		double		gx, dr = 0, da = 0, db = 0;
 		double		lratio = 0;
+		double		sll = 0, sdr = 0, sdal = 0, sw2 = 0;
 
 		gx = lgamma(r + x) - lg_r + lgamma(b + x) - lg_b + lg_ab - lgamma(a + b + x) + r * lalpha;
 		if (grad)
@@ -1224,35 +1444,60 @@ BgnbdObjective(const double *theta, double *grad, void *ctx)
 			lratio = log(a) - log(b + x - 1);
 		for (; i < fd->n && fd->e[i * BG_WIDTH] == x; i++)
 		{
-			const double *p = fd->e + i * BG_WIDTH;
-			double		w = p[3];
-			double		l1 = log(alpha + p[2]);
+			double		w = fd->e[i * BG_WIDTH + 3];
+			int32		jt = fd->idx[2 * i + 1];
+			double		l1 = fd->lv[jt];
 			double		u1 = -c * l1;
-			double		S, w1 = 1, w2 = 0, l2 = 0;
 
 			if (x > 0)
 			{
-				double		u2;
-				double		m;
+				int32		jx = fd->idx[2 * i];
+				double		l2 = fd->lv[jx];
+				double		u2 = lratio - c * l2;
+				double		ex, w1, w2;
 
-				l2 = log(alpha + p[1]);
-				u2 = lratio - c * l2;
-				m = Max(u1, u2);
-				S = m + log(exp(u1 - m) + exp(u2 - m));
-				w1 = exp(u1 - S);
-				w2 = exp(u2 - S);
+				/* log-sum-exp of u1 and u2, and the weights of the two terms */
+				if (u1 >= u2)
+				{
+					ex = exp(u2 - u1);
+					sll += w * (u1 + log1p(ex));
+					w2 = ex / (1.0 + ex);
+					w1 = 1.0 - w2;
+				}
+				else
+				{
+					ex = exp(u1 - u2);
+					sll += w * (u2 + log1p(ex));
+					w1 = ex / (1.0 + ex);
+					w2 = 1.0 - w1;
+				}
+				if (grad)
+				{
+					sdr += w * (w1 * l1 + w2 * l2);
+					sdal += w * (w1 * fd->iv[jt] + w2 * fd->iv[jx]);
+					sw2 += w * w2;
+				}
 			}
 			else
-				S = u1;
-			ll += w * (gx + S);
-			if (grad)
 			{
-				gr += w * (dr - w1 * l1 - w2 * l2);
-				gal += w * (r / alpha - c * (w1 / (alpha + p[2]) + w2 / (alpha + p[1])));
-				ga += w * (da + w2 / a);
-				gb += w * (db - (x > 0 ? w2 / (b + x - 1) : 0));
+				sll += w * u1;
+				if (grad)
+				{
+					sdr += w * l1;
+					sdal += w * fd->iv[jt];
+				}
 			}
+			gw += w;
 		}
+		ll += gw * gx + sll;
+		if (grad)
+		{
+			gr += gw * dr - sdr;
+			gal += gw * r / alpha - c * sdal;
+			ga += gw * da + sw2 / a;
+			gb += gw * db - (x > 0 ? sw2 / (b + x - 1) : 0);
+		}
+		gw = 0;
 	}
 	if (grad)
 	{
@@ -1321,13 +1566,16 @@ FitModel(ObjectiveFn f, FitData *fd, double *theta, int n)
 	int			round;
 	double		gnorm = NAN;
 
+	fit_evals = 0;
 	for (round = 0; round < 3; round++)
 	{
-		NelderMead(f, fd, theta, n, round == 0 ? 0.5 : 0.1, 2000, 1e-10);
-		gnorm = Bfgs(f, fd, theta, n, 500, 1e-10);
+		NelderMead(f, fd, theta, n, round == 0 ? 0.5 : 0.05, round == 0 ? 150 : 400, 1e-8);
+		gnorm = Bfgs(f, fd, theta, n, 300, 1e-10);
 		if (isfinite(gnorm) && gnorm < 1e-7)
 			break;
 	}
+	elog(DEBUG1, "crm_analytics: model fit with %d objective evaluations, %d rounds, gradient %g",
+		 fit_evals, round + 1, gnorm);
 	return gnorm;
 }
 
@@ -1380,6 +1628,7 @@ clv_bgnbd_finalfn(PG_FUNCTION_ARGS)
 		return ModelResult(fcinfo, NULL, 4, NAN, fd.weight, false,
 						   "every customer has t = 0: no time was observed");
 
+	BgnbdPrepare(&fd);
 	theta[0] = 0.0;
 	theta[1] = log(Max(sumT / fd.weight, 1e-6));
 	theta[2] = 0.0;
