@@ -843,7 +843,7 @@ PatternCombine(FunctionCallInfo fcinfo, const char *fname, uint32 magic, int wid
 	PG_RETURN_DATUM(CrmStateGetDatum(st));
 }
 
-/* text form: "n" then the doubles of each entry, shortest exact form */
+/* text form: "n" then the doubles of each distinct entry, %.17g (exact) */
 static char *
 PatternOut(Datum d, uint32 magic, int width)
 {
@@ -851,9 +851,17 @@ PatternOut(Datum d, uint32 magic, int width)
 	const char *payload = crm_state_payload(d, magic, &len);
 	int64		n, i;
 	int			j;
-	const double *e = PatternView(payload, len, width, &n);
+	const double *view = PatternView(payload, len, width, &n);
+	double	   *e = NULL;
 	StringInfoData buf;
 
+	/* print the compacted patterns, so the text form is canonical */
+	if (n > 0)
+	{
+		e = palloc(sizeof(double) * width * n);
+		memcpy(e, view, sizeof(double) * width * n);
+		n = PatternCompactArray(e, n, width);
+	}
 	initStringInfo(&buf);
 	appendStringInfo(&buf, INT64_FORMAT, n);
 	for (i = 0; i < n; i++)
