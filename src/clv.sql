@@ -234,3 +234,73 @@ RETURNS TABLE(customer_id bigint, t_purchase double precision, t_end double prec
 LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE ROWS 3000 AS 'MODULE_PATHNAME', 'clv_simulate';
 COMMENT ON FUNCTION crm.clv_simulate(double precision, double precision, double precision, double precision, double precision, double precision, double precision, bigint, double precision, bigint) IS
 'Synthetic purchases drawn from known BG/NBD (r, alpha, a, b) and Gamma-Gamma (p, q, gamma) parameters: one row per purchase (the first at time 0) of each customer, observed until t_end ~ Uniform(0, max_t); deterministic for a seed.';
+
+-- ---------------------------------------------------------------- historical LTV
+CREATE FUNCTION crm.historical_ltv(orders_sql text, spend_sql text DEFAULT NULL, margin numeric DEFAULT 1)
+RETURNS TABLE(customers bigint, orders bigint, revenue numeric, revenue_per_customer numeric,
+              aov numeric, purchase_frequency numeric, lifespan_years numeric, gross_margin numeric,
+              ltv numeric, spend numeric, cac numeric, ltv_to_cac numeric, cac_payback_months numeric)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+-- No SET search_path: the inner queries are the caller's SQL and resolve with
+-- the caller's search_path; everything used here is schema-qualified.
+AS $fn$
+DECLARE
+    ncols int;
+    orders_cols text;
+    cost_expr text;
+    spend_expr text;
+BEGIN
+    IF margin IS NULL OR margin < 0 OR margin > 1 THEN
+        RAISE EXCEPTION 'historical_ltv: margin must be between 0 and 1, got %', margin
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the gross margin as a fraction, e.g. 0.4 for 40%, or add a cost column to the orders query.';
+    END IF;
+    ncols := crm._check_inner_query('crm.historical_ltv', orders_sql,
+                 ARRAY['customer any', 'ts timestamptz', 'amount numeric', 'cost numeric?']);
+    orders_cols := CASE WHEN ncols >= 4 THEN 'customer, ts, amount, cost' ELSE 'customer, ts, amount' END;
+    cost_expr := CASE WHEN ncols >= 4 THEN 'o.cost::pg_catalog.numeric' ELSE 'NULL::pg_catalog.numeric' END;
+    IF spend_sql IS NOT NULL THEN
+        PERFORM crm._check_inner_query('crm.historical_ltv', spend_sql, ARRAY['ts timestamptz', 'amount numeric']);
+        spend_expr := pg_catalog.format(
+            '(SELECT pg_catalog.sum(s.amount::pg_catalog.numeric) FROM (%s) AS s(ts, amount))', spend_sql);
+    ELSE
+        spend_expr := 'NULL::pg_catalog.numeric';
+    END IF;
+    RETURN QUERY EXECUTE pg_catalog.format($q$
+        WITH o AS (
+            SELECT o.customer, o.ts::pg_catalog.timestamptz AS ts, o.amount::pg_catalog.numeric AS amount, %3$s AS cost
+              FROM (%1$s) AS o(%2$s)
+             WHERE o.ts IS NOT NULL AND o.amount IS NOT NULL
+        ), per AS (
+            SELECT pg_catalog.min(o.ts) AS f, pg_catalog.max(o.ts) AS l FROM o GROUP BY o.customer
+        ), tot AS (
+            SELECT pg_catalog.count(*) AS orders, pg_catalog.sum(o.amount) AS revenue, pg_catalog.sum(o.cost) AS cost,
+                   EXTRACT(epoch FROM pg_catalog.max(o.ts) - pg_catalog.min(o.ts)) / 86400 / 365.25 AS span
+              FROM o
+        ), cust AS (
+            SELECT pg_catalog.count(*) AS customers,
+                   pg_catalog.avg(EXTRACT(epoch FROM per.l - per.f) / 86400 / 365.25) AS lifespan
+              FROM per
+        ), m AS (
+            SELECT cust.customers, tot.orders, tot.revenue, tot.span, cust.lifespan,
+                   CASE WHEN tot.cost IS NOT NULL AND tot.revenue <> 0
+                        THEN (tot.revenue - tot.cost) / tot.revenue ELSE $1 END AS gm,
+                   %4$s AS spend
+              FROM tot, cust
+        ), k AS (
+            SELECT m.*, m.revenue / NULLIF(m.customers, 0) AS rpc, m.revenue / NULLIF(m.orders, 0) AS aov,
+                   m.orders::pg_catalog.numeric / NULLIF(m.customers, 0) / NULLIF(m.span, 0) AS pf,
+                   m.spend / NULLIF(m.customers, 0) AS cac
+              FROM m
+        )
+        SELECT k.customers, k.orders, k.revenue, pg_catalog.round(k.rpc, 2), pg_catalog.round(k.aov, 2),
+               pg_catalog.round(k.pf, 4), pg_catalog.round(k.lifespan, 4), pg_catalog.round(k.gm, 4),
+               pg_catalog.round(k.aov * k.pf * k.lifespan * k.gm, 2), k.spend, pg_catalog.round(k.cac, 2),
+               pg_catalog.round(k.aov * k.pf * k.lifespan * k.gm / NULLIF(k.cac, 0), 4),
+               pg_catalog.round(k.cac / NULLIF(k.revenue * k.gm / NULLIF(k.customers, 0) / NULLIF(k.span * 12, 0), 0), 2)
+          FROM k
+    $q$, orders_sql, orders_cols, cost_expr, spend_expr) USING margin;
+END
+$fn$;
+COMMENT ON FUNCTION crm.historical_ltv(text, text, numeric) IS
+'Historical customer value from an orders inner query (customer, ts, amount [, cost]) and an optional marketing-spend inner query (ts, amount): revenue per customer, AOV, purchase frequency (orders per customer per year of the observed span), average lifespan (years from first to last order), gross margin (from cost, else the margin argument), LTV = AOV x frequency x lifespan x margin, CAC = spend / customers, LTV/CAC and CAC payback in months.';
