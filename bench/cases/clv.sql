@@ -38,5 +38,14 @@ SELECT (crm.bgnbd_fit((s).frequency, (s).recency, (s).t)).r, (crm.gamma_gamma_fi
   FROM (SELECT crm.clv_summary(ts, amount, '2025-01-01', '7 days') s FROM clv_tx GROUP BY customer_id) q;
 -- @query bgnbd_fit_direct_days
 SELECT (crm.bgnbd_fit(x, tx, tt)).r FROM clv_direct_days;
--- @query predict_12_months
-SELECT sum(crm.clv(bg, gg, frequency, recency, t, monetary, '7 days', 12, 0.01)) FROM clv_sum, clv_models;
+-- @query predict_39_weeks
+SELECT sum(crm.bgnbd_expected_purchases(bg, 39, frequency, recency, t)) FROM clv_sum, clv_models;
+-- @query clv_12_months_100k
+SELECT sum(crm.clv(bg, gg, frequency, recency, t, monetary, '7 days', 12, 0.01))
+  FROM clv_sum, clv_models WHERE customer_id <= 100000;
+-- @set max_parallel_workers_per_gather = 2
+-- @query summary_parallel
+SELECT sum((s).frequency) FROM (SELECT crm.clv_summary(ts, amount, '2025-01-01', '7 days') s FROM clv_tx GROUP BY customer_id) q;
+-- @query summary_and_fits_parallel
+SELECT (crm.bgnbd_fit((s).frequency, (s).recency, (s).t)).r, (crm.gamma_gamma_fit((s).frequency, (s).monetary)).p
+  FROM (SELECT crm.clv_summary(ts, amount, '2025-01-01', '7 days') s FROM clv_tx GROUP BY customer_id) q;
