@@ -1577,7 +1577,7 @@ FitModel(ObjectiveFn f, FitData *fd, double *theta, int n)
 	fit_evals = 0;
 	for (round = 0; round < 3; round++)
 	{
-		NelderMead(f, fd, theta, n, round == 0 ? 0.5 : 0.05, round == 0 ? 150 : 400, 1e-8);
+		NelderMead(f, fd, theta, n, round == 0 ? 0.5 : 0.05, round == 0 ? 40 : 400, 1e-8);
 		gnorm = Bfgs(f, fd, theta, n, 300, 1e-10);
 		if (isfinite(gnorm) && gnorm < 1e-7)
 			break;
