@@ -66,7 +66,7 @@ as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@";
 
 free_port() {
     local p
-    for p in $(seq "${1:-54400}" 54999); do
+    for p in $(seq "${1:-54400}" $(( ${1:-54400} + 599 ))); do
         if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && [ ! -e "/tmp/.s.PGSQL.$p" ]; then echo "$p"; return; fi
     done
     die "no free port"
