@@ -124,7 +124,7 @@ COMMENT ON FUNCTION crm.unregister_source(text) IS
 -- the documented columns: "(<query>) AS src(lead_id, created_at, ...)".
 -- Errors: not registered (55000, says which to register), the registered
 -- query no longer runs or no longer returns the columns (names the source).
-CREATE FUNCTION crm._source_sql(kind text) RETURNS text
+CREATE FUNCTION crm._source_sql(kind text, alias text DEFAULT 'src') RETURNS text
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
@@ -155,10 +155,10 @@ BEGIN
     END;
     SELECT pg_catalog.string_agg(pg_catalog.split_part(c, ' ', 1), ', ' ORDER BY n)
       INTO names FROM pg_catalog.unnest(cols) WITH ORDINALITY AS u(c, n);
-    RETURN pg_catalog.format(E'(%s\n) AS src(%s)', q, names);
+    RETURN pg_catalog.format(E'(%s\n) AS %I(%s)', q, alias, names);
 END
 $$;
-COMMENT ON FUNCTION crm._source_sql(text) IS
+COMMENT ON FUNCTION crm._source_sql(text, text) IS
 'The registered inner query of a source kind, checked, as a FROM item naming the documented columns; a clear error when it is not registered or no longer runs.';
 
 -- ---------------------------------------------------------------------------
@@ -520,3 +520,510 @@ END
 $$;
 COMMENT ON FUNCTION crm._register_demo_sources() IS
 'Registers the crm_demo tables as the dashboard sources, the demo pipeline stages and the demo period; crm.load_demo calls it at its end.';
+
+-- ---------------------------------------------------------------------------
+-- Per customer: class and contact coverage as of a moment
+-- ---------------------------------------------------------------------------
+
+-- Contact policy per class (the expert approach of PRODUCT.md section 6).
+-- TODO(coverage): read the coverage capability's policy table once it lands.
+CREATE FUNCTION crm._dashboard_coverage_interval(class text) RETURNS interval
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE class WHEN 'A' THEN interval '1 month' WHEN 'B' THEN interval '3 months' ELSE interval '6 months' END
+$$;
+COMMENT ON FUNCTION crm._dashboard_coverage_interval(text) IS
+'How often a customer of an ABC class must be contacted: A every month, B every 3 months, C every 6 months.';
+
+CREATE FUNCTION crm.dashboard_coverage(as_of timestamptz)
+RETURNS TABLE (customer_id text, manager_id text, channel text, revenue_12m numeric, abc_class text,
+               last_contact timestamptz, next_due timestamptz, covered boolean)
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    IF as_of IS NULL THEN
+        RAISE EXCEPTION 'crm.dashboard_coverage: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- ABC by the revenue of the 12 months before as_of, crm.abc_class
+    -- semantics (share held by strictly larger values < 0.80 -> A, < 0.95 -> B).
+    -- TODO(classes): switch to crm.abc_class(revenue_12m) OVER () once it lands.
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+c AS (SELECT customer_id, manager_id, channel FROM %1$s WHERE created_at < $1),
+r AS (SELECT customer_id, sum(amount) AS rev FROM %2$s
+       WHERE ordered_at >= $1 - interval '12 months' AND ordered_at < $1 GROUP BY customer_id),
+x AS (SELECT customer_id, max(occurred_at) AS last_at FROM %3$s
+       WHERE NOT automated AND occurred_at < $1 AND customer_id IS NOT NULL GROUP BY customer_id),
+k AS (
+    SELECT c.customer_id, c.manager_id, c.channel, r.rev,
+           CASE WHEN r.rev > 0 THEN
+                coalesce(sum(r.rev) FILTER (WHERE r.rev > 0) OVER (ORDER BY r.rev DESC NULLS LAST
+                         RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW EXCLUDE GROUP), 0)
+                / sum(r.rev) FILTER (WHERE r.rev > 0) OVER () END AS above
+      FROM c LEFT JOIN r ON r.customer_id = c.customer_id),
+cl AS (
+    SELECT k.*, CASE WHEN above < 0.80 THEN 'A' WHEN above < 0.95 THEN 'B' ELSE 'C' END AS cls FROM k)
+SELECT cl.customer_id::text, cl.manager_id::text, cl.channel::text, coalesce(cl.rev, 0), cl.cls,
+       x.last_at, x.last_at + crm._dashboard_coverage_interval(cl.cls),
+       coalesce(x.last_at >= $1 - crm._dashboard_coverage_interval(cl.cls), false)
+  FROM cl LEFT JOIN x ON x.customer_id = cl.customer_id
+$sql$, crm._source_sql('customers'), crm._source_sql('orders'), crm._source_sql('interactions'))
+    USING as_of;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_coverage(timestamptz) IS
+'Per customer as of a moment: ABC class by the revenue of the 12 months before, last real (non-automated) contact, next due contact by the class policy and whether the customer is covered.';
+
+-- ---------------------------------------------------------------------------
+-- Channel, manager and pipeline reports
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION crm.dashboard_channels(period_from date, period_to date)
+RETURNS TABLE (channel text, leads bigint, new_buyers bigint, conversion_pct numeric, revenue numeric,
+               gross_profit numeric, spend numeric, cac numeric, roi_pct numeric, ltv numeric, ltv_cac numeric)
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    b record;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_channels', period_from, period_to);
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+cu AS MATERIALIZED (SELECT customer_id, channel FROM %1$s),
+od AS (SELECT customer_id, ordered_at, amount, cost FROM %2$s WHERE ordered_at < $2),
+b AS MATERIALIZED (
+    SELECT customer_id, min(ordered_at) AS first_at, sum(amount - cost) AS gp_to_date,
+           sum(amount) FILTER (WHERE ordered_at >= $1) AS rev, sum(amount - cost) FILTER (WHERE ordered_at >= $1) AS gp
+      FROM od GROUP BY customer_id),
+bc AS (
+    SELECT coalesce(cu.channel, '(unknown)') AS channel,
+           count(*) FILTER (WHERE b.first_at >= $1) AS new_buyers,
+           sum(b.rev) AS revenue, sum(b.gp) AS gross_profit,
+           avg(b.gp_to_date) AS ltv
+      FROM b LEFT JOIN cu ON cu.customer_id = b.customer_id GROUP BY 1),
+ld AS (
+    SELECT coalesce(l.channel, '(unknown)') AS channel, count(*) AS leads,
+           count(*) FILTER (WHERE b.first_at < $2) AS converted
+      FROM %3$s LEFT JOIN b ON b.customer_id = l.customer_id
+     WHERE l.created_at >= $1 AND l.created_at < $2 GROUP BY 1),
+sp AS (
+    SELECT coalesce(s.channel, '(unknown)') AS channel, sum(s.amount) AS spend
+      FROM %4$s WHERE s.spent_on >= $1 AND s.spent_on < $2 GROUP BY 1),
+ch AS (SELECT channel FROM bc UNION SELECT channel FROM ld UNION SELECT channel FROM sp)
+SELECT ch.channel, coalesce(ld.leads, 0), coalesce(bc.new_buyers, 0),
+       round(100.0 * ld.converted / nullif(ld.leads, 0), 2),
+       coalesce(bc.revenue, 0), coalesce(bc.gross_profit, 0), coalesce(sp.spend, 0),
+       round(sp.spend / nullif(bc.new_buyers, 0), 2),
+       round(100.0 * (coalesce(bc.gross_profit, 0) - sp.spend) / nullif(sp.spend, 0), 2),
+       round(bc.ltv, 2),
+       round(bc.ltv / nullif(sp.spend / nullif(bc.new_buyers, 0), 0), 2)
+  FROM ch LEFT JOIN bc ON bc.channel = ch.channel LEFT JOIN ld ON ld.channel = ch.channel
+          LEFT JOIN sp ON sp.channel = ch.channel
+ ORDER BY ch.channel
+$sql$, crm._source_sql('customers'), crm._source_sql('orders'),
+       crm._source_sql('leads', 'l'), crm._source_sql('spend', 's'))
+    USING b.cur_from, b.cur_to;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_channels(date, date) IS
+'Per acquisition channel for the period [from, to]: leads, new buyers, lead-to-buyer conversion, revenue, gross profit, spend, CAC, ROI, LTV (gross profit per buyer to date) and LTV/CAC.';
+
+CREATE FUNCTION crm.dashboard_managers(period_from date, period_to date)
+RETURNS TABLE (manager_id text, leads bigint, answered_leads bigint, unanswered_leads bigint,
+               median_response_minutes numeric, deals_won bigint, deals_lost bigint, win_rate_pct numeric,
+               revenue numeric, customers bigint, covered_customers bigint, coverage_pct numeric)
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    b record;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_managers', period_from, period_to);
+    PERFORM crm._require_stages('crm.dashboard_managers');
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+ld AS MATERIALIZED (
+    SELECT lead_id, created_at, manager_id::text AS manager_id FROM %1$s
+     WHERE created_at >= $1 AND created_at < $2),
+fc AS (
+    SELECT x.lead_id, min(x.occurred_at) AS first_contact FROM %2$s
+     WHERE NOT x.automated AND x.occurred_at < $2 AND x.lead_id IN (SELECT lead_id FROM ld)
+     GROUP BY x.lead_id),
+lm AS (
+    SELECT ld.manager_id, count(*) AS leads, count(fc.first_contact) AS answered,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM fc.first_contact - ld.created_at) / 60) AS med
+      FROM ld LEFT JOIN fc ON fc.lead_id = ld.lead_id GROUP BY 1),
+dl AS (
+    SELECT e.deal_id, min(e.manager_id::text) AS manager_id,
+           min(e.changed_at) FILTER (WHERE st.outcome = 'won') AS won_at,
+           min(e.changed_at) FILTER (WHERE st.outcome = 'lost') AS lost_at
+      FROM (SELECT * FROM %3$s) AS e JOIN crm.pipeline_stages st ON st.stage = e.stage
+     WHERE e.changed_at < $2 GROUP BY e.deal_id),
+dm AS (
+    SELECT manager_id,
+           count(*) FILTER (WHERE won_at <= coalesce(lost_at, won_at)) AS won,
+           count(*) FILTER (WHERE lost_at < coalesce(won_at, 'infinity')) AS lost
+      FROM dl WHERE least(won_at, lost_at) >= $1 GROUP BY 1),
+cv AS (
+    SELECT c.manager_id, count(*) AS customers, count(*) FILTER (WHERE c.covered) AS covered
+      FROM crm.dashboard_coverage($2) c GROUP BY 1),
+cu AS MATERIALIZED (SELECT customer_id, manager_id::text AS manager_id FROM %4$s),
+rv AS (
+    SELECT cu.manager_id, sum(o.amount) AS revenue
+      FROM %5$s LEFT JOIN cu ON cu.customer_id = o.customer_id
+     WHERE o.ordered_at >= $1 AND o.ordered_at < $2 GROUP BY 1),
+m AS (SELECT manager_id FROM lm UNION SELECT manager_id FROM dm UNION SELECT manager_id FROM cv
+      UNION SELECT manager_id FROM rv)
+SELECT m.manager_id, coalesce(lm.leads, 0), coalesce(lm.answered, 0), coalesce(lm.leads - lm.answered, 0),
+       round(lm.med::numeric, 2), coalesce(dm.won, 0), coalesce(dm.lost, 0),
+       round(100.0 * dm.won / nullif(dm.won + dm.lost, 0), 2),
+       coalesce(rv.revenue, 0), coalesce(cv.customers, 0), coalesce(cv.covered, 0),
+       round(100.0 * cv.covered / nullif(cv.customers, 0), 2)
+  FROM m LEFT JOIN lm ON lm.manager_id IS NOT DISTINCT FROM m.manager_id
+         LEFT JOIN dm ON dm.manager_id IS NOT DISTINCT FROM m.manager_id
+         LEFT JOIN cv ON cv.manager_id IS NOT DISTINCT FROM m.manager_id
+         LEFT JOIN rv ON rv.manager_id IS NOT DISTINCT FROM m.manager_id
+ ORDER BY m.manager_id
+$sql$, crm._source_sql('leads'), crm._source_sql('interactions', 'x'), crm._source_sql('stage_events'),
+       crm._source_sql('customers'), crm._source_sql('orders', 'o'))
+    USING b.cur_from, b.cur_to;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_managers(date, date) IS
+'Per manager for the period [from, to]: leads, answered and unanswered leads (as of the period end), median first-response time, deals won and lost, win rate, revenue of the manager''s customers, and contact coverage of those customers at the period end.';
+
+CREATE FUNCTION crm.dashboard_pipeline(period_from date, period_to date)
+RETURNS TABLE (stage text, stage_order int, outcome text, probability numeric, entered bigint,
+               open_deals bigint, open_value numeric, weighted_value numeric, lost_deals bigint, lost_value numeric)
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    b record;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_pipeline', period_from, period_to);
+    PERFORM crm._require_stages('crm.dashboard_pipeline');
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+st AS (SELECT stage, stage_order, probability, outcome FROM crm.pipeline_stages),
+ev AS MATERIALIZED (
+    SELECT e.deal_id, e.changed_at, e.amount, st.stage_order, st.outcome
+      FROM (SELECT * FROM %1$s) AS e JOIN st ON st.stage = e.stage WHERE e.changed_at < $2),
+dl AS (
+    SELECT deal_id, max(amount) AS amount,
+           max(stage_order) FILTER (WHERE outcome = 'open') AS open_stage,
+           min(changed_at) FILTER (WHERE outcome = 'won') AS won_at,
+           min(changed_at) FILTER (WHERE outcome = 'lost') AS lost_at
+      FROM ev GROUP BY deal_id),
+en AS (SELECT stage_order, count(DISTINCT deal_id) AS entered FROM ev WHERE changed_at >= $1 GROUP BY 1),
+op AS (
+    SELECT open_stage AS stage_order, count(*) AS n, sum(amount) AS amt
+      FROM dl WHERE won_at IS NULL AND lost_at IS NULL AND open_stage IS NOT NULL GROUP BY 1),
+lo AS (
+    SELECT open_stage AS stage_order, count(*) AS n, sum(amount) AS amt
+      FROM dl WHERE lost_at >= $1 AND lost_at < coalesce(won_at, 'infinity') GROUP BY 1)
+SELECT st.stage, st.stage_order, st.outcome, st.probability, coalesce(en.entered, 0),
+       coalesce(op.n, 0), coalesce(op.amt, 0), round(coalesce(op.amt, 0) * st.probability, 2),
+       coalesce(lo.n, 0), coalesce(lo.amt, 0)
+  FROM st LEFT JOIN en ON en.stage_order = st.stage_order
+          LEFT JOIN op ON op.stage_order = st.stage_order
+          LEFT JOIN lo ON lo.stage_order = st.stage_order
+ ORDER BY st.stage_order
+$sql$, crm._source_sql('stage_events'))
+    USING b.cur_from, b.cur_to;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_pipeline(date, date) IS
+'Per pipeline stage for the period [from, to]: deals that entered it in the period, open deals sitting in it at the period end with their value and probability-weighted value, and deals lost in the period whose most advanced open stage it was, with their value.';
+
+-- ---------------------------------------------------------------------------
+-- Funnel, retention, RFM, ABC-XYZ and lead SLA for the BI views
+-- ---------------------------------------------------------------------------
+
+-- Deals whose first event falls in the period, through the open and won
+-- stages in stage_order: a deal reached step k if it entered stage k or a
+-- later one (as of the period end).
+-- TODO(funnel): switch to crm.funnel_report(<stage_events>, <open+won stages>)
+-- once it lands (its window_funnel chain semantics differ for deals that
+-- skip a stage).
+CREATE FUNCTION crm.dashboard_funnel(period_from date, period_to date)
+RETURNS TABLE (step_no int, stage text, entered bigint, pct_of_first numeric, pct_of_prev numeric,
+               dropped bigint, lost_deals bigint, lost_value numeric)
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    b record;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_funnel', period_from, period_to);
+    PERFORM crm._require_stages('crm.dashboard_funnel');
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+steps AS (
+    SELECT row_number() OVER (ORDER BY stage_order)::int AS step_no, stage, stage_order
+      FROM crm.pipeline_stages WHERE outcome IN ('open', 'won')),
+ev AS (
+    SELECT e.deal_id, e.changed_at, e.amount, st.stage_order, st.outcome
+      FROM (SELECT * FROM %1$s) AS e JOIN crm.pipeline_stages st ON st.stage = e.stage
+     WHERE e.changed_at < $2),
+dl AS (
+    SELECT deal_id, max(amount) AS amount,
+           max(steps.step_no) AS level,
+           bool_or(ev.outcome = 'lost') AS lost
+      FROM ev LEFT JOIN steps ON steps.stage_order = ev.stage_order
+     GROUP BY deal_id
+    HAVING min(changed_at) >= $1),
+lv AS (
+    SELECT steps.step_no, count(dl.deal_id) FILTER (WHERE dl.level >= steps.step_no) AS entered,
+           count(dl.deal_id) FILTER (WHERE dl.level = steps.step_no AND dl.lost) AS lost_deals,
+           coalesce(sum(dl.amount) FILTER (WHERE dl.level = steps.step_no AND dl.lost), 0) AS lost_value
+      FROM steps CROSS JOIN dl GROUP BY steps.step_no)
+SELECT steps.step_no, steps.stage, coalesce(lv.entered, 0),
+       round(100.0 * lv.entered / nullif(first_value(lv.entered) OVER w, 0), 2),
+       round(100.0 * lv.entered / nullif(lag(lv.entered) OVER w, 0), 2),
+       coalesce(lv.entered - lead(lv.entered, 1, lv.entered) OVER w, 0),
+       coalesce(lv.lost_deals, 0), coalesce(lv.lost_value, 0)
+  FROM steps LEFT JOIN lv ON lv.step_no = steps.step_no
+WINDOW w AS (ORDER BY steps.step_no)
+ ORDER BY steps.step_no
+$sql$, crm._source_sql('stage_events'))
+    USING b.cur_from, b.cur_to;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_funnel(date, date) IS
+'Sales funnel of the deals that started in the period [from, to]: per open or won stage, deals that reached it (as of the period end), share of the first step and of the previous one, deals dropped before the next step, and the deals lost there with their value.';
+
+-- Monthly cohorts of buyers (month of the first order) for the 12 months up
+-- to the period end; period_no 0..11 (months since the cohort month).
+-- TODO(retention): switch to crm.cohort_retention(<orders>, 'month', 12) once it lands.
+CREATE FUNCTION crm.dashboard_retention(as_of date)
+RETURNS TABLE (cohort date, period_no int, cohort_size bigint, active bigint, retention_pct numeric,
+               revenue numeric, cumulative_ltv numeric)
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    IF as_of IS NULL THEN
+        RAISE EXCEPTION 'crm.dashboard_retention: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+od AS (SELECT customer_id, date_trunc('month', ordered_at)::date AS m, amount FROM %1$s
+        WHERE ordered_at < $1),
+co AS (SELECT customer_id, min(m) AS cohort FROM od GROUP BY customer_id
+       HAVING min(m) > (date_trunc('month', $1 - interval '1 day') - interval '12 months')::date),
+sz AS (SELECT cohort, count(*) AS n FROM co GROUP BY cohort),
+act AS (
+    SELECT co.cohort, ((extract(year FROM od.m) - extract(year FROM co.cohort)) * 12
+                       + extract(month FROM od.m) - extract(month FROM co.cohort))::int AS period_no,
+           count(DISTINCT od.customer_id) AS active, sum(od.amount) AS revenue
+      FROM od JOIN co ON co.customer_id = od.customer_id GROUP BY 1, 2),
+grid AS (
+    SELECT sz.cohort, sz.n, g.p
+      FROM sz CROSS JOIN generate_series(0, 11) AS g(p)
+     WHERE (sz.cohort + g.p * interval '1 month') < $1)
+SELECT grid.cohort, grid.p, grid.n, coalesce(act.active, 0),
+       round(100.0 * coalesce(act.active, 0) / grid.n, 2),
+       coalesce(act.revenue, 0),
+       round(sum(coalesce(act.revenue, 0)) OVER (PARTITION BY grid.cohort ORDER BY grid.p) / grid.n, 2)
+  FROM grid LEFT JOIN act ON act.cohort = grid.cohort AND act.period_no = grid.p
+ ORDER BY 1, 2
+$sql$, crm._source_sql('orders'))
+    USING (as_of + 1)::timestamptz;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_retention(date) IS
+'Monthly buyer cohorts (month of the first order) of the 12 months up to as_of: per cohort and month since, cohort size, active buyers, retention, revenue and cumulative revenue per cohort member (cohort LTV curve).';
+
+-- RFM as of a day: R = quantile score of -days since last order, F of the
+-- order count, M of the revenue, each 1..5 with the highest values scoring
+-- highest and equal values sharing a score (ceil(5 * cume_dist)).
+-- TODO(classes): switch to crm.quantile_score and crm.rfm_segment once they land.
+CREATE FUNCTION crm.dashboard_rfm(as_of date)
+RETURNS TABLE (customer_id text, recency_days int, frequency bigint, monetary numeric,
+               r int, f int, m int, segment text)
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    IF as_of IS NULL THEN
+        RAISE EXCEPTION 'crm.dashboard_rfm: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+c AS (SELECT customer_id, ($1::date - max(ordered_at)::date) AS rec, count(*) AS freq, sum(amount) AS mon
+        FROM %1$s WHERE ordered_at < ($1 + 1)::timestamptz GROUP BY customer_id),
+s AS (SELECT c.*, ceil(5 * cume_dist() OVER (ORDER BY -rec))::int AS r,
+             ceil(5 * cume_dist() OVER (ORDER BY freq))::int AS f,
+             ceil(5 * cume_dist() OVER (ORDER BY mon))::int AS m
+        FROM c)
+SELECT s.customer_id::text, s.rec, s.freq, s.mon, s.r, s.f, s.m,
+       CASE WHEN s.r <= 2 AND s.f <= 2 THEN 'Hibernating'
+            WHEN s.r <= 2 AND s.f <= 4 THEN 'At Risk'
+            WHEN s.r <= 2 THEN 'Can''t Lose Them'
+            WHEN s.r = 3 AND s.f <= 2 THEN 'About To Sleep'
+            WHEN s.r = 3 AND s.f = 3 THEN 'Need Attention'
+            WHEN s.r <= 4 AND s.f >= 4 THEN 'Loyal Customers'
+            WHEN s.r = 4 AND s.f = 1 THEN 'Promising'
+            WHEN s.r = 5 AND s.f = 1 THEN 'New Customers'
+            WHEN s.f <= 3 THEN 'Potential Loyalists'
+            ELSE 'Champions' END
+  FROM s ORDER BY 1
+$sql$, crm._source_sql('orders'))
+    USING as_of;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_rfm(date) IS
+'RFM scores (1..5 by quantile, highest values score highest) and the 10-segment map of every buyer as of a day, from the orders source.';
+
+-- ABC by the product's revenue of the 12 months up to as_of; XYZ by the
+-- coefficient of variation of its monthly revenue over those 12 months,
+-- months without sales counted as zero: X <= 0.10 < Y <= 0.25 < Z.
+-- TODO(classes): switch to crm.abc_class, crm.xyz_class and the CV aggregate once they land.
+CREATE FUNCTION crm.dashboard_abc_xyz(as_of date)
+RETURNS TABLE (product_id text, revenue numeric, revenue_share_pct numeric, abc_class text,
+               cv numeric, xyz_class text, abc_xyz text)
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    IF as_of IS NULL THEN
+        RAISE EXCEPTION 'crm.dashboard_abc_xyz: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+od AS (SELECT product_id, date_trunc('month', ordered_at) AS mo, amount FROM %1$s
+        WHERE ordered_at >= date_trunc('month', $1) - interval '11 months' AND ordered_at < $1 + interval '1 day'),
+pm AS (SELECT product_id, mo, sum(amount) AS amt FROM od GROUP BY 1, 2),
+p AS (
+    SELECT product_id, sum(amt) AS rev,
+           -- 12 months, the missing ones are zero
+           sqrt(greatest((sum(amt * amt) / 12) - (sum(amt) / 12) ^ 2, 0)) / nullif(sum(amt) / 12, 0) AS cv
+      FROM pm GROUP BY product_id),
+k AS (
+    SELECT p.*, CASE WHEN p.rev > 0 THEN
+                coalesce(sum(p.rev) FILTER (WHERE p.rev > 0) OVER (ORDER BY p.rev DESC NULLS LAST
+                         RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW EXCLUDE GROUP), 0)
+                / sum(p.rev) FILTER (WHERE p.rev > 0) OVER () END AS above,
+           p.rev / nullif(sum(p.rev) FILTER (WHERE p.rev > 0) OVER (), 0) AS share
+      FROM p),
+cl AS (
+    SELECT k.*, CASE WHEN above < 0.80 THEN 'A' WHEN above < 0.95 THEN 'B' ELSE 'C' END AS abc,
+           CASE WHEN cv <= 0.10 THEN 'X' WHEN cv <= 0.25 THEN 'Y' ELSE 'Z' END AS xyz
+      FROM k)
+SELECT product_id::text, rev, round(100 * share, 2), abc, round(cv::numeric, 4), xyz, abc || xyz
+  FROM cl ORDER BY rev DESC, 1
+$sql$, crm._source_sql('orders'))
+    USING as_of;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_abc_xyz(date) IS
+'ABC class (revenue of the 12 months up to as_of) and XYZ class (coefficient of variation of monthly revenue, empty months as zero) of every product, from the orders source.';
+
+-- Lead first-response SLA per channel for the period (as of its end).
+-- TODO(coverage): switch to the coverage capability's lead SLA functions once they land.
+CREATE FUNCTION crm.dashboard_lead_sla(period_from date, period_to date, sla interval DEFAULT NULL)
+RETURNS TABLE (channel text, leads bigint, answered bigint, within_sla bigint, never_answered bigint,
+               within_sla_pct numeric, median_response_minutes numeric)
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    b record;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_lead_sla', period_from, period_to);
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+ld AS MATERIALIZED (SELECT lead_id, created_at, coalesce(channel, '(unknown)') AS channel FROM %1$s
+                     WHERE created_at >= $1 AND created_at < $2),
+fc AS (SELECT x.lead_id, min(x.occurred_at) AS first_contact FROM %2$s
+        WHERE NOT x.automated AND x.occurred_at < $2 AND x.lead_id IN (SELECT lead_id FROM ld)
+        GROUP BY x.lead_id),
+j AS (SELECT ld.channel, fc.first_contact - ld.created_at AS resp FROM ld LEFT JOIN fc ON fc.lead_id = ld.lead_id)
+SELECT channel, count(*), count(resp), count(*) FILTER (WHERE resp <= $3), count(*) - count(resp),
+       round(100.0 * count(*) FILTER (WHERE resp <= $3) / count(*), 2),
+       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM resp) / 60))::numeric, 2)
+  FROM j GROUP BY GROUPING SETS ((channel), ())
+ ORDER BY GROUPING(channel), channel
+$sql$, crm._source_sql('leads'), crm._source_sql('interactions', 'x'))
+    USING b.cur_from, b.cur_to, coalesce(sla, crm._lead_sla());
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_lead_sla(date, date, interval) IS
+'Lead first-response SLA per channel (and a NULL-channel total row) for the period [from, to]: leads, answered, answered within the SLA (default crm.dashboard_settings.lead_sla), never answered, and the median time to the first real contact.';
+
+-- ---------------------------------------------------------------------------
+-- BI views: long format, plain types, over crm.dashboard_period()
+-- ---------------------------------------------------------------------------
+
+CREATE VIEW crm.v_owner_dashboard WITH (security_invoker = true) AS
+SELECT p.period_from, p.period_to, d.section, d.metric, d.value, d.previous_value, d.change_pct, d.unit
+  FROM crm.dashboard_period() AS p, LATERAL crm.owner_dashboard(p.period_from, p.period_to) AS d;
+COMMENT ON VIEW crm.v_owner_dashboard IS
+'crm.owner_dashboard for the dashboard period (crm.set_dashboard_period): one row per metric with the previous period''s value.';
+
+CREATE VIEW crm.v_funnel WITH (security_invoker = true) AS
+SELECT p.period_from, p.period_to, f.step_no, f.stage, f.entered, f.pct_of_first, f.pct_of_prev,
+       f.dropped, f.lost_deals, f.lost_value
+  FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_funnel(p.period_from, p.period_to) AS f;
+COMMENT ON VIEW crm.v_funnel IS
+'Sales funnel of the deals that started in the dashboard period: one row per step (Metabase: funnel chart of entered by stage).';
+
+CREATE VIEW crm.v_pipeline WITH (security_invoker = true) AS
+SELECT p.period_from, p.period_to, s.stage, s.stage_order, s.outcome, s.probability, s.entered,
+       s.open_deals, s.open_value, s.weighted_value, s.lost_deals, s.lost_value
+  FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_pipeline(p.period_from, p.period_to) AS s;
+COMMENT ON VIEW crm.v_pipeline IS
+'Pipeline per stage for the dashboard period: entered, open deals and (weighted) value at the period end, lost deals and value.';
+
+CREATE VIEW crm.v_retention WITH (security_invoker = true) AS
+SELECT r.cohort, r.period_no, r.cohort_size, r.active, r.retention_pct, r.revenue, r.cumulative_ltv
+  FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_retention(p.period_to) AS r;
+COMMENT ON VIEW crm.v_retention IS
+'Monthly buyer cohorts of the 12 months up to the dashboard period end, one row per cohort and month since (Metabase: pivot table cohort x period_no, conditional formatting = heat map).';
+
+CREATE VIEW crm.v_rfm WITH (security_invoker = true) AS
+SELECT p.period_to AS as_of, r.customer_id, r.recency_days, r.frequency, r.monetary, r.r, r.f, r.m, r.segment
+  FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_rfm(p.period_to) AS r;
+COMMENT ON VIEW crm.v_rfm IS
+'RFM scores and segment of every buyer as of the dashboard period end (Metabase: bar chart of count by segment).';
+
+CREATE VIEW crm.v_abc_xyz WITH (security_invoker = true) AS
+SELECT p.period_to AS as_of, a.product_id, a.revenue, a.revenue_share_pct, a.abc_class, a.cv, a.xyz_class, a.abc_xyz
+  FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_abc_xyz(p.period_to) AS a;
+COMMENT ON VIEW crm.v_abc_xyz IS
+'ABC-XYZ class of every product as of the dashboard period end (Metabase: pivot abc_class x xyz_class, count or sum of revenue).';
+
+CREATE VIEW crm.v_channels WITH (security_invoker = true) AS
+SELECT p.period_from, p.period_to, c.channel, v.metric, v.value, v.unit
+  FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_channels(p.period_from, p.period_to) AS c,
+  LATERAL (VALUES ('leads', c.leads::numeric, 'count'), ('new_buyers', c.new_buyers::numeric, 'count'),
+                  ('conversion', c.conversion_pct, 'pct'), ('revenue', c.revenue, 'money'),
+                  ('gross_profit', c.gross_profit, 'money'), ('spend', c.spend, 'money'),
+                  ('cac', c.cac, 'money'), ('roi', c.roi_pct, 'pct'), ('ltv', c.ltv, 'money'),
+                  ('ltv_cac', c.ltv_cac, 'ratio')) AS v(metric, value, unit);
+COMMENT ON VIEW crm.v_channels IS
+'Per channel and metric for the dashboard period: leads, new buyers, conversion, revenue, gross profit, spend, CAC, ROI, LTV, LTV/CAC (Metabase: bar chart of value by channel, filtered on metric).';
+
+CREATE VIEW crm.v_managers WITH (security_invoker = true) AS
+SELECT p.period_from, p.period_to, m.manager_id, v.metric, v.value, v.unit
+  FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_managers(p.period_from, p.period_to) AS m,
+  LATERAL (VALUES ('leads', m.leads::numeric, 'count'), ('answered_leads', m.answered_leads::numeric, 'count'),
+                  ('unanswered_leads', m.unanswered_leads::numeric, 'count'),
+                  ('median_response', m.median_response_minutes, 'minutes'),
+                  ('deals_won', m.deals_won::numeric, 'count'), ('deals_lost', m.deals_lost::numeric, 'count'),
+                  ('win_rate', m.win_rate_pct, 'pct'), ('revenue', m.revenue, 'money'),
+                  ('customers', m.customers::numeric, 'count'), ('covered_customers', m.covered_customers::numeric, 'count'),
+                  ('coverage', m.coverage_pct, 'pct')) AS v(metric, value, unit);
+COMMENT ON VIEW crm.v_managers IS
+'Per manager and metric for the dashboard period: leads, response, win rate, revenue, coverage (Metabase: bar chart of value by manager_id, filtered on metric).';
+
+CREATE VIEW crm.v_coverage WITH (security_invoker = true) AS
+SELECT p.period_to AS as_of, c.abc_class, count(*) AS customers,
+       count(*) FILTER (WHERE c.covered) AS covered, count(*) FILTER (WHERE NOT c.covered) AS overdue,
+       round(100.0 * count(*) FILTER (WHERE c.covered) / count(*), 2) AS coverage_pct
+  FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_coverage((p.period_to + 1)::timestamptz) AS c
+ GROUP BY p.period_to, c.abc_class;
+COMMENT ON VIEW crm.v_coverage IS
+'Contact coverage per ABC class at the dashboard period end: customers, covered, overdue, coverage % (Metabase: bar chart of coverage_pct by abc_class).';
+
+CREATE VIEW crm.v_lead_sla WITH (security_invoker = true) AS
+SELECT p.period_from, p.period_to, coalesce(s.channel, 'all') AS channel, s.leads, s.answered, s.within_sla,
+       s.never_answered, s.within_sla_pct, s.median_response_minutes
+  FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_lead_sla(p.period_from, p.period_to) AS s;
+COMMENT ON VIEW crm.v_lead_sla IS
+'Lead first-response SLA per channel (and "all") for the dashboard period (Metabase: bar chart of within_sla_pct by channel; number card for the "all" row).';
