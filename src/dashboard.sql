@@ -148,7 +148,7 @@ BEGIN
         PERFORM crm._check_inner_query(pg_catalog.format('source "%s"', kind), q, cols);
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS m = MESSAGE_TEXT, st = RETURNED_SQLSTATE;
-        RAISE EXCEPTION 'registered source "%" does not run: %', kind, m
+        RAISE EXCEPTION 'registered source "%" is broken: %', kind, m
             USING ERRCODE = st,
                   HINT = pg_catalog.format('Fix the tables it reads or register it again: SELECT crm.register_source(%L, ''...''); the query must return (%s).',
                                            kind, crm._source_columns_text(kind));
