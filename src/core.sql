@@ -7,8 +7,11 @@
 --   * configuration / history tables are registered with pg_extension_config_dump.
 
 -- Refuse to install into a schema "crm" that the user made for something else.
--- CREATE EXTENSION creates the schema itself when it is missing; that schema is
--- brand new (made in this transaction) and empty.
+-- CREATE EXTENSION creates the schema itself when it is missing (control file:
+-- schema = crm).  PostgreSQL does not make that schema a member of the
+-- extension, so DROP EXTENSION removes every object but leaves the empty
+-- schema behind; an empty schema "crm" is therefore accepted, one holding
+-- anything is not.
 DO $guard$
 DECLARE
     n_objects int;
@@ -21,7 +24,7 @@ BEGIN
          + (SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'crm'::regnamespace)
          + (SELECT count(*) FROM pg_type t WHERE t.typnamespace = 'crm'::regnamespace)
       INTO n_objects;
-    IF NOT made_now OR n_objects > 0 THEN
+    IF NOT made_now AND n_objects > 0 THEN
         RAISE EXCEPTION 'schema "crm" already exists and does not belong to crm_analytics'
             USING ERRCODE = 'duplicate_schema',
                   DETAIL = format('It holds %s objects and was not created by CREATE EXTENSION.', n_objects),
