@@ -417,12 +417,14 @@ lc AS (
       FROM ix WHERE customer_id IS NOT NULL GROUP BY customer_id),
 abc AS (
     SELECT cu.customer_id, cu.rev12_cur, cu.rev12_prev,
-           coalesce(sum(cu.rev12_cur) FILTER (WHERE cu.rev12_cur > 0) OVER (ORDER BY cu.rev12_cur DESC NULLS LAST
-                    RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW EXCLUDE GROUP), 0)
-             / nullif(sum(cu.rev12_cur) FILTER (WHERE cu.rev12_cur > 0) OVER (), 0) AS above_cur,
-           coalesce(sum(cu.rev12_prev) FILTER (WHERE cu.rev12_prev > 0) OVER (ORDER BY cu.rev12_prev DESC NULLS LAST
-                    RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW EXCLUDE GROUP), 0)
-             / nullif(sum(cu.rev12_prev) FILTER (WHERE cu.rev12_prev > 0) OVER (), 0) AS above_prev
+           (sum(CASE WHEN cu.rev12_cur > 0 THEN cu.rev12_cur END) OVER (ORDER BY cu.rev12_cur DESC NULLS LAST)
+                    - coalesce(sum(CASE WHEN cu.rev12_cur > 0 THEN cu.rev12_cur END) OVER (ORDER BY cu.rev12_cur DESC NULLS LAST
+                               RANGE BETWEEN CURRENT ROW AND CURRENT ROW), 0))
+             / nullif(sum(CASE WHEN cu.rev12_cur > 0 THEN cu.rev12_cur END) OVER (), 0) AS above_cur,
+           (sum(CASE WHEN cu.rev12_prev > 0 THEN cu.rev12_prev END) OVER (ORDER BY cu.rev12_prev DESC NULLS LAST)
+                    - coalesce(sum(CASE WHEN cu.rev12_prev > 0 THEN cu.rev12_prev END) OVER (ORDER BY cu.rev12_prev DESC NULLS LAST
+                               RANGE BETWEEN CURRENT ROW AND CURRENT ROW), 0))
+             / nullif(sum(CASE WHEN cu.rev12_prev > 0 THEN cu.rev12_prev END) OVER (), 0) AS above_prev
       FROM cu),
 am AS (
     SELECT count(*) FILTER (WHERE abc.rev12_cur > 0 AND abc.above_cur < 0.80
@@ -558,9 +560,10 @@ x AS (SELECT customer_id, max(occurred_at) AS last_at FROM %3$s
 k AS (
     SELECT c.customer_id, c.manager_id, c.channel, r.rev,
            CASE WHEN r.rev > 0 THEN
-                coalesce(sum(r.rev) FILTER (WHERE r.rev > 0) OVER (ORDER BY r.rev DESC NULLS LAST
-                         RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW EXCLUDE GROUP), 0)
-                / sum(r.rev) FILTER (WHERE r.rev > 0) OVER () END AS above
+                (sum(CASE WHEN r.rev > 0 THEN r.rev END) OVER (ORDER BY r.rev DESC NULLS LAST)
+                    - coalesce(sum(CASE WHEN r.rev > 0 THEN r.rev END) OVER (ORDER BY r.rev DESC NULLS LAST
+                               RANGE BETWEEN CURRENT ROW AND CURRENT ROW), 0))
+                / sum(CASE WHEN r.rev > 0 THEN r.rev END) OVER () END AS above
       FROM c LEFT JOIN r ON r.customer_id = c.customer_id),
 cl AS (
     SELECT k.*, CASE WHEN above < 0.80 THEN 'A' WHEN above < 0.95 THEN 'B' ELSE 'C' END AS cls FROM k)
@@ -897,10 +900,11 @@ p AS (
       FROM pm GROUP BY product_id),
 k AS (
     SELECT p.*, CASE WHEN p.rev > 0 THEN
-                coalesce(sum(p.rev) FILTER (WHERE p.rev > 0) OVER (ORDER BY p.rev DESC NULLS LAST
-                         RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW EXCLUDE GROUP), 0)
-                / sum(p.rev) FILTER (WHERE p.rev > 0) OVER () END AS above,
-           p.rev / nullif(sum(p.rev) FILTER (WHERE p.rev > 0) OVER (), 0) AS share
+                (sum(CASE WHEN p.rev > 0 THEN p.rev END) OVER (ORDER BY p.rev DESC NULLS LAST)
+                    - coalesce(sum(CASE WHEN p.rev > 0 THEN p.rev END) OVER (ORDER BY p.rev DESC NULLS LAST
+                               RANGE BETWEEN CURRENT ROW AND CURRENT ROW), 0))
+                / sum(CASE WHEN p.rev > 0 THEN p.rev END) OVER () END AS above,
+           p.rev / nullif(sum(CASE WHEN p.rev > 0 THEN p.rev END) OVER (), 0) AS share
       FROM p),
 cl AS (
     SELECT k.*, CASE WHEN above < 0.80 THEN 'A' WHEN above < 0.95 THEN 'B' ELSE 'C' END AS abc,
