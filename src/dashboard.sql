@@ -255,23 +255,28 @@ $$;
 COMMENT ON FUNCTION crm._require_stages(text) IS
 'Raises a clear error when crm.pipeline_stages is not filled in.';
 
--- Raised from inside a report query (the data says the configuration is incomplete).
-CREATE FUNCTION crm._unknown_stages(stages text[]) RETURNS boolean
+-- Raised from inside a report query when some stage_events rows name a stage
+-- that crm.pipeline_stages does not list (unknown > 0): names those stages.
+CREATE FUNCTION crm._check_stages(unknown numeric) RETURNS boolean
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    names text;
 BEGIN
-    IF cardinality(stages) > 0 THEN
-        RAISE EXCEPTION 'source "stage_events" uses stages missing from crm.pipeline_stages: %',
-                        array_to_string(stages, ', ')
+    IF coalesce(unknown, 0) > 0 THEN
+        EXECUTE pg_catalog.format(
+            'SELECT pg_catalog.string_agg(DISTINCT src.stage, '', '') FROM %s
+              WHERE NOT EXISTS (SELECT 1 FROM crm.pipeline_stages ps WHERE ps.stage = src.stage)',
+            crm._source_sql('stage_events')) INTO names;
+        RAISE EXCEPTION 'source "stage_events" uses stages missing from crm.pipeline_stages: %', names
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Add them: INSERT INTO crm.pipeline_stages (stage, stage_order, probability, outcome) VALUES (...).';
     END IF;
     RETURN true;
 END
 $$;
-COMMENT ON FUNCTION crm._unknown_stages(text[]) IS
-'Raises an error naming the stage names of the stage_events source that crm.pipeline_stages does not list.';
+COMMENT ON FUNCTION crm._check_stages(numeric) IS
+'Raises an error naming the stages of the stage_events source that crm.pipeline_stages does not list, when there are any (unknown > 0).';
 
 -- ---------------------------------------------------------------------------
 -- The owner dashboard
@@ -330,7 +335,7 @@ sp AS (
       FROM %3$s WHERE spent_on >= $3 AND spent_on < $2 GROUP BY 1, 2),
 spm AS (
     SELECT sum(amount) FILTER (WHERE is_cur) AS c_spend, sum(amount) FILTER (WHERE NOT is_cur) AS p_spend FROM sp),
-ix AS MATERIALIZED (
+ix AS NOT MATERIALIZED (
     SELECT customer_id, lead_id, occurred_at FROM %4$s WHERE NOT automated AND occurred_at < $2),
 lf AS (
     SELECT lead_id, min(occurred_at) AS first_contact FROM ix
@@ -371,7 +376,7 @@ dl AS MATERIALIZED (
            min(e.changed_at) FILTER (WHERE st.outcome = 'lost') AS lost_at,
            max(st.stage_order) FILTER (WHERE st.outcome = 'open') AS open_cur,
            max(st.stage_order) FILTER (WHERE st.outcome = 'open' AND e.changed_at < $4) AS open_prev,
-           array_agg(DISTINCT e.stage) FILTER (WHERE st.stage IS NULL) AS unknown
+           count(*) FILTER (WHERE st.stage IS NULL) AS unknown
       FROM (SELECT * FROM %6$s) AS e LEFT JOIN st ON st.stage = e.stage
      WHERE e.changed_at < $2
      GROUP BY e.deal_id),
@@ -396,7 +401,7 @@ dm AS (
            sum(amount) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at >= $4)) AS p_open_amt,
            sum(amount * sc.probability) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_weighted,
            sum(amount * sp2.probability) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at >= $4)) AS p_weighted,
-           crm._unknown_stages(array(SELECT DISTINCT u FROM dl, unnest(dl.unknown) AS u ORDER BY u)) AS stages_ok
+           crm._check_stages(sum(unknown)) AS stages_ok
       FROM dc LEFT JOIN st sc ON sc.stage_order = dc.open_cur
               LEFT JOIN st sp2 ON sp2.stage_order = dc.open_prev),
 -- lost deals by the most advanced open stage they reached
@@ -659,8 +664,9 @@ lm AS (
 dl AS (
     SELECT e.deal_id, min(e.manager_id::text) AS manager_id,
            min(e.changed_at) FILTER (WHERE st.outcome = 'won') AS won_at,
-           min(e.changed_at) FILTER (WHERE st.outcome = 'lost') AS lost_at
-      FROM (SELECT * FROM %3$s) AS e JOIN crm.pipeline_stages st ON st.stage = e.stage
+           min(e.changed_at) FILTER (WHERE st.outcome = 'lost') AS lost_at,
+           count(*) FILTER (WHERE st.stage IS NULL) AS n_unknown
+      FROM (SELECT * FROM %3$s) AS e LEFT JOIN crm.pipeline_stages st ON st.stage = e.stage
      WHERE e.changed_at < $2 GROUP BY e.deal_id),
 dm AS (
     SELECT manager_id,
@@ -686,6 +692,7 @@ SELECT m.manager_id, coalesce(lm.leads, 0), coalesce(lm.answered, 0), coalesce(l
          LEFT JOIN dm ON dm.manager_id IS NOT DISTINCT FROM m.manager_id
          LEFT JOIN cv ON cv.manager_id IS NOT DISTINCT FROM m.manager_id
          LEFT JOIN rv ON rv.manager_id IS NOT DISTINCT FROM m.manager_id
+ WHERE crm._check_stages((SELECT sum(n_unknown) FROM dl))
  ORDER BY m.manager_id
 $sql$, crm._source_sql('leads'), crm._source_sql('interactions', 'x'), crm._source_sql('stage_events'),
        crm._source_sql('customers'), crm._source_sql('orders', 'o'))
@@ -710,7 +717,7 @@ WITH
 st AS (SELECT stage, stage_order, probability, outcome FROM crm.pipeline_stages),
 ev AS MATERIALIZED (
     SELECT e.deal_id, e.changed_at, e.amount, st.stage_order, st.outcome
-      FROM (SELECT * FROM %1$s) AS e JOIN st ON st.stage = e.stage WHERE e.changed_at < $2),
+      FROM (SELECT * FROM %1$s) AS e LEFT JOIN st ON st.stage = e.stage WHERE e.changed_at < $2),
 dl AS (
     SELECT deal_id, max(amount) AS amount,
            max(stage_order) FILTER (WHERE outcome = 'open') AS open_stage,
@@ -730,6 +737,7 @@ SELECT st.stage, st.stage_order, st.outcome, st.probability, coalesce(en.entered
   FROM st LEFT JOIN en ON en.stage_order = st.stage_order
           LEFT JOIN op ON op.stage_order = st.stage_order
           LEFT JOIN lo ON lo.stage_order = st.stage_order
+ WHERE crm._check_stages((SELECT count(*) FROM ev WHERE ev.stage_order IS NULL))
  ORDER BY st.stage_order
 $sql$, crm._source_sql('stage_events'))
     USING b.cur_from, b.cur_to;
@@ -765,15 +773,16 @@ steps AS (
       FROM crm.pipeline_stages WHERE outcome IN ('open', 'won')),
 ev AS (
     SELECT e.deal_id, e.changed_at, e.amount, st.stage_order, st.outcome
-      FROM (SELECT * FROM %1$s) AS e JOIN crm.pipeline_stages st ON st.stage = e.stage
+      FROM (SELECT * FROM %1$s) AS e LEFT JOIN crm.pipeline_stages st ON st.stage = e.stage
      WHERE e.changed_at < $2),
-dl AS (
-    SELECT deal_id, max(amount) AS amount,
+dl0 AS (
+    SELECT deal_id, min(changed_at) AS started_at, max(amount) AS amount,
            max(steps.step_no) AS level,
-           bool_or(ev.outcome = 'lost') AS lost
+           bool_or(ev.outcome = 'lost') AS lost,
+           count(*) FILTER (WHERE ev.stage_order IS NULL) AS n_unknown
       FROM ev LEFT JOIN steps ON steps.stage_order = ev.stage_order
-     GROUP BY deal_id
-    HAVING min(changed_at) >= $1),
+     GROUP BY deal_id),
+dl AS (SELECT * FROM dl0 WHERE started_at >= $1),
 lv AS (
     SELECT steps.step_no, count(dl.deal_id) FILTER (WHERE dl.level >= steps.step_no) AS entered,
            count(dl.deal_id) FILTER (WHERE dl.level = steps.step_no AND dl.lost) AS lost_deals,
@@ -785,6 +794,7 @@ SELECT steps.step_no, steps.stage, coalesce(lv.entered, 0),
        coalesce(lv.entered - lead(lv.entered, 1, lv.entered) OVER w, 0),
        coalesce(lv.lost_deals, 0), coalesce(lv.lost_value, 0)
   FROM steps LEFT JOIN lv ON lv.step_no = steps.step_no
+ WHERE crm._check_stages((SELECT sum(n_unknown) FROM dl0))
 WINDOW w AS (ORDER BY steps.step_no)
  ORDER BY steps.step_no
 $sql$, crm._source_sql('stage_events'))

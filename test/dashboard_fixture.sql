@@ -1,7 +1,7 @@
 -- test/dashboard_fixture.sql: the owner dashboard, its reports and views on a tiny hand-made CRM
 -- whose every figure was worked out by hand (see the comments); and every bad input.
 BEGIN;
-SELECT plan(45);
+SELECT plan(48);
 
 CREATE SCHEMA dfx;
 CREATE TABLE dfx.leads(lead_id bigint, created_at timestamptz, channel text, manager_id int, customer_id bigint);
@@ -236,6 +236,12 @@ SELECT lives_ok($$SELECT crm.register_source('invoices', 'SELECT 1, 2, now(), no
 SELECT throws_ok($$SELECT * FROM crm.owner_dashboard('2025-12-01', '2025-12-10')$$, '22023',
                  'source "stage_events" uses stages missing from crm.pipeline_stages: negotiation',
                  'a stage missing from crm.pipeline_stages is an error, not a silently wrong number');
+SELECT throws_like($$SELECT * FROM crm.dashboard_pipeline('2025-12-01', '2025-12-10')$$,
+                   '%stages missing from crm.pipeline_stages: negotiation', 'dashboard_pipeline: unknown stage');
+SELECT throws_like($$SELECT * FROM crm.dashboard_funnel('2025-12-01', '2025-12-10')$$,
+                   '%stages missing from crm.pipeline_stages: negotiation', 'dashboard_funnel: unknown stage');
+SELECT throws_like($$SELECT * FROM crm.dashboard_managers('2025-12-01', '2025-12-10')$$,
+                   '%stages missing from crm.pipeline_stages: negotiation', 'dashboard_managers: unknown stage');
 DELETE FROM crm.pipeline_stages;
 SELECT throws_ok($$SELECT * FROM crm.dashboard_pipeline('2025-12-01', '2025-12-10')$$, '55000',
                  'crm.dashboard_pipeline: crm.pipeline_stages has no won stage', 'empty stage table');
