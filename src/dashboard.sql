@@ -258,7 +258,7 @@ COMMENT ON FUNCTION crm._require_stages(text) IS
 -- Raised from inside a report query when some stage_events rows name a stage
 -- that crm.pipeline_stages does not list (unknown > 0): names those stages.
 CREATE FUNCTION crm._check_stages(unknown numeric) RETURNS boolean
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE PARALLEL RESTRICTED
 AS $$
 DECLARE
     names text;
@@ -282,20 +282,15 @@ COMMENT ON FUNCTION crm._check_stages(numeric) IS
 -- The owner dashboard
 -- ---------------------------------------------------------------------------
 
-CREATE FUNCTION crm.owner_dashboard(period_from date, period_to date)
-RETURNS TABLE (metric text, value numeric, unit text, previous_value numeric,
-               change_pct numeric, section text)
+-- The query behind crm.owner_dashboard, with the registered sources spliced
+-- in; parameters $1 cur_from, $2 cur_to, $3 prev_from, $4 prev_to (= $1),
+-- half-open.  (Separate so EXPLAIN and the benchmark can look at it.)
+CREATE FUNCTION crm._owner_dashboard_sql() RETURNS text
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-    b record;
     q text;
 BEGIN
-    b := crm._period_bounds('crm.owner_dashboard', period_from, period_to);
-    PERFORM crm._require_stages('crm.owner_dashboard');
-    -- $1 cur_from, $2 cur_to, $3 prev_from, $4 prev_to (= $1); half-open.
-    -- Every figure is "as of the end of its period": data after the end is
-    -- ignored, so a past period always shows the same numbers.
     q := pg_catalog.format($sql$
 WITH
 st AS (SELECT stage, stage_order, probability, outcome FROM crm.pipeline_stages),
@@ -483,6 +478,31 @@ SELECT metric, cur, unit, prev,
 $sql$,
         crm._source_sql('leads'), crm._source_sql('orders'), crm._source_sql('spend'),
         crm._source_sql('interactions'), crm._source_sql('invoices'), crm._source_sql('stage_events'));
+    RETURN q;
+END
+$$;
+COMMENT ON FUNCTION crm._owner_dashboard_sql() IS
+'The SQL text crm.owner_dashboard runs (registered sources spliced in; $1..$4 = current and previous period bounds).';
+
+CREATE FUNCTION crm.owner_dashboard(period_from date, period_to date)
+RETURNS TABLE (metric text, value numeric, unit text, previous_value numeric,
+               change_pct numeric, section text)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    b record;
+    q text;
+BEGIN
+    b := crm._period_bounds('crm.owner_dashboard', period_from, period_to);
+    PERFORM crm._require_stages('crm.owner_dashboard');
+    -- $1 cur_from, $2 cur_to, $3 prev_from, $4 prev_to (= $1); half-open.
+    -- Every figure is "as of the end of its period": data after the end is
+    -- ignored, so a past period always shows the same numbers.
+    q := crm._owner_dashboard_sql();
     RETURN QUERY EXECUTE q USING b.cur_from, b.cur_to, b.prev_from, b.prev_to;
 END
 $$;
@@ -547,6 +567,10 @@ CREATE FUNCTION crm.dashboard_coverage(as_of timestamptz)
 RETURNS TABLE (customer_id text, manager_id text, channel text, revenue_12m numeric, abc_class text,
                last_contact timestamptz, next_due timestamptz, covered boolean)
 LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
 AS $$
 BEGIN
     IF as_of IS NULL THEN
@@ -591,6 +615,10 @@ CREATE FUNCTION crm.dashboard_channels(period_from date, period_to date)
 RETURNS TABLE (channel text, leads bigint, new_buyers bigint, conversion_pct numeric, revenue numeric,
                gross_profit numeric, spend numeric, cac numeric, roi_pct numeric, ltv numeric, ltv_cac numeric)
 LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
 AS $$
 DECLARE
     b record;
@@ -642,6 +670,10 @@ RETURNS TABLE (manager_id text, leads bigint, answered_leads bigint, unanswered_
                median_response_minutes numeric, deals_won bigint, deals_lost bigint, win_rate_pct numeric,
                revenue numeric, customers bigint, covered_customers bigint, coverage_pct numeric)
 LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
 AS $$
 DECLARE
     b record;
@@ -706,6 +738,10 @@ CREATE FUNCTION crm.dashboard_pipeline(period_from date, period_to date)
 RETURNS TABLE (stage text, stage_order int, outcome text, probability numeric, entered bigint,
                open_deals bigint, open_value numeric, weighted_value numeric, lost_deals bigint, lost_value numeric)
 LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
 AS $$
 DECLARE
     b record;
@@ -760,6 +796,10 @@ CREATE FUNCTION crm.dashboard_funnel(period_from date, period_to date)
 RETURNS TABLE (step_no int, stage text, entered bigint, pct_of_first numeric, pct_of_prev numeric,
                dropped bigint, lost_deals bigint, lost_value numeric)
 LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
 AS $$
 DECLARE
     b record;
@@ -811,6 +851,10 @@ CREATE FUNCTION crm.dashboard_retention(as_of date)
 RETURNS TABLE (cohort date, period_no int, cohort_size bigint, active bigint, retention_pct numeric,
                revenue numeric, cumulative_ltv numeric)
 LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
 AS $$
 BEGIN
     IF as_of IS NULL THEN
@@ -853,6 +897,10 @@ CREATE FUNCTION crm.dashboard_rfm(as_of date)
 RETURNS TABLE (customer_id text, recency_days int, frequency bigint, monetary numeric,
                r int, f int, m int, segment text)
 LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
 AS $$
 BEGIN
     IF as_of IS NULL THEN
@@ -893,6 +941,10 @@ CREATE FUNCTION crm.dashboard_abc_xyz(as_of date)
 RETURNS TABLE (product_id text, revenue numeric, revenue_share_pct numeric, abc_class text,
                cv numeric, xyz_class text, abc_xyz text)
 LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
 AS $$
 BEGIN
     IF as_of IS NULL THEN
@@ -935,6 +987,10 @@ CREATE FUNCTION crm.dashboard_lead_sla(period_from date, period_to date, sla int
 RETURNS TABLE (channel text, leads bigint, answered bigint, within_sla bigint, never_answered bigint,
                within_sla_pct numeric, median_response_minutes numeric)
 LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
 AS $$
 DECLARE
     b record;
