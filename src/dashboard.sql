@@ -538,10 +538,11 @@ BEGIN
         ('lead', 1, 0.10, 'open'), ('qualified', 2, 0.25, 'open'), ('proposal', 3, 0.50, 'open'),
         ('invoice', 4, 0.80, 'open'), ('paid', 5, 1, 'won'), ('lost', 6, 0, 'lost')
     ON CONFLICT DO NOTHING;
-    -- the views show the last month of the demo data
+    -- the views show the last calendar month of the demo data
     SELECT max(created_at)::date INTO last_day FROM crm_demo.leads;
     IF last_day IS NOT NULL THEN
-        PERFORM crm.set_dashboard_period(date_trunc('month', last_day)::date, last_day);
+        PERFORM crm.set_dashboard_period(date_trunc('month', last_day)::date,
+                                         (date_trunc('month', last_day) + interval '1 month - 1 day')::date);
     END IF;
 END
 $$;
