@@ -282,6 +282,28 @@ COMMENT ON FUNCTION crm._check_stages(numeric) IS
 -- The owner dashboard
 -- ---------------------------------------------------------------------------
 
+-- A CASE expression (SQL text) mapping the stage names of crm.pipeline_stages
+-- to their order, outcome or probability (what = 'order', 'outcome',
+-- 'probability'), or a stage_order to its probability ('order_probability'):
+-- spliced into the report queries so a million events need no join.
+-- Unknown stage -> NULL.
+CREATE FUNCTION crm._stage_case(what text, expr text) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN count(*) = 0 THEN 'NULL' ELSE
+       format('(CASE %s %s END)', expr,
+              string_agg(CASE what
+                  WHEN 'order' THEN format('WHEN %L THEN %s', stage, stage_order)
+                  WHEN 'outcome' THEN format('WHEN %L THEN %L', stage, outcome)
+                  WHEN 'probability' THEN format('WHEN %L THEN %s::numeric', stage, probability)
+                  WHEN 'order_probability' THEN format('WHEN %s THEN %s::numeric', stage_order, probability)
+              END, ' ' ORDER BY stage_order)) END
+  FROM crm.pipeline_stages
+$$;
+COMMENT ON FUNCTION crm._stage_case(text, text) IS
+'SQL text of a CASE expression mapping a stage name (or stage_order) to its crm.pipeline_stages order, outcome or probability.';
+
 -- The query behind crm.owner_dashboard, with the registered sources spliced
 -- in; parameters $1 cur_from, $2 cur_to, $3 prev_from, $4 prev_to (= $1),
 -- half-open.  (Separate so EXPLAIN and the benchmark can look at it.)
@@ -330,11 +352,14 @@ sp AS (
       FROM %3$s WHERE spent_on >= $3 AND spent_on < $2 GROUP BY 1, 2),
 spm AS (
     SELECT sum(amount) FILTER (WHERE is_cur) AS c_spend, sum(amount) FILTER (WHERE NOT is_cur) AS p_spend FROM sp),
+-- real (non-automated) contacts before the end; each use scans the source
+-- (a hash join to the period's leads, a per-customer aggregate), both can
+-- run in parallel
 ix AS NOT MATERIALIZED (
     SELECT customer_id, lead_id, occurred_at FROM %4$s WHERE NOT automated AND occurred_at < $2),
 lf AS (
-    SELECT lead_id, min(occurred_at) AS first_contact FROM ix
-     WHERE lead_id IN (SELECT lead_id FROM ld) GROUP BY lead_id),
+    SELECT ix.lead_id, min(ix.occurred_at) AS first_contact
+      FROM ix JOIN ld ON ld.lead_id = ix.lead_id GROUP BY ix.lead_id),
 lx AS (
     SELECT ld.channel, ld.is_cur, count(*) AS n,
            count(*) FILTER (WHERE cu.first_at < CASE WHEN ld.is_cur THEN $2 ELSE $4 END) AS converted,
@@ -365,19 +390,21 @@ im AS (
            count(*) FILTER (WHERE issued_at < $4 AND due_at < $4) AS p_overdue,
            sum(amount) FILTER (WHERE issued_at < $4 AND due_at < $4) AS p_overdue_amt
       FROM iv),
-dl AS MATERIALIZED (
-    SELECT e.deal_id, min(e.changed_at) AS created_at, max(e.amount) AS amount,
-           min(e.changed_at) FILTER (WHERE st.outcome = 'won') AS won_at,
-           min(e.changed_at) FILTER (WHERE st.outcome = 'lost') AS lost_at,
-           max(st.stage_order) FILTER (WHERE st.outcome = 'open') AS open_cur,
-           max(st.stage_order) FILTER (WHERE st.outcome = 'open' AND e.changed_at < $4) AS open_prev,
-           count(*) FILTER (WHERE st.stage IS NULL) AS unknown
-      FROM (SELECT * FROM %6$s) AS e LEFT JOIN st ON st.stage = e.stage
-     WHERE e.changed_at < $2
-     GROUP BY e.deal_id),
-dc AS (
+ev AS (
+    SELECT deal_id, changed_at, amount, %7$s AS outcome, %8$s AS stage_order
+      FROM %6$s WHERE changed_at < $2),
+dl AS (
+    SELECT deal_id, min(changed_at) AS created_at, max(amount) AS amount,
+           min(changed_at) FILTER (WHERE outcome = 'won') AS won_at,
+           min(changed_at) FILTER (WHERE outcome = 'lost') AS lost_at,
+           max(stage_order) FILTER (WHERE outcome = 'open') AS open_cur,
+           max(stage_order) FILTER (WHERE outcome = 'open' AND changed_at < $4) AS open_prev,
+           count(*) FILTER (WHERE outcome IS NULL) AS unknown
+      FROM ev GROUP BY deal_id),
+dc AS MATERIALIZED (
     SELECT dl.*, least(won_at, lost_at) AS closed_at,
-           won_at IS NOT NULL AND won_at <= coalesce(lost_at, won_at) AS is_won
+           won_at IS NOT NULL AND won_at <= coalesce(lost_at, won_at) AS is_won,
+           %9$s AS p_cur, %10$s AS p_prev
       FROM dl),
 dm AS (
     SELECT count(*) FILTER (WHERE is_won AND closed_at >= $1) AS c_won,
@@ -394,11 +421,10 @@ dm AS (
            count(*) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at >= $4)) AS p_open,
            sum(amount) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_open_amt,
            sum(amount) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at >= $4)) AS p_open_amt,
-           sum(amount * sc.probability) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_weighted,
-           sum(amount * sp2.probability) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at >= $4)) AS p_weighted,
+           sum(amount * p_cur) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_weighted,
+           sum(amount * p_prev) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at >= $4)) AS p_weighted,
            crm._check_stages(sum(unknown)) AS stages_ok
-      FROM dc LEFT JOIN st sc ON sc.stage_order = dc.open_cur
-              LEFT JOIN st sp2 ON sp2.stage_order = dc.open_prev),
+      FROM dc),
 -- lost deals by the most advanced open stage they reached
 lost AS (
     SELECT st.stage, st.stage_order,
@@ -425,7 +451,7 @@ abc AS (
                     - coalesce(sum(CASE WHEN cu.rev12_prev > 0 THEN cu.rev12_prev END) OVER (ORDER BY cu.rev12_prev DESC NULLS LAST
                                RANGE BETWEEN CURRENT ROW AND CURRENT ROW), 0))
              / nullif(sum(CASE WHEN cu.rev12_prev > 0 THEN cu.rev12_prev END) OVER (), 0) AS above_prev
-      FROM cu),
+      FROM cu WHERE cu.rev12_cur > 0 OR cu.rev12_prev > 0),
 am AS (
     SELECT count(*) FILTER (WHERE abc.rev12_cur > 0 AND abc.above_cur < 0.80
                              AND (lc.last_cur IS NULL OR lc.last_cur < $2 - interval '1 month')) AS c_a_overdue,
@@ -477,7 +503,9 @@ SELECT metric, cur, unit, prev,
   FROM rows ORDER BY ord
 $sql$,
         crm._source_sql('leads'), crm._source_sql('orders'), crm._source_sql('spend'),
-        crm._source_sql('interactions'), crm._source_sql('invoices'), crm._source_sql('stage_events'));
+        crm._source_sql('interactions'), crm._source_sql('invoices'), crm._source_sql('stage_events'),
+        crm._stage_case('outcome', 'stage'), crm._stage_case('order', 'stage'),
+        crm._stage_case('order_probability', 'open_cur'), crm._stage_case('order_probability', 'open_prev'));
     RETURN q;
 END
 $$;
