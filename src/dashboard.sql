@@ -1116,7 +1116,8 @@ SELECT p.period_to AS as_of, c.abc_class, count(*) AS customers,
        count(*) FILTER (WHERE c.covered) AS covered, count(*) FILTER (WHERE NOT c.covered) AS overdue,
        round(100.0 * count(*) FILTER (WHERE c.covered) / count(*), 2) AS coverage_pct
   FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_coverage((p.period_to + 1)::timestamptz) AS c
- GROUP BY p.period_to, c.abc_class;
+ GROUP BY p.period_to, c.abc_class
+ ORDER BY c.abc_class;
 COMMENT ON VIEW crm.v_coverage IS
 'Contact coverage per ABC class at the dashboard period end: customers, covered, overdue, coverage % (Metabase: bar chart of coverage_pct by abc_class).';
 
