@@ -1127,3 +1127,142 @@ SELECT p.period_from, p.period_to, coalesce(s.channel, 'all') AS channel, s.lead
   FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_lead_sla(p.period_from, p.period_to) AS s;
 COMMENT ON VIEW crm.v_lead_sla IS
 'Lead first-response SLA per channel (and "all") for the dashboard period (Metabase: bar chart of within_sla_pct by channel; number card for the "all" row).';
+
+-- ---------------------------------------------------------------------------
+-- Static HTML report: the dashboard, the funnel, the cohort heat map and the
+-- channel table, drawn as inline SVG (no scripts, no external files)
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION crm._html(t text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT replace(replace(replace(replace(coalesce(t, ''), '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), '"', '&quot;')
+$$;
+COMMENT ON FUNCTION crm._html(text) IS
+'Escapes text for HTML (&, <, >, ").';
+
+-- a number for humans: thousands separated, 2 decimals where it has them
+CREATE FUNCTION crm._fmt(v numeric) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN v IS NULL THEN '-'
+            WHEN v = trunc(v) THEN trim(to_char(v, 'FM999G999G999G999G990'))
+            ELSE trim(to_char(v, 'FM999G999G999G999G990D00')) END
+$$;
+COMMENT ON FUNCTION crm._fmt(numeric) IS
+'Formats a number for the HTML report (thousands separators, at most 2 decimals).';
+
+CREATE FUNCTION crm.dashboard_html(period_from date, period_to date) RETURNS text
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    kpi    text;
+    funnel text;
+    heat   text;
+    chan   text;
+    fmax   numeric;
+    nfun   int;
+    ncoh   int;
+BEGIN
+    -- the figures (also validates the period and the sources)
+    SELECT string_agg(pg_catalog.format(
+               '<tr class="%s"><td>%s</td><td class="n">%s</td><td class="n">%s</td><td class="n %s">%s</td><td>%s</td></tr>',
+               d.section, crm._html(replace(d.metric, '_', ' ')), crm._fmt(d.value), crm._fmt(d.previous_value),
+               -- green when the change is good news: lower is better for costs and losses
+               CASE WHEN coalesce(d.change_pct, 0) = 0 THEN ''
+                    WHEN (d.change_pct > 0) <> (d.section = 'money_lost' OR d.metric IN ('cac', 'sales_cycle', 'marketing_spend'))
+                    THEN 'up' ELSE 'down' END,
+               CASE WHEN d.change_pct IS NULL THEN '' ELSE crm._fmt(d.change_pct) || '%' END,
+               crm._html(d.unit)), E'\n' ORDER BY d.ord)
+      INTO kpi
+      FROM (SELECT o.*, row_number() OVER () AS ord FROM crm.owner_dashboard(period_from, period_to) AS o) AS d;
+
+    -- funnel: one bar per step, width proportional to the deals that reached it
+    SELECT max(f.entered), count(*) INTO fmax, nfun FROM crm.dashboard_funnel(period_from, period_to) AS f;
+    SELECT pg_catalog.format('<svg xmlns="http://www.w3.org/2000/svg" width="760" height="%s" role="img" aria-label="sales funnel">%s</svg>',
+                             nfun * 44 + 10,
+                             string_agg(pg_catalog.format(
+                                 '<rect x="%s" y="%s" width="%s" height="34" fill="#2b6cb0" rx="3"/>'
+                                 '<text x="10" y="%s" class="lbl">%s</text>'
+                                 '<text x="380" y="%s" text-anchor="middle" class="%s">%s (%s%%)</text>'
+                                 '<text x="750" y="%s" text-anchor="end" class="lost">%s</text>',
+                                 round(380 - w / 2, 1), 5 + (f.step_no - 1) * 44, round(w, 1),
+                                 27 + (f.step_no - 1) * 44, crm._html(f.stage),
+                                 27 + (f.step_no - 1) * 44, CASE WHEN w >= 130 THEN 'in' ELSE 'out' END,
+                                 crm._fmt(f.entered::numeric), crm._fmt(f.pct_of_first),
+                                 27 + (f.step_no - 1) * 44,
+                                 CASE WHEN f.lost_value > 0 THEN 'lost ' || crm._fmt(f.lost_value) ELSE '' END),
+                                 '' ORDER BY f.step_no))
+      INTO funnel
+      FROM (SELECT f.*, CASE WHEN fmax > 0 THEN greatest(440.0 * f.entered / fmax, 2) ELSE 2 END AS w
+              FROM crm.dashboard_funnel(period_from, period_to) AS f) AS f;
+
+    -- cohort heat map: rows = cohorts, columns = months since, colour = retention
+    SELECT count(DISTINCT cohort) INTO ncoh FROM crm.dashboard_retention(period_to);
+    SELECT pg_catalog.format('<svg xmlns="http://www.w3.org/2000/svg" width="%s" height="%s" role="img" aria-label="cohort retention heat map">'
+                             '%s%s</svg>',
+                             100 + 12 * 52, 30 + ncoh * 26,
+                             (SELECT string_agg(pg_catalog.format('<text x="%s" y="18" text-anchor="middle" class="ax">%s</text>', 126 + p * 52, p), '')
+                                FROM generate_series(0, 11) AS p),
+                             string_agg(pg_catalog.format(
+                                 '%s<rect x="%s" y="%s" width="50" height="24" fill="hsl(210,70%%,%s%%)"/>'
+                                 '<text x="%s" y="%s" text-anchor="middle" class="%s">%s</text>',
+                                 CASE WHEN r.period_no = 0 THEN pg_catalog.format('<text x="4" y="%s" class="ax">%s (%s)</text>',
+                                                                              r.y + 17, to_char(r.cohort, 'YYYY-MM'), r.cohort_size) ELSE '' END,
+                                 100 + r.period_no * 52, r.y, round(95 - 0.6 * r.retention_pct, 1),
+                                 126 + r.period_no * 52, r.y + 17,
+                                 CASE WHEN r.retention_pct > 55 THEN 'cw' ELSE 'cb' END, round(r.retention_pct) || '%'),
+                                 '' ORDER BY r.cohort, r.period_no))
+      INTO heat
+      FROM (SELECT t.*, 26 + (dense_rank() OVER (ORDER BY t.cohort) - 1) * 26 AS y
+              FROM crm.dashboard_retention(period_to) AS t) AS r;
+
+    -- channels: a table with an ROI bar
+    SELECT string_agg(pg_catalog.format(
+               '<tr><td>%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s%%</td><td class="n">%s</td>'
+               '<td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
+               '<td><svg xmlns="http://www.w3.org/2000/svg" width="160" height="14"><rect x="0" y="2" width="%s" height="10" fill="%s"/></svg> %s</td></tr>',
+               crm._html(c.channel), crm._fmt(c.leads::numeric), crm._fmt(c.new_buyers::numeric), crm._fmt(c.conversion_pct),
+               crm._fmt(c.revenue), crm._fmt(c.spend), crm._fmt(c.cac), crm._fmt(c.ltv_cac),
+               CASE WHEN c.roi_pct IS NULL THEN 0 ELSE round(least(greatest(abs(c.roi_pct), 0), mx) / nullif(mx, 0) * 160, 1) END,
+               CASE WHEN c.roi_pct < 0 THEN '#c53030' ELSE '#2f855a' END,
+               CASE WHEN c.roi_pct IS NULL THEN 'no spend' ELSE crm._fmt(c.roi_pct) || '%' END), E'\n' ORDER BY c.revenue DESC)
+      INTO chan
+      FROM (SELECT c.*, max(abs(c.roi_pct)) OVER () AS mx FROM crm.dashboard_channels(period_from, period_to) AS c) AS c;
+
+    RETURN pg_catalog.format($html$<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Owner dashboard %1$s .. %2$s</title>
+<style>
+body{font-family:DejaVu Sans,Arial,sans-serif;margin:24px;color:#1a202c;max-width:1100px}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px} p.sub{color:#4a5568;margin:0 0 16px}
+table{border-collapse:collapse;font-size:13px} td,th{padding:3px 10px;border-bottom:1px solid #e2e8f0;text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums} td.up{color:#2f855a} td.down{color:#c53030}
+tr.money_lost td:first-child{color:#c53030} th{background:#edf2f7}
+svg text{font-family:DejaVu Sans,Arial,sans-serif;font-size:12px} .lbl{font-weight:bold} .in{fill:#fff;font-weight:bold}
+.out{fill:#1a202c;font-weight:bold;paint-order:stroke;stroke:#fff;stroke-width:3px} .lost{fill:#c53030} .ax{fill:#4a5568} .cw{fill:#fff} .cb{fill:#1a202c}
+.cols{display:flex;gap:40px;flex-wrap:wrap}
+</style></head><body>
+<h1>Owner dashboard</h1>
+<p class="sub">%1$s .. %2$s, compared with the previous period of equal length. Generated by crm.dashboard_html.</p>
+<div class="cols"><div>
+<h2>Figures</h2>
+<table><tr><th>metric</th><th>value</th><th>previous</th><th>change</th><th>unit</th></tr>
+%3$s
+</table></div><div>
+<h2>Sales funnel (deals started in the period)</h2>
+%4$s
+<h2>Channels</h2>
+<table><tr><th>channel</th><th>leads</th><th>new buyers</th><th>conversion</th><th>revenue</th><th>spend</th><th>CAC</th><th>LTV/CAC</th><th>ROI</th></tr>
+%5$s
+</table>
+</div></div>
+<h2>Monthly buyer cohorts: share still buying, by months since the first order</h2>
+%6$s
+</body></html>
+$html$, period_from, period_to, coalesce(kpi, ''), coalesce(funnel, ''), coalesce(chan, ''), coalesce(heat, ''));
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_html(date, date) IS
+'A static HTML page (inline SVG, no scripts) with the owner dashboard figures, the sales funnel, the channel table and the cohort retention heat map for the period [from, to].';

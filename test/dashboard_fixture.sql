@@ -1,7 +1,7 @@
 -- test/dashboard_fixture.sql: the owner dashboard, its reports and views on a tiny hand-made CRM
 -- whose every figure was worked out by hand (see the comments); and every bad input.
 BEGIN;
-SELECT plan(48);
+SELECT plan(51);
 
 CREATE SCHEMA dfx;
 CREATE TABLE dfx.leads(lead_id bigint, created_at timestamptz, channel text, manager_id int, customer_id bigint);
@@ -203,6 +203,18 @@ SELECT is((SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attr
           0::bigint, 'views use plain column types only');
 SELECT ok((SELECT extconfig @> ARRAY['crm.sources'::regclass, 'crm.pipeline_stages'::regclass, 'crm.dashboard_settings'::regclass]::oid[]
              FROM pg_extension WHERE extname = 'crm_analytics'), 'config tables are dumped by pg_dump');
+
+-- static HTML report
+SELECT is(crm._html('<a href="x">&</a>'), '&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;', '_html escapes');
+SELECT ok((SELECT h LIKE '<!DOCTYPE html>%' AND h LIKE '%</html>%'
+                  AND (length(h) - length(replace(h, '<svg ', ''))) / 5 = 2 + 2   -- funnel, heat map, an ROI bar for each of 2 channels
+                  AND h LIKE '%lost 250%' AND h LIKE '%366.67%'
+             FROM crm.dashboard_html('2025-12-01', '2025-12-10') AS h),
+          'dashboard_html: a page with the funnel, the heat map and the channel ROI bars, showing the figures');
+INSERT INTO dfx.leads VALUES (8, '2025-12-03', '<script>x</script>', 1, NULL);
+SELECT ok((SELECT h NOT LIKE '%<script>%' AND h LIKE '%&lt;script&gt;x&lt;/script&gt;%'
+             FROM crm.dashboard_html('2025-12-01', '2025-12-10') AS h), 'dashboard_html escapes names from the data');
+DELETE FROM dfx.leads WHERE lead_id = 8;
 
 -- bad input
 SELECT throws_ok($$SELECT crm.register_source('deals', 'SELECT 1')$$, '22023',
