@@ -52,6 +52,11 @@ COMMENT ON TABLE crm.dashboard_settings IS
 'Settings of the owner dashboard (at most one row): the period the crm.v_* views show (NULL = the last complete calendar month) and the lead first-response SLA.';
 SELECT pg_catalog.pg_extension_config_dump('crm.dashboard_settings', '');
 
+-- BI users (Metabase's database user) read the views, which read these three
+-- tables with the caller's rights: let everyone read them; only the owner
+-- (or whoever is granted more) registers sources and edits the stages.
+GRANT SELECT ON crm.sources, crm.pipeline_stages, crm.dashboard_settings TO PUBLIC;
+
 CREATE FUNCTION crm.source_columns(kind text) RETURNS text[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -1127,6 +1132,11 @@ SELECT p.period_from, p.period_to, coalesce(s.channel, 'all') AS channel, s.lead
   FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_lead_sla(p.period_from, p.period_to) AS s;
 COMMENT ON VIEW crm.v_lead_sla IS
 'Lead first-response SLA per channel (and "all") for the dashboard period (Metabase: bar chart of within_sla_pct by channel; number card for the "all" row).';
+
+-- the views read everything with the caller's rights (security_invoker), so
+-- reading them grants nothing the caller could not already read
+GRANT SELECT ON crm.v_owner_dashboard, crm.v_funnel, crm.v_pipeline, crm.v_retention, crm.v_rfm,
+                crm.v_abc_xyz, crm.v_channels, crm.v_managers, crm.v_coverage, crm.v_lead_sla TO PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- Static HTML report: the dashboard, the funnel, the cohort heat map and the

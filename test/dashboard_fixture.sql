@@ -1,7 +1,7 @@
 -- test/dashboard_fixture.sql: the owner dashboard, its reports and views on a tiny hand-made CRM
 -- whose every figure was worked out by hand (see the comments); and every bad input.
 BEGIN;
-SELECT plan(51);
+SELECT plan(53);
 
 CREATE SCHEMA dfx;
 CREATE TABLE dfx.leads(lead_id bigint, created_at timestamptz, channel text, manager_id int, customer_id bigint);
@@ -203,6 +203,20 @@ SELECT is((SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attr
           0::bigint, 'views use plain column types only');
 SELECT ok((SELECT extconfig @> ARRAY['crm.sources'::regclass, 'crm.pipeline_stages'::regclass, 'crm.dashboard_settings'::regclass]::oid[]
              FROM pg_extension WHERE extname = 'crm_analytics'), 'config tables are dumped by pg_dump');
+
+-- a BI user with read rights on the CRM tables reads the views; without them, the error names the source
+CREATE ROLE crm_dash_bi_test;
+GRANT USAGE ON SCHEMA crm, dfx TO crm_dash_bi_test;
+GRANT SELECT ON ALL TABLES IN SCHEMA dfx TO crm_dash_bi_test;
+SET ROLE crm_dash_bi_test;
+SELECT is((SELECT count(*) FROM crm.v_owner_dashboard), 33::bigint, 'a BI user reads v_owner_dashboard (security_invoker)');
+RESET ROLE;
+REVOKE SELECT ON dfx.orders FROM crm_dash_bi_test;
+SET ROLE crm_dash_bi_test;
+SELECT throws_ok($$SELECT * FROM crm.v_owner_dashboard$$, '42501',
+                 'registered source "orders" is broken: permission denied for table orders',
+                 'security_invoker: the caller''s rights apply, and the error names the source');
+RESET ROLE;
 
 -- static HTML report
 SELECT is(crm._html('<a href="x">&</a>'), '&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;', '_html escapes');
