@@ -357,14 +357,17 @@ sp AS (
       FROM %3$s WHERE spent_on >= $3 AND spent_on < $2 GROUP BY 1, 2),
 spm AS (
     SELECT sum(amount) FILTER (WHERE is_cur) AS c_spend, sum(amount) FILTER (WHERE NOT is_cur) AS p_spend FROM sp),
--- real (non-automated) contacts before the end; each use scans the source
--- (a hash join to the period's leads, a per-customer aggregate), both can
--- run in parallel
-ix AS NOT MATERIALIZED (
-    SELECT customer_id, lead_id, occurred_at FROM %4$s WHERE NOT automated AND occurred_at < $2),
+-- real (non-automated) contacts that can matter: from the start of the
+-- previous period (first responses to its leads) or from a month before its
+-- end (the class-A contact check), up to the end
+ix AS MATERIALIZED (
+    SELECT customer_id, lead_id, occurred_at, direction = 'outbound' AS outbound FROM %4$s
+     WHERE NOT automated AND occurred_at >= least($3, $4 - interval '1 month') AND occurred_at < $2),
+-- a lead's first response: its first real outbound contact at or after its creation
 lf AS (
     SELECT ix.lead_id, min(ix.occurred_at) AS first_contact
-      FROM ix JOIN ld ON ld.lead_id = ix.lead_id GROUP BY ix.lead_id),
+      FROM ix JOIN ld ON ld.lead_id = ix.lead_id
+     WHERE ix.outbound AND ix.occurred_at >= ld.created_at GROUP BY ix.lead_id),
 lx AS (
     SELECT ld.channel, ld.is_cur, count(*) AS n,
            count(*) FILTER (WHERE cu.first_at < CASE WHEN ld.is_cur THEN $2 ELSE $4 END) AS converted,
@@ -445,7 +448,7 @@ lost AS (
 -- TODO(coverage): switch to the coverage policy table once it lands.
 lc AS (
     SELECT customer_id, max(occurred_at) AS last_cur, max(occurred_at) FILTER (WHERE occurred_at < $4) AS last_prev
-      FROM ix WHERE customer_id IS NOT NULL GROUP BY customer_id),
+      FROM ix WHERE customer_id IS NOT NULL AND occurred_at >= $4 - interval '1 month' GROUP BY customer_id),
 abc AS (
     SELECT cu.customer_id, cu.rev12_cur, cu.rev12_prev,
            (sum(CASE WHEN cu.rev12_cur > 0 THEN cu.rev12_cur END) OVER (ORDER BY cu.rev12_cur DESC NULLS LAST)
@@ -720,8 +723,10 @@ ld AS MATERIALIZED (
     SELECT lead_id, created_at, manager_id::text AS manager_id FROM %1$s
      WHERE created_at >= $1 AND created_at < $2),
 fc AS (
-    SELECT x.lead_id, min(x.occurred_at) AS first_contact FROM %2$s
-     WHERE NOT x.automated AND x.occurred_at < $2 AND x.lead_id IN (SELECT lead_id FROM ld)
+    SELECT x.lead_id, min(x.occurred_at) AS first_contact
+      FROM %2$s JOIN ld ON ld.lead_id = x.lead_id
+     WHERE NOT x.automated AND x.direction = 'outbound' AND x.occurred_at >= $1 AND x.occurred_at < $2
+       AND x.occurred_at >= ld.created_at
      GROUP BY x.lead_id),
 lm AS (
     SELECT ld.manager_id, count(*) AS leads, count(fc.first_contact) AS answered,
@@ -1034,8 +1039,10 @@ BEGIN
 WITH
 ld AS MATERIALIZED (SELECT lead_id, created_at, coalesce(channel, '(unknown)') AS channel FROM %1$s
                      WHERE created_at >= $1 AND created_at < $2),
-fc AS (SELECT x.lead_id, min(x.occurred_at) AS first_contact FROM %2$s
-        WHERE NOT x.automated AND x.occurred_at < $2 AND x.lead_id IN (SELECT lead_id FROM ld)
+fc AS (SELECT x.lead_id, min(x.occurred_at) AS first_contact
+         FROM %2$s JOIN ld ON ld.lead_id = x.lead_id
+        WHERE NOT x.automated AND x.direction = 'outbound' AND x.occurred_at >= $1 AND x.occurred_at < $2
+          AND x.occurred_at >= ld.created_at
         GROUP BY x.lead_id),
 j AS (SELECT ld.channel, fc.first_contact - ld.created_at AS resp FROM ld LEFT JOIN fc ON fc.lead_id = ld.lead_id)
 SELECT channel, count(*), count(resp), count(*) FILTER (WHERE resp <= $3), count(*) - count(resp),

@@ -42,7 +42,8 @@ cyc AS (SELECT avg(extract(epoch FROM paid_at - first_at) / 86400) AS v FROM won
 unpaid AS (SELECT * FROM crm_demo.invoices WHERE issued_at < t AND (paid_at IS NULL OR paid_at >= t)),
 unans AS (SELECT l.* FROM lds l WHERE NOT EXISTS (
               SELECT 1 FROM crm_demo.interactions i
-               WHERE i.lead_id = l.lead_id AND NOT i.automated AND i.occurred_at < t)),
+               WHERE i.lead_id = l.lead_id AND NOT i.automated AND i.direction = 'outbound'
+                 AND i.occurred_at >= l.created_at AND i.occurred_at < t)),
 rev12 AS (SELECT customer_id, sum(amount) AS rev FROM crm_demo.orders
            WHERE ordered_at >= t - interval '12 months' AND ordered_at < t GROUP BY customer_id HAVING sum(amount) > 0),
 cls AS (SELECT customer_id,
@@ -136,6 +137,7 @@ SELECT results_eq(
            (SELECT count(*) FROM crm_demo.leads l WHERE l.manager_id = m.manager_id
                AND l.created_at >= '2025-10-01' AND l.created_at < '2026-01-01'
                AND NOT EXISTS (SELECT 1 FROM crm_demo.interactions i WHERE i.lead_id = l.lead_id AND NOT i.automated
+                                  AND i.direction = 'outbound' AND i.occurred_at >= l.created_at
                                   AND i.occurred_at < '2026-01-01')),
            (SELECT count(*) FROM crm_demo.deals d WHERE d.manager_id = m.manager_id AND EXISTS (
                SELECT 1 FROM crm_demo.deal_events e WHERE e.deal_id = d.deal_id AND e.stage = 'paid'

@@ -20,7 +20,9 @@ CREATE TABLE dfx.interactions(interaction_id bigint, customer_id bigint, lead_id
 INSERT INTO dfx.interactions VALUES
  (1,NULL,1,1,'2025-12-02 10:00','call','outbound',false),(2,NULL,2,1,'2025-12-03 09:00','mailing','outbound',true),
  (3,NULL,3,2,'2025-12-12 09:00','call','outbound',false),(4,NULL,5,1,'2025-11-25 12:00','call','outbound',false),
- (5,104,NULL,1,'2025-11-20','call','outbound',false),(6,103,NULL,1,'2025-12-09','email','outbound',false);
+ (5,104,NULL,1,'2025-11-20','call','outbound',false),(6,103,NULL,1,'2025-12-09','email','outbound',false),
+ -- not responses: the lead's own inbound e-mail, and a call logged before the lead was created
+ (7,NULL,4,2,'2025-12-09 08:00','email','inbound',false),(8,NULL,6,2,'2025-11-25 23:00','call','outbound',false);
 CREATE TABLE dfx.invoices(invoice_id bigint, customer_id bigint, issued_at timestamptz, due_at timestamptz, amount numeric, paid_at timestamptz);
 INSERT INTO dfx.invoices VALUES
  (1,101,'2025-12-03','2025-12-08',300,'2025-12-04'),(2,103,'2025-11-26','2025-12-05',100,NULL),
@@ -63,7 +65,8 @@ $$;
 --  velocity: 3 open * 50% * 300 / 2 days | 2 * 50% * 200 / 2.
 --  invoices unpaid at Dec 11: 2 (100 issued Nov 26, 400 issued Dec 9): 500, age (15+2)/2; overdue: the 100 (due Dec 5)
 --         | at Dec 1: 2 (100 issued Nov 26, 500 issued Nov 28 paid Dec 6): 600, age (5+3)/2; overdue: the 500 (due Nov 29).
---  unanswered leads: 2 (only a mailing), 3 (called Dec 12), 4 | 6.
+--  unanswered leads: 2 (only a mailing), 3 (called Dec 12), 4 (only its own inbound e-mail)
+--                  | 6 (called the day before it was created).
 --    cost: ads 400/3 leads * 2 + seo 100/1 * 1 = 366.67 | seo spent nothing in the previous period = 0.
 --  class A overdue: A = 104 (1500), 101 and 103 (300 each: 1500/2100 < 0.8 above them); 101 never contacted | A = 104 only, contacted Nov 20.
 SELECT results_eq(
