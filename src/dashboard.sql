@@ -432,7 +432,9 @@ dm AS (
            sum(amount * p_cur) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_weighted,
            sum(amount * p_prev) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at >= $4)) AS p_weighted,
            crm._check_stages(sum(unknown)) AS stages_ok
-      FROM dc),
+      FROM dc
+     -- deals closed before the previous period matter to no figure (unknown stages are counted on all)
+     WHERE closed_at IS NULL OR closed_at >= $3 OR unknown > 0),
 -- lost deals by the most advanced open stage they reached
 lost AS (
     SELECT st.stage, st.stage_order,
