@@ -303,11 +303,16 @@ SELECT CASE WHEN count(*) = 0 THEN 'NULL' ELSE
                   WHEN 'outcome' THEN format('WHEN %L THEN %L', stage, outcome)
                   WHEN 'probability' THEN format('WHEN %L THEN %s::numeric', stage, probability)
                   WHEN 'order_probability' THEN format('WHEN %s THEN %s::numeric', stage_order, probability)
+                  WHEN 'rank' THEN format('WHEN %L THEN %s', stage, rk)
+                  WHEN 'step' THEN format('WHEN %L THEN %s', stage, coalesce(step::text, 'NULL'))
               END, ' ' ORDER BY stage_order)) END
-  FROM crm.pipeline_stages
+  FROM (SELECT ps.*, row_number() OVER (ORDER BY stage_order) AS rk,
+               CASE WHEN outcome <> 'lost'
+                    THEN row_number() OVER (PARTITION BY outcome = 'lost' ORDER BY stage_order) END AS step
+          FROM crm.pipeline_stages ps) AS s
 $$;
 COMMENT ON FUNCTION crm._stage_case(text, text) IS
-'SQL text of a CASE expression mapping a stage name (or stage_order) to its crm.pipeline_stages order, outcome or probability.';
+'SQL text of a CASE expression mapping a stage name (or stage_order) to its crm.pipeline_stages order, outcome, probability, rank (1..N by stage_order) or funnel step (rank among the open and won stages).';
 
 -- The query behind crm.owner_dashboard, with the registered sources spliced
 -- in; parameters $1 cur_from, $2 cur_to, $3 prev_from, $4 prev_to (= $1),
@@ -736,10 +741,10 @@ lm AS (
       FROM ld LEFT JOIN fc ON fc.lead_id = ld.lead_id GROUP BY 1),
 dl AS (
     SELECT e.deal_id, min(e.manager_id::text) AS manager_id,
-           min(e.changed_at) FILTER (WHERE st.outcome = 'won') AS won_at,
-           min(e.changed_at) FILTER (WHERE st.outcome = 'lost') AS lost_at,
-           count(*) FILTER (WHERE st.stage IS NULL) AS n_unknown
-      FROM (SELECT * FROM %3$s) AS e LEFT JOIN crm.pipeline_stages st ON st.stage = e.stage
+           min(e.changed_at) FILTER (WHERE e.outcome = 'won') AS won_at,
+           min(e.changed_at) FILTER (WHERE e.outcome = 'lost') AS lost_at,
+           count(*) FILTER (WHERE e.outcome IS NULL) AS n_unknown
+      FROM (SELECT deal_id, changed_at, manager_id, %6$s AS outcome FROM %3$s) AS e
      WHERE e.changed_at < $2 GROUP BY e.deal_id),
 dm AS (
     SELECT manager_id,
@@ -768,7 +773,7 @@ SELECT m.manager_id, coalesce(lm.leads, 0), coalesce(lm.answered, 0), coalesce(l
  WHERE crm._check_stages((SELECT sum(n_unknown) FROM dl))
  ORDER BY m.manager_id
 $sql$, crm._source_sql('leads'), crm._source_sql('interactions', 'x'), crm._source_sql('stage_events'),
-       crm._source_sql('customers'), crm._source_sql('orders', 'o'))
+       crm._source_sql('customers'), crm._source_sql('orders', 'o'), crm._stage_case('outcome', 'stage'))
     USING b.cur_from, b.cur_to;
 END
 $$;
@@ -786,37 +791,50 @@ SET work_mem = '64MB'
 AS $$
 DECLARE
     b record;
+    nstages int;
+    entered_sums text;
 BEGIN
     b := crm._period_bounds('crm.dashboard_pipeline', period_from, period_to);
     PERFORM crm._require_stages('crm.dashboard_pipeline');
+    SELECT count(*) INTO nstages FROM crm.pipeline_stages;
+    IF nstages > 62 THEN
+        RAISE EXCEPTION 'crm.dashboard_pipeline: at most 62 pipeline stages, crm.pipeline_stages has %', nstages
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
+    -- per deal, the stages entered in the period as a bit mask; then one sum per stage
+    SELECT string_agg(pg_catalog.format('sum((entered_mask >> %s) & 1)', k), ', ' ORDER BY k)
+      INTO entered_sums FROM generate_series(1, nstages) AS k;
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH
-st AS (SELECT stage, stage_order, probability, outcome FROM crm.pipeline_stages),
-ev AS MATERIALIZED (
-    SELECT e.deal_id, e.changed_at, e.amount, st.stage_order, st.outcome
-      FROM (SELECT * FROM %1$s) AS e LEFT JOIN st ON st.stage = e.stage WHERE e.changed_at < $2),
-dl AS (
+st AS (SELECT stage, stage_order, probability, outcome, row_number() OVER (ORDER BY stage_order)::int AS rk
+         FROM crm.pipeline_stages),
+ev AS (
+    SELECT deal_id, changed_at, amount, %2$s AS stage_order, %3$s AS outcome, %4$s AS rk
+      FROM %1$s WHERE changed_at < $2),
+dl AS MATERIALIZED (
     SELECT deal_id, max(amount) AS amount,
            max(stage_order) FILTER (WHERE outcome = 'open') AS open_stage,
            min(changed_at) FILTER (WHERE outcome = 'won') AS won_at,
-           min(changed_at) FILTER (WHERE outcome = 'lost') AS lost_at
+           min(changed_at) FILTER (WHERE outcome = 'lost') AS lost_at,
+           bit_or(1::bigint << rk) FILTER (WHERE changed_at >= $1) AS entered_mask,
+           count(*) FILTER (WHERE outcome IS NULL) AS n_unknown
       FROM ev GROUP BY deal_id),
-en AS (SELECT stage_order, count(DISTINCT deal_id) AS entered FROM ev WHERE changed_at >= $1 GROUP BY 1),
+en AS (SELECT ARRAY[%5$s] AS entered FROM dl WHERE entered_mask IS NOT NULL),
 op AS (
     SELECT open_stage AS stage_order, count(*) AS n, sum(amount) AS amt
       FROM dl WHERE won_at IS NULL AND lost_at IS NULL AND open_stage IS NOT NULL GROUP BY 1),
 lo AS (
     SELECT open_stage AS stage_order, count(*) AS n, sum(amount) AS amt
       FROM dl WHERE lost_at >= $1 AND lost_at < coalesce(won_at, 'infinity') GROUP BY 1)
-SELECT st.stage, st.stage_order, st.outcome, st.probability, coalesce(en.entered, 0),
+SELECT st.stage, st.stage_order, st.outcome, st.probability, coalesce((SELECT en.entered[st.rk] FROM en), 0)::bigint,
        coalesce(op.n, 0), coalesce(op.amt, 0), round(coalesce(op.amt, 0) * st.probability, 2),
        coalesce(lo.n, 0), coalesce(lo.amt, 0)
-  FROM st LEFT JOIN en ON en.stage_order = st.stage_order
-          LEFT JOIN op ON op.stage_order = st.stage_order
+  FROM st LEFT JOIN op ON op.stage_order = st.stage_order
           LEFT JOIN lo ON lo.stage_order = st.stage_order
- WHERE crm._check_stages((SELECT count(*) FROM ev WHERE ev.stage_order IS NULL))
+ WHERE crm._check_stages((SELECT sum(n_unknown) FROM dl))
  ORDER BY st.stage_order
-$sql$, crm._source_sql('stage_events'))
+$sql$, crm._source_sql('stage_events'), crm._stage_case('order', 'stage'), crm._stage_case('outcome', 'stage'),
+       crm._stage_case('rank', 'stage'), entered_sums)
     USING b.cur_from, b.cur_to;
 END
 $$;
@@ -850,35 +868,33 @@ BEGIN
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH
 steps AS (
-    SELECT row_number() OVER (ORDER BY stage_order)::int AS step_no, stage, stage_order
+    SELECT row_number() OVER (ORDER BY stage_order)::int AS step_no, stage
       FROM crm.pipeline_stages WHERE outcome IN ('open', 'won')),
 ev AS (
-    SELECT e.deal_id, e.changed_at, e.amount, st.stage_order, st.outcome
-      FROM (SELECT * FROM %1$s) AS e LEFT JOIN crm.pipeline_stages st ON st.stage = e.stage
-     WHERE e.changed_at < $2),
-dl0 AS (
-    SELECT deal_id, min(changed_at) AS started_at, max(amount) AS amount,
-           max(steps.step_no) AS level,
-           bool_or(ev.outcome = 'lost') AS lost,
-           count(*) FILTER (WHERE ev.stage_order IS NULL) AS n_unknown
-      FROM ev LEFT JOIN steps ON steps.stage_order = ev.stage_order
-     GROUP BY deal_id),
-dl AS (SELECT * FROM dl0 WHERE started_at >= $1),
+    SELECT deal_id, changed_at, amount, %2$s AS step, %3$s AS outcome FROM %1$s WHERE changed_at < $2),
+dl AS MATERIALIZED (
+    SELECT deal_id, min(changed_at) AS started_at, max(amount) AS amount, max(step) AS level,
+           bool_or(outcome = 'lost') AS lost, count(*) FILTER (WHERE outcome IS NULL) AS n_unknown
+      FROM ev GROUP BY deal_id),
 lv AS (
-    SELECT steps.step_no, count(dl.deal_id) FILTER (WHERE dl.level >= steps.step_no) AS entered,
-           count(dl.deal_id) FILTER (WHERE dl.level = steps.step_no AND dl.lost) AS lost_deals,
-           coalesce(sum(dl.amount) FILTER (WHERE dl.level = steps.step_no AND dl.lost), 0) AS lost_value
-      FROM steps CROSS JOIN dl GROUP BY steps.step_no)
-SELECT steps.step_no, steps.stage, coalesce(lv.entered, 0),
-       round(100.0 * lv.entered / nullif(first_value(lv.entered) OVER w, 0), 2),
-       round(100.0 * lv.entered / nullif(lag(lv.entered) OVER w, 0), 2),
-       coalesce(lv.entered - lead(lv.entered, 1, lv.entered) OVER w, 0),
-       coalesce(lv.lost_deals, 0), coalesce(lv.lost_value, 0)
-  FROM steps LEFT JOIN lv ON lv.step_no = steps.step_no
- WHERE crm._check_stages((SELECT sum(n_unknown) FROM dl0))
-WINDOW w AS (ORDER BY steps.step_no)
- ORDER BY steps.step_no
-$sql$, crm._source_sql('stage_events'))
+    SELECT level, count(*) AS n, count(*) FILTER (WHERE lost) AS lost_deals,
+           coalesce(sum(amount) FILTER (WHERE lost), 0) AS lost_value
+      FROM dl WHERE started_at >= $1 AND level IS NOT NULL GROUP BY level),
+f AS (
+    SELECT steps.step_no, steps.stage,
+           coalesce(sum(lv.n) OVER (ORDER BY steps.step_no DESC), 0)::bigint AS entered,
+           coalesce(lv.lost_deals, 0) AS lost_deals, coalesce(lv.lost_value, 0) AS lost_value
+      FROM steps LEFT JOIN lv ON lv.level = steps.step_no)
+SELECT f.step_no, f.stage, f.entered,
+       round(100.0 * f.entered / nullif(first_value(f.entered) OVER w, 0), 2),
+       round(100.0 * f.entered / nullif(lag(f.entered) OVER w, 0), 2),
+       f.entered - lead(f.entered, 1, f.entered) OVER w,
+       f.lost_deals, f.lost_value
+  FROM f
+ WHERE crm._check_stages((SELECT sum(n_unknown) FROM dl))
+WINDOW w AS (ORDER BY f.step_no)
+ ORDER BY f.step_no
+$sql$, crm._source_sql('stage_events'), crm._stage_case('step', 'stage'), crm._stage_case('outcome', 'stage'))
     USING b.cur_from, b.cur_to;
 END
 $$;
