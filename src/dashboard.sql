@@ -456,23 +456,30 @@ lost AS (
 lc AS (
     SELECT customer_id, max(occurred_at) AS last_cur, max(occurred_at) FILTER (WHERE occurred_at < $4) AS last_prev
       FROM ix WHERE customer_id IS NOT NULL AND occurred_at >= $4 - interval '1 month' GROUP BY customer_id),
-abc AS (
-    SELECT cu.customer_id, cu.rev12_cur, cu.rev12_prev,
-           (sum(CASE WHEN cu.rev12_cur > 0 THEN cu.rev12_cur END) OVER (ORDER BY cu.rev12_cur DESC NULLS LAST)
-                    - coalesce(sum(CASE WHEN cu.rev12_cur > 0 THEN cu.rev12_cur END) OVER (ORDER BY cu.rev12_cur DESC NULLS LAST
-                               RANGE BETWEEN CURRENT ROW AND CURRENT ROW), 0))
-             / nullif(sum(CASE WHEN cu.rev12_cur > 0 THEN cu.rev12_cur END) OVER (), 0) AS above_cur,
-           (sum(CASE WHEN cu.rev12_prev > 0 THEN cu.rev12_prev END) OVER (ORDER BY cu.rev12_prev DESC NULLS LAST)
-                    - coalesce(sum(CASE WHEN cu.rev12_prev > 0 THEN cu.rev12_prev END) OVER (ORDER BY cu.rev12_prev DESC NULLS LAST
-                               RANGE BETWEEN CURRENT ROW AND CURRENT ROW), 0))
-             / nullif(sum(CASE WHEN cu.rev12_prev > 0 THEN cu.rev12_prev END) OVER (), 0) AS above_prev
-      FROM cu WHERE cu.rev12_cur > 0 OR cu.rev12_prev > 0),
+-- A = revenue >= the smallest revenue whose running sum of the larger ones
+-- (sorted descending, ties in any order) is still < 0.80 of the total: the
+-- same set as crm.abc_class's "share held by strictly larger values < 0.80",
+-- with one sort per period end
+tot AS (
+    SELECT sum(rev12_cur) FILTER (WHERE rev12_cur > 0) AS t_cur, sum(rev12_prev) FILTER (WHERE rev12_prev > 0) AS t_prev
+      FROM cu),
+thr AS (
+    SELECT (SELECT min(x.rev) FROM (SELECT rev12_cur AS rev,
+                                           sum(rev12_cur) OVER (ORDER BY rev12_cur DESC ROWS UNBOUNDED PRECEDING) - rev12_cur AS before
+                                      FROM cu WHERE rev12_cur > 0) AS x
+             WHERE x.before < 0.80 * tot.t_cur) AS a_cur,
+           (SELECT min(x.rev) FROM (SELECT rev12_prev AS rev,
+                                           sum(rev12_prev) OVER (ORDER BY rev12_prev DESC ROWS UNBOUNDED PRECEDING) - rev12_prev AS before
+                                      FROM cu WHERE rev12_prev > 0) AS x
+             WHERE x.before < 0.80 * tot.t_prev) AS a_prev
+      FROM tot),
 am AS (
-    SELECT count(*) FILTER (WHERE abc.rev12_cur > 0 AND abc.above_cur < 0.80
+    SELECT count(*) FILTER (WHERE cu.rev12_cur >= thr.a_cur
                              AND (lc.last_cur IS NULL OR lc.last_cur < $2 - interval '1 month')) AS c_a_overdue,
-           count(*) FILTER (WHERE abc.rev12_prev > 0 AND abc.above_prev < 0.80
+           count(*) FILTER (WHERE cu.rev12_prev >= thr.a_prev
                              AND (lc.last_prev IS NULL OR lc.last_prev < $4 - interval '1 month')) AS p_a_overdue
-      FROM abc LEFT JOIN lc ON lc.customer_id = abc.customer_id),
+      FROM cu CROSS JOIN thr LEFT JOIN lc ON lc.customer_id = cu.customer_id
+     WHERE cu.rev12_cur >= thr.a_cur OR cu.rev12_prev >= thr.a_prev),
 rows AS (
     SELECT v.*
       FROM om, cm, spm, lm, im, dm, am,
@@ -630,16 +637,17 @@ r AS (SELECT customer_id, sum(amount) AS rev FROM %2$s
        WHERE ordered_at >= $1 - interval '12 months' AND ordered_at < $1 GROUP BY customer_id),
 x AS (SELECT customer_id, max(occurred_at) AS last_at FROM %3$s
        WHERE NOT automated AND occurred_at < $1 AND customer_id IS NOT NULL GROUP BY customer_id),
-k AS (
-    SELECT c.customer_id, c.manager_id, c.channel, r.rev,
-           CASE WHEN r.rev > 0 THEN
-                (sum(CASE WHEN r.rev > 0 THEN r.rev END) OVER (ORDER BY r.rev DESC NULLS LAST)
-                    - coalesce(sum(CASE WHEN r.rev > 0 THEN r.rev END) OVER (ORDER BY r.rev DESC NULLS LAST
-                               RANGE BETWEEN CURRENT ROW AND CURRENT ROW), 0))
-                / sum(CASE WHEN r.rev > 0 THEN r.rev END) OVER () END AS above
-      FROM c LEFT JOIN r ON r.customer_id = c.customer_id),
+-- A / B thresholds: the smallest revenue whose running sum of the larger
+-- ones (sorted descending) is < 0.80 / < 0.95 of the total (abc_class semantics)
+rs AS (SELECT rev, sum(rev) OVER (ORDER BY rev DESC ROWS UNBOUNDED PRECEDING) - rev AS before,
+              sum(rev) OVER () AS total
+         FROM r WHERE rev > 0),
+th AS (SELECT min(rev) FILTER (WHERE before < 0.80 * total) AS a, min(rev) FILTER (WHERE before < 0.95 * total) AS b
+         FROM rs),
 cl AS (
-    SELECT k.*, CASE WHEN above < 0.80 THEN 'A' WHEN above < 0.95 THEN 'B' ELSE 'C' END AS cls FROM k)
+    SELECT c.customer_id, c.manager_id, c.channel, r.rev,
+           CASE WHEN r.rev >= th.a THEN 'A' WHEN r.rev >= th.b THEN 'B' ELSE 'C' END AS cls
+      FROM c CROSS JOIN th LEFT JOIN r ON r.customer_id = c.customer_id)
 SELECT cl.customer_id::text, cl.manager_id::text, cl.channel::text, coalesce(cl.rev, 0), cl.cls,
        x.last_at, x.last_at + crm._dashboard_coverage_interval(cl.cls),
        coalesce(x.last_at >= $1 - crm._dashboard_coverage_interval(cl.cls), false)

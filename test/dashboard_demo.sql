@@ -4,7 +4,7 @@
 -- directly (not through the source registry), written another way: correlated
 -- subqueries, EXISTS / NOT EXISTS, stage probabilities spelled out in CASE.
 BEGIN;
-SELECT plan(78);
+SELECT plan(79);
 
 -- the demo registered itself
 SELECT is((SELECT array_agg(kind ORDER BY kind) FROM crm.sources),
@@ -158,6 +158,25 @@ SELECT results_eq(
       LEFT JOIN crm_demo.deals d ON d.stage = s.stage
      GROUP BY s.n, s.stage ORDER BY s.n$$,
   'dashboard_pipeline: open deals per stage = the demo deals'' current stage');
+
+-- customer classes and coverage at the end of 2025, independently (abc_class semantics through
+-- a window that excludes the row's peers; policy A 1 month, B 3 months, C 6 months)
+SELECT results_eq(
+  $$SELECT abc_class, count(*), count(*) FILTER (WHERE covered) FROM crm.dashboard_coverage('2026-01-01') GROUP BY 1 ORDER BY 1$$,
+  $$WITH r AS (SELECT customer_id, sum(amount) AS rev FROM crm_demo.orders
+                WHERE ordered_at >= '2025-01-01' AND ordered_at < '2026-01-01' GROUP BY 1 HAVING sum(amount) > 0),
+         a AS (SELECT customer_id,
+                      coalesce(sum(rev) OVER (ORDER BY rev DESC RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW EXCLUDE GROUP), 0)
+                      / sum(rev) OVER () AS above FROM r),
+         k AS (SELECT c.customer_id, CASE WHEN a.above < 0.80 THEN 'A' WHEN a.above < 0.95 THEN 'B' ELSE 'C' END AS cls
+                 FROM crm_demo.customers c LEFT JOIN a USING (customer_id))
+    SELECT cls, count(*), count(*) FILTER (WHERE EXISTS (
+               SELECT 1 FROM crm_demo.interactions i
+                WHERE i.customer_id = k.customer_id AND NOT i.automated AND i.occurred_at < '2026-01-01'
+                  AND i.occurred_at >= '2026-01-01'::timestamptz
+                      - CASE cls WHEN 'A' THEN interval '1 month' WHEN 'B' THEN interval '3 months' ELSE interval '6 months' END))
+      FROM k GROUP BY 1 ORDER BY 1$$,
+  'dashboard_coverage on the demo: customers and covered per ABC class = plain SQL');
 
 -- views are there and in the documented shape
 SELECT is((SELECT count(*) FROM crm.v_owner_dashboard), 33::bigint, 'v_owner_dashboard on the demo');
