@@ -106,7 +106,7 @@ check "clv with a 0 discount rate telescopes to E[spend] x E[purchases in 12 mon
 
 # forced parallel plans give the same answers
 par="SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2;"
-psql -X -q -d $db -c "ALTER TABLE tx SET (parallel_workers = 2)" -c "ALTER TABLE summary SET (parallel_workers = 2)"
+psql -X -q -d $db -c "ANALYZE tx, summary" -c "ALTER TABLE tx SET (parallel_workers = 2)" -c "ALTER TABLE summary SET (parallel_workers = 2)"
 plan=$(psql -X -q -At -d $db -c "$par" -c "EXPLAIN (COSTS OFF) SELECT crm.bgnbd_fit(frequency, recency, t) FROM summary")
 if grep -q "Partial Aggregate" <<<"$plan"; then echo "ok - bgnbd_fit runs as a Partial Aggregate"; else echo "not ok - no Partial Aggregate: $plan"; fails=$((fails + 1)); fi
 plan=$(psql -X -q -At -d $db -c "$par" -c "EXPLAIN (COSTS OFF) SELECT crm.gamma_gamma_fit(frequency, monetary) FROM summary")
