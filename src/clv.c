@@ -203,7 +203,7 @@ SumStateArg(FunctionCallInfo fcinfo, int argno, SumState *st)
 
 	if (PG_ARGISNULL(argno))
 	{
-		SumStateAlloc(st, 256, NULL, 0);
+		SumStateAlloc(st, 128, NULL, 0);
 		return;
 	}
 	v = (struct varlena *) DatumGetPointer(PG_GETARG_DATUM(argno));
@@ -213,7 +213,7 @@ SumStateArg(FunctionCallInfo fcinfo, int argno, SumState *st)
 		Size		len;
 
 		payload = SumPayload(PG_GETARG_DATUM(argno), &len);
-		SumStateAlloc(st, Max(len, 256), payload, len);
+		SumStateAlloc(st, Max(len, 128), payload, len);
 		return;
 	}
 	/* our own state from the previous call: check it, then use it in place */
