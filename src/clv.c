@@ -203,7 +203,7 @@ SumStateArg(FunctionCallInfo fcinfo, int argno, SumState *st)
 
 	if (PG_ARGISNULL(argno))
 	{
-		SumStateAlloc(st, 256, NULL, 0);
+		SumStateAlloc(st, 128, NULL, 0);
 		return;
 	}
 	v = (struct varlena *) DatumGetPointer(PG_GETARG_DATUM(argno));
@@ -213,7 +213,7 @@ SumStateArg(FunctionCallInfo fcinfo, int argno, SumState *st)
 		Size		len;
 
 		payload = SumPayload(PG_GETARG_DATUM(argno), &len);
-		SumStateAlloc(st, Max(len, 256), payload, len);
+		SumStateAlloc(st, Max(len, 128), payload, len);
 		return;
 	}
 	/* our own state from the previous call: check it, then use it in place */
@@ -745,6 +745,54 @@ PatternEntries(CrmState *st)
 	return (double *) (st->data + sizeof(PatternHeader));
 }
 
+/*
+ * Merge the unsorted tail e[nsorted..nall) into the sorted, distinct prefix:
+ * sort and dedupe the tail alone, then one linear merge.  Returns the new
+ * number of entries (all sorted and distinct).
+ */
+static int64
+PatternMergeTail(double *e, int64 nsorted, int64 nall, int width)
+{
+	double	   *tail = e + nsorted * width;
+	int64		ntail = PatternCompactArray(tail, nall - nsorted, width);
+	double	   *out;
+	int64		i = 0, j = 0, n = 0;
+	Size		esz = sizeof(double) * width;
+
+	if (nsorted == 0)
+		return ntail;
+	out = palloc(esz * (nsorted + ntail));
+	pattern_cmp_keys = width - 1;
+	while (i < nsorted || j < ntail)
+	{
+		const double *a = i < nsorted ? e + i * width : NULL;
+		const double *b = j < ntail ? tail + j * width : NULL;
+		int			c = a == NULL ? 1 : (b == NULL ? -1 : PatternCmp(a, b));
+
+		if (c < 0)
+		{
+			memcpy(out + n * width, a, esz);
+			i++;
+		}
+		else if (c > 0)
+		{
+			memcpy(out + n * width, b, esz);
+			j++;
+		}
+		else
+		{
+			memcpy(out + n * width, a, esz);
+			out[n * width + width - 1] += b[width - 1];
+			i++;
+			j++;
+		}
+		n++;
+	}
+	memcpy(e, out, esz * n);
+	pfree(out);
+	return n;
+}
+
 /* compact the state: everything sorted and distinct */
 static void
 PatternCompact(CrmState *st)
@@ -753,7 +801,7 @@ PatternCompact(CrmState *st)
 
 	if (h->nsorted == h->nall)
 		return;
-	h->nall = PatternCompactArray(PatternEntries(st), h->nall, h->width);
+	h->nall = PatternMergeTail(PatternEntries(st), h->nsorted, h->nall, h->width);
 	h->nsorted = h->nall;
 	st->len = sizeof(PatternHeader) + (Size) h->nall * h->width * sizeof(double);
 }
