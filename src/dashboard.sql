@@ -1,0 +1,1311 @@
+-- dashboard.sql: the owner dashboard and the BI views (PRODUCT.md section 7).
+--
+-- A source registry (crm.sources) maps the user's own CRM tables to the
+-- documented columns once, as inner queries; crm.owner_dashboard, the channel,
+-- manager and pipeline reports and the crm.v_* views read every figure through
+-- it.  This file is concatenated last into the install script.
+--
+-- Functions that run a registered (user) query do not pin search_path: the
+-- query resolves with the caller's search_path, as every inner query does.
+-- They qualify every object of their own.
+
+-- ---------------------------------------------------------------------------
+-- Source registry
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE crm.sources (
+    kind          text PRIMARY KEY
+                  CHECK (kind IN ('leads', 'customers', 'stage_events', 'orders', 'invoices', 'spend', 'interactions')),
+    query         text NOT NULL,
+    registered_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    registered_by name NOT NULL DEFAULT CURRENT_USER
+);
+COMMENT ON TABLE crm.sources IS
+'Source registry of the owner dashboard: per kind, the inner query that maps the user''s own tables to the documented columns (see crm.source_columns). Fill it with crm.register_source.';
+SELECT pg_catalog.pg_extension_config_dump('crm.sources', '');
+
+-- Pipeline stages: order, win probability and outcome of every stage name
+-- that the stage_events source uses.  Empty at install (so pg_dump keeps
+-- exactly what the user put in); crm._register_demo_sources() fills it for
+-- the demo.
+CREATE TABLE crm.pipeline_stages (
+    stage       text PRIMARY KEY,
+    stage_order int NOT NULL UNIQUE,
+    probability numeric NOT NULL CHECK (probability >= 0 AND probability <= 1),
+    outcome     text NOT NULL DEFAULT 'open' CHECK (outcome IN ('open', 'won', 'lost'))
+);
+COMMENT ON TABLE crm.pipeline_stages IS
+'Stages of the sales pipeline: order in the funnel, probability that a deal in the stage is won (weighted pipeline), and outcome (open, won or lost).';
+SELECT pg_catalog.pg_extension_config_dump('crm.pipeline_stages', '');
+
+-- Dashboard settings: one optional row.  No row = the defaults (see
+-- crm.dashboard_period and crm._lead_sla).
+CREATE TABLE crm.dashboard_settings (
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    period_from date,
+    period_to   date,
+    lead_sla    interval NOT NULL DEFAULT '1 hour',
+    CHECK (period_from IS NULL AND period_to IS NULL
+           OR period_from IS NOT NULL AND period_to IS NOT NULL AND period_from <= period_to)
+);
+COMMENT ON TABLE crm.dashboard_settings IS
+'Settings of the owner dashboard (at most one row): the period the crm.v_* views show (NULL = the last complete calendar month) and the lead first-response SLA.';
+SELECT pg_catalog.pg_extension_config_dump('crm.dashboard_settings', '');
+
+-- BI users (Metabase's database user) read the views, which read these three
+-- tables with the caller's rights: let everyone read them; only the owner
+-- (or whoever is granted more) registers sources and edits the stages.
+GRANT SELECT ON crm.sources, crm.pipeline_stages, crm.dashboard_settings TO PUBLIC;
+
+CREATE FUNCTION crm.source_columns(kind text) RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE kind
+    WHEN 'leads'        THEN ARRAY['lead_id any', 'created_at timestamptz', 'channel text', 'manager_id any', 'customer_id any']
+    WHEN 'customers'    THEN ARRAY['customer_id any', 'created_at timestamptz', 'channel text', 'manager_id any']
+    WHEN 'stage_events' THEN ARRAY['deal_id any', 'changed_at timestamptz', 'stage text', 'amount numeric', 'manager_id any', 'channel text']
+    WHEN 'orders'       THEN ARRAY['order_id any', 'customer_id any', 'ordered_at timestamptz', 'amount numeric', 'cost numeric', 'product_id any']
+    WHEN 'invoices'     THEN ARRAY['invoice_id any', 'customer_id any', 'issued_at timestamptz', 'due_at timestamptz', 'amount numeric', 'paid_at timestamptz']
+    WHEN 'spend'        THEN ARRAY['channel text', 'spent_on timestamptz', 'amount numeric']
+    WHEN 'interactions' THEN ARRAY['interaction_id any', 'customer_id any', 'lead_id any', 'manager_id any', 'occurred_at timestamptz', 'kind text', 'direction text', 'automated boolean']
+END
+$$;
+COMMENT ON FUNCTION crm.source_columns(text) IS
+'The columns (by position, "name kind") that the inner query of a source kind must return; NULL for an unknown kind.';
+
+-- "lead_id, created_at timestamptz, ..." for messages
+CREATE FUNCTION crm._source_columns_text(kind text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT string_agg(CASE WHEN c LIKE '% any' THEN split_part(c, ' ', 1) ELSE c END, ', ' ORDER BY n)
+  FROM unnest(crm.source_columns(kind)) WITH ORDINALITY AS u(c, n)
+$$;
+COMMENT ON FUNCTION crm._source_columns_text(text) IS
+'The documented columns of a source kind as text, for error messages.';
+
+CREATE FUNCTION crm.register_source(kind text, query text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    cols text[];
+BEGIN
+    IF kind IS NULL THEN
+        RAISE EXCEPTION 'source kind must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    cols := crm.source_columns(kind);
+    IF cols IS NULL THEN
+        RAISE EXCEPTION 'unknown source kind "%"', kind
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Source kinds are leads, customers, stage_events, orders, invoices, spend, interactions.';
+    END IF;
+    IF query IS NULL THEN
+        RAISE EXCEPTION 'query of source "%" must not be null', kind
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = pg_catalog.format('Pass a query returning (%s).', crm._source_columns_text(kind));
+    END IF;
+    -- runs the query with LIMIT 0 and checks its columns by position and type
+    PERFORM crm._check_inner_query(pg_catalog.format('crm.register_source(%L)', kind), query, cols);
+    INSERT INTO crm.sources AS s (kind, query) VALUES (kind, query)
+        ON CONFLICT ON CONSTRAINT sources_pkey
+        DO UPDATE SET query = excluded.query, registered_at = pg_catalog.now(), registered_by = CURRENT_USER;
+END
+$$;
+COMMENT ON FUNCTION crm.register_source(text, text) IS
+'Registers (or replaces) the inner query of a source kind after checking its columns with LIMIT 0; see crm.source_columns(kind) for the columns each kind must return.';
+
+CREATE FUNCTION crm.unregister_source(kind text) RETURNS boolean
+LANGUAGE sql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH d AS (DELETE FROM crm.sources s WHERE s.kind = unregister_source.kind RETURNING 1)
+SELECT count(*) > 0 FROM d
+$$;
+COMMENT ON FUNCTION crm.unregister_source(text) IS
+'Removes a registered source; true if it was registered.';
+
+-- The registered query of a kind, checked, wrapped as a FROM item that names
+-- the documented columns: "(<query>) AS src(lead_id, created_at, ...)".
+-- Errors: not registered (55000, says which to register), the registered
+-- query no longer runs or no longer returns the columns (names the source).
+CREATE FUNCTION crm._source_sql(kind text, alias text DEFAULT 'src') RETURNS text
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    q     text;
+    cols  text[] := crm.source_columns(kind);
+    names text;
+    m     text;
+    st    text;
+BEGIN
+    IF cols IS NULL THEN
+        RAISE EXCEPTION 'unknown source kind "%"', kind USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT s.query INTO q FROM crm.sources s WHERE s.kind = _source_sql.kind;
+    IF q IS NULL THEN
+        RAISE EXCEPTION 'source "%" is not registered', kind
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = pg_catalog.format('Register it: SELECT crm.register_source(%L, ''SELECT ... FROM your_table''); the query must return (%s).',
+                                           kind, crm._source_columns_text(kind));
+    END IF;
+    BEGIN
+        PERFORM crm._check_inner_query(pg_catalog.format('source "%s"', kind), q, cols);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS m = MESSAGE_TEXT, st = RETURNED_SQLSTATE;
+        RAISE EXCEPTION 'registered source "%" is broken: %', kind, m
+            USING ERRCODE = st,
+                  HINT = pg_catalog.format('Fix the tables it reads or register it again: SELECT crm.register_source(%L, ''...''); the query must return (%s).',
+                                           kind, crm._source_columns_text(kind));
+    END;
+    SELECT pg_catalog.string_agg(pg_catalog.split_part(c, ' ', 1), ', ' ORDER BY n)
+      INTO names FROM pg_catalog.unnest(cols) WITH ORDINALITY AS u(c, n);
+    RETURN pg_catalog.format(E'(%s\n) AS %I(%s)', q, alias, names);
+END
+$$;
+COMMENT ON FUNCTION crm._source_sql(text, text) IS
+'The registered inner query of a source kind, checked, as a FROM item naming the documented columns; a clear error when it is not registered or no longer runs.';
+
+-- ---------------------------------------------------------------------------
+-- Settings
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION crm.dashboard_period(OUT period_from date, OUT period_to date)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT coalesce(s.period_from, (date_trunc('month', current_date) - interval '1 month')::date),
+       coalesce(s.period_to, (date_trunc('month', current_date) - interval '1 day')::date)
+  FROM (SELECT true) AS one
+  LEFT JOIN crm.dashboard_settings s ON true
+$$;
+COMMENT ON FUNCTION crm.dashboard_period() IS
+'The period the crm.v_* views show: the one set with crm.set_dashboard_period, else the last complete calendar month.';
+
+CREATE FUNCTION crm.set_dashboard_period(period_from date, period_to date) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF (period_from IS NULL) <> (period_to IS NULL) THEN
+        RAISE EXCEPTION 'set both ends of the dashboard period or neither'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass NULL, NULL to go back to the default (the last complete calendar month).';
+    END IF;
+    IF period_from > period_to THEN
+        RAISE EXCEPTION 'period start % is after its end %', period_from, period_to
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO crm.dashboard_settings AS s (singleton, period_from, period_to)
+    VALUES (true, set_dashboard_period.period_from, set_dashboard_period.period_to)
+    ON CONFLICT (singleton) DO UPDATE SET period_from = excluded.period_from, period_to = excluded.period_to;
+END
+$$;
+COMMENT ON FUNCTION crm.set_dashboard_period(date, date) IS
+'Sets the period (inclusive dates) that the crm.v_* views show; NULL, NULL = the last complete calendar month.';
+
+CREATE FUNCTION crm._lead_sla() RETURNS interval
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT coalesce((SELECT s.lead_sla FROM crm.dashboard_settings s), interval '1 hour')
+$$;
+COMMENT ON FUNCTION crm._lead_sla() IS
+'Lead first-response SLA used by crm.v_lead_sla (crm.dashboard_settings.lead_sla, default 1 hour).';
+
+-- [from, to] as dates -> half-open timestamptz bounds of this and the previous
+-- period of equal length; the errors every report shares.
+CREATE FUNCTION crm._period_bounds(fname text, period_from date, period_to date,
+                                   OUT cur_from timestamptz, OUT cur_to timestamptz,
+                                   OUT prev_from timestamptz, OUT prev_to timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF period_from IS NULL OR period_to IS NULL THEN
+        RAISE EXCEPTION '%: period bounds must not be null', fname
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass both dates, e.g. (''2025-12-01'', ''2025-12-31'').';
+    END IF;
+    IF period_from > period_to THEN
+        RAISE EXCEPTION '%: period start % is after its end %', fname, period_from, period_to
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Swap the two dates.';
+    END IF;
+    IF period_from = '-infinity'::date OR period_to = 'infinity'::date THEN
+        RAISE EXCEPTION '%: period bounds must be finite', fname USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    cur_from  := period_from::timestamptz;
+    cur_to    := (period_to + 1)::timestamptz;
+    prev_from := (period_from - (period_to - period_from + 1))::timestamptz;
+    prev_to   := cur_from;
+END
+$$;
+COMMENT ON FUNCTION crm._period_bounds(text, date, date) IS
+'Half-open timestamptz bounds of the period [from, to] (inclusive dates, session time zone) and of the previous period of equal length.';
+
+-- Stage configuration must exist before pipeline figures mean anything.
+CREATE FUNCTION crm._require_stages(fname text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM crm.pipeline_stages WHERE outcome = 'won') THEN
+        RAISE EXCEPTION '%: crm.pipeline_stages has no won stage', fname
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'List your stages: INSERT INTO crm.pipeline_stages (stage, stage_order, probability, outcome) VALUES (''lead'', 1, 0.1, ''open''), ..., (''won'', 9, 1, ''won''), (''lost'', 10, 0, ''lost'').';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION crm._require_stages(text) IS
+'Raises a clear error when crm.pipeline_stages is not filled in.';
+
+-- Raised from inside a report query when some stage_events rows name a stage
+-- that crm.pipeline_stages does not list (unknown > 0): names those stages.
+CREATE FUNCTION crm._check_stages(unknown numeric) RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL RESTRICTED
+AS $$
+DECLARE
+    names text;
+BEGIN
+    IF coalesce(unknown, 0) > 0 THEN
+        EXECUTE pg_catalog.format(
+            'SELECT pg_catalog.string_agg(DISTINCT src.stage, '', '') FROM %s
+              WHERE NOT EXISTS (SELECT 1 FROM crm.pipeline_stages ps WHERE ps.stage = src.stage)',
+            crm._source_sql('stage_events')) INTO names;
+        RAISE EXCEPTION 'source "stage_events" uses stages missing from crm.pipeline_stages: %', names
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Add them: INSERT INTO crm.pipeline_stages (stage, stage_order, probability, outcome) VALUES (...).';
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION crm._check_stages(numeric) IS
+'Raises an error naming the stages of the stage_events source that crm.pipeline_stages does not list, when there are any (unknown > 0).';
+
+-- ---------------------------------------------------------------------------
+-- The owner dashboard
+-- ---------------------------------------------------------------------------
+
+-- A CASE expression (SQL text) mapping the stage names of crm.pipeline_stages
+-- to their order, outcome or probability (what = 'order', 'outcome',
+-- 'probability'), or a stage_order to its probability ('order_probability'):
+-- spliced into the report queries so a million events need no join.
+-- Unknown stage -> NULL.
+CREATE FUNCTION crm._stage_case(what text, expr text) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN count(*) = 0 THEN 'NULL' ELSE
+       format('(CASE %s %s END)', expr,
+              string_agg(CASE what
+                  WHEN 'order' THEN format('WHEN %L THEN %s', stage, stage_order)
+                  WHEN 'outcome' THEN format('WHEN %L THEN %L', stage, outcome)
+                  WHEN 'probability' THEN format('WHEN %L THEN %s::numeric', stage, probability)
+                  WHEN 'order_probability' THEN format('WHEN %s THEN %s::numeric', stage_order, probability)
+                  WHEN 'rank' THEN format('WHEN %L THEN %s', stage, rk)
+                  WHEN 'step' THEN format('WHEN %L THEN %s', stage, coalesce(step::text, 'NULL'))
+              END, ' ' ORDER BY stage_order)) END
+  FROM (SELECT ps.*, row_number() OVER (ORDER BY stage_order) AS rk,
+               CASE WHEN outcome <> 'lost'
+                    THEN row_number() OVER (PARTITION BY outcome = 'lost' ORDER BY stage_order) END AS step
+          FROM crm.pipeline_stages ps) AS s
+$$;
+COMMENT ON FUNCTION crm._stage_case(text, text) IS
+'SQL text of a CASE expression mapping a stage name (or stage_order) to its crm.pipeline_stages order, outcome, probability, rank (1..N by stage_order) or funnel step (rank among the open and won stages).';
+
+-- The query behind crm.owner_dashboard, with the registered sources spliced
+-- in; parameters $1 cur_from, $2 cur_to, $3 prev_from, $4 prev_to (= $1),
+-- half-open.  (Separate so EXPLAIN and the benchmark can look at it.)
+CREATE FUNCTION crm._owner_dashboard_sql() RETURNS text
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    q text;
+BEGIN
+    q := pg_catalog.format($sql$
+WITH
+st AS (SELECT stage, stage_order, probability, outcome FROM crm.pipeline_stages),
+ld AS MATERIALIZED (
+    SELECT lead_id, created_at, channel, customer_id, created_at >= $1 AS is_cur
+      FROM %1$s WHERE created_at >= $3 AND created_at < $2),
+od AS MATERIALIZED (
+    SELECT customer_id, ordered_at, amount, cost FROM %2$s WHERE ordered_at < $2),
+-- per customer: first order, orders up to each period end, revenue of the
+-- 12 months before each end (ABC class)
+cu AS MATERIALIZED (
+    SELECT customer_id, min(ordered_at) AS first_at,
+           count(*) AS n_cur_end, count(*) FILTER (WHERE ordered_at < $4) AS n_prev_end,
+           bool_or(ordered_at >= $1) AS in_cur,
+           bool_or(ordered_at >= $3 AND ordered_at < $4) AS in_prev,
+           sum(amount) FILTER (WHERE ordered_at >= $2 - interval '12 months') AS rev12_cur,
+           sum(amount) FILTER (WHERE ordered_at >= $4 - interval '12 months' AND ordered_at < $4) AS rev12_prev
+      FROM od GROUP BY customer_id),
+om AS (
+    SELECT sum(amount) FILTER (WHERE ordered_at >= $1) AS c_revenue,
+           sum(amount) FILTER (WHERE ordered_at < $4) AS p_revenue,
+           count(*) FILTER (WHERE ordered_at >= $1) AS c_orders,
+           count(*) FILTER (WHERE ordered_at < $4) AS p_orders,
+           sum(amount - cost) FILTER (WHERE ordered_at >= $1) AS c_gp,
+           sum(amount - cost) FILTER (WHERE ordered_at < $4) AS p_gp
+      FROM od WHERE ordered_at >= $3),
+cm AS (
+    SELECT count(*) FILTER (WHERE first_at >= $1) AS c_new,
+           count(*) FILTER (WHERE first_at >= $3 AND first_at < $4) AS p_new,
+           count(*) FILTER (WHERE in_cur) AS c_active,
+           count(*) FILTER (WHERE in_cur AND n_cur_end >= 2) AS c_repeat,
+           count(*) FILTER (WHERE in_prev) AS p_active,
+           count(*) FILTER (WHERE in_prev AND n_prev_end >= 2) AS p_repeat
+      FROM cu),
+sp AS (
+    SELECT channel, spent_on >= $1 AS is_cur, sum(amount) AS amount
+      FROM %3$s WHERE spent_on >= $3 AND spent_on < $2 GROUP BY 1, 2),
+spm AS (
+    SELECT sum(amount) FILTER (WHERE is_cur) AS c_spend, sum(amount) FILTER (WHERE NOT is_cur) AS p_spend FROM sp),
+-- real (non-automated) contacts that can matter: from the start of the
+-- previous period (first responses to its leads) or from a month before its
+-- end (the class-A contact check), up to the end
+ix AS MATERIALIZED (
+    SELECT customer_id, lead_id, occurred_at, direction = 'outbound' AS outbound FROM %4$s
+     WHERE NOT automated AND occurred_at >= least($3, $4 - interval '1 month') AND occurred_at < $2),
+-- a lead's first response: its first real outbound contact at or after its creation
+lf AS (
+    SELECT ix.lead_id, min(ix.occurred_at) AS first_contact
+      FROM ix JOIN ld ON ld.lead_id = ix.lead_id
+     WHERE ix.outbound AND ix.occurred_at >= ld.created_at GROUP BY ix.lead_id),
+lx AS (
+    SELECT ld.channel, ld.is_cur, count(*) AS n,
+           count(*) FILTER (WHERE cu.first_at < CASE WHEN ld.is_cur THEN $2 ELSE $4 END) AS converted,
+           count(*) FILTER (WHERE lf.first_contact IS NULL
+                               OR lf.first_contact >= CASE WHEN ld.is_cur THEN $2 ELSE $4 END) AS unanswered
+      FROM ld LEFT JOIN cu ON cu.customer_id = ld.customer_id
+              LEFT JOIN lf ON lf.lead_id = ld.lead_id
+     GROUP BY 1, 2),
+lm AS (
+    SELECT sum(lx.n) FILTER (WHERE lx.is_cur) AS c_leads, sum(lx.n) FILTER (WHERE NOT lx.is_cur) AS p_leads,
+           sum(converted) FILTER (WHERE lx.is_cur) AS c_conv, sum(converted) FILTER (WHERE NOT lx.is_cur) AS p_conv,
+           sum(unanswered) FILTER (WHERE lx.is_cur) AS c_unans, sum(unanswered) FILTER (WHERE NOT lx.is_cur) AS p_unans,
+           sum(unanswered * coalesce(sp.amount, 0) / lx.n) FILTER (WHERE lx.is_cur) AS c_unans_cost,
+           sum(unanswered * coalesce(sp.amount, 0) / lx.n) FILTER (WHERE NOT lx.is_cur) AS p_unans_cost
+      FROM lx LEFT JOIN sp ON sp.channel = lx.channel AND sp.is_cur = lx.is_cur),
+iv AS (
+    SELECT issued_at, due_at, amount, paid_at FROM %5$s
+     WHERE issued_at < $2 AND (paid_at IS NULL OR paid_at >= $4)),
+im AS (
+    SELECT count(*) FILTER (WHERE paid_at IS NULL OR paid_at >= $2) AS c_unpaid,
+           sum(amount) FILTER (WHERE paid_at IS NULL OR paid_at >= $2) AS c_unpaid_amt,
+           avg(extract(epoch FROM $2 - issued_at) / 86400) FILTER (WHERE paid_at IS NULL OR paid_at >= $2) AS c_unpaid_age,
+           count(*) FILTER (WHERE (paid_at IS NULL OR paid_at >= $2) AND due_at < $2) AS c_overdue,
+           sum(amount) FILTER (WHERE (paid_at IS NULL OR paid_at >= $2) AND due_at < $2) AS c_overdue_amt,
+           count(*) FILTER (WHERE issued_at < $4) AS p_unpaid,
+           sum(amount) FILTER (WHERE issued_at < $4) AS p_unpaid_amt,
+           avg(extract(epoch FROM $4 - issued_at) / 86400) FILTER (WHERE issued_at < $4) AS p_unpaid_age,
+           count(*) FILTER (WHERE issued_at < $4 AND due_at < $4) AS p_overdue,
+           sum(amount) FILTER (WHERE issued_at < $4 AND due_at < $4) AS p_overdue_amt
+      FROM iv),
+ev AS (
+    SELECT deal_id, changed_at, amount, %7$s AS outcome, %8$s AS stage_order
+      FROM %6$s WHERE changed_at < $2),
+dl AS (
+    SELECT deal_id, min(changed_at) AS created_at, max(amount) AS amount,
+           min(changed_at) FILTER (WHERE outcome = 'won') AS won_at,
+           min(changed_at) FILTER (WHERE outcome = 'lost') AS lost_at,
+           max(stage_order) FILTER (WHERE outcome = 'open') AS open_cur,
+           max(stage_order) FILTER (WHERE outcome = 'open' AND changed_at < $4) AS open_prev,
+           count(*) FILTER (WHERE outcome IS NULL) AS unknown
+      FROM ev GROUP BY deal_id),
+dc AS MATERIALIZED (
+    SELECT dl.*, least(won_at, lost_at) AS closed_at,
+           won_at IS NOT NULL AND won_at <= coalesce(lost_at, won_at) AS is_won,
+           %9$s AS p_cur, %10$s AS p_prev
+      FROM dl),
+dm AS (
+    SELECT count(*) FILTER (WHERE is_won AND closed_at >= $1) AS c_won,
+           count(*) FILTER (WHERE NOT is_won AND closed_at >= $1) AS c_lost,
+           count(*) FILTER (WHERE is_won AND closed_at >= $3 AND closed_at < $4) AS p_won,
+           count(*) FILTER (WHERE NOT is_won AND closed_at >= $3 AND closed_at < $4) AS p_lost,
+           sum(amount) FILTER (WHERE NOT is_won AND closed_at >= $1) AS c_lost_amt,
+           sum(amount) FILTER (WHERE NOT is_won AND closed_at >= $3 AND closed_at < $4) AS p_lost_amt,
+           avg(amount) FILTER (WHERE is_won AND closed_at >= $1) AS c_avg_won,
+           avg(amount) FILTER (WHERE is_won AND closed_at >= $3 AND closed_at < $4) AS p_avg_won,
+           avg(extract(epoch FROM won_at - created_at) / 86400) FILTER (WHERE is_won AND closed_at >= $1) AS c_cycle,
+           avg(extract(epoch FROM won_at - created_at) / 86400) FILTER (WHERE is_won AND closed_at >= $3 AND closed_at < $4) AS p_cycle,
+           count(*) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_open,
+           count(*) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at >= $4)) AS p_open,
+           sum(amount) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_open_amt,
+           sum(amount) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at >= $4)) AS p_open_amt,
+           sum(amount * p_cur) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_weighted,
+           sum(amount * p_prev) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at >= $4)) AS p_weighted,
+           crm._check_stages(sum(unknown)) AS stages_ok
+      FROM dc
+     -- deals closed before the previous period matter to no figure (unknown stages are counted on all)
+     WHERE closed_at IS NULL OR closed_at >= $3 OR unknown > 0),
+-- lost deals by the most advanced open stage they reached
+lost AS (
+    SELECT st.stage, st.stage_order,
+           coalesce(sum(dc.amount) FILTER (WHERE dc.closed_at >= $1), 0) AS c_amt,
+           coalesce(sum(dc.amount) FILTER (WHERE dc.closed_at < $4), 0) AS p_amt
+      FROM st LEFT JOIN dc ON dc.open_cur = st.stage_order AND NOT dc.is_won AND dc.closed_at >= $3
+     WHERE st.outcome = 'open'
+     GROUP BY st.stage, st.stage_order),
+-- class A (crm.abc_class semantics, 0.80 / 0.95 of the revenue of the 12
+-- months before the period end) customers without a real contact in the
+-- last month before the end
+-- TODO(classes): switch to crm.abc_class(rev12) OVER () once it lands.
+-- TODO(coverage): switch to the coverage policy table once it lands.
+lc AS (
+    SELECT customer_id, max(occurred_at) AS last_cur, max(occurred_at) FILTER (WHERE occurred_at < $4) AS last_prev
+      FROM ix WHERE customer_id IS NOT NULL AND occurred_at >= $4 - interval '1 month' GROUP BY customer_id),
+-- A = revenue >= the smallest revenue whose running sum of the larger ones
+-- (sorted descending, ties in any order) is still < 0.80 of the total: the
+-- same set as crm.abc_class's "share held by strictly larger values < 0.80",
+-- with one sort per period end
+tot AS (
+    SELECT sum(rev12_cur) FILTER (WHERE rev12_cur > 0) AS t_cur, sum(rev12_prev) FILTER (WHERE rev12_prev > 0) AS t_prev
+      FROM cu),
+thr AS (
+    SELECT (SELECT min(x.rev) FROM (SELECT rev12_cur AS rev,
+                                           sum(rev12_cur) OVER (ORDER BY rev12_cur DESC ROWS UNBOUNDED PRECEDING) - rev12_cur AS before
+                                      FROM cu WHERE rev12_cur > 0) AS x
+             WHERE x.before < 0.80 * tot.t_cur) AS a_cur,
+           (SELECT min(x.rev) FROM (SELECT rev12_prev AS rev,
+                                           sum(rev12_prev) OVER (ORDER BY rev12_prev DESC ROWS UNBOUNDED PRECEDING) - rev12_prev AS before
+                                      FROM cu WHERE rev12_prev > 0) AS x
+             WHERE x.before < 0.80 * tot.t_prev) AS a_prev
+      FROM tot),
+am AS (
+    SELECT count(*) FILTER (WHERE cu.rev12_cur >= thr.a_cur
+                             AND (lc.last_cur IS NULL OR lc.last_cur < $2 - interval '1 month')) AS c_a_overdue,
+           count(*) FILTER (WHERE cu.rev12_prev >= thr.a_prev
+                             AND (lc.last_prev IS NULL OR lc.last_prev < $4 - interval '1 month')) AS p_a_overdue
+      FROM cu CROSS JOIN thr LEFT JOIN lc ON lc.customer_id = cu.customer_id
+     WHERE cu.rev12_cur >= thr.a_cur OR cu.rev12_prev >= thr.a_prev),
+rows AS (
+    SELECT v.*
+      FROM om, cm, spm, lm, im, dm, am,
+      LATERAL (VALUES
+        (1,  'acquisition', 'leads_in', coalesce(c_leads, 0), coalesce(p_leads, 0), 'count'),
+        (2,  'acquisition', 'new_buyers', c_new::numeric, p_new::numeric, 'count'),
+        (3,  'acquisition', 'lead_to_buyer_conversion', round(100.0 * c_conv / nullif(c_leads, 0), 2), round(100.0 * p_conv / nullif(p_leads, 0), 2), 'pct'),
+        (4,  'acquisition', 'marketing_spend', coalesce(c_spend, 0), coalesce(p_spend, 0), 'money'),
+        (5,  'acquisition', 'cac', round(coalesce(c_spend, 0) / nullif(c_new, 0), 2), round(coalesce(p_spend, 0) / nullif(p_new, 0), 2), 'money'),
+        (6,  'sales', 'revenue', coalesce(c_revenue, 0), coalesce(p_revenue, 0), 'money'),
+        (7,  'sales', 'orders', c_orders::numeric, p_orders::numeric, 'count'),
+        (8,  'sales', 'average_check', round(c_revenue / nullif(c_orders, 0), 2), round(p_revenue / nullif(p_orders, 0), 2), 'money'),
+        (9,  'sales', 'repeat_purchase_rate', round(100.0 * c_repeat / nullif(c_active, 0), 2), round(100.0 * p_repeat / nullif(p_active, 0), 2), 'pct'),
+        (10, 'sales', 'gross_profit', coalesce(c_gp, 0), coalesce(p_gp, 0), 'money'),
+        (11, 'sales', 'roi', round(100.0 * (coalesce(c_gp, 0) - c_spend) / nullif(c_spend, 0), 2),
+                             round(100.0 * (coalesce(p_gp, 0) - p_spend) / nullif(p_spend, 0), 2), 'pct'),
+        (12, 'pipeline', 'win_rate', round(100.0 * c_won / nullif(c_won + c_lost, 0), 2), round(100.0 * p_won / nullif(p_won + p_lost, 0), 2), 'pct'),
+        (13, 'pipeline', 'deals_won', c_won::numeric, p_won::numeric, 'count'),
+        (14, 'pipeline', 'average_won_deal', round(c_avg_won, 2), round(p_avg_won, 2), 'money'),
+        (15, 'pipeline', 'sales_cycle', round(c_cycle, 2), round(p_cycle, 2), 'days'),
+        (16, 'pipeline', 'open_deals', c_open::numeric, p_open::numeric, 'count'),
+        (17, 'pipeline', 'open_pipeline_value', coalesce(c_open_amt, 0), coalesce(p_open_amt, 0), 'money'),
+        (18, 'pipeline', 'weighted_pipeline', round(coalesce(c_weighted, 0), 2), round(coalesce(p_weighted, 0), 2), 'money'),
+        (19, 'pipeline', 'sales_velocity',
+             round(c_open * (c_won::numeric / nullif(c_won + c_lost, 0)) * c_avg_won / nullif(c_cycle, 0), 2),
+             round(p_open * (p_won::numeric / nullif(p_won + p_lost, 0)) * p_avg_won / nullif(p_cycle, 0), 2), 'money_per_day'),
+        (20, 'money_lost', 'deals_lost', c_lost::numeric, p_lost::numeric, 'count'),
+        (21, 'money_lost', 'lost_deal_value', coalesce(c_lost_amt, 0), coalesce(p_lost_amt, 0), 'money'),
+        (1000, 'money_lost', 'unpaid_invoices', c_unpaid::numeric, p_unpaid::numeric, 'count'),
+        (1001, 'money_lost', 'unpaid_invoice_amount', coalesce(c_unpaid_amt, 0), coalesce(p_unpaid_amt, 0), 'money'),
+        (1002, 'money_lost', 'unpaid_invoice_age', round(c_unpaid_age, 2), round(p_unpaid_age, 2), 'days'),
+        (1003, 'money_lost', 'overdue_invoices', c_overdue::numeric, p_overdue::numeric, 'count'),
+        (1004, 'money_lost', 'overdue_invoice_amount', coalesce(c_overdue_amt, 0), coalesce(p_overdue_amt, 0), 'money'),
+        (1005, 'money_lost', 'unanswered_leads', coalesce(c_unans, 0), coalesce(p_unans, 0), 'count'),
+        (1006, 'money_lost', 'unanswered_leads_cost', round(coalesce(c_unans_cost, 0), 2), round(coalesce(p_unans_cost, 0), 2), 'money'),
+        (1007, 'money_lost', 'overdue_class_a_customers', c_a_overdue::numeric, p_a_overdue::numeric, 'count')
+      ) AS v(ord, section, metric, cur, prev, unit)
+     WHERE dm.stages_ok
+    UNION ALL
+    SELECT 100 + stage_order, 'money_lost', 'lost_value_at_' || stage, c_amt, p_amt, 'money' FROM lost)
+SELECT metric, cur, unit, prev,
+       round(100.0 * (cur - prev) / nullif(abs(prev), 0), 2), section
+  FROM rows ORDER BY ord
+$sql$,
+        crm._source_sql('leads'), crm._source_sql('orders'), crm._source_sql('spend'),
+        crm._source_sql('interactions'), crm._source_sql('invoices'), crm._source_sql('stage_events'),
+        crm._stage_case('outcome', 'stage'), crm._stage_case('order', 'stage'),
+        crm._stage_case('order_probability', 'open_cur'), crm._stage_case('order_probability', 'open_prev'));
+    RETURN q;
+END
+$$;
+COMMENT ON FUNCTION crm._owner_dashboard_sql() IS
+'The SQL text crm.owner_dashboard runs (registered sources spliced in; $1..$4 = current and previous period bounds).';
+
+CREATE FUNCTION crm.owner_dashboard(period_from date, period_to date)
+RETURNS TABLE (metric text, value numeric, unit text, previous_value numeric,
+               change_pct numeric, section text)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    b record;
+    q text;
+BEGIN
+    b := crm._period_bounds('crm.owner_dashboard', period_from, period_to);
+    PERFORM crm._require_stages('crm.owner_dashboard');
+    -- $1 cur_from, $2 cur_to, $3 prev_from, $4 prev_to (= $1); half-open.
+    -- Every figure is "as of the end of its period": data after the end is
+    -- ignored, so a past period always shows the same numbers.
+    q := crm._owner_dashboard_sql();
+    RETURN QUERY EXECUTE q USING b.cur_from, b.cur_to, b.prev_from, b.prev_to;
+END
+$$;
+COMMENT ON FUNCTION crm.owner_dashboard(date, date) IS
+'The owner''s one screen: one row per metric for the period [from, to] (inclusive dates) and the previous period of equal length, each figure as of the end of its period, computed from the registered sources.';
+
+-- ---------------------------------------------------------------------------
+-- Demo registration (called at the end of crm.load_demo)
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION crm._register_demo_sources() RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    last_day date;
+BEGIN
+    PERFORM crm.register_source('leads',
+        'SELECT lead_id, created_at, channel, manager_id, customer_id FROM crm_demo.leads');
+    PERFORM crm.register_source('customers',
+        'SELECT customer_id, created_at, channel, manager_id FROM crm_demo.customers');
+    PERFORM crm.register_source('stage_events',
+        'SELECT e.deal_id, e.changed_at, e.stage, d.amount, d.manager_id, d.channel FROM crm_demo.deal_events e JOIN crm_demo.deals d ON d.deal_id = e.deal_id');
+    PERFORM crm.register_source('orders',
+        'SELECT order_id, customer_id, ordered_at, amount, cost, product_id FROM crm_demo.orders');
+    PERFORM crm.register_source('invoices',
+        'SELECT invoice_id, customer_id, issued_at, due_at, amount, paid_at FROM crm_demo.invoices');
+    PERFORM crm.register_source('spend',
+        'SELECT channel, month, amount FROM crm_demo.spend');
+    PERFORM crm.register_source('interactions',
+        'SELECT interaction_id, customer_id, lead_id, manager_id, occurred_at, kind, direction, automated FROM crm_demo.interactions');
+    INSERT INTO crm.pipeline_stages (stage, stage_order, probability, outcome) VALUES
+        ('lead', 1, 0.10, 'open'), ('qualified', 2, 0.25, 'open'), ('proposal', 3, 0.50, 'open'),
+        ('invoice', 4, 0.80, 'open'), ('paid', 5, 1, 'won'), ('lost', 6, 0, 'lost')
+    ON CONFLICT DO NOTHING;
+    -- the views show the last calendar month of the demo data
+    SELECT max(created_at)::date INTO last_day FROM crm_demo.leads;
+    IF last_day IS NOT NULL THEN
+        PERFORM crm.set_dashboard_period(date_trunc('month', last_day)::date,
+                                         (date_trunc('month', last_day) + interval '1 month - 1 day')::date);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION crm._register_demo_sources() IS
+'Registers the crm_demo tables as the dashboard sources, the demo pipeline stages and the demo period; crm.load_demo calls it at its end.';
+
+-- ---------------------------------------------------------------------------
+-- Per customer: class and contact coverage as of a moment
+-- ---------------------------------------------------------------------------
+
+-- Contact policy per class (the expert approach of PRODUCT.md section 6).
+-- TODO(coverage): read the coverage capability's policy table once it lands.
+CREATE FUNCTION crm._dashboard_coverage_interval(class text) RETURNS interval
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE class WHEN 'A' THEN interval '1 month' WHEN 'B' THEN interval '3 months' ELSE interval '6 months' END
+$$;
+COMMENT ON FUNCTION crm._dashboard_coverage_interval(text) IS
+'How often a customer of an ABC class must be contacted: A every month, B every 3 months, C every 6 months.';
+
+CREATE FUNCTION crm.dashboard_coverage(as_of timestamptz)
+RETURNS TABLE (customer_id text, manager_id text, channel text, revenue_12m numeric, abc_class text,
+               last_contact timestamptz, next_due timestamptz, covered boolean)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+BEGIN
+    IF as_of IS NULL THEN
+        RAISE EXCEPTION 'crm.dashboard_coverage: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- ABC by the revenue of the 12 months before as_of, crm.abc_class
+    -- semantics (share held by strictly larger values < 0.80 -> A, < 0.95 -> B).
+    -- TODO(classes): switch to crm.abc_class(revenue_12m) OVER () once it lands.
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+c AS (SELECT customer_id, manager_id, channel FROM %1$s WHERE created_at < $1),
+r AS (SELECT customer_id, sum(amount) AS rev FROM %2$s
+       WHERE ordered_at >= $1 - interval '12 months' AND ordered_at < $1 GROUP BY customer_id),
+x AS (SELECT customer_id, max(occurred_at) AS last_at FROM %3$s
+       WHERE NOT automated AND occurred_at < $1 AND customer_id IS NOT NULL GROUP BY customer_id),
+-- A / B thresholds: the smallest revenue whose running sum of the larger
+-- ones (sorted descending) is < 0.80 / < 0.95 of the total (abc_class semantics)
+rs AS (SELECT rev, sum(rev) OVER (ORDER BY rev DESC ROWS UNBOUNDED PRECEDING) - rev AS before,
+              sum(rev) OVER () AS total
+         FROM r WHERE rev > 0),
+th AS (SELECT min(rev) FILTER (WHERE before < 0.80 * total) AS a, min(rev) FILTER (WHERE before < 0.95 * total) AS b
+         FROM rs),
+cl AS (
+    SELECT c.customer_id, c.manager_id, c.channel, r.rev,
+           CASE WHEN r.rev >= th.a THEN 'A' WHEN r.rev >= th.b THEN 'B' ELSE 'C' END AS cls
+      FROM c CROSS JOIN th LEFT JOIN r ON r.customer_id = c.customer_id)
+SELECT cl.customer_id::text, cl.manager_id::text, cl.channel::text, coalesce(cl.rev, 0), cl.cls,
+       x.last_at, x.last_at + crm._dashboard_coverage_interval(cl.cls),
+       coalesce(x.last_at >= $1 - crm._dashboard_coverage_interval(cl.cls), false)
+  FROM cl LEFT JOIN x ON x.customer_id = cl.customer_id
+$sql$, crm._source_sql('customers'), crm._source_sql('orders'), crm._source_sql('interactions'))
+    USING as_of;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_coverage(timestamptz) IS
+'Per customer as of a moment: ABC class by the revenue of the 12 months before, last real (non-automated) contact, next due contact by the class policy and whether the customer is covered.';
+
+-- ---------------------------------------------------------------------------
+-- Channel, manager and pipeline reports
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION crm.dashboard_channels(period_from date, period_to date)
+RETURNS TABLE (channel text, leads bigint, new_buyers bigint, conversion_pct numeric, revenue numeric,
+               gross_profit numeric, spend numeric, cac numeric, roi_pct numeric, ltv numeric, ltv_cac numeric)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    b record;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_channels', period_from, period_to);
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+cu AS MATERIALIZED (SELECT customer_id, channel FROM %1$s),
+od AS (SELECT customer_id, ordered_at, amount, cost FROM %2$s WHERE ordered_at < $2),
+b AS MATERIALIZED (
+    SELECT customer_id, min(ordered_at) AS first_at, sum(amount - cost) AS gp_to_date,
+           sum(amount) FILTER (WHERE ordered_at >= $1) AS rev, sum(amount - cost) FILTER (WHERE ordered_at >= $1) AS gp
+      FROM od GROUP BY customer_id),
+bc AS (
+    SELECT coalesce(cu.channel, '(unknown)') AS channel,
+           count(*) FILTER (WHERE b.first_at >= $1) AS new_buyers,
+           sum(b.rev) AS revenue, sum(b.gp) AS gross_profit,
+           avg(b.gp_to_date) AS ltv
+      FROM b LEFT JOIN cu ON cu.customer_id = b.customer_id GROUP BY 1),
+ld AS (
+    SELECT coalesce(l.channel, '(unknown)') AS channel, count(*) AS leads,
+           count(*) FILTER (WHERE b.first_at < $2) AS converted
+      FROM %3$s LEFT JOIN b ON b.customer_id = l.customer_id
+     WHERE l.created_at >= $1 AND l.created_at < $2 GROUP BY 1),
+sp AS (
+    SELECT coalesce(s.channel, '(unknown)') AS channel, sum(s.amount) AS spend
+      FROM %4$s WHERE s.spent_on >= $1 AND s.spent_on < $2 GROUP BY 1),
+ch AS (SELECT channel FROM bc UNION SELECT channel FROM ld UNION SELECT channel FROM sp)
+SELECT ch.channel, coalesce(ld.leads, 0), coalesce(bc.new_buyers, 0),
+       round(100.0 * ld.converted / nullif(ld.leads, 0), 2),
+       coalesce(bc.revenue, 0), coalesce(bc.gross_profit, 0), coalesce(sp.spend, 0),
+       round(sp.spend / nullif(bc.new_buyers, 0), 2),
+       round(100.0 * (coalesce(bc.gross_profit, 0) - sp.spend) / nullif(sp.spend, 0), 2),
+       round(bc.ltv, 2),
+       round(bc.ltv / nullif(sp.spend / nullif(bc.new_buyers, 0), 0), 2)
+  FROM ch LEFT JOIN bc ON bc.channel = ch.channel LEFT JOIN ld ON ld.channel = ch.channel
+          LEFT JOIN sp ON sp.channel = ch.channel
+ ORDER BY ch.channel
+$sql$, crm._source_sql('customers'), crm._source_sql('orders'),
+       crm._source_sql('leads', 'l'), crm._source_sql('spend', 's'))
+    USING b.cur_from, b.cur_to;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_channels(date, date) IS
+'Per acquisition channel for the period [from, to]: leads, new buyers, lead-to-buyer conversion, revenue, gross profit, spend, CAC, ROI, LTV (gross profit per buyer to date) and LTV/CAC.';
+
+CREATE FUNCTION crm.dashboard_managers(period_from date, period_to date)
+RETURNS TABLE (manager_id text, leads bigint, answered_leads bigint, unanswered_leads bigint,
+               median_response_minutes numeric, deals_won bigint, deals_lost bigint, win_rate_pct numeric,
+               revenue numeric, customers bigint, covered_customers bigint, coverage_pct numeric)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    b record;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_managers', period_from, period_to);
+    PERFORM crm._require_stages('crm.dashboard_managers');
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+ld AS MATERIALIZED (
+    SELECT lead_id, created_at, manager_id::text AS manager_id FROM %1$s
+     WHERE created_at >= $1 AND created_at < $2),
+fc AS (
+    SELECT x.lead_id, min(x.occurred_at) AS first_contact
+      FROM %2$s JOIN ld ON ld.lead_id = x.lead_id
+     WHERE NOT x.automated AND x.direction = 'outbound' AND x.occurred_at >= $1 AND x.occurred_at < $2
+       AND x.occurred_at >= ld.created_at
+     GROUP BY x.lead_id),
+lm AS (
+    SELECT ld.manager_id, count(*) AS leads, count(fc.first_contact) AS answered,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM fc.first_contact - ld.created_at) / 60) AS med
+      FROM ld LEFT JOIN fc ON fc.lead_id = ld.lead_id GROUP BY 1),
+dl AS (
+    SELECT e.deal_id, min(e.manager_id::text) AS manager_id,
+           min(e.changed_at) FILTER (WHERE e.outcome = 'won') AS won_at,
+           min(e.changed_at) FILTER (WHERE e.outcome = 'lost') AS lost_at,
+           count(*) FILTER (WHERE e.outcome IS NULL) AS n_unknown
+      FROM (SELECT deal_id, changed_at, manager_id, %6$s AS outcome FROM %3$s) AS e
+     WHERE e.changed_at < $2 GROUP BY e.deal_id),
+dm AS (
+    SELECT manager_id,
+           count(*) FILTER (WHERE won_at <= coalesce(lost_at, won_at)) AS won,
+           count(*) FILTER (WHERE lost_at < coalesce(won_at, 'infinity')) AS lost
+      FROM dl WHERE least(won_at, lost_at) >= $1 GROUP BY 1),
+cv AS (
+    SELECT c.manager_id, count(*) AS customers, count(*) FILTER (WHERE c.covered) AS covered
+      FROM crm.dashboard_coverage($2) c GROUP BY 1),
+cu AS MATERIALIZED (SELECT customer_id, manager_id::text AS manager_id FROM %4$s),
+rv AS (
+    SELECT cu.manager_id, sum(o.amount) AS revenue
+      FROM %5$s LEFT JOIN cu ON cu.customer_id = o.customer_id
+     WHERE o.ordered_at >= $1 AND o.ordered_at < $2 GROUP BY 1),
+m AS (SELECT manager_id FROM lm UNION SELECT manager_id FROM dm UNION SELECT manager_id FROM cv
+      UNION SELECT manager_id FROM rv)
+SELECT m.manager_id, coalesce(lm.leads, 0), coalesce(lm.answered, 0), coalesce(lm.leads - lm.answered, 0),
+       round(lm.med::numeric, 2), coalesce(dm.won, 0), coalesce(dm.lost, 0),
+       round(100.0 * dm.won / nullif(dm.won + dm.lost, 0), 2),
+       coalesce(rv.revenue, 0), coalesce(cv.customers, 0), coalesce(cv.covered, 0),
+       round(100.0 * cv.covered / nullif(cv.customers, 0), 2)
+  FROM m LEFT JOIN lm ON lm.manager_id IS NOT DISTINCT FROM m.manager_id
+         LEFT JOIN dm ON dm.manager_id IS NOT DISTINCT FROM m.manager_id
+         LEFT JOIN cv ON cv.manager_id IS NOT DISTINCT FROM m.manager_id
+         LEFT JOIN rv ON rv.manager_id IS NOT DISTINCT FROM m.manager_id
+ WHERE crm._check_stages((SELECT sum(n_unknown) FROM dl))
+ ORDER BY m.manager_id
+$sql$, crm._source_sql('leads'), crm._source_sql('interactions', 'x'), crm._source_sql('stage_events'),
+       crm._source_sql('customers'), crm._source_sql('orders', 'o'), crm._stage_case('outcome', 'stage'))
+    USING b.cur_from, b.cur_to;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_managers(date, date) IS
+'Per manager for the period [from, to]: leads, answered and unanswered leads (as of the period end), median first-response time, deals won and lost, win rate, revenue of the manager''s customers, and contact coverage of those customers at the period end.';
+
+CREATE FUNCTION crm.dashboard_pipeline(period_from date, period_to date)
+RETURNS TABLE (stage text, stage_order int, outcome text, probability numeric, entered bigint,
+               open_deals bigint, open_value numeric, weighted_value numeric, lost_deals bigint, lost_value numeric)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    b record;
+    nstages int;
+    entered_sums text;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_pipeline', period_from, period_to);
+    PERFORM crm._require_stages('crm.dashboard_pipeline');
+    SELECT count(*) INTO nstages FROM crm.pipeline_stages;
+    IF nstages > 62 THEN
+        RAISE EXCEPTION 'crm.dashboard_pipeline: at most 62 pipeline stages, crm.pipeline_stages has %', nstages
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
+    -- per deal, the stages entered in the period as a bit mask; then one sum per stage
+    SELECT string_agg(pg_catalog.format('sum((entered_mask >> %s) & 1)', k), ', ' ORDER BY k)
+      INTO entered_sums FROM generate_series(1, nstages) AS k;
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+st AS (SELECT stage, stage_order, probability, outcome, row_number() OVER (ORDER BY stage_order)::int AS rk
+         FROM crm.pipeline_stages),
+ev AS (
+    SELECT deal_id, changed_at, amount, %2$s AS stage_order, %3$s AS outcome, %4$s AS rk
+      FROM %1$s WHERE changed_at < $2),
+dl AS MATERIALIZED (
+    SELECT deal_id, max(amount) AS amount,
+           max(stage_order) FILTER (WHERE outcome = 'open') AS open_stage,
+           min(changed_at) FILTER (WHERE outcome = 'won') AS won_at,
+           min(changed_at) FILTER (WHERE outcome = 'lost') AS lost_at,
+           bit_or(1::bigint << rk) FILTER (WHERE changed_at >= $1) AS entered_mask,
+           count(*) FILTER (WHERE outcome IS NULL) AS n_unknown
+      FROM ev GROUP BY deal_id),
+en AS (SELECT ARRAY[%5$s] AS entered FROM dl WHERE entered_mask IS NOT NULL),
+op AS (
+    SELECT open_stage AS stage_order, count(*) AS n, sum(amount) AS amt
+      FROM dl WHERE won_at IS NULL AND lost_at IS NULL AND open_stage IS NOT NULL GROUP BY 1),
+lo AS (
+    SELECT open_stage AS stage_order, count(*) AS n, sum(amount) AS amt
+      FROM dl WHERE lost_at >= $1 AND lost_at < coalesce(won_at, 'infinity') GROUP BY 1)
+SELECT st.stage, st.stage_order, st.outcome, st.probability, coalesce((SELECT en.entered[st.rk] FROM en), 0)::bigint,
+       coalesce(op.n, 0), coalesce(op.amt, 0), round(coalesce(op.amt, 0) * st.probability, 2),
+       coalesce(lo.n, 0), coalesce(lo.amt, 0)
+  FROM st LEFT JOIN op ON op.stage_order = st.stage_order
+          LEFT JOIN lo ON lo.stage_order = st.stage_order
+ WHERE crm._check_stages((SELECT sum(n_unknown) FROM dl))
+ ORDER BY st.stage_order
+$sql$, crm._source_sql('stage_events'), crm._stage_case('order', 'stage'), crm._stage_case('outcome', 'stage'),
+       crm._stage_case('rank', 'stage'), entered_sums)
+    USING b.cur_from, b.cur_to;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_pipeline(date, date) IS
+'Per pipeline stage for the period [from, to]: deals that entered it in the period, open deals sitting in it at the period end with their value and probability-weighted value, and deals lost in the period whose most advanced open stage it was, with their value.';
+
+-- ---------------------------------------------------------------------------
+-- Funnel, retention, RFM, ABC-XYZ and lead SLA for the BI views
+-- ---------------------------------------------------------------------------
+
+-- Deals whose first event falls in the period, through the open and won
+-- stages in stage_order: a deal reached step k if it entered stage k or a
+-- later one (as of the period end).
+-- TODO(funnel): switch to crm.funnel_report(<stage_events>, <open+won stages>)
+-- once it lands (its window_funnel chain semantics differ for deals that
+-- skip a stage).
+CREATE FUNCTION crm.dashboard_funnel(period_from date, period_to date)
+RETURNS TABLE (step_no int, stage text, entered bigint, pct_of_first numeric, pct_of_prev numeric,
+               dropped bigint, lost_deals bigint, lost_value numeric)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    b record;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_funnel', period_from, period_to);
+    PERFORM crm._require_stages('crm.dashboard_funnel');
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+steps AS (
+    SELECT row_number() OVER (ORDER BY stage_order)::int AS step_no, stage
+      FROM crm.pipeline_stages WHERE outcome IN ('open', 'won')),
+ev AS (
+    SELECT deal_id, changed_at, amount, %2$s AS step, %3$s AS outcome FROM %1$s WHERE changed_at < $2),
+dl AS MATERIALIZED (
+    SELECT deal_id, min(changed_at) AS started_at, max(amount) AS amount, max(step) AS level,
+           bool_or(outcome = 'lost') AS lost, count(*) FILTER (WHERE outcome IS NULL) AS n_unknown
+      FROM ev GROUP BY deal_id),
+lv AS (
+    SELECT level, count(*) AS n, count(*) FILTER (WHERE lost) AS lost_deals,
+           coalesce(sum(amount) FILTER (WHERE lost), 0) AS lost_value
+      FROM dl WHERE started_at >= $1 AND level IS NOT NULL GROUP BY level),
+f AS (
+    SELECT steps.step_no, steps.stage,
+           coalesce(sum(lv.n) OVER (ORDER BY steps.step_no DESC), 0)::bigint AS entered,
+           coalesce(lv.lost_deals, 0) AS lost_deals, coalesce(lv.lost_value, 0) AS lost_value
+      FROM steps LEFT JOIN lv ON lv.level = steps.step_no)
+SELECT f.step_no, f.stage, f.entered,
+       round(100.0 * f.entered / nullif(first_value(f.entered) OVER w, 0), 2),
+       round(100.0 * f.entered / nullif(lag(f.entered) OVER w, 0), 2),
+       f.entered - lead(f.entered, 1, f.entered) OVER w,
+       f.lost_deals, f.lost_value
+  FROM f
+ WHERE crm._check_stages((SELECT sum(n_unknown) FROM dl))
+WINDOW w AS (ORDER BY f.step_no)
+ ORDER BY f.step_no
+$sql$, crm._source_sql('stage_events'), crm._stage_case('step', 'stage'), crm._stage_case('outcome', 'stage'))
+    USING b.cur_from, b.cur_to;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_funnel(date, date) IS
+'Sales funnel of the deals that started in the period [from, to]: per open or won stage, deals that reached it (as of the period end), share of the first step and of the previous one, deals dropped before the next step, and the deals lost there with their value.';
+
+-- Monthly cohorts of buyers (month of the first order) for the 12 months up
+-- to the period end; period_no 0..11 (months since the cohort month).
+-- TODO(retention): switch to crm.cohort_retention(<orders>, 'month', 12) once it lands.
+CREATE FUNCTION crm.dashboard_retention(as_of date)
+RETURNS TABLE (cohort date, period_no int, cohort_size bigint, active bigint, retention_pct numeric,
+               revenue numeric, cumulative_ltv numeric)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+BEGIN
+    IF as_of IS NULL THEN
+        RAISE EXCEPTION 'crm.dashboard_retention: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+od AS (SELECT customer_id, date_trunc('month', ordered_at)::date AS m, amount FROM %1$s
+        WHERE ordered_at < $1),
+co AS (SELECT customer_id, min(m) AS cohort FROM od GROUP BY customer_id
+       HAVING min(m) > (date_trunc('month', $1 - interval '1 day') - interval '12 months')::date),
+sz AS (SELECT cohort, count(*) AS n FROM co GROUP BY cohort),
+act AS (
+    SELECT co.cohort, ((extract(year FROM od.m) - extract(year FROM co.cohort)) * 12
+                       + extract(month FROM od.m) - extract(month FROM co.cohort))::int AS period_no,
+           count(DISTINCT od.customer_id) AS active, sum(od.amount) AS revenue
+      FROM od JOIN co ON co.customer_id = od.customer_id GROUP BY 1, 2),
+grid AS (
+    SELECT sz.cohort, sz.n, g.p
+      FROM sz CROSS JOIN generate_series(0, 11) AS g(p)
+     WHERE (sz.cohort + g.p * interval '1 month') < $1)
+SELECT grid.cohort, grid.p, grid.n, coalesce(act.active, 0),
+       round(100.0 * coalesce(act.active, 0) / grid.n, 2),
+       coalesce(act.revenue, 0),
+       round(sum(coalesce(act.revenue, 0)) OVER (PARTITION BY grid.cohort ORDER BY grid.p) / grid.n, 2)
+  FROM grid LEFT JOIN act ON act.cohort = grid.cohort AND act.period_no = grid.p
+ ORDER BY 1, 2
+$sql$, crm._source_sql('orders'))
+    USING (as_of + 1)::timestamptz;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_retention(date) IS
+'Monthly buyer cohorts (month of the first order) of the 12 months up to as_of: per cohort and month since, cohort size, active buyers, retention, revenue and cumulative revenue per cohort member (cohort LTV curve).';
+
+-- RFM as of a day: R = quantile score of -days since last order, F of the
+-- order count, M of the revenue, each 1..5 with the highest values scoring
+-- highest and equal values sharing a score (ceil(5 * cume_dist)).
+-- TODO(classes): switch to crm.quantile_score and crm.rfm_segment once they land.
+CREATE FUNCTION crm.dashboard_rfm(as_of date)
+RETURNS TABLE (customer_id text, recency_days int, frequency bigint, monetary numeric,
+               r int, f int, m int, segment text)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+BEGIN
+    IF as_of IS NULL THEN
+        RAISE EXCEPTION 'crm.dashboard_rfm: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+c AS (SELECT customer_id, ($1::date - max(ordered_at)::date) AS rec, count(*) AS freq, sum(amount) AS mon
+        FROM %1$s WHERE ordered_at < ($1 + 1)::timestamptz GROUP BY customer_id),
+s AS (SELECT c.*, ceil(5 * cume_dist() OVER (ORDER BY -rec))::int AS r,
+             ceil(5 * cume_dist() OVER (ORDER BY freq))::int AS f,
+             ceil(5 * cume_dist() OVER (ORDER BY mon))::int AS m
+        FROM c)
+SELECT s.customer_id::text, s.rec, s.freq, s.mon, s.r, s.f, s.m,
+       CASE WHEN s.r <= 2 AND s.f <= 2 THEN 'Hibernating'
+            WHEN s.r <= 2 AND s.f <= 4 THEN 'At Risk'
+            WHEN s.r <= 2 THEN 'Can''t Lose Them'
+            WHEN s.r = 3 AND s.f <= 2 THEN 'About To Sleep'
+            WHEN s.r = 3 AND s.f = 3 THEN 'Need Attention'
+            WHEN s.r <= 4 AND s.f >= 4 THEN 'Loyal Customers'
+            WHEN s.r = 4 AND s.f = 1 THEN 'Promising'
+            WHEN s.r = 5 AND s.f = 1 THEN 'New Customers'
+            WHEN s.f <= 3 THEN 'Potential Loyalists'
+            ELSE 'Champions' END
+  FROM s ORDER BY 1
+$sql$, crm._source_sql('orders'))
+    USING as_of;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_rfm(date) IS
+'RFM scores (1..5 by quantile, highest values score highest) and the 10-segment map of every buyer as of a day, from the orders source.';
+
+-- ABC by the product's revenue of the 12 months up to as_of; XYZ by the
+-- coefficient of variation of its monthly revenue over those 12 months,
+-- months without sales counted as zero: X <= 0.10 < Y <= 0.25 < Z.
+-- TODO(classes): switch to crm.abc_class, crm.xyz_class and the CV aggregate once they land.
+CREATE FUNCTION crm.dashboard_abc_xyz(as_of date)
+RETURNS TABLE (product_id text, revenue numeric, revenue_share_pct numeric, abc_class text,
+               cv numeric, xyz_class text, abc_xyz text)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+BEGIN
+    IF as_of IS NULL THEN
+        RAISE EXCEPTION 'crm.dashboard_abc_xyz: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+od AS (SELECT product_id, date_trunc('month', ordered_at) AS mo, amount FROM %1$s
+        WHERE ordered_at >= date_trunc('month', $1) - interval '11 months' AND ordered_at < $1 + interval '1 day'),
+pm AS (SELECT product_id, mo, sum(amount) AS amt FROM od GROUP BY 1, 2),
+p AS (
+    SELECT product_id, sum(amt) AS rev,
+           -- 12 months, the missing ones are zero
+           sqrt(greatest((sum(amt * amt) / 12) - (sum(amt) / 12) ^ 2, 0)) / nullif(sum(amt) / 12, 0) AS cv
+      FROM pm GROUP BY product_id),
+k AS (
+    SELECT p.*, CASE WHEN p.rev > 0 THEN
+                (sum(CASE WHEN p.rev > 0 THEN p.rev END) OVER (ORDER BY p.rev DESC NULLS LAST)
+                    - coalesce(sum(CASE WHEN p.rev > 0 THEN p.rev END) OVER (ORDER BY p.rev DESC NULLS LAST
+                               RANGE BETWEEN CURRENT ROW AND CURRENT ROW), 0))
+                / sum(CASE WHEN p.rev > 0 THEN p.rev END) OVER () END AS above,
+           p.rev / nullif(sum(CASE WHEN p.rev > 0 THEN p.rev END) OVER (), 0) AS share
+      FROM p),
+cl AS (
+    SELECT k.*, CASE WHEN above < 0.80 THEN 'A' WHEN above < 0.95 THEN 'B' ELSE 'C' END AS abc,
+           CASE WHEN cv <= 0.10 THEN 'X' WHEN cv <= 0.25 THEN 'Y' ELSE 'Z' END AS xyz
+      FROM k)
+SELECT product_id::text, rev, round(100 * share, 2), abc, round(cv::numeric, 4), xyz, abc || xyz
+  FROM cl ORDER BY rev DESC, 1
+$sql$, crm._source_sql('orders'))
+    USING as_of;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_abc_xyz(date) IS
+'ABC class (revenue of the 12 months up to as_of) and XYZ class (coefficient of variation of monthly revenue, empty months as zero) of every product, from the orders source.';
+
+-- Lead first-response SLA per channel for the period (as of its end).
+-- TODO(coverage): switch to the coverage capability's lead SLA functions once they land.
+CREATE FUNCTION crm.dashboard_lead_sla(period_from date, period_to date, sla interval DEFAULT NULL)
+RETURNS TABLE (channel text, leads bigint, answered bigint, within_sla bigint, never_answered bigint,
+               within_sla_pct numeric, median_response_minutes numeric)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    b record;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_lead_sla', period_from, period_to);
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+ld AS MATERIALIZED (SELECT lead_id, created_at, coalesce(channel, '(unknown)') AS channel FROM %1$s
+                     WHERE created_at >= $1 AND created_at < $2),
+fc AS (SELECT x.lead_id, min(x.occurred_at) AS first_contact
+         FROM %2$s JOIN ld ON ld.lead_id = x.lead_id
+        WHERE NOT x.automated AND x.direction = 'outbound' AND x.occurred_at >= $1 AND x.occurred_at < $2
+          AND x.occurred_at >= ld.created_at
+        GROUP BY x.lead_id),
+j AS (SELECT ld.channel, fc.first_contact - ld.created_at AS resp FROM ld LEFT JOIN fc ON fc.lead_id = ld.lead_id)
+SELECT channel, count(*), count(resp), count(*) FILTER (WHERE resp <= $3), count(*) - count(resp),
+       round(100.0 * count(*) FILTER (WHERE resp <= $3) / count(*), 2),
+       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM resp) / 60))::numeric, 2)
+  FROM j GROUP BY GROUPING SETS ((channel), ())
+ ORDER BY GROUPING(channel), channel
+$sql$, crm._source_sql('leads'), crm._source_sql('interactions', 'x'))
+    USING b.cur_from, b.cur_to, coalesce(sla, crm._lead_sla());
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_lead_sla(date, date, interval) IS
+'Lead first-response SLA per channel (and a NULL-channel total row) for the period [from, to]: leads, answered, answered within the SLA (default crm.dashboard_settings.lead_sla), never answered, and the median time to the first real contact.';
+
+-- ---------------------------------------------------------------------------
+-- BI views: long format, plain types, over crm.dashboard_period()
+-- ---------------------------------------------------------------------------
+
+CREATE VIEW crm.v_owner_dashboard WITH (security_invoker = true) AS
+SELECT p.period_from, p.period_to, d.section, d.metric, d.value, d.previous_value, d.change_pct, d.unit
+  FROM crm.dashboard_period() AS p, LATERAL crm.owner_dashboard(p.period_from, p.period_to) AS d;
+COMMENT ON VIEW crm.v_owner_dashboard IS
+'crm.owner_dashboard for the dashboard period (crm.set_dashboard_period): one row per metric with the previous period''s value.';
+
+CREATE VIEW crm.v_funnel WITH (security_invoker = true) AS
+SELECT p.period_from, p.period_to, f.step_no, f.stage, f.entered, f.pct_of_first, f.pct_of_prev,
+       f.dropped, f.lost_deals, f.lost_value
+  FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_funnel(p.period_from, p.period_to) AS f;
+COMMENT ON VIEW crm.v_funnel IS
+'Sales funnel of the deals that started in the dashboard period: one row per step (Metabase: funnel chart of entered by stage).';
+
+CREATE VIEW crm.v_pipeline WITH (security_invoker = true) AS
+SELECT p.period_from, p.period_to, s.stage, s.stage_order, s.outcome, s.probability, s.entered,
+       s.open_deals, s.open_value, s.weighted_value, s.lost_deals, s.lost_value
+  FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_pipeline(p.period_from, p.period_to) AS s;
+COMMENT ON VIEW crm.v_pipeline IS
+'Pipeline per stage for the dashboard period: entered, open deals and (weighted) value at the period end, lost deals and value.';
+
+CREATE VIEW crm.v_retention WITH (security_invoker = true) AS
+SELECT r.cohort, r.period_no, r.cohort_size, r.active, r.retention_pct, r.revenue, r.cumulative_ltv
+  FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_retention(p.period_to) AS r;
+COMMENT ON VIEW crm.v_retention IS
+'Monthly buyer cohorts of the 12 months up to the dashboard period end, one row per cohort and month since (Metabase: pivot table cohort x period_no, conditional formatting = heat map).';
+
+CREATE VIEW crm.v_rfm WITH (security_invoker = true) AS
+SELECT p.period_to AS as_of, r.customer_id, r.recency_days, r.frequency, r.monetary, r.r, r.f, r.m, r.segment
+  FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_rfm(p.period_to) AS r;
+COMMENT ON VIEW crm.v_rfm IS
+'RFM scores and segment of every buyer as of the dashboard period end (Metabase: bar chart of count by segment).';
+
+CREATE VIEW crm.v_abc_xyz WITH (security_invoker = true) AS
+SELECT p.period_to AS as_of, a.product_id, a.revenue, a.revenue_share_pct, a.abc_class, a.cv, a.xyz_class, a.abc_xyz
+  FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_abc_xyz(p.period_to) AS a;
+COMMENT ON VIEW crm.v_abc_xyz IS
+'ABC-XYZ class of every product as of the dashboard period end (Metabase: pivot abc_class x xyz_class, count or sum of revenue).';
+
+CREATE VIEW crm.v_channels WITH (security_invoker = true) AS
+SELECT p.period_from, p.period_to, c.channel, v.metric, v.value, v.unit
+  FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_channels(p.period_from, p.period_to) AS c,
+  LATERAL (VALUES ('leads', c.leads::numeric, 'count'), ('new_buyers', c.new_buyers::numeric, 'count'),
+                  ('conversion', c.conversion_pct, 'pct'), ('revenue', c.revenue, 'money'),
+                  ('gross_profit', c.gross_profit, 'money'), ('spend', c.spend, 'money'),
+                  ('cac', c.cac, 'money'), ('roi', c.roi_pct, 'pct'), ('ltv', c.ltv, 'money'),
+                  ('ltv_cac', c.ltv_cac, 'ratio')) AS v(metric, value, unit);
+COMMENT ON VIEW crm.v_channels IS
+'Per channel and metric for the dashboard period: leads, new buyers, conversion, revenue, gross profit, spend, CAC, ROI, LTV, LTV/CAC (Metabase: bar chart of value by channel, filtered on metric).';
+
+CREATE VIEW crm.v_managers WITH (security_invoker = true) AS
+SELECT p.period_from, p.period_to, m.manager_id, v.metric, v.value, v.unit
+  FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_managers(p.period_from, p.period_to) AS m,
+  LATERAL (VALUES ('leads', m.leads::numeric, 'count'), ('answered_leads', m.answered_leads::numeric, 'count'),
+                  ('unanswered_leads', m.unanswered_leads::numeric, 'count'),
+                  ('median_response', m.median_response_minutes, 'minutes'),
+                  ('deals_won', m.deals_won::numeric, 'count'), ('deals_lost', m.deals_lost::numeric, 'count'),
+                  ('win_rate', m.win_rate_pct, 'pct'), ('revenue', m.revenue, 'money'),
+                  ('customers', m.customers::numeric, 'count'), ('covered_customers', m.covered_customers::numeric, 'count'),
+                  ('coverage', m.coverage_pct, 'pct')) AS v(metric, value, unit);
+COMMENT ON VIEW crm.v_managers IS
+'Per manager and metric for the dashboard period: leads, response, win rate, revenue, coverage (Metabase: bar chart of value by manager_id, filtered on metric).';
+
+CREATE VIEW crm.v_coverage WITH (security_invoker = true) AS
+SELECT p.period_to AS as_of, c.abc_class, count(*) AS customers,
+       count(*) FILTER (WHERE c.covered) AS covered, count(*) FILTER (WHERE NOT c.covered) AS overdue,
+       round(100.0 * count(*) FILTER (WHERE c.covered) / count(*), 2) AS coverage_pct
+  FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_coverage((p.period_to + 1)::timestamptz) AS c
+ GROUP BY p.period_to, c.abc_class
+ ORDER BY c.abc_class;
+COMMENT ON VIEW crm.v_coverage IS
+'Contact coverage per ABC class at the dashboard period end: customers, covered, overdue, coverage % (Metabase: bar chart of coverage_pct by abc_class).';
+
+CREATE VIEW crm.v_lead_sla WITH (security_invoker = true) AS
+SELECT p.period_from, p.period_to, coalesce(s.channel, 'all') AS channel, s.leads, s.answered, s.within_sla,
+       s.never_answered, s.within_sla_pct, s.median_response_minutes
+  FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_lead_sla(p.period_from, p.period_to) AS s;
+COMMENT ON VIEW crm.v_lead_sla IS
+'Lead first-response SLA per channel (and "all") for the dashboard period (Metabase: bar chart of within_sla_pct by channel; number card for the "all" row).';
+
+-- the views read everything with the caller's rights (security_invoker), so
+-- reading them grants nothing the caller could not already read
+GRANT SELECT ON crm.v_owner_dashboard, crm.v_funnel, crm.v_pipeline, crm.v_retention, crm.v_rfm,
+                crm.v_abc_xyz, crm.v_channels, crm.v_managers, crm.v_coverage, crm.v_lead_sla TO PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Static HTML report: the dashboard, the funnel, the cohort heat map and the
+-- channel table, drawn as inline SVG (no scripts, no external files)
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION crm._html(t text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT replace(replace(replace(replace(coalesce(t, ''), '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), '"', '&quot;')
+$$;
+COMMENT ON FUNCTION crm._html(text) IS
+'Escapes text for HTML (&, <, >, ").';
+
+-- a number for humans: thousands separated, 2 decimals where it has them
+CREATE FUNCTION crm._fmt(v numeric) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN v IS NULL THEN '-'
+            WHEN v = trunc(v) THEN trim(to_char(v, 'FM999G999G999G999G990'))
+            ELSE trim(to_char(v, 'FM999G999G999G999G990D00')) END
+$$;
+COMMENT ON FUNCTION crm._fmt(numeric) IS
+'Formats a number for the HTML report (thousands separators, at most 2 decimals).';
+
+CREATE FUNCTION crm.dashboard_html(period_from date, period_to date) RETURNS text
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    kpi    text;
+    funnel text;
+    heat   text;
+    chan   text;
+    fmax   numeric;
+    nfun   int;
+    ncoh   int;
+BEGIN
+    -- the figures (also validates the period and the sources)
+    SELECT string_agg(pg_catalog.format(
+               '<tr class="%s"><td>%s</td><td class="n">%s</td><td class="n">%s</td><td class="n %s">%s</td><td>%s</td></tr>',
+               d.section, crm._html(replace(d.metric, '_', ' ')), crm._fmt(d.value), crm._fmt(d.previous_value),
+               -- green when the change is good news: lower is better for costs and losses
+               CASE WHEN coalesce(d.change_pct, 0) = 0 THEN ''
+                    WHEN (d.change_pct > 0) <> (d.section = 'money_lost' OR d.metric IN ('cac', 'sales_cycle', 'marketing_spend'))
+                    THEN 'up' ELSE 'down' END,
+               CASE WHEN d.change_pct IS NULL THEN '' ELSE crm._fmt(d.change_pct) || '%' END,
+               crm._html(d.unit)), E'\n' ORDER BY d.ord)
+      INTO kpi
+      FROM (SELECT o.*, row_number() OVER () AS ord FROM crm.owner_dashboard(period_from, period_to) AS o) AS d;
+
+    -- funnel: one bar per step, width proportional to the deals that reached it
+    SELECT max(f.entered), count(*) INTO fmax, nfun FROM crm.dashboard_funnel(period_from, period_to) AS f;
+    SELECT pg_catalog.format('<svg xmlns="http://www.w3.org/2000/svg" width="760" height="%s" role="img" aria-label="sales funnel">%s</svg>',
+                             nfun * 44 + 10,
+                             string_agg(pg_catalog.format(
+                                 '<rect x="%s" y="%s" width="%s" height="34" fill="#2b6cb0" rx="3"/>'
+                                 '<text x="10" y="%s" class="lbl">%s</text>'
+                                 '<text x="380" y="%s" text-anchor="middle" class="%s">%s (%s%%)</text>'
+                                 '<text x="750" y="%s" text-anchor="end" class="lost">%s</text>',
+                                 round(380 - w / 2, 1), 5 + (f.step_no - 1) * 44, round(w, 1),
+                                 27 + (f.step_no - 1) * 44, crm._html(f.stage),
+                                 27 + (f.step_no - 1) * 44, CASE WHEN w >= 130 THEN 'in' ELSE 'out' END,
+                                 crm._fmt(f.entered::numeric), crm._fmt(f.pct_of_first),
+                                 27 + (f.step_no - 1) * 44,
+                                 CASE WHEN f.lost_value > 0 THEN 'lost ' || crm._fmt(f.lost_value) ELSE '' END),
+                                 '' ORDER BY f.step_no))
+      INTO funnel
+      FROM (SELECT f.*, CASE WHEN fmax > 0 THEN greatest(440.0 * f.entered / fmax, 2) ELSE 2 END AS w
+              FROM crm.dashboard_funnel(period_from, period_to) AS f) AS f;
+
+    -- cohort heat map: rows = cohorts, columns = months since, colour = retention
+    SELECT count(DISTINCT cohort) INTO ncoh FROM crm.dashboard_retention(period_to);
+    SELECT pg_catalog.format('<svg xmlns="http://www.w3.org/2000/svg" width="%s" height="%s" role="img" aria-label="cohort retention heat map">'
+                             '%s%s</svg>',
+                             100 + 12 * 52, 30 + ncoh * 26,
+                             (SELECT string_agg(pg_catalog.format('<text x="%s" y="18" text-anchor="middle" class="ax">%s</text>', 126 + p * 52, p), '')
+                                FROM generate_series(0, 11) AS p),
+                             string_agg(pg_catalog.format(
+                                 '%s<rect x="%s" y="%s" width="50" height="24" fill="hsl(210,70%%,%s%%)"/>'
+                                 '<text x="%s" y="%s" text-anchor="middle" class="%s">%s</text>',
+                                 CASE WHEN r.period_no = 0 THEN pg_catalog.format('<text x="4" y="%s" class="ax">%s (%s)</text>',
+                                                                              r.y + 17, to_char(r.cohort, 'YYYY-MM'), r.cohort_size) ELSE '' END,
+                                 100 + r.period_no * 52, r.y, round(95 - 0.6 * r.retention_pct, 1),
+                                 126 + r.period_no * 52, r.y + 17,
+                                 CASE WHEN r.retention_pct > 55 THEN 'cw' ELSE 'cb' END, round(r.retention_pct) || '%'),
+                                 '' ORDER BY r.cohort, r.period_no))
+      INTO heat
+      FROM (SELECT t.*, 26 + (dense_rank() OVER (ORDER BY t.cohort) - 1) * 26 AS y
+              FROM crm.dashboard_retention(period_to) AS t) AS r;
+
+    -- channels: a table with an ROI bar
+    SELECT string_agg(pg_catalog.format(
+               '<tr><td>%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s%%</td><td class="n">%s</td>'
+               '<td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
+               '<td><svg xmlns="http://www.w3.org/2000/svg" width="160" height="14"><rect x="0" y="2" width="%s" height="10" fill="%s"/></svg> %s</td></tr>',
+               crm._html(c.channel), crm._fmt(c.leads::numeric), crm._fmt(c.new_buyers::numeric), crm._fmt(c.conversion_pct),
+               crm._fmt(c.revenue), crm._fmt(c.spend), crm._fmt(c.cac), crm._fmt(c.ltv_cac),
+               CASE WHEN c.roi_pct IS NULL THEN 0 ELSE round(least(greatest(abs(c.roi_pct), 0), mx) / nullif(mx, 0) * 160, 1) END,
+               CASE WHEN c.roi_pct < 0 THEN '#c53030' ELSE '#2f855a' END,
+               CASE WHEN c.roi_pct IS NULL THEN 'no spend' ELSE crm._fmt(c.roi_pct) || '%' END), E'\n' ORDER BY c.revenue DESC)
+      INTO chan
+      FROM (SELECT c.*, max(abs(c.roi_pct)) OVER () AS mx FROM crm.dashboard_channels(period_from, period_to) AS c) AS c;
+
+    RETURN pg_catalog.format($html$<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Owner dashboard %1$s .. %2$s</title>
+<style>
+body{font-family:DejaVu Sans,Arial,sans-serif;margin:24px;color:#1a202c;max-width:1100px}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px} p.sub{color:#4a5568;margin:0 0 16px}
+table{border-collapse:collapse;font-size:13px} td,th{padding:3px 10px;border-bottom:1px solid #e2e8f0;text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums} td.up{color:#2f855a} td.down{color:#c53030}
+tr.money_lost td:first-child{color:#c53030} th{background:#edf2f7}
+svg text{font-family:DejaVu Sans,Arial,sans-serif;font-size:12px} .lbl{font-weight:bold} .in{fill:#fff;font-weight:bold}
+.out{fill:#1a202c;font-weight:bold;paint-order:stroke;stroke:#fff;stroke-width:3px} .lost{fill:#c53030} .ax{fill:#4a5568} .cw{fill:#fff} .cb{fill:#1a202c}
+.cols{display:flex;gap:40px;flex-wrap:wrap}
+</style></head><body>
+<h1>Owner dashboard</h1>
+<p class="sub">%1$s .. %2$s, compared with the previous period of equal length. Generated by crm.dashboard_html.</p>
+<div class="cols"><div>
+<h2>Figures</h2>
+<table><tr><th>metric</th><th>value</th><th>previous</th><th>change</th><th>unit</th></tr>
+%3$s
+</table></div><div>
+<h2>Sales funnel (deals started in the period)</h2>
+%4$s
+<h2>Channels</h2>
+<table><tr><th>channel</th><th>leads</th><th>new buyers</th><th>conversion</th><th>revenue</th><th>spend</th><th>CAC</th><th>LTV/CAC</th><th>ROI</th></tr>
+%5$s
+</table>
+</div></div>
+<h2>Monthly buyer cohorts: share still buying, by months since the first order</h2>
+%6$s
+</body></html>
+$html$, period_from, period_to, coalesce(kpi, ''), coalesce(funnel, ''), coalesce(chan, ''), coalesce(heat, ''));
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_html(date, date) IS
+'A static HTML page (inline SVG, no scripts) with the owner dashboard figures, the sales funnel, the channel table and the cohort retention heat map for the period [from, to].';
