@@ -662,7 +662,7 @@ SELECT c.customer_id, c.class, c.manager_id, c.last_contact, c.contacts, c.conta
             WHEN n.t >= c.next_due - c.due_soon THEN 'due soon'
             ELSE 'ok' END AS status,
        CASE WHEN c.class IS NOT NULL AND n.t > c.next_due
-            THEN floor(extract(epoch FROM n.t - c.next_due) / 86400)::int END AS days_overdue
+            THEN floor(date_part('epoch', n.t - c.next_due) / 86400)::int END AS days_overdue
   FROM crm.coverage c
  CROSS JOIN (SELECT crm.coverage_as_of() AS t OFFSET 0) n;
 COMMENT ON VIEW crm.coverage_status IS
@@ -702,13 +702,13 @@ COMMENT ON VIEW crm.coverage_by_manager IS
 
 CREATE VIEW crm.coverage_overdue WITH (security_invoker = true) AS
 SELECT c.customer_id, c.class, c.manager_id, c.last_contact, c.next_due,
-       floor(extract(epoch FROM n.t - c.next_due) / 86400)::int AS days_overdue
+       floor(date_part('epoch', n.t - c.next_due) / 86400)::int AS days_overdue
   FROM crm.coverage c
  CROSS JOIN (SELECT crm.coverage_as_of() AS t OFFSET 0) n
  WHERE c.class IS NOT NULL AND (c.next_due IS NULL OR c.next_due < n.t)
- ORDER BY 6 DESC NULLS FIRST, c.customer_id;
+ ORDER BY c.next_due NULLS FIRST, c.customer_id;
 COMMENT ON VIEW crm.coverage_overdue IS
-'Who to call today: overdue customers at crm.coverage_as_of(), most overdue first (never contacted with no due date first of all); filter by manager_id for one manager''s list.';
+'Who to call today: overdue customers at crm.coverage_as_of(), most overdue first (earliest next_due; never contacted with no due date first of all); filter by manager_id for one manager''s list.';
 
 -- ---------------------------------------------------------------------------
 -- Lead first-response SLA
