@@ -191,6 +191,9 @@ SELECT crm.coverage_rebuild();
 -- customer 1: hours 2, 4, ..., 10 -> last 10:00, 5 contacts, cycle 2 h (class A still uses purchase cycles): due 12:00;
 -- customer 2: hours 1, ..., 9 -> last 09:00, class B every 3 months
 SELECT customer_id, class, last_contact, contacts, purchase_cycle, next_due FROM crm.coverage ORDER BY 1;
-SELECT crm.detach_coverage();
 RESET search_path;
-DROP TABLE public.sp_cust, public.sp_touch;
+-- a dropped table: rebuild says so, detach and a new attach still work
+DROP TABLE public.sp_touch;
+SELECT crm.coverage_rebuild();
+SELECT crm.detach_coverage();
+DROP TABLE public.sp_cust;

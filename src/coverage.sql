@@ -318,7 +318,8 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     SELECT * INTO old FROM crm.coverage_config;
-    IF FOUND AND old.interactions <> interactions THEN
+    IF FOUND AND old.interactions <> interactions
+       AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = old.interactions) THEN
         RAISE EXCEPTION 'coverage is already attached to %', old.interactions
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Run crm.detach_coverage() first.';
@@ -410,7 +411,10 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    EXECUTE format('DROP TRIGGER IF EXISTS crm_coverage ON %s', rel);
+    -- the table may have been dropped since (then its trigger went with it)
+    IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = rel AND t.tgname = 'crm_coverage') THEN
+        EXECUTE format('DROP TRIGGER crm_coverage ON %s', rel);
+    END IF;
     DELETE FROM crm.coverage_config;
     RETURN true;
 END
@@ -477,6 +481,13 @@ BEGIN
         RAISE EXCEPTION 'coverage is not attached'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Run crm.attach_coverage(''my_interactions'', ...) first.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) cfg.interactions)
+       OR (cfg.customers IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) cfg.customers)) THEN
+        RAISE EXCEPTION 'a table coverage was attached to no longer exists'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run crm.attach_coverage(...) again.';
     END IF;
     -- nothing is inserted while we rebuild, so no interaction is missed or counted twice
     EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE MODE', cfg.interactions);
