@@ -460,10 +460,10 @@ lc AS (
 -- (sorted descending, ties in any order) is still < 0.80 of the total: the
 -- same set as crm.abc_class's "share held by strictly larger values < 0.80",
 -- with one sort per period end
-tot AS (
+tot AS MATERIALIZED (
     SELECT sum(rev12_cur) FILTER (WHERE rev12_cur > 0) AS t_cur, sum(rev12_prev) FILTER (WHERE rev12_prev > 0) AS t_prev
       FROM cu),
-thr AS (
+thr AS MATERIALIZED (
     SELECT (SELECT min(x.rev) FROM (SELECT rev12_cur AS rev,
                                            sum(rev12_cur) OVER (ORDER BY rev12_cur DESC ROWS UNBOUNDED PRECEDING) - rev12_cur AS before
                                       FROM cu WHERE rev12_cur > 0) AS x
@@ -642,7 +642,7 @@ x AS (SELECT customer_id, max(occurred_at) AS last_at FROM %3$s
 rs AS (SELECT rev, sum(rev) OVER (ORDER BY rev DESC ROWS UNBOUNDED PRECEDING) - rev AS before,
               sum(rev) OVER () AS total
          FROM r WHERE rev > 0),
-th AS (SELECT min(rev) FILTER (WHERE before < 0.80 * total) AS a, min(rev) FILTER (WHERE before < 0.95 * total) AS b
+th AS MATERIALIZED (SELECT min(rev) FILTER (WHERE before < 0.80 * total) AS a, min(rev) FILTER (WHERE before < 0.95 * total) AS b
          FROM rs),
 cl AS (
     SELECT c.customer_id, c.manager_id, c.channel, r.rev,
