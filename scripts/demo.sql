@@ -31,15 +31,24 @@ SELECT l.channel, count(*) AS leads, count(l.customer_id) AS buyers,
 \if :has_funnel
 \echo
 \echo '== Sales funnel of all deals: crm.funnel_report =='
-SELECT * FROM crm.funnel_report('SELECT deal_id, changed_at, stage, NULL::numeric FROM crm_demo.deal_events',
+SELECT * FROM crm.funnel_report('SELECT e.deal_id, e.changed_at, e.stage, d.amount
+                                   FROM crm_demo.deal_events e JOIN crm_demo.deals d USING (deal_id)',
                                 ARRAY['lead', 'qualified', 'proposal', 'invoice', 'paid'], '90 days');
 \endif
 
 \if :has_retention
 \echo
-\echo '== Monthly cohort retention of buyers, 2025 cohorts, first 6 months: crm.cohort_retention =='
-SELECT * FROM crm.cohort_retention('SELECT customer_id, ordered_at, amount FROM crm_demo.orders', 'month', 6)
- WHERE cohort >= '2025-01-01' AND cohort < '2025-07-01' ORDER BY cohort, period_no;
+\echo '== Quarterly cohort retention of buyers (% active), the heat map: crm.cohort_retention =='
+SELECT cohort, max(cohort_size) AS size,
+       max(round(100 * retention_rate)) FILTER (WHERE period_no = 1) AS q1,
+       max(round(100 * retention_rate)) FILTER (WHERE period_no = 2) AS q2,
+       max(round(100 * retention_rate)) FILTER (WHERE period_no = 3) AS q3,
+       max(round(100 * retention_rate)) FILTER (WHERE period_no = 4) AS q4,
+       max(round(100 * retention_rate)) FILTER (WHERE period_no = 5) AS q5,
+       max(round(100 * retention_rate)) FILTER (WHERE period_no = 6) AS q6,
+       max(round(cumulative_ltv)) AS ltv_to_date
+  FROM crm.cohort_retention('SELECT customer_id, ordered_at, amount FROM crm_demo.orders', 'quarter', 8)
+ GROUP BY cohort ORDER BY cohort;
 \endif
 
 \if :has_classes

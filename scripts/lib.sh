@@ -53,6 +53,13 @@ private_pg_root() {
 build_install() {
     local bindir=$1; shift
     log "building and installing into $(dirname "$bindir")"
+    # rebuild from scratch when the build flags or the target PostgreSQL change
+    local stamp=$CRM_ROOT/build/flags.stamp want="$bindir $*"
+    mkdir -p "$CRM_ROOT/build"
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        make -C "$CRM_ROOT" -s PG_CONFIG="$bindir/pg_config" clean >/dev/null
+        echo "$want" > "$stamp"
+    fi
     make -C "$CRM_ROOT" -s PG_CONFIG="$bindir/pg_config" "$@" >/dev/null
     if [ -w "$("$bindir/pg_config" --sharedir)/extension" ]; then
         make -C "$CRM_ROOT" -s PG_CONFIG="$bindir/pg_config" install >/dev/null

@@ -39,14 +39,34 @@ CrmStateFlattenInto(ExpandedObjectHeader *eohptr, void *result, Size allocated_s
 		memcpy(out + CRM_STATE_FLAT_HDRSZ, st->data, st->len);
 }
 
-/* new empty state in a child context of parent */
+#define CRM_STATES_CONTEXT_NAME "crm_analytics states"
+
+/*
+ * The child context of parent that holds the states: one per aggregate
+ * context, shared by all its states.  One context per state would make
+ * HashAggregate quadratic: it sums the memory of every child context of the
+ * aggregate context each time it creates a group.  nodeAgg still sees each
+ * state as owned by a child of the aggregate context and keeps it in place.
+ */
+static MemoryContext
+CrmStatesContext(MemoryContext parent)
+{
+	MemoryContext c;
+
+	for (c = parent->firstchild; c != NULL; c = c->nextchild)
+		if (strcmp(c->name, CRM_STATES_CONTEXT_NAME) == 0)
+			return c;
+	return AllocSetContextCreate(parent, CRM_STATES_CONTEXT_NAME, ALLOCSET_DEFAULT_SIZES);
+}
+
+/* new empty state in the shared states context under parent */
 CrmState *
 crm_state_new(MemoryContext parent, uint32 magic, Size initial_cap)
 {
 	MemoryContext objcxt;
 	CrmState   *st;
 
-	objcxt = AllocSetContextCreate(parent, "crm_analytics state", ALLOCSET_SMALL_SIZES);
+	objcxt = CrmStatesContext(parent);
 	st = (CrmState *) MemoryContextAlloc(objcxt, sizeof(CrmState));
 	EOH_init_header(&st->hdr, &crm_state_methods, objcxt);
 	st->magic = magic;

@@ -1,0 +1,782 @@
+/*
+ * coverage.c
+ *      Contact coverage (PRODUCT.md section 6): the engine behind
+ *      crm.attach_coverage.
+ *
+ *      - crm.median_interval(ts): aggregate, a customer's median interval
+ *        between purchases (the "calculated" coverage policy).  State type
+ *        crm.median_interval_state: the timestamps seen, kept in place as a
+ *        CrmState; text form "count:v1,v2,..." (microseconds since 2000-01-01).
+ *      - crm.coverage_trigger(): AFTER INSERT ... FOR EACH STATEMENT trigger
+ *        with a NEW TABLE transition table, installed on the user's
+ *        interactions table.  It folds the statement's counted interactions
+ *        per customer (latest timestamp, count) and applies them to
+ *        crm.coverage in customer order with kept SPI plans, so that
+ *        concurrent inserts never lose an update, never move the last
+ *        contact backwards and do not deadlock each other.
+ */
+#include "crm_analytics.h"
+
+#include <limits.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+PG_FUNCTION_INFO_V1(coverage_median_state_in);
+PG_FUNCTION_INFO_V1(coverage_median_state_out);
+PG_FUNCTION_INFO_V1(coverage_median_transfn);
+PG_FUNCTION_INFO_V1(coverage_median_combinefn);
+PG_FUNCTION_INFO_V1(coverage_median_finalfn);
+PG_FUNCTION_INFO_V1(coverage_trigger);
+
+#define COVERAGE_MEDIAN_MAGIC	0x43564d49	/* "CVMI" */
+
+/* ------------------------------------------------------------------------
+ * crm.median_interval aggregate
+ * ------------------------------------------------------------------------
+ */
+
+/* qsort comparator for int64 timestamps */
+static int
+CompareInt64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/* parse one signed 64-bit decimal integer at *p, advance *p; error on junk */
+static int64
+ParseStateInt64(const char **p, const char *whole)
+{
+	const char *s = *p;
+	bool		neg = false;
+	uint64		v = 0;
+	int			digits = 0;
+
+	if (*s == '-')
+	{
+		neg = true;
+		s++;
+	}
+	while (*s >= '0' && *s <= '9')
+	{
+		int			d = *s - '0';
+
+		if (v > (PG_UINT64_MAX - d) / 10)
+			digits = -1000;		/* overflow, reported below */
+		else
+			v = v * 10 + d;
+		digits++;
+		s++;
+	}
+	if (digits <= 0 || v > (uint64) PG_INT64_MAX + (neg ? 1 : 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type crm.median_interval_state: \"%s\"", whole),
+				 errdetail("Expected \"count:v1,v2,...\" with 64-bit integers.")));
+	*p = s;
+	if (neg)
+		return v == (uint64) PG_INT64_MAX + 1 ? PG_INT64_MIN : -(int64) v;
+	return (int64) v;
+}
+
+/*
+ * crm.median_interval_state input: "count:v1,...,vcount".  The count is
+ * checked against the allocation limit and against the values actually
+ * present before anything is trusted.
+ */
+Datum
+coverage_median_state_in(PG_FUNCTION_ARGS)
+{
+	const char *str = PG_GETARG_CSTRING(0);
+	const char *p = str;
+	int64		count;
+	int64	   *vals;
+	int64		i;
+
+	count = ParseStateInt64(&p, str);
+	if (count < 0 || (uint64) count > (MaxAllocSize - CRM_STATE_FLAT_HDRSZ) / sizeof(int64))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid crm.median_interval_state: count " INT64_FORMAT " is out of range", count)));
+	if (*p != ':')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type crm.median_interval_state: \"%s\"", str),
+				 errdetail("Expected \"count:v1,v2,...\".")));
+	p++;
+	/* every value needs at least two characters ("0,"), so bound by length */
+	if ((uint64) count > strlen(p) / 2 + 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid crm.median_interval_state: count " INT64_FORMAT " does not match the values given", count)));
+	vals = palloc(sizeof(int64) * Max(count, 1));
+	for (i = 0; i < count; i++)
+	{
+		if (i > 0)
+		{
+			if (*p != ',')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+						 errmsg("invalid crm.median_interval_state: count " INT64_FORMAT " does not match the values given", count)));
+			p++;
+		}
+		vals[i] = ParseStateInt64(&p, str);
+		if (TIMESTAMP_NOT_FINITE(vals[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid crm.median_interval_state: infinite timestamp")));
+	}
+	if (*p != '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid crm.median_interval_state: count " INT64_FORMAT " does not match the values given", count)));
+	PG_RETURN_POINTER(crm_state_flat_from_payload(COVERAGE_MEDIAN_MAGIC, (const char *) vals,
+												  sizeof(int64) * count));
+}
+
+/* crm.median_interval_state output: "count:v1,...", exact integers */
+Datum
+coverage_median_state_out(PG_FUNCTION_ARGS)
+{
+	Size		len;
+	const char *payload = crm_state_payload(PG_GETARG_DATUM(0), COVERAGE_MEDIAN_MAGIC, &len);
+	const int64 *vals = (const int64 *) payload;
+	Size		n = len / sizeof(int64);
+	StringInfoData buf;
+	Size		i;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%zu:", n);
+	for (i = 0; i < n; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(&buf, ',');
+		appendStringInfo(&buf, INT64_FORMAT, vals[i]);
+	}
+	PG_RETURN_CSTRING(buf.data);
+}
+
+/* transition: append the timestamp (NULL and infinite ones are skipped) */
+Datum
+coverage_median_transfn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = crm_agg_context(fcinfo, "crm.median_interval");
+	CrmState   *st;
+	TimestampTz ts;
+
+	if (PG_ARGISNULL(1))
+	{
+		if (PG_ARGISNULL(0))
+			PG_RETURN_NULL();
+		st = crm_state_arg_rw(fcinfo, 0, aggcontext, COVERAGE_MEDIAN_MAGIC, 16 * sizeof(int64));
+		PG_RETURN_DATUM(CrmStateGetDatum(st));
+	}
+	st = crm_state_arg_rw(fcinfo, 0, aggcontext, COVERAGE_MEDIAN_MAGIC, 16 * sizeof(int64));
+	ts = PG_GETARG_TIMESTAMPTZ(1);
+	if (!TIMESTAMP_NOT_FINITE(ts))
+	{
+		memcpy(crm_state_reserve(st, sizeof(int64)), &ts, sizeof(int64));
+		st->len += sizeof(int64);
+	}
+	PG_RETURN_DATUM(CrmStateGetDatum(st));
+}
+
+/* combine: append the right state's timestamps to the left state */
+Datum
+coverage_median_combinefn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = crm_agg_context(fcinfo, "crm.median_interval");
+	CrmState   *st;
+	const char *right;
+	Size		rlen;
+
+	if (PG_ARGISNULL(1))
+	{
+		if (PG_ARGISNULL(0))
+			PG_RETURN_NULL();
+		st = crm_state_arg_rw(fcinfo, 0, aggcontext, COVERAGE_MEDIAN_MAGIC, 0);
+		PG_RETURN_DATUM(CrmStateGetDatum(st));
+	}
+	right = crm_state_payload(PG_GETARG_DATUM(1), COVERAGE_MEDIAN_MAGIC, &rlen);
+	if (rlen % sizeof(int64) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid crm.median_interval_state: %zu payload bytes", rlen)));
+	st = crm_state_arg_rw(fcinfo, 0, aggcontext, COVERAGE_MEDIAN_MAGIC, rlen);
+	if (rlen > 0)
+	{
+		memcpy(crm_state_reserve(st, rlen), right, rlen);
+		st->len += rlen;
+	}
+	PG_RETURN_DATUM(CrmStateGetDatum(st));
+}
+
+/*
+ * final: sort the timestamps, drop exact duplicates (order lines of one
+ * purchase), and return the median gap between consecutive purchases as an
+ * interval of days and time (the mean of the two middle gaps when their
+ * number is even, rounded half up to the microsecond).  NULL with fewer than two
+ * distinct purchases.
+ */
+Datum
+coverage_median_finalfn(PG_FUNCTION_ARGS)
+{
+	Size		len;
+	const char *payload;
+	int64	   *ts;
+	int64	   *gaps;
+	Size		n;
+	Size		i;
+	Size		ngaps = 0;
+	int64		med;
+	Interval   *result;
+
+	crm_agg_context(fcinfo, "crm.median_interval");
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	payload = crm_state_payload(PG_GETARG_DATUM(0), COVERAGE_MEDIAN_MAGIC, &len);
+	n = len / sizeof(int64);
+	if (n < 2)
+		PG_RETURN_NULL();
+	ts = palloc(len);
+	memcpy(ts, payload, len);
+	qsort(ts, n, sizeof(int64), CompareInt64);
+	gaps = palloc(sizeof(int64) * (n - 1));
+	for (i = 1; i < n; i++)
+		if (ts[i] != ts[i - 1])
+			gaps[ngaps++] = ts[i] - ts[i - 1];	/* finite timestamps: no overflow */
+	if (ngaps == 0)
+		PG_RETURN_NULL();
+	qsort(gaps, ngaps, sizeof(int64), CompareInt64);
+	if (ngaps % 2 == 1)
+		med = gaps[ngaps / 2];
+	else
+	{
+		int64		a = gaps[ngaps / 2 - 1];
+		int64		b = gaps[ngaps / 2];
+
+		med = a + (b - a + 1) / 2;	/* half-way, rounded up; no overflow */
+	}
+	result = (Interval *) palloc(sizeof(Interval));
+	result->month = 0;
+	result->day = (int32) (med / USECS_PER_DAY);
+	result->time = med % USECS_PER_DAY;
+	PG_RETURN_INTERVAL_P(result);
+}
+
+/* ------------------------------------------------------------------------
+ * crm.coverage_trigger()
+ *
+ * Trigger arguments (written by crm.attach_coverage, which validated them):
+ *   0 customer column, 1 timestamp column,
+ *   2 kind column ('' = none), 3 counted kinds as a text[] literal ('' = all),
+ *   4 direction column ('' = none), 5 counted directions ('' = all),
+ *   6 automated column ('' = none; automated rows never count),
+ *   7 unknown customers: insert | ignore | error
+ * ------------------------------------------------------------------------
+ */
+
+typedef enum CoverageUnknown
+{
+	COVERAGE_UNKNOWN_INSERT,
+	COVERAGE_UNKNOWN_IGNORE,
+	COVERAGE_UNKNOWN_ERROR
+} CoverageUnknown;
+
+/* one column filter: attribute number and the accepted values */
+typedef struct CoverageFilter
+{
+	AttrNumber	attnum;			/* 0 = no filter */
+	Oid			typid;
+	bool		is_text;		/* text/varchar: compare bytes directly */
+	FmgrInfo	outfn;			/* otherwise: output function */
+	int			nvalues;
+	char	  **values;
+	int		   *lens;
+} CoverageFilter;
+
+/* per-customer fold of one statement */
+typedef struct CoverageHit
+{
+	int64		customer;
+	TimestampTz latest;
+	int64		count;
+} CoverageHit;
+
+/* statements touching at least this many customers use one array UPDATE */
+#define COVERAGE_BATCH_MIN	8
+
+static SPIPlanPtr coverage_update_plan = NULL;
+static SPIPlanPtr coverage_upsert_plan = NULL;
+static SPIPlanPtr coverage_batch_plan = NULL;
+
+/* attribute number of column name in rel, or a trigger protocol error */
+static AttrNumber
+TriggerColumn(Relation rel, const char *name, const char *what)
+{
+	AttrNumber	attnum = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("crm.coverage_trigger: %s column \"%s\" does not exist in table \"%s\"",
+						what, name, RelationGetRelationName(rel)),
+				 errhint("Run crm.attach_coverage again after renaming columns.")));
+	return attnum;
+}
+
+/* set up one filter from a column argument and a text[] literal argument */
+static void
+SetupFilter(CoverageFilter *f, Relation rel, const char *col, const char *list, const char *what)
+{
+	memset(f, 0, sizeof(*f));
+	f->nvalues = -1;
+	if (col[0] == '\0' || list[0] == '\0')
+		return;					/* no filter: every value counts, NULL too */
+	f->attnum = TriggerColumn(rel, col, what);
+	f->typid = getBaseType(TupleDescAttr(RelationGetDescr(rel), f->attnum - 1)->atttypid);
+	f->is_text = (f->typid == TEXTOID || f->typid == VARCHAROID);
+	if (!f->is_text)
+	{
+		Oid			outfunc;
+		bool		isvarlena;
+
+		getTypeOutputInfo(f->typid, &outfunc, &isvarlena);
+		fmgr_info(outfunc, &f->outfn);
+	}
+	if (list[0] != '\0')
+	{
+		Datum		arr = OidInputFunctionCall(F_ARRAY_IN, (char *) list, TEXTOID, -1);
+		Datum	   *elems;
+		bool	   *nulls;
+		int			i;
+
+		deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &nulls, &f->nvalues);
+		f->values = palloc(sizeof(char *) * Max(f->nvalues, 1));
+		f->lens = palloc(sizeof(int) * Max(f->nvalues, 1));
+		for (i = 0; i < f->nvalues; i++)
+		{
+			f->values[i] = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
+			f->lens[i] = nulls[i] ? 0 : strlen(f->values[i]);
+		}
+	}
+}
+
+/* does the row pass the filter: non-null and one of the listed values */
+static bool
+FilterAccepts(CoverageFilter *f, TupleTableSlot *slot)
+{
+	bool		isnull;
+	Datum		d;
+	const char *s;
+	int			len;
+	int			i;
+
+	if (f->attnum == 0)
+		return true;
+	d = slot_getattr(slot, f->attnum, &isnull);
+	if (isnull)
+		return false;
+	if (f->is_text)
+	{
+		text	   *t = DatumGetTextPP(d);
+
+		s = VARDATA_ANY(t);
+		len = VARSIZE_ANY_EXHDR(t);
+	}
+	else
+	{
+		s = OutputFunctionCall(&f->outfn, d);
+		len = strlen(s);
+		if (f->typid == BPCHAROID)
+			while (len > 0 && s[len - 1] == ' ')
+				len--;			/* char(n) padding, as a cast to text drops it */
+	}
+	for (i = 0; i < f->nvalues; i++)
+		if (f->values[i] != NULL && f->lens[i] == len && memcmp(f->values[i], s, len) == 0)
+			return true;
+	return false;
+}
+
+/* the customer key of a row as int64 (int2/int4/int8 column) */
+static int64
+CustomerKey(Datum d, Oid typid)
+{
+	switch (typid)
+	{
+		case INT2OID:
+			return DatumGetInt16(d);
+		case INT4OID:
+			return DatumGetInt32(d);
+		default:
+			return DatumGetInt64(d);
+	}
+}
+
+/* the interaction time of a row as timestamptz */
+static TimestampTz
+InteractionTime(Datum d, Oid typid)
+{
+	if (typid == TIMESTAMPTZOID)
+		return DatumGetTimestampTz(d);
+	if (typid == TIMESTAMPOID)
+		return DatumGetTimestampTz(DirectFunctionCall1(timestamp_timestamptz, d));
+	return DatumGetTimestampTz(DirectFunctionCall1(date_timestamptz, d));
+}
+
+/* qsort comparator: hits by customer, then latest */
+static int
+CompareHits(const void *a, const void *b)
+{
+	const CoverageHit *x = (const CoverageHit *) a;
+	const CoverageHit *y = (const CoverageHit *) b;
+
+	if (x->customer != y->customer)
+		return (x->customer > y->customer) - (x->customer < y->customer);
+	return (x->latest > y->latest) - (x->latest < y->latest);
+}
+
+/* prepare and keep the two statements the trigger runs */
+static void
+PreparePlans(void)
+{
+	Oid			argtypes[3] = {INT8OID, TIMESTAMPTZOID, INT8OID};
+
+	if (coverage_update_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(
+									   "UPDATE crm.coverage c"
+									   "   SET last_contact = GREATEST(c.last_contact, $2),"
+									   "       contacts = c.contacts OPERATOR(pg_catalog.+) $3,"
+									   "       next_due = GREATEST(c.last_contact, $2) OPERATOR(pg_catalog.+) c.contact_interval"
+									   " WHERE c.customer_id OPERATOR(pg_catalog.=) $1",
+									   3, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "crm.coverage_trigger: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		coverage_update_plan = plan;
+	}
+	if (coverage_upsert_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(
+									   "INSERT INTO crm.coverage AS c (customer_id, last_contact, contacts)"
+									   " VALUES ($1, $2, $3)"
+									   " ON CONFLICT (customer_id) DO UPDATE"
+									   "   SET last_contact = GREATEST(c.last_contact, excluded.last_contact),"
+									   "       contacts = c.contacts OPERATOR(pg_catalog.+) excluded.contacts,"
+									   "       next_due = GREATEST(c.last_contact, excluded.last_contact) OPERATOR(pg_catalog.+) c.contact_interval",
+									   3, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "crm.coverage_trigger: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		coverage_upsert_plan = plan;
+	}
+	if (coverage_batch_plan == NULL)
+	{
+		Oid			arrtypes[3] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID};
+		SPIPlanPtr	plan = SPI_prepare(
+									   "UPDATE crm.coverage c"
+									   "   SET last_contact = GREATEST(c.last_contact, u.t),"
+									   "       contacts = c.contacts OPERATOR(pg_catalog.+) u.n,"
+									   "       next_due = GREATEST(c.last_contact, u.t) OPERATOR(pg_catalog.+) c.contact_interval"
+									   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) AS u(k, t, n)"
+									   " WHERE c.customer_id OPERATOR(pg_catalog.=) u.k"
+									   " RETURNING c.customer_id",
+									   3, arrtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "crm.coverage_trigger: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		coverage_batch_plan = plan;
+	}
+}
+
+/* a customer of the statement has no coverage row: add it, skip it or fail */
+static void
+HandleUnknownCustomer(CoverageUnknown unknown, CoverageHit *hit)
+{
+	Datum		values[3];
+	int			ret;
+
+	switch (unknown)
+	{
+		case COVERAGE_UNKNOWN_INSERT:
+			values[0] = Int64GetDatum(hit->customer);
+			values[1] = TimestampTzGetDatum(hit->latest);
+			values[2] = Int64GetDatum(hit->count);
+			ret = SPI_execute_plan(coverage_upsert_plan, values, NULL, false, 0);
+			if (ret != SPI_OK_INSERT)
+				elog(ERROR, "crm.coverage_trigger: insert failed: %s", SPI_result_code_string(ret));
+			break;
+		case COVERAGE_UNKNOWN_IGNORE:
+			break;
+		case COVERAGE_UNKNOWN_ERROR:
+			ereport(ERROR,
+					(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+					 errmsg("interaction for unknown customer " INT64_FORMAT, hit->customer),
+					 errdetail("Customer " INT64_FORMAT " has no row in crm.coverage.", hit->customer),
+					 errhint("Add the customer and run crm.coverage_rebuild(), or attach with unknown_customers => 'insert' or 'ignore'.")));
+	}
+}
+
+/*
+ * Apply many customers at once: one UPDATE joined with the arrays (the
+ * arrays are in customer order), then the customers it did not find.
+ */
+static void
+ApplyBatch(CoverageHit *hits, int nhits, CoverageUnknown unknown)
+{
+	Datum	   *keys = palloc(sizeof(Datum) * nhits);
+	Datum	   *times = palloc(sizeof(Datum) * nhits);
+	Datum	   *counts = palloc(sizeof(Datum) * nhits);
+	Datum		values[3];
+	int			ret;
+	int			i;
+
+	for (i = 0; i < nhits; i++)
+	{
+		keys[i] = Int64GetDatum(hits[i].customer);
+		times[i] = TimestampTzGetDatum(hits[i].latest);
+		counts[i] = Int64GetDatum(hits[i].count);
+	}
+	values[0] = PointerGetDatum(construct_array(keys, nhits, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(times, nhits, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_array(counts, nhits, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	ret = SPI_execute_plan(coverage_batch_plan, values, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "crm.coverage_trigger: update failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed < (uint64) nhits && unknown != COVERAGE_UNKNOWN_IGNORE)
+	{
+		uint64		nfound = SPI_processed;
+		int64	   *found = palloc(sizeof(int64) * Max(nfound, 1));
+		uint64		j;
+		uint64		f = 0;
+
+		for (j = 0; j < nfound; j++)
+		{
+			bool		isnull;
+
+			found[j] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1, &isnull));
+		}
+		qsort(found, nfound, sizeof(int64), CompareInt64);
+		for (i = 0; i < nhits; i++)
+		{
+			while (f < nfound && found[f] < hits[i].customer)
+				f++;
+			if (f < nfound && found[f] == hits[i].customer)
+				continue;
+			HandleUnknownCustomer(unknown, &hits[i]);
+		}
+	}
+}
+
+/*
+ * crm.coverage_trigger(): statement-level AFTER INSERT trigger with a
+ * transition table.  Every counted interaction of the statement is folded
+ * per customer, then each customer's coverage row is updated once, in
+ * customer order (a deterministic lock order: concurrent multi-row inserts
+ * do not deadlock).  GREATEST keeps the last contact from moving backwards
+ * when older interactions arrive late; the row lock and READ COMMITTED's
+ * re-check of the updated row make concurrent inserts for one customer add
+ * up exactly.
+ */
+Datum
+coverage_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Trigger    *trigger;
+	Relation	rel;
+	TupleDesc	desc;
+	AttrNumber	cust_att;
+	AttrNumber	ts_att;
+	Oid			cust_type;
+	Oid			ts_type;
+	CoverageFilter kinds;
+	CoverageFilter directions;
+	AttrNumber	auto_att = 0;
+	CoverageUnknown unknown;
+	Tuplestorestate *ts;
+	TupleTableSlot *slot;
+	int			readptr;
+	CoverageHit *hits;
+	int			nhits = 0;
+	int			cap = 64;
+	int			i;
+	const char *mode;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("crm.coverage_trigger: not called by trigger manager"),
+				 errhint("Install it with crm.attach_coverage().")));
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		trigdata->tg_newtable == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("crm.coverage_trigger: must be fired AFTER INSERT FOR EACH STATEMENT with a NEW TABLE transition table"),
+				 errhint("Install it with crm.attach_coverage().")));
+	trigger = trigdata->tg_trigger;
+	if (trigger->tgnargs != 8)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("crm.coverage_trigger: expected 8 trigger arguments, got %d", trigger->tgnargs),
+				 errhint("Install it with crm.attach_coverage().")));
+
+	rel = trigdata->tg_relation;
+	desc = RelationGetDescr(rel);
+	cust_att = TriggerColumn(rel, trigger->tgargs[0], "customer");
+	ts_att = TriggerColumn(rel, trigger->tgargs[1], "timestamp");
+	cust_type = getBaseType(TupleDescAttr(desc, cust_att - 1)->atttypid);
+	ts_type = getBaseType(TupleDescAttr(desc, ts_att - 1)->atttypid);
+	if (cust_type != INT2OID && cust_type != INT4OID && cust_type != INT8OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("crm.coverage_trigger: customer column \"%s\" must be an integer, not %s",
+						trigger->tgargs[0], format_type_be(cust_type))));
+	if (ts_type != TIMESTAMPTZOID && ts_type != TIMESTAMPOID && ts_type != DATEOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("crm.coverage_trigger: timestamp column \"%s\" must be timestamptz, timestamp or date, not %s",
+						trigger->tgargs[1], format_type_be(ts_type))));
+	SetupFilter(&kinds, rel, trigger->tgargs[2], trigger->tgargs[3], "kind");
+	SetupFilter(&directions, rel, trigger->tgargs[4], trigger->tgargs[5], "direction");
+	if (trigger->tgargs[6][0] != '\0')
+	{
+		auto_att = TriggerColumn(rel, trigger->tgargs[6], "automated");
+		if (getBaseType(TupleDescAttr(desc, auto_att - 1)->atttypid) != BOOLOID)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("crm.coverage_trigger: automated column \"%s\" must be boolean",
+							trigger->tgargs[6])));
+	}
+	mode = trigger->tgargs[7];
+	if (strcmp(mode, "insert") == 0)
+		unknown = COVERAGE_UNKNOWN_INSERT;
+	else if (strcmp(mode, "ignore") == 0)
+		unknown = COVERAGE_UNKNOWN_IGNORE;
+	else if (strcmp(mode, "error") == 0)
+		unknown = COVERAGE_UNKNOWN_ERROR;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("crm.coverage_trigger: unknown customer mode \"%s\"", mode),
+				 errhint("Valid modes are insert, ignore and error.")));
+
+	/* fold the statement's new rows: our own read pointer, from the start */
+	ts = trigdata->tg_newtable;
+	readptr = tuplestore_alloc_read_pointer(ts, EXEC_FLAG_REWIND);
+	tuplestore_select_read_pointer(ts, readptr);
+	tuplestore_rescan(ts);
+	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	hits = palloc(sizeof(CoverageHit) * cap);
+	while (tuplestore_gettupleslot(ts, true, false, slot))
+	{
+		bool		isnull;
+		Datum		d;
+		int64		customer;
+		TimestampTz when;
+
+		d = slot_getattr(slot, cust_att, &isnull);
+		if (isnull)
+			continue;			/* a lead's interaction, not a customer's */
+		customer = CustomerKey(d, cust_type);
+		d = slot_getattr(slot, ts_att, &isnull);
+		if (isnull)
+			continue;
+		when = InteractionTime(d, ts_type);
+		if (TIMESTAMP_NOT_FINITE(when))
+			continue;
+		if (auto_att != 0)
+		{
+			d = slot_getattr(slot, auto_att, &isnull);
+			if (!isnull && DatumGetBool(d))
+				continue;
+		}
+		if (!FilterAccepts(&kinds, slot) || !FilterAccepts(&directions, slot))
+			continue;
+		if (nhits == cap)
+		{
+			if ((Size) cap * 2 * sizeof(CoverageHit) > MaxAllocSize)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("crm.coverage_trigger: too many interactions in one statement"),
+						 errhint("Insert in batches of fewer than 10 million rows.")));
+			cap *= 2;
+			hits = repalloc(hits, sizeof(CoverageHit) * cap);
+		}
+		hits[nhits].customer = customer;
+		hits[nhits].latest = when;
+		hits[nhits].count = 1;
+		nhits++;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	if (nhits == 0)
+		return PointerGetDatum(NULL);
+
+	/* one entry per customer (latest time, count), in customer order */
+	if (nhits > 1)
+	{
+		int			out = 0;
+
+		qsort(hits, nhits, sizeof(CoverageHit), CompareHits);
+		for (i = 1; i < nhits; i++)
+		{
+			if (hits[i].customer == hits[out].customer)
+			{
+				hits[out].latest = hits[i].latest;	/* sorted: the later one */
+				hits[out].count += hits[i].count;
+			}
+			else
+				hits[++out] = hits[i];
+		}
+		nhits = out + 1;
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "crm.coverage_trigger: SPI_connect failed");
+	PreparePlans();
+	if (nhits >= COVERAGE_BATCH_MIN)
+		ApplyBatch(hits, nhits, unknown);
+	else
+	{
+		for (i = 0; i < nhits; i++)
+		{
+			Datum		values[3];
+			int			ret;
+
+			values[0] = Int64GetDatum(hits[i].customer);
+			values[1] = TimestampTzGetDatum(hits[i].latest);
+			values[2] = Int64GetDatum(hits[i].count);
+			ret = SPI_execute_plan(coverage_update_plan, values, NULL, false, 0);
+			if (ret != SPI_OK_UPDATE)
+				elog(ERROR, "crm.coverage_trigger: update failed: %s", SPI_result_code_string(ret));
+			if (SPI_processed == 0)
+				HandleUnknownCustomer(unknown, &hits[i]);
+		}
+	}
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}

@@ -1,0 +1,1223 @@
+/*
+ * funnel.c
+ *      Sales funnel (PRODUCT.md section 1): the aggregates crm.window_funnel
+ *      (both overloads), crm.window_funnel_times and crm.funnel_counts, their
+ *      state types crm.window_funnel_state and crm.funnel_counts_state, and
+ *      the step-flag helper used by crm.funnel_report.
+ *
+ * window_funnel keeps, per group, one 16-byte entry (ts, step mask) for
+ * every row that matches at least one step (plus, in strict_order mode, the
+ * rows that match none), appended in place to a CrmState.  Partial states
+ * are concatenated by the combine function; the final function sorts the
+ * entries by time and scans them once, group of equal timestamps by group
+ * of equal timestamps, so the answer never depends on the input order.
+ *
+ * Semantics (docs/funnel.md has the long form):
+ *   a chain is a sequence of events e1..ek, e_j matching step j, in the order
+ *   of (ts, step index), every ts within window of ts(e1) (bound inclusive);
+ *   the level is the largest k reached by a chain.  strict_increase requires
+ *   strictly increasing timestamps, strict_once distinct rows; these two are
+ *   computed exactly (not by ClickHouse's greedy scan).  strict_order and
+ *   strict_deduplication end the scan at an event, as in ClickHouse.
+ */
+#include "crm_analytics.h"
+
+#include <limits.h>
+
+#include "catalog/pg_type.h"
+#include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
+#include "libpq/pqformat.h"
+#include "port/pg_bitutils.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "common/int.h"
+
+PG_FUNCTION_INFO_V1(funnel_window_transfn);
+PG_FUNCTION_INFO_V1(funnel_window_mode_transfn);
+PG_FUNCTION_INFO_V1(funnel_window_combinefn);
+PG_FUNCTION_INFO_V1(funnel_window_finalfn);
+PG_FUNCTION_INFO_V1(funnel_window_times_finalfn);
+PG_FUNCTION_INFO_V1(funnel_window_state_in);
+PG_FUNCTION_INFO_V1(funnel_window_state_out);
+PG_FUNCTION_INFO_V1(funnel_counts_transfn);
+PG_FUNCTION_INFO_V1(funnel_counts_combinefn);
+PG_FUNCTION_INFO_V1(funnel_counts_finalfn);
+PG_FUNCTION_INFO_V1(funnel_counts_state_in);
+PG_FUNCTION_INFO_V1(funnel_counts_state_out);
+PG_FUNCTION_INFO_V1(funnel_step_flags);
+
+#define FUNNEL_MAGIC		0x464e4c31	/* "FNL1" */
+#define FUNNEL_COUNTS_MAGIC	0x464e4332	/* "FNC2" */
+#define FUNNEL_MAX_STEPS	64
+
+/* mode flags */
+#define FM_DEDUP		0x01		/* strict_deduplication */
+#define FM_ORDER		0x02		/* strict_order */
+#define FM_INCREASE		0x04		/* strict_increase */
+#define FM_ONCE			0x08		/* strict_once */
+#define FM_ALL			0x0f
+
+#define FUNNEL_MODE_WORDS "strict_deduplication, strict_order, strict_increase, strict_once"
+
+/* payload of a window_funnel state: header, then FunnelEvent[] */
+typedef struct FunnelHeader
+{
+	int32		nsteps;			/* 1..64 */
+	uint32		flags;			/* FM_* */
+	int64		window;			/* microseconds, >= 0 */
+} FunnelHeader;
+
+typedef struct FunnelEvent
+{
+	int64		ts;				/* finite timestamptz */
+	uint64		mask;			/* bit j-1 set: the row matches step j */
+} FunnelEvent;
+
+/* payload of a funnel_counts state: header, then int64 hist[nsteps + 1] */
+typedef struct FunnelCountsHeader
+{
+	int32		nsteps;
+	int32		pad;
+} FunnelCountsHeader;
+
+/* per-call-site cache of the parsed mode text */
+typedef struct FunnelModeCache
+{
+	int			len;
+	uint32		flags;
+	char		text[FLEXIBLE_ARRAY_MEMBER];
+} FunnelModeCache;
+
+/* ------------------------------------------------------------------------
+ * argument checking
+ * ------------------------------------------------------------------------
+ */
+
+/* interval -> microseconds (1 month = 30 days, 1 day = 24 h, as interval comparison does); saturates */
+static int64
+FunnelWindowUsec(FunctionCallInfo fcinfo, int argno)
+{
+	Interval   *iv;
+	int64		days_us;
+	int64		months_us;
+	int64		total;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("window_funnel window must not be null"),
+				 errhint("Pass an interval such as '30 days'.")));
+	iv = PG_GETARG_INTERVAL_P(argno);
+	if (pg_mul_s64_overflow((int64) iv->month, INT64CONST(30) * USECS_PER_DAY, &months_us))
+		months_us = iv->month < 0 ? PG_INT64_MIN : PG_INT64_MAX;
+	if (pg_mul_s64_overflow((int64) iv->day, USECS_PER_DAY, &days_us))
+		days_us = iv->day < 0 ? PG_INT64_MIN : PG_INT64_MAX;
+	if (pg_add_s64_overflow(months_us, days_us, &total))
+		total = months_us < 0 ? PG_INT64_MIN : PG_INT64_MAX;
+	if (pg_add_s64_overflow(total, iv->time, &total))
+		total = iv->time < 0 ? PG_INT64_MIN : PG_INT64_MAX;
+	if (total < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("window_funnel window must not be negative"),
+				 errhint("Pass a window of zero or more, such as '30 days'.")));
+	return total;
+}
+
+/* parse "strict_order, strict_increase" into FM_* flags */
+static uint32
+FunnelParseMode(const char *s, int len)
+{
+	uint32		flags = 0;
+	int			i = 0;
+
+	while (i < len)
+	{
+		int			start;
+		int			end;
+		int			wl;
+		const char *w;
+
+		while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n'))
+			i++;
+		start = i;
+		while (i < len && s[i] != ',')
+			i++;
+		end = i;
+		while (end > start && (s[end - 1] == ' ' || s[end - 1] == '\t' || s[end - 1] == '\n'))
+			end--;
+		w = s + start;
+		wl = end - start;
+		if (wl == 20 && strncmp(w, "strict_deduplication", 20) == 0)
+			flags |= FM_DEDUP;
+		else if (wl == 12 && strncmp(w, "strict_order", 12) == 0)
+			flags |= FM_ORDER;
+		else if (wl == 15 && strncmp(w, "strict_increase", 15) == 0)
+			flags |= FM_INCREASE;
+		else if (wl == 11 && strncmp(w, "strict_once", 11) == 0)
+			flags |= FM_ONCE;
+		else if (wl == 0 && start == 0 && i >= len)
+			break;				/* the empty mode '' (or blanks) */
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown window_funnel mode \"%.*s\"", wl, w),
+					 errhint("The mode is '' or a comma-separated list of " FUNNEL_MODE_WORDS ".")));
+		if (i < len)
+		{
+			i++;				/* skip the comma: a word must follow */
+			if (i >= len)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("unknown window_funnel mode \"\""),
+						 errhint("The mode is '' or a comma-separated list of " FUNNEL_MODE_WORDS ".")));
+		}
+	}
+	if ((flags & FM_ONCE) && (flags & (FM_ORDER | FM_DEDUP)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("window_funnel mode strict_once cannot be combined with %s",
+						(flags & FM_ORDER) ? "strict_order" : "strict_deduplication"),
+				 errdetail("strict_order and strict_deduplication end the search at one event, while strict_once treats all steps a row matches as one event."),
+				 errhint("Use strict_once alone or with strict_increase.")));
+	return flags;
+}
+
+/* mode flags of argument argno, cached per call site */
+static uint32
+FunnelModeArg(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *t;
+	int			len;
+	FunnelModeCache *cache = (FunnelModeCache *) fcinfo->flinfo->fn_extra;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("window_funnel mode must not be null"),
+				 errhint("Pass '' for the default mode.")));
+	t = PG_GETARG_TEXT_PP(argno);
+	len = VARSIZE_ANY_EXHDR(t);
+	if (cache != NULL && cache->len == len && memcmp(cache->text, VARDATA_ANY(t), len) == 0)
+		return cache->flags;
+
+	cache = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, offsetof(FunnelModeCache, text) + len + 1);
+	cache->flags = FunnelParseMode(VARDATA_ANY(t), len);
+	cache->len = len;
+	memcpy(cache->text, VARDATA_ANY(t), len);
+	cache->text[len] = '\0';
+	if (fcinfo->flinfo->fn_extra)
+		pfree(fcinfo->flinfo->fn_extra);
+	fcinfo->flinfo->fn_extra = cache;
+	return cache->flags;
+}
+
+/* check the step count of a funnel: 1..64 */
+static void
+FunnelCheckSteps(int nsteps, const char *what)
+{
+	if (nsteps < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s needs at least 1 step", what),
+				 errhint("Pass one boolean condition per funnel step.")));
+	if (nsteps > FUNNEL_MAX_STEPS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s supports at most %d steps, got %d", what, FUNNEL_MAX_STEPS, nsteps),
+				 errhint("Merge steps or split the funnel in two.")));
+}
+
+/* step mask of a boolean[] argument (NULL elements are false); sets *nsteps */
+static uint64
+FunnelStepMask(ArrayType *arr, int *nsteps)
+{
+	int			n;
+	bits8	   *nulls;
+	const bool *vals;
+	uint64		mask = 0;
+	int			i;
+
+	if (ARR_ELEMTYPE(arr) != BOOLOID)
+		elog(ERROR, "window_funnel steps must be a boolean array");
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("window_funnel steps must be a one-dimensional array")));
+	n = ARR_NDIM(arr) == 0 ? 0 : ARR_DIMS(arr)[0];
+	FunnelCheckSteps(n, "window_funnel");
+	*nsteps = n;
+	nulls = ARR_NULLBITMAP(arr);
+	vals = (const bool *) ARR_DATA_PTR(arr);
+	if (nulls == NULL)
+	{
+		for (i = 0; i < n; i++)
+			if (vals[i])
+				mask |= UINT64CONST(1) << i;
+	}
+	else
+	{
+		int			k = 0;
+
+		for (i = 0; i < n; i++)
+		{
+			if (nulls[i / 8] & (1 << (i % 8)))
+			{
+				if (vals[k])
+					mask |= UINT64CONST(1) << i;
+				k++;
+			}
+		}
+	}
+	return mask;
+}
+
+/* ------------------------------------------------------------------------
+ * window_funnel transition and combine
+ * ------------------------------------------------------------------------
+ */
+
+/* one row into the state; shared by both overloads */
+static Datum
+FunnelTransition(FunctionCallInfo fcinfo, int window_arg, int mode_arg, int ts_arg, int steps_arg)
+{
+	MemoryContext aggcontext = crm_agg_context(fcinfo, "window_funnel");
+	CrmState   *st;
+	FunnelHeader *h;
+	int64		window;
+	uint32		flags;
+	int			nsteps;
+	uint64		mask;
+	TimestampTz ts;
+	FunnelEvent *ev;
+
+	window = FunnelWindowUsec(fcinfo, window_arg);
+	flags = mode_arg >= 0 ? FunnelModeArg(fcinfo, mode_arg) : 0;
+	if (PG_ARGISNULL(steps_arg))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("window_funnel steps must not be a null array"),
+				 errhint("Pass the step conditions as separate arguments or as VARIADIC ARRAY[...].")));
+	mask = FunnelStepMask(PG_GETARG_ARRAYTYPE_P(steps_arg), &nsteps);
+
+	st = crm_state_arg_rw(fcinfo, 0, aggcontext, FUNNEL_MAGIC,
+						  sizeof(FunnelHeader) + 4 * sizeof(FunnelEvent));
+	if (st->len == 0)
+	{
+		h = (FunnelHeader *) crm_state_reserve(st, sizeof(FunnelHeader));
+		h->nsteps = nsteps;
+		h->flags = flags;
+		h->window = window;
+		st->len = sizeof(FunnelHeader);
+	}
+	else
+	{
+		h = (FunnelHeader *) st->data;
+		if (h->nsteps != nsteps)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("window_funnel got %d steps on one row and %d on another", h->nsteps, nsteps),
+					 errhint("Every row of a group must pass the same number of steps.")));
+		if (h->window != window || h->flags != flags)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("window_funnel window and mode must be the same on every row of a group")));
+	}
+
+	if (PG_ARGISNULL(ts_arg))
+		return CrmStateGetDatum(st);
+	ts = PG_GETARG_TIMESTAMPTZ(ts_arg);
+	if (TIMESTAMP_NOT_FINITE(ts))
+		return CrmStateGetDatum(st);	/* infinite times are ignored like NULL */
+	if (mask == 0 && !(flags & FM_ORDER))
+		return CrmStateGetDatum(st);
+
+	ev = (FunnelEvent *) crm_state_reserve(st, sizeof(FunnelEvent));
+	ev->ts = ts;
+	ev->mask = mask;
+	st->len += sizeof(FunnelEvent);
+	return CrmStateGetDatum(st);
+}
+
+/*
+ * crm.window_funnel / window_funnel_times transition, no mode:
+ * (state, window interval, ts timestamptz, steps boolean[])
+ */
+Datum
+funnel_window_transfn(PG_FUNCTION_ARGS)
+{
+	return FunnelTransition(fcinfo, 1, -1, 2, 3);
+}
+
+/* the same with a mode: (state, window, mode text, ts, steps) */
+Datum
+funnel_window_mode_transfn(PG_FUNCTION_ARGS)
+{
+	return FunnelTransition(fcinfo, 1, 2, 3, 4);
+}
+
+/* validated view of a window_funnel state payload */
+static const FunnelHeader *
+FunnelPayload(Datum d, const FunnelEvent **events, int64 *nevents)
+{
+	Size		len;
+	const char *p = crm_state_payload(d, FUNNEL_MAGIC, &len);
+
+	if (len == 0)
+	{
+		*events = NULL;
+		*nevents = 0;
+		return NULL;
+	}
+	if (len < sizeof(FunnelHeader) || (len - sizeof(FunnelHeader)) % sizeof(FunnelEvent) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid window_funnel state: %zu payload bytes", len)));
+	*events = (const FunnelEvent *) (p + sizeof(FunnelHeader));
+	*nevents = (len - sizeof(FunnelHeader)) / sizeof(FunnelEvent);
+	return (const FunnelHeader *) p;
+}
+
+/* combine: append the right state's events to the left state, in place */
+Datum
+funnel_window_combinefn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = crm_agg_context(fcinfo, "window_funnel combine");
+	CrmState   *st;
+	const FunnelHeader *rh;
+	const FunnelEvent *rev;
+	int64		rn;
+
+	if (PG_ARGISNULL(1))
+	{
+		if (PG_ARGISNULL(0))
+			PG_RETURN_NULL();
+		st = crm_state_arg_rw(fcinfo, 0, aggcontext, FUNNEL_MAGIC, 0);
+		return CrmStateGetDatum(st);
+	}
+	st = crm_state_arg_rw(fcinfo, 0, aggcontext, FUNNEL_MAGIC, 0);
+	rh = FunnelPayload(PG_GETARG_DATUM(1), &rev, &rn);
+	if (rh == NULL)
+		return CrmStateGetDatum(st);
+	if (st->len == 0)
+	{
+		memcpy(crm_state_reserve(st, sizeof(FunnelHeader)), rh, sizeof(FunnelHeader));
+		st->len = sizeof(FunnelHeader);
+	}
+	else
+	{
+		const FunnelHeader *lh = (const FunnelHeader *) st->data;
+
+		if (lh->nsteps != rh->nsteps || lh->window != rh->window || lh->flags != rh->flags)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("cannot combine window_funnel states with different steps, window or mode")));
+	}
+	if (rn > 0)
+	{
+		memcpy(crm_state_reserve(st, rn * sizeof(FunnelEvent)), rev, rn * sizeof(FunnelEvent));
+		st->len += rn * sizeof(FunnelEvent);
+	}
+	return CrmStateGetDatum(st);
+}
+
+/* ------------------------------------------------------------------------
+ * window_funnel final: sort, then one scan by groups of equal timestamps
+ * ------------------------------------------------------------------------
+ */
+
+/* order events by (ts, mask) */
+static int
+FunnelEventCmp(const void *a, const void *b)
+{
+	const FunnelEvent *x = (const FunnelEvent *) a;
+	const FunnelEvent *y = (const FunnelEvent *) b;
+
+	if (x->ts != y->ts)
+		return x->ts < y->ts ? -1 : 1;
+	if (x->mask != y->mask)
+		return x->mask < y->mask ? -1 : 1;
+	return 0;
+}
+
+/* scan working storage: per level (0-based j = level j+1) the best chain start */
+typedef struct FunnelScan
+{
+	int			n;				/* steps */
+	uint32		flags;
+	uint64		window;
+	int			level;			/* highest level reached so far */
+	bool		started;		/* a step-1 event was seen */
+	bool		has[FUNNEL_MAX_STEPS];	/* committed (or live) level reached */
+	int64		first[FUNNEL_MAX_STEPS];	/* its chain's step-1 time (latest) */
+	bool		phas[FUNNEL_MAX_STEPS]; /* pending, this timestamp group */
+	int64		pfirst[FUNNEL_MAX_STEPS];
+	/* times: chain[j * n + i] = time of step i+1 in the chain of level j+1 */
+	int64	   *chain;
+	int64	   *pchain;
+	int64	   *best;			/* chain of the first time 'level' was reached */
+} FunnelScan;
+
+/* a new highest level: remember the chain that reached it */
+static inline void
+FunnelNoteLevel(FunnelScan *s, int lvl, const int64 *chain)
+{
+	if (lvl > s->level)
+	{
+		s->level = lvl;
+		if (s->best)
+			memcpy(s->best, chain, sizeof(int64) * lvl);
+	}
+}
+
+/* set (pending or live) level j (0-based) to a chain = prefix of level j-1 + t repeated */
+static inline void
+FunnelOffer(FunnelScan *s, bool pending, int j, int64 first, const int64 *prefix, int prefix_len, int64 t)
+{
+	bool	   *hasv = pending ? s->phas : s->has;
+	int64	   *firstv = pending ? s->pfirst : s->first;
+
+	if (hasv[j] && firstv[j] >= first)
+		return;					/* keep the earlier chain with the same or a later start */
+	hasv[j] = true;
+	firstv[j] = first;
+	if (s->chain)
+	{
+		int64	   *c = (pending ? s->pchain : s->chain) + (Size) j * s->n;
+		int			i;
+
+		if (prefix_len > 0 && c != prefix)
+			memmove(c, prefix, sizeof(int64) * prefix_len);
+		for (i = prefix_len; i <= j; i++)
+			c[i] = t;
+	}
+	if (!pending)
+		FunnelNoteLevel(s, j + 1, s->chain ? s->chain + (Size) j * s->n : NULL);
+}
+
+/* move the pending chains of a timestamp group into the committed ones */
+static void
+FunnelCommit(FunnelScan *s)
+{
+	int			j;
+
+	for (j = 0; j < s->n; j++)
+	{
+		if (!s->phas[j])
+			continue;
+		s->phas[j] = false;
+		if (s->has[j] && s->first[j] >= s->pfirst[j])
+			continue;
+		s->has[j] = true;
+		s->first[j] = s->pfirst[j];
+		if (s->chain)
+			memcpy(s->chain + (Size) j * s->n, s->pchain + (Size) j * s->n, sizeof(int64) * (j + 1));
+	}
+	for (j = s->n - 1; j >= 0; j--)
+		if (s->has[j])
+		{
+			FunnelNoteLevel(s, j + 1, s->chain ? s->chain + (Size) j * s->n : NULL);
+			break;
+		}
+}
+
+/* is level j (0-based) reached, counting this group's pending chains */
+static inline bool
+FunnelReached(const FunnelScan *s, int j)
+{
+	return s->has[j] || s->phas[j];
+}
+
+/*
+ * One event (t, step j+1) in (ts, step) order, for every mode but
+ * strict_once without strict_increase.  Returns false when the scan ends.
+ */
+static bool
+FunnelEventStep(FunnelScan *s, int64 t, int j)
+{
+	bool		incr = (s->flags & FM_INCREASE) != 0;
+
+	if (j == 0)
+	{
+		s->started = true;
+		FunnelOffer(s, incr, 0, t, NULL, 0, t);
+		return true;
+	}
+	if ((s->flags & FM_DEDUP) && FunnelReached(s, j))
+		return false;
+	if ((s->flags & FM_ORDER) && s->started && !FunnelReached(s, j - 1))
+		return false;
+	/* extend the chain of level j-1 with the latest start (committed only when strict_increase) */
+	if (s->has[j - 1] && (uint64) t - (uint64) s->first[j - 1] <= s->window)
+		FunnelOffer(s, incr, j, s->first[j - 1],
+					s->chain ? s->chain + (Size) (j - 1) * s->n : NULL, j, t);
+	return true;
+}
+
+/* Kuhn's augmenting path: give step k a row of the group (rows[r] = step mask) */
+static bool
+FunnelAugment(int k, const uint64 *rows, int nrows, int *row_step, bool *seen)
+{
+	int			r;
+
+	for (r = 0; r < nrows; r++)
+	{
+		if (seen[r] || !(rows[r] & (UINT64CONST(1) << k)))
+			continue;
+		seen[r] = true;
+		if (row_step[r] < 0 || FunnelAugment(row_step[r], rows, nrows, row_step, seen))
+		{
+			row_step[r] = k;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * strict_once (without strict_increase): the rows of one timestamp group can
+ * fill a run of consecutive steps j..k when the steps can be matched to
+ * distinct rows.  For every valid start j, extend the matching step by step.
+ */
+static void
+FunnelGroupOnce(FunnelScan *s, int64 t, const FunnelEvent *ev, int nrows)
+{
+	uint64	   *rows;
+	int		   *row_step;
+	bool	   *seen;
+	uint64		any = 0;
+	int			j;
+	int			r;
+
+	if (nrows == 1)
+	{
+		/* one row fills one step: start a chain or extend a committed one */
+		for (j = 0; j < s->n; j++)
+		{
+			if (!(ev[0].mask & (UINT64CONST(1) << j)))
+				continue;
+			if (j == 0)
+			{
+				s->started = true;
+				FunnelOffer(s, true, 0, t, NULL, 0, t);
+			}
+			else if (s->has[j - 1] && (uint64) t - (uint64) s->first[j - 1] <= s->window)
+				FunnelOffer(s, true, j, s->first[j - 1],
+							s->chain ? s->chain + (Size) (j - 1) * s->n : NULL, j, t);
+		}
+		return;
+	}
+	rows = palloc(sizeof(uint64) * nrows);
+	row_step = palloc(sizeof(int) * nrows);
+	seen = palloc(sizeof(bool) * nrows);
+	for (r = 0; r < nrows; r++)
+	{
+		rows[r] = ev[r].mask;
+		any |= ev[r].mask;
+	}
+	/*
+	 * Later starts first: on a tie in the chain start the chain that keeps
+	 * more earlier (committed) steps is offered first and wins.
+	 */
+	for (j = s->n - 1; j >= 0; j--)
+	{
+		int64		first;
+		int			k;
+
+		if (!(any & (UINT64CONST(1) << j)))
+			continue;
+		if (j == 0)
+		{
+			first = t;
+			s->started = true;
+		}
+		else if (s->has[j - 1] && (uint64) t - (uint64) s->first[j - 1] <= s->window)
+			first = s->first[j - 1];
+		else
+			continue;
+		for (r = 0; r < nrows; r++)
+			row_step[r] = -1;
+		for (k = j; k < s->n; k++)
+		{
+			memset(seen, 0, sizeof(bool) * nrows);
+			if (!FunnelAugment(k, rows, nrows, row_step, seen))
+				break;
+			FunnelOffer(s, true, k, first,
+						(s->chain && j > 0) ? s->chain + (Size) (j - 1) * s->n : NULL, j, t);
+		}
+	}
+	pfree(rows);
+	pfree(row_step);
+	pfree(seen);
+}
+
+/*
+ * The level of a state (sorted copy of events made here when needed);
+ * when times is not NULL it receives the chain (level entries).
+ */
+static int
+FunnelEvaluate(const FunnelHeader *h, const FunnelEvent *events, int64 nev, int64 *times)
+{
+	FunnelScan *s;
+	FunnelEvent *ev = (FunnelEvent *) events;
+	int64		i;
+	int			level;
+
+	if (h == NULL || nev == 0)
+		return 0;
+	for (i = 1; i < nev; i++)
+		if (FunnelEventCmp(&events[i - 1], &events[i]) > 0)
+			break;
+	if (i < nev)
+	{
+		ev = palloc(sizeof(FunnelEvent) * nev);
+		memcpy(ev, events, sizeof(FunnelEvent) * nev);
+		qsort(ev, nev, sizeof(FunnelEvent), FunnelEventCmp);
+	}
+
+	s = palloc0(sizeof(FunnelScan));
+	s->n = h->nsteps;
+	s->flags = h->flags;
+	s->window = (uint64) h->window;
+	if (times)
+	{
+		s->chain = palloc0(sizeof(int64) * s->n * s->n);
+		s->pchain = palloc0(sizeof(int64) * s->n * s->n);
+		s->best = times;
+	}
+
+	i = 0;
+	while (i < nev && s->level < s->n)
+	{
+		int64		t = ev[i].ts;
+		int64		g = i;
+		bool		stop = false;
+
+		while (g < nev && ev[g].ts == t)
+			g++;
+
+		if ((s->flags & FM_ONCE) && !(s->flags & FM_INCREASE))
+			FunnelGroupOnce(s, t, ev + i, (int) Min(g - i, INT_MAX));
+		else
+		{
+			uint64		any = 0;
+			uint64		twice = 0;
+			bool		unmatched = false;
+			int64		r;
+			int			j;
+
+			for (r = i; r < g; r++)
+			{
+				twice |= any & ev[r].mask;
+				any |= ev[r].mask;
+				if (ev[r].mask == 0)
+					unmatched = true;
+			}
+			/* strict_order: a row matching no step sorts first in its group */
+			if ((s->flags & FM_ORDER) && unmatched && s->started)
+				stop = true;
+			for (j = 0; !stop && j < s->n; j++)
+			{
+				if (!(any & (UINT64CONST(1) << j)))
+					continue;
+				if (!FunnelEventStep(s, t, j))
+					stop = true;
+				/* a second event of the same step at the same time */
+				else if ((twice & (UINT64CONST(1) << j)) && !FunnelEventStep(s, t, j))
+					stop = true;
+			}
+		}
+		FunnelCommit(s);
+		if (stop)
+			break;
+		i = g;
+	}
+	level = s->level;
+	if (s->chain)
+	{
+		pfree(s->chain);
+		pfree(s->pchain);
+	}
+	pfree(s);
+	if (ev != events)
+		pfree(ev);
+	return level;
+}
+
+/* crm.window_funnel final function -> int */
+Datum
+funnel_window_finalfn(PG_FUNCTION_ARGS)
+{
+	const FunnelHeader *h;
+	const FunnelEvent *ev;
+	int64		n;
+
+	crm_agg_context(fcinfo, "window_funnel");
+	if (PG_ARGISNULL(0))
+		PG_RETURN_INT32(0);
+	h = FunnelPayload(PG_GETARG_DATUM(0), &ev, &n);
+	PG_RETURN_INT32(FunnelEvaluate(h, ev, n, NULL));
+}
+
+/* crm.window_funnel_times final function -> timestamptz[] */
+Datum
+funnel_window_times_finalfn(PG_FUNCTION_ARGS)
+{
+	const FunnelHeader *h;
+	const FunnelEvent *ev;
+	int64		n;
+	int64		times[FUNNEL_MAX_STEPS];
+	Datum		elems[FUNNEL_MAX_STEPS];
+	int			level = 0;
+	int			i;
+
+	crm_agg_context(fcinfo, "window_funnel_times");
+	if (!PG_ARGISNULL(0))
+	{
+		h = FunnelPayload(PG_GETARG_DATUM(0), &ev, &n);
+		level = FunnelEvaluate(h, ev, n, times);
+	}
+	for (i = 0; i < level; i++)
+		elems[i] = TimestampTzGetDatum(times[i]);
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, level, TIMESTAMPTZOID, sizeof(TimestampTz),
+										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/* ------------------------------------------------------------------------
+ * crm.window_funnel_state text form:
+ *   steps=4;mode=5;window=86400000000;events=2;<ts>:<mask>,<ts>:<mask>
+ * ts in microseconds since 2000-01-01 UTC, mask in decimal (bit j-1 = step j).
+ * ------------------------------------------------------------------------
+ */
+
+/* parse a signed 64-bit integer at *p, advance; error on anything else */
+static int64
+FunnelParseInt64(const char **p, const char *what)
+{
+	char	   *end;
+	long long	v;
+
+	errno = 0;
+	if (!(**p == '-' || (**p >= '0' && **p <= '9')))
+		goto bad;
+	v = strtoll(*p, &end, 10);
+	if (errno != 0 || end == *p)
+		goto bad;
+	*p = end;
+	return (int64) v;
+bad:
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+			 errmsg("invalid input syntax for type crm.window_funnel_state: bad %s", what)));
+	return 0;
+}
+
+static uint64
+FunnelParseUInt64(const char **p, const char *what)
+{
+	char	   *end;
+	unsigned long long v;
+
+	errno = 0;
+	if (!(**p >= '0' && **p <= '9'))
+		goto bad;
+	v = strtoull(*p, &end, 10);
+	if (errno != 0 || end == *p)
+		goto bad;
+	*p = end;
+	return (uint64) v;
+bad:
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+			 errmsg("invalid input syntax for type %s: bad %s", "crm.window_funnel_state", what)));
+	return 0;
+}
+
+/* expect the literal lit at *p */
+static void
+FunnelExpect(const char **p, const char *lit, const char *type)
+{
+	size_t		l = strlen(lit);
+
+	if (strncmp(*p, lit, l) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type %s: expected \"%s\"", type, lit)));
+	*p += l;
+}
+
+/* crm.window_funnel_state input function: validates every field */
+Datum
+funnel_window_state_in(PG_FUNCTION_ARGS)
+{
+	const char *p = PG_GETARG_CSTRING(0);
+	const char *type = "crm.window_funnel_state";
+	FunnelHeader h;
+	int64		steps;
+	int64		flags;
+	int64		nev;
+	int64		i;
+	StringInfoData buf;
+	uint64		limit;
+
+	memset(&h, 0, sizeof(h));
+	if (*p == '\0')
+		PG_RETURN_POINTER(crm_state_flat_from_payload(FUNNEL_MAGIC, NULL, 0));
+	FunnelExpect(&p, "steps=", type);
+	steps = FunnelParseInt64(&p, "steps");
+	if (steps < 1 || steps > FUNNEL_MAX_STEPS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type %s: steps must be 1 to %d", type, FUNNEL_MAX_STEPS)));
+	FunnelExpect(&p, ";mode=", type);
+	flags = FunnelParseInt64(&p, "mode");
+	if (flags < 0 || (flags & ~FM_ALL) != 0 ||
+		((flags & FM_ONCE) && (flags & (FM_ORDER | FM_DEDUP))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type %s: invalid mode flags", type)));
+	FunnelExpect(&p, ";window=", type);
+	h.window = FunnelParseInt64(&p, "window");
+	if (h.window < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type %s: negative window", type)));
+	FunnelExpect(&p, ";events=", type);
+	nev = FunnelParseInt64(&p, "event count");
+	if (nev < 0 || (Size) nev > (MaxAllocSize - CRM_STATE_FLAT_HDRSZ - sizeof(FunnelHeader)) / sizeof(FunnelEvent) ||
+		(Size) nev > strlen(p))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type %s: event count %lld does not match the text",
+						type, (long long) nev)));
+	h.nsteps = (int32) steps;
+	h.flags = (uint32) flags;
+	limit = steps == 64 ? PG_UINT64_MAX : ((UINT64CONST(1) << steps) - 1);
+
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, (const char *) &h, sizeof(h));
+	if (nev > 0)
+		FunnelExpect(&p, ";", type);
+	for (i = 0; i < nev; i++)
+	{
+		FunnelEvent e;
+
+		if (i > 0)
+			FunnelExpect(&p, ",", type);
+		e.ts = FunnelParseInt64(&p, "event time");
+		if (TIMESTAMP_NOT_FINITE(e.ts) || !IS_VALID_TIMESTAMP(e.ts))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid input syntax for type %s: event time out of range", type)));
+		FunnelExpect(&p, ":", type);
+		e.mask = FunnelParseUInt64(&p, "step mask");
+		if ((e.mask & ~limit) != 0 || (e.mask == 0 && !(flags & FM_ORDER)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid input syntax for type %s: step mask %llu does not fit %d steps",
+							type, (unsigned long long) e.mask, (int) steps)));
+		appendBinaryStringInfo(&buf, (const char *) &e, sizeof(e));
+	}
+	if (*p != '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type %s: trailing characters \"%s\"", type, p)));
+	PG_RETURN_POINTER(crm_state_flat_from_payload(FUNNEL_MAGIC, buf.data, buf.len));
+}
+
+/* crm.window_funnel_state output function */
+Datum
+funnel_window_state_out(PG_FUNCTION_ARGS)
+{
+	const FunnelHeader *h;
+	const FunnelEvent *ev;
+	int64		n;
+	int64		i;
+	StringInfoData buf;
+
+	h = FunnelPayload(PG_GETARG_DATUM(0), &ev, &n);
+	initStringInfo(&buf);
+	if (h != NULL)
+	{
+		appendStringInfo(&buf, "steps=%d;mode=%u;window=" INT64_FORMAT ";events=" INT64_FORMAT,
+						 h->nsteps, h->flags, h->window, n);
+		for (i = 0; i < n; i++)
+			appendStringInfo(&buf, "%c" INT64_FORMAT ":" UINT64_FORMAT, i == 0 ? ';' : ',',
+							 ev[i].ts, ev[i].mask);
+	}
+	PG_RETURN_CSTRING(buf.data);
+}
+
+/* ------------------------------------------------------------------------
+ * crm.funnel_counts(level int, steps int) -> bigint[]
+ * ------------------------------------------------------------------------
+ */
+
+/* validated view of a funnel_counts state: header and hist[nsteps + 1] */
+static const FunnelCountsHeader *
+FunnelCountsPayload(Datum d, const int64 **hist)
+{
+	Size		len;
+	const char *p = crm_state_payload(d, FUNNEL_COUNTS_MAGIC, &len);
+	const FunnelCountsHeader *h = (const FunnelCountsHeader *) p;
+
+	if (len == 0)
+		return NULL;
+	if (len < sizeof(FunnelCountsHeader) || h->nsteps < 1 || h->nsteps > FUNNEL_MAX_STEPS ||
+		len != sizeof(FunnelCountsHeader) + sizeof(int64) * (h->nsteps + 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid funnel_counts state: %zu payload bytes", len)));
+	*hist = (const int64 *) (p + sizeof(FunnelCountsHeader));
+	return h;
+}
+
+/* new funnel_counts state payload for nsteps */
+static void
+FunnelCountsInit(CrmState *st, int nsteps)
+{
+	Size		sz = sizeof(FunnelCountsHeader) + sizeof(int64) * (nsteps + 1);
+	char	   *p = crm_state_reserve(st, sz);
+
+	memset(p, 0, sz);
+	((FunnelCountsHeader *) p)->nsteps = nsteps;
+	st->len = sz;
+}
+
+/* transition: count the row's level; NULL levels are skipped */
+Datum
+funnel_counts_transfn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = crm_agg_context(fcinfo, "funnel_counts");
+	CrmState   *st;
+	int32		nsteps;
+	int32		level;
+	int64	   *hist;
+
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("funnel_counts steps must not be null"),
+				 errhint("Pass the number of funnel steps, the same as given to window_funnel.")));
+	nsteps = PG_GETARG_INT32(2);
+	FunnelCheckSteps(nsteps, "funnel_counts");
+	st = crm_state_arg_rw(fcinfo, 0, aggcontext, FUNNEL_COUNTS_MAGIC,
+						  sizeof(FunnelCountsHeader) + sizeof(int64) * (FUNNEL_MAX_STEPS + 1));
+	if (st->len == 0)
+		FunnelCountsInit(st, nsteps);
+	else if (((FunnelCountsHeader *) st->data)->nsteps != nsteps)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("funnel_counts got %d steps on one row and %d on another",
+						((FunnelCountsHeader *) st->data)->nsteps, nsteps)));
+	if (PG_ARGISNULL(1))
+		return CrmStateGetDatum(st);
+	level = PG_GETARG_INT32(1);
+	if (level < 0 || level > nsteps)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("funnel_counts level %d is outside 0..%d", level, nsteps),
+				 errhint("Pass the level returned by window_funnel with the same number of steps.")));
+	hist = (int64 *) (st->data + sizeof(FunnelCountsHeader));
+	hist[level]++;
+	return CrmStateGetDatum(st);
+}
+
+/* combine: add the right histogram to the left one */
+Datum
+funnel_counts_combinefn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = crm_agg_context(fcinfo, "funnel_counts combine");
+	CrmState   *st;
+	const FunnelCountsHeader *rh;
+	const int64 *rhist = NULL;
+	int64	   *lhist;
+	int			i;
+
+	if (PG_ARGISNULL(1))
+	{
+		if (PG_ARGISNULL(0))
+			PG_RETURN_NULL();
+		return CrmStateGetDatum(crm_state_arg_rw(fcinfo, 0, aggcontext, FUNNEL_COUNTS_MAGIC, 0));
+	}
+	st = crm_state_arg_rw(fcinfo, 0, aggcontext, FUNNEL_COUNTS_MAGIC, 0);
+	rh = FunnelCountsPayload(PG_GETARG_DATUM(1), &rhist);
+	if (rh == NULL)
+		return CrmStateGetDatum(st);
+	if (st->len == 0)
+		FunnelCountsInit(st, rh->nsteps);
+	else if (((FunnelCountsHeader *) st->data)->nsteps != rh->nsteps)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot combine funnel_counts states of %d and %d steps",
+						((FunnelCountsHeader *) st->data)->nsteps, rh->nsteps)));
+	lhist = (int64 *) (st->data + sizeof(FunnelCountsHeader));
+	for (i = 0; i <= rh->nsteps; i++)
+		if (pg_add_s64_overflow(lhist[i], rhist[i], &lhist[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("funnel_counts count out of range")));
+	return CrmStateGetDatum(st);
+}
+
+/* final: element k = rows with level >= k; NULL when no row was seen */
+Datum
+funnel_counts_finalfn(PG_FUNCTION_ARGS)
+{
+	const FunnelCountsHeader *h;
+	const int64 *hist = NULL;
+	Datum		elems[FUNNEL_MAX_STEPS];
+	int64		acc = 0;
+	int			k;
+
+	crm_agg_context(fcinfo, "funnel_counts");
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	h = FunnelCountsPayload(PG_GETARG_DATUM(0), &hist);
+	if (h == NULL)
+		PG_RETURN_NULL();
+	for (k = h->nsteps; k >= 1; k--)
+	{
+		acc += hist[k];
+		elems[k - 1] = Int64GetDatum(acc);
+	}
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, h->nsteps, INT8OID, sizeof(int64),
+										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/* crm.funnel_counts_state input: "steps=4;hist=h0,h1,...,h4" */
+Datum
+funnel_counts_state_in(PG_FUNCTION_ARGS)
+{
+	const char *p = PG_GETARG_CSTRING(0);
+	const char *type = "crm.funnel_counts_state";
+	FunnelCountsHeader h;
+	int64		hist[FUNNEL_MAX_STEPS + 1];
+	int64		steps;
+	int			i;
+	StringInfoData buf;
+
+	if (*p == '\0')
+		PG_RETURN_POINTER(crm_state_flat_from_payload(FUNNEL_COUNTS_MAGIC, NULL, 0));
+	FunnelExpect(&p, "steps=", type);
+	steps = FunnelParseInt64(&p, "steps");
+	if (steps < 1 || steps > FUNNEL_MAX_STEPS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type %s: steps must be 1 to %d", type, FUNNEL_MAX_STEPS)));
+	FunnelExpect(&p, ";hist=", type);
+	for (i = 0; i <= steps; i++)
+	{
+		if (i > 0)
+			FunnelExpect(&p, ",", type);
+		hist[i] = FunnelParseInt64(&p, "count");
+		if (hist[i] < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid input syntax for type %s: negative count", type)));
+	}
+	if (*p != '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type %s: trailing characters \"%s\"", type, p)));
+	memset(&h, 0, sizeof(h));
+	h.nsteps = (int32) steps;
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, (const char *) &h, sizeof(h));
+	appendBinaryStringInfo(&buf, (const char *) hist, sizeof(int64) * (steps + 1));
+	PG_RETURN_POINTER(crm_state_flat_from_payload(FUNNEL_COUNTS_MAGIC, buf.data, buf.len));
+}
+
+/* crm.funnel_counts_state output */
+Datum
+funnel_counts_state_out(PG_FUNCTION_ARGS)
+{
+	const FunnelCountsHeader *h;
+	const int64 *hist = NULL;
+	StringInfoData buf;
+	int			i;
+
+	h = FunnelCountsPayload(PG_GETARG_DATUM(0), &hist);
+	initStringInfo(&buf);
+	if (h != NULL)
+	{
+		appendStringInfo(&buf, "steps=%d;hist=", h->nsteps);
+		for (i = 0; i <= h->nsteps; i++)
+			appendStringInfo(&buf, "%s" INT64_FORMAT, i ? "," : "", hist[i]);
+	}
+	PG_RETURN_CSTRING(buf.data);
+}
+
+/* ------------------------------------------------------------------------
+ * crm._funnel_step_flags(step text, steps text[]) -> boolean[]
+ * used by crm.funnel_report: element k = (step = steps[k]); NULL step -> all false
+ * ------------------------------------------------------------------------
+ */
+typedef struct FunnelStepsCache
+{
+	Size		arrsize;		/* bytes of the cached steps array */
+	char	   *arrbytes;
+	int			n;
+	text	  **names;			/* NULL for a NULL element */
+} FunnelStepsCache;
+
+/* the step names of a text[] argument, parsed once per call site */
+static FunnelStepsCache *
+FunnelStepsArg(FunctionCallInfo fcinfo, ArrayType *arr)
+{
+	FunnelStepsCache *c = (FunnelStepsCache *) fcinfo->flinfo->fn_extra;
+	MemoryContext old;
+	Datum	   *names;
+	bool	   *nulls;
+	int			i;
+
+	if (c != NULL && c->arrsize == VARSIZE(arr) && memcmp(c->arrbytes, arr, c->arrsize) == 0)
+		return c;
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	c = palloc0(sizeof(FunnelStepsCache));
+	c->arrsize = VARSIZE(arr);
+	c->arrbytes = palloc(c->arrsize);
+	memcpy(c->arrbytes, arr, c->arrsize);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("funnel steps must be a one-dimensional array")));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &names, &nulls, &c->n);
+	FunnelCheckSteps(c->n, "funnel_report");
+	c->names = palloc0(sizeof(text *) * c->n);
+	for (i = 0; i < c->n; i++)
+		if (!nulls[i])
+			c->names[i] = DatumGetTextPP(names[i]);
+	MemoryContextSwitchTo(old);
+	fcinfo->flinfo->fn_extra = c;
+	return c;
+}
+
+Datum
+funnel_step_flags(PG_FUNCTION_ARGS)
+{
+	FunnelStepsCache *c;
+	Datum		out[FUNNEL_MAX_STEPS];
+	text	   *step = PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0);
+	int			i;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("funnel steps must not be null")));
+	c = FunnelStepsArg(fcinfo, PG_GETARG_ARRAYTYPE_P(1));
+	for (i = 0; i < c->n; i++)
+	{
+		bool		eq = false;
+		text	   *name = c->names[i];
+
+		if (step != NULL && name != NULL)
+			eq = VARSIZE_ANY_EXHDR(name) == VARSIZE_ANY_EXHDR(step) &&
+				memcmp(VARDATA_ANY(name), VARDATA_ANY(step), VARSIZE_ANY_EXHDR(step)) == 0;
+		out[i] = BoolGetDatum(eq);
+	}
+	PG_RETURN_ARRAYTYPE_P(construct_array(out, c->n, BOOLOID, 1, true, TYPALIGN_CHAR));
+}

@@ -1,0 +1,264 @@
+-- funnel.sql: sales funnel (PRODUCT.md section 1).
+--   crm.window_funnel (two overloads), crm.window_funnel_times, crm.funnel_counts
+--   (C aggregates with real, text-round-tripping state types) and crm.funnel_report.
+
+-- ---- state type of window_funnel / window_funnel_times ---------------------
+CREATE TYPE crm.window_funnel_state;
+
+CREATE FUNCTION crm.window_funnel_state_in(cstring) RETURNS crm.window_funnel_state
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'funnel_window_state_in';
+COMMENT ON FUNCTION crm.window_funnel_state_in(cstring) IS
+'Input function of crm.window_funnel_state: "steps=N;mode=M;window=USEC;events=K;ts:mask,..."; every field is validated.';
+
+CREATE FUNCTION crm.window_funnel_state_out(crm.window_funnel_state) RETURNS cstring
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'funnel_window_state_out';
+COMMENT ON FUNCTION crm.window_funnel_state_out(crm.window_funnel_state) IS
+'Output function of crm.window_funnel_state (the partial state of crm.window_funnel).';
+
+CREATE TYPE crm.window_funnel_state (
+    INPUT = crm.window_funnel_state_in,
+    OUTPUT = crm.window_funnel_state_out,
+    INTERNALLENGTH = VARIABLE,
+    ALIGNMENT = double,
+    STORAGE = extended
+);
+COMMENT ON TYPE crm.window_funnel_state IS
+'Partial state of crm.window_funnel and crm.window_funnel_times: steps, mode, window and one (time, step mask) entry per matching row.';
+
+-- ---- support functions -------------------------------------------------------
+CREATE FUNCTION crm._window_funnel_transfn(crm.window_funnel_state, interval, timestamptz, boolean[])
+RETURNS crm.window_funnel_state
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'funnel_window_transfn';
+COMMENT ON FUNCTION crm._window_funnel_transfn(crm.window_funnel_state, interval, timestamptz, boolean[]) IS
+'Transition function of crm.window_funnel(window, ts, VARIADIC steps): appends the row in place.';
+
+CREATE FUNCTION crm._window_funnel_transfn(crm.window_funnel_state, interval, text, timestamptz, boolean[])
+RETURNS crm.window_funnel_state
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'funnel_window_mode_transfn';
+COMMENT ON FUNCTION crm._window_funnel_transfn(crm.window_funnel_state, interval, text, timestamptz, boolean[]) IS
+'Transition function of crm.window_funnel(window, mode, ts, VARIADIC steps): appends the row in place.';
+
+CREATE FUNCTION crm._window_funnel_combinefn(crm.window_funnel_state, crm.window_funnel_state)
+RETURNS crm.window_funnel_state
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'funnel_window_combinefn';
+COMMENT ON FUNCTION crm._window_funnel_combinefn(crm.window_funnel_state, crm.window_funnel_state) IS
+'Combine function of crm.window_funnel: appends the second partial state to the first.';
+
+CREATE FUNCTION crm._window_funnel_finalfn(crm.window_funnel_state)
+RETURNS int
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'funnel_window_finalfn';
+COMMENT ON FUNCTION crm._window_funnel_finalfn(crm.window_funnel_state) IS
+'Final function of crm.window_funnel: sorts the events and returns the level reached (0 for no events).';
+
+CREATE FUNCTION crm._window_funnel_times_finalfn(crm.window_funnel_state)
+RETURNS timestamptz[]
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'funnel_window_times_finalfn';
+COMMENT ON FUNCTION crm._window_funnel_times_finalfn(crm.window_funnel_state) IS
+'Final function of crm.window_funnel_times: the step times of the chain that first reached the level.';
+
+-- ---- the contract aggregates ---------------------------------------------------
+CREATE AGGREGATE crm.window_funnel("window" interval, ts timestamptz, VARIADIC steps boolean[]) (
+    SFUNC = crm._window_funnel_transfn,
+    STYPE = crm.window_funnel_state,
+    SSPACE = 128,
+    COMBINEFUNC = crm._window_funnel_combinefn,
+    FINALFUNC = crm._window_funnel_finalfn,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE crm.window_funnel(interval, timestamptz, VARIADIC boolean[]) IS
+'Highest funnel step (0..N) one chain step1 -> step2 -> ... reaches with every event within window of its step-1 event (ClickHouse windowFunnel semantics, 1 to 64 steps).';
+
+CREATE AGGREGATE crm.window_funnel("window" interval, mode text, ts timestamptz, VARIADIC steps boolean[]) (
+    SFUNC = crm._window_funnel_transfn,
+    STYPE = crm.window_funnel_state,
+    SSPACE = 128,
+    COMBINEFUNC = crm._window_funnel_combinefn,
+    FINALFUNC = crm._window_funnel_finalfn,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE crm.window_funnel(interval, text, timestamptz, VARIADIC boolean[]) IS
+'window_funnel with a mode: '''' or a comma list of strict_deduplication, strict_order, strict_increase, strict_once.';
+
+CREATE AGGREGATE crm.window_funnel_times("window" interval, ts timestamptz, VARIADIC steps boolean[]) (
+    SFUNC = crm._window_funnel_transfn,
+    STYPE = crm.window_funnel_state,
+    SSPACE = 128,
+    COMBINEFUNC = crm._window_funnel_combinefn,
+    FINALFUNC = crm._window_funnel_times_finalfn,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE crm.window_funnel_times(interval, timestamptz, VARIADIC boolean[]) IS
+'Times of the steps reached by the chain that gave the window_funnel level (the first chain to reach it); length = level.';
+
+CREATE AGGREGATE crm.window_funnel_times("window" interval, mode text, ts timestamptz, VARIADIC steps boolean[]) (
+    SFUNC = crm._window_funnel_transfn,
+    STYPE = crm.window_funnel_state,
+    SSPACE = 128,
+    COMBINEFUNC = crm._window_funnel_combinefn,
+    FINALFUNC = crm._window_funnel_times_finalfn,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE crm.window_funnel_times(interval, text, timestamptz, VARIADIC boolean[]) IS
+'window_funnel_times with a mode (see crm.window_funnel).';
+
+-- ---- funnel_counts ---------------------------------------------------------------
+CREATE TYPE crm.funnel_counts_state;
+
+CREATE FUNCTION crm.funnel_counts_state_in(cstring) RETURNS crm.funnel_counts_state
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'funnel_counts_state_in';
+COMMENT ON FUNCTION crm.funnel_counts_state_in(cstring) IS
+'Input function of crm.funnel_counts_state: "steps=N;hist=c0,c1,...,cN" (rows per level).';
+
+CREATE FUNCTION crm.funnel_counts_state_out(crm.funnel_counts_state) RETURNS cstring
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'funnel_counts_state_out';
+COMMENT ON FUNCTION crm.funnel_counts_state_out(crm.funnel_counts_state) IS
+'Output function of crm.funnel_counts_state (the partial state of crm.funnel_counts).';
+
+CREATE TYPE crm.funnel_counts_state (
+    INPUT = crm.funnel_counts_state_in,
+    OUTPUT = crm.funnel_counts_state_out,
+    INTERNALLENGTH = VARIABLE,
+    ALIGNMENT = double,
+    STORAGE = extended
+);
+COMMENT ON TYPE crm.funnel_counts_state IS
+'Partial state of crm.funnel_counts: the number of rows per level 0..N.';
+
+CREATE FUNCTION crm._funnel_counts_transfn(crm.funnel_counts_state, int, int)
+RETURNS crm.funnel_counts_state
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'funnel_counts_transfn';
+COMMENT ON FUNCTION crm._funnel_counts_transfn(crm.funnel_counts_state, int, int) IS
+'Transition function of crm.funnel_counts: counts the row''s level in place.';
+
+CREATE FUNCTION crm._funnel_counts_combinefn(crm.funnel_counts_state, crm.funnel_counts_state)
+RETURNS crm.funnel_counts_state
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'funnel_counts_combinefn';
+COMMENT ON FUNCTION crm._funnel_counts_combinefn(crm.funnel_counts_state, crm.funnel_counts_state) IS
+'Combine function of crm.funnel_counts: adds the per-level counts.';
+
+CREATE FUNCTION crm._funnel_counts_finalfn(crm.funnel_counts_state)
+RETURNS bigint[]
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'funnel_counts_finalfn';
+COMMENT ON FUNCTION crm._funnel_counts_finalfn(crm.funnel_counts_state) IS
+'Final function of crm.funnel_counts: element k = rows with level >= k.';
+
+CREATE AGGREGATE crm.funnel_counts(level int, steps int) (
+    SFUNC = crm._funnel_counts_transfn,
+    STYPE = crm.funnel_counts_state,
+    SSPACE = 560,
+    COMBINEFUNC = crm._funnel_counts_combinefn,
+    FINALFUNC = crm._funnel_counts_finalfn,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE crm.funnel_counts(int, int) IS
+'Funnel step counts: element k of the result = rows whose level (from window_funnel) is >= k, k = 1..steps; NULL levels are skipped.';
+
+-- ---- funnel_report -----------------------------------------------------------------
+CREATE FUNCTION crm._funnel_step_flags(step text, steps text[]) RETURNS boolean[]
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'funnel_step_flags';
+COMMENT ON FUNCTION crm._funnel_step_flags(text, text[]) IS
+'Element k = (step = steps[k]); a NULL step matches nothing.  The step conditions crm.funnel_report gives window_funnel.';
+
+CREATE FUNCTION crm.funnel_report(events_sql text, steps text[], "window" interval DEFAULT '30 days',
+                                  mode text DEFAULT '')
+RETURNS TABLE(step_no int, step text, entered bigint, pct_of_first numeric, pct_of_prev numeric,
+              dropped bigint, median_time_from_prev interval, lost_value numeric)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+-- No SET search_path: the inner query is the caller's SQL and must resolve
+-- with the caller's search_path; everything used here is schema-qualified.
+AS $fn$
+DECLARE
+    ncols int;
+    nsteps int;
+BEGIN
+    IF steps IS NULL THEN
+        RAISE EXCEPTION 'funnel_report steps must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the stage names in funnel order, e.g. ARRAY[''lead'', ''qualified'', ''paid''].';
+    END IF;
+    nsteps := COALESCE(pg_catalog.cardinality(steps), 0);
+    IF nsteps OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'funnel_report needs at least 1 step'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the stage names in funnel order, e.g. ARRAY[''lead'', ''qualified'', ''paid''].';
+    ELSIF nsteps OPERATOR(pg_catalog.>) 64 THEN
+        RAISE EXCEPTION 'funnel_report supports at most 64 steps, got %', nsteps
+            USING ERRCODE = 'program_limit_exceeded',
+                  HINT = 'Merge steps or split the funnel in two.';
+    END IF;
+    IF pg_catalog.array_position(steps, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'funnel_report steps must not contain null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF "window" IS NULL THEN
+        RAISE EXCEPTION 'funnel_report window must not be null'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass an interval such as ''30 days''.';
+    END IF;
+    IF mode IS NULL THEN
+        RAISE EXCEPTION 'funnel_report mode must not be null'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass '''' for the default mode.';
+    END IF;
+    -- window and mode are checked by the aggregate itself, even when the inner query returns no rows
+    PERFORM crm.window_funnel("window", mode, NULL::pg_catalog.timestamptz, true);
+    ncols := crm._check_inner_query('crm.funnel_report', events_sql,
+                                    ARRAY['entity any', 'ts timestamptz', 'step text', 'value numeric?']);
+    RETURN QUERY EXECUTE pg_catalog.format($q$
+        WITH per AS (
+            SELECT crm.window_funnel_times($1, $2, e.ts::pg_catalog.timestamptz,
+                       VARIADIC crm._funnel_step_flags(e.step::pg_catalog.text, $3)) AS t,
+                   %s AS v
+              FROM (%s
+                   ) AS e(entity, ts, step%s)
+             GROUP BY e.entity
+        ), lv AS (
+            SELECT pg_catalog.cardinality(t) AS lvl, t, v FROM per
+        ), agg AS (
+            SELECT k,
+                   pg_catalog.count(*) FILTER (WHERE lvl OPERATOR(pg_catalog.>=) k) AS entered,
+                   pg_catalog.count(*) FILTER (WHERE lvl OPERATOR(pg_catalog.>=) 1) AS first_n,
+                   pg_catalog.count(*) FILTER (WHERE lvl OPERATOR(pg_catalog.>=) (k OPERATOR(pg_catalog.-) 1)) AS prev_n,
+                   pg_catalog.count(*) FILTER (WHERE lvl OPERATOR(pg_catalog.=) k
+                                                 AND k OPERATOR(pg_catalog.<) $4) AS dropped,
+                   pg_catalog.percentile_cont(0.5::pg_catalog.float8) WITHIN GROUP
+                       (ORDER BY (t[k] OPERATOR(pg_catalog.-) t[k OPERATOR(pg_catalog.-) 1]))
+                       FILTER (WHERE lvl OPERATOR(pg_catalog.>=) k AND k OPERATOR(pg_catalog.>) 1) AS med,
+                   pg_catalog.sum(v) FILTER (WHERE lvl OPERATOR(pg_catalog.=) k
+                                               AND k OPERATOR(pg_catalog.<) $4) AS lost
+              FROM lv CROSS JOIN pg_catalog.generate_series(1, $4) AS k
+             GROUP BY k
+        )
+        SELECT k, $3[k], entered,
+               pg_catalog.round((100::pg_catalog.numeric OPERATOR(pg_catalog.*) entered)
+                                OPERATOR(pg_catalog./) NULLIF(first_n, 0), 2),
+               CASE WHEN k OPERATOR(pg_catalog.>) 1 THEN
+                   pg_catalog.round((100::pg_catalog.numeric OPERATOR(pg_catalog.*) entered)
+                                    OPERATOR(pg_catalog./) NULLIF(prev_n, 0), 2) END,
+               dropped,
+               med,
+               CASE WHEN %s THEN COALESCE(lost, 0) END
+          FROM agg
+         ORDER BY k
+    $q$,
+        CASE WHEN ncols OPERATOR(pg_catalog.=) 4 THEN 'pg_catalog.max(e.value::pg_catalog.numeric)'
+             ELSE 'NULL::pg_catalog.numeric' END,
+        events_sql,
+        CASE WHEN ncols OPERATOR(pg_catalog.=) 4 THEN ', value' ELSE '' END,
+        CASE WHEN ncols OPERATOR(pg_catalog.=) 4 THEN 'true' ELSE 'false' END)
+    USING "window", mode, steps, nsteps;
+END
+$fn$;
+COMMENT ON FUNCTION crm.funnel_report(text, text[], interval, text) IS
+'Funnel report over an inner query (entity, ts timestamptz, step text [, value numeric]): per step the entities that entered it, % of step 1 and of the previous step, the entities that stopped there, the median time from the previous step and the value they held (lost_value).';

@@ -1,0 +1,1568 @@
+/*
+ * retention.c
+ *      Retention and cohorts (PRODUCT.md section 2).
+ *
+ *      crm.retention(VARIADIC boolean[])   the ClickHouse-style retention
+ *                                          aggregate: a bitset of the
+ *                                          conditions seen, per group.
+ *      crm.cohort_activity(ts, amount, period)
+ *                                          the per-entity aggregate behind
+ *                                          the cohort reports: the sorted
+ *                                          set of periods the entity was
+ *                                          active in, with order counts and
+ *                                          exact revenue (128-bit fixed
+ *                                          point).  Runs in parallel and
+ *                                          under Citus (COMBINEFUNC, real
+ *                                          state type).
+ *      crm.cohort_retention(...)           report functions: run
+ *      crm.retention_metrics(...)          "cohort_activity GROUP BY entity"
+ *                                          over the user's inner query and
+ *                                          fold the per-entity states into
+ *                                          per-cohort / per-period counters
+ *                                          as they stream out of the
+ *                                          executor (a DestReceiver), so no
+ *                                          per-entity row is materialised.
+ */
+#include "crm_analytics.h"
+
+#include <limits.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "pgtime.h"
+#include "tcop/dest.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
+#include "utils/fmgrprotos.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(crm_retention_transfn);
+PG_FUNCTION_INFO_V1(crm_retention_combinefn);
+PG_FUNCTION_INFO_V1(crm_retention_finalfn);
+PG_FUNCTION_INFO_V1(crm_retention_state_in);
+PG_FUNCTION_INFO_V1(crm_retention_state_out);
+PG_FUNCTION_INFO_V1(crm_cohort_activity_transfn);
+PG_FUNCTION_INFO_V1(crm_cohort_activity_combinefn);
+PG_FUNCTION_INFO_V1(crm_cohort_activity_state_in);
+PG_FUNCTION_INFO_V1(crm_cohort_activity_state_out);
+PG_FUNCTION_INFO_V1(crm_cohort_activity_periods);
+PG_FUNCTION_INFO_V1(crm_cohort_retention);
+PG_FUNCTION_INFO_V1(crm_retention_metrics);
+
+#define RETENTION_MAGIC		0x52544E31	/* "RTN1" */
+#define COHORT_MAGIC		0x43484131	/* "CHA1" */
+#define RETENTION_MAX_CONDS 64
+#define COHORT_MAX_PERIODS	1000
+#define COHORT_MAX_SCALE	30		/* decimal places kept exactly in revenue */
+#define METRICS_MAX_ROWS	1000000
+
+/* ========================================================================
+ * crm.retention
+ * ========================================================================
+ */
+
+/* payload of crm.retention_state */
+typedef struct RetentionPayload
+{
+	int32		nconds;			/* 0 = no condition array seen yet */
+	int32		reserved;
+	uint64		seen;			/* bit k-1: condition k held on some row */
+} RetentionPayload;
+
+/* writable retention payload of a state, initialised when new */
+static RetentionPayload *
+RetentionPayloadRW(CrmState *st)
+{
+	if (st->len == 0)
+	{
+		memset(crm_state_reserve(st, sizeof(RetentionPayload)), 0, sizeof(RetentionPayload));
+		st->len = sizeof(RetentionPayload);
+	}
+	return (RetentionPayload *) st->data;
+}
+
+/* validated read-only retention payload of a datum */
+static RetentionPayload
+RetentionPayloadRO(Datum d)
+{
+	Size		len;
+	const char *p = crm_state_payload(d, RETENTION_MAGIC, &len);
+	RetentionPayload r;
+
+	if (len != sizeof(RetentionPayload))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid crm.retention_state: payload of %zu bytes", len)));
+	memcpy(&r, p, sizeof(r));
+	if (r.nconds < 0 || r.nconds > RETENTION_MAX_CONDS ||
+		(r.nconds < 64 && (r.seen >> r.nconds) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid crm.retention_state: %d conditions", r.nconds)));
+	return r;
+}
+
+/* one row: OR the conditions that hold into the bitset */
+Datum
+crm_retention_transfn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt = crm_agg_context(fcinfo, "crm.retention");
+	CrmState   *st = crm_state_arg_rw(fcinfo, 0, aggcxt, RETENTION_MAGIC, sizeof(RetentionPayload));
+	RetentionPayload *p = RetentionPayloadRW(st);
+
+	if (!PG_ARGISNULL(1))
+	{
+		ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(1);
+		int			ndim = ARR_NDIM(arr);
+		int			n;
+		bits8	   *nullmap;
+		const bool *vals;
+		uint64		bits = 0;
+		int			i;
+		int			j = 0;
+
+		if (ARR_ELEMTYPE(arr) != BOOLOID)
+			elog(ERROR, "crm.retention: conditions must be boolean");
+		if (ndim > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("crm.retention conditions must be a one-dimensional array")));
+		n = (ndim == 0) ? 0 : ARR_DIMS(arr)[0];
+		if (n == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("crm.retention needs at least one condition"),
+					 errhint("Call it as crm.retention(cond1, cond2, ...).")));
+		if (n > RETENTION_MAX_CONDS)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("crm.retention takes at most %d conditions, got %d",
+							RETENTION_MAX_CONDS, n)));
+		if (p->nconds == 0)
+			p->nconds = n;
+		else if (p->nconds != n)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("crm.retention got %d conditions on one row and %d on another",
+							p->nconds, n),
+					 errhint("Pass the same number of conditions on every row.")));
+
+		nullmap = ARR_NULLBITMAP(arr);
+		vals = (const bool *) ARR_DATA_PTR(arr);
+		for (i = 0; i < n; i++)
+		{
+			if (nullmap && !(nullmap[i / 8] & (1 << (i % 8))))
+				continue;		/* NULL condition: false */
+			if (vals[j++])
+				bits |= UINT64CONST(1) << i;
+		}
+		p->seen |= bits;
+	}
+	PG_RETURN_DATUM(CrmStateGetDatum(st));
+}
+
+/* merge two partial bitsets */
+Datum
+crm_retention_combinefn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt = crm_agg_context(fcinfo, "crm.retention");
+	CrmState   *st;
+	RetentionPayload *p;
+	RetentionPayload r;
+
+	if (PG_ARGISNULL(0) && PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	st = crm_state_arg_rw(fcinfo, 0, aggcxt, RETENTION_MAGIC, sizeof(RetentionPayload));
+	p = RetentionPayloadRW(st);
+	if (!PG_ARGISNULL(1))
+	{
+		r = RetentionPayloadRO(PG_GETARG_DATUM(1));
+		if (p->nconds == 0)
+			p->nconds = r.nconds;
+		else if (r.nconds != 0 && r.nconds != p->nconds)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("crm.retention got %d conditions on one row and %d on another",
+							p->nconds, r.nconds),
+					 errhint("Pass the same number of conditions on every row.")));
+		p->seen |= r.seen;
+	}
+	PG_RETURN_DATUM(CrmStateGetDatum(st));
+}
+
+/* r[1] = cond1 seen; r[k] = cond1 and condk seen */
+Datum
+crm_retention_finalfn(PG_FUNCTION_ARGS)
+{
+	RetentionPayload p;
+	Datum		elems[RETENTION_MAX_CONDS];
+	int			k;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	p = RetentionPayloadRO(PG_GETARG_DATUM(0));
+	if (p.nconds == 0)
+		PG_RETURN_NULL();
+	for (k = 0; k < p.nconds; k++)
+	{
+		bool		first = (p.seen & 1) != 0;
+		bool		this = (p.seen >> k) & 1;
+
+		elems[k] = Int32GetDatum(first && this ? 1 : 0);
+	}
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, p.nconds, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+}
+
+/* text form: one character per condition, '1' = seen ("101"); '' = no rows */
+Datum
+crm_retention_state_out(PG_FUNCTION_ARGS)
+{
+	RetentionPayload p = RetentionPayloadRO(PG_GETARG_DATUM(0));
+	char	   *out = palloc(p.nconds + 1);
+	int			k;
+
+	for (k = 0; k < p.nconds; k++)
+		out[k] = ((p.seen >> k) & 1) ? '1' : '0';
+	out[p.nconds] = '\0';
+	PG_RETURN_CSTRING(out);
+}
+
+/* parse the text form, validating every character */
+Datum
+crm_retention_state_in(PG_FUNCTION_ARGS)
+{
+	const char *s = PG_GETARG_CSTRING(0);
+	size_t		n = strlen(s);
+	RetentionPayload p;
+	size_t		k;
+
+	if (n > RETENTION_MAX_CONDS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type crm.retention_state: %zu conditions, at most %d",
+						n, RETENTION_MAX_CONDS)));
+	memset(&p, 0, sizeof(p));
+	p.nconds = (int32) n;
+	for (k = 0; k < n; k++)
+	{
+		if (s[k] == '1')
+			p.seen |= UINT64CONST(1) << k;
+		else if (s[k] != '0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid input syntax for type crm.retention_state: \"%s\"", s),
+					 errhint("Use one character per condition, 1 = seen and 0 = not seen, e.g. '101'.")));
+	}
+	PG_RETURN_POINTER(crm_state_flat_from_payload(RETENTION_MAGIC, (const char *) &p, sizeof(p)));
+}
+
+/* ========================================================================
+ * Periods
+ * ========================================================================
+ */
+typedef enum CohortPeriod
+{
+	PERIOD_DAY,
+	PERIOD_WEEK,
+	PERIOD_MONTH,
+	PERIOD_QUARTER,
+	PERIOD_YEAR
+} CohortPeriod;
+
+#define NUM_PERIODS 5
+static const char *const period_names[NUM_PERIODS] = {"day", "week", "month", "quarter", "year"};
+
+/* parse a period name (case-insensitive, no allocation) or raise 22023 listing the valid ones */
+static CohortPeriod
+ParsePeriod(text *t)
+{
+	const char *s = VARDATA_ANY(t);
+	int			len = VARSIZE_ANY_EXHDR(t);
+	int			i;
+
+	for (i = 0; i < NUM_PERIODS; i++)
+		if ((size_t) len == strlen(period_names[i]) && pg_strncasecmp(s, period_names[i], len) == 0)
+			return (CohortPeriod) i;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown period \"%s\"", text_to_cstring(t)),
+			 errhint("Valid periods are day, week, month, quarter, year.")));
+	return PERIOD_MONTH;		/* keep compiler quiet */
+}
+
+/* floor division for possibly negative numerators */
+static inline int32
+FloorDiv(int32 a, int32 b)
+{
+	int32		q = a / b;
+
+	if ((a % b) != 0 && ((a < 0) != (b < 0)))
+		q--;
+	return q;
+}
+
+/* index of the period (day, ISO week, month, ...) containing Julian day jd */
+static int32
+PeriodIndexFromJd(CohortPeriod period, int32 jd)
+{
+	int			y,
+				m,
+				d;
+
+	switch (period)
+	{
+		case PERIOD_DAY:
+			return jd;
+		case PERIOD_WEEK:
+			/* Julian day numbers divisible by 7 are Mondays */
+			return FloorDiv(jd, 7);
+		case PERIOD_MONTH:
+			j2date(jd, &y, &m, &d);
+			return y * 12 + (m - 1);
+		case PERIOD_QUARTER:
+			j2date(jd, &y, &m, &d);
+			return y * 4 + (m - 1) / 3;
+		case PERIOD_YEAR:
+			j2date(jd, &y, &m, &d);
+			return y;
+	}
+	return 0;
+}
+
+/* Julian day of the first day of period index idx */
+static int32
+PeriodStartJd(CohortPeriod period, int32 idx)
+{
+	int32		y;
+
+	switch (period)
+	{
+		case PERIOD_DAY:
+			return idx;
+		case PERIOD_WEEK:
+			return idx * 7;
+		case PERIOD_MONTH:
+			y = FloorDiv(idx, 12);
+			return date2j(y, idx - y * 12 + 1, 1);
+		case PERIOD_QUARTER:
+			y = FloorDiv(idx, 4);
+			return date2j(y, (idx - y * 4) * 3 + 1, 1);
+		case PERIOD_YEAR:
+			return date2j(idx, 1, 1);
+	}
+	return 0;
+}
+
+/* the smallest and largest period index a timestamptz can fall in */
+static void
+PeriodIndexBounds(CohortPeriod period, int32 *lo, int32 *hi)
+{
+	*lo = PeriodIndexFromJd(period, 0);
+	*hi = PeriodIndexFromJd(period, date2j(294277, 1, 1));
+}
+
+static inline DateADT
+PeriodStartDate(CohortPeriod period, int32 idx)
+{
+	return PeriodStartJd(period, idx) - POSTGRES_EPOCH_JDATE;
+}
+
+/* per-call cache of the session time zone's fixed offset, if it has one */
+typedef struct TzCache
+{
+	pg_tz	   *tz;
+	bool		fixed;
+	long		gmtoff;			/* seconds east of UTC when fixed */
+} TzCache;
+
+/*
+ * Julian day of ts in the session time zone (the day date_trunc would see).
+ * Fixed-offset zones (UTC, Etc/GMT-9, ...) take a shortcut without the
+ * broken-down time; other zones go through timestamp2tm.
+ */
+static int32
+LocalJulianDay(TimestampTz ts, FmgrInfo *flinfo)
+{
+	TzCache    *c = (TzCache *) flinfo->fn_extra;
+
+	if (TIMESTAMP_NOT_FINITE(ts))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range: an infinite timestamp has no period"),
+				 errhint("Filter infinite timestamps out in the inner query.")));
+	if (c == NULL)
+	{
+		c = MemoryContextAllocZero(flinfo->fn_mcxt, sizeof(TzCache));
+		flinfo->fn_extra = c;
+	}
+	if (c->tz != session_timezone)
+	{
+		c->tz = session_timezone;
+		c->fixed = pg_get_timezone_offset(session_timezone, &c->gmtoff);
+	}
+	if (c->fixed)
+	{
+		int64		local = ts + (int64) c->gmtoff * USECS_PER_SEC;
+		int64		days = local / USECS_PER_DAY;
+
+		if (local % USECS_PER_DAY < 0)
+			days--;
+		return (int32) (days + POSTGRES_EPOCH_JDATE);
+	}
+	else
+	{
+		struct pg_tm tm;
+		fsec_t		fsec;
+		int			tz;
+
+		if (timestamp2tm(ts, &tz, &tm, &fsec, NULL, NULL) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+					 errmsg("timestamp out of range")));
+		return date2j(tm.tm_year, tm.tm_mon, tm.tm_mday);
+	}
+}
+
+/* ========================================================================
+ * Exact revenue: numeric -> 128-bit integer scaled by 10^dscale and back
+ * ========================================================================
+ */
+#define I128_MAX	((int128) (~(uint128) 0 >> 1))
+
+static int128 pow10_tab[39];
+
+static inline int128
+Pow10(int e)
+{
+	if (pow10_tab[0] == 0)
+	{
+		int			i;
+
+		pow10_tab[0] = 1;
+		for (i = 1; i < 39; i++)
+			pow10_tab[i] = pow10_tab[i - 1] * 10;
+	}
+	return pow10_tab[e];
+}
+
+static void
+RevenueOverflow(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+			 errmsg("revenue is out of the range the cohort functions sum exactly"),
+			 errdetail("Amounts are summed exactly as 128-bit fixed-point numbers (about 38 significant digits)."),
+			 errhint("Round the amount in the inner query, for example round(amount, 2).")));
+}
+
+static inline int128
+AddChecked(int128 a, int128 b)
+{
+	int128		r;
+
+	if (__builtin_add_overflow(a, b, &r))
+		RevenueOverflow();
+	return r;
+}
+
+/* v * 10^(to - from), to >= from */
+static inline int128
+Rescale(int128 v, int from, int to)
+{
+	int128		r;
+
+	if (to == from || v == 0)
+		return v;
+	if (__builtin_mul_overflow(v, Pow10(to - from), &r))
+		RevenueOverflow();
+	return r;
+}
+
+/*
+ * The value of a numeric datum as an integer scaled by 10^dscale, reading
+ * the numeric's stored form (base-10000 digits, weight, sign, display scale:
+ * the on-disk format that pg_upgrade keeps stable) without converting it to
+ * text or allocating.  NaN and infinities are refused.
+ */
+static int128
+ScaledFromNumeric(Datum d, int *dscale)
+{
+	struct varlena *v = PG_DETOAST_DATUM_PACKED(d);
+	const char *p = VARDATA_ANY(v);
+	Size		len = VARSIZE_ANY_EXHDR(v);
+	uint16		h;
+	int			weight;
+	int			ds;
+	bool		neg;
+	const char *digits;
+	int			ndigits;
+	int			e;
+	int			i;
+	int128		val = 0;
+
+	if (len < sizeof(uint16))
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("invalid numeric amount")));
+	memcpy(&h, p, sizeof(uint16));
+	if ((h & 0xC000) == 0xC000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("amount must be a finite number"),
+				 errhint("Filter NaN and infinite amounts out in the inner query.")));
+	if ((h & 0xC000) == 0x8000)
+	{
+		/* short format: sign, display scale and weight packed in the header */
+		neg = (h & 0x2000) != 0;
+		ds = (h & 0x1F80) >> 7;
+		weight = (h & 0x003F);
+		if (h & 0x0040)
+			weight |= ~0x003F;
+		digits = p + sizeof(uint16);
+		ndigits = (len - sizeof(uint16)) / sizeof(int16);
+	}
+	else
+	{
+		int16		w;
+
+		if (len < 2 * sizeof(uint16))
+			ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("invalid numeric amount")));
+		neg = (h & 0xC000) == 0x4000;
+		ds = h & 0x3FFF;
+		memcpy(&w, p + sizeof(uint16), sizeof(int16));
+		weight = w;
+		digits = p + 2 * sizeof(uint16);
+		ndigits = (len - 2 * sizeof(uint16)) / sizeof(int16);
+	}
+	if (ds > COHORT_MAX_SCALE)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("amount has %d decimal places, the cohort functions keep at most %d",
+						ds, COHORT_MAX_SCALE),
+				 errhint("Round the amount in the inner query, for example round(amount, 2).")));
+	*dscale = ds;
+	if (ndigits == 0)
+		return 0;
+	for (i = 0; i < ndigits; i++)
+	{
+		int16		dg;
+
+		memcpy(&dg, digits + i * sizeof(int16), sizeof(int16));
+		if (val > (I128_MAX - dg) / 10000)
+			RevenueOverflow();
+		val = val * 10000 + dg;
+	}
+	/* val is the digits as an integer; its last digit group has weight 10000^(weight-ndigits+1) */
+	e = 4 * (weight - ndigits + 1) + ds;
+	if (e > 38)
+		RevenueOverflow();
+	else if (e > 0)
+		val = Rescale(val, 0, e);
+	else if (e < 0)
+	{
+		/* trailing fractional digits beyond dscale are zero */
+		if (-e > 38)
+			ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("invalid numeric amount")));
+		val /= Pow10(-e);
+	}
+	return neg ? -val : val;
+}
+
+/* v / 10^dscale as text, e.g. (-5, 2) -> "-0.05" */
+static char *
+ScaledToCString(int128 v, int dscale, char *buf, Size buflen)
+{
+	char	   *p = buf + buflen;
+	bool		neg = v < 0;
+	uint128		u = neg ? -(uint128) v : (uint128) v;
+	int			ndig = 0;
+
+	*--p = '\0';
+	do
+	{
+		*--p = '0' + (int) (u % 10);
+		u /= 10;
+		ndig++;
+		if (ndig == dscale)
+			*--p = '.';
+	} while (u != 0 || ndig <= dscale);
+	if (*p == '.')
+		*--p = '0';
+	if (neg)
+		*--p = '-';
+	return p;
+}
+
+static Numeric
+NumericFromScaled(int128 v, int dscale)
+{
+	char		buf[64];
+
+	return DatumGetNumeric(DirectFunctionCall3(numeric_in,
+											   CStringGetDatum(ScaledToCString(v, dscale, buf, sizeof(buf))),
+											   ObjectIdGetDatum(InvalidOid),
+											   Int32GetDatum(-1)));
+}
+
+/* ========================================================================
+ * crm.cohort_activity: per-entity activity
+ *
+ * payload: CohortHeader, then nentries CohortEntry sorted by period index
+ * (strictly increasing); revenue is scaled by 10^dscale.
+ * ========================================================================
+ */
+typedef struct CohortHeader
+{
+	int32		period;			/* CohortPeriod */
+	int32		dscale;			/* decimal places of revenue, 0..COHORT_MAX_SCALE */
+	int32		nentries;
+	int32		reserved;
+} CohortHeader;
+
+typedef struct CohortEntry
+{
+	int32		idx;			/* period index */
+	int32		reserved;
+	int64		orders;			/* rows in this period, >= 1 */
+	int128		revenue;		/* sum of non-null amounts, scaled */
+} CohortEntry;
+
+#define COHORT_ENTRIES(data)	((CohortEntry *) ((char *) (data) + sizeof(CohortHeader)))
+
+/* check a payload's sizes and fields before trusting it */
+static const CohortHeader *
+CohortCheckPayload(const char *payload, Size len)
+{
+	const CohortHeader *h = (const CohortHeader *) payload;
+
+	if (len < sizeof(CohortHeader) ||
+		h->nentries < 0 ||
+		(Size) h->nentries != (len - sizeof(CohortHeader)) / sizeof(CohortEntry) ||
+		(len - sizeof(CohortHeader)) % sizeof(CohortEntry) != 0 ||
+		h->period < 0 || h->period >= NUM_PERIODS ||
+		h->dscale < 0 || h->dscale > COHORT_MAX_SCALE)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid crm.cohort_activity_state of %zu bytes", len)));
+	return h;
+}
+
+/* writable payload of a state; a new state gets the header */
+static CohortHeader *
+CohortInit(CrmState *st, CohortPeriod period)
+{
+	CohortHeader *h;
+
+	if (st->len == 0)
+	{
+		h = (CohortHeader *) crm_state_reserve(st, sizeof(CohortHeader));
+		memset(h, 0, sizeof(CohortHeader));
+		h->period = period;
+		st->len = sizeof(CohortHeader);
+	}
+	h = (CohortHeader *) st->data;
+	if (h->period != (int32) period)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("crm.cohort_activity got period \"%s\" and \"%s\" in one group",
+						period_names[h->period], period_names[period]),
+				 errhint("Pass the same period on every row.")));
+	return h;
+}
+
+/* entry of period idx, inserted in order when missing */
+static CohortEntry *
+CohortFindOrInsert(CrmState *st, int32 idx)
+{
+	CohortHeader *h = (CohortHeader *) st->data;
+	CohortEntry *ents = COHORT_ENTRIES(st->data);
+	int			n = h->nentries;
+	int			pos;
+
+	if (n > 0 && ents[n - 1].idx == idx)
+		return &ents[n - 1];
+	if (n == 0 || ents[n - 1].idx < idx)
+		pos = n;
+	else
+	{
+		int			lo = 0,
+					hi = n - 1;
+
+		/* first entry with ents[pos].idx >= idx; ents[n-1].idx > idx here */
+		while (lo < hi)
+		{
+			int			mid = lo + (hi - lo) / 2;
+
+			if (ents[mid].idx < idx)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		pos = lo;
+		if (ents[pos].idx == idx)
+			return &ents[pos];
+	}
+	crm_state_reserve(st, sizeof(CohortEntry));
+	h = (CohortHeader *) st->data;
+	ents = COHORT_ENTRIES(st->data);
+	if (pos < n)
+		memmove(&ents[pos + 1], &ents[pos], (n - pos) * sizeof(CohortEntry));
+	memset(&ents[pos], 0, sizeof(CohortEntry));
+	ents[pos].idx = idx;
+	h->nentries++;
+	st->len += sizeof(CohortEntry);
+	return &ents[pos];
+}
+
+/* bring the whole state to dscale ds (ds >= current) */
+static void
+CohortRescale(CrmState *st, int ds)
+{
+	CohortHeader *h = (CohortHeader *) st->data;
+	CohortEntry *ents = COHORT_ENTRIES(st->data);
+	int			i;
+
+	if (ds <= h->dscale)
+		return;
+	for (i = 0; i < h->nentries; i++)
+		ents[i].revenue = Rescale(ents[i].revenue, h->dscale, ds);
+	h->dscale = ds;
+}
+
+/*
+ * crm.cohort_activity transition: one event (ts, amount) of the entity.
+ * NULL ts: the row is ignored.  NULL amount: the row counts as activity
+ * and adds no revenue.  Negative amounts (refunds) are added as they are.
+ */
+Datum
+crm_cohort_activity_transfn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt = crm_agg_context(fcinfo, "crm.cohort_activity");
+	CrmState   *st;
+	CohortHeader *h;
+	CohortPeriod period;
+	CohortEntry *e;
+	int32		idx;
+
+	if (PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("crm.cohort_activity: period must not be null"),
+				 errhint("Valid periods are day, week, month, quarter, year.")));
+	period = ParsePeriod(PG_GETARG_TEXT_PP(3));
+	st = crm_state_arg_rw(fcinfo, 0, aggcxt, COHORT_MAGIC,
+						  sizeof(CohortHeader) + 4 * sizeof(CohortEntry));
+	h = CohortInit(st, period);
+	(void) h;
+	if (PG_ARGISNULL(1))
+		PG_RETURN_DATUM(CrmStateGetDatum(st));
+
+	idx = PeriodIndexFromJd(period, LocalJulianDay(PG_GETARG_TIMESTAMPTZ(1), fcinfo->flinfo));
+	if (!PG_ARGISNULL(2))
+	{
+		int			ds;
+		int128		v = ScaledFromNumeric(PG_GETARG_DATUM(2), &ds);
+
+		CohortRescale(st, ds);
+		e = CohortFindOrInsert(st, idx);
+		h = (CohortHeader *) st->data;
+		e->revenue = AddChecked(e->revenue, Rescale(v, ds, h->dscale));
+	}
+	else
+		e = CohortFindOrInsert(st, idx);
+	e->orders++;
+	PG_RETURN_DATUM(CrmStateGetDatum(st));
+}
+
+/* merge two per-entity states (sorted merge of their periods) */
+Datum
+crm_cohort_activity_combinefn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt = crm_agg_context(fcinfo, "crm.cohort_activity");
+	CrmState   *st;
+	const char *rp;
+	Size		rlen;
+	const CohortHeader *rh;
+	const CohortEntry *re;
+	CohortHeader lh;
+	CohortEntry *le;
+	CohortEntry *merged;
+	int			ds;
+	int			i = 0,
+				j = 0,
+				n = 0;
+
+	if (PG_ARGISNULL(1))
+	{
+		if (PG_ARGISNULL(0))
+			PG_RETURN_NULL();
+		st = crm_state_arg_rw(fcinfo, 0, aggcxt, COHORT_MAGIC, 0);
+		PG_RETURN_DATUM(CrmStateGetDatum(st));
+	}
+	rp = crm_state_payload(PG_GETARG_DATUM(1), COHORT_MAGIC, &rlen);
+	rh = CohortCheckPayload(rp, rlen);
+	re = (const CohortEntry *) (rp + sizeof(CohortHeader));
+
+	st = crm_state_arg_rw(fcinfo, 0, aggcxt, COHORT_MAGIC, rlen);
+	CohortInit(st, (CohortPeriod) rh->period);
+	memcpy(&lh, st->data, sizeof(CohortHeader));
+	le = COHORT_ENTRIES(st->data);
+	ds = Max(lh.dscale, rh->dscale);
+
+	merged = palloc(sizeof(CohortEntry) * ((Size) lh.nentries + rh->nentries + 1));
+	while (i < lh.nentries || j < rh->nentries)
+	{
+		if (j >= rh->nentries || (i < lh.nentries && le[i].idx < re[j].idx))
+		{
+			merged[n] = le[i++];
+			merged[n].revenue = Rescale(merged[n].revenue, lh.dscale, ds);
+		}
+		else if (i >= lh.nentries || re[j].idx < le[i].idx)
+		{
+			merged[n] = re[j++];
+			merged[n].revenue = Rescale(merged[n].revenue, rh->dscale, ds);
+		}
+		else
+		{
+			merged[n] = le[i];
+			merged[n].orders = le[i].orders + re[j].orders;
+			merged[n].revenue = AddChecked(Rescale(le[i].revenue, lh.dscale, ds),
+										   Rescale(re[j].revenue, rh->dscale, ds));
+			i++, j++;
+		}
+		n++;
+	}
+	st->len = sizeof(CohortHeader);
+	crm_state_reserve(st, n * sizeof(CohortEntry));
+	memcpy(COHORT_ENTRIES(st->data), merged, n * sizeof(CohortEntry));
+	st->len += n * sizeof(CohortEntry);
+	((CohortHeader *) st->data)->nentries = n;
+	((CohortHeader *) st->data)->dscale = ds;
+	pfree(merged);
+	PG_RETURN_DATUM(CrmStateGetDatum(st));
+}
+
+/* "2025-03-01" (years below 1 as astronomical numbers, e.g. "-0044-03-01") */
+static void
+AppendDate(StringInfo buf, int32 jd)
+{
+	int			y,
+				m,
+				d;
+
+	j2date(jd, &y, &m, &d);
+	if (y < 0)
+		appendStringInfo(buf, "-%04d-%02d-%02d", -y, m, d);
+	else
+		appendStringInfo(buf, "%04d-%02d-%02d", y, m, d);
+}
+
+/* text form of a payload: "month;2025-01-01,3,150.50;2025-03-01,1,20.00" */
+static char *
+CohortPayloadToCString(const char *payload, Size len)
+{
+	const CohortHeader *h = CohortCheckPayload(payload, len);
+	const CohortEntry *ents = (const CohortEntry *) (payload + sizeof(CohortHeader));
+	StringInfoData buf;
+	char		num[64];
+	int			i;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, period_names[h->period]);
+	for (i = 0; i < h->nentries; i++)
+	{
+		appendStringInfoChar(&buf, ';');
+		AppendDate(&buf, PeriodStartJd((CohortPeriod) h->period, ents[i].idx));
+		appendStringInfo(&buf, "," INT64_FORMAT ",%s", ents[i].orders,
+						 ScaledToCString(ents[i].revenue, h->dscale, num, sizeof(num)));
+	}
+	return buf.data;
+}
+
+Datum
+crm_cohort_activity_state_out(PG_FUNCTION_ARGS)
+{
+	Size		len;
+	const char *p = crm_state_payload(PG_GETARG_DATUM(0), COHORT_MAGIC, &len);
+
+	PG_RETURN_CSTRING(CohortPayloadToCString(p, len));
+}
+
+static void
+CohortSyntaxError(const char *s, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+			 errmsg("invalid input syntax for type crm.cohort_activity_state: \"%s\"", s),
+			 errdetail("%s", why),
+			 errhint("The form is period;start,orders,revenue;... with period starts in increasing order, e.g. 'month;2025-01-01,3,150.50'.")));
+}
+
+/* parse an optionally signed decimal, returning value scaled and its decimal count */
+static const char *
+ParseScaled(const char *s, const char *all, int128 *val, int *ndec)
+{
+	bool		neg = false;
+	bool		anydigit = false;
+	int128		v = 0;
+
+	*ndec = 0;
+	if (*s == '-')
+		neg = true, s++;
+	for (;;)
+	{
+		if (*s >= '0' && *s <= '9')
+		{
+			if (v > (I128_MAX - 9) / 10)
+				CohortSyntaxError(all, "A revenue value is too large.");
+			v = v * 10 + (*s - '0');
+			anydigit = true;
+			if (*ndec > 0)
+				(*ndec)++;
+			s++;
+		}
+		else if (*s == '.' && *ndec == 0)
+		{
+			*ndec = 1;
+			s++;
+		}
+		else
+			break;
+	}
+	if (*ndec > 0)
+		(*ndec)--;
+	if (!anydigit)
+		CohortSyntaxError(all, "A revenue value is missing.");
+	*val = neg ? -v : v;
+	return s;
+}
+
+/*
+ * Parse the text form.  Every field is validated; the result is then
+ * printed again and must equal the input, so the text form is canonical and
+ * round-trips exactly.
+ */
+Datum
+crm_cohort_activity_state_in(PG_FUNCTION_ARGS)
+{
+	const char *all = PG_GETARG_CSTRING(0);
+	const char *s = all;
+	StringInfoData pay;
+	CohortHeader h;
+	int			period = -1;
+	int			i;
+	int32		lo,
+				hi;
+	char	   *again;
+
+	memset(&h, 0, sizeof(h));
+	h.dscale = -1;
+	for (i = 0; i < NUM_PERIODS; i++)
+	{
+		size_t		l = strlen(period_names[i]);
+
+		if (strncmp(s, period_names[i], l) == 0 && (s[l] == ';' || s[l] == '\0'))
+		{
+			period = i;
+			s += l;
+			break;
+		}
+	}
+	if (period < 0)
+		CohortSyntaxError(all, "It must start with day, week, month, quarter or year.");
+	h.period = period;
+	PeriodIndexBounds((CohortPeriod) period, &lo, &hi);
+
+	initStringInfo(&pay);
+	appendBinaryStringInfo(&pay, (char *) &h, sizeof(h));
+	while (*s == ';')
+	{
+		CohortEntry e;
+		int			y,
+					m,
+					d,
+					nread = 0;
+		long long	orders;
+		char	   *end;
+		int			ndec;
+		int32		jd;
+
+		s++;
+		memset(&e, 0, sizeof(e));
+		if (sscanf(s, "%d-%d-%d,%n", &y, &m, &d, &nread) != 3 || nread == 0)
+			CohortSyntaxError(all, "A period start date is malformed.");
+		if (m < 1 || m > 12 || d < 1 || d > 31 || y < -4713 || y > 294276)
+			CohortSyntaxError(all, "A period start date is out of range.");
+		s += nread;
+		jd = date2j(y, m, d);
+		if (jd < 0)
+			CohortSyntaxError(all, "A period start date is out of range.");
+		e.idx = PeriodIndexFromJd((CohortPeriod) period, jd);
+		if (e.idx < lo || e.idx > hi || PeriodStartJd((CohortPeriod) period, e.idx) != jd)
+			CohortSyntaxError(all, "A date is not the first day of a period.");
+		if (h.nentries > 0 &&
+			e.idx <= ((CohortEntry *) (pay.data + sizeof(h)))[h.nentries - 1].idx)
+			CohortSyntaxError(all, "Periods must be strictly increasing.");
+		errno = 0;
+		orders = strtoll(s, &end, 10);
+		if (end == s || errno != 0 || orders < 1 || *end != ',')
+			CohortSyntaxError(all, "An order count must be a positive integer.");
+		e.orders = orders;
+		s = ParseScaled(end + 1, all, &e.revenue, &ndec);
+		if (ndec > COHORT_MAX_SCALE)
+			CohortSyntaxError(all, "A revenue value has too many decimal places.");
+		if (h.dscale >= 0 && ndec != h.dscale)
+			CohortSyntaxError(all, "Every revenue value must have the same number of decimal places.");
+		h.dscale = ndec;
+		appendBinaryStringInfo(&pay, (char *) &e, sizeof(e));
+		h.nentries++;
+	}
+	if (*s != '\0')
+		CohortSyntaxError(all, "Unexpected characters at the end.");
+	if (h.dscale < 0)
+		h.dscale = 0;
+	memcpy(pay.data, &h, sizeof(h));
+
+	again = CohortPayloadToCString(pay.data, pay.len);
+	if (strcmp(again, all) != 0)
+		CohortSyntaxError(all, psprintf("It is not in canonical form (\"%s\").", again));
+	PG_RETURN_POINTER(crm_state_flat_from_payload(COHORT_MAGIC, pay.data, pay.len));
+}
+
+/*
+ * crm.cohort_activity_periods(state) -> TABLE(period_start date, orders bigint,
+ * revenue numeric): the periods an entity was active in.
+ */
+Datum
+crm_cohort_activity_periods(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Size		len;
+	const char *p;
+	const CohortHeader *h;
+	const CohortEntry *ents;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0))
+		return (Datum) 0;
+	p = crm_state_payload(PG_GETARG_DATUM(0), COHORT_MAGIC, &len);
+	h = CohortCheckPayload(p, len);
+	ents = (const CohortEntry *) (p + sizeof(CohortHeader));
+	for (i = 0; i < h->nentries; i++)
+	{
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		values[0] = DateADTGetDatum(PeriodStartDate((CohortPeriod) h->period, ents[i].idx));
+		values[1] = Int64GetDatum(ents[i].orders);
+		values[2] = NumericGetDatum(NumericFromScaled(ents[i].revenue, h->dscale));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* ========================================================================
+ * Report functions: fold per-entity states into cohorts / periods
+ * ========================================================================
+ */
+typedef enum RollupMode
+{
+	ROLLUP_COHORTS,
+	ROLLUP_PERIODS
+} RollupMode;
+
+/* per cohort (ROLLUP_COHORTS): counters by period_no */
+typedef struct CohortAcc
+{
+	int32		cohort;			/* hash key: period index of first activity */
+	int64		size;
+	int			cap;
+	int			used;			/* highest period_no seen + 1 */
+	int64	   *active;
+	int128	   *revenue;
+} CohortAcc;
+
+/* per calendar period (ROLLUP_PERIODS) */
+typedef struct PeriodAcc
+{
+	int32		idx;			/* hash key: period index */
+	int64		active;			/* E */
+	int64		newc;			/* N: first activity in this period */
+	int64		retained;		/* active here and in the previous period */
+	int64		repeat;			/* active here with >= 2 orders to date */
+	int64		orders;
+	int128		revenue;
+} PeriodAcc;
+
+typedef struct RollupReceiver
+{
+	DestReceiver pub;
+	RollupMode	mode;
+	CohortPeriod period;
+	int			periods;		/* ROLLUP_COHORTS: period_no 0..periods-1 */
+	MemoryContext cxt;			/* accumulators */
+	MemoryContext tmpcxt;		/* per tuple */
+	HTAB	   *table;
+	int			dscale;			/* of every revenue accumulator */
+	bool		any;
+	int32		minidx;			/* earliest / latest active period */
+	int32		maxidx;
+} RollupReceiver;
+
+static void
+RollupStartup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+	(void) self;
+	(void) operation;
+	(void) typeinfo;
+}
+
+static void
+RollupShutdown(DestReceiver *self)
+{
+	(void) self;
+}
+
+static void
+RollupDestroy(DestReceiver *self)
+{
+	(void) self;
+}
+
+/* bring every revenue accumulator to dscale ds */
+static void
+RollupRescale(RollupReceiver *r, int ds)
+{
+	HASH_SEQ_STATUS seq;
+
+	if (ds <= r->dscale)
+		return;
+	hash_seq_init(&seq, r->table);
+	if (r->mode == ROLLUP_COHORTS)
+	{
+		CohortAcc  *c;
+
+		while ((c = hash_seq_search(&seq)) != NULL)
+		{
+			int			k;
+
+			for (k = 0; k < c->used; k++)
+				c->revenue[k] = Rescale(c->revenue[k], r->dscale, ds);
+		}
+	}
+	else
+	{
+		PeriodAcc  *p;
+
+		while ((p = hash_seq_search(&seq)) != NULL)
+			p->revenue = Rescale(p->revenue, r->dscale, ds);
+	}
+	r->dscale = ds;
+}
+
+/* one entity's state into its cohort's counters */
+static void
+RollupCohortEntity(RollupReceiver *r, const CohortHeader *h, const CohortEntry *ents)
+{
+	int32		cohort = ents[0].idx;
+	bool		found;
+	CohortAcc  *c = hash_search(r->table, &cohort, HASH_ENTER, &found);
+	int			i;
+
+	if (!found)
+	{
+		c->size = 0;
+		c->cap = 0;
+		c->used = 0;
+		c->active = NULL;
+		c->revenue = NULL;
+	}
+	c->size++;
+	for (i = 0; i < h->nentries; i++)
+	{
+		int64		k = (int64) ents[i].idx - cohort;
+
+		if (k >= r->periods)
+			break;
+		if (k >= c->cap)
+		{
+			int			newcap = Min(Max(c->cap * 2, (int) k + 4), r->periods);
+
+			if (c->active == NULL)
+			{
+				c->active = MemoryContextAllocZero(r->cxt, newcap * sizeof(int64));
+				c->revenue = MemoryContextAllocZero(r->cxt, newcap * sizeof(int128));
+			}
+			else
+			{
+				c->active = repalloc(c->active, newcap * sizeof(int64));
+				c->revenue = repalloc(c->revenue, newcap * sizeof(int128));
+				memset(c->active + c->cap, 0, (newcap - c->cap) * sizeof(int64));
+				memset(c->revenue + c->cap, 0, (newcap - c->cap) * sizeof(int128));
+			}
+			c->cap = newcap;
+		}
+		c->active[k]++;
+		c->revenue[k] = AddChecked(c->revenue[k], Rescale(ents[i].revenue, h->dscale, r->dscale));
+		if (k + 1 > c->used)
+			c->used = (int) k + 1;
+	}
+}
+
+/* one entity's state into the calendar periods it was active in */
+static void
+RollupPeriodEntity(RollupReceiver *r, const CohortHeader *h, const CohortEntry *ents)
+{
+	int64		to_date = 0;
+	int			i;
+
+	for (i = 0; i < h->nentries; i++)
+	{
+		bool		found;
+		PeriodAcc  *p = hash_search(r->table, &ents[i].idx, HASH_ENTER, &found);
+
+		if (!found)
+		{
+			int32		key = p->idx;
+
+			memset(p, 0, sizeof(PeriodAcc));
+			p->idx = key;
+		}
+		to_date += ents[i].orders;
+		p->active++;
+		if (i == 0)
+			p->newc++;
+		else if (ents[i - 1].idx == ents[i].idx - 1)
+			p->retained++;
+		if (to_date >= 2)
+			p->repeat++;
+		p->orders += ents[i].orders;
+		p->revenue = AddChecked(p->revenue, Rescale(ents[i].revenue, h->dscale, r->dscale));
+	}
+}
+
+/* DestReceiver callback: one row of "cohort_activity ... GROUP BY entity" */
+static bool
+RollupReceive(TupleTableSlot *slot, DestReceiver *self)
+{
+	RollupReceiver *r = (RollupReceiver *) self;
+	bool		isnull;
+	Datum		d;
+	MemoryContext old;
+	const char *payload;
+	Size		len;
+	const CohortHeader *h;
+	const CohortEntry *ents;
+
+	d = slot_getattr(slot, 1, &isnull);
+	if (isnull)
+		return true;
+	old = MemoryContextSwitchTo(r->tmpcxt);
+	payload = crm_state_payload(d, COHORT_MAGIC, &len);
+	h = CohortCheckPayload(payload, len);
+	ents = (const CohortEntry *) (payload + sizeof(CohortHeader));
+	if (h->nentries > 0)
+	{
+		if (h->period != (int32) r->period)
+			elog(ERROR, "crm_analytics: cohort state of an unexpected period");
+		if (h->dscale > r->dscale)
+			RollupRescale(r, h->dscale);
+		if (!r->any || ents[0].idx < r->minidx)
+			r->minidx = ents[0].idx;
+		if (!r->any || ents[h->nentries - 1].idx > r->maxidx)
+			r->maxidx = ents[h->nentries - 1].idx;
+		r->any = true;
+		if (r->mode == ROLLUP_COHORTS)
+			RollupCohortEntity(r, h, ents);
+		else
+			RollupPeriodEntity(r, h, ents);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(r->tmpcxt);
+	return true;
+}
+
+static const CrmColumnSpec cohort_columns[] = {
+	{"entity", CRM_COL_ANY, false},
+	{"ts", CRM_COL_TIMESTAMP, false},
+	{"amount", CRM_COL_NUMERIC, true},
+};
+
+/*
+ * Run the per-entity aggregate over the inner query (in parallel when the
+ * planner likes) and fold its rows into r.  SPI must be connected.  Returns
+ * whether the inner query has an amount column.
+ */
+static bool
+RollupRun(const char *fname, const char *sql, RollupReceiver *r)
+{
+	int			natts;
+	StringInfoData q;
+	SPIExecuteOptions opts;
+	int			ret;
+	HASHCTL		ctl;
+
+	natts = crm_check_inner_query(fname, sql, cohort_columns, 3);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int32);
+	ctl.entrysize = (r->mode == ROLLUP_COHORTS) ? sizeof(CohortAcc) : sizeof(PeriodAcc);
+	ctl.hcxt = r->cxt;
+	r->table = hash_create("crm cohort rollup", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	initStringInfo(&q);
+	appendStringInfo(&q,
+					 "SELECT crm.cohort_activity(crm_q.ts::pg_catalog.timestamptz, %s, '%s'::pg_catalog.text)\n"
+					 "  FROM (%s\n) AS crm_q(entity, ts%s)\n"
+					 " WHERE crm_q.entity IS NOT NULL\n"
+					 " GROUP BY crm_q.entity",
+					 natts >= 3 ? "crm_q.amount::pg_catalog.numeric" : "NULL::pg_catalog.numeric",
+					 period_names[r->period], sql, natts >= 3 ? ", amount" : "");
+
+	r->pub.receiveSlot = RollupReceive;
+	r->pub.rStartup = RollupStartup;
+	r->pub.rShutdown = RollupShutdown;
+	r->pub.rDestroy = RollupDestroy;
+	r->pub.mydest = DestNone;
+
+	memset(&opts, 0, sizeof(opts));
+	opts.read_only = false;
+	opts.tcount = 0;
+	opts.dest = &r->pub;
+	ret = SPI_execute_extended(q.data, &opts);
+	if (ret < 0)
+		elog(ERROR, "%s: SPI_execute_extended failed: %s", fname, SPI_result_code_string(ret));
+	return natts >= 3;
+}
+
+/* common argument checks of the report functions */
+static CohortPeriod
+ReportArgs(FunctionCallInfo fcinfo, const char *fname, char **sql)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s: the inner query must not be null", fname),
+				 errhint("Pass a query returning (entity, ts timestamptz [, amount numeric]).")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s: period must not be null", fname),
+				 errhint("Valid periods are day, week, month, quarter, year.")));
+	*sql = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	return ParsePeriod(PG_GETARG_TEXT_PP(1));
+}
+
+static RollupReceiver *
+RollupNew(RollupMode mode, CohortPeriod period, int periods)
+{
+	RollupReceiver *r = palloc0(sizeof(RollupReceiver));
+
+	r->mode = mode;
+	r->period = period;
+	r->periods = periods;
+	r->cxt = AllocSetContextCreate(CurrentMemoryContext, "crm cohort rollup", ALLOCSET_DEFAULT_SIZES);
+	r->tmpcxt = AllocSetContextCreate(CurrentMemoryContext, "crm cohort rollup row", ALLOCSET_DEFAULT_SIZES);
+	return r;
+}
+
+static int
+CompareInt32Key(const void *a, const void *b)
+{
+	int32		x = **(const int32 *const *) a;
+	int32		y = **(const int32 *const *) b;
+
+	return (x > y) - (x < y);
+}
+
+/* numeric a / b rounded to scale places */
+static Datum
+NumericRatio(Numeric a, int64 b, int scale)
+{
+	Datum		q = DirectFunctionCall2(numeric_div, NumericGetDatum(a),
+										NumericGetDatum(int64_to_numeric(b)));
+
+	return DirectFunctionCall2(numeric_round, q, Int32GetDatum(scale));
+}
+
+/*
+ * crm.cohort_retention(events_sql text, period text, periods int)
+ *   -> TABLE(cohort date, period_no int, cohort_size bigint, active bigint,
+ *            retention_rate numeric, revenue numeric, cumulative_ltv numeric)
+ */
+Datum
+crm_cohort_retention(PG_FUNCTION_ARGS)
+{
+	const char *fname = "crm.cohort_retention";
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *sql;
+	CohortPeriod period;
+	int			periods;
+	RollupReceiver *r;
+	bool		has_amount;
+	CohortAcc **cohorts;
+	HASH_SEQ_STATUS seq;
+	CohortAcc  *c;
+	long		ncohorts;
+	long		i;
+	int			ltv_scale;
+
+	period = ReportArgs(fcinfo, fname, &sql);
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s: periods must not be null", fname)));
+	periods = PG_GETARG_INT32(2);
+	if (periods < 1 || periods > COHORT_MAX_PERIODS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s: periods must be between 1 and %d, got %d", fname, COHORT_MAX_PERIODS, periods),
+				 errhint("periods is the number of period columns per cohort (period_no 0 .. periods-1).")));
+
+	InitMaterializedSRF(fcinfo, 0);
+	r = RollupNew(ROLLUP_COHORTS, period, periods);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	has_amount = RollupRun(fname, sql, r);
+
+	ncohorts = hash_get_num_entries(r->table);
+	cohorts = palloc(sizeof(CohortAcc *) * Max(ncohorts, 1));
+	hash_seq_init(&seq, r->table);
+	i = 0;
+	while ((c = hash_seq_search(&seq)) != NULL)
+		cohorts[i++] = c;
+	qsort(cohorts, ncohorts, sizeof(CohortAcc *), CompareInt32Key);
+	ltv_scale = Max(r->dscale, 2);
+
+	for (i = 0; i < ncohorts; i++)
+	{
+		int64		kmax;
+		int64		k;
+		int128		cum = 0;
+
+		c = cohorts[i];
+		/* young cohorts: no period after the last one in the data */
+		kmax = Min((int64) periods - 1, (int64) r->maxidx - c->cohort);
+		for (k = 0; k <= kmax; k++)
+		{
+			Datum		values[7];
+			bool		nulls[7] = {false, false, false, false, false, false, false};
+			int64		active = (k < c->used) ? c->active[k] : 0;
+			int128		rev = (k < c->used) ? c->revenue[k] : 0;
+
+			cum = AddChecked(cum, rev);
+			values[0] = DateADTGetDatum(PeriodStartDate(period, c->cohort));
+			values[1] = Int32GetDatum((int32) k);
+			values[2] = Int64GetDatum(c->size);
+			values[3] = Int64GetDatum(active);
+			values[4] = NumericRatio(int64_to_numeric(active), c->size, 4);
+			if (has_amount)
+			{
+				values[5] = NumericGetDatum(NumericFromScaled(rev, r->dscale));
+				values[6] = NumericRatio(NumericFromScaled(cum, r->dscale), c->size, ltv_scale);
+			}
+			else
+				nulls[5] = nulls[6] = true;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+	}
+	SPI_finish();
+	MemoryContextDelete(r->cxt);
+	MemoryContextDelete(r->tmpcxt);
+	return (Datum) 0;
+}
+
+/*
+ * crm.retention_metrics(events_sql text, period text)
+ *   -> TABLE(period_start date, customers_start bigint, new_customers bigint,
+ *            active_customers bigint, retained bigint, churned bigint,
+ *            churn_rate numeric, retention_rate numeric, orders bigint,
+ *            revenue numeric, repeat_customers bigint,
+ *            repeat_purchase_rate numeric, aov numeric)
+ * one row per calendar period from the first to the last active one.
+ */
+Datum
+crm_retention_metrics(PG_FUNCTION_ARGS)
+{
+	const char *fname = "crm.retention_metrics";
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *sql;
+	CohortPeriod period;
+	RollupReceiver *r;
+	bool		has_amount;
+	int64		p;
+	int64		prev_active = 0;
+	int			aov_scale;
+
+	period = ReportArgs(fcinfo, fname, &sql);
+	InitMaterializedSRF(fcinfo, 0);
+	r = RollupNew(ROLLUP_PERIODS, period, 0);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	has_amount = RollupRun(fname, sql, r);
+	aov_scale = Max(r->dscale, 2);
+
+	if (r->any && (int64) r->maxidx - r->minidx + 1 > METRICS_MAX_ROWS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s: the data spans " INT64_FORMAT " periods, at most %d are reported",
+						fname, (int64) r->maxidx - r->minidx + 1, METRICS_MAX_ROWS),
+				 errhint("Use a longer period or restrict the time range in the inner query.")));
+
+	for (p = r->minidx; r->any && p <= r->maxidx; p++)
+	{
+		int32		key = (int32) p;
+		PeriodAcc  *a = hash_search(r->table, &key, HASH_FIND, NULL);
+		PeriodAcc	zero;
+		Datum		values[13];
+		bool		nulls[13];
+		int64		S = prev_active;
+
+		if (a == NULL)
+		{
+			memset(&zero, 0, sizeof(zero));
+			a = &zero;
+		}
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = DateADTGetDatum(PeriodStartDate(period, key));
+		values[1] = Int64GetDatum(S);
+		values[2] = Int64GetDatum(a->newc);
+		values[3] = Int64GetDatum(a->active);
+		values[4] = Int64GetDatum(a->retained);
+		values[5] = Int64GetDatum(S - a->retained);
+		if (S > 0)
+		{
+			values[6] = NumericRatio(int64_to_numeric(S - a->retained), S, 4);
+			values[7] = NumericRatio(int64_to_numeric(a->active - a->newc), S, 4);
+		}
+		else
+			nulls[6] = nulls[7] = true;
+		values[8] = Int64GetDatum(a->orders);
+		if (has_amount)
+			values[9] = NumericGetDatum(NumericFromScaled(a->revenue, r->dscale));
+		else
+			nulls[9] = true;
+		values[10] = Int64GetDatum(a->repeat);
+		if (a->active > 0)
+			values[11] = NumericRatio(int64_to_numeric(a->repeat), a->active, 4);
+		else
+			nulls[11] = true;
+		if (has_amount && a->orders > 0)
+			values[12] = NumericRatio(NumericFromScaled(a->revenue, r->dscale), a->orders, aov_scale);
+		else
+			nulls[12] = true;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		prev_active = a->active;
+	}
+	SPI_finish();
+	MemoryContextDelete(r->cxt);
+	MemoryContextDelete(r->tmpcxt);
+	return (Datum) 0;
+}

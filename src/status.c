@@ -1,0 +1,1207 @@
+/*
+ * status.c
+ *      Automatic statuses (PRODUCT.md section 5): the C trigger functions that
+ *      crm.attach_auto_status() installs on the user's own tables, and the
+ *      time-rule sweep crm.apply_time_rules().
+ *
+ *  - status_event_trigger: AFTER INSERT row trigger on the event table.  It
+ *    locks the entity row (FOR NO KEY UPDATE, so events of one entity and the
+ *    sweep serialise on it), picks the one applicable event rule with the
+ *    highest priority and updates the entity's status.
+ *  - status_entity_trigger: AFTER INSERT / UPDATE OF status row trigger on the
+ *    entity table.  A change made by a rule is recorded with the rule id and
+ *    actor 'rule'; any other change is a manual one: it must be an allowed
+ *    transition (else an error) and is recorded with the person as actor.
+ *  - status_apply_time_rules: for each time rule, locks the idle entities
+ *    with SKIP LOCKED, re-checks them under a fresh snapshot and moves them.
+ *
+ * Loops: a rule-driven change runs with a depth counter raised; an event
+ * inserted at depth >= max_depth (by a user trigger reacting to the change)
+ * is stored but applies no rule.
+ *
+ * All SQL is built from catalog names through quote_identifier and kept as
+ * prepared SPI plans (per trigger, in a backend-local hash table).  The
+ * configuration (stages, transitions, event rules, settings) is read once
+ * into backend memory and re-read after a change: a statement trigger on
+ * the configuration tables sends a relcache invalidation, which every
+ * backend receives through a registered callback.
+ */
+#include "crm_analytics.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/date.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(status_event_trigger);
+PG_FUNCTION_INFO_V1(status_entity_trigger);
+PG_FUNCTION_INFO_V1(status_apply_time_rules);
+PG_FUNCTION_INFO_V1(status_transition_allowed);
+PG_FUNCTION_INFO_V1(status_config_changed);
+
+/* rows locked and moved per batch by the sweep */
+#define SWEEP_BATCH 10000
+
+/* An attachment as stored in crm.status_attachments */
+typedef struct StatusAttachment
+{
+	int32		attachment_id;
+	Oid			entity_table;
+	char	   *key_column;
+	char	   *status_column;
+	Oid			key_type;
+	Oid			status_type;
+	Oid			event_table;	/* InvalidOid when there is none */
+	char	   *ev_entity_column;
+	char	   *ev_type_column;
+	char	   *ev_time_column;
+	Oid			ev_entity_type;
+	Oid			ev_time_type;
+} StatusAttachment;
+
+/* What a trigger needs, cached per pg_trigger oid */
+typedef struct TriggerCacheEntry
+{
+	Oid			tgoid;			/* hash key */
+	bool		valid;
+	StatusAttachment att;
+	/* entity trigger: columns of the entity table */
+	AttrNumber	key_attnum;
+	AttrNumber	status_attnum;
+	FmgrInfo	key_out;
+	FmgrInfo	status_out;
+	/* event trigger: columns of the event table and plans */
+	AttrNumber	ev_entity_attnum;
+	AttrNumber	ev_type_attnum;
+	AttrNumber	ev_time_attnum;
+	FmgrInfo	ev_type_out;
+	SPIPlanPtr	lock_plan;		/* current status of the entity, locked */
+	SPIPlanPtr	update_plan;	/* set the entity's status */
+} TriggerCacheEntry;
+
+/* The change being made by a rule right now (read by the entity trigger) */
+typedef struct RuleContext
+{
+	bool		active;
+	Oid			entity_table;
+	int64		rule_id;
+	TimestampTz changed_at;
+	bool		history_by_caller;	/* the sweep writes the history rows itself */
+} RuleContext;
+
+static HTAB *TriggerCache = NULL;
+static RuleContext CurrentRule = {false, InvalidOid, 0, 0, false};
+static int	RuleDepth = 0;
+static SPIPlanPtr HistoryPlan = NULL;
+
+/* One event rule of the configuration cache */
+typedef struct EventRule
+{
+	int64		rule_id;
+	char	   *event_type;
+	int			nfrom;			/* -1: any status */
+	char	  **from;
+	char	   *to;
+} EventRule;
+
+/* One explicit crm.status_transitions row */
+typedef struct Transition
+{
+	char	   *from;
+	char	   *to;
+	bool		allowed;
+} Transition;
+
+/* The configuration of one attachment, as cached */
+typedef struct AttachmentConfig
+{
+	Oid			entity_table;
+	bool		allow_backward;
+	int			max_depth;
+	bool		has_time_rules;
+	int			nstages;
+	char	  **stages;			/* in position order */
+	int		   *positions;
+	int			ntransitions;
+	Transition *transitions;
+	int			nrules;
+	EventRule  *rules;			/* enabled, by priority desc, rule_id */
+} AttachmentConfig;
+
+static MemoryContext ConfigContext = NULL;
+static bool ConfigValid = false;
+static bool ConfigCallbackRegistered = false;
+static int	NumConfigs = 0;
+static AttachmentConfig *Configs = NULL;
+
+/* qualified, quoted name of a relation */
+static char *
+QualifiedRelName(Oid relid)
+{
+	char	   *rel = get_rel_name(relid);
+
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("attached table with oid %u does not exist", relid),
+				 errhint("Detach it with crm.detach_auto_status() or remove its row from crm.status_attachments.")));
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), rel);
+}
+
+/* attnum and type of a column the attachment names, or a clear error */
+static AttrNumber
+AttachedColumn(Oid relid, const char *col, Oid *typid)
+{
+	AttrNumber	attnum = get_attnum(relid, col);
+
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation %s does not exist", col, QualifiedRelName(relid)),
+				 errhint("The column was renamed or dropped after crm.attach_auto_status(); detach and attach again.")));
+	if (typid)
+		*typid = get_atttype(relid, attnum);
+	return attnum;
+}
+
+/* copy of text column col of the current SPI result row, or NULL */
+static char *
+SpiTextCopy(int row, int col)
+{
+	char	   *v = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+
+	return v;
+}
+
+/* Read crm.status_attachments row attachment_id (SPI connected) into *att */
+static void
+LoadAttachment(int32 attachment_id, StatusAttachment *att, MemoryContext cxt)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+	bool		isnull;
+	MemoryContext old;
+	int			ret;
+
+	values[0] = Int32GetDatum(attachment_id);
+	ret = SPI_execute_with_args("SELECT a.entity_table::oid, a.key_column::text, a.status_column::text, "
+								"a.event_table::oid, a.event_entity_column::text, a.event_type_column::text, "
+								"a.event_time_column::text "
+								"FROM crm.status_attachments a WHERE a.attachment_id = $1",
+								1, argtypes, values, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("automatic status attachment %d does not exist", attachment_id),
+				 errhint("Drop the leftover crm_auto_status_%d_* triggers or attach the table again.", attachment_id)));
+
+	old = MemoryContextSwitchTo(cxt);
+	att->attachment_id = attachment_id;
+	att->entity_table = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	att->key_column = SpiTextCopy(0, 2);
+	att->status_column = SpiTextCopy(0, 3);
+	att->event_table = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+	if (isnull)
+		att->event_table = InvalidOid;
+	att->ev_entity_column = SpiTextCopy(0, 5);
+	att->ev_type_column = SpiTextCopy(0, 6);
+	att->ev_time_column = SpiTextCopy(0, 7);
+	MemoryContextSwitchTo(old);
+
+	AttachedColumn(att->entity_table, att->key_column, &att->key_type);
+	AttachedColumn(att->entity_table, att->status_column, &att->status_type);
+	if (OidIsValid(att->event_table))
+	{
+		AttachedColumn(att->event_table, att->ev_entity_column, &att->ev_entity_type);
+		AttachedColumn(att->event_table, att->ev_time_column, &att->ev_time_type);
+	}
+}
+
+/* prepare sql and keep the plan for the life of the backend */
+static SPIPlanPtr
+PrepareKept(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	return plan;
+}
+
+/* the kept plan that does not depend on an attachment (SPI connected) */
+static void
+PrepareSharedPlans(void)
+{
+	if (HistoryPlan == NULL)
+	{
+		Oid			types[7] = {REGCLASSOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTOID};
+
+		HistoryPlan = PrepareKept("INSERT INTO crm.status_history "
+								  "(entity_table, entity_key, from_status, to_status, changed_at, rule_id, actor) "
+								  "VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
+	}
+}
+
+/* relcache callback: a configuration table (or everything) was invalidated */
+static void
+ConfigInvalidate(Datum arg, Oid relid)
+{
+	(void) arg;
+	(void) relid;
+	/* cheap to over-invalidate: reloading reads four small tables */
+	ConfigValid = false;
+}
+
+/* index of the attachment of entity_table in Configs, or -1 */
+static int
+FindConfigIndex(Oid entity_table)
+{
+	int			i;
+
+	for (i = 0; i < NumConfigs; i++)
+		if (Configs[i].entity_table == entity_table)
+			return i;
+	return -1;
+}
+
+/* run a read-only query for the configuration load */
+static void
+ConfigQuery(const char *sql)
+{
+	int			ret = SPI_execute(sql, true, 0);
+
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(ret));
+}
+
+/* (Re)load every attachment's configuration into ConfigContext (SPI connected) */
+static void
+LoadConfig(void)
+{
+	MemoryContext old;
+	uint64		i;
+	uint64		n;
+
+	if (!ConfigCallbackRegistered)
+	{
+		CacheRegisterRelcacheCallback(ConfigInvalidate, (Datum) 0);
+		ConfigCallbackRegistered = true;
+	}
+	if (ConfigContext == NULL)
+		ConfigContext = AllocSetContextCreate(TopMemoryContext, "crm_analytics status config",
+											  ALLOCSET_SMALL_SIZES);
+	ConfigValid = false;
+	MemoryContextReset(ConfigContext);
+	NumConfigs = 0;
+	Configs = NULL;
+	/* a change committed by another session while we read is seen next time */
+	ConfigValid = true;
+
+	ConfigQuery("SELECT a.entity_table::oid, a.allow_backward, a.max_depth, "
+				"EXISTS (SELECT 1 FROM crm.status_time_rules r WHERE r.entity_table = a.entity_table AND r.enabled), "
+				"(SELECT count(*) FROM crm.status_stages s WHERE s.entity_table = a.entity_table), "
+				"(SELECT count(*) FROM crm.status_transitions t WHERE t.entity_table = a.entity_table), "
+				"(SELECT count(*) FROM crm.status_event_rules r WHERE r.entity_table = a.entity_table AND r.enabled) "
+				"FROM crm.status_attachments a ORDER BY a.attachment_id");
+	n = SPI_processed;
+	old = MemoryContextSwitchTo(ConfigContext);
+	Configs = palloc0(sizeof(AttachmentConfig) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		AttachmentConfig *c = &Configs[i];
+		bool		isnull;
+
+		c->entity_table = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+		c->allow_backward = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
+		c->max_depth = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		c->has_time_rules = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		c->stages = palloc0(sizeof(char *) * (DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull)) + 1));
+		c->positions = palloc0(sizeof(int) * (DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull)) + 1));
+		c->transitions = palloc0(sizeof(Transition) * (DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull)) + 1));
+		c->rules = palloc0(sizeof(EventRule) * (DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull)) + 1));
+	}
+	NumConfigs = (int) n;
+	MemoryContextSwitchTo(old);
+
+	ConfigQuery("SELECT s.entity_table::oid, s.status, s.position FROM crm.status_stages s "
+				"ORDER BY s.entity_table, s.position");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int			k = FindConfigIndex(DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull)));
+		AttachmentConfig *c;
+
+		if (k < 0)
+			continue;
+		c = &Configs[k];
+		c->stages[c->nstages] = MemoryContextStrdup(ConfigContext, SPI_getvalue(tup, desc, 2));
+		c->positions[c->nstages] = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		c->nstages++;
+	}
+
+	ConfigQuery("SELECT t.entity_table::oid, t.from_status, t.to_status, t.allowed FROM crm.status_transitions t");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int			k = FindConfigIndex(DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull)));
+		Transition *t;
+
+		if (k < 0)
+			continue;
+		t = &Configs[k].transitions[Configs[k].ntransitions++];
+		t->from = MemoryContextStrdup(ConfigContext, SPI_getvalue(tup, desc, 2));
+		t->to = MemoryContextStrdup(ConfigContext, SPI_getvalue(tup, desc, 3));
+		t->allowed = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+	}
+
+	ConfigQuery("SELECT r.entity_table::oid, r.rule_id, r.event_type, r.from_statuses, r.to_status "
+				"FROM crm.status_event_rules r WHERE r.enabled "
+				"ORDER BY r.entity_table, r.priority DESC, r.rule_id");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int			k = FindConfigIndex(DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull)));
+		EventRule  *r;
+		Datum		arr;
+
+		if (k < 0)
+			continue;
+		r = &Configs[k].rules[Configs[k].nrules++];
+		r->rule_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		r->event_type = MemoryContextStrdup(ConfigContext, SPI_getvalue(tup, desc, 3));
+		r->to = MemoryContextStrdup(ConfigContext, SPI_getvalue(tup, desc, 5));
+		arr = SPI_getbinval(tup, desc, 4, &isnull);
+		if (isnull)
+		{
+			r->nfrom = -1;
+			r->from = NULL;
+		}
+		else
+		{
+			Datum	   *elems;
+			bool	   *nulls;
+			int			nelems;
+			int			j;
+
+			deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
+							  &elems, &nulls, &nelems);
+			r->from = MemoryContextAllocZero(ConfigContext, sizeof(char *) * Max(nelems, 1));
+			r->nfrom = 0;
+			for (j = 0; j < nelems; j++)
+				if (!nulls[j])
+					r->from[r->nfrom++] = MemoryContextStrdup(ConfigContext, TextDatumGetCString(elems[j]));
+		}
+	}
+}
+
+/*
+ * The configuration of the attachment of entity_table (SPI connected),
+ * loaded when missing or invalidated; NULL when the table is not attached.
+ */
+static AttachmentConfig *
+GetConfig(Oid entity_table)
+{
+	int			k;
+
+	if (!ConfigValid)
+		LoadConfig();
+	k = FindConfigIndex(entity_table);
+	return k < 0 ? NULL : &Configs[k];
+}
+
+/* position of status in the pipeline, 0 when unknown */
+static int
+StagePosition(AttachmentConfig *c, const char *status)
+{
+	int			i;
+
+	for (i = 0; i < c->nstages; i++)
+		if (strcmp(c->stages[i], status) == 0)
+			return c->positions[i];
+	return 0;
+}
+
+/*
+ * The transition test of the triggers, the sweep and
+ * crm.status_transition_allowed: the target must be a known stage (or NULL);
+ * an explicit crm.status_transitions row wins; else a move from NULL or from
+ * an unknown status is allowed, and so is a forward move (higher position);
+ * backward moves (and clearing the status) only with allow_backward.
+ */
+static bool
+TransitionAllowed(AttachmentConfig *c, const char *from, const char *to, bool *known)
+{
+	int			pf = from ? StagePosition(c, from) : 0;
+	int			pt = to ? StagePosition(c, to) : 0;
+	int			i;
+
+	*known = (to == NULL || pt > 0);
+	if (!*known)
+		return false;
+	if (from != NULL && to != NULL)
+		for (i = 0; i < c->ntransitions; i++)
+			if (strcmp(c->transitions[i].from, from) == 0 && strcmp(c->transitions[i].to, to) == 0)
+				return c->transitions[i].allowed;
+	if (from == NULL || pf == 0)
+		return true;
+	if (c->allow_backward)
+		return true;
+	if (to == NULL)
+		return false;
+	return pt > pf;
+}
+
+/* "new, contacted, won" */
+static char *
+StageList(AttachmentConfig *c)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	for (i = 0; i < c->nstages; i++)
+		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", c->stages[i]);
+	return buf.data;
+}
+
+/* the configuration of an attached table, or an error */
+static AttachmentConfig *
+GetConfigOrError(Oid entity_table)
+{
+	AttachmentConfig *c = GetConfig(entity_table);
+
+	if (c == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("table %s has no automatic status attached", QualifiedRelName(entity_table)),
+				 errhint("Call crm.attach_auto_status() for the table first.")));
+	return c;
+}
+
+/*
+ * crm._status_config_changed(): statement trigger on the configuration
+ * tables; every backend drops its cached configuration.
+ */
+Datum
+status_config_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("crm._status_config_changed: not called by trigger manager")));
+	trigdata = (TriggerData *) fcinfo->context;
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	ConfigValid = false;
+	return PointerGetDatum(NULL);
+}
+
+/* the cache entry of the firing trigger, built on first use (SPI connected) */
+static TriggerCacheEntry *
+GetTriggerEntry(TriggerData *trigdata, bool for_events)
+{
+	Trigger    *trigger = trigdata->tg_trigger;
+	TriggerCacheEntry *entry;
+	bool		found;
+	int32		attachment_id;
+	char	   *end;
+	long		v;
+
+	if (TriggerCache == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(TriggerCacheEntry);
+		TriggerCache = hash_create("crm_analytics status triggers", 32, &ctl, HASH_ELEM | HASH_BLOBS);
+	}
+	entry = hash_search(TriggerCache, &trigger->tgoid, HASH_ENTER, &found);
+	if (!found)
+	{
+		memset(((char *) entry) + sizeof(Oid), 0, sizeof(TriggerCacheEntry) - sizeof(Oid));
+		entry->valid = false;
+	}
+	if (entry->valid)
+		return entry;
+
+	if (trigger->tgnargs != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger \"%s\" must have one argument, the attachment id", trigger->tgname),
+				 errhint("Install the triggers with crm.attach_auto_status().")));
+	errno = 0;
+	v = strtol(trigger->tgargs[0], &end, 10);
+	if (errno != 0 || *end != '\0' || v <= 0 || v > PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger \"%s\" has an invalid attachment id \"%s\"", trigger->tgname, trigger->tgargs[0])));
+	attachment_id = (int32) v;
+
+	/* forget plans of an earlier, failed build */
+	if (entry->lock_plan)
+		SPI_freeplan(entry->lock_plan);
+	if (entry->update_plan)
+		SPI_freeplan(entry->update_plan);
+	entry->lock_plan = entry->update_plan = NULL;
+
+	LoadAttachment(attachment_id, &entry->att, TopMemoryContext);
+	PrepareSharedPlans();
+
+	if (!for_events)
+	{
+		Oid			outfn;
+		bool		isvarlena;
+
+		if (RelationGetRelid(trigdata->tg_relation) != entry->att.entity_table)
+			ereport(ERROR,
+					(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+					 errmsg("trigger \"%s\" is on %s but attachment %d is for %s", trigger->tgname,
+							QualifiedRelName(RelationGetRelid(trigdata->tg_relation)), attachment_id,
+							QualifiedRelName(entry->att.entity_table))));
+		entry->key_attnum = AttachedColumn(entry->att.entity_table, entry->att.key_column, NULL);
+		entry->status_attnum = AttachedColumn(entry->att.entity_table, entry->att.status_column, NULL);
+		getTypeOutputInfo(entry->att.key_type, &outfn, &isvarlena);
+		fmgr_info_cxt(outfn, &entry->key_out, TopMemoryContext);
+		getTypeOutputInfo(entry->att.status_type, &outfn, &isvarlena);
+		fmgr_info_cxt(outfn, &entry->status_out, TopMemoryContext);
+	}
+	else
+	{
+		Oid			outfn;
+		bool		isvarlena;
+		Oid			ev_type_type;
+		char	   *ent = QualifiedRelName(entry->att.entity_table);
+		const char *key = quote_identifier(entry->att.key_column);
+		const char *status = quote_identifier(entry->att.status_column);
+		char	   *stype = format_type_be_qualified(entry->att.status_type);
+		StringInfoData sql;
+		Oid			types[2];
+
+		if (RelationGetRelid(trigdata->tg_relation) != entry->att.event_table)
+			ereport(ERROR,
+					(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+					 errmsg("trigger \"%s\" is not on the event table of attachment %d", trigger->tgname,
+							attachment_id)));
+		entry->ev_entity_attnum = AttachedColumn(entry->att.event_table, entry->att.ev_entity_column, NULL);
+		entry->ev_type_attnum = AttachedColumn(entry->att.event_table, entry->att.ev_type_column, &ev_type_type);
+		entry->ev_time_attnum = AttachedColumn(entry->att.event_table, entry->att.ev_time_column, NULL);
+		getTypeOutputInfo(ev_type_type, &outfn, &isvarlena);
+		fmgr_info_cxt(outfn, &entry->ev_type_out, TopMemoryContext);
+
+		initStringInfo(&sql);
+		appendStringInfo(&sql, "SELECT e.%s::pg_catalog.text FROM %s e WHERE e.%s = $1 FOR NO KEY UPDATE OF e",
+						 status, ent, key);
+		types[0] = entry->att.ev_entity_type;
+		entry->lock_plan = PrepareKept(sql.data, 1, types);
+
+		resetStringInfo(&sql);
+		appendStringInfo(&sql, "UPDATE %s e SET %s = CAST($2 AS %s) WHERE e.%s = $1", ent, status, stype, key);
+		types[1] = TEXTOID;
+		entry->update_plan = PrepareKept(sql.data, 2, types);
+
+		pfree(sql.data);
+	}
+	entry->valid = true;
+	return entry;
+}
+
+/* common protocol checks of both triggers */
+static TriggerData *
+CheckTriggerCall(FunctionCallInfo fcinfo, const char *fname, bool allow_update)
+{
+	TriggerData *trigdata;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s: not called by trigger manager", fname)));
+	trigdata = (TriggerData *) fcinfo->context;
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s: must be fired AFTER ... FOR EACH ROW", fname),
+				 errhint("Install the triggers with crm.attach_auto_status().")));
+	if (!(TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		  (allow_update && TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s: must be fired by %s", fname, allow_update ? "INSERT or UPDATE" : "INSERT")));
+	return trigdata;
+}
+
+/* an event time of type typid as timestamptz */
+static TimestampTz
+EventTimeAsTimestampTz(Datum d, Oid typid)
+{
+	if (typid == TIMESTAMPTZOID)
+		return DatumGetTimestampTz(d);
+	if (typid == TIMESTAMPOID)
+		return DatumGetTimestampTz(DirectFunctionCall1(timestamp_timestamptz, d));
+	if (typid == DATEOID)
+		return DatumGetTimestampTz(DirectFunctionCall1(date_timestamptz, d));
+	ereport(ERROR,
+			(errcode(ERRCODE_DATATYPE_MISMATCH),
+			 errmsg("event time column has type %s, expected timestamptz, timestamp or date",
+					format_type_be(typid))));
+	return 0;					/* keep compiler quiet */
+}
+
+/*
+ * status_event_trigger: an event row was inserted.  Lock its entity, find the
+ * applicable event rule and apply it (once).  Events for entities that do not
+ * exist (or a NULL entity reference) are stored and ignored; a NULL event
+ * type or time is an error.
+ *
+ * When a rule exists for the event type, the entity row is locked before
+ * the rules are matched against its status: events of one entity then apply
+ * one after the other, and the sweep (which skips locked rows and re-checks
+ * the rows it locked under a fresh snapshot) either sees the event as
+ * activity or runs entirely before it.  An event with no rule for its type
+ * cannot change a status in any order, so it takes no lock: if it commits
+ * while the sweep moves its entity, that is the serial order "sweep, then
+ * event".
+ */
+Datum
+status_event_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = CheckTriggerCall(fcinfo, "crm.status_event_trigger", false);
+	HeapTuple	tuple = trigdata->tg_trigtuple;
+	TupleDesc	tupdesc = RelationGetDescr(trigdata->tg_relation);
+	TriggerCacheEntry *entry;
+	AttachmentConfig *config;
+	Datum		entity;
+	Datum		evtype;
+	Datum		evtime;
+	bool		isnull;
+	Datum		values[2];
+	char	   *event_type;
+	char	   *current;
+	EventRule  *rule = NULL;
+	bool		any_rule = false;
+	int			i;
+	int			ret;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	entry = GetTriggerEntry(trigdata, true);
+
+	entity = heap_getattr(tuple, entry->ev_entity_attnum, tupdesc, &isnull);
+	if (isnull)
+	{
+		SPI_finish();
+		return PointerGetDatum(NULL);
+	}
+	evtype = heap_getattr(tuple, entry->ev_type_attnum, tupdesc, &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event type must not be null"),
+				 errdetail("Column \"%s\" of %s is the event type of automatic status attachment %d.",
+						   entry->att.ev_type_column, QualifiedRelName(entry->att.event_table),
+						   entry->att.attachment_id),
+				 errhint("Give every event a type, or add a NOT NULL constraint to the column.")));
+	evtime = heap_getattr(tuple, entry->ev_time_attnum, tupdesc, &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event time must not be null"),
+				 errdetail("Column \"%s\" of %s is the event time of automatic status attachment %d.",
+						   entry->att.ev_time_column, QualifiedRelName(entry->att.event_table),
+						   entry->att.attachment_id),
+				 errhint("Give every event a time, e.g. with DEFAULT now().")));
+	event_type = OutputFunctionCall(&entry->ev_type_out, evtype);
+
+	config = GetConfigOrError(entry->att.entity_table);
+	for (i = 0; i < config->nrules && !any_rule; i++)
+		any_rule = (strcmp(config->rules[i].event_type, event_type) == 0);
+	if (!any_rule)
+	{
+		/* no rule for this event type */
+		SPI_finish();
+		return PointerGetDatum(NULL);
+	}
+
+	/* lock the entity row: events of one entity and the sweep serialise here */
+	values[0] = entity;
+	ret = SPI_execute_plan(entry->lock_plan, values, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+	{
+		/* no such entity: the event is kept, no rule applies */
+		SPI_finish();
+		return PointerGetDatum(NULL);
+	}
+	current = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+	/* the configuration may have been reloaded by the lock query's catalog access */
+	config = GetConfigOrError(entry->att.entity_table);
+	for (i = 0; i < config->nrules && rule == NULL; i++)
+	{
+		EventRule  *r = &config->rules[i];
+		bool		known;
+
+		if (strcmp(r->event_type, event_type) != 0)
+			continue;
+		if (r->nfrom >= 0)
+		{
+			bool		match = false;
+			int			j;
+
+			for (j = 0; current != NULL && j < r->nfrom && !match; j++)
+				match = (strcmp(r->from[j], current) == 0);
+			if (!match)
+				continue;
+		}
+		if (current != NULL && strcmp(r->to, current) == 0)
+			continue;
+		if (TransitionAllowed(config, current, r->to, &known))
+			rule = r;
+	}
+	if (rule == NULL)
+	{
+		SPI_finish();
+		return PointerGetDatum(NULL);
+	}
+
+	if (RuleDepth >= config->max_depth)
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
+				 errmsg("automatic status rule %lld not applied: rule chain depth %d reached",
+						(long long) rule->rule_id, config->max_depth),
+				 errdetail("The event was inserted while a rule was changing a status of %s.",
+						   QualifiedRelName(entry->att.entity_table)),
+				 errhint("Raise max_depth in crm.status_attachments if the chain is intended.")));
+		SPI_finish();
+		return PointerGetDatum(NULL);
+	}
+
+	/* apply the rule; the entity trigger records it as this rule's change */
+	{
+		RuleContext saved = CurrentRule;
+
+		values[0] = entity;
+		values[1] = CStringGetTextDatum(rule->to);
+		CurrentRule.active = true;
+		CurrentRule.entity_table = entry->att.entity_table;
+		CurrentRule.rule_id = rule->rule_id;
+		CurrentRule.changed_at = EventTimeAsTimestampTz(evtime, entry->att.ev_time_type);
+		CurrentRule.history_by_caller = false;
+		/* the cached configuration may be reloaded from here on: rule is not used again */
+		rule = NULL;
+		RuleDepth++;
+		PG_TRY();
+		{
+			ret = SPI_execute_plan(entry->update_plan, values, NULL, false, 0);
+			if (ret != SPI_OK_UPDATE)
+				elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+		}
+		PG_FINALLY();
+		{
+			RuleDepth--;
+			CurrentRule = saved;
+		}
+		PG_END_TRY();
+	}
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+/* who made a manual change: the crm.status_actor setting, else the user */
+static char *
+ManualActor(void)
+{
+	const char *s = GetConfigOption("crm.status_actor", true, false);
+
+	if (s != NULL && s[0] != '\0')
+		return pstrdup(s);
+	return GetUserNameFromId(GetUserId(), false);
+}
+
+/*
+ * status_entity_trigger: a row of the entity table was inserted with a
+ * status, or its status changed.  Checks manual changes against the allowed
+ * transitions and writes the one history row.
+ */
+Datum
+status_entity_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = CheckTriggerCall(fcinfo, "crm.status_entity_trigger", true);
+	TupleDesc	tupdesc = RelationGetDescr(trigdata->tg_relation);
+	Oid			relid = RelationGetRelid(trigdata->tg_relation);
+	bool		is_update = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event);
+	HeapTuple	newtuple = is_update ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	TriggerCacheEntry *entry;
+	char	   *from = NULL;
+	char	   *to = NULL;
+	char	   *key;
+	Datum		d;
+	bool		isnull;
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	bool		by_rule;
+	int			ret;
+
+	/* a sweep batch records its changes in the same statement */
+	if (CurrentRule.active && CurrentRule.history_by_caller && CurrentRule.entity_table == relid)
+		return PointerGetDatum(NULL);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	entry = GetTriggerEntry(trigdata, false);
+
+	d = heap_getattr(newtuple, entry->status_attnum, tupdesc, &isnull);
+	if (!isnull)
+		to = OutputFunctionCall(&entry->status_out, d);
+	if (is_update)
+	{
+		d = heap_getattr(trigdata->tg_trigtuple, entry->status_attnum, tupdesc, &isnull);
+		if (!isnull)
+			from = OutputFunctionCall(&entry->status_out, d);
+	}
+	if ((from == NULL && to == NULL) || (from != NULL && to != NULL && strcmp(from, to) == 0))
+	{
+		SPI_finish();
+		return PointerGetDatum(NULL);
+	}
+	d = heap_getattr(newtuple, entry->key_attnum, tupdesc, &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("key column \"%s\" of %s must not be null", entry->att.key_column, QualifiedRelName(relid))));
+	key = OutputFunctionCall(&entry->key_out, d);
+
+	by_rule = CurrentRule.active && CurrentRule.entity_table == relid;
+	if (!by_rule)
+	{
+		AttachmentConfig *config = GetConfigOrError(relid);
+		bool		known;
+
+		if (!TransitionAllowed(config, from, to, &known))
+		{
+			if (!known)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("status \"%s\" is not a stage of %s", to, QualifiedRelName(relid)),
+						 errdetail("Known stages: %s.", StageList(config)),
+						 errhint("Use one of the known stages or add the status to crm.status_stages.")));
+			ereport(ERROR,
+					(errcode(ERRCODE_CHECK_VIOLATION),
+					 errmsg("status change from \"%s\" to \"%s\" is not allowed for %s",
+							from ? from : "NULL", to ? to : "NULL", QualifiedRelName(relid)),
+					 errdetail("Statuses move forward only (stages: %s).", StageList(config)),
+					 errhint("Allow it with a row in crm.status_transitions, or set allow_backward in crm.status_attachments.")));
+		}
+	}
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = CStringGetTextDatum(key);
+	values[2] = from ? CStringGetTextDatum(from) : (Datum) 0;
+	nulls[2] = from ? ' ' : 'n';
+	values[3] = to ? CStringGetTextDatum(to) : (Datum) 0;
+	nulls[3] = to ? ' ' : 'n';
+	if (by_rule)
+	{
+		values[4] = TimestampTzGetDatum(CurrentRule.changed_at);
+		values[5] = Int64GetDatum(CurrentRule.rule_id);
+		values[6] = CStringGetTextDatum("rule");
+	}
+	else
+	{
+		values[4] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		nulls[5] = 'n';
+		values[6] = CStringGetTextDatum(ManualActor());
+	}
+	PrepareSharedPlans();
+	ret = SPI_execute_plan(HistoryPlan, values, nulls, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * crm.status_transition_allowed(entity_table regclass, from text, to text)
+ * -> boolean: the transition test the triggers use.
+ */
+Datum
+status_transition_allowed(PG_FUNCTION_ARGS)
+{
+	char	   *from = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *to = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	bool		known;
+	bool		allowed;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("entity_table must not be null")));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	allowed = TransitionAllowed(GetConfigOrError(PG_GETARG_OID(0)), from, to, &known);
+	SPI_finish();
+	PG_RETURN_BOOL(allowed);
+}
+
+/* One enabled time rule, copied out of SPI memory */
+typedef struct TimeRule
+{
+	int64		rule_id;
+	int32		attachment_id;
+	Oid			entity_table;
+	char	   *from_status;
+	char	   *to_status;
+	TimestampTz cutoff;			/* as_of - idle_for */
+} TimeRule;
+
+/*
+ * The condition "no event and no status change after $2" on entity row e,
+ * for the sweep's statements.
+ */
+static void
+AppendIdleCondition(StringInfo sql, StatusAttachment *att)
+{
+	const char *key = quote_identifier(att->key_column);
+
+	if (OidIsValid(att->event_table))
+		appendStringInfo(sql, " AND NOT EXISTS (SELECT 1 FROM %s v WHERE v.%s = e.%s AND v.%s > $2)",
+						 QualifiedRelName(att->event_table), quote_identifier(att->ev_entity_column), key,
+						 quote_identifier(att->ev_time_column));
+	appendStringInfo(sql, " AND NOT EXISTS (SELECT 1 FROM crm.status_history h WHERE h.entity_table = $3"
+					 " AND h.entity_key = e.%s::pg_catalog.text AND h.changed_at > $2)", key);
+}
+
+/* apply one time rule: returns the number of entities moved (SPI connected) */
+static int64
+ApplyTimeRule(TimeRule *rule, TimestampTz as_of)
+{
+	StatusAttachment att;
+	StringInfoData sql;
+	char	   *ent;
+	const char *key;
+	const char *status;
+	char	   *stype;
+	Oid			arrtype;
+	Oid			types[7];
+	Datum		values[7];
+	SPIPlanPtr	update_plan;
+	Portal		portal;
+	volatile int64 moved = 0;
+	bool		known;
+
+	if (!TransitionAllowed(GetConfigOrError(rule->entity_table), rule->from_status, rule->to_status, &known))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("time rule %lld skipped: status change from \"%s\" to \"%s\" is not allowed for %s",
+						(long long) rule->rule_id, rule->from_status, rule->to_status,
+						QualifiedRelName(rule->entity_table)),
+				 errhint("Allow it with a row in crm.status_transitions, or disable the rule.")));
+		return 0;
+	}
+	LoadAttachment(rule->attachment_id, &att, CurrentMemoryContext);
+	ent = QualifiedRelName(att.entity_table);
+	key = quote_identifier(att.key_column);
+	status = quote_identifier(att.status_column);
+	stype = format_type_be_qualified(att.status_type);
+	arrtype = get_array_type(att.key_type);
+	if (!OidIsValid(arrtype))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("key column \"%s\" of %s has type %s, which has no array type",
+						att.key_column, ent, format_type_be(att.key_type))));
+
+	types[0] = TEXTOID;			/* from status */
+	types[1] = TIMESTAMPTZOID;	/* cutoff */
+	types[2] = REGCLASSOID;		/* entity table */
+	types[3] = TEXTOID;			/* to status */
+	types[4] = arrtype;			/* locked keys */
+	types[5] = TIMESTAMPTZOID;	/* changed_at */
+	types[6] = INT8OID;			/* rule id */
+	values[5] = TimestampTzGetDatum(as_of);
+	values[6] = Int64GetDatum(rule->rule_id);
+	values[0] = CStringGetTextDatum(rule->from_status);
+	values[1] = TimestampTzGetDatum(rule->cutoff);
+	values[2] = ObjectIdGetDatum(att.entity_table);
+	values[3] = CStringGetTextDatum(rule->to_status);
+
+	/*
+	 * step 2: with a fresh snapshot, re-check the locked rows, move them and
+	 * write their history rows in one statement
+	 */
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "WITH moved AS (UPDATE %s e SET %s = CAST($4 AS %s) FROM pg_catalog.unnest($5) k(key) "
+					 "WHERE e.%s = k.key AND e.%s = CAST($1 AS %s)",
+					 ent, status, stype, key, status, stype);
+	AppendIdleCondition(&sql, &att);
+	appendStringInfo(&sql, " RETURNING e.%s AS key) "
+					 "INSERT INTO crm.status_history "
+					 "(entity_table, entity_key, from_status, to_status, changed_at, rule_id, actor) "
+					 "SELECT $3, m.key::pg_catalog.text, $1, $4, $6, $7, 'rule' FROM moved m", key);
+	update_plan = SPI_prepare(sql.data, 7, types);
+	if (update_plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+
+	/* step 1: the idle entities, locked as they are read, skipping locked ones */
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT e.%s FROM %s e WHERE e.%s = CAST($1 AS %s)", key, ent, status, stype);
+	AppendIdleCondition(&sql, &att);
+	appendStringInfoString(&sql, " FOR NO KEY UPDATE OF e SKIP LOCKED");
+	portal = SPI_cursor_open_with_args(NULL, sql.data, 3, types, values, NULL, false, 0);
+
+	for (;;)
+	{
+		uint64		n;
+		uint64		i;
+		Datum	   *keys;
+		ArrayType  *arr;
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+		int			ret;
+
+		CHECK_FOR_INTERRUPTS();
+		SPI_cursor_fetch(portal, true, SWEEP_BATCH);
+		n = SPI_processed;
+		if (n == 0)
+			break;
+		keys = palloc(sizeof(Datum) * n);
+		for (i = 0; i < n; i++)
+		{
+			bool		isnull;
+
+			keys[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		}
+		get_typlenbyvalalign(att.key_type, &typlen, &typbyval, &typalign);
+		arr = construct_array(keys, (int) n, att.key_type, typlen, typbyval, typalign);
+		values[4] = PointerGetDatum(arr);
+
+		{
+			RuleContext saved = CurrentRule;
+
+			CurrentRule.active = true;
+			CurrentRule.entity_table = att.entity_table;
+			CurrentRule.rule_id = rule->rule_id;
+			CurrentRule.changed_at = as_of;
+			CurrentRule.history_by_caller = true;
+			RuleDepth++;
+			PG_TRY();
+			{
+				ret = SPI_execute_plan(update_plan, values, NULL, false, 0);
+				if (ret != SPI_OK_INSERT)
+					elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+				moved += SPI_processed;
+			}
+			PG_FINALLY();
+			{
+				RuleDepth--;
+				CurrentRule = saved;
+			}
+			PG_END_TRY();
+		}
+		pfree(keys);
+		pfree(arr);
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	SPI_freeplan(update_plan);
+	pfree(sql.data);
+	return moved;
+}
+
+/*
+ * crm.apply_time_rules(as_of timestamptz default now()) -> int
+ *
+ * Every enabled time rule, by attachment and then priority (highest first):
+ * entities in from_status with no event and no status change after
+ * as_of - idle_for move to to_status (history changed_at = as_of).  A second
+ * run with the same as_of finds nothing to do; rows another session holds
+ * are skipped (a later run picks them up).
+ */
+Datum
+status_apply_time_rules(PG_FUNCTION_ARGS)
+{
+	TimestampTz as_of;
+	Oid			argtypes[1] = {TIMESTAMPTZOID};
+	Datum		values[1];
+	TimeRule   *rules;
+	uint64		nrules;
+	uint64		i;
+	int64		total = 0;
+	int			ret;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("as_of must not be null"),
+				 errhint("Omit it to use now().")));
+	as_of = PG_GETARG_TIMESTAMPTZ(0);
+	if (TIMESTAMP_NOT_FINITE(as_of))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("as_of must be finite")));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	values[0] = TimestampTzGetDatum(as_of);
+	ret = SPI_execute_with_args("SELECT r.rule_id, a.attachment_id, r.entity_table::oid, r.from_status, r.to_status, "
+								"$1 - r.idle_for "
+								"FROM crm.status_time_rules r "
+								"JOIN crm.status_attachments a ON a.entity_table = r.entity_table "
+								"WHERE r.enabled ORDER BY a.attachment_id, r.priority DESC, r.rule_id",
+								1, argtypes, values, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+	nrules = SPI_processed;
+	rules = palloc0(sizeof(TimeRule) * Max(nrules, 1));
+	for (i = 0; i < nrules; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		rules[i].rule_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		rules[i].attachment_id = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		rules[i].entity_table = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+		rules[i].from_status = SPI_getvalue(tup, desc, 4);
+		rules[i].to_status = SPI_getvalue(tup, desc, 5);
+		rules[i].cutoff = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	for (i = 0; i < nrules; i++)
+		total += ApplyTimeRule(&rules[i], as_of);
+
+	SPI_finish();
+	if (total > PG_INT32_MAX)
+		total = PG_INT32_MAX;
+	PG_RETURN_INT32((int32) total);
+}

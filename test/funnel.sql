@@ -1,0 +1,323 @@
+BEGIN;
+SELECT plan(81);
+-- random events: many equal timestamps, rows matching several steps, NULL flags and times
+CREATE TEMP TABLE funnel_seed AS SELECT setseed(0.4242)::text AS seeded;
+CREATE TEMP TABLE fr AS
+SELECT e, row_number() OVER () AS rid,
+       CASE WHEN random() < 0.03 THEN NULL
+            ELSE timestamptz '2024-03-01 00:00+00' + (floor(random() * 12)::int * interval '1 minute') END AS ts,
+       random() < 0.40 AS f1,
+       CASE WHEN random() < 0.05 THEN NULL ELSE random() < 0.40 END AS f2,
+       random() < 0.40 AS f3,
+       random() < 0.35 AS f4
+  FROM generate_series(1, 400) e, generate_series(1, 1 + floor(random() * 7)::int) i;
+
+-- the definition, by enumerating every chain (independent of the C scan)
+CREATE FUNCTION pg_temp.ref_funnel(strict_inc boolean, strict_once boolean, win interval)
+RETURNS TABLE(e int, lvl int, times timestamptz[])
+LANGUAGE sql AS $$
+WITH RECURSIVE x AS (
+    SELECT fr.e, fr.rid, fr.ts, v.k
+      FROM fr, LATERAL (VALUES (1, fr.f1), (2, fr.f2), (3, fr.f3), (4, fr.f4)) v(k, f)
+     WHERE v.f AND fr.ts IS NOT NULL
+), ch AS (
+    SELECT x.e, 1 AS lvl, x.ts AS first, x.ts AS last, ARRAY[x.rid] AS rids, ARRAY[x.ts] AS times
+      FROM x WHERE x.k = 1
+    UNION ALL
+    SELECT ch.e, ch.lvl + 1, ch.first, x.ts, ch.rids || x.rid, ch.times || x.ts
+      FROM ch JOIN x ON x.e = ch.e AND x.k = ch.lvl + 1 AND x.ts >= ch.last AND x.ts <= ch.first + win
+                     AND (NOT strict_inc OR x.ts > ch.last)
+                     AND (NOT strict_once OR x.rid <> ALL (ch.rids))
+), best AS (
+    SELECT DISTINCT ON (ch.e) ch.e, ch.lvl, ch.times
+      FROM ch
+     ORDER BY ch.e, ch.lvl DESC, ch.times[ch.lvl], ch.times[1] DESC,
+              ARRAY(SELECT ch.times[i] FROM generate_series(ch.lvl - 1, 2, -1) i)
+)
+SELECT d.e, COALESCE(best.lvl, 0), COALESCE(best.times, '{}')
+  FROM (SELECT DISTINCT fr.e FROM fr) d LEFT JOIN best USING (e)
+$$;
+
+-- ClickHouse's scan (AggregateFunctionWindowFunnel, non-strict_once) for strict_order / strict_deduplication
+CREATE FUNCTION pg_temp.ch_funnel(ent int, win interval, dedup boolean, sorder boolean)
+RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    fst timestamptz[] := array_fill(NULL::timestamptz, ARRAY[4]);
+    first_event boolean := false;
+    idx int;
+    i int;
+BEGIN
+    FOR r IN
+        SELECT ts, k FROM (
+            SELECT fr.ts, v.k FROM fr, LATERAL (VALUES (1, fr.f1), (2, fr.f2), (3, fr.f3), (4, fr.f4)) v(k, f)
+             WHERE fr.e = ent AND fr.ts IS NOT NULL AND v.f
+            UNION ALL
+            SELECT fr.ts, 0 FROM fr
+             WHERE sorder AND fr.e = ent AND fr.ts IS NOT NULL
+               AND NOT (COALESCE(f1, false) OR COALESCE(f2, false) OR COALESCE(f3, false) OR COALESCE(f4, false))
+        ) s ORDER BY ts, k
+    LOOP
+        idx := r.k;  -- 1-based step, 0 = no step
+        IF sorder AND idx = 0 THEN
+            IF first_event THEN EXIT; END IF;
+            CONTINUE;
+        ELSIF idx = 1 THEN
+            fst[1] := r.ts; first_event := true;
+        ELSIF dedup AND fst[idx] IS NOT NULL THEN
+            EXIT;
+        ELSIF sorder AND first_event AND fst[idx - 1] IS NULL THEN
+            EXIT;
+        ELSIF fst[idx - 1] IS NOT NULL THEN
+            IF r.ts <= fst[idx - 1] + win THEN
+                fst[idx] := fst[idx - 1];
+                IF idx = 4 THEN EXIT; END IF;
+            END IF;
+        END IF;
+    END LOOP;
+    FOR i IN REVERSE 4..1 LOOP
+        IF fst[i] IS NOT NULL THEN RETURN i; END IF;
+    END LOOP;
+    RETURN 0;
+END $$;
+
+-- ======================================================================
+-- 1. window_funnel and window_funnel_times against the definition
+-- ======================================================================
+CREATE TEMP TABLE got AS
+SELECT e,
+       crm.window_funnel('4 min', ts, f1, f2, f3, f4) AS d,
+       crm.window_funnel('4 min', 'strict_increase', ts, f1, f2, f3, f4) AS si,
+       crm.window_funnel('4 min', 'strict_once', ts, f1, f2, f3, f4) AS so,
+       crm.window_funnel('4 min', 'strict_once,strict_increase', ts, f1, f2, f3, f4) AS sio,
+       crm.window_funnel('4 min', 'strict_order', ts, f1, f2, f3, f4) AS sord,
+       crm.window_funnel('4 min', 'strict_deduplication', ts, f1, f2, f3, f4) AS sded,
+       crm.window_funnel('4 min', ' strict_deduplication , strict_order ', ts, f1, f2, f3, f4) AS sboth,
+       crm.window_funnel_times('4 min', ts, f1, f2, f3, f4) AS td,
+       crm.window_funnel_times('4 min', 'strict_increase', ts, f1, f2, f3, f4) AS tsi,
+       crm.window_funnel_times('4 min', 'strict_once', ts, f1, f2, f3, f4) AS tso
+  FROM fr GROUP BY e;
+
+SELECT is((SELECT count(*) FROM got), 400::bigint, 'every entity has a row');
+SELECT ok((SELECT count(DISTINCT (d, si, so)) FROM got) >= 10, 'the fixture exercises many level combinations');
+SELECT is((SELECT count(*) FROM got g JOIN pg_temp.ref_funnel(false, false, '4 min') r USING (e) WHERE g.d <> r.lvl),
+          0::bigint, 'default mode: level = longest chain, for every entity');
+SELECT is((SELECT count(*) FROM got g JOIN pg_temp.ref_funnel(false, false, '4 min') r USING (e) WHERE g.td <> r.times),
+          0::bigint, 'window_funnel_times: the first chain to reach the level');
+SELECT is((SELECT count(*) FROM got WHERE cardinality(td) <> d), 0::bigint, 'window_funnel_times length = level');
+SELECT is((SELECT count(*) FROM got g JOIN pg_temp.ref_funnel(true, false, '4 min') r USING (e) WHERE g.si <> r.lvl),
+          0::bigint, 'strict_increase: longest chain with strictly increasing times');
+SELECT is((SELECT count(*) FROM got g JOIN pg_temp.ref_funnel(true, false, '4 min') r USING (e) WHERE g.tsi <> r.times),
+          0::bigint, 'strict_increase times');
+SELECT is((SELECT count(*) FROM got g JOIN pg_temp.ref_funnel(false, true, '4 min') r USING (e) WHERE g.so <> r.lvl),
+          0::bigint, 'strict_once: longest chain of distinct rows');
+SELECT is((SELECT count(*) FROM got g JOIN pg_temp.ref_funnel(false, true, '4 min') r USING (e) WHERE g.tso <> r.times),
+          0::bigint, 'strict_once times');
+SELECT is((SELECT count(*) FROM got g JOIN pg_temp.ref_funnel(true, true, '4 min') r USING (e) WHERE g.sio <> r.lvl),
+          0::bigint, 'strict_once + strict_increase');
+SELECT is((SELECT count(*) FROM got WHERE d <> pg_temp.ch_funnel(e, '4 min', false, false)),
+          0::bigint, 'default mode equals ClickHouse''s scan');
+SELECT is((SELECT count(*) FROM got WHERE sord <> pg_temp.ch_funnel(e, '4 min', false, true)),
+          0::bigint, 'strict_order equals ClickHouse''s scan');
+SELECT is((SELECT count(*) FROM got WHERE sded <> pg_temp.ch_funnel(e, '4 min', true, false)),
+          0::bigint, 'strict_deduplication equals ClickHouse''s scan');
+SELECT is((SELECT count(*) FROM got WHERE sboth <> pg_temp.ch_funnel(e, '4 min', true, true)),
+          0::bigint, 'strict_deduplication + strict_order equals ClickHouse''s scan');
+SELECT ok((SELECT count(*) FROM got WHERE sord < d) > 0 AND (SELECT count(*) FROM got WHERE sded < d) > 0
+          AND (SELECT count(*) FROM got WHERE si < d) > 0 AND (SELECT count(*) FROM got WHERE so < d) > 0,
+          'every strict mode lowers some levels in the fixture');
+
+-- ======================================================================
+-- 2. input order does not matter
+-- ======================================================================
+CREATE TEMP TABLE fr_rev AS SELECT * FROM fr ORDER BY ts DESC NULLS FIRST, rid DESC;
+SELECT is((SELECT count(*) FROM got g JOIN (
+              SELECT e, crm.window_funnel('4 min', ts, f1, f2, f3, f4) AS d,
+                     crm.window_funnel('4 min', 'strict_order', ts, f1, f2, f3, f4) AS sord,
+                     crm.window_funnel_times('4 min', 'strict_once', ts, f1, f2, f3, f4) AS tso
+                FROM fr_rev GROUP BY e) r USING (e)
+            WHERE (g.d, g.sord, g.tso) IS DISTINCT FROM (r.d, r.sord, r.tso)),
+          0::bigint, 'reverse-ordered input gives the same answers');
+SELECT is((SELECT count(*) FROM got g JOIN (
+              SELECT e, crm.window_funnel('4 min', ts, f1, f2, f3, f4 ORDER BY ts DESC, rid) AS d,
+                     crm.window_funnel('4 min', 'strict_deduplication', ts, f1, f2, f3, f4 ORDER BY random()) AS sded
+                FROM fr GROUP BY e) r USING (e)
+            WHERE (g.d, g.sded) IS DISTINCT FROM (r.d, r.sded)),
+          0::bigint, 'aggregate ORDER BY descending or random gives the same answers');
+
+-- ======================================================================
+-- 3. NULL and infinite times are ignored; NULL steps are false
+-- ======================================================================
+SELECT is((SELECT crm.window_funnel('1 hour', ts, s = 'A', s = 'B') FROM (VALUES
+             (timestamptz '2024-01-01 10:00', 'A'), (NULL, 'B'), ('infinity', 'B'), ('-infinity', 'A'),
+             ('2024-01-01 10:30', NULL)) v(ts, s)), 1, 'NULL, infinite times and NULL steps are ignored');
+SELECT is((SELECT crm.window_funnel('1 hour', ts, s = 'A', s = 'B') FROM (VALUES
+             (timestamptz '-infinity', 'A'), ('2024-01-01 10:00', 'B')) v(ts, s)), 0, '-infinity does not start a chain');
+SELECT is((SELECT crm.window_funnel('1 hour', ts, s = 'A') FROM (VALUES (NULL::timestamptz, 'A')) v(ts, s)), 0,
+          'only NULL times: level 0');
+SELECT is((SELECT crm.window_funnel('1 hour', now(), true) WHERE false), 0, 'no rows: level 0');
+SELECT is((SELECT crm.window_funnel_times('1 hour', now(), true) WHERE false), '{}'::timestamptz[], 'no rows: no times');
+
+-- ======================================================================
+-- 4. serial vs forced parallel (Partial Aggregate), on a table big enough to split
+-- ======================================================================
+CREATE TABLE public.funnel_big_ev AS
+SELECT (i % 20000) AS e,
+       timestamptz '2024-01-01' + (i / 20000) * interval '7 hours' + (abs(hashint4(i * 3)) % 900) * interval '1 minute' AS ts,
+       (ARRAY['visit', 'signup', 'trial', 'paid', 'other'])[1 + abs(hashint4(i)) % 5] AS s
+  FROM generate_series(1, 200000) i;
+ANALYZE funnel_big_ev;
+CREATE TEMP TABLE serial_res AS
+SELECT (SELECT crm.window_funnel('30 days', ts, s = 'visit', s = 'signup', s = 'trial', s = 'paid') FROM funnel_big_ev) AS whole,
+       (SELECT crm.window_funnel_times('30 days', 'strict_increase', ts, s = 'visit', s = 'signup', s = 'trial', s = 'paid') FROM funnel_big_ev) AS whole_t,
+       (SELECT array_agg(l ORDER BY e) FROM (SELECT e, crm.window_funnel('2 days', ts, s = 'visit', s = 'signup', s = 'trial', s = 'paid') l
+                                               FROM funnel_big_ev GROUP BY e) x) AS per_entity,
+       (SELECT crm.funnel_counts(e % 5, 4) FROM funnel_big_ev) AS counts;
+SET LOCAL parallel_setup_cost = 0;
+SET LOCAL parallel_tuple_cost = 0;
+SET LOCAL min_parallel_table_scan_size = 0;
+SET LOCAL max_parallel_workers_per_gather = 2;
+SET LOCAL parallel_leader_participation = off;
+ALTER TABLE funnel_big_ev SET (parallel_workers = 2);
+CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE r text; acc text := '';
+BEGIN
+    FOR r IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP acc := acc || r || E'\n'; END LOOP;
+    RETURN acc;
+END $$;
+SELECT matches(pg_temp.plan_of($$SELECT crm.window_funnel('30 days', ts, s = 'visit', s = 'signup', s = 'trial', s = 'paid') FROM funnel_big_ev$$),
+               'Partial Aggregate', 'window_funnel runs as Partial Aggregate');
+SELECT matches(pg_temp.plan_of($$SELECT crm.window_funnel_times('30 days', 'strict_increase', ts, s = 'visit', s = 'signup', s = 'trial', s = 'paid') FROM funnel_big_ev$$),
+               'Partial Aggregate', 'window_funnel_times runs as Partial Aggregate');
+SELECT matches(pg_temp.plan_of($$SELECT crm.funnel_counts(e % 5, 4) FROM funnel_big_ev$$),
+               'Partial Aggregate', 'funnel_counts runs as Partial Aggregate');
+SELECT is((SELECT crm.window_funnel('30 days', ts, s = 'visit', s = 'signup', s = 'trial', s = 'paid') FROM funnel_big_ev),
+          (SELECT whole FROM serial_res), 'window_funnel: parallel = serial');
+SELECT is((SELECT crm.window_funnel_times('30 days', 'strict_increase', ts, s = 'visit', s = 'signup', s = 'trial', s = 'paid') FROM funnel_big_ev),
+          (SELECT whole_t FROM serial_res), 'window_funnel_times: parallel = serial');
+SELECT is((SELECT crm.funnel_counts(e % 5, 4) FROM funnel_big_ev), (SELECT counts FROM serial_res), 'funnel_counts: parallel = serial');
+SELECT is((SELECT crm.funnel_counts(e % 5, 4) FROM funnel_big_ev),
+          (SELECT ARRAY[count(*) FILTER (WHERE e % 5 >= 1), count(*) FILTER (WHERE e % 5 >= 2),
+                        count(*) FILTER (WHERE e % 5 >= 3), count(*) FILTER (WHERE e % 5 >= 4)] FROM funnel_big_ev),
+          'funnel_counts = plain count(*) FILTER (level >= k)');
+SET LOCAL enable_hashagg = off;
+SELECT matches(pg_temp.plan_of($$SELECT e, crm.window_funnel('2 days', ts, s = 'visit', s = 'signup', s = 'trial', s = 'paid') FROM funnel_big_ev GROUP BY e$$),
+               'Partial GroupAggregate', 'window_funnel GROUP BY entity runs partially in the workers');
+SELECT is((SELECT array_agg(l ORDER BY e) FROM (SELECT e, crm.window_funnel('2 days', ts, s = 'visit', s = 'signup', s = 'trial', s = 'paid') l
+                                                  FROM funnel_big_ev GROUP BY e) x),
+          (SELECT per_entity FROM serial_res), 'window_funnel GROUP BY entity: parallel = serial');
+RESET enable_hashagg;
+SELECT ok((SELECT per_entity FROM serial_res) @> ARRAY[0, 1, 2, 3, 4], 'the parallel fixture reaches every level');
+RESET max_parallel_workers_per_gather;
+RESET parallel_leader_participation;
+
+-- ======================================================================
+-- 5. state types: exact text round trip, and a round-tripped state gives the same answer
+-- ======================================================================
+CREATE AGGREGATE pg_temp.wf_state(interval, text, timestamptz, VARIADIC boolean[]) (
+    SFUNC = crm._window_funnel_transfn, STYPE = crm.window_funnel_state);
+CREATE AGGREGATE pg_temp.wf_merge(crm.window_funnel_state) (
+    SFUNC = crm._window_funnel_combinefn, STYPE = crm.window_funnel_state, FINALFUNC = crm._window_funnel_finalfn);
+CREATE AGGREGATE pg_temp.wf_merge_times(crm.window_funnel_state) (
+    SFUNC = crm._window_funnel_combinefn, STYPE = crm.window_funnel_state, FINALFUNC = crm._window_funnel_times_finalfn);
+CREATE TEMP TABLE states AS
+SELECT e, pg_temp.wf_state('4 min', 'strict_order', ts, f1, f2, f3, f4) AS s_ord,
+          pg_temp.wf_state('4 min', 'strict_once', ts, f1, f2, f3, f4) AS s_once
+  FROM fr GROUP BY e;
+SELECT is((SELECT count(*) FROM states WHERE s_ord::text::crm.window_funnel_state::text <> s_ord::text
+                                          OR s_once::text::crm.window_funnel_state::text <> s_once::text),
+          0::bigint, 'window_funnel_state text round-trips exactly');
+SELECT is((SELECT count(*) FROM got g JOIN (
+              SELECT e, pg_temp.wf_merge(s_ord::text::crm.window_funnel_state) AS sord,
+                        pg_temp.wf_merge_times(s_once::text::crm.window_funnel_state) AS tso
+                FROM states GROUP BY e) r USING (e)
+            WHERE (g.sord, g.tso) IS DISTINCT FROM (r.sord, r.tso)),
+          0::bigint, 'a state read back from text gives the same level and times');
+SELECT is((SELECT s_ord::text FROM states WHERE e = 1), (SELECT s_ord::text FROM states WHERE e = 1)::crm.window_funnel_state::text,
+          'one state round trip (spot check)');
+CREATE AGGREGATE pg_temp.fc_state(int, int) (SFUNC = crm._funnel_counts_transfn, STYPE = crm.funnel_counts_state);
+SELECT is((SELECT pg_temp.fc_state(d, 4)::text FROM got), 'steps=4;hist=' || (SELECT string_agg(c::text, ',' ORDER BY l)
+              FROM (SELECT l, (SELECT count(*) FROM got WHERE d = l) c FROM generate_series(0, 4) l) x),
+          'funnel_counts_state text: rows per level 0..4');
+SELECT is((SELECT pg_temp.fc_state(d, 4)::text::crm.funnel_counts_state::text FROM got),
+          (SELECT pg_temp.fc_state(d, 4)::text FROM got), 'funnel_counts_state text round-trips exactly');
+SELECT is(''::crm.window_funnel_state::text, '', 'empty window_funnel_state round-trips');
+
+-- malformed state text: an error, never a crash
+SELECT throws_ok($$SELECT 'garbage'::crm.window_funnel_state$$, '22P02', NULL, 'state text: garbage');
+SELECT throws_ok($$SELECT 'steps=0;mode=0;window=1;events=0'::crm.window_funnel_state$$, '22P02', NULL, 'state text: 0 steps');
+SELECT throws_ok($$SELECT 'steps=65;mode=0;window=1;events=0'::crm.window_funnel_state$$, '22P02', NULL, 'state text: 65 steps');
+SELECT throws_ok($$SELECT 'steps=2;mode=16;window=1;events=0'::crm.window_funnel_state$$, '22P02', NULL, 'state text: unknown mode bit');
+SELECT throws_ok($$SELECT 'steps=2;mode=10;window=1;events=0'::crm.window_funnel_state$$, '22P02', NULL, 'state text: strict_once with strict_order');
+SELECT throws_ok($$SELECT 'steps=2;mode=0;window=-5;events=0'::crm.window_funnel_state$$, '22P02', NULL, 'state text: negative window');
+SELECT throws_ok($$SELECT 'steps=2;mode=0;window=5;events=3;1:1,2:2'::crm.window_funnel_state$$, '22P02', NULL, 'state text: fewer events than counted');
+SELECT throws_ok($$SELECT 'steps=2;mode=0;window=5;events=1;1:1,2:2'::crm.window_funnel_state$$, '22P02', NULL, 'state text: more events than counted');
+SELECT throws_ok($$SELECT 'steps=2;mode=0;window=5;events=999999999999;1:1'::crm.window_funnel_state$$, '22P02', NULL, 'state text: huge event count');
+SELECT throws_ok($$SELECT 'steps=2;mode=0;window=5;events=1;1:4'::crm.window_funnel_state$$, '22P02', NULL, 'state text: mask beyond the steps');
+SELECT throws_ok($$SELECT 'steps=2;mode=0;window=5;events=1;1:0'::crm.window_funnel_state$$, '22P02', NULL, 'state text: empty mask outside strict_order');
+SELECT throws_ok($$SELECT 'steps=2;mode=0;window=5;events=1;9223372036854775807:1'::crm.window_funnel_state$$, '22P02', NULL, 'state text: infinite time');
+SELECT throws_ok($$SELECT 'steps=2;mode=0;window=5;events=1;99999999999999999999:1'::crm.window_funnel_state$$, '22P02', NULL, 'state text: time overflow');
+SELECT throws_ok($$SELECT 'steps=2;mode=0;window=5;events=0x'::crm.window_funnel_state$$, '22P02', NULL, 'state text: trailing characters');
+SELECT throws_ok($$SELECT 'steps=2;hist=1,2'::crm.funnel_counts_state$$, '22P02', NULL, 'counts state text: too few counts');
+SELECT throws_ok($$SELECT 'steps=2;hist=1,2,3,4'::crm.funnel_counts_state$$, '22P02', NULL, 'counts state text: too many counts');
+SELECT throws_ok($$SELECT 'steps=2;hist=1,-2,3'::crm.funnel_counts_state$$, '22P02', NULL, 'counts state text: negative count');
+SELECT throws_ok($$SELECT 'steps=99;hist=1'::crm.funnel_counts_state$$, '22P02', NULL, 'counts state text: 99 steps');
+
+-- ======================================================================
+-- 6. bad input: each a clear error with its SQLSTATE
+-- ======================================================================
+SELECT throws_ok($$SELECT crm.window_funnel(NULL, now(), true)$$, '22004',
+                 'window_funnel window must not be null', 'NULL window');
+SELECT throws_ok($$SELECT crm.window_funnel('-1 second', now(), true)$$, '22023',
+                 'window_funnel window must not be negative', 'negative window');
+SELECT throws_ok($$SELECT crm.window_funnel('1 month -31 days', now(), true)$$, '22023',
+                 'window_funnel window must not be negative', 'window negative in total (1 month = 30 days)');
+SELECT throws_ok($$SELECT crm.window_funnel('1 day', now(), VARIADIC ARRAY[]::boolean[])$$, '22023',
+                 'window_funnel needs at least 1 step', '0 steps');
+SELECT throws_ok($$SELECT crm.window_funnel('1 day', now(), VARIADIC array_fill(true, ARRAY[65]))$$, '54000',
+                 'window_funnel supports at most 64 steps, got 65', '65 steps');
+SELECT is((SELECT crm.window_funnel('1 day', now(), VARIADIC array_fill(true, ARRAY[64]))), 64, '64 steps work (one row fills all)');
+SELECT is((SELECT crm.window_funnel('1 day', 'strict_once', ts, VARIADIC array_fill(true, ARRAY[64]))
+             FROM generate_series(timestamptz '2024-01-01', '2024-01-01 01:02', '1 minute') ts), 63,
+          '64 steps, strict_once: 63 rows reach 63');
+SELECT throws_ok($$SELECT crm.window_funnel('1 day', now(), VARIADIC NULL::boolean[])$$, '22004',
+                 'window_funnel steps must not be a null array', 'NULL steps array');
+SELECT throws_ok($$SELECT crm.window_funnel('1 day', now(), VARIADIC ARRAY[[true], [false]])$$, '2202E',
+                 'window_funnel steps must be a one-dimensional array', 'two-dimensional steps');
+SELECT throws_ok($$SELECT crm.window_funnel('1 day', 'strict', now(), true)$$, '22023',
+                 'unknown window_funnel mode "strict"', 'unknown mode word');
+SELECT throws_ok($$SELECT crm.window_funnel('1 day', 'strict_order,', now(), true)$$, '22023',
+                 'unknown window_funnel mode ""', 'empty mode word after a comma');
+SELECT throws_ok($$SELECT crm.window_funnel('1 day', NULL, now(), true)$$, '22004',
+                 'window_funnel mode must not be null', 'NULL mode');
+SELECT throws_ok($$SELECT crm.window_funnel('1 day', 'strict_once,strict_order', now(), true)$$, '22023',
+                 'window_funnel mode strict_once cannot be combined with strict_order', 'strict_once + strict_order');
+SELECT throws_ok($$SELECT crm.window_funnel('1 day', 'strict_deduplication, strict_once', now(), true)$$, '22023',
+                 'window_funnel mode strict_once cannot be combined with strict_deduplication', 'strict_once + strict_deduplication');
+CREATE FUNCTION pg_temp.hint_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE h text;
+BEGIN
+    EXECUTE q;
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT;
+    RETURN h;
+END $$;
+SELECT is(pg_temp.hint_of($$SELECT crm.window_funnel('1 day', 'strict_orders', now(), true)$$),
+          'The mode is '''' or a comma-separated list of strict_deduplication, strict_order, strict_increase, strict_once.',
+          'the unknown-mode hint lists the valid words');
+SELECT throws_ok($$SELECT crm.window_funnel('1 day', now(), VARIADIC CASE WHEN x = 1 THEN ARRAY[true] ELSE ARRAY[true, false] END)
+                     FROM generate_series(1, 2) x$$, '22023',
+                 'window_funnel got 1 steps on one row and 2 on another', 'the step count changes between rows');
+SELECT throws_ok($$SELECT crm.window_funnel(x * interval '1 day', now(), true) FROM generate_series(1, 2) x$$, '22023',
+                 'window_funnel window and mode must be the same on every row of a group', 'the window changes between rows');
+SELECT throws_ok($$SELECT crm.funnel_counts(5, 4)$$, '22023', 'funnel_counts level 5 is outside 0..4', 'funnel_counts: level > steps');
+SELECT throws_ok($$SELECT crm.funnel_counts(-1, 4)$$, '22023', 'funnel_counts level -1 is outside 0..4', 'funnel_counts: negative level');
+SELECT throws_ok($$SELECT crm.funnel_counts(1, NULL)$$, '22004', 'funnel_counts steps must not be null', 'funnel_counts: NULL steps');
+SELECT throws_ok($$SELECT crm.funnel_counts(0, 0)$$, '22023', 'funnel_counts needs at least 1 step', 'funnel_counts: 0 steps');
+SELECT throws_ok($$SELECT crm.funnel_counts(0, 65)$$, '54000', 'funnel_counts supports at most 64 steps, got 65', 'funnel_counts: 65 steps');
+SELECT is((SELECT crm.funnel_counts(l, 3) FROM (VALUES (NULL::int), (0)) v(l)), '{0,0,0}'::bigint[], 'funnel_counts: NULL levels skipped');
+SELECT is((SELECT crm.funnel_counts(1, 3) WHERE false), NULL::bigint[], 'funnel_counts over no rows is NULL');
+SELECT throws_ok($$SELECT crm._window_funnel_finalfn(NULL)$$, '0A000', NULL, 'support functions refuse a non-aggregate call');
+SELECT * FROM finish();
+ROLLBACK;
