@@ -56,6 +56,14 @@ SELECT pg_catalog.pg_extension_config_dump('crm.dashboard_settings', '');
 -- tables with the caller's rights: let everyone read them; only the owner
 -- (or whoever is granted more) registers sources and edits the stages.
 GRANT SELECT ON crm.sources, crm.pipeline_stages, crm.dashboard_settings TO PUBLIC;
+-- the dashboard reads the coverage capability's contact policy too
+DO $grant$
+BEGIN
+    IF pg_catalog.to_regclass('crm.coverage_policy') IS NOT NULL THEN
+        GRANT SELECT ON crm.coverage_policy TO PUBLIC;
+    END IF;
+END
+$grant$;
 
 CREATE FUNCTION crm.source_columns(kind text) RETURNS text[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -326,6 +334,7 @@ BEGIN
     q := pg_catalog.format($sql$
 WITH
 st AS (SELECT stage, stage_order, probability, outcome FROM crm.pipeline_stages),
+pol AS MATERIALIZED (SELECT crm._dashboard_coverage_interval('A') AS a_int),
 ld AS MATERIALIZED (
     SELECT lead_id, created_at, channel, customer_id, created_at >= $1 AS is_cur
       FROM %1$s WHERE created_at >= $3 AND created_at < $2),
@@ -367,7 +376,7 @@ spm AS (
 -- end (the class-A contact check), up to the end
 ix AS MATERIALIZED (
     SELECT customer_id, lead_id, occurred_at, direction = 'outbound' AS outbound FROM %4$s
-     WHERE NOT automated AND occurred_at >= least($3, $4 - interval '1 month') AND occurred_at < $2),
+     WHERE NOT automated AND occurred_at >= least($3, $4 - (SELECT a_int FROM pol)) AND occurred_at < $2),
 -- a lead's first response: its first real outbound contact at or after its creation
 lf AS (
     SELECT ix.lead_id, min(ix.occurred_at) AS first_contact
@@ -448,22 +457,21 @@ lost AS (
       FROM st LEFT JOIN dc ON dc.open_cur = st.stage_order AND NOT dc.is_won AND dc.closed_at >= $3
      WHERE st.outcome = 'open'
      GROUP BY st.stage, st.stage_order),
--- class A (crm.abc_class semantics, 0.80 / 0.95 of the revenue of the 12
--- months before the period end) customers without a real contact in the
--- last month before the end
--- TODO(classes): switch to crm.abc_class(rev12) OVER () once it lands.
--- TODO(coverage): switch to the coverage policy table once it lands.
+-- class A (crm.abc_class semantics, 0.80 of the revenue of the 12 months
+-- before the period end; the tests check it against crm.abc_class) customers
+-- without a real contact within the class-A interval of crm.coverage_policy
+-- (default 1 month) before the end
 lc AS (
     SELECT customer_id, max(occurred_at) AS last_cur, max(occurred_at) FILTER (WHERE occurred_at < $4) AS last_prev
-      FROM ix WHERE customer_id IS NOT NULL AND occurred_at >= $4 - interval '1 month' GROUP BY customer_id),
+      FROM ix WHERE customer_id IS NOT NULL AND occurred_at >= $4 - (SELECT a_int FROM pol) GROUP BY customer_id),
 -- A = revenue >= the smallest revenue whose running sum of the larger ones
 -- (sorted descending, ties in any order) is still < 0.80 of the total: the
 -- same set as crm.abc_class's "share held by strictly larger values < 0.80",
 -- with one sort per period end
-tot AS (
+tot AS MATERIALIZED (
     SELECT sum(rev12_cur) FILTER (WHERE rev12_cur > 0) AS t_cur, sum(rev12_prev) FILTER (WHERE rev12_prev > 0) AS t_prev
       FROM cu),
-thr AS (
+thr AS MATERIALIZED (
     SELECT (SELECT min(x.rev) FROM (SELECT rev12_cur AS rev,
                                            sum(rev12_cur) OVER (ORDER BY rev12_cur DESC ROWS UNBOUNDED PRECEDING) - rev12_cur AS before
                                       FROM cu WHERE rev12_cur > 0) AS x
@@ -475,10 +483,10 @@ thr AS (
       FROM tot),
 am AS (
     SELECT count(*) FILTER (WHERE cu.rev12_cur >= thr.a_cur
-                             AND (lc.last_cur IS NULL OR lc.last_cur < $2 - interval '1 month')) AS c_a_overdue,
+                             AND (lc.last_cur IS NULL OR lc.last_cur < $2 - pol.a_int)) AS c_a_overdue,
            count(*) FILTER (WHERE cu.rev12_prev >= thr.a_prev
-                             AND (lc.last_prev IS NULL OR lc.last_prev < $4 - interval '1 month')) AS p_a_overdue
-      FROM cu CROSS JOIN thr LEFT JOIN lc ON lc.customer_id = cu.customer_id
+                             AND (lc.last_prev IS NULL OR lc.last_prev < $4 - pol.a_int)) AS p_a_overdue
+      FROM cu CROSS JOIN thr CROSS JOIN pol LEFT JOIN lc ON lc.customer_id = cu.customer_id
      WHERE cu.rev12_cur >= thr.a_cur OR cu.rev12_prev >= thr.a_prev),
 rows AS (
     SELECT v.*
@@ -603,16 +611,18 @@ COMMENT ON FUNCTION crm._register_demo_sources() IS
 -- Per customer: class and contact coverage as of a moment
 -- ---------------------------------------------------------------------------
 
--- Contact policy per class (the expert approach of PRODUCT.md section 6).
--- TODO(coverage): read the coverage capability's policy table once it lands.
+-- Contact policy per class: the coverage capability's crm.coverage_policy
+-- (max_interval; for basis purchase_cycle too, as the fallback it documents),
+-- else the expert defaults of PRODUCT.md section 6.
 CREATE FUNCTION crm._dashboard_coverage_interval(class text) RETURNS interval
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE sql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT CASE class WHEN 'A' THEN interval '1 month' WHEN 'B' THEN interval '3 months' ELSE interval '6 months' END
+SELECT coalesce((SELECT p.max_interval FROM crm.coverage_policy p WHERE p.class = _dashboard_coverage_interval.class),
+                CASE class WHEN 'A' THEN interval '1 month' WHEN 'B' THEN interval '3 months' ELSE interval '6 months' END)
 $$;
 COMMENT ON FUNCTION crm._dashboard_coverage_interval(text) IS
-'How often a customer of an ABC class must be contacted: A every month, B every 3 months, C every 6 months.';
+'How often a customer of an ABC class must be contacted: crm.coverage_policy.max_interval, default A every month, B every 3 months, C every 6 months.';
 
 CREATE FUNCTION crm.dashboard_coverage(as_of timestamptz)
 RETURNS TABLE (customer_id text, manager_id text, channel text, revenue_12m numeric, abc_class text,
@@ -628,8 +638,8 @@ BEGIN
         RAISE EXCEPTION 'crm.dashboard_coverage: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     -- ABC by the revenue of the 12 months before as_of, crm.abc_class
-    -- semantics (share held by strictly larger values < 0.80 -> A, < 0.95 -> B).
-    -- TODO(classes): switch to crm.abc_class(revenue_12m) OVER () once it lands.
+    -- semantics (share held by strictly larger values < 0.80 -> A, < 0.95 -> B;
+    -- the tests check it against crm.abc_class), computed here with one sort
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH
 c AS (SELECT customer_id, manager_id, channel FROM %1$s WHERE created_at < $1),
@@ -642,16 +652,16 @@ x AS (SELECT customer_id, max(occurred_at) AS last_at FROM %3$s
 rs AS (SELECT rev, sum(rev) OVER (ORDER BY rev DESC ROWS UNBOUNDED PRECEDING) - rev AS before,
               sum(rev) OVER () AS total
          FROM r WHERE rev > 0),
-th AS (SELECT min(rev) FILTER (WHERE before < 0.80 * total) AS a, min(rev) FILTER (WHERE before < 0.95 * total) AS b
+th AS MATERIALIZED (SELECT min(rev) FILTER (WHERE before < 0.80 * total) AS a, min(rev) FILTER (WHERE before < 0.95 * total) AS b
          FROM rs),
 cl AS (
     SELECT c.customer_id, c.manager_id, c.channel, r.rev,
            CASE WHEN r.rev >= th.a THEN 'A' WHEN r.rev >= th.b THEN 'B' ELSE 'C' END AS cls
-      FROM c CROSS JOIN th LEFT JOIN r ON r.customer_id = c.customer_id)
+      FROM c CROSS JOIN th LEFT JOIN r ON r.customer_id = c.customer_id),
+pol AS MATERIALIZED (SELECT k.cls, crm._dashboard_coverage_interval(k.cls) AS iv FROM (VALUES ('A'), ('B'), ('C')) AS k(cls))
 SELECT cl.customer_id::text, cl.manager_id::text, cl.channel::text, coalesce(cl.rev, 0), cl.cls,
-       x.last_at, x.last_at + crm._dashboard_coverage_interval(cl.cls),
-       coalesce(x.last_at >= $1 - crm._dashboard_coverage_interval(cl.cls), false)
-  FROM cl LEFT JOIN x ON x.customer_id = cl.customer_id
+       x.last_at, x.last_at + pol.iv, coalesce(x.last_at >= $1 - pol.iv, false)
+  FROM cl JOIN pol ON pol.cls = cl.cls LEFT JOIN x ON x.customer_id = cl.customer_id
 $sql$, crm._source_sql('customers'), crm._source_sql('orders'), crm._source_sql('interactions'))
     USING as_of;
 END
@@ -856,9 +866,9 @@ COMMENT ON FUNCTION crm.dashboard_pipeline(date, date) IS
 -- Deals whose first event falls in the period, through the open and won
 -- stages in stage_order: a deal reached step k if it entered stage k or a
 -- later one (as of the period end).
--- TODO(funnel): switch to crm.funnel_report(<stage_events>, <open+won stages>)
--- once it lands (its window_funnel chain semantics differ for deals that
--- skip a stage).
+-- Deliberately not crm.funnel_report: that is a window_funnel chain (a deal
+-- that skips a stage stops at the stage before the gap), while CRM stage logs
+-- often skip stages; the owner's funnel counts the most advanced stage reached.
 CREATE FUNCTION crm.dashboard_funnel(period_from date, period_to date)
 RETURNS TABLE (step_no int, stage text, entered bigint, pct_of_first numeric, pct_of_prev numeric,
                dropped bigint, lost_deals bigint, lost_value numeric)
@@ -910,14 +920,12 @@ COMMENT ON FUNCTION crm.dashboard_funnel(date, date) IS
 'Sales funnel of the deals that started in the period [from, to]: per open or won stage, deals that reached it (as of the period end), share of the first step and of the previous one, deals dropped before the next step, and the deals lost there with their value.';
 
 -- Monthly cohorts of buyers (month of the first order) for the 12 months up
--- to the period end; period_no 0..11 (months since the cohort month).
--- TODO(retention): switch to crm.cohort_retention(<orders>, 'month', 12) once it lands.
+-- to as_of, through the retention capability's crm.cohort_retention over the
+-- registered orders placed up to the end of as_of; period_no 0..11.
 CREATE FUNCTION crm.dashboard_retention(as_of date)
 RETURNS TABLE (cohort date, period_no int, cohort_size bigint, active bigint, retention_pct numeric,
                revenue numeric, cumulative_ltv numeric)
 LANGUAGE plpgsql VOLATILE
--- one big analytic query: JIT compilation would cost more than it saves,
--- and the per-deal / per-customer hash aggregates should stay in memory
 SET jit = off
 SET work_mem = '64MB'
 AS $$
@@ -925,45 +933,25 @@ BEGIN
     IF as_of IS NULL THEN
         RAISE EXCEPTION 'crm.dashboard_retention: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    RETURN QUERY EXECUTE pg_catalog.format($sql$
-WITH
-od AS (SELECT customer_id, date_trunc('month', ordered_at)::date AS m, amount FROM %1$s
-        WHERE ordered_at < $1),
-co AS (SELECT customer_id, min(m) AS cohort FROM od GROUP BY customer_id
-       HAVING min(m) > (date_trunc('month', $1 - interval '1 day') - interval '12 months')::date),
-sz AS (SELECT cohort, count(*) AS n FROM co GROUP BY cohort),
-act AS (
-    SELECT co.cohort, ((extract(year FROM od.m) - extract(year FROM co.cohort)) * 12
-                       + extract(month FROM od.m) - extract(month FROM co.cohort))::int AS period_no,
-           count(DISTINCT od.customer_id) AS active, sum(od.amount) AS revenue
-      FROM od JOIN co ON co.customer_id = od.customer_id GROUP BY 1, 2),
-grid AS (
-    SELECT sz.cohort, sz.n, g.p
-      FROM sz CROSS JOIN generate_series(0, 11) AS g(p)
-     WHERE (sz.cohort + g.p * interval '1 month') < $1)
-SELECT grid.cohort, grid.p, grid.n, coalesce(act.active, 0),
-       round(100.0 * coalesce(act.active, 0) / grid.n, 2),
-       coalesce(act.revenue, 0),
-       round(sum(coalesce(act.revenue, 0)) OVER (PARTITION BY grid.cohort ORDER BY grid.p) / grid.n, 2)
-  FROM grid LEFT JOIN act ON act.cohort = grid.cohort AND act.period_no = grid.p
- ORDER BY 1, 2
-$sql$, crm._source_sql('orders'))
-    USING (as_of + 1)::timestamptz;
+    RETURN QUERY
+    SELECT x.cohort, x.period_no, x.cohort_size, x.active, round(100 * x.retention_rate, 2), x.revenue, x.cumulative_ltv
+      FROM crm.cohort_retention(pg_catalog.format('SELECT customer_id, ordered_at, amount FROM %s WHERE ordered_at < %L::timestamptz',
+                                                  crm._source_sql('orders'), (as_of + 1)::timestamptz),
+                                'month', 12) AS x
+     WHERE x.cohort > (date_trunc('month', as_of) - interval '12 months')::date
+     ORDER BY x.cohort, x.period_no;
 END
 $$;
 COMMENT ON FUNCTION crm.dashboard_retention(date) IS
-'Monthly buyer cohorts (month of the first order) of the 12 months up to as_of: per cohort and month since, cohort size, active buyers, retention, revenue and cumulative revenue per cohort member (cohort LTV curve).';
+'Monthly buyer cohorts (month of the first order) of the 12 months up to as_of, through crm.cohort_retention: per cohort and month since, cohort size, active buyers, retention %, revenue and cumulative revenue per cohort member (cohort LTV curve).';
 
--- RFM as of a day: R = quantile score of -days since last order, F of the
--- order count, M of the revenue, each 1..5 with the highest values scoring
--- highest and equal values sharing a score (ceil(5 * cume_dist)).
--- TODO(classes): switch to crm.quantile_score and crm.rfm_segment once they land.
+-- RFM as of the end of a day, through the classes capability's
+-- crm.rfm_report over the registered orders (R, F, M = crm.quantile_score,
+-- segment = crm.rfm_segment).
 CREATE FUNCTION crm.dashboard_rfm(as_of date)
 RETURNS TABLE (customer_id text, recency_days int, frequency bigint, monetary numeric,
                r int, f int, m int, segment text)
 LANGUAGE plpgsql VOLATILE
--- one big analytic query: JIT compilation would cost more than it saves,
--- and the per-deal / per-customer hash aggregates should stay in memory
 SET jit = off
 SET work_mem = '64MB'
 AS $$
@@ -971,43 +959,24 @@ BEGIN
     IF as_of IS NULL THEN
         RAISE EXCEPTION 'crm.dashboard_rfm: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    RETURN QUERY EXECUTE pg_catalog.format($sql$
-WITH
-c AS (SELECT customer_id, ($1::date - max(ordered_at)::date) AS rec, count(*) AS freq, sum(amount) AS mon
-        FROM %1$s WHERE ordered_at < ($1 + 1)::timestamptz GROUP BY customer_id),
-s AS (SELECT c.*, ceil(5 * cume_dist() OVER (ORDER BY -rec))::int AS r,
-             ceil(5 * cume_dist() OVER (ORDER BY freq))::int AS f,
-             ceil(5 * cume_dist() OVER (ORDER BY mon))::int AS m
-        FROM c)
-SELECT s.customer_id::text, s.rec, s.freq, s.mon, s.r, s.f, s.m,
-       CASE WHEN s.r <= 2 AND s.f <= 2 THEN 'Hibernating'
-            WHEN s.r <= 2 AND s.f <= 4 THEN 'At Risk'
-            WHEN s.r <= 2 THEN 'Can''t Lose Them'
-            WHEN s.r = 3 AND s.f <= 2 THEN 'About To Sleep'
-            WHEN s.r = 3 AND s.f = 3 THEN 'Need Attention'
-            WHEN s.r <= 4 AND s.f >= 4 THEN 'Loyal Customers'
-            WHEN s.r = 4 AND s.f = 1 THEN 'Promising'
-            WHEN s.r = 5 AND s.f = 1 THEN 'New Customers'
-            WHEN s.f <= 3 THEN 'Potential Loyalists'
-            ELSE 'Champions' END
-  FROM s ORDER BY 1
-$sql$, crm._source_sql('orders'))
-    USING as_of;
+    RETURN QUERY
+    SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
+      FROM crm.rfm_report('SELECT customer_id, ordered_at, amount FROM ' || crm._source_sql('orders'),
+                          (as_of + 1)::timestamptz - interval '1 microsecond') AS x
+     ORDER BY x.customer;
 END
 $$;
 COMMENT ON FUNCTION crm.dashboard_rfm(date) IS
-'RFM scores (1..5 by quantile, highest values score highest) and the 10-segment map of every buyer as of a day, from the orders source.';
+'RFM of every buyer as of the end of a day, from the orders source, through crm.rfm_report: days since the last order, orders, revenue, quantile scores 1..5 and the segment.';
 
--- ABC by the product's revenue of the 12 months up to as_of; XYZ by the
--- coefficient of variation of its monthly revenue over those 12 months,
--- months without sales counted as zero: X <= 0.10 < Y <= 0.25 < Z.
--- TODO(classes): switch to crm.abc_class, crm.xyz_class and the CV aggregate once they land.
+-- ABC-XYZ per product over the 12 calendar months up to as_of, through the
+-- classes capability's crm.abc_xyz_report over the registered orders: ABC
+-- by revenue (crm.abc_class), XYZ by the coefficient of variation of the
+-- monthly revenue with empty months as zero (crm.demand_cv, crm.xyz_class).
 CREATE FUNCTION crm.dashboard_abc_xyz(as_of date)
 RETURNS TABLE (product_id text, revenue numeric, revenue_share_pct numeric, abc_class text,
                cv numeric, xyz_class text, abc_xyz text)
 LANGUAGE plpgsql VOLATILE
--- one big analytic query: JIT compilation would cost more than it saves,
--- and the per-deal / per-customer hash aggregates should stay in memory
 SET jit = off
 SET work_mem = '64MB'
 AS $$
@@ -1015,39 +984,22 @@ BEGIN
     IF as_of IS NULL THEN
         RAISE EXCEPTION 'crm.dashboard_abc_xyz: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    RETURN QUERY EXECUTE pg_catalog.format($sql$
-WITH
-od AS (SELECT product_id, date_trunc('month', ordered_at) AS mo, amount FROM %1$s
-        WHERE ordered_at >= date_trunc('month', $1) - interval '11 months' AND ordered_at < $1 + interval '1 day'),
-pm AS (SELECT product_id, mo, sum(amount) AS amt FROM od GROUP BY 1, 2),
-p AS (
-    SELECT product_id, sum(amt) AS rev,
-           -- 12 months, the missing ones are zero
-           sqrt(greatest((sum(amt * amt) / 12) - (sum(amt) / 12) ^ 2, 0)) / nullif(sum(amt) / 12, 0) AS cv
-      FROM pm GROUP BY product_id),
-k AS (
-    SELECT p.*, CASE WHEN p.rev > 0 THEN
-                (sum(CASE WHEN p.rev > 0 THEN p.rev END) OVER (ORDER BY p.rev DESC NULLS LAST)
-                    - coalesce(sum(CASE WHEN p.rev > 0 THEN p.rev END) OVER (ORDER BY p.rev DESC NULLS LAST
-                               RANGE BETWEEN CURRENT ROW AND CURRENT ROW), 0))
-                / sum(CASE WHEN p.rev > 0 THEN p.rev END) OVER () END AS above,
-           p.rev / nullif(sum(CASE WHEN p.rev > 0 THEN p.rev END) OVER (), 0) AS share
-      FROM p),
-cl AS (
-    SELECT k.*, CASE WHEN above < 0.80 THEN 'A' WHEN above < 0.95 THEN 'B' ELSE 'C' END AS abc,
-           CASE WHEN cv <= 0.10 THEN 'X' WHEN cv <= 0.25 THEN 'Y' ELSE 'Z' END AS xyz
-      FROM k)
-SELECT product_id::text, rev, round(100 * share, 2), abc, round(cv::numeric, 4), xyz, abc || xyz
-  FROM cl ORDER BY rev DESC, 1
-$sql$, crm._source_sql('orders'))
-    USING as_of;
+    RETURN QUERY
+    SELECT x.item, x.revenue, round(100 * x.share, 2), x.abc, round(x.cv::numeric, 4), x.xyz, x.abc_xyz
+      FROM crm.abc_xyz_report('SELECT product_id, ordered_at, amount, amount FROM ' || crm._source_sql('orders'),
+                              (date_trunc('month', as_of) - interval '11 months')::timestamptz,
+                              (as_of + 1)::timestamptz, 'month') AS x
+     ORDER BY x.revenue DESC, x.item;
 END
 $$;
 COMMENT ON FUNCTION crm.dashboard_abc_xyz(date) IS
-'ABC class (revenue of the 12 months up to as_of) and XYZ class (coefficient of variation of monthly revenue, empty months as zero) of every product, from the orders source.';
+'ABC class (revenue of the 12 calendar months up to as_of) and XYZ class (coefficient of variation of monthly revenue, empty months as zero) of every product, from the orders source, through crm.abc_xyz_report.';
 
 -- Lead first-response SLA per channel for the period (as of its end).
--- TODO(coverage): switch to the coverage capability's lead SLA functions once they land.
+-- Same first-response definition as the coverage capability's
+-- crm.lead_first_response (first non-automated outbound interaction at or
+-- after creation), over the registered sources and as of the period end;
+-- crm.lead_sla adds per-manager rows and working-hours response times.
 CREATE FUNCTION crm.dashboard_lead_sla(period_from date, period_to date, sla interval DEFAULT NULL)
 RETURNS TABLE (channel text, leads bigint, answered bigint, within_sla bigint, never_answered bigint,
                within_sla_pct numeric, median_response_minutes numeric)

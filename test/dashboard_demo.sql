@@ -4,7 +4,7 @@
 -- directly (not through the source registry), written another way: correlated
 -- subqueries, EXISTS / NOT EXISTS, stage probabilities spelled out in CASE.
 BEGIN;
-SELECT plan(79);
+SELECT plan(80);
 
 -- the demo registered itself
 SELECT is((SELECT array_agg(kind ORDER BY kind) FROM crm.sources),
@@ -177,6 +177,16 @@ SELECT results_eq(
                       - CASE cls WHEN 'A' THEN interval '1 month' WHEN 'B' THEN interval '3 months' ELSE interval '6 months' END))
       FROM k GROUP BY 1 ORDER BY 1$$,
   'dashboard_coverage on the demo: customers and covered per ABC class = plain SQL');
+
+-- the dashboard's own ABC (one running sum, numeric) agrees with the classes capability's crm.abc_class
+SELECT results_eq(
+  $$SELECT customer_id, abc_class FROM crm.dashboard_coverage('2026-01-01') ORDER BY customer_id::bigint$$,
+  $$SELECT c.customer_id::text, coalesce(a.cls, 'C')
+      FROM crm_demo.customers c
+      LEFT JOIN (SELECT customer_id, crm.abc_class(sum(amount)::float8) OVER () AS cls FROM crm_demo.orders
+                  WHERE ordered_at >= '2025-01-01' AND ordered_at < '2026-01-01' GROUP BY customer_id) a USING (customer_id)
+     ORDER BY c.customer_id$$,
+  'dashboard_coverage classes = crm.abc_class per customer');
 
 -- views are there and in the documented shape
 SELECT is((SELECT count(*) FROM crm.v_owner_dashboard), 33::bigint, 'v_owner_dashboard on the demo');

@@ -1,7 +1,7 @@
 -- test/dashboard_fixture.sql: the owner dashboard, its reports and views on a tiny hand-made CRM
 -- whose every figure was worked out by hand (see the comments); and every bad input.
 BEGIN;
-SELECT plan(53);
+SELECT plan(55);
 
 CREATE SCHEMA dfx;
 CREATE TABLE dfx.leads(lead_id bigint, created_at timestamptz, channel text, manager_id int, customer_id bigint);
@@ -147,12 +147,13 @@ SELECT results_eq(
            ('2025-12-01', 0, 1, 1, 100, 300, 300)$$,
   'dashboard_retention: hand-worked cohorts');
 
--- recency (days before Dec 10) 101: 6, 104: 4, 103: 2 -> R 2, 4, 5; frequency 1, 2, 2 -> F 2, 5, 5;
--- monetary 300, 1500, 300 -> M 4, 5, 4 (ceil(5 * cume_dist))
+-- recency (whole days to the end of Dec 10) 101: 6, 104: 4, 103: 2; crm.quantile_score =
+-- 1 + floor(5 * (values strictly below) / 3): R (of -recency) 101: 1, 104: 2, 103: 4;
+-- F (1, 2, 2): 1, 2, 2; M (300, 1500, 300): 1, 4, 1; segments R1F1 and R2F2 Hibernating, R4F2 Potential Loyalists
 SELECT results_eq(
   $$SELECT * FROM crm.dashboard_rfm('2025-12-10')$$,
-  $$VALUES ('101', 6, 1::bigint, 300::numeric, 2, 2, 4, 'Hibernating'),
-           ('103', 2, 2, 300, 5, 5, 4, 'Champions'), ('104', 4, 2, 1500, 4, 5, 5, 'Loyal Customers')$$,
+  $$VALUES ('101', 6, 1::bigint, 300::numeric, 1, 1, 1, 'Hibernating'),
+           ('103', 2, 2, 300, 4, 2, 1, 'Potential Loyalists'), ('104', 4, 2, 1500, 2, 2, 4, 'Hibernating')$$,
   'dashboard_rfm: hand-worked scores and segments');
 
 -- product 1: 1000 (Oct) + 200 (Nov) + 500 (Dec) over 12 months; product 2: 300 + 100 (Dec)
@@ -177,6 +178,15 @@ SELECT results_eq(
   $$SELECT customer_id, abc_class, covered FROM crm.dashboard_coverage('2025-12-11') ORDER BY 1$$,
   $$VALUES ('101', 'A', false), ('103', 'A', true), ('104', 'A', true)$$,
   'dashboard_coverage: classes and coverage at the end');
+
+-- the contact policy comes from the coverage capability's crm.coverage_policy:
+-- with A every 10 days, 104 (last contact Nov 20) is overdue at Dec 11 too
+UPDATE crm.coverage_policy SET max_interval = '10 days', due_soon = '1 day' WHERE class = 'A';
+SELECT is((SELECT value FROM crm.owner_dashboard('2025-12-01', '2025-12-10') WHERE metric = 'overdue_class_a_customers'),
+          2::numeric, 'overdue_class_a_customers follows crm.coverage_policy');
+SELECT is((SELECT covered FROM crm.dashboard_coverage('2025-12-11') WHERE customer_id = '104'), false,
+          'dashboard_coverage follows crm.coverage_policy');
+UPDATE crm.coverage_policy SET max_interval = '1 month', due_soon = '7 days' WHERE class = 'A';
 
 -- views
 SELECT lives_ok($$SELECT crm.set_dashboard_period('2025-12-01', '2025-12-10')$$, 'set_dashboard_period');
