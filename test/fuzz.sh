@@ -37,6 +37,8 @@ WORK=$(mktemp -d); echo "work dir: $WORK"
 trap '[ -n "${FUZZ_KEEP:-}" ] || rm -rf "$WORK"' EXIT
 q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
+# only what the server logs from now on is ours
+logstart=$( [ -f "$PGHOST/log" ] && stat -c %s "$PGHOST/log" || echo 0)
 q -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
 q -d $DB -c "CREATE EXTENSION crm_analytics"
 
@@ -185,6 +187,8 @@ untested=$(q -d $DB -At -c "SELECT string_agg(tname, ', ') FROM fuzz.types t WHE
 # ---- 1. state type input functions -----------------------------------------
 # per input: the round-trip check, then combine + final with a valid state in both orders
 cat > "$WORK/states.sql" <<'SQL'
+SET statement_timeout = '10s';
+SET temp_file_limit = '256MB';
 SELECT format($s$SELECT CASE WHEN x::%1$s::text::%1$s::text = x::%1$s::text THEN 'roundtrip ok' ELSE 'NONCANONICAL #%2$s: ' || x::%1$s::text || ' -> ' || x::%1$s::text::%1$s::text END FROM (SELECT %3$L::text AS x) s$s$,
               t.tname, i.id, i.txt)
        || CASE WHEN to_regprocedure(format('fuzz.comb_%s(%s)', a.n, t.tname)) IS NULL THEN '' ELSE
@@ -200,6 +204,8 @@ SQL
 
 # ---- 2. aggregates fed extreme arguments ------------------------------------
 cat > "$WORK/aggs.sql" <<'SQL'
+SET statement_timeout = '10s';
+SET temp_file_limit = '256MB';
 CREATE TEMP TABLE extremes (typ regtype, val text);
 INSERT INTO extremes VALUES
  ('timestamptz', $$'infinity'::timestamptz$$), ('timestamptz', $$'-infinity'::timestamptz$$),
@@ -243,8 +249,70 @@ SELECT stmt FROM (
 \gexec
 SQL
 
+# ---- 3. immutable and stable functions fed extreme arguments ----------------
+# every IMMUTABLE / STABLE function and window function of the extension whose
+# arguments are of plain types, state types (valid texts) or composites of plain
+# types: each argument in turn NULL and each extreme value of its type, the
+# others typical; statement_timeout turns a runaway loop into an error (57014)
+cat > "$WORK/funcs.sql" <<'SQL'
+SET statement_timeout = '10s';
+SET temp_file_limit = '256MB';
+CREATE TEMP TABLE typical (typ regtype PRIMARY KEY, val text);
+INSERT INTO typical VALUES ('float8', '2.5::float8'), ('int4', '3'), ('int8', '3::bigint'), ('numeric', '10.5::numeric'),
+  ('text', $$'month'$$), ('timestamptz', $$timestamptz '2025-06-01'$$), ('interval', $$interval '30 days'$$),
+  ('bool', 'true'), ('date', $$date '2025-06-01'$$), ('bool[]', $$ARRAY[true, false, true]$$), ('text[]', $$ARRAY['a', 'b']$$);
+CREATE TEMP TABLE fextremes AS SELECT typ, val FROM extremes
+ UNION ALL SELECT 'date'::regtype, v FROM unnest(ARRAY[$$'infinity'::date$$, $$'-infinity'::date$$, $$'4713-01-01 BC'::date$$]) v
+ UNION ALL SELECT 'text[]'::regtype, v FROM unnest(ARRAY[$$'{}'::text[]$$, $$ARRAY[NULL]::text[]$$, $$array_fill('x'::text, ARRAY[65])$$, $$'{{a,b},{c,d}}'::text[]$$]) v;
+-- arguments: plain types, crm state types (a valid text), composites of plain types
+CREATE TEMP TABLE fargs AS
+SELECT p.oid AS fn, p.oid::regprocedure::text AS sig, p.prokind, a.k, a.typ,
+       coalesce((SELECT val FROM typical t WHERE t.typ = a.typ),
+                (SELECT format('%L::%s', v.txt, format_type(a.typ, NULL)) FROM fuzz.valid v WHERE v.typ = a.typ ORDER BY length(v.txt) DESC LIMIT 1),
+                (SELECT CASE WHEN count(*) > 0 THEN format('ROW(%s)::%s', string_agg(coalesce((SELECT val FROM typical t WHERE t.typ = at.atttypid), 'NULL'), ', ' ORDER BY at.attnum), format_type(a.typ, NULL)) END
+                   FROM pg_type ty JOIN pg_attribute at ON at.attrelid = ty.typrelid AND at.attnum > 0 AND NOT at.attisdropped
+                  WHERE ty.oid = a.typ AND ty.typtype = 'c')) AS typical
+  FROM pg_proc p
+  JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+                  AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'crm_analytics')
+  CROSS JOIN LATERAL unnest(p.proargtypes::oid[]) WITH ORDINALITY a(typ, k)
+ WHERE p.prokind IN ('f', 'w') AND p.provolatile IN ('i', 's') AND p.pronargs > 0
+   AND p.prorettype NOT IN ('cstring'::regtype, 'trigger'::regtype, 'void'::regtype);
+DELETE FROM fargs WHERE fn IN (SELECT fn FROM fargs WHERE typical IS NULL);
+SELECT format('SELECT %s FROM generate_series(1, 30) i',
+              format(CASE WHEN f.prokind = 'w' THEN '%s(%s) OVER (ORDER BY i)' ELSE '%s(%s)' END, f.fn::regproc,
+                     (SELECT string_agg(CASE WHEN x.k = f.k THEN f.val
+                                             WHEN x.k = 1 AND f.prokind = 'w' AND x.typ = 'float8'::regtype THEN '(i % 7)::float8'
+                                             ELSE x.typical END, ', ' ORDER BY x.k)
+                        FROM fargs x WHERE x.fn = f.fn)))
+  FROM (SELECT a.fn, a.sig, a.prokind, a.k, e.val
+          FROM fargs a
+          CROSS JOIN LATERAL (SELECT val FROM fextremes WHERE typ = a.typ
+                              UNION ALL SELECT 'NULL::' || format_type(a.typ, NULL)
+                              UNION ALL SELECT a.typical) e
+        UNION ALL  -- each float or numeric attribute of a composite argument made extreme
+        SELECT a.fn, a.sig, a.prokind, a.k,
+               format('ROW(%s)::%s', (SELECT string_agg(CASE WHEN at2.attnum = at.attnum THEN e.val
+                                                             ELSE coalesce((SELECT val FROM typical t WHERE t.typ = at2.atttypid), 'NULL') END,
+                                                        ', ' ORDER BY at2.attnum)
+                                        FROM pg_attribute at2 WHERE at2.attrelid = ty.typrelid AND at2.attnum > 0 AND NOT at2.attisdropped),
+                      format_type(a.typ, NULL))
+          FROM fargs a JOIN pg_type ty ON ty.oid = a.typ AND ty.typtype = 'c'
+          JOIN pg_attribute at ON at.attrelid = ty.typrelid AND at.attnum > 0 AND NOT at.attisdropped
+          JOIN fextremes e ON e.typ = at.atttypid AND at.atttypid IN ('float8'::regtype, 'numeric'::regtype, 'int4'::regtype, 'int8'::regtype)
+       ) f
+ ORDER BY f.sig, f.k, f.val
+\gexec
+SQL
+sed -n "/^CREATE TEMP TABLE extremes/,/'false');\$/p" "$WORK/aggs.sql" > "$WORK/extremes.sql"
+cat "$WORK/extremes.sql" "$WORK/funcs.sql" > "$WORK/funcs_all.sql"
+
 run() {  # run FILE LOG: every statement echoed, errors with SQLSTATE
-    psql -X -A -t -v stride="$STRIDE" -d $DB --set ECHO=queries --set VERBOSITY=verbose --set SHOW_CONTEXT=never -f "$1" > "$2" 2>&1 || true
+    local rc=0
+    timeout 600 psql -X -A -t -v stride="$STRIDE" -d $DB --set ECHO=queries --set VERBOSITY=verbose --set SHOW_CONTEXT=never -f "$1" > "$2" 2>&1 || rc=$?
+    if [ $rc -eq 124 ]; then echo "HARDENING-TIMEOUT: the statement above did not finish in 600 s" >> "$2"; fi
+    # a backend stuck in a loop without CHECK_FOR_INTERRUPTS: ask it to stop
+    psql -X -q -d postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$DB' AND pid <> pg_backend_pid()" > /dev/null 2>&1 || true
 }
 # the data tables need the row number i for the random-NULL and array cases
 q -d $DB -c "DO \$\$ DECLARE r record; BEGIN FOR r IN SELECT n FROM fuzz.aggs WHERE query IS NOT NULL LOOP
@@ -252,9 +320,10 @@ q -d $DB -c "DO \$\$ DECLARE r record; BEGIN FOR r IN SELECT n FROM fuzz.aggs WH
               EXECUTE format('UPDATE fuzz.data_%s SET i = (random() * 1000)::int', r.n); END LOOP; END \$\$"
 run "$WORK/states.sql" "$WORK/states.log"
 run "$WORK/aggs.sql" "$WORK/aggs.log"
+run "$WORK/funcs_all.sql" "$WORK/funcs.log"
 
 bad=0
-for part in states aggs; do
+for part in states aggs funcs; do
     log=$WORK/$part.log
     total=$(grep -cE '^SELECT ' "$log" || true); total=$((total - 1))
     errs=$(grep -cE 'ERROR:  ' "$log" || true)
@@ -270,17 +339,22 @@ for part in states aggs; do
         grep -B2 -A1 -E 'ERROR:  XX000' "$log" | cut -c1-400 | head -24
         bad=1
     fi
+    if grep -qE 'ERROR:  (57014|53400)|HARDENING-TIMEOUT' "$log"; then
+        echo "not ok - $part: runaway calls (statement_timeout 10 s, temp_file_limit 256MB or 600 s exceeded on small input: a loop without a bound or without CHECK_FOR_INTERRUPTS):"
+        grep -B3 -E 'ERROR:  (57014|53400)|HARDENING-TIMEOUT' "$log" | grep -E '^SELECT|ERROR|HARDENING' | cut -c1-400 | head -12
+        bad=1
+    fi
     if grep -q '^NONCANONICAL' "$log"; then
         echo "not ok - $part: accepted state texts that do not round-trip:"
         grep '^NONCANONICAL' "$log" | cut -c1-300 | head -10
         bad=1
     fi
 done
-if [ -f "$PGHOST/log" ] && grep -qE 'terminated by signal' "$PGHOST/log"; then
-    echo "not ok - the server log shows a backend terminated by a signal:"; grep -E 'terminated by signal' "$PGHOST/log" | head -5
+if [ -f "$PGHOST/log" ] && tail -c +$((logstart + 1)) "$PGHOST/log" | grep -qE 'terminated by signal'; then
+    echo "not ok - the server log shows a backend terminated by a signal:"; tail -c +$((logstart + 1)) "$PGHOST/log" | grep -E 'terminated by signal' | head -5
     bad=1
 fi
 [ -z "$untested" ] || { echo "not ok - state types without valid texts (add a sample in test/parallel_all.sql): $untested"; bad=1; }
-q -d postgres -c "DROP DATABASE IF EXISTS $DB" || true
+q -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
 [ $bad -eq 0 ] && echo "ok - no crash, no internal error, every accepted state round-trips"
 exit $bad
