@@ -13,7 +13,7 @@
 --      to text and back through the state type's output and input
 --      functions, combined by the COMBINEFUNC, finalized: equal to the
 --      one-pass result;
---   4. forced parallel query plans a Partial Aggregate;
+--   4. forced parallel query plans a Partial Aggregate and launches workers;
 --   5. and gives the serial result.
 -- A new aggregate is checked as soon as it is installed; give it a sample
 -- row below when the generated arguments do not fit it.
@@ -192,10 +192,14 @@ BEGIN
         SET LOCAL max_parallel_workers_per_gather = 2;
         SET LOCAL enable_hashagg = off;
         plan_text := '';
-        FOR q IN EXECUTE format('EXPLAIN (COSTS OFF) SELECT g, %s(%s) v FROM %s GROUP BY g', r.aggfnoid::regproc, call_args, tbl) LOOP
+        -- EXPLAIN ANALYZE runs the plan: the partial states really cross from
+        -- the workers to the leader
+        FOR q IN EXECUTE format('EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT g, %s(%s) v FROM %s GROUP BY g',
+                                r.aggfnoid::regproc, call_args, tbl) LOOP
             plan_text := plan_text || q || E'\n';
         END LOOP;
-        RETURN NEXT ok(plan_text ~ 'Partial \w*Aggregate', format('%s: forced parallel plan has a Partial Aggregate', r.sig));
+        RETURN NEXT ok(plan_text ~ 'Partial \w*Aggregate' AND plan_text ~ 'Workers Launched: [1-9]',
+                       format('%s: forced parallel plan has a Partial Aggregate and runs in parallel workers', r.sig));
         BEGIN
             EXECUTE format('SELECT string_agg(g || ''='' || coalesce(v::text, ''NULL''), '' | '' ORDER BY g) FROM (SELECT g, %s(%s) v FROM %s GROUP BY g) s',
                            r.aggfnoid::regproc, call_args, tbl) INTO other;
