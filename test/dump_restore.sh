@@ -20,13 +20,13 @@ q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 fill() {
     local db=$1
     q -d "$db" <<'SQL'
-SELECT to_regprocedure('crm.load_demo(integer,integer,date)') IS NOT NULL AS has_demo,
+SELECT EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = 'crm'::regnamespace AND proname = 'load_demo') AS has_demo,
        to_regclass('crm.rfm_segment_overrides') IS NOT NULL AS has_rfm,
-       to_regprocedure('crm.attach_coverage(regclass,regclass,name,name,name,name,text[],name,text[],name,name,name,text,name)') IS NOT NULL AS has_coverage,
-       to_regprocedure('crm.attach_auto_status(regclass,name,name,text[],regclass,name,name,name,boolean,integer,boolean)') IS NOT NULL AS has_status,
-       to_regprocedure('crm.register_source(text,text)') IS NOT NULL AS has_sources,
+       EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = 'crm'::regnamespace AND proname = 'attach_coverage') AS has_coverage,
+       EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = 'crm'::regnamespace AND proname = 'attach_auto_status') AS has_status,
+       EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = 'crm'::regnamespace AND proname = 'register_source') AS has_sources,
        to_regclass('crm.pipeline_stages') IS NOT NULL AS has_stages,
-       to_regprocedure('crm.set_dashboard_period(date,date)') IS NOT NULL AS has_period
+       EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = 'crm'::regnamespace AND proname = 'set_dashboard_period') AS has_period
 \gset
 \if :has_demo
 SELECT count(*) AS demo_relations FROM crm.load_demo(300, 7, '2025-12-31');
@@ -158,7 +158,7 @@ if diff "$WORK/src.fp" "$WORK/dst2.fp"; then echo "ok - plain format: every conf
 else echo "not ok - plain format: restored database differs (< original, > restored)"; bad=1; fi
 
 # the restored databases still work: a new stage event moves a deal, a new interaction updates coverage
-if q -d $DST1 -At -c "SELECT to_regprocedure('crm.attach_auto_status(regclass,name,name,text[],regclass,name,name,name,boolean,integer,boolean)') IS NOT NULL" | grep -q t; then
+if q -d $DST1 -At -c "SELECT EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = 'crm'::regnamespace AND proname = 'attach_auto_status')" | grep -q t; then
     got=$(q -d $DST1 -At -c "INSERT INTO app.deal_events SELECT deal_id, 'qualified', '2026-07-01' FROM app.\"Deals\" WHERE stage = 'lead' ORDER BY deal_id LIMIT 1 RETURNING deal_id" | head -1)
     if [ -n "$got" ] && [ "$(q -d $DST1 -At -c "SELECT stage FROM app.\"Deals\" WHERE deal_id = $got")" = qualified ]; then echo "ok - restored status trigger moves a deal"
     else echo "not ok - restored status trigger did not move deal $got"; bad=1; fi
