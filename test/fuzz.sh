@@ -24,7 +24,8 @@
 #      text / combine path.
 # Deterministic: setseed(FUZZ_SEED), default 0.4242; FUZZ_RANDOM random
 # strings per type (default 60); FUZZ_STRIDE=n runs every n-th input (default
-# 1, 5 under CRM_SANITIZE=valgrind).  Env: PGHOST/PGPORT/PGUSER, PG_BINDIR.
+# 1, 5 under CRM_SANITIZE=valgrind); FUZZ_SKIP=regex leaves functions out of
+# part 3 (e.g. FUZZ_SKIP=clv_simulate until its runaway loop is fixed).  Env: PGHOST/PGPORT/PGUSER, PG_BINDIR.
 set -euo pipefail
 export PATH=$PG_BINDIR:$PATH
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -33,6 +34,8 @@ SEED=${FUZZ_SEED:-0.4242}
 NRANDOM=${FUZZ_RANDOM:-60}
 # under valgrind (CRM_SANITIZE=valgrind) every backend is ~30x slower: run every 5th input
 STRIDE=${FUZZ_STRIDE:-$([ "${CRM_SANITIZE:-}" = valgrind ] && echo 5 || echo 1)}
+# FUZZ_SKIP: a regular expression of function names left out of part 3
+SKIP=${FUZZ_SKIP:-^\$}
 WORK=$(mktemp -d); echo "work dir: $WORK"
 trap '[ -n "${FUZZ_KEEP:-}" ] || rm -rf "$WORK"' EXIT
 q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
@@ -277,7 +280,8 @@ SELECT p.oid AS fn, p.oid::regprocedure::text AS sig, p.prokind, a.k, a.typ,
                   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'crm_analytics')
   CROSS JOIN LATERAL unnest(p.proargtypes::oid[]) WITH ORDINALITY a(typ, k)
  WHERE p.prokind IN ('f', 'w') AND p.provolatile IN ('i', 's') AND p.pronargs > 0
-   AND p.prorettype NOT IN ('cstring'::regtype, 'trigger'::regtype, 'void'::regtype);
+   AND p.prorettype NOT IN ('cstring'::regtype, 'trigger'::regtype, 'void'::regtype)
+   AND p.proname !~ :'skip';
 DELETE FROM fargs WHERE fn IN (SELECT fn FROM fargs WHERE typical IS NULL);
 SELECT format('SELECT %s FROM generate_series(1, 30) i',
               format(CASE WHEN f.prokind = 'w' THEN '%s(%s) OVER (ORDER BY i)' ELSE '%s(%s)' END, f.fn::regproc,
@@ -309,7 +313,7 @@ cat "$WORK/extremes.sql" "$WORK/funcs.sql" > "$WORK/funcs_all.sql"
 
 run() {  # run FILE LOG: every statement echoed, errors with SQLSTATE
     local rc=0
-    timeout 600 psql -X -A -t -v stride="$STRIDE" -d $DB --set ECHO=queries --set VERBOSITY=verbose --set SHOW_CONTEXT=never -f "$1" > "$2" 2>&1 || rc=$?
+    timeout 600 psql -X -A -t -v stride="$STRIDE" -v skip="$SKIP" -d $DB --set ECHO=queries --set VERBOSITY=verbose --set SHOW_CONTEXT=never -f "$1" > "$2" 2>&1 || rc=$?
     if [ $rc -eq 124 ]; then echo "HARDENING-TIMEOUT: the statement above did not finish in 600 s" >> "$2"; fi
     # a backend stuck in a loop without CHECK_FOR_INTERRUPTS: ask it to stop
     psql -X -q -d postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$DB' AND pid <> pg_backend_pid()" > /dev/null 2>&1 || true
