@@ -2193,6 +2193,9 @@ SimGamma(SimRng *g, double shape)
  * p ~ Beta(a, b) after each purchase) and each purchase is worth
  * Gamma(p, nu) with nu ~ Gamma(q, gamma) (Gamma-Gamma).
  */
+#define CLV_SIM_MAX_CUSTOMERS	100000000
+#define CLV_SIM_MAX_PURCHASES	100000
+
 Datum
 clv_simulate(PG_FUNCTION_ARGS)
 {
@@ -2212,10 +2215,10 @@ clv_simulate(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("clv_simulate: parameters and max_t must be positive finite numbers")));
-	if (customers < 0)
+	if (customers < 0 || customers > CLV_SIM_MAX_CUSTOMERS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("clv_simulate: customers must not be negative")));
+				 errmsg("clv_simulate: customers must be between 0 and %d", CLV_SIM_MAX_CUSTOMERS)));
 	g.s = (uint64) PG_GETARG_INT64(9) * UINT64CONST(0x2545f4914f6cdd1d) + 1;
 	InitMaterializedSRF(fcinfo, 0);
 	for (c = 1; c <= customers; c++)
@@ -2226,6 +2229,7 @@ clv_simulate(PG_FUNCTION_ARGS)
 		double		nu = SimGamma(&g, q) / gam;
 		double		tend = max_t * SimUniform(&g);
 		double		t = 0;
+		int64		n = 0;
 
 		CHECK_FOR_INTERRUPTS();
 		for (;;)
@@ -2238,6 +2242,11 @@ clv_simulate(PG_FUNCTION_ARGS)
 			values[2] = Float8GetDatum(tend);
 			values[3] = Float8GetDatum(SimGamma(&g, p) / nu);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			if (++n > CLV_SIM_MAX_PURCHASES)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("clv_simulate: a simulated customer made more than %d purchases", CLV_SIM_MAX_PURCHASES),
+						 errhint("The purchase rate r/alpha is too large for max_t; use a larger alpha or a smaller max_t.")));
 			/* dropout is possible after each repeat purchase, not the first */
 			if (t > 0 && SimUniform(&g) < drop)
 				break;
