@@ -119,7 +119,6 @@ CREATE TABLE crm.coverage (
 ) WITH (fillfactor = 80);
 COMMENT ON TABLE crm.coverage IS
 'One row per customer, kept current by crm.coverage_trigger: class, manager, last counted contact, contacts counted, the interval that applies and the next due date (last contact, or customer since, plus the interval).';
-CREATE INDEX coverage_class_idx ON crm.coverage (class);
 
 SELECT pg_catalog.pg_extension_config_dump('crm.coverage_policy', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.coverage_config', '');
