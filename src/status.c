@@ -142,6 +142,7 @@ typedef struct AttachmentConfig
 
 static MemoryContext ConfigContext = NULL;
 static bool ConfigValid = false;
+static uint64 ConfigInvalidations = 0;
 static bool ConfigCallbackRegistered = false;
 static int	NumConfigs = 0;
 static AttachmentConfig *Configs = NULL;
@@ -265,6 +266,7 @@ ConfigInvalidate(Datum arg, Oid relid)
 	(void) arg;
 	(void) relid;
 	/* cheap to over-invalidate: reloading reads four small tables */
+	ConfigInvalidations++;
 	ConfigValid = false;
 }
 
@@ -297,6 +299,7 @@ LoadConfig(void)
 	MemoryContext old;
 	uint64		i;
 	uint64		n;
+	uint64		invalidations_at_start;
 
 	if (!ConfigCallbackRegistered)
 	{
@@ -310,8 +313,7 @@ LoadConfig(void)
 	MemoryContextReset(ConfigContext);
 	NumConfigs = 0;
 	Configs = NULL;
-	/* a change committed by another session while we read is seen next time */
-	ConfigValid = true;
+	invalidations_at_start = ConfigInvalidations;
 
 	ConfigQuery("SELECT a.entity_table::oid, a.allow_backward, a.max_depth, "
 				"(SELECT count(*) FROM crm.status_stages s WHERE s.entity_table = a.entity_table), "
@@ -414,6 +416,13 @@ LoadConfig(void)
 					r->from[r->nfrom++] = MemoryContextStrdup(ConfigContext, TextDatumGetCString(elems[j]));
 		}
 	}
+
+	/*
+	 * Valid only if nothing was invalidated meanwhile (a change committed
+	 * while we read is then read again next time); an error above leaves the
+	 * cache invalid.
+	 */
+	ConfigValid = (ConfigInvalidations == invalidations_at_start);
 }
 
 /*
@@ -515,6 +524,7 @@ status_config_changed(PG_FUNCTION_ARGS)
 				 errmsg("crm._status_config_changed: not called by trigger manager")));
 	trigdata = (TriggerData *) fcinfo->context;
 	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	ConfigInvalidations++;
 	ConfigValid = false;
 	return PointerGetDatum(NULL);
 }

@@ -47,6 +47,13 @@ expect "restored configuration" "1|3|2|1" \
 q -d $DB2 -c "INSERT INTO app.events (lead_id, kind) VALUES (60, 'email_sent')"
 expect "restored triggers apply the rules" "contacted" "$(q -d $DB2 -At -c "SELECT status FROM app.leads WHERE lead_id = 60")"
 expect "restored sweep" "40" "$(q -d $DB2 -At -c "SELECT crm.apply_time_rules('2025-03-01')")"
+# a rule added by another session applies at once in a session that has the configuration cached
+q -d $DB2 <<SQL
+INSERT INTO app.events (lead_id, kind) VALUES (61, 'email_sent');
+\\! psql -X -q -v ON_ERROR_STOP=1 -d $DB2 -c "INSERT INTO crm.status_event_rules (entity_table, event_type, to_status) VALUES ('app.leads', 'poke', 'won')"
+INSERT INTO app.events (lead_id, kind) VALUES (61, 'poke');
+SQL
+expect "a rule added by another session applies in a running session" "won" "$(q -d $DB2 -At -c "SELECT status FROM app.leads WHERE lead_id = 61")"
 expect "new rule ids continue after the restored ones" "t" \
   "$(q -d $DB2 -At -c "INSERT INTO crm.status_event_rules (entity_table, event_type, to_status) VALUES ('app.leads', 'x', 'won') RETURNING rule_id > 3")"
 
