@@ -178,3 +178,22 @@ SELECT dimension, key, answered, within_sla, within_sla_pct, median_response FRO
 SELECT * FROM crm.lead_sla('SELECT id, created, channel, mgr FROM lead', 'SELECT lead, at, dir, auto FROM lead_touch', working_hours => true, work_start => '19:00');
 DROP TABLE cust, touch CASCADE;
 DROP TABLE buys, lead, lead_touch, spend;
+-- everything works with an empty search_path (every name inside is qualified)
+CREATE TABLE public.sp_cust (id int PRIMARY KEY, cls text);
+INSERT INTO public.sp_cust VALUES (1, 'A'), (2, 'B');
+CREATE TABLE public.sp_touch (cust_id bigint, kind text, direction text, automated boolean, occurred_at timestamptz);
+SET search_path = '';
+SELECT crm.attach_coverage('public.sp_touch', customers => 'public.sp_cust', class_column => 'cls', customer_column => 'cust_id',
+                           customer_key_column => 'id', manager_column => NULL, since_column => NULL);
+INSERT INTO public.sp_touch SELECT 1 + g % 2, 'call', 'outbound', false, '2025-12-01'::timestamptz + g * interval '1 hour' FROM generate_series(1, 10) g;
+SELECT crm.coverage_set_purchase_cycles('SELECT cust_id, occurred_at FROM public.sp_touch');
+SELECT crm.coverage_rebuild();
+-- customer 1: hours 2, 4, ..., 10 -> last 10:00, 5 contacts, cycle 2 h (class A still uses purchase cycles): due 12:00;
+-- customer 2: hours 1, ..., 9 -> last 09:00, class B every 3 months
+SELECT customer_id, class, last_contact, contacts, purchase_cycle, next_due FROM crm.coverage ORDER BY 1;
+RESET search_path;
+-- a dropped table: rebuild says so, detach and a new attach still work
+DROP TABLE public.sp_touch;
+SELECT crm.coverage_rebuild();
+SELECT crm.detach_coverage();
+DROP TABLE public.sp_cust;

@@ -203,7 +203,7 @@ SumStateArg(FunctionCallInfo fcinfo, int argno, SumState *st)
 
 	if (PG_ARGISNULL(argno))
 	{
-		SumStateAlloc(st, 256, NULL, 0);
+		SumStateAlloc(st, 128, NULL, 0);
 		return;
 	}
 	v = (struct varlena *) DatumGetPointer(PG_GETARG_DATUM(argno));
@@ -213,7 +213,7 @@ SumStateArg(FunctionCallInfo fcinfo, int argno, SumState *st)
 		Size		len;
 
 		payload = SumPayload(PG_GETARG_DATUM(argno), &len);
-		SumStateAlloc(st, Max(len, 256), payload, len);
+		SumStateAlloc(st, Max(len, 128), payload, len);
 		return;
 	}
 	/* our own state from the previous call: check it, then use it in place */
@@ -745,6 +745,54 @@ PatternEntries(CrmState *st)
 	return (double *) (st->data + sizeof(PatternHeader));
 }
 
+/*
+ * Merge the unsorted tail e[nsorted..nall) into the sorted, distinct prefix:
+ * sort and dedupe the tail alone, then one linear merge.  Returns the new
+ * number of entries (all sorted and distinct).
+ */
+static int64
+PatternMergeTail(double *e, int64 nsorted, int64 nall, int width)
+{
+	double	   *tail = e + nsorted * width;
+	int64		ntail = PatternCompactArray(tail, nall - nsorted, width);
+	double	   *out;
+	int64		i = 0, j = 0, n = 0;
+	Size		esz = sizeof(double) * width;
+
+	if (nsorted == 0)
+		return ntail;
+	out = palloc(esz * (nsorted + ntail));
+	pattern_cmp_keys = width - 1;
+	while (i < nsorted || j < ntail)
+	{
+		const double *a = i < nsorted ? e + i * width : NULL;
+		const double *b = j < ntail ? tail + j * width : NULL;
+		int			c = a == NULL ? 1 : (b == NULL ? -1 : PatternCmp(a, b));
+
+		if (c < 0)
+		{
+			memcpy(out + n * width, a, esz);
+			i++;
+		}
+		else if (c > 0)
+		{
+			memcpy(out + n * width, b, esz);
+			j++;
+		}
+		else
+		{
+			memcpy(out + n * width, a, esz);
+			out[n * width + width - 1] += b[width - 1];
+			i++;
+			j++;
+		}
+		n++;
+	}
+	memcpy(e, out, esz * n);
+	pfree(out);
+	return n;
+}
+
 /* compact the state: everything sorted and distinct */
 static void
 PatternCompact(CrmState *st)
@@ -753,7 +801,7 @@ PatternCompact(CrmState *st)
 
 	if (h->nsorted == h->nall)
 		return;
-	h->nall = PatternCompactArray(PatternEntries(st), h->nall, h->width);
+	h->nall = PatternMergeTail(PatternEntries(st), h->nsorted, h->nall, h->width);
 	h->nsorted = h->nall;
 	st->len = sizeof(PatternHeader) + (Size) h->nall * h->width * sizeof(double);
 }
@@ -2145,6 +2193,9 @@ SimGamma(SimRng *g, double shape)
  * p ~ Beta(a, b) after each purchase) and each purchase is worth
  * Gamma(p, nu) with nu ~ Gamma(q, gamma) (Gamma-Gamma).
  */
+#define CLV_SIM_MAX_CUSTOMERS	100000000
+#define CLV_SIM_MAX_PURCHASES	100000
+
 Datum
 clv_simulate(PG_FUNCTION_ARGS)
 {
@@ -2164,10 +2215,10 @@ clv_simulate(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("clv_simulate: parameters and max_t must be positive finite numbers")));
-	if (customers < 0)
+	if (customers < 0 || customers > CLV_SIM_MAX_CUSTOMERS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("clv_simulate: customers must not be negative")));
+				 errmsg("clv_simulate: customers must be between 0 and %d", CLV_SIM_MAX_CUSTOMERS)));
 	g.s = (uint64) PG_GETARG_INT64(9) * UINT64CONST(0x2545f4914f6cdd1d) + 1;
 	InitMaterializedSRF(fcinfo, 0);
 	for (c = 1; c <= customers; c++)
@@ -2178,6 +2229,7 @@ clv_simulate(PG_FUNCTION_ARGS)
 		double		nu = SimGamma(&g, q) / gam;
 		double		tend = max_t * SimUniform(&g);
 		double		t = 0;
+		int64		n = 0;
 
 		CHECK_FOR_INTERRUPTS();
 		for (;;)
@@ -2190,6 +2242,11 @@ clv_simulate(PG_FUNCTION_ARGS)
 			values[2] = Float8GetDatum(tend);
 			values[3] = Float8GetDatum(SimGamma(&g, p) / nu);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			if (++n > CLV_SIM_MAX_PURCHASES)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("clv_simulate: a simulated customer made more than %d purchases", CLV_SIM_MAX_PURCHASES),
+						 errhint("The purchase rate r/alpha is too large for max_t; use a larger alpha or a smaller max_t.")));
 			/* dropout is possible after each repeat purchase, not the first */
 			if (t > 0 && SimUniform(&g) < drop)
 				break;

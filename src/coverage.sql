@@ -318,7 +318,8 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     SELECT * INTO old FROM crm.coverage_config;
-    IF FOUND AND old.interactions <> interactions THEN
+    IF FOUND AND old.interactions <> interactions
+       AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = old.interactions) THEN
         RAISE EXCEPTION 'coverage is already attached to %', old.interactions
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Run crm.detach_coverage() first.';
@@ -410,7 +411,10 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    EXECUTE format('DROP TRIGGER IF EXISTS crm_coverage ON %s', rel);
+    -- the table may have been dropped since (then its trigger went with it)
+    IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = rel AND t.tgname = 'crm_coverage') THEN
+        EXECUTE format('DROP TRIGGER crm_coverage ON %s', rel);
+    END IF;
     DELETE FROM crm.coverage_config;
     RETURN true;
 END
@@ -477,6 +481,13 @@ BEGIN
         RAISE EXCEPTION 'coverage is not attached'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Run crm.attach_coverage(''my_interactions'', ...) first.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) cfg.interactions)
+       OR (cfg.customers IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) cfg.customers)) THEN
+        RAISE EXCEPTION 'a table coverage was attached to no longer exists'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run crm.attach_coverage(...) again.';
     END IF;
     -- nothing is inserted while we rebuild, so no interaction is missed or counted twice
     EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE MODE', cfg.interactions);
@@ -662,7 +673,7 @@ SELECT c.customer_id, c.class, c.manager_id, c.last_contact, c.contacts, c.conta
             WHEN n.t >= c.next_due - c.due_soon THEN 'due soon'
             ELSE 'ok' END AS status,
        CASE WHEN c.class IS NOT NULL AND n.t > c.next_due
-            THEN floor(extract(epoch FROM n.t - c.next_due) / 86400)::int END AS days_overdue
+            THEN floor(date_part('epoch', n.t - c.next_due) / 86400)::int END AS days_overdue
   FROM crm.coverage c
  CROSS JOIN (SELECT crm.coverage_as_of() AS t OFFSET 0) n;
 COMMENT ON VIEW crm.coverage_status IS
@@ -702,13 +713,13 @@ COMMENT ON VIEW crm.coverage_by_manager IS
 
 CREATE VIEW crm.coverage_overdue WITH (security_invoker = true) AS
 SELECT c.customer_id, c.class, c.manager_id, c.last_contact, c.next_due,
-       floor(extract(epoch FROM n.t - c.next_due) / 86400)::int AS days_overdue
+       floor(date_part('epoch', n.t - c.next_due) / 86400)::int AS days_overdue
   FROM crm.coverage c
  CROSS JOIN (SELECT crm.coverage_as_of() AS t OFFSET 0) n
  WHERE c.class IS NOT NULL AND (c.next_due IS NULL OR c.next_due < n.t)
- ORDER BY 6 DESC NULLS FIRST, c.customer_id;
+ ORDER BY c.next_due NULLS FIRST, c.customer_id;
 COMMENT ON VIEW crm.coverage_overdue IS
-'Who to call today: overdue customers at crm.coverage_as_of(), most overdue first (never contacted with no due date first of all); filter by manager_id for one manager''s list.';
+'Who to call today: overdue customers at crm.coverage_as_of(), most overdue first (earliest next_due; never contacted with no due date first of all); filter by manager_id for one manager''s list.';
 
 -- ---------------------------------------------------------------------------
 -- Lead first-response SLA

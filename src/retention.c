@@ -1114,6 +1114,8 @@ typedef struct RollupReceiver
 	bool		any;
 	int32		minidx;			/* earliest / latest active period */
 	int32		maxidx;
+	bool		has_asof;		/* report up to the period of as_of */
+	int32		asof_idx;		/* periods after it are ignored */
 } RollupReceiver;
 
 static void
@@ -1169,7 +1171,7 @@ RollupRescale(RollupReceiver *r, int ds)
 
 /* one entity's state into its cohort's counters */
 static void
-RollupCohortEntity(RollupReceiver *r, const CohortHeader *h, const CohortEntry *ents)
+RollupCohortEntity(RollupReceiver *r, const CohortHeader *h, const CohortEntry *ents, int n)
 {
 	int32		cohort = ents[0].idx;
 	bool		found;
@@ -1185,7 +1187,7 @@ RollupCohortEntity(RollupReceiver *r, const CohortHeader *h, const CohortEntry *
 		c->revenue = NULL;
 	}
 	c->size++;
-	for (i = 0; i < h->nentries; i++)
+	for (i = 0; i < n; i++)
 	{
 		int64		k = (int64) ents[i].idx - cohort;
 
@@ -1218,12 +1220,12 @@ RollupCohortEntity(RollupReceiver *r, const CohortHeader *h, const CohortEntry *
 
 /* one entity's state into the calendar periods it was active in */
 static void
-RollupPeriodEntity(RollupReceiver *r, const CohortHeader *h, const CohortEntry *ents)
+RollupPeriodEntity(RollupReceiver *r, const CohortHeader *h, const CohortEntry *ents, int n)
 {
 	int64		to_date = 0;
 	int			i;
 
-	for (i = 0; i < h->nentries; i++)
+	for (i = 0; i < n; i++)
 	{
 		bool		found;
 		PeriodAcc  *p = hash_search(r->table, &ents[i].idx, HASH_ENTER, &found);
@@ -1260,6 +1262,7 @@ RollupReceive(TupleTableSlot *slot, DestReceiver *self)
 	Size		len;
 	const CohortHeader *h;
 	const CohortEntry *ents;
+	int			n;
 
 	d = slot_getattr(slot, 1, &isnull);
 	if (isnull)
@@ -1268,7 +1271,11 @@ RollupReceive(TupleTableSlot *slot, DestReceiver *self)
 	payload = crm_state_payload(d, COHORT_MAGIC, &len);
 	h = CohortCheckPayload(payload, len);
 	ents = (const CohortEntry *) (payload + sizeof(CohortHeader));
-	if (h->nentries > 0)
+	n = h->nentries;
+	/* with as_of: only the periods up to as_of's (entries are sorted) */
+	while (r->has_asof && n > 0 && ents[n - 1].idx > r->asof_idx)
+		n--;
+	if (n > 0)
 	{
 		if (h->period != (int32) r->period)
 			elog(ERROR, "crm_analytics: cohort state of an unexpected period");
@@ -1276,13 +1283,13 @@ RollupReceive(TupleTableSlot *slot, DestReceiver *self)
 			RollupRescale(r, h->dscale);
 		if (!r->any || ents[0].idx < r->minidx)
 			r->minidx = ents[0].idx;
-		if (!r->any || ents[h->nentries - 1].idx > r->maxidx)
-			r->maxidx = ents[h->nentries - 1].idx;
+		if (!r->any || ents[n - 1].idx > r->maxidx)
+			r->maxidx = ents[n - 1].idx;
 		r->any = true;
 		if (r->mode == ROLLUP_COHORTS)
-			RollupCohortEntity(r, h, ents);
+			RollupCohortEntity(r, h, ents, n);
 		else
-			RollupPeriodEntity(r, h, ents);
+			RollupPeriodEntity(r, h, ents, n);
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(r->tmpcxt);
@@ -1360,6 +1367,21 @@ ReportArgs(FunctionCallInfo fcinfo, const char *fname, char **sql)
 	return ParsePeriod(PG_GETARG_TEXT_PP(1));
 }
 
+/*
+ * Optional as_of argument argno: the last period reported is the one holding
+ * as_of (events of later periods are ignored, and periods up to it are
+ * reported even when they have no events).  NULL: the last period with an
+ * event.
+ */
+static void
+RollupAsOf(FunctionCallInfo fcinfo, int argno, RollupReceiver *r)
+{
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return;
+	r->has_asof = true;
+	r->asof_idx = PeriodIndexFromJd(r->period, LocalJulianDay(PG_GETARG_TIMESTAMPTZ(argno), fcinfo->flinfo));
+}
+
 static RollupReceiver *
 RollupNew(RollupMode mode, CohortPeriod period, int periods)
 {
@@ -1393,7 +1415,7 @@ NumericRatio(Numeric a, int64 b, int scale)
 }
 
 /*
- * crm.cohort_retention(events_sql text, period text, periods int)
+ * crm.cohort_retention(events_sql text, period text, periods int [, as_of timestamptz])
  *   -> TABLE(cohort date, period_no int, cohort_size bigint, active bigint,
  *            retention_rate numeric, revenue numeric, cumulative_ltv numeric)
  */
@@ -1428,9 +1450,12 @@ crm_cohort_retention(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	r = RollupNew(ROLLUP_COHORTS, period, periods);
+	RollupAsOf(fcinfo, 3, r);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	has_amount = RollupRun(fname, sql, r);
+	if (r->has_asof)
+		r->maxidx = r->asof_idx;
 
 	ncohorts = hash_get_num_entries(r->table);
 	cohorts = palloc(sizeof(CohortAcc *) * Max(ncohorts, 1));
@@ -1480,13 +1505,14 @@ crm_cohort_retention(PG_FUNCTION_ARGS)
 }
 
 /*
- * crm.retention_metrics(events_sql text, period text)
+ * crm.retention_metrics(events_sql text, period text [, as_of timestamptz])
  *   -> TABLE(period_start date, customers_start bigint, new_customers bigint,
  *            active_customers bigint, retained bigint, churned bigint,
  *            churn_rate numeric, retention_rate numeric, orders bigint,
  *            revenue numeric, repeat_customers bigint,
  *            repeat_purchase_rate numeric, aov numeric)
- * one row per calendar period from the first to the last active one.
+ * one row per calendar period from the first active one to the last active
+ * one (or as_of's).
  */
 Datum
 crm_retention_metrics(PG_FUNCTION_ARGS)
@@ -1504,9 +1530,12 @@ crm_retention_metrics(PG_FUNCTION_ARGS)
 	period = ReportArgs(fcinfo, fname, &sql);
 	InitMaterializedSRF(fcinfo, 0);
 	r = RollupNew(ROLLUP_PERIODS, period, 0);
+	RollupAsOf(fcinfo, 2, r);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	has_amount = RollupRun(fname, sql, r);
+	if (r->has_asof && r->any)
+		r->maxidx = r->asof_idx;
 	aov_scale = Max(r->dscale, 2);
 
 	if (r->any && (int64) r->maxidx - r->minidx + 1 > METRICS_MAX_ROWS)

@@ -144,3 +144,21 @@ LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 100
 AS 'MODULE_PATHNAME', 'crm_retention_metrics';
 COMMENT ON FUNCTION crm.retention_metrics(text, text) IS
 'Retention figures per calendar period. Inner query: (entity, ts timestamptz [, amount numeric]). S = customers_start (active in the previous period), N = new_customers, E = active_customers; churn_rate = (S - retained) / S, retention_rate = (E - N) / S, repeat_purchase_rate = repeat_customers / E (active with 2+ events to date), aov = revenue / orders.';
+
+CREATE FUNCTION crm.cohort_retention(events_sql text, period text, periods int, as_of timestamptz)
+RETURNS TABLE(cohort date, period_no int, cohort_size bigint, active bigint,
+              retention_rate numeric, revenue numeric, cumulative_ltv numeric)
+LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 100
+AS 'MODULE_PATHNAME', 'crm_cohort_retention';
+COMMENT ON FUNCTION crm.cohort_retention(text, text, int, timestamptz) IS
+'crm.cohort_retention as of a moment: the last period reported is the one containing as_of (periods up to it are reported even without events; events of later periods are ignored). NULL as_of: the last period with an event.';
+
+CREATE FUNCTION crm.retention_metrics(events_sql text, period text, as_of timestamptz)
+RETURNS TABLE(period_start date, customers_start bigint, new_customers bigint, active_customers bigint,
+              retained bigint, churned bigint, churn_rate numeric, retention_rate numeric,
+              orders bigint, revenue numeric, repeat_customers bigint, repeat_purchase_rate numeric,
+              aov numeric)
+LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 100
+AS 'MODULE_PATHNAME', 'crm_retention_metrics';
+COMMENT ON FUNCTION crm.retention_metrics(text, text, timestamptz) IS
+'crm.retention_metrics as of a moment: periods up to the one containing as_of (events of later periods are ignored). NULL as_of: up to the last period with an event.';

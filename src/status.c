@@ -131,7 +131,6 @@ typedef struct AttachmentConfig
 	Oid			entity_table;
 	bool		allow_backward;
 	int			max_depth;
-	bool		has_time_rules;
 	int			nstages;
 	char	  **stages;			/* in position order */
 	int		   *positions;
@@ -315,7 +314,6 @@ LoadConfig(void)
 	ConfigValid = true;
 
 	ConfigQuery("SELECT a.entity_table::oid, a.allow_backward, a.max_depth, "
-				"EXISTS (SELECT 1 FROM crm.status_time_rules r WHERE r.entity_table = a.entity_table AND r.enabled), "
 				"(SELECT count(*) FROM crm.status_stages s WHERE s.entity_table = a.entity_table), "
 				"(SELECT count(*) FROM crm.status_transitions t WHERE t.entity_table = a.entity_table), "
 				"(SELECT count(*) FROM crm.status_event_rules r WHERE r.entity_table = a.entity_table AND r.enabled) "
@@ -333,11 +331,10 @@ LoadConfig(void)
 		c->entity_table = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
 		c->allow_backward = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
 		c->max_depth = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-		c->has_time_rules = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
-		c->stages = palloc0(sizeof(char *) * (DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull)) + 1));
-		c->positions = palloc0(sizeof(int) * (DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull)) + 1));
-		c->transitions = palloc0(sizeof(Transition) * (DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull)) + 1));
-		c->rules = palloc0(sizeof(EventRule) * (DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull)) + 1));
+		c->stages = palloc0(sizeof(char *) * (DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull)) + 1));
+		c->positions = palloc0(sizeof(int) * (DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull)) + 1));
+		c->transitions = palloc0(sizeof(Transition) * (DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull)) + 1));
+		c->rules = palloc0(sizeof(EventRule) * (DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull)) + 1));
 	}
 	NumConfigs = (int) n;
 	MemoryContextSwitchTo(old);

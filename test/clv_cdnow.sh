@@ -111,8 +111,10 @@ plan=$(psql -X -q -At -d $db -c "$par" -c "EXPLAIN (COSTS OFF) SELECT crm.bgnbd_
 if grep -q "Partial Aggregate" <<<"$plan"; then echo "ok - bgnbd_fit runs as a Partial Aggregate"; else echo "not ok - no Partial Aggregate: $plan"; fails=$((fails + 1)); fi
 plan=$(psql -X -q -At -d $db -c "$par" -c "EXPLAIN (COSTS OFF) SELECT crm.gamma_gamma_fit(frequency, monetary) FROM summary")
 if grep -q "Partial Aggregate" <<<"$plan"; then echo "ok - gamma_gamma_fit runs as a Partial Aggregate"; else echo "not ok - no Partial Aggregate: $plan"; fails=$((fails + 1)); fi
-plan=$(psql -X -q -At -d $db -c "$par" -c "SET enable_hashagg = off" -c "EXPLAIN (COSTS OFF) SELECT id, crm.clv_summary(ts, amount, '1997-09-30', '7 days') FROM tx GROUP BY id")
-if grep -q "Partial GroupAggregate\|Partial HashAggregate" <<<"$plan"; then echo "ok - clv_summary runs as a partial aggregate"; else echo "not ok - clv_summary not partial: $plan"; fails=$((fails + 1)); fi
+# one group: with the parallel costs zeroed the planner always splits it (with GROUP BY id the
+# choice between partial and plain grouping is the planner's, by cost, and not this test's business)
+plan=$(psql -X -q -At -d $db -c "$par" -c "EXPLAIN (COSTS OFF) SELECT crm.clv_summary(ts, amount, '1997-09-30', '7 days') FROM tx")
+if grep -q "Partial Aggregate" <<<"$plan"; then echo "ok - clv_summary runs as a partial aggregate"; else echo "not ok - clv_summary not partial: $plan"; fails=$((fails + 1)); fi
 check "parallel fits equal the serial fits" \
   "$par SELECT (SELECT crm.bgnbd_fit(frequency, recency, t) FROM summary)::text = (bg)::text
           AND (SELECT crm.gamma_gamma_fit(frequency, monetary) FROM summary)::text = (gg)::text FROM fit"

@@ -136,7 +136,8 @@ SELECT results_eq(
     'coverage_by_manager equals the plain-SQL counts per manager');
 SELECT results_eq(
     $$SELECT customer_id, days_overdue FROM crm.coverage_overdue$$,
-    $$SELECT customer_id, days FROM pg_temp.expected_status() WHERE status = 'overdue' ORDER BY days DESC, customer_id$$,
+    $$SELECT s.customer_id, s.days FROM pg_temp.expected_status() s JOIN pg_temp.expected() e USING (customer_id)
+       WHERE s.status = 'overdue' ORDER BY e.next_due, s.customer_id$$,
     'coverage_overdue lists the overdue customers, most overdue first');
 SELECT cmp_ok((SELECT count(*) FROM crm.coverage_by_class WHERE covered > 0 AND overdue > 0), '>=', 1::bigint,
               'the demo has both covered and overdue customers');

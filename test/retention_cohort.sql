@@ -1,7 +1,7 @@
 -- pgTAP: crm.cohort_activity, crm.cohort_retention, crm.retention_metrics
 -- against independent plain SQL on the demo orders and hand-worked cases.
 BEGIN;
-SELECT plan(52);
+SELECT plan(57);
 
 CREATE TEMP TABLE src AS SELECT customer_id AS e, ordered_at AS ts, amount FROM crm_demo.orders;
 
@@ -196,6 +196,37 @@ SELECT results_eq($$SELECT * FROM crm.cohort_retention('SELECT e, ts, amount FRO
                   'rows with a NULL entity or ts are skipped');
 SELECT is((SELECT count(*) FROM crm.cohort_retention('SELECT e, ts, amount FROM hand WHERE false')), 0::bigint,
           'an empty inner query: no rows');
+
+-- ---- as_of: report up to the period holding as_of -----------------------------
+SELECT results_eq($$SELECT * FROM crm.cohort_retention('SELECT e, ts, amount FROM hand', 'month', 4, '2025-02-15')$$,
+                  $$VALUES ('2025-01-01'::date, 0, 1::bigint, 1::bigint, 1.0000, 15.50, 15.50),
+                           ('2025-01-01', 1, 1, 0, 0.0000, 0.00, 15.50),
+                           ('2025-02-01', 0, 2, 2, 1.0000, 101.00, 50.50)$$,
+                  'hand-worked, as_of in February: the March refund is ignored, no March rows');
+SELECT results_eq($$SELECT * FROM crm.cohort_retention('SELECT e, ts, amount FROM hand', 'month', 4, '2025-05-10')$$,
+                  $$VALUES ('2025-01-01'::date, 0, 1::bigint, 1::bigint, 1.0000, 15.50, 15.50),
+                           ('2025-01-01', 1, 1, 0, 0.0000, 0.00, 15.50),
+                           ('2025-01-01', 2, 1, 1, 1.0000, -2.25, 13.25),
+                           ('2025-01-01', 3, 1, 0, 0.0000, 0.00, 13.25),
+                           ('2025-02-01', 0, 2, 2, 1.0000, 101.00, 50.50),
+                           ('2025-02-01', 1, 2, 1, 0.5000, 0.00, 50.50),
+                           ('2025-02-01', 2, 2, 0, 0.0000, 0.00, 50.50),
+                           ('2025-02-01', 3, 2, 0, 0.0000, 0.00, 50.50)$$,
+                  'hand-worked, as_of in May: empty April and May are reported');
+SELECT results_eq($$SELECT * FROM crm.cohort_retention('SELECT e, ts, amount FROM hand', 'month', 4, NULL)$$,
+                  $$SELECT * FROM crm.cohort_retention('SELECT e, ts, amount FROM hand', 'month', 4)$$,
+                  'as_of NULL: up to the last period with an event');
+CREATE TEMP TABLE src_all AS SELECT * FROM src;
+DELETE FROM src WHERE ts >= '2025-07-01';
+SELECT results_eq($$SELECT * FROM crm.cohort_retention('SELECT e, ts, amount FROM src_all', 'month', 12, '2025-06-15') ORDER BY 1, 2$$,
+                  $$SELECT * FROM pg_temp.ref_cohorts('month', 12) ORDER BY 1, 2$$,
+                  'demo, as_of 2025-06-15: equals the plain SQL over the orders before July');
+SELECT results_eq($$SELECT pg_temp.pidx(period_start, 'month'), customers_start, new_customers, active_customers, retained, churned,
+                           churn_rate, retention_rate, orders, revenue, repeat_customers, repeat_purchase_rate, aov
+                      FROM crm.retention_metrics('SELECT e, ts, amount FROM src_all', 'month', '2025-06-15') ORDER BY 1$$,
+                  $$SELECT * FROM pg_temp.ref_metrics('month') ORDER BY 1$$,
+                  'demo, retention_metrics as_of 2025-06-15: equals the plain SQL over the orders before July');
+INSERT INTO src SELECT * FROM src_all WHERE ts >= '2025-07-01';
 
 -- ---- bad input ---------------------------------------------------------------
 SELECT throws_ok($$SELECT * FROM crm.cohort_retention('SELECT e, ts FROM hand', 'fortnight')$$, '22023', 'unknown period "fortnight"', 'unknown period: 22023');
