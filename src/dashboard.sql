@@ -1157,9 +1157,6 @@ DECLARE
     funnel text;
     heat   text;
     chan   text;
-    fmax   numeric;
-    nfun   int;
-    ncoh   int;
 BEGIN
     -- the figures (also validates the period and the sources)
     SELECT string_agg(pg_catalog.format(
@@ -1175,30 +1172,32 @@ BEGIN
       FROM (SELECT o.*, row_number() OVER () AS ord FROM crm.owner_dashboard(period_from, period_to) AS o) AS d;
 
     -- funnel: one bar per step, width proportional to the deals that reached it
-    SELECT max(f.entered), count(*) INTO fmax, nfun FROM crm.dashboard_funnel(period_from, period_to) AS f;
+    WITH f AS MATERIALIZED (SELECT * FROM crm.dashboard_funnel(period_from, period_to)),
+         g AS (SELECT f.*, max(f.entered) OVER () AS fmax, count(*) OVER () AS nfun FROM f),
+         h AS (SELECT g.*, CASE WHEN g.fmax > 0 THEN greatest(440.0 * g.entered / g.fmax, 2) ELSE 2 END AS w FROM g)
     SELECT pg_catalog.format('<svg xmlns="http://www.w3.org/2000/svg" width="760" height="%s" role="img" aria-label="sales funnel">%s</svg>',
-                             nfun * 44 + 10,
+                             max(h.nfun) * 44 + 10,
                              string_agg(pg_catalog.format(
                                  '<rect x="%s" y="%s" width="%s" height="34" fill="#2b6cb0" rx="3"/>'
                                  '<text x="10" y="%s" class="lbl">%s</text>'
                                  '<text x="380" y="%s" text-anchor="middle" class="%s">%s (%s%%)</text>'
                                  '<text x="750" y="%s" text-anchor="end" class="lost">%s</text>',
-                                 round(380 - w / 2, 1), 5 + (f.step_no - 1) * 44, round(w, 1),
-                                 27 + (f.step_no - 1) * 44, crm._html(f.stage),
-                                 27 + (f.step_no - 1) * 44, CASE WHEN w >= 130 THEN 'in' ELSE 'out' END,
-                                 crm._fmt(f.entered::numeric), crm._fmt(f.pct_of_first),
-                                 27 + (f.step_no - 1) * 44,
-                                 CASE WHEN f.lost_value > 0 THEN 'lost ' || crm._fmt(f.lost_value) ELSE '' END),
-                                 '' ORDER BY f.step_no))
+                                 round(380 - h.w / 2, 1), 5 + (h.step_no - 1) * 44, round(h.w, 1),
+                                 27 + (h.step_no - 1) * 44, crm._html(h.stage),
+                                 27 + (h.step_no - 1) * 44, CASE WHEN h.w >= 130 THEN 'in' ELSE 'out' END,
+                                 crm._fmt(h.entered::numeric), crm._fmt(h.pct_of_first),
+                                 27 + (h.step_no - 1) * 44,
+                                 CASE WHEN h.lost_value > 0 THEN 'lost ' || crm._fmt(h.lost_value) ELSE '' END),
+                                 '' ORDER BY h.step_no))
       INTO funnel
-      FROM (SELECT f.*, CASE WHEN fmax > 0 THEN greatest(440.0 * f.entered / fmax, 2) ELSE 2 END AS w
-              FROM crm.dashboard_funnel(period_from, period_to) AS f) AS f;
+      FROM h;
 
     -- cohort heat map: rows = cohorts, columns = months since, colour = retention
-    SELECT count(DISTINCT cohort) INTO ncoh FROM crm.dashboard_retention(period_to);
+    WITH t AS MATERIALIZED (SELECT * FROM crm.dashboard_retention(period_to)),
+         r AS (SELECT t.*, 26 + (dense_rank() OVER (ORDER BY t.cohort) - 1) * 26 AS y FROM t)
     SELECT pg_catalog.format('<svg xmlns="http://www.w3.org/2000/svg" width="%s" height="%s" role="img" aria-label="cohort retention heat map">'
                              '%s%s</svg>',
-                             100 + 12 * 52, 30 + ncoh * 26,
+                             100 + 12 * 52, 30 + count(DISTINCT r.cohort) * 26,
                              (SELECT string_agg(pg_catalog.format('<text x="%s" y="18" text-anchor="middle" class="ax">%s</text>', 126 + p * 52, p), '')
                                 FROM generate_series(0, 11) AS p),
                              string_agg(pg_catalog.format(
@@ -1211,8 +1210,7 @@ BEGIN
                                  CASE WHEN r.retention_pct > 55 THEN 'cw' ELSE 'cb' END, round(r.retention_pct) || '%'),
                                  '' ORDER BY r.cohort, r.period_no))
       INTO heat
-      FROM (SELECT t.*, 26 + (dense_rank() OVER (ORDER BY t.cohort) - 1) * 26 AS y
-              FROM crm.dashboard_retention(period_to) AS t) AS r;
+      FROM r;
 
     -- channels: a table with an ROI bar
     SELECT string_agg(pg_catalog.format(
