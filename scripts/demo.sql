@@ -11,7 +11,10 @@ SELECT * FROM crm.load_demo(:customers, 42, '2025-12-31');
 SELECT to_regprocedure('crm.owner_dashboard(date,date)') IS NOT NULL AS has_dashboard,
        to_regprocedure('crm.funnel_report(text,text[],interval,text)') IS NOT NULL AS has_funnel,
        to_regprocedure('crm.cohort_retention(text,text,integer)') IS NOT NULL AS has_retention,
-       to_regprocedure('crm.abc_class(double precision,double precision,double precision)') IS NOT NULL AS has_classes
+       to_regprocedure('crm.abc_class(double precision,double precision,double precision)') IS NOT NULL AS has_classes,
+       to_regprocedure('crm.rfm_report(text,timestamptz)') IS NOT NULL AS has_rfm,
+       to_regprocedure('crm.bgnbd_fit(float8,float8,float8)') IS NOT NULL AS has_clv,
+       to_regprocedure('crm.dashboard_channels(date,date)') IS NOT NULL AS has_channels
 \gset
 
 \if :has_dashboard
@@ -26,6 +29,12 @@ SELECT l.channel, count(*) AS leads, count(l.customer_id) AS buyers,
        (SELECT sum(amount) FROM crm_demo.spend s WHERE s.channel = l.channel) AS spend,
        round((SELECT sum(amount) FROM crm_demo.spend s WHERE s.channel = l.channel) / nullif(count(l.customer_id), 0), 2) AS cac
   FROM crm_demo.leads l GROUP BY l.channel ORDER BY l.channel;
+\endif
+
+\if :has_channels
+\echo
+\echo '== Channels, Q4 2025: crm.dashboard_channels(''2025-10-01'', ''2025-12-31'') =='
+SELECT * FROM crm.dashboard_channels('2025-10-01', '2025-12-31');
 \endif
 
 \if :has_funnel
@@ -58,4 +67,25 @@ SELECT abc, count(*) AS customers, sum(revenue) AS revenue
   FROM (SELECT customer_id, sum(amount) AS revenue, crm.abc_class(sum(amount)::float8) OVER () AS abc
           FROM crm_demo.orders GROUP BY customer_id) s
  GROUP BY abc ORDER BY abc;
+\endif
+
+\if :has_rfm
+\echo
+\echo '== RFM segments on 2026-01-01: crm.rfm_report + crm.rfm_segment =='
+SELECT segment, count(*) AS customers, round(avg(monetary), 2) AS avg_monetary, round(avg(recency_days)) AS avg_recency_days
+  FROM crm.rfm_report('SELECT customer_id, ordered_at, amount FROM crm_demo.orders', '2026-01-01')
+ GROUP BY segment ORDER BY customers DESC;
+\endif
+
+\if :has_clv
+\echo
+\echo '== Predicted CLV (BG/NBD + Gamma-Gamma fitted in C, weeks), next 12 months, 1 %/month discount =='
+WITH s AS (SELECT customer_id, (crm.clv_summary(ordered_at, amount, '2025-12-31', '7 days')).*
+             FROM crm_demo.orders GROUP BY customer_id),
+     m AS (SELECT crm.bgnbd_fit(frequency, recency, t) AS bg,
+                  crm.gamma_gamma_fit(frequency, monetary) FILTER (WHERE frequency > 0) AS gg FROM s)
+SELECT round((bg).r::numeric, 3) AS r, round((bg).alpha::numeric, 2) AS alpha, round((bg).a::numeric, 3) AS a,
+       round((bg).b::numeric, 3) AS b, (bg).converged AS bgnbd_converged,
+       round(sum(crm.clv(bg, gg, frequency, recency, t, monetary, '7 days', 12, 0.01)), 0) AS clv_next_12_months_all_customers
+  FROM s, m GROUP BY bg;
 \endif
