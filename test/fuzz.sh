@@ -34,6 +34,8 @@ SEED=${FUZZ_SEED:-0.4242}
 NRANDOM=${FUZZ_RANDOM:-60}
 # under valgrind (CRM_SANITIZE=valgrind) every backend is ~30x slower: run every 5th input
 STRIDE=${FUZZ_STRIDE:-$([ "${CRM_SANITIZE:-}" = valgrind ] && echo 5 || echo 1)}
+# per-statement limit (the generator queries count too, so valgrind gets more)
+if [ "${CRM_SANITIZE:-}" = valgrind ]; then STMT_TIMEOUT=${FUZZ_TIMEOUT:-300s}; RUN_TIMEOUT=3600; else STMT_TIMEOUT=${FUZZ_TIMEOUT:-10s}; RUN_TIMEOUT=600; fi
 # FUZZ_SKIP: a regular expression of function names left out of part 3
 SKIP=${FUZZ_SKIP:-^\$}
 WORK=$(mktemp -d); echo "work dir: $WORK"
@@ -190,7 +192,7 @@ untested=$(q -d $DB -At -c "SELECT string_agg(tname, ', ') FROM fuzz.types t WHE
 # ---- 1. state type input functions -----------------------------------------
 # per input: the round-trip check, then combine + final with a valid state in both orders
 cat > "$WORK/states.sql" <<'SQL'
-SET statement_timeout = '10s';
+SET statement_timeout = :'stmt_timeout';
 SET temp_file_limit = '256MB';
 SELECT format($s$SELECT CASE WHEN x::%1$s::text::%1$s::text = x::%1$s::text THEN 'roundtrip ok' ELSE 'NONCANONICAL #%2$s: ' || x::%1$s::text || ' -> ' || x::%1$s::text::%1$s::text END FROM (SELECT %3$L::text AS x) s$s$,
               t.tname, i.id, i.txt)
@@ -207,7 +209,7 @@ SQL
 
 # ---- 2. aggregates fed extreme arguments ------------------------------------
 cat > "$WORK/aggs.sql" <<'SQL'
-SET statement_timeout = '10s';
+SET statement_timeout = :'stmt_timeout';
 SET temp_file_limit = '256MB';
 CREATE TEMP TABLE extremes (typ regtype, val text);
 INSERT INTO extremes VALUES
@@ -258,7 +260,7 @@ SQL
 # types: each argument in turn NULL and each extreme value of its type, the
 # others typical; statement_timeout turns a runaway loop into an error (57014)
 cat > "$WORK/funcs.sql" <<'SQL'
-SET statement_timeout = '10s';
+SET statement_timeout = :'stmt_timeout';
 SET temp_file_limit = '256MB';
 CREATE TEMP TABLE typical (typ regtype PRIMARY KEY, val text);
 INSERT INTO typical VALUES ('float8', '2.5::float8'), ('int4', '3'), ('int8', '3::bigint'), ('numeric', '10.5::numeric'),
@@ -313,8 +315,8 @@ cat "$WORK/extremes.sql" "$WORK/funcs.sql" > "$WORK/funcs_all.sql"
 
 run() {  # run FILE LOG: every statement echoed, errors with SQLSTATE
     local rc=0
-    timeout 600 psql -X -A -t -v stride="$STRIDE" -v skip="$SKIP" -d $DB --set ECHO=queries --set VERBOSITY=verbose --set SHOW_CONTEXT=never -f "$1" > "$2" 2>&1 || rc=$?
-    if [ $rc -eq 124 ]; then echo "HARDENING-TIMEOUT: the statement above did not finish in 600 s" >> "$2"; fi
+    timeout $RUN_TIMEOUT psql -X -A -t -v stride="$STRIDE" -v skip="$SKIP" -v stmt_timeout="$STMT_TIMEOUT" -d $DB --set ECHO=queries --set VERBOSITY=verbose --set SHOW_CONTEXT=never -f "$1" > "$2" 2>&1 || rc=$?
+    if [ $rc -eq 124 ]; then echo "HARDENING-TIMEOUT: the statement above did not finish in $RUN_TIMEOUT s" >> "$2"; fi
     # a backend stuck in a loop without CHECK_FOR_INTERRUPTS: ask it to stop
     psql -X -q -d postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$DB' AND pid <> pg_backend_pid()" > /dev/null 2>&1 || true
 }
@@ -344,7 +346,7 @@ for part in states aggs funcs; do
         bad=1
     fi
     if grep -qE 'ERROR:  (57014|53400)|HARDENING-TIMEOUT' "$log"; then
-        echo "not ok - $part: runaway calls (statement_timeout 10 s, temp_file_limit 256MB or 600 s exceeded on small input: a loop without a bound or without CHECK_FOR_INTERRUPTS):"
+        echo "not ok - $part: runaway calls (statement_timeout $STMT_TIMEOUT, temp_file_limit 256MB or $RUN_TIMEOUT s exceeded on small input: a loop without a bound or without CHECK_FOR_INTERRUPTS):"
         grep -B3 -E 'ERROR:  (57014|53400)|HARDENING-TIMEOUT' "$log" | grep -E '^SELECT|ERROR|HARDENING' | cut -c1-400 | head -12
         bad=1
     fi
