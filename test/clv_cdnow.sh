@@ -121,10 +121,10 @@ check "parallel fits equal the serial fits" \
 check "parallel clv_summary equals the serial one for every customer" \
   "$par SET enable_hashagg = off; SELECT count(*) = 2357 FROM (SELECT id, crm.clv_summary(ts, amount, '1997-09-30', '7 days') s FROM tx GROUP BY id) p JOIN summary USING (id) WHERE (p.s).frequency = summary.frequency AND (p.s).recency = summary.recency AND (p.s).t = summary.t AND (p.s).monetary = summary.monetary"
 
-# CDNOW fit time (the issue asks for under 50 ms; the figure goes to bench/results/clv.md)
+# CDNOW fit time: printed for the reader, not asserted (speed is measured in bench/, never in a
+# timed test: a loaded CI machine or valgrind must not fail it); figures in bench/results/clv.md
 ms=$(psql -X -q -At -d $db -c "DO \$\$ DECLARE t0 timestamptz; best float8 := 1e9; BEGIN FOR i IN 1..5 LOOP t0 := clock_timestamp(); PERFORM crm.bgnbd_fit(frequency, recency, t) FROM summary; best := least(best, extract(epoch FROM clock_timestamp() - t0) * 1000); END LOOP; RAISE NOTICE 'best %', round(best::numeric, 1); END \$\$" 2>&1 | sed -n 's/.*best //p')
 echo "# CDNOW BG/NBD fit, best of 5: $ms ms"
-if awk -v m="$ms" 'BEGIN { exit !(m < 50) }'; then echo "ok - CDNOW BG/NBD fit under 50 ms ($ms ms)"; else echo "not ok - CDNOW BG/NBD fit took $ms ms"; fails=$((fails + 1)); fi
 
 echo "# $fails failed"
 [ "$fails" -eq 0 ]
