@@ -322,6 +322,18 @@ $$;
 COMMENT ON FUNCTION crm._stage_case(text, text) IS
 'SQL text of a CASE expression mapping a stage name (or stage_order) to its crm.pipeline_stages order, outcome, probability, rank (1..N by stage_order) or funnel step (rank among the open and won stages).';
 
+-- The stage_order values of the stages with this outcome, as SQL text
+-- ('1, 2, 3' or 'NULL'): spliced into IN (...) lists of the report queries.
+CREATE FUNCTION crm._stage_orders(outcome text) RETURNS text
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT coalesce(string_agg(stage_order::text, ', ' ORDER BY stage_order), 'NULL')
+  FROM crm.pipeline_stages WHERE pipeline_stages.outcome = _stage_orders.outcome
+$$;
+COMMENT ON FUNCTION crm._stage_orders(text) IS
+'SQL text of the comma-separated stage_order values of the crm.pipeline_stages rows with this outcome (NULL when none), for IN lists in the report queries.';
+
 -- The query behind crm.owner_dashboard, with the registered sources spliced
 -- in; parameters $1 cur_from, $2 cur_to, $3 prev_from, $4 prev_to (= $1),
 -- half-open.  (Separate so EXPLAIN and the benchmark can look at it.)
@@ -338,7 +350,7 @@ pol AS MATERIALIZED (SELECT crm._dashboard_coverage_interval('A') AS a_int),
 ld AS MATERIALIZED (
     SELECT lead_id, created_at, channel, customer_id, created_at >= $1 AS is_cur
       FROM %1$s WHERE created_at >= $3 AND created_at < $2),
-od AS MATERIALIZED (
+od AS NOT MATERIALIZED (
     SELECT customer_id, ordered_at, amount, cost FROM %2$s WHERE ordered_at < $2),
 -- per customer: first order, orders up to each period end, revenue of the
 -- 12 months before each end (ABC class)
@@ -374,14 +386,14 @@ spm AS (
 -- real (non-automated) contacts that can matter: from the start of the
 -- previous period (first responses to its leads) or from a month before its
 -- end (the class-A contact check), up to the end
-ix AS MATERIALIZED (
-    SELECT customer_id, lead_id, occurred_at, direction = 'outbound' AS outbound FROM %4$s
-     WHERE NOT automated AND occurred_at >= least($3, $4 - (SELECT a_int FROM pol)) AND occurred_at < $2),
--- a lead's first response: its first real outbound contact at or after its creation
+-- a lead's first response: its first real outbound contact at or after its
+-- creation (read straight from the source: an index on its time column helps)
 lf AS (
     SELECT ix.lead_id, min(ix.occurred_at) AS first_contact
-      FROM ix JOIN ld ON ld.lead_id = ix.lead_id
-     WHERE ix.outbound AND ix.occurred_at >= ld.created_at GROUP BY ix.lead_id),
+      FROM %4$s JOIN ld ON ld.lead_id = ix.lead_id
+     WHERE NOT ix.automated AND ix.direction = 'outbound'
+       AND ix.occurred_at >= $3 AND ix.occurred_at < $2 AND ix.occurred_at >= ld.created_at
+     GROUP BY ix.lead_id),
 lx AS (
     SELECT ld.channel, ld.is_cur, count(*) AS n,
            count(*) FILTER (WHERE cu.first_at < CASE WHEN ld.is_cur THEN $2 ELSE $4 END) AS converted,
@@ -413,21 +425,26 @@ im AS (
            sum(amount) FILTER (WHERE issued_at < $4 AND due_at < $4) AS p_overdue_amt
       FROM iv),
 ev AS (
-    SELECT deal_id, changed_at, amount, %7$s AS outcome, %8$s AS stage_order
-      FROM %6$s WHERE changed_at < $2),
+    SELECT deal_id, changed_at, amount, %7$s AS so
+      FROM %6$s WHERE changed_at < $2
+    OFFSET 0),  -- a fence: the stage CASE is computed once per row, not once per aggregate
+-- per deal, with the stage names mapped once (to stage_order; NULL = a stage
+-- crm.pipeline_stages does not list); deals closed before the previous
+-- period matter to no figure (unknown stages are counted on all)
 dl AS (
     SELECT deal_id, min(changed_at) AS created_at, max(amount) AS amount,
-           min(changed_at) FILTER (WHERE outcome = 'won') AS won_at,
-           min(changed_at) FILTER (WHERE outcome = 'lost') AS lost_at,
-           max(stage_order) FILTER (WHERE outcome = 'open') AS open_cur,
-           max(stage_order) FILTER (WHERE outcome = 'open' AND changed_at < $4) AS open_prev,
-           count(*) FILTER (WHERE outcome IS NULL) AS unknown
+           min(changed_at) FILTER (WHERE so IN (%8$s)) AS won_at,
+           min(changed_at) FILTER (WHERE so IN (%9$s)) AS lost_at,
+           max(so) FILTER (WHERE so IN (%10$s)) AS open_cur,
+           max(so) FILTER (WHERE so IN (%10$s) AND changed_at < $4) AS open_prev,
+           count(*) - count(so) AS unknown
       FROM ev GROUP BY deal_id),
 dc AS MATERIALIZED (
     SELECT dl.*, least(won_at, lost_at) AS closed_at,
            won_at IS NOT NULL AND won_at <= coalesce(lost_at, won_at) AS is_won,
-           %9$s AS p_cur, %10$s AS p_prev
-      FROM dl),
+           %11$s AS p_cur, %12$s AS p_prev
+      FROM dl
+     WHERE least(won_at, lost_at) IS NULL OR least(won_at, lost_at) >= $3 OR unknown > 0),
 dm AS (
     SELECT count(*) FILTER (WHERE is_won AND closed_at >= $1) AS c_won,
            count(*) FILTER (WHERE NOT is_won AND closed_at >= $1) AS c_lost,
@@ -446,9 +463,7 @@ dm AS (
            sum(amount * p_cur) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_weighted,
            sum(amount * p_prev) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at >= $4)) AS p_weighted,
            crm._check_stages(sum(unknown)) AS stages_ok
-      FROM dc
-     -- deals closed before the previous period matter to no figure (unknown stages are counted on all)
-     WHERE closed_at IS NULL OR closed_at >= $3 OR unknown > 0),
+      FROM dc),
 -- lost deals by the most advanced open stage they reached
 lost AS (
     SELECT st.stage, st.stage_order,
@@ -463,31 +478,23 @@ lost AS (
 -- (default 1 month) before the end
 lc AS (
     SELECT customer_id, max(occurred_at) AS last_cur, max(occurred_at) FILTER (WHERE occurred_at < $4) AS last_prev
-      FROM ix WHERE customer_id IS NOT NULL AND occurred_at >= $4 - (SELECT a_int FROM pol) GROUP BY customer_id),
--- A = revenue >= the smallest revenue whose running sum of the larger ones
--- (sorted descending, ties in any order) is still < 0.80 of the total: the
--- same set as crm.abc_class's "share held by strictly larger values < 0.80",
--- with one sort per period end
-tot AS MATERIALIZED (
-    SELECT sum(rev12_cur) FILTER (WHERE rev12_cur > 0) AS t_cur, sum(rev12_prev) FILTER (WHERE rev12_prev > 0) AS t_prev
+      FROM %13$s
+     WHERE customer_id IS NOT NULL AND NOT automated
+       AND occurred_at >= $4 - (SELECT a_int FROM pol) AND occurred_at < $2
+     GROUP BY customer_id),
+-- class A by crm.abc_class itself (a C window function over all customers,
+-- no sort) at both period ends
+ab AS (
+    SELECT customer_id, crm.abc_class(rev12_cur::float8) OVER () AS c_cls,
+           crm.abc_class(rev12_prev::float8) OVER () AS p_cls
       FROM cu),
-thr AS MATERIALIZED (
-    SELECT (SELECT min(x.rev) FROM (SELECT rev12_cur AS rev,
-                                           sum(rev12_cur) OVER (ORDER BY rev12_cur DESC ROWS UNBOUNDED PRECEDING) - rev12_cur AS before
-                                      FROM cu WHERE rev12_cur > 0) AS x
-             WHERE x.before < 0.80 * tot.t_cur) AS a_cur,
-           (SELECT min(x.rev) FROM (SELECT rev12_prev AS rev,
-                                           sum(rev12_prev) OVER (ORDER BY rev12_prev DESC ROWS UNBOUNDED PRECEDING) - rev12_prev AS before
-                                      FROM cu WHERE rev12_prev > 0) AS x
-             WHERE x.before < 0.80 * tot.t_prev) AS a_prev
-      FROM tot),
 am AS (
-    SELECT count(*) FILTER (WHERE cu.rev12_cur >= thr.a_cur
+    SELECT count(*) FILTER (WHERE ab.c_cls = 'A'
                              AND (lc.last_cur IS NULL OR lc.last_cur < $2 - pol.a_int)) AS c_a_overdue,
-           count(*) FILTER (WHERE cu.rev12_prev >= thr.a_prev
+           count(*) FILTER (WHERE ab.p_cls = 'A'
                              AND (lc.last_prev IS NULL OR lc.last_prev < $4 - pol.a_int)) AS p_a_overdue
-      FROM cu CROSS JOIN thr CROSS JOIN pol LEFT JOIN lc ON lc.customer_id = cu.customer_id
-     WHERE cu.rev12_cur >= thr.a_cur OR cu.rev12_prev >= thr.a_prev),
+      FROM ab CROSS JOIN pol LEFT JOIN lc ON lc.customer_id = ab.customer_id
+     WHERE ab.c_cls = 'A' OR ab.p_cls = 'A'),
 rows AS (
     SELECT v.*
       FROM om, cm, spm, lm, im, dm, am,
@@ -533,9 +540,10 @@ SELECT metric, cur, unit, prev,
   FROM rows ORDER BY ord
 $sql$,
         crm._source_sql('leads'), crm._source_sql('orders'), crm._source_sql('spend'),
-        crm._source_sql('interactions'), crm._source_sql('invoices'), crm._source_sql('stage_events'),
-        crm._stage_case('outcome', 'stage'), crm._stage_case('order', 'stage'),
-        crm._stage_case('order_probability', 'open_cur'), crm._stage_case('order_probability', 'open_prev'));
+        crm._source_sql('interactions', 'ix'), crm._source_sql('invoices'), crm._source_sql('stage_events'),
+        crm._stage_case('order', 'stage'), crm._stage_orders('won'), crm._stage_orders('lost'),
+        crm._stage_orders('open'), crm._stage_case('order_probability', 'open_cur'),
+        crm._stage_case('order_probability', 'open_prev'), crm._source_sql('interactions'));
     RETURN q;
 END
 $$;
@@ -615,7 +623,7 @@ COMMENT ON FUNCTION crm._register_demo_sources() IS
 -- (max_interval; for basis purchase_cycle too, as the fallback it documents),
 -- else the expert defaults of PRODUCT.md section 6.
 CREATE FUNCTION crm._dashboard_coverage_interval(class text) RETURNS interval
-LANGUAGE sql STABLE STRICT
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 SELECT coalesce((SELECT p.max_interval FROM crm.coverage_policy p WHERE p.class = _dashboard_coverage_interval.class),
