@@ -10,7 +10,9 @@
 --     pgTAP suite passes on the upgraded install).
 --   * the owner dashboard is faster (issue 9): crm._stage_orders (new),
 --     crm._owner_dashboard_sql, crm._dashboard_coverage_interval (PARALLEL
---     SAFE) and crm.load_demo (indexes crm_demo.interactions(occurred_at)).
+--     SAFE) and crm.load_demo (indexes crm_demo.interactions(occurred_at));
+--     crm.dashboard_managers, crm.dashboard_pipeline and crm.dashboard_funnel
+--     map the stage names once per event row.
 \echo Use "ALTER EXTENSION crm_analytics UPDATE TO '0.2.0'" to load this file. \quit
 
 CREATE OR REPLACE FUNCTION crm.version() RETURNS text
@@ -583,4 +585,190 @@ END
 $fn$;
 COMMENT ON FUNCTION crm.load_demo(int, int, date) IS
 'Creates (or replaces) schema crm_demo with a deterministic demo CRM of the given number of customers: leads from five channels with monthly spend, deals through lead -> qualified -> proposal -> invoice -> paid (or lost, with a reason), invoices (some never paid), repeat orders over 24 months before as_of, interactions, managers. Same arguments, same data.';
+
+-- the manager, pipeline and funnel reports map stage names once per event row
+CREATE OR REPLACE FUNCTION crm.dashboard_managers(period_from date, period_to date)
+RETURNS TABLE (manager_id text, leads bigint, answered_leads bigint, unanswered_leads bigint,
+               median_response_minutes numeric, deals_won bigint, deals_lost bigint, win_rate_pct numeric,
+               revenue numeric, customers bigint, covered_customers bigint, coverage_pct numeric)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    b record;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_managers', period_from, period_to);
+    PERFORM crm._require_stages('crm.dashboard_managers');
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+ld AS MATERIALIZED (
+    SELECT lead_id, created_at, manager_id::text AS manager_id FROM %1$s
+     WHERE created_at >= $1 AND created_at < $2),
+fc AS (
+    SELECT x.lead_id, min(x.occurred_at) AS first_contact
+      FROM %2$s JOIN ld ON ld.lead_id = x.lead_id
+     WHERE NOT x.automated AND x.direction = 'outbound' AND x.occurred_at >= $1 AND x.occurred_at < $2
+       AND x.occurred_at >= ld.created_at
+     GROUP BY x.lead_id),
+lm AS (
+    SELECT ld.manager_id, count(*) AS leads, count(fc.first_contact) AS answered,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM fc.first_contact - ld.created_at) / 60) AS med
+      FROM ld LEFT JOIN fc ON fc.lead_id = ld.lead_id GROUP BY 1),
+dl AS (
+    SELECT e.deal_id, min(e.manager_id::text) AS manager_id,
+           min(e.changed_at) FILTER (WHERE e.outcome = 'won') AS won_at,
+           min(e.changed_at) FILTER (WHERE e.outcome = 'lost') AS lost_at,
+           count(*) FILTER (WHERE e.outcome IS NULL) AS n_unknown
+      -- OFFSET 0 fences the subquery: the stage CASE is computed once per row, not once per aggregate
+      FROM (SELECT deal_id, changed_at, manager_id, %6$s AS outcome FROM %3$s OFFSET 0) AS e
+     WHERE e.changed_at < $2 GROUP BY e.deal_id),
+dm AS (
+    SELECT manager_id,
+           count(*) FILTER (WHERE won_at <= coalesce(lost_at, won_at)) AS won,
+           count(*) FILTER (WHERE lost_at < coalesce(won_at, 'infinity')) AS lost
+      FROM dl WHERE least(won_at, lost_at) >= $1 GROUP BY 1),
+cv AS (
+    SELECT c.manager_id, count(*) AS customers, count(*) FILTER (WHERE c.covered) AS covered
+      FROM crm.dashboard_coverage($2) c GROUP BY 1),
+cu AS MATERIALIZED (SELECT customer_id, manager_id::text AS manager_id FROM %4$s),
+rv AS (
+    SELECT cu.manager_id, sum(o.amount) AS revenue
+      FROM %5$s LEFT JOIN cu ON cu.customer_id = o.customer_id
+     WHERE o.ordered_at >= $1 AND o.ordered_at < $2 GROUP BY 1),
+m AS (SELECT manager_id FROM lm UNION SELECT manager_id FROM dm UNION SELECT manager_id FROM cv
+      UNION SELECT manager_id FROM rv)
+SELECT m.manager_id, coalesce(lm.leads, 0), coalesce(lm.answered, 0), coalesce(lm.leads - lm.answered, 0),
+       round(lm.med::numeric, 2), coalesce(dm.won, 0), coalesce(dm.lost, 0),
+       round(100.0 * dm.won / nullif(dm.won + dm.lost, 0), 2),
+       coalesce(rv.revenue, 0), coalesce(cv.customers, 0), coalesce(cv.covered, 0),
+       round(100.0 * cv.covered / nullif(cv.customers, 0), 2)
+  FROM m LEFT JOIN lm ON lm.manager_id IS NOT DISTINCT FROM m.manager_id
+         LEFT JOIN dm ON dm.manager_id IS NOT DISTINCT FROM m.manager_id
+         LEFT JOIN cv ON cv.manager_id IS NOT DISTINCT FROM m.manager_id
+         LEFT JOIN rv ON rv.manager_id IS NOT DISTINCT FROM m.manager_id
+ WHERE crm._check_stages((SELECT sum(n_unknown) FROM dl))
+ ORDER BY m.manager_id
+$sql$, crm._source_sql('leads'), crm._source_sql('interactions', 'x'), crm._source_sql('stage_events'),
+       crm._source_sql('customers'), crm._source_sql('orders', 'o'), crm._stage_case('outcome', 'stage'))
+    USING b.cur_from, b.cur_to;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_managers(date, date) IS
+'Per manager for the period [from, to]: leads, answered and unanswered leads (as of the period end), median first-response time, deals won and lost, win rate, revenue of the manager''s customers, and contact coverage of those customers at the period end.';
+
+CREATE OR REPLACE FUNCTION crm.dashboard_pipeline(period_from date, period_to date)
+RETURNS TABLE (stage text, stage_order int, outcome text, probability numeric, entered bigint,
+               open_deals bigint, open_value numeric, weighted_value numeric, lost_deals bigint, lost_value numeric)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    b record;
+    nstages int;
+    entered_sums text;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_pipeline', period_from, period_to);
+    PERFORM crm._require_stages('crm.dashboard_pipeline');
+    SELECT count(*) INTO nstages FROM crm.pipeline_stages;
+    IF nstages > 62 THEN
+        RAISE EXCEPTION 'crm.dashboard_pipeline: at most 62 pipeline stages, crm.pipeline_stages has %', nstages
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
+    -- per deal, the stages entered in the period as a bit mask; then one sum per stage
+    SELECT string_agg(pg_catalog.format('sum((entered_mask >> %s) & 1)', k), ', ' ORDER BY k)
+      INTO entered_sums FROM generate_series(1, nstages) AS k;
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+st AS (SELECT stage, stage_order, probability, outcome, row_number() OVER (ORDER BY stage_order)::int AS rk
+         FROM crm.pipeline_stages),
+ev AS (
+    SELECT deal_id, changed_at, amount, %2$s AS stage_order, %3$s AS outcome, %4$s AS rk
+      FROM %1$s WHERE changed_at < $2
+    OFFSET 0),  -- a fence: the stage CASEs are computed once per row, not once per aggregate
+dl AS MATERIALIZED (
+    SELECT deal_id, max(amount) AS amount,
+           max(stage_order) FILTER (WHERE outcome = 'open') AS open_stage,
+           min(changed_at) FILTER (WHERE outcome = 'won') AS won_at,
+           min(changed_at) FILTER (WHERE outcome = 'lost') AS lost_at,
+           bit_or(1::bigint << rk) FILTER (WHERE changed_at >= $1) AS entered_mask,
+           count(*) FILTER (WHERE outcome IS NULL) AS n_unknown
+      FROM ev GROUP BY deal_id),
+en AS (SELECT ARRAY[%5$s] AS entered FROM dl WHERE entered_mask IS NOT NULL),
+op AS (
+    SELECT open_stage AS stage_order, count(*) AS n, sum(amount) AS amt
+      FROM dl WHERE won_at IS NULL AND lost_at IS NULL AND open_stage IS NOT NULL GROUP BY 1),
+lo AS (
+    SELECT open_stage AS stage_order, count(*) AS n, sum(amount) AS amt
+      FROM dl WHERE lost_at >= $1 AND lost_at < coalesce(won_at, 'infinity') GROUP BY 1)
+SELECT st.stage, st.stage_order, st.outcome, st.probability, coalesce((SELECT en.entered[st.rk] FROM en), 0)::bigint,
+       coalesce(op.n, 0), coalesce(op.amt, 0), round(coalesce(op.amt, 0) * st.probability, 2),
+       coalesce(lo.n, 0), coalesce(lo.amt, 0)
+  FROM st LEFT JOIN op ON op.stage_order = st.stage_order
+          LEFT JOIN lo ON lo.stage_order = st.stage_order
+ WHERE crm._check_stages((SELECT sum(n_unknown) FROM dl))
+ ORDER BY st.stage_order
+$sql$, crm._source_sql('stage_events'), crm._stage_case('order', 'stage'), crm._stage_case('outcome', 'stage'),
+       crm._stage_case('rank', 'stage'), entered_sums)
+    USING b.cur_from, b.cur_to;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_pipeline(date, date) IS
+'Per pipeline stage for the period [from, to]: deals that entered it in the period, open deals sitting in it at the period end with their value and probability-weighted value, and deals lost in the period whose most advanced open stage it was, with their value.';
+
+CREATE OR REPLACE FUNCTION crm.dashboard_funnel(period_from date, period_to date)
+RETURNS TABLE (step_no int, stage text, entered bigint, pct_of_first numeric, pct_of_prev numeric,
+               dropped bigint, lost_deals bigint, lost_value numeric)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    b record;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_funnel', period_from, period_to);
+    PERFORM crm._require_stages('crm.dashboard_funnel');
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+steps AS (
+    SELECT row_number() OVER (ORDER BY stage_order)::int AS step_no, stage
+      FROM crm.pipeline_stages WHERE outcome IN ('open', 'won')),
+ev AS (
+    SELECT deal_id, changed_at, amount, %2$s AS step, %3$s AS outcome FROM %1$s WHERE changed_at < $2
+    OFFSET 0),  -- a fence: the stage CASEs are computed once per row, not once per aggregate
+dl AS MATERIALIZED (
+    SELECT deal_id, min(changed_at) AS started_at, max(amount) AS amount, max(step) AS level,
+           bool_or(outcome = 'lost') AS lost, count(*) FILTER (WHERE outcome IS NULL) AS n_unknown
+      FROM ev GROUP BY deal_id),
+lv AS (
+    SELECT level, count(*) AS n, count(*) FILTER (WHERE lost) AS lost_deals,
+           coalesce(sum(amount) FILTER (WHERE lost), 0) AS lost_value
+      FROM dl WHERE started_at >= $1 AND level IS NOT NULL GROUP BY level),
+f AS (
+    SELECT steps.step_no, steps.stage,
+           coalesce(sum(lv.n) OVER (ORDER BY steps.step_no DESC), 0)::bigint AS entered,
+           coalesce(lv.lost_deals, 0) AS lost_deals, coalesce(lv.lost_value, 0) AS lost_value
+      FROM steps LEFT JOIN lv ON lv.level = steps.step_no)
+SELECT f.step_no, f.stage, f.entered,
+       round(100.0 * f.entered / nullif(first_value(f.entered) OVER w, 0), 2),
+       round(100.0 * f.entered / nullif(lag(f.entered) OVER w, 0), 2),
+       f.entered - lead(f.entered, 1, f.entered) OVER w,
+       f.lost_deals, f.lost_value
+  FROM f
+ WHERE crm._check_stages((SELECT sum(n_unknown) FROM dl))
+WINDOW w AS (ORDER BY f.step_no)
+ ORDER BY f.step_no
+$sql$, crm._source_sql('stage_events'), crm._stage_case('step', 'stage'), crm._stage_case('outcome', 'stage'))
+    USING b.cur_from, b.cur_to;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_funnel(date, date) IS
+'Sales funnel of the deals that started in the period [from, to]: per open or won stage, deals that reached it (as of the period end), share of the first step and of the previous one, deals dropped before the next step, and the deals lost there with their value.';
 

@@ -770,7 +770,8 @@ dl AS (
            min(e.changed_at) FILTER (WHERE e.outcome = 'won') AS won_at,
            min(e.changed_at) FILTER (WHERE e.outcome = 'lost') AS lost_at,
            count(*) FILTER (WHERE e.outcome IS NULL) AS n_unknown
-      FROM (SELECT deal_id, changed_at, manager_id, %6$s AS outcome FROM %3$s) AS e
+      -- OFFSET 0 fences the subquery: the stage CASE is computed once per row, not once per aggregate
+      FROM (SELECT deal_id, changed_at, manager_id, %6$s AS outcome FROM %3$s OFFSET 0) AS e
      WHERE e.changed_at < $2 GROUP BY e.deal_id),
 dm AS (
     SELECT manager_id,
@@ -836,7 +837,8 @@ st AS (SELECT stage, stage_order, probability, outcome, row_number() OVER (ORDER
          FROM crm.pipeline_stages),
 ev AS (
     SELECT deal_id, changed_at, amount, %2$s AS stage_order, %3$s AS outcome, %4$s AS rk
-      FROM %1$s WHERE changed_at < $2),
+      FROM %1$s WHERE changed_at < $2
+    OFFSET 0),  -- a fence: the stage CASEs are computed once per row, not once per aggregate
 dl AS MATERIALIZED (
     SELECT deal_id, max(amount) AS amount,
            max(stage_order) FILTER (WHERE outcome = 'open') AS open_stage,
@@ -897,7 +899,8 @@ steps AS (
     SELECT row_number() OVER (ORDER BY stage_order)::int AS step_no, stage
       FROM crm.pipeline_stages WHERE outcome IN ('open', 'won')),
 ev AS (
-    SELECT deal_id, changed_at, amount, %2$s AS step, %3$s AS outcome FROM %1$s WHERE changed_at < $2),
+    SELECT deal_id, changed_at, amount, %2$s AS step, %3$s AS outcome FROM %1$s WHERE changed_at < $2
+    OFFSET 0),  -- a fence: the stage CASEs are computed once per row, not once per aggregate
 dl AS MATERIALIZED (
     SELECT deal_id, min(changed_at) AS started_at, max(amount) AS amount, max(step) AS level,
            bool_or(outcome = 'lost') AS lost, count(*) FILTER (WHERE outcome IS NULL) AS n_unknown
