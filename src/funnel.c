@@ -37,6 +37,8 @@
 
 PG_FUNCTION_INFO_V1(funnel_window_transfn);
 PG_FUNCTION_INFO_V1(funnel_window_mode_transfn);
+PG_FUNCTION_INFO_V1(funnel_window_args_transfn);
+PG_FUNCTION_INFO_V1(funnel_window_mode_args_transfn);
 PG_FUNCTION_INFO_V1(funnel_window_combinefn);
 PG_FUNCTION_INFO_V1(funnel_window_finalfn);
 PG_FUNCTION_INFO_V1(funnel_window_times_finalfn);
@@ -280,33 +282,31 @@ FunnelStepMask(ArrayType *arr, int *nsteps)
  * ------------------------------------------------------------------------
  */
 
-/* one row into the state; shared by both overloads */
+/*
+ * One row, already reduced to its step mask, into the state: shared by every
+ * transition function.  window and mode are checked on every row (they must
+ * be the same on all rows of a group); a row with a NULL or infinite time, or
+ * matching no step (outside strict_order), leaves the state as it is.
+ */
 static Datum
-FunnelTransition(FunctionCallInfo fcinfo, int window_arg, int mode_arg, int ts_arg, int steps_arg)
+FunnelAppend(FunctionCallInfo fcinfo, int mode_arg, int ts_arg, int nsteps, uint64 mask)
 {
 	MemoryContext aggcontext = crm_agg_context(fcinfo, "window_funnel");
 	CrmState   *st;
 	FunnelHeader *h;
 	int64		window;
 	uint32		flags;
-	int			nsteps;
-	uint64		mask;
 	TimestampTz ts;
 	FunnelEvent *ev;
 
-	window = FunnelWindowUsec(fcinfo, window_arg);
+	window = FunnelWindowUsec(fcinfo, 1);
 	flags = mode_arg >= 0 ? FunnelModeArg(fcinfo, mode_arg) : 0;
-	if (PG_ARGISNULL(steps_arg))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("window_funnel steps must not be a null array"),
-				 errhint("Pass the step conditions as separate arguments or as VARIADIC ARRAY[...].")));
-	mask = FunnelStepMask(PG_GETARG_ARRAYTYPE_P(steps_arg), &nsteps);
 
 	st = crm_state_arg_rw(fcinfo, 0, aggcontext, FUNNEL_MAGIC,
 						  sizeof(FunnelHeader) + 4 * sizeof(FunnelEvent));
 	if (st->len == 0)
 	{
+		FunnelCheckSteps(nsteps, "window_funnel");
 		h = (FunnelHeader *) crm_state_reserve(st, sizeof(FunnelHeader));
 		h->nsteps = nsteps;
 		h->flags = flags;
@@ -327,19 +327,57 @@ FunnelTransition(FunctionCallInfo fcinfo, int window_arg, int mode_arg, int ts_a
 					 errmsg("window_funnel window and mode must be the same on every row of a group")));
 	}
 
+	if (mask == 0 && !(flags & FM_ORDER))
+		return CrmStateGetDatum(st);
 	if (PG_ARGISNULL(ts_arg))
 		return CrmStateGetDatum(st);
 	ts = PG_GETARG_TIMESTAMPTZ(ts_arg);
 	if (TIMESTAMP_NOT_FINITE(ts))
 		return CrmStateGetDatum(st);	/* infinite times are ignored like NULL */
-	if (mask == 0 && !(flags & FM_ORDER))
-		return CrmStateGetDatum(st);
 
 	ev = (FunnelEvent *) crm_state_reserve(st, sizeof(FunnelEvent));
 	ev->ts = ts;
 	ev->mask = mask;
 	st->len += sizeof(FunnelEvent);
 	return CrmStateGetDatum(st);
+}
+
+/* a row of the VARIADIC form: the steps come as one boolean[] argument */
+static Datum
+FunnelTransitionArray(FunctionCallInfo fcinfo, int mode_arg, int ts_arg)
+{
+	int			steps_arg = ts_arg + 1;
+	int			nsteps;
+	uint64		mask;
+
+	/* the window and mode errors come first, as for the other forms */
+	FunnelWindowUsec(fcinfo, 1);
+	if (mode_arg >= 0)
+		FunnelModeArg(fcinfo, mode_arg);
+	if (PG_ARGISNULL(steps_arg))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("window_funnel steps must not be a null array"),
+				 errhint("Pass the step conditions as separate arguments or as VARIADIC ARRAY[...].")));
+	mask = FunnelStepMask(PG_GETARG_ARRAYTYPE_P(steps_arg), &nsteps);
+	return FunnelAppend(fcinfo, mode_arg, ts_arg, nsteps, mask);
+}
+
+/*
+ * A row of a fixed-arity form: one boolean argument per step after ts, read
+ * directly (no array is built per row).  A NULL step is false.
+ */
+static Datum
+FunnelTransitionArgs(FunctionCallInfo fcinfo, int mode_arg, int ts_arg)
+{
+	int			nsteps = PG_NARGS() - ts_arg - 1;
+	uint64		mask = 0;
+	int			i;
+
+	for (i = 0; i < nsteps; i++)
+		if (!PG_ARGISNULL(ts_arg + 1 + i) && PG_GETARG_BOOL(ts_arg + 1 + i))
+			mask |= UINT64CONST(1) << i;
+	return FunnelAppend(fcinfo, mode_arg, ts_arg, nsteps, mask);
 }
 
 /*
@@ -349,14 +387,28 @@ FunnelTransition(FunctionCallInfo fcinfo, int window_arg, int mode_arg, int ts_a
 Datum
 funnel_window_transfn(PG_FUNCTION_ARGS)
 {
-	return FunnelTransition(fcinfo, 1, -1, 2, 3);
+	return FunnelTransitionArray(fcinfo, -1, 2);
 }
 
 /* the same with a mode: (state, window, mode text, ts, steps) */
 Datum
 funnel_window_mode_transfn(PG_FUNCTION_ARGS)
 {
-	return FunnelTransition(fcinfo, 1, 2, 3, 4);
+	return FunnelTransitionArray(fcinfo, 2, 3);
+}
+
+/* fixed arity, no mode: (state, window interval, ts timestamptz, step1 bool, ..., stepN bool) */
+Datum
+funnel_window_args_transfn(PG_FUNCTION_ARGS)
+{
+	return FunnelTransitionArgs(fcinfo, -1, 2);
+}
+
+/* fixed arity with a mode: (state, window, mode text, ts, step1, ..., stepN) */
+Datum
+funnel_window_mode_args_transfn(PG_FUNCTION_ARGS)
+{
+	return FunnelTransitionArgs(fcinfo, 2, 3);
 }
 
 /* validated view of a window_funnel state payload */
@@ -654,14 +706,45 @@ FunnelGroupOnce(FunnelScan *s, int64 t, const FunnelEvent *ev, int nrows)
 	pfree(seen);
 }
 
+/* sort events by (ts, mask): insertion sort for the short lists of one entity, qsort beyond */
+static void
+FunnelSortEvents(FunnelEvent *ev, int64 n)
+{
+	int64		i;
+
+	if (n > 32)
+	{
+		qsort(ev, n, sizeof(FunnelEvent), FunnelEventCmp);
+		return;
+	}
+	for (i = 1; i < n; i++)
+	{
+		FunnelEvent x = ev[i];
+		int64		k = i;
+
+		while (k > 0 && (ev[k - 1].ts > x.ts || (ev[k - 1].ts == x.ts && ev[k - 1].mask > x.mask)))
+		{
+			ev[k] = ev[k - 1];
+			k--;
+		}
+		ev[k] = x;
+	}
+}
+
+#define FUNNEL_STACK_EVENTS 32
+
 /*
- * The level of a state (sorted copy of events made here when needed);
- * when times is not NULL it receives the chain (level entries).
+ * The level of a state (sorted copy of events made here when needed, on the
+ * stack for short lists); when times is not NULL it receives the chain
+ * (level entries).  The scan arrays are initialised for the state's step
+ * count only.
  */
 static int
 FunnelEvaluate(const FunnelHeader *h, const FunnelEvent *events, int64 nev, int64 *times)
 {
-	FunnelScan *s;
+	FunnelScan	scan;
+	FunnelScan *s = &scan;
+	FunnelEvent stackev[FUNNEL_STACK_EVENTS];
 	FunnelEvent *ev = (FunnelEvent *) events;
 	int64		i;
 	int			level;
@@ -673,15 +756,21 @@ FunnelEvaluate(const FunnelHeader *h, const FunnelEvent *events, int64 nev, int6
 			break;
 	if (i < nev)
 	{
-		ev = palloc(sizeof(FunnelEvent) * nev);
+		ev = nev <= FUNNEL_STACK_EVENTS ? stackev : palloc(sizeof(FunnelEvent) * nev);
 		memcpy(ev, events, sizeof(FunnelEvent) * nev);
-		qsort(ev, nev, sizeof(FunnelEvent), FunnelEventCmp);
+		FunnelSortEvents(ev, nev);
 	}
 
-	s = palloc0(sizeof(FunnelScan));
 	s->n = h->nsteps;
 	s->flags = h->flags;
 	s->window = (uint64) h->window;
+	s->level = 0;
+	s->started = false;
+	memset(s->has, 0, sizeof(bool) * s->n);
+	memset(s->phas, 0, sizeof(bool) * s->n);
+	s->chain = NULL;
+	s->pchain = NULL;
+	s->best = NULL;
 	if (times)
 	{
 		s->chain = palloc0(sizeof(int64) * s->n * s->n);
@@ -741,8 +830,7 @@ FunnelEvaluate(const FunnelHeader *h, const FunnelEvent *events, int64 nev, int6
 		pfree(s->chain);
 		pfree(s->pchain);
 	}
-	pfree(s);
-	if (ev != events)
+	if (ev != events && ev != stackev)
 		pfree(ev);
 	return level;
 }
