@@ -1,13 +1,15 @@
 /*
  * funnel.c
  *      Sales funnel (PRODUCT.md section 1): the aggregates crm.window_funnel
- *      (both overloads), crm.window_funnel_times and crm.funnel_counts, their
+ *      (both contract overloads and their fixed-arity twins of 1 to 12
+ *      steps), crm.window_funnel_times and crm.funnel_counts, their
  *      state types crm.window_funnel_state and crm.funnel_counts_state, and
  *      the step-flag helper used by crm.funnel_report.
  *
  * window_funnel keeps, per group, one 16-byte entry (ts, step mask) for
  * every row that matches at least one step (plus, in strict_order mode, the
- * rows that match none), appended in place to a CrmState.  Partial states
+ * rows that match none), appended in place to one flat varlena (FunnelFlat)
+ * that is one allocator chunk per group.  Partial states
  * are concatenated by the combine function; the final function sorts the
  * entries by time and scans them once, group of equal timestamps by group
  * of equal timestamps, so the answer never depends on the input order.
@@ -51,7 +53,8 @@ PG_FUNCTION_INFO_V1(funnel_counts_state_in);
 PG_FUNCTION_INFO_V1(funnel_counts_state_out);
 PG_FUNCTION_INFO_V1(funnel_step_flags);
 
-#define FUNNEL_MAGIC		0x464e4c31	/* "FNL1" */
+#define FUNNEL_MAGIC_V1		0x464e4c31	/* "FNL1": header, events (count from the size) */
+#define FUNNEL_MAGIC		0x464e4c32	/* "FNL2": FunnelFlat, below */
 #define FUNNEL_COUNTS_MAGIC	0x464e4332	/* "FNC2" */
 #define FUNNEL_MAX_STEPS	64
 
@@ -77,6 +80,33 @@ typedef struct FunnelEvent
 	int64		ts;				/* finite timestamptz */
 	uint64		mask;			/* bit j-1 set: the row matches step j */
 } FunnelEvent;
+
+/*
+ * A window_funnel state: one flat varlena, updated in place.  The varlena
+ * size is the capacity (a power of two: exactly one allocator chunk), the
+ * events in use are counted in the header and the unused tail is zeroed.
+ * The transition function appends in place while the event fits; when it
+ * does not, it returns a copy twice as large, allocated in the per-row
+ * context, which nodeAgg copies into the aggregate context (freeing the old
+ * one), so growth costs two copies log2(n) times and nothing per row.  One
+ * allocation per group (no expanded-object header, no separate payload)
+ * keeps hash aggregation over a million entities small.
+ *
+ * Its first 8 bytes are those of every crm_analytics state (varlena header,
+ * magic); states of the older layout FUNNEL_MAGIC_V1 (a FunnelHeader and the
+ * events, no count) are still read, e.g. from a table of partial states.
+ */
+typedef struct FunnelFlat
+{
+	int32		vl_len_;		/* varlena header: capacity in bytes */
+	uint32		magic;			/* FUNNEL_MAGIC */
+	FunnelHeader h;
+	int64		nevents;		/* events in use */
+	FunnelEvent events[FLEXIBLE_ARRAY_MEMBER];
+} FunnelFlat;
+
+#define FUNNEL_FLAT_HDRSZ	offsetof(FunnelFlat, events)
+#define FUNNEL_FLAT_MIN		64	/* smallest capacity: 2 events */
 
 /* payload of a funnel_counts state: header, then int64 hist[nsteps + 1] */
 typedef struct FunnelCountsHeader
@@ -283,6 +313,70 @@ FunnelStepMask(ArrayType *arr, int *nsteps)
  */
 
 /*
+ * A new state of capacity for at least need bytes holding the header h and
+ * the events ev[0..n), allocated in CurrentMemoryContext.
+ */
+static FunnelFlat *
+FunnelFlatNew(const FunnelHeader *h, const FunnelEvent *ev, int64 n, Size need)
+{
+	Size		cap = FUNNEL_FLAT_MIN;
+	Size		used = FUNNEL_FLAT_HDRSZ + (Size) n * sizeof(FunnelEvent);
+	FunnelFlat *st;
+
+	Assert(need >= used);
+	while (cap < need)
+	{
+		cap *= 2;
+		if (!AllocSizeIsValid(cap))
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("window_funnel state would exceed the maximum size of %zu bytes",
+							(Size) MaxAllocSize),
+					 errhint("Aggregate over smaller groups (for example GROUP BY the entity).")));
+	}
+	st = (FunnelFlat *) palloc(cap);
+	SET_VARSIZE(st, cap);
+	st->magic = FUNNEL_MAGIC;
+	st->h = *h;
+	st->nevents = n;
+	if (n > 0)
+		memcpy(st->events, ev, (Size) n * sizeof(FunnelEvent));
+	memset((char *) st + used, 0, cap - used);
+	return st;
+}
+
+static const FunnelHeader *FunnelPayload(Datum d, const FunnelEvent **events, int64 *nevents);
+
+/*
+ * The state argument argno of a transition or combine function, ready to be
+ * appended to in place: the argument itself when it is a state of the
+ * current layout (nodeAgg owns it in the aggregate context and hands it to
+ * us only), otherwise a new copy; NULL when the argument is NULL.
+ */
+static FunnelFlat *
+FunnelStateArg(FunctionCallInfo fcinfo, int argno)
+{
+	struct varlena *v;
+	const FunnelHeader *h;
+	const FunnelEvent *ev;
+	int64		n;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	v = (struct varlena *) DatumGetPointer(PG_GETARG_DATUM(argno));
+	if (VARATT_IS_4B_U(v) && VARSIZE(v) >= FUNNEL_FLAT_HDRSZ &&
+		((FunnelFlat *) v)->magic == FUNNEL_MAGIC &&
+		((FunnelFlat *) v)->nevents >= 0 &&
+		((FunnelFlat *) v)->nevents <= (int64) ((VARSIZE(v) - FUNNEL_FLAT_HDRSZ) / sizeof(FunnelEvent)) &&
+		((uintptr_t) v) % MAXIMUM_ALIGNOF == 0)
+		return (FunnelFlat *) v;
+	h = FunnelPayload(PointerGetDatum(v), &ev, &n);
+	if (h == NULL)
+		return NULL;			/* the empty state '' */
+	return FunnelFlatNew(h, ev, n, FUNNEL_FLAT_HDRSZ + (Size) n * sizeof(FunnelEvent));
+}
+
+/*
  * One row, already reduced to its step mask, into the state: shared by every
  * transition function.  window and mode are checked on every row (they must
  * be the same on all rows of a group); a row with a NULL or infinite time, or
@@ -291,55 +385,56 @@ FunnelStepMask(ArrayType *arr, int *nsteps)
 static Datum
 FunnelAppend(FunctionCallInfo fcinfo, int mode_arg, int ts_arg, int nsteps, uint64 mask)
 {
-	MemoryContext aggcontext = crm_agg_context(fcinfo, "window_funnel");
-	CrmState   *st;
-	FunnelHeader *h;
+	FunnelFlat *st;
 	int64		window;
 	uint32		flags;
 	TimestampTz ts;
-	FunnelEvent *ev;
+	Size		need;
 
+	crm_agg_context(fcinfo, "window_funnel");
 	window = FunnelWindowUsec(fcinfo, 1);
 	flags = mode_arg >= 0 ? FunnelModeArg(fcinfo, mode_arg) : 0;
 
-	st = crm_state_arg_rw(fcinfo, 0, aggcontext, FUNNEL_MAGIC,
-						  sizeof(FunnelHeader) + 4 * sizeof(FunnelEvent));
-	if (st->len == 0)
+	st = FunnelStateArg(fcinfo, 0);
+	if (st == NULL)
 	{
+		FunnelHeader h;
+
 		FunnelCheckSteps(nsteps, "window_funnel");
-		h = (FunnelHeader *) crm_state_reserve(st, sizeof(FunnelHeader));
-		h->nsteps = nsteps;
-		h->flags = flags;
-		h->window = window;
-		st->len = sizeof(FunnelHeader);
+		memset(&h, 0, sizeof(h));
+		h.nsteps = nsteps;
+		h.flags = flags;
+		h.window = window;
+		st = FunnelFlatNew(&h, NULL, 0, FUNNEL_FLAT_MIN);
 	}
 	else
 	{
-		h = (FunnelHeader *) st->data;
-		if (h->nsteps != nsteps)
+		if (st->h.nsteps != nsteps)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("window_funnel got %d steps on one row and %d on another", h->nsteps, nsteps),
+					 errmsg("window_funnel got %d steps on one row and %d on another", st->h.nsteps, nsteps),
 					 errhint("Every row of a group must pass the same number of steps.")));
-		if (h->window != window || h->flags != flags)
+		if (st->h.window != window || st->h.flags != flags)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("window_funnel window and mode must be the same on every row of a group")));
 	}
 
 	if (mask == 0 && !(flags & FM_ORDER))
-		return CrmStateGetDatum(st);
+		PG_RETURN_POINTER(st);
 	if (PG_ARGISNULL(ts_arg))
-		return CrmStateGetDatum(st);
+		PG_RETURN_POINTER(st);
 	ts = PG_GETARG_TIMESTAMPTZ(ts_arg);
 	if (TIMESTAMP_NOT_FINITE(ts))
-		return CrmStateGetDatum(st);	/* infinite times are ignored like NULL */
+		PG_RETURN_POINTER(st);	/* infinite times are ignored like NULL */
 
-	ev = (FunnelEvent *) crm_state_reserve(st, sizeof(FunnelEvent));
-	ev->ts = ts;
-	ev->mask = mask;
-	st->len += sizeof(FunnelEvent);
-	return CrmStateGetDatum(st);
+	need = FUNNEL_FLAT_HDRSZ + (Size) (st->nevents + 1) * sizeof(FunnelEvent);
+	if (need > VARSIZE(st))
+		st = FunnelFlatNew(&st->h, st->events, st->nevents, need);
+	st->events[st->nevents].ts = ts;
+	st->events[st->nevents].mask = mask;
+	st->nevents++;
+	PG_RETURN_POINTER(st);
 }
 
 /* a row of the VARIADIC form: the steps come as one boolean[] argument */
@@ -411,69 +506,117 @@ funnel_window_mode_args_transfn(PG_FUNCTION_ARGS)
 	return FunnelTransitionArgs(fcinfo, 2, 3);
 }
 
-/* validated view of a window_funnel state payload */
+/*
+ * Read-only view of a window_funnel state of either layout (flat, possibly
+ * toasted or short-headed): header and events; NULL for the empty state.
+ */
 static const FunnelHeader *
 FunnelPayload(Datum d, const FunnelEvent **events, int64 *nevents)
 {
+	struct varlena *v = pg_detoast_datum((struct varlena *) DatumGetPointer(d));
+	uint32		magic;
 	Size		len;
-	const char *p = crm_state_payload(d, FUNNEL_MAGIC, &len);
+	const char *p;
+	const FunnelHeader *h;
 
-	if (len == 0)
-	{
-		*events = NULL;
-		*nevents = 0;
-		return NULL;
-	}
-	if (len < sizeof(FunnelHeader) || (len - sizeof(FunnelHeader)) % sizeof(FunnelEvent) != 0)
+	*events = NULL;
+	*nevents = 0;
+	if (VARSIZE(v) < CRM_STATE_FLAT_HDRSZ)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("invalid window_funnel state: %zu payload bytes", len)));
-	*events = (const FunnelEvent *) (p + sizeof(FunnelHeader));
-	*nevents = (len - sizeof(FunnelHeader)) / sizeof(FunnelEvent);
-	return (const FunnelHeader *) p;
+				 errmsg("invalid window_funnel state: %u bytes is too short", (unsigned) VARSIZE(v))));
+	memcpy(&magic, VARDATA(v), sizeof(uint32));
+	if (magic != FUNNEL_MAGIC && magic != FUNNEL_MAGIC_V1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid crm_analytics state: wrong state type")));
+	len = VARSIZE(v) - CRM_STATE_FLAT_HDRSZ;
+	if (len == 0)
+		return NULL;
+	p = (const char *) v + CRM_STATE_FLAT_HDRSZ;
+	if (((uintptr_t) p) % MAXIMUM_ALIGNOF != 0)
+	{
+		char	   *copy = palloc(len);
+
+		memcpy(copy, p, len);
+		p = copy;
+	}
+	h = (const FunnelHeader *) p;
+	if (len < sizeof(FunnelHeader) || h->nsteps < 1 || h->nsteps > FUNNEL_MAX_STEPS)
+		goto corrupt;
+	if (magic == FUNNEL_MAGIC)
+	{
+		int64		n;
+
+		/* FunnelFlat without its first 8 bytes */
+		if (len < FUNNEL_FLAT_HDRSZ - CRM_STATE_FLAT_HDRSZ)
+			goto corrupt;
+		memcpy(&n, p + sizeof(FunnelHeader), sizeof(int64));
+		if (n < 0 || n > (int64) ((len - (FUNNEL_FLAT_HDRSZ - CRM_STATE_FLAT_HDRSZ)) / sizeof(FunnelEvent)))
+			goto corrupt;
+		*events = (const FunnelEvent *) (p + FUNNEL_FLAT_HDRSZ - CRM_STATE_FLAT_HDRSZ);
+		*nevents = n;
+	}
+	else
+	{
+		if ((len - sizeof(FunnelHeader)) % sizeof(FunnelEvent) != 0)
+			goto corrupt;
+		*events = (const FunnelEvent *) (p + sizeof(FunnelHeader));
+		*nevents = (len - sizeof(FunnelHeader)) / sizeof(FunnelEvent);
+	}
+	return h;
+corrupt:
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("invalid window_funnel state: %zu payload bytes", len)));
+	return NULL;
 }
 
 /* combine: append the right state's events to the left state, in place */
 Datum
 funnel_window_combinefn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = crm_agg_context(fcinfo, "window_funnel combine");
-	CrmState   *st;
+	FunnelFlat *st;
 	const FunnelHeader *rh;
 	const FunnelEvent *rev;
 	int64		rn;
+	Size		need;
 
+	crm_agg_context(fcinfo, "window_funnel combine");
+	st = FunnelStateArg(fcinfo, 0);
 	if (PG_ARGISNULL(1))
 	{
-		if (PG_ARGISNULL(0))
+		if (st == NULL)
 			PG_RETURN_NULL();
-		st = crm_state_arg_rw(fcinfo, 0, aggcontext, FUNNEL_MAGIC, 0);
-		return CrmStateGetDatum(st);
+		PG_RETURN_POINTER(st);
 	}
-	st = crm_state_arg_rw(fcinfo, 0, aggcontext, FUNNEL_MAGIC, 0);
 	rh = FunnelPayload(PG_GETARG_DATUM(1), &rev, &rn);
 	if (rh == NULL)
-		return CrmStateGetDatum(st);
-	if (st->len == 0)
 	{
-		memcpy(crm_state_reserve(st, sizeof(FunnelHeader)), rh, sizeof(FunnelHeader));
-		st->len = sizeof(FunnelHeader);
+		if (st == NULL)
+			PG_RETURN_NULL();
+		PG_RETURN_POINTER(st);
 	}
-	else
-	{
-		const FunnelHeader *lh = (const FunnelHeader *) st->data;
-
-		if (lh->nsteps != rh->nsteps || lh->window != rh->window || lh->flags != rh->flags)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("cannot combine window_funnel states with different steps, window or mode")));
-	}
+	if (st == NULL)
+		PG_RETURN_POINTER(FunnelFlatNew(rh, rev, rn, FUNNEL_FLAT_HDRSZ + (Size) rn * sizeof(FunnelEvent)));
+	if (st->h.nsteps != rh->nsteps || st->h.window != rh->window || st->h.flags != rh->flags)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot combine window_funnel states with different steps, window or mode")));
 	if (rn > 0)
 	{
-		memcpy(crm_state_reserve(st, rn * sizeof(FunnelEvent)), rev, rn * sizeof(FunnelEvent));
-		st->len += rn * sizeof(FunnelEvent);
+		if ((Size) rn > (MaxAllocSize - FUNNEL_FLAT_HDRSZ) / sizeof(FunnelEvent) - (Size) st->nevents)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("window_funnel state would exceed the maximum size of %zu bytes",
+							(Size) MaxAllocSize)));
+		need = FUNNEL_FLAT_HDRSZ + (Size) (st->nevents + rn) * sizeof(FunnelEvent);
+		if (need > VARSIZE(st))
+			st = FunnelFlatNew(&st->h, st->events, st->nevents, need);
+		memcpy(st->events + st->nevents, rev, (Size) rn * sizeof(FunnelEvent));
+		st->nevents += rn;
 	}
-	return CrmStateGetDatum(st);
+	PG_RETURN_POINTER(st);
 }
 
 /* ------------------------------------------------------------------------
@@ -987,6 +1130,7 @@ funnel_window_state_in(PG_FUNCTION_ARGS)
 
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, (const char *) &h, sizeof(h));
+	appendBinaryStringInfo(&buf, (const char *) &nev, sizeof(int64));	/* FunnelFlat.nevents */
 	if (nev > 0)
 		FunnelExpect(&p, ";", type);
 	for (i = 0; i < nev; i++)
