@@ -82,31 +82,99 @@ typedef struct FunnelEvent
 } FunnelEvent;
 
 /*
- * A window_funnel state: one flat varlena, updated in place.  The varlena
- * size is the capacity (a power of two: exactly one allocator chunk), the
- * events in use are counted in the header and the unused tail is zeroed.
- * The transition function appends in place while the event fits; when it
- * does not, it returns a copy twice as large, allocated in the per-row
- * context, which nodeAgg copies into the aggregate context (freeing the old
- * one), so growth costs two copies log2(n) times and nothing per row.  One
- * allocation per group (no expanded-object header, no separate payload)
- * keeps hash aggregation over a million entities small.
+ * A window_funnel state: one flat varlena, updated in place.
  *
- * Its first 8 bytes are those of every crm_analytics state (varlena header,
- * magic); states of the older layout FUNNEL_MAGIC_V1 (a FunnelHeader and the
- * events, no count) are still read, e.g. from a table of partial states.
+ *     FunnelFlat (24 bytes) | int64 ts[cap] | mask[cap]
+ *
+ * The varlena size is the capacity in bytes, a power of two (exactly one
+ * allocator chunk); cap = (size - 24) / (8 + w) events, w the width of a
+ * step mask (1, 2, 4 or 8 bytes for up to 8, 16, 32 or 64 steps), so a
+ * 4-step funnel costs 9 bytes per matching row.  Events in use are counted
+ * in the header; the unused tail is zeroed.  The transition function
+ * appends in place while an event fits; when it does not, it returns a copy
+ * twice as large, allocated in the per-row context, which nodeAgg copies into
+ * the aggregate context (freeing the old one): growth costs two copies
+ * log2(n) times and nothing per row.  One small allocation per group keeps
+ * hash aggregation over a million entities compact.
+ *
+ * The first 8 bytes are those of every crm_analytics state (varlena header,
+ * magic); states of the older layout FUNNEL_MAGIC_V1 (a FunnelHeader and
+ * FunnelEvent pairs) are still read, e.g. from a table of partial states.
  */
 typedef struct FunnelFlat
 {
 	int32		vl_len_;		/* varlena header: capacity in bytes */
 	uint32		magic;			/* FUNNEL_MAGIC */
-	FunnelHeader h;
-	int64		nevents;		/* events in use */
-	FunnelEvent events[FLEXIBLE_ARRAY_MEMBER];
+	int64		window;			/* microseconds, >= 0 */
+	int16		nsteps;			/* 1..64 */
+	uint16		flags;			/* FM_* */
+	int32		nevents;		/* events in use */
 } FunnelFlat;
 
-#define FUNNEL_FLAT_HDRSZ	offsetof(FunnelFlat, events)
-#define FUNNEL_FLAT_MIN		64	/* smallest capacity: 2 events */
+#define FUNNEL_FLAT_HDRSZ	sizeof(FunnelFlat)
+#define FUNNEL_FLAT_MIN		64	/* smallest capacity: 4 events of up to 8 steps */
+
+/* bytes per step mask for nsteps steps */
+static inline int
+FunnelMaskWidth(int nsteps)
+{
+	return nsteps <= 8 ? 1 : nsteps <= 16 ? 2 : nsteps <= 32 ? 4 : 8;
+}
+
+/* events that fit in a state of size bytes */
+static inline int64
+FunnelCapacity(Size size, int w)
+{
+	return size < FUNNEL_FLAT_HDRSZ ? 0 : (int64) ((size - FUNNEL_FLAT_HDRSZ) / (sizeof(int64) + w));
+}
+
+static inline int64 *
+FunnelTimes(FunnelFlat *st)
+{
+	return (int64 *) ((char *) st + FUNNEL_FLAT_HDRSZ);
+}
+
+static inline char *
+FunnelMasks(FunnelFlat *st, int w)
+{
+	return (char *) st + FUNNEL_FLAT_HDRSZ + sizeof(int64) * FunnelCapacity(VARSIZE(st), w);
+}
+
+static inline uint64
+FunnelMaskGet(const char *masks, int w, int64 i)
+{
+	switch (w)
+	{
+		case 1:
+			return ((const uint8 *) masks)[i];
+		case 2:
+			return ((const uint16 *) masks)[i];
+		case 4:
+			return ((const uint32 *) masks)[i];
+		default:
+			return ((const uint64 *) masks)[i];
+	}
+}
+
+static inline void
+FunnelMaskSet(char *masks, int w, int64 i, uint64 mask)
+{
+	switch (w)
+	{
+		case 1:
+			((uint8 *) masks)[i] = (uint8) mask;
+			break;
+		case 2:
+			((uint16 *) masks)[i] = (uint16) mask;
+			break;
+		case 4:
+			((uint32 *) masks)[i] = (uint32) mask;
+			break;
+		default:
+			((uint64 *) masks)[i] = mask;
+			break;
+	}
+}
 
 /* payload of a funnel_counts state: header, then int64 hist[nsteps + 1] */
 typedef struct FunnelCountsHeader
@@ -313,67 +381,115 @@ FunnelStepMask(ArrayType *arr, int *nsteps)
  */
 
 /*
- * A new state of capacity for at least need bytes holding the header h and
- * the events ev[0..n), allocated in CurrentMemoryContext.
+ * A new state with header h and room for at least min_events events (a
+ * power-of-two size unless exact), allocated in CurrentMemoryContext, holding
+ * the first n events of src when src is not NULL.
  */
 static FunnelFlat *
-FunnelFlatNew(const FunnelHeader *h, const FunnelEvent *ev, int64 n, Size need)
+FunnelFlatNew(const FunnelHeader *h, int64 min_events, bool exact, FunnelFlat *src, int64 n)
 {
-	Size		cap = FUNNEL_FLAT_MIN;
-	Size		used = FUNNEL_FLAT_HDRSZ + (Size) n * sizeof(FunnelEvent);
+	int			w = FunnelMaskWidth(h->nsteps);
+	Size		size;
 	FunnelFlat *st;
 
-	Assert(need >= used);
-	while (cap < need)
+	if (min_events > (int64) ((MaxAllocSize - FUNNEL_FLAT_HDRSZ) / (sizeof(int64) + w)))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("window_funnel state would exceed the maximum size of %zu bytes",
+						(Size) MaxAllocSize),
+				 errhint("Aggregate over smaller groups (for example GROUP BY the entity).")));
+	size = FUNNEL_FLAT_HDRSZ + (Size) min_events * (sizeof(int64) + w);
+	if (!exact)
 	{
-		cap *= 2;
-		if (!AllocSizeIsValid(cap))
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("window_funnel state would exceed the maximum size of %zu bytes",
-							(Size) MaxAllocSize),
-					 errhint("Aggregate over smaller groups (for example GROUP BY the entity).")));
+		Size		cap = FUNNEL_FLAT_MIN;
+
+		while (cap < size)
+			cap *= 2;
+		size = Min(cap, MaxAllocSize);
 	}
-	st = (FunnelFlat *) palloc(cap);
-	SET_VARSIZE(st, cap);
+	st = (FunnelFlat *) palloc0(size);
+	SET_VARSIZE(st, size);
 	st->magic = FUNNEL_MAGIC;
-	st->h = *h;
-	st->nevents = n;
-	if (n > 0)
-		memcpy(st->events, ev, (Size) n * sizeof(FunnelEvent));
-	memset((char *) st + used, 0, cap - used);
+	st->window = h->window;
+	st->nsteps = (int16) h->nsteps;
+	st->flags = (uint16) h->flags;
+	st->nevents = 0;
+	if (src != NULL && n > 0)
+	{
+		memcpy(FunnelTimes(st), FunnelTimes(src), sizeof(int64) * n);
+		memcpy(FunnelMasks(st, w), FunnelMasks(src, w), (Size) w * n);
+		st->nevents = (int32) n;
+	}
 	return st;
 }
 
-static const FunnelHeader *FunnelPayload(Datum d, const FunnelEvent **events, int64 *nevents);
+/* the header of a state of the current layout */
+static inline FunnelHeader
+FunnelFlatHeader(const FunnelFlat *st)
+{
+	FunnelHeader h;
+
+	h.nsteps = st->nsteps;
+	h.flags = st->flags;
+	h.window = st->window;
+	return h;
+}
+
+/* append one event, growing (into a new copy) when full; returns the state */
+static inline FunnelFlat *
+FunnelFlatPush(FunnelFlat *st, int64 ts, uint64 mask)
+{
+	int			w = FunnelMaskWidth(st->nsteps);
+
+	if (st->nevents >= FunnelCapacity(VARSIZE(st), w))
+	{
+		FunnelHeader h = FunnelFlatHeader(st);
+
+		st = FunnelFlatNew(&h, (int64) st->nevents + 1, false, st, st->nevents);
+	}
+	FunnelTimes(st)[st->nevents] = ts;
+	FunnelMaskSet(FunnelMasks(st, w), w, st->nevents, mask);
+	st->nevents++;
+	return st;
+}
+
+static bool FunnelRead(Datum d, FunnelHeader *h, FunnelEvent **events, int64 *nevents,
+					   FunnelEvent *buf, int bufn);
+
+#define FUNNEL_STACK_EVENTS 32
 
 /*
  * The state argument argno of a transition or combine function, ready to be
  * appended to in place: the argument itself when it is a state of the
  * current layout (nodeAgg owns it in the aggregate context and hands it to
- * us only), otherwise a new copy; NULL when the argument is NULL.
+ * us only), otherwise a new copy; NULL when the argument is NULL or the
+ * empty state.
  */
 static FunnelFlat *
 FunnelStateArg(FunctionCallInfo fcinfo, int argno)
 {
 	struct varlena *v;
-	const FunnelHeader *h;
-	const FunnelEvent *ev;
+	FunnelFlat *st;
+	FunnelHeader h;
+	FunnelEvent buf[FUNNEL_STACK_EVENTS];
+	FunnelEvent *ev;
 	int64		n;
+	int64		i;
 
 	if (PG_ARGISNULL(argno))
 		return NULL;
 	v = (struct varlena *) DatumGetPointer(PG_GETARG_DATUM(argno));
-	if (VARATT_IS_4B_U(v) && VARSIZE(v) >= FUNNEL_FLAT_HDRSZ &&
-		((FunnelFlat *) v)->magic == FUNNEL_MAGIC &&
-		((FunnelFlat *) v)->nevents >= 0 &&
-		((FunnelFlat *) v)->nevents <= (int64) ((VARSIZE(v) - FUNNEL_FLAT_HDRSZ) / sizeof(FunnelEvent)) &&
-		((uintptr_t) v) % MAXIMUM_ALIGNOF == 0)
-		return (FunnelFlat *) v;
-	h = FunnelPayload(PointerGetDatum(v), &ev, &n);
-	if (h == NULL)
+	st = (FunnelFlat *) v;
+	if (VARATT_IS_4B_U(v) && VARSIZE(v) >= FUNNEL_FLAT_HDRSZ && ((uintptr_t) v) % MAXIMUM_ALIGNOF == 0 &&
+		st->magic == FUNNEL_MAGIC && st->nsteps >= 1 && st->nsteps <= FUNNEL_MAX_STEPS &&
+		st->nevents >= 0 && st->nevents <= FunnelCapacity(VARSIZE(v), FunnelMaskWidth(st->nsteps)))
+		return st;
+	if (!FunnelRead(PointerGetDatum(v), &h, &ev, &n, buf, FUNNEL_STACK_EVENTS))
 		return NULL;			/* the empty state '' */
-	return FunnelFlatNew(h, ev, n, FUNNEL_FLAT_HDRSZ + (Size) n * sizeof(FunnelEvent));
+	st = FunnelFlatNew(&h, n, false, NULL, 0);
+	for (i = 0; i < n; i++)
+		st = FunnelFlatPush(st, ev[i].ts, ev[i].mask);
+	return st;
 }
 
 /*
@@ -389,7 +505,6 @@ FunnelAppend(FunctionCallInfo fcinfo, int mode_arg, int ts_arg, int nsteps, uint
 	int64		window;
 	uint32		flags;
 	TimestampTz ts;
-	Size		need;
 
 	crm_agg_context(fcinfo, "window_funnel");
 	window = FunnelWindowUsec(fcinfo, 1);
@@ -401,20 +516,19 @@ FunnelAppend(FunctionCallInfo fcinfo, int mode_arg, int ts_arg, int nsteps, uint
 		FunnelHeader h;
 
 		FunnelCheckSteps(nsteps, "window_funnel");
-		memset(&h, 0, sizeof(h));
 		h.nsteps = nsteps;
 		h.flags = flags;
 		h.window = window;
-		st = FunnelFlatNew(&h, NULL, 0, FUNNEL_FLAT_MIN);
+		st = FunnelFlatNew(&h, 0, false, NULL, 0);
 	}
 	else
 	{
-		if (st->h.nsteps != nsteps)
+		if (st->nsteps != nsteps)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("window_funnel got %d steps on one row and %d on another", st->h.nsteps, nsteps),
+					 errmsg("window_funnel got %d steps on one row and %d on another", st->nsteps, nsteps),
 					 errhint("Every row of a group must pass the same number of steps.")));
-		if (st->h.window != window || st->h.flags != flags)
+		if (st->window != window || st->flags != flags)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("window_funnel window and mode must be the same on every row of a group")));
@@ -427,14 +541,7 @@ FunnelAppend(FunctionCallInfo fcinfo, int mode_arg, int ts_arg, int nsteps, uint
 	ts = PG_GETARG_TIMESTAMPTZ(ts_arg);
 	if (TIMESTAMP_NOT_FINITE(ts))
 		PG_RETURN_POINTER(st);	/* infinite times are ignored like NULL */
-
-	need = FUNNEL_FLAT_HDRSZ + (Size) (st->nevents + 1) * sizeof(FunnelEvent);
-	if (need > VARSIZE(st))
-		st = FunnelFlatNew(&st->h, st->events, st->nevents, need);
-	st->events[st->nevents].ts = ts;
-	st->events[st->nevents].mask = mask;
-	st->nevents++;
-	PG_RETURN_POINTER(st);
+	PG_RETURN_POINTER(FunnelFlatPush(st, ts, mask));
 }
 
 /* a row of the VARIADIC form: the steps come as one boolean[] argument */
@@ -507,69 +614,87 @@ funnel_window_mode_args_transfn(PG_FUNCTION_ARGS)
 }
 
 /*
- * Read-only view of a window_funnel state of either layout (flat, possibly
- * toasted or short-headed): header and events; NULL for the empty state.
+ * The content of a window_funnel state of either layout (flat, possibly
+ * toasted or short-headed): *h and the events as (ts, mask) pairs, in buf
+ * when they fit in bufn, else palloc'd (the caller may sort them in place).
+ * Returns false for the empty state ''.
  */
-static const FunnelHeader *
-FunnelPayload(Datum d, const FunnelEvent **events, int64 *nevents)
+static bool
+FunnelRead(Datum d, FunnelHeader *h, FunnelEvent **events, int64 *nevents, FunnelEvent *buf, int bufn)
 {
 	struct varlena *v = pg_detoast_datum((struct varlena *) DatumGetPointer(d));
 	uint32		magic;
-	Size		len;
-	const char *p;
-	const FunnelHeader *h;
+	Size		size = VARSIZE(v);
+	int64		n;
+	int64		i;
+	FunnelEvent *ev;
 
 	*events = NULL;
 	*nevents = 0;
-	if (VARSIZE(v) < CRM_STATE_FLAT_HDRSZ)
+	if (size < CRM_STATE_FLAT_HDRSZ)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("invalid window_funnel state: %u bytes is too short", (unsigned) VARSIZE(v))));
+				 errmsg("invalid window_funnel state: %zu bytes is too short", size)));
 	memcpy(&magic, VARDATA(v), sizeof(uint32));
 	if (magic != FUNNEL_MAGIC && magic != FUNNEL_MAGIC_V1)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("invalid crm_analytics state: wrong state type")));
-	len = VARSIZE(v) - CRM_STATE_FLAT_HDRSZ;
-	if (len == 0)
-		return NULL;
-	p = (const char *) v + CRM_STATE_FLAT_HDRSZ;
-	if (((uintptr_t) p) % MAXIMUM_ALIGNOF != 0)
+	if (size == CRM_STATE_FLAT_HDRSZ)
+		return false;
+	if (((uintptr_t) v) % MAXIMUM_ALIGNOF != 0)
 	{
-		char	   *copy = palloc(len);
+		struct varlena *copy = palloc(size);
 
-		memcpy(copy, p, len);
-		p = copy;
+		memcpy(copy, v, size);
+		v = copy;
 	}
-	h = (const FunnelHeader *) p;
-	if (len < sizeof(FunnelHeader) || h->nsteps < 1 || h->nsteps > FUNNEL_MAX_STEPS)
-		goto corrupt;
 	if (magic == FUNNEL_MAGIC)
 	{
-		int64		n;
+		FunnelFlat *st = (FunnelFlat *) v;
+		int			w;
+		const int64 *ts;
+		const char *masks;
 
-		/* FunnelFlat without its first 8 bytes */
-		if (len < FUNNEL_FLAT_HDRSZ - CRM_STATE_FLAT_HDRSZ)
+		if (size < FUNNEL_FLAT_HDRSZ || st->nsteps < 1 || st->nsteps > FUNNEL_MAX_STEPS)
 			goto corrupt;
-		memcpy(&n, p + sizeof(FunnelHeader), sizeof(int64));
-		if (n < 0 || n > (int64) ((len - (FUNNEL_FLAT_HDRSZ - CRM_STATE_FLAT_HDRSZ)) / sizeof(FunnelEvent)))
+		w = FunnelMaskWidth(st->nsteps);
+		if (st->nevents < 0 || st->nevents > FunnelCapacity(size, w))
 			goto corrupt;
-		*events = (const FunnelEvent *) (p + FUNNEL_FLAT_HDRSZ - CRM_STATE_FLAT_HDRSZ);
-		*nevents = n;
+		*h = FunnelFlatHeader(st);
+		n = st->nevents;
+		ts = FunnelTimes(st);
+		masks = FunnelMasks(st, w);
+		ev = n <= bufn ? buf : palloc(sizeof(FunnelEvent) * Max(n, 1));
+		for (i = 0; i < n; i++)
+		{
+			ev[i].ts = ts[i];
+			ev[i].mask = FunnelMaskGet(masks, w, i);
+		}
 	}
 	else
 	{
-		if ((len - sizeof(FunnelHeader)) % sizeof(FunnelEvent) != 0)
+		const char *p = (const char *) v + CRM_STATE_FLAT_HDRSZ;
+		Size		len = size - CRM_STATE_FLAT_HDRSZ;
+
+		if (len < sizeof(FunnelHeader) || (len - sizeof(FunnelHeader)) % sizeof(FunnelEvent) != 0)
 			goto corrupt;
-		*events = (const FunnelEvent *) (p + sizeof(FunnelHeader));
-		*nevents = (len - sizeof(FunnelHeader)) / sizeof(FunnelEvent);
+		memcpy(h, p, sizeof(FunnelHeader));
+		if (h->nsteps < 1 || h->nsteps > FUNNEL_MAX_STEPS)
+			goto corrupt;
+		n = (len - sizeof(FunnelHeader)) / sizeof(FunnelEvent);
+		ev = n <= bufn ? buf : palloc(sizeof(FunnelEvent) * Max(n, 1));
+		if (n > 0)
+			memcpy(ev, p + sizeof(FunnelHeader), sizeof(FunnelEvent) * n);
 	}
-	return h;
+	*events = ev;
+	*nevents = n;
+	return true;
 corrupt:
 	ereport(ERROR,
 			(errcode(ERRCODE_DATA_CORRUPTED),
-			 errmsg("invalid window_funnel state: %zu payload bytes", len)));
-	return NULL;
+			 errmsg("invalid window_funnel state of %zu bytes", size)));
+	return false;
 }
 
 /* combine: append the right state's events to the left state, in place */
@@ -577,45 +702,30 @@ Datum
 funnel_window_combinefn(PG_FUNCTION_ARGS)
 {
 	FunnelFlat *st;
-	const FunnelHeader *rh;
-	const FunnelEvent *rev;
+	FunnelHeader rh;
+	FunnelEvent buf[FUNNEL_STACK_EVENTS];
+	FunnelEvent *rev;
 	int64		rn;
-	Size		need;
+	int64		i;
 
 	crm_agg_context(fcinfo, "window_funnel combine");
 	st = FunnelStateArg(fcinfo, 0);
-	if (PG_ARGISNULL(1))
-	{
-		if (st == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(st);
-	}
-	rh = FunnelPayload(PG_GETARG_DATUM(1), &rev, &rn);
-	if (rh == NULL)
+	if (PG_ARGISNULL(1) || !FunnelRead(PG_GETARG_DATUM(1), &rh, &rev, &rn, buf, FUNNEL_STACK_EVENTS))
 	{
 		if (st == NULL)
 			PG_RETURN_NULL();
 		PG_RETURN_POINTER(st);
 	}
 	if (st == NULL)
-		PG_RETURN_POINTER(FunnelFlatNew(rh, rev, rn, FUNNEL_FLAT_HDRSZ + (Size) rn * sizeof(FunnelEvent)));
-	if (st->h.nsteps != rh->nsteps || st->h.window != rh->window || st->h.flags != rh->flags)
+		st = FunnelFlatNew(&rh, rn, false, NULL, 0);
+	else if (st->nsteps != rh.nsteps || st->window != rh.window || st->flags != rh.flags)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot combine window_funnel states with different steps, window or mode")));
-	if (rn > 0)
-	{
-		if ((Size) rn > (MaxAllocSize - FUNNEL_FLAT_HDRSZ) / sizeof(FunnelEvent) - (Size) st->nevents)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("window_funnel state would exceed the maximum size of %zu bytes",
-							(Size) MaxAllocSize)));
-		need = FUNNEL_FLAT_HDRSZ + (Size) (st->nevents + rn) * sizeof(FunnelEvent);
-		if (need > VARSIZE(st))
-			st = FunnelFlatNew(&st->h, st->events, st->nevents, need);
-		memcpy(st->events + st->nevents, rev, (Size) rn * sizeof(FunnelEvent));
-		st->nevents += rn;
-	}
+	else if (rn > FunnelCapacity(VARSIZE(st), FunnelMaskWidth(st->nsteps)) - st->nevents)
+		st = FunnelFlatNew(&rh, (int64) st->nevents + rn, false, st, st->nevents);
+	for (i = 0; i < rn; i++)
+		st = FunnelFlatPush(st, rev[i].ts, rev[i].mask);
 	PG_RETURN_POINTER(st);
 }
 
@@ -874,35 +984,26 @@ FunnelSortEvents(FunnelEvent *ev, int64 n)
 	}
 }
 
-#define FUNNEL_STACK_EVENTS 32
-
 /*
- * The level of a state (sorted copy of events made here when needed, on the
- * stack for short lists); when times is not NULL it receives the chain
- * (level entries).  The scan arrays are initialised for the state's step
- * count only.
+ * The level of the events ev[0..nev) (the caller's copy, sorted here in
+ * place); when times is not NULL it receives the chain (level entries).
+ * The scan arrays are initialised for the state's step count only.
  */
 static int
-FunnelEvaluate(const FunnelHeader *h, const FunnelEvent *events, int64 nev, int64 *times)
+FunnelEvaluate(const FunnelHeader *h, FunnelEvent *ev, int64 nev, int64 *times)
 {
 	FunnelScan	scan;
 	FunnelScan *s = &scan;
-	FunnelEvent stackev[FUNNEL_STACK_EVENTS];
-	FunnelEvent *ev = (FunnelEvent *) events;
 	int64		i;
 	int			level;
 
-	if (h == NULL || nev == 0)
+	if (nev == 0)
 		return 0;
 	for (i = 1; i < nev; i++)
-		if (FunnelEventCmp(&events[i - 1], &events[i]) > 0)
+		if (FunnelEventCmp(&ev[i - 1], &ev[i]) > 0)
 			break;
 	if (i < nev)
-	{
-		ev = nev <= FUNNEL_STACK_EVENTS ? stackev : palloc(sizeof(FunnelEvent) * nev);
-		memcpy(ev, events, sizeof(FunnelEvent) * nev);
 		FunnelSortEvents(ev, nev);
-	}
 
 	s->n = h->nsteps;
 	s->flags = h->flags;
@@ -973,8 +1074,6 @@ FunnelEvaluate(const FunnelHeader *h, const FunnelEvent *events, int64 nev, int6
 		pfree(s->chain);
 		pfree(s->pchain);
 	}
-	if (ev != events && ev != stackev)
-		pfree(ev);
 	return level;
 }
 
@@ -982,23 +1081,24 @@ FunnelEvaluate(const FunnelHeader *h, const FunnelEvent *events, int64 nev, int6
 Datum
 funnel_window_finalfn(PG_FUNCTION_ARGS)
 {
-	const FunnelHeader *h;
-	const FunnelEvent *ev;
+	FunnelHeader h;
+	FunnelEvent buf[FUNNEL_STACK_EVENTS];
+	FunnelEvent *ev;
 	int64		n;
 
 	crm_agg_context(fcinfo, "window_funnel");
-	if (PG_ARGISNULL(0))
+	if (PG_ARGISNULL(0) || !FunnelRead(PG_GETARG_DATUM(0), &h, &ev, &n, buf, FUNNEL_STACK_EVENTS))
 		PG_RETURN_INT32(0);
-	h = FunnelPayload(PG_GETARG_DATUM(0), &ev, &n);
-	PG_RETURN_INT32(FunnelEvaluate(h, ev, n, NULL));
+	PG_RETURN_INT32(FunnelEvaluate(&h, ev, n, NULL));
 }
 
 /* crm.window_funnel_times final function -> timestamptz[] */
 Datum
 funnel_window_times_finalfn(PG_FUNCTION_ARGS)
 {
-	const FunnelHeader *h;
-	const FunnelEvent *ev;
+	FunnelHeader h;
+	FunnelEvent buf[FUNNEL_STACK_EVENTS];
+	FunnelEvent *ev;
 	int64		n;
 	int64		times[FUNNEL_MAX_STEPS];
 	Datum		elems[FUNNEL_MAX_STEPS];
@@ -1006,11 +1106,8 @@ funnel_window_times_finalfn(PG_FUNCTION_ARGS)
 	int			i;
 
 	crm_agg_context(fcinfo, "window_funnel_times");
-	if (!PG_ARGISNULL(0))
-	{
-		h = FunnelPayload(PG_GETARG_DATUM(0), &ev, &n);
-		level = FunnelEvaluate(h, ev, n, times);
-	}
+	if (!PG_ARGISNULL(0) && FunnelRead(PG_GETARG_DATUM(0), &h, &ev, &n, buf, FUNNEL_STACK_EVENTS))
+		level = FunnelEvaluate(&h, ev, n, times);
 	for (i = 0; i < level; i++)
 		elems[i] = TimestampTzGetDatum(times[i]);
 	PG_RETURN_ARRAYTYPE_P(construct_array(elems, level, TIMESTAMPTZOID, sizeof(TimestampTz),
@@ -1091,7 +1188,7 @@ funnel_window_state_in(PG_FUNCTION_ARGS)
 	int64		flags;
 	int64		nev;
 	int64		i;
-	StringInfoData buf;
+	FunnelFlat *st;
 	uint64		limit;
 
 	memset(&h, 0, sizeof(h));
@@ -1118,7 +1215,7 @@ funnel_window_state_in(PG_FUNCTION_ARGS)
 				 errmsg("invalid input syntax for type %s: negative window", type)));
 	FunnelExpect(&p, ";events=", type);
 	nev = FunnelParseInt64(&p, "event count");
-	if (nev < 0 || (Size) nev > (MaxAllocSize - CRM_STATE_FLAT_HDRSZ - sizeof(FunnelHeader)) / sizeof(FunnelEvent) ||
+	if (nev < 0 || (Size) nev > (MaxAllocSize - FUNNEL_FLAT_HDRSZ) / sizeof(FunnelEvent) ||
 		(Size) nev > strlen(p))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
@@ -1128,9 +1225,7 @@ funnel_window_state_in(PG_FUNCTION_ARGS)
 	h.flags = (uint32) flags;
 	limit = steps == 64 ? PG_UINT64_MAX : ((UINT64CONST(1) << steps) - 1);
 
-	initStringInfo(&buf);
-	appendBinaryStringInfo(&buf, (const char *) &h, sizeof(h));
-	appendBinaryStringInfo(&buf, (const char *) &nev, sizeof(int64));	/* FunnelFlat.nevents */
+	st = FunnelFlatNew(&h, nev, true, NULL, 0);
 	if (nev > 0)
 		FunnelExpect(&p, ";", type);
 	for (i = 0; i < nev; i++)
@@ -1151,31 +1246,30 @@ funnel_window_state_in(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 					 errmsg("invalid input syntax for type %s: step mask %llu does not fit %d steps",
 							type, (unsigned long long) e.mask, (int) steps)));
-		appendBinaryStringInfo(&buf, (const char *) &e, sizeof(e));
+		st = FunnelFlatPush(st, e.ts, e.mask);
 	}
 	if (*p != '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("invalid input syntax for type %s: trailing characters \"%s\"", type, p)));
-	PG_RETURN_POINTER(crm_state_flat_from_payload(FUNNEL_MAGIC, buf.data, buf.len));
+	PG_RETURN_POINTER(st);
 }
 
 /* crm.window_funnel_state output function */
 Datum
 funnel_window_state_out(PG_FUNCTION_ARGS)
 {
-	const FunnelHeader *h;
-	const FunnelEvent *ev;
+	FunnelHeader h;
+	FunnelEvent *ev;
 	int64		n;
 	int64		i;
 	StringInfoData buf;
 
-	h = FunnelPayload(PG_GETARG_DATUM(0), &ev, &n);
 	initStringInfo(&buf);
-	if (h != NULL)
+	if (FunnelRead(PG_GETARG_DATUM(0), &h, &ev, &n, NULL, 0))
 	{
 		appendStringInfo(&buf, "steps=%d;mode=%u;window=" INT64_FORMAT ";events=" INT64_FORMAT,
-						 h->nsteps, h->flags, h->window, n);
+						 h.nsteps, h.flags, h.window, n);
 		for (i = 0; i < n; i++)
 			appendStringInfo(&buf, "%c" INT64_FORMAT ":" UINT64_FORMAT, i == 0 ? ';' : ',',
 							 ev[i].ts, ev[i].mask);
