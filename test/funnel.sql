@@ -1,5 +1,5 @@
 BEGIN;
-SELECT plan(99);
+SELECT plan(102);
 -- random events: many equal timestamps, rows matching several steps, NULL flags and times
 CREATE TEMP TABLE funnel_seed AS SELECT setseed(0.4242)::text AS seeded;
 CREATE TEMP TABLE fr AS
@@ -289,6 +289,20 @@ SELECT is((SELECT crm.window_funnel_times('2 hours', 'strict_increase', ts, k = 
              FROM fr12 WHERE e = 2),
           ARRAY(SELECT timestamptz '2024-05-01 09:00+00' + m * interval '1 minute' FROM unnest(ARRAY[0, 1, 2, 3, 4, 5, 66, 67]) m),
           '8 separate steps: times of the chain');
+-- 20 and 40 steps (4- and 8-byte step masks in the state), 60 rows in one group (the state grows several times)
+SELECT is((SELECT crm.window_funnel_times('1 hour', ts, VARIADIC ARRAY(SELECT k = j FROM generate_series(1, 20) j))
+             FROM (SELECT timestamptz '2024-05-01 09:00+00' + (k % 20 + (k / 20) * 3) * interval '1 minute' AS ts, k % 20 + 1 AS k
+                     FROM generate_series(0, 59) k) x),
+          ARRAY(SELECT timestamptz '2024-05-01 09:00+00' + m * interval '1 minute' FROM generate_series(0, 19) m),
+          '20 steps over 60 rows: the first chain, one minute apart');
+SELECT is((SELECT crm.window_funnel('1 hour', 'strict_increase', ts, VARIADIC ARRAY(SELECT k = j FROM generate_series(1, 40) j))
+             FROM (SELECT timestamptz '2024-05-01 09:00+00' + (40 - k) * interval '1 minute' AS ts, k
+                     FROM generate_series(1, 40) k) x),
+          1, '40 steps in reverse time order: level 1');
+SELECT is((SELECT crm.window_funnel('1 hour', 'strict_increase', ts, VARIADIC ARRAY(SELECT k = j FROM generate_series(1, 40) j))
+             FROM (SELECT timestamptz '2024-05-01 09:00+00' + k * interval '1 minute' AS ts, k
+                     FROM generate_series(1, 40) k ORDER BY random()) x),
+          40, '40 steps in random row order: level 40');
 SELECT is((SELECT crm.window_funnel('1 hour', ts, NULL, k = 2) FROM fr12), 0, 'a NULL step argument is false');
 SELECT is((SELECT crm.window_funnel('1 hour', ts, k = 1, NULL) FROM fr12), 1, 'a NULL later step argument is false');
 -- forced parallel: the VARIADIC form and 8 separate steps against the serial answers
