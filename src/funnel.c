@@ -1,13 +1,15 @@
 /*
  * funnel.c
  *      Sales funnel (PRODUCT.md section 1): the aggregates crm.window_funnel
- *      (both overloads), crm.window_funnel_times and crm.funnel_counts, their
+ *      (both contract overloads and their fixed-arity twins of 1 to 12
+ *      steps), crm.window_funnel_times and crm.funnel_counts, their
  *      state types crm.window_funnel_state and crm.funnel_counts_state, and
  *      the step-flag helper used by crm.funnel_report.
  *
  * window_funnel keeps, per group, one 16-byte entry (ts, step mask) for
  * every row that matches at least one step (plus, in strict_order mode, the
- * rows that match none), appended in place to a CrmState.  Partial states
+ * rows that match none), appended in place to one flat varlena (FunnelFlat)
+ * that is one allocator chunk per group.  Partial states
  * are concatenated by the combine function; the final function sorts the
  * entries by time and scans them once, group of equal timestamps by group
  * of equal timestamps, so the answer never depends on the input order.
@@ -37,6 +39,8 @@
 
 PG_FUNCTION_INFO_V1(funnel_window_transfn);
 PG_FUNCTION_INFO_V1(funnel_window_mode_transfn);
+PG_FUNCTION_INFO_V1(funnel_window_args_transfn);
+PG_FUNCTION_INFO_V1(funnel_window_mode_args_transfn);
 PG_FUNCTION_INFO_V1(funnel_window_combinefn);
 PG_FUNCTION_INFO_V1(funnel_window_finalfn);
 PG_FUNCTION_INFO_V1(funnel_window_times_finalfn);
@@ -49,7 +53,8 @@ PG_FUNCTION_INFO_V1(funnel_counts_state_in);
 PG_FUNCTION_INFO_V1(funnel_counts_state_out);
 PG_FUNCTION_INFO_V1(funnel_step_flags);
 
-#define FUNNEL_MAGIC		0x464e4c31	/* "FNL1" */
+#define FUNNEL_MAGIC_V1		0x464e4c31	/* "FNL1": header, events (count from the size) */
+#define FUNNEL_MAGIC		0x464e4c32	/* "FNL2": FunnelFlat, below */
 #define FUNNEL_COUNTS_MAGIC	0x464e4332	/* "FNC2" */
 #define FUNNEL_MAX_STEPS	64
 
@@ -75,6 +80,101 @@ typedef struct FunnelEvent
 	int64		ts;				/* finite timestamptz */
 	uint64		mask;			/* bit j-1 set: the row matches step j */
 } FunnelEvent;
+
+/*
+ * A window_funnel state: one flat varlena, updated in place.
+ *
+ *     FunnelFlat (24 bytes) | int64 ts[cap] | mask[cap]
+ *
+ * The varlena size is the capacity in bytes, a power of two (exactly one
+ * allocator chunk); cap = (size - 24) / (8 + w) events, w the width of a
+ * step mask (1, 2, 4 or 8 bytes for up to 8, 16, 32 or 64 steps), so a
+ * 4-step funnel costs 9 bytes per matching row.  Events in use are counted
+ * in the header; the unused tail is zeroed.  The transition function
+ * appends in place while an event fits; when it does not, it returns a copy
+ * twice as large, allocated in the per-row context, which nodeAgg copies into
+ * the aggregate context (freeing the old one): growth costs two copies
+ * log2(n) times and nothing per row.  One small allocation per group keeps
+ * hash aggregation over a million entities compact.
+ *
+ * The first 8 bytes are those of every crm_analytics state (varlena header,
+ * magic); states of the older layout FUNNEL_MAGIC_V1 (a FunnelHeader and
+ * FunnelEvent pairs) are still read, e.g. from a table of partial states.
+ */
+typedef struct FunnelFlat
+{
+	int32		vl_len_;		/* varlena header: capacity in bytes */
+	uint32		magic;			/* FUNNEL_MAGIC */
+	int64		window;			/* microseconds, >= 0 */
+	int16		nsteps;			/* 1..64 */
+	uint16		flags;			/* FM_* */
+	int32		nevents;		/* events in use */
+} FunnelFlat;
+
+#define FUNNEL_FLAT_HDRSZ	sizeof(FunnelFlat)
+#define FUNNEL_FLAT_MIN		64	/* smallest capacity: 4 events of up to 8 steps */
+
+/* bytes per step mask for nsteps steps */
+static inline int
+FunnelMaskWidth(int nsteps)
+{
+	return nsteps <= 8 ? 1 : nsteps <= 16 ? 2 : nsteps <= 32 ? 4 : 8;
+}
+
+/* events that fit in a state of size bytes */
+static inline int64
+FunnelCapacity(Size size, int w)
+{
+	return size < FUNNEL_FLAT_HDRSZ ? 0 : (int64) ((size - FUNNEL_FLAT_HDRSZ) / (sizeof(int64) + w));
+}
+
+static inline int64 *
+FunnelTimes(FunnelFlat *st)
+{
+	return (int64 *) ((char *) st + FUNNEL_FLAT_HDRSZ);
+}
+
+static inline char *
+FunnelMasks(FunnelFlat *st, int w)
+{
+	return (char *) st + FUNNEL_FLAT_HDRSZ + sizeof(int64) * FunnelCapacity(VARSIZE(st), w);
+}
+
+static inline uint64
+FunnelMaskGet(const char *masks, int w, int64 i)
+{
+	switch (w)
+	{
+		case 1:
+			return ((const uint8 *) masks)[i];
+		case 2:
+			return ((const uint16 *) masks)[i];
+		case 4:
+			return ((const uint32 *) masks)[i];
+		default:
+			return ((const uint64 *) masks)[i];
+	}
+}
+
+static inline void
+FunnelMaskSet(char *masks, int w, int64 i, uint64 mask)
+{
+	switch (w)
+	{
+		case 1:
+			((uint8 *) masks)[i] = (uint8) mask;
+			break;
+		case 2:
+			((uint16 *) masks)[i] = (uint16) mask;
+			break;
+		case 4:
+			((uint32 *) masks)[i] = (uint32) mask;
+			break;
+		default:
+			((uint64 *) masks)[i] = mask;
+			break;
+	}
+}
 
 /* payload of a funnel_counts state: header, then int64 hist[nsteps + 1] */
 typedef struct FunnelCountsHeader
@@ -280,66 +380,206 @@ FunnelStepMask(ArrayType *arr, int *nsteps)
  * ------------------------------------------------------------------------
  */
 
-/* one row into the state; shared by both overloads */
-static Datum
-FunnelTransition(FunctionCallInfo fcinfo, int window_arg, int mode_arg, int ts_arg, int steps_arg)
+/*
+ * A new state with header h and room for at least min_events events (a
+ * power-of-two size unless exact), allocated in CurrentMemoryContext, holding
+ * the first n events of src when src is not NULL.
+ */
+static FunnelFlat *
+FunnelFlatNew(const FunnelHeader *h, int64 min_events, bool exact, FunnelFlat *src, int64 n)
 {
-	MemoryContext aggcontext = crm_agg_context(fcinfo, "window_funnel");
-	CrmState   *st;
-	FunnelHeader *h;
+	int			w = FunnelMaskWidth(h->nsteps);
+	Size		size;
+	FunnelFlat *st;
+
+	if (min_events > (int64) ((MaxAllocSize - FUNNEL_FLAT_HDRSZ) / (sizeof(int64) + w)))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("window_funnel state would exceed the maximum size of %zu bytes",
+						(Size) MaxAllocSize),
+				 errhint("Aggregate over smaller groups (for example GROUP BY the entity).")));
+	size = FUNNEL_FLAT_HDRSZ + (Size) min_events * (sizeof(int64) + w);
+	if (!exact)
+	{
+		Size		cap = FUNNEL_FLAT_MIN;
+
+		while (cap < size)
+			cap *= 2;
+		size = Min(cap, MaxAllocSize);
+	}
+	st = (FunnelFlat *) palloc0(size);
+	SET_VARSIZE(st, size);
+	st->magic = FUNNEL_MAGIC;
+	st->window = h->window;
+	st->nsteps = (int16) h->nsteps;
+	st->flags = (uint16) h->flags;
+	st->nevents = 0;
+	if (src != NULL && n > 0)
+	{
+		memcpy(FunnelTimes(st), FunnelTimes(src), sizeof(int64) * n);
+		memcpy(FunnelMasks(st, w), FunnelMasks(src, w), (Size) w * n);
+		st->nevents = (int32) n;
+	}
+	return st;
+}
+
+/* the header of a state of the current layout */
+static inline FunnelHeader
+FunnelFlatHeader(const FunnelFlat *st)
+{
+	FunnelHeader h;
+
+	h.nsteps = st->nsteps;
+	h.flags = st->flags;
+	h.window = st->window;
+	return h;
+}
+
+/* append one event, growing (into a new copy) when full; returns the state */
+static inline FunnelFlat *
+FunnelFlatPush(FunnelFlat *st, int64 ts, uint64 mask)
+{
+	int			w = FunnelMaskWidth(st->nsteps);
+
+	if (st->nevents >= FunnelCapacity(VARSIZE(st), w))
+	{
+		FunnelHeader h = FunnelFlatHeader(st);
+
+		st = FunnelFlatNew(&h, (int64) st->nevents + 1, false, st, st->nevents);
+	}
+	FunnelTimes(st)[st->nevents] = ts;
+	FunnelMaskSet(FunnelMasks(st, w), w, st->nevents, mask);
+	st->nevents++;
+	return st;
+}
+
+static bool FunnelRead(Datum d, FunnelHeader *h, FunnelEvent **events, int64 *nevents,
+					   FunnelEvent *buf, int bufn);
+
+#define FUNNEL_STACK_EVENTS 32
+
+/*
+ * The state argument argno of a transition or combine function, ready to be
+ * appended to in place: the argument itself when it is a state of the
+ * current layout (nodeAgg owns it in the aggregate context and hands it to
+ * us only), otherwise a new copy; NULL when the argument is NULL or the
+ * empty state.
+ */
+static FunnelFlat *
+FunnelStateArg(FunctionCallInfo fcinfo, int argno)
+{
+	struct varlena *v;
+	FunnelFlat *st;
+	FunnelHeader h;
+	FunnelEvent buf[FUNNEL_STACK_EVENTS];
+	FunnelEvent *ev;
+	int64		n;
+	int64		i;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	v = (struct varlena *) DatumGetPointer(PG_GETARG_DATUM(argno));
+	st = (FunnelFlat *) v;
+	if (VARATT_IS_4B_U(v) && VARSIZE(v) >= FUNNEL_FLAT_HDRSZ && ((uintptr_t) v) % MAXIMUM_ALIGNOF == 0 &&
+		st->magic == FUNNEL_MAGIC && st->nsteps >= 1 && st->nsteps <= FUNNEL_MAX_STEPS &&
+		st->nevents >= 0 && st->nevents <= FunnelCapacity(VARSIZE(v), FunnelMaskWidth(st->nsteps)))
+		return st;
+	if (!FunnelRead(PointerGetDatum(v), &h, &ev, &n, buf, FUNNEL_STACK_EVENTS))
+		return NULL;			/* the empty state '' */
+	st = FunnelFlatNew(&h, n, false, NULL, 0);
+	for (i = 0; i < n; i++)
+		st = FunnelFlatPush(st, ev[i].ts, ev[i].mask);
+	return st;
+}
+
+/*
+ * One row, already reduced to its step mask, into the state: shared by every
+ * transition function.  window and mode are checked on every row (they must
+ * be the same on all rows of a group); a row with a NULL or infinite time, or
+ * matching no step (outside strict_order), leaves the state as it is.
+ */
+static Datum
+FunnelAppend(FunctionCallInfo fcinfo, int mode_arg, int ts_arg, int nsteps, uint64 mask)
+{
+	FunnelFlat *st;
 	int64		window;
 	uint32		flags;
+	TimestampTz ts;
+
+	crm_agg_context(fcinfo, "window_funnel");
+	window = FunnelWindowUsec(fcinfo, 1);
+	flags = mode_arg >= 0 ? FunnelModeArg(fcinfo, mode_arg) : 0;
+
+	st = FunnelStateArg(fcinfo, 0);
+	if (st == NULL)
+	{
+		FunnelHeader h;
+
+		FunnelCheckSteps(nsteps, "window_funnel");
+		h.nsteps = nsteps;
+		h.flags = flags;
+		h.window = window;
+		st = FunnelFlatNew(&h, 0, false, NULL, 0);
+	}
+	else
+	{
+		if (st->nsteps != nsteps)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("window_funnel got %d steps on one row and %d on another", st->nsteps, nsteps),
+					 errhint("Every row of a group must pass the same number of steps.")));
+		if (st->window != window || st->flags != flags)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("window_funnel window and mode must be the same on every row of a group")));
+	}
+
+	if (mask == 0 && !(flags & FM_ORDER))
+		PG_RETURN_POINTER(st);
+	if (PG_ARGISNULL(ts_arg))
+		PG_RETURN_POINTER(st);
+	ts = PG_GETARG_TIMESTAMPTZ(ts_arg);
+	if (TIMESTAMP_NOT_FINITE(ts))
+		PG_RETURN_POINTER(st);	/* infinite times are ignored like NULL */
+	PG_RETURN_POINTER(FunnelFlatPush(st, ts, mask));
+}
+
+/* a row of the VARIADIC form: the steps come as one boolean[] argument */
+static Datum
+FunnelTransitionArray(FunctionCallInfo fcinfo, int mode_arg, int ts_arg)
+{
+	int			steps_arg = ts_arg + 1;
 	int			nsteps;
 	uint64		mask;
-	TimestampTz ts;
-	FunnelEvent *ev;
 
-	window = FunnelWindowUsec(fcinfo, window_arg);
-	flags = mode_arg >= 0 ? FunnelModeArg(fcinfo, mode_arg) : 0;
+	/* the window and mode errors come first, as for the other forms */
+	FunnelWindowUsec(fcinfo, 1);
+	if (mode_arg >= 0)
+		FunnelModeArg(fcinfo, mode_arg);
 	if (PG_ARGISNULL(steps_arg))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("window_funnel steps must not be a null array"),
 				 errhint("Pass the step conditions as separate arguments or as VARIADIC ARRAY[...].")));
 	mask = FunnelStepMask(PG_GETARG_ARRAYTYPE_P(steps_arg), &nsteps);
+	return FunnelAppend(fcinfo, mode_arg, ts_arg, nsteps, mask);
+}
 
-	st = crm_state_arg_rw(fcinfo, 0, aggcontext, FUNNEL_MAGIC,
-						  sizeof(FunnelHeader) + 4 * sizeof(FunnelEvent));
-	if (st->len == 0)
-	{
-		h = (FunnelHeader *) crm_state_reserve(st, sizeof(FunnelHeader));
-		h->nsteps = nsteps;
-		h->flags = flags;
-		h->window = window;
-		st->len = sizeof(FunnelHeader);
-	}
-	else
-	{
-		h = (FunnelHeader *) st->data;
-		if (h->nsteps != nsteps)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("window_funnel got %d steps on one row and %d on another", h->nsteps, nsteps),
-					 errhint("Every row of a group must pass the same number of steps.")));
-		if (h->window != window || h->flags != flags)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("window_funnel window and mode must be the same on every row of a group")));
-	}
+/*
+ * A row of a fixed-arity form: one boolean argument per step after ts, read
+ * directly (no array is built per row).  A NULL step is false.
+ */
+static Datum
+FunnelTransitionArgs(FunctionCallInfo fcinfo, int mode_arg, int ts_arg)
+{
+	int			nsteps = PG_NARGS() - ts_arg - 1;
+	uint64		mask = 0;
+	int			i;
 
-	if (PG_ARGISNULL(ts_arg))
-		return CrmStateGetDatum(st);
-	ts = PG_GETARG_TIMESTAMPTZ(ts_arg);
-	if (TIMESTAMP_NOT_FINITE(ts))
-		return CrmStateGetDatum(st);	/* infinite times are ignored like NULL */
-	if (mask == 0 && !(flags & FM_ORDER))
-		return CrmStateGetDatum(st);
-
-	ev = (FunnelEvent *) crm_state_reserve(st, sizeof(FunnelEvent));
-	ev->ts = ts;
-	ev->mask = mask;
-	st->len += sizeof(FunnelEvent);
-	return CrmStateGetDatum(st);
+	for (i = 0; i < nsteps; i++)
+		if (!PG_ARGISNULL(ts_arg + 1 + i) && PG_GETARG_BOOL(ts_arg + 1 + i))
+			mask |= UINT64CONST(1) << i;
+	return FunnelAppend(fcinfo, mode_arg, ts_arg, nsteps, mask);
 }
 
 /*
@@ -349,79 +589,144 @@ FunnelTransition(FunctionCallInfo fcinfo, int window_arg, int mode_arg, int ts_a
 Datum
 funnel_window_transfn(PG_FUNCTION_ARGS)
 {
-	return FunnelTransition(fcinfo, 1, -1, 2, 3);
+	return FunnelTransitionArray(fcinfo, -1, 2);
 }
 
 /* the same with a mode: (state, window, mode text, ts, steps) */
 Datum
 funnel_window_mode_transfn(PG_FUNCTION_ARGS)
 {
-	return FunnelTransition(fcinfo, 1, 2, 3, 4);
+	return FunnelTransitionArray(fcinfo, 2, 3);
 }
 
-/* validated view of a window_funnel state payload */
-static const FunnelHeader *
-FunnelPayload(Datum d, const FunnelEvent **events, int64 *nevents)
+/* fixed arity, no mode: (state, window interval, ts timestamptz, step1 bool, ..., stepN bool) */
+Datum
+funnel_window_args_transfn(PG_FUNCTION_ARGS)
 {
-	Size		len;
-	const char *p = crm_state_payload(d, FUNNEL_MAGIC, &len);
+	return FunnelTransitionArgs(fcinfo, -1, 2);
+}
 
-	if (len == 0)
-	{
-		*events = NULL;
-		*nevents = 0;
-		return NULL;
-	}
-	if (len < sizeof(FunnelHeader) || (len - sizeof(FunnelHeader)) % sizeof(FunnelEvent) != 0)
+/* fixed arity with a mode: (state, window, mode text, ts, step1, ..., stepN) */
+Datum
+funnel_window_mode_args_transfn(PG_FUNCTION_ARGS)
+{
+	return FunnelTransitionArgs(fcinfo, 2, 3);
+}
+
+/*
+ * The content of a window_funnel state of either layout (flat, possibly
+ * toasted or short-headed): *h and the events as (ts, mask) pairs, in buf
+ * when they fit in bufn, else palloc'd (the caller may sort them in place).
+ * Returns false for the empty state ''.
+ */
+static bool
+FunnelRead(Datum d, FunnelHeader *h, FunnelEvent **events, int64 *nevents, FunnelEvent *buf, int bufn)
+{
+	struct varlena *v = pg_detoast_datum((struct varlena *) DatumGetPointer(d));
+	uint32		magic;
+	Size		size = VARSIZE(v);
+	int64		n;
+	int64		i;
+	FunnelEvent *ev;
+
+	*events = NULL;
+	*nevents = 0;
+	if (size < CRM_STATE_FLAT_HDRSZ)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("invalid window_funnel state: %zu payload bytes", len)));
-	*events = (const FunnelEvent *) (p + sizeof(FunnelHeader));
-	*nevents = (len - sizeof(FunnelHeader)) / sizeof(FunnelEvent);
-	return (const FunnelHeader *) p;
+				 errmsg("invalid window_funnel state: %zu bytes is too short", size)));
+	memcpy(&magic, VARDATA(v), sizeof(uint32));
+	if (magic != FUNNEL_MAGIC && magic != FUNNEL_MAGIC_V1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid crm_analytics state: wrong state type")));
+	if (size == CRM_STATE_FLAT_HDRSZ)
+		return false;
+	if (((uintptr_t) v) % MAXIMUM_ALIGNOF != 0)
+	{
+		struct varlena *copy = palloc(size);
+
+		memcpy(copy, v, size);
+		v = copy;
+	}
+	if (magic == FUNNEL_MAGIC)
+	{
+		FunnelFlat *st = (FunnelFlat *) v;
+		int			w;
+		const int64 *ts;
+		const char *masks;
+
+		if (size < FUNNEL_FLAT_HDRSZ || st->nsteps < 1 || st->nsteps > FUNNEL_MAX_STEPS)
+			goto corrupt;
+		w = FunnelMaskWidth(st->nsteps);
+		if (st->nevents < 0 || st->nevents > FunnelCapacity(size, w))
+			goto corrupt;
+		*h = FunnelFlatHeader(st);
+		n = st->nevents;
+		ts = FunnelTimes(st);
+		masks = FunnelMasks(st, w);
+		ev = n <= bufn ? buf : palloc(sizeof(FunnelEvent) * Max(n, 1));
+		for (i = 0; i < n; i++)
+		{
+			ev[i].ts = ts[i];
+			ev[i].mask = FunnelMaskGet(masks, w, i);
+		}
+	}
+	else
+	{
+		const char *p = (const char *) v + CRM_STATE_FLAT_HDRSZ;
+		Size		len = size - CRM_STATE_FLAT_HDRSZ;
+
+		if (len < sizeof(FunnelHeader) || (len - sizeof(FunnelHeader)) % sizeof(FunnelEvent) != 0)
+			goto corrupt;
+		memcpy(h, p, sizeof(FunnelHeader));
+		if (h->nsteps < 1 || h->nsteps > FUNNEL_MAX_STEPS)
+			goto corrupt;
+		n = (len - sizeof(FunnelHeader)) / sizeof(FunnelEvent);
+		ev = n <= bufn ? buf : palloc(sizeof(FunnelEvent) * Max(n, 1));
+		if (n > 0)
+			memcpy(ev, p + sizeof(FunnelHeader), sizeof(FunnelEvent) * n);
+	}
+	*events = ev;
+	*nevents = n;
+	return true;
+corrupt:
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("invalid window_funnel state of %zu bytes", size)));
+	return false;
 }
 
 /* combine: append the right state's events to the left state, in place */
 Datum
 funnel_window_combinefn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = crm_agg_context(fcinfo, "window_funnel combine");
-	CrmState   *st;
-	const FunnelHeader *rh;
-	const FunnelEvent *rev;
+	FunnelFlat *st;
+	FunnelHeader rh;
+	FunnelEvent buf[FUNNEL_STACK_EVENTS];
+	FunnelEvent *rev;
 	int64		rn;
+	int64		i;
 
-	if (PG_ARGISNULL(1))
+	crm_agg_context(fcinfo, "window_funnel combine");
+	st = FunnelStateArg(fcinfo, 0);
+	if (PG_ARGISNULL(1) || !FunnelRead(PG_GETARG_DATUM(1), &rh, &rev, &rn, buf, FUNNEL_STACK_EVENTS))
 	{
-		if (PG_ARGISNULL(0))
+		if (st == NULL)
 			PG_RETURN_NULL();
-		st = crm_state_arg_rw(fcinfo, 0, aggcontext, FUNNEL_MAGIC, 0);
-		return CrmStateGetDatum(st);
+		PG_RETURN_POINTER(st);
 	}
-	st = crm_state_arg_rw(fcinfo, 0, aggcontext, FUNNEL_MAGIC, 0);
-	rh = FunnelPayload(PG_GETARG_DATUM(1), &rev, &rn);
-	if (rh == NULL)
-		return CrmStateGetDatum(st);
-	if (st->len == 0)
-	{
-		memcpy(crm_state_reserve(st, sizeof(FunnelHeader)), rh, sizeof(FunnelHeader));
-		st->len = sizeof(FunnelHeader);
-	}
-	else
-	{
-		const FunnelHeader *lh = (const FunnelHeader *) st->data;
-
-		if (lh->nsteps != rh->nsteps || lh->window != rh->window || lh->flags != rh->flags)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("cannot combine window_funnel states with different steps, window or mode")));
-	}
-	if (rn > 0)
-	{
-		memcpy(crm_state_reserve(st, rn * sizeof(FunnelEvent)), rev, rn * sizeof(FunnelEvent));
-		st->len += rn * sizeof(FunnelEvent);
-	}
-	return CrmStateGetDatum(st);
+	if (st == NULL)
+		st = FunnelFlatNew(&rh, rn, false, NULL, 0);
+	else if (st->nsteps != rh.nsteps || st->window != rh.window || st->flags != rh.flags)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot combine window_funnel states with different steps, window or mode")));
+	else if (rn > FunnelCapacity(VARSIZE(st), FunnelMaskWidth(st->nsteps)) - st->nevents)
+		st = FunnelFlatNew(&rh, (int64) st->nevents + rn, false, st, st->nevents);
+	for (i = 0; i < rn; i++)
+		st = FunnelFlatPush(st, rev[i].ts, rev[i].mask);
+	PG_RETURN_POINTER(st);
 }
 
 /* ------------------------------------------------------------------------
@@ -654,34 +959,62 @@ FunnelGroupOnce(FunnelScan *s, int64 t, const FunnelEvent *ev, int nrows)
 	pfree(seen);
 }
 
+/* sort events by (ts, mask): insertion sort for the short lists of one entity, qsort beyond */
+static void
+FunnelSortEvents(FunnelEvent *ev, int64 n)
+{
+	int64		i;
+
+	if (n > 32)
+	{
+		qsort(ev, n, sizeof(FunnelEvent), FunnelEventCmp);
+		return;
+	}
+	for (i = 1; i < n; i++)
+	{
+		FunnelEvent x = ev[i];
+		int64		k = i;
+
+		while (k > 0 && (ev[k - 1].ts > x.ts || (ev[k - 1].ts == x.ts && ev[k - 1].mask > x.mask)))
+		{
+			ev[k] = ev[k - 1];
+			k--;
+		}
+		ev[k] = x;
+	}
+}
+
 /*
- * The level of a state (sorted copy of events made here when needed);
- * when times is not NULL it receives the chain (level entries).
+ * The level of the events ev[0..nev) (the caller's copy, sorted here in
+ * place); when times is not NULL it receives the chain (level entries).
+ * The scan arrays are initialised for the state's step count only.
  */
 static int
-FunnelEvaluate(const FunnelHeader *h, const FunnelEvent *events, int64 nev, int64 *times)
+FunnelEvaluate(const FunnelHeader *h, FunnelEvent *ev, int64 nev, int64 *times)
 {
-	FunnelScan *s;
-	FunnelEvent *ev = (FunnelEvent *) events;
+	FunnelScan	scan;
+	FunnelScan *s = &scan;
 	int64		i;
 	int			level;
 
-	if (h == NULL || nev == 0)
+	if (nev == 0)
 		return 0;
 	for (i = 1; i < nev; i++)
-		if (FunnelEventCmp(&events[i - 1], &events[i]) > 0)
+		if (FunnelEventCmp(&ev[i - 1], &ev[i]) > 0)
 			break;
 	if (i < nev)
-	{
-		ev = palloc(sizeof(FunnelEvent) * nev);
-		memcpy(ev, events, sizeof(FunnelEvent) * nev);
-		qsort(ev, nev, sizeof(FunnelEvent), FunnelEventCmp);
-	}
+		FunnelSortEvents(ev, nev);
 
-	s = palloc0(sizeof(FunnelScan));
 	s->n = h->nsteps;
 	s->flags = h->flags;
 	s->window = (uint64) h->window;
+	s->level = 0;
+	s->started = false;
+	memset(s->has, 0, sizeof(bool) * s->n);
+	memset(s->phas, 0, sizeof(bool) * s->n);
+	s->chain = NULL;
+	s->pchain = NULL;
+	s->best = NULL;
 	if (times)
 	{
 		s->chain = palloc0(sizeof(int64) * s->n * s->n);
@@ -741,9 +1074,6 @@ FunnelEvaluate(const FunnelHeader *h, const FunnelEvent *events, int64 nev, int6
 		pfree(s->chain);
 		pfree(s->pchain);
 	}
-	pfree(s);
-	if (ev != events)
-		pfree(ev);
 	return level;
 }
 
@@ -751,23 +1081,24 @@ FunnelEvaluate(const FunnelHeader *h, const FunnelEvent *events, int64 nev, int6
 Datum
 funnel_window_finalfn(PG_FUNCTION_ARGS)
 {
-	const FunnelHeader *h;
-	const FunnelEvent *ev;
+	FunnelHeader h;
+	FunnelEvent buf[FUNNEL_STACK_EVENTS];
+	FunnelEvent *ev;
 	int64		n;
 
 	crm_agg_context(fcinfo, "window_funnel");
-	if (PG_ARGISNULL(0))
+	if (PG_ARGISNULL(0) || !FunnelRead(PG_GETARG_DATUM(0), &h, &ev, &n, buf, FUNNEL_STACK_EVENTS))
 		PG_RETURN_INT32(0);
-	h = FunnelPayload(PG_GETARG_DATUM(0), &ev, &n);
-	PG_RETURN_INT32(FunnelEvaluate(h, ev, n, NULL));
+	PG_RETURN_INT32(FunnelEvaluate(&h, ev, n, NULL));
 }
 
 /* crm.window_funnel_times final function -> timestamptz[] */
 Datum
 funnel_window_times_finalfn(PG_FUNCTION_ARGS)
 {
-	const FunnelHeader *h;
-	const FunnelEvent *ev;
+	FunnelHeader h;
+	FunnelEvent buf[FUNNEL_STACK_EVENTS];
+	FunnelEvent *ev;
 	int64		n;
 	int64		times[FUNNEL_MAX_STEPS];
 	Datum		elems[FUNNEL_MAX_STEPS];
@@ -775,11 +1106,8 @@ funnel_window_times_finalfn(PG_FUNCTION_ARGS)
 	int			i;
 
 	crm_agg_context(fcinfo, "window_funnel_times");
-	if (!PG_ARGISNULL(0))
-	{
-		h = FunnelPayload(PG_GETARG_DATUM(0), &ev, &n);
-		level = FunnelEvaluate(h, ev, n, times);
-	}
+	if (!PG_ARGISNULL(0) && FunnelRead(PG_GETARG_DATUM(0), &h, &ev, &n, buf, FUNNEL_STACK_EVENTS))
+		level = FunnelEvaluate(&h, ev, n, times);
 	for (i = 0; i < level; i++)
 		elems[i] = TimestampTzGetDatum(times[i]);
 	PG_RETURN_ARRAYTYPE_P(construct_array(elems, level, TIMESTAMPTZOID, sizeof(TimestampTz),
@@ -860,7 +1188,7 @@ funnel_window_state_in(PG_FUNCTION_ARGS)
 	int64		flags;
 	int64		nev;
 	int64		i;
-	StringInfoData buf;
+	FunnelFlat *st;
 	uint64		limit;
 
 	memset(&h, 0, sizeof(h));
@@ -887,7 +1215,7 @@ funnel_window_state_in(PG_FUNCTION_ARGS)
 				 errmsg("invalid input syntax for type %s: negative window", type)));
 	FunnelExpect(&p, ";events=", type);
 	nev = FunnelParseInt64(&p, "event count");
-	if (nev < 0 || (Size) nev > (MaxAllocSize - CRM_STATE_FLAT_HDRSZ - sizeof(FunnelHeader)) / sizeof(FunnelEvent) ||
+	if (nev < 0 || (Size) nev > (MaxAllocSize - FUNNEL_FLAT_HDRSZ) / sizeof(FunnelEvent) ||
 		(Size) nev > strlen(p))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
@@ -897,8 +1225,7 @@ funnel_window_state_in(PG_FUNCTION_ARGS)
 	h.flags = (uint32) flags;
 	limit = steps == 64 ? PG_UINT64_MAX : ((UINT64CONST(1) << steps) - 1);
 
-	initStringInfo(&buf);
-	appendBinaryStringInfo(&buf, (const char *) &h, sizeof(h));
+	st = FunnelFlatNew(&h, nev, true, NULL, 0);
 	if (nev > 0)
 		FunnelExpect(&p, ";", type);
 	for (i = 0; i < nev; i++)
@@ -919,31 +1246,30 @@ funnel_window_state_in(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 					 errmsg("invalid input syntax for type %s: step mask %llu does not fit %d steps",
 							type, (unsigned long long) e.mask, (int) steps)));
-		appendBinaryStringInfo(&buf, (const char *) &e, sizeof(e));
+		st = FunnelFlatPush(st, e.ts, e.mask);
 	}
 	if (*p != '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("invalid input syntax for type %s: trailing characters \"%s\"", type, p)));
-	PG_RETURN_POINTER(crm_state_flat_from_payload(FUNNEL_MAGIC, buf.data, buf.len));
+	PG_RETURN_POINTER(st);
 }
 
 /* crm.window_funnel_state output function */
 Datum
 funnel_window_state_out(PG_FUNCTION_ARGS)
 {
-	const FunnelHeader *h;
-	const FunnelEvent *ev;
+	FunnelHeader h;
+	FunnelEvent *ev;
 	int64		n;
 	int64		i;
 	StringInfoData buf;
 
-	h = FunnelPayload(PG_GETARG_DATUM(0), &ev, &n);
 	initStringInfo(&buf);
-	if (h != NULL)
+	if (FunnelRead(PG_GETARG_DATUM(0), &h, &ev, &n, NULL, 0))
 	{
 		appendStringInfo(&buf, "steps=%d;mode=%u;window=" INT64_FORMAT ";events=" INT64_FORMAT,
-						 h->nsteps, h->flags, h->window, n);
+						 h.nsteps, h.flags, h.window, n);
 		for (i = 0; i < n; i++)
 			appendStringInfo(&buf, "%c" INT64_FORMAT ":" UINT64_FORMAT, i == 0 ? ';' : ',',
 							 ev[i].ts, ev[i].mask);

@@ -108,6 +108,65 @@ CREATE AGGREGATE crm.window_funnel_times("window" interval, mode text, ts timest
 COMMENT ON AGGREGATE crm.window_funnel_times(interval, text, timestamptz, VARIADIC boolean[]) IS
 'window_funnel_times with a mode (see crm.window_funnel).';
 
+-- ---- fixed-arity overloads (speed) -----------------------------------------------
+-- window_funnel and window_funnel_times with 1 to 12 separate boolean step
+-- arguments, with and without the mode.  PostgreSQL prefers a non-variadic
+-- function over a variadic one with the same effective argument types in the
+-- same schema, so a call such as window_funnel('3 days', ts, a, b, c) resolves
+-- to the 3-step overload, whose C transition function reads the booleans
+-- directly instead of building a boolean[] per row.  Same state, combine and
+-- final functions, same results; the VARIADIC contract aggregates above stay
+-- for VARIADIC ARRAY[...] calls and for 13 to 64 steps.
+DO $do$
+DECLARE
+    n int;
+    steps_decl text;
+    steps_types text;
+    m record;
+    agg record;
+BEGIN
+    FOR n IN 1..12 LOOP
+        SELECT pg_catalog.string_agg(pg_catalog.format('step%s boolean', i), ', ' ORDER BY i),
+               pg_catalog.string_agg('boolean', ', ')
+          INTO steps_decl, steps_types
+          FROM pg_catalog.generate_series(1, n) AS i;
+        FOR m IN SELECT * FROM (VALUES
+                     ('', '', 'funnel_window_args_transfn', ''),
+                     ('mode text, ', 'text, ', 'funnel_window_mode_args_transfn', ' with a mode')) AS v(decl, types, cname, what)
+        LOOP
+            EXECUTE pg_catalog.format($f$
+                CREATE FUNCTION crm._window_funnel_transfn(crm.window_funnel_state, interval, %1$stimestamptz, %2$s)
+                RETURNS crm.window_funnel_state
+                LANGUAGE c IMMUTABLE PARALLEL SAFE
+                AS 'MODULE_PATHNAME', %3$L$f$, m.types, steps_types, m.cname);
+            EXECUTE pg_catalog.format($f$
+                COMMENT ON FUNCTION crm._window_funnel_transfn(crm.window_funnel_state, interval, %1$stimestamptz, %2$s) IS
+                %3$L$f$, m.types, steps_types,
+                pg_catalog.format('Transition function of the %s-step crm.window_funnel%s: reads the step booleans directly and appends the row in place.', n, m.what));
+            FOR agg IN SELECT * FROM (VALUES
+                           ('window_funnel', '_window_funnel_finalfn', 'crm.window_funnel'),
+                           ('window_funnel_times', '_window_funnel_times_finalfn', 'crm.window_funnel_times')) AS a(name, finalfn, contract)
+            LOOP
+                EXECUTE pg_catalog.format($f$
+                    CREATE AGGREGATE crm.%1$I("window" interval, %2$sts timestamptz, %3$s) (
+                        SFUNC = crm._window_funnel_transfn,
+                        STYPE = crm.window_funnel_state,
+                        SSPACE = 128,
+                        COMBINEFUNC = crm._window_funnel_combinefn,
+                        FINALFUNC = crm.%4$I,
+                        PARALLEL = SAFE
+                    )$f$, agg.name, m.decl, steps_decl, agg.finalfn);
+                EXECUTE pg_catalog.format($f$
+                    COMMENT ON AGGREGATE crm.%1$I(interval, %2$stimestamptz, %3$s) IS %4$L$f$,
+                    agg.name, m.types, steps_types,
+                    pg_catalog.format('%s%s with %s separate step conditions: the same result as the VARIADIC form, without building a boolean[] per row.',
+                                      agg.contract, m.what, n));
+            END LOOP;
+        END LOOP;
+    END LOOP;
+END
+$do$;
+
 -- ---- funnel_counts ---------------------------------------------------------------
 CREATE TYPE crm.funnel_counts_state;
 

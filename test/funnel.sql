@@ -1,5 +1,5 @@
 BEGIN;
-SELECT plan(81);
+SELECT plan(102);
 -- random events: many equal timestamps, rows matching several steps, NULL flags and times
 CREATE TEMP TABLE funnel_seed AS SELECT setseed(0.4242)::text AS seeded;
 CREATE TEMP TABLE fr AS
@@ -208,6 +208,123 @@ SELECT is((SELECT array_agg(l ORDER BY e) FROM (SELECT e, crm.window_funnel('2 d
           (SELECT per_entity FROM serial_res), 'window_funnel GROUP BY entity: parallel = serial');
 RESET enable_hashagg;
 SELECT ok((SELECT per_entity FROM serial_res) @> ARRAY[0, 1, 2, 3, 4], 'the parallel fixture reaches every level');
+RESET max_parallel_workers_per_gather;
+RESET parallel_leader_participation;
+
+-- ======================================================================
+-- 4b. the separate-argument overloads (1 to 12 steps) and the VARIADIC form
+-- ======================================================================
+SELECT is((SELECT count(*)::int FROM generate_series(1, 12) n, (VALUES ('window_funnel'), ('window_funnel_times')) a(name),
+                  (VALUES (''), ('text,')) m(mode)
+            WHERE to_regprocedure(format('crm.%s(interval,%stimestamptz,%s)', a.name, m.mode,
+                                         array_to_string(array_fill('boolean'::text, ARRAY[n]), ','))) IS NOT NULL),
+          48, 'window_funnel and window_funnel_times have 1..12-step overloads, with and without mode');
+SELECT is((SELECT count(*)::int FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid
+            WHERE p.pronamespace = 'crm'::regnamespace AND p.proname IN ('window_funnel', 'window_funnel_times')
+              AND p.provariadic = 0
+              AND (a.aggtranstype, a.aggcombinefn, a.aggfinalfn) IS DISTINCT FROM
+                  ('crm.window_funnel_state'::regtype::oid, 'crm._window_funnel_combinefn'::regproc::oid,
+                   (CASE p.proname WHEN 'window_funnel' THEN 'crm._window_funnel_finalfn'
+                                   ELSE 'crm._window_funnel_times_finalfn' END)::regproc::oid)),
+          0, 'the overloads share the state type, combine and final functions of the VARIADIC aggregates');
+CREATE FUNCTION pg_temp.verbose_plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE r text; acc text := '';
+BEGIN
+    FOR r IN EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || q LOOP acc := acc || r || E'\n'; END LOOP;
+    RETURN acc;
+END $$;
+SELECT doesnt_match(pg_temp.verbose_plan_of($$SELECT crm.window_funnel('4 min', 'strict_order', ts, f1, f2, f3, f4) FROM fr$$),
+                    'VARIADIC', 'separate step arguments resolve to the fixed-arity overload (no array per row)');
+SELECT matches(pg_temp.verbose_plan_of($$SELECT crm.window_funnel('4 min', ts, VARIADIC ARRAY[f1, f2, f3, f4]) FROM fr$$),
+               'VARIADIC', 'VARIADIC ARRAY[...] still resolves to the VARIADIC aggregate');
+CREATE TEMP TABLE got_var AS
+SELECT e,
+       crm.window_funnel('4 min', ts, VARIADIC ARRAY[f1, f2, f3, f4]) AS d,
+       crm.window_funnel('4 min', 'strict_increase', ts, VARIADIC ARRAY[f1, f2, f3, f4]) AS si,
+       crm.window_funnel('4 min', 'strict_once', ts, VARIADIC ARRAY[f1, f2, f3, f4]) AS so,
+       crm.window_funnel('4 min', 'strict_once,strict_increase', ts, VARIADIC ARRAY[f1, f2, f3, f4]) AS sio,
+       crm.window_funnel('4 min', 'strict_order', ts, VARIADIC ARRAY[f1, f2, f3, f4]) AS sord,
+       crm.window_funnel('4 min', 'strict_deduplication', ts, VARIADIC ARRAY[f1, f2, f3, f4]) AS sded,
+       crm.window_funnel('4 min', ' strict_deduplication , strict_order ', ts, VARIADIC ARRAY[f1, f2, f3, f4]) AS sboth,
+       crm.window_funnel_times('4 min', ts, VARIADIC ARRAY[f1, f2, f3, f4]) AS td,
+       crm.window_funnel_times('4 min', 'strict_increase', ts, VARIADIC ARRAY[f1, f2, f3, f4]) AS tsi,
+       crm.window_funnel_times('4 min', 'strict_once', ts, VARIADIC ARRAY[f1, f2, f3, f4]) AS tso
+  FROM fr GROUP BY e;
+SELECT is((SELECT count(*) FROM got g JOIN got_var v USING (e)
+            WHERE (g.d, g.si, g.so, g.sio, g.sord, g.sded, g.sboth, g.td, g.tsi, g.tso)
+                  IS DISTINCT FROM (v.d, v.si, v.so, v.sio, v.sord, v.sded, v.sboth, v.td, v.tsi, v.tso)),
+          0::bigint, 'VARIADIC ARRAY[...] = separate arguments, every mode and window_funnel_times');
+SELECT is((SELECT count(*) FROM got_var v JOIN pg_temp.ref_funnel(false, false, '4 min') r USING (e)
+            WHERE v.d <> r.lvl OR v.td <> r.times),
+          0::bigint, 'VARIADIC form: level and times = the chain enumeration');
+SELECT is((SELECT count(*) FROM got_var WHERE sord <> pg_temp.ch_funnel(e, '4 min', false, true)),
+          0::bigint, 'VARIADIC form: strict_order equals ClickHouse''s scan');
+-- the partial state of the fixed-arity transition function is the VARIADIC one, byte for byte
+CREATE AGGREGATE pg_temp.wf_state4(interval, text, timestamptz, boolean, boolean, boolean, boolean) (
+    SFUNC = crm._window_funnel_transfn, STYPE = crm.window_funnel_state);
+CREATE AGGREGATE pg_temp.wf_state4v(interval, text, timestamptz, VARIADIC boolean[]) (
+    SFUNC = crm._window_funnel_transfn, STYPE = crm.window_funnel_state);
+SELECT is((SELECT count(*) FROM (
+              SELECT e, pg_temp.wf_state4('4 min', 'strict_order', ts, f1, f2, f3, f4 ORDER BY rid)::text AS a,
+                        pg_temp.wf_state4v('4 min', 'strict_order', ts, VARIADIC ARRAY[f1, f2, f3, f4] ORDER BY rid)::text AS b
+                FROM fr GROUP BY e) x WHERE a IS DISTINCT FROM b),
+          0::bigint, 'fixed-arity and VARIADIC transition functions build the same state');
+-- 8 and 12 steps, worked by hand: step k at minute k-1 (12 rows), plus noise rows
+CREATE TEMP TABLE fr12 AS
+SELECT e, timestamptz '2024-05-01 09:00+00' + (k - 1 + (e = 2 AND k >= 7)::int * 60) * interval '1 minute' AS ts, k
+  FROM generate_series(1, 3) e, generate_series(0, 12) k;
+-- entity 1: steps 1..12 one minute apart; entity 2: steps 7..12 one hour later; entity 3 the same as 1
+SELECT is((SELECT array_agg(l ORDER BY e) FROM (
+              SELECT e, crm.window_funnel('11 min', ts, k = 1, k = 2, k = 3, k = 4, k = 5, k = 6, k = 7, k = 8,
+                                          k = 9, k = 10, k = 11, k = 12) AS l FROM fr12 GROUP BY e) x),
+          ARRAY[12, 6, 12], '12 separate steps: 12 within 11 minutes; a one-hour gap stops at step 6');
+SELECT is((SELECT array_agg(l ORDER BY e) FROM (
+              SELECT e, crm.window_funnel('10 min', ts, k = 1, k = 2, k = 3, k = 4, k = 5, k = 6, k = 7, k = 8,
+                                          k = 9, k = 10, k = 11, k = 12) AS l FROM fr12 GROUP BY e) x),
+          ARRAY[11, 6, 11], '12 separate steps: the 12th event is 11 minutes after the first, outside 10 minutes');
+SELECT is((SELECT crm.window_funnel('1 hour', ts, k = 1, k = 2, k = 3, k = 4, k = 5, k = 6, k = 7, k = 8, k = 9,
+                                   k = 10, k = 11, k = 12, k = 0) FROM fr12 WHERE e = 1),
+          12, '13 steps fall back to the VARIADIC aggregate (step 13 at minute -1 never follows step 12)');
+SELECT is((SELECT crm.window_funnel_times('2 hours', 'strict_increase', ts, k = 1, k = 2, k = 3, k = 4, k = 5, k = 6, k = 7, k = 8)
+             FROM fr12 WHERE e = 2),
+          ARRAY(SELECT timestamptz '2024-05-01 09:00+00' + m * interval '1 minute' FROM unnest(ARRAY[0, 1, 2, 3, 4, 5, 66, 67]) m),
+          '8 separate steps: times of the chain');
+-- 20 and 40 steps (4- and 8-byte step masks in the state), 60 rows in one group (the state grows several times)
+SELECT is((SELECT crm.window_funnel_times('1 hour', ts, VARIADIC ARRAY(SELECT k = j FROM generate_series(1, 20) j))
+             FROM (SELECT timestamptz '2024-05-01 09:00+00' + (k % 20 + (k / 20) * 3) * interval '1 minute' AS ts, k % 20 + 1 AS k
+                     FROM generate_series(0, 59) k) x),
+          ARRAY(SELECT timestamptz '2024-05-01 09:00+00' + m * interval '1 minute' FROM generate_series(0, 19) m),
+          '20 steps over 60 rows: the first chain, one minute apart');
+SELECT is((SELECT crm.window_funnel('1 hour', 'strict_increase', ts, VARIADIC ARRAY(SELECT k = j FROM generate_series(1, 40) j))
+             FROM (SELECT timestamptz '2024-05-01 09:00+00' + (40 - k) * interval '1 minute' AS ts, k
+                     FROM generate_series(1, 40) k) x),
+          1, '40 steps in reverse time order: level 1');
+SELECT is((SELECT crm.window_funnel('1 hour', 'strict_increase', ts, VARIADIC ARRAY(SELECT k = j FROM generate_series(1, 40) j))
+             FROM (SELECT timestamptz '2024-05-01 09:00+00' + k * interval '1 minute' AS ts, k
+                     FROM generate_series(1, 40) k ORDER BY random()) x),
+          40, '40 steps in random row order: level 40');
+SELECT is((SELECT crm.window_funnel('1 hour', ts, NULL, k = 2) FROM fr12), 0, 'a NULL step argument is false');
+SELECT is((SELECT crm.window_funnel('1 hour', ts, k = 1, NULL) FROM fr12), 1, 'a NULL later step argument is false');
+-- forced parallel: the VARIADIC form and 8 separate steps against the serial answers
+CREATE TEMP TABLE serial_res8 AS
+SELECT (SELECT array_agg(l ORDER BY e) FROM (
+           SELECT e, crm.window_funnel('3 days', 'strict_increase', ts, VARIADIC ARRAY[s = 'visit', s = 'signup', s = 'trial', s = 'paid',
+                                       s = 'other', s = 'visit', s = 'signup', s = 'paid']) l
+             FROM funnel_big_ev GROUP BY e) x) AS var8;
+SET LOCAL max_parallel_workers_per_gather = 2;
+SET LOCAL parallel_leader_participation = off;
+SELECT matches(pg_temp.plan_of($$SELECT crm.window_funnel('30 days', ts, VARIADIC ARRAY[s = 'visit', s = 'signup', s = 'trial', s = 'paid']) FROM funnel_big_ev$$),
+               'Partial Aggregate', 'the VARIADIC form runs as Partial Aggregate');
+SELECT is((SELECT crm.window_funnel('30 days', ts, VARIADIC ARRAY[s = 'visit', s = 'signup', s = 'trial', s = 'paid']) FROM funnel_big_ev),
+          (SELECT whole FROM serial_res), 'VARIADIC form: parallel = serial separate arguments');
+SET LOCAL enable_hashagg = off;
+SELECT is((SELECT array_agg(l ORDER BY e) FROM (
+              SELECT e, crm.window_funnel('3 days', 'strict_increase', ts, s = 'visit', s = 'signup', s = 'trial', s = 'paid',
+                                          s = 'other', s = 'visit', s = 'signup', s = 'paid') l
+                FROM funnel_big_ev GROUP BY e) x),
+          (SELECT var8 FROM serial_res8), '8 separate steps in parallel workers = serial VARIADIC');
+RESET enable_hashagg;
+SELECT ok((SELECT var8 FROM serial_res8) @> ARRAY[0, 2, 4, 8], 'the 8-step fixture reaches several levels');
 RESET max_parallel_workers_per_gather;
 RESET parallel_leader_participation;
 

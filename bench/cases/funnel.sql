@@ -2,7 +2,8 @@
 -- 9 stage names s1..s8 and 'other', times spread over ~3 days per entity), 4 and 8 steps, window 3 days.
 -- floor: GROUP BY entity count(*); plain: the join-per-step funnel a user would write (from the first
 -- step-1 event only, so weaker first-touch semantics); sorted: GroupAggregate over an index on
--- (entity, ts); parallel: 2 workers.
+-- (entity, ts); parallel: 2 workers; variadic: the same 4-step funnel through VARIADIC ARRAY[...]
+-- (the array form; separate step arguments resolve to the fixed-arity overloads).
 -- @setup
 DROP TABLE IF EXISTS funnel_ev;
 CREATE TABLE funnel_ev AS
@@ -27,6 +28,8 @@ f4 AS (SELECT f.entity, f.t1, min(e.ts) AS tp FROM f3 f JOIN funnel_ev e ON e.en
 SELECT (SELECT count(*) FROM f1) + (SELECT count(*) FROM f2) + (SELECT count(*) FROM f3) + (SELECT count(*) FROM f4);
 -- @query funnel_4
 SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage = 's1', stage = 's2', stage = 's3', stage = 's4') AS l FROM funnel_ev GROUP BY entity) x;
+-- @query funnel_4_variadic
+SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, VARIADIC ARRAY[stage = 's1', stage = 's2', stage = 's3', stage = 's4']) AS l FROM funnel_ev GROUP BY entity) x;
 -- @plain funnel_8
 WITH f1 AS (SELECT entity, min(ts) AS t1, min(ts) AS tp FROM funnel_ev WHERE stage = 's1' GROUP BY entity),
 f2 AS (SELECT f.entity, f.t1, min(e.ts) AS tp FROM f1 f JOIN funnel_ev e ON e.entity = f.entity AND e.stage = 's2'
