@@ -5,6 +5,10 @@
  *      crm.retention(VARIADIC boolean[])   the ClickHouse-style retention
  *                                          aggregate: a bitset of the
  *                                          conditions seen, per group.
+ *      crm.retention(boolean, ...)         the same with 1 to 12 conditions
+ *                                          as arguments and a by-value
+ *                                          state (what a call with the
+ *                                          conditions written out runs).
  *      crm.cohort_activity(ts, amount, period)
  *                                          the per-entity aggregate behind
  *                                          the cohort reports: the sorted
@@ -49,6 +53,11 @@ PG_FUNCTION_INFO_V1(crm_retention_combinefn);
 PG_FUNCTION_INFO_V1(crm_retention_finalfn);
 PG_FUNCTION_INFO_V1(crm_retention_state_in);
 PG_FUNCTION_INFO_V1(crm_retention_state_out);
+PG_FUNCTION_INFO_V1(crm_retention_fixed_transfn);
+PG_FUNCTION_INFO_V1(crm_retention_fixed_combinefn);
+PG_FUNCTION_INFO_V1(crm_retention_fixed_finalfn);
+PG_FUNCTION_INFO_V1(crm_retention_fixed_state_in);
+PG_FUNCTION_INFO_V1(crm_retention_fixed_state_out);
 PG_FUNCTION_INFO_V1(crm_cohort_activity_transfn);
 PG_FUNCTION_INFO_V1(crm_cohort_activity_combinefn);
 PG_FUNCTION_INFO_V1(crm_cohort_activity_state_in);
@@ -198,27 +207,31 @@ crm_retention_combinefn(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(CrmStateGetDatum(st));
 }
 
+/* the int[] result of a bitset of nconds conditions: r[1] = cond1, r[k] = cond1 and condk */
+static ArrayType *
+RetentionResult(int nconds, uint64 seen)
+{
+	Datum		elems[RETENTION_MAX_CONDS];
+	bool		first = (seen & 1) != 0;
+	int			k;
+
+	for (k = 0; k < nconds; k++)
+		elems[k] = Int32GetDatum(first && ((seen >> k) & 1) ? 1 : 0);
+	return construct_array(elems, nconds, INT4OID, sizeof(int32), true, TYPALIGN_INT);
+}
+
 /* r[1] = cond1 seen; r[k] = cond1 and condk seen */
 Datum
 crm_retention_finalfn(PG_FUNCTION_ARGS)
 {
 	RetentionPayload p;
-	Datum		elems[RETENTION_MAX_CONDS];
-	int			k;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	p = RetentionPayloadRO(PG_GETARG_DATUM(0));
 	if (p.nconds == 0)
 		PG_RETURN_NULL();
-	for (k = 0; k < p.nconds; k++)
-	{
-		bool		first = (p.seen & 1) != 0;
-		bool		this = (p.seen >> k) & 1;
-
-		elems[k] = Int32GetDatum(first && this ? 1 : 0);
-	}
-	PG_RETURN_ARRAYTYPE_P(construct_array(elems, p.nconds, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+	PG_RETURN_ARRAYTYPE_P(RetentionResult(p.nconds, p.seen));
 }
 
 /* text form: one character per condition, '1' = seen ("101"); '' = no rows */
@@ -262,6 +275,174 @@ crm_retention_state_in(PG_FUNCTION_ARGS)
 					 errhint("Use one character per condition, 1 = seen and 0 = not seen, e.g. '101'.")));
 	}
 	PG_RETURN_POINTER(crm_state_flat_from_payload(RETENTION_MAGIC, (const char *) &p, sizeof(p)));
+}
+
+/* ========================================================================
+ * crm.retention(boolean, ...): the fixed-arity overloads
+ *
+ * crm.retention(c1), crm.retention(c1, c2), ... up to RETENTION_FIXED_MAX
+ * conditions give the same result as the VARIADIC form, which PostgreSQL
+ * still picks for more conditions or an explicit VARIADIC array.  A call
+ * with the conditions written out resolves to these (a non-variadic function
+ * wins over a variadic one with the same effective arguments), so the
+ * executor passes the conditions as plain arguments instead of building an
+ * array per row, and the state, crm.retention_fixed_state, is 4 bytes passed
+ * by value: it lives in the group's hash entry, with no pointer to follow.
+ *
+ * State bits 0..RETENTION_FIXED_MAX-1: condition k+1 held on some row; bits
+ * 24..30: the number of conditions (1..RETENTION_FIXED_MAX, never 0: a
+ * group without rows has a NULL state).
+ * ========================================================================
+ */
+#define RETENTION_FIXED_MAX		12
+#define RETENTION_FIXED_SHIFT	24
+
+static inline int32
+RetentionFixedMake(int nconds, uint32 seen)
+{
+	return (int32) (((uint32) nconds << RETENTION_FIXED_SHIFT) | seen);
+}
+
+/* number of conditions of a state, validated (a state may be typed in) */
+static int
+RetentionFixedConds(int32 s)
+{
+	uint32		u = (uint32) s;
+	int			n = (int) (u >> RETENTION_FIXED_SHIFT);
+
+	if (n < 1 || n > RETENTION_FIXED_MAX || (u & ((1u << RETENTION_FIXED_SHIFT) - 1)) >> n != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid crm.retention_fixed_state: %d", s)));
+	return n;
+}
+
+static inline uint32
+RetentionFixedSeen(int32 s)
+{
+	return (uint32) s & ((1u << RETENTION_FIXED_SHIFT) - 1);
+}
+
+static void
+RetentionCountMismatch(int a, int b)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("crm.retention got %d conditions on one row and %d on another", a, b),
+			 errhint("Pass the same number of conditions on every row.")));
+}
+
+/* one row: OR the conditions (arguments 1..n) that hold into the state */
+Datum
+crm_retention_fixed_transfn(PG_FUNCTION_ARGS)
+{
+	int			nconds = PG_NARGS() - 1;
+	uint32		seen = 0;
+	int			i;
+
+	if (!AggCheckCallContext(fcinfo, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("crm.retention called in non-aggregate context")));
+	if (nconds < 1 || nconds > RETENTION_FIXED_MAX)
+		elog(ERROR, "crm.retention_fixed_transfn: %d conditions", nconds);
+	if (!PG_ARGISNULL(0))
+	{
+		int32		s = PG_GETARG_INT32(0);
+
+		if (RetentionFixedConds(s) != nconds)
+			RetentionCountMismatch(RetentionFixedConds(s), nconds);
+		seen = RetentionFixedSeen(s);
+	}
+	for (i = 1; i <= nconds; i++)
+		if (!PG_ARGISNULL(i) && PG_GETARG_BOOL(i))	/* NULL condition: false */
+			seen |= 1u << (i - 1);
+	PG_RETURN_INT32(RetentionFixedMake(nconds, seen));
+}
+
+/* merge two partial states (by value: nothing to copy) */
+Datum
+crm_retention_fixed_combinefn(PG_FUNCTION_ARGS)
+{
+	int32		a,
+				b;
+
+	if (!AggCheckCallContext(fcinfo, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("crm.retention called in non-aggregate context")));
+	if (PG_ARGISNULL(1))
+	{
+		if (PG_ARGISNULL(0))
+			PG_RETURN_NULL();
+		a = PG_GETARG_INT32(0);
+		(void) RetentionFixedConds(a);
+		PG_RETURN_INT32(a);
+	}
+	b = PG_GETARG_INT32(1);
+	if (PG_ARGISNULL(0))
+	{
+		(void) RetentionFixedConds(b);
+		PG_RETURN_INT32(b);
+	}
+	a = PG_GETARG_INT32(0);
+	if (RetentionFixedConds(a) != RetentionFixedConds(b))
+		RetentionCountMismatch(RetentionFixedConds(a), RetentionFixedConds(b));
+	PG_RETURN_INT32(a | b);
+}
+
+/* r[1] = cond1 seen; r[k] = cond1 and condk seen */
+Datum
+crm_retention_fixed_finalfn(PG_FUNCTION_ARGS)
+{
+	int32		s;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	s = PG_GETARG_INT32(0);
+	PG_RETURN_ARRAYTYPE_P(RetentionResult(RetentionFixedConds(s), RetentionFixedSeen(s)));
+}
+
+/* text form: as crm.retention_state, one character per condition ("101") */
+Datum
+crm_retention_fixed_state_out(PG_FUNCTION_ARGS)
+{
+	int32		s = PG_GETARG_INT32(0);
+	int			n = RetentionFixedConds(s);
+	char	   *out = palloc(n + 1);
+	int			k;
+
+	for (k = 0; k < n; k++)
+		out[k] = ((RetentionFixedSeen(s) >> k) & 1) ? '1' : '0';
+	out[n] = '\0';
+	PG_RETURN_CSTRING(out);
+}
+
+/* parse the text form: 1 to RETENTION_FIXED_MAX characters 0 or 1 */
+Datum
+crm_retention_fixed_state_in(PG_FUNCTION_ARGS)
+{
+	const char *s = PG_GETARG_CSTRING(0);
+	size_t		n = strlen(s);
+	uint32		seen = 0;
+	size_t		k;
+
+	if (n < 1 || n > RETENTION_FIXED_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type crm.retention_fixed_state: %zu conditions, 1 to %d expected",
+						n, RETENTION_FIXED_MAX)));
+	for (k = 0; k < n; k++)
+	{
+		if (s[k] == '1')
+			seen |= 1u << k;
+		else if (s[k] != '0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid input syntax for type crm.retention_fixed_state: \"%s\"", s),
+					 errhint("Use one character per condition, 1 = seen and 0 = not seen, e.g. '101'.")));
+	}
+	PG_RETURN_INT32(RetentionFixedMake((int) n, seen));
 }
 
 /* ========================================================================
