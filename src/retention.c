@@ -67,7 +67,7 @@ PG_FUNCTION_INFO_V1(crm_cohort_retention);
 PG_FUNCTION_INFO_V1(crm_retention_metrics);
 
 #define RETENTION_MAGIC		0x52544E31	/* "RTN1" */
-#define COHORT_MAGIC		0x43484131	/* "CHA1" */
+#define COHORT_MAGIC		0x43484132	/* "CHA2" */
 #define RETENTION_MAX_CONDS 64
 #define COHORT_MAX_PERIODS	1000
 #define COHORT_MAX_SCALE	30		/* decimal places kept exactly in revenue */
@@ -570,20 +570,13 @@ typedef struct TzCache
  * broken-down time; other zones go through timestamp2tm.
  */
 static int32
-LocalJulianDay(TimestampTz ts, FmgrInfo *flinfo)
+LocalJulianDay(TimestampTz ts, TzCache *c)
 {
-	TzCache    *c = (TzCache *) flinfo->fn_extra;
-
 	if (TIMESTAMP_NOT_FINITE(ts))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("timestamp out of range: an infinite timestamp has no period"),
 				 errhint("Filter infinite timestamps out in the inner query.")));
-	if (c == NULL)
-	{
-		c = MemoryContextAllocZero(flinfo->fn_mcxt, sizeof(TzCache));
-		flinfo->fn_extra = c;
-	}
 	if (c->tz != session_timezone)
 	{
 		c->tz = session_timezone;
@@ -794,18 +787,36 @@ NumericFromScaled(int128 v, int dscale)
 /* ========================================================================
  * crm.cohort_activity: per-entity activity
  *
- * payload: CohortHeader, then nentries CohortEntry sorted by period index
- * (strictly increasing); revenue is scaled by 10^dscale.
+ * A state is a flat varlena updated in place (a million entities means a
+ * million states in one hash table, so each is one small allocation with
+ * no pointer to follow):
+ *
+ *     [varlena header][magic "CHA2"][CohortHeader][entries][zeroed slack]
+ *
+ * nentries entries sorted by period index (strictly increasing), revenue
+ * scaled by 10^dscale.  Narrow entries (16 bytes: int32 orders, int64
+ * revenue) are used while every value fits; a state whose values outgrow
+ * them turns wide (32 bytes: int64 orders, int128 revenue), so sums stay
+ * exact to 128 bits.  The slack after the entries is room to grow in place;
+ * VARSIZE covers it.  0.1.0 wrote "CHA1" states: wide entries, no slack;
+ * they are still read (a state may be stored in a table).
+ *
+ * The transition function returns the same pointer while the state has
+ * room; when it must grow it returns a bigger copy in the per-call context,
+ * which nodeAgg copies into the aggregate context, freeing the old one.
  * ========================================================================
  */
+#define COHORT_MAGIC_V1		0x43484131	/* "CHA1": 0.1.0, wide entries, no slack */
+
 typedef struct CohortHeader
 {
 	int32		period;			/* CohortPeriod */
 	int32		dscale;			/* decimal places of revenue, 0..COHORT_MAX_SCALE */
 	int32		nentries;
-	int32		reserved;
+	int32		wide;			/* 0: CohortNarrow entries, 1: CohortEntry ("CHA1": 0, read as 1) */
 } CohortHeader;
 
+/* wide entry; also the form every reader works with */
 typedef struct CohortEntry
 {
 	int32		idx;			/* period index */
@@ -814,18 +825,27 @@ typedef struct CohortEntry
 	int128		revenue;		/* sum of non-null amounts, scaled */
 } CohortEntry;
 
-#define COHORT_ENTRIES(data)	((CohortEntry *) ((char *) (data) + sizeof(CohortHeader)))
+/* narrow entry */
+typedef struct CohortNarrow
+{
+	int32		idx;
+	int32		orders;
+	int64		revenue;
+} CohortNarrow;
 
-/* check a payload's sizes and fields before trusting it */
+#define COHORT_PREFIX		(CRM_STATE_FLAT_HDRSZ + sizeof(CohortHeader))
+#define COHORT_ESIZE(wide)	((wide) ? sizeof(CohortEntry) : sizeof(CohortNarrow))
+#define COHORT_MIN_BYTES	128		/* a new state: 6 narrow entries */
+
+/* check a payload (CohortHeader, entries, slack) before trusting it */
 static const CohortHeader *
 CohortCheckPayload(const char *payload, Size len)
 {
 	const CohortHeader *h = (const CohortHeader *) payload;
 
 	if (len < sizeof(CohortHeader) ||
-		h->nentries < 0 ||
-		(Size) h->nentries != (len - sizeof(CohortHeader)) / sizeof(CohortEntry) ||
-		(len - sizeof(CohortHeader)) % sizeof(CohortEntry) != 0 ||
+		h->nentries < 0 || (h->wide != 0 && h->wide != 1) ||
+		(Size) h->nentries > (len - sizeof(CohortHeader)) / COHORT_ESIZE(h->wide) ||
 		h->period < 0 || h->period >= NUM_PERIODS ||
 		h->dscale < 0 || h->dscale > COHORT_MAX_SCALE)
 		ereport(ERROR,
@@ -834,86 +854,383 @@ CohortCheckPayload(const char *payload, Size len)
 	return h;
 }
 
-/* writable payload of a state; a new state gets the header */
-static CohortHeader *
-CohortInit(CrmState *st, CohortPeriod period)
+/* read-only, validated payload of a state datum (flat, packed, toasted or "CHA1") */
+static const CohortHeader *
+CohortPayload(Datum d)
 {
-	CohortHeader *h;
+	struct varlena *v = PG_DETOAST_DATUM(d);
+	uint32		magic;
+	Size		len;
+	char	   *p;
 
-	if (st->len == 0)
+	if (VARSIZE(v) < CRM_STATE_FLAT_HDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid crm.cohort_activity_state: %u bytes is too short", (unsigned) VARSIZE(v))));
+	memcpy(&magic, VARDATA(v), sizeof(uint32));
+	len = VARSIZE(v) - CRM_STATE_FLAT_HDRSZ;
+	p = (char *) v + CRM_STATE_FLAT_HDRSZ;
+	if (magic == COHORT_MAGIC_V1)
 	{
-		h = (CohortHeader *) crm_state_reserve(st, sizeof(CohortHeader));
-		memset(h, 0, sizeof(CohortHeader));
-		h->period = period;
-		st->len = sizeof(CohortHeader);
+		/* 0.1.0: wide entries, exact length, reserved field 0 */
+		char	   *copy = palloc(Max(len, sizeof(CohortHeader)));
+		CohortHeader *h = (CohortHeader *) copy;
+
+		memcpy(copy, p, len);
+		if (len < sizeof(CohortHeader) || h->wide != 0 ||
+			(len - sizeof(CohortHeader)) != (Size) h->nentries * sizeof(CohortEntry))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("invalid crm.cohort_activity_state of %zu bytes", len)));
+		h->wide = 1;
+		return CohortCheckPayload(copy, len);
 	}
-	h = (CohortHeader *) st->data;
-	if (h->period != (int32) period)
+	if (magic != COHORT_MAGIC)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid crm_analytics state: wrong state type")));
+	return CohortCheckPayload(p, len);
+}
+
+static inline char *
+CohortEntries(const CohortHeader *h)
+{
+	return (char *) h + sizeof(CohortHeader);
+}
+
+/*
+ * The entries of a checked payload as wide entries: the payload's own when
+ * it is wide, else converted into buf (grown in cxt as needed).
+ */
+static const CohortEntry *
+CohortWideEntries(const CohortHeader *h, CohortEntry **buf, int *bufcap, MemoryContext cxt)
+{
+	const CohortNarrow *ne;
+	int			i;
+
+	if (h->wide)
+		return (const CohortEntry *) CohortEntries(h);
+	if (h->nentries > *bufcap)
+	{
+		int			cap = Max(h->nentries, Max(*bufcap * 2, 16));
+
+		if (*buf)
+			pfree(*buf);
+		*buf = MemoryContextAlloc(cxt, sizeof(CohortEntry) * cap);
+		*bufcap = cap;
+	}
+	ne = (const CohortNarrow *) CohortEntries(h);
+	for (i = 0; i < h->nentries; i++)
+	{
+		(*buf)[i].idx = ne[i].idx;
+		(*buf)[i].reserved = 0;
+		(*buf)[i].orders = ne[i].orders;
+		(*buf)[i].revenue = ne[i].revenue;
+	}
+	return *buf;
+}
+
+/* one-off wide copy of the entries (palloc'd unless the payload is wide) */
+static const CohortEntry *
+CohortWideCopy(const CohortHeader *h)
+{
+	CohortEntry *buf = NULL;
+	int			cap = 0;
+
+	return CohortWideEntries(h, &buf, &cap, CurrentMemoryContext);
+}
+
+/* a writable state: the varlena and its parts */
+typedef struct CohortState
+{
+	struct varlena *v;
+	CohortHeader *h;
+	int			cap;			/* entries that fit */
+} CohortState;
+
+/*
+ * A new flat state in the current context holding header h and the first
+ * h->nentries entries of ents (in h's layout), with room for cap entries.
+ */
+static void
+CohortAlloc(CohortState *st, const CohortHeader *h, const char *ents, int cap)
+{
+	Size		esize = COHORT_ESIZE(h->wide);
+	Size		bytes = COHORT_PREFIX + (Size) cap * esize;
+	Size		used = COHORT_PREFIX + (Size) h->nentries * esize;
+	uint32		magic = COHORT_MAGIC;
+
+	Assert(cap >= h->nentries);
+	if (bytes < COHORT_MIN_BYTES)
+		bytes = COHORT_MIN_BYTES;
+	if (!AllocSizeIsValid(bytes))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("crm.cohort_activity state would exceed the maximum size"),
+				 errhint("Aggregate per entity: GROUP BY the entity.")));
+	st->v = (struct varlena *) palloc(bytes);
+	SET_VARSIZE(st->v, bytes);
+	memcpy(VARDATA(st->v), &magic, sizeof(uint32));
+	st->h = (CohortHeader *) ((char *) st->v + CRM_STATE_FLAT_HDRSZ);
+	memcpy(st->h, h, sizeof(CohortHeader));
+	if (h->nentries > 0)
+		memcpy(CohortEntries(st->h), ents, (Size) h->nentries * esize);
+	memset((char *) st->v + used, 0, bytes - used);		/* the slack is stored and sent too */
+	st->cap = (int) ((bytes - COHORT_PREFIX) / esize);
+}
+
+/* room for one more entry (a bigger copy when full) */
+static void
+CohortMakeRoom(CohortState *st)
+{
+	Size		bytes;
+
+	if (st->h->nentries < st->cap)
+		return;
+	bytes = VARSIZE(st->v) * 2;
+	CohortAlloc(st, st->h, CohortEntries(st->h), (int) ((bytes - COHORT_PREFIX) / COHORT_ESIZE(st->h->wide)));
+}
+
+/*
+ * The writable state of argument argno of an aggregate support function for
+ * period (a new one when NULL).  Our own flat state, passed back by nodeAgg,
+ * is used in place; anything else (stored, packed, toasted, "CHA1") is
+ * copied first.
+ */
+static void
+CohortStateArg(FunctionCallInfo fcinfo, int argno, CohortPeriod period, CohortState *st)
+{
+	struct varlena *v;
+	const CohortHeader *h;
+	uint32		magic;
+
+	if (PG_ARGISNULL(argno))
+	{
+		CohortHeader nh;
+
+		memset(&nh, 0, sizeof(nh));
+		nh.period = period;
+		CohortAlloc(st, &nh, NULL, 0);
+		return;
+	}
+	v = (struct varlena *) DatumGetPointer(PG_GETARG_DATUM(argno));
+	if (!VARATT_IS_EXTENDED(v) && VARSIZE(v) >= COHORT_PREFIX &&
+		(memcpy(&magic, VARDATA(v), sizeof(uint32)), magic == COHORT_MAGIC))
+	{
+		h = CohortCheckPayload((char *) v + CRM_STATE_FLAT_HDRSZ, VARSIZE(v) - CRM_STATE_FLAT_HDRSZ);
+		st->v = v;
+		st->h = (CohortHeader *) h;
+		st->cap = (int) ((VARSIZE(v) - COHORT_PREFIX) / COHORT_ESIZE(h->wide));
+	}
+	else
+	{
+		h = CohortPayload(PointerGetDatum(v));
+		CohortAlloc(st, h, CohortEntries(h), h->nentries + 4);
+	}
+	if (st->h->period != (int32) period)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("crm.cohort_activity got period \"%s\" and \"%s\" in one group",
-						period_names[h->period], period_names[period]),
+						period_names[st->h->period], period_names[period]),
 				 errhint("Pass the same period on every row.")));
-	return h;
 }
 
-/* entry of period idx, inserted in order when missing */
-static CohortEntry *
-CohortFindOrInsert(CrmState *st, int32 idx)
-{
-	CohortHeader *h = (CohortHeader *) st->data;
-	CohortEntry *ents = COHORT_ENTRIES(st->data);
-	int			n = h->nentries;
-	int			pos;
-
-	if (n > 0 && ents[n - 1].idx == idx)
-		return &ents[n - 1];
-	if (n == 0 || ents[n - 1].idx < idx)
-		pos = n;
-	else
-	{
-		int			lo = 0,
-					hi = n - 1;
-
-		/* first entry with ents[pos].idx >= idx; ents[n-1].idx > idx here */
-		while (lo < hi)
-		{
-			int			mid = lo + (hi - lo) / 2;
-
-			if (ents[mid].idx < idx)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		pos = lo;
-		if (ents[pos].idx == idx)
-			return &ents[pos];
-	}
-	crm_state_reserve(st, sizeof(CohortEntry));
-	h = (CohortHeader *) st->data;
-	ents = COHORT_ENTRIES(st->data);
-	if (pos < n)
-		memmove(&ents[pos + 1], &ents[pos], (n - pos) * sizeof(CohortEntry));
-	memset(&ents[pos], 0, sizeof(CohortEntry));
-	ents[pos].idx = idx;
-	h->nentries++;
-	st->len += sizeof(CohortEntry);
-	return &ents[pos];
-}
-
-/* bring the whole state to dscale ds (ds >= current) */
+/* turn a narrow state wide (a copy) */
 static void
-CohortRescale(CrmState *st, int ds)
+CohortWiden(CohortState *st)
 {
-	CohortHeader *h = (CohortHeader *) st->data;
-	CohortEntry *ents = COHORT_ENTRIES(st->data);
+	CohortHeader nh = *st->h;
+	const CohortEntry *wide;
+
+	if (st->h->wide)
+		return;
+	wide = CohortWideCopy(st->h);
+	nh.wide = 1;
+	CohortAlloc(st, &nh, (const char *) wide, nh.nentries + 4);
+}
+
+/* bring the whole state to dscale ds (ds >= current), widening if needed */
+static void
+CohortRescale(CohortState *st, int ds)
+{
 	int			i;
 
-	if (ds <= h->dscale)
+	if (ds <= st->h->dscale)
 		return;
-	for (i = 0; i < h->nentries; i++)
-		ents[i].revenue = Rescale(ents[i].revenue, h->dscale, ds);
-	h->dscale = ds;
+	if (!st->h->wide)
+	{
+		CohortNarrow *ne = (CohortNarrow *) CohortEntries(st->h);
+
+		for (i = 0; i < st->h->nentries; i++)
+		{
+			int128		r = Rescale(ne[i].revenue, st->h->dscale, ds);
+
+			if (r < PG_INT64_MIN || r > PG_INT64_MAX)
+			{
+				CohortWiden(st);
+				break;
+			}
+		}
+		if (!st->h->wide)
+		{
+			for (i = 0; i < st->h->nentries; i++)
+				ne[i].revenue = (int64) Rescale(ne[i].revenue, st->h->dscale, ds);
+			st->h->dscale = ds;
+			return;
+		}
+	}
+	{
+		CohortEntry *we = (CohortEntry *) CohortEntries(st->h);
+
+		for (i = 0; i < st->h->nentries; i++)
+			we[i].revenue = Rescale(we[i].revenue, st->h->dscale, ds);
+		st->h->dscale = ds;
+	}
+}
+
+/* position of period idx among the entries, and whether it is there */
+static inline int
+CohortFind(const CohortHeader *h, int32 idx, bool *found)
+{
+	const char *ents = CohortEntries(h);
+	Size		esize = COHORT_ESIZE(h->wide);
+	int			n = h->nentries;
+	int			lo = 0,
+				hi = n;
+
+#define IDX_AT(i) (*(const int32 *) (ents + (Size) (i) * esize))
+	if (n > 0 && IDX_AT(n - 1) <= idx)
+	{
+		*found = IDX_AT(n - 1) == idx;
+		return *found ? n - 1 : n;
+	}
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (IDX_AT(mid) < idx)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = lo < n && IDX_AT(lo) == idx;
+#undef IDX_AT
+	return lo;
+}
+
+/*
+ * Add orders events and revenue (scaled to the state's dscale) to period
+ * idx, inserting the entry in order when missing.
+ */
+static void
+CohortAdd(CohortState *st, int32 idx, int64 orders, int128 revenue)
+{
+	bool		found;
+	int			pos = CohortFind(st->h, idx, &found);
+
+	if (!found)
+	{
+		Size		esize;
+		char	   *ents;
+
+		CohortMakeRoom(st);
+		esize = COHORT_ESIZE(st->h->wide);
+		ents = CohortEntries(st->h);
+		if (pos < st->h->nentries)
+			memmove(ents + (pos + 1) * esize, ents + pos * esize, (st->h->nentries - pos) * esize);
+		memset(ents + pos * esize, 0, esize);
+		*(int32 *) (ents + pos * esize) = idx;
+		st->h->nentries++;
+	}
+	if (!st->h->wide)
+	{
+		CohortNarrow *e = &((CohortNarrow *) CohortEntries(st->h))[pos];
+		int64		r;
+
+		if (orders <= PG_INT32_MAX - e->orders &&
+			revenue >= PG_INT64_MIN && revenue <= PG_INT64_MAX &&
+			!__builtin_add_overflow(e->revenue, (int64) revenue, &r))
+		{
+			e->orders += (int32) orders;
+			e->revenue = r;
+			return;
+		}
+		CohortWiden(st);
+	}
+	{
+		CohortEntry *e = &((CohortEntry *) CohortEntries(st->h))[pos];
+
+		if (__builtin_add_overflow(e->orders, orders, &e->orders))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("crm.cohort_activity: too many events in one period")));
+		e->revenue = AddChecked(e->revenue, revenue);
+	}
+}
+
+/*
+ * Replace the entries of st with n wide entries at dscale ds, narrow when
+ * every value fits; in place when there is room.
+ */
+static void
+CohortStore(CohortState *st, const CohortEntry *ents, int n, int ds)
+{
+	CohortHeader nh = *st->h;
+	int			i;
+	bool		narrow = true;
+
+	for (i = 0; i < n && narrow; i++)
+		narrow = ents[i].orders <= PG_INT32_MAX &&
+			ents[i].revenue >= PG_INT64_MIN && ents[i].revenue <= PG_INT64_MAX;
+	nh.nentries = 0;
+	nh.dscale = ds;
+	nh.wide = narrow ? 0 : 1;
+	if (nh.wide != st->h->wide || n > (int) ((VARSIZE(st->v) - COHORT_PREFIX) / COHORT_ESIZE(nh.wide)))
+		CohortAlloc(st, &nh, NULL, n + 4);
+	else
+		*st->h = nh;
+	st->cap = (int) ((VARSIZE(st->v) - COHORT_PREFIX) / COHORT_ESIZE(nh.wide));
+	if (narrow)
+	{
+		CohortNarrow *ne = (CohortNarrow *) CohortEntries(st->h);
+
+		for (i = 0; i < n; i++)
+		{
+			ne[i].idx = ents[i].idx;
+			ne[i].orders = (int32) ents[i].orders;
+			ne[i].revenue = (int64) ents[i].revenue;
+		}
+	}
+	else
+		memcpy(CohortEntries(st->h), ents, sizeof(CohortEntry) * n);
+	st->h->nentries = n;
+}
+
+/* per-call cache of the transition function: time zone and period */
+typedef struct CohortCallCache
+{
+	TzCache		tz;
+	int			periodlen;		/* -1: not parsed yet */
+	char		periodtext[8];
+	CohortPeriod period;
+} CohortCallCache;
+
+/* the period argument, parsed once per distinct value */
+static CohortPeriod
+CachedPeriod(CohortCallCache *cc, text *t)
+{
+	int			len = VARSIZE_ANY_EXHDR(t);
+
+	if (len != cc->periodlen || memcmp(VARDATA_ANY(t), cc->periodtext, len) != 0)
+	{
+		cc->period = ParsePeriod(t);	/* errors on anything but a period name */
+		if (len <= (int) sizeof(cc->periodtext))
+		{
+			memcpy(cc->periodtext, VARDATA_ANY(t), len);
+			cc->periodlen = len;
+		}
+	}
+	return cc->period;
 }
 
 /*
@@ -924,87 +1241,90 @@ CohortRescale(CrmState *st, int ds)
 Datum
 crm_cohort_activity_transfn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcxt = crm_agg_context(fcinfo, "crm.cohort_activity");
-	CrmState   *st;
-	CohortHeader *h;
+	CohortCallCache *cc = (CohortCallCache *) fcinfo->flinfo->fn_extra;
+	CohortState st;
 	CohortPeriod period;
-	CohortEntry *e;
 	int32		idx;
+	int128		v = 0;
 
+	(void) crm_agg_context(fcinfo, "crm.cohort_activity");
 	if (PG_ARGISNULL(3))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("crm.cohort_activity: period must not be null"),
 				 errhint("Valid periods are day, week, month, quarter, year.")));
-	period = ParsePeriod(PG_GETARG_TEXT_PP(3));
-	st = crm_state_arg_rw(fcinfo, 0, aggcxt, COHORT_MAGIC,
-						  sizeof(CohortHeader) + 4 * sizeof(CohortEntry));
-	h = CohortInit(st, period);
-	(void) h;
+	if (cc == NULL)
+	{
+		cc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CohortCallCache));
+		cc->periodlen = -1;
+		fcinfo->flinfo->fn_extra = cc;
+	}
+	period = CachedPeriod(cc, PG_GETARG_TEXT_PP(3));
+	CohortStateArg(fcinfo, 0, period, &st);
 	if (PG_ARGISNULL(1))
-		PG_RETURN_DATUM(CrmStateGetDatum(st));
+		PG_RETURN_POINTER(st.v);
 
-	idx = PeriodIndexFromJd(period, LocalJulianDay(PG_GETARG_TIMESTAMPTZ(1), fcinfo->flinfo));
+	idx = PeriodIndexFromJd(period, LocalJulianDay(PG_GETARG_TIMESTAMPTZ(1), &cc->tz));
 	if (!PG_ARGISNULL(2))
 	{
 		int			ds;
-		int128		v = ScaledFromNumeric(PG_GETARG_DATUM(2), &ds);
 
-		CohortRescale(st, ds);
-		e = CohortFindOrInsert(st, idx);
-		h = (CohortHeader *) st->data;
-		e->revenue = AddChecked(e->revenue, Rescale(v, ds, h->dscale));
+		v = ScaledFromNumeric(PG_GETARG_DATUM(2), &ds);
+		if (ds > st.h->dscale)
+			CohortRescale(&st, ds);
+		else
+			v = Rescale(v, ds, st.h->dscale);
 	}
-	else
-		e = CohortFindOrInsert(st, idx);
-	e->orders++;
-	PG_RETURN_DATUM(CrmStateGetDatum(st));
+	CohortAdd(&st, idx, 1, v);
+	PG_RETURN_POINTER(st.v);
 }
 
 /* merge two per-entity states (sorted merge of their periods) */
 Datum
 crm_cohort_activity_combinefn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcxt = crm_agg_context(fcinfo, "crm.cohort_activity");
-	CrmState   *st;
-	const char *rp;
-	Size		rlen;
+	CohortState st;
 	const CohortHeader *rh;
 	const CohortEntry *re;
-	CohortHeader lh;
-	CohortEntry *le;
+	const CohortEntry *le;
 	CohortEntry *merged;
 	int			ds;
 	int			i = 0,
 				j = 0,
 				n = 0;
+	int			ln;
 
+	(void) crm_agg_context(fcinfo, "crm.cohort_activity");
 	if (PG_ARGISNULL(1))
 	{
 		if (PG_ARGISNULL(0))
 			PG_RETURN_NULL();
-		st = crm_state_arg_rw(fcinfo, 0, aggcxt, COHORT_MAGIC, 0);
-		PG_RETURN_DATUM(CrmStateGetDatum(st));
+		rh = CohortPayload(PG_GETARG_DATUM(0));
+		CohortStateArg(fcinfo, 0, (CohortPeriod) rh->period, &st);
+		PG_RETURN_POINTER(st.v);
 	}
-	rp = crm_state_payload(PG_GETARG_DATUM(1), COHORT_MAGIC, &rlen);
-	rh = CohortCheckPayload(rp, rlen);
-	re = (const CohortEntry *) (rp + sizeof(CohortHeader));
-
-	st = crm_state_arg_rw(fcinfo, 0, aggcxt, COHORT_MAGIC, rlen);
-	CohortInit(st, (CohortPeriod) rh->period);
-	memcpy(&lh, st->data, sizeof(CohortHeader));
-	le = COHORT_ENTRIES(st->data);
-	ds = Max(lh.dscale, rh->dscale);
-
-	merged = palloc(sizeof(CohortEntry) * ((Size) lh.nentries + rh->nentries + 1));
-	while (i < lh.nentries || j < rh->nentries)
+	rh = CohortPayload(PG_GETARG_DATUM(1));
+	CohortStateArg(fcinfo, 0, (CohortPeriod) rh->period, &st);
+	if (rh->nentries == 0)
 	{
-		if (j >= rh->nentries || (i < lh.nentries && le[i].idx < re[j].idx))
+		/* nothing to add; only the scale may grow */
+		CohortRescale(&st, rh->dscale);
+		PG_RETURN_POINTER(st.v);
+	}
+	re = CohortWideCopy(rh);
+	le = CohortWideCopy(st.h);
+	ln = st.h->nentries;
+	ds = Max(st.h->dscale, rh->dscale);
+
+	merged = palloc(sizeof(CohortEntry) * ((Size) ln + rh->nentries));
+	while (i < ln || j < rh->nentries)
+	{
+		if (j >= rh->nentries || (i < ln && le[i].idx < re[j].idx))
 		{
 			merged[n] = le[i++];
-			merged[n].revenue = Rescale(merged[n].revenue, lh.dscale, ds);
+			merged[n].revenue = Rescale(merged[n].revenue, st.h->dscale, ds);
 		}
-		else if (i >= lh.nentries || re[j].idx < le[i].idx)
+		else if (i >= ln || re[j].idx < le[i].idx)
 		{
 			merged[n] = re[j++];
 			merged[n].revenue = Rescale(merged[n].revenue, rh->dscale, ds);
@@ -1012,21 +1332,19 @@ crm_cohort_activity_combinefn(PG_FUNCTION_ARGS)
 		else
 		{
 			merged[n] = le[i];
-			merged[n].orders = le[i].orders + re[j].orders;
-			merged[n].revenue = AddChecked(Rescale(le[i].revenue, lh.dscale, ds),
+			if (__builtin_add_overflow(le[i].orders, re[j].orders, &merged[n].orders))
+				ereport(ERROR,
+						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						 errmsg("crm.cohort_activity: too many events in one period")));
+			merged[n].revenue = AddChecked(Rescale(le[i].revenue, st.h->dscale, ds),
 										   Rescale(re[j].revenue, rh->dscale, ds));
 			i++, j++;
 		}
+		merged[n].reserved = 0;
 		n++;
 	}
-	st->len = sizeof(CohortHeader);
-	crm_state_reserve(st, n * sizeof(CohortEntry));
-	memcpy(COHORT_ENTRIES(st->data), merged, n * sizeof(CohortEntry));
-	st->len += n * sizeof(CohortEntry);
-	((CohortHeader *) st->data)->nentries = n;
-	((CohortHeader *) st->data)->dscale = ds;
-	pfree(merged);
-	PG_RETURN_DATUM(CrmStateGetDatum(st));
+	CohortStore(&st, merged, n, ds);
+	PG_RETURN_POINTER(st.v);
 }
 
 /* "2025-03-01" (years below 1 as astronomical numbers, e.g. "-0044-03-01") */
@@ -1046,10 +1364,9 @@ AppendDate(StringInfo buf, int32 jd)
 
 /* text form of a payload: "month;2025-01-01,3,150.50;2025-03-01,1,20.00" */
 static char *
-CohortPayloadToCString(const char *payload, Size len)
+CohortPayloadToCString(const CohortHeader *h)
 {
-	const CohortHeader *h = CohortCheckPayload(payload, len);
-	const CohortEntry *ents = (const CohortEntry *) (payload + sizeof(CohortHeader));
+	const CohortEntry *ents = CohortWideCopy(h);
 	StringInfoData buf;
 	char		num[64];
 	int			i;
@@ -1069,10 +1386,7 @@ CohortPayloadToCString(const char *payload, Size len)
 Datum
 crm_cohort_activity_state_out(PG_FUNCTION_ARGS)
 {
-	Size		len;
-	const char *p = crm_state_payload(PG_GETARG_DATUM(0), COHORT_MAGIC, &len);
-
-	PG_RETURN_CSTRING(CohortPayloadToCString(p, len));
+	PG_RETURN_CSTRING(CohortPayloadToCString(CohortPayload(PG_GETARG_DATUM(0))));
 }
 
 static void
@@ -1208,12 +1522,22 @@ crm_cohort_activity_state_in(PG_FUNCTION_ARGS)
 		CohortSyntaxError(all, "Unexpected characters at the end.");
 	if (h.dscale < 0)
 		h.dscale = 0;
+	h.wide = 1;
 	memcpy(pay.data, &h, sizeof(h));
 
-	again = CohortPayloadToCString(pay.data, pay.len);
+	again = CohortPayloadToCString((const CohortHeader *) pay.data);
 	if (strcmp(again, all) != 0)
 		CohortSyntaxError(all, psprintf("It is not in canonical form (\"%s\").", again));
-	PG_RETURN_POINTER(crm_state_flat_from_payload(COHORT_MAGIC, pay.data, pay.len));
+	{
+		CohortState st;
+		CohortHeader nh = h;
+
+		nh.nentries = 0;
+		nh.wide = 0;
+		CohortAlloc(&st, &nh, NULL, h.nentries);
+		CohortStore(&st, (const CohortEntry *) (pay.data + sizeof(h)), h.nentries, h.dscale);
+		PG_RETURN_POINTER(st.v);
+	}
 }
 
 /*
@@ -1224,8 +1548,6 @@ Datum
 crm_cohort_activity_periods(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Size		len;
-	const char *p;
 	const CohortHeader *h;
 	const CohortEntry *ents;
 	int			i;
@@ -1233,9 +1555,8 @@ crm_cohort_activity_periods(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	if (PG_ARGISNULL(0))
 		return (Datum) 0;
-	p = crm_state_payload(PG_GETARG_DATUM(0), COHORT_MAGIC, &len);
-	h = CohortCheckPayload(p, len);
-	ents = (const CohortEntry *) (p + sizeof(CohortHeader));
+	h = CohortPayload(PG_GETARG_DATUM(0));
+	ents = CohortWideCopy(h);
 	for (i = 0; i < h->nentries; i++)
 	{
 		Datum		values[3];
@@ -1297,6 +1618,8 @@ typedef struct RollupReceiver
 	int32		maxidx;
 	bool		has_asof;		/* report up to the period of as_of */
 	int32		asof_idx;		/* periods after it are ignored */
+	CohortEntry *buf;			/* an entity's entries, widened */
+	int			bufcap;
 } RollupReceiver;
 
 static void
@@ -1439,8 +1762,6 @@ RollupReceive(TupleTableSlot *slot, DestReceiver *self)
 	bool		isnull;
 	Datum		d;
 	MemoryContext old;
-	const char *payload;
-	Size		len;
 	const CohortHeader *h;
 	const CohortEntry *ents;
 	int			n;
@@ -1449,9 +1770,8 @@ RollupReceive(TupleTableSlot *slot, DestReceiver *self)
 	if (isnull)
 		return true;
 	old = MemoryContextSwitchTo(r->tmpcxt);
-	payload = crm_state_payload(d, COHORT_MAGIC, &len);
-	h = CohortCheckPayload(payload, len);
-	ents = (const CohortEntry *) (payload + sizeof(CohortHeader));
+	h = CohortPayload(d);
+	ents = CohortWideEntries(h, &r->buf, &r->bufcap, r->cxt);
 	n = h->nentries;
 	/* with as_of: only the periods up to as_of's (entries are sorted) */
 	while (r->has_asof && n > 0 && ents[n - 1].idx > r->asof_idx)
@@ -1557,10 +1877,13 @@ ReportArgs(FunctionCallInfo fcinfo, const char *fname, char **sql)
 static void
 RollupAsOf(FunctionCallInfo fcinfo, int argno, RollupReceiver *r)
 {
+	TzCache		tz;
+
 	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
 		return;
+	memset(&tz, 0, sizeof(tz));
 	r->has_asof = true;
-	r->asof_idx = PeriodIndexFromJd(r->period, LocalJulianDay(PG_GETARG_TIMESTAMPTZ(argno), fcinfo->flinfo));
+	r->asof_idx = PeriodIndexFromJd(r->period, LocalJulianDay(PG_GETARG_TIMESTAMPTZ(argno), &tz));
 }
 
 static RollupReceiver *
