@@ -1,7 +1,7 @@
 -- pgTAP: crm.cohort_activity, crm.cohort_retention, crm.retention_metrics
 -- against independent plain SQL on the demo orders and hand-worked cases.
 BEGIN;
-SELECT plan(57);
+SELECT plan(63);
 
 CREATE TEMP TABLE src AS SELECT customer_id AS e, ordered_at AS ts, amount FROM crm_demo.orders;
 
@@ -101,6 +101,44 @@ SELECT set_eq($$SELECT p.* FROM (SELECT crm.cohort_activity(ts, amount, 'year') 
             ('2024-05-01'::timestamptz, 1.5), ('2024-06-01', -0.125), ('2024-07-01', 12345678901234567890.1),
             ('2025-01-01', NULL), ('2025-02-01', 0.00001)) v(ts, amount) GROUP BY 1$$,
               'the same against sum(numeric)');
+
+-- narrow and wide states: values that outgrow 16-byte entries (int64 revenue
+-- at the state's scale, int32 orders) turn the state wide; results stay exact
+CREATE TEMP TABLE big_amounts AS
+SELECT i % 7 AS e, timestamptz '2024-01-01' + (i * 37 % 400) * interval '1 day' AS ts,
+       CASE WHEN i % 5 = 0 THEN 40000000000000000.25                      -- 4e16: two of them pass int64 at scale 2
+            WHEN i % 11 = 0 THEN round(1 / (i + 1.0), 6)                   -- a 6th decimal: rescales the state
+            WHEN i % 13 = 0 THEN -39999999999999999.5                      -- refunds
+            ELSE (i % 1000) * 0.01 END AS amount
+  FROM generate_series(1, 3000) i;
+SELECT set_eq($$SELECT e, p.* FROM (SELECT e, crm.cohort_activity(ts, amount, 'month') a FROM big_amounts GROUP BY e) s,
+                                     crm.cohort_activity_periods(a) p$$,
+              $$SELECT e, date_trunc('month', ts)::date, count(*), sum(amount) FROM big_amounts GROUP BY 1, 2$$,
+              'wide states: values beyond 64 bits and rescaling equal sum(numeric) per entity and month');
+SELECT is((SELECT count(*) FROM (SELECT e, crm.cohort_activity(ts, amount, 'month') a FROM big_amounts GROUP BY e) s
+            WHERE a::text::crm.cohort_activity_state::text <> a::text), 0::bigint, 'wide states round-trip through text');
+SELECT results_eq($$SELECT sum(revenue), sum(active)::bigint FROM crm.cohort_retention('SELECT e, ts, amount FROM big_amounts', 'month', 100)$$,
+                  $$SELECT sum(amount), (SELECT count(DISTINCT (e, date_trunc('month', ts))) FROM big_amounts) FROM big_amounts$$,
+                  'wide states through cohort_retention: total revenue and activity exact');
+-- one entity with 400 daily periods: the state grows many times
+SELECT set_eq($$SELECT p.* FROM (SELECT crm.cohort_activity(ts, amount, 'day') a
+                                   FROM (SELECT * FROM big_amounts ORDER BY amount, ts) o) s, crm.cohort_activity_periods(a) p$$,
+              $$SELECT ts::date, count(*), sum(amount) FROM big_amounts GROUP BY 1$$,
+              'one state of 400 days built in an unsorted order equals GROUP BY day');
+-- the combine function over narrow, wide and empty states (through text)
+CREATE AGGREGATE pg_temp.cohort_merge(crm.cohort_activity_state) (
+    SFUNC = crm.cohort_activity_combinefn, STYPE = crm.cohort_activity_state);
+SELECT is((SELECT pg_temp.cohort_merge(s::crm.cohort_activity_state ORDER BY n)::text FROM (VALUES
+            (1, 'month;2025-01-01,2,1.50;2025-03-01,1,2.00'),
+            (2, 'month;2025-01-01,3000000000,90000000000000000.00'),
+            (3, NULL),
+            (4, 'month'),
+            (5, 'month;2025-02-01,1,0.125')) v(n, s)),
+          'month;2025-01-01,3000000002,90000000000000001.500;2025-02-01,1,0.125;2025-03-01,1,2.000',
+          'combine: narrow + wide (3e9 orders, 9e16 revenue) + NULL + empty + a finer scale, exact');
+SELECT is((SELECT pg_temp.cohort_merge(s::crm.cohort_activity_state ORDER BY n)::text FROM (VALUES
+            (1, 'month;2025-01-01,2147483647,1'), (2, 'month;2025-01-01,1,1')) v(n, s)),
+          'month;2025-01-01,2147483648,2', 'combine: orders past 2^31-1 in one period');
 
 CREATE TABLE ret_cohort_orders AS SELECT customer_id % 20 AS g, customer_id AS e, ordered_at AS ts, amount FROM crm_demo.orders;
 ANALYZE ret_cohort_orders;
