@@ -9,6 +9,9 @@
 --     conditions and a by-value state type crm.retention_fixed_state (a call
 --     with the conditions written out resolves to them; the VARIADIC contract
 --     aggregate is unchanged);
+--   * crm.cohort_activity: compact in-place state (C; 0.1.0 states are still
+--     read) and SSPACE 160 instead of 512 (CREATE OR REPLACE AGGREGATE keeps
+--     the aggregate's identity and whatever depends on it);
 --   * the release procedure (docs/releasing.md) and the upgrade test
 --     (test/upgrade.sh: catalog of an upgraded install = a fresh install; the
 --     pgTAP suite passes on the upgraded install).
@@ -258,3 +261,12 @@ CREATE AGGREGATE crm.retention(cond1 boolean, cond2 boolean, cond3 boolean, cond
 );
 COMMENT ON AGGREGATE crm.retention(boolean, boolean, boolean, boolean, boolean, boolean, boolean, boolean, boolean, boolean, boolean, boolean) IS
 'crm.retention with 12 conditions as arguments: the same result as crm.retention(VARIADIC boolean[]), without an array per row.';
+
+-- crm.cohort_activity: the state is now about 160 bytes per entity
+CREATE OR REPLACE AGGREGATE crm.cohort_activity(ts timestamptz, amount numeric, period text) (
+    SFUNC = crm.cohort_activity_transfn,
+    STYPE = crm.cohort_activity_state,
+    COMBINEFUNC = crm.cohort_activity_combinefn,
+    SSPACE = 160,
+    PARALLEL = SAFE
+);

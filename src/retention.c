@@ -794,12 +794,14 @@ NumericFromScaled(int128 v, int dscale)
  *     [varlena header][magic "CHA2"][CohortHeader][entries][zeroed slack]
  *
  * nentries entries sorted by period index (strictly increasing), revenue
- * scaled by 10^dscale.  Narrow entries (16 bytes: int32 orders, int64
- * revenue) are used while every value fits; a state whose values outgrow
- * them turns wide (32 bytes: int64 orders, int128 revenue), so sums stay
- * exact to 128 bits.  The slack after the entries is room to grow in place;
- * VARSIZE covers it.  0.1.0 wrote "CHA1" states: wide entries, no slack;
- * they are still read (a state may be stored in a table).
+ * scaled by 10^dscale.  Narrow entries (12 bytes: the period as an int16
+ * offset from the header's base, uint16 orders, int64 revenue) are used
+ * while every value fits, so a typical customer's state is one 128-byte
+ * chunk; a state whose values outgrow them turns wide (32 bytes: int32
+ * period, int64 orders, int128 revenue), so sums stay exact to 128 bits.
+ * The slack after the entries is room to grow in place; VARSIZE covers it.
+ * 0.1.0 wrote "CHA1" states (16-byte header, wide entries, no slack); they
+ * are still read (a state may be stored in a table).
  *
  * The transition function returns the same pointer while the state has
  * room; when it must grow it returns a bigger copy in the per-call context,
@@ -810,11 +812,21 @@ NumericFromScaled(int128 v, int dscale)
 
 typedef struct CohortHeader
 {
-	int32		period;			/* CohortPeriod */
-	int32		dscale;			/* decimal places of revenue, 0..COHORT_MAX_SCALE */
 	int32		nentries;
-	int32		wide;			/* 0: CohortNarrow entries, 1: CohortEntry ("CHA1": 0, read as 1) */
+	int16		period;			/* CohortPeriod */
+	int8		dscale;			/* decimal places of revenue, 0..COHORT_MAX_SCALE */
+	int8		wide;			/* 0: CohortNarrow entries, 1: CohortEntry */
+	int32		base;			/* narrow: the period index offsets count from */
 } CohortHeader;
+
+/* the header of 0.1.0's "CHA1" states */
+typedef struct CohortHeaderV1
+{
+	int32		period;
+	int32		dscale;
+	int32		nentries;
+	int32		reserved;
+} CohortHeaderV1;
 
 /* wide entry; also the form every reader works with */
 typedef struct CohortEntry
@@ -825,17 +837,33 @@ typedef struct CohortEntry
 	int128		revenue;		/* sum of non-null amounts, scaled */
 } CohortEntry;
 
-/* narrow entry */
+/* narrow entry (4-byte aligned) */
 typedef struct CohortNarrow
 {
-	int32		idx;
-	int32		orders;
-	int64		revenue;
+	int16		off;			/* period index - base */
+	uint16		orders;
+	uint32		rev_lo;			/* revenue, an int64 in two halves */
+	int32		rev_hi;
 } CohortNarrow;
 
-#define COHORT_PREFIX		(CRM_STATE_FLAT_HDRSZ + sizeof(CohortHeader))
+static inline int64
+NarrowRevenue(const CohortNarrow *e)
+{
+	return (int64) (((uint64) (uint32) e->rev_hi << 32) | e->rev_lo);
+}
+
+static inline void
+NarrowSetRevenue(CohortNarrow *e, int64 v)
+{
+	e->rev_lo = (uint32) ((uint64) v & 0xFFFFFFFF);
+	e->rev_hi = (int32) (uint32) ((uint64) v >> 32);
+}
+
+/* entries start after the header: narrow at once, wide MAXALIGNed */
+#define COHORT_ENTOFF(wide)	((wide) ? MAXALIGN(sizeof(CohortHeader)) : sizeof(CohortHeader))
+#define COHORT_PREFIX(wide)	(CRM_STATE_FLAT_HDRSZ + COHORT_ENTOFF(wide))
 #define COHORT_ESIZE(wide)	((wide) ? sizeof(CohortEntry) : sizeof(CohortNarrow))
-#define COHORT_MIN_BYTES	128		/* a new state: 6 narrow entries */
+#define COHORT_MIN_BYTES	128		/* a new state: 9 narrow entries */
 
 /* check a payload (CohortHeader, entries, slack) before trusting it */
 static const CohortHeader *
@@ -843,9 +871,9 @@ CohortCheckPayload(const char *payload, Size len)
 {
 	const CohortHeader *h = (const CohortHeader *) payload;
 
-	if (len < sizeof(CohortHeader) ||
+	if (len < MAXALIGN(sizeof(CohortHeader)) ||
 		h->nentries < 0 || (h->wide != 0 && h->wide != 1) ||
-		(Size) h->nentries > (len - sizeof(CohortHeader)) / COHORT_ESIZE(h->wide) ||
+		(Size) h->nentries > (len - COHORT_ENTOFF(h->wide)) / COHORT_ESIZE(h->wide) ||
 		h->period < 0 || h->period >= NUM_PERIODS ||
 		h->dscale < 0 || h->dscale > COHORT_MAX_SCALE)
 		ereport(ERROR,
@@ -872,18 +900,32 @@ CohortPayload(Datum d)
 	p = (char *) v + CRM_STATE_FLAT_HDRSZ;
 	if (magic == COHORT_MAGIC_V1)
 	{
-		/* 0.1.0: wide entries, exact length, reserved field 0 */
-		char	   *copy = palloc(Max(len, sizeof(CohortHeader)));
-		CohortHeader *h = (CohortHeader *) copy;
+		/* 0.1.0: 16-byte header, wide entries, exact length */
+		CohortHeaderV1 old;
+		char	   *copy;
+		CohortHeader *h;
 
-		memcpy(copy, p, len);
-		if (len < sizeof(CohortHeader) || h->wide != 0 ||
-			(len - sizeof(CohortHeader)) != (Size) h->nentries * sizeof(CohortEntry))
+		if (len < sizeof(CohortHeaderV1))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("invalid crm.cohort_activity_state of %zu bytes", len)));
+		memcpy(&old, p, sizeof(old));
+		if (old.nentries < 0 || old.reserved != 0 ||
+			old.period < 0 || old.period >= NUM_PERIODS ||
+			old.dscale < 0 || old.dscale > COHORT_MAX_SCALE ||
+			(len - sizeof(CohortHeaderV1)) != (Size) old.nentries * sizeof(CohortEntry))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("invalid crm.cohort_activity_state of %zu bytes", len)));
+		copy = palloc(MAXALIGN(sizeof(CohortHeader)) + len - sizeof(CohortHeaderV1));
+		h = (CohortHeader *) copy;
+		memset(h, 0, MAXALIGN(sizeof(CohortHeader)));
+		h->nentries = old.nentries;
+		h->period = (int16) old.period;
+		h->dscale = (int8) old.dscale;
 		h->wide = 1;
-		return CohortCheckPayload(copy, len);
+		memcpy(copy + MAXALIGN(sizeof(CohortHeader)), p + sizeof(CohortHeaderV1), len - sizeof(CohortHeaderV1));
+		return CohortCheckPayload(copy, MAXALIGN(sizeof(CohortHeader)) + len - sizeof(CohortHeaderV1));
 	}
 	if (magic != COHORT_MAGIC)
 		ereport(ERROR,
@@ -895,7 +937,7 @@ CohortPayload(Datum d)
 static inline char *
 CohortEntries(const CohortHeader *h)
 {
-	return (char *) h + sizeof(CohortHeader);
+	return (char *) h + COHORT_ENTOFF(h->wide);
 }
 
 /*
@@ -922,10 +964,10 @@ CohortWideEntries(const CohortHeader *h, CohortEntry **buf, int *bufcap, MemoryC
 	ne = (const CohortNarrow *) CohortEntries(h);
 	for (i = 0; i < h->nentries; i++)
 	{
-		(*buf)[i].idx = ne[i].idx;
+		(*buf)[i].idx = h->base + ne[i].off;
 		(*buf)[i].reserved = 0;
 		(*buf)[i].orders = ne[i].orders;
-		(*buf)[i].revenue = ne[i].revenue;
+		(*buf)[i].revenue = NarrowRevenue(&ne[i]);
 	}
 	return *buf;
 }
@@ -956,8 +998,8 @@ static void
 CohortAlloc(CohortState *st, const CohortHeader *h, const char *ents, int cap)
 {
 	Size		esize = COHORT_ESIZE(h->wide);
-	Size		bytes = COHORT_PREFIX + (Size) cap * esize;
-	Size		used = COHORT_PREFIX + (Size) h->nentries * esize;
+	Size		bytes = COHORT_PREFIX(h->wide) + (Size) cap * esize;
+	Size		used = COHORT_PREFIX(h->wide) + (Size) h->nentries * esize;
 	uint32		magic = COHORT_MAGIC;
 
 	Assert(cap >= h->nentries);
@@ -972,11 +1014,12 @@ CohortAlloc(CohortState *st, const CohortHeader *h, const char *ents, int cap)
 	SET_VARSIZE(st->v, bytes);
 	memcpy(VARDATA(st->v), &magic, sizeof(uint32));
 	st->h = (CohortHeader *) ((char *) st->v + CRM_STATE_FLAT_HDRSZ);
+	memset(st->h, 0, COHORT_ENTOFF(h->wide));
 	memcpy(st->h, h, sizeof(CohortHeader));
 	if (h->nentries > 0)
 		memcpy(CohortEntries(st->h), ents, (Size) h->nentries * esize);
 	memset((char *) st->v + used, 0, bytes - used);		/* the slack is stored and sent too */
-	st->cap = (int) ((bytes - COHORT_PREFIX) / esize);
+	st->cap = (int) ((bytes - COHORT_PREFIX(h->wide)) / esize);
 }
 
 /* room for one more entry (a bigger copy when full) */
@@ -988,7 +1031,8 @@ CohortMakeRoom(CohortState *st)
 	if (st->h->nentries < st->cap)
 		return;
 	bytes = VARSIZE(st->v) * 2;
-	CohortAlloc(st, st->h, CohortEntries(st->h), (int) ((bytes - COHORT_PREFIX) / COHORT_ESIZE(st->h->wide)));
+	CohortAlloc(st, st->h, CohortEntries(st->h),
+				(int) ((bytes - COHORT_PREFIX(st->h->wide)) / COHORT_ESIZE(st->h->wide)));
 }
 
 /*
@@ -1014,13 +1058,13 @@ CohortStateArg(FunctionCallInfo fcinfo, int argno, CohortPeriod period, CohortSt
 		return;
 	}
 	v = (struct varlena *) DatumGetPointer(PG_GETARG_DATUM(argno));
-	if (!VARATT_IS_EXTENDED(v) && VARSIZE(v) >= COHORT_PREFIX &&
+	if (!VARATT_IS_EXTENDED(v) && VARSIZE(v) >= COHORT_PREFIX(true) &&
 		(memcpy(&magic, VARDATA(v), sizeof(uint32)), magic == COHORT_MAGIC))
 	{
 		h = CohortCheckPayload((char *) v + CRM_STATE_FLAT_HDRSZ, VARSIZE(v) - CRM_STATE_FLAT_HDRSZ);
 		st->v = v;
 		st->h = (CohortHeader *) h;
-		st->cap = (int) ((VARSIZE(v) - COHORT_PREFIX) / COHORT_ESIZE(h->wide));
+		st->cap = (int) ((VARSIZE(v) - COHORT_PREFIX(h->wide)) / COHORT_ESIZE(h->wide));
 	}
 	else
 	{
@@ -1046,6 +1090,7 @@ CohortWiden(CohortState *st)
 		return;
 	wide = CohortWideCopy(st->h);
 	nh.wide = 1;
+	nh.base = 0;
 	CohortAlloc(st, &nh, (const char *) wide, nh.nentries + 4);
 }
 
@@ -1063,7 +1108,7 @@ CohortRescale(CohortState *st, int ds)
 
 		for (i = 0; i < st->h->nentries; i++)
 		{
-			int128		r = Rescale(ne[i].revenue, st->h->dscale, ds);
+			int128		r = Rescale(NarrowRevenue(&ne[i]), st->h->dscale, ds);
 
 			if (r < PG_INT64_MIN || r > PG_INT64_MAX)
 			{
@@ -1074,8 +1119,8 @@ CohortRescale(CohortState *st, int ds)
 		if (!st->h->wide)
 		{
 			for (i = 0; i < st->h->nentries; i++)
-				ne[i].revenue = (int64) Rescale(ne[i].revenue, st->h->dscale, ds);
-			st->h->dscale = ds;
+				NarrowSetRevenue(&ne[i], (int64) Rescale(NarrowRevenue(&ne[i]), st->h->dscale, ds));
+			st->h->dscale = (int8) ds;
 			return;
 		}
 	}
@@ -1084,8 +1129,17 @@ CohortRescale(CohortState *st, int ds)
 
 		for (i = 0; i < st->h->nentries; i++)
 			we[i].revenue = Rescale(we[i].revenue, st->h->dscale, ds);
-		st->h->dscale = ds;
+		st->h->dscale = (int8) ds;
 	}
+}
+
+/* period index of entry i */
+static inline int32
+CohortIdxAt(const CohortHeader *h, const char *ents, int i)
+{
+	if (h->wide)
+		return ((const CohortEntry *) ents)[i].idx;
+	return h->base + ((const CohortNarrow *) ents)[i].off;
 }
 
 /* position of period idx among the entries, and whether it is there */
@@ -1093,41 +1147,50 @@ static inline int
 CohortFind(const CohortHeader *h, int32 idx, bool *found)
 {
 	const char *ents = CohortEntries(h);
-	Size		esize = COHORT_ESIZE(h->wide);
 	int			n = h->nentries;
 	int			lo = 0,
 				hi = n;
 
-#define IDX_AT(i) (*(const int32 *) (ents + (Size) (i) * esize))
-	if (n > 0 && IDX_AT(n - 1) <= idx)
+	if (n > 0 && CohortIdxAt(h, ents, n - 1) <= idx)
 	{
-		*found = IDX_AT(n - 1) == idx;
+		*found = CohortIdxAt(h, ents, n - 1) == idx;
 		return *found ? n - 1 : n;
 	}
 	while (lo < hi)
 	{
 		int			mid = lo + (hi - lo) / 2;
 
-		if (IDX_AT(mid) < idx)
+		if (CohortIdxAt(h, ents, mid) < idx)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	*found = lo < n && IDX_AT(lo) == idx;
-#undef IDX_AT
+	*found = lo < n && CohortIdxAt(h, ents, lo) == idx;
 	return lo;
 }
 
 /*
  * Add orders events and revenue (scaled to the state's dscale) to period
- * idx, inserting the entry in order when missing.
+ * idx, inserting the entry in order when missing.  A narrow state turns
+ * wide when the period is too far from its base or a value does not fit.
  */
 static void
 CohortAdd(CohortState *st, int32 idx, int64 orders, int128 revenue)
 {
 	bool		found;
-	int			pos = CohortFind(st->h, idx, &found);
+	int			pos;
 
+	if (!st->h->wide)
+	{
+		int64		off;
+
+		if (st->h->nentries == 0)
+			st->h->base = idx;
+		off = (int64) idx - st->h->base;
+		if (off < PG_INT16_MIN || off > PG_INT16_MAX)
+			CohortWiden(st);
+	}
+	pos = CohortFind(st->h, idx, &found);
 	if (!found)
 	{
 		Size		esize;
@@ -1139,7 +1202,10 @@ CohortAdd(CohortState *st, int32 idx, int64 orders, int128 revenue)
 		if (pos < st->h->nentries)
 			memmove(ents + (pos + 1) * esize, ents + pos * esize, (st->h->nentries - pos) * esize);
 		memset(ents + pos * esize, 0, esize);
-		*(int32 *) (ents + pos * esize) = idx;
+		if (st->h->wide)
+			((CohortEntry *) ents)[pos].idx = idx;
+		else
+			((CohortNarrow *) ents)[pos].off = (int16) (idx - st->h->base);
 		st->h->nentries++;
 	}
 	if (!st->h->wide)
@@ -1147,12 +1213,12 @@ CohortAdd(CohortState *st, int32 idx, int64 orders, int128 revenue)
 		CohortNarrow *e = &((CohortNarrow *) CohortEntries(st->h))[pos];
 		int64		r;
 
-		if (orders <= PG_INT32_MAX - e->orders &&
+		if (orders <= PG_UINT16_MAX - e->orders &&
 			revenue >= PG_INT64_MIN && revenue <= PG_INT64_MAX &&
-			!__builtin_add_overflow(e->revenue, (int64) revenue, &r))
+			!__builtin_add_overflow(NarrowRevenue(e), (int64) revenue, &r))
 		{
-			e->orders += (int32) orders;
-			e->revenue = r;
+			e->orders += (uint16) orders;
+			NarrowSetRevenue(e, r);
 			return;
 		}
 		CohortWiden(st);
@@ -1180,25 +1246,28 @@ CohortStore(CohortState *st, const CohortEntry *ents, int n, int ds)
 	bool		narrow = true;
 
 	for (i = 0; i < n && narrow; i++)
-		narrow = ents[i].orders <= PG_INT32_MAX &&
+		narrow = ents[i].orders <= PG_UINT16_MAX &&
+			(int64) ents[i].idx - ents[0].idx <= PG_INT16_MAX &&
 			ents[i].revenue >= PG_INT64_MIN && ents[i].revenue <= PG_INT64_MAX;
 	nh.nentries = 0;
-	nh.dscale = ds;
+	nh.dscale = (int8) ds;
 	nh.wide = narrow ? 0 : 1;
-	if (nh.wide != st->h->wide || n > (int) ((VARSIZE(st->v) - COHORT_PREFIX) / COHORT_ESIZE(nh.wide)))
+	nh.base = (narrow && n > 0) ? ents[0].idx : 0;
+	if (nh.wide != st->h->wide ||
+		n > (int) ((VARSIZE(st->v) - COHORT_PREFIX(nh.wide)) / COHORT_ESIZE(nh.wide)))
 		CohortAlloc(st, &nh, NULL, n + 4);
 	else
 		*st->h = nh;
-	st->cap = (int) ((VARSIZE(st->v) - COHORT_PREFIX) / COHORT_ESIZE(nh.wide));
+	st->cap = (int) ((VARSIZE(st->v) - COHORT_PREFIX(nh.wide)) / COHORT_ESIZE(nh.wide));
 	if (narrow)
 	{
 		CohortNarrow *ne = (CohortNarrow *) CohortEntries(st->h);
 
 		for (i = 0; i < n; i++)
 		{
-			ne[i].idx = ents[i].idx;
-			ne[i].orders = (int32) ents[i].orders;
-			ne[i].revenue = (int64) ents[i].revenue;
+			ne[i].off = (int16) (ents[i].idx - nh.base);
+			ne[i].orders = (uint16) ents[i].orders;
+			NarrowSetRevenue(&ne[i], (int64) ents[i].revenue);
 		}
 	}
 	else
@@ -1364,9 +1433,8 @@ AppendDate(StringInfo buf, int32 jd)
 
 /* text form of a payload: "month;2025-01-01,3,150.50;2025-03-01,1,20.00" */
 static char *
-CohortPayloadToCString(const CohortHeader *h)
+CohortPayloadToCString(const CohortHeader *h, const CohortEntry *ents)
 {
-	const CohortEntry *ents = CohortWideCopy(h);
 	StringInfoData buf;
 	char		num[64];
 	int			i;
@@ -1386,7 +1454,9 @@ CohortPayloadToCString(const CohortHeader *h)
 Datum
 crm_cohort_activity_state_out(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_CSTRING(CohortPayloadToCString(CohortPayload(PG_GETARG_DATUM(0))));
+	const CohortHeader *h = CohortPayload(PG_GETARG_DATUM(0));
+
+	PG_RETURN_CSTRING(CohortPayloadToCString(h, CohortWideCopy(h)));
 }
 
 static void
@@ -1474,8 +1544,7 @@ crm_cohort_activity_state_in(PG_FUNCTION_ARGS)
 	h.period = period;
 	PeriodIndexBounds((CohortPeriod) period, &lo, &hi);
 
-	initStringInfo(&pay);
-	appendBinaryStringInfo(&pay, (char *) &h, sizeof(h));
+	initStringInfo(&pay);		/* the entries, wide */
 	while (*s == ';')
 	{
 		CohortEntry e;
@@ -1502,7 +1571,7 @@ crm_cohort_activity_state_in(PG_FUNCTION_ARGS)
 		if (e.idx < lo || e.idx > hi || PeriodStartJd((CohortPeriod) period, e.idx) != jd)
 			CohortSyntaxError(all, "A date is not the first day of a period.");
 		if (h.nentries > 0 &&
-			e.idx <= ((CohortEntry *) (pay.data + sizeof(h)))[h.nentries - 1].idx)
+			e.idx <= ((CohortEntry *) pay.data)[h.nentries - 1].idx)
 			CohortSyntaxError(all, "Periods must be strictly increasing.");
 		errno = 0;
 		orders = strtoll(s, &end, 10);
@@ -1523,9 +1592,8 @@ crm_cohort_activity_state_in(PG_FUNCTION_ARGS)
 	if (h.dscale < 0)
 		h.dscale = 0;
 	h.wide = 1;
-	memcpy(pay.data, &h, sizeof(h));
 
-	again = CohortPayloadToCString((const CohortHeader *) pay.data);
+	again = CohortPayloadToCString(&h, (const CohortEntry *) pay.data);
 	if (strcmp(again, all) != 0)
 		CohortSyntaxError(all, psprintf("It is not in canonical form (\"%s\").", again));
 	{
@@ -1535,7 +1603,7 @@ crm_cohort_activity_state_in(PG_FUNCTION_ARGS)
 		nh.nentries = 0;
 		nh.wide = 0;
 		CohortAlloc(&st, &nh, NULL, h.nentries);
-		CohortStore(&st, (const CohortEntry *) (pay.data + sizeof(h)), h.nentries, h.dscale);
+		CohortStore(&st, (const CohortEntry *) pay.data, h.nentries, h.dscale);
 		PG_RETURN_POINTER(st.v);
 	}
 }

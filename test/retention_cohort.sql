@@ -1,7 +1,7 @@
 -- pgTAP: crm.cohort_activity, crm.cohort_retention, crm.retention_metrics
 -- against independent plain SQL on the demo orders and hand-worked cases.
 BEGIN;
-SELECT plan(63);
+SELECT plan(65);
 
 CREATE TEMP TABLE src AS SELECT customer_id AS e, ordered_at AS ts, amount FROM crm_demo.orders;
 
@@ -125,6 +125,17 @@ SELECT set_eq($$SELECT p.* FROM (SELECT crm.cohort_activity(ts, amount, 'day') a
                                    FROM (SELECT * FROM big_amounts ORDER BY amount, ts) o) s, crm.cohort_activity_periods(a) p$$,
               $$SELECT ts::date, count(*), sum(amount) FROM big_amounts GROUP BY 1$$,
               'one state of 400 days built in an unsorted order equals GROUP BY day');
+-- a period more than 32767 periods from the state's first one, and more than 65535 events in one period
+SELECT set_eq($$SELECT p.* FROM (SELECT crm.cohort_activity(ts, amount, 'day') a FROM (VALUES
+                ('2025-01-01'::timestamptz, 1.00), ('1900-01-01', 2.00), ('2025-01-02', 3.00), ('1900-01-01', 4.00)) v(ts, amount)) s,
+                crm.cohort_activity_periods(a) p$$,
+              $$VALUES ('1900-01-01'::date, 2::bigint, 6.00::numeric), ('2025-01-01', 1, 1.00), ('2025-01-02', 1, 3.00)$$,
+              'periods 45,000 days apart in one state (day)');
+SELECT set_eq($$SELECT p.* FROM (SELECT crm.cohort_activity(timestamptz '2025-01-01' + (i % 60) * interval '1 day', i % 100, 'month') a
+                                   FROM generate_series(1, 70000) i) s, crm.cohort_activity_periods(a) p$$,
+              $$SELECT date_trunc('month', timestamptz '2025-01-01' + (i % 60) * interval '1 day')::date, count(*), sum(i % 100)::numeric
+                  FROM generate_series(1, 70000) i GROUP BY 1$$,
+              'more than 65535 events of one entity in one period');
 -- the combine function over narrow, wide and empty states (through text)
 CREATE AGGREGATE pg_temp.cohort_merge(crm.cohort_activity_state) (
     SFUNC = crm.cohort_activity_combinefn, STYPE = crm.cohort_activity_state);
