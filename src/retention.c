@@ -723,17 +723,44 @@ ScaledFromNumeric(Datum d, int *dscale)
 	*dscale = ds;
 	if (ndigits == 0)
 		return 0;
+	/* val is the digits as an integer; its last digit group has weight 10000^(weight-ndigits+1) */
+	e = 4 * (weight - ndigits + 1) + ds;
+	if (ndigits <= 4 && e > -4 && e <= 0)
+	{
+		/* the usual amount: at most 16 digits, fits in an int64 (no 128-bit division) */
+		int64		v64 = 0;
+
+		for (i = 0; i < ndigits; i++)
+		{
+			int16		dg;
+
+			memcpy(&dg, digits + i * sizeof(int16), sizeof(int16));
+			v64 = v64 * 10000 + dg;
+		}
+		/* trailing fractional digits beyond dscale are zero */
+		switch (-e)
+		{
+			case 1:
+				v64 /= 10;
+				break;
+			case 2:
+				v64 /= 100;
+				break;
+			case 3:
+				v64 /= 1000;
+				break;
+		}
+		return neg ? -v64 : v64;
+	}
 	for (i = 0; i < ndigits; i++)
 	{
 		int16		dg;
 
 		memcpy(&dg, digits + i * sizeof(int16), sizeof(int16));
-		if (val > (I128_MAX - dg) / 10000)
+		if (__builtin_mul_overflow(val, (int128) 10000, &val) ||
+			__builtin_add_overflow(val, (int128) dg, &val))
 			RevenueOverflow();
-		val = val * 10000 + dg;
 	}
-	/* val is the digits as an integer; its last digit group has weight 10000^(weight-ndigits+1) */
-	e = 4 * (weight - ndigits + 1) + ds;
 	if (e > 38)
 		RevenueOverflow();
 	else if (e > 0)
@@ -1822,7 +1849,7 @@ RollupPeriodEntity(RollupReceiver *r, const CohortHeader *h, const CohortEntry *
 	}
 }
 
-/* DestReceiver callback: one row of "cohort_activity ... GROUP BY entity" */
+/* DestReceiver callback: one row of "entity IS NULL, cohort_activity ... GROUP BY entity" */
 static bool
 RollupReceive(TupleTableSlot *slot, DestReceiver *self)
 {
@@ -1835,6 +1862,9 @@ RollupReceive(TupleTableSlot *slot, DestReceiver *self)
 	int			n;
 
 	d = slot_getattr(slot, 1, &isnull);
+	if (isnull || DatumGetBool(d))
+		return true;			/* the NULL entity */
+	d = slot_getattr(slot, 2, &isnull);
 	if (isnull)
 		return true;
 	old = MemoryContextSwitchTo(r->tmpcxt);
@@ -1894,10 +1924,14 @@ RollupRun(const char *fname, const char *sql, RollupReceiver *r)
 	r->table = hash_create("crm cohort rollup", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	initStringInfo(&q);
+	/*
+	 * Rows with a NULL entity are skipped: they form one group, dropped by
+	 * RollupReceive (cheaper than a filter evaluated on every row).
+	 */
 	appendStringInfo(&q,
-					 "SELECT crm.cohort_activity(crm_q.ts::pg_catalog.timestamptz, %s, '%s'::pg_catalog.text)\n"
+					 "SELECT crm_q.entity IS NULL,\n"
+					 "       crm.cohort_activity(crm_q.ts::pg_catalog.timestamptz, %s, '%s'::pg_catalog.text)\n"
 					 "  FROM (%s\n) AS crm_q(entity, ts%s)\n"
-					 " WHERE crm_q.entity IS NOT NULL\n"
 					 " GROUP BY crm_q.entity",
 					 natts >= 3 ? "crm_q.amount::pg_catalog.numeric" : "NULL::pg_catalog.numeric",
 					 period_names[r->period], sql, natts >= 3 ? ", amount" : "");
