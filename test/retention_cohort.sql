@@ -1,7 +1,7 @@
 -- pgTAP: crm.cohort_activity, crm.cohort_retention, crm.retention_metrics
 -- against independent plain SQL on the demo orders and hand-worked cases.
 BEGIN;
-SELECT plan(65);
+SELECT plan(69);
 
 CREATE TEMP TABLE src AS SELECT customer_id AS e, ordered_at AS ts, amount FROM crm_demo.orders;
 
@@ -150,6 +150,27 @@ SELECT is((SELECT pg_temp.cohort_merge(s::crm.cohort_activity_state ORDER BY n):
 SELECT is((SELECT pg_temp.cohort_merge(s::crm.cohort_activity_state ORDER BY n)::text FROM (VALUES
             (1, 'month;2025-01-01,2147483647,1'), (2, 'month;2025-01-01,1,1')) v(n, s)),
           'month;2025-01-01,2147483648,2', 'combine: orders past 2^31-1 in one period');
+
+-- 0.1.0's binary states ("CHA1": 16-byte header, 32-byte entries), e.g. stored in a
+-- table before the upgrade, are still read: built here byte by byte through a
+-- binary-compatible cast (month 2025-01: 3 orders, 150.50; 2025-03: 1 order, -20.00)
+CREATE TYPE pg_temp.raw_d;
+CREATE FUNCTION pg_temp.raw_d_in(cstring) RETURNS pg_temp.raw_d LANGUAGE internal IMMUTABLE STRICT AS 'byteain';
+CREATE FUNCTION pg_temp.raw_d_out(pg_temp.raw_d) RETURNS cstring LANGUAGE internal IMMUTABLE STRICT AS 'byteaout';
+CREATE TYPE pg_temp.raw_d (INPUT = pg_temp.raw_d_in, OUTPUT = pg_temp.raw_d_out, INTERNALLENGTH = VARIABLE, ALIGNMENT = double);
+CREATE CAST (pg_temp.raw_d AS crm.cohort_activity_state) WITHOUT FUNCTION;
+CREATE TEMP TABLE v1_states AS SELECT ('\x31414843' || '02000000' || '02000000' || '02000000' || '00000000'
+    || 'ec5e0000' || '00000000' || '0300000000000000' || 'ca3a0000000000000000000000000000'
+    || 'ee5e0000' || '00000000' || '0100000000000000' || '30f8ffffffffffffffffffffffffffff')::pg_temp.raw_d::crm.cohort_activity_state AS a;
+SELECT is((SELECT a::text FROM v1_states), 'month;2025-01-01,3,150.50;2025-03-01,1,-20.00', '0.1.0 state: text form');
+SELECT set_eq($$SELECT p.* FROM v1_states, crm.cohort_activity_periods(a) p$$,
+              $$VALUES ('2025-01-01'::date, 3::bigint, 150.50::numeric), ('2025-03-01', 1, -20.00)$$, '0.1.0 state: its periods');
+SELECT is((SELECT pg_temp.cohort_merge(s ORDER BY n)::text FROM (SELECT 1 AS n, a AS s FROM v1_states
+            UNION ALL SELECT 2, 'month;2025-02-01,1,1.5'::crm.cohort_activity_state) v),
+          'month;2025-01-01,3,150.50;2025-02-01,1,1.50;2025-03-01,1,-20.00', '0.1.0 state combined with a new one');
+SELECT throws_ok($$SELECT ('\x31414843' || '02000000' || '02000000' || '02000000' || '00000000'
+    || 'ec5e0000' || '00000000' || '0300000000000000' || 'ca3a0000000000000000000000000000')::pg_temp.raw_d::crm.cohort_activity_state::text$$,
+                 'XX001', NULL, '0.1.0 state with a wrong entry count: XX001');
 
 CREATE TABLE ret_cohort_orders AS SELECT customer_id % 20 AS g, customer_id AS e, ordered_at AS ts, amount FROM crm_demo.orders;
 ANALYZE ret_cohort_orders;
