@@ -5,6 +5,10 @@
  *      crm.retention(VARIADIC boolean[])   the ClickHouse-style retention
  *                                          aggregate: a bitset of the
  *                                          conditions seen, per group.
+ *      crm.retention(boolean, ...)         the same with 1 to 12 conditions
+ *                                          as arguments and a by-value
+ *                                          state (what a call with the
+ *                                          conditions written out runs).
  *      crm.cohort_activity(ts, amount, period)
  *                                          the per-entity aggregate behind
  *                                          the cohort reports: the sorted
@@ -49,6 +53,11 @@ PG_FUNCTION_INFO_V1(crm_retention_combinefn);
 PG_FUNCTION_INFO_V1(crm_retention_finalfn);
 PG_FUNCTION_INFO_V1(crm_retention_state_in);
 PG_FUNCTION_INFO_V1(crm_retention_state_out);
+PG_FUNCTION_INFO_V1(crm_retention_fixed_transfn);
+PG_FUNCTION_INFO_V1(crm_retention_fixed_combinefn);
+PG_FUNCTION_INFO_V1(crm_retention_fixed_finalfn);
+PG_FUNCTION_INFO_V1(crm_retention_fixed_state_in);
+PG_FUNCTION_INFO_V1(crm_retention_fixed_state_out);
 PG_FUNCTION_INFO_V1(crm_cohort_activity_transfn);
 PG_FUNCTION_INFO_V1(crm_cohort_activity_combinefn);
 PG_FUNCTION_INFO_V1(crm_cohort_activity_state_in);
@@ -58,7 +67,7 @@ PG_FUNCTION_INFO_V1(crm_cohort_retention);
 PG_FUNCTION_INFO_V1(crm_retention_metrics);
 
 #define RETENTION_MAGIC		0x52544E31	/* "RTN1" */
-#define COHORT_MAGIC		0x43484131	/* "CHA1" */
+#define COHORT_MAGIC		0x43484132	/* "CHA2" */
 #define RETENTION_MAX_CONDS 64
 #define COHORT_MAX_PERIODS	1000
 #define COHORT_MAX_SCALE	30		/* decimal places kept exactly in revenue */
@@ -198,27 +207,31 @@ crm_retention_combinefn(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(CrmStateGetDatum(st));
 }
 
+/* the int[] result of a bitset of nconds conditions: r[1] = cond1, r[k] = cond1 and condk */
+static ArrayType *
+RetentionResult(int nconds, uint64 seen)
+{
+	Datum		elems[RETENTION_MAX_CONDS];
+	bool		first = (seen & 1) != 0;
+	int			k;
+
+	for (k = 0; k < nconds; k++)
+		elems[k] = Int32GetDatum(first && ((seen >> k) & 1) ? 1 : 0);
+	return construct_array(elems, nconds, INT4OID, sizeof(int32), true, TYPALIGN_INT);
+}
+
 /* r[1] = cond1 seen; r[k] = cond1 and condk seen */
 Datum
 crm_retention_finalfn(PG_FUNCTION_ARGS)
 {
 	RetentionPayload p;
-	Datum		elems[RETENTION_MAX_CONDS];
-	int			k;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	p = RetentionPayloadRO(PG_GETARG_DATUM(0));
 	if (p.nconds == 0)
 		PG_RETURN_NULL();
-	for (k = 0; k < p.nconds; k++)
-	{
-		bool		first = (p.seen & 1) != 0;
-		bool		this = (p.seen >> k) & 1;
-
-		elems[k] = Int32GetDatum(first && this ? 1 : 0);
-	}
-	PG_RETURN_ARRAYTYPE_P(construct_array(elems, p.nconds, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+	PG_RETURN_ARRAYTYPE_P(RetentionResult(p.nconds, p.seen));
 }
 
 /* text form: one character per condition, '1' = seen ("101"); '' = no rows */
@@ -262,6 +275,174 @@ crm_retention_state_in(PG_FUNCTION_ARGS)
 					 errhint("Use one character per condition, 1 = seen and 0 = not seen, e.g. '101'.")));
 	}
 	PG_RETURN_POINTER(crm_state_flat_from_payload(RETENTION_MAGIC, (const char *) &p, sizeof(p)));
+}
+
+/* ========================================================================
+ * crm.retention(boolean, ...): the fixed-arity overloads
+ *
+ * crm.retention(c1), crm.retention(c1, c2), ... up to RETENTION_FIXED_MAX
+ * conditions give the same result as the VARIADIC form, which PostgreSQL
+ * still picks for more conditions or an explicit VARIADIC array.  A call
+ * with the conditions written out resolves to these (a non-variadic function
+ * wins over a variadic one with the same effective arguments), so the
+ * executor passes the conditions as plain arguments instead of building an
+ * array per row, and the state, crm.retention_fixed_state, is 4 bytes passed
+ * by value: it lives in the group's hash entry, with no pointer to follow.
+ *
+ * State bits 0..RETENTION_FIXED_MAX-1: condition k+1 held on some row; bits
+ * 24..30: the number of conditions (1..RETENTION_FIXED_MAX, never 0: a
+ * group without rows has a NULL state).
+ * ========================================================================
+ */
+#define RETENTION_FIXED_MAX		12
+#define RETENTION_FIXED_SHIFT	24
+
+static inline int32
+RetentionFixedMake(int nconds, uint32 seen)
+{
+	return (int32) (((uint32) nconds << RETENTION_FIXED_SHIFT) | seen);
+}
+
+/* number of conditions of a state, validated (a state may be typed in) */
+static int
+RetentionFixedConds(int32 s)
+{
+	uint32		u = (uint32) s;
+	int			n = (int) (u >> RETENTION_FIXED_SHIFT);
+
+	if (n < 1 || n > RETENTION_FIXED_MAX || (u & ((1u << RETENTION_FIXED_SHIFT) - 1)) >> n != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid crm.retention_fixed_state: %d", s)));
+	return n;
+}
+
+static inline uint32
+RetentionFixedSeen(int32 s)
+{
+	return (uint32) s & ((1u << RETENTION_FIXED_SHIFT) - 1);
+}
+
+static void
+RetentionCountMismatch(int a, int b)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("crm.retention got %d conditions on one row and %d on another", a, b),
+			 errhint("Pass the same number of conditions on every row.")));
+}
+
+/* one row: OR the conditions (arguments 1..n) that hold into the state */
+Datum
+crm_retention_fixed_transfn(PG_FUNCTION_ARGS)
+{
+	int			nconds = PG_NARGS() - 1;
+	uint32		seen = 0;
+	int			i;
+
+	if (!AggCheckCallContext(fcinfo, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("crm.retention called in non-aggregate context")));
+	if (nconds < 1 || nconds > RETENTION_FIXED_MAX)
+		elog(ERROR, "crm.retention_fixed_transfn: %d conditions", nconds);
+	if (!PG_ARGISNULL(0))
+	{
+		int32		s = PG_GETARG_INT32(0);
+
+		if (RetentionFixedConds(s) != nconds)
+			RetentionCountMismatch(RetentionFixedConds(s), nconds);
+		seen = RetentionFixedSeen(s);
+	}
+	for (i = 1; i <= nconds; i++)
+		if (!PG_ARGISNULL(i) && PG_GETARG_BOOL(i))	/* NULL condition: false */
+			seen |= 1u << (i - 1);
+	PG_RETURN_INT32(RetentionFixedMake(nconds, seen));
+}
+
+/* merge two partial states (by value: nothing to copy) */
+Datum
+crm_retention_fixed_combinefn(PG_FUNCTION_ARGS)
+{
+	int32		a,
+				b;
+
+	if (!AggCheckCallContext(fcinfo, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("crm.retention called in non-aggregate context")));
+	if (PG_ARGISNULL(1))
+	{
+		if (PG_ARGISNULL(0))
+			PG_RETURN_NULL();
+		a = PG_GETARG_INT32(0);
+		(void) RetentionFixedConds(a);
+		PG_RETURN_INT32(a);
+	}
+	b = PG_GETARG_INT32(1);
+	if (PG_ARGISNULL(0))
+	{
+		(void) RetentionFixedConds(b);
+		PG_RETURN_INT32(b);
+	}
+	a = PG_GETARG_INT32(0);
+	if (RetentionFixedConds(a) != RetentionFixedConds(b))
+		RetentionCountMismatch(RetentionFixedConds(a), RetentionFixedConds(b));
+	PG_RETURN_INT32(a | b);
+}
+
+/* r[1] = cond1 seen; r[k] = cond1 and condk seen */
+Datum
+crm_retention_fixed_finalfn(PG_FUNCTION_ARGS)
+{
+	int32		s;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	s = PG_GETARG_INT32(0);
+	PG_RETURN_ARRAYTYPE_P(RetentionResult(RetentionFixedConds(s), RetentionFixedSeen(s)));
+}
+
+/* text form: as crm.retention_state, one character per condition ("101") */
+Datum
+crm_retention_fixed_state_out(PG_FUNCTION_ARGS)
+{
+	int32		s = PG_GETARG_INT32(0);
+	int			n = RetentionFixedConds(s);
+	char	   *out = palloc(n + 1);
+	int			k;
+
+	for (k = 0; k < n; k++)
+		out[k] = ((RetentionFixedSeen(s) >> k) & 1) ? '1' : '0';
+	out[n] = '\0';
+	PG_RETURN_CSTRING(out);
+}
+
+/* parse the text form: 1 to RETENTION_FIXED_MAX characters 0 or 1 */
+Datum
+crm_retention_fixed_state_in(PG_FUNCTION_ARGS)
+{
+	const char *s = PG_GETARG_CSTRING(0);
+	size_t		n = strlen(s);
+	uint32		seen = 0;
+	size_t		k;
+
+	if (n < 1 || n > RETENTION_FIXED_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type crm.retention_fixed_state: %zu conditions, 1 to %d expected",
+						n, RETENTION_FIXED_MAX)));
+	for (k = 0; k < n; k++)
+	{
+		if (s[k] == '1')
+			seen |= 1u << k;
+		else if (s[k] != '0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid input syntax for type crm.retention_fixed_state: \"%s\"", s),
+					 errhint("Use one character per condition, 1 = seen and 0 = not seen, e.g. '101'.")));
+	}
+	PG_RETURN_INT32(RetentionFixedMake((int) n, seen));
 }
 
 /* ========================================================================
@@ -389,20 +570,13 @@ typedef struct TzCache
  * broken-down time; other zones go through timestamp2tm.
  */
 static int32
-LocalJulianDay(TimestampTz ts, FmgrInfo *flinfo)
+LocalJulianDay(TimestampTz ts, TzCache *c)
 {
-	TzCache    *c = (TzCache *) flinfo->fn_extra;
-
 	if (TIMESTAMP_NOT_FINITE(ts))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("timestamp out of range: an infinite timestamp has no period"),
 				 errhint("Filter infinite timestamps out in the inner query.")));
-	if (c == NULL)
-	{
-		c = MemoryContextAllocZero(flinfo->fn_mcxt, sizeof(TzCache));
-		flinfo->fn_extra = c;
-	}
 	if (c->tz != session_timezone)
 	{
 		c->tz = session_timezone;
@@ -549,17 +723,44 @@ ScaledFromNumeric(Datum d, int *dscale)
 	*dscale = ds;
 	if (ndigits == 0)
 		return 0;
+	/* val is the digits as an integer; its last digit group has weight 10000^(weight-ndigits+1) */
+	e = 4 * (weight - ndigits + 1) + ds;
+	if (ndigits <= 4 && e > -4 && e <= 0)
+	{
+		/* the usual amount: at most 16 digits, fits in an int64 (no 128-bit division) */
+		int64		v64 = 0;
+
+		for (i = 0; i < ndigits; i++)
+		{
+			int16		dg;
+
+			memcpy(&dg, digits + i * sizeof(int16), sizeof(int16));
+			v64 = v64 * 10000 + dg;
+		}
+		/* trailing fractional digits beyond dscale are zero */
+		switch (-e)
+		{
+			case 1:
+				v64 /= 10;
+				break;
+			case 2:
+				v64 /= 100;
+				break;
+			case 3:
+				v64 /= 1000;
+				break;
+		}
+		return neg ? -v64 : v64;
+	}
 	for (i = 0; i < ndigits; i++)
 	{
 		int16		dg;
 
 		memcpy(&dg, digits + i * sizeof(int16), sizeof(int16));
-		if (val > (I128_MAX - dg) / 10000)
+		if (__builtin_mul_overflow(val, (int128) 10000, &val) ||
+			__builtin_add_overflow(val, (int128) dg, &val))
 			RevenueOverflow();
-		val = val * 10000 + dg;
 	}
-	/* val is the digits as an integer; its last digit group has weight 10000^(weight-ndigits+1) */
-	e = 4 * (weight - ndigits + 1) + ds;
 	if (e > 38)
 		RevenueOverflow();
 	else if (e > 0)
@@ -613,18 +814,48 @@ NumericFromScaled(int128 v, int dscale)
 /* ========================================================================
  * crm.cohort_activity: per-entity activity
  *
- * payload: CohortHeader, then nentries CohortEntry sorted by period index
- * (strictly increasing); revenue is scaled by 10^dscale.
+ * A state is a flat varlena updated in place (a million entities means a
+ * million states in one hash table, so each is one small allocation with
+ * no pointer to follow):
+ *
+ *     [varlena header][magic "CHA2"][CohortHeader][entries][zeroed slack]
+ *
+ * nentries entries sorted by period index (strictly increasing), revenue
+ * scaled by 10^dscale.  Narrow entries (12 bytes: the period as an int16
+ * offset from the header's base, uint16 orders, int64 revenue) are used
+ * while every value fits, so a typical customer's state is one 128-byte
+ * chunk; a state whose values outgrow them turns wide (32 bytes: int32
+ * period, int64 orders, int128 revenue), so sums stay exact to 128 bits.
+ * The slack after the entries is room to grow in place; VARSIZE covers it.
+ * 0.1.0 wrote "CHA1" states (16-byte header, wide entries, no slack); they
+ * are still read (a state may be stored in a table).
+ *
+ * The transition function returns the same pointer while the state has
+ * room; when it must grow it returns a bigger copy in the per-call context,
+ * which nodeAgg copies into the aggregate context, freeing the old one.
  * ========================================================================
  */
+#define COHORT_MAGIC_V1		0x43484131	/* "CHA1": 0.1.0, wide entries, no slack */
+
 typedef struct CohortHeader
 {
-	int32		period;			/* CohortPeriod */
-	int32		dscale;			/* decimal places of revenue, 0..COHORT_MAX_SCALE */
 	int32		nentries;
-	int32		reserved;
+	int16		period;			/* CohortPeriod */
+	int8		dscale;			/* decimal places of revenue, 0..COHORT_MAX_SCALE */
+	int8		wide;			/* 0: CohortNarrow entries, 1: CohortEntry */
+	int32		base;			/* narrow: the period index offsets count from */
 } CohortHeader;
 
+/* the header of 0.1.0's "CHA1" states */
+typedef struct CohortHeaderV1
+{
+	int32		period;
+	int32		dscale;
+	int32		nentries;
+	int32		reserved;
+} CohortHeaderV1;
+
+/* wide entry; also the form every reader works with */
 typedef struct CohortEntry
 {
 	int32		idx;			/* period index */
@@ -633,18 +864,43 @@ typedef struct CohortEntry
 	int128		revenue;		/* sum of non-null amounts, scaled */
 } CohortEntry;
 
-#define COHORT_ENTRIES(data)	((CohortEntry *) ((char *) (data) + sizeof(CohortHeader)))
+/* narrow entry (4-byte aligned) */
+typedef struct CohortNarrow
+{
+	int16		off;			/* period index - base */
+	uint16		orders;
+	uint32		rev_lo;			/* revenue, an int64 in two halves */
+	int32		rev_hi;
+} CohortNarrow;
 
-/* check a payload's sizes and fields before trusting it */
+static inline int64
+NarrowRevenue(const CohortNarrow *e)
+{
+	return (int64) (((uint64) (uint32) e->rev_hi << 32) | e->rev_lo);
+}
+
+static inline void
+NarrowSetRevenue(CohortNarrow *e, int64 v)
+{
+	e->rev_lo = (uint32) ((uint64) v & 0xFFFFFFFF);
+	e->rev_hi = (int32) (uint32) ((uint64) v >> 32);
+}
+
+/* entries start after the header: narrow at once, wide MAXALIGNed */
+#define COHORT_ENTOFF(wide)	((wide) ? MAXALIGN(sizeof(CohortHeader)) : sizeof(CohortHeader))
+#define COHORT_PREFIX(wide)	(CRM_STATE_FLAT_HDRSZ + COHORT_ENTOFF(wide))
+#define COHORT_ESIZE(wide)	((wide) ? sizeof(CohortEntry) : sizeof(CohortNarrow))
+#define COHORT_MIN_BYTES	128		/* a new state: 9 narrow entries */
+
+/* check a payload (CohortHeader, entries, slack) before trusting it */
 static const CohortHeader *
 CohortCheckPayload(const char *payload, Size len)
 {
 	const CohortHeader *h = (const CohortHeader *) payload;
 
-	if (len < sizeof(CohortHeader) ||
-		h->nentries < 0 ||
-		(Size) h->nentries != (len - sizeof(CohortHeader)) / sizeof(CohortEntry) ||
-		(len - sizeof(CohortHeader)) % sizeof(CohortEntry) != 0 ||
+	if (len < MAXALIGN(sizeof(CohortHeader)) ||
+		h->nentries < 0 || (h->wide != 0 && h->wide != 1) ||
+		(Size) h->nentries > (len - COHORT_ENTOFF(h->wide)) / COHORT_ESIZE(h->wide) ||
 		h->period < 0 || h->period >= NUM_PERIODS ||
 		h->dscale < 0 || h->dscale > COHORT_MAX_SCALE)
 		ereport(ERROR,
@@ -653,86 +909,424 @@ CohortCheckPayload(const char *payload, Size len)
 	return h;
 }
 
-/* writable payload of a state; a new state gets the header */
-static CohortHeader *
-CohortInit(CrmState *st, CohortPeriod period)
+/* read-only, validated payload of a state datum (flat, packed, toasted or "CHA1") */
+static const CohortHeader *
+CohortPayload(Datum d)
 {
-	CohortHeader *h;
+	struct varlena *v = PG_DETOAST_DATUM(d);
+	uint32		magic;
+	Size		len;
+	char	   *p;
 
-	if (st->len == 0)
+	if (VARSIZE(v) < CRM_STATE_FLAT_HDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid crm.cohort_activity_state: %u bytes is too short", (unsigned) VARSIZE(v))));
+	memcpy(&magic, VARDATA(v), sizeof(uint32));
+	len = VARSIZE(v) - CRM_STATE_FLAT_HDRSZ;
+	p = (char *) v + CRM_STATE_FLAT_HDRSZ;
+	if (magic == COHORT_MAGIC_V1)
 	{
-		h = (CohortHeader *) crm_state_reserve(st, sizeof(CohortHeader));
-		memset(h, 0, sizeof(CohortHeader));
-		h->period = period;
-		st->len = sizeof(CohortHeader);
+		/* 0.1.0: 16-byte header, wide entries, exact length */
+		CohortHeaderV1 old;
+		char	   *copy;
+		CohortHeader *h;
+
+		if (len < sizeof(CohortHeaderV1))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("invalid crm.cohort_activity_state of %zu bytes", len)));
+		memcpy(&old, p, sizeof(old));
+		if (old.nentries < 0 || old.reserved != 0 ||
+			old.period < 0 || old.period >= NUM_PERIODS ||
+			old.dscale < 0 || old.dscale > COHORT_MAX_SCALE ||
+			(len - sizeof(CohortHeaderV1)) != (Size) old.nentries * sizeof(CohortEntry))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("invalid crm.cohort_activity_state of %zu bytes", len)));
+		copy = palloc(MAXALIGN(sizeof(CohortHeader)) + len - sizeof(CohortHeaderV1));
+		h = (CohortHeader *) copy;
+		memset(h, 0, MAXALIGN(sizeof(CohortHeader)));
+		h->nentries = old.nentries;
+		h->period = (int16) old.period;
+		h->dscale = (int8) old.dscale;
+		h->wide = 1;
+		memcpy(copy + MAXALIGN(sizeof(CohortHeader)), p + sizeof(CohortHeaderV1), len - sizeof(CohortHeaderV1));
+		return CohortCheckPayload(copy, MAXALIGN(sizeof(CohortHeader)) + len - sizeof(CohortHeaderV1));
 	}
-	h = (CohortHeader *) st->data;
-	if (h->period != (int32) period)
+	if (magic != COHORT_MAGIC)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid crm_analytics state: wrong state type")));
+	return CohortCheckPayload(p, len);
+}
+
+static inline char *
+CohortEntries(const CohortHeader *h)
+{
+	return (char *) h + COHORT_ENTOFF(h->wide);
+}
+
+/*
+ * The entries of a checked payload as wide entries: the payload's own when
+ * it is wide, else converted into buf (grown in cxt as needed).
+ */
+static const CohortEntry *
+CohortWideEntries(const CohortHeader *h, CohortEntry **buf, int *bufcap, MemoryContext cxt)
+{
+	const CohortNarrow *ne;
+	int			i;
+
+	if (h->wide)
+		return (const CohortEntry *) CohortEntries(h);
+	if (h->nentries > *bufcap)
+	{
+		int			cap = Max(h->nentries, Max(*bufcap * 2, 16));
+
+		if (*buf)
+			pfree(*buf);
+		*buf = MemoryContextAlloc(cxt, sizeof(CohortEntry) * cap);
+		*bufcap = cap;
+	}
+	ne = (const CohortNarrow *) CohortEntries(h);
+	for (i = 0; i < h->nentries; i++)
+	{
+		(*buf)[i].idx = h->base + ne[i].off;
+		(*buf)[i].reserved = 0;
+		(*buf)[i].orders = ne[i].orders;
+		(*buf)[i].revenue = NarrowRevenue(&ne[i]);
+	}
+	return *buf;
+}
+
+/* one-off wide copy of the entries (palloc'd unless the payload is wide) */
+static const CohortEntry *
+CohortWideCopy(const CohortHeader *h)
+{
+	CohortEntry *buf = NULL;
+	int			cap = 0;
+
+	return CohortWideEntries(h, &buf, &cap, CurrentMemoryContext);
+}
+
+/* a writable state: the varlena and its parts */
+typedef struct CohortState
+{
+	struct varlena *v;
+	CohortHeader *h;
+	int			cap;			/* entries that fit */
+} CohortState;
+
+/*
+ * A new flat state in the current context holding header h and the first
+ * h->nentries entries of ents (in h's layout), with room for cap entries.
+ */
+static void
+CohortAlloc(CohortState *st, const CohortHeader *h, const char *ents, int cap)
+{
+	Size		esize = COHORT_ESIZE(h->wide);
+	Size		bytes = COHORT_PREFIX(h->wide) + (Size) cap * esize;
+	Size		used = COHORT_PREFIX(h->wide) + (Size) h->nentries * esize;
+	uint32		magic = COHORT_MAGIC;
+
+	Assert(cap >= h->nentries);
+	if (bytes < COHORT_MIN_BYTES)
+		bytes = COHORT_MIN_BYTES;
+	if (!AllocSizeIsValid(bytes))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("crm.cohort_activity state would exceed the maximum size"),
+				 errhint("Aggregate per entity: GROUP BY the entity.")));
+	st->v = (struct varlena *) palloc(bytes);
+	SET_VARSIZE(st->v, bytes);
+	memcpy(VARDATA(st->v), &magic, sizeof(uint32));
+	st->h = (CohortHeader *) ((char *) st->v + CRM_STATE_FLAT_HDRSZ);
+	memset(st->h, 0, COHORT_ENTOFF(h->wide));
+	memcpy(st->h, h, sizeof(CohortHeader));
+	if (h->nentries > 0)
+		memcpy(CohortEntries(st->h), ents, (Size) h->nentries * esize);
+	memset((char *) st->v + used, 0, bytes - used);		/* the slack is stored and sent too */
+	st->cap = (int) ((bytes - COHORT_PREFIX(h->wide)) / esize);
+}
+
+/* room for one more entry (a bigger copy when full) */
+static void
+CohortMakeRoom(CohortState *st)
+{
+	Size		bytes;
+
+	if (st->h->nentries < st->cap)
+		return;
+	bytes = VARSIZE(st->v) * 2;
+	CohortAlloc(st, st->h, CohortEntries(st->h),
+				(int) ((bytes - COHORT_PREFIX(st->h->wide)) / COHORT_ESIZE(st->h->wide)));
+}
+
+/*
+ * The writable state of argument argno of an aggregate support function for
+ * period (a new one when NULL).  Our own flat state, passed back by nodeAgg,
+ * is used in place; anything else (stored, packed, toasted, "CHA1") is
+ * copied first.
+ */
+static void
+CohortStateArg(FunctionCallInfo fcinfo, int argno, CohortPeriod period, CohortState *st)
+{
+	struct varlena *v;
+	const CohortHeader *h;
+	uint32		magic;
+
+	if (PG_ARGISNULL(argno))
+	{
+		CohortHeader nh;
+
+		memset(&nh, 0, sizeof(nh));
+		nh.period = period;
+		CohortAlloc(st, &nh, NULL, 0);
+		return;
+	}
+	v = (struct varlena *) DatumGetPointer(PG_GETARG_DATUM(argno));
+	if (!VARATT_IS_EXTENDED(v) && VARSIZE(v) >= COHORT_PREFIX(true) &&
+		(memcpy(&magic, VARDATA(v), sizeof(uint32)), magic == COHORT_MAGIC))
+	{
+		h = CohortCheckPayload((char *) v + CRM_STATE_FLAT_HDRSZ, VARSIZE(v) - CRM_STATE_FLAT_HDRSZ);
+		st->v = v;
+		st->h = (CohortHeader *) h;
+		st->cap = (int) ((VARSIZE(v) - COHORT_PREFIX(h->wide)) / COHORT_ESIZE(h->wide));
+	}
+	else
+	{
+		h = CohortPayload(PointerGetDatum(v));
+		CohortAlloc(st, h, CohortEntries(h), h->nentries + 4);
+	}
+	if (st->h->period != (int32) period)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("crm.cohort_activity got period \"%s\" and \"%s\" in one group",
-						period_names[h->period], period_names[period]),
+						period_names[st->h->period], period_names[period]),
 				 errhint("Pass the same period on every row.")));
-	return h;
 }
 
-/* entry of period idx, inserted in order when missing */
-static CohortEntry *
-CohortFindOrInsert(CrmState *st, int32 idx)
-{
-	CohortHeader *h = (CohortHeader *) st->data;
-	CohortEntry *ents = COHORT_ENTRIES(st->data);
-	int			n = h->nentries;
-	int			pos;
-
-	if (n > 0 && ents[n - 1].idx == idx)
-		return &ents[n - 1];
-	if (n == 0 || ents[n - 1].idx < idx)
-		pos = n;
-	else
-	{
-		int			lo = 0,
-					hi = n - 1;
-
-		/* first entry with ents[pos].idx >= idx; ents[n-1].idx > idx here */
-		while (lo < hi)
-		{
-			int			mid = lo + (hi - lo) / 2;
-
-			if (ents[mid].idx < idx)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		pos = lo;
-		if (ents[pos].idx == idx)
-			return &ents[pos];
-	}
-	crm_state_reserve(st, sizeof(CohortEntry));
-	h = (CohortHeader *) st->data;
-	ents = COHORT_ENTRIES(st->data);
-	if (pos < n)
-		memmove(&ents[pos + 1], &ents[pos], (n - pos) * sizeof(CohortEntry));
-	memset(&ents[pos], 0, sizeof(CohortEntry));
-	ents[pos].idx = idx;
-	h->nentries++;
-	st->len += sizeof(CohortEntry);
-	return &ents[pos];
-}
-
-/* bring the whole state to dscale ds (ds >= current) */
+/* turn a narrow state wide (a copy) */
 static void
-CohortRescale(CrmState *st, int ds)
+CohortWiden(CohortState *st)
 {
-	CohortHeader *h = (CohortHeader *) st->data;
-	CohortEntry *ents = COHORT_ENTRIES(st->data);
+	CohortHeader nh = *st->h;
+	const CohortEntry *wide;
+
+	if (st->h->wide)
+		return;
+	wide = CohortWideCopy(st->h);
+	nh.wide = 1;
+	nh.base = 0;
+	CohortAlloc(st, &nh, (const char *) wide, nh.nentries + 4);
+}
+
+/* bring the whole state to dscale ds (ds >= current), widening if needed */
+static void
+CohortRescale(CohortState *st, int ds)
+{
 	int			i;
 
-	if (ds <= h->dscale)
+	if (ds <= st->h->dscale)
 		return;
-	for (i = 0; i < h->nentries; i++)
-		ents[i].revenue = Rescale(ents[i].revenue, h->dscale, ds);
-	h->dscale = ds;
+	if (!st->h->wide)
+	{
+		CohortNarrow *ne = (CohortNarrow *) CohortEntries(st->h);
+
+		for (i = 0; i < st->h->nentries; i++)
+		{
+			int128		r = Rescale(NarrowRevenue(&ne[i]), st->h->dscale, ds);
+
+			if (r < PG_INT64_MIN || r > PG_INT64_MAX)
+			{
+				CohortWiden(st);
+				break;
+			}
+		}
+		if (!st->h->wide)
+		{
+			for (i = 0; i < st->h->nentries; i++)
+				NarrowSetRevenue(&ne[i], (int64) Rescale(NarrowRevenue(&ne[i]), st->h->dscale, ds));
+			st->h->dscale = (int8) ds;
+			return;
+		}
+	}
+	{
+		CohortEntry *we = (CohortEntry *) CohortEntries(st->h);
+
+		for (i = 0; i < st->h->nentries; i++)
+			we[i].revenue = Rescale(we[i].revenue, st->h->dscale, ds);
+		st->h->dscale = (int8) ds;
+	}
+}
+
+/* period index of entry i */
+static inline int32
+CohortIdxAt(const CohortHeader *h, const char *ents, int i)
+{
+	if (h->wide)
+		return ((const CohortEntry *) ents)[i].idx;
+	return h->base + ((const CohortNarrow *) ents)[i].off;
+}
+
+/* position of period idx among the entries, and whether it is there */
+static inline int
+CohortFind(const CohortHeader *h, int32 idx, bool *found)
+{
+	const char *ents = CohortEntries(h);
+	int			n = h->nentries;
+	int			lo = 0,
+				hi = n;
+
+	if (n > 0 && CohortIdxAt(h, ents, n - 1) <= idx)
+	{
+		*found = CohortIdxAt(h, ents, n - 1) == idx;
+		return *found ? n - 1 : n;
+	}
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (CohortIdxAt(h, ents, mid) < idx)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = lo < n && CohortIdxAt(h, ents, lo) == idx;
+	return lo;
+}
+
+/*
+ * Add orders events and revenue (scaled to the state's dscale) to period
+ * idx, inserting the entry in order when missing.  A narrow state turns
+ * wide when the period is too far from its base or a value does not fit.
+ */
+static void
+CohortAdd(CohortState *st, int32 idx, int64 orders, int128 revenue)
+{
+	bool		found;
+	int			pos;
+
+	if (!st->h->wide)
+	{
+		int64		off;
+
+		if (st->h->nentries == 0)
+			st->h->base = idx;
+		off = (int64) idx - st->h->base;
+		if (off < PG_INT16_MIN || off > PG_INT16_MAX)
+			CohortWiden(st);
+	}
+	pos = CohortFind(st->h, idx, &found);
+	if (!found)
+	{
+		Size		esize;
+		char	   *ents;
+
+		CohortMakeRoom(st);
+		esize = COHORT_ESIZE(st->h->wide);
+		ents = CohortEntries(st->h);
+		if (pos < st->h->nentries)
+			memmove(ents + (pos + 1) * esize, ents + pos * esize, (st->h->nentries - pos) * esize);
+		memset(ents + pos * esize, 0, esize);
+		if (st->h->wide)
+			((CohortEntry *) ents)[pos].idx = idx;
+		else
+			((CohortNarrow *) ents)[pos].off = (int16) (idx - st->h->base);
+		st->h->nentries++;
+	}
+	if (!st->h->wide)
+	{
+		CohortNarrow *e = &((CohortNarrow *) CohortEntries(st->h))[pos];
+		int64		r;
+
+		if (orders <= PG_UINT16_MAX - e->orders &&
+			revenue >= PG_INT64_MIN && revenue <= PG_INT64_MAX &&
+			!__builtin_add_overflow(NarrowRevenue(e), (int64) revenue, &r))
+		{
+			e->orders += (uint16) orders;
+			NarrowSetRevenue(e, r);
+			return;
+		}
+		CohortWiden(st);
+	}
+	{
+		CohortEntry *e = &((CohortEntry *) CohortEntries(st->h))[pos];
+
+		if (__builtin_add_overflow(e->orders, orders, &e->orders))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("crm.cohort_activity: too many events in one period")));
+		e->revenue = AddChecked(e->revenue, revenue);
+	}
+}
+
+/*
+ * Replace the entries of st with n wide entries at dscale ds, narrow when
+ * every value fits; in place when there is room.
+ */
+static void
+CohortStore(CohortState *st, const CohortEntry *ents, int n, int ds)
+{
+	CohortHeader nh = *st->h;
+	int			i;
+	bool		narrow = true;
+
+	for (i = 0; i < n && narrow; i++)
+		narrow = ents[i].orders <= PG_UINT16_MAX &&
+			(int64) ents[i].idx - ents[0].idx <= PG_INT16_MAX &&
+			ents[i].revenue >= PG_INT64_MIN && ents[i].revenue <= PG_INT64_MAX;
+	nh.nentries = 0;
+	nh.dscale = (int8) ds;
+	nh.wide = narrow ? 0 : 1;
+	nh.base = (narrow && n > 0) ? ents[0].idx : 0;
+	if (nh.wide != st->h->wide ||
+		n > (int) ((VARSIZE(st->v) - COHORT_PREFIX(nh.wide)) / COHORT_ESIZE(nh.wide)))
+		CohortAlloc(st, &nh, NULL, n + 4);
+	else
+		*st->h = nh;
+	st->cap = (int) ((VARSIZE(st->v) - COHORT_PREFIX(nh.wide)) / COHORT_ESIZE(nh.wide));
+	if (narrow)
+	{
+		CohortNarrow *ne = (CohortNarrow *) CohortEntries(st->h);
+
+		for (i = 0; i < n; i++)
+		{
+			ne[i].off = (int16) (ents[i].idx - nh.base);
+			ne[i].orders = (uint16) ents[i].orders;
+			NarrowSetRevenue(&ne[i], (int64) ents[i].revenue);
+		}
+	}
+	else
+		memcpy(CohortEntries(st->h), ents, sizeof(CohortEntry) * n);
+	st->h->nentries = n;
+}
+
+/* per-call cache of the transition function: time zone and period */
+typedef struct CohortCallCache
+{
+	TzCache		tz;
+	int			periodlen;		/* -1: not parsed yet */
+	char		periodtext[8];
+	CohortPeriod period;
+} CohortCallCache;
+
+/* the period argument, parsed once per distinct value */
+static CohortPeriod
+CachedPeriod(CohortCallCache *cc, text *t)
+{
+	int			len = VARSIZE_ANY_EXHDR(t);
+
+	if (len != cc->periodlen || memcmp(VARDATA_ANY(t), cc->periodtext, len) != 0)
+	{
+		cc->period = ParsePeriod(t);	/* errors on anything but a period name */
+		if (len <= (int) sizeof(cc->periodtext))
+		{
+			memcpy(cc->periodtext, VARDATA_ANY(t), len);
+			cc->periodlen = len;
+		}
+	}
+	return cc->period;
 }
 
 /*
@@ -743,87 +1337,90 @@ CohortRescale(CrmState *st, int ds)
 Datum
 crm_cohort_activity_transfn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcxt = crm_agg_context(fcinfo, "crm.cohort_activity");
-	CrmState   *st;
-	CohortHeader *h;
+	CohortCallCache *cc = (CohortCallCache *) fcinfo->flinfo->fn_extra;
+	CohortState st;
 	CohortPeriod period;
-	CohortEntry *e;
 	int32		idx;
+	int128		v = 0;
 
+	(void) crm_agg_context(fcinfo, "crm.cohort_activity");
 	if (PG_ARGISNULL(3))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("crm.cohort_activity: period must not be null"),
 				 errhint("Valid periods are day, week, month, quarter, year.")));
-	period = ParsePeriod(PG_GETARG_TEXT_PP(3));
-	st = crm_state_arg_rw(fcinfo, 0, aggcxt, COHORT_MAGIC,
-						  sizeof(CohortHeader) + 4 * sizeof(CohortEntry));
-	h = CohortInit(st, period);
-	(void) h;
+	if (cc == NULL)
+	{
+		cc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CohortCallCache));
+		cc->periodlen = -1;
+		fcinfo->flinfo->fn_extra = cc;
+	}
+	period = CachedPeriod(cc, PG_GETARG_TEXT_PP(3));
+	CohortStateArg(fcinfo, 0, period, &st);
 	if (PG_ARGISNULL(1))
-		PG_RETURN_DATUM(CrmStateGetDatum(st));
+		PG_RETURN_POINTER(st.v);
 
-	idx = PeriodIndexFromJd(period, LocalJulianDay(PG_GETARG_TIMESTAMPTZ(1), fcinfo->flinfo));
+	idx = PeriodIndexFromJd(period, LocalJulianDay(PG_GETARG_TIMESTAMPTZ(1), &cc->tz));
 	if (!PG_ARGISNULL(2))
 	{
 		int			ds;
-		int128		v = ScaledFromNumeric(PG_GETARG_DATUM(2), &ds);
 
-		CohortRescale(st, ds);
-		e = CohortFindOrInsert(st, idx);
-		h = (CohortHeader *) st->data;
-		e->revenue = AddChecked(e->revenue, Rescale(v, ds, h->dscale));
+		v = ScaledFromNumeric(PG_GETARG_DATUM(2), &ds);
+		if (ds > st.h->dscale)
+			CohortRescale(&st, ds);
+		else
+			v = Rescale(v, ds, st.h->dscale);
 	}
-	else
-		e = CohortFindOrInsert(st, idx);
-	e->orders++;
-	PG_RETURN_DATUM(CrmStateGetDatum(st));
+	CohortAdd(&st, idx, 1, v);
+	PG_RETURN_POINTER(st.v);
 }
 
 /* merge two per-entity states (sorted merge of their periods) */
 Datum
 crm_cohort_activity_combinefn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcxt = crm_agg_context(fcinfo, "crm.cohort_activity");
-	CrmState   *st;
-	const char *rp;
-	Size		rlen;
+	CohortState st;
 	const CohortHeader *rh;
 	const CohortEntry *re;
-	CohortHeader lh;
-	CohortEntry *le;
+	const CohortEntry *le;
 	CohortEntry *merged;
 	int			ds;
 	int			i = 0,
 				j = 0,
 				n = 0;
+	int			ln;
 
+	(void) crm_agg_context(fcinfo, "crm.cohort_activity");
 	if (PG_ARGISNULL(1))
 	{
 		if (PG_ARGISNULL(0))
 			PG_RETURN_NULL();
-		st = crm_state_arg_rw(fcinfo, 0, aggcxt, COHORT_MAGIC, 0);
-		PG_RETURN_DATUM(CrmStateGetDatum(st));
+		rh = CohortPayload(PG_GETARG_DATUM(0));
+		CohortStateArg(fcinfo, 0, (CohortPeriod) rh->period, &st);
+		PG_RETURN_POINTER(st.v);
 	}
-	rp = crm_state_payload(PG_GETARG_DATUM(1), COHORT_MAGIC, &rlen);
-	rh = CohortCheckPayload(rp, rlen);
-	re = (const CohortEntry *) (rp + sizeof(CohortHeader));
-
-	st = crm_state_arg_rw(fcinfo, 0, aggcxt, COHORT_MAGIC, rlen);
-	CohortInit(st, (CohortPeriod) rh->period);
-	memcpy(&lh, st->data, sizeof(CohortHeader));
-	le = COHORT_ENTRIES(st->data);
-	ds = Max(lh.dscale, rh->dscale);
-
-	merged = palloc(sizeof(CohortEntry) * ((Size) lh.nentries + rh->nentries + 1));
-	while (i < lh.nentries || j < rh->nentries)
+	rh = CohortPayload(PG_GETARG_DATUM(1));
+	CohortStateArg(fcinfo, 0, (CohortPeriod) rh->period, &st);
+	if (rh->nentries == 0)
 	{
-		if (j >= rh->nentries || (i < lh.nentries && le[i].idx < re[j].idx))
+		/* nothing to add; only the scale may grow */
+		CohortRescale(&st, rh->dscale);
+		PG_RETURN_POINTER(st.v);
+	}
+	re = CohortWideCopy(rh);
+	le = CohortWideCopy(st.h);
+	ln = st.h->nentries;
+	ds = Max(st.h->dscale, rh->dscale);
+
+	merged = palloc(sizeof(CohortEntry) * ((Size) ln + rh->nentries));
+	while (i < ln || j < rh->nentries)
+	{
+		if (j >= rh->nentries || (i < ln && le[i].idx < re[j].idx))
 		{
 			merged[n] = le[i++];
-			merged[n].revenue = Rescale(merged[n].revenue, lh.dscale, ds);
+			merged[n].revenue = Rescale(merged[n].revenue, st.h->dscale, ds);
 		}
-		else if (i >= lh.nentries || re[j].idx < le[i].idx)
+		else if (i >= ln || re[j].idx < le[i].idx)
 		{
 			merged[n] = re[j++];
 			merged[n].revenue = Rescale(merged[n].revenue, rh->dscale, ds);
@@ -831,21 +1428,19 @@ crm_cohort_activity_combinefn(PG_FUNCTION_ARGS)
 		else
 		{
 			merged[n] = le[i];
-			merged[n].orders = le[i].orders + re[j].orders;
-			merged[n].revenue = AddChecked(Rescale(le[i].revenue, lh.dscale, ds),
+			if (__builtin_add_overflow(le[i].orders, re[j].orders, &merged[n].orders))
+				ereport(ERROR,
+						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						 errmsg("crm.cohort_activity: too many events in one period")));
+			merged[n].revenue = AddChecked(Rescale(le[i].revenue, st.h->dscale, ds),
 										   Rescale(re[j].revenue, rh->dscale, ds));
 			i++, j++;
 		}
+		merged[n].reserved = 0;
 		n++;
 	}
-	st->len = sizeof(CohortHeader);
-	crm_state_reserve(st, n * sizeof(CohortEntry));
-	memcpy(COHORT_ENTRIES(st->data), merged, n * sizeof(CohortEntry));
-	st->len += n * sizeof(CohortEntry);
-	((CohortHeader *) st->data)->nentries = n;
-	((CohortHeader *) st->data)->dscale = ds;
-	pfree(merged);
-	PG_RETURN_DATUM(CrmStateGetDatum(st));
+	CohortStore(&st, merged, n, ds);
+	PG_RETURN_POINTER(st.v);
 }
 
 /* "2025-03-01" (years below 1 as astronomical numbers, e.g. "-0044-03-01") */
@@ -865,10 +1460,8 @@ AppendDate(StringInfo buf, int32 jd)
 
 /* text form of a payload: "month;2025-01-01,3,150.50;2025-03-01,1,20.00" */
 static char *
-CohortPayloadToCString(const char *payload, Size len)
+CohortPayloadToCString(const CohortHeader *h, const CohortEntry *ents)
 {
-	const CohortHeader *h = CohortCheckPayload(payload, len);
-	const CohortEntry *ents = (const CohortEntry *) (payload + sizeof(CohortHeader));
 	StringInfoData buf;
 	char		num[64];
 	int			i;
@@ -888,10 +1481,9 @@ CohortPayloadToCString(const char *payload, Size len)
 Datum
 crm_cohort_activity_state_out(PG_FUNCTION_ARGS)
 {
-	Size		len;
-	const char *p = crm_state_payload(PG_GETARG_DATUM(0), COHORT_MAGIC, &len);
+	const CohortHeader *h = CohortPayload(PG_GETARG_DATUM(0));
 
-	PG_RETURN_CSTRING(CohortPayloadToCString(p, len));
+	PG_RETURN_CSTRING(CohortPayloadToCString(h, CohortWideCopy(h)));
 }
 
 static void
@@ -979,8 +1571,7 @@ crm_cohort_activity_state_in(PG_FUNCTION_ARGS)
 	h.period = period;
 	PeriodIndexBounds((CohortPeriod) period, &lo, &hi);
 
-	initStringInfo(&pay);
-	appendBinaryStringInfo(&pay, (char *) &h, sizeof(h));
+	initStringInfo(&pay);		/* the entries, wide */
 	while (*s == ';')
 	{
 		CohortEntry e;
@@ -1007,7 +1598,7 @@ crm_cohort_activity_state_in(PG_FUNCTION_ARGS)
 		if (e.idx < lo || e.idx > hi || PeriodStartJd((CohortPeriod) period, e.idx) != jd)
 			CohortSyntaxError(all, "A date is not the first day of a period.");
 		if (h.nentries > 0 &&
-			e.idx <= ((CohortEntry *) (pay.data + sizeof(h)))[h.nentries - 1].idx)
+			e.idx <= ((CohortEntry *) pay.data)[h.nentries - 1].idx)
 			CohortSyntaxError(all, "Periods must be strictly increasing.");
 		errno = 0;
 		orders = strtoll(s, &end, 10);
@@ -1027,12 +1618,21 @@ crm_cohort_activity_state_in(PG_FUNCTION_ARGS)
 		CohortSyntaxError(all, "Unexpected characters at the end.");
 	if (h.dscale < 0)
 		h.dscale = 0;
-	memcpy(pay.data, &h, sizeof(h));
+	h.wide = 1;
 
-	again = CohortPayloadToCString(pay.data, pay.len);
+	again = CohortPayloadToCString(&h, (const CohortEntry *) pay.data);
 	if (strcmp(again, all) != 0)
 		CohortSyntaxError(all, psprintf("It is not in canonical form (\"%s\").", again));
-	PG_RETURN_POINTER(crm_state_flat_from_payload(COHORT_MAGIC, pay.data, pay.len));
+	{
+		CohortState st;
+		CohortHeader nh = h;
+
+		nh.nentries = 0;
+		nh.wide = 0;
+		CohortAlloc(&st, &nh, NULL, h.nentries);
+		CohortStore(&st, (const CohortEntry *) pay.data, h.nentries, h.dscale);
+		PG_RETURN_POINTER(st.v);
+	}
 }
 
 /*
@@ -1043,8 +1643,6 @@ Datum
 crm_cohort_activity_periods(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Size		len;
-	const char *p;
 	const CohortHeader *h;
 	const CohortEntry *ents;
 	int			i;
@@ -1052,9 +1650,8 @@ crm_cohort_activity_periods(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	if (PG_ARGISNULL(0))
 		return (Datum) 0;
-	p = crm_state_payload(PG_GETARG_DATUM(0), COHORT_MAGIC, &len);
-	h = CohortCheckPayload(p, len);
-	ents = (const CohortEntry *) (p + sizeof(CohortHeader));
+	h = CohortPayload(PG_GETARG_DATUM(0));
+	ents = CohortWideCopy(h);
 	for (i = 0; i < h->nentries; i++)
 	{
 		Datum		values[3];
@@ -1116,6 +1713,8 @@ typedef struct RollupReceiver
 	int32		maxidx;
 	bool		has_asof;		/* report up to the period of as_of */
 	int32		asof_idx;		/* periods after it are ignored */
+	CohortEntry *buf;			/* an entity's entries, widened */
+	int			bufcap;
 } RollupReceiver;
 
 static void
@@ -1250,7 +1849,7 @@ RollupPeriodEntity(RollupReceiver *r, const CohortHeader *h, const CohortEntry *
 	}
 }
 
-/* DestReceiver callback: one row of "cohort_activity ... GROUP BY entity" */
+/* DestReceiver callback: one row of "entity IS NULL, cohort_activity ... GROUP BY entity" */
 static bool
 RollupReceive(TupleTableSlot *slot, DestReceiver *self)
 {
@@ -1258,19 +1857,19 @@ RollupReceive(TupleTableSlot *slot, DestReceiver *self)
 	bool		isnull;
 	Datum		d;
 	MemoryContext old;
-	const char *payload;
-	Size		len;
 	const CohortHeader *h;
 	const CohortEntry *ents;
 	int			n;
 
 	d = slot_getattr(slot, 1, &isnull);
+	if (isnull || DatumGetBool(d))
+		return true;			/* the NULL entity */
+	d = slot_getattr(slot, 2, &isnull);
 	if (isnull)
 		return true;
 	old = MemoryContextSwitchTo(r->tmpcxt);
-	payload = crm_state_payload(d, COHORT_MAGIC, &len);
-	h = CohortCheckPayload(payload, len);
-	ents = (const CohortEntry *) (payload + sizeof(CohortHeader));
+	h = CohortPayload(d);
+	ents = CohortWideEntries(h, &r->buf, &r->bufcap, r->cxt);
 	n = h->nentries;
 	/* with as_of: only the periods up to as_of's (entries are sorted) */
 	while (r->has_asof && n > 0 && ents[n - 1].idx > r->asof_idx)
@@ -1325,10 +1924,14 @@ RollupRun(const char *fname, const char *sql, RollupReceiver *r)
 	r->table = hash_create("crm cohort rollup", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	initStringInfo(&q);
+	/*
+	 * Rows with a NULL entity are skipped: they form one group, dropped by
+	 * RollupReceive (cheaper than a filter evaluated on every row).
+	 */
 	appendStringInfo(&q,
-					 "SELECT crm.cohort_activity(crm_q.ts::pg_catalog.timestamptz, %s, '%s'::pg_catalog.text)\n"
+					 "SELECT crm_q.entity IS NULL,\n"
+					 "       crm.cohort_activity(crm_q.ts::pg_catalog.timestamptz, %s, '%s'::pg_catalog.text)\n"
 					 "  FROM (%s\n) AS crm_q(entity, ts%s)\n"
-					 " WHERE crm_q.entity IS NOT NULL\n"
 					 " GROUP BY crm_q.entity",
 					 natts >= 3 ? "crm_q.amount::pg_catalog.numeric" : "NULL::pg_catalog.numeric",
 					 period_names[r->period], sql, natts >= 3 ? ", amount" : "");
@@ -1376,10 +1979,13 @@ ReportArgs(FunctionCallInfo fcinfo, const char *fname, char **sql)
 static void
 RollupAsOf(FunctionCallInfo fcinfo, int argno, RollupReceiver *r)
 {
+	TzCache		tz;
+
 	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
 		return;
+	memset(&tz, 0, sizeof(tz));
 	r->has_asof = true;
-	r->asof_idx = PeriodIndexFromJd(r->period, LocalJulianDay(PG_GETARG_TIMESTAMPTZ(argno), fcinfo->flinfo));
+	r->asof_idx = PeriodIndexFromJd(r->period, LocalJulianDay(PG_GETARG_TIMESTAMPTZ(argno), &tz));
 }
 
 static RollupReceiver *

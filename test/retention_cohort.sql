@@ -1,7 +1,7 @@
 -- pgTAP: crm.cohort_activity, crm.cohort_retention, crm.retention_metrics
 -- against independent plain SQL on the demo orders and hand-worked cases.
 BEGIN;
-SELECT plan(57);
+SELECT plan(69);
 
 CREATE TEMP TABLE src AS SELECT customer_id AS e, ordered_at AS ts, amount FROM crm_demo.orders;
 
@@ -101,6 +101,76 @@ SELECT set_eq($$SELECT p.* FROM (SELECT crm.cohort_activity(ts, amount, 'year') 
             ('2024-05-01'::timestamptz, 1.5), ('2024-06-01', -0.125), ('2024-07-01', 12345678901234567890.1),
             ('2025-01-01', NULL), ('2025-02-01', 0.00001)) v(ts, amount) GROUP BY 1$$,
               'the same against sum(numeric)');
+
+-- narrow and wide states: values that outgrow 16-byte entries (int64 revenue
+-- at the state's scale, int32 orders) turn the state wide; results stay exact
+CREATE TEMP TABLE big_amounts AS
+SELECT i % 7 AS e, timestamptz '2024-01-01' + (i * 37 % 400) * interval '1 day' AS ts,
+       CASE WHEN i % 5 = 0 THEN 40000000000000000.25                      -- 4e16: two of them pass int64 at scale 2
+            WHEN i % 11 = 0 THEN round(1 / (i + 1.0), 6)                   -- a 6th decimal: rescales the state
+            WHEN i % 13 = 0 THEN -39999999999999999.5                      -- refunds
+            ELSE (i % 1000) * 0.01 END AS amount
+  FROM generate_series(1, 3000) i;
+SELECT set_eq($$SELECT e, p.* FROM (SELECT e, crm.cohort_activity(ts, amount, 'month') a FROM big_amounts GROUP BY e) s,
+                                     crm.cohort_activity_periods(a) p$$,
+              $$SELECT e, date_trunc('month', ts)::date, count(*), sum(amount) FROM big_amounts GROUP BY 1, 2$$,
+              'wide states: values beyond 64 bits and rescaling equal sum(numeric) per entity and month');
+SELECT is((SELECT count(*) FROM (SELECT e, crm.cohort_activity(ts, amount, 'month') a FROM big_amounts GROUP BY e) s
+            WHERE a::text::crm.cohort_activity_state::text <> a::text), 0::bigint, 'wide states round-trip through text');
+SELECT results_eq($$SELECT sum(revenue), sum(active)::bigint FROM crm.cohort_retention('SELECT e, ts, amount FROM big_amounts', 'month', 100)$$,
+                  $$SELECT sum(amount), (SELECT count(DISTINCT (e, date_trunc('month', ts))) FROM big_amounts) FROM big_amounts$$,
+                  'wide states through cohort_retention: total revenue and activity exact');
+-- one entity with 400 daily periods: the state grows many times
+SELECT set_eq($$SELECT p.* FROM (SELECT crm.cohort_activity(ts, amount, 'day') a
+                                   FROM (SELECT * FROM big_amounts ORDER BY amount, ts) o) s, crm.cohort_activity_periods(a) p$$,
+              $$SELECT ts::date, count(*), sum(amount) FROM big_amounts GROUP BY 1$$,
+              'one state of 400 days built in an unsorted order equals GROUP BY day');
+-- a period more than 32767 periods from the state's first one, and more than 65535 events in one period
+SELECT set_eq($$SELECT p.* FROM (SELECT crm.cohort_activity(ts, amount, 'day') a FROM (VALUES
+                ('2025-01-01'::timestamptz, 1.00), ('1900-01-01', 2.00), ('2025-01-02', 3.00), ('1900-01-01', 4.00)) v(ts, amount)) s,
+                crm.cohort_activity_periods(a) p$$,
+              $$VALUES ('1900-01-01'::date, 2::bigint, 6.00::numeric), ('2025-01-01', 1, 1.00), ('2025-01-02', 1, 3.00)$$,
+              'periods 45,000 days apart in one state (day)');
+SELECT set_eq($$SELECT p.* FROM (SELECT crm.cohort_activity(timestamptz '2025-01-01' + (i % 60) * interval '1 day', i % 100, 'month') a
+                                   FROM generate_series(1, 70000) i) s, crm.cohort_activity_periods(a) p$$,
+              $$SELECT date_trunc('month', timestamptz '2025-01-01' + (i % 60) * interval '1 day')::date, count(*), sum(i % 100)::numeric
+                  FROM generate_series(1, 70000) i GROUP BY 1$$,
+              'more than 65535 events of one entity in one period');
+-- the combine function over narrow, wide and empty states (through text)
+CREATE AGGREGATE pg_temp.cohort_merge(crm.cohort_activity_state) (
+    SFUNC = crm.cohort_activity_combinefn, STYPE = crm.cohort_activity_state);
+SELECT is((SELECT pg_temp.cohort_merge(s::crm.cohort_activity_state ORDER BY n)::text FROM (VALUES
+            (1, 'month;2025-01-01,2,1.50;2025-03-01,1,2.00'),
+            (2, 'month;2025-01-01,3000000000,90000000000000000.00'),
+            (3, NULL),
+            (4, 'month'),
+            (5, 'month;2025-02-01,1,0.125')) v(n, s)),
+          'month;2025-01-01,3000000002,90000000000000001.500;2025-02-01,1,0.125;2025-03-01,1,2.000',
+          'combine: narrow + wide (3e9 orders, 9e16 revenue) + NULL + empty + a finer scale, exact');
+SELECT is((SELECT pg_temp.cohort_merge(s::crm.cohort_activity_state ORDER BY n)::text FROM (VALUES
+            (1, 'month;2025-01-01,2147483647,1'), (2, 'month;2025-01-01,1,1')) v(n, s)),
+          'month;2025-01-01,2147483648,2', 'combine: orders past 2^31-1 in one period');
+
+-- 0.1.0's binary states ("CHA1": 16-byte header, 32-byte entries), e.g. stored in a
+-- table before the upgrade, are still read: built here byte by byte through a
+-- binary-compatible cast (month 2025-01: 3 orders, 150.50; 2025-03: 1 order, -20.00)
+CREATE TYPE pg_temp.raw_d;
+CREATE FUNCTION pg_temp.raw_d_in(cstring) RETURNS pg_temp.raw_d LANGUAGE internal IMMUTABLE STRICT AS 'byteain';
+CREATE FUNCTION pg_temp.raw_d_out(pg_temp.raw_d) RETURNS cstring LANGUAGE internal IMMUTABLE STRICT AS 'byteaout';
+CREATE TYPE pg_temp.raw_d (INPUT = pg_temp.raw_d_in, OUTPUT = pg_temp.raw_d_out, INTERNALLENGTH = VARIABLE, ALIGNMENT = double);
+CREATE CAST (pg_temp.raw_d AS crm.cohort_activity_state) WITHOUT FUNCTION;
+CREATE TEMP TABLE v1_states AS SELECT ('\x31414843' || '02000000' || '02000000' || '02000000' || '00000000'
+    || 'ec5e0000' || '00000000' || '0300000000000000' || 'ca3a0000000000000000000000000000'
+    || 'ee5e0000' || '00000000' || '0100000000000000' || '30f8ffffffffffffffffffffffffffff')::pg_temp.raw_d::crm.cohort_activity_state AS a;
+SELECT is((SELECT a::text FROM v1_states), 'month;2025-01-01,3,150.50;2025-03-01,1,-20.00', '0.1.0 state: text form');
+SELECT set_eq($$SELECT p.* FROM v1_states, crm.cohort_activity_periods(a) p$$,
+              $$VALUES ('2025-01-01'::date, 3::bigint, 150.50::numeric), ('2025-03-01', 1, -20.00)$$, '0.1.0 state: its periods');
+SELECT is((SELECT pg_temp.cohort_merge(s ORDER BY n)::text FROM (SELECT 1 AS n, a AS s FROM v1_states
+            UNION ALL SELECT 2, 'month;2025-02-01,1,1.5'::crm.cohort_activity_state) v),
+          'month;2025-01-01,3,150.50;2025-02-01,1,1.50;2025-03-01,1,-20.00', '0.1.0 state combined with a new one');
+SELECT throws_ok($$SELECT ('\x31414843' || '02000000' || '02000000' || '02000000' || '00000000'
+    || 'ec5e0000' || '00000000' || '0300000000000000' || 'ca3a0000000000000000000000000000')::pg_temp.raw_d::crm.cohort_activity_state::text$$,
+                 'XX001', NULL, '0.1.0 state with a wrong entry count: XX001');
 
 CREATE TABLE ret_cohort_orders AS SELECT customer_id % 20 AS g, customer_id AS e, ordered_at AS ts, amount FROM crm_demo.orders;
 ANALYZE ret_cohort_orders;
