@@ -392,7 +392,12 @@ FunnelFlatNew(const FunnelHeader *h, int64 min_events, bool exact, FunnelFlat *s
 	Size		size;
 	FunnelFlat *st;
 
-	if (min_events > (int64) ((MaxAllocSize - FUNNEL_FLAT_HDRSZ) / (sizeof(int64) + w)))
+	/*
+	 * The final function expands the events to FunnelEvents in one palloc,
+	 * so that bounds a state too (it is the tighter limit for every width).
+	 */
+	if (min_events > (int64) ((MaxAllocSize - FUNNEL_FLAT_HDRSZ) / (sizeof(int64) + w)) ||
+		min_events > (int64) (MaxAllocSize / sizeof(FunnelEvent)))
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("window_funnel state would exceed the maximum size of %zu bytes",

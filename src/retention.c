@@ -1925,13 +1925,15 @@ RollupRun(const char *fname, const char *sql, RollupReceiver *r)
 
 	initStringInfo(&q);
 	/*
-	 * Rows with a NULL entity are skipped: they form one group, dropped by
-	 * RollupReceive (cheaper than a filter evaluated on every row).
+	 * Rows with a NULL entity are skipped before aggregation (as documented:
+	 * their ts and amount are never looked at, so they cannot raise errors);
+	 * RollupReceive also drops a NULL group should one ever arrive.
 	 */
 	appendStringInfo(&q,
 					 "SELECT crm_q.entity IS NULL,\n"
 					 "       crm.cohort_activity(crm_q.ts::pg_catalog.timestamptz, %s, '%s'::pg_catalog.text)\n"
 					 "  FROM (%s\n) AS crm_q(entity, ts%s)\n"
+					 " WHERE crm_q.entity IS NOT NULL\n"
 					 " GROUP BY crm_q.entity",
 					 natts >= 3 ? "crm_q.amount::pg_catalog.numeric" : "NULL::pg_catalog.numeric",
 					 period_names[r->period], sql, natts >= 3 ? ", amount" : "");

@@ -1,7 +1,7 @@
 -- pgTAP: crm.cohort_activity, crm.cohort_retention, crm.retention_metrics
 -- against independent plain SQL on the demo orders and hand-worked cases.
 BEGIN;
-SELECT plan(69);
+SELECT plan(72);
 
 CREATE TEMP TABLE src AS SELECT customer_id AS e, ordered_at AS ts, amount FROM crm_demo.orders;
 
@@ -322,6 +322,14 @@ SELECT throws_ok($$SELECT 'month;2025-02-01,1,1;2025-01-01,1,1'::crm.cohort_acti
 SELECT throws_ok($$SELECT 'month;2025-01-01,0,1'::crm.cohort_activity_state$$, '22P02', NULL, 'state text: zero orders: 22P02');
 SELECT throws_ok($$SELECT 'month;2025-01-01,1,1.5;2025-02-01,1,2'::crm.cohort_activity_state$$, '22P02', NULL, 'state text: mixed scales: 22P02');
 SELECT throws_ok($$SELECT 'fortnight;2025-01-01,1,1'::crm.cohort_activity_state$$, '22P02', NULL, 'state text: unknown period: 22P02');
+
+-- rows with a NULL entity are skipped before aggregation: their ts and amount are never looked at
+SELECT is((SELECT count(*) FROM crm.cohort_retention($q$SELECT * FROM (VALUES (1, '2025-01-05'::timestamptz, 10::numeric), (NULL, 'infinity', 5)) v$q$, 'month', 3)),
+          1::bigint, 'a NULL-entity row with an infinite ts is skipped, not an error');
+SELECT is((SELECT sum(revenue) FROM crm.cohort_retention($q$SELECT * FROM (VALUES (1, '2025-01-05'::timestamptz, 10::numeric), (NULL, '2025-01-05', 'NaN')) v$q$, 'month', 3)),
+          10::numeric, 'a NULL-entity row with a NaN amount is skipped, not an error');
+SELECT is((SELECT sum(active_customers) FROM crm.retention_metrics($q$SELECT * FROM (VALUES (1, '2025-01-05'::timestamptz), (NULL, 'infinity')) v$q$, 'month')),
+          1::numeric, 'retention_metrics skips a NULL-entity row too');
 
 SELECT * FROM finish();
 ROLLBACK;
