@@ -1699,7 +1699,8 @@ ModelResult(FunctionCallInfo fcinfo, const double *params, int nparams, double l
  * Many distinct patterns (a million customers give ~200k): the first,
  * coarse Nelder-Mead phase runs on a systematic sample of about
  * FIT_SAMPLE_SIZE patterns (every k-th in the sorted order, so every
- * frequency stays represented), weights scaled to the same total.  It only
+ * frequency stays represented; the objectives are per customer of the data
+ * they get, so the sample needs no reweighting).  It only
  * finds the starting point: BFGS then converges on all the patterns, to the
  * same optimum (gradient < 1e-7) as without the sample.
  */
