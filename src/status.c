@@ -21,6 +21,11 @@
  *
  * All SQL is built from catalog names through quote_identifier and kept as
  * prepared SPI plans (per trigger, in a backend-local hash table).  The
+ * trigger functions do not pin search_path in their definition (a SET clause
+ * costs two GUC changes and a namespace-cache rebuild per row): every name in
+ * the kept plans is schema-qualified, operators included, and the rare
+ * catalog reads (configuration, attachment) run under a search_path pinned
+ * in C (PinSearchPath).  The
  * configuration (stages, transitions, event rules, settings) is read once
  * into backend memory and re-read after a change: a statement trigger on
  * the configuration tables sends a relcache invalidation, which every
@@ -99,11 +104,14 @@ typedef struct RuleContext
 	Oid			entity_table;
 	int64		rule_id;
 	TimestampTz changed_at;
-	bool		history_by_caller;	/* the sweep writes the history rows itself */
+	bool		history_by_caller;	/* the caller writes the history rows itself */
+	bool		single_row;		/* ... of the one row row_rel / row_tid only */
+	Oid			row_rel;		/* the (partition) table of that row */
+	ItemPointerData row_tid;	/* its ctid before the update */
 } RuleContext;
 
 static HTAB *TriggerCache = NULL;
-static RuleContext CurrentRule = {false, InvalidOid, 0, 0, false};
+static RuleContext CurrentRule = {false, InvalidOid, 0, 0, false, false, InvalidOid, {{0, 0}, 0}};
 static int	RuleDepth = 0;
 static SPIPlanPtr HistoryPlan = NULL;
 
@@ -146,6 +154,30 @@ static uint64 ConfigInvalidations = 0;
 static bool ConfigCallbackRegistered = false;
 static int	NumConfigs = 0;
 static AttachmentConfig *Configs = NULL;
+
+/*
+ * Pin search_path to pg_catalog, pg_temp until UnpinSearchPath(level): the
+ * trigger functions have no SET clause (see the file header), so the few
+ * queries that are parsed here (configuration loads, plan preparation) get
+ * the same safe path a SET clause would give.  An error in between is
+ * cleaned up by (sub)transaction abort, as for a SET clause.
+ */
+static int
+PinSearchPath(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+/* undo PinSearchPath */
+static void
+UnpinSearchPath(int level)
+{
+	AtEOXact_GUC(true, level);
+}
 
 /* qualified, quoted name of a relation */
 static char *
@@ -251,11 +283,13 @@ PrepareSharedPlans(void)
 {
 	if (HistoryPlan == NULL)
 	{
+		int			level = PinSearchPath();
 		Oid			types[7] = {REGCLASSOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTOID};
 
 		HistoryPlan = PrepareKept("INSERT INTO crm.status_history "
 								  "(entity_table, entity_key, from_status, to_status, changed_at, rule_id, actor) "
 								  "VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
+		UnpinSearchPath(level);
 	}
 }
 
@@ -435,7 +469,12 @@ GetConfig(Oid entity_table)
 	int			k;
 
 	if (!ConfigValid)
+	{
+		int			level = PinSearchPath();
+
 		LoadConfig();
+		UnpinSearchPath(level);
+	}
 	k = FindConfigIndex(entity_table);
 	return k < 0 ? NULL : &Configs[k];
 }
@@ -539,6 +578,7 @@ GetTriggerEntry(TriggerData *trigdata, bool for_events)
 	int32		attachment_id;
 	char	   *end;
 	long		v;
+	int			level;
 
 	if (TriggerCache == NULL)
 	{
@@ -557,6 +597,7 @@ GetTriggerEntry(TriggerData *trigdata, bool for_events)
 	}
 	if (entry->valid)
 		return entry;
+	level = PinSearchPath();
 
 	if (trigger->tgnargs != 1)
 		ereport(ERROR,
@@ -609,7 +650,7 @@ GetTriggerEntry(TriggerData *trigdata, bool for_events)
 		const char *status = quote_identifier(entry->att.status_column);
 		char	   *stype = format_type_be_qualified(entry->att.status_type);
 		StringInfoData sql;
-		Oid			types[2];
+		Oid			types[6];
 
 		if (RelationGetRelid(trigdata->tg_relation) != entry->att.event_table)
 			ereport(ERROR,
@@ -623,18 +664,34 @@ GetTriggerEntry(TriggerData *trigdata, bool for_events)
 		fmgr_info_cxt(outfn, &entry->ev_type_out, TopMemoryContext);
 
 		initStringInfo(&sql);
-		appendStringInfo(&sql, "SELECT e.%s::pg_catalog.text FROM %s e WHERE e.%s = $1 FOR NO KEY UPDATE OF e",
+		appendStringInfo(&sql, "SELECT e.%s::pg_catalog.text, e.tableoid, e.ctid FROM %s e "
+						 "WHERE e.%s OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE OF e",
 						 status, ent, key);
 		types[0] = entry->att.ev_entity_type;
 		entry->lock_plan = PrepareKept(sql.data, 1, types);
 
+		/*
+		 * the rule's change and its history row in one statement; the entity
+		 * trigger leaves these rows alone (history_by_caller)
+		 */
 		resetStringInfo(&sql);
-		appendStringInfo(&sql, "UPDATE %s e SET %s = CAST($2 AS %s) WHERE e.%s = $1", ent, status, stype, key);
-		types[1] = TEXTOID;
-		entry->update_plan = PrepareKept(sql.data, 2, types);
+		appendStringInfo(&sql, "WITH moved AS (UPDATE %s e SET %s = CAST($2 AS %s) WHERE e.%s OPERATOR(pg_catalog.=) $1 "
+						 "RETURNING e.%s::pg_catalog.text AS key, e.%s::pg_catalog.text AS status) "
+						 "INSERT INTO crm.status_history "
+						 "(entity_table, entity_key, from_status, to_status, changed_at, rule_id, actor) "
+						 "SELECT $3, m.key, $4, m.status, $5, $6, 'rule' FROM moved m "
+						 "WHERE m.status IS DISTINCT FROM $4",
+						 ent, status, stype, key, key, status);
+		types[1] = TEXTOID;		/* new status */
+		types[2] = REGCLASSOID; /* entity table */
+		types[3] = TEXTOID;		/* old status */
+		types[4] = TIMESTAMPTZOID;	/* changed_at */
+		types[5] = INT8OID;		/* rule id */
+		entry->update_plan = PrepareKept(sql.data, 6, types);
 
 		pfree(sql.data);
 	}
+	UnpinSearchPath(level);
 	entry->valid = true;
 	return entry;
 }
@@ -707,9 +764,12 @@ status_event_trigger(PG_FUNCTION_ARGS)
 	Datum		evtype;
 	Datum		evtime;
 	bool		isnull;
-	Datum		values[2];
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	char	   *event_type;
 	char	   *current;
+	Oid			row_rel;
+	ItemPointerData row_tid;
 	EventRule  *rule = NULL;
 	bool		any_rule = false;
 	int			i;
@@ -767,6 +827,9 @@ status_event_trigger(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 	}
 	current = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	row_rel = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)),
+					&row_tid);
 
 	/* the configuration may have been reloaded by the lock query's catalog access */
 	config = GetConfigOrError(entry->att.entity_table);
@@ -811,24 +874,37 @@ status_event_trigger(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 	}
 
-	/* apply the rule; the entity trigger records it as this rule's change */
+	/*
+	 * apply the rule: one statement updates the entity and writes its
+	 * history row; the entity trigger sees a change by this rule and leaves
+	 * it alone
+	 */
 	{
 		RuleContext saved = CurrentRule;
+		TimestampTz changed_at = EventTimeAsTimestampTz(evtime, entry->att.ev_time_type);
 
 		values[0] = entity;
 		values[1] = CStringGetTextDatum(rule->to);
+		values[2] = ObjectIdGetDatum(entry->att.entity_table);
+		values[3] = current ? CStringGetTextDatum(current) : (Datum) 0;
+		nulls[3] = current ? ' ' : 'n';
+		values[4] = TimestampTzGetDatum(changed_at);
+		values[5] = Int64GetDatum(rule->rule_id);
 		CurrentRule.active = true;
 		CurrentRule.entity_table = entry->att.entity_table;
 		CurrentRule.rule_id = rule->rule_id;
-		CurrentRule.changed_at = EventTimeAsTimestampTz(evtime, entry->att.ev_time_type);
-		CurrentRule.history_by_caller = false;
+		CurrentRule.changed_at = changed_at;
+		CurrentRule.history_by_caller = true;
+		CurrentRule.single_row = true;
+		CurrentRule.row_rel = row_rel;
+		ItemPointerCopy(&row_tid, &CurrentRule.row_tid);
 		/* the cached configuration may be reloaded from here on: rule is not used again */
 		rule = NULL;
 		RuleDepth++;
 		PG_TRY();
 		{
-			ret = SPI_execute_plan(entry->update_plan, values, NULL, false, 0);
-			if (ret != SPI_OK_UPDATE)
+			ret = SPI_execute_plan(entry->update_plan, values, nulls, false, 0);
+			if (ret != SPI_OK_INSERT)
 				elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
 		}
 		PG_FINALLY();
@@ -877,8 +953,16 @@ status_entity_trigger(PG_FUNCTION_ARGS)
 	bool		by_rule;
 	int			ret;
 
-	/* a sweep batch records its changes in the same statement */
-	if (CurrentRule.active && CurrentRule.history_by_caller && CurrentRule.entity_table == relid)
+	/*
+	 * a sweep batch, or an event rule, records its changes in the same
+	 * statement (an event rule its one row: a user trigger may change other
+	 * rows meanwhile)
+	 */
+	if (CurrentRule.active && CurrentRule.history_by_caller &&
+		(CurrentRule.single_row
+		 ? (is_update && relid == CurrentRule.row_rel &&
+			ItemPointerEquals(&trigdata->tg_trigtuple->t_self, &CurrentRule.row_tid))
+		 : CurrentRule.entity_table == relid))
 		return PointerGetDatum(NULL);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -1119,6 +1203,7 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of)
 			CurrentRule.rule_id = rule->rule_id;
 			CurrentRule.changed_at = as_of;
 			CurrentRule.history_by_caller = true;
+			CurrentRule.single_row = false;
 			RuleDepth++;
 			PG_TRY();
 			{
