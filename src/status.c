@@ -33,13 +33,20 @@
  */
 #include "crm_analytics.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -49,6 +56,8 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(status_event_trigger);
@@ -95,6 +104,14 @@ typedef struct TriggerCacheEntry
 	FmgrInfo	ev_type_out;
 	SPIPlanPtr	lock_plan;		/* current status of the entity, locked */
 	SPIPlanPtr	update_plan;	/* set the entity's status */
+	/* event trigger: locking the entity without the lock plan (LockEntity) */
+	uint64		direct_generation;	/* ConfigInvalidations when checked */
+	Oid			key_index;		/* unique index on the key, or InvalidOid */
+	RegProcedure key_eq;		/* its equality function */
+	Oid			key_collation;
+	AttrNumber	ent_key_attnum;
+	AttrNumber	ent_status_attnum;
+	FmgrInfo	ent_status_out;
 } TriggerCacheEntry;
 
 /* The change being made by a rule right now (read by the entity trigger) */
@@ -150,7 +167,7 @@ typedef struct AttachmentConfig
 
 static MemoryContext ConfigContext = NULL;
 static bool ConfigValid = false;
-static uint64 ConfigInvalidations = 0;
+static uint64 ConfigInvalidations = 1;
 static bool ConfigCallbackRegistered = false;
 static int	NumConfigs = 0;
 static AttachmentConfig *Configs = NULL;
@@ -618,6 +635,7 @@ GetTriggerEntry(TriggerData *trigdata, bool for_events)
 	if (entry->update_plan)
 		SPI_freeplan(entry->update_plan);
 	entry->lock_plan = entry->update_plan = NULL;
+	entry->direct_generation = 0;
 
 	LoadAttachment(attachment_id, &entry->att, TopMemoryContext);
 	PrepareSharedPlans();
@@ -738,6 +756,159 @@ EventTimeAsTimestampTz(Datum d, Oid typid)
 }
 
 /*
+ * Can the event trigger lock the entity row without the lock plan?  Only
+ * with a plain table and a unique, immediate, non-partial btree index on
+ * the key column alone whose type is the event's entity type (the lookup
+ * is then exactly "key = $1").  Sets entry->key_index (InvalidOid: use the
+ * lock plan); re-checked after every relcache invalidation.
+ */
+static void
+CheckDirectLock(TriggerCacheEntry *entry)
+{
+	Relation	rel;
+	List	   *indexes;
+	ListCell   *lc;
+	Oid			outfn;
+	bool		isvarlena;
+
+	entry->key_index = InvalidOid;
+	entry->direct_generation = ConfigInvalidations;
+	rel = table_open(entry->att.entity_table, AccessShareLock);
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+	{
+		table_close(rel, AccessShareLock);
+		return;
+	}
+	entry->ent_key_attnum = AttachedColumn(entry->att.entity_table, entry->att.key_column, NULL);
+	entry->ent_status_attnum = AttachedColumn(entry->att.entity_table, entry->att.status_column, NULL);
+	getTypeOutputInfo(entry->att.status_type, &outfn, &isvarlena);
+	fmgr_info_cxt(outfn, &entry->ent_status_out, TopMemoryContext);
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		Relation	idx = index_open(lfirst_oid(lc), AccessShareLock);
+		Form_pg_index ind = idx->rd_index;
+		bool		fits;
+
+		fits = ind->indisunique && ind->indimmediate && ind->indisvalid && ind->indisready &&
+			ind->indislive && ind->indnkeyatts == 1 && ind->indkey.values[0] == entry->ent_key_attnum &&
+			idx->rd_rel->relam == BTREE_AM_OID &&
+			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) &&
+			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
+			idx->rd_opcintype[0] == entry->att.key_type &&
+			entry->att.key_type == entry->att.ev_entity_type;
+		if (fits)
+		{
+			Oid			eqop = get_opfamily_member(idx->rd_opfamily[0], entry->att.key_type,
+												   entry->att.key_type, BTEqualStrategyNumber);
+
+			if (OidIsValid(eqop))
+			{
+				entry->key_index = RelationGetRelid(idx);
+				entry->key_eq = get_opcode(eqop);
+				entry->key_collation = idx->rd_indcollation[0];
+			}
+		}
+		index_close(idx, AccessShareLock);
+		if (OidIsValid(entry->key_index))
+			break;
+	}
+	list_free(indexes);
+	table_close(rel, AccessShareLock);
+}
+
+/*
+ * Lock the entity row with key entity and return its status (NULL for a
+ * NULL status) in *current, as the lock plan "SELECT status::text ...
+ * WHERE key = $1 FOR NO KEY UPDATE" does in READ COMMITTED: look the key up
+ * in a fresh snapshot, lock the row's latest version (waiting for a
+ * transaction that holds it) and re-check the key when the row changed
+ * meanwhile.  Returns false when there is no such row, as the plan would;
+ * -1 (nothing done) when only the lock plan can do it: another isolation
+ * level, row security, no plain table privileges or no suitable index.
+ */
+static int
+LockEntity(TriggerCacheEntry *entry, Datum entity, char **current, Oid *row_rel, ItemPointer row_tid)
+{
+	Oid			relid = entry->att.entity_table;
+	Oid			user = GetUserId();
+	Relation	rel;
+	Relation	idx;
+	IndexScanDesc scan;
+	ScanKeyData key;
+	Snapshot	snap;
+	TupleTableSlot *slot;
+	bool		found;
+
+	if (IsolationUsesXactSnapshot())
+		return -1;
+	if (entry->direct_generation != ConfigInvalidations)
+		CheckDirectLock(entry);
+	if (!OidIsValid(entry->key_index))
+		return -1;
+	if (pg_class_aclcheck(relid, user, ACL_SELECT) != ACLCHECK_OK ||
+		pg_class_aclcheck(relid, user, ACL_UPDATE) != ACLCHECK_OK ||
+		check_enable_rls(relid, InvalidOid, true) != RLS_NONE)
+		return -1;
+
+	/* see the changes of earlier commands and take a fresh snapshot, as a new statement does */
+	CommandCounterIncrement();
+	snap = RegisterSnapshot(GetTransactionSnapshot());
+	rel = table_open(relid, RowShareLock);
+	idx = index_open(entry->key_index, RowShareLock);
+	slot = table_slot_create(rel, NULL);
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid, entry->key_collation,
+						   entry->key_eq, entity);
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	if (found)
+	{
+		TM_FailureData tmfd;
+		TM_Result	res;
+
+		res = table_tuple_lock(rel, &slot->tts_tid, snap, slot, GetCurrentCommandId(false),
+							   LockTupleNoKeyExclusive, LockWaitBlock,
+							   TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
+		switch (res)
+		{
+			case TM_Ok:
+				if (tmfd.traversed)
+				{
+					/* a newer version was locked: it must still have the key */
+					bool		isnull;
+					Datum		k = slot_getattr(slot, entry->ent_key_attnum, &isnull);
+
+					found = !isnull &&
+						DatumGetBool(OidFunctionCall2Coll(entry->key_eq, entry->key_collation, k, entity));
+				}
+				break;
+			case TM_Deleted:
+			case TM_SelfModified:
+				found = false;	/* gone, or changed by this transaction since the snapshot */
+				break;
+			default:
+				elog(ERROR, "crm.status_event_trigger: unexpected tuple lock result %d", (int) res);
+		}
+	}
+	if (found)
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(slot, entry->ent_status_attnum, &isnull);
+
+		*current = isnull ? NULL : OutputFunctionCall(&entry->ent_status_out, d);
+		*row_rel = relid;
+		ItemPointerCopy(&slot->tts_tid, row_tid);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, RowShareLock);
+	table_close(rel, RowShareLock);
+	UnregisterSnapshot(snap);
+	return found ? 1 : 0;
+}
+
+/*
  * status_event_trigger: an event row was inserted.  Lock its entity, find the
  * applicable event rule and apply it (once).  Events for entities that do not
  * exist (or a NULL entity reference) are stored and ignored; a NULL event
@@ -767,9 +938,10 @@ status_event_trigger(PG_FUNCTION_ARGS)
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	char	   *event_type;
-	char	   *current;
-	Oid			row_rel;
+	char	   *current = NULL;
+	Oid			row_rel = InvalidOid;
 	ItemPointerData row_tid;
+	int			found;
 	EventRule  *rule = NULL;
 	bool		any_rule = false;
 	int			i;
@@ -815,21 +987,33 @@ status_event_trigger(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 	}
 
-	/* lock the entity row: events of one entity and the sweep serialise here */
+	/*
+	 * lock the entity row: events of one entity and the sweep serialise
+	 * here (directly through the key's unique index when possible, else with
+	 * the lock plan)
+	 */
 	values[0] = entity;
-	ret = SPI_execute_plan(entry->lock_plan, values, NULL, false, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 0)
+	found = LockEntity(entry, entity, &current, &row_rel, &row_tid);
+	if (found < 0)
+	{
+		ret = SPI_execute_plan(entry->lock_plan, values, NULL, false, 1);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+		found = (SPI_processed > 0);
+		if (found)
+		{
+			current = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			row_rel = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+			ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)),
+							&row_tid);
+		}
+	}
+	if (!found)
 	{
 		/* no such entity: the event is kept, no rule applies */
 		SPI_finish();
 		return PointerGetDatum(NULL);
 	}
-	current = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	row_rel = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)),
-					&row_tid);
 
 	/* the configuration may have been reloaded by the lock query's catalog access */
 	config = GetConfigOrError(entry->att.entity_table);
