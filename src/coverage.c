@@ -11,29 +11,49 @@
  *        with a NEW TABLE transition table, installed on the user's
  *        interactions table.  It folds the statement's counted interactions
  *        per customer (latest timestamp, count) and applies them to
- *        crm.coverage in customer order with kept SPI plans, so that
- *        concurrent inserts never lose an update, never move the last
- *        contact backwards and do not deadlock each other.
+ *        crm.coverage in customer order, so that concurrent inserts never
+ *        lose an update, never move the last contact backwards and do not
+ *        deadlock each other.  In READ COMMITTED (the usual case) each
+ *        coverage row is locked and updated directly (primary key lookup,
+ *        tuple lock, heap update) without a statement per customer; the
+ *        kept SPI plans remain for REPEATABLE READ / SERIALIZABLE, for a
+ *        crm.coverage with triggers or row security, or without plain
+ *        table privileges, and for customers without a coverage row.
  */
 #include "crm_analytics.h"
 
 #include <limits.h>
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
+#include "nodes/makefuncs.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "miscadmin.h"
+#include "common/int.h"
 #include "lib/stringinfo.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
 #include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
@@ -324,6 +344,54 @@ typedef struct CoverageHit
 /* statements touching at least this many customers use one array UPDATE */
 #define COVERAGE_BATCH_MIN	8
 
+/*
+ * What the trigger reads from its arguments and the interactions table,
+ * cached per trigger (pg_trigger oid) in this backend; rebuilt after any
+ * relcache invalidation (a column dropped, renamed or retyped sends one).
+ */
+typedef struct CoverageTriggerInfo
+{
+	Oid			tgoid;			/* hash key */
+	uint64		generation;		/* CoverageInvalidations when built */
+	MemoryContext cxt;			/* owns the filters' lists and functions */
+	AttrNumber	cust_att;
+	AttrNumber	ts_att;
+	Oid			cust_type;
+	Oid			ts_type;
+	CoverageFilter kinds;
+	CoverageFilter directions;
+	AttrNumber	auto_att;		/* 0 = none */
+	CoverageUnknown unknown;
+} CoverageTriggerInfo;
+
+static HTAB *CoverageTriggerCache = NULL;
+static uint64 CoverageInvalidations = 1;
+static bool CoverageCallbackRegistered = false;
+
+/* crm.coverage and its primary key, looked up once per generation */
+static Oid	CoverageRelid = InvalidOid;
+static uint64 CoverageRelidGeneration = 0;
+
+/*
+ * One statement's direct updates of crm.coverage: the relation, its primary
+ * key index, a minimal executor state for index maintenance and
+ * constraints, and two slots (the locked row, the new row).
+ */
+typedef struct CoverageDirect
+{
+	Relation	rel;
+	Relation	pkey;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	EPQState	epq;
+	TupleTableSlot *oldslot;
+	TupleTableSlot *newslot;
+	AttrNumber	att_last;
+	AttrNumber	att_contacts;
+	AttrNumber	att_next;
+	AttrNumber	att_interval;
+} CoverageDirect;
+
 static SPIPlanPtr coverage_update_plan = NULL;
 static SPIPlanPtr coverage_upsert_plan = NULL;
 static SPIPlanPtr coverage_batch_plan = NULL;
@@ -591,39 +659,380 @@ ApplyBatch(CoverageHit *hits, int nhits, CoverageUnknown unknown)
 	}
 }
 
+/* relcache callback: forget every cached trigger description */
+static void
+CoverageInvalidate(Datum arg, Oid relid)
+{
+	(void) arg;
+	(void) relid;
+	CoverageInvalidations++;
+}
+
+/*
+ * The cached description of the firing trigger: its columns, filters and
+ * unknown-customer mode, checked against the interactions table.
+ */
+static CoverageTriggerInfo *
+GetCoverageTriggerInfo(TriggerData *trigdata)
+{
+	Trigger    *trigger = trigdata->tg_trigger;
+	Relation	rel = trigdata->tg_relation;
+	TupleDesc	desc = RelationGetDescr(rel);
+	CoverageTriggerInfo *info;
+	MemoryContext old;
+	bool		found;
+	const char *mode;
+
+	if (!CoverageCallbackRegistered)
+	{
+		CacheRegisterRelcacheCallback(CoverageInvalidate, (Datum) 0);
+		CoverageCallbackRegistered = true;
+	}
+	if (CoverageTriggerCache == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(CoverageTriggerInfo);
+		CoverageTriggerCache = hash_create("crm_analytics coverage triggers", 8, &ctl, HASH_ELEM | HASH_BLOBS);
+	}
+	info = hash_search(CoverageTriggerCache, &trigger->tgoid, HASH_ENTER, &found);
+	if (!found)
+	{
+		info->generation = 0;
+		info->cxt = NULL;
+	}
+	if (info->generation == CoverageInvalidations)
+		return info;
+
+	if (trigger->tgnargs != 8)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("crm.coverage_trigger: expected 8 trigger arguments, got %d", trigger->tgnargs),
+				 errhint("Install it with crm.attach_coverage().")));
+	if (info->cxt == NULL)
+		info->cxt = AllocSetContextCreate(TopMemoryContext, "crm_analytics coverage trigger",
+										  ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(info->cxt);
+	info->generation = 0;		/* invalid until built completely */
+	old = MemoryContextSwitchTo(info->cxt);
+
+	info->cust_att = TriggerColumn(rel, trigger->tgargs[0], "customer");
+	info->ts_att = TriggerColumn(rel, trigger->tgargs[1], "timestamp");
+	info->cust_type = getBaseType(TupleDescAttr(desc, info->cust_att - 1)->atttypid);
+	info->ts_type = getBaseType(TupleDescAttr(desc, info->ts_att - 1)->atttypid);
+	if (info->cust_type != INT2OID && info->cust_type != INT4OID && info->cust_type != INT8OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("crm.coverage_trigger: customer column \"%s\" must be an integer, not %s",
+						trigger->tgargs[0], format_type_be(info->cust_type))));
+	if (info->ts_type != TIMESTAMPTZOID && info->ts_type != TIMESTAMPOID && info->ts_type != DATEOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("crm.coverage_trigger: timestamp column \"%s\" must be timestamptz, timestamp or date, not %s",
+						trigger->tgargs[1], format_type_be(info->ts_type))));
+	SetupFilter(&info->kinds, rel, trigger->tgargs[2], trigger->tgargs[3], "kind");
+	SetupFilter(&info->directions, rel, trigger->tgargs[4], trigger->tgargs[5], "direction");
+	info->auto_att = 0;
+	if (trigger->tgargs[6][0] != '\0')
+	{
+		info->auto_att = TriggerColumn(rel, trigger->tgargs[6], "automated");
+		if (getBaseType(TupleDescAttr(desc, info->auto_att - 1)->atttypid) != BOOLOID)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("crm.coverage_trigger: automated column \"%s\" must be boolean",
+							trigger->tgargs[6])));
+	}
+	mode = trigger->tgargs[7];
+	if (strcmp(mode, "insert") == 0)
+		info->unknown = COVERAGE_UNKNOWN_INSERT;
+	else if (strcmp(mode, "ignore") == 0)
+		info->unknown = COVERAGE_UNKNOWN_IGNORE;
+	else if (strcmp(mode, "error") == 0)
+		info->unknown = COVERAGE_UNKNOWN_ERROR;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("crm.coverage_trigger: unknown customer mode \"%s\"", mode),
+				 errhint("Valid modes are insert, ignore and error.")));
+	MemoryContextSwitchTo(old);
+	info->generation = CoverageInvalidations;
+	return info;
+}
+
+/* attribute number of a column of crm.coverage, or a can't-happen error */
+static AttrNumber
+CoverageColumn(Relation rel, const char *name)
+{
+	AttrNumber	attnum = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attnum <= 0)
+		elog(ERROR, "crm.coverage has no column \"%s\"", name);
+	return attnum;
+}
+
+/*
+ * Can this statement update crm.coverage directly?  Only where the result
+ * is the same as the kept UPDATE's: READ COMMITTED (a transaction snapshot
+ * would turn a concurrent update into a serialization failure, and
+ * SERIALIZABLE tracks reads), a plain table with no triggers and no row
+ * security, a single-column integer primary key, and table-level SELECT and
+ * UPDATE privileges for the current user (else the UPDATE's own checks
+ * give the usual errors).  Returns crm.coverage's oid, or InvalidOid.
+ */
+static Oid
+CoverageDirectTarget(void)
+{
+	Oid			relid;
+	Oid			user = GetUserId();
+
+	if (IsolationUsesXactSnapshot())
+		return InvalidOid;
+	if (CoverageRelidGeneration != CoverageInvalidations)
+	{
+		Oid			nsp = get_namespace_oid("crm", true);
+
+		CoverageRelid = OidIsValid(nsp) ? get_relname_relid("coverage", nsp) : InvalidOid;
+		CoverageRelidGeneration = CoverageInvalidations;
+	}
+	relid = CoverageRelid;
+	if (!OidIsValid(relid))
+		return InvalidOid;
+	if (pg_class_aclcheck(relid, user, ACL_SELECT) != ACLCHECK_OK ||
+		pg_class_aclcheck(relid, user, ACL_UPDATE) != ACLCHECK_OK)
+		return InvalidOid;
+	if (check_enable_rls(relid, InvalidOid, true) != RLS_NONE)
+		return InvalidOid;
+	return relid;
+}
+
+/*
+ * Open crm.coverage for direct updates; false (nothing opened) when its
+ * shape does not allow them.
+ */
+static bool
+CoverageDirectBegin(CoverageDirect *d, Oid relid)
+{
+	Relation	rel = table_open(relid, RowExclusiveLock);
+	Oid			pkoid;
+	Relation	pkey;
+	RangeTblEntry *rte;
+
+	pkoid = (rel->rd_rel->relkind == RELKIND_RELATION && rel->trigdesc == NULL &&
+			 !rel->rd_rel->relispartition) ? RelationGetPrimaryKeyIndex(rel) : InvalidOid;
+	if (!OidIsValid(pkoid))
+	{
+		table_close(rel, RowExclusiveLock);
+		return false;
+	}
+	pkey = index_open(pkoid, RowExclusiveLock);
+	if (IndexRelationGetNumberOfKeyAttributes(pkey) != 1 ||
+		pkey->rd_index->indkey.values[0] != CoverageColumn(rel, "customer_id") ||
+		TupleDescAttr(RelationGetDescr(rel), pkey->rd_index->indkey.values[0] - 1)->atttypid != INT8OID ||
+		pkey->rd_rel->relam != BTREE_AM_OID)
+	{
+		index_close(pkey, RowExclusiveLock);
+		table_close(rel, RowExclusiveLock);
+		return false;
+	}
+	d->rel = rel;
+	d->pkey = pkey;
+	d->att_last = CoverageColumn(rel, "last_contact");
+	d->att_contacts = CoverageColumn(rel, "contacts");
+	d->att_next = CoverageColumn(rel, "next_due");
+	d->att_interval = CoverageColumn(rel, "contact_interval");
+
+	/* the executor state ExecSimpleRelationUpdate needs */
+	d->estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = relid;
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	rte->requiredPerms = ACL_SELECT | ACL_UPDATE;
+	rte->updatedCols = bms_make_singleton(d->att_last - FirstLowInvalidHeapAttributeNumber);
+	rte->updatedCols = bms_add_member(rte->updatedCols, d->att_contacts - FirstLowInvalidHeapAttributeNumber);
+	rte->updatedCols = bms_add_member(rte->updatedCols, d->att_next - FirstLowInvalidHeapAttributeNumber);
+	ExecInitRangeTable(d->estate, list_make1(rte));
+	d->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(d->rri, rel, 1, NULL, 0);
+	d->estate->es_output_cid = GetCurrentCommandId(true);
+	d->estate->es_snapshot = GetActiveSnapshot();
+	ExecOpenIndices(d->rri, false);
+	EvalPlanQualInit(&d->epq, d->estate, NULL, NIL, -1);
+	d->oldslot = table_slot_create(rel, &d->estate->es_tupleTable);
+	d->newslot = ExecInitExtraTupleSlot(d->estate, RelationGetDescr(rel), &TTSOpsVirtual);
+	return true;
+}
+
+/* close what CoverageDirectBegin opened */
+static void
+CoverageDirectEnd(CoverageDirect *d)
+{
+	EvalPlanQualEnd(&d->epq);
+	ExecCloseIndices(d->rri);
+	ExecResetTupleTable(d->estate->es_tupleTable, false);
+	FreeExecutorState(d->estate);
+	index_close(d->pkey, RowExclusiveLock);
+	table_close(d->rel, RowExclusiveLock);
+}
+
+/*
+ * Find the coverage row of customer and lock it (FOR NO KEY UPDATE) in
+ * d->oldslot, waiting for a transaction that is changing it and following
+ * its update, as the kept UPDATE does in READ COMMITTED.  false when the
+ * customer has no row.
+ */
+static bool
+CoverageLockRow(CoverageDirect *d, int64 customer)
+{
+	SnapshotData dirty;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	bool		found;
+
+	InitDirtySnapshot(dirty);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(customer));
+	scan = index_beginscan(d->rel, d->pkey, &dirty, 1, 0);
+	for (;;)
+	{
+		TM_FailureData tmfd;
+		TM_Result	res;
+		TransactionId xwait;
+
+		index_rescan(scan, &key, 1, NULL, 0);
+		found = index_getnext_slot(scan, ForwardScanDirection, d->oldslot);
+		if (!found)
+			break;
+		/* a transaction inserting or changing the row: wait for it, look again */
+		xwait = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
+		if (TransactionIdIsValid(xwait))
+		{
+			XactLockTableWait(xwait, NULL, NULL, XLTW_None);
+			continue;
+		}
+		PushActiveSnapshot(GetLatestSnapshot());
+		res = table_tuple_lock(d->rel, &d->oldslot->tts_tid, GetActiveSnapshot(), d->oldslot,
+							   GetCurrentCommandId(false), LockTupleNoKeyExclusive, LockWaitBlock,
+							   0, &tmfd);
+		PopActiveSnapshot();
+		if (res == TM_Ok)
+			break;
+		if (res == TM_Updated || res == TM_Deleted)
+			continue;			/* changed since we looked: look again */
+		elog(ERROR, "crm.coverage_trigger: unexpected tuple lock result %d", (int) res);
+	}
+	index_endscan(scan);
+	return found;
+}
+
+/*
+ * Apply one customer's contacts to its locked row: the same arithmetic as
+ * the kept UPDATE (last contact never moves backwards, next due = last
+ * contact + the customer's interval, NULL without one).
+ */
+static void
+CoverageUpdateRow(CoverageDirect *d, CoverageHit *hit)
+{
+	TupleDesc	desc = RelationGetDescr(d->rel);
+	TupleTableSlot *o = d->oldslot;
+	TupleTableSlot *n = d->newslot;
+	TimestampTz last = hit->latest;
+	int64		contacts;
+
+	slot_getallattrs(o);
+	ExecClearTuple(n);
+	memcpy(n->tts_values, o->tts_values, sizeof(Datum) * desc->natts);
+	memcpy(n->tts_isnull, o->tts_isnull, sizeof(bool) * desc->natts);
+	if (!o->tts_isnull[d->att_last - 1] && DatumGetTimestampTz(o->tts_values[d->att_last - 1]) > last)
+		last = DatumGetTimestampTz(o->tts_values[d->att_last - 1]);
+	n->tts_values[d->att_last - 1] = TimestampTzGetDatum(last);
+	n->tts_isnull[d->att_last - 1] = false;
+	if (o->tts_isnull[d->att_contacts - 1])
+		elog(ERROR, "crm.coverage.contacts is null for customer " INT64_FORMAT, hit->customer);
+	if (pg_add_s64_overflow(DatumGetInt64(o->tts_values[d->att_contacts - 1]), hit->count, &contacts))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("bigint out of range")));
+	n->tts_values[d->att_contacts - 1] = Int64GetDatum(contacts);
+	if (o->tts_isnull[d->att_interval - 1])
+	{
+		n->tts_values[d->att_next - 1] = (Datum) 0;
+		n->tts_isnull[d->att_next - 1] = true;
+	}
+	else
+	{
+		n->tts_values[d->att_next - 1] = DirectFunctionCall2(timestamptz_pl_interval, TimestampTzGetDatum(last),
+															 o->tts_values[d->att_interval - 1]);
+		n->tts_isnull[d->att_next - 1] = false;
+	}
+	ExecStoreVirtualTuple(n);
+	ExecSimpleRelationUpdate(d->rri, d->estate, &d->epq, o, n);
+	ResetPerTupleExprContext(d->estate);
+}
+
+/*
+ * Apply the statement's customers (in customer order) directly; the ones
+ * without a coverage row are returned in *missing (count *nmissing).
+ * false, with nothing done, when crm.coverage does not allow it.
+ */
+static bool
+ApplyDirect(CoverageHit *hits, int nhits, CoverageHit **missing, int *nmissing)
+{
+	Oid			relid = CoverageDirectTarget();
+	CoverageDirect d;
+	int			i;
+
+	*missing = NULL;
+	*nmissing = 0;
+	if (!OidIsValid(relid))
+		return false;
+	/* see the changes of earlier commands, as a new statement would */
+	CommandCounterIncrement();
+	if (!CoverageDirectBegin(&d, relid))
+		return false;
+	for (i = 0; i < nhits; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (CoverageLockRow(&d, hits[i].customer))
+			CoverageUpdateRow(&d, &hits[i]);
+		else
+		{
+			if (*missing == NULL)
+				*missing = palloc(sizeof(CoverageHit) * (nhits - i));
+			(*missing)[(*nmissing)++] = hits[i];
+		}
+	}
+	CoverageDirectEnd(&d);
+	return true;
+}
+
 /*
  * crm.coverage_trigger(): statement-level AFTER INSERT trigger with a
  * transition table.  Every counted interaction of the statement is folded
  * per customer, then each customer's coverage row is updated once, in
  * customer order (a deterministic lock order: concurrent multi-row inserts
  * do not deadlock).  GREATEST keeps the last contact from moving backwards
- * when older interactions arrive late; the row lock and READ COMMITTED's
- * re-check of the updated row make concurrent inserts for one customer add
- * up exactly.
+ * when older interactions arrive late; the row lock (and, in READ
+ * COMMITTED, working on the latest version of the row) make concurrent
+ * inserts for one customer add up exactly.
  */
 Datum
 coverage_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Trigger    *trigger;
-	Relation	rel;
-	TupleDesc	desc;
-	AttrNumber	cust_att;
-	AttrNumber	ts_att;
-	Oid			cust_type;
-	Oid			ts_type;
-	CoverageFilter kinds;
-	CoverageFilter directions;
-	AttrNumber	auto_att = 0;
-	CoverageUnknown unknown;
+	CoverageTriggerInfo *info;
 	Tuplestorestate *ts;
 	TupleTableSlot *slot;
 	int			readptr;
 	CoverageHit *hits;
+	CoverageHit *missing;
+	int			nmissing;
 	int			nhits = 0;
 	int			cap = 64;
 	int			i;
-	const char *mode;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -638,59 +1047,14 @@ coverage_trigger(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("crm.coverage_trigger: must be fired AFTER INSERT FOR EACH STATEMENT with a NEW TABLE transition table"),
 				 errhint("Install it with crm.attach_coverage().")));
-	trigger = trigdata->tg_trigger;
-	if (trigger->tgnargs != 8)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("crm.coverage_trigger: expected 8 trigger arguments, got %d", trigger->tgnargs),
-				 errhint("Install it with crm.attach_coverage().")));
-
-	rel = trigdata->tg_relation;
-	desc = RelationGetDescr(rel);
-	cust_att = TriggerColumn(rel, trigger->tgargs[0], "customer");
-	ts_att = TriggerColumn(rel, trigger->tgargs[1], "timestamp");
-	cust_type = getBaseType(TupleDescAttr(desc, cust_att - 1)->atttypid);
-	ts_type = getBaseType(TupleDescAttr(desc, ts_att - 1)->atttypid);
-	if (cust_type != INT2OID && cust_type != INT4OID && cust_type != INT8OID)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("crm.coverage_trigger: customer column \"%s\" must be an integer, not %s",
-						trigger->tgargs[0], format_type_be(cust_type))));
-	if (ts_type != TIMESTAMPTZOID && ts_type != TIMESTAMPOID && ts_type != DATEOID)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("crm.coverage_trigger: timestamp column \"%s\" must be timestamptz, timestamp or date, not %s",
-						trigger->tgargs[1], format_type_be(ts_type))));
-	SetupFilter(&kinds, rel, trigger->tgargs[2], trigger->tgargs[3], "kind");
-	SetupFilter(&directions, rel, trigger->tgargs[4], trigger->tgargs[5], "direction");
-	if (trigger->tgargs[6][0] != '\0')
-	{
-		auto_att = TriggerColumn(rel, trigger->tgargs[6], "automated");
-		if (getBaseType(TupleDescAttr(desc, auto_att - 1)->atttypid) != BOOLOID)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("crm.coverage_trigger: automated column \"%s\" must be boolean",
-							trigger->tgargs[6])));
-	}
-	mode = trigger->tgargs[7];
-	if (strcmp(mode, "insert") == 0)
-		unknown = COVERAGE_UNKNOWN_INSERT;
-	else if (strcmp(mode, "ignore") == 0)
-		unknown = COVERAGE_UNKNOWN_IGNORE;
-	else if (strcmp(mode, "error") == 0)
-		unknown = COVERAGE_UNKNOWN_ERROR;
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("crm.coverage_trigger: unknown customer mode \"%s\"", mode),
-				 errhint("Valid modes are insert, ignore and error.")));
+	info = GetCoverageTriggerInfo(trigdata);
 
 	/* fold the statement's new rows: our own read pointer, from the start */
 	ts = trigdata->tg_newtable;
 	readptr = tuplestore_alloc_read_pointer(ts, EXEC_FLAG_REWIND);
 	tuplestore_select_read_pointer(ts, readptr);
 	tuplestore_rescan(ts);
-	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	slot = MakeSingleTupleTableSlot(RelationGetDescr(trigdata->tg_relation), &TTSOpsMinimalTuple);
 	hits = palloc(sizeof(CoverageHit) * cap);
 	while (tuplestore_gettupleslot(ts, true, false, slot))
 	{
@@ -699,23 +1063,23 @@ coverage_trigger(PG_FUNCTION_ARGS)
 		int64		customer;
 		TimestampTz when;
 
-		d = slot_getattr(slot, cust_att, &isnull);
+		d = slot_getattr(slot, info->cust_att, &isnull);
 		if (isnull)
 			continue;			/* a lead's interaction, not a customer's */
-		customer = CustomerKey(d, cust_type);
-		d = slot_getattr(slot, ts_att, &isnull);
+		customer = CustomerKey(d, info->cust_type);
+		d = slot_getattr(slot, info->ts_att, &isnull);
 		if (isnull)
 			continue;
-		when = InteractionTime(d, ts_type);
+		when = InteractionTime(d, info->ts_type);
 		if (TIMESTAMP_NOT_FINITE(when))
 			continue;
-		if (auto_att != 0)
+		if (info->auto_att != 0)
 		{
-			d = slot_getattr(slot, auto_att, &isnull);
+			d = slot_getattr(slot, info->auto_att, &isnull);
 			if (!isnull && DatumGetBool(d))
 				continue;
 		}
-		if (!FilterAccepts(&kinds, slot) || !FilterAccepts(&directions, slot))
+		if (!FilterAccepts(&info->kinds, slot) || !FilterAccepts(&info->directions, slot))
 			continue;
 		if (nhits == cap)
 		{
@@ -755,11 +1119,26 @@ coverage_trigger(PG_FUNCTION_ARGS)
 		nhits = out + 1;
 	}
 
+	if (ApplyDirect(hits, nhits, &missing, &nmissing))
+	{
+		/* customers without a coverage row: add, skip or fail */
+		if (nmissing > 0 && info->unknown != COVERAGE_UNKNOWN_IGNORE)
+		{
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "crm.coverage_trigger: SPI_connect failed");
+			PreparePlans();
+			for (i = 0; i < nmissing; i++)
+				HandleUnknownCustomer(info->unknown, &missing[i]);
+			SPI_finish();
+		}
+		return PointerGetDatum(NULL);
+	}
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "crm.coverage_trigger: SPI_connect failed");
 	PreparePlans();
 	if (nhits >= COVERAGE_BATCH_MIN)
-		ApplyBatch(hits, nhits, unknown);
+		ApplyBatch(hits, nhits, info->unknown);
 	else
 	{
 		for (i = 0; i < nhits; i++)
@@ -774,7 +1153,7 @@ coverage_trigger(PG_FUNCTION_ARGS)
 			if (ret != SPI_OK_UPDATE)
 				elog(ERROR, "crm.coverage_trigger: update failed: %s", SPI_result_code_string(ret));
 			if (SPI_processed == 0)
-				HandleUnknownCustomer(unknown, &hits[i]);
+				HandleUnknownCustomer(info->unknown, &hits[i]);
 		}
 	}
 	SPI_finish();

@@ -21,6 +21,11 @@
  *
  * All SQL is built from catalog names through quote_identifier and kept as
  * prepared SPI plans (per trigger, in a backend-local hash table).  The
+ * trigger functions do not pin search_path in their definition (a SET clause
+ * costs two GUC changes and a namespace-cache rebuild per row): every name in
+ * the kept plans is schema-qualified, operators included, and the rare
+ * catalog reads (configuration, attachment) run under a search_path pinned
+ * in C (PinSearchPath).  The
  * configuration (stages, transitions, event rules, settings) is read once
  * into backend memory and re-read after a change: a statement trigger on
  * the configuration tables sends a relcache invalidation, which every
@@ -28,13 +33,20 @@
  */
 #include "crm_analytics.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -44,6 +56,8 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(status_event_trigger);
@@ -90,6 +104,14 @@ typedef struct TriggerCacheEntry
 	FmgrInfo	ev_type_out;
 	SPIPlanPtr	lock_plan;		/* current status of the entity, locked */
 	SPIPlanPtr	update_plan;	/* set the entity's status */
+	/* event trigger: locking the entity without the lock plan (LockEntity) */
+	uint64		direct_generation;	/* ConfigInvalidations when checked */
+	Oid			key_index;		/* unique index on the key, or InvalidOid */
+	RegProcedure key_eq;		/* its equality function */
+	Oid			key_collation;
+	AttrNumber	ent_key_attnum;
+	AttrNumber	ent_status_attnum;
+	FmgrInfo	ent_status_out;
 } TriggerCacheEntry;
 
 /* The change being made by a rule right now (read by the entity trigger) */
@@ -99,11 +121,14 @@ typedef struct RuleContext
 	Oid			entity_table;
 	int64		rule_id;
 	TimestampTz changed_at;
-	bool		history_by_caller;	/* the sweep writes the history rows itself */
+	bool		history_by_caller;	/* the caller writes the history rows itself */
+	bool		single_row;		/* ... of the one row row_rel / row_tid only */
+	Oid			row_rel;		/* the (partition) table of that row */
+	ItemPointerData row_tid;	/* its ctid before the update */
 } RuleContext;
 
 static HTAB *TriggerCache = NULL;
-static RuleContext CurrentRule = {false, InvalidOid, 0, 0, false};
+static RuleContext CurrentRule = {false, InvalidOid, 0, 0, false, false, InvalidOid, {{0, 0}, 0}};
 static int	RuleDepth = 0;
 static SPIPlanPtr HistoryPlan = NULL;
 
@@ -142,10 +167,34 @@ typedef struct AttachmentConfig
 
 static MemoryContext ConfigContext = NULL;
 static bool ConfigValid = false;
-static uint64 ConfigInvalidations = 0;
+static uint64 ConfigInvalidations = 1;
 static bool ConfigCallbackRegistered = false;
 static int	NumConfigs = 0;
 static AttachmentConfig *Configs = NULL;
+
+/*
+ * Pin search_path to pg_catalog, pg_temp until UnpinSearchPath(level): the
+ * trigger functions have no SET clause (see the file header), so the few
+ * queries that are parsed here (configuration loads, plan preparation) get
+ * the same safe path a SET clause would give.  An error in between is
+ * cleaned up by (sub)transaction abort, as for a SET clause.
+ */
+static int
+PinSearchPath(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+/* undo PinSearchPath */
+static void
+UnpinSearchPath(int level)
+{
+	AtEOXact_GUC(true, level);
+}
 
 /* qualified, quoted name of a relation */
 static char *
@@ -251,11 +300,13 @@ PrepareSharedPlans(void)
 {
 	if (HistoryPlan == NULL)
 	{
+		int			level = PinSearchPath();
 		Oid			types[7] = {REGCLASSOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTOID};
 
 		HistoryPlan = PrepareKept("INSERT INTO crm.status_history "
 								  "(entity_table, entity_key, from_status, to_status, changed_at, rule_id, actor) "
 								  "VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
+		UnpinSearchPath(level);
 	}
 }
 
@@ -435,7 +486,12 @@ GetConfig(Oid entity_table)
 	int			k;
 
 	if (!ConfigValid)
+	{
+		int			level = PinSearchPath();
+
 		LoadConfig();
+		UnpinSearchPath(level);
+	}
 	k = FindConfigIndex(entity_table);
 	return k < 0 ? NULL : &Configs[k];
 }
@@ -539,6 +595,7 @@ GetTriggerEntry(TriggerData *trigdata, bool for_events)
 	int32		attachment_id;
 	char	   *end;
 	long		v;
+	int			level;
 
 	if (TriggerCache == NULL)
 	{
@@ -557,6 +614,7 @@ GetTriggerEntry(TriggerData *trigdata, bool for_events)
 	}
 	if (entry->valid)
 		return entry;
+	level = PinSearchPath();
 
 	if (trigger->tgnargs != 1)
 		ereport(ERROR,
@@ -577,6 +635,7 @@ GetTriggerEntry(TriggerData *trigdata, bool for_events)
 	if (entry->update_plan)
 		SPI_freeplan(entry->update_plan);
 	entry->lock_plan = entry->update_plan = NULL;
+	entry->direct_generation = 0;
 
 	LoadAttachment(attachment_id, &entry->att, TopMemoryContext);
 	PrepareSharedPlans();
@@ -609,7 +668,7 @@ GetTriggerEntry(TriggerData *trigdata, bool for_events)
 		const char *status = quote_identifier(entry->att.status_column);
 		char	   *stype = format_type_be_qualified(entry->att.status_type);
 		StringInfoData sql;
-		Oid			types[2];
+		Oid			types[6];
 
 		if (RelationGetRelid(trigdata->tg_relation) != entry->att.event_table)
 			ereport(ERROR,
@@ -623,18 +682,34 @@ GetTriggerEntry(TriggerData *trigdata, bool for_events)
 		fmgr_info_cxt(outfn, &entry->ev_type_out, TopMemoryContext);
 
 		initStringInfo(&sql);
-		appendStringInfo(&sql, "SELECT e.%s::pg_catalog.text FROM %s e WHERE e.%s = $1 FOR NO KEY UPDATE OF e",
+		appendStringInfo(&sql, "SELECT e.%s::pg_catalog.text, e.tableoid, e.ctid FROM %s e "
+						 "WHERE e.%s OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE OF e",
 						 status, ent, key);
 		types[0] = entry->att.ev_entity_type;
 		entry->lock_plan = PrepareKept(sql.data, 1, types);
 
+		/*
+		 * the rule's change and its history row in one statement; the entity
+		 * trigger leaves these rows alone (history_by_caller)
+		 */
 		resetStringInfo(&sql);
-		appendStringInfo(&sql, "UPDATE %s e SET %s = CAST($2 AS %s) WHERE e.%s = $1", ent, status, stype, key);
-		types[1] = TEXTOID;
-		entry->update_plan = PrepareKept(sql.data, 2, types);
+		appendStringInfo(&sql, "WITH moved AS (UPDATE %s e SET %s = CAST($2 AS %s) WHERE e.%s OPERATOR(pg_catalog.=) $1 "
+						 "RETURNING e.%s::pg_catalog.text AS key, e.%s::pg_catalog.text AS status) "
+						 "INSERT INTO crm.status_history "
+						 "(entity_table, entity_key, from_status, to_status, changed_at, rule_id, actor) "
+						 "SELECT $3, m.key, $4, m.status, $5, $6, 'rule' FROM moved m "
+						 "WHERE m.status IS DISTINCT FROM $4",
+						 ent, status, stype, key, key, status);
+		types[1] = TEXTOID;		/* new status */
+		types[2] = REGCLASSOID; /* entity table */
+		types[3] = TEXTOID;		/* old status */
+		types[4] = TIMESTAMPTZOID;	/* changed_at */
+		types[5] = INT8OID;		/* rule id */
+		entry->update_plan = PrepareKept(sql.data, 6, types);
 
 		pfree(sql.data);
 	}
+	UnpinSearchPath(level);
 	entry->valid = true;
 	return entry;
 }
@@ -681,6 +756,159 @@ EventTimeAsTimestampTz(Datum d, Oid typid)
 }
 
 /*
+ * Can the event trigger lock the entity row without the lock plan?  Only
+ * with a plain table and a unique, immediate, non-partial btree index on
+ * the key column alone whose type is the event's entity type (the lookup
+ * is then exactly "key = $1").  Sets entry->key_index (InvalidOid: use the
+ * lock plan); re-checked after every relcache invalidation.
+ */
+static void
+CheckDirectLock(TriggerCacheEntry *entry)
+{
+	Relation	rel;
+	List	   *indexes;
+	ListCell   *lc;
+	Oid			outfn;
+	bool		isvarlena;
+
+	entry->key_index = InvalidOid;
+	entry->direct_generation = ConfigInvalidations;
+	rel = table_open(entry->att.entity_table, AccessShareLock);
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+	{
+		table_close(rel, AccessShareLock);
+		return;
+	}
+	entry->ent_key_attnum = AttachedColumn(entry->att.entity_table, entry->att.key_column, NULL);
+	entry->ent_status_attnum = AttachedColumn(entry->att.entity_table, entry->att.status_column, NULL);
+	getTypeOutputInfo(entry->att.status_type, &outfn, &isvarlena);
+	fmgr_info_cxt(outfn, &entry->ent_status_out, TopMemoryContext);
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		Relation	idx = index_open(lfirst_oid(lc), AccessShareLock);
+		Form_pg_index ind = idx->rd_index;
+		bool		fits;
+
+		fits = ind->indisunique && ind->indimmediate && ind->indisvalid && ind->indisready &&
+			ind->indislive && ind->indnkeyatts == 1 && ind->indkey.values[0] == entry->ent_key_attnum &&
+			idx->rd_rel->relam == BTREE_AM_OID &&
+			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) &&
+			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
+			idx->rd_opcintype[0] == entry->att.key_type &&
+			entry->att.key_type == entry->att.ev_entity_type;
+		if (fits)
+		{
+			Oid			eqop = get_opfamily_member(idx->rd_opfamily[0], entry->att.key_type,
+												   entry->att.key_type, BTEqualStrategyNumber);
+
+			if (OidIsValid(eqop))
+			{
+				entry->key_index = RelationGetRelid(idx);
+				entry->key_eq = get_opcode(eqop);
+				entry->key_collation = idx->rd_indcollation[0];
+			}
+		}
+		index_close(idx, AccessShareLock);
+		if (OidIsValid(entry->key_index))
+			break;
+	}
+	list_free(indexes);
+	table_close(rel, AccessShareLock);
+}
+
+/*
+ * Lock the entity row with key entity and return its status (NULL for a
+ * NULL status) in *current, as the lock plan "SELECT status::text ...
+ * WHERE key = $1 FOR NO KEY UPDATE" does in READ COMMITTED: look the key up
+ * in a fresh snapshot, lock the row's latest version (waiting for a
+ * transaction that holds it) and re-check the key when the row changed
+ * meanwhile.  Returns false when there is no such row, as the plan would;
+ * -1 (nothing done) when only the lock plan can do it: another isolation
+ * level, row security, no plain table privileges or no suitable index.
+ */
+static int
+LockEntity(TriggerCacheEntry *entry, Datum entity, char **current, Oid *row_rel, ItemPointer row_tid)
+{
+	Oid			relid = entry->att.entity_table;
+	Oid			user = GetUserId();
+	Relation	rel;
+	Relation	idx;
+	IndexScanDesc scan;
+	ScanKeyData key;
+	Snapshot	snap;
+	TupleTableSlot *slot;
+	bool		found;
+
+	if (IsolationUsesXactSnapshot())
+		return -1;
+	if (entry->direct_generation != ConfigInvalidations)
+		CheckDirectLock(entry);
+	if (!OidIsValid(entry->key_index))
+		return -1;
+	if (pg_class_aclcheck(relid, user, ACL_SELECT) != ACLCHECK_OK ||
+		pg_class_aclcheck(relid, user, ACL_UPDATE) != ACLCHECK_OK ||
+		check_enable_rls(relid, InvalidOid, true) != RLS_NONE)
+		return -1;
+
+	/* see the changes of earlier commands and take a fresh snapshot, as a new statement does */
+	CommandCounterIncrement();
+	snap = RegisterSnapshot(GetTransactionSnapshot());
+	rel = table_open(relid, RowShareLock);
+	idx = index_open(entry->key_index, RowShareLock);
+	slot = table_slot_create(rel, NULL);
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid, entry->key_collation,
+						   entry->key_eq, entity);
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	if (found)
+	{
+		TM_FailureData tmfd;
+		TM_Result	res;
+
+		res = table_tuple_lock(rel, &slot->tts_tid, snap, slot, GetCurrentCommandId(false),
+							   LockTupleNoKeyExclusive, LockWaitBlock,
+							   TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
+		switch (res)
+		{
+			case TM_Ok:
+				if (tmfd.traversed)
+				{
+					/* a newer version was locked: it must still have the key */
+					bool		isnull;
+					Datum		k = slot_getattr(slot, entry->ent_key_attnum, &isnull);
+
+					found = !isnull &&
+						DatumGetBool(OidFunctionCall2Coll(entry->key_eq, entry->key_collation, k, entity));
+				}
+				break;
+			case TM_Deleted:
+			case TM_SelfModified:
+				found = false;	/* gone, or changed by this transaction since the snapshot */
+				break;
+			default:
+				elog(ERROR, "crm.status_event_trigger: unexpected tuple lock result %d", (int) res);
+		}
+	}
+	if (found)
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(slot, entry->ent_status_attnum, &isnull);
+
+		*current = isnull ? NULL : OutputFunctionCall(&entry->ent_status_out, d);
+		*row_rel = relid;
+		ItemPointerCopy(&slot->tts_tid, row_tid);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, RowShareLock);
+	table_close(rel, RowShareLock);
+	UnregisterSnapshot(snap);
+	return found ? 1 : 0;
+}
+
+/*
  * status_event_trigger: an event row was inserted.  Lock its entity, find the
  * applicable event rule and apply it (once).  Events for entities that do not
  * exist (or a NULL entity reference) are stored and ignored; a NULL event
@@ -707,9 +935,13 @@ status_event_trigger(PG_FUNCTION_ARGS)
 	Datum		evtype;
 	Datum		evtime;
 	bool		isnull;
-	Datum		values[2];
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	char	   *event_type;
-	char	   *current;
+	char	   *current = NULL;
+	Oid			row_rel = InvalidOid;
+	ItemPointerData row_tid;
+	int			found;
 	EventRule  *rule = NULL;
 	bool		any_rule = false;
 	int			i;
@@ -755,18 +987,33 @@ status_event_trigger(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 	}
 
-	/* lock the entity row: events of one entity and the sweep serialise here */
+	/*
+	 * lock the entity row: events of one entity and the sweep serialise
+	 * here (directly through the key's unique index when possible, else with
+	 * the lock plan)
+	 */
 	values[0] = entity;
-	ret = SPI_execute_plan(entry->lock_plan, values, NULL, false, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 0)
+	found = LockEntity(entry, entity, &current, &row_rel, &row_tid);
+	if (found < 0)
+	{
+		ret = SPI_execute_plan(entry->lock_plan, values, NULL, false, 1);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+		found = (SPI_processed > 0);
+		if (found)
+		{
+			current = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			row_rel = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+			ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)),
+							&row_tid);
+		}
+	}
+	if (!found)
 	{
 		/* no such entity: the event is kept, no rule applies */
 		SPI_finish();
 		return PointerGetDatum(NULL);
 	}
-	current = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
 	/* the configuration may have been reloaded by the lock query's catalog access */
 	config = GetConfigOrError(entry->att.entity_table);
@@ -811,24 +1058,37 @@ status_event_trigger(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 	}
 
-	/* apply the rule; the entity trigger records it as this rule's change */
+	/*
+	 * apply the rule: one statement updates the entity and writes its
+	 * history row; the entity trigger sees a change by this rule and leaves
+	 * it alone
+	 */
 	{
 		RuleContext saved = CurrentRule;
+		TimestampTz changed_at = EventTimeAsTimestampTz(evtime, entry->att.ev_time_type);
 
 		values[0] = entity;
 		values[1] = CStringGetTextDatum(rule->to);
+		values[2] = ObjectIdGetDatum(entry->att.entity_table);
+		values[3] = current ? CStringGetTextDatum(current) : (Datum) 0;
+		nulls[3] = current ? ' ' : 'n';
+		values[4] = TimestampTzGetDatum(changed_at);
+		values[5] = Int64GetDatum(rule->rule_id);
 		CurrentRule.active = true;
 		CurrentRule.entity_table = entry->att.entity_table;
 		CurrentRule.rule_id = rule->rule_id;
-		CurrentRule.changed_at = EventTimeAsTimestampTz(evtime, entry->att.ev_time_type);
-		CurrentRule.history_by_caller = false;
+		CurrentRule.changed_at = changed_at;
+		CurrentRule.history_by_caller = true;
+		CurrentRule.single_row = true;
+		CurrentRule.row_rel = row_rel;
+		ItemPointerCopy(&row_tid, &CurrentRule.row_tid);
 		/* the cached configuration may be reloaded from here on: rule is not used again */
 		rule = NULL;
 		RuleDepth++;
 		PG_TRY();
 		{
-			ret = SPI_execute_plan(entry->update_plan, values, NULL, false, 0);
-			if (ret != SPI_OK_UPDATE)
+			ret = SPI_execute_plan(entry->update_plan, values, nulls, false, 0);
+			if (ret != SPI_OK_INSERT)
 				elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
 		}
 		PG_FINALLY();
@@ -877,8 +1137,16 @@ status_entity_trigger(PG_FUNCTION_ARGS)
 	bool		by_rule;
 	int			ret;
 
-	/* a sweep batch records its changes in the same statement */
-	if (CurrentRule.active && CurrentRule.history_by_caller && CurrentRule.entity_table == relid)
+	/*
+	 * a sweep batch, or an event rule, records its changes in the same
+	 * statement (an event rule its one row: a user trigger may change other
+	 * rows meanwhile)
+	 */
+	if (CurrentRule.active && CurrentRule.history_by_caller &&
+		(CurrentRule.single_row
+		 ? (is_update && relid == CurrentRule.row_rel &&
+			ItemPointerEquals(&trigdata->tg_trigtuple->t_self, &CurrentRule.row_tid))
+		 : CurrentRule.entity_table == relid))
 		return PointerGetDatum(NULL);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -1119,6 +1387,7 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of)
 			CurrentRule.rule_id = rule->rule_id;
 			CurrentRule.changed_at = as_of;
 			CurrentRule.history_by_caller = true;
+			CurrentRule.single_row = false;
 			RuleDepth++;
 			PG_TRY();
 			{

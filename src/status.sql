@@ -196,16 +196,19 @@ CREATE TRIGGER status_config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCAT
 CREATE TRIGGER status_config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON crm.status_time_rules
     FOR EACH STATEMENT EXECUTE FUNCTION crm._status_config_changed();
 
+-- The two row triggers do not pin search_path with a SET clause: that would
+-- cost two GUC changes per row.  Every name in the SQL they run is
+-- schema-qualified, and they pin search_path in C for the catalog reads they
+-- parse (src/status.c, PinSearchPath); the user's own triggers on the entity
+-- table run with the user's search_path.
 CREATE FUNCTION crm.status_event_trigger() RETURNS trigger
 LANGUAGE c
-SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'status_event_trigger';
 COMMENT ON FUNCTION crm.status_event_trigger() IS
 'AFTER INSERT row trigger on an attached event table (installed by crm.attach_auto_status): locks the entity row and applies the best matching event rule, at most once per event.';
 
 CREATE FUNCTION crm.status_entity_trigger() RETURNS trigger
 LANGUAGE c
-SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'status_entity_trigger';
 COMMENT ON FUNCTION crm.status_entity_trigger() IS
 'AFTER INSERT / UPDATE OF status row trigger on an attached entity table (installed by crm.attach_auto_status): rejects disallowed manual transitions and writes one crm.status_history row per change.';
