@@ -1098,3 +1098,239 @@ CREATE OR REPLACE AGGREGATE crm.cohort_activity(ts timestamptz, amount numeric, 
 -- clause (they qualify every name and pin it in C where they parse SQL)
 ALTER FUNCTION crm.status_event_trigger() RESET search_path;
 ALTER FUNCTION crm.status_entity_trigger() RESET search_path;
+
+-- coverage: UPDATE and DELETE of interactions are tracked (crm.coverage_change_trigger,
+-- triggers crm_coverage_update and crm_coverage_delete)
+CREATE FUNCTION crm.coverage_change_trigger() RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'coverage_change_trigger';
+COMMENT ON FUNCTION crm.coverage_change_trigger() IS
+'AFTER UPDATE / AFTER DELETE FOR EACH STATEMENT trigger (OLD TABLE, and NEW TABLE for UPDATE) that crm.attach_coverage installs on the interactions table: recomputes the crm.coverage rows of every customer whose counted interactions changed (old and new customer of an updated row, customer of a deleted row) from the interactions table, as crm.coverage_rebuild() would.';
+
+-- the three triggers on the interactions table, with the configuration as arguments
+CREATE FUNCTION crm._coverage_create_triggers(cfg crm.coverage_config) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    args text := format('%L, %L, %L, %L, %L, %L, %L, %L',
+                        cfg.customer_column, cfg.time_column,
+                        coalesce(cfg.kind_column, ''), coalesce(cfg.counted_kinds::text, ''),
+                        coalesce(cfg.direction_column, ''), coalesce(cfg.counted_directions::text, ''),
+                        coalesce(cfg.automated_column, ''), cfg.unknown_customers);
+BEGIN
+    EXECUTE format('CREATE TRIGGER crm_coverage AFTER INSERT ON %s REFERENCING NEW TABLE AS crm_coverage_new '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION crm.coverage_trigger(%s)', cfg.interactions, args);
+    EXECUTE format('CREATE TRIGGER crm_coverage_update AFTER UPDATE ON %s '
+                   'REFERENCING OLD TABLE AS crm_coverage_old NEW TABLE AS crm_coverage_new '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION crm.coverage_change_trigger(%s)', cfg.interactions, args);
+    EXECUTE format('CREATE TRIGGER crm_coverage_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS crm_coverage_old '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION crm.coverage_change_trigger(%s)', cfg.interactions, args);
+END
+$$;
+COMMENT ON FUNCTION crm._coverage_create_triggers(crm.coverage_config) IS
+'Creates the coverage triggers crm_coverage (INSERT), crm_coverage_update and crm_coverage_delete on the configured interactions table (used by crm.attach_coverage).';
+
+CREATE FUNCTION crm._coverage_drop_triggers(rel regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t name;
+BEGIN
+    FOR t IN SELECT g.tgname FROM pg_trigger g
+              WHERE g.tgrelid = rel AND g.tgname IN ('crm_coverage', 'crm_coverage_update', 'crm_coverage_delete')
+              ORDER BY 1 LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', t, rel);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION crm._coverage_drop_triggers(regclass) IS
+'Drops whichever coverage triggers exist on a table (used by crm.attach_coverage and crm.detach_coverage).';
+
+CREATE OR REPLACE FUNCTION crm.attach_coverage(
+    interactions       regclass,
+    customers          regclass DEFAULT NULL,
+    class_column       name DEFAULT NULL,
+    customer_column    name DEFAULT 'customer_id',
+    time_column        name DEFAULT 'occurred_at',
+    kind_column        name DEFAULT 'kind',
+    counted_kinds      text[] DEFAULT '{call,meeting,email}',
+    direction_column   name DEFAULT 'direction',
+    counted_directions text[] DEFAULT NULL,
+    automated_column   name DEFAULT 'automated',
+    manager_column     name DEFAULT 'manager_id',
+    since_column       name DEFAULT 'created_at',
+    unknown_customers  text DEFAULT 'insert',
+    customer_key_column name DEFAULT NULL
+) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ints constant regtype[] := ARRAY['smallint', 'integer', 'bigint']::regtype[];
+    times constant regtype[] := ARRAY['timestamptz', 'timestamp', 'date']::regtype[];
+    old crm.coverage_config;
+    relkind "char";
+BEGIN
+    IF interactions IS NULL THEN
+        RAISE EXCEPTION 'interactions table must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF customer_column IS NULL OR time_column IS NULL THEN
+        RAISE EXCEPTION 'customer_column and time_column must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO old FROM crm.coverage_config;
+    IF FOUND AND old.interactions <> interactions
+       AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = old.interactions) THEN
+        RAISE EXCEPTION 'coverage is already attached to %', old.interactions
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run crm.detach_coverage() first.';
+    END IF;
+    SELECT c.relkind INTO relkind FROM pg_class c WHERE c.oid = interactions;
+    IF relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', interactions
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'Attach coverage to the table that interactions are inserted into.';
+    END IF;
+    IF unknown_customers IS NULL OR unknown_customers NOT IN ('insert', 'ignore', 'error') THEN
+        RAISE EXCEPTION 'unknown_customers must be insert, ignore or error, got %', coalesce(unknown_customers, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF counted_kinds = '{}' OR counted_directions = '{}' THEN
+        RAISE EXCEPTION 'counted_kinds and counted_directions must not be empty arrays'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass NULL to count every kind or direction.';
+    END IF;
+    IF array_position(counted_kinds, NULL) IS NOT NULL OR array_position(counted_directions, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'counted_kinds and counted_directions must not contain NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+
+    PERFORM crm._coverage_require_type(interactions, customer_column, 'customer', ints, 'smallint, integer or bigint');
+    PERFORM crm._coverage_require_type(interactions, time_column, 'time', times, 'timestamptz, timestamp or date');
+    IF kind_column IS NOT NULL THEN
+        PERFORM crm._coverage_column_type(interactions, kind_column, 'kind');
+    ELSIF counted_kinds IS NOT NULL THEN
+        counted_kinds := NULL;
+    END IF;
+    IF direction_column IS NOT NULL THEN
+        PERFORM crm._coverage_column_type(interactions, direction_column, 'direction');
+    END IF;
+    IF automated_column IS NOT NULL THEN
+        PERFORM crm._coverage_require_type(interactions, automated_column, 'automated', ARRAY['boolean']::regtype[], 'boolean');
+    END IF;
+    IF customers IS NOT NULL THEN
+        customer_key_column := coalesce(customer_key_column, customer_column);
+        PERFORM crm._coverage_require_type(customers, customer_key_column, 'customer_key', ints, 'smallint, integer or bigint');
+        IF class_column IS NOT NULL THEN
+            PERFORM crm._coverage_column_type(customers, class_column, 'class');
+        END IF;
+        IF manager_column IS NOT NULL THEN
+            PERFORM crm._coverage_require_type(customers, manager_column, 'manager', ints, 'smallint, integer or bigint');
+        END IF;
+        IF since_column IS NOT NULL THEN
+            PERFORM crm._coverage_require_type(customers, since_column, 'since', times, 'timestamptz, timestamp or date');
+        END IF;
+    ELSIF class_column IS NOT NULL THEN
+        RAISE EXCEPTION 'class_column needs the customers table'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass customers => ''my_customers'', or set classes later with crm.coverage_set_classes().';
+    END IF;
+
+    PERFORM crm._coverage_drop_triggers(interactions);
+    DELETE FROM crm.coverage_config;
+    INSERT INTO crm.coverage_config (interactions, customer_column, time_column, kind_column, counted_kinds,
+                                     direction_column, counted_directions, automated_column, customers,
+                                     customer_key_column, class_column, manager_column, since_column, unknown_customers)
+    VALUES (interactions, customer_column, time_column, kind_column, counted_kinds,
+            direction_column, CASE WHEN direction_column IS NULL THEN NULL ELSE counted_directions END,
+            automated_column, customers, CASE WHEN customers IS NULL THEN NULL ELSE customer_key_column END,
+            class_column, CASE WHEN customers IS NULL THEN NULL ELSE manager_column END,
+            CASE WHEN customers IS NULL THEN NULL ELSE since_column END, unknown_customers);
+    PERFORM crm._coverage_create_triggers(c) FROM crm.coverage_config c;
+    RETURN crm.coverage_rebuild();
+END
+$$;
+COMMENT ON FUNCTION crm.attach_coverage(regclass, regclass, name, name, name, name, text[], name, text[], name, name, name, text, name) IS
+'Installs the coverage triggers on the interactions table (crm_coverage: crm.coverage_trigger after INSERT; crm_coverage_update and crm_coverage_delete: crm.coverage_change_trigger after UPDATE and DELETE), records the configuration and fills crm.coverage with crm.coverage_rebuild(); returns the number of customers tracked.';
+
+CREATE OR REPLACE FUNCTION crm.detach_coverage() RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel regclass;
+BEGIN
+    SELECT interactions INTO rel FROM crm.coverage_config;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    -- the table may have been dropped since (then its triggers went with it)
+    PERFORM crm._coverage_drop_triggers(rel);
+    DELETE FROM crm.coverage_config;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION crm.detach_coverage() IS
+'Drops the coverage triggers and the configuration; crm.coverage keeps its rows.  Returns false when nothing was attached.';
+
+-- the statement crm.coverage_change_trigger runs: recompute the customers $1
+CREATE FUNCTION crm._coverage_recompute_sql(cfg crm.coverage_config) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT format(
+    'WITH a AS ('
+    '  SELECT k.k, s.last, s.n'
+    '    FROM (SELECT DISTINCT u.k FROM pg_catalog.unnest($1::pg_catalog.int8[]) AS u(k)) k'
+    '   CROSS JOIN LATERAL (SELECT pg_catalog.max(i.%2$I::pg_catalog.timestamptz) AS last, pg_catalog.count(*) AS n'
+    '                         FROM %3$s i WHERE i.%1$I OPERATOR(pg_catalog.=) k.k AND %4$s) s),'
+    ' upd AS (UPDATE crm.coverage c SET last_contact = a.last, contacts = a.n,'
+    '                next_due = coalesce(a.last, c.customer_since) OPERATOR(pg_catalog.+) c.contact_interval'
+    '           FROM a WHERE c.customer_id OPERATOR(pg_catalog.=) a.k'
+    '            AND (a.n OPERATOR(pg_catalog.>) 0 OR %5$s)'
+    '            AND (c.last_contact IS DISTINCT FROM a.last OR c.contacts IS DISTINCT FROM a.n'
+    '                 OR c.next_due IS DISTINCT FROM coalesce(a.last, c.customer_since) OPERATOR(pg_catalog.+) c.contact_interval)'
+    '         RETURNING c.customer_id),'
+    ' del AS (DELETE FROM crm.coverage c USING a WHERE c.customer_id OPERATOR(pg_catalog.=) a.k'
+    '            AND a.n OPERATOR(pg_catalog.=) 0 AND NOT (%5$s) RETURNING c.customer_id)'
+    '%6$s'
+    ' SELECT pg_catalog.min(a.k) FROM a WHERE a.n OPERATOR(pg_catalog.>) 0'
+    '    AND NOT EXISTS (SELECT 1 FROM crm.coverage c WHERE c.customer_id OPERATOR(pg_catalog.=) a.k)',
+    cfg.customer_column, cfg.time_column, cfg.interactions, crm._coverage_counted_filter(cfg, 'i'),
+    -- rows that crm.coverage_rebuild() keeps without any counted contact
+    CASE WHEN cfg.customers IS NULL THEN 'c.class IS NOT NULL'
+         ELSE format('c.class IS NOT NULL OR EXISTS (SELECT 1 FROM %s cu WHERE cu.%I OPERATOR(pg_catalog.=) c.customer_id)',
+                     cfg.customers, cfg.customer_key_column) END,
+    CASE WHEN cfg.unknown_customers = 'insert' THEN
+        ', ins AS (INSERT INTO crm.coverage AS c (customer_id, last_contact, contacts)'
+        '          SELECT a.k, a.last, a.n FROM a WHERE a.n OPERATOR(pg_catalog.>) 0'
+        '             AND NOT EXISTS (SELECT 1 FROM crm.coverage c2 WHERE c2.customer_id OPERATOR(pg_catalog.=) a.k)'
+        '          ON CONFLICT (customer_id) DO UPDATE'
+        '             SET last_contact = GREATEST(c.last_contact, excluded.last_contact),'
+        '                 contacts = c.contacts OPERATOR(pg_catalog.+) excluded.contacts,'
+        '                 next_due = GREATEST(c.last_contact, excluded.last_contact) OPERATOR(pg_catalog.+) c.contact_interval'
+        '          RETURNING c.customer_id)'
+         ELSE '' END)
+$$;
+COMMENT ON FUNCTION crm._coverage_recompute_sql(crm.coverage_config) IS
+'The statement crm.coverage_change_trigger runs for the customers $1 (int8[]): last contact, contacts and next due recomputed from the counted interactions as crm.coverage_rebuild() computes them; rows the rebuild would not keep (no counted contact left, not in the customers table, no class) are deleted, customers new to crm.coverage are added under unknown_customers = insert.  Returns the smallest customer with counted contacts and no coverage row.';
+
+-- An interactions table attached under 0.1.0 gets the UPDATE and DELETE
+-- triggers here, from its stored configuration, and crm.coverage is rebuilt
+-- once so that changes made before the upgrade are reflected.
+DO $$
+DECLARE
+    cfg crm.coverage_config;
+BEGIN
+    SELECT * INTO cfg FROM crm.coverage_config;
+    IF FOUND AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                          WHERE t.tgrelid OPERATOR(pg_catalog.=) cfg.interactions AND t.tgname OPERATOR(pg_catalog.=) 'crm_coverage') THEN
+        PERFORM crm._coverage_drop_triggers(cfg.interactions);
+        PERFORM crm._coverage_create_triggers(cfg);
+        PERFORM crm.coverage_rebuild();
+    END IF;
+END
+$$;

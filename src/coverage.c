@@ -7,6 +7,11 @@
  *        between purchases (the "calculated" coverage policy).  State type
  *        crm.median_interval_state: the timestamps seen, kept in place as a
  *        CrmState; text form "count:v1,v2,..." (microseconds since 2000-01-01).
+ *      - crm.coverage_change_trigger(): AFTER UPDATE / AFTER DELETE ... FOR
+ *        EACH STATEMENT trigger with transition tables: collects the
+ *        customers whose counted interactions changed and recomputes their
+ *        coverage rows with one set-based statement built from
+ *        crm.coverage_config (crm._coverage_recompute_sql).
  *      - crm.coverage_trigger(): AFTER INSERT ... FOR EACH STATEMENT trigger
  *        with a NEW TABLE transition table, installed on the user's
  *        interactions table.  It folds the statement's counted interactions
@@ -63,6 +68,7 @@ PG_FUNCTION_INFO_V1(coverage_median_transfn);
 PG_FUNCTION_INFO_V1(coverage_median_combinefn);
 PG_FUNCTION_INFO_V1(coverage_median_finalfn);
 PG_FUNCTION_INFO_V1(coverage_trigger);
+PG_FUNCTION_INFO_V1(coverage_change_trigger);
 
 #define COVERAGE_MEDIAN_MAGIC	0x43564d49	/* "CVMI" */
 
@@ -362,6 +368,7 @@ typedef struct CoverageTriggerInfo
 	CoverageFilter directions;
 	AttrNumber	auto_att;		/* 0 = none */
 	CoverageUnknown unknown;
+	SPIPlanPtr	recompute_plan; /* crm.coverage_change_trigger's statement */
 } CoverageTriggerInfo;
 
 static HTAB *CoverageTriggerCache = NULL;
@@ -702,9 +709,15 @@ GetCoverageTriggerInfo(TriggerData *trigdata)
 	{
 		info->generation = 0;
 		info->cxt = NULL;
+		info->recompute_plan = NULL;
 	}
 	if (info->generation == CoverageInvalidations)
 		return info;
+	if (info->recompute_plan != NULL)
+	{
+		SPI_freeplan(info->recompute_plan);
+		info->recompute_plan = NULL;
+	}
 
 	if (trigger->tgnargs != 8)
 		ereport(ERROR,
@@ -1155,6 +1168,184 @@ coverage_trigger(PG_FUNCTION_ARGS)
 			if (SPI_processed == 0)
 				HandleUnknownCustomer(info->unknown, &hits[i]);
 		}
+	}
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * crm.coverage_change_trigger()
+ * ------------------------------------------------------------------------
+ */
+
+static SPIPlanPtr coverage_lock_plan = NULL;
+
+/* the customer of a row if the row counts as a contact (the insert rule) */
+static bool
+CountedCustomer(CoverageTriggerInfo *info, TupleTableSlot *slot, int64 *customer)
+{
+	bool		isnull;
+	Datum		d;
+
+	d = slot_getattr(slot, info->cust_att, &isnull);
+	if (isnull)
+		return false;
+	*customer = CustomerKey(d, info->cust_type);
+	d = slot_getattr(slot, info->ts_att, &isnull);
+	if (isnull || TIMESTAMP_NOT_FINITE(InteractionTime(d, info->ts_type)))
+		return false;
+	if (info->auto_att != 0)
+	{
+		d = slot_getattr(slot, info->auto_att, &isnull);
+		if (!isnull && DatumGetBool(d))
+			return false;
+	}
+	return FilterAccepts(&info->kinds, slot) && FilterAccepts(&info->directions, slot);
+}
+
+/* append the customers of a transition table's counted rows to *keys */
+static void
+CollectCustomers(CoverageTriggerInfo *info, Relation rel, Tuplestorestate *ts,
+				 int64 **keys, int *nkeys, int *cap)
+{
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsMinimalTuple);
+	int			readptr = tuplestore_alloc_read_pointer(ts, EXEC_FLAG_REWIND);
+
+	tuplestore_select_read_pointer(ts, readptr);
+	tuplestore_rescan(ts);
+	while (tuplestore_gettupleslot(ts, true, false, slot))
+	{
+		int64		customer;
+
+		if (!CountedCustomer(info, slot, &customer))
+			continue;
+		if (*nkeys == *cap)
+		{
+			if ((Size) *cap * 2 * sizeof(int64) > MaxAllocSize)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("crm.coverage_change_trigger: too many interactions in one statement")));
+			*cap *= 2;
+			*keys = repalloc(*keys, sizeof(int64) * *cap);
+		}
+		(*keys)[(*nkeys)++] = customer;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/*
+ * crm.coverage_change_trigger(): statement-level AFTER UPDATE / AFTER
+ * DELETE trigger with transition tables.  The customers of the counted old
+ * rows (and, for UPDATE, of the counted new rows) are collected, sorted and
+ * made distinct; their coverage rows are locked in customer order (the lock
+ * order of crm.coverage_trigger, so the two do not deadlock), then one
+ * statement recomputes them from the interactions table with a new
+ * snapshot, which sees every insert that committed before the locks were
+ * granted (an insert still in progress adds itself afterwards, on top).
+ */
+Datum
+coverage_change_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	CoverageTriggerInfo *info;
+	int64	   *keys;
+	int			nkeys = 0;
+	int			cap = 64;
+	int			i;
+	int			out;
+	Datum	   *elems;
+	Datum		values[1];
+	int			ret;
+	bool		isnull;
+	Datum		missing;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("crm.coverage_change_trigger: not called by trigger manager"),
+				 errhint("Install it with crm.attach_coverage().")));
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
+		!(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) || TRIGGER_FIRED_BY_DELETE(trigdata->tg_event)) ||
+		trigdata->tg_oldtable == NULL ||
+		(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && trigdata->tg_newtable == NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("crm.coverage_change_trigger: must be fired AFTER UPDATE or AFTER DELETE FOR EACH STATEMENT with OLD TABLE (and for UPDATE NEW TABLE) transition tables"),
+				 errhint("Install it with crm.attach_coverage().")));
+	info = GetCoverageTriggerInfo(trigdata);
+
+	keys = palloc(sizeof(int64) * cap);
+	CollectCustomers(info, trigdata->tg_relation, trigdata->tg_oldtable, &keys, &nkeys, &cap);
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		CollectCustomers(info, trigdata->tg_relation, trigdata->tg_newtable, &keys, &nkeys, &cap);
+	if (nkeys == 0)
+		return PointerGetDatum(NULL);
+	qsort(keys, nkeys, sizeof(int64), CompareInt64);
+	out = 0;
+	for (i = 1; i < nkeys; i++)
+		if (keys[i] != keys[out])
+			keys[++out] = keys[i];
+	nkeys = out + 1;
+	elems = palloc(sizeof(Datum) * nkeys);
+	for (i = 0; i < nkeys; i++)
+		elems[i] = Int64GetDatum(keys[i]);
+	values[0] = PointerGetDatum(construct_array(elems, nkeys, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "crm.coverage_change_trigger: SPI_connect failed");
+	if (coverage_lock_plan == NULL)
+	{
+		Oid			argtypes[1] = {INT8ARRAYOID};
+		SPIPlanPtr	plan = SPI_prepare("SELECT c.customer_id FROM crm.coverage c"
+									   " WHERE c.customer_id OPERATOR(pg_catalog.=) ANY ($1)"
+									   " ORDER BY c.customer_id FOR NO KEY UPDATE OF c",
+									   1, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "crm.coverage_change_trigger: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		coverage_lock_plan = plan;
+	}
+	if (info->recompute_plan == NULL)
+	{
+		Oid			argtypes[1] = {INT8ARRAYOID};
+		char	   *sql;
+		SPIPlanPtr	plan;
+
+		ret = SPI_execute("SELECT crm._coverage_recompute_sql(c) FROM crm.coverage_config c", true, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "crm.coverage_change_trigger: reading crm.coverage_config failed: %s", SPI_result_code_string(ret));
+		if (SPI_processed != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("crm.coverage_change_trigger: coverage is not attached"),
+					 errhint("Run crm.attach_coverage(...) again.")));
+		sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (sql == NULL)
+			elog(ERROR, "crm.coverage_change_trigger: no recompute statement");
+		plan = SPI_prepare(sql, 1, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "crm.coverage_change_trigger: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		info->recompute_plan = plan;
+	}
+	ret = SPI_execute_plan(coverage_lock_plan, values, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "crm.coverage_change_trigger: locking failed: %s", SPI_result_code_string(ret));
+	ret = SPI_execute_plan(info->recompute_plan, values, NULL, false, 0);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "crm.coverage_change_trigger: recompute failed: %s", SPI_result_code_string(ret));
+	missing = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull && info->unknown == COVERAGE_UNKNOWN_ERROR)
+	{
+		int64		customer = DatumGetInt64(missing);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+				 errmsg("interaction for unknown customer " INT64_FORMAT, customer),
+				 errdetail("Customer " INT64_FORMAT " has no row in crm.coverage.", customer),
+				 errhint("Add the customer and run crm.coverage_rebuild(), or attach with unknown_customers => 'insert' or 'ignore'.")));
 	}
 	SPI_finish();
 	return PointerGetDatum(NULL);

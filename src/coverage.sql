@@ -241,6 +241,12 @@ AS 'MODULE_PATHNAME', 'coverage_trigger';
 COMMENT ON FUNCTION crm.coverage_trigger() IS
 'AFTER INSERT FOR EACH STATEMENT trigger (with a NEW TABLE transition table) that crm.attach_coverage installs on the interactions table: applies the counted interactions to crm.coverage per customer, never moving last_contact backwards.';
 
+CREATE FUNCTION crm.coverage_change_trigger() RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'coverage_change_trigger';
+COMMENT ON FUNCTION crm.coverage_change_trigger() IS
+'AFTER UPDATE / AFTER DELETE FOR EACH STATEMENT trigger (OLD TABLE, and NEW TABLE for UPDATE) that crm.attach_coverage installs on the interactions table: recomputes the crm.coverage rows of every customer whose counted interactions changed (old and new customer of an updated row, customer of a deleted row) from the interactions table, as crm.coverage_rebuild() would.';
+
 -- type of column col of rel, or a clear error
 CREATE FUNCTION crm._coverage_column_type(rel regclass, col name, what text) RETURNS regtype
 LANGUAGE plpgsql STABLE
@@ -282,6 +288,47 @@ END
 $$;
 COMMENT ON FUNCTION crm._coverage_require_type(regclass, name, text, regtype[], text) IS
 'Checks that a column exists and has one of the allowed types (used by crm.attach_coverage).';
+
+-- the three triggers on the interactions table, with the configuration as arguments
+CREATE FUNCTION crm._coverage_create_triggers(cfg crm.coverage_config) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    args text := format('%L, %L, %L, %L, %L, %L, %L, %L',
+                        cfg.customer_column, cfg.time_column,
+                        coalesce(cfg.kind_column, ''), coalesce(cfg.counted_kinds::text, ''),
+                        coalesce(cfg.direction_column, ''), coalesce(cfg.counted_directions::text, ''),
+                        coalesce(cfg.automated_column, ''), cfg.unknown_customers);
+BEGIN
+    EXECUTE format('CREATE TRIGGER crm_coverage AFTER INSERT ON %s REFERENCING NEW TABLE AS crm_coverage_new '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION crm.coverage_trigger(%s)', cfg.interactions, args);
+    EXECUTE format('CREATE TRIGGER crm_coverage_update AFTER UPDATE ON %s '
+                   'REFERENCING OLD TABLE AS crm_coverage_old NEW TABLE AS crm_coverage_new '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION crm.coverage_change_trigger(%s)', cfg.interactions, args);
+    EXECUTE format('CREATE TRIGGER crm_coverage_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS crm_coverage_old '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION crm.coverage_change_trigger(%s)', cfg.interactions, args);
+END
+$$;
+COMMENT ON FUNCTION crm._coverage_create_triggers(crm.coverage_config) IS
+'Creates the coverage triggers crm_coverage (INSERT), crm_coverage_update and crm_coverage_delete on the configured interactions table (used by crm.attach_coverage).';
+
+CREATE FUNCTION crm._coverage_drop_triggers(rel regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t name;
+BEGIN
+    FOR t IN SELECT g.tgname FROM pg_trigger g
+              WHERE g.tgrelid = rel AND g.tgname IN ('crm_coverage', 'crm_coverage_update', 'crm_coverage_delete')
+              ORDER BY 1 LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', t, rel);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION crm._coverage_drop_triggers(regclass) IS
+'Drops whichever coverage triggers exist on a table (used by crm.attach_coverage and crm.detach_coverage).';
 
 CREATE FUNCTION crm.attach_coverage(
     interactions       regclass,
@@ -374,9 +421,7 @@ BEGIN
                   HINT = 'Pass customers => ''my_customers'', or set classes later with crm.coverage_set_classes().';
     END IF;
 
-    IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = interactions AND t.tgname = 'crm_coverage') THEN
-        EXECUTE format('DROP TRIGGER crm_coverage ON %s', interactions);
-    END IF;
+    PERFORM crm._coverage_drop_triggers(interactions);
     DELETE FROM crm.coverage_config;
     INSERT INTO crm.coverage_config (interactions, customer_column, time_column, kind_column, counted_kinds,
                                      direction_column, counted_directions, automated_column, customers,
@@ -386,18 +431,12 @@ BEGIN
             automated_column, customers, CASE WHEN customers IS NULL THEN NULL ELSE customer_key_column END,
             class_column, CASE WHEN customers IS NULL THEN NULL ELSE manager_column END,
             CASE WHEN customers IS NULL THEN NULL ELSE since_column END, unknown_customers);
-    EXECUTE format('CREATE TRIGGER crm_coverage AFTER INSERT ON %s REFERENCING NEW TABLE AS crm_coverage_new '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION crm.coverage_trigger(%L, %L, %L, %L, %L, %L, %L, %L)',
-                   interactions, customer_column, time_column,
-                   coalesce(kind_column, ''), coalesce(counted_kinds::text, ''),
-                   coalesce(direction_column, ''),
-                   CASE WHEN direction_column IS NULL THEN '' ELSE coalesce(counted_directions::text, '') END,
-                   coalesce(automated_column, ''), unknown_customers);
+    PERFORM crm._coverage_create_triggers(c) FROM crm.coverage_config c;
     RETURN crm.coverage_rebuild();
 END
 $$;
 COMMENT ON FUNCTION crm.attach_coverage(regclass, regclass, name, name, name, name, text[], name, text[], name, name, name, text, name) IS
-'Installs crm.coverage_trigger on the interactions table (trigger crm_coverage), records the configuration and fills crm.coverage with crm.coverage_rebuild(); returns the number of customers tracked.';
+'Installs the coverage triggers on the interactions table (crm_coverage: crm.coverage_trigger after INSERT; crm_coverage_update and crm_coverage_delete: crm.coverage_change_trigger after UPDATE and DELETE), records the configuration and fills crm.coverage with crm.coverage_rebuild(); returns the number of customers tracked.';
 
 CREATE FUNCTION crm.detach_coverage() RETURNS boolean
 LANGUAGE plpgsql
@@ -410,16 +449,14 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    -- the table may have been dropped since (then its trigger went with it)
-    IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = rel AND t.tgname = 'crm_coverage') THEN
-        EXECUTE format('DROP TRIGGER crm_coverage ON %s', rel);
-    END IF;
+    -- the table may have been dropped since (then its triggers went with it)
+    PERFORM crm._coverage_drop_triggers(rel);
     DELETE FROM crm.coverage_config;
     RETURN true;
 END
 $$;
 COMMENT ON FUNCTION crm.detach_coverage() IS
-'Drops the coverage trigger and the configuration; crm.coverage keeps its rows.  Returns false when nothing was attached.';
+'Drops the coverage triggers and the configuration; crm.coverage keeps its rows.  Returns false when nothing was attached.';
 
 -- the WHERE clause that says which interaction rows count (same rule as the trigger)
 CREATE FUNCTION crm._coverage_counted_filter(cfg crm.coverage_config, alias text) RETURNS text
@@ -440,6 +477,48 @@ SELECT format('%1$s.%2$I IS NOT NULL AND %1$s.%3$I IS NOT NULL AND %1$s.%3$I::pg
 $$;
 COMMENT ON FUNCTION crm._coverage_counted_filter(crm.coverage_config, text) IS
 'SQL condition selecting the interactions that count as contacts under the attached configuration (the rule crm.coverage_trigger applies).';
+
+-- the statement crm.coverage_change_trigger runs: recompute the customers $1
+CREATE FUNCTION crm._coverage_recompute_sql(cfg crm.coverage_config) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT format(
+    'WITH a AS ('
+    '  SELECT k.k, s.last, s.n'
+    '    FROM (SELECT DISTINCT u.k FROM pg_catalog.unnest($1::pg_catalog.int8[]) AS u(k)) k'
+    '   CROSS JOIN LATERAL (SELECT pg_catalog.max(i.%2$I::pg_catalog.timestamptz) AS last, pg_catalog.count(*) AS n'
+    '                         FROM %3$s i WHERE i.%1$I OPERATOR(pg_catalog.=) k.k AND %4$s) s),'
+    ' upd AS (UPDATE crm.coverage c SET last_contact = a.last, contacts = a.n,'
+    '                next_due = coalesce(a.last, c.customer_since) OPERATOR(pg_catalog.+) c.contact_interval'
+    '           FROM a WHERE c.customer_id OPERATOR(pg_catalog.=) a.k'
+    '            AND (a.n OPERATOR(pg_catalog.>) 0 OR %5$s)'
+    '            AND (c.last_contact IS DISTINCT FROM a.last OR c.contacts IS DISTINCT FROM a.n'
+    '                 OR c.next_due IS DISTINCT FROM coalesce(a.last, c.customer_since) OPERATOR(pg_catalog.+) c.contact_interval)'
+    '         RETURNING c.customer_id),'
+    ' del AS (DELETE FROM crm.coverage c USING a WHERE c.customer_id OPERATOR(pg_catalog.=) a.k'
+    '            AND a.n OPERATOR(pg_catalog.=) 0 AND NOT (%5$s) RETURNING c.customer_id)'
+    '%6$s'
+    ' SELECT pg_catalog.min(a.k) FROM a WHERE a.n OPERATOR(pg_catalog.>) 0'
+    '    AND NOT EXISTS (SELECT 1 FROM crm.coverage c WHERE c.customer_id OPERATOR(pg_catalog.=) a.k)',
+    cfg.customer_column, cfg.time_column, cfg.interactions, crm._coverage_counted_filter(cfg, 'i'),
+    -- rows that crm.coverage_rebuild() keeps without any counted contact
+    CASE WHEN cfg.customers IS NULL THEN 'c.class IS NOT NULL'
+         ELSE format('c.class IS NOT NULL OR EXISTS (SELECT 1 FROM %s cu WHERE cu.%I OPERATOR(pg_catalog.=) c.customer_id)',
+                     cfg.customers, cfg.customer_key_column) END,
+    CASE WHEN cfg.unknown_customers = 'insert' THEN
+        ', ins AS (INSERT INTO crm.coverage AS c (customer_id, last_contact, contacts)'
+        '          SELECT a.k, a.last, a.n FROM a WHERE a.n OPERATOR(pg_catalog.>) 0'
+        '             AND NOT EXISTS (SELECT 1 FROM crm.coverage c2 WHERE c2.customer_id OPERATOR(pg_catalog.=) a.k)'
+        '          ON CONFLICT (customer_id) DO UPDATE'
+        '             SET last_contact = GREATEST(c.last_contact, excluded.last_contact),'
+        '                 contacts = c.contacts OPERATOR(pg_catalog.+) excluded.contacts,'
+        '                 next_due = GREATEST(c.last_contact, excluded.last_contact) OPERATOR(pg_catalog.+) c.contact_interval'
+        '          RETURNING c.customer_id)'
+         ELSE '' END)
+$$;
+COMMENT ON FUNCTION crm._coverage_recompute_sql(crm.coverage_config) IS
+'The statement crm.coverage_change_trigger runs for the customers $1 (int8[]): last contact, contacts and next due recomputed from the counted interactions as crm.coverage_rebuild() computes them; rows the rebuild would not keep (no counted contact left, not in the customers table, no class) are deleted, customers new to crm.coverage are added under unknown_customers = insert.  Returns the smallest customer with counted contacts and no coverage row.';
 
 -- check that every class of a query is in the policy
 CREATE FUNCTION crm._coverage_check_classes(classes_query text) RETURNS void
