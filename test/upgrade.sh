@@ -129,6 +129,13 @@ for old in "${older[@]}"; do
     after=$(q -d hard_up_old -At -c "$rows")
     missing=$(comm -23 <(echo "$before" | tr ',' '\n' | sed 's/^ //' | sort) <(echo "$after" | tr ',' '\n' | sed 's/^ //' | sort) || true)
     [ -z "$missing" ] && echo "ok - config row counts kept by the upgrade" || { echo "not ok - config rows changed by the upgrade: $missing"; bad=1; }
+    # an interactions table attached before the upgrade has every coverage trigger after it
+    trg=$(q -d hard_up_old -At -c "SELECT coalesce(string_agg(t.tgname, ' ' ORDER BY t.tgname), '')
+            FROM crm.coverage_config c JOIN pg_trigger t ON t.tgrelid = c.interactions WHERE t.tgname LIKE 'crm_coverage%'" 2>/dev/null || true)
+    if [ -n "$trg" ]; then
+        [ "$trg" = "crm_coverage crm_coverage_delete crm_coverage_update" ] && echo "ok - attached interactions table has the coverage triggers: $trg" \
+            || { echo "not ok - coverage triggers after the upgrade: $trg"; bad=1; }
+    fi
 
     if [ "${CRM_UPGRADE_SUITE:-1}" != 0 ]; then
         q -d postgres -c "DROP DATABASE IF EXISTS hard_up_tap" -c "CREATE DATABASE hard_up_tap"
