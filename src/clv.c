@@ -25,7 +25,6 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/numeric.h"
-#include "pgtime.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(clv_summary_transfn);
@@ -94,24 +93,11 @@ FloorDiv(int64 a, int64 b)
 static int64
 SummaryPeriod(TimestampTz ts, int64 gran)
 {
-	int			tz;
-	struct pg_tm tm;
-	fsec_t		fsec;
-	long int	gmtoff;
-
 	if (TIMESTAMP_NOT_FINITE(ts))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("clv_summary: timestamps must be finite")));
-	/* a time zone without daylight saving (UTC, the usual server setting):
-	 * its one offset, without a calendar conversion per row */
-	if (pg_get_timezone_offset(session_timezone, &gmtoff))
-		return FloorDiv(ts + (int64) gmtoff * USECS_PER_SEC, gran);
-	if (timestamp2tm(ts, &tz, &tm, &fsec, NULL, NULL) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("timestamp out of range")));
-	return FloorDiv(ts - (int64) tz * USECS_PER_SEC, gran);
+	return FloorDiv(crm_local_usecs(ts), gran);
 }
 
 /* unit interval -> microseconds, checked */

@@ -10,6 +10,8 @@
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "pgtime.h"
 
 PG_MODULE_MAGIC;
 
@@ -104,4 +106,30 @@ crm_check_inner_query_sql(PG_FUNCTION_ARGS)
 	result = crm_check_inner_query(fname, sql, cols, nelems);
 	SPI_finish();
 	PG_RETURN_INT32(result);
+}
+
+int64
+crm_local_usecs(TimestampTz ts)
+{
+	/* pg_tz objects live as long as the backend: the pointer is the key */
+	static pg_tz *cached_tz = NULL;
+	static bool cached_fixed = false;
+	static long int cached_gmtoff = 0;	/* seconds east of UTC when fixed */
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tz;
+
+	Assert(!TIMESTAMP_NOT_FINITE(ts));
+	if (session_timezone != cached_tz)
+	{
+		cached_fixed = pg_get_timezone_offset(session_timezone, &cached_gmtoff);
+		cached_tz = session_timezone;
+	}
+	if (cached_fixed)
+		return ts + (int64) cached_gmtoff * USECS_PER_SEC;
+	if (timestamp2tm(ts, &tz, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	return ts - (int64) tz * USECS_PER_SEC;	/* tz: seconds west of UTC */
 }

@@ -538,22 +538,18 @@ PreparePlans(void)
 
 	if (coverage_update_plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(
+		SPIPlanPtr	plan = crm_prepare_kept("crm.coverage_trigger",
 									   "UPDATE crm.coverage c"
 									   "   SET last_contact = GREATEST(c.last_contact, $2),"
 									   "       contacts = c.contacts OPERATOR(pg_catalog.+) $3,"
 									   "       next_due = GREATEST(c.last_contact, $2) OPERATOR(pg_catalog.+) c.contact_interval"
 									   " WHERE c.customer_id OPERATOR(pg_catalog.=) $1",
 									   3, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "crm.coverage_trigger: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
 		coverage_update_plan = plan;
 	}
 	if (coverage_upsert_plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(
+		SPIPlanPtr	plan = crm_prepare_kept("crm.coverage_trigger",
 									   "INSERT INTO crm.coverage AS c (customer_id, last_contact, contacts)"
 									   " VALUES ($1, $2, $3)"
 									   " ON CONFLICT (customer_id) DO UPDATE"
@@ -561,16 +557,12 @@ PreparePlans(void)
 									   "       contacts = c.contacts OPERATOR(pg_catalog.+) excluded.contacts,"
 									   "       next_due = GREATEST(c.last_contact, excluded.last_contact) OPERATOR(pg_catalog.+) c.contact_interval",
 									   3, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "crm.coverage_trigger: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
 		coverage_upsert_plan = plan;
 	}
 	if (coverage_batch_plan == NULL)
 	{
 		Oid			arrtypes[3] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID};
-		SPIPlanPtr	plan = SPI_prepare(
+		SPIPlanPtr	plan = crm_prepare_kept("crm.coverage_trigger",
 									   "UPDATE crm.coverage c"
 									   "   SET last_contact = GREATEST(c.last_contact, u.t),"
 									   "       contacts = c.contacts OPERATOR(pg_catalog.+) u.n,"
@@ -579,10 +571,6 @@ PreparePlans(void)
 									   " WHERE c.customer_id OPERATOR(pg_catalog.=) u.k"
 									   " RETURNING c.customer_id",
 									   3, arrtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "crm.coverage_trigger: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
 		coverage_batch_plan = plan;
 	}
 }
@@ -1297,14 +1285,11 @@ coverage_change_trigger(PG_FUNCTION_ARGS)
 	if (coverage_lock_plan == NULL)
 	{
 		Oid			argtypes[1] = {INT8ARRAYOID};
-		SPIPlanPtr	plan = SPI_prepare("SELECT c.customer_id FROM crm.coverage c"
+		SPIPlanPtr	plan = crm_prepare_kept("crm.coverage_change_trigger",
+									   "SELECT c.customer_id FROM crm.coverage c"
 									   " WHERE c.customer_id OPERATOR(pg_catalog.=) ANY ($1)"
 									   " ORDER BY c.customer_id FOR NO KEY UPDATE OF c",
 									   1, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "crm.coverage_change_trigger: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
 		coverage_lock_plan = plan;
 	}
 	if (info->recompute_plan == NULL)
@@ -1324,10 +1309,7 @@ coverage_change_trigger(PG_FUNCTION_ARGS)
 		sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		if (sql == NULL)
 			elog(ERROR, "crm.coverage_change_trigger: no recompute statement");
-		plan = SPI_prepare(sql, 1, argtypes);
-		if (plan == NULL)
-			elog(ERROR, "crm.coverage_change_trigger: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
+		plan = crm_prepare_kept("crm.coverage_change_trigger", sql, 1, argtypes);
 		info->recompute_plan = plan;
 	}
 	ret = SPI_execute_plan(coverage_lock_plan, values, NULL, false, 0);

@@ -10,6 +10,7 @@
 #include "postgres.h"
 #include "fmgr.h"
 #include "utils/expandeddatum.h"
+#include "datatype/timestamp.h"
 
 /* ------------------------------------------------------------------------
  * CrmState: an aggregate state that is updated in place.
@@ -102,5 +103,20 @@ extern int	crm_check_inner_query(const char *fname, const char *sql,
 
 /* "entity, ts, step [, value]" for error messages */
 extern char *crm_describe_columns(const CrmColumnSpec *cols, int ncols);
+
+/*
+ * ts (finite) as local wall-clock microseconds in the session time zone: the
+ * value whose floor division by a day gives the local date.  Zones with one
+ * fixed offset (UTC, Etc/GMT-9, '+03:00') take a shortcut without the
+ * broken-down time; others go through timestamp2tm.
+ */
+extern int64 crm_local_usecs(TimestampTz ts);
+
+/*
+ * With SPI connected: prepare sql and keep the plan for the life of the
+ * backend (SPI_keepplan); errors name fname.  The plan is a void pointer
+ * here so this header needs no SPI include.
+ */
+extern void *crm_prepare_kept(const char *fname, const char *sql, int nargs, Oid *argtypes);
 
 #endif							/* CRM_ANALYTICS_H */

@@ -142,3 +142,16 @@ crm_check_inner_query(const char *fname, const char *sql,
 	pfree(q.data);
 	return natts;
 }
+
+void *
+crm_prepare_kept(const char *fname, const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "%s: SPI_prepare failed for \"%s\": %s", fname, sql,
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "%s: SPI_keepplan failed", fname);
+	return plan;
+}

@@ -36,7 +36,6 @@
 #include "executor/tuptable.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
-#include "pgtime.h"
 #include "tcop/dest.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -556,53 +555,23 @@ PeriodStartDate(CohortPeriod period, int32 idx)
 	return PeriodStartJd(period, idx) - POSTGRES_EPOCH_JDATE;
 }
 
-/* per-call cache of the session time zone's fixed offset, if it has one */
-typedef struct TzCache
-{
-	pg_tz	   *tz;
-	bool		fixed;
-	long		gmtoff;			/* seconds east of UTC when fixed */
-} TzCache;
-
-/*
- * Julian day of ts in the session time zone (the day date_trunc would see).
- * Fixed-offset zones (UTC, Etc/GMT-9, ...) take a shortcut without the
- * broken-down time; other zones go through timestamp2tm.
- */
+/* Julian day of ts in the session time zone (the day date_trunc would see) */
 static int32
-LocalJulianDay(TimestampTz ts, TzCache *c)
+LocalJulianDay(TimestampTz ts)
 {
+	int64		local;
+	int64		days;
+
 	if (TIMESTAMP_NOT_FINITE(ts))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("timestamp out of range: an infinite timestamp has no period"),
 				 errhint("Filter infinite timestamps out in the inner query.")));
-	if (c->tz != session_timezone)
-	{
-		c->tz = session_timezone;
-		c->fixed = pg_get_timezone_offset(session_timezone, &c->gmtoff);
-	}
-	if (c->fixed)
-	{
-		int64		local = ts + (int64) c->gmtoff * USECS_PER_SEC;
-		int64		days = local / USECS_PER_DAY;
-
-		if (local % USECS_PER_DAY < 0)
-			days--;
-		return (int32) (days + POSTGRES_EPOCH_JDATE);
-	}
-	else
-	{
-		struct pg_tm tm;
-		fsec_t		fsec;
-		int			tz;
-
-		if (timestamp2tm(ts, &tz, &tm, &fsec, NULL, NULL) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-					 errmsg("timestamp out of range")));
-		return date2j(tm.tm_year, tm.tm_mon, tm.tm_mday);
-	}
+	local = crm_local_usecs(ts);
+	days = local / USECS_PER_DAY;
+	if (local % USECS_PER_DAY < 0)
+		days--;
+	return (int32) (days + POSTGRES_EPOCH_JDATE);
 }
 
 /* ========================================================================
@@ -1305,7 +1274,6 @@ CohortStore(CohortState *st, const CohortEntry *ents, int n, int ds)
 /* per-call cache of the transition function: time zone and period */
 typedef struct CohortCallCache
 {
-	TzCache		tz;
 	int			periodlen;		/* -1: not parsed yet */
 	char		periodtext[8];
 	CohortPeriod period;
@@ -1360,7 +1328,7 @@ crm_cohort_activity_transfn(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(1))
 		PG_RETURN_POINTER(st.v);
 
-	idx = PeriodIndexFromJd(period, LocalJulianDay(PG_GETARG_TIMESTAMPTZ(1), &cc->tz));
+	idx = PeriodIndexFromJd(period, LocalJulianDay(PG_GETARG_TIMESTAMPTZ(1)));
 	if (!PG_ARGISNULL(2))
 	{
 		int			ds;
@@ -1981,13 +1949,10 @@ ReportArgs(FunctionCallInfo fcinfo, const char *fname, char **sql)
 static void
 RollupAsOf(FunctionCallInfo fcinfo, int argno, RollupReceiver *r)
 {
-	TzCache		tz;
-
 	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
 		return;
-	memset(&tz, 0, sizeof(tz));
 	r->has_asof = true;
-	r->asof_idx = PeriodIndexFromJd(r->period, LocalJulianDay(PG_GETARG_TIMESTAMPTZ(argno), &tz));
+	r->asof_idx = PeriodIndexFromJd(r->period, LocalJulianDay(PG_GETARG_TIMESTAMPTZ(argno)));
 }
 
 static RollupReceiver *

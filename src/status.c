@@ -281,19 +281,6 @@ LoadAttachment(int32 attachment_id, StatusAttachment *att, MemoryContext cxt)
 	}
 }
 
-/* prepare sql and keep the plan for the life of the backend */
-static SPIPlanPtr
-PrepareKept(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "SPI_keepplan failed");
-	return plan;
-}
-
 /* the kept plan that does not depend on an attachment (SPI connected) */
 static void
 PrepareSharedPlans(void)
@@ -303,7 +290,7 @@ PrepareSharedPlans(void)
 		int			level = PinSearchPath();
 		Oid			types[7] = {REGCLASSOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTOID};
 
-		HistoryPlan = PrepareKept("INSERT INTO crm.status_history "
+		HistoryPlan = crm_prepare_kept("crm_analytics auto-status", "INSERT INTO crm.status_history "
 								  "(entity_table, entity_key, from_status, to_status, changed_at, rule_id, actor) "
 								  "VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
 		UnpinSearchPath(level);
@@ -686,7 +673,7 @@ GetTriggerEntry(TriggerData *trigdata, bool for_events)
 						 "WHERE e.%s OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE OF e",
 						 status, ent, key);
 		types[0] = entry->att.ev_entity_type;
-		entry->lock_plan = PrepareKept(sql.data, 1, types);
+		entry->lock_plan = crm_prepare_kept("crm_analytics auto-status", sql.data, 1, types);
 
 		/*
 		 * the rule's change and its history row in one statement; the entity
@@ -705,7 +692,7 @@ GetTriggerEntry(TriggerData *trigdata, bool for_events)
 		types[3] = TEXTOID;		/* old status */
 		types[4] = TIMESTAMPTZOID;	/* changed_at */
 		types[5] = INT8OID;		/* rule id */
-		entry->update_plan = PrepareKept(sql.data, 6, types);
+		entry->update_plan = crm_prepare_kept("crm_analytics auto-status", sql.data, 6, types);
 
 		pfree(sql.data);
 	}
