@@ -12,8 +12,30 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "pgtime.h"
+#include "utils/guc.h"
 
 PG_MODULE_MAGIC;
+
+bool		crm_cohort_two_pass = true;
+
+void		_PG_init(void);
+
+/* module load: the extension's settings */
+void
+_PG_init(void)
+{
+	DefineCustomBoolVariable("crm_analytics.cohort_two_pass",
+							 "Lets crm.cohort_retention read its inner query twice with an in-memory table per entity.",
+							 "Used when the entity is an integer column, periods <= 64 and the table fits in "
+							 "work_mem * hash_mem_multiplier; otherwise, or when off, the report runs "
+							 "crm.cohort_activity ... GROUP BY entity (parallel and Citus capable).",
+							 &crm_cohort_two_pass,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+	MarkGUCPrefixReserved("crm_analytics");
+}
 
 PG_FUNCTION_INFO_V1(crm_check_inner_query_sql);
 

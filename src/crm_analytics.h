@@ -100,6 +100,12 @@ typedef struct CrmColumnSpec
  */
 extern int	crm_check_inner_query(const char *fname, const char *sql,
 								  const CrmColumnSpec *cols, int ncols);
+/* the same, also storing each present column's type in types[ncols] (may be NULL) */
+extern int	crm_check_inner_query_types(const char *fname, const char *sql,
+										const CrmColumnSpec *cols, int ncols, Oid *types);
+
+/* crm_analytics.cohort_two_pass: cohort_retention may read its inner query twice */
+extern bool crm_cohort_two_pass;
 
 /* "entity, ts, step [, value]" for error messages */
 extern char *crm_describe_columns(const CrmColumnSpec *cols, int ncols);

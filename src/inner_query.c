@@ -90,6 +90,14 @@ int
 crm_check_inner_query(const char *fname, const char *sql,
 					  const CrmColumnSpec *cols, int ncols)
 {
+	return crm_check_inner_query_types(fname, sql, cols, ncols, NULL);
+}
+
+/* the same, also storing the type of each column present in types[] (may be NULL) */
+int
+crm_check_inner_query_types(const char *fname, const char *sql,
+							const CrmColumnSpec *cols, int ncols, Oid *types)
+{
 	StringInfoData q;
 	TupleDesc	desc;
 	int			natts;
@@ -137,6 +145,8 @@ crm_check_inner_query(const char *fname, const char *sql,
 							ColumnKindName(cols[i].kind), cols[i].name),
 					 errdetail("The inner query must return (%s).", crm_describe_columns(cols, ncols)),
 					 errhint("Columns are matched by position; alias or cast them in the inner query.")));
+		if (types != NULL)
+			types[i] = att->atttypid;
 	}
 	SPI_freetuptable(SPI_tuptable);
 	pfree(q.data);

@@ -32,6 +32,7 @@
 #include <limits.h>
 
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
@@ -43,6 +44,7 @@
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
 #include "utils/hsearch.h"
+#include "miscadmin.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
@@ -1922,6 +1924,390 @@ RollupRun(const char *fname, const char *sql, RollupReceiver *r)
 	return natts >= 3;
 }
 
+/* ========================================================================
+ * cohort_retention in two passes (crm_analytics.cohort_two_pass)
+ *
+ * The per-entity aggregate keeps, for every entity, the list of periods it
+ * was active in: a state per group in the executor's hash table, several
+ * cache misses per row at a million entities.  When the entity is an
+ * integer and at most 64 periods are reported, the report can instead read
+ * the inner query twice: pass 1 finds each entity's first period (its
+ * cohort) in a compact open-addressing table (24 bytes per entity), pass 2
+ * adds every event to its cohort's counters and marks the period_no in the
+ * entity's 64-bit set, so an entity counts once per period.  No list per
+ * entity is kept.
+ *
+ * The two passes run with their own snapshots (as two statements do), so
+ * pass 2 checks that it sees what pass 1 saw: every entity known, no event
+ * before its entity's cohort, and, at the end, every entity active in its
+ * cohort period.  Then the result is exactly the one of pass 2's data.  If
+ * the check fails (rows changed between the passes, a volatile inner
+ * query), or the table outgrows work_mem * hash_mem_multiplier, the report
+ * runs the aggregate path instead.
+ * ========================================================================
+ */
+typedef struct CohortEnt
+{
+	int64		key;
+	int32		cohort;			/* period index of the first event */
+	char		status;			/* simplehash's */
+	uint64		seen;			/* pass 2: period_no 0..63 with an event */
+} CohortEnt;
+
+static inline uint32
+CohortKeyHash(int64 key)
+{
+	return hash_combine(murmurhash32((uint32) key), murmurhash32((uint32) ((uint64) key >> 32)));
+}
+
+#define SH_PREFIX		cohortent
+#define SH_ELEMENT_TYPE CohortEnt
+#define SH_KEY_TYPE		int64
+#define SH_KEY			key
+#define SH_HASH_KEY(tb, k) CohortKeyHash(k)
+#define SH_EQUAL(tb, a, b) ((a) == (b))
+#define SH_SCOPE		static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+#define COHORT_TWO_PASS_MAX_PERIODS 64
+
+/*
+ * Rows wait in a small batch: the bucket of each row's entity is prefetched
+ * when the row arrives and probed when the batch is full, so the cache
+ * misses of a batch overlap instead of stalling one after the other.
+ */
+#define TWO_PASS_BATCH	32
+
+typedef struct TwoPassRow
+{
+	int128		v;				/* amount scaled by 10^ds */
+	int64		key;
+	uint32		hash;
+	int32		idx;			/* period index of ts */
+	int			ds;				/* -1: no amount */
+} TwoPassRow;
+
+typedef struct TwoPassReceiver
+{
+	DestReceiver pub;
+	RollupReceiver *r;
+	int			pass;			/* 1 or 2 */
+	Oid			enttype;		/* int2, int4 or int8 */
+	bool		has_amount;
+	cohortent_hash *ents;
+	Size		memlimit;
+	const char *why;			/* set when the two-pass path gives up */
+	int32		minc;			/* cohorts seen in pass 1 */
+	int32		maxc;
+	CohortAcc **acc;			/* pass 2: cohort's counters, by cohort - minc */
+	int			nrows;			/* rows waiting in batch */
+	TwoPassRow	batch[TWO_PASS_BATCH];
+} TwoPassReceiver;
+
+static inline int64
+TwoPassKey(Datum d, Oid type)
+{
+	switch (type)
+	{
+		case INT2OID:
+			return DatumGetInt16(d);
+		case INT4OID:
+			return DatumGetInt32(d);
+		default:
+			return DatumGetInt64(d);
+	}
+}
+
+/* pass 1, a batch: entity -> first period */
+static void
+TwoPassFlush1(TwoPassReceiver *t)
+{
+	int			i;
+
+	for (i = 0; i < t->nrows && t->why == NULL; i++)
+	{
+		TwoPassRow *row = &t->batch[i];
+		bool		found;
+		CohortEnt  *e = cohortent_insert_hash(t->ents, row->key, row->hash, &found);
+
+		if (!found)
+		{
+			e->cohort = row->idx;
+			e->seen = 0;
+			if ((Size) t->ents->size * sizeof(CohortEnt) > t->memlimit)
+				t->why = "the table of entities outgrew work_mem * hash_mem_multiplier";
+		}
+		else if (row->idx < e->cohort)
+			e->cohort = row->idx;
+	}
+	t->nrows = 0;
+}
+
+/* pass 2, a batch: every event into its entity's cohort counters */
+static void
+TwoPassFlush2(TwoPassReceiver *t)
+{
+	RollupReceiver *r = t->r;
+	int			i;
+
+	for (i = 0; i < t->nrows && t->why == NULL; i++)
+	{
+		TwoPassRow *row = &t->batch[i];
+		CohortEnt  *e = cohortent_lookup_hash(t->ents, row->key, row->hash);
+		int64		k;
+		CohortAcc  *c;
+
+		if (r->has_asof && row->idx > r->asof_idx)
+		{
+			/* ignored, but its amount's scale counts, as in the entity's state */
+			if (e != NULL && row->ds > r->dscale)
+				RollupRescale(r, row->ds);
+			continue;
+		}
+		if (e == NULL || row->idx < e->cohort)
+		{
+			t->why = "the inner query returned other rows in its second run";
+			break;
+		}
+		if (row->ds > r->dscale)
+			RollupRescale(r, row->ds);
+		k = (int64) row->idx - e->cohort;
+		if (k >= r->periods)
+			continue;
+		c = t->acc[e->cohort - t->minc];
+		if (!(e->seen & (UINT64CONST(1) << k)))
+		{
+			e->seen |= UINT64CONST(1) << k;
+			c->active[k]++;
+		}
+		if (row->ds >= 0)
+			c->revenue[k] = AddChecked(c->revenue[k], Rescale(row->v, row->ds, r->dscale));
+	}
+	t->nrows = 0;
+}
+
+static void
+TwoPassFlush(TwoPassReceiver *t)
+{
+	if (t->nrows == 0)
+		return;
+	if (t->pass == 1)
+		TwoPassFlush1(t);
+	else
+		TwoPassFlush2(t);
+}
+
+/* one row of either pass: decoded now, probed with its batch */
+static bool
+TwoPassReceive(TupleTableSlot *slot, DestReceiver *self)
+{
+	TwoPassReceiver *t = (TwoPassReceiver *) self;
+	RollupReceiver *r = t->r;
+	TwoPassRow *row = &t->batch[t->nrows];
+	bool		isnull;
+	Datum		d;
+
+	d = slot_getattr(slot, 1, &isnull);
+	if (isnull)
+		return true;			/* filtered out by the query already */
+	row->key = TwoPassKey(d, t->enttype);
+	d = slot_getattr(slot, 2, &isnull);
+	if (isnull)
+		return true;			/* NULL ts: the row is ignored */
+	row->idx = PeriodIndexFromJd(r->period, LocalJulianDay(DatumGetTimestampTz(d)));
+	row->ds = -1;
+	row->v = 0;
+	if (t->pass == 1)
+	{
+		if (r->has_asof && row->idx > r->asof_idx)
+			return true;
+		if (!r->any || row->idx > r->maxidx)
+			r->maxidx = row->idx;
+		if (!r->any || row->idx < r->minidx)
+			r->minidx = row->idx;
+		r->any = true;
+	}
+	else if (t->has_amount)
+	{
+		d = slot_getattr(slot, 3, &isnull);
+		if (!isnull)
+			row->v = ScaledFromNumeric(d, &row->ds);
+	}
+	row->hash = CohortKeyHash(row->key);
+	__builtin_prefetch(&t->ents->data[row->hash & t->ents->sizemask]);
+	if (++t->nrows == TWO_PASS_BATCH)
+	{
+		TwoPassFlush(t);
+		if (t->why != NULL)
+			return false;
+	}
+	return true;
+}
+
+static void
+TwoPassShutdown(DestReceiver *self)
+{
+	TwoPassFlush((TwoPassReceiver *) self);
+}
+
+/* run one pass of the inner query into t */
+static void
+TwoPassRun(const char *fname, const char *query, TwoPassReceiver *t)
+{
+	SPIExecuteOptions opts;
+	int			ret;
+
+	memset(&opts, 0, sizeof(opts));
+	opts.read_only = false;
+	opts.tcount = 0;
+	opts.dest = &t->pub;
+	ret = SPI_execute_extended(query, &opts);
+	if (ret < 0)
+		elog(ERROR, "%s: SPI_execute_extended failed: %s", fname, SPI_result_code_string(ret));
+}
+
+/*
+ * cohort_retention's counters in r by the two-pass method; SPI must be
+ * connected.  false, with r as RollupNew left it, when the method does not
+ * apply or gave up: the caller then runs RollupRun.
+ */
+static bool
+TwoPassRollup(const char *fname, const char *sql, RollupReceiver *r, bool *has_amount)
+{
+	Oid			types[3];
+	int			natts;
+	TwoPassReceiver t;
+	StringInfoData q1;
+	StringInfoData q2;
+	MemoryContext old;
+	cohortent_iterator it;
+	CohortEnt  *e;
+	int64		range;
+	int32		cohort;
+
+	if (!crm_cohort_two_pass || r->mode != ROLLUP_COHORTS || r->periods > COHORT_TWO_PASS_MAX_PERIODS)
+		return false;
+	natts = crm_check_inner_query_types(fname, sql, cohort_columns, 3, types);
+	if (types[0] != INT2OID && types[0] != INT4OID && types[0] != INT8OID)
+		return false;
+
+	memset(&t, 0, sizeof(t));
+	t.r = r;
+	t.enttype = types[0];
+	t.has_amount = natts >= 3;
+	t.memlimit = get_hash_memory_limit();
+	t.pub.receiveSlot = TwoPassReceive;
+	t.pub.rStartup = RollupStartup;
+	t.pub.rShutdown = TwoPassShutdown;
+	t.pub.rDestroy = RollupDestroy;
+	t.pub.mydest = DestNone;
+
+	old = MemoryContextSwitchTo(r->cxt);
+	t.ents = cohortent_create(r->cxt, 1024, NULL);
+	MemoryContextSwitchTo(old);
+
+	/* NULL entities are dropped before anything else is looked at, as in RollupRun */
+	initStringInfo(&q1);
+	appendStringInfo(&q1,
+					 "SELECT crm_q.entity, crm_q.ts::pg_catalog.timestamptz\n"
+					 "  FROM (%s\n) AS crm_q(entity, ts%s)\n"
+					 " WHERE crm_q.entity IS NOT NULL",
+					 sql, t.has_amount ? ", amount" : "");
+	initStringInfo(&q2);
+	appendStringInfo(&q2,
+					 "SELECT crm_q.entity, crm_q.ts::pg_catalog.timestamptz%s\n"
+					 "  FROM (%s\n) AS crm_q(entity, ts%s)\n"
+					 " WHERE crm_q.entity IS NOT NULL",
+					 t.has_amount ? ", crm_q.amount::pg_catalog.numeric" : "",
+					 sql, t.has_amount ? ", amount" : "");
+
+	t.pass = 1;
+	TwoPassRun(fname, q1.data, &t);
+	TwoPassFlush(&t);
+
+	if (t.why == NULL)
+	{
+		/* the cohorts: sizes now, counters filled by pass 2 */
+		HASHCTL		ctl;
+
+		t.minc = PG_INT32_MAX;
+		t.maxc = PG_INT32_MIN;
+		cohortent_start_iterate(t.ents, &it);
+		while ((e = cohortent_iterate(t.ents, &it)) != NULL)
+		{
+			t.minc = Min(t.minc, e->cohort);
+			t.maxc = Max(t.maxc, e->cohort);
+		}
+		range = (t.ents->members == 0) ? 0 : (int64) t.maxc - t.minc + 1;
+		if (range > (int64) t.ents->members + 4096)
+			t.why = "the cohorts are spread too thin";
+		else
+		{
+			memset(&ctl, 0, sizeof(ctl));
+			ctl.keysize = sizeof(int32);
+			ctl.entrysize = sizeof(CohortAcc);
+			ctl.hcxt = r->cxt;
+			r->table = hash_create("crm cohort rollup", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+			t.acc = MemoryContextAllocZero(r->cxt, sizeof(CohortAcc *) * Max(range, 1));
+			cohortent_start_iterate(t.ents, &it);
+			while ((e = cohortent_iterate(t.ents, &it)) != NULL)
+			{
+				CohortAcc  *c = t.acc[e->cohort - t.minc];
+
+				if (c == NULL)
+				{
+					bool		found;
+
+					cohort = e->cohort;
+					c = hash_search(r->table, &cohort, HASH_ENTER, &found);
+					c->size = 0;
+					c->cap = r->periods;
+					c->used = r->periods;
+					c->active = MemoryContextAllocZero(r->cxt, sizeof(int64) * r->periods);
+					c->revenue = MemoryContextAllocZero(r->cxt, sizeof(int128) * r->periods);
+					t.acc[e->cohort - t.minc] = c;
+				}
+				c->size++;
+			}
+			t.pass = 2;
+			TwoPassRun(fname, q2.data, &t);
+			TwoPassFlush(&t);
+		}
+	}
+	if (t.why == NULL)
+	{
+		/* every entity must have been seen in its cohort period again */
+		cohortent_start_iterate(t.ents, &it);
+		while ((e = cohortent_iterate(t.ents, &it)) != NULL)
+			if (!(e->seen & 1))
+			{
+				t.why = "the inner query returned other rows in its second run";
+				break;
+			}
+	}
+	pfree(q1.data);
+	pfree(q2.data);
+	if (t.why != NULL)
+	{
+		ereport(DEBUG1,
+				(errmsg_internal("%s: two-pass method not used: %s", fname, t.why)));
+		/* back to the state RollupNew left */
+		MemoryContextReset(r->cxt);
+		r->table = NULL;
+		r->dscale = 0;
+		r->any = false;
+		r->minidx = r->maxidx = 0;
+		r->buf = NULL;
+		r->bufcap = 0;
+		return false;
+	}
+	cohortent_destroy(t.ents);
+	*has_amount = t.has_amount;
+	return true;
+}
+
 /* common argument checks of the report functions */
 static CohortPeriod
 ReportArgs(FunctionCallInfo fcinfo, const char *fname, char **sql)
@@ -2026,7 +2412,8 @@ crm_cohort_retention(PG_FUNCTION_ARGS)
 	RollupAsOf(fcinfo, 3, r);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	has_amount = RollupRun(fname, sql, r);
+	if (!TwoPassRollup(fname, sql, r, &has_amount))
+		has_amount = RollupRun(fname, sql, r);
 	if (r->has_asof)
 		r->maxidx = r->asof_idx;
 

@@ -1,7 +1,7 @@
 -- pgTAP: crm.cohort_activity, crm.cohort_retention, crm.retention_metrics
 -- against independent plain SQL on the demo orders and hand-worked cases.
 BEGIN;
-SELECT plan(72);
+SELECT plan(85);
 
 CREATE TEMP TABLE src AS SELECT customer_id AS e, ordered_at AS ts, amount FROM crm_demo.orders;
 
@@ -197,6 +197,11 @@ SELECT set_eq($$SELECT p.* FROM (SELECT crm.cohort_activity(ordered_at, amount, 
 SELECT results_eq($$SELECT * FROM crm.cohort_retention('SELECT customer_id, ordered_at, amount FROM crm_demo.orders', 'month', 12) ORDER BY 1, 2$$,
                   $$SELECT * FROM pg_temp.ref_cohorts('month', 12) ORDER BY 1, 2$$,
                   'forced parallel: cohort_retention by month equals the plain SQL');
+SET LOCAL crm_analytics.cohort_two_pass = off;
+SELECT results_eq($$SELECT * FROM crm.cohort_retention('SELECT customer_id, ordered_at, amount FROM crm_demo.orders', 'month', 12) ORDER BY 1, 2$$,
+                  $$SELECT * FROM pg_temp.ref_cohorts('month', 12) ORDER BY 1, 2$$,
+                  'forced parallel, cohort_two_pass off (the aggregate in partial steps): equals the plain SQL');
+RESET crm_analytics.cohort_two_pass;
 RESET parallel_setup_cost; RESET parallel_tuple_cost; RESET min_parallel_table_scan_size;
 RESET max_parallel_workers_per_gather;
 ALTER TABLE crm_demo.orders RESET (parallel_workers);
@@ -297,6 +302,72 @@ SELECT results_eq($$SELECT pg_temp.pidx(period_start, 'month'), customers_start,
                   $$SELECT * FROM pg_temp.ref_metrics('month') ORDER BY 1$$,
                   'demo, retention_metrics as_of 2025-06-15: equals the plain SQL over the orders before July');
 INSERT INTO src SELECT * FROM src_all WHERE ts >= '2025-07-01';
+
+-- ---- the two-pass method (crm_analytics.cohort_two_pass) and its fallbacks ----
+-- integer entities read the inner query twice; other entities, more than 64
+-- periods, too little memory or a second run that differs from the first
+-- take the aggregate path: every case must equal the plain SQL
+SET LOCAL crm_analytics.cohort_two_pass = off;
+SELECT results_eq($$SELECT * FROM crm.cohort_retention('SELECT e, ts, amount FROM src', 'month', 12) ORDER BY 1, 2$$,
+                  $$SELECT * FROM pg_temp.ref_cohorts('month', 12) ORDER BY 1, 2$$,
+                  'cohort_two_pass off (serial aggregate path): equals the plain SQL');
+RESET crm_analytics.cohort_two_pass;
+SELECT results_eq($$SELECT * FROM crm.cohort_retention('SELECT e::text, ts, amount FROM src', 'month', 12) ORDER BY 1, 2$$,
+                  $$SELECT * FROM pg_temp.ref_cohorts('month', 12) ORDER BY 1, 2$$,
+                  'text entity (aggregate path): equals the plain SQL');
+SELECT results_eq($$SELECT * FROM crm.cohort_retention('SELECT e::int, ts, amount FROM src', 'week', 64) ORDER BY 1, 2$$,
+                  $$SELECT * FROM pg_temp.ref_cohorts('week', 64) ORDER BY 1, 2$$,
+                  'int4 entity, 64 weekly periods (two passes): equals the plain SQL');
+SELECT results_eq($$SELECT * FROM crm.cohort_retention('SELECT e, ts, amount FROM src', 'week', 65) ORDER BY 1, 2$$,
+                  $$SELECT * FROM pg_temp.ref_cohorts('week', 65) ORDER BY 1, 2$$,
+                  '65 weekly periods (aggregate path): equals the plain SQL');
+CREATE TEMP TABLE src_keep AS SELECT * FROM src;
+UPDATE src SET e = e % 97;
+SELECT results_eq($$SELECT * FROM crm.cohort_retention('SELECT e::smallint, ts, amount FROM src', 'month', 12) ORDER BY 1, 2$$,
+                  $$SELECT * FROM pg_temp.ref_cohorts('month', 12) ORDER BY 1, 2$$,
+                  'int2 entity (97 entities with many orders each): equals the plain SQL');
+DELETE FROM src; INSERT INTO src SELECT * FROM src_keep;
+SET LOCAL work_mem = '64kB'; SET LOCAL hash_mem_multiplier = 1;
+SELECT results_eq($$SELECT * FROM crm.cohort_retention('SELECT e, ts, amount FROM src', 'month', 12) ORDER BY 1, 2$$,
+                  $$SELECT * FROM pg_temp.ref_cohorts('month', 12) ORDER BY 1, 2$$,
+                  'work_mem 64kB: the table of entities does not fit, the aggregate path answers the same');
+RESET work_mem; RESET hash_mem_multiplier;
+-- a second run that differs from the first: each run of these inner queries
+-- takes the next value of a sequence; the report answers for its last run
+CREATE TEMP SEQUENCE tp_seq;
+CREATE TEMP TABLE tp_res AS
+SELECT * FROM crm.cohort_retention('SELECT e, ts, amount FROM src WHERE e <= 40 * (SELECT nextval(''tp_seq''))', 'month', 12);
+DELETE FROM src WHERE e > 40 * currval('tp_seq');
+SELECT results_eq($$SELECT * FROM tp_res ORDER BY 1, 2$$, $$SELECT * FROM pg_temp.ref_cohorts('month', 12) ORDER BY 1, 2$$,
+                  'more entities in the second run (rows added between the runs): the answer of the last run');
+DELETE FROM src; INSERT INTO src SELECT * FROM src_keep;
+DROP TABLE tp_res;
+CREATE TEMP TABLE tp_res AS
+SELECT * FROM crm.cohort_retention('SELECT e, ts, amount FROM src WHERE e > 40 * (SELECT nextval(''tp_seq''))', 'month', 12);
+DELETE FROM src WHERE e <= 40 * currval('tp_seq');
+SELECT results_eq($$SELECT * FROM tp_res ORDER BY 1, 2$$, $$SELECT * FROM pg_temp.ref_cohorts('month', 12) ORDER BY 1, 2$$,
+                  'entities missing from the second run (rows deleted between the runs): the answer of the last run');
+DELETE FROM src; INSERT INTO src SELECT * FROM src_keep;
+DROP TABLE tp_res;
+CREATE TEMP TABLE tp_res AS
+SELECT * FROM crm.cohort_retention('SELECT e, ts - (SELECT nextval(''tp_seq'')) * interval ''45 days'', amount FROM src', 'month', 12);
+UPDATE src SET ts = ts - currval('tp_seq') * interval '45 days';
+SELECT results_eq($$SELECT * FROM tp_res ORDER BY 1, 2$$, $$SELECT * FROM pg_temp.ref_cohorts('month', 12) ORDER BY 1, 2$$,
+                  'events earlier than their cohort in the second run: the answer of the last run');
+DELETE FROM src; INSERT INTO src SELECT * FROM src_keep;
+-- the revenue's scale is the largest amount scale of the reported entities,
+-- counting their amounts after as_of (as the per-entity state does)
+CREATE TEMP TABLE scales (e bigint, ts timestamptz, amount numeric);
+INSERT INTO scales VALUES (1, '2025-01-10', 10.5), (1, '2025-03-10', 1.255), (2, '2025-03-20', 7.12345);
+SELECT is((SELECT array_agg(revenue::text ORDER BY period_no)
+             FROM crm.cohort_retention('SELECT e, ts, amount FROM scales', 'month', 4, '2025-02-15')),
+          '{10.500,0.000}', 'as_of: an amount after as_of still sets the scale (two passes)');
+SET LOCAL crm_analytics.cohort_two_pass = off;
+SELECT is((SELECT array_agg(revenue::text ORDER BY period_no)
+             FROM crm.cohort_retention('SELECT e, ts, amount FROM scales', 'month', 4, '2025-02-15')),
+          '{10.500,0.000}', 'as_of: the same scale on the aggregate path');
+RESET crm_analytics.cohort_two_pass;
+SELECT throws_ok($$SET crm_analytics.cohort_two_pas = off$$, '42602', NULL, 'the crm_analytics. settings prefix is reserved: a misspelt setting is an error');
 
 -- ---- bad input ---------------------------------------------------------------
 SELECT throws_ok($$SELECT * FROM crm.cohort_retention('SELECT e, ts FROM hand', 'fortnight')$$, '22023', 'unknown period "fortnight"', 'unknown period: 22023');
