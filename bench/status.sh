@@ -7,6 +7,10 @@
 # The sweep case cannot use bench/run: a second run of an idempotent sweep has
 # nothing to do, so every timed run here starts from a fresh copy.
 source "$(dirname "$0")/../scripts/lib.sh"
+# CRM_BENCH_DURABLE=1: run with the durable defaults (fsync, synchronous_commit and
+# full_page_writes on) instead of the CPU-bound worst case (all three off)
+durable=()
+[ "${CRM_BENCH_DURABLE:-0}" = 1 ] && durable=(-c fsync=on -c synchronous_commit=on -c full_page_writes=on)
 
 N=${1:-1000000}
 SECS=${2:-20}
@@ -15,7 +19,7 @@ flock 9
 ensure_deps
 bindir=$(private_pg_root)
 build_install "$bindir"
-start_cluster "$bindir" -c shared_buffers=4GB -c work_mem=256MB -c maintenance_work_mem=1GB \
+start_cluster "$bindir" "${durable[@]}" -c shared_buffers=4GB -c work_mem=256MB -c maintenance_work_mem=1GB \
     -c max_parallel_workers_per_gather=0 -c jit=off -c max_wal_size=8GB -c checkpoint_timeout=30min
 export PATH=$bindir:$PATH
 q() { psql -X -q -v ON_ERROR_STOP=1 -d postgres "$@"; }
