@@ -29,6 +29,13 @@
 --     SAFE) and crm.load_demo (indexes crm_demo.interactions(occurred_at));
 --     crm.dashboard_managers, crm.dashboard_pipeline and crm.dashboard_funnel
 --     map the stage names once per event row.
+--   * coverage: UPDATE, DELETE and TRUNCATE of the attached interactions
+--     table are tracked (crm.coverage_change_trigger,
+--     crm.coverage_truncate_trigger; attach creates four triggers, an
+--     existing attachment gets them below);
+--   * crm.cohort_retention reads an integer-keyed inner query in two passes
+--     (C only, no catalog change; the setting crm_analytics.cohort_two_pass
+--     turns it off).
 \echo Use "ALTER EXTENSION crm_analytics UPDATE TO '0.2.0'" to load this file. \quit
 
 CREATE OR REPLACE FUNCTION crm.version() RETURNS text
@@ -1099,13 +1106,21 @@ CREATE OR REPLACE AGGREGATE crm.cohort_activity(ts timestamptz, amount numeric, 
 ALTER FUNCTION crm.status_event_trigger() RESET search_path;
 ALTER FUNCTION crm.status_entity_trigger() RESET search_path;
 
--- coverage: UPDATE and DELETE of interactions are tracked (crm.coverage_change_trigger,
--- triggers crm_coverage_update and crm_coverage_delete)
+-- coverage: UPDATE, DELETE and TRUNCATE of interactions are tracked
+-- (crm.coverage_change_trigger, triggers crm_coverage_update and
+-- crm_coverage_delete; crm.coverage_truncate_trigger, trigger
+-- crm_coverage_truncate)
 CREATE FUNCTION crm.coverage_change_trigger() RETURNS trigger
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'coverage_change_trigger';
 COMMENT ON FUNCTION crm.coverage_change_trigger() IS
 'AFTER UPDATE / AFTER DELETE FOR EACH STATEMENT trigger (OLD TABLE, and NEW TABLE for UPDATE) that crm.attach_coverage installs on the interactions table: recomputes the crm.coverage rows of every customer whose counted interactions changed (old and new customer of an updated row, customer of a deleted row) from the interactions table, as crm.coverage_rebuild() would.';
+
+CREATE FUNCTION crm.coverage_truncate_trigger() RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'coverage_truncate_trigger';
+COMMENT ON FUNCTION crm.coverage_truncate_trigger() IS
+'AFTER TRUNCATE FOR EACH STATEMENT trigger that crm.attach_coverage installs on the interactions table: runs crm.coverage_rebuild() (no counted contact is left).';
 
 -- the three triggers on the interactions table, with the configuration as arguments
 CREATE FUNCTION crm._coverage_create_triggers(cfg crm.coverage_config) RETURNS void
@@ -1126,10 +1141,12 @@ BEGIN
                    'FOR EACH STATEMENT EXECUTE FUNCTION crm.coverage_change_trigger(%s)', cfg.interactions, args);
     EXECUTE format('CREATE TRIGGER crm_coverage_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS crm_coverage_old '
                    'FOR EACH STATEMENT EXECUTE FUNCTION crm.coverage_change_trigger(%s)', cfg.interactions, args);
+    EXECUTE format('CREATE TRIGGER crm_coverage_truncate AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION crm.coverage_truncate_trigger()', cfg.interactions);
 END
 $$;
 COMMENT ON FUNCTION crm._coverage_create_triggers(crm.coverage_config) IS
-'Creates the coverage triggers crm_coverage (INSERT), crm_coverage_update and crm_coverage_delete on the configured interactions table (used by crm.attach_coverage).';
+'Creates the coverage triggers crm_coverage (INSERT), crm_coverage_update, crm_coverage_delete and crm_coverage_truncate on the configured interactions table (used by crm.attach_coverage).';
 
 CREATE FUNCTION crm._coverage_drop_triggers(rel regclass) RETURNS void
 LANGUAGE plpgsql
@@ -1139,7 +1156,7 @@ DECLARE
     t name;
 BEGIN
     FOR t IN SELECT g.tgname FROM pg_trigger g
-              WHERE g.tgrelid = rel AND g.tgname IN ('crm_coverage', 'crm_coverage_update', 'crm_coverage_delete')
+              WHERE g.tgrelid = rel AND g.tgname IN ('crm_coverage', 'crm_coverage_update', 'crm_coverage_delete', 'crm_coverage_truncate')
               ORDER BY 1 LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', t, rel);
     END LOOP;
@@ -1318,8 +1335,8 @@ $$;
 COMMENT ON FUNCTION crm._coverage_recompute_sql(crm.coverage_config) IS
 'The statement crm.coverage_change_trigger runs for the customers $1 (int8[]): last contact, contacts and next due recomputed from the counted interactions as crm.coverage_rebuild() computes them; rows the rebuild would not keep (no counted contact left, not in the customers table, no class) are deleted, customers new to crm.coverage are added under unknown_customers = insert.  Returns the smallest customer with counted contacts and no coverage row.';
 
--- An interactions table attached under 0.1.0 gets the UPDATE and DELETE
--- triggers here, from its stored configuration, and crm.coverage is rebuilt
+-- An interactions table attached under 0.1.0 gets the UPDATE, DELETE and
+-- TRUNCATE triggers here, from its stored configuration, and crm.coverage is rebuilt
 -- once so that changes made before the upgrade are reflected.
 DO $$
 DECLARE

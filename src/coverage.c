@@ -69,6 +69,7 @@ PG_FUNCTION_INFO_V1(coverage_median_combinefn);
 PG_FUNCTION_INFO_V1(coverage_median_finalfn);
 PG_FUNCTION_INFO_V1(coverage_trigger);
 PG_FUNCTION_INFO_V1(coverage_change_trigger);
+PG_FUNCTION_INFO_V1(coverage_truncate_trigger);
 
 #define COVERAGE_MEDIAN_MAGIC	0x43564d49	/* "CVMI" */
 
@@ -1329,6 +1330,49 @@ coverage_change_trigger(PG_FUNCTION_ARGS)
 				 errdetail("Customer " INT64_FORMAT " has no row in crm.coverage.", customer),
 				 errhint("Add the customer and run crm.coverage_rebuild(), or attach with unknown_customers => 'insert' or 'ignore'.")));
 	}
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * crm.coverage_truncate_trigger()
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * AFTER TRUNCATE FOR EACH STATEMENT on the interactions table: no counted
+ * contact is left, so crm.coverage is refilled by crm.coverage_rebuild()
+ * (customers keep their rows with no last contact, customers known only
+ * from their interactions go), when the truncated table is the one coverage
+ * is attached to.
+ */
+Datum
+coverage_truncate_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Oid			argtypes[1] = {OIDOID};
+	Datum		values[1];
+	int			ret;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("crm.coverage_truncate_trigger: not called by trigger manager"),
+				 errhint("Install it with crm.attach_coverage().")));
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) || !TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("crm.coverage_truncate_trigger: must be fired AFTER TRUNCATE FOR EACH STATEMENT"),
+				 errhint("Install it with crm.attach_coverage().")));
+	values[0] = ObjectIdGetDatum(RelationGetRelid(trigdata->tg_relation));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "crm.coverage_truncate_trigger: SPI_connect failed");
+	ret = SPI_execute_with_args("SELECT crm.coverage_rebuild() FROM crm.coverage_config c "
+								"WHERE c.interactions OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
+								1, argtypes, values, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "crm.coverage_truncate_trigger: rebuild failed: %s", SPI_result_code_string(ret));
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }

@@ -247,6 +247,12 @@ AS 'MODULE_PATHNAME', 'coverage_change_trigger';
 COMMENT ON FUNCTION crm.coverage_change_trigger() IS
 'AFTER UPDATE / AFTER DELETE FOR EACH STATEMENT trigger (OLD TABLE, and NEW TABLE for UPDATE) that crm.attach_coverage installs on the interactions table: recomputes the crm.coverage rows of every customer whose counted interactions changed (old and new customer of an updated row, customer of a deleted row) from the interactions table, as crm.coverage_rebuild() would.';
 
+CREATE FUNCTION crm.coverage_truncate_trigger() RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'coverage_truncate_trigger';
+COMMENT ON FUNCTION crm.coverage_truncate_trigger() IS
+'AFTER TRUNCATE FOR EACH STATEMENT trigger that crm.attach_coverage installs on the interactions table: runs crm.coverage_rebuild() (no counted contact is left).';
+
 -- type of column col of rel, or a clear error
 CREATE FUNCTION crm._coverage_column_type(rel regclass, col name, what text) RETURNS regtype
 LANGUAGE plpgsql STABLE
@@ -308,10 +314,12 @@ BEGIN
                    'FOR EACH STATEMENT EXECUTE FUNCTION crm.coverage_change_trigger(%s)', cfg.interactions, args);
     EXECUTE format('CREATE TRIGGER crm_coverage_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS crm_coverage_old '
                    'FOR EACH STATEMENT EXECUTE FUNCTION crm.coverage_change_trigger(%s)', cfg.interactions, args);
+    EXECUTE format('CREATE TRIGGER crm_coverage_truncate AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION crm.coverage_truncate_trigger()', cfg.interactions);
 END
 $$;
 COMMENT ON FUNCTION crm._coverage_create_triggers(crm.coverage_config) IS
-'Creates the coverage triggers crm_coverage (INSERT), crm_coverage_update and crm_coverage_delete on the configured interactions table (used by crm.attach_coverage).';
+'Creates the coverage triggers crm_coverage (INSERT), crm_coverage_update, crm_coverage_delete and crm_coverage_truncate on the configured interactions table (used by crm.attach_coverage).';
 
 CREATE FUNCTION crm._coverage_drop_triggers(rel regclass) RETURNS void
 LANGUAGE plpgsql
@@ -321,7 +329,7 @@ DECLARE
     t name;
 BEGIN
     FOR t IN SELECT g.tgname FROM pg_trigger g
-              WHERE g.tgrelid = rel AND g.tgname IN ('crm_coverage', 'crm_coverage_update', 'crm_coverage_delete')
+              WHERE g.tgrelid = rel AND g.tgname IN ('crm_coverage', 'crm_coverage_update', 'crm_coverage_delete', 'crm_coverage_truncate')
               ORDER BY 1 LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', t, rel);
     END LOOP;

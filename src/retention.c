@@ -1939,8 +1939,9 @@ RollupRun(const char *fname, const char *sql, RollupReceiver *r)
  *
  * The two passes run with their own snapshots (as two statements do), so
  * pass 2 checks that it sees what pass 1 saw: every entity known, no event
- * before its entity's cohort, and, at the end, every entity active in its
- * cohort period.  Then the result is exactly the one of pass 2's data.  If
+ * before its entity's cohort, the same latest period (it bounds young
+ * cohorts), and, at the end, every entity active in its cohort period.
+ * Then the result is exactly the one of pass 2's data.  If
  * the check fails (rows changed between the passes, a volatile inner
  * query), or the table outgrows work_mem * hash_mem_multiplier, the report
  * runs the aggregate path instead.
@@ -2002,6 +2003,8 @@ typedef struct TwoPassReceiver
 	int32		minc;			/* cohorts seen in pass 1 */
 	int32		maxc;
 	CohortAcc **acc;			/* pass 2: cohort's counters, by cohort - minc */
+	bool		any2;			/* pass 2: a row was accepted */
+	int32		maxidx2;		/* pass 2: latest period accepted (pass 1's is r->maxidx) */
 	int			nrows;			/* rows waiting in batch */
 	TwoPassRow	batch[TWO_PASS_BATCH];
 } TwoPassReceiver;
@@ -2073,6 +2076,9 @@ TwoPassFlush2(TwoPassReceiver *t)
 		}
 		if (row->ds > r->dscale)
 			RollupRescale(r, row->ds);
+		if (!t->any2 || row->idx > t->maxidx2)
+			t->maxidx2 = row->idx;
+		t->any2 = true;
 		k = (int64) row->idx - e->cohort;
 		if (k >= r->periods)
 			continue;
@@ -2243,6 +2249,10 @@ TwoPassRollup(const char *fname, const char *sql, RollupReceiver *r, bool *has_a
 		range = (t.ents->members == 0) ? 0 : (int64) t.maxc - t.minc + 1;
 		if (range > (int64) t.ents->members + 4096)
 			t.why = "the cohorts are spread too thin";
+		else if ((Size) t.ents->size * sizeof(CohortEnt) + (Size) range * sizeof(CohortAcc *) +
+				 (Size) Min(range, (int64) t.ents->members) * (sizeof(CohortAcc) + r->periods * (sizeof(int64) + sizeof(int128)))
+				 > t.memlimit)
+			t.why = "the cohort counters outgrow work_mem * hash_mem_multiplier";
 		else
 		{
 			memset(&ctl, 0, sizeof(ctl));
@@ -2276,6 +2286,8 @@ TwoPassRollup(const char *fname, const char *sql, RollupReceiver *r, bool *has_a
 			TwoPassFlush(&t);
 		}
 	}
+	if (t.why == NULL && (t.any2 != r->any || (r->any && t.maxidx2 != r->maxidx)))
+		t.why = "the inner query returned other rows in its second run";	/* the latest period moved */
 	if (t.why == NULL)
 	{
 		/* every entity must have been seen in its cohort period again */

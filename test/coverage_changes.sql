@@ -3,7 +3,7 @@
 -- compared with an independent plain-SQL computation (max()/count() over the
 -- remaining counted interactions), and at the end with crm.coverage_rebuild().
 BEGIN;
-SELECT plan(26);
+SELECT plan(29);
 SET LOCAL TimeZone = 'UTC';
 
 CREATE TABLE cc_customers (customer_id int PRIMARY KEY, class text, manager_id int, created_at timestamptz);
@@ -13,7 +13,8 @@ CREATE TABLE cc_int (id serial PRIMARY KEY, customer_id int, kind text, directio
 SELECT is(crm.attach_coverage('cc_int', customers => 'cc_customers', class_column => 'class'), 8::bigint,
           'attached to a table of 8 customers');
 SELECT is((SELECT array_agg(tgname::text ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 'cc_int'::regclass),
-          ARRAY['crm_coverage', 'crm_coverage_delete', 'crm_coverage_update'], 'attach creates the INSERT, UPDATE and DELETE triggers');
+          ARRAY['crm_coverage', 'crm_coverage_delete', 'crm_coverage_truncate', 'crm_coverage_update'],
+          'attach creates the INSERT, UPDATE, DELETE and TRUNCATE triggers');
 
 INSERT INTO cc_int (customer_id, kind, direction, automated, occurred_at)
 SELECT 1 + g % 8, (ARRAY['call', 'meeting', 'email', 'mailing'])[1 + g % 4], 'outbound', g % 7 = 0,
@@ -120,7 +121,16 @@ SELECT crm.attach_coverage('cc_int', customers => 'cc_customers', class_column =
 SELECT throws_ok($$UPDATE cc_int SET customer_id = 98 WHERE id = (SELECT min(id) FROM cc_int WHERE kind = 'call' AND NOT automated)$$,
                  '23503', 'interaction for unknown customer 98', 'unknown_customers = error rejects an UPDATE to an unknown customer');
 
+-- TRUNCATE: no contact is left; customers keep their rows, next due from their start date
+SELECT crm.attach_coverage('cc_int', customers => 'cc_customers', class_column => 'class', unknown_customers => 'insert');
+INSERT INTO cc_int (customer_id, kind, occurred_at) VALUES (99, 'call', '2025-03-01');
+SELECT is((SELECT contacts FROM crm.coverage WHERE customer_id = 99), 1::bigint, 'an unknown customer added by its interaction');
+TRUNCATE cc_int;
+SELECT is((SELECT n FROM cc_diff), 0::bigint, 'after TRUNCATE coverage equals max()/count() over no interactions (the unknown customer is gone)');
+INSERT INTO cc_int (customer_id, kind, occurred_at) VALUES (2, 'meeting', '2025-04-01'), (2, 'call', '2025-04-03');
+SELECT is((SELECT n FROM cc_diff), 0::bigint, '... and inserts after it are counted from zero');
+
 SELECT crm.detach_coverage();
-SELECT is((SELECT count(*) FROM pg_trigger WHERE tgrelid = 'cc_int'::regclass), 0::bigint, 'detach drops all three triggers');
+SELECT is((SELECT count(*) FROM pg_trigger WHERE tgrelid = 'cc_int'::regclass), 0::bigint, 'detach drops all four triggers');
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,7 +1,7 @@
 -- pgTAP: crm.cohort_activity, crm.cohort_retention, crm.retention_metrics
 -- against independent plain SQL on the demo orders and hand-worked cases.
 BEGIN;
-SELECT plan(85);
+SELECT plan(87);
 
 CREATE TEMP TABLE src AS SELECT customer_id AS e, ordered_at AS ts, amount FROM crm_demo.orders;
 
@@ -355,6 +355,19 @@ UPDATE src SET ts = ts - currval('tp_seq') * interval '45 days';
 SELECT results_eq($$SELECT * FROM tp_res ORDER BY 1, 2$$, $$SELECT * FROM pg_temp.ref_cohorts('month', 12) ORDER BY 1, 2$$,
                   'events earlier than their cohort in the second run: the answer of the last run');
 DELETE FROM src; INSERT INTO src SELECT * FROM src_keep;
+-- the same entities and cohorts but a different latest period (it bounds the young cohorts)
+CREATE TEMP TABLE tp_ev (id int, e bigint, ts timestamptz, amount numeric);
+INSERT INTO tp_ev VALUES (1, 1, '2025-01-10', 10), (2, 1, '2025-01-20', 5), (3, 1, '2025-03-10', 7);
+SELECT setval('tp_seq', 1, false);
+SELECT results_eq($$SELECT period_no, active, revenue FROM crm.cohort_retention(
+                        'SELECT e, ts, amount FROM tp_ev WHERE (SELECT nextval(''tp_seq'')) = 1 OR ts < ''2025-02-01''', 'month', 6)$$,
+                  $$VALUES (0, 1::bigint, 15::numeric)$$,
+                  'a later event gone in the second run: the answer of the last run');
+SELECT setval('tp_seq', 1, false);
+SELECT results_eq($$SELECT period_no, active, revenue FROM crm.cohort_retention(
+                        'SELECT e, ts, amount FROM tp_ev WHERE (SELECT nextval(''tp_seq'')) >= 2 OR id = 1', 'month', 6)$$,
+                  $$VALUES (0, 1::bigint, 15::numeric), (1, 0::bigint, 0::numeric), (2, 1::bigint, 7::numeric)$$,
+                  'a later event added in the second run: the answer of the last run');
 -- the revenue's scale is the largest amount scale of the reported entities,
 -- counting their amounts after as_of (as the per-entity state does)
 CREATE TEMP TABLE scales (e bigint, ts timestamptz, amount numeric);

@@ -133,7 +133,7 @@ for old in "${older[@]}"; do
     trg=$(q -d hard_up_old -At -c "SELECT coalesce(string_agg(t.tgname, ' ' ORDER BY t.tgname), '')
             FROM crm.coverage_config c JOIN pg_trigger t ON t.tgrelid = c.interactions WHERE t.tgname LIKE 'crm_coverage%'" 2>/dev/null || true)
     if [ -n "$trg" ]; then
-        [ "$trg" = "crm_coverage crm_coverage_delete crm_coverage_update" ] && echo "ok - attached interactions table has the coverage triggers: $trg" \
+        [ "$trg" = "crm_coverage crm_coverage_delete crm_coverage_truncate crm_coverage_update" ] && echo "ok - attached interactions table has the coverage triggers: $trg" \
             || { echo "not ok - coverage triggers after the upgrade: $trg"; bad=1; }
     fi
 
