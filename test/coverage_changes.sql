@@ -3,7 +3,7 @@
 -- compared with an independent plain-SQL computation (max()/count() over the
 -- remaining counted interactions), and at the end with crm.coverage_rebuild().
 BEGIN;
-SELECT plan(29);
+SELECT plan(31);
 SET LOCAL TimeZone = 'UTC';
 
 CREATE TABLE cc_customers (customer_id int PRIMARY KEY, class text, manager_id int, created_at timestamptz);
@@ -129,6 +129,14 @@ TRUNCATE cc_int;
 SELECT is((SELECT n FROM cc_diff), 0::bigint, 'after TRUNCATE coverage equals max()/count() over no interactions (the unknown customer is gone)');
 INSERT INTO cc_int (customer_id, kind, occurred_at) VALUES (2, 'meeting', '2025-04-01'), (2, 'call', '2025-04-03');
 SELECT is((SELECT n FROM cc_diff), 0::bigint, '... and inserts after it are counted from zero');
+-- the rebuild runs with the truncating role's rights: without them the TRUNCATE fails as a whole
+GRANT TRUNCATE ON cc_int TO cc_app;
+SET LOCAL ROLE cc_app;
+SELECT throws_ok($$TRUNCATE cc_int$$, '42501', NULL,
+                 'TRUNCATE by a role that may not refill crm.coverage fails with the permission error');
+RESET ROLE;
+SELECT is((SELECT count(*) FROM cc_int) > 0 AND (SELECT n FROM cc_diff) = 0, true,
+          '... and nothing is lost: the interactions are still there and coverage equals max()/count()');
 
 SELECT crm.detach_coverage();
 SELECT is((SELECT count(*) FROM pg_trigger WHERE tgrelid = 'cc_int'::regclass), 0::bigint, 'detach drops all four triggers');
