@@ -493,21 +493,6 @@ FilterAccepts(CoverageFilter *f, TupleTableSlot *slot)
 	return false;
 }
 
-/* the customer key of a row as int64 (int2/int4/int8 column) */
-static int64
-CustomerKey(Datum d, Oid typid)
-{
-	switch (typid)
-	{
-		case INT2OID:
-			return DatumGetInt16(d);
-		case INT4OID:
-			return DatumGetInt32(d);
-		default:
-			return DatumGetInt64(d);
-	}
-}
-
 /* the interaction time of a row as timestamptz */
 static TimestampTz
 InteractionTime(Datum d, Oid typid)
@@ -1068,7 +1053,7 @@ coverage_trigger(PG_FUNCTION_ARGS)
 		d = slot_getattr(slot, info->cust_att, &isnull);
 		if (isnull)
 			continue;			/* a lead's interaction, not a customer's */
-		customer = CustomerKey(d, info->cust_type);
+		customer = crm_int_key(d, info->cust_type);
 		d = slot_getattr(slot, info->ts_att, &isnull);
 		if (isnull)
 			continue;
@@ -1179,7 +1164,7 @@ CountedCustomer(CoverageTriggerInfo *info, TupleTableSlot *slot, int64 *customer
 	d = slot_getattr(slot, info->cust_att, &isnull);
 	if (isnull)
 		return false;
-	*customer = CustomerKey(d, info->cust_type);
+	*customer = crm_int_key(d, info->cust_type);
 	d = slot_getattr(slot, info->ts_att, &isnull);
 	if (isnull || TIMESTAMP_NOT_FINITE(InteractionTime(d, info->ts_type)))
 		return false;

@@ -11,6 +11,7 @@
 #include "fmgr.h"
 #include "utils/expandeddatum.h"
 #include "datatype/timestamp.h"
+#include "catalog/pg_type.h"
 
 /* ------------------------------------------------------------------------
  * CrmState: an aggregate state that is updated in place.
@@ -103,6 +104,21 @@ extern int	crm_check_inner_query(const char *fname, const char *sql,
 /* the same, also storing each present column's type in types[ncols] (may be NULL) */
 extern int	crm_check_inner_query_types(const char *fname, const char *sql,
 										const CrmColumnSpec *cols, int ncols, Oid *types);
+
+/* an int2, int4 or int8 datum (an entity or customer key) as int64 */
+static inline int64
+crm_int_key(Datum d, Oid typid)
+{
+	switch (typid)
+	{
+		case INT2OID:
+			return DatumGetInt16(d);
+		case INT4OID:
+			return DatumGetInt32(d);
+		default:
+			return DatumGetInt64(d);
+	}
+}
 
 /* crm_analytics.cohort_two_pass: cohort_retention may read its inner query twice */
 extern bool crm_cohort_two_pass;

@@ -37,6 +37,7 @@
 #include "executor/tuptable.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "tcop/dest.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -44,7 +45,6 @@
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
 #include "utils/hsearch.h"
-#include "miscadmin.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
@@ -1865,6 +1865,19 @@ RollupReceive(TupleTableSlot *slot, DestReceiver *self)
 	return true;
 }
 
+/* r's per-cohort or per-period accumulators (empty) */
+static void
+RollupCreateTable(RollupReceiver *r)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int32);
+	ctl.entrysize = (r->mode == ROLLUP_COHORTS) ? sizeof(CohortAcc) : sizeof(PeriodAcc);
+	ctl.hcxt = r->cxt;
+	r->table = hash_create("crm cohort rollup", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
 static const CrmColumnSpec cohort_columns[] = {
 	{"entity", CRM_COL_ANY, false},
 	{"ts", CRM_COL_TIMESTAMP, false},
@@ -1883,15 +1896,10 @@ RollupRun(const char *fname, const char *sql, RollupReceiver *r)
 	StringInfoData q;
 	SPIExecuteOptions opts;
 	int			ret;
-	HASHCTL		ctl;
 
 	natts = crm_check_inner_query(fname, sql, cohort_columns, 3);
 
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(int32);
-	ctl.entrysize = (r->mode == ROLLUP_COHORTS) ? sizeof(CohortAcc) : sizeof(PeriodAcc);
-	ctl.hcxt = r->cxt;
-	r->table = hash_create("crm cohort rollup", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	RollupCreateTable(r);
 
 	initStringInfo(&q);
 	/*
@@ -1973,6 +1981,7 @@ CohortKeyHash(int64 key)
 #include "lib/simplehash.h"
 
 #define COHORT_TWO_PASS_MAX_PERIODS 64
+#define TWO_PASS_CHANGED "the inner query returned other rows in its second run"
 
 /*
  * Rows wait in a small batch: the bucket of each row's entity is prefetched
@@ -2008,20 +2017,6 @@ typedef struct TwoPassReceiver
 	int			nrows;			/* rows waiting in batch */
 	TwoPassRow	batch[TWO_PASS_BATCH];
 } TwoPassReceiver;
-
-static inline int64
-TwoPassKey(Datum d, Oid type)
-{
-	switch (type)
-	{
-		case INT2OID:
-			return DatumGetInt16(d);
-		case INT4OID:
-			return DatumGetInt32(d);
-		default:
-			return DatumGetInt64(d);
-	}
-}
 
 /* pass 1, a batch: entity -> first period */
 static void
@@ -2071,7 +2066,7 @@ TwoPassFlush2(TwoPassReceiver *t)
 		}
 		if (e == NULL || row->idx < e->cohort)
 		{
-			t->why = "the inner query returned other rows in its second run";
+			t->why = TWO_PASS_CHANGED;
 			break;
 		}
 		if (row->ds > r->dscale)
@@ -2118,7 +2113,7 @@ TwoPassReceive(TupleTableSlot *slot, DestReceiver *self)
 	d = slot_getattr(slot, 1, &isnull);
 	if (isnull)
 		return true;			/* filtered out by the query already */
-	row->key = TwoPassKey(d, t->enttype);
+	row->key = crm_int_key(d, t->enttype);
 	d = slot_getattr(slot, 2, &isnull);
 	if (isnull)
 		return true;			/* NULL ts: the row is ignored */
@@ -2152,32 +2147,40 @@ TwoPassReceive(TupleTableSlot *slot, DestReceiver *self)
 	return true;
 }
 
+/*
+ * Run pass t->pass over the inner query into t (pass 2 also reads the
+ * amount).  NULL entities are dropped before anything else is looked at, as
+ * in RollupRun.
+ */
 static void
-TwoPassShutdown(DestReceiver *self)
+TwoPassRun(const char *fname, const char *sql, TwoPassReceiver *t)
 {
-	TwoPassFlush((TwoPassReceiver *) self);
-}
-
-/* run one pass of the inner query into t */
-static void
-TwoPassRun(const char *fname, const char *query, TwoPassReceiver *t)
-{
+	StringInfoData q;
 	SPIExecuteOptions opts;
 	int			ret;
 
+	initStringInfo(&q);
+	appendStringInfo(&q,
+					 "SELECT crm_q.entity, crm_q.ts::pg_catalog.timestamptz%s\n"
+					 "  FROM (%s\n) AS crm_q(entity, ts%s)\n"
+					 " WHERE crm_q.entity IS NOT NULL",
+					 (t->pass == 2 && t->has_amount) ? ", crm_q.amount::pg_catalog.numeric" : "",
+					 sql, t->has_amount ? ", amount" : "");
 	memset(&opts, 0, sizeof(opts));
 	opts.read_only = false;
 	opts.tcount = 0;
 	opts.dest = &t->pub;
-	ret = SPI_execute_extended(query, &opts);
+	ret = SPI_execute_extended(q.data, &opts);
 	if (ret < 0)
 		elog(ERROR, "%s: SPI_execute_extended failed: %s", fname, SPI_result_code_string(ret));
+	TwoPassFlush(t);
+	pfree(q.data);
 }
 
 /*
  * cohort_retention's counters in r by the two-pass method; SPI must be
- * connected.  false, with r as RollupNew left it, when the method does not
- * apply or gave up: the caller then runs RollupRun.
+ * connected.  false when the method does not apply or gave up: r is then
+ * partly filled, and the caller starts over with a new receiver.
  */
 static bool
 TwoPassRollup(const char *fname, const char *sql, RollupReceiver *r, bool *has_amount)
@@ -2185,8 +2188,6 @@ TwoPassRollup(const char *fname, const char *sql, RollupReceiver *r, bool *has_a
 	Oid			types[3];
 	int			natts;
 	TwoPassReceiver t;
-	StringInfoData q1;
-	StringInfoData q2;
 	MemoryContext old;
 	cohortent_iterator it;
 	CohortEnt  *e;
@@ -2206,7 +2207,7 @@ TwoPassRollup(const char *fname, const char *sql, RollupReceiver *r, bool *has_a
 	t.memlimit = get_hash_memory_limit();
 	t.pub.receiveSlot = TwoPassReceive;
 	t.pub.rStartup = RollupStartup;
-	t.pub.rShutdown = TwoPassShutdown;
+	t.pub.rShutdown = RollupShutdown;
 	t.pub.rDestroy = RollupDestroy;
 	t.pub.mydest = DestNone;
 
@@ -2214,30 +2215,12 @@ TwoPassRollup(const char *fname, const char *sql, RollupReceiver *r, bool *has_a
 	t.ents = cohortent_create(r->cxt, 1024, NULL);
 	MemoryContextSwitchTo(old);
 
-	/* NULL entities are dropped before anything else is looked at, as in RollupRun */
-	initStringInfo(&q1);
-	appendStringInfo(&q1,
-					 "SELECT crm_q.entity, crm_q.ts::pg_catalog.timestamptz\n"
-					 "  FROM (%s\n) AS crm_q(entity, ts%s)\n"
-					 " WHERE crm_q.entity IS NOT NULL",
-					 sql, t.has_amount ? ", amount" : "");
-	initStringInfo(&q2);
-	appendStringInfo(&q2,
-					 "SELECT crm_q.entity, crm_q.ts::pg_catalog.timestamptz%s\n"
-					 "  FROM (%s\n) AS crm_q(entity, ts%s)\n"
-					 " WHERE crm_q.entity IS NOT NULL",
-					 t.has_amount ? ", crm_q.amount::pg_catalog.numeric" : "",
-					 sql, t.has_amount ? ", amount" : "");
-
 	t.pass = 1;
-	TwoPassRun(fname, q1.data, &t);
-	TwoPassFlush(&t);
+	TwoPassRun(fname, sql, &t);
 
 	if (t.why == NULL)
 	{
 		/* the cohorts: sizes now, counters filled by pass 2 */
-		HASHCTL		ctl;
-
 		t.minc = PG_INT32_MAX;
 		t.maxc = PG_INT32_MIN;
 		cohortent_start_iterate(t.ents, &it);
@@ -2255,11 +2238,7 @@ TwoPassRollup(const char *fname, const char *sql, RollupReceiver *r, bool *has_a
 			t.why = "the cohort counters outgrow work_mem * hash_mem_multiplier";
 		else
 		{
-			memset(&ctl, 0, sizeof(ctl));
-			ctl.keysize = sizeof(int32);
-			ctl.entrysize = sizeof(CohortAcc);
-			ctl.hcxt = r->cxt;
-			r->table = hash_create("crm cohort rollup", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+			RollupCreateTable(r);
 			t.acc = MemoryContextAllocZero(r->cxt, sizeof(CohortAcc *) * Max(range, 1));
 			cohortent_start_iterate(t.ents, &it);
 			while ((e = cohortent_iterate(t.ents, &it)) != NULL)
@@ -2282,12 +2261,11 @@ TwoPassRollup(const char *fname, const char *sql, RollupReceiver *r, bool *has_a
 				c->size++;
 			}
 			t.pass = 2;
-			TwoPassRun(fname, q2.data, &t);
-			TwoPassFlush(&t);
+			TwoPassRun(fname, sql, &t);
 		}
 	}
 	if (t.why == NULL && (t.any2 != r->any || (r->any && t.maxidx2 != r->maxidx)))
-		t.why = "the inner query returned other rows in its second run";	/* the latest period moved */
+		t.why = TWO_PASS_CHANGED;	/* the latest period moved */
 	if (t.why == NULL)
 	{
 		/* every entity must have been seen in its cohort period again */
@@ -2295,24 +2273,14 @@ TwoPassRollup(const char *fname, const char *sql, RollupReceiver *r, bool *has_a
 		while ((e = cohortent_iterate(t.ents, &it)) != NULL)
 			if (!(e->seen & 1))
 			{
-				t.why = "the inner query returned other rows in its second run";
+				t.why = TWO_PASS_CHANGED;
 				break;
 			}
 	}
-	pfree(q1.data);
-	pfree(q2.data);
 	if (t.why != NULL)
 	{
 		ereport(DEBUG1,
 				(errmsg_internal("%s: two-pass method not used: %s", fname, t.why)));
-		/* back to the state RollupNew left */
-		MemoryContextReset(r->cxt);
-		r->table = NULL;
-		r->dscale = 0;
-		r->any = false;
-		r->minidx = r->maxidx = 0;
-		r->buf = NULL;
-		r->bufcap = 0;
 		return false;
 	}
 	cohortent_destroy(t.ents);
@@ -2366,6 +2334,14 @@ RollupNew(RollupMode mode, CohortPeriod period, int periods)
 	return r;
 }
 
+static void
+RollupFree(RollupReceiver *r)
+{
+	MemoryContextDelete(r->cxt);
+	MemoryContextDelete(r->tmpcxt);
+	pfree(r);
+}
+
 static int
 CompareInt32Key(const void *a, const void *b)
 {
@@ -2406,6 +2382,7 @@ crm_cohort_retention(PG_FUNCTION_ARGS)
 	long		ncohorts;
 	long		i;
 	int			ltv_scale;
+	MemoryContext outer;
 
 	period = ReportArgs(fcinfo, fname, &sql);
 	if (PG_ARGISNULL(2))
@@ -2420,12 +2397,22 @@ crm_cohort_retention(PG_FUNCTION_ARGS)
 				 errhint("periods is the number of period columns per cohort (period_no 0 .. periods-1).")));
 
 	InitMaterializedSRF(fcinfo, 0);
+	outer = CurrentMemoryContext;
 	r = RollupNew(ROLLUP_COHORTS, period, periods);
 	RollupAsOf(fcinfo, 3, r);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (!TwoPassRollup(fname, sql, r, &has_amount))
+	{
+		/* start over with a new receiver, outside SPI's memory as the first */
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+
+		RollupFree(r);
+		r = RollupNew(ROLLUP_COHORTS, period, periods);
+		RollupAsOf(fcinfo, 3, r);
+		MemoryContextSwitchTo(spi);
 		has_amount = RollupRun(fname, sql, r);
+	}
 	if (r->has_asof)
 		r->maxidx = r->asof_idx;
 
@@ -2471,8 +2458,7 @@ crm_cohort_retention(PG_FUNCTION_ARGS)
 		}
 	}
 	SPI_finish();
-	MemoryContextDelete(r->cxt);
-	MemoryContextDelete(r->tmpcxt);
+	RollupFree(r);
 	return (Datum) 0;
 }
 
@@ -2563,7 +2549,6 @@ crm_retention_metrics(PG_FUNCTION_ARGS)
 		prev_active = a->active;
 	}
 	SPI_finish();
-	MemoryContextDelete(r->cxt);
-	MemoryContextDelete(r->tmpcxt);
+	RollupFree(r);
 	return (Datum) 0;
 }
