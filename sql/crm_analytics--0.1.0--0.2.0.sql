@@ -36,6 +36,10 @@
 --   * crm.cohort_retention reads an integer-keyed inner query in two passes
 --     (C only, no catalog change; the setting crm_analytics.cohort_two_pass
 --     turns it off).
+--   * crm.window_funnel and crm.window_funnel_times get a step-name form
+--     (window, [mode,] ts, step text, steps text[]), with two transition
+--     functions crm._window_funnel_transfn; crm.funnel_report uses it.  A row
+--     matching no step no longer reads the group's state (C only).
 \echo Use "ALTER EXTENSION crm_analytics UPDATE TO '0.2.0'" to load this file. \quit
 
 CREATE OR REPLACE FUNCTION crm.version() RETURNS text
@@ -1351,3 +1355,161 @@ BEGIN
     END IF;
 END
 $$;
+
+-- ---- step-name form ---------------------------------------------------------------
+-- window_funnel(window, [mode,] ts, step text, steps text[]): the row matches
+-- step k when step = steps[k] (byte-wise, as = under a deterministic
+-- collation).  The usual shape of a CRM funnel (one stage name per event);
+-- one comparison per step in C instead of one boolean expression per step.
+CREATE FUNCTION crm._window_funnel_transfn(crm.window_funnel_state, interval, timestamptz, text, text[])
+RETURNS crm.window_funnel_state
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'funnel_window_names_transfn';
+COMMENT ON FUNCTION crm._window_funnel_transfn(crm.window_funnel_state, interval, timestamptz, text, text[]) IS
+'Transition function of crm.window_funnel(window, ts, step, steps): matches the step name against the names and appends the row in place.';
+
+CREATE FUNCTION crm._window_funnel_transfn(crm.window_funnel_state, interval, text, timestamptz, text, text[])
+RETURNS crm.window_funnel_state
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'funnel_window_mode_names_transfn';
+COMMENT ON FUNCTION crm._window_funnel_transfn(crm.window_funnel_state, interval, text, timestamptz, text, text[]) IS
+'Transition function of crm.window_funnel(window, mode, ts, step, steps): matches the step name against the names and appends the row in place.';
+
+CREATE AGGREGATE crm.window_funnel("window" interval, ts timestamptz, step text, steps text[]) (
+    SFUNC = crm._window_funnel_transfn,
+    STYPE = crm.window_funnel_state,
+    SSPACE = 128,
+    COMBINEFUNC = crm._window_funnel_combinefn,
+    FINALFUNC = crm._window_funnel_finalfn,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE crm.window_funnel(interval, timestamptz, text, text[]) IS
+'crm.window_funnel with step names: the row matches step k when step = steps[k]; same result as the boolean form with step = steps[k] as condition k.';
+
+CREATE AGGREGATE crm.window_funnel("window" interval, mode text, ts timestamptz, step text, steps text[]) (
+    SFUNC = crm._window_funnel_transfn,
+    STYPE = crm.window_funnel_state,
+    SSPACE = 128,
+    COMBINEFUNC = crm._window_funnel_combinefn,
+    FINALFUNC = crm._window_funnel_finalfn,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE crm.window_funnel(interval, text, timestamptz, text, text[]) IS
+'crm.window_funnel with a mode and step names (see crm.window_funnel(interval, timestamptz, text, text[])).';
+
+CREATE AGGREGATE crm.window_funnel_times("window" interval, ts timestamptz, step text, steps text[]) (
+    SFUNC = crm._window_funnel_transfn,
+    STYPE = crm.window_funnel_state,
+    SSPACE = 128,
+    COMBINEFUNC = crm._window_funnel_combinefn,
+    FINALFUNC = crm._window_funnel_times_finalfn,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE crm.window_funnel_times(interval, timestamptz, text, text[]) IS
+'crm.window_funnel_times with step names: the row matches step k when step = steps[k].';
+
+CREATE AGGREGATE crm.window_funnel_times("window" interval, mode text, ts timestamptz, step text, steps text[]) (
+    SFUNC = crm._window_funnel_transfn,
+    STYPE = crm.window_funnel_state,
+    SSPACE = 128,
+    COMBINEFUNC = crm._window_funnel_combinefn,
+    FINALFUNC = crm._window_funnel_times_finalfn,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE crm.window_funnel_times(interval, text, timestamptz, text, text[]) IS
+'crm.window_funnel_times with a mode and step names.';
+
+-- funnel_report: the step-name window_funnel_times instead of _funnel_step_flags
+COMMENT ON FUNCTION crm._funnel_step_flags(text, text[]) IS
+'Element k = (step = steps[k]), byte-wise; a NULL step matches nothing.  The step conditions of the boolean window_funnel for a step name (crm.funnel_report now calls the step-name window_funnel_times directly).';
+
+CREATE OR REPLACE FUNCTION crm.funnel_report(events_sql text, steps text[], "window" interval DEFAULT '30 days',
+                                  mode text DEFAULT '')
+RETURNS TABLE(step_no int, step text, entered bigint, pct_of_first numeric, pct_of_prev numeric,
+              dropped bigint, median_time_from_prev interval, lost_value numeric)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+-- No SET search_path: the inner query is the caller's SQL and must resolve
+-- with the caller's search_path; everything used here is schema-qualified.
+AS $fn$
+DECLARE
+    ncols int;
+    nsteps int;
+BEGIN
+    IF steps IS NULL THEN
+        RAISE EXCEPTION 'funnel_report steps must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the stage names in funnel order, e.g. ARRAY[''lead'', ''qualified'', ''paid''].';
+    END IF;
+    nsteps := COALESCE(pg_catalog.cardinality(steps), 0);
+    IF nsteps OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'funnel_report needs at least 1 step'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the stage names in funnel order, e.g. ARRAY[''lead'', ''qualified'', ''paid''].';
+    ELSIF nsteps OPERATOR(pg_catalog.>) 64 THEN
+        RAISE EXCEPTION 'funnel_report supports at most 64 steps, got %', nsteps
+            USING ERRCODE = 'program_limit_exceeded',
+                  HINT = 'Merge steps or split the funnel in two.';
+    END IF;
+    IF pg_catalog.array_position(steps, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'funnel_report steps must not contain null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF "window" IS NULL THEN
+        RAISE EXCEPTION 'funnel_report window must not be null'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass an interval such as ''30 days''.';
+    END IF;
+    IF mode IS NULL THEN
+        RAISE EXCEPTION 'funnel_report mode must not be null'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass '''' for the default mode.';
+    END IF;
+    -- window and mode are checked by the aggregate itself, even when the inner query returns no rows
+    PERFORM crm.window_funnel("window", mode, NULL::pg_catalog.timestamptz, true);
+    ncols := crm._check_inner_query('crm.funnel_report', events_sql,
+                                    ARRAY['entity any', 'ts timestamptz', 'step text', 'value numeric?']);
+    RETURN QUERY EXECUTE pg_catalog.format($q$
+        WITH per AS (
+            SELECT crm.window_funnel_times($1, $2, e.ts::pg_catalog.timestamptz,
+                                           e.step::pg_catalog.text, $3) AS t,
+                   %s AS v
+              FROM (%s
+                   ) AS e(entity, ts, step%s)
+             GROUP BY e.entity
+        ), lv AS (
+            SELECT pg_catalog.cardinality(t) AS lvl, t, v FROM per
+        ), agg AS (
+            SELECT k,
+                   pg_catalog.count(*) FILTER (WHERE lvl OPERATOR(pg_catalog.>=) k) AS entered,
+                   pg_catalog.count(*) FILTER (WHERE lvl OPERATOR(pg_catalog.>=) 1) AS first_n,
+                   pg_catalog.count(*) FILTER (WHERE lvl OPERATOR(pg_catalog.>=) (k OPERATOR(pg_catalog.-) 1)) AS prev_n,
+                   pg_catalog.count(*) FILTER (WHERE lvl OPERATOR(pg_catalog.=) k
+                                                 AND k OPERATOR(pg_catalog.<) $4) AS dropped,
+                   pg_catalog.percentile_cont(0.5::pg_catalog.float8) WITHIN GROUP
+                       (ORDER BY (t[k] OPERATOR(pg_catalog.-) t[k OPERATOR(pg_catalog.-) 1]))
+                       FILTER (WHERE lvl OPERATOR(pg_catalog.>=) k AND k OPERATOR(pg_catalog.>) 1) AS med,
+                   pg_catalog.sum(v) FILTER (WHERE lvl OPERATOR(pg_catalog.=) k
+                                               AND k OPERATOR(pg_catalog.<) $4) AS lost
+              FROM lv CROSS JOIN pg_catalog.generate_series(1, $4) AS k
+             GROUP BY k
+        )
+        SELECT k, $3[k], entered,
+               pg_catalog.round((100::pg_catalog.numeric OPERATOR(pg_catalog.*) entered)
+                                OPERATOR(pg_catalog./) NULLIF(first_n, 0), 2),
+               CASE WHEN k OPERATOR(pg_catalog.>) 1 THEN
+                   pg_catalog.round((100::pg_catalog.numeric OPERATOR(pg_catalog.*) entered)
+                                    OPERATOR(pg_catalog./) NULLIF(prev_n, 0), 2) END,
+               dropped,
+               med,
+               CASE WHEN %s THEN COALESCE(lost, 0) END
+          FROM agg
+         ORDER BY k
+    $q$,
+        CASE WHEN ncols OPERATOR(pg_catalog.=) 4 THEN 'pg_catalog.max(e.value::pg_catalog.numeric)'
+             ELSE 'NULL::pg_catalog.numeric' END,
+        events_sql,
+        CASE WHEN ncols OPERATOR(pg_catalog.=) 4 THEN ', value' ELSE '' END,
+        CASE WHEN ncols OPERATOR(pg_catalog.=) 4 THEN 'true' ELSE 'false' END)
+    USING "window", mode, steps, nsteps;
+END
+$fn$;
+COMMENT ON FUNCTION crm.funnel_report(text, text[], interval, text) IS
+'Funnel report over an inner query (entity, ts timestamptz, step text [, value numeric]): per step the entities that entered it, % of step 1 and of the previous step, the entities that stopped there, the median time from the previous step and the value they held (lost_value).';

@@ -41,6 +41,8 @@ PG_FUNCTION_INFO_V1(funnel_window_transfn);
 PG_FUNCTION_INFO_V1(funnel_window_mode_transfn);
 PG_FUNCTION_INFO_V1(funnel_window_args_transfn);
 PG_FUNCTION_INFO_V1(funnel_window_mode_args_transfn);
+PG_FUNCTION_INFO_V1(funnel_window_names_transfn);
+PG_FUNCTION_INFO_V1(funnel_window_mode_names_transfn);
 PG_FUNCTION_INFO_V1(funnel_window_combinefn);
 PG_FUNCTION_INFO_V1(funnel_window_finalfn);
 PG_FUNCTION_INFO_V1(funnel_window_times_finalfn);
@@ -191,6 +193,29 @@ typedef struct FunnelModeCache
 	char		text[FLEXIBLE_ARRAY_MEMBER];
 } FunnelModeCache;
 
+/*
+ * fn_extra of a window_funnel transition function: what the arguments that
+ * are the same on every row (window, mode, step names) were last parsed to,
+ * and whether the call context was checked, so that a row costs none of it.
+ */
+typedef struct FunnelCallCache
+{
+	bool		agg_checked;	/* AggCheckCallContext passed for this flinfo */
+	bool		have_window;
+	Interval	window_iv;		/* the window argument last seen ... */
+	int64		window_us;		/* ... and its length in microseconds */
+	FunnelModeCache *mode;		/* the mode argument last seen, parsed */
+	struct FunnelStepsCache *steps;	/* the step names last seen (text[] form) */
+} FunnelCallCache;
+
+static inline FunnelCallCache *
+FunnelCache(FunctionCallInfo fcinfo)
+{
+	if (fcinfo->flinfo->fn_extra == NULL)
+		fcinfo->flinfo->fn_extra = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(FunnelCallCache));
+	return (FunnelCallCache *) fcinfo->flinfo->fn_extra;
+}
+
 /* ------------------------------------------------------------------------
  * argument checking
  * ------------------------------------------------------------------------
@@ -204,6 +229,7 @@ FunnelWindowUsec(FunctionCallInfo fcinfo, int argno)
 	int64		days_us;
 	int64		months_us;
 	int64		total;
+	FunnelCallCache *cc = FunnelCache(fcinfo);
 
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
@@ -211,6 +237,9 @@ FunnelWindowUsec(FunctionCallInfo fcinfo, int argno)
 				 errmsg("window_funnel window must not be null"),
 				 errhint("Pass an interval such as '30 days'.")));
 	iv = PG_GETARG_INTERVAL_P(argno);
+	if (cc->have_window && cc->window_iv.time == iv->time && cc->window_iv.day == iv->day &&
+		cc->window_iv.month == iv->month)
+		return cc->window_us;
 	if (pg_mul_s64_overflow((int64) iv->month, INT64CONST(30) * USECS_PER_DAY, &months_us))
 		months_us = iv->month < 0 ? PG_INT64_MIN : PG_INT64_MAX;
 	if (pg_mul_s64_overflow((int64) iv->day, USECS_PER_DAY, &days_us))
@@ -224,6 +253,9 @@ FunnelWindowUsec(FunctionCallInfo fcinfo, int argno)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("window_funnel window must not be negative"),
 				 errhint("Pass a window of zero or more, such as '30 days'.")));
+	cc->window_iv = *iv;
+	cc->window_us = total;
+	cc->have_window = true;
 	return total;
 }
 
@@ -292,7 +324,8 @@ FunnelModeArg(FunctionCallInfo fcinfo, int argno)
 {
 	text	   *t;
 	int			len;
-	FunnelModeCache *cache = (FunnelModeCache *) fcinfo->flinfo->fn_extra;
+	FunnelCallCache *cc = FunnelCache(fcinfo);
+	FunnelModeCache *cache = cc->mode;
 
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
@@ -309,9 +342,9 @@ FunnelModeArg(FunctionCallInfo fcinfo, int argno)
 	cache->len = len;
 	memcpy(cache->text, VARDATA_ANY(t), len);
 	cache->text[len] = '\0';
-	if (fcinfo->flinfo->fn_extra)
-		pfree(fcinfo->flinfo->fn_extra);
-	fcinfo->flinfo->fn_extra = cache;
+	if (cc->mode)
+		pfree(cc->mode);
+	cc->mode = cache;
 	return cache->flags;
 }
 
@@ -510,17 +543,36 @@ FunnelAppend(FunctionCallInfo fcinfo, int mode_arg, int ts_arg, int nsteps, uint
 	int64		window;
 	uint32		flags;
 	TimestampTz ts;
+	FunnelCallCache *cc = FunnelCache(fcinfo);
 
-	crm_agg_context(fcinfo, "window_funnel");
+	if (!cc->agg_checked)
+	{
+		/* once per call site: a direct call errors out here every time */
+		crm_agg_context(fcinfo, "window_funnel");
+		cc->agg_checked = true;
+	}
 	window = FunnelWindowUsec(fcinfo, 1);
 	flags = mode_arg >= 0 ? FunnelModeArg(fcinfo, mode_arg) : 0;
+	FunnelCheckSteps(nsteps, "window_funnel");
+
+	/*
+	 * A row that matches no step (outside strict_order) cannot change the
+	 * answer: return the state untouched, without reading it (in a hash
+	 * aggregation over many groups, reading it is a cache miss).  The
+	 * window, mode and step count of such a row are therefore only checked
+	 * for validity, not against the group's earlier rows.  The state itself
+	 * is still created on the group's first row, whatever it matches: it is
+	 * then allocated right after the group's hash entry, in the same memory
+	 * block, where reading it later costs little.
+	 */
+	if (mask == 0 && !(flags & FM_ORDER) && !PG_ARGISNULL(0))
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 
 	st = FunnelStateArg(fcinfo, 0);
 	if (st == NULL)
 	{
 		FunnelHeader h;
 
-		FunnelCheckSteps(nsteps, "window_funnel");
 		h.nsteps = nsteps;
 		h.flags = flags;
 		h.window = window;
@@ -547,6 +599,85 @@ FunnelAppend(FunctionCallInfo fcinfo, int mode_arg, int ts_arg, int nsteps, uint
 	if (TIMESTAMP_NOT_FINITE(ts))
 		PG_RETURN_POINTER(st);	/* infinite times are ignored like NULL */
 	PG_RETURN_POINTER(FunnelFlatPush(st, ts, mask));
+}
+
+typedef struct FunnelStepsCache
+{
+	Size		arrsize;		/* bytes of the cached steps array ... */
+	char	   *arrbytes;		/* ... and a copy of them */
+	int			n;
+	int		   *lens;			/* byte length of name k, -1 for a NULL element */
+	const char **names;			/* its bytes, inside arrbytes */
+} FunnelStepsCache;
+
+/*
+ * The step names of a text[] argument, parsed once per call site and kept in
+ * *slot (in fn_mcxt); parsed again only when the array's bytes change.
+ */
+static FunnelStepsCache *
+FunnelStepsArg(FunctionCallInfo fcinfo, FunnelStepsCache **slot, ArrayType *arr, const char *what)
+{
+	FunnelStepsCache *c = *slot;
+	MemoryContext old;
+	Datum	   *names;
+	bool	   *nulls;
+	int			i;
+
+	if (c != NULL && c->arrsize == VARSIZE(arr) && memcmp(c->arrbytes, arr, c->arrsize) == 0)
+		return c;
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s steps must be a one-dimensional array", what)));
+	if (c != NULL)
+	{
+		pfree(c->arrbytes);
+		pfree(c->lens);
+		pfree(c->names);
+		pfree(c);
+		*slot = NULL;
+	}
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	c = palloc0(sizeof(FunnelStepsCache));
+	c->arrsize = VARSIZE(arr);
+	c->arrbytes = palloc(c->arrsize);
+	memcpy(c->arrbytes, arr, c->arrsize);
+	/* the names point into our copy, which lives as long as the cache */
+	deconstruct_array((ArrayType *) c->arrbytes, TEXTOID, -1, false, TYPALIGN_INT, &names, &nulls, &c->n);
+	c->lens = palloc(sizeof(int) * Max(c->n, 1));
+	c->names = palloc0(sizeof(char *) * Max(c->n, 1));
+	for (i = 0; i < c->n; i++)
+	{
+		text	   *t;
+
+		c->lens[i] = -1;
+		if (nulls[i])
+			continue;
+		t = (text *) DatumGetPointer(names[i]);
+		if (VARATT_IS_EXTENDED(t))
+			t = pg_detoast_datum_packed(t);
+		c->lens[i] = VARSIZE_ANY_EXHDR(t);
+		c->names[i] = VARDATA_ANY(t);
+	}
+	pfree(names);
+	pfree(nulls);
+	MemoryContextSwitchTo(old);
+	FunnelCheckSteps(c->n, what);
+	*slot = c;
+	return c;
+}
+
+/* the step mask of a step name: bit k-1 set when it equals name k (byte-wise) */
+static inline uint64
+FunnelNameMask(const FunnelStepsCache *c, const char *step, int len)
+{
+	uint64		mask = 0;
+	int			i;
+
+	for (i = 0; i < c->n; i++)
+		if (c->lens[i] == len && memcmp(c->names[i], step, len) == 0)
+			mask |= UINT64CONST(1) << i;
+	return mask;
 }
 
 /* a row of the VARIADIC form: the steps come as one boolean[] argument */
@@ -588,6 +719,39 @@ FunnelTransitionArgs(FunctionCallInfo fcinfo, int mode_arg, int ts_arg)
 }
 
 /*
+ * A row of the step-name form: the row's step name and the funnel's step
+ * names as a text[]; the row matches step k when its name equals name k
+ * byte for byte (a NULL name matches nothing).  One comparison per step
+ * against names parsed once, instead of one boolean expression per step.
+ */
+static Datum
+FunnelTransitionNames(FunctionCallInfo fcinfo, int mode_arg, int ts_arg)
+{
+	int			step_arg = ts_arg + 1;
+	int			steps_arg = ts_arg + 2;
+	FunnelStepsCache *c;
+	uint64		mask = 0;
+
+	/* the window and mode errors come first, as for the other forms */
+	FunnelWindowUsec(fcinfo, 1);
+	if (mode_arg >= 0)
+		FunnelModeArg(fcinfo, mode_arg);
+	if (PG_ARGISNULL(steps_arg))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("window_funnel steps must not be a null array"),
+				 errhint("Pass the step names as a text[], such as ARRAY['lead', 'deal', 'won'].")));
+	c = FunnelStepsArg(fcinfo, &FunnelCache(fcinfo)->steps, PG_GETARG_ARRAYTYPE_P(steps_arg), "window_funnel");
+	if (!PG_ARGISNULL(step_arg))
+	{
+		text	   *step = PG_GETARG_TEXT_PP(step_arg);
+
+		mask = FunnelNameMask(c, VARDATA_ANY(step), VARSIZE_ANY_EXHDR(step));
+	}
+	return FunnelAppend(fcinfo, mode_arg, ts_arg, c->n, mask);
+}
+
+/*
  * crm.window_funnel / window_funnel_times transition, no mode:
  * (state, window interval, ts timestamptz, steps boolean[])
  */
@@ -609,6 +773,20 @@ Datum
 funnel_window_args_transfn(PG_FUNCTION_ARGS)
 {
 	return FunnelTransitionArgs(fcinfo, -1, 2);
+}
+
+/* step names, no mode: (state, window interval, ts timestamptz, step text, steps text[]) */
+Datum
+funnel_window_names_transfn(PG_FUNCTION_ARGS)
+{
+	return FunnelTransitionNames(fcinfo, -1, 2);
+}
+
+/* step names with a mode: (state, window, mode text, ts, step text, steps text[]) */
+Datum
+funnel_window_mode_names_transfn(PG_FUNCTION_ARGS)
+{
+	return FunnelTransitionNames(fcinfo, 2, 3);
 }
 
 /* fixed arity with a mode: (state, window, mode text, ts, step1, ..., stepN) */
@@ -1487,68 +1665,23 @@ funnel_counts_state_out(PG_FUNCTION_ARGS)
  * used by crm.funnel_report: element k = (step = steps[k]); NULL step -> all false
  * ------------------------------------------------------------------------
  */
-typedef struct FunnelStepsCache
-{
-	Size		arrsize;		/* bytes of the cached steps array */
-	char	   *arrbytes;
-	int			n;
-	text	  **names;			/* NULL for a NULL element */
-} FunnelStepsCache;
-
-/* the step names of a text[] argument, parsed once per call site */
-static FunnelStepsCache *
-FunnelStepsArg(FunctionCallInfo fcinfo, ArrayType *arr)
-{
-	FunnelStepsCache *c = (FunnelStepsCache *) fcinfo->flinfo->fn_extra;
-	MemoryContext old;
-	Datum	   *names;
-	bool	   *nulls;
-	int			i;
-
-	if (c != NULL && c->arrsize == VARSIZE(arr) && memcmp(c->arrbytes, arr, c->arrsize) == 0)
-		return c;
-	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-	c = palloc0(sizeof(FunnelStepsCache));
-	c->arrsize = VARSIZE(arr);
-	c->arrbytes = palloc(c->arrsize);
-	memcpy(c->arrbytes, arr, c->arrsize);
-	if (ARR_NDIM(arr) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("funnel steps must be a one-dimensional array")));
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &names, &nulls, &c->n);
-	FunnelCheckSteps(c->n, "funnel_report");
-	c->names = palloc0(sizeof(text *) * c->n);
-	for (i = 0; i < c->n; i++)
-		if (!nulls[i])
-			c->names[i] = DatumGetTextPP(names[i]);
-	MemoryContextSwitchTo(old);
-	fcinfo->flinfo->fn_extra = c;
-	return c;
-}
-
 Datum
 funnel_step_flags(PG_FUNCTION_ARGS)
 {
 	FunnelStepsCache *c;
 	Datum		out[FUNNEL_MAX_STEPS];
 	text	   *step = PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0);
+	uint64		mask;
 	int			i;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("funnel steps must not be null")));
-	c = FunnelStepsArg(fcinfo, PG_GETARG_ARRAYTYPE_P(1));
+	c = FunnelStepsArg(fcinfo, (FunnelStepsCache **) &fcinfo->flinfo->fn_extra, PG_GETARG_ARRAYTYPE_P(1),
+					   "funnel_report");
+	mask = step == NULL ? 0 : FunnelNameMask(c, VARDATA_ANY(step), VARSIZE_ANY_EXHDR(step));
 	for (i = 0; i < c->n; i++)
-	{
-		bool		eq = false;
-		text	   *name = c->names[i];
-
-		if (step != NULL && name != NULL)
-			eq = VARSIZE_ANY_EXHDR(name) == VARSIZE_ANY_EXHDR(step) &&
-				memcmp(VARDATA_ANY(name), VARDATA_ANY(step), VARSIZE_ANY_EXHDR(step)) == 0;
-		out[i] = BoolGetDatum(eq);
-	}
+		out[i] = BoolGetDatum((mask & (UINT64CONST(1) << i)) != 0);
 	PG_RETURN_ARRAYTYPE_P(construct_array(out, c->n, BOOLOID, 1, true, TYPALIGN_CHAR));
 }

@@ -167,6 +167,69 @@ BEGIN
 END
 $do$;
 
+-- ---- step-name form ---------------------------------------------------------------
+-- window_funnel(window, [mode,] ts, step text, steps text[]): the row matches
+-- step k when step = steps[k] (byte-wise, as = under a deterministic
+-- collation).  The usual shape of a CRM funnel (one stage name per event);
+-- one comparison per step in C instead of one boolean expression per step.
+CREATE FUNCTION crm._window_funnel_transfn(crm.window_funnel_state, interval, timestamptz, text, text[])
+RETURNS crm.window_funnel_state
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'funnel_window_names_transfn';
+COMMENT ON FUNCTION crm._window_funnel_transfn(crm.window_funnel_state, interval, timestamptz, text, text[]) IS
+'Transition function of crm.window_funnel(window, ts, step, steps): matches the step name against the names and appends the row in place.';
+
+CREATE FUNCTION crm._window_funnel_transfn(crm.window_funnel_state, interval, text, timestamptz, text, text[])
+RETURNS crm.window_funnel_state
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'funnel_window_mode_names_transfn';
+COMMENT ON FUNCTION crm._window_funnel_transfn(crm.window_funnel_state, interval, text, timestamptz, text, text[]) IS
+'Transition function of crm.window_funnel(window, mode, ts, step, steps): matches the step name against the names and appends the row in place.';
+
+CREATE AGGREGATE crm.window_funnel("window" interval, ts timestamptz, step text, steps text[]) (
+    SFUNC = crm._window_funnel_transfn,
+    STYPE = crm.window_funnel_state,
+    SSPACE = 128,
+    COMBINEFUNC = crm._window_funnel_combinefn,
+    FINALFUNC = crm._window_funnel_finalfn,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE crm.window_funnel(interval, timestamptz, text, text[]) IS
+'crm.window_funnel with step names: the row matches step k when step = steps[k]; same result as the boolean form with step = steps[k] as condition k.';
+
+CREATE AGGREGATE crm.window_funnel("window" interval, mode text, ts timestamptz, step text, steps text[]) (
+    SFUNC = crm._window_funnel_transfn,
+    STYPE = crm.window_funnel_state,
+    SSPACE = 128,
+    COMBINEFUNC = crm._window_funnel_combinefn,
+    FINALFUNC = crm._window_funnel_finalfn,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE crm.window_funnel(interval, text, timestamptz, text, text[]) IS
+'crm.window_funnel with a mode and step names (see crm.window_funnel(interval, timestamptz, text, text[])).';
+
+CREATE AGGREGATE crm.window_funnel_times("window" interval, ts timestamptz, step text, steps text[]) (
+    SFUNC = crm._window_funnel_transfn,
+    STYPE = crm.window_funnel_state,
+    SSPACE = 128,
+    COMBINEFUNC = crm._window_funnel_combinefn,
+    FINALFUNC = crm._window_funnel_times_finalfn,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE crm.window_funnel_times(interval, timestamptz, text, text[]) IS
+'crm.window_funnel_times with step names: the row matches step k when step = steps[k].';
+
+CREATE AGGREGATE crm.window_funnel_times("window" interval, mode text, ts timestamptz, step text, steps text[]) (
+    SFUNC = crm._window_funnel_transfn,
+    STYPE = crm.window_funnel_state,
+    SSPACE = 128,
+    COMBINEFUNC = crm._window_funnel_combinefn,
+    FINALFUNC = crm._window_funnel_times_finalfn,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE crm.window_funnel_times(interval, text, timestamptz, text, text[]) IS
+'crm.window_funnel_times with a mode and step names.';
+
 -- ---- funnel_counts ---------------------------------------------------------------
 CREATE TYPE crm.funnel_counts_state;
 
@@ -229,7 +292,7 @@ CREATE FUNCTION crm._funnel_step_flags(step text, steps text[]) RETURNS boolean[
 LANGUAGE c IMMUTABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'funnel_step_flags';
 COMMENT ON FUNCTION crm._funnel_step_flags(text, text[]) IS
-'Element k = (step = steps[k]); a NULL step matches nothing.  The step conditions crm.funnel_report gives window_funnel.';
+'Element k = (step = steps[k]), byte-wise; a NULL step matches nothing.  The step conditions of the boolean window_funnel for a step name (crm.funnel_report now calls the step-name window_funnel_times directly).';
 
 CREATE FUNCTION crm.funnel_report(events_sql text, steps text[], "window" interval DEFAULT '30 days',
                                   mode text DEFAULT '')
@@ -277,7 +340,7 @@ BEGIN
     RETURN QUERY EXECUTE pg_catalog.format($q$
         WITH per AS (
             SELECT crm.window_funnel_times($1, $2, e.ts::pg_catalog.timestamptz,
-                       VARIADIC crm._funnel_step_flags(e.step::pg_catalog.text, $3)) AS t,
+                                           e.step::pg_catalog.text, $3) AS t,
                    %s AS v
               FROM (%s
                    ) AS e(entity, ts, step%s)
