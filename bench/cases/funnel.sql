@@ -3,7 +3,8 @@
 -- floor: GROUP BY entity count(*); plain: the join-per-step funnel a user would write (from the first
 -- step-1 event only, so weaker first-touch semantics); sorted: GroupAggregate over an index on
 -- (entity, ts); parallel: 2 workers; variadic: the same 4-step funnel through VARIADIC ARRAY[...]
--- (the array form; separate step arguments resolve to the fixed-arity overloads).
+-- (the array form; separate step arguments resolve to the fixed-arity overloads); names: the step-name
+-- form window_funnel(window, ts, stage, ARRAY['s1', ...]), the same funnel with one comparison per step in C.
 -- @setup
 DROP TABLE IF EXISTS funnel_ev;
 CREATE TABLE funnel_ev AS
@@ -28,6 +29,8 @@ f4 AS (SELECT f.entity, f.t1, min(e.ts) AS tp FROM f3 f JOIN funnel_ev e ON e.en
 SELECT (SELECT count(*) FROM f1) + (SELECT count(*) FROM f2) + (SELECT count(*) FROM f3) + (SELECT count(*) FROM f4);
 -- @query funnel_4
 SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage = 's1', stage = 's2', stage = 's3', stage = 's4') AS l FROM funnel_ev GROUP BY entity) x;
+-- @query funnel_4_names
+SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage, ARRAY['s1', 's2', 's3', 's4']) AS l FROM funnel_ev GROUP BY entity) x;
 -- @query funnel_4_variadic
 SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, VARIADIC ARRAY[stage = 's1', stage = 's2', stage = 's3', stage = 's4']) AS l FROM funnel_ev GROUP BY entity) x;
 -- @plain funnel_8
@@ -49,12 +52,16 @@ f8 AS (SELECT f.entity, f.t1, min(e.ts) AS tp FROM f7 f JOIN funnel_ev e ON e.en
 SELECT (SELECT count(*) FROM f1) + (SELECT count(*) FROM f2) + (SELECT count(*) FROM f3) + (SELECT count(*) FROM f4) + (SELECT count(*) FROM f5) + (SELECT count(*) FROM f6) + (SELECT count(*) FROM f7) + (SELECT count(*) FROM f8);
 -- @query funnel_8
 SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage = 's1', stage = 's2', stage = 's3', stage = 's4', stage = 's5', stage = 's6', stage = 's7', stage = 's8') AS l FROM funnel_ev GROUP BY entity) x;
+-- @query funnel_8_names
+SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage, ARRAY['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8']) AS l FROM funnel_ev GROUP BY entity) x;
 -- @query funnel_8_strict_increase
 SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', 'strict_increase', ts, stage = 's1', stage = 's2', stage = 's3', stage = 's4', stage = 's5', stage = 's6', stage = 's7', stage = 's8') AS l FROM funnel_ev GROUP BY entity) x;
 -- @set max_parallel_workers_per_gather = 2
 -- @set parallel_setup_cost = 0
 -- @query funnel_4_parallel
 SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage = 's1', stage = 's2', stage = 's3', stage = 's4') AS l FROM funnel_ev GROUP BY entity) x;
+-- @query funnel_8_names_parallel
+SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage, ARRAY['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8']) AS l FROM funnel_ev GROUP BY entity) x;
 -- @query funnel_8_parallel
 SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage = 's1', stage = 's2', stage = 's3', stage = 's4', stage = 's5', stage = 's6', stage = 's7', stage = 's8') AS l FROM funnel_ev GROUP BY entity) x;
 -- @set max_parallel_workers_per_gather = 0
@@ -62,3 +69,5 @@ SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage = 's1',
 -- @set enable_sort = off
 -- @query funnel_4_sorted
 SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage = 's1', stage = 's2', stage = 's3', stage = 's4') AS l FROM funnel_ev GROUP BY entity) x;
+-- @query funnel_8_names_sorted
+SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage, ARRAY['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8']) AS l FROM funnel_ev GROUP BY entity) x;
