@@ -224,6 +224,7 @@ typedef struct FunnelModeCache
 typedef struct FunnelCallCache
 {
 	bool		agg_checked;	/* AggCheckCallContext passed for this flinfo */
+	bool		args_const;		/* window and mode are constants of the query */
 	bool		have_window;
 	Interval	window_iv;		/* the window argument last seen ... */
 	int64		window_us;		/* ... and its length in microseconds */
@@ -560,23 +561,13 @@ FunnelStateArg(FunctionCallInfo fcinfo, int argno)
  * matching no step (outside strict_order), leaves the state as it is.
  */
 static Datum
-FunnelAppend(FunctionCallInfo fcinfo, int mode_arg, int ts_arg, int nsteps, uint64 mask)
+FunnelAppend(FunctionCallInfo fcinfo, int ts_arg, int nsteps, uint64 mask, int64 window, uint32 flags)
 {
 	FunnelFlat *st;
-	int64		window;
-	uint32		flags;
 	TimestampTz ts;
-	FunnelCallCache *cc = FunnelCache(fcinfo);
 
-	if (!cc->agg_checked)
-	{
-		/* once per call site: a direct call errors out here every time */
-		crm_agg_context(fcinfo, "window_funnel");
-		cc->agg_checked = true;
-	}
-	window = FunnelWindowUsec(fcinfo, 1);
-	flags = mode_arg >= 0 ? FunnelModeArg(fcinfo, mode_arg) : 0;
-	FunnelCheckSteps(nsteps, "window_funnel");
+	if (unlikely(nsteps < 1 || nsteps > FUNNEL_MAX_STEPS))
+		FunnelCheckSteps(nsteps, "window_funnel");
 
 	/*
 	 * A row that matches no step (outside strict_order) cannot change the
@@ -742,6 +733,36 @@ FunnelNameMask(const FunnelStepsCache *c, const char *step, int len)
 	return mask;
 }
 
+/*
+ * What every transition function does first: check the call context (once
+ * per call site), then the window and the mode of the row (their errors come
+ * before any other).  When both are constants of the query, they are read
+ * and checked on the first row only.
+ */
+static inline void
+FunnelPrologue(FunctionCallInfo fcinfo, int mode_arg, int64 *window, uint32 *flags)
+{
+	FunnelCallCache *cc = FunnelCache(fcinfo);
+
+	if (unlikely(!cc->agg_checked))
+	{
+		/* a direct call errors out here, every time */
+		crm_agg_context(fcinfo, "window_funnel");
+		/* aggregated argument k is function argument k + 1 (after the state) */
+		cc->args_const = FunnelAggArgIsConst(fcinfo, 0) &&
+			(mode_arg < 0 || FunnelAggArgIsConst(fcinfo, mode_arg - 1));
+		cc->agg_checked = true;
+	}
+	if (cc->args_const && cc->have_window && (mode_arg < 0 || cc->mode != NULL))
+	{
+		*window = cc->window_us;
+		*flags = mode_arg >= 0 ? cc->mode->flags : 0;
+		return;
+	}
+	*window = FunnelWindowUsec(fcinfo, 1);
+	*flags = mode_arg >= 0 ? FunnelModeArg(fcinfo, mode_arg) : 0;
+}
+
 /* a row of the VARIADIC form: the steps come as one boolean[] argument */
 static Datum
 FunnelTransitionArray(FunctionCallInfo fcinfo, int mode_arg, int ts_arg)
@@ -749,18 +770,17 @@ FunnelTransitionArray(FunctionCallInfo fcinfo, int mode_arg, int ts_arg)
 	int			steps_arg = ts_arg + 1;
 	int			nsteps;
 	uint64		mask;
+	int64		window;
+	uint32		flags;
 
-	/* the window and mode errors come first, as for the other forms */
-	FunnelWindowUsec(fcinfo, 1);
-	if (mode_arg >= 0)
-		FunnelModeArg(fcinfo, mode_arg);
+	FunnelPrologue(fcinfo, mode_arg, &window, &flags);
 	if (PG_ARGISNULL(steps_arg))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("window_funnel steps must not be a null array"),
 				 errhint("Pass the step conditions as separate arguments or as VARIADIC ARRAY[...].")));
 	mask = FunnelStepMask(PG_GETARG_ARRAYTYPE_P(steps_arg), &nsteps);
-	return FunnelAppend(fcinfo, mode_arg, ts_arg, nsteps, mask);
+	return FunnelAppend(fcinfo, ts_arg, nsteps, mask, window, flags);
 }
 
 /*
@@ -772,12 +792,15 @@ FunnelTransitionArgs(FunctionCallInfo fcinfo, int mode_arg, int ts_arg)
 {
 	int			nsteps = PG_NARGS() - ts_arg - 1;
 	uint64		mask = 0;
+	int64		window;
+	uint32		flags;
 	int			i;
 
+	FunnelPrologue(fcinfo, mode_arg, &window, &flags);
 	for (i = 0; i < nsteps; i++)
 		if (!PG_ARGISNULL(ts_arg + 1 + i) && PG_GETARG_BOOL(ts_arg + 1 + i))
 			mask |= UINT64CONST(1) << i;
-	return FunnelAppend(fcinfo, mode_arg, ts_arg, nsteps, mask);
+	return FunnelAppend(fcinfo, ts_arg, nsteps, mask, window, flags);
 }
 
 /*
@@ -793,25 +816,26 @@ FunnelTransitionNames(FunctionCallInfo fcinfo, int mode_arg, int ts_arg)
 	int			steps_arg = ts_arg + 2;
 	FunnelStepsCache *c;
 	uint64		mask = 0;
+	int64		window;
+	uint32		flags;
 
-	/* the window and mode errors come first, as for the other forms */
-	FunnelWindowUsec(fcinfo, 1);
-	if (mode_arg >= 0)
-		FunnelModeArg(fcinfo, mode_arg);
+	FunnelPrologue(fcinfo, mode_arg, &window, &flags);
 	if (PG_ARGISNULL(steps_arg))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("window_funnel steps must not be a null array"),
 				 errhint("Pass the step names as a text[], such as ARRAY['lead', 'deal', 'won'].")));
-	c = FunnelStepsArg(fcinfo, &FunnelCache(fcinfo)->steps, PG_GETARG_ARRAYTYPE_P(steps_arg), steps_arg - 1,
-					   "window_funnel");
+	c = FunnelCache(fcinfo)->steps;
+	if (c == NULL || !c->constant)
+		c = FunnelStepsArg(fcinfo, &FunnelCache(fcinfo)->steps, PG_GETARG_ARRAYTYPE_P(steps_arg), steps_arg - 1,
+						   "window_funnel");
 	if (!PG_ARGISNULL(step_arg))
 	{
 		text	   *step = PG_GETARG_TEXT_PP(step_arg);
 
 		mask = FunnelNameMask(c, VARDATA_ANY(step), VARSIZE_ANY_EXHDR(step));
 	}
-	return FunnelAppend(fcinfo, mode_arg, ts_arg, c->n, mask);
+	return FunnelAppend(fcinfo, ts_arg, c->n, mask, window, flags);
 }
 
 /*
