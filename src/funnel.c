@@ -726,10 +726,21 @@ FunnelNameMask(const FunnelStepsCache *c, const char *step, int len)
 	uint64		head = FunnelHead(step, len);
 	int			i;
 
+	/* candidates: same length and first 8 bytes, without a branch per name */
 	for (i = 0; i < c->n; i++)
-		if (c->lens[i] == len && c->heads[i] == head &&
-			(len <= 8 || memcmp(c->names[i] + 8, step + 8, len - 8) == 0))
-			mask |= UINT64CONST(1) << i;
+		mask |= (uint64) ((c->lens[i] == len) & (c->heads[i] == head)) << i;
+	if (len > 8 && mask != 0)
+	{
+		uint64		m;
+
+		/* long names: the candidates must agree on the rest too */
+		for (m = mask; m != 0; m &= m - 1)
+		{
+			i = pg_rightmost_one_pos64(m);
+			if (memcmp(c->names[i] + 8, step + 8, len - 8) != 0)
+				mask &= ~FUNNEL_BIT(i);
+		}
+	}
 	return mask;
 }
 

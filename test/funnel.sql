@@ -1,5 +1,5 @@
 BEGIN;
-SELECT plan(121);
+SELECT plan(122);
 -- random events: many equal timestamps, rows matching several steps, NULL flags and times
 CREATE TEMP TABLE funnel_seed AS SELECT setseed(0.4242)::text AS seeded;
 CREATE TEMP TABLE fr AS
@@ -369,6 +369,17 @@ SELECT is((SELECT crm.window_funnel('1 hour', 'strict_order', ts, s, ARRAY['lead
 SELECT is((SELECT crm.window_funnel('1 hour', ts, s, ARRAY['lead', NULL, 'demo']) FROM (VALUES
              (timestamptz '2024-02-01 09:00+00', 'lead'), ('2024-02-01 09:30+00', 'demo')) v(ts, s)),
           1, 'step names: a NULL name in the steps is a step nothing matches');
+-- names longer than 8 bytes that share their first 8 bytes (and one that is a prefix of them)
+SELECT is((SELECT array_agg(n ORDER BY e) FROM (
+              SELECT e, crm.window_funnel('1 hour', ts, s, ARRAY['qualified_a', 'qualified_bb', 'qualified_a', 'qualifie']) AS n
+                FROM (VALUES (1, timestamptz '2024-02-01 09:00+00', 'qualified_a'), (1, '2024-02-01 09:10+00', 'qualified_bb'),
+                             (1, '2024-02-01 09:20+00', 'qualified_a'), (1, '2024-02-01 09:30+00', 'qualifie'),
+                             (2, '2024-02-01 09:00+00', 'qualified_a'), (2, '2024-02-01 09:10+00', 'qualified_b'),
+                             (2, '2024-02-01 09:20+00', 'qualified_bb'), (2, '2024-02-01 09:25+00', 'qualified_c'),
+                             (2, '2024-02-01 09:30+00', 'qualified'),
+                             (3, '2024-02-01 09:00+00', 'qualified_bb'), (3, '2024-02-01 09:10+00', 'qualified_a')) v(e, ts, s)
+               GROUP BY e) x),
+          ARRAY[4, 2, 1], 'step names over 8 bytes: compared in full, not by their first 8 bytes (or length)');
 -- the steps array may differ between groups (the parsed names are cached and replaced)
 SELECT is((SELECT count(*) FROM (
               SELECT e, crm.window_funnel('2 days', ts, s, CASE WHEN e % 2 = 0 THEN ARRAY['visit', 'signup', 'trial']
