@@ -36,10 +36,11 @@
 --   * crm.cohort_retention reads an integer-keyed inner query in two passes
 --     (C only, no catalog change; the setting crm_analytics.cohort_two_pass
 --     turns it off).
---   * crm.window_funnel and crm.window_funnel_times get a step-name form
---     (window, [mode,] ts, step text, steps text[]), with two transition
---     functions crm._window_funnel_transfn; crm.funnel_report uses it.  A row
---     matching no step no longer reads the group's state (C only).
+--   * new aggregates crm.window_funnel_by_name and
+--     crm.window_funnel_times_by_name (window, [mode,] ts, step text,
+--     steps text[]): window_funnel with step names, with two transition
+--     functions crm._window_funnel_transfn; crm.funnel_report uses them.  A
+--     row matching no step no longer reads the group's state (C only).
 \echo Use "ALTER EXTENSION crm_analytics UPDATE TO '0.2.0'" to load this file. \quit
 
 CREATE OR REPLACE FUNCTION crm.version() RETURNS text
@@ -1357,25 +1358,28 @@ END
 $$;
 
 -- ---- step-name form ---------------------------------------------------------------
--- window_funnel(window, [mode,] ts, step text, steps text[]): the row matches
--- step k when step = steps[k] (byte-wise, as = under a deterministic
+-- window_funnel_by_name(window, [mode,] ts, step text, steps text[]): the row
+-- matches step k when step = steps[k] (byte-wise, as = under a deterministic
 -- collation).  The usual shape of a CRM funnel (one stage name per event);
 -- one comparison per step in C instead of one boolean expression per step.
+-- A name of its own: as an overload of window_funnel, (..., text, text[])
+-- would make 2-step calls with untyped arguments (NULL, '...', unbound
+-- parameters) ambiguous with the (..., boolean, boolean) overload.
 CREATE FUNCTION crm._window_funnel_transfn(crm.window_funnel_state, interval, timestamptz, text, text[])
 RETURNS crm.window_funnel_state
 LANGUAGE c IMMUTABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'funnel_window_names_transfn';
 COMMENT ON FUNCTION crm._window_funnel_transfn(crm.window_funnel_state, interval, timestamptz, text, text[]) IS
-'Transition function of crm.window_funnel(window, ts, step, steps): matches the step name against the names and appends the row in place.';
+'Transition function of crm.window_funnel_by_name(window, ts, step, steps): matches the step name against the names and appends the row in place.';
 
 CREATE FUNCTION crm._window_funnel_transfn(crm.window_funnel_state, interval, text, timestamptz, text, text[])
 RETURNS crm.window_funnel_state
 LANGUAGE c IMMUTABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'funnel_window_mode_names_transfn';
 COMMENT ON FUNCTION crm._window_funnel_transfn(crm.window_funnel_state, interval, text, timestamptz, text, text[]) IS
-'Transition function of crm.window_funnel(window, mode, ts, step, steps): matches the step name against the names and appends the row in place.';
+'Transition function of crm.window_funnel_by_name(window, mode, ts, step, steps): matches the step name against the names and appends the row in place.';
 
-CREATE AGGREGATE crm.window_funnel("window" interval, ts timestamptz, step text, steps text[]) (
+CREATE AGGREGATE crm.window_funnel_by_name("window" interval, ts timestamptz, step text, steps text[]) (
     SFUNC = crm._window_funnel_transfn,
     STYPE = crm.window_funnel_state,
     SSPACE = 128,
@@ -1383,10 +1387,10 @@ CREATE AGGREGATE crm.window_funnel("window" interval, ts timestamptz, step text,
     FINALFUNC = crm._window_funnel_finalfn,
     PARALLEL = SAFE
 );
-COMMENT ON AGGREGATE crm.window_funnel(interval, timestamptz, text, text[]) IS
-'crm.window_funnel with step names: the row matches step k when step = steps[k]; same result as the boolean form with step = steps[k] as condition k.';
+COMMENT ON AGGREGATE crm.window_funnel_by_name(interval, timestamptz, text, text[]) IS
+'crm.window_funnel with step names: the row matches step k when step = steps[k]; the same result as crm.window_funnel with step = steps[k] as condition k.';
 
-CREATE AGGREGATE crm.window_funnel("window" interval, mode text, ts timestamptz, step text, steps text[]) (
+CREATE AGGREGATE crm.window_funnel_by_name("window" interval, mode text, ts timestamptz, step text, steps text[]) (
     SFUNC = crm._window_funnel_transfn,
     STYPE = crm.window_funnel_state,
     SSPACE = 128,
@@ -1394,10 +1398,10 @@ CREATE AGGREGATE crm.window_funnel("window" interval, mode text, ts timestamptz,
     FINALFUNC = crm._window_funnel_finalfn,
     PARALLEL = SAFE
 );
-COMMENT ON AGGREGATE crm.window_funnel(interval, text, timestamptz, text, text[]) IS
-'crm.window_funnel with a mode and step names (see crm.window_funnel(interval, timestamptz, text, text[])).';
+COMMENT ON AGGREGATE crm.window_funnel_by_name(interval, text, timestamptz, text, text[]) IS
+'crm.window_funnel with a mode and step names (see crm.window_funnel_by_name(interval, timestamptz, text, text[])).';
 
-CREATE AGGREGATE crm.window_funnel_times("window" interval, ts timestamptz, step text, steps text[]) (
+CREATE AGGREGATE crm.window_funnel_times_by_name("window" interval, ts timestamptz, step text, steps text[]) (
     SFUNC = crm._window_funnel_transfn,
     STYPE = crm.window_funnel_state,
     SSPACE = 128,
@@ -1405,10 +1409,10 @@ CREATE AGGREGATE crm.window_funnel_times("window" interval, ts timestamptz, step
     FINALFUNC = crm._window_funnel_times_finalfn,
     PARALLEL = SAFE
 );
-COMMENT ON AGGREGATE crm.window_funnel_times(interval, timestamptz, text, text[]) IS
-'crm.window_funnel_times with step names: the row matches step k when step = steps[k].';
+COMMENT ON AGGREGATE crm.window_funnel_times_by_name(interval, timestamptz, text, text[]) IS
+'crm.window_funnel_times with step names: the row matches step k when step = steps[k] (see crm.window_funnel_by_name).';
 
-CREATE AGGREGATE crm.window_funnel_times("window" interval, mode text, ts timestamptz, step text, steps text[]) (
+CREATE AGGREGATE crm.window_funnel_times_by_name("window" interval, mode text, ts timestamptz, step text, steps text[]) (
     SFUNC = crm._window_funnel_transfn,
     STYPE = crm.window_funnel_state,
     SSPACE = 128,
@@ -1416,12 +1420,12 @@ CREATE AGGREGATE crm.window_funnel_times("window" interval, mode text, ts timest
     FINALFUNC = crm._window_funnel_times_finalfn,
     PARALLEL = SAFE
 );
-COMMENT ON AGGREGATE crm.window_funnel_times(interval, text, timestamptz, text, text[]) IS
-'crm.window_funnel_times with a mode and step names.';
+COMMENT ON AGGREGATE crm.window_funnel_times_by_name(interval, text, timestamptz, text, text[]) IS
+'crm.window_funnel_times with a mode and step names (see crm.window_funnel_by_name).';
 
--- funnel_report: the step-name window_funnel_times instead of _funnel_step_flags
+-- funnel_report: window_funnel_times_by_name instead of _funnel_step_flags
 COMMENT ON FUNCTION crm._funnel_step_flags(text, text[]) IS
-'Element k = (step = steps[k]), byte-wise; a NULL step matches nothing.  The step conditions of the boolean window_funnel for a step name (crm.funnel_report now calls the step-name window_funnel_times directly).';
+'Element k = (step = steps[k]), byte-wise; a NULL step matches nothing.  The step conditions of the boolean window_funnel for a step name (crm.funnel_report now calls crm.window_funnel_times_by_name).';
 
 CREATE OR REPLACE FUNCTION crm.funnel_report(events_sql text, steps text[], "window" interval DEFAULT '30 days',
                                   mode text DEFAULT '')
@@ -1438,6 +1442,11 @@ BEGIN
     IF steps IS NULL THEN
         RAISE EXCEPTION 'funnel_report steps must not be null'
             USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the stage names in funnel order, e.g. ARRAY[''lead'', ''qualified'', ''paid''].';
+    END IF;
+    IF COALESCE(pg_catalog.array_ndims(steps), 1) OPERATOR(pg_catalog.>) 1 THEN
+        RAISE EXCEPTION 'funnel_report steps must be a one-dimensional array'
+            USING ERRCODE = 'array_subscript_error',
                   HINT = 'Pass the stage names in funnel order, e.g. ARRAY[''lead'', ''qualified'', ''paid''].';
     END IF;
     nsteps := COALESCE(pg_catalog.cardinality(steps), 0);
@@ -1468,8 +1477,8 @@ BEGIN
                                     ARRAY['entity any', 'ts timestamptz', 'step text', 'value numeric?']);
     RETURN QUERY EXECUTE pg_catalog.format($q$
         WITH per AS (
-            SELECT crm.window_funnel_times($1, $2, e.ts::pg_catalog.timestamptz,
-                                           e.step::pg_catalog.text, $3) AS t,
+            SELECT crm.window_funnel_times_by_name($1, $2, e.ts::pg_catalog.timestamptz,
+                                                   e.step::pg_catalog.text, $3) AS t,
                    %s AS v
               FROM (%s
                    ) AS e(entity, ts, step%s)

@@ -559,9 +559,12 @@ FunnelStateArg(FunctionCallInfo fcinfo, int argno)
  * transition function.  window and mode are checked on every row (they must
  * be the same on all rows of a group); a row with a NULL or infinite time, or
  * matching no step (outside strict_order), leaves the state as it is.
+ * uniform: window, mode and step count are constants of the call, so no row
+ * can disagree with the group's earlier ones.
  */
 static Datum
-FunnelAppend(FunctionCallInfo fcinfo, int ts_arg, int nsteps, uint64 mask, int64 window, uint32 flags)
+FunnelAppend(FunctionCallInfo fcinfo, int ts_arg, int nsteps, uint64 mask, int64 window, uint32 flags,
+			 bool uniform)
 {
 	FunnelFlat *st;
 	TimestampTz ts;
@@ -571,15 +574,15 @@ FunnelAppend(FunctionCallInfo fcinfo, int ts_arg, int nsteps, uint64 mask, int64
 
 	/*
 	 * A row that matches no step (outside strict_order) cannot change the
-	 * answer: return the state untouched, without reading it (in a hash
-	 * aggregation over many groups, reading it is a cache miss).  The
-	 * window, mode and step count of such a row are therefore only checked
-	 * for validity, not against the group's earlier rows.  The state itself
-	 * is still created on the group's first row, whatever it matches: it is
-	 * then allocated right after the group's hash entry, in the same memory
-	 * block, where reading it later costs little.
+	 * answer: when window, mode and step count are constants (so the row
+	 * cannot disagree with the group's state either), return the state
+	 * untouched, without reading it (in a hash aggregation over many groups,
+	 * reading it is a cache miss).  The state itself is still created on the
+	 * group's first row, whatever it matches: it is then allocated right
+	 * after the group's hash entry, in the same memory block, where reading
+	 * it later costs little.
 	 */
-	if (mask == 0 && !(flags & FM_ORDER) && !PG_ARGISNULL(0))
+	if (mask == 0 && uniform && !(flags & FM_ORDER) && !PG_ARGISNULL(0))
 		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 
 	st = FunnelStateArg(fcinfo, 0);
@@ -753,8 +756,11 @@ FunnelNameMask(const FunnelStepsCache *c, const char *step, int len)
 static inline void
 FunnelPrologue(FunctionCallInfo fcinfo, int mode_arg, int64 *window, uint32 *flags)
 {
-	FunnelCallCache *cc = FunnelCache(fcinfo);
+	FunnelCallCache *cc;
 
+	if (unlikely(fcinfo->flinfo == NULL))
+		crm_agg_context(fcinfo, "window_funnel");	/* errors out: not an aggregate call */
+	cc = FunnelCache(fcinfo);
 	if (unlikely(!cc->agg_checked))
 	{
 		/* a direct call errors out here, every time */
@@ -791,7 +797,8 @@ FunnelTransitionArray(FunctionCallInfo fcinfo, int mode_arg, int ts_arg)
 				 errmsg("window_funnel steps must not be a null array"),
 				 errhint("Pass the step conditions as separate arguments or as VARIADIC ARRAY[...].")));
 	mask = FunnelStepMask(PG_GETARG_ARRAYTYPE_P(steps_arg), &nsteps);
-	return FunnelAppend(fcinfo, ts_arg, nsteps, mask, window, flags);
+	/* the array's length may change from row to row: never uniform */
+	return FunnelAppend(fcinfo, ts_arg, nsteps, mask, window, flags, false);
 }
 
 /*
@@ -811,7 +818,8 @@ FunnelTransitionArgs(FunctionCallInfo fcinfo, int mode_arg, int ts_arg)
 	for (i = 0; i < nsteps; i++)
 		if (!PG_ARGISNULL(ts_arg + 1 + i) && PG_GETARG_BOOL(ts_arg + 1 + i))
 			mask |= UINT64CONST(1) << i;
-	return FunnelAppend(fcinfo, ts_arg, nsteps, mask, window, flags);
+	/* the step count is the function's */
+	return FunnelAppend(fcinfo, ts_arg, nsteps, mask, window, flags, FunnelCache(fcinfo)->args_const);
 }
 
 /*
@@ -846,7 +854,8 @@ FunnelTransitionNames(FunctionCallInfo fcinfo, int mode_arg, int ts_arg)
 
 		mask = FunnelNameMask(c, VARDATA_ANY(step), VARSIZE_ANY_EXHDR(step));
 	}
-	return FunnelAppend(fcinfo, ts_arg, c->n, mask, window, flags);
+	return FunnelAppend(fcinfo, ts_arg, c->n, mask, window, flags,
+						FunnelCache(fcinfo)->args_const && c->constant);
 }
 
 /*
@@ -1332,7 +1341,9 @@ FunnelEvaluate(const FunnelHeader *h, FunnelEvent *ev, int64 nev, int64 *times)
 			/* strict_order: a row matching no step sorts first in its group */
 			if ((s->flags & FM_ORDER) && unmatched && s->started)
 				stop = true;
-			/* the steps of the group in ascending order */
+			/* the steps of the group in ascending order (none beyond the state's steps) */
+			if (s->n < 64)
+				any &= FUNNEL_BIT(s->n) - 1;
 			for (; !stop && any != 0; any &= any - 1)
 			{
 				j = pg_rightmost_one_pos64(any);

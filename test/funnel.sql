@@ -1,5 +1,5 @@
 BEGIN;
-SELECT plan(122);
+SELECT plan(128);
 -- random events: many equal timestamps, rows matching several steps, NULL flags and times
 CREATE TEMP TABLE funnel_seed AS SELECT setseed(0.4242)::text AS seeded;
 CREATE TEMP TABLE fr AS
@@ -329,24 +329,24 @@ RESET max_parallel_workers_per_gather;
 RESET parallel_leader_participation;
 
 -- ======================================================================
--- 4c. the step-name form: window_funnel(window, [mode,] ts, step, steps text[])
+-- 4c. the step-name form: window_funnel_by_name(window, [mode,] ts, step, steps text[])
 -- ======================================================================
 -- against the boolean form with step = steps[k] as condition k (itself checked against the chain enumeration above)
 CREATE TEMP TABLE got_names AS
 SELECT e,
-       crm.window_funnel('2 days', ts, s, ARRAY['visit', 'signup', 'trial', 'paid']) AS n_d,
+       crm.window_funnel_by_name('2 days', ts, s, ARRAY['visit', 'signup', 'trial', 'paid']) AS n_d,
        crm.window_funnel('2 days', ts, s = 'visit', s = 'signup', s = 'trial', s = 'paid') AS b_d,
-       crm.window_funnel('2 days', 'strict_increase', ts, s, ARRAY['visit', 'signup', 'visit', 'paid']) AS n_si,
+       crm.window_funnel_by_name('2 days', 'strict_increase', ts, s, ARRAY['visit', 'signup', 'visit', 'paid']) AS n_si,
        crm.window_funnel('2 days', 'strict_increase', ts, s = 'visit', s = 'signup', s = 'visit', s = 'paid') AS b_si,
-       crm.window_funnel('2 days', 'strict_once', ts, s, ARRAY['visit', 'visit', 'trial']) AS n_so,
+       crm.window_funnel_by_name('2 days', 'strict_once', ts, s, ARRAY['visit', 'visit', 'trial']) AS n_so,
        crm.window_funnel('2 days', 'strict_once', ts, s = 'visit', s = 'visit', s = 'trial') AS b_so,
-       crm.window_funnel('2 days', 'strict_order', ts, s, ARRAY['visit', 'signup', 'trial', 'paid']) AS n_ord,
+       crm.window_funnel_by_name('2 days', 'strict_order', ts, s, ARRAY['visit', 'signup', 'trial', 'paid']) AS n_ord,
        crm.window_funnel('2 days', 'strict_order', ts, s = 'visit', s = 'signup', s = 'trial', s = 'paid') AS b_ord,
-       crm.window_funnel('2 days', 'strict_deduplication', ts, s, ARRAY['visit', 'signup', 'trial', 'paid']) AS n_ded,
+       crm.window_funnel_by_name('2 days', 'strict_deduplication', ts, s, ARRAY['visit', 'signup', 'trial', 'paid']) AS n_ded,
        crm.window_funnel('2 days', 'strict_deduplication', ts, s = 'visit', s = 'signup', s = 'trial', s = 'paid') AS b_ded,
-       crm.window_funnel_times('2 days', ts, s, ARRAY['visit', 'signup', 'trial', 'paid']) AS n_t,
+       crm.window_funnel_times_by_name('2 days', ts, s, ARRAY['visit', 'signup', 'trial', 'paid']) AS n_t,
        crm.window_funnel_times('2 days', ts, s = 'visit', s = 'signup', s = 'trial', s = 'paid') AS b_t,
-       crm.window_funnel_times('2 days', 'strict_increase', ts, s, ARRAY['visit', 'signup', 'trial', 'paid']) AS n_tsi,
+       crm.window_funnel_times_by_name('2 days', 'strict_increase', ts, s, ARRAY['visit', 'signup', 'trial', 'paid']) AS n_tsi,
        crm.window_funnel_times('2 days', 'strict_increase', ts, s = 'visit', s = 'signup', s = 'trial', s = 'paid') AS b_tsi
   FROM funnel_big_ev GROUP BY e;
 SELECT is((SELECT count(*) FROM got_names WHERE n_d <> b_d OR n_t <> b_t), 0::bigint,
@@ -358,20 +358,20 @@ SELECT is((SELECT count(*) FROM got_names WHERE n_ord <> b_ord OR n_ded <> b_ded
 SELECT ok((SELECT count(DISTINCT n_d) FROM got_names) = 5 AND (SELECT count(*) FROM got_names WHERE n_ord < n_d) > 0,
           'the step-name fixture reaches every level and strict_order lowers some');
 -- worked by hand: lead 09:00, demo 09:30, 'Demo' (another name) 09:40, deal 11:00, NULL name 09:50
-SELECT is((SELECT crm.window_funnel_times('1 hour', ts, s, ARRAY['lead', 'demo', 'deal']) FROM (VALUES
+SELECT is((SELECT crm.window_funnel_times_by_name('1 hour', ts, s, ARRAY['lead', 'demo', 'deal']) FROM (VALUES
              (timestamptz '2024-02-01 09:00+00', 'lead'), ('2024-02-01 09:30+00', 'demo'), ('2024-02-01 09:40+00', 'Demo'),
              ('2024-02-01 11:00+00', 'deal'), ('2024-02-01 09:50+00', NULL)) v(ts, s)),
           ARRAY[timestamptz '2024-02-01 09:00+00', '2024-02-01 09:30+00'],
           'step names: byte-wise names, a NULL name matches nothing, the deal is outside the hour');
-SELECT is((SELECT crm.window_funnel('1 hour', 'strict_order', ts, s, ARRAY['lead', 'demo', 'deal']) FROM (VALUES
+SELECT is((SELECT crm.window_funnel_by_name('1 hour', 'strict_order', ts, s, ARRAY['lead', 'demo', 'deal']) FROM (VALUES
              (timestamptz '2024-02-01 09:00+00', 'lead'), ('2024-02-01 09:10+00', 'call'), ('2024-02-01 09:30+00', 'demo')) v(ts, s)),
           1, 'step names, strict_order: a name outside the steps ends the chain');
-SELECT is((SELECT crm.window_funnel('1 hour', ts, s, ARRAY['lead', NULL, 'demo']) FROM (VALUES
+SELECT is((SELECT crm.window_funnel_by_name('1 hour', ts, s, ARRAY['lead', NULL, 'demo']) FROM (VALUES
              (timestamptz '2024-02-01 09:00+00', 'lead'), ('2024-02-01 09:30+00', 'demo')) v(ts, s)),
           1, 'step names: a NULL name in the steps is a step nothing matches');
 -- names longer than 8 bytes that share their first 8 bytes (and one that is a prefix of them)
 SELECT is((SELECT array_agg(n ORDER BY e) FROM (
-              SELECT e, crm.window_funnel('1 hour', ts, s, ARRAY['qualified_a', 'qualified_bb', 'qualified_a', 'qualifie']) AS n
+              SELECT e, crm.window_funnel_by_name('1 hour', ts, s, ARRAY['qualified_a', 'qualified_bb', 'qualified_a', 'qualifie']) AS n
                 FROM (VALUES (1, timestamptz '2024-02-01 09:00+00', 'qualified_a'), (1, '2024-02-01 09:10+00', 'qualified_bb'),
                              (1, '2024-02-01 09:20+00', 'qualified_a'), (1, '2024-02-01 09:30+00', 'qualifie'),
                              (2, '2024-02-01 09:00+00', 'qualified_a'), (2, '2024-02-01 09:10+00', 'qualified_b'),
@@ -382,47 +382,66 @@ SELECT is((SELECT array_agg(n ORDER BY e) FROM (
           ARRAY[4, 2, 1], 'step names over 8 bytes: compared in full, not by their first 8 bytes (or length)');
 -- the steps array may differ between groups (the parsed names are cached and replaced)
 SELECT is((SELECT count(*) FROM (
-              SELECT e, crm.window_funnel('2 days', ts, s, CASE WHEN e % 2 = 0 THEN ARRAY['visit', 'signup', 'trial']
+              SELECT e, crm.window_funnel_by_name('2 days', ts, s, CASE WHEN e % 2 = 0 THEN ARRAY['visit', 'signup', 'trial']
                                                                 ELSE ARRAY['signup', 'visit', 'trial'] END) AS n,
                         crm.window_funnel('2 days', ts, CASE WHEN e % 2 = 0 THEN s = 'visit' ELSE s = 'signup' END,
                                           CASE WHEN e % 2 = 0 THEN s = 'signup' ELSE s = 'visit' END, s = 'trial') AS b
                 FROM funnel_big_ev WHERE e < 2000 GROUP BY e) x WHERE n <> b),
           0::bigint, 'step names that change from group to group');
-SELECT is((SELECT crm.window_funnel('1 day', ts, s, ARRAY(SELECT 'step' || k FROM generate_series(1, 64) k))
+SELECT is((SELECT crm.window_funnel_by_name('1 day', ts, s, ARRAY(SELECT 'step' || k FROM generate_series(1, 64) k))
              FROM (SELECT timestamptz '2024-01-01' + k * interval '1 minute' AS ts, 'step' || k AS s
                      FROM generate_series(1, 64) k ORDER BY random()) x),
           64, 'step names: 64 steps in random row order');
 -- forced parallel
 SET LOCAL max_parallel_workers_per_gather = 2;
 SET LOCAL parallel_leader_participation = off;
-SELECT matches(pg_temp.plan_of($$SELECT crm.window_funnel('30 days', ts, s, ARRAY['visit', 'signup', 'trial', 'paid']) FROM funnel_big_ev$$),
+SELECT matches(pg_temp.plan_of($$SELECT crm.window_funnel_by_name('30 days', ts, s, ARRAY['visit', 'signup', 'trial', 'paid']) FROM funnel_big_ev$$),
                'Partial Aggregate', 'the step-name form runs as Partial Aggregate');
-SELECT is((SELECT crm.window_funnel('30 days', ts, s, ARRAY['visit', 'signup', 'trial', 'paid']) FROM funnel_big_ev),
+SELECT is((SELECT crm.window_funnel_by_name('30 days', ts, s, ARRAY['visit', 'signup', 'trial', 'paid']) FROM funnel_big_ev),
           (SELECT whole FROM serial_res), 'step-name form: parallel = serial boolean form');
 SET LOCAL enable_hashagg = off;
 SELECT is((SELECT array_agg(l ORDER BY e) FROM (
-              SELECT e, crm.window_funnel('2 days', ts, s, ARRAY['visit', 'signup', 'trial', 'paid']) l
+              SELECT e, crm.window_funnel_by_name('2 days', ts, s, ARRAY['visit', 'signup', 'trial', 'paid']) l
                 FROM funnel_big_ev GROUP BY e) x),
           (SELECT per_entity FROM serial_res), 'step-name form GROUP BY entity in parallel workers = serial boolean form');
 RESET enable_hashagg;
 RESET max_parallel_workers_per_gather;
 RESET parallel_leader_participation;
 -- bad input
-SELECT throws_ok($$SELECT crm.window_funnel('1 day', now(), 'a', NULL::text[])$$, '22004',
+SELECT throws_ok($$SELECT crm.window_funnel_by_name('1 day', now(), 'a', NULL::text[])$$, '22004',
                  'window_funnel steps must not be a null array', 'step names: NULL steps');
-SELECT throws_ok($$SELECT crm.window_funnel('1 day', now(), 'a', ARRAY[]::text[])$$, '22023',
+SELECT throws_ok($$SELECT crm.window_funnel_by_name('1 day', now(), 'a', ARRAY[]::text[])$$, '22023',
                  'window_funnel needs at least 1 step', 'step names: 0 steps');
-SELECT throws_ok($$SELECT crm.window_funnel('1 day', now(), 'a', ARRAY(SELECT k::text FROM generate_series(1, 65) k))$$, '54000',
+SELECT throws_ok($$SELECT crm.window_funnel_by_name('1 day', now(), 'a', ARRAY(SELECT k::text FROM generate_series(1, 65) k))$$, '54000',
                  'window_funnel supports at most 64 steps, got 65', 'step names: 65 steps');
-SELECT throws_ok($$SELECT crm.window_funnel('1 day', now(), 'a', ARRAY[['a'], ['b']])$$, '2202E',
+SELECT throws_ok($$SELECT crm.window_funnel_by_name('1 day', now(), 'a', ARRAY[['a'], ['b']])$$, '2202E',
                  'window_funnel steps must be a one-dimensional array', 'step names: two-dimensional steps');
-SELECT throws_ok($$SELECT crm.window_funnel('-1 day', now(), 'a', ARRAY['a'])$$, '22023',
+SELECT throws_ok($$SELECT crm.window_funnel_by_name('-1 day', now(), 'a', ARRAY['a'])$$, '22023',
                  'window_funnel window must not be negative', 'step names: negative window');
-SELECT throws_ok($$SELECT crm.window_funnel('1 day', 'strict', now(), 'a', ARRAY['a'])$$, '22023',
+SELECT throws_ok($$SELECT crm.window_funnel_by_name('1 day', 'strict', now(), 'a', ARRAY['a'])$$, '22023',
                  'unknown window_funnel mode "strict"', 'step names: unknown mode');
-SELECT throws_ok($$SELECT crm.window_funnel('1 day', now(), 'a', CASE WHEN x = 1 THEN ARRAY['a'] ELSE ARRAY['a', 'b'] END)
+SELECT throws_ok($$SELECT crm.window_funnel_by_name('1 day', now(), 'a', CASE WHEN x = 1 THEN ARRAY['a'] ELSE ARRAY['a', 'b'] END)
                      FROM generate_series(1, 2) x$$, '22023',
                  'window_funnel got 1 steps on one row and 2 on another', 'step names: the step count changes between rows');
+-- the step-name form has a name of its own: 2-step calls with untyped arguments still resolve
+SELECT is((SELECT crm.window_funnel('1 day', now(), NULL, NULL)), 0, 'window_funnel(w, ts, NULL, NULL) is not ambiguous');
+SELECT is((SELECT crm.window_funnel_times('1 day', 'strict_order', now(), NULL, NULL)), '{}'::timestamptz[],
+          'window_funnel_times(w, mode, ts, NULL, NULL) is not ambiguous');
+PREPARE funnel_untyped AS SELECT crm.window_funnel('1 day', ts, $1, $2) FROM (VALUES (now())) v(ts);
+SELECT is((SELECT count(*)::int FROM pg_prepared_statements WHERE name = 'funnel_untyped'
+             AND parameter_types = '{boolean,boolean}'::regtype[]), 1, 'untyped parameters resolve to the 2-step boolean form');
+DEALLOCATE funnel_untyped;
+-- rows that match no step are still checked against the group when window, mode or steps vary
+SELECT throws_ok($$SELECT crm.window_funnel_by_name('1 day', ts, s, st ORDER BY o DESC)
+                     FROM (VALUES (1, now(), 'z', ARRAY['a', 'b']), (2, now(), 'a', ARRAY['a'])) v(o, ts, s, st)$$, '22023',
+                 'window_funnel got 1 steps on one row and 2 on another', 'step names: a non-matching row with another step count, last');
+SELECT throws_ok($$SELECT crm.window_funnel(w, ts, c ORDER BY o DESC)
+                     FROM (VALUES (1, interval '1 day', now(), false), (2, interval '2 days', now(), true)) v(o, w, ts, c)$$, '22023',
+                 'window_funnel window and mode must be the same on every row of a group', 'a non-matching row with another window, last');
+SELECT throws_ok($$SELECT crm.window_funnel('1 day', m, ts, s = 'a', s = 'b' ORDER BY o)
+                     FROM (VALUES (1, 'strict_order', timestamptz '2024-01-01 00:00', 'a'), (2, '', '2024-01-01 00:01', 'x'),
+                                  (3, 'strict_order', '2024-01-01 00:02', 'b')) v(o, m, ts, s)$$, '22023',
+                 'window_funnel window and mode must be the same on every row of a group', 'a non-matching row with another mode');
 
 -- ======================================================================
 -- 5. state types: exact text round trip, and a round-tripped state gives the same answer

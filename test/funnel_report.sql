@@ -1,5 +1,5 @@
 BEGIN;
-SELECT plan(25);
+SELECT plan(26);
 
 -- ======================================================================
 -- funnel_report on a hand-worked fixture (see docs/funnel.md, worked example)
@@ -103,6 +103,8 @@ SELECT throws_ok($$SELECT * FROM crm.funnel_report('SELECT deal, at, stage, amou
     'too many columns');
 SELECT throws_ok($$SELECT * FROM crm.funnel_report('SELECT deal, at, stage, stage FROM fx', ARRAY['lead'])$$, '42804',
     NULL, 'a text value column');
+SELECT throws_ok($$SELECT * FROM crm.funnel_report('SELECT deal, at, stage FROM fx', ARRAY[['lead'], ['paid']])$$, '2202E',
+                 'funnel_report steps must be a one-dimensional array', 'two-dimensional steps');
 SELECT throws_ok($$SELECT * FROM crm.funnel_report('SELECT deal, at, stage FROM fx', NULL)$$, '22004',
     'funnel_report steps must not be null', 'NULL steps');
 SELECT throws_ok($$SELECT * FROM crm.funnel_report('SELECT deal, at, stage FROM fx', '{}')$$, '22023',

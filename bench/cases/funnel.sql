@@ -4,7 +4,7 @@
 -- step-1 event only, so weaker first-touch semantics); sorted: GroupAggregate over an index on
 -- (entity, ts); parallel: 2 workers; variadic: the same 4-step funnel through VARIADIC ARRAY[...]
 -- (the array form; separate step arguments resolve to the fixed-arity overloads); names: the step-name
--- form window_funnel(window, ts, stage, ARRAY['s1', ...]), the same funnel with one comparison per step in C.
+-- form window_funnel_by_name(window, ts, stage, ARRAY['s1', ...]), the same funnel with one comparison per step in C.
 -- @setup
 DROP TABLE IF EXISTS funnel_ev;
 CREATE TABLE funnel_ev AS
@@ -30,7 +30,7 @@ SELECT (SELECT count(*) FROM f1) + (SELECT count(*) FROM f2) + (SELECT count(*) 
 -- @query funnel_4
 SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage = 's1', stage = 's2', stage = 's3', stage = 's4') AS l FROM funnel_ev GROUP BY entity) x;
 -- @query funnel_4_names
-SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage, ARRAY['s1', 's2', 's3', 's4']) AS l FROM funnel_ev GROUP BY entity) x;
+SELECT sum(l) FROM (SELECT entity, crm.window_funnel_by_name('3 days', ts, stage, ARRAY['s1', 's2', 's3', 's4']) AS l FROM funnel_ev GROUP BY entity) x;
 -- @query funnel_4_variadic
 SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, VARIADIC ARRAY[stage = 's1', stage = 's2', stage = 's3', stage = 's4']) AS l FROM funnel_ev GROUP BY entity) x;
 -- @plain funnel_8
@@ -53,7 +53,7 @@ SELECT (SELECT count(*) FROM f1) + (SELECT count(*) FROM f2) + (SELECT count(*) 
 -- @query funnel_8
 SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage = 's1', stage = 's2', stage = 's3', stage = 's4', stage = 's5', stage = 's6', stage = 's7', stage = 's8') AS l FROM funnel_ev GROUP BY entity) x;
 -- @query funnel_8_names
-SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage, ARRAY['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8']) AS l FROM funnel_ev GROUP BY entity) x;
+SELECT sum(l) FROM (SELECT entity, crm.window_funnel_by_name('3 days', ts, stage, ARRAY['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8']) AS l FROM funnel_ev GROUP BY entity) x;
 -- @query funnel_8_strict_increase
 SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', 'strict_increase', ts, stage = 's1', stage = 's2', stage = 's3', stage = 's4', stage = 's5', stage = 's6', stage = 's7', stage = 's8') AS l FROM funnel_ev GROUP BY entity) x;
 -- @set max_parallel_workers_per_gather = 2
@@ -61,7 +61,7 @@ SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', 'strict_increase'
 -- @query funnel_4_parallel
 SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage = 's1', stage = 's2', stage = 's3', stage = 's4') AS l FROM funnel_ev GROUP BY entity) x;
 -- @query funnel_8_names_parallel
-SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage, ARRAY['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8']) AS l FROM funnel_ev GROUP BY entity) x;
+SELECT sum(l) FROM (SELECT entity, crm.window_funnel_by_name('3 days', ts, stage, ARRAY['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8']) AS l FROM funnel_ev GROUP BY entity) x;
 -- @query funnel_8_parallel
 SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage = 's1', stage = 's2', stage = 's3', stage = 's4', stage = 's5', stage = 's6', stage = 's7', stage = 's8') AS l FROM funnel_ev GROUP BY entity) x;
 -- @set max_parallel_workers_per_gather = 0
@@ -70,4 +70,4 @@ SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage = 's1',
 -- @query funnel_4_sorted
 SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage = 's1', stage = 's2', stage = 's3', stage = 's4') AS l FROM funnel_ev GROUP BY entity) x;
 -- @query funnel_8_names_sorted
-SELECT sum(l) FROM (SELECT entity, crm.window_funnel('3 days', ts, stage, ARRAY['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8']) AS l FROM funnel_ev GROUP BY entity) x;
+SELECT sum(l) FROM (SELECT entity, crm.window_funnel_by_name('3 days', ts, stage, ARRAY['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8']) AS l FROM funnel_ev GROUP BY entity) x;
