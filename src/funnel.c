@@ -658,9 +658,10 @@ FunnelAggArgIsConst(FunctionCallInfo fcinfo, int argno)
 
 /*
  * The step names of a text[] argument, parsed once per call site and kept in
- * *slot (in fn_mcxt).  When the argument is aggregated argument const_argno
- * (-1: not an aggregate's) and a constant, that is the end of it; otherwise
- * they are parsed again whenever the array's bytes change.
+ * *slot (in fn_mcxt), parsed again whenever the array's bytes change.
+ * constant is set when the argument is aggregated argument const_argno (-1:
+ * not an aggregate's) and a constant of the query: the caller then need not
+ * call again.
  */
 static FunnelStepsCache *
 FunnelStepsArg(FunctionCallInfo fcinfo, FunnelStepsCache **slot, ArrayType *arr, int const_argno,
@@ -672,8 +673,7 @@ FunnelStepsArg(FunctionCallInfo fcinfo, FunnelStepsCache **slot, ArrayType *arr,
 	bool	   *nulls;
 	int			i;
 
-	if (c != NULL && (c->constant ||
-					  (c->arrsize == VARSIZE(arr) && memcmp(c->arrbytes, arr, c->arrsize) == 0)))
+	if (c != NULL && c->arrsize == VARSIZE(arr) && memcmp(c->arrbytes, arr, c->arrsize) == 0)
 		return c;
 	if (ARR_NDIM(arr) > 1)
 		ereport(ERROR,
@@ -833,29 +833,29 @@ FunnelTransitionNames(FunctionCallInfo fcinfo, int mode_arg, int ts_arg)
 {
 	int			step_arg = ts_arg + 1;
 	int			steps_arg = ts_arg + 2;
+	FunnelCallCache *cc;
 	FunnelStepsCache *c;
 	uint64		mask = 0;
 	int64		window;
 	uint32		flags;
 
 	FunnelPrologue(fcinfo, mode_arg, &window, &flags);
+	cc = FunnelCache(fcinfo);
 	if (PG_ARGISNULL(steps_arg))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("window_funnel steps must not be a null array"),
 				 errhint("Pass the step names as a text[], such as ARRAY['lead', 'deal', 'won'].")));
-	c = FunnelCache(fcinfo)->steps;
+	c = cc->steps;
 	if (c == NULL || !c->constant)
-		c = FunnelStepsArg(fcinfo, &FunnelCache(fcinfo)->steps, PG_GETARG_ARRAYTYPE_P(steps_arg), steps_arg - 1,
-						   "window_funnel");
+		c = FunnelStepsArg(fcinfo, &cc->steps, PG_GETARG_ARRAYTYPE_P(steps_arg), steps_arg - 1, "window_funnel");
 	if (!PG_ARGISNULL(step_arg))
 	{
 		text	   *step = PG_GETARG_TEXT_PP(step_arg);
 
 		mask = FunnelNameMask(c, VARDATA_ANY(step), VARSIZE_ANY_EXHDR(step));
 	}
-	return FunnelAppend(fcinfo, ts_arg, c->n, mask, window, flags,
-						FunnelCache(fcinfo)->args_const && c->constant);
+	return FunnelAppend(fcinfo, ts_arg, c->n, mask, window, flags, cc->args_const && c->constant);
 }
 
 /*
@@ -1790,6 +1790,6 @@ funnel_step_flags(PG_FUNCTION_ARGS)
 					   "funnel_report");
 	mask = step == NULL ? 0 : FunnelNameMask(c, VARDATA_ANY(step), VARSIZE_ANY_EXHDR(step));
 	for (i = 0; i < c->n; i++)
-		out[i] = BoolGetDatum((mask & (UINT64CONST(1) << i)) != 0);
+		out[i] = BoolGetDatum((mask & FUNNEL_BIT(i)) != 0);
 	PG_RETURN_ARRAYTYPE_P(construct_array(out, c->n, BOOLOID, 1, true, TYPALIGN_CHAR));
 }
