@@ -44,11 +44,12 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control
 
 .PHONY: demo test bench dist prove
 # the PGXN archive of the committed tree (HEAD); META.json must carry the control's version
+DIST_ZIP ?= $(EXTENSION)-$(EXTVERSION).zip
 dist:
 	@v=$$(perl -MJSON::PP -e 'local $$/; print decode_json(<STDIN>)->{version}' < META.json); \
 	 [ "$$v" = "$(EXTVERSION)" ] || { echo "META.json version $$v differs from default_version $(EXTVERSION)" >&2; exit 1; }
-	git archive --format zip --prefix $(EXTENSION)-$(EXTVERSION)/ -o $(EXTENSION)-$(EXTVERSION).zip HEAD
-	@echo "$(EXTENSION)-$(EXTVERSION).zip"
+	git archive --format zip --prefix $(EXTENSION)-$(EXTVERSION)/ -o $(DIST_ZIP) HEAD
+	@echo "$(DIST_ZIP)"
 
 # pgTAP suites (test/*.sql) by pg_prove against the server that PGHOST/PGPORT/PGUSER name, in a
 # scratch database PROVE_DB (dropped and created again) holding pgtap, crm_analytics (installed
