@@ -53,9 +53,11 @@ dist:
 
 # pgTAP suites (test/*.sql) by pg_prove against the server that PGHOST/PGPORT/PGUSER name, in a
 # scratch database PROVE_DB (dropped and created again) holding pgtap, crm_analytics (installed
-# there already: make install) and the demo data scripts/test loads.
+# there already: make install) and the demo data scripts/test loads; sessions in UTC as there
+# (crm.load_demo's data depends on the session time zone).
 PROVE_DB    ?= crm_prove
 PROVE_TESTS ?= $(sort $(wildcard test/*.sql))
+prove: export PGTZ = UTC
 prove:
 	psql -X -q -v ON_ERROR_STOP=1 -d postgres -c 'DROP DATABASE IF EXISTS $(PROVE_DB)' -c 'CREATE DATABASE $(PROVE_DB)'
 	psql -X -q -v ON_ERROR_STOP=1 -d $(PROVE_DB) -c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION crm_analytics' \
