@@ -14,6 +14,11 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 control=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" crm_analytics.control)
 [ -n "$control" ] && ok "crm_analytics.control default_version is $control" || nok "no default_version in the control file"
 
+# who can install: a superuser only, as README.md, docs/install.md and docs/security.md (section F) say
+grep -qx "superuser = true" crm_analytics.control && grep -qx "trusted = false" crm_analytics.control \
+    && ok "crm_analytics.control: superuser = true, trusted = false (installed by a superuser only)" \
+    || nok "crm_analytics.control no longer says superuser = true, trusted = false: update docs/security.md section F"
+
 # META.json: valid JSON, the PGXN fields, the control's version everywhere
 meta=$(perl -MJSON::PP -e 'local $/; my $m = decode_json(<STDIN>);
          print join(" ", $m->{name}, $m->{version}, $m->{provides}{crm_analytics}{version},
