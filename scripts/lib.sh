@@ -29,11 +29,31 @@ ensure_deps() {
     # Debian's postgresql package starts a main cluster on install; we never use it.
 }
 
-# A private, relocated copy of the PostgreSQL installation under build/pgroot:
-# tests install the extension there, so they neither need nor disturb the
-# system-wide install, and several checkouts can test at once.
+# A private, relocated copy of the PostgreSQL installation: tests install the
+# extension there, so they neither need nor disturb the system-wide install,
+# and several checkouts can test at once.  The server runs as the postgres user
+# (when we are root), which must be able to read the copy: a checkout may sit in
+# a folder postgres cannot enter (root's home, a mktemp -d folder, mode 0700), so
+# the copy lives outside the checkout, in a folder of /var/tmp of our own, one
+# per checkout (keyed by a hash of the checkout's path).  CRM_PG_ROOT overrides.
+private_pg_root_dir() {
+    if [ -n "${CRM_PG_ROOT:-}" ]; then echo "$CRM_PG_ROOT"; return; fi
+    local key
+    key=$(printf '%s' "$CRM_ROOT" | sha256sum | cut -c1-16)
+    echo "/var/tmp/crm_analytics-$(id -u)-$key/pgroot"
+}
+
 private_pg_root() {
-    local root=${CRM_PG_ROOT:-$CRM_ROOT/build/pgroot}
+    local root
+    root=$(private_pg_root_dir)
+    if [ -z "${CRM_PG_ROOT:-}" ]; then
+        # our own folder, not one planted by another user of /var/tmp
+        local base=${root%/pgroot}
+        [ -d "$base" ] || mkdir -m 755 "$base"
+        [ -O "$base" ] && [ ! -L "$base" ] || die "$base is not a folder of ours"
+        [ -z "$(find "$base" -maxdepth 0 -perm /022)" ] || die "$base is writable by others"
+        echo "$CRM_ROOT" > "$base/checkout"
+    fi
     local stamp=$root/.stamp
     local want
     want=$(dpkg-query -W -f='${Version}' postgresql-$PG_MAJOR postgresql-$PG_MAJOR-pgtap postgresql-$PG_MAJOR-cron 2>/dev/null | tr '\n' ' ')
@@ -46,6 +66,10 @@ private_pg_root() {
         echo "$want" > "$stamp"
     fi
     chmod -R a+rX "$root" 2>/dev/null || true
+    # the server (run as postgres) must reach it: check rather than fail obscurely in initdb
+    if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$root/usr/lib/postgresql/$PG_MAJOR/bin/initdb"; then
+        die "the postgres user cannot reach $root (set CRM_PG_ROOT to a folder it can read)"
+    fi
     echo "$root/usr/lib/postgresql/$PG_MAJOR/bin"
 }
 

@@ -806,6 +806,9 @@ CoverageDirectBegin(CoverageDirect *d, Oid relid)
 	Oid			pkoid;
 	Relation	pkey;
 	RangeTblEntry *rte;
+#if PG_VERSION_NUM >= 160000
+	RTEPermissionInfo *perm;	/* 16 moved the permissions out of the RTE */
+#endif
 
 	pkoid = (rel->rd_rel->relkind == RELKIND_RELATION && rel->trigdesc == NULL &&
 			 !rel->rd_rel->relispartition) ? RelationGetPrimaryKeyIndex(rel) : InvalidOid;
@@ -838,17 +841,32 @@ CoverageDirectBegin(CoverageDirect *d, Oid relid)
 	rte->relid = relid;
 	rte->relkind = rel->rd_rel->relkind;
 	rte->rellockmode = RowExclusiveLock;
+#if PG_VERSION_NUM >= 160000
+	perm = makeNode(RTEPermissionInfo);
+	perm->relid = relid;
+	perm->requiredPerms = ACL_SELECT | ACL_UPDATE;
+	perm->updatedCols = bms_make_singleton(d->att_last - FirstLowInvalidHeapAttributeNumber);
+	perm->updatedCols = bms_add_member(perm->updatedCols, d->att_contacts - FirstLowInvalidHeapAttributeNumber);
+	perm->updatedCols = bms_add_member(perm->updatedCols, d->att_next - FirstLowInvalidHeapAttributeNumber);
+	rte->perminfoindex = 1;
+	ExecInitRangeTable(d->estate, list_make1(rte), list_make1(perm));
+#else
 	rte->requiredPerms = ACL_SELECT | ACL_UPDATE;
 	rte->updatedCols = bms_make_singleton(d->att_last - FirstLowInvalidHeapAttributeNumber);
 	rte->updatedCols = bms_add_member(rte->updatedCols, d->att_contacts - FirstLowInvalidHeapAttributeNumber);
 	rte->updatedCols = bms_add_member(rte->updatedCols, d->att_next - FirstLowInvalidHeapAttributeNumber);
 	ExecInitRangeTable(d->estate, list_make1(rte));
+#endif
 	d->rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(d->rri, rel, 1, NULL, 0);
 	d->estate->es_output_cid = GetCurrentCommandId(true);
 	d->estate->es_snapshot = GetActiveSnapshot();
 	ExecOpenIndices(d->rri, false);
+#if PG_VERSION_NUM >= 160000
+	EvalPlanQualInit(&d->epq, d->estate, NULL, NIL, -1, NIL);
+#else
 	EvalPlanQualInit(&d->epq, d->estate, NULL, NIL, -1);
+#endif
 	d->oldslot = table_slot_create(rel, &d->estate->es_tupleTable);
 	d->newslot = ExecInitExtraTupleSlot(d->estate, RelationGetDescr(rel), &TTSOpsVirtual);
 	return true;

@@ -1,22 +1,16 @@
 #!/usr/bin/env bash
 # clv_cdnow.sh: crm.clv_summary, crm.bgnbd_fit, crm.gamma_gamma_fit and the
-# predictions against the published CDNOW results (../shared/data/cdnow,
-# relative to the repository root; the nearest ancestor directory holding
-# shared/data/cdnow is used, so this works from a worktree too).
+# predictions against the published CDNOW results (test/data/cdnow in this
+# repository: the sample, the published summaries and their source, README.md).
 # Env: PGHOST/PGPORT/PGUSER of a running cluster with crm_analytics installed.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-data=""
-dir=$here
-while [ "$dir" != / ]; do
-    if [ -f "$dir/../shared/data/cdnow/CDNOW_sample.txt" ]; then
-        data=$(cd "$dir/../shared/data/cdnow" && pwd); break
-    fi
-    dir=$(dirname "$dir")
+data=$here/test/data/cdnow
+for f in CDNOW_sample.txt cdnow_customers_summary.csv cdnow_customers_summary_with_transactions.csv; do
+    [ -f "$data/$f" ] || { echo "not ok - test/data/cdnow/$f missing"; exit 1; }
 done
-[ -n "$data" ] || { echo "not ok - CDNOW data not found in ../shared/data/cdnow above $here"; exit 1; }
-echo "# CDNOW data: $data"
+echo "# CDNOW data: test/data/cdnow"
 
 db=crm_clv_cdnow
 psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
