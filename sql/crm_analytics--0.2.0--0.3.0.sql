@@ -16,6 +16,8 @@ AS $$ SELECT '0.3.0'::text $$;
 -- alone and accepts exactly one SELECT; the new .so carries that.  The
 -- internal runner crm._coverage_check_classes, callable directly, now checks
 -- its text too.
+COMMENT ON FUNCTION crm._check_inner_query(text, text, text[]) IS
+'Accepts an inner query only if it is exactly one SELECT statement (parsed alone: no semicolon, no SELECT INTO, no data-modifying WITH, not ending inside a -- comment), then checks its columns by position and type ("name kind" per column, kind any/timestamptz/numeric/text/integer/boolean, "?" suffix = optional trailing column); returns the column count or raises an error naming the expected columns.';
 CREATE OR REPLACE FUNCTION crm._coverage_check_classes(classes_query text) RETURNS void
 LANGUAGE plpgsql
 AS $$
