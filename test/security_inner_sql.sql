@@ -153,7 +153,7 @@ SELECT f.sig, f.argname, h.name, pg_temp.call_sql(f.oid, f.argname, quote_nullab
   FROM sql_funcs f, hostile h
  WHERE NOT (h.required_only AND f.pos > f.pronargs - f.pronargdefaults);
 
-SELECT plan((SELECT count(*)::int FROM calls) + 16);
+SELECT plan((SELECT count(*)::int FROM calls) + 19);
 
 -- 1-2: the catalog search finds the known SQL-taking functions
 SELECT ok((SELECT count(DISTINCT sig) FROM sql_funcs) >= 17, 'at least 17 functions of the extension take SQL text');
@@ -190,7 +190,18 @@ SELECT throws_ok(format('SELECT pg_temp.as_nobody(%L)',
                  $q$SELECT * FROM crm.retention_metrics('SELECT ''a''::text, now()) AS crm_q(entity, ts) GROUP BY crm_q.entity, crm_q.ts; SELECT false, 12345::bigint; SELECT * FROM (SELECT ''a''::text, now()', 'month')$q$),
                  '42601', NULL, 'retention_metrics: the text that crashed 0.2.0 is a syntax error');
 
--- 7-9: a legal query ending in a "--" comment works and equals plain SQL
+-- 7-9: the issue's string itself, on both methods and retention_metrics
+-- (0.2.0 answered it with 42P01, missing FROM-clause entry for "crm_q": its
+-- first statement names the wrapper's alias; the texts above adapt it)
+SELECT throws_ok(format('SELECT pg_temp.as_nobody(%L)', format('SET crm_analytics.cohort_two_pass = %s; SELECT * FROM crm.cohort_retention(%L, ''month'', 12)',
+                        tp, (SELECT txt FROM hostile WHERE name = 'the issue''s breakout string'))),
+                 '42601', NULL, format('cohort_retention, cohort_two_pass = %s: the issue''s string is a syntax error', tp))
+  FROM unnest(ARRAY['on', 'off']) tp;
+SELECT throws_ok(format('SELECT pg_temp.as_nobody(%L)', format('SELECT * FROM crm.retention_metrics(%L, ''month'')',
+                        (SELECT txt FROM hostile WHERE name = 'the issue''s breakout string'))),
+                 '42601', NULL, 'retention_metrics: the issue''s string is a syntax error');
+
+-- 10-12: a legal query ending in a "--" comment works and equals plain SQL
 -- (the demo orders: cohort size and active customers per month, from a
 -- first-order CTE)
 CREATE TEMP TABLE ref_cohorts AS
@@ -221,7 +232,7 @@ SELECT is(ARRAY(SELECT row(period_start, active_customers, orders)::text
                           FROM crm_demo.orders WHERE customer_id IS NOT NULL GROUP BY 1) x ORDER BY m),
           'retention_metrics: a query ending in a -- comment equals plain SQL');
 
--- 10-11: the PL/pgSQL reports wrap the text as "(<text>)": a final comment must end with a newline
+-- 13-14: the PL/pgSQL reports wrap the text as "(<text>)": a final comment must end with a newline
 SELECT throws_ok($$SELECT * FROM crm.rfm_report('SELECT customer_id, ordered_at, amount FROM crm_demo.orders -- every order', '2026-01-01')$$,
                  '42601', 'inner query of rfm_report must not end inside a "--" comment',
                  'rfm_report: a text ending inside a -- comment is refused');
@@ -229,7 +240,7 @@ SELECT is((SELECT count(*) FROM crm.rfm_report(E'SELECT customer_id, ordered_at,
           (SELECT count(DISTINCT customer_id) FROM crm_demo.orders WHERE ordered_at <= '2026-01-01'),
           'rfm_report: a comment ended by a newline is fine');
 
--- 12: the two-pass receiver checks what it is handed.  The inner query's
+-- 15: the two-pass receiver checks what it is handed.  The inner query's
 -- plan is prepared once and run twice; here pass 1 changes search_path, so
 -- pass 2 re-analyses "t" as another table whose amount is text: the
 -- receiver refuses it instead of reading text as numeric.
@@ -248,7 +259,7 @@ SELECT throws_ok($$SELECT * FROM crm.cohort_retention('SELECT e, ts, amount FROM
 RESET search_path;
 RESET crm_analytics.cohort_two_pass;
 
--- 13-14: a hostile text stored in the sources registry (where only its
+-- 16-17: a hostile text stored in the sources registry (where only its
 -- owner can write) is refused when a dashboard report splices it
 UPDATE crm.sources SET query = pg_temp.breakout(cardinality(crm.source_columns('orders'))) WHERE kind = 'orders';
 SELECT throws_ok($$SELECT * FROM crm.dashboard_retention('2025-12-31')$$, '42601', NULL,
@@ -257,7 +268,7 @@ UPDATE crm.sources SET query = 'SELECT order_id, customer_id, ordered_at, amount
 SELECT throws_ok($$SELECT * FROM crm.dashboard_rfm('2025-12-31')$$, '42601', NULL,
                  'dashboard_rfm: a stored source of two statements is refused');
 
--- 15-16: the server is still up, and the role was reset
+-- 18-19: the server is still up, and the role was reset
 SELECT is((SELECT count(*) FROM crm.cohort_retention('SELECT 1, now()', 'month', 1)), 1::bigint, 'the server still answers');
 SELECT is(current_user::text, session_user::text, 'the role is back to the session user');
 
