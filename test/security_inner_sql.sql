@@ -153,7 +153,7 @@ SELECT f.sig, f.argname, h.name, pg_temp.call_sql(f.oid, f.argname, quote_nullab
   FROM sql_funcs f, hostile h
  WHERE NOT (h.required_only AND f.pos > f.pronargs - f.pronargdefaults);
 
-SELECT plan((SELECT count(*)::int FROM calls) + 19);
+SELECT plan((SELECT count(*)::int FROM calls) + 19 + 42);
 
 -- 1-2: the catalog search finds the known SQL-taking functions
 SELECT ok((SELECT count(DISTINCT sig) FROM sql_funcs) >= 17, 'at least 17 functions of the extension take SQL text');
@@ -268,7 +268,53 @@ UPDATE crm.sources SET query = 'SELECT order_id, customer_id, ordered_at, amount
 SELECT throws_ok($$SELECT * FROM crm.dashboard_rfm('2025-12-31')$$, '42601', NULL,
                  'dashboard_rfm: a stored source of two statements is refused');
 
--- 18-19: the server is still up, and the role was reset
+-- 18-59: the two-pass method reads the inner query's own rows and casts
+-- them in C: every accepted ts and amount type, NULL entity, ts and amount,
+-- on both methods, against plain SQL over the same casts
+CREATE TEMP TABLE tcast (e int, ts timestamptz, amount numeric);
+INSERT INTO tcast VALUES (1, '2025-01-03 10:00', 10.25), (1, '2025-02-11', 5), (2, '2025-01-20', 1.5),
+                         (2, '2025-03-01 23:59:59', 2), (3, '2025-02-28', 7), (NULL, '2025-01-01', 100),
+                         (3, NULL, 1), (1, '2025-02-15', NULL), (4, '2024-12-31 23:00', -3.75),
+                         (5, '2025-01-31 20:00+09', 1);
+-- a zone east of UTC: a timestamp read as if it were a timestamptz would put e = 5 in February
+SET LOCAL timezone = 'Asia/Tokyo';
+CREATE FUNCTION pg_temp.ref_cast(q text) RETURNS TABLE(cohort date, period_no int, cohort_size bigint, active bigint, revenue numeric)
+LANGUAGE plpgsql AS $f$
+BEGIN
+    RETURN QUERY EXECUTE format($q$
+        WITH o AS (SELECT x.e, x.ts::timestamptz AS ts, x.amount::numeric AS amount FROM (%s) x(e, ts, amount)
+                    WHERE x.e IS NOT NULL AND x.ts IS NOT NULL),
+             f AS (SELECT o.e, date_trunc('month', min(o.ts)) AS c FROM o GROUP BY o.e),
+             s AS (SELECT f.c, count(*) AS n FROM f GROUP BY f.c),
+             a AS (SELECT f.c, (extract(year FROM age(date_trunc('month', o.ts), f.c)) * 12
+                                + extract(month FROM age(date_trunc('month', o.ts), f.c)))::int AS k,
+                          count(DISTINCT o.e) AS active, coalesce(sum(o.amount), 0) AS rev
+                     FROM o JOIN f USING (e) GROUP BY 1, 2)
+        SELECT a.c::date, a.k, s.n, a.active, a.rev FROM a JOIN s USING (c) WHERE a.k < 3$q$, q);
+END
+$f$;
+-- cohort_retention(q, 'month', 3) with cohort_two_pass = tp (set when the query runs)
+CREATE FUNCTION pg_temp.cohorts_with(tp text, q text)
+RETURNS TABLE(cohort date, period_no int, cohort_size bigint, active bigint, revenue numeric) LANGUAGE plpgsql AS $f$
+BEGIN
+    PERFORM set_config('crm_analytics.cohort_two_pass', tp, true);
+    RETURN QUERY SELECT r.cohort, r.period_no, r.cohort_size, r.active, r.revenue FROM crm.cohort_retention(q, 'month', 3) r;
+END
+$f$;
+SELECT results_eq(format($$SELECT cohort, period_no, cohort_size, active, coalesce(revenue, 0)
+                             FROM pg_temp.cohorts_with(%L, %L) WHERE active > 0 ORDER BY 1, 2$$, tp, q),
+                  format($$SELECT cohort, period_no, cohort_size, active, %s FROM pg_temp.ref_cast(%L) ORDER BY 1, 2$$,
+                         CASE WHEN amt IS NULL THEN '0::numeric' ELSE 'revenue' END,
+                         CASE WHEN amt IS NULL THEN replace(q, ' FROM', ', NULL::numeric FROM') ELSE q END),
+                  format('cohort_two_pass = %s, ts %s, amount %s: equals plain SQL', tp, tst, coalesce(amt, 'absent')))
+  FROM unnest(ARRAY['on', 'off']) tp
+ CROSS JOIN unnest(ARRAY['timestamptz', 'timestamp', 'date']) tst
+ CROSS JOIN unnest(ARRAY['numeric', 'integer', 'bigint', 'smallint', 'double precision', 'real', NULL]) amt
+ CROSS JOIN LATERAL (SELECT format('SELECT e, ts::%s%s FROM tcast', tst, CASE WHEN amt IS NULL THEN '' ELSE ', amount::' || amt END) AS q) x;
+RESET crm_analytics.cohort_two_pass;
+RESET timezone;
+
+-- 60-61: the server is still up, and the role was reset
 SELECT is((SELECT count(*) FROM crm.cohort_retention('SELECT 1, now()', 'month', 1)), 1::bigint, 'the server still answers');
 SELECT is(current_user::text, session_user::text, 'the role is back to the session user');
 
