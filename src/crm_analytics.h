@@ -95,10 +95,12 @@ typedef struct CrmColumnSpec
 } CrmColumnSpec;
 
 /*
- * Check, with SPI connected, that the inner query sql of function fname
- * returns the columns cols (by position and type).  Returns the number of
- * columns present (optional trailing ones may be missing).  Errors name the
- * expected columns.
+ * Check, with SPI connected, that the inner query sql of function fname is
+ * one SELECT (crm_inner_query_validate) and returns the columns cols (by
+ * position and type); the query is prepared alone and started without
+ * fetching a row, so the caller's rights on what it reads are checked too.
+ * Returns the number of columns present (optional trailing ones may be
+ * missing).  Errors name the expected columns.
  */
 extern int	crm_check_inner_query(const char *fname, const char *sql,
 								  const CrmColumnSpec *cols, int ncols);
