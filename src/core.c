@@ -93,6 +93,12 @@ crm_check_inner_query_sql(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s: the inner query must not be null", fname)));
 	sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	/* before anything else: one SELECT, and not ending in a "--" comment (the callers wrap it as "(%s)") */
+	if (sql[0] != '\0')
+	{
+		crm_inner_query_validate(fname, sql);
+		crm_inner_query_reject_open_comment(fname, sql);
+	}
 	arr = PG_GETARG_ARRAYTYPE_P(2);
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &nelems);
 	cols = palloc0(sizeof(CrmColumnSpec) * Max(nelems, 1));

@@ -47,4 +47,4 @@ AS 'MODULE_PATHNAME', 'crm_check_inner_query_sql';
 -- must resolve its table names with the caller's search_path.  The C code
 -- itself refers to nothing by an unqualified name.
 COMMENT ON FUNCTION crm._check_inner_query(text, text, text[]) IS
-'Checks the columns of an inner query by position and type ("name kind" per column, kind any/timestamptz/numeric/text/integer/boolean, "?" suffix = optional trailing column); returns the column count or raises an error naming the expected columns.';
+'Accepts an inner query only if it is exactly one SELECT statement (parsed alone: no semicolon, no SELECT INTO, no data-modifying WITH, not ending inside a -- comment), then checks its columns by position and type ("name kind" per column, kind any/timestamptz/numeric/text/integer/boolean, "?" suffix = optional trailing column); returns the column count or raises an error naming the expected columns.';

@@ -535,6 +535,8 @@ AS $$
 DECLARE
     bad text;
 BEGIN
+    -- exactly one SELECT of one text column (callable directly: check it here too)
+    PERFORM crm._check_inner_query('crm._coverage_check_classes', classes_query, ARRAY['class text']);
     EXECUTE format('SELECT q.cls FROM (%s) AS q(cls) WHERE q.cls IS NOT NULL '
                    'AND NOT EXISTS (SELECT 1 FROM crm.coverage_policy p WHERE p.class OPERATOR(pg_catalog.=) q.cls) LIMIT 1',
                    classes_query) INTO bad;

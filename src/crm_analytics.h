@@ -12,6 +12,7 @@
 #include "utils/expandeddatum.h"
 #include "datatype/timestamp.h"
 #include "catalog/pg_type.h"
+#include "access/tupdesc.h"
 
 /* ------------------------------------------------------------------------
  * CrmState: an aggregate state that is updated in place.
@@ -94,16 +95,53 @@ typedef struct CrmColumnSpec
 } CrmColumnSpec;
 
 /*
- * Check, with SPI connected, that the inner query sql of function fname
- * returns the columns cols (by position and type).  Returns the number of
- * columns present (optional trailing ones may be missing).  Errors name the
- * expected columns.
+ * Check, with SPI connected, that the inner query sql of function fname is
+ * one SELECT (crm_inner_query_validate) and returns the columns cols (by
+ * position and type); the query is prepared alone and started without
+ * fetching a row, so the caller's rights on what it reads are checked too.
+ * Returns the number of columns present (optional trailing ones may be
+ * missing).  Errors name the expected columns.
  */
 extern int	crm_check_inner_query(const char *fname, const char *sql,
 								  const CrmColumnSpec *cols, int ncols);
 /* the same, also storing each present column's type in types[ncols] (may be NULL) */
 extern int	crm_check_inner_query_types(const char *fname, const char *sql,
 										const CrmColumnSpec *cols, int ncols, Oid *types);
+
+/*
+ * The one gate for SQL text a caller passes (inner_query.c explains the
+ * rule): sql must be exactly one SELECT statement (SELECT, VALUES, TABLE),
+ * parsed alone: no second statement, no semicolon, no SELECT ... INTO, no
+ * data-modifying statement in a WITH clause.  Errors otherwise (22004 NULL,
+ * 22023 empty, 42601 syntax / not one SELECT, 0A000 INTO / data-modifying
+ * WITH).  Needs no SPI; crm_check_inner_query and every function below call
+ * it first.
+ */
+extern void crm_inner_query_validate(const char *fname, const char *sql);
+
+/* for "(<text>)" wrappers without a newline: refuse a text ending in a "--" comment */
+extern void crm_inner_query_reject_open_comment(const char *fname, const char *sql);
+
+/*
+ * With SPI connected: validate sql, prepare it alone (one SELECT plan,
+ * parallel allowed) and check its columns as crm_check_inner_query does.
+ * Returns the SPIPlanPtr (as void *, living until SPI_finish), the number of
+ * columns in *natts and their exact types in types[] (may be NULL).
+ */
+extern void *crm_inner_query_prepare(const char *fname, const char *sql,
+									 const CrmColumnSpec *cols, int ncols, int *natts, Oid *types);
+
+/*
+ * With SPI connected: prepare a query the C code built around a validated
+ * inner query and require exactly one plan source whose query is a SELECT.
+ */
+extern void *crm_prepare_select(const char *fname, const char *sql);
+
+/*
+ * A receiver's check of the tuple descriptor it is handed: natts columns of
+ * exactly types[], otherwise a 42804 error (nothing is read).
+ */
+extern void crm_check_result_desc(const char *fname, TupleDesc desc, int natts, const Oid *types);
 
 /* an int2, int4 or int8 datum (an entity or customer key) as int64 */
 static inline int64

@@ -31,6 +31,7 @@
 
 #include <limits.h>
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
@@ -45,8 +46,10 @@
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
 #include "utils/hsearch.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(crm_retention_transfn);
@@ -1685,14 +1688,18 @@ typedef struct RollupReceiver
 	int32		asof_idx;		/* periods after it are ignored */
 	CohortEntry *buf;			/* an entity's entries, widened */
 	int			bufcap;
+	const char *fname;			/* for errors */
+	Oid			rowtypes[2];	/* what RollupReceive reads: boolean, crm.cohort_activity_state */
 } RollupReceiver;
 
+/* the aggregate path's receiver is handed (entity IS NULL, cohort_activity(...)) */
 static void
 RollupStartup(DestReceiver *self, int operation, TupleDesc typeinfo)
 {
-	(void) self;
+	RollupReceiver *r = (RollupReceiver *) self;
+
 	(void) operation;
-	(void) typeinfo;
+	crm_check_result_desc(r->fname, typeinfo, 2, r->rowtypes);
 }
 
 static void
@@ -1878,6 +1885,22 @@ RollupCreateTable(RollupReceiver *r)
 	r->table = hash_create("crm cohort rollup", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 }
 
+/* the oid of crm.cohort_activity_state, found without the search_path */
+static Oid
+CohortStateTypeOid(void)
+{
+	Oid			nsp = get_namespace_oid("crm", false);
+	Oid			typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+										CStringGetDatum("cohort_activity_state"),
+										ObjectIdGetDatum(nsp));
+
+	if (!OidIsValid(typid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("type crm.cohort_activity_state does not exist")));
+	return typid;
+}
+
 static const CrmColumnSpec cohort_columns[] = {
 	{"entity", CRM_COL_ANY, false},
 	{"ts", CRM_COL_TIMESTAMP, false},
@@ -1895,9 +1918,12 @@ RollupRun(const char *fname, const char *sql, RollupReceiver *r)
 	int			natts;
 	StringInfoData q;
 	SPIExecuteOptions opts;
+	SPIPlanPtr	plan;
 	int			ret;
 
-	natts = crm_check_inner_query(fname, sql, cohort_columns, 3);
+	/* one SELECT with the right columns (its own plan is not needed here) */
+	plan = crm_inner_query_prepare(fname, sql, cohort_columns, 3, &natts, NULL);
+	SPI_freeplan(plan);
 
 	RollupCreateTable(r);
 
@@ -1906,6 +1932,11 @@ RollupRun(const char *fname, const char *sql, RollupReceiver *r)
 	 * Rows with a NULL entity are skipped before aggregation (as documented:
 	 * their ts and amount are never looked at, so they cannot raise errors);
 	 * RollupReceive also drops a NULL group should one ever arrive.
+	 *
+	 * sql passed crm_inner_query_validate, so "(sql\n)" is one subquery
+	 * (inner_query.c explains why); crm_prepare_select checks that the
+	 * whole text is one SELECT all the same, and RollupStartup checks the
+	 * columns the receiver is handed.
 	 */
 	appendStringInfo(&q,
 					 "SELECT crm_q.entity IS NULL,\n"
@@ -1916,19 +1947,26 @@ RollupRun(const char *fname, const char *sql, RollupReceiver *r)
 					 natts >= 3 ? "crm_q.amount::pg_catalog.numeric" : "NULL::pg_catalog.numeric",
 					 period_names[r->period], sql, natts >= 3 ? ", amount" : "");
 
+	plan = crm_prepare_select(fname, q.data);
+
 	r->pub.receiveSlot = RollupReceive;
 	r->pub.rStartup = RollupStartup;
 	r->pub.rShutdown = RollupShutdown;
 	r->pub.rDestroy = RollupDestroy;
 	r->pub.mydest = DestNone;
+	r->fname = fname;
+	r->rowtypes[0] = BOOLOID;
+	r->rowtypes[1] = CohortStateTypeOid();
 
 	memset(&opts, 0, sizeof(opts));
 	opts.read_only = false;
 	opts.tcount = 0;
 	opts.dest = &r->pub;
-	ret = SPI_execute_extended(q.data, &opts);
+	ret = SPI_execute_plan_extended(plan, &opts);
 	if (ret < 0)
-		elog(ERROR, "%s: SPI_execute_extended failed: %s", fname, SPI_result_code_string(ret));
+		elog(ERROR, "SPI_execute_plan_extended failed: %s", SPI_result_code_string(ret));
+	SPI_freeplan(plan);
+	pfree(q.data);
 	return natts >= 3;
 }
 
@@ -2006,6 +2044,11 @@ typedef struct TwoPassReceiver
 	int			pass;			/* 1 or 2 */
 	Oid			enttype;		/* int2, int4 or int8 */
 	bool		has_amount;
+	const char *fname;			/* for errors */
+	int			natts;			/* the inner query's columns, as checked */
+	Oid			types[3];		/* their exact types (a domain's oid for a domain) */
+	Oid			tsbase;			/* base types of ts and amount */
+	Oid			amountbase;
 	cohortent_hash *ents;
 	Size		memlimit;
 	const char *why;			/* set when the two-pass path gives up */
@@ -2100,6 +2143,61 @@ TwoPassFlush(TwoPassReceiver *t)
 		TwoPassFlush2(t);
 }
 
+/* the two-pass receiver reads the inner query's own rows: the columns checked */
+static void
+TwoPassStartup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+	TwoPassReceiver *t = (TwoPassReceiver *) self;
+
+	(void) operation;
+	crm_check_result_desc(t->fname, typeinfo, t->natts, t->types);
+}
+
+/* ts (of base type t->tsbase) as timestamptz, as ts::timestamptz would give */
+static inline TimestampTz
+TwoPassTs(TwoPassReceiver *t, Datum d)
+{
+	switch (t->tsbase)
+	{
+		case TIMESTAMPTZOID:
+			return DatumGetTimestampTz(d);
+		case TIMESTAMPOID:
+			return DatumGetTimestampTz(DirectFunctionCall1(timestamp_timestamptz, d));
+		case DATEOID:
+			return DatumGetTimestampTz(DirectFunctionCall1(date_timestamptz, d));
+	}
+	elog(ERROR, "unexpected ts type %u", t->tsbase);
+	return 0;					/* keep compiler quiet */
+}
+
+/* amount (of base type t->amountbase) scaled, as ScaledFromNumeric(amount::numeric) */
+static int128
+TwoPassAmount(TwoPassReceiver *t, Datum d, int *ds)
+{
+	int128		v;
+	MemoryContext old;
+
+	switch (t->amountbase)
+	{
+		case NUMERICOID:
+			return ScaledFromNumeric(d, ds);
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+			*ds = 0;
+			return crm_int_key(d, t->amountbase);
+		case FLOAT4OID:
+		case FLOAT8OID:
+			old = MemoryContextSwitchTo(t->r->tmpcxt);
+			v = ScaledFromNumeric(DirectFunctionCall1(t->amountbase == FLOAT4OID ? float4_numeric : float8_numeric, d), ds);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(t->r->tmpcxt);
+			return v;
+	}
+	elog(ERROR, "unexpected amount type %u", t->amountbase);
+	return 0;					/* keep compiler quiet */
+}
+
 /* one row of either pass: decoded now, probed with its batch */
 static bool
 TwoPassReceive(TupleTableSlot *slot, DestReceiver *self)
@@ -2112,12 +2210,12 @@ TwoPassReceive(TupleTableSlot *slot, DestReceiver *self)
 
 	d = slot_getattr(slot, 1, &isnull);
 	if (isnull)
-		return true;			/* filtered out by the query already */
+		return true;			/* NULL entity: the row is dropped */
 	row->key = crm_int_key(d, t->enttype);
 	d = slot_getattr(slot, 2, &isnull);
 	if (isnull)
 		return true;			/* NULL ts: the row is ignored */
-	row->idx = PeriodIndexFromJd(r->period, LocalJulianDay(DatumGetTimestampTz(d)));
+	row->idx = PeriodIndexFromJd(r->period, LocalJulianDay(TwoPassTs(t, d)));
 	row->ds = -1;
 	row->v = 0;
 	if (t->pass == 1)
@@ -2134,7 +2232,7 @@ TwoPassReceive(TupleTableSlot *slot, DestReceiver *self)
 	{
 		d = slot_getattr(slot, 3, &isnull);
 		if (!isnull)
-			row->v = ScaledFromNumeric(d, &row->ds);
+			row->v = TwoPassAmount(t, d, &row->ds);
 	}
 	row->hash = CohortKeyHash(row->key);
 	__builtin_prefetch(&t->ents->data[row->hash & t->ents->sizemask]);
@@ -2149,32 +2247,24 @@ TwoPassReceive(TupleTableSlot *slot, DestReceiver *self)
 
 /*
  * Run pass t->pass over the inner query into t (pass 2 also reads the
- * amount).  NULL entities are dropped before anything else is looked at, as
- * in RollupRun.
+ * amount).  plan is the inner query's own plan, prepared from its text
+ * alone (crm_inner_query_prepare): nothing is wrapped around it, the
+ * receiver drops NULL entities and casts ts and amount itself.
  */
 static void
-TwoPassRun(const char *fname, const char *sql, TwoPassReceiver *t)
+TwoPassRun(SPIPlanPtr plan, TwoPassReceiver *t)
 {
-	StringInfoData q;
 	SPIExecuteOptions opts;
 	int			ret;
 
-	initStringInfo(&q);
-	appendStringInfo(&q,
-					 "SELECT crm_q.entity, crm_q.ts::pg_catalog.timestamptz%s\n"
-					 "  FROM (%s\n) AS crm_q(entity, ts%s)\n"
-					 " WHERE crm_q.entity IS NOT NULL",
-					 (t->pass == 2 && t->has_amount) ? ", crm_q.amount::pg_catalog.numeric" : "",
-					 sql, t->has_amount ? ", amount" : "");
 	memset(&opts, 0, sizeof(opts));
 	opts.read_only = false;
 	opts.tcount = 0;
 	opts.dest = &t->pub;
-	ret = SPI_execute_extended(q.data, &opts);
+	ret = SPI_execute_plan_extended(plan, &opts);
 	if (ret < 0)
-		elog(ERROR, "%s: SPI_execute_extended failed: %s", fname, SPI_result_code_string(ret));
+		elog(ERROR, "SPI_execute_plan_extended failed: %s", SPI_result_code_string(ret));
 	TwoPassFlush(t);
-	pfree(q.data);
 }
 
 /*
@@ -2187,6 +2277,7 @@ TwoPassRollup(const char *fname, const char *sql, RollupReceiver *r, bool *has_a
 {
 	Oid			types[3];
 	int			natts;
+	SPIPlanPtr	plan;
 	TwoPassReceiver t;
 	MemoryContext old;
 	cohortent_iterator it;
@@ -2196,17 +2287,25 @@ TwoPassRollup(const char *fname, const char *sql, RollupReceiver *r, bool *has_a
 
 	if (!crm_cohort_two_pass || r->mode != ROLLUP_COHORTS || r->periods > COHORT_TWO_PASS_MAX_PERIODS)
 		return false;
-	natts = crm_check_inner_query_types(fname, sql, cohort_columns, 3, types);
+	plan = crm_inner_query_prepare(fname, sql, cohort_columns, 3, &natts, types);
 	if (types[0] != INT2OID && types[0] != INT4OID && types[0] != INT8OID)
+	{
+		SPI_freeplan(plan);
 		return false;
+	}
 
 	memset(&t, 0, sizeof(t));
 	t.r = r;
 	t.enttype = types[0];
 	t.has_amount = natts >= 3;
+	t.fname = fname;
+	t.natts = natts;
+	memcpy(t.types, types, sizeof(Oid) * natts);
+	t.tsbase = getBaseType(types[1]);
+	t.amountbase = t.has_amount ? getBaseType(types[2]) : InvalidOid;
 	t.memlimit = get_hash_memory_limit();
 	t.pub.receiveSlot = TwoPassReceive;
-	t.pub.rStartup = RollupStartup;
+	t.pub.rStartup = TwoPassStartup;
 	t.pub.rShutdown = RollupShutdown;
 	t.pub.rDestroy = RollupDestroy;
 	t.pub.mydest = DestNone;
@@ -2216,7 +2315,7 @@ TwoPassRollup(const char *fname, const char *sql, RollupReceiver *r, bool *has_a
 	MemoryContextSwitchTo(old);
 
 	t.pass = 1;
-	TwoPassRun(fname, sql, &t);
+	TwoPassRun(plan, &t);
 
 	if (t.why == NULL)
 	{
@@ -2261,7 +2360,7 @@ TwoPassRollup(const char *fname, const char *sql, RollupReceiver *r, bool *has_a
 				c->size++;
 			}
 			t.pass = 2;
-			TwoPassRun(fname, sql, &t);
+			TwoPassRun(plan, &t);
 		}
 	}
 	if (t.why == NULL && (t.any2 != r->any || (r->any && t.maxidx2 != r->maxidx)))
@@ -2277,6 +2376,7 @@ TwoPassRollup(const char *fname, const char *sql, RollupReceiver *r, bool *has_a
 				break;
 			}
 	}
+	SPI_freeplan(plan);
 	if (t.why != NULL)
 	{
 		ereport(DEBUG1,
