@@ -4,7 +4,7 @@
 -- on plain tables, and replayed by a PL/pgSQL loop that does not use the
 -- extension: statuses and history must agree.
 BEGIN;
-SELECT plan(12);
+SELECT plan(11);
 
 CREATE SCHEMA tap_pt;
 -- entity table partitioned by its key (hash), event table by time (range)
@@ -50,11 +50,11 @@ SELECT g AS seq, 1 + floor(random() * 200)::bigint AS id,
        timestamptz '2024-01-01' + g * interval '5 hours' AS at
   FROM generate_series(1, 3000) g;
 
-SELECT lives_ok($$DO $d$ DECLARE w record; BEGIN
+SELECT lives_ok($o$DO $d$ DECLARE w record; BEGIN
     FOR w IN SELECT * FROM tap_pt.workload ORDER BY seq LOOP
         INSERT INTO tap_pt.events VALUES (w.seq, w.id, w.kind, w.at);
         INSERT INTO tap_pt.plain_events VALUES (w.seq, w.id, w.kind, w.at);
-    END LOOP; END $d$$$, 'events inserted one by one into both (partitioned and plain)');
+    END LOOP; END $d$$o$, 'events inserted one by one into both (partitioned and plain)');
 SELECT ok((SELECT count(*) FROM tap_pt.events_2025h2) > 100 AND (SELECT count(*) FROM tap_pt.events_2025h1) > 100,
           'the partitions added after the attach got events');
 
@@ -107,7 +107,7 @@ CREATE TABLE tap_pt.chosen AS SELECT id, status FROM tap_pt.leads_0 WHERE status
 UPDATE tap_pt.leads_0 SET status = 'lost' WHERE id = (SELECT id FROM tap_pt.chosen);
 SELECT is((SELECT format('%s %s>%s %s', entity_key, from_status, to_status, rule_id IS NULL) FROM crm.status_history
             WHERE entity_table = 'tap_pt.leads'::regclass ORDER BY history_id DESC LIMIT 1),
-          (SELECT format('%s %s>lost true', id, status) FROM tap_pt.chosen),
+          (SELECT format('%s %s>lost t', id, status) FROM tap_pt.chosen),
           'a manual change on a partition is recorded under the partitioned table');
 
 SELECT * FROM finish();

@@ -113,18 +113,18 @@ CREATE TABLE tap_st.deals (id int PRIMARY KEY, status text);
 INSERT INTO tap_st.deals SELECT g, 'proposal' FROM generate_series(1, 5) g;
 CREATE TABLE tap_st.deal_events (id int, kind text, at timestamptz);
 -- what the owner's trigger saw: its role, whether that role is a superuser, its search_path
-CREATE TABLE tap_st.seen (who text, super boolean, path text);
+CREATE TABLE tap_st.seen (n serial, who text, super boolean, path text);
 -- a hostile trigger: records its identity, tries to make its owner superuser and
 -- to change the caller's search_path for the rest of the session
 CREATE FUNCTION tap_st.grab() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO seen SELECT current_user, r.rolsuper, current_setting('search_path')
+    INSERT INTO seen (who, super, path) SELECT current_user, r.rolsuper, current_setting('search_path')
       FROM pg_catalog.pg_roles r WHERE r.rolname = current_user;
     BEGIN
         EXECUTE 'ALTER ROLE tap_st_owner SUPERUSER';
     EXCEPTION WHEN insufficient_privilege THEN NULL;
     END;
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog', false);
+    PERFORM pg_catalog.set_config('search_path', 'tap_st, public, pg_temp', false);
     RETURN NULL;
 END $$;
 CREATE TRIGGER grab AFTER UPDATE ON tap_st.deals FOR EACH ROW EXECUTE FUNCTION tap_st.grab();
@@ -154,7 +154,7 @@ SELECT is((SELECT array_agg(DISTINCT who) FROM tap_st.seen), ARRAY['tap_st_owner
           'the owner''s trigger ran as the table owner, not as the superuser');
 SELECT is((SELECT count(*) FROM tap_st.seen WHERE NOT super), 5::bigint,
           'the trigger ran 5 times, never with superuser rights');
-SELECT is((SELECT DISTINCT path FROM tap_st.seen), 'tap_st, public',
+SELECT is((SELECT path FROM tap_st.seen ORDER BY n LIMIT 1), 'tap_st, public',
           'the trigger ran with the session''s search_path (its unqualified table name resolved)');
 SELECT is(current_setting('search_path'), 'tap_st, public',
           'a setting changed by the owner''s trigger does not outlive the sweep');
