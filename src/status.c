@@ -155,10 +155,11 @@ typedef struct RuleContext
 	Oid			entity_table;
 	CommandId	cid;
 	const char *to_status;
+	Oid			reader;			/* the sweep: its caller reads the attachments */
 } RuleContext;
 
 static HTAB *TriggerCache = NULL;
-static RuleContext CurrentRule = {false, InvalidOid, InvalidCommandId, NULL};
+static RuleContext CurrentRule = {false, InvalidOid, InvalidCommandId, NULL, InvalidOid};
 static int	RuleDepth = 0;
 static SPIPlanPtr HistoryPlan = NULL;
 
@@ -772,8 +773,24 @@ BuildTriggerEntry(TriggerCacheEntry *entry, TriggerData *trigdata, bool for_even
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	level = PinSearchPath();
-	LoadAttachment(attachment_id, &entry->att, entry->cxt);
-	PrepareSharedPlans();
+	if (CurrentRule.active && OidIsValid(CurrentRule.reader) && CurrentRule.reader != GetUserId())
+	{
+		/*
+		 * The sweep's statement runs as the table owner, who may have no
+		 * rights on schema crm: the attachment row is read (by this fixed
+		 * query only) as the sweep's caller, as PostgreSQL's foreign-key
+		 * triggers run their fixed queries as another role.
+		 */
+		Oid			save_userid;
+		int			save_sec_context;
+
+		GetUserIdAndSecContext(&save_userid, &save_sec_context);
+		SetUserIdAndSecContext(CurrentRule.reader, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+		LoadAttachment(attachment_id, &entry->att, entry->cxt);
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+	else
+		LoadAttachment(attachment_id, &entry->att, entry->cxt);
 
 	if (!for_events)
 	{
@@ -1539,6 +1556,8 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of, const char *session_path)
 	char		typalign;
 	volatile int64 moved = 0;
 	bool		known;
+	MemoryContext batch_cxt;
+	MemoryContext outer_cxt;
 
 	if (!TransitionAllowed(GetConfigOrError(rule->entity_table), rule->from_status, rule->to_status, &known))
 	{
@@ -1617,6 +1636,8 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of, const char *session_path)
 	AppendIdleCondition(&sql, &att);
 	appendStringInfoString(&sql, " FOR NO KEY UPDATE OF e SKIP LOCKED");
 	portal = SPI_cursor_open_with_args(NULL, sql.data, 3, types, values, NULL, false, 0);
+	batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "crm_analytics sweep batch", ALLOCSET_DEFAULT_SIZES);
+	outer_cxt = MemoryContextSwitchTo(batch_cxt);
 
 	for (;;)
 	{
@@ -1632,6 +1653,7 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of, const char *session_path)
 		int			save_nestlevel;
 
 		CHECK_FOR_INTERRUPTS();
+		MemoryContextReset(batch_cxt);
 		SPI_cursor_fetch(portal, true, SWEEP_BATCH);
 		n = SPI_processed;
 		if (n == 0)
@@ -1643,15 +1665,15 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of, const char *session_path)
 
 			keys[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
 		}
-		values[4] = PointerGetDatum(construct_array(keys, (int) n, att.key_type, typlen, typbyval, typalign));
+		arr = construct_array(keys, (int) n, att.key_type, typlen, typbyval, typalign);
+		SPI_freetuptable(SPI_tuptable);
 
 		/* 2a */
+		values[4] = PointerGetDatum(arr);
 		ret = SPI_execute_plan(recheck_plan, values, NULL, false, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
 		n = SPI_processed;
-		if (n == 0)
-			continue;
 		for (i = 0; i < n; i++)
 		{
 			bool		isnull;
@@ -1659,6 +1681,9 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of, const char *session_path)
 			keys[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
 		}
 		arr = construct_array(keys, (int) n, att.key_type, typlen, typbyval, typalign);
+		SPI_freetuptable(SPI_tuptable);
+		if (n == 0)
+			continue;
 		values[4] = PointerGetDatum(arr);
 
 		/* 2b, as the owner */
@@ -1673,6 +1698,7 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of, const char *session_path)
 			CurrentRule.active = true;
 			CurrentRule.entity_table = att.entity_table;
 			CurrentRule.to_status = rule->to_status;
+			CurrentRule.reader = caller;
 			RuleDepth++;
 			PG_TRY();
 			{
@@ -1702,6 +1728,7 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of, const char *session_path)
 			if (st != NULL && strcmp(st, rule->to_status) == 0)
 				moved_keys[nmoved++] = CStringGetTextDatum(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 		}
+		SPI_freetuptable(SPI_tuptable);
 		if (nmoved > 0)
 		{
 			hvalues[5] = PointerGetDatum(construct_array(moved_keys, nmoved, TEXTOID, -1, false, TYPALIGN_INT));
@@ -1710,11 +1737,9 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of, const char *session_path)
 				elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
 			moved += nmoved;
 		}
-		pfree(keys);
-		pfree(moved_keys);
-		pfree(arr);
-		SPI_freetuptable(SPI_tuptable);
 	}
+	MemoryContextSwitchTo(outer_cxt);
+	MemoryContextDelete(batch_cxt);
 	SPI_cursor_close(portal);
 	SPI_freeplan(recheck_plan);
 	SPI_freeplan(update_plan);
