@@ -1524,8 +1524,8 @@ RelOwner(Oid relid)
 }
 
 /*
- * apply one time rule: returns the number of entities moved (SPI connected,
- * search_path pinned).  Per batch of locked candidates: re-check them under
+ * apply one time rule: returns the number of entities moved, -1 when the
+ * caller may not sweep the table (SPI connected, search_path pinned).  Per batch of locked candidates: re-check them under
  * a fresh snapshot (as the caller), move them (as the table's owner, in a
  * security-restricted operation, with the session's search_path: the
  * owner's triggers run with the owner's rights only, and any setting they
@@ -1571,7 +1571,7 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of, const char *session_path)
 	}
 	LoadAttachment(rule->attachment_id, &att, CurrentMemoryContext);
 	if (!SweepAllowed(&att, caller))
-		return 0;
+		return -1;
 	owner = RelOwner(att.entity_table);
 	ent = QualifiedRelName(att.entity_table);
 	key = quote_identifier(att.key_column);
@@ -1772,6 +1772,7 @@ status_apply_time_rules(PG_FUNCTION_ARGS)
 	int			ret;
 	char	   *session_path;
 	int			level;
+	int32		skipped = 0;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -1815,7 +1816,18 @@ status_apply_time_rules(PG_FUNCTION_ARGS)
 	SPI_freetuptable(SPI_tuptable);
 
 	for (i = 0; i < nrules; i++)
-		total += ApplyTimeRule(&rules[i], as_of, session_path);
+	{
+		int64		moved;
+
+		/* a table the caller may not sweep: one warning, its other rules skipped too */
+		if (i > 0 && rules[i].attachment_id == skipped)
+			continue;
+		moved = ApplyTimeRule(&rules[i], as_of, session_path);
+		if (moved < 0)
+			skipped = rules[i].attachment_id;
+		else
+			total += moved;
+	}
 
 	UnpinSearchPath(level);
 	SPI_finish();

@@ -12,7 +12,7 @@
 --     claimed actor (crm.status_actor).
 -- Expected values are worked out by hand from the statements here.
 BEGIN;
-SELECT plan(31);
+SELECT plan(33);
 
 -- ===========================================================================
 -- Part 1: user triggers that change statuses during rules and the sweep
@@ -182,6 +182,25 @@ SELECT is((SELECT count(*) FROM tap_st.seen WHERE who <> 'tap_st_owner' OR super
 DROP TRIGGER grab_later ON tap_st.deals;
 DROP TRIGGER grab ON tap_st.deals;
 
+-- 26-27: the least-privilege sweeper role of docs/security.md
+CREATE ROLE tap_st_sweeper;
+GRANT USAGE ON SCHEMA crm TO tap_st_sweeper;
+GRANT SELECT ON crm.status_attachments, crm.status_stages, crm.status_transitions,
+                crm.status_event_rules, crm.status_time_rules, crm.status_history TO tap_st_sweeper;
+GRANT INSERT (entity_table, entity_key, from_status, to_status, changed_at, rule_id, actor)
+   ON crm.status_history TO tap_st_sweeper;
+GRANT USAGE ON SEQUENCE crm.status_history_id_seq TO tap_st_sweeper;
+GRANT USAGE ON SCHEMA tap_st TO tap_st_sweeper;
+GRANT SELECT, UPDATE ON tap_st.deals TO tap_st_sweeper;
+GRANT SELECT ON tap_st.deal_events TO tap_st_sweeper;
+SET ROLE tap_st_sweeper;
+SELECT is(crm.apply_time_rules(now() + interval '31 days'), 1, 'a role with the grants documented for the sweep runs it');
+RESET ROLE;
+SELECT is((SELECT format('%s %s', d.status, h.db_user) FROM tap_st.deals d
+             JOIN crm.status_history h ON h.entity_table = 'tap_st.deals'::regclass AND h.entity_key = d.id::text
+            WHERE d.id = 6 ORDER BY h.history_id DESC LIMIT 1),
+          'lost tap_st_sweeper', 'the sweeper moved deal 6, its history row names the sweeper role');
+
 -- ===========================================================================
 -- Part 3: the claimed actor and the real users in the history
 -- ===========================================================================
@@ -193,20 +212,21 @@ GRANT INSERT (entity_table, entity_key, from_status, to_status, changed_at, rule
 GRANT USAGE ON SEQUENCE crm.status_history_id_seq TO tap_st_writer;
 GRANT SELECT, UPDATE ON tap_st.deals TO tap_st_writer;
 GRANT INSERT ON tap_st.seen TO tap_st_writer;
--- 26-28
+-- 28-30
+INSERT INTO tap_st.deals VALUES (7, 'proposal');
 SET ROLE tap_st_writer;
 SET LOCAL crm.status_actor = 'maria@sales';
-SELECT lives_ok($$UPDATE tap_st.deals SET status = 'won' WHERE id = 6$$, 'a manual change by an application role');
+SELECT lives_ok($$UPDATE tap_st.deals SET status = 'won' WHERE id = 7$$, 'a manual change by an application role');
 RESET crm.status_actor;
 SELECT throws_ok($$INSERT INTO crm.status_history (entity_table, entity_key, to_status, changed_at, actor, db_user)
                    VALUES ('tap_st.deals', '1', 'won', now(), 'ceo', 'postgres')$$, '42501', NULL,
                  'with column grants a writer cannot forge db_user');
 RESET ROLE;
 SELECT is((SELECT format('%s/%s/%s', actor, db_user, db_session_user) FROM crm.status_history
-            WHERE entity_table = 'tap_st.deals'::regclass AND entity_key = '6' ORDER BY history_id DESC LIMIT 1),
+            WHERE entity_table = 'tap_st.deals'::regclass AND entity_key = '7' ORDER BY history_id DESC LIMIT 1),
           format('maria@sales/tap_st_writer/%s', session_user),
           'the history keeps the claimed actor and the real database user and session user');
--- 29-30: catalog
+-- 31-32: catalog
 SELECT col_default_is('crm', 'status_history', 'db_user', 'CURRENT_USER', 'db_user defaults to CURRENT_USER');
 SELECT col_default_is('crm', 'status_history', 'db_session_user', 'SESSION_USER', 'db_session_user defaults to SESSION_USER');
 
