@@ -42,6 +42,28 @@ $$;
 
 
 -- ==== B. auto-status: trigger cache, sweep, partitions, user triggers, actor ====
+-- C changes (new .so): trigger cache invalidated on relcache invalidation and
+-- checked against the tuple descriptor; partitions resolved through their
+-- ancestors; user-trigger changes during rules and the sweep are manual changes;
+-- the sweep moves rows as the table owner (security-restricted operation).
+
+-- the sweep gives the session's search_path to the owner's triggers
+ALTER FUNCTION crm.apply_time_rules(timestamptz) RESET search_path;
+COMMENT ON FUNCTION crm.apply_time_rules(timestamptz) IS
+'The sweep for time rules: moves every entity that has been in a rule''s from_status with no event and no status change for idle_for before as_of; idempotent, skips rows locked by concurrent sessions (SKIP LOCKED); returns the number of changes. Tables the caller may not update are skipped with a WARNING; the rows of each table are moved as the table''s owner in a security-restricted operation, so the owner''s triggers never run with the caller''s rights.';
+
+-- the real database user and session user beside the claimed actor; NULL for
+-- the rows written before 0.3.0 (who wrote them is not known)
+ALTER TABLE crm.status_history ADD COLUMN db_user text;
+ALTER TABLE crm.status_history ALTER COLUMN db_user SET DEFAULT CURRENT_USER;
+ALTER TABLE crm.status_history ADD COLUMN db_session_user text;
+ALTER TABLE crm.status_history ALTER COLUMN db_session_user SET DEFAULT SESSION_USER;
+COMMENT ON TABLE crm.status_history IS
+'One row per status change of an attached entity (and per inserted entity, from_status NULL): by a rule (actor = ''rule'', rule_id set) or by a person (actor = the crm.status_actor setting, a claim of the application, or else the database user); db_user and db_session_user are the database role that wrote the row and the session''s login role (NULL for rows written before 0.3.0).';
+COMMENT ON COLUMN crm.status_history.db_user IS
+'The database role that wrote the row (CURRENT_USER): the role making a manual change, the role inserting the event for an event rule, the role calling crm.apply_time_rules() for a time rule. Grant writers INSERT on the other columns only, so that it cannot be set by hand.';
+COMMENT ON COLUMN crm.status_history.db_session_user IS
+'The login role of the session that wrote the row (SESSION_USER); see db_user.';
 
 -- ==== end of B ====
 

@@ -217,6 +217,18 @@ SELECT crm.detach_auto_status('st.people');
 INSERT INTO crm.status_time_rules (entity_table, from_status, idle_for, to_status) VALUES ('st.leads', 'interested', '1 day', 'contacted');
 SELECT crm.apply_time_rules('2200-01-01');
 DELETE FROM crm.status_time_rules WHERE to_status = 'contacted';
+-- a caller without rights on an attached table: its time rules are skipped with one warning
+CREATE ROLE regress_st_nobody;
+GRANT USAGE ON SCHEMA crm TO regress_st_nobody;
+GRANT SELECT ON crm.status_attachments, crm.status_stages, crm.status_transitions,
+                crm.status_event_rules, crm.status_time_rules TO regress_st_nobody;
+INSERT INTO crm.status_time_rules (entity_table, from_status, idle_for, to_status) VALUES ('st.leads', 'new', '2 days', 'lost');
+SET ROLE regress_st_nobody;
+SELECT crm.apply_time_rules('2200-01-01');
+RESET ROLE;
+DELETE FROM crm.status_time_rules WHERE from_status = 'new' AND idle_for = '2 days';
+DROP OWNED BY regress_st_nobody;
+DROP ROLE regress_st_nobody;
 -- calling the trigger functions by hand or from the wrong kind of trigger
 SELECT crm.status_entity_trigger();
 CREATE TRIGGER wrong BEFORE INSERT ON st.people FOR EACH ROW EXECUTE FUNCTION crm.status_event_trigger('1');

@@ -9,11 +9,23 @@
  *    sweep serialise on it), picks the one applicable event rule with the
  *    highest priority and updates the entity's status.
  *  - status_entity_trigger: AFTER INSERT / UPDATE OF status row trigger on the
- *    entity table.  A change made by a rule is recorded with the rule id and
- *    actor 'rule'; any other change is a manual one: it must be an allowed
- *    transition (else an error) and is recorded with the person as actor.
+ *    entity table.  A change made by a rule's own statement (recognised by
+ *    the command id that wrote the row version, and the status the rule set)
+ *    is recorded by that statement; any other change, including one made by
+ *    the user's triggers while a rule runs, is a manual one: it must be an
+ *    allowed transition (else an error) and is recorded with the person as
+ *    actor.
  *  - status_apply_time_rules: for each time rule, locks the idle entities
- *    with SKIP LOCKED, re-checks them under a fresh snapshot and moves them.
+ *    with SKIP LOCKED, re-checks them under a fresh snapshot and moves them;
+ *    the statement that moves them (and so the user's triggers on the table)
+ *    runs as the table's owner in a security-restricted operation, with the
+ *    session's search_path.
+ *
+ * Triggers on a partition of an attached table are clones of the attached
+ * table's triggers (same attachment id); their column numbers are the
+ * partition's own.  The per-trigger cache is dropped on a relcache
+ * invalidation of the attached tables (and checked against the relation's
+ * tuple descriptor at each use), so ALTER TABLE ... TYPE is followed.
  *
  * Loops: a rule-driven change runs with a depth counter raised; an event
  * inserted at depth >= max_depth (by a user trigger reacting to the change)
@@ -39,6 +51,8 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
@@ -57,7 +71,9 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
+#include "storage/lmgr.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(status_event_trigger);
@@ -86,21 +102,33 @@ typedef struct StatusAttachment
 	Oid			ev_time_type;
 } StatusAttachment;
 
-/* What a trigger needs, cached per pg_trigger oid */
+/*
+ * What a trigger needs, cached per pg_trigger oid.  valid is cleared by the
+ * relcache callback when the trigger's table, the attached entity table or
+ * its event table is invalidated (ALTER TABLE sends one); the column types
+ * are also checked against the firing relation's descriptor at every use.
+ */
 typedef struct TriggerCacheEntry
 {
 	Oid			tgoid;			/* hash key */
 	bool		valid;
+	MemoryContext cxt;			/* owns att's strings */
+	Oid			relid;			/* the trigger's table (a partition or the attached table) */
 	StatusAttachment att;
-	/* entity trigger: columns of the entity table */
+	/* entity trigger: columns of the trigger's table */
 	AttrNumber	key_attnum;
 	AttrNumber	status_attnum;
+	Oid			key_type;
+	Oid			status_type;
 	FmgrInfo	key_out;
 	FmgrInfo	status_out;
-	/* event trigger: columns of the event table and plans */
+	/* event trigger: columns of the trigger's table and plans */
 	AttrNumber	ev_entity_attnum;
 	AttrNumber	ev_type_attnum;
 	AttrNumber	ev_time_attnum;
+	Oid			ev_entity_type;
+	Oid			ev_type_type;
+	Oid			ev_time_type;
 	FmgrInfo	ev_type_out;
 	SPIPlanPtr	lock_plan;		/* current status of the entity, locked */
 	SPIPlanPtr	update_plan;	/* set the entity's status */
@@ -114,23 +142,34 @@ typedef struct TriggerCacheEntry
 	FmgrInfo	ent_status_out;
 } TriggerCacheEntry;
 
-/* The change being made by a rule right now (read by the entity trigger) */
+/*
+ * The statement of a rule running right now (read by the entity trigger):
+ * the row versions it writes carry its command id; a row it wrote with the
+ * status the rule sets is the rule's change, whose history row the
+ * statement writes itself.  Anything else (other rows, or a status a user's
+ * BEFORE trigger put instead) is a manual change.
+ */
 typedef struct RuleContext
 {
 	bool		active;
 	Oid			entity_table;
-	int64		rule_id;
-	TimestampTz changed_at;
-	bool		history_by_caller;	/* the caller writes the history rows itself */
-	bool		single_row;		/* ... of the one row row_rel / row_tid only */
-	Oid			row_rel;		/* the (partition) table of that row */
-	ItemPointerData row_tid;	/* its ctid before the update */
+	CommandId	cid;
+	const char *to_status;
+	Oid			reader;			/* the sweep: its caller reads the attachments */
 } RuleContext;
 
 static HTAB *TriggerCache = NULL;
-static RuleContext CurrentRule = {false, InvalidOid, 0, 0, false, false, InvalidOid, {{0, 0}, 0}};
+static RuleContext CurrentRule = {false, InvalidOid, InvalidCommandId, NULL, InvalidOid};
 static int	RuleDepth = 0;
 static SPIPlanPtr HistoryPlan = NULL;
+
+/*
+ * Plans and memory of rebuilt cache entries that an outer call may still be
+ * using (a rebuild while a rule's statement runs): freed at the next rebuild
+ * outside any rule.
+ */
+static List *RetiredPlans = NIL;
+static List *RetiredContexts = NIL;
 
 /* One event rule of the configuration cache */
 typedef struct EventRule
@@ -297,15 +336,41 @@ PrepareSharedPlans(void)
 	}
 }
 
-/* relcache callback: a configuration table (or everything) was invalidated */
+/*
+ * relcache callback: a configuration table (or any relation, or everything)
+ * was invalidated.  The configuration is reloaded (cheap to over-invalidate:
+ * four small tables); the trigger cache entries of the relation, as the
+ * firing table, the attached entity table or its event table, are rebuilt at
+ * their next use.  Only flags are changed here: an entry may be in use.
+ */
 static void
 ConfigInvalidate(Datum arg, Oid relid)
 {
 	(void) arg;
-	(void) relid;
-	/* cheap to over-invalidate: reloading reads four small tables */
 	ConfigInvalidations++;
 	ConfigValid = false;
+	if (TriggerCache != NULL)
+	{
+		HASH_SEQ_STATUS scan;
+		TriggerCacheEntry *e;
+
+		hash_seq_init(&scan, TriggerCache);
+		while ((e = (TriggerCacheEntry *) hash_seq_search(&scan)) != NULL)
+			if (!OidIsValid(relid) || relid == e->relid ||
+				relid == e->att.entity_table || relid == e->att.event_table)
+				e->valid = false;
+	}
+}
+
+/* register ConfigInvalidate once per backend */
+static void
+RegisterInvalidationCallback(void)
+{
+	if (!ConfigCallbackRegistered)
+	{
+		CacheRegisterRelcacheCallback(ConfigInvalidate, (Datum) 0);
+		ConfigCallbackRegistered = true;
+	}
 }
 
 /* index of the attachment of entity_table in Configs, or -1 */
@@ -339,11 +404,7 @@ LoadConfig(void)
 	uint64		n;
 	uint64		invalidations_at_start;
 
-	if (!ConfigCallbackRegistered)
-	{
-		CacheRegisterRelcacheCallback(ConfigInvalidate, (Datum) 0);
-		ConfigCallbackRegistered = true;
-	}
+	RegisterInvalidationCallback();
 	if (ConfigContext == NULL)
 		ConfigContext = AllocSetContextCreate(TopMemoryContext, "crm_analytics status config",
 											  ALLOCSET_SMALL_SIZES);
@@ -572,37 +633,125 @@ status_config_changed(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-/* the cache entry of the firing trigger, built on first use (SPI connected) */
-static TriggerCacheEntry *
-GetTriggerEntry(TriggerData *trigdata, bool for_events)
+/* attnum and type of column col of the firing relation, or a clear error */
+static AttrNumber
+RelColumn(Relation rel, const char *col, Oid *typid)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+
+		if (!a->attisdropped && strcmp(NameStr(a->attname), col) == 0)
+		{
+			*typid = a->atttypid;
+			return a->attnum;
+		}
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_COLUMN),
+			 errmsg("column \"%s\" of relation %s does not exist", col, QualifiedRelName(RelationGetRelid(rel))),
+			 errhint("The column was renamed or dropped after crm.attach_auto_status(); detach and attach again.")));
+	return InvalidAttrNumber;	/* keep compiler quiet */
+}
+
+/* whether column attnum of desc exists with type typid */
+static bool
+ColumnIs(TupleDesc desc, AttrNumber attnum, Oid typid)
+{
+	Form_pg_attribute a;
+
+	if (attnum <= 0 || attnum > desc->natts)
+		return false;
+	a = TupleDescAttr(desc, attnum - 1);
+	return !a->attisdropped && a->atttypid == typid;
+}
+
+/* whether the cached columns of entry still fit the firing relation */
+static bool
+EntryFits(TriggerCacheEntry *entry, Relation rel, bool for_events)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	if (RelationGetRelid(rel) != entry->relid)
+		return false;
+	if (!for_events)
+		return ColumnIs(desc, entry->key_attnum, entry->key_type) &&
+			ColumnIs(desc, entry->status_attnum, entry->status_type);
+	return ColumnIs(desc, entry->ev_entity_attnum, entry->ev_entity_type) &&
+		ColumnIs(desc, entry->ev_type_attnum, entry->ev_type_type) &&
+		ColumnIs(desc, entry->ev_time_attnum, entry->ev_time_type);
+}
+
+/* rel is the table root or one of its partitions (at any depth) */
+static bool
+RelIsOrPartitionOf(Relation rel, Oid root)
+{
+	List	   *ancestors;
+	bool		result;
+
+	if (RelationGetRelid(rel) == root)
+		return true;
+	if (!rel->rd_rel->relispartition)
+		return false;
+	ancestors = get_partition_ancestors(RelationGetRelid(rel));
+	result = list_member_oid(ancestors, root);
+	list_free(ancestors);
+	return result;
+}
+
+/*
+ * Drop the plans and memory of an entry being rebuilt: at once when no rule
+ * is running, else later (an outer call may be executing one of its plans).
+ */
+static void
+RetireEntry(TriggerCacheEntry *entry)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	if (entry->lock_plan)
+		RetiredPlans = lappend(RetiredPlans, entry->lock_plan);
+	if (entry->update_plan)
+		RetiredPlans = lappend(RetiredPlans, entry->update_plan);
+	if (entry->cxt)
+		RetiredContexts = lappend(RetiredContexts, entry->cxt);
+	MemoryContextSwitchTo(old);
+	entry->lock_plan = entry->update_plan = NULL;
+	entry->cxt = NULL;
+	if (RuleDepth == 0)
+	{
+		ListCell   *lc;
+
+		foreach(lc, RetiredPlans)
+			SPI_freeplan((SPIPlanPtr) lfirst(lc));
+		foreach(lc, RetiredContexts)
+			MemoryContextDelete((MemoryContext) lfirst(lc));
+		list_free(RetiredPlans);
+		list_free(RetiredContexts);
+		RetiredPlans = RetiredContexts = NIL;
+	}
+}
+
+/*
+ * Build the cache entry of the firing trigger from its attachment and the
+ * firing relation (connects to SPI itself).
+ */
+static void
+BuildTriggerEntry(TriggerCacheEntry *entry, TriggerData *trigdata, bool for_events)
 {
 	Trigger    *trigger = trigdata->tg_trigger;
-	TriggerCacheEntry *entry;
-	bool		found;
+	Relation	rel = trigdata->tg_relation;
 	int32		attachment_id;
 	char	   *end;
 	long		v;
 	int			level;
+	Oid			outfn;
+	bool		isvarlena;
+	uint64		generation = ConfigInvalidations;
 
-	if (TriggerCache == NULL)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(TriggerCacheEntry);
-		TriggerCache = hash_create("crm_analytics status triggers", 32, &ctl, HASH_ELEM | HASH_BLOBS);
-	}
-	entry = hash_search(TriggerCache, &trigger->tgoid, HASH_ENTER, &found);
-	if (!found)
-	{
-		memset(((char *) entry) + sizeof(Oid), 0, sizeof(TriggerCacheEntry) - sizeof(Oid));
-		entry->valid = false;
-	}
-	if (entry->valid)
-		return entry;
-	level = PinSearchPath();
-
+	entry->valid = false;
 	if (trigger->tgnargs != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
@@ -616,40 +765,50 @@ GetTriggerEntry(TriggerData *trigdata, bool for_events)
 				 errmsg("trigger \"%s\" has an invalid attachment id \"%s\"", trigger->tgname, trigger->tgargs[0])));
 	attachment_id = (int32) v;
 
-	/* forget plans of an earlier, failed build */
-	if (entry->lock_plan)
-		SPI_freeplan(entry->lock_plan);
-	if (entry->update_plan)
-		SPI_freeplan(entry->update_plan);
-	entry->lock_plan = entry->update_plan = NULL;
+	RetireEntry(entry);
 	entry->direct_generation = 0;
+	entry->cxt = AllocSetContextCreate(TopMemoryContext, "crm_analytics status trigger", ALLOCSET_SMALL_SIZES);
+	entry->relid = RelationGetRelid(rel);
 
-	LoadAttachment(attachment_id, &entry->att, TopMemoryContext);
-	PrepareSharedPlans();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	level = PinSearchPath();
+	if (CurrentRule.active && OidIsValid(CurrentRule.reader) && CurrentRule.reader != GetUserId())
+	{
+		/*
+		 * The sweep's statement runs as the table owner, who may have no
+		 * rights on schema crm: the attachment row is read (by this fixed
+		 * query only) as the sweep's caller, as PostgreSQL's foreign-key
+		 * triggers run their fixed queries as another role.
+		 */
+		Oid			save_userid;
+		int			save_sec_context;
+
+		GetUserIdAndSecContext(&save_userid, &save_sec_context);
+		SetUserIdAndSecContext(CurrentRule.reader, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+		LoadAttachment(attachment_id, &entry->att, entry->cxt);
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+	else
+		LoadAttachment(attachment_id, &entry->att, entry->cxt);
 
 	if (!for_events)
 	{
-		Oid			outfn;
-		bool		isvarlena;
-
-		if (RelationGetRelid(trigdata->tg_relation) != entry->att.entity_table)
+		if (!RelIsOrPartitionOf(rel, entry->att.entity_table))
 			ereport(ERROR,
 					(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 					 errmsg("trigger \"%s\" is on %s but attachment %d is for %s", trigger->tgname,
-							QualifiedRelName(RelationGetRelid(trigdata->tg_relation)), attachment_id,
+							QualifiedRelName(RelationGetRelid(rel)), attachment_id,
 							QualifiedRelName(entry->att.entity_table))));
-		entry->key_attnum = AttachedColumn(entry->att.entity_table, entry->att.key_column, NULL);
-		entry->status_attnum = AttachedColumn(entry->att.entity_table, entry->att.status_column, NULL);
-		getTypeOutputInfo(entry->att.key_type, &outfn, &isvarlena);
-		fmgr_info_cxt(outfn, &entry->key_out, TopMemoryContext);
-		getTypeOutputInfo(entry->att.status_type, &outfn, &isvarlena);
-		fmgr_info_cxt(outfn, &entry->status_out, TopMemoryContext);
+		entry->key_attnum = RelColumn(rel, entry->att.key_column, &entry->key_type);
+		entry->status_attnum = RelColumn(rel, entry->att.status_column, &entry->status_type);
+		getTypeOutputInfo(entry->key_type, &outfn, &isvarlena);
+		fmgr_info_cxt(outfn, &entry->key_out, entry->cxt);
+		getTypeOutputInfo(entry->status_type, &outfn, &isvarlena);
+		fmgr_info_cxt(outfn, &entry->status_out, entry->cxt);
 	}
 	else
 	{
-		Oid			outfn;
-		bool		isvarlena;
-		Oid			ev_type_type;
 		char	   *ent = QualifiedRelName(entry->att.entity_table);
 		const char *key = quote_identifier(entry->att.key_column);
 		const char *status = quote_identifier(entry->att.status_column);
@@ -657,27 +816,29 @@ GetTriggerEntry(TriggerData *trigdata, bool for_events)
 		StringInfoData sql;
 		Oid			types[6];
 
-		if (RelationGetRelid(trigdata->tg_relation) != entry->att.event_table)
+		if (!OidIsValid(entry->att.event_table) || !RelIsOrPartitionOf(rel, entry->att.event_table))
 			ereport(ERROR,
 					(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 					 errmsg("trigger \"%s\" is not on the event table of attachment %d", trigger->tgname,
 							attachment_id)));
-		entry->ev_entity_attnum = AttachedColumn(entry->att.event_table, entry->att.ev_entity_column, NULL);
-		entry->ev_type_attnum = AttachedColumn(entry->att.event_table, entry->att.ev_type_column, &ev_type_type);
-		entry->ev_time_attnum = AttachedColumn(entry->att.event_table, entry->att.ev_time_column, NULL);
-		getTypeOutputInfo(ev_type_type, &outfn, &isvarlena);
-		fmgr_info_cxt(outfn, &entry->ev_type_out, TopMemoryContext);
+		entry->ev_entity_attnum = RelColumn(rel, entry->att.ev_entity_column, &entry->ev_entity_type);
+		entry->ev_type_attnum = RelColumn(rel, entry->att.ev_type_column, &entry->ev_type_type);
+		entry->ev_time_attnum = RelColumn(rel, entry->att.ev_time_column, &entry->ev_time_type);
+		getTypeOutputInfo(entry->ev_type_type, &outfn, &isvarlena);
+		fmgr_info_cxt(outfn, &entry->ev_type_out, entry->cxt);
 
 		initStringInfo(&sql);
-		appendStringInfo(&sql, "SELECT e.%s::pg_catalog.text, e.tableoid, e.ctid FROM %s e "
+		appendStringInfo(&sql, "SELECT e.%s::pg_catalog.text FROM %s e "
 						 "WHERE e.%s OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE OF e",
 						 status, ent, key);
-		types[0] = entry->att.ev_entity_type;
+		types[0] = entry->ev_entity_type;
 		entry->lock_plan = crm_prepare_kept("crm_analytics auto-status", sql.data, 1, types);
 
 		/*
 		 * the rule's change and its history row in one statement; the entity
-		 * trigger leaves these rows alone (history_by_caller)
+		 * trigger leaves the row alone when it has the rule's status (a
+		 * status a user's BEFORE trigger put instead is a manual change, which
+		 * the entity trigger checks and records)
 		 */
 		resetStringInfo(&sql);
 		appendStringInfo(&sql, "WITH moved AS (UPDATE %s e SET %s = CAST($2 AS %s) WHERE e.%s OPERATOR(pg_catalog.=) $1 "
@@ -685,7 +846,7 @@ GetTriggerEntry(TriggerData *trigdata, bool for_events)
 						 "INSERT INTO crm.status_history "
 						 "(entity_table, entity_key, from_status, to_status, changed_at, rule_id, actor) "
 						 "SELECT $3, m.key, $4, m.status, $5, $6, 'rule' FROM moved m "
-						 "WHERE m.status IS DISTINCT FROM $4",
+						 "WHERE m.status OPERATOR(pg_catalog.=) $2",
 						 ent, status, stype, key, key, status);
 		types[1] = TEXTOID;		/* new status */
 		types[2] = REGCLASSOID; /* entity table */
@@ -697,7 +858,44 @@ GetTriggerEntry(TriggerData *trigdata, bool for_events)
 		pfree(sql.data);
 	}
 	UnpinSearchPath(level);
-	entry->valid = true;
+	SPI_finish();
+	/* an invalidation that arrived while we read the catalog: rebuild next time */
+	entry->valid = (ConfigInvalidations == generation);
+}
+
+/*
+ * The cache entry of the firing trigger: built on first use, rebuilt after an
+ * invalidation or when the relation's columns no longer have the cached
+ * types.
+ */
+static TriggerCacheEntry *
+GetTriggerEntry(TriggerData *trigdata, bool for_events)
+{
+	TriggerCacheEntry *entry;
+	bool		found;
+
+	RegisterInvalidationCallback();
+	if (TriggerCache == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(TriggerCacheEntry);
+		TriggerCache = hash_create("crm_analytics status triggers", 32, &ctl, HASH_ELEM | HASH_BLOBS);
+	}
+	entry = hash_search(TriggerCache, &trigdata->tg_trigger->tgoid, HASH_ENTER, &found);
+	if (!found)
+	{
+		memset(((char *) entry) + sizeof(Oid), 0, sizeof(TriggerCacheEntry) - sizeof(Oid));
+		entry->valid = false;
+	}
+	if (entry->valid && EntryFits(entry, trigdata->tg_relation, for_events))
+		return entry;
+	BuildTriggerEntry(entry, trigdata, for_events);
+	if (!EntryFits(entry, trigdata->tg_relation, for_events))
+		elog(ERROR, "columns of %s changed while the automatic-status trigger was being set up",
+			 QualifiedRelName(RelationGetRelid(trigdata->tg_relation)));
 	return entry;
 }
 
@@ -815,7 +1013,7 @@ CheckDirectLock(TriggerCacheEntry *entry)
  * level, row security, no plain table privileges or no suitable index.
  */
 static int
-LockEntity(TriggerCacheEntry *entry, Datum entity, char **current, Oid *row_rel, ItemPointer row_tid)
+LockEntity(TriggerCacheEntry *entry, Datum entity, char **current)
 {
 	Oid			relid = entry->att.entity_table;
 	Oid			user = GetUserId();
@@ -842,6 +1040,15 @@ LockEntity(TriggerCacheEntry *entry, Datum entity, char **current, Oid *row_rel,
 	CommandCounterIncrement();
 	snap = RegisterSnapshot(GetTransactionSnapshot());
 	rel = table_open(relid, RowShareLock);
+	/* the table changed since the index was chosen: the lock plan follows it */
+	if (entry->direct_generation != ConfigInvalidations ||
+		!ColumnIs(RelationGetDescr(rel), entry->ent_key_attnum, entry->att.key_type) ||
+		!ColumnIs(RelationGetDescr(rel), entry->ent_status_attnum, entry->att.status_type))
+	{
+		table_close(rel, RowShareLock);
+		UnregisterSnapshot(snap);
+		return -1;
+	}
 	idx = index_open(entry->key_index, RowShareLock);
 	slot = table_slot_create(rel, NULL);
 	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid, entry->key_collation,
@@ -885,8 +1092,6 @@ LockEntity(TriggerCacheEntry *entry, Datum entity, char **current, Oid *row_rel,
 		Datum		d = slot_getattr(slot, entry->ent_status_attnum, &isnull);
 
 		*current = isnull ? NULL : OutputFunctionCall(&entry->ent_status_out, d);
-		*row_rel = relid;
-		ItemPointerCopy(&slot->tts_tid, row_tid);
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(idx, RowShareLock);
@@ -926,8 +1131,6 @@ status_event_trigger(PG_FUNCTION_ARGS)
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	char	   *event_type;
 	char	   *current = NULL;
-	Oid			row_rel = InvalidOid;
-	ItemPointerData row_tid;
 	int			found;
 	EventRule  *rule = NULL;
 	bool		any_rule = false;
@@ -975,12 +1178,21 @@ status_event_trigger(PG_FUNCTION_ARGS)
 	}
 
 	/*
+	 * The entity table is locked from here to the end of the transaction, so
+	 * its columns cannot change under us; an ALTER committed before is seen
+	 * now (the lock accepts pending invalidations) and rebuilds the entry.
+	 */
+	LockRelationOid(entry->att.entity_table, RowShareLock);
+	if (!entry->valid)
+		entry = GetTriggerEntry(trigdata, true);
+
+	/*
 	 * lock the entity row: events of one entity and the sweep serialise
 	 * here (directly through the key's unique index when possible, else with
 	 * the lock plan)
 	 */
 	values[0] = entity;
-	found = LockEntity(entry, entity, &current, &row_rel, &row_tid);
+	found = LockEntity(entry, entity, &current);
 	if (found < 0)
 	{
 		ret = SPI_execute_plan(entry->lock_plan, values, NULL, false, 1);
@@ -988,12 +1200,7 @@ status_event_trigger(PG_FUNCTION_ARGS)
 			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
 		found = (SPI_processed > 0);
 		if (found)
-		{
 			current = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-			row_rel = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-			ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)),
-							&row_tid);
-		}
 	}
 	if (!found)
 	{
@@ -1047,12 +1254,13 @@ status_event_trigger(PG_FUNCTION_ARGS)
 
 	/*
 	 * apply the rule: one statement updates the entity and writes its
-	 * history row; the entity trigger sees a change by this rule and leaves
-	 * it alone
+	 * history row; the entity trigger sees the row this statement wrote with
+	 * the rule's status and leaves it alone
 	 */
 	{
 		RuleContext saved = CurrentRule;
-		TimestampTz changed_at = EventTimeAsTimestampTz(evtime, entry->att.ev_time_type);
+		TimestampTz changed_at = EventTimeAsTimestampTz(evtime, entry->ev_time_type);
+		char	   *to = pstrdup(rule->to);
 
 		values[0] = entity;
 		values[1] = CStringGetTextDatum(rule->to);
@@ -1063,17 +1271,18 @@ status_event_trigger(PG_FUNCTION_ARGS)
 		values[5] = Int64GetDatum(rule->rule_id);
 		CurrentRule.active = true;
 		CurrentRule.entity_table = entry->att.entity_table;
-		CurrentRule.rule_id = rule->rule_id;
-		CurrentRule.changed_at = changed_at;
-		CurrentRule.history_by_caller = true;
-		CurrentRule.single_row = true;
-		CurrentRule.row_rel = row_rel;
-		ItemPointerCopy(&row_tid, &CurrentRule.row_tid);
+		CurrentRule.to_status = to;
 		/* the cached configuration may be reloaded from here on: rule is not used again */
 		rule = NULL;
 		RuleDepth++;
 		PG_TRY();
 		{
+			/*
+			 * the statement runs with the command id current after this
+			 * increment (SPI's own increment is then a no-op)
+			 */
+			CommandCounterIncrement();
+			CurrentRule.cid = GetCurrentCommandId(false);
 			ret = SPI_execute_plan(entry->update_plan, values, nulls, false, 0);
 			if (ret != SPI_OK_INSERT)
 				elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
@@ -1100,20 +1309,33 @@ ManualActor(void)
 	return GetUserNameFromId(GetUserId(), false);
 }
 
+/* whether tuple is a row version written by command cid of this transaction */
+static bool
+TupleWrittenByCommand(HeapTuple tuple, CommandId cid)
+{
+	HeapTupleHeader h = tuple->t_data;
+
+	if (h == NULL || !TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(h)))
+		return false;
+	return HeapTupleHeaderGetCmin(h) == cid;
+}
+
 /*
- * status_entity_trigger: a row of the entity table was inserted with a
- * status, or its status changed.  Checks manual changes against the allowed
- * transitions and writes the one history row.
+ * status_entity_trigger: a row of the entity table (or of one of its
+ * partitions) was inserted with a status, or its status changed.  Leaves the
+ * rows a rule's statement moved to the rule's status alone (that statement
+ * writes their history rows); every other change is a manual one: checked
+ * against the allowed transitions and recorded with the person as actor.
  */
 Datum
 status_entity_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = CheckTriggerCall(fcinfo, "crm.status_entity_trigger", true);
 	TupleDesc	tupdesc = RelationGetDescr(trigdata->tg_relation);
-	Oid			relid = RelationGetRelid(trigdata->tg_relation);
 	bool		is_update = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event);
 	HeapTuple	newtuple = is_update ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
 	TriggerCacheEntry *entry;
+	Oid			table;
 	char	   *from = NULL;
 	char	   *to = NULL;
 	char	   *key;
@@ -1121,28 +1343,21 @@ status_entity_trigger(PG_FUNCTION_ARGS)
 	bool		isnull;
 	Datum		values[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	bool		by_rule;
+	AttachmentConfig *config;
+	bool		known;
 	int			ret;
 
-	/*
-	 * a sweep batch, or an event rule, records its changes in the same
-	 * statement (an event rule its one row: a user trigger may change other
-	 * rows meanwhile)
-	 */
-	if (CurrentRule.active && CurrentRule.history_by_caller &&
-		(CurrentRule.single_row
-		 ? (is_update && relid == CurrentRule.row_rel &&
-			ItemPointerEquals(&trigdata->tg_trigtuple->t_self, &CurrentRule.row_tid))
-		 : CurrentRule.entity_table == relid))
-		return PointerGetDatum(NULL);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	entry = GetTriggerEntry(trigdata, false);
-
+	table = entry->att.entity_table;
 	d = heap_getattr(newtuple, entry->status_attnum, tupdesc, &isnull);
 	if (!isnull)
 		to = OutputFunctionCall(&entry->status_out, d);
+
+	/* the row a rule's statement moved to the rule's status: recorded there */
+	if (is_update && CurrentRule.active && CurrentRule.entity_table == table && to != NULL &&
+		TupleWrittenByCommand(newtuple, CurrentRule.cid) && strcmp(to, CurrentRule.to_status) == 0)
+		return PointerGetDatum(NULL);
+
 	if (is_update)
 	{
 		d = heap_getattr(trigdata->tg_trigtuple, entry->status_attnum, tupdesc, &isnull);
@@ -1150,58 +1365,42 @@ status_entity_trigger(PG_FUNCTION_ARGS)
 			from = OutputFunctionCall(&entry->status_out, d);
 	}
 	if ((from == NULL && to == NULL) || (from != NULL && to != NULL && strcmp(from, to) == 0))
-	{
-		SPI_finish();
 		return PointerGetDatum(NULL);
-	}
 	d = heap_getattr(newtuple, entry->key_attnum, tupdesc, &isnull);
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("key column \"%s\" of %s must not be null", entry->att.key_column, QualifiedRelName(relid))));
+				 errmsg("key column \"%s\" of %s must not be null", entry->att.key_column, QualifiedRelName(table))));
 	key = OutputFunctionCall(&entry->key_out, d);
 
-	by_rule = CurrentRule.active && CurrentRule.entity_table == relid;
-	if (!by_rule)
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	config = GetConfigOrError(table);
+	if (!TransitionAllowed(config, from, to, &known))
 	{
-		AttachmentConfig *config = GetConfigOrError(relid);
-		bool		known;
-
-		if (!TransitionAllowed(config, from, to, &known))
-		{
-			if (!known)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("status \"%s\" is not a stage of %s", to, QualifiedRelName(relid)),
-						 errdetail("Known stages: %s.", StageList(config)),
-						 errhint("Use one of the known stages or add the status to crm.status_stages.")));
+		if (!known)
 			ereport(ERROR,
-					(errcode(ERRCODE_CHECK_VIOLATION),
-					 errmsg("status change from \"%s\" to \"%s\" is not allowed for %s",
-							from ? from : "NULL", to ? to : "NULL", QualifiedRelName(relid)),
-					 errdetail("Statuses move forward only (stages: %s).", StageList(config)),
-					 errhint("Allow it with a row in crm.status_transitions, or set allow_backward in crm.status_attachments.")));
-		}
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("status \"%s\" is not a stage of %s", to, QualifiedRelName(table)),
+					 errdetail("Known stages: %s.", StageList(config)),
+					 errhint("Use one of the known stages or add the status to crm.status_stages.")));
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("status change from \"%s\" to \"%s\" is not allowed for %s",
+						from ? from : "NULL", to ? to : "NULL", QualifiedRelName(table)),
+				 errdetail("Statuses move forward only (stages: %s).", StageList(config)),
+				 errhint("Allow it with a row in crm.status_transitions, or set allow_backward in crm.status_attachments.")));
 	}
 
-	values[0] = ObjectIdGetDatum(relid);
+	values[0] = ObjectIdGetDatum(table);
 	values[1] = CStringGetTextDatum(key);
 	values[2] = from ? CStringGetTextDatum(from) : (Datum) 0;
 	nulls[2] = from ? ' ' : 'n';
 	values[3] = to ? CStringGetTextDatum(to) : (Datum) 0;
 	nulls[3] = to ? ' ' : 'n';
-	if (by_rule)
-	{
-		values[4] = TimestampTzGetDatum(CurrentRule.changed_at);
-		values[5] = Int64GetDatum(CurrentRule.rule_id);
-		values[6] = CStringGetTextDatum("rule");
-	}
-	else
-	{
-		values[4] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-		nulls[5] = 'n';
-		values[6] = CStringGetTextDatum(ManualActor());
-	}
+	values[4] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	nulls[5] = 'n';
+	values[6] = CStringGetTextDatum(ManualActor());
 	PrepareSharedPlans();
 	ret = SPI_execute_plan(HistoryPlan, values, nulls, false, 0);
 	if (ret != SPI_OK_INSERT)
@@ -1261,9 +1460,79 @@ AppendIdleCondition(StringInfo sql, StatusAttachment *att)
 					 " AND h.entity_key = e.%s::pg_catalog.text AND h.changed_at > $2)", key);
 }
 
-/* apply one time rule: returns the number of entities moved (SPI connected) */
+/* whether role holds privilege mode (one bit) on column col of relid, by a table or a column grant */
+static bool
+ColumnPrivilege(Oid relid, const char *col, Oid role, AclMode mode)
+{
+	AttrNumber	attnum = get_attnum(relid, col);
+
+	if (attnum == InvalidAttrNumber)
+		return false;
+	return pg_class_aclcheck(relid, role, mode) == ACLCHECK_OK ||
+		pg_attribute_aclcheck(relid, attnum, role, mode) == ACLCHECK_OK;
+}
+
+/*
+ * May the caller run the time rules of this attachment?  The sweep runs the
+ * moving statement as the table's owner, so the caller must hold, itself,
+ * the rights a manual change needs: SELECT on the key and status columns and
+ * UPDATE on the status column of the entity table, SELECT on the entity and
+ * time columns of the event table; and no row-level security may apply to
+ * it there (the owner's statement would not apply it).  Else a WARNING
+ * names the table and its rules are skipped.
+ */
+static bool
+SweepAllowed(StatusAttachment *att, Oid caller)
+{
+	const char *why = NULL;
+
+	if (!ColumnPrivilege(att->entity_table, att->key_column, caller, ACL_SELECT) ||
+		!ColumnPrivilege(att->entity_table, att->status_column, caller, ACL_SELECT) ||
+		!ColumnPrivilege(att->entity_table, att->status_column, caller, ACL_UPDATE))
+		why = "permission denied for the entity table";
+	else if (OidIsValid(att->event_table) &&
+			 (!ColumnPrivilege(att->event_table, att->ev_entity_column, caller, ACL_SELECT) ||
+			  !ColumnPrivilege(att->event_table, att->ev_time_column, caller, ACL_SELECT)))
+		why = "permission denied for the event table";
+	else if (check_enable_rls(att->entity_table, caller, true) == RLS_ENABLED ||
+			 (OidIsValid(att->event_table) && check_enable_rls(att->event_table, caller, true) == RLS_ENABLED))
+		why = "row-level security applies to the caller";
+	if (why == NULL)
+		return true;
+	ereport(WARNING,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("time rules of %s skipped: %s", QualifiedRelName(att->entity_table), why),
+			 errdetail("Role \"%s\" ran crm.apply_time_rules().", GetUserNameFromId(caller, false)),
+			 errhint("Run the sweep as the table's owner or a role with SELECT and UPDATE on the entity table and SELECT on the event table, not subject to row-level security there.")));
+	return false;
+}
+
+/* the owner of a relation */
+static Oid
+RelOwner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("attached table with oid %u does not exist", relid)));
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * apply one time rule: returns the number of entities moved, -1 when the
+ * caller may not sweep the table (SPI connected, search_path pinned).  Per batch of locked candidates: re-check them under
+ * a fresh snapshot (as the caller), move them (as the table's owner, in a
+ * security-restricted operation, with the session's search_path: the
+ * owner's triggers run with the owner's rights only, and any setting they
+ * change is rolled back), then write the history rows (as the caller).
+ */
 static int64
-ApplyTimeRule(TimeRule *rule, TimestampTz as_of)
+ApplyTimeRule(TimeRule *rule, TimestampTz as_of, const char *session_path)
 {
 	StatusAttachment att;
 	StringInfoData sql;
@@ -1272,12 +1541,23 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of)
 	const char *status;
 	char	   *stype;
 	Oid			arrtype;
-	Oid			types[7];
-	Datum		values[7];
+	Oid			types[5];
+	Datum		values[5];
+	Oid			htypes[6] = {REGCLASSOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTARRAYOID};
+	Datum		hvalues[6];
+	SPIPlanPtr	recheck_plan;
 	SPIPlanPtr	update_plan;
+	SPIPlanPtr	history_plan;
 	Portal		portal;
+	Oid			caller = GetUserId();
+	volatile Oid owner;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
 	volatile int64 moved = 0;
 	bool		known;
+	MemoryContext batch_cxt;
+	MemoryContext outer_cxt;
 
 	if (!TransitionAllowed(GetConfigOrError(rule->entity_table), rule->from_status, rule->to_status, &known))
 	{
@@ -1290,6 +1570,9 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of)
 		return 0;
 	}
 	LoadAttachment(rule->attachment_id, &att, CurrentMemoryContext);
+	if (!SweepAllowed(&att, caller))
+		return -1;
+	owner = RelOwner(att.entity_table);
 	ent = QualifiedRelName(att.entity_table);
 	key = quote_identifier(att.key_column);
 	status = quote_identifier(att.status_column);
@@ -1300,36 +1583,51 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("key column \"%s\" of %s has type %s, which has no array type",
 						att.key_column, ent, format_type_be(att.key_type))));
+	get_typlenbyvalalign(att.key_type, &typlen, &typbyval, &typalign);
 
 	types[0] = TEXTOID;			/* from status */
 	types[1] = TIMESTAMPTZOID;	/* cutoff */
 	types[2] = REGCLASSOID;		/* entity table */
 	types[3] = TEXTOID;			/* to status */
-	types[4] = arrtype;			/* locked keys */
-	types[5] = TIMESTAMPTZOID;	/* changed_at */
-	types[6] = INT8OID;			/* rule id */
-	values[5] = TimestampTzGetDatum(as_of);
-	values[6] = Int64GetDatum(rule->rule_id);
+	types[4] = arrtype;			/* keys */
 	values[0] = CStringGetTextDatum(rule->from_status);
 	values[1] = TimestampTzGetDatum(rule->cutoff);
 	values[2] = ObjectIdGetDatum(att.entity_table);
 	values[3] = CStringGetTextDatum(rule->to_status);
+	hvalues[0] = ObjectIdGetDatum(att.entity_table);
+	hvalues[1] = values[0];
+	hvalues[2] = values[3];
+	hvalues[3] = TimestampTzGetDatum(as_of);
+	hvalues[4] = Int64GetDatum(rule->rule_id);
+
+	/* step 2a (caller): the locked rows that are still idle, in a fresh snapshot */
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT e.%s FROM pg_catalog.unnest($5) k(key) JOIN %s e ON e.%s = k.key "
+					 "WHERE e.%s = CAST($1 AS %s)", key, ent, key, status, stype);
+	AppendIdleCondition(&sql, &att);
+	recheck_plan = SPI_prepare(sql.data, 5, types);
+	if (recheck_plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 
 	/*
-	 * step 2: with a fresh snapshot, re-check the locked rows, move them and
-	 * write their history rows in one statement
+	 * step 2b (owner): move them; every name qualified, as it runs under the
+	 * session's search_path
 	 */
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "WITH moved AS (UPDATE %s e SET %s = CAST($4 AS %s) FROM pg_catalog.unnest($5) k(key) "
-					 "WHERE e.%s = k.key AND e.%s = CAST($1 AS %s)",
-					 ent, status, stype, key, status, stype);
-	AppendIdleCondition(&sql, &att);
-	appendStringInfo(&sql, " RETURNING e.%s AS key) "
-					 "INSERT INTO crm.status_history "
-					 "(entity_table, entity_key, from_status, to_status, changed_at, rule_id, actor) "
-					 "SELECT $3, m.key::pg_catalog.text, $1, $4, $6, $7, 'rule' FROM moved m", key);
-	update_plan = SPI_prepare(sql.data, 7, types);
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "UPDATE %s e SET %s = CAST($4 AS %s) FROM pg_catalog.unnest($5) k(key) "
+					 "WHERE e.%s OPERATOR(pg_catalog.=) k.key AND e.%s OPERATOR(pg_catalog.=) CAST($1 AS %s) "
+					 "RETURNING e.%s::pg_catalog.text, e.%s::pg_catalog.text",
+					 ent, status, stype, key, status, stype, key, status);
+	update_plan = SPI_prepare(sql.data, 5, types);
 	if (update_plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+
+	/* step 2c (caller): the history rows of the entities the rule moved */
+	history_plan = SPI_prepare("INSERT INTO crm.status_history "
+							   "(entity_table, entity_key, from_status, to_status, changed_at, rule_id, actor) "
+							   "SELECT $1, k.key, $2, $3, $4, $5, 'rule' FROM pg_catalog.unnest($6) k(key)",
+							   6, htypes);
+	if (history_plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 
 	/* step 1: the idle entities, locked as they are read, skipping locked ones */
@@ -1338,19 +1636,24 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of)
 	AppendIdleCondition(&sql, &att);
 	appendStringInfoString(&sql, " FOR NO KEY UPDATE OF e SKIP LOCKED");
 	portal = SPI_cursor_open_with_args(NULL, sql.data, 3, types, values, NULL, false, 0);
+	batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "crm_analytics sweep batch", ALLOCSET_DEFAULT_SIZES);
+	outer_cxt = MemoryContextSwitchTo(batch_cxt);
 
 	for (;;)
 	{
 		uint64		n;
 		uint64		i;
 		Datum	   *keys;
+		Datum	   *moved_keys;
+		int			nmoved = 0;
 		ArrayType  *arr;
-		int16		typlen;
-		bool		typbyval;
-		char		typalign;
 		int			ret;
+		Oid			save_userid;
+		int			save_sec_context;
+		int			save_nestlevel;
 
 		CHECK_FOR_INTERRUPTS();
+		MemoryContextReset(batch_cxt);
 		SPI_cursor_fetch(portal, true, SWEEP_BATCH);
 		n = SPI_processed;
 		if (n == 0)
@@ -1362,26 +1665,48 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of)
 
 			keys[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
 		}
-		get_typlenbyvalalign(att.key_type, &typlen, &typbyval, &typalign);
 		arr = construct_array(keys, (int) n, att.key_type, typlen, typbyval, typalign);
+		SPI_freetuptable(SPI_tuptable);
+
+		/* 2a */
+		values[4] = PointerGetDatum(arr);
+		ret = SPI_execute_plan(recheck_plan, values, NULL, false, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+		n = SPI_processed;
+		for (i = 0; i < n; i++)
+		{
+			bool		isnull;
+
+			keys[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		}
+		arr = construct_array(keys, (int) n, att.key_type, typlen, typbyval, typalign);
+		SPI_freetuptable(SPI_tuptable);
+		if (n == 0)
+			continue;
 		values[4] = PointerGetDatum(arr);
 
+		/* 2b, as the owner */
+		GetUserIdAndSecContext(&save_userid, &save_sec_context);
+		save_nestlevel = NewGUCNestLevel();
+		(void) set_config_option("search_path", session_path, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		SetUserIdAndSecContext(owner, save_sec_context | SECURITY_RESTRICTED_OPERATION);
 		{
 			RuleContext saved = CurrentRule;
 
 			CurrentRule.active = true;
 			CurrentRule.entity_table = att.entity_table;
-			CurrentRule.rule_id = rule->rule_id;
-			CurrentRule.changed_at = as_of;
-			CurrentRule.history_by_caller = true;
-			CurrentRule.single_row = false;
+			CurrentRule.to_status = rule->to_status;
+			CurrentRule.reader = caller;
 			RuleDepth++;
 			PG_TRY();
 			{
+				CommandCounterIncrement();
+				CurrentRule.cid = GetCurrentCommandId(false);
 				ret = SPI_execute_plan(update_plan, values, NULL, false, 0);
-				if (ret != SPI_OK_INSERT)
+				if (ret != SPI_OK_UPDATE_RETURNING)
 					elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
-				moved += SPI_processed;
 			}
 			PG_FINALLY();
 			{
@@ -1390,12 +1715,35 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of)
 			}
 			PG_END_TRY();
 		}
-		pfree(keys);
-		pfree(arr);
+		/* roll back any setting the owner's code changed, restore the caller */
+		AtEOXact_GUC(false, save_nestlevel);
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+
+		/* 2c: the rows that got the rule's status (a user's BEFORE trigger may have put another) */
+		moved_keys = palloc(sizeof(Datum) * Max(SPI_processed, 1));
+		for (i = 0; i < SPI_processed; i++)
+		{
+			char	   *st = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+
+			if (st != NULL && strcmp(st, rule->to_status) == 0)
+				moved_keys[nmoved++] = CStringGetTextDatum(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		}
 		SPI_freetuptable(SPI_tuptable);
+		if (nmoved > 0)
+		{
+			hvalues[5] = PointerGetDatum(construct_array(moved_keys, nmoved, TEXTOID, -1, false, TYPALIGN_INT));
+			ret = SPI_execute_plan(history_plan, hvalues, NULL, false, 0);
+			if (ret != SPI_OK_INSERT)
+				elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+			moved += nmoved;
+		}
 	}
+	MemoryContextSwitchTo(outer_cxt);
+	MemoryContextDelete(batch_cxt);
 	SPI_cursor_close(portal);
+	SPI_freeplan(recheck_plan);
 	SPI_freeplan(update_plan);
+	SPI_freeplan(history_plan);
 	pfree(sql.data);
 	return moved;
 }
@@ -1407,7 +1755,9 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of)
  * entities in from_status with no event and no status change after
  * as_of - idle_for move to to_status (history changed_at = as_of).  A second
  * run with the same as_of finds nothing to do; rows another session holds
- * are skipped (a later run picks them up).
+ * are skipped (a later run picks them up).  The function has no SET clause:
+ * it pins search_path itself for its own statements and gives the session's
+ * path to the user's triggers (see ApplyTimeRule).
  */
 Datum
 status_apply_time_rules(PG_FUNCTION_ARGS)
@@ -1420,6 +1770,9 @@ status_apply_time_rules(PG_FUNCTION_ARGS)
 	uint64		i;
 	int64		total = 0;
 	int			ret;
+	char	   *session_path;
+	int			level;
+	int32		skipped = 0;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -1432,8 +1785,10 @@ status_apply_time_rules(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("as_of must be finite")));
 
+	session_path = pstrdup(namespace_search_path ? namespace_search_path : "");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	level = PinSearchPath();
 	values[0] = TimestampTzGetDatum(as_of);
 	ret = SPI_execute_with_args("SELECT r.rule_id, a.attachment_id, r.entity_table::oid, r.from_status, r.to_status, "
 								"$1 - r.idle_for "
@@ -1461,8 +1816,20 @@ status_apply_time_rules(PG_FUNCTION_ARGS)
 	SPI_freetuptable(SPI_tuptable);
 
 	for (i = 0; i < nrules; i++)
-		total += ApplyTimeRule(&rules[i], as_of);
+	{
+		int64		moved;
 
+		/* a table the caller may not sweep: one warning, its other rules skipped too */
+		if (i > 0 && rules[i].attachment_id == skipped)
+			continue;
+		moved = ApplyTimeRule(&rules[i], as_of, session_path);
+		if (moved < 0)
+			skipped = rules[i].attachment_id;
+		else
+			total += moved;
+	}
+
+	UnpinSearchPath(level);
 	SPI_finish();
 	if (total > PG_INT32_MAX)
 		total = PG_INT32_MAX;

@@ -99,12 +99,18 @@ CREATE TABLE crm.status_history (
     to_status    text,
     changed_at   timestamptz NOT NULL,
     rule_id      bigint,
-    actor        text NOT NULL
+    actor        text NOT NULL,
+    db_user      text DEFAULT CURRENT_USER,
+    db_session_user text DEFAULT SESSION_USER
 );
 ALTER SEQUENCE crm.status_history_id_seq OWNED BY crm.status_history.history_id;
 CREATE INDEX status_history_entity ON crm.status_history (entity_table, entity_key, changed_at);
 COMMENT ON TABLE crm.status_history IS
-'One row per status change of an attached entity (and per inserted entity, from_status NULL): by a rule (actor = ''rule'', rule_id set) or by a person (actor = the crm.status_actor setting or the database user).';
+'One row per status change of an attached entity (and per inserted entity, from_status NULL): by a rule (actor = ''rule'', rule_id set) or by a person (actor = the crm.status_actor setting, a claim of the application, or else the database user); db_user and db_session_user are the database role that wrote the row and the session''s login role (NULL for rows written before 0.3.0).';
+COMMENT ON COLUMN crm.status_history.db_user IS
+'The database role that wrote the row (CURRENT_USER): the role making a manual change, the role inserting the event for an event rule, the role calling crm.apply_time_rules() for a time rule. Grant writers INSERT on the other columns only, so that it cannot be set by hand.';
+COMMENT ON COLUMN crm.status_history.db_session_user IS
+'The login role of the session that wrote the row (SESSION_USER); see db_user.';
 
 SELECT pg_catalog.pg_extension_config_dump('crm.status_attachments', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.status_attachment_id_seq', '');
@@ -213,12 +219,16 @@ AS 'MODULE_PATHNAME', 'status_entity_trigger';
 COMMENT ON FUNCTION crm.status_entity_trigger() IS
 'AFTER INSERT / UPDATE OF status row trigger on an attached entity table (installed by crm.attach_auto_status): rejects disallowed manual transitions and writes one crm.status_history row per change.';
 
+-- crm.apply_time_rules has no SET clause either: it pins search_path in C for
+-- its own statements, and the statement that moves the rows of an attached
+-- table runs as the table's owner (security-restricted) with the session's
+-- search_path, so that the owner's triggers resolve names as they do for any
+-- other write to the table (docs/security.md, section B).
 CREATE FUNCTION crm.apply_time_rules(as_of timestamptz DEFAULT now()) RETURNS int
 LANGUAGE c VOLATILE PARALLEL UNSAFE
-SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'status_apply_time_rules';
 COMMENT ON FUNCTION crm.apply_time_rules(timestamptz) IS
-'The sweep for time rules: moves every entity that has been in a rule''s from_status with no event and no status change for idle_for before as_of; idempotent, skips rows locked by concurrent sessions (SKIP LOCKED); returns the number of changes.';
+'The sweep for time rules: moves every entity that has been in a rule''s from_status with no event and no status change for idle_for before as_of; idempotent, skips rows locked by concurrent sessions (SKIP LOCKED); returns the number of changes. Tables the caller may not update are skipped with a WARNING; the rows of each table are moved as the table''s owner in a security-restricted operation, so the owner''s triggers never run with the caller''s rights.';
 
 CREATE FUNCTION crm.status_transition_allowed(entity_table regclass, from_status text, to_status text)
 RETURNS boolean
