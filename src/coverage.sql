@@ -535,14 +535,14 @@ AS $$
 DECLARE
     bad text;
 BEGIN
-    EXECUTE format('SELECT q.cls FROM (%s) AS q(cls) WHERE q.cls IS NOT NULL '
+    EXECUTE pg_catalog.format('SELECT q.cls FROM (%s) AS q(cls) WHERE q.cls IS NOT NULL '
                    'AND NOT EXISTS (SELECT 1 FROM crm.coverage_policy p WHERE p.class OPERATOR(pg_catalog.=) q.cls) LIMIT 1',
                    classes_query) INTO bad;
     IF bad IS NOT NULL THEN
         RAISE EXCEPTION 'unknown coverage class "%"', bad
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'Every class must have a row in crm.coverage_policy.',
-                  HINT = format('Add it: INSERT INTO crm.coverage_policy (class, max_interval) VALUES (%L, ''2 months'').', bad);
+                  HINT = pg_catalog.format('Add it: INSERT INTO crm.coverage_policy (class, max_interval) VALUES (%L, ''2 months'').', bad);
     END IF;
 END
 $$;
@@ -604,11 +604,11 @@ BEGIN
                                   cfg.customers);
     END IF;
 
-    IF cfg.unknown_customers = 'error' THEN
+    IF cfg.unknown_customers OPERATOR(pg_catalog.=) 'error' THEN
         EXECUTE pg_catalog.format('SELECT pg_catalog.count(*), pg_catalog.min(a.k) FROM (%s) a '
                                   'WHERE NOT EXISTS (SELECT 1 FROM (%s) cu WHERE cu.k OPERATOR(pg_catalog.=) a.k)',
                                   agg, cust) INTO missing, example;
-        IF missing > 0 THEN
+        IF missing OPERATOR(pg_catalog.>) 0::pg_catalog.int8 THEN
             RAISE EXCEPTION 'interactions name % customers that are not in the customers table, for example %', missing, example
                 USING ERRCODE = 'foreign_key_violation',
                       HINT = 'Add them to the customers table, or attach with unknown_customers => ''insert'' or ''ignore''.';
@@ -624,7 +624,7 @@ BEGIN
         '       p.max_interval, p.due_soon, coalesce(a.last, cu.since) OPERATOR(pg_catalog.+) p.max_interval '
         'FROM (%s) cu %s JOIN (%s) a ON a.k OPERATOR(pg_catalog.=) cu.k '
         'LEFT JOIN crm.coverage_policy p ON p.class OPERATOR(pg_catalog.=) cu.class',
-        cust, CASE WHEN cfg.unknown_customers = 'insert' THEN 'FULL' ELSE 'LEFT' END, agg);
+        cust, CASE WHEN cfg.unknown_customers OPERATOR(pg_catalog.=) 'insert' THEN 'FULL' ELSE 'LEFT' END, agg);
     GET DIAGNOSTICS n = ROW_COUNT;
 
     IF cfg.classes_sql IS NOT NULL THEN
@@ -657,7 +657,8 @@ BEGIN
         'INSERT INTO crm.coverage AS cv (customer_id, class) '
         'SELECT DISTINCT ON (1) q.k::pg_catalog.int8, q.c::pg_catalog.text FROM (%s) AS q(k, c) WHERE q.k IS NOT NULL ORDER BY 1 '
         'ON CONFLICT (customer_id) DO UPDATE SET class = excluded.class '
-        'WHERE cv.class IS DISTINCT FROM excluded.class', classes_sql);
+        'WHERE coalesce(NOT pg_catalog.texteq(cv.class, excluded.class), (cv.class IS NULL) OPERATOR(pg_catalog.<>) (excluded.class IS NULL))',
+        classes_sql);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
@@ -705,7 +706,9 @@ BEGIN
         'FROM (SELECT cv2.customer_id, x.cycle FROM crm.coverage cv2 LEFT JOIN '
         '        (SELECT q.k::pg_catalog.int8 AS k, crm.median_interval(q.t::pg_catalog.timestamptz) AS cycle '
         '           FROM (%s) AS q(k, t) GROUP BY 1) x ON x.k OPERATOR(pg_catalog.=) cv2.customer_id) p '
-        'WHERE p.customer_id OPERATOR(pg_catalog.=) cv.customer_id AND cv.purchase_cycle IS DISTINCT FROM p.cycle',
+        'WHERE p.customer_id OPERATOR(pg_catalog.=) cv.customer_id '
+        '  AND coalesce(NOT pg_catalog.interval_eq(cv.purchase_cycle, p.cycle), '
+        '               (cv.purchase_cycle IS NULL) OPERATOR(pg_catalog.<>) (p.cycle IS NULL))',
         purchases_sql);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
@@ -895,8 +898,8 @@ LANGUAGE plpgsql STABLE
 -- no SET search_path: runs the caller's inner queries
 AS $$
 BEGIN
-    IF sla IS NULL OR sla <= interval '0' THEN
-        RAISE EXCEPTION 'crm.lead_sla: sla must be a positive interval, got %', coalesce(sla::text, 'NULL')
+    IF sla IS NULL OR sla OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval THEN
+        RAISE EXCEPTION 'crm.lead_sla: sla must be a positive interval, got %', coalesce(sla::pg_catalog.text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use for example interval ''15 minutes''.';
     END IF;
@@ -952,7 +955,8 @@ BEGIN
                %s
           FROM x
          GROUP BY GROUPING SETS ((), (x.channel), (x.manager_id))
-         ORDER BY CASE GROUPING(x.channel, x.manager_id) WHEN 3 THEN 0 WHEN 1 THEN 1 ELSE 2 END,
+         ORDER BY CASE WHEN GROUPING(x.channel, x.manager_id) OPERATOR(pg_catalog.=) 3 THEN 0
+                       WHEN GROUPING(x.channel, x.manager_id) OPERATOR(pg_catalog.=) 1 THEN 1 ELSE 2 END,
                   x.channel, x.manager_id $q$,
         CASE WHEN working_hours
              THEN pg_catalog.format('crm.working_time(f.created_at, f.first_response_at, %L, %L, %L)',

@@ -388,7 +388,7 @@ SELECT is(ARRAY(SELECT what || ' -> ' || err FROM sp_failures ORDER BY 1), '{}':
 
 -- 5: every view
 TRUNCATE sp_failures;
-SELECT pg_temp.sp_run(v::text, format('SELECT count(*) FROM (SELECT * FROM %s) v', v)) FROM sp_ext_views ORDER BY 1;
+SELECT pg_temp.sp_run(v::text, format('SELECT count(*) FROM (SELECT * FROM %s) v', v)) FROM sp_ext_views ORDER BY v::text;
 SELECT is(ARRAY(SELECT what || ' -> ' || err FROM sp_failures ORDER BY 1), '{}'::text[],
           'every view of the extension reads with hostile objects in the caller''s path, and none of them is used');
 
