@@ -28,6 +28,10 @@ CREATE TABLE crm.rfm_segment_overrides (
 COMMENT ON TABLE crm.rfm_segment_overrides IS
 'User overrides of the RFM segment map: a row (r, f, segment) replaces the built-in segment of that R x F cell in crm.rfm_segment. Empty by default; kept by pg_dump.';
 SELECT pg_catalog.pg_extension_config_dump('crm.rfm_segment_overrides', '');
+-- read-only configuration that crm.rfm_segment (and so crm.rfm_report, the
+-- view crm.rfm_segment_map and the dashboard's crm.v_rfm) reads with the
+-- caller's rights: everyone may read it, only its owner edits it
+GRANT SELECT ON crm.rfm_segment_overrides TO PUBLIC;
 
 CREATE FUNCTION crm.rfm_segment_default(r int, f int) RETURNS text
 LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
@@ -197,18 +201,23 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Swap the two moments.';
     END IF;
-    -- at most 100000 periods (a month counts 30 days here, so this errs on the safe side)
+    -- at most 10000 periods (crm.demand_cv's limit), checked before the period
+    -- series is generated: first roughly (a month counts 30 days), then exactly
     IF pg_catalog.date_part('epoch', to_ts OPERATOR(pg_catalog.-) pg_catalog.date_trunc(period, from_ts))
-       OPERATOR(pg_catalog./) pg_catalog.date_part('epoch', step) OPERATOR(pg_catalog.>) 100000::pg_catalog.float8 THEN
-        RAISE EXCEPTION 'abc_xyz_report: [%, %) holds more than 100000 periods of one %', from_ts, to_ts, period
+       OPERATOR(pg_catalog./) pg_catalog.date_part('epoch', step) OPERATOR(pg_catalog.>) 11000::pg_catalog.float8 THEN
+        nperiods := NULL;
+    ELSE
+        SELECT pg_catalog.count(*) INTO nperiods
+          FROM pg_catalog.generate_series(pg_catalog.date_trunc(period, from_ts),
+                                          to_ts OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval, step);
+    END IF;
+    IF nperiods IS NULL OR nperiods OPERATOR(pg_catalog.>) 10000 THEN
+        RAISE EXCEPTION 'abc_xyz_report: [%, %) holds more than 10000 periods of one %', from_ts, to_ts, period
             USING ERRCODE = 'program_limit_exceeded',
-                  HINT = 'Use a shorter range or a longer period.';
+                  HINT = 'Use a shorter range or a longer period (weeks or months instead of days).';
     END IF;
     PERFORM crm._check_inner_query('abc_xyz_report', sales_sql,
         ARRAY['item any', 'sold_at timestamptz', 'quantity numeric', 'revenue numeric']);
-    SELECT pg_catalog.count(*) INTO nperiods
-      FROM pg_catalog.generate_series(pg_catalog.date_trunc(period, from_ts),
-                                      to_ts OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval, step);
     RETURN QUERY EXECUTE pg_catalog.format($q$
         WITH p AS (
             SELECT g.s AS period_start, (pg_catalog.row_number() OVER (ORDER BY g.s))::pg_catalog.int4 AS period_no

@@ -948,8 +948,9 @@ BEGIN
                pg_catalog.count(*),
                pg_catalog.count(x.response_time),
                pg_catalog.count(*) FILTER (WHERE x.response_time OPERATOR(pg_catalog.<=) %L::pg_catalog.interval),
+               -- NULL, not a division by zero, for the total row of no leads
                pg_catalog.round(100.0 OPERATOR(pg_catalog.*) pg_catalog.count(*) FILTER (WHERE x.response_time OPERATOR(pg_catalog.<=) %L::pg_catalog.interval)
-                                OPERATOR(pg_catalog./) pg_catalog.count(*), 2),
+                                OPERATOR(pg_catalog./) CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.<>) 0 THEN pg_catalog.count(*) END, 2),
                pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY x.response_time),
                pg_catalog.count(*) FILTER (WHERE x.response_time IS NULL),
                %s

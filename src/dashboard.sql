@@ -52,10 +52,15 @@ COMMENT ON TABLE crm.dashboard_settings IS
 'Settings of the owner dashboard (at most one row): the period the crm.v_* views show (NULL = the last complete calendar month) and the lead first-response SLA.';
 SELECT pg_catalog.pg_extension_config_dump('crm.dashboard_settings', '');
 
--- BI users (Metabase's database user) read the views, which read these three
--- tables with the caller's rights: let everyone read them; only the owner
--- (or whoever is granted more) registers sources and edits the stages.
-GRANT SELECT ON crm.sources, crm.pipeline_stages, crm.dashboard_settings TO PUBLIC;
+-- BI users (Metabase's database user) read the views, which read these
+-- tables with the caller's rights: the stages and the settings are readable by
+-- everyone; only the owner (or whoever is granted more) edits them.
+-- crm.sources holds SQL text (table names, filters): not readable by
+-- everyone.  The reports run the registered queries as the caller, so a
+-- reporting role needs SELECT on crm.sources granted by the administrator
+-- (GRANT SELECT ON crm.sources TO reporting_role), and on the tables the
+-- queries read.
+GRANT SELECT ON crm.pipeline_stages, crm.dashboard_settings TO PUBLIC;
 -- the dashboard reads the coverage capability's contact policy too
 DO $grant$
 BEGIN
@@ -150,6 +155,13 @@ BEGIN
     IF cols IS NULL THEN
         RAISE EXCEPTION 'unknown source kind "%"', kind USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF NOT pg_catalog.has_table_privilege('crm.sources', 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for the source registry crm.sources'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'The reports run the registered source queries as the calling role, which must be able to read them.',
+                  HINT = pg_catalog.format('An administrator can grant it: GRANT SELECT ON crm.sources TO %I; the role also needs SELECT on the tables the sources read.',
+                                           CURRENT_USER);
+    END IF;
     SELECT s.query INTO q FROM crm.sources s WHERE s.kind OPERATOR(pg_catalog.=) _source_sql.kind;
     IF q IS NULL THEN
         RAISE EXCEPTION 'source "%" is not registered', kind
@@ -200,9 +212,15 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Pass NULL, NULL to go back to the default (the last complete calendar month).';
     END IF;
+    IF NOT (isfinite(period_from) AND isfinite(period_to)) THEN
+        RAISE EXCEPTION 'dashboard period bounds must be finite, got % to %', period_from, period_to
+            USING ERRCODE = 'datetime_field_overflow',
+                  HINT = 'Pass real dates, e.g. (''2025-12-01'', ''2025-12-31''), or NULL, NULL for the last complete calendar month.';
+    END IF;
     IF period_from > period_to THEN
         RAISE EXCEPTION 'period start % is after its end %', period_from, period_to
-            USING ERRCODE = 'invalid_parameter_value';
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Swap the two dates.';
     END IF;
     INSERT INTO crm.dashboard_settings AS s (singleton, period_from, period_to)
     VALUES (true, set_dashboard_period.period_from, set_dashboard_period.period_to)
@@ -235,13 +253,15 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Pass both dates, e.g. (''2025-12-01'', ''2025-12-31'').';
     END IF;
+    IF NOT (isfinite(period_from) AND isfinite(period_to)) THEN
+        RAISE EXCEPTION '%: period bounds must be finite, got % to %', fname, period_from, period_to
+            USING ERRCODE = 'datetime_field_overflow',
+                  HINT = 'Pass real dates, e.g. (''2025-12-01'', ''2025-12-31'').';
+    END IF;
     IF period_from > period_to THEN
         RAISE EXCEPTION '%: period start % is after its end %', fname, period_from, period_to
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Swap the two dates.';
-    END IF;
-    IF period_from = '-infinity'::date OR period_to = 'infinity'::date THEN
-        RAISE EXCEPTION '%: period bounds must be finite', fname USING ERRCODE = 'invalid_parameter_value';
     END IF;
     cur_from  := period_from::timestamptz;
     cur_to    := (period_to + 1)::timestamptz;
@@ -647,6 +667,10 @@ BEGIN
     IF as_of IS NULL THEN
         RAISE EXCEPTION 'crm.dashboard_coverage: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF NOT pg_catalog.isfinite(as_of) THEN
+        RAISE EXCEPTION 'crm.dashboard_coverage: as_of must be finite, got %', as_of
+            USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real moment, e.g. ''2026-01-01''.';
+    END IF;
     -- ABC by the revenue of the 12 months before as_of, crm.abc_class
     -- semantics (share held by strictly larger values < 0.80 -> A, < 0.95 -> B;
     -- the tests check it against crm.abc_class), computed here with one sort
@@ -946,6 +970,10 @@ BEGIN
     IF as_of IS NULL THEN
         RAISE EXCEPTION 'crm.dashboard_retention: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF NOT pg_catalog.isfinite(as_of) THEN
+        RAISE EXCEPTION 'crm.dashboard_retention: as_of must be finite, got %', as_of
+            USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real date, e.g. ''2025-12-31''.';
+    END IF;
     RETURN QUERY
     SELECT x.cohort, x.period_no, x.cohort_size, x.active, pg_catalog.round(100 OPERATOR(pg_catalog.*) x.retention_rate, 2), x.revenue, x.cumulative_ltv
       FROM crm.cohort_retention(pg_catalog.format('SELECT customer_id, ordered_at, amount FROM %s WHERE ordered_at < %L::timestamptz',
@@ -972,6 +1000,10 @@ BEGIN
     IF as_of IS NULL THEN
         RAISE EXCEPTION 'crm.dashboard_rfm: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF NOT pg_catalog.isfinite(as_of) THEN
+        RAISE EXCEPTION 'crm.dashboard_rfm: as_of must be finite, got %', as_of
+            USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real date, e.g. ''2025-12-31''.';
+    END IF;
     RETURN QUERY
     SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
       FROM crm.rfm_report('SELECT customer_id, ordered_at, amount FROM ' OPERATOR(pg_catalog.||) crm._source_sql('orders'),
@@ -996,6 +1028,10 @@ AS $$
 BEGIN
     IF as_of IS NULL THEN
         RAISE EXCEPTION 'crm.dashboard_abc_xyz: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT pg_catalog.isfinite(as_of) THEN
+        RAISE EXCEPTION 'crm.dashboard_abc_xyz: as_of must be finite, got %', as_of
+            USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real date, e.g. ''2025-12-31''.';
     END IF;
     RETURN QUERY
     SELECT x.item, x.revenue, pg_catalog.round(100 OPERATOR(pg_catalog.*) x.share, 2), x.abc, pg_catalog.round(x.cv::numeric, 4), x.xyz, x.abc_xyz
