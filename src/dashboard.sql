@@ -61,6 +61,7 @@ SELECT pg_catalog.pg_extension_config_dump('crm.dashboard_settings', '');
 -- (GRANT SELECT ON crm.sources TO reporting_role), and on the tables the
 -- queries read.
 GRANT SELECT ON crm.pipeline_stages, crm.dashboard_settings TO PUBLIC;
+REVOKE SELECT ON crm.sources FROM PUBLIC;   -- explicit, as the 0.2.0 -> 0.3.0 upgrade does
 -- the dashboard reads the coverage capability's contact policy too
 DO $grant$
 BEGIN
