@@ -43,11 +43,11 @@ SELECT c.oid::regclass AS v
 -- ---------------------------------------------------------------- sample calls
 -- Run in order (seq), after the hostile objects are planted.  Fixtures used:
 -- the demo data (crm.load_demo), sp_* tables created here.
-CREATE TEMP TABLE sp_calls (seq serial, fn regprocedure, call text NOT NULL);
+CREATE TEMP TABLE sp_calls (seq serial, fn_name text, call text NOT NULL);
 CREATE TABLE public.sp_deals (deal_id bigint PRIMARY KEY, stage text NOT NULL);
 CREATE TABLE public.sp_deal_events (deal_id bigint, stage text, changed_at timestamptz);
 INSERT INTO public.sp_deals SELECT deal_id, 'lead' FROM crm_demo.deals ORDER BY deal_id LIMIT 50;
-INSERT INTO sp_calls (fn, call) VALUES
+INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm.version()', $$SELECT crm.version()$$),
 ('crm._check_inner_query(text,text,text[])', $$SELECT crm._check_inner_query('t', 'SELECT 1::int, now()', ARRAY['a integer', 'b timestamptz'])$$),
 ('crm.abc_class(float8,float8,float8)', $$SELECT crm.abc_class(amount::float8) OVER () FROM crm_demo.orders LIMIT 5$$),
@@ -166,6 +166,10 @@ INSERT INTO sp_calls (fn, call) VALUES
 -- last: it recreates the demo tables (smaller) for the view and trigger sections
 ('crm.load_demo(int,int,date)', $$SELECT count(*) FROM crm.load_demo(300, 7, '2025-12-31')$$);
 
+-- a sample for a function that is not installed is ignored
+ALTER TABLE sp_calls ADD COLUMN fn regprocedure;
+UPDATE sp_calls SET fn = pg_catalog.to_regprocedure(fn_name);
+
 -- aggregates and window functions (C, no SQL of their own): one call each with
 -- arguments made from their types
 CREATE FUNCTION pg_temp.sp_agg_call(fn regprocedure) RETURNS text LANGUAGE plpgsql AS $f$
@@ -212,8 +216,8 @@ BEGIN
                   CASE WHEN (SELECT p.prokind FROM pg_catalog.pg_proc p WHERE p.oid = fn) = 'w' THEN ' OVER ()' ELSE '' END);
 END
 $f$;
-INSERT INTO sp_calls (fn, call)
-SELECT f.fn, pg_temp.sp_agg_call(f.fn) FROM sp_ext_funcs f
+INSERT INTO sp_calls (fn, fn_name, call)
+SELECT f.fn, f.fn::text, pg_temp.sp_agg_call(f.fn) FROM sp_ext_funcs f
  WHERE f.prokind IN ('a', 'w') AND NOT EXISTS (SELECT 1 FROM sp_calls c WHERE c.fn = f.fn) ORDER BY f.fn::text;
 
 -- 1: every function of the extension has a sample call (aggregate support
@@ -382,7 +386,7 @@ SELECT is((SELECT err FROM sp_failures), 'HJ001: hijacked by operator /(double p
           'the planted float8 / int4 operator catches an unqualified expression resolved with the caller''s path');
 TRUNCATE sp_failures;
 
-SELECT pg_temp.sp_run(fn::text, call) FROM sp_calls WHERE call IS NOT NULL ORDER BY seq;
+SELECT pg_temp.sp_run(fn::text, call) FROM sp_calls WHERE fn IS NOT NULL AND call IS NOT NULL ORDER BY seq;
 -- 4
 SELECT is(ARRAY(SELECT what || ' -> ' || err FROM sp_failures ORDER BY 1), '{}'::text[],
           'every function of the extension runs with hostile objects in the caller''s path, and none of them is used');
