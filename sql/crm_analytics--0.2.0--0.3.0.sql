@@ -751,8 +751,8 @@ lc AS (
 -- class A by crm.abc_class itself (a C window function over all customers,
 -- no sort) at both period ends
 ab AS (
-    SELECT customer_id, crm.abc_class(rev12_cur::float8) OVER () AS c_cls,
-           crm.abc_class(rev12_prev::float8) OVER () AS p_cls
+    SELECT customer_id, crm.abc_class(rev12_cur::pg_catalog.float8) OVER () AS c_cls,
+           crm.abc_class(rev12_prev::pg_catalog.float8) OVER () AS p_cls
       FROM cu),
 am AS (
     SELECT pg_catalog.count(*) FILTER (WHERE ab.c_cls OPERATOR(pg_catalog.=) 'A'
@@ -853,7 +853,7 @@ cl AS (
            CASE WHEN r.rev OPERATOR(pg_catalog.>=) th.a THEN 'A' WHEN r.rev OPERATOR(pg_catalog.>=) th.b THEN 'B' ELSE 'C' END AS cls
       FROM c CROSS JOIN th LEFT JOIN r ON r.customer_id OPERATOR(pg_catalog.=) c.customer_id),
 pol AS MATERIALIZED (SELECT k.cls, crm._dashboard_coverage_interval(k.cls) AS iv FROM (VALUES ('A'), ('B'), ('C')) AS k(cls))
-SELECT cl.customer_id::text, cl.manager_id::text, cl.channel::text, coalesce(cl.rev, 0), cl.cls,
+SELECT cl.customer_id::pg_catalog.text, cl.manager_id::pg_catalog.text, cl.channel::pg_catalog.text, coalesce(cl.rev, 0), cl.cls,
        x.last_at, x.last_at OPERATOR(pg_catalog.+) pol.iv, coalesce(x.last_at OPERATOR(pg_catalog.>=) ($1 OPERATOR(pg_catalog.-) pol.iv), false)
   FROM cl JOIN pol ON pol.cls OPERATOR(pg_catalog.=) cl.cls LEFT JOIN x ON x.customer_id OPERATOR(pg_catalog.=) cl.customer_id
 $sql$, crm._source_sql('customers'), crm._source_sql('orders'), crm._source_sql('interactions'))
@@ -931,7 +931,7 @@ BEGIN
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH
 ld AS MATERIALIZED (
-    SELECT lead_id, created_at, manager_id::text AS manager_id FROM %1$s
+    SELECT lead_id, created_at, manager_id::pg_catalog.text AS manager_id FROM %1$s
      WHERE created_at OPERATOR(pg_catalog.>=) $1 AND created_at OPERATOR(pg_catalog.<) $2),
 fc AS (
     SELECT x.lead_id, pg_catalog.min(x.occurred_at) AS first_contact
@@ -944,7 +944,7 @@ lm AS (
            pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM fc.first_contact OPERATOR(pg_catalog.-) ld.created_at) OPERATOR(pg_catalog./) 60) AS med
       FROM ld LEFT JOIN fc ON fc.lead_id OPERATOR(pg_catalog.=) ld.lead_id GROUP BY 1),
 dl AS (
-    SELECT e.deal_id, pg_catalog.min(e.manager_id::text) AS manager_id,
+    SELECT e.deal_id, pg_catalog.min(e.manager_id::pg_catalog.text) AS manager_id,
            pg_catalog.min(e.changed_at) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'won') AS won_at,
            pg_catalog.min(e.changed_at) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'lost') AS lost_at,
            pg_catalog.count(*) FILTER (WHERE e.outcome IS NULL) AS n_unknown
@@ -959,7 +959,7 @@ dm AS (
 cv AS (
     SELECT c.manager_id, pg_catalog.count(*) AS customers, pg_catalog.count(*) FILTER (WHERE c.covered) AS covered
       FROM crm.dashboard_coverage($2) c GROUP BY 1),
-cu AS MATERIALIZED (SELECT customer_id, manager_id::text AS manager_id FROM %4$s),
+cu AS MATERIALIZED (SELECT customer_id, manager_id::pg_catalog.text AS manager_id FROM %4$s),
 rv AS (
     SELECT cu.manager_id, pg_catalog.sum(o.amount) AS revenue
       FROM %5$s LEFT JOIN cu ON cu.customer_id OPERATOR(pg_catalog.=) o.customer_id
@@ -1109,7 +1109,7 @@ BEGIN
     END IF;
     RETURN QUERY
     SELECT x.cohort, x.period_no, x.cohort_size, x.active, pg_catalog.round(100 OPERATOR(pg_catalog.*) x.retention_rate, 2), x.revenue, x.cumulative_ltv
-      FROM crm.cohort_retention(pg_catalog.format('SELECT customer_id, ordered_at, amount FROM %s WHERE ordered_at < %L::timestamptz',
+      FROM crm.cohort_retention(pg_catalog.format('SELECT customer_id, ordered_at, amount FROM %s WHERE ordered_at OPERATOR(pg_catalog.<) %L::pg_catalog.timestamptz',
                                                   crm._source_sql('orders'), (as_of OPERATOR(pg_catalog.+) 1)::pg_catalog.timestamptz),
                                 'month', 12) AS x
      WHERE x.cohort OPERATOR(pg_catalog.>) (pg_catalog.date_trunc('month', as_of) OPERATOR(pg_catalog.-) '12 months'::pg_catalog.interval)::pg_catalog.date
