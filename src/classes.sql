@@ -28,6 +28,10 @@ CREATE TABLE crm.rfm_segment_overrides (
 COMMENT ON TABLE crm.rfm_segment_overrides IS
 'User overrides of the RFM segment map: a row (r, f, segment) replaces the built-in segment of that R x F cell in crm.rfm_segment. Empty by default; kept by pg_dump.';
 SELECT pg_catalog.pg_extension_config_dump('crm.rfm_segment_overrides', '');
+-- read-only configuration that crm.rfm_segment (and so crm.rfm_report, the
+-- view crm.rfm_segment_map and the dashboard's crm.v_rfm) reads with the
+-- caller's rights: everyone may read it, only its owner edits it
+GRANT SELECT ON crm.rfm_segment_overrides TO PUBLIC;
 
 CREATE FUNCTION crm.rfm_segment_default(r int, f int) RETURNS text
 LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
@@ -134,20 +138,21 @@ BEGIN
         WITH per AS (
             SELECT i.customer AS key,
                    pg_catalog.floor(pg_catalog.date_part('epoch',
-                       $1 - pg_catalog.max(i.ordered_at::pg_catalog.timestamptz)) / 86400)::int AS recency_days,
+                       $1 OPERATOR(pg_catalog.-) pg_catalog.max(i.ordered_at::pg_catalog.timestamptz))
+                       OPERATOR(pg_catalog./) 86400::pg_catalog.float8)::pg_catalog.int4 AS recency_days,
                    pg_catalog.count(*) AS frequency,
                    pg_catalog.sum(i.amount::pg_catalog.numeric) AS monetary
               FROM (%s) AS i(customer, ordered_at, amount)
-             WHERE i.customer IS NOT NULL AND i.ordered_at::pg_catalog.timestamptz <= $1
+             WHERE i.customer IS NOT NULL AND i.ordered_at::pg_catalog.timestamptz OPERATOR(pg_catalog.<=) $1
              GROUP BY i.customer
         ), scored AS (
             SELECT per.*,
-                   crm.quantile_score(-per.recency_days::pg_catalog.float8) OVER () AS r,
+                   crm.quantile_score(OPERATOR(pg_catalog.-) per.recency_days::pg_catalog.float8) OVER () AS r,
                    crm.quantile_score(per.frequency::pg_catalog.float8) OVER () AS f,
                    crm.quantile_score(per.monetary::pg_catalog.float8) OVER () AS m
               FROM per
         )
-        SELECT s.key::text, s.recency_days, s.frequency, s.monetary, s.r, s.f, s.m,
+        SELECT s.key::pg_catalog.text, s.recency_days, s.frequency, s.monetary, s.r, s.f, s.m,
                pg_catalog.concat(s.r, s.f, s.m), crm.rfm_segment(s.r, s.f)
           FROM scored AS s
          ORDER BY s.key
@@ -176,47 +181,72 @@ BEGIN
         RAISE EXCEPTION 'abc_xyz_report: arguments must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    step := CASE period WHEN 'day' THEN interval '1 day' WHEN 'week' THEN interval '1 week'
-                        WHEN 'month' THEN interval '1 month' WHEN 'quarter' THEN interval '3 months'
-                        WHEN 'year' THEN interval '1 year' END;
+    step := CASE WHEN period OPERATOR(pg_catalog.=) 'day' THEN '1 day'::pg_catalog.interval
+                 WHEN period OPERATOR(pg_catalog.=) 'week' THEN '1 week'::pg_catalog.interval
+                 WHEN period OPERATOR(pg_catalog.=) 'month' THEN '1 month'::pg_catalog.interval
+                 WHEN period OPERATOR(pg_catalog.=) 'quarter' THEN '3 months'::pg_catalog.interval
+                 WHEN period OPERATOR(pg_catalog.=) 'year' THEN '1 year'::pg_catalog.interval END;
     IF step IS NULL THEN
         RAISE EXCEPTION 'abc_xyz_report: unknown period "%"', period
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use day, week, month, quarter or year.';
     END IF;
-    IF from_ts >= to_ts THEN
+    IF NOT (pg_catalog.isfinite(from_ts) AND pg_catalog.isfinite(to_ts)) THEN
+        RAISE EXCEPTION 'abc_xyz_report: from_ts and to_ts must be finite'
+            USING ERRCODE = 'datetime_field_overflow',
+                  HINT = 'Pass real moments, e.g. ''2025-01-01'' and ''2026-01-01'', not infinity.';
+    END IF;
+    IF from_ts OPERATOR(pg_catalog.>=) to_ts THEN
         RAISE EXCEPTION 'abc_xyz_report: from_ts (%) must be before to_ts (%)', from_ts, to_ts
-            USING ERRCODE = 'invalid_parameter_value';
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Swap the two moments.';
+    END IF;
+    -- at most 10000 periods (crm.demand_cv's limit), checked before the period
+    -- series is generated: first roughly (a month counts 30 days), then exactly
+    IF pg_catalog.date_part('epoch', to_ts OPERATOR(pg_catalog.-) pg_catalog.date_trunc(period, from_ts))
+       OPERATOR(pg_catalog./) pg_catalog.date_part('epoch', step) OPERATOR(pg_catalog.>) 11000::pg_catalog.float8 THEN
+        nperiods := NULL;
+    ELSE
+        SELECT pg_catalog.count(*) INTO nperiods
+          FROM pg_catalog.generate_series(pg_catalog.date_trunc(period, from_ts),
+                                          to_ts OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval, step);
+    END IF;
+    IF nperiods IS NULL OR nperiods OPERATOR(pg_catalog.>) 10000 THEN
+        RAISE EXCEPTION 'abc_xyz_report: [%, %) holds more than 10000 periods of one %', from_ts, to_ts, period
+            USING ERRCODE = 'program_limit_exceeded',
+                  HINT = 'Use a shorter range or a longer period (weeks or months instead of days).';
     END IF;
     PERFORM crm._check_inner_query('abc_xyz_report', sales_sql,
         ARRAY['item any', 'sold_at timestamptz', 'quantity numeric', 'revenue numeric']);
-    SELECT pg_catalog.count(*) INTO nperiods
-      FROM pg_catalog.generate_series(pg_catalog.date_trunc(period, from_ts), to_ts - interval '1 microsecond', step);
     RETURN QUERY EXECUTE pg_catalog.format($q$
         WITH p AS (
-            SELECT g.s AS period_start, (pg_catalog.row_number() OVER (ORDER BY g.s))::int AS period_no
-              FROM pg_catalog.generate_series(pg_catalog.date_trunc($3, $1), $2 - interval '1 microsecond', $4) AS g(s)
+            SELECT g.s AS period_start, (pg_catalog.row_number() OVER (ORDER BY g.s))::pg_catalog.int4 AS period_no
+              FROM pg_catalog.generate_series(pg_catalog.date_trunc($3, $1),
+                                              $2 OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval, $4) AS g(s)
         ), per AS (
             SELECT i.item AS key,
                    pg_catalog.sum(i.revenue::pg_catalog.numeric) AS revenue,
                    crm.demand_cv(i.quantity::pg_catalog.float8, p.period_no, $5) AS cv
               FROM (%s) AS i(item, sold_at, quantity, revenue)
-              JOIN p ON p.period_start = pg_catalog.date_trunc($3, i.sold_at::pg_catalog.timestamptz)
+              JOIN p ON p.period_start OPERATOR(pg_catalog.=) pg_catalog.date_trunc($3, i.sold_at::pg_catalog.timestamptz)
              WHERE i.item IS NOT NULL
-               AND i.sold_at::pg_catalog.timestamptz >= $1 AND i.sold_at::pg_catalog.timestamptz < $2
+               AND i.sold_at::pg_catalog.timestamptz OPERATOR(pg_catalog.>=) $1
+               AND i.sold_at::pg_catalog.timestamptz OPERATOR(pg_catalog.<) $2
              GROUP BY i.item
         ), cls AS (
             SELECT per.*,
                    crm.abc_class(per.revenue::pg_catalog.float8, $6, $7) OVER () AS abc,
-                   pg_catalog.sum(per.revenue) FILTER (WHERE per.revenue > 0) OVER () AS total,
-                   pg_catalog.sum(GREATEST(per.revenue, 0))
+                   pg_catalog.sum(per.revenue) FILTER (WHERE per.revenue OPERATOR(pg_catalog.>) 0::pg_catalog.numeric) OVER () AS total,
+                   pg_catalog.sum(GREATEST(per.revenue, 0::pg_catalog.numeric))
                        OVER (ORDER BY per.revenue DESC NULLS LAST, per.key ROWS UNBOUNDED PRECEDING) AS running
               FROM per
         )
-        SELECT c.key::text, c.revenue,
-               pg_catalog.round(c.revenue / NULLIF(c.total, 0), 6),
-               pg_catalog.round(c.running / NULLIF(c.total, 0), 6),
-               c.abc, $5, c.cv, crm.xyz_class(c.cv, $8, $9), c.abc || crm.xyz_class(c.cv, $8, $9)
+        SELECT c.key::pg_catalog.text, c.revenue,
+               pg_catalog.round(c.revenue OPERATOR(pg_catalog./)
+                                CASE WHEN c.total OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN c.total END, 6),
+               pg_catalog.round(c.running OPERATOR(pg_catalog./)
+                                CASE WHEN c.total OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN c.total END, 6),
+               c.abc, $5, c.cv, crm.xyz_class(c.cv, $8, $9), c.abc OPERATOR(pg_catalog.||) crm.xyz_class(c.cv, $8, $9)
           FROM cls AS c
          ORDER BY c.revenue DESC NULLS LAST, c.key
         $q$, sales_sql)

@@ -250,15 +250,15 @@ DECLARE
     cost_expr text;
     spend_expr text;
 BEGIN
-    IF margin IS NULL OR margin < 0 OR margin > 1 THEN
+    IF margin IS NULL OR margin OPERATOR(pg_catalog.<) 0::pg_catalog.numeric OR margin OPERATOR(pg_catalog.>) 1::pg_catalog.numeric THEN
         RAISE EXCEPTION 'historical_ltv: margin must be between 0 and 1, got %', margin
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass the gross margin as a fraction, e.g. 0.4 for 40%, or add a cost column to the orders query.';
     END IF;
     ncols := crm._check_inner_query('crm.historical_ltv', orders_sql,
                  ARRAY['customer any', 'ts timestamptz', 'amount numeric', 'cost numeric?']);
-    orders_cols := CASE WHEN ncols >= 4 THEN 'customer, ts, amount, cost' ELSE 'customer, ts, amount' END;
-    cost_expr := CASE WHEN ncols >= 4 THEN 'o.cost::pg_catalog.numeric' ELSE 'NULL::pg_catalog.numeric' END;
+    orders_cols := CASE WHEN ncols OPERATOR(pg_catalog.>=) 4 THEN 'customer, ts, amount, cost' ELSE 'customer, ts, amount' END;
+    cost_expr := CASE WHEN ncols OPERATOR(pg_catalog.>=) 4 THEN 'o.cost::pg_catalog.numeric' ELSE 'NULL::pg_catalog.numeric' END;
     IF spend_sql IS NOT NULL THEN
         PERFORM crm._check_inner_query('crm.historical_ltv', spend_sql, ARRAY['ts timestamptz', 'amount numeric']);
         spend_expr := pg_catalog.format(
@@ -275,30 +275,46 @@ BEGIN
             SELECT pg_catalog.min(o.ts) AS f, pg_catalog.max(o.ts) AS l FROM o GROUP BY o.customer
         ), tot AS (
             SELECT pg_catalog.count(*) AS orders, pg_catalog.sum(o.amount) AS revenue, pg_catalog.sum(o.cost) AS cost,
-                   EXTRACT(epoch FROM pg_catalog.max(o.ts) - pg_catalog.min(o.ts)) / 86400 / 365.25 AS span
+                   (EXTRACT(epoch FROM pg_catalog.max(o.ts) OPERATOR(pg_catalog.-) pg_catalog.min(o.ts))
+                        OPERATOR(pg_catalog./) 86400::pg_catalog.numeric) OPERATOR(pg_catalog./) 365.25 AS span
               FROM o
         ), cust AS (
             SELECT pg_catalog.count(*) AS customers,
-                   pg_catalog.avg(EXTRACT(epoch FROM per.l - per.f) / 86400 / 365.25) AS lifespan
+                   pg_catalog.avg((EXTRACT(epoch FROM per.l OPERATOR(pg_catalog.-) per.f)
+                                   OPERATOR(pg_catalog./) 86400::pg_catalog.numeric) OPERATOR(pg_catalog./) 365.25) AS lifespan
               FROM per
         ), m AS (
-            SELECT cust.customers, tot.orders, tot.revenue, tot.span, cust.lifespan,
-                   CASE WHEN tot.cost IS NOT NULL AND tot.revenue <> 0
-                        THEN (tot.revenue - tot.cost) / tot.revenue ELSE $1 END AS gm,
+            SELECT cust.customers::pg_catalog.numeric AS customers, tot.orders::pg_catalog.numeric AS orders,
+                   tot.revenue, tot.span, cust.lifespan,
+                   CASE WHEN tot.cost IS NOT NULL AND tot.revenue OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric
+                        THEN (tot.revenue OPERATOR(pg_catalog.-) tot.cost) OPERATOR(pg_catalog./) tot.revenue ELSE $1 END AS gm,
                    %4$s AS spend
               FROM tot, cust
-        ), k AS (
-            SELECT m.*, m.revenue / NULLIF(m.customers, 0) AS rpc, m.revenue / NULLIF(m.orders, 0) AS aov,
-                   m.orders::pg_catalog.numeric / NULLIF(m.customers, 0) / NULLIF(m.span, 0) AS pf,
-                   m.spend / NULLIF(m.customers, 0) AS cac
+        ), z AS (   -- the divisors, NULL where 0
+            SELECT m.*,
+                   CASE WHEN m.customers OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN m.customers END AS customers_nz,
+                   CASE WHEN m.orders OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN m.orders END AS orders_nz,
+                   CASE WHEN m.span OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN m.span END AS span_nz
               FROM m
+        ), k AS (
+            SELECT z.*, z.revenue OPERATOR(pg_catalog./) z.customers_nz AS rpc, z.revenue OPERATOR(pg_catalog./) z.orders_nz AS aov,
+                   (z.orders OPERATOR(pg_catalog./) z.customers_nz) OPERATOR(pg_catalog./) z.span_nz AS pf,
+                   z.spend OPERATOR(pg_catalog./) z.customers_nz AS cac
+              FROM z
+        ), v AS (
+            SELECT k.*,
+                   ((k.aov OPERATOR(pg_catalog.*) k.pf) OPERATOR(pg_catalog.*) k.lifespan) OPERATOR(pg_catalog.*) k.gm AS ltv,
+                   -- gross profit per customer per month
+                   ((k.revenue OPERATOR(pg_catalog.*) k.gm) OPERATOR(pg_catalog./) k.customers_nz)
+                       OPERATOR(pg_catalog./) (k.span_nz OPERATOR(pg_catalog.*) 12::pg_catalog.numeric) AS gp_month
+              FROM k
         )
-        SELECT k.customers, k.orders, k.revenue, pg_catalog.round(k.rpc, 2), pg_catalog.round(k.aov, 2),
-               pg_catalog.round(k.pf, 4), pg_catalog.round(k.lifespan, 4), pg_catalog.round(k.gm, 4),
-               pg_catalog.round(k.aov * k.pf * k.lifespan * k.gm, 2), k.spend, pg_catalog.round(k.cac, 2),
-               pg_catalog.round(k.aov * k.pf * k.lifespan * k.gm / NULLIF(k.cac, 0), 4),
-               pg_catalog.round(k.cac / NULLIF(k.revenue * k.gm / NULLIF(k.customers, 0) / NULLIF(k.span * 12, 0), 0), 2)
-          FROM k
+        SELECT v.customers::pg_catalog.int8, v.orders::pg_catalog.int8, v.revenue, pg_catalog.round(v.rpc, 2), pg_catalog.round(v.aov, 2),
+               pg_catalog.round(v.pf, 4), pg_catalog.round(v.lifespan, 4), pg_catalog.round(v.gm, 4),
+               pg_catalog.round(v.ltv, 2), v.spend, pg_catalog.round(v.cac, 2),
+               pg_catalog.round(v.ltv OPERATOR(pg_catalog./) CASE WHEN v.cac OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN v.cac END, 4),
+               pg_catalog.round(v.cac OPERATOR(pg_catalog./) CASE WHEN v.gp_month OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN v.gp_month END, 2)
+          FROM v
     $q$, orders_sql, orders_cols, cost_expr, spend_expr) USING margin;
 END
 $fn$;

@@ -501,8 +501,13 @@ SELECT format(
     '                next_due = coalesce(a.last, c.customer_since) OPERATOR(pg_catalog.+) c.contact_interval'
     '           FROM a WHERE c.customer_id OPERATOR(pg_catalog.=) a.k'
     '            AND (a.n OPERATOR(pg_catalog.>) 0 OR %5$s)'
-    '            AND (c.last_contact IS DISTINCT FROM a.last OR c.contacts IS DISTINCT FROM a.n'
-    '                 OR c.next_due IS DISTINCT FROM coalesce(a.last, c.customer_since) OPERATOR(pg_catalog.+) c.contact_interval)'
+    -- "x IS DISTINCT FROM y" spelled with qualified functions (it would look up = in the path)
+    '            AND (coalesce(NOT pg_catalog.timestamptz_eq(c.last_contact, a.last),'
+    '                          (c.last_contact IS NULL) OPERATOR(pg_catalog.<>) (a.last IS NULL))'
+    '                 OR coalesce(NOT pg_catalog.int8eq(c.contacts, a.n), (c.contacts IS NULL) OPERATOR(pg_catalog.<>) (a.n IS NULL))'
+    '                 OR coalesce(NOT pg_catalog.timestamptz_eq(c.next_due, coalesce(a.last, c.customer_since) OPERATOR(pg_catalog.+) c.contact_interval),'
+    '                             (c.next_due IS NULL) OPERATOR(pg_catalog.<>)'
+    '                             (coalesce(a.last, c.customer_since) OPERATOR(pg_catalog.+) c.contact_interval IS NULL)))'
     '         RETURNING c.customer_id),'
     ' del AS (DELETE FROM crm.coverage c USING a WHERE c.customer_id OPERATOR(pg_catalog.=) a.k'
     '            AND a.n OPERATOR(pg_catalog.=) 0 AND NOT (%5$s) RETURNING c.customer_id)'
@@ -537,14 +542,14 @@ DECLARE
 BEGIN
     -- exactly one SELECT of one text column (callable directly: check it here too)
     PERFORM crm._check_inner_query('crm._coverage_check_classes', classes_query, ARRAY['class text']);
-    EXECUTE format('SELECT q.cls FROM (%s) AS q(cls) WHERE q.cls IS NOT NULL '
+    EXECUTE pg_catalog.format('SELECT q.cls FROM (%s) AS q(cls) WHERE q.cls IS NOT NULL '
                    'AND NOT EXISTS (SELECT 1 FROM crm.coverage_policy p WHERE p.class OPERATOR(pg_catalog.=) q.cls) LIMIT 1',
                    classes_query) INTO bad;
     IF bad IS NOT NULL THEN
         RAISE EXCEPTION 'unknown coverage class "%"', bad
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'Every class must have a row in crm.coverage_policy.',
-                  HINT = format('Add it: INSERT INTO crm.coverage_policy (class, max_interval) VALUES (%L, ''2 months'').', bad);
+                  HINT = pg_catalog.format('Add it: INSERT INTO crm.coverage_policy (class, max_interval) VALUES (%L, ''2 months'').', bad);
     END IF;
 END
 $$;
@@ -606,11 +611,11 @@ BEGIN
                                   cfg.customers);
     END IF;
 
-    IF cfg.unknown_customers = 'error' THEN
+    IF cfg.unknown_customers OPERATOR(pg_catalog.=) 'error' THEN
         EXECUTE pg_catalog.format('SELECT pg_catalog.count(*), pg_catalog.min(a.k) FROM (%s) a '
                                   'WHERE NOT EXISTS (SELECT 1 FROM (%s) cu WHERE cu.k OPERATOR(pg_catalog.=) a.k)',
                                   agg, cust) INTO missing, example;
-        IF missing > 0 THEN
+        IF missing OPERATOR(pg_catalog.>) 0::pg_catalog.int8 THEN
             RAISE EXCEPTION 'interactions name % customers that are not in the customers table, for example %', missing, example
                 USING ERRCODE = 'foreign_key_violation',
                       HINT = 'Add them to the customers table, or attach with unknown_customers => ''insert'' or ''ignore''.';
@@ -626,7 +631,7 @@ BEGIN
         '       p.max_interval, p.due_soon, coalesce(a.last, cu.since) OPERATOR(pg_catalog.+) p.max_interval '
         'FROM (%s) cu %s JOIN (%s) a ON a.k OPERATOR(pg_catalog.=) cu.k '
         'LEFT JOIN crm.coverage_policy p ON p.class OPERATOR(pg_catalog.=) cu.class',
-        cust, CASE WHEN cfg.unknown_customers = 'insert' THEN 'FULL' ELSE 'LEFT' END, agg);
+        cust, CASE WHEN cfg.unknown_customers OPERATOR(pg_catalog.=) 'insert' THEN 'FULL' ELSE 'LEFT' END, agg);
     GET DIAGNOSTICS n = ROW_COUNT;
 
     IF cfg.classes_sql IS NOT NULL THEN
@@ -659,7 +664,8 @@ BEGIN
         'INSERT INTO crm.coverage AS cv (customer_id, class) '
         'SELECT DISTINCT ON (1) q.k::pg_catalog.int8, q.c::pg_catalog.text FROM (%s) AS q(k, c) WHERE q.k IS NOT NULL ORDER BY 1 '
         'ON CONFLICT (customer_id) DO UPDATE SET class = excluded.class '
-        'WHERE cv.class IS DISTINCT FROM excluded.class', classes_sql);
+        'WHERE coalesce(NOT pg_catalog.texteq(cv.class, excluded.class), (cv.class IS NULL) OPERATOR(pg_catalog.<>) (excluded.class IS NULL))',
+        classes_sql);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
@@ -707,7 +713,9 @@ BEGIN
         'FROM (SELECT cv2.customer_id, x.cycle FROM crm.coverage cv2 LEFT JOIN '
         '        (SELECT q.k::pg_catalog.int8 AS k, crm.median_interval(q.t::pg_catalog.timestamptz) AS cycle '
         '           FROM (%s) AS q(k, t) GROUP BY 1) x ON x.k OPERATOR(pg_catalog.=) cv2.customer_id) p '
-        'WHERE p.customer_id OPERATOR(pg_catalog.=) cv.customer_id AND cv.purchase_cycle IS DISTINCT FROM p.cycle',
+        'WHERE p.customer_id OPERATOR(pg_catalog.=) cv.customer_id '
+        '  AND coalesce(NOT pg_catalog.interval_eq(cv.purchase_cycle, p.cycle), '
+        '               (cv.purchase_cycle IS NULL) OPERATOR(pg_catalog.<>) (p.cycle IS NULL))',
         purchases_sql);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
@@ -897,8 +905,8 @@ LANGUAGE plpgsql STABLE
 -- no SET search_path: runs the caller's inner queries
 AS $$
 BEGIN
-    IF sla IS NULL OR sla <= interval '0' THEN
-        RAISE EXCEPTION 'crm.lead_sla: sla must be a positive interval, got %', coalesce(sla::text, 'NULL')
+    IF sla IS NULL OR sla OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval THEN
+        RAISE EXCEPTION 'crm.lead_sla: sla must be a positive interval, got %', coalesce(sla::pg_catalog.text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use for example interval ''15 minutes''.';
     END IF;
@@ -947,14 +955,16 @@ BEGIN
                pg_catalog.count(*),
                pg_catalog.count(x.response_time),
                pg_catalog.count(*) FILTER (WHERE x.response_time OPERATOR(pg_catalog.<=) %L::pg_catalog.interval),
+               -- NULL, not a division by zero, for the total row of no leads
                pg_catalog.round(100.0 OPERATOR(pg_catalog.*) pg_catalog.count(*) FILTER (WHERE x.response_time OPERATOR(pg_catalog.<=) %L::pg_catalog.interval)
-                                OPERATOR(pg_catalog./) pg_catalog.count(*), 2),
+                                OPERATOR(pg_catalog./) CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.<>) 0 THEN pg_catalog.count(*) END, 2),
                pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY x.response_time),
                pg_catalog.count(*) FILTER (WHERE x.response_time IS NULL),
                %s
           FROM x
          GROUP BY GROUPING SETS ((), (x.channel), (x.manager_id))
-         ORDER BY CASE GROUPING(x.channel, x.manager_id) WHEN 3 THEN 0 WHEN 1 THEN 1 ELSE 2 END,
+         ORDER BY CASE WHEN GROUPING(x.channel, x.manager_id) OPERATOR(pg_catalog.=) 3 THEN 0
+                       WHEN GROUPING(x.channel, x.manager_id) OPERATOR(pg_catalog.=) 1 THEN 1 ELSE 2 END,
                   x.channel, x.manager_id $q$,
         CASE WHEN working_hours
              THEN pg_catalog.format('crm.working_time(f.created_at, f.first_response_at, %L, %L, %L)',

@@ -52,10 +52,16 @@ COMMENT ON TABLE crm.dashboard_settings IS
 'Settings of the owner dashboard (at most one row): the period the crm.v_* views show (NULL = the last complete calendar month) and the lead first-response SLA.';
 SELECT pg_catalog.pg_extension_config_dump('crm.dashboard_settings', '');
 
--- BI users (Metabase's database user) read the views, which read these three
--- tables with the caller's rights: let everyone read them; only the owner
--- (or whoever is granted more) registers sources and edits the stages.
-GRANT SELECT ON crm.sources, crm.pipeline_stages, crm.dashboard_settings TO PUBLIC;
+-- BI users (Metabase's database user) read the views, which read these
+-- tables with the caller's rights: the stages and the settings are readable by
+-- everyone; only the owner (or whoever is granted more) edits them.
+-- crm.sources holds SQL text (table names, filters): not readable by
+-- everyone.  The reports run the registered queries as the caller, so a
+-- reporting role needs SELECT on crm.sources granted by the administrator
+-- (GRANT SELECT ON crm.sources TO reporting_role), and on the tables the
+-- queries read.
+GRANT SELECT ON crm.pipeline_stages, crm.dashboard_settings TO PUBLIC;
+REVOKE SELECT ON crm.sources FROM PUBLIC;   -- explicit, as the 0.2.0 -> 0.3.0 upgrade does
 -- the dashboard reads the coverage capability's contact policy too
 DO $grant$
 BEGIN
@@ -150,7 +156,14 @@ BEGIN
     IF cols IS NULL THEN
         RAISE EXCEPTION 'unknown source kind "%"', kind USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT s.query INTO q FROM crm.sources s WHERE s.kind = _source_sql.kind;
+    IF NOT pg_catalog.has_table_privilege('crm.sources', 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for the source registry crm.sources'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'The reports run the registered source queries as the calling role, which must be able to read them.',
+                  HINT = pg_catalog.format('An administrator can grant it: GRANT SELECT ON crm.sources TO %I; the role also needs SELECT on the tables the sources read.',
+                                           CURRENT_USER);
+    END IF;
+    SELECT s.query INTO q FROM crm.sources s WHERE s.kind OPERATOR(pg_catalog.=) _source_sql.kind;
     IF q IS NULL THEN
         RAISE EXCEPTION 'source "%" is not registered', kind
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -200,9 +213,15 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Pass NULL, NULL to go back to the default (the last complete calendar month).';
     END IF;
+    IF NOT (isfinite(period_from) AND isfinite(period_to)) THEN
+        RAISE EXCEPTION 'dashboard period bounds must be finite, got % to %', period_from, period_to
+            USING ERRCODE = 'datetime_field_overflow',
+                  HINT = 'Pass real dates, e.g. (''2025-12-01'', ''2025-12-31''), or NULL, NULL for the last complete calendar month.';
+    END IF;
     IF period_from > period_to THEN
         RAISE EXCEPTION 'period start % is after its end %', period_from, period_to
-            USING ERRCODE = 'invalid_parameter_value';
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Swap the two dates.';
     END IF;
     INSERT INTO crm.dashboard_settings AS s (singleton, period_from, period_to)
     VALUES (true, set_dashboard_period.period_from, set_dashboard_period.period_to)
@@ -235,13 +254,15 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Pass both dates, e.g. (''2025-12-01'', ''2025-12-31'').';
     END IF;
+    IF NOT (isfinite(period_from) AND isfinite(period_to)) THEN
+        RAISE EXCEPTION '%: period bounds must be finite, got % to %', fname, period_from, period_to
+            USING ERRCODE = 'datetime_field_overflow',
+                  HINT = 'Pass real dates, e.g. (''2025-12-01'', ''2025-12-31'').';
+    END IF;
     IF period_from > period_to THEN
         RAISE EXCEPTION '%: period start % is after its end %', fname, period_from, period_to
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Swap the two dates.';
-    END IF;
-    IF period_from = '-infinity'::date OR period_to = 'infinity'::date THEN
-        RAISE EXCEPTION '%: period bounds must be finite', fname USING ERRCODE = 'invalid_parameter_value';
     END IF;
     cur_from  := period_from::timestamptz;
     cur_to    := (period_to + 1)::timestamptz;
@@ -276,10 +297,10 @@ AS $$
 DECLARE
     names text;
 BEGIN
-    IF coalesce(unknown, 0) > 0 THEN
+    IF coalesce(unknown, 0) OPERATOR(pg_catalog.>) 0 THEN
         EXECUTE pg_catalog.format(
             'SELECT pg_catalog.string_agg(DISTINCT src.stage, '', '') FROM %s
-              WHERE NOT EXISTS (SELECT 1 FROM crm.pipeline_stages ps WHERE ps.stage = src.stage)',
+              WHERE NOT EXISTS (SELECT 1 FROM crm.pipeline_stages ps WHERE ps.stage OPERATOR(pg_catalog.=) src.stage)',
             crm._source_sql('stage_events')) INTO names;
         RAISE EXCEPTION 'source "stage_events" uses stages missing from crm.pipeline_stages: %', names
             USING ERRCODE = 'invalid_parameter_value',
@@ -304,15 +325,17 @@ CREATE FUNCTION crm._stage_case(what text, expr text) RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+-- the text runs inside the report queries, which resolve with the caller's
+-- search_path: every operator and type in it is qualified
 SELECT CASE WHEN count(*) = 0 THEN 'NULL' ELSE
-       format('(CASE %s %s END)', expr,
+       format('(CASE %s END)',
               string_agg(CASE what
-                  WHEN 'order' THEN format('WHEN %L THEN %s', stage, stage_order)
-                  WHEN 'outcome' THEN format('WHEN %L THEN %L', stage, outcome)
-                  WHEN 'probability' THEN format('WHEN %L THEN %s::numeric', stage, probability)
-                  WHEN 'order_probability' THEN format('WHEN %s THEN %s::numeric', stage_order, probability)
-                  WHEN 'rank' THEN format('WHEN %L THEN %s', stage, rk)
-                  WHEN 'step' THEN format('WHEN %L THEN %s', stage, coalesce(step::text, 'NULL'))
+                  WHEN 'order' THEN format('WHEN (%s)::pg_catalog.text OPERATOR(pg_catalog.=) %L THEN %s', expr, stage, stage_order)
+                  WHEN 'outcome' THEN format('WHEN (%s)::pg_catalog.text OPERATOR(pg_catalog.=) %L THEN %L::pg_catalog.text', expr, stage, outcome)
+                  WHEN 'probability' THEN format('WHEN (%s)::pg_catalog.text OPERATOR(pg_catalog.=) %L THEN %s::pg_catalog.numeric', expr, stage, probability)
+                  WHEN 'order_probability' THEN format('WHEN (%s) OPERATOR(pg_catalog.=) %s THEN %s::pg_catalog.numeric', expr, stage_order, probability)
+                  WHEN 'rank' THEN format('WHEN (%s)::pg_catalog.text OPERATOR(pg_catalog.=) %L THEN %s', expr, stage, rk)
+                  WHEN 'step' THEN format('WHEN (%s)::pg_catalog.text OPERATOR(pg_catalog.=) %L THEN %s', expr, stage, coalesce(step::text, 'NULL::pg_catalog.int4'))
               END, ' ' ORDER BY stage_order)) END
   FROM (SELECT ps.*, row_number() OVER (ORDER BY stage_order) AS rk,
                CASE WHEN outcome <> 'lost'
@@ -348,195 +371,195 @@ WITH
 st AS (SELECT stage, stage_order, probability, outcome FROM crm.pipeline_stages),
 pol AS MATERIALIZED (SELECT crm._dashboard_coverage_interval('A') AS a_int),
 ld AS MATERIALIZED (
-    SELECT lead_id, created_at, channel, customer_id, created_at >= $1 AS is_cur
-      FROM %1$s WHERE created_at >= $3 AND created_at < $2),
+    SELECT lead_id, created_at, channel, customer_id, created_at OPERATOR(pg_catalog.>=) $1 AS is_cur
+      FROM %1$s WHERE created_at OPERATOR(pg_catalog.>=) $3 AND created_at OPERATOR(pg_catalog.<) $2),
 od AS NOT MATERIALIZED (
-    SELECT customer_id, ordered_at, amount, cost FROM %2$s WHERE ordered_at < $2),
+    SELECT customer_id, ordered_at, amount, cost FROM %2$s WHERE ordered_at OPERATOR(pg_catalog.<) $2),
 -- per customer: first order, orders up to each period end, revenue of the
 -- 12 months before each end (ABC class)
 cu AS MATERIALIZED (
-    SELECT customer_id, min(ordered_at) AS first_at,
-           count(*) AS n_cur_end, count(*) FILTER (WHERE ordered_at < $4) AS n_prev_end,
-           bool_or(ordered_at >= $1) AS in_cur,
-           bool_or(ordered_at >= $3 AND ordered_at < $4) AS in_prev,
-           sum(amount) FILTER (WHERE ordered_at >= $2 - interval '12 months') AS rev12_cur,
-           sum(amount) FILTER (WHERE ordered_at >= $4 - interval '12 months' AND ordered_at < $4) AS rev12_prev
+    SELECT customer_id, pg_catalog.min(ordered_at) AS first_at,
+           pg_catalog.count(*) AS n_cur_end, pg_catalog.count(*) FILTER (WHERE ordered_at OPERATOR(pg_catalog.<) $4) AS n_prev_end,
+           pg_catalog.bool_or(ordered_at OPERATOR(pg_catalog.>=) $1) AS in_cur,
+           pg_catalog.bool_or(ordered_at OPERATOR(pg_catalog.>=) $3 AND ordered_at OPERATOR(pg_catalog.<) $4) AS in_prev,
+           pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) ($2 OPERATOR(pg_catalog.-) '12 months'::pg_catalog.interval)) AS rev12_cur,
+           pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) ($4 OPERATOR(pg_catalog.-) '12 months'::pg_catalog.interval) AND ordered_at OPERATOR(pg_catalog.<) $4) AS rev12_prev
       FROM od GROUP BY customer_id),
 om AS (
-    SELECT sum(amount) FILTER (WHERE ordered_at >= $1) AS c_revenue,
-           sum(amount) FILTER (WHERE ordered_at < $4) AS p_revenue,
-           count(*) FILTER (WHERE ordered_at >= $1) AS c_orders,
-           count(*) FILTER (WHERE ordered_at < $4) AS p_orders,
-           sum(amount - cost) FILTER (WHERE ordered_at >= $1) AS c_gp,
-           sum(amount - cost) FILTER (WHERE ordered_at < $4) AS p_gp
-      FROM od WHERE ordered_at >= $3),
+    SELECT pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) $1) AS c_revenue,
+           pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.<) $4) AS p_revenue,
+           pg_catalog.count(*) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) $1) AS c_orders,
+           pg_catalog.count(*) FILTER (WHERE ordered_at OPERATOR(pg_catalog.<) $4) AS p_orders,
+           pg_catalog.sum(amount OPERATOR(pg_catalog.-) cost) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) $1) AS c_gp,
+           pg_catalog.sum(amount OPERATOR(pg_catalog.-) cost) FILTER (WHERE ordered_at OPERATOR(pg_catalog.<) $4) AS p_gp
+      FROM od WHERE ordered_at OPERATOR(pg_catalog.>=) $3),
 cm AS (
-    SELECT count(*) FILTER (WHERE first_at >= $1) AS c_new,
-           count(*) FILTER (WHERE first_at >= $3 AND first_at < $4) AS p_new,
-           count(*) FILTER (WHERE in_cur) AS c_active,
-           count(*) FILTER (WHERE in_cur AND n_cur_end >= 2) AS c_repeat,
-           count(*) FILTER (WHERE in_prev) AS p_active,
-           count(*) FILTER (WHERE in_prev AND n_prev_end >= 2) AS p_repeat
+    SELECT pg_catalog.count(*) FILTER (WHERE first_at OPERATOR(pg_catalog.>=) $1) AS c_new,
+           pg_catalog.count(*) FILTER (WHERE first_at OPERATOR(pg_catalog.>=) $3 AND first_at OPERATOR(pg_catalog.<) $4) AS p_new,
+           pg_catalog.count(*) FILTER (WHERE in_cur) AS c_active,
+           pg_catalog.count(*) FILTER (WHERE in_cur AND n_cur_end OPERATOR(pg_catalog.>=) 2) AS c_repeat,
+           pg_catalog.count(*) FILTER (WHERE in_prev) AS p_active,
+           pg_catalog.count(*) FILTER (WHERE in_prev AND n_prev_end OPERATOR(pg_catalog.>=) 2) AS p_repeat
       FROM cu),
 sp AS (
-    SELECT channel, spent_on >= $1 AS is_cur, sum(amount) AS amount
-      FROM %3$s WHERE spent_on >= $3 AND spent_on < $2 GROUP BY 1, 2),
+    SELECT channel, spent_on OPERATOR(pg_catalog.>=) $1 AS is_cur, pg_catalog.sum(amount) AS amount
+      FROM %3$s WHERE spent_on OPERATOR(pg_catalog.>=) $3 AND spent_on OPERATOR(pg_catalog.<) $2 GROUP BY 1, 2),
 spm AS (
-    SELECT sum(amount) FILTER (WHERE is_cur) AS c_spend, sum(amount) FILTER (WHERE NOT is_cur) AS p_spend FROM sp),
+    SELECT pg_catalog.sum(amount) FILTER (WHERE is_cur) AS c_spend, pg_catalog.sum(amount) FILTER (WHERE NOT is_cur) AS p_spend FROM sp),
 -- real (non-automated) contacts that can matter: from the start of the
 -- previous period (first responses to its leads) or from a month before its
 -- end (the class-A contact check), up to the end
 -- a lead's first response: its first real outbound contact at or after its
 -- creation (read straight from the source: an index on its time column helps)
 lf AS (
-    SELECT ix.lead_id, min(ix.occurred_at) AS first_contact
-      FROM %4$s JOIN ld ON ld.lead_id = ix.lead_id
-     WHERE NOT ix.automated AND ix.direction = 'outbound'
-       AND ix.occurred_at >= $3 AND ix.occurred_at < $2 AND ix.occurred_at >= ld.created_at
+    SELECT ix.lead_id, pg_catalog.min(ix.occurred_at) AS first_contact
+      FROM %4$s JOIN ld ON ld.lead_id OPERATOR(pg_catalog.=) ix.lead_id
+     WHERE NOT ix.automated AND ix.direction OPERATOR(pg_catalog.=) 'outbound'
+       AND ix.occurred_at OPERATOR(pg_catalog.>=) $3 AND ix.occurred_at OPERATOR(pg_catalog.<) $2 AND ix.occurred_at OPERATOR(pg_catalog.>=) ld.created_at
      GROUP BY ix.lead_id),
 lx AS (
-    SELECT ld.channel, ld.is_cur, count(*) AS n,
-           count(*) FILTER (WHERE cu.first_at < CASE WHEN ld.is_cur THEN $2 ELSE $4 END) AS converted,
-           count(*) FILTER (WHERE lf.first_contact IS NULL
-                               OR lf.first_contact >= CASE WHEN ld.is_cur THEN $2 ELSE $4 END) AS unanswered
-      FROM ld LEFT JOIN cu ON cu.customer_id = ld.customer_id
-              LEFT JOIN lf ON lf.lead_id = ld.lead_id
+    SELECT ld.channel, ld.is_cur, pg_catalog.count(*) AS n,
+           pg_catalog.count(*) FILTER (WHERE cu.first_at OPERATOR(pg_catalog.<) CASE WHEN ld.is_cur THEN $2 ELSE $4 END) AS converted,
+           pg_catalog.count(*) FILTER (WHERE lf.first_contact IS NULL
+                               OR lf.first_contact OPERATOR(pg_catalog.>=) CASE WHEN ld.is_cur THEN $2 ELSE $4 END) AS unanswered
+      FROM ld LEFT JOIN cu ON cu.customer_id OPERATOR(pg_catalog.=) ld.customer_id
+              LEFT JOIN lf ON lf.lead_id OPERATOR(pg_catalog.=) ld.lead_id
      GROUP BY 1, 2),
 lm AS (
-    SELECT sum(lx.n) FILTER (WHERE lx.is_cur) AS c_leads, sum(lx.n) FILTER (WHERE NOT lx.is_cur) AS p_leads,
-           sum(converted) FILTER (WHERE lx.is_cur) AS c_conv, sum(converted) FILTER (WHERE NOT lx.is_cur) AS p_conv,
-           sum(unanswered) FILTER (WHERE lx.is_cur) AS c_unans, sum(unanswered) FILTER (WHERE NOT lx.is_cur) AS p_unans,
-           sum(unanswered * coalesce(sp.amount, 0) / lx.n) FILTER (WHERE lx.is_cur) AS c_unans_cost,
-           sum(unanswered * coalesce(sp.amount, 0) / lx.n) FILTER (WHERE NOT lx.is_cur) AS p_unans_cost
-      FROM lx LEFT JOIN sp ON sp.channel = lx.channel AND sp.is_cur = lx.is_cur),
+    SELECT pg_catalog.sum(lx.n) FILTER (WHERE lx.is_cur) AS c_leads, pg_catalog.sum(lx.n) FILTER (WHERE NOT lx.is_cur) AS p_leads,
+           pg_catalog.sum(converted) FILTER (WHERE lx.is_cur) AS c_conv, pg_catalog.sum(converted) FILTER (WHERE NOT lx.is_cur) AS p_conv,
+           pg_catalog.sum(unanswered) FILTER (WHERE lx.is_cur) AS c_unans, pg_catalog.sum(unanswered) FILTER (WHERE NOT lx.is_cur) AS p_unans,
+           pg_catalog.sum((unanswered OPERATOR(pg_catalog.*) coalesce(sp.amount, 0)) OPERATOR(pg_catalog./) lx.n) FILTER (WHERE lx.is_cur) AS c_unans_cost,
+           pg_catalog.sum((unanswered OPERATOR(pg_catalog.*) coalesce(sp.amount, 0)) OPERATOR(pg_catalog./) lx.n) FILTER (WHERE NOT lx.is_cur) AS p_unans_cost
+      FROM lx LEFT JOIN sp ON sp.channel OPERATOR(pg_catalog.=) lx.channel AND sp.is_cur OPERATOR(pg_catalog.=) lx.is_cur),
 iv AS (
     SELECT issued_at, due_at, amount, paid_at FROM %5$s
-     WHERE issued_at < $2 AND (paid_at IS NULL OR paid_at >= $4)),
+     WHERE issued_at OPERATOR(pg_catalog.<) $2 AND (paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $4)),
 im AS (
-    SELECT count(*) FILTER (WHERE paid_at IS NULL OR paid_at >= $2) AS c_unpaid,
-           sum(amount) FILTER (WHERE paid_at IS NULL OR paid_at >= $2) AS c_unpaid_amt,
-           avg(extract(epoch FROM $2 - issued_at) / 86400) FILTER (WHERE paid_at IS NULL OR paid_at >= $2) AS c_unpaid_age,
-           count(*) FILTER (WHERE (paid_at IS NULL OR paid_at >= $2) AND due_at < $2) AS c_overdue,
-           sum(amount) FILTER (WHERE (paid_at IS NULL OR paid_at >= $2) AND due_at < $2) AS c_overdue_amt,
-           count(*) FILTER (WHERE issued_at < $4) AS p_unpaid,
-           sum(amount) FILTER (WHERE issued_at < $4) AS p_unpaid_amt,
-           avg(extract(epoch FROM $4 - issued_at) / 86400) FILTER (WHERE issued_at < $4) AS p_unpaid_age,
-           count(*) FILTER (WHERE issued_at < $4 AND due_at < $4) AS p_overdue,
-           sum(amount) FILTER (WHERE issued_at < $4 AND due_at < $4) AS p_overdue_amt
+    SELECT pg_catalog.count(*) FILTER (WHERE paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AS c_unpaid,
+           pg_catalog.sum(amount) FILTER (WHERE paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AS c_unpaid_amt,
+           pg_catalog.avg(extract(epoch FROM $2 OPERATOR(pg_catalog.-) issued_at) OPERATOR(pg_catalog./) 86400) FILTER (WHERE paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AS c_unpaid_age,
+           pg_catalog.count(*) FILTER (WHERE (paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AND due_at OPERATOR(pg_catalog.<) $2) AS c_overdue,
+           pg_catalog.sum(amount) FILTER (WHERE (paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AND due_at OPERATOR(pg_catalog.<) $2) AS c_overdue_amt,
+           pg_catalog.count(*) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4) AS p_unpaid,
+           pg_catalog.sum(amount) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4) AS p_unpaid_amt,
+           pg_catalog.avg(extract(epoch FROM $4 OPERATOR(pg_catalog.-) issued_at) OPERATOR(pg_catalog./) 86400) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4) AS p_unpaid_age,
+           pg_catalog.count(*) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4 AND due_at OPERATOR(pg_catalog.<) $4) AS p_overdue,
+           pg_catalog.sum(amount) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4 AND due_at OPERATOR(pg_catalog.<) $4) AS p_overdue_amt
       FROM iv),
 ev AS (
     SELECT deal_id, changed_at, amount, %7$s AS so
-      FROM %6$s WHERE changed_at < $2
+      FROM %6$s WHERE changed_at OPERATOR(pg_catalog.<) $2
     OFFSET 0),  -- a fence: the stage CASE is computed once per row, not once per aggregate
 -- per deal, with the stage names mapped once (to stage_order; NULL = a stage
 -- crm.pipeline_stages does not list); deals closed before the previous
 -- period matter to no figure (unknown stages are counted on all)
 dl AS (
-    SELECT deal_id, min(changed_at) AS created_at, max(amount) AS amount,
-           min(changed_at) FILTER (WHERE so IN (%8$s)) AS won_at,
-           min(changed_at) FILTER (WHERE so IN (%9$s)) AS lost_at,
-           max(so) FILTER (WHERE so IN (%10$s)) AS open_cur,
-           max(so) FILTER (WHERE so IN (%10$s) AND changed_at < $4) AS open_prev,
-           count(*) - count(so) AS unknown
+    SELECT deal_id, pg_catalog.min(changed_at) AS created_at, pg_catalog.max(amount) AS amount,
+           pg_catalog.min(changed_at) FILTER (WHERE so OPERATOR(pg_catalog.=) ANY (ARRAY[%8$s]::pg_catalog.int4[])) AS won_at,
+           pg_catalog.min(changed_at) FILTER (WHERE so OPERATOR(pg_catalog.=) ANY (ARRAY[%9$s]::pg_catalog.int4[])) AS lost_at,
+           pg_catalog.max(so) FILTER (WHERE so OPERATOR(pg_catalog.=) ANY (ARRAY[%10$s]::pg_catalog.int4[])) AS open_cur,
+           pg_catalog.max(so) FILTER (WHERE so OPERATOR(pg_catalog.=) ANY (ARRAY[%10$s]::pg_catalog.int4[]) AND changed_at OPERATOR(pg_catalog.<) $4) AS open_prev,
+           pg_catalog.count(*) OPERATOR(pg_catalog.-) pg_catalog.count(so) AS unknown
       FROM ev GROUP BY deal_id),
 dc AS MATERIALIZED (
     SELECT dl.*, least(won_at, lost_at) AS closed_at,
-           won_at IS NOT NULL AND won_at <= coalesce(lost_at, won_at) AS is_won,
+           won_at IS NOT NULL AND won_at OPERATOR(pg_catalog.<=) coalesce(lost_at, won_at) AS is_won,
            %11$s AS p_cur, %12$s AS p_prev
       FROM dl
-     WHERE least(won_at, lost_at) IS NULL OR least(won_at, lost_at) >= $3 OR unknown > 0),
+     WHERE least(won_at, lost_at) IS NULL OR least(won_at, lost_at) OPERATOR(pg_catalog.>=) $3 OR unknown OPERATOR(pg_catalog.>) 0),
 dm AS (
-    SELECT count(*) FILTER (WHERE is_won AND closed_at >= $1) AS c_won,
-           count(*) FILTER (WHERE NOT is_won AND closed_at >= $1) AS c_lost,
-           count(*) FILTER (WHERE is_won AND closed_at >= $3 AND closed_at < $4) AS p_won,
-           count(*) FILTER (WHERE NOT is_won AND closed_at >= $3 AND closed_at < $4) AS p_lost,
-           sum(amount) FILTER (WHERE NOT is_won AND closed_at >= $1) AS c_lost_amt,
-           sum(amount) FILTER (WHERE NOT is_won AND closed_at >= $3 AND closed_at < $4) AS p_lost_amt,
-           avg(amount) FILTER (WHERE is_won AND closed_at >= $1) AS c_avg_won,
-           avg(amount) FILTER (WHERE is_won AND closed_at >= $3 AND closed_at < $4) AS p_avg_won,
-           avg(extract(epoch FROM won_at - created_at) / 86400) FILTER (WHERE is_won AND closed_at >= $1) AS c_cycle,
-           avg(extract(epoch FROM won_at - created_at) / 86400) FILTER (WHERE is_won AND closed_at >= $3 AND closed_at < $4) AS p_cycle,
-           count(*) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_open,
-           count(*) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at >= $4)) AS p_open,
-           sum(amount) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_open_amt,
-           sum(amount) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at >= $4)) AS p_open_amt,
-           sum(amount * p_cur) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_weighted,
-           sum(amount * p_prev) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at >= $4)) AS p_weighted,
-           crm._check_stages(sum(unknown)) AS stages_ok
+    SELECT pg_catalog.count(*) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_won,
+           pg_catalog.count(*) FILTER (WHERE NOT is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_lost,
+           pg_catalog.count(*) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_won,
+           pg_catalog.count(*) FILTER (WHERE NOT is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_lost,
+           pg_catalog.sum(amount) FILTER (WHERE NOT is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_lost_amt,
+           pg_catalog.sum(amount) FILTER (WHERE NOT is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_lost_amt,
+           pg_catalog.avg(amount) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_avg_won,
+           pg_catalog.avg(amount) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_avg_won,
+           pg_catalog.avg(extract(epoch FROM won_at OPERATOR(pg_catalog.-) created_at) OPERATOR(pg_catalog./) 86400) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_cycle,
+           pg_catalog.avg(extract(epoch FROM won_at OPERATOR(pg_catalog.-) created_at) OPERATOR(pg_catalog./) 86400) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_cycle,
+           pg_catalog.count(*) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_open,
+           pg_catalog.count(*) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4)) AS p_open,
+           pg_catalog.sum(amount) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_open_amt,
+           pg_catalog.sum(amount) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4)) AS p_open_amt,
+           pg_catalog.sum(amount OPERATOR(pg_catalog.*) p_cur) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_weighted,
+           pg_catalog.sum(amount OPERATOR(pg_catalog.*) p_prev) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4)) AS p_weighted,
+           crm._check_stages(pg_catalog.sum(unknown)) AS stages_ok
       FROM dc),
 -- lost deals by the most advanced open stage they reached
 lost AS (
     SELECT st.stage, st.stage_order,
-           coalesce(sum(dc.amount) FILTER (WHERE dc.closed_at >= $1), 0) AS c_amt,
-           coalesce(sum(dc.amount) FILTER (WHERE dc.closed_at < $4), 0) AS p_amt
-      FROM st LEFT JOIN dc ON dc.open_cur = st.stage_order AND NOT dc.is_won AND dc.closed_at >= $3
-     WHERE st.outcome = 'open'
+           coalesce(pg_catalog.sum(dc.amount) FILTER (WHERE dc.closed_at OPERATOR(pg_catalog.>=) $1), 0) AS c_amt,
+           coalesce(pg_catalog.sum(dc.amount) FILTER (WHERE dc.closed_at OPERATOR(pg_catalog.<) $4), 0) AS p_amt
+      FROM st LEFT JOIN dc ON dc.open_cur OPERATOR(pg_catalog.=) st.stage_order AND NOT dc.is_won AND dc.closed_at OPERATOR(pg_catalog.>=) $3
+     WHERE st.outcome OPERATOR(pg_catalog.=) 'open'
      GROUP BY st.stage, st.stage_order),
 -- class A (crm.abc_class semantics, 0.80 of the revenue of the 12 months
 -- before the period end; the tests check it against crm.abc_class) customers
 -- without a real contact within the class-A interval of crm.coverage_policy
 -- (default 1 month) before the end
 lc AS (
-    SELECT customer_id, max(occurred_at) AS last_cur, max(occurred_at) FILTER (WHERE occurred_at < $4) AS last_prev
+    SELECT customer_id, pg_catalog.max(occurred_at) AS last_cur, pg_catalog.max(occurred_at) FILTER (WHERE occurred_at OPERATOR(pg_catalog.<) $4) AS last_prev
       FROM %13$s
      WHERE customer_id IS NOT NULL AND NOT automated
-       AND occurred_at >= $4 - (SELECT a_int FROM pol) AND occurred_at < $2
+       AND occurred_at OPERATOR(pg_catalog.>=) ($4 OPERATOR(pg_catalog.-) (SELECT a_int FROM pol)) AND occurred_at OPERATOR(pg_catalog.<) $2
      GROUP BY customer_id),
 -- class A by crm.abc_class itself (a C window function over all customers,
 -- no sort) at both period ends
 ab AS (
-    SELECT customer_id, crm.abc_class(rev12_cur::float8) OVER () AS c_cls,
-           crm.abc_class(rev12_prev::float8) OVER () AS p_cls
+    SELECT customer_id, crm.abc_class(rev12_cur::pg_catalog.float8) OVER () AS c_cls,
+           crm.abc_class(rev12_prev::pg_catalog.float8) OVER () AS p_cls
       FROM cu),
 am AS (
-    SELECT count(*) FILTER (WHERE ab.c_cls = 'A'
-                             AND (lc.last_cur IS NULL OR lc.last_cur < $2 - pol.a_int)) AS c_a_overdue,
-           count(*) FILTER (WHERE ab.p_cls = 'A'
-                             AND (lc.last_prev IS NULL OR lc.last_prev < $4 - pol.a_int)) AS p_a_overdue
-      FROM ab CROSS JOIN pol LEFT JOIN lc ON lc.customer_id = ab.customer_id
-     WHERE ab.c_cls = 'A' OR ab.p_cls = 'A'),
+    SELECT pg_catalog.count(*) FILTER (WHERE ab.c_cls OPERATOR(pg_catalog.=) 'A'
+                             AND (lc.last_cur IS NULL OR lc.last_cur OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-) pol.a_int))) AS c_a_overdue,
+           pg_catalog.count(*) FILTER (WHERE ab.p_cls OPERATOR(pg_catalog.=) 'A'
+                             AND (lc.last_prev IS NULL OR lc.last_prev OPERATOR(pg_catalog.<) ($4 OPERATOR(pg_catalog.-) pol.a_int))) AS p_a_overdue
+      FROM ab CROSS JOIN pol LEFT JOIN lc ON lc.customer_id OPERATOR(pg_catalog.=) ab.customer_id
+     WHERE ab.c_cls OPERATOR(pg_catalog.=) 'A' OR ab.p_cls OPERATOR(pg_catalog.=) 'A'),
 rows AS (
     SELECT v.*
       FROM om, cm, spm, lm, im, dm, am,
       LATERAL (VALUES
         (1,  'acquisition', 'leads_in', coalesce(c_leads, 0), coalesce(p_leads, 0), 'count'),
         (2,  'acquisition', 'new_buyers', c_new::numeric, p_new::numeric, 'count'),
-        (3,  'acquisition', 'lead_to_buyer_conversion', round(100.0 * c_conv / nullif(c_leads, 0), 2), round(100.0 * p_conv / nullif(p_leads, 0), 2), 'pct'),
+        (3,  'acquisition', 'lead_to_buyer_conversion', pg_catalog.round((100.0 OPERATOR(pg_catalog.*) c_conv) OPERATOR(pg_catalog./) CASE WHEN c_leads OPERATOR(pg_catalog.<>) 0 THEN c_leads END, 2), pg_catalog.round((100.0 OPERATOR(pg_catalog.*) p_conv) OPERATOR(pg_catalog./) CASE WHEN p_leads OPERATOR(pg_catalog.<>) 0 THEN p_leads END, 2), 'pct'),
         (4,  'acquisition', 'marketing_spend', coalesce(c_spend, 0), coalesce(p_spend, 0), 'money'),
-        (5,  'acquisition', 'cac', round(coalesce(c_spend, 0) / nullif(c_new, 0), 2), round(coalesce(p_spend, 0) / nullif(p_new, 0), 2), 'money'),
+        (5,  'acquisition', 'cac', pg_catalog.round(coalesce(c_spend, 0) OPERATOR(pg_catalog./) CASE WHEN c_new OPERATOR(pg_catalog.<>) 0 THEN c_new END, 2), pg_catalog.round(coalesce(p_spend, 0) OPERATOR(pg_catalog./) CASE WHEN p_new OPERATOR(pg_catalog.<>) 0 THEN p_new END, 2), 'money'),
         (6,  'sales', 'revenue', coalesce(c_revenue, 0), coalesce(p_revenue, 0), 'money'),
         (7,  'sales', 'orders', c_orders::numeric, p_orders::numeric, 'count'),
-        (8,  'sales', 'average_check', round(c_revenue / nullif(c_orders, 0), 2), round(p_revenue / nullif(p_orders, 0), 2), 'money'),
-        (9,  'sales', 'repeat_purchase_rate', round(100.0 * c_repeat / nullif(c_active, 0), 2), round(100.0 * p_repeat / nullif(p_active, 0), 2), 'pct'),
+        (8,  'sales', 'average_check', pg_catalog.round(c_revenue OPERATOR(pg_catalog./) CASE WHEN c_orders OPERATOR(pg_catalog.<>) 0 THEN c_orders END, 2), pg_catalog.round(p_revenue OPERATOR(pg_catalog./) CASE WHEN p_orders OPERATOR(pg_catalog.<>) 0 THEN p_orders END, 2), 'money'),
+        (9,  'sales', 'repeat_purchase_rate', pg_catalog.round((100.0 OPERATOR(pg_catalog.*) c_repeat) OPERATOR(pg_catalog./) CASE WHEN c_active OPERATOR(pg_catalog.<>) 0 THEN c_active END, 2), pg_catalog.round((100.0 OPERATOR(pg_catalog.*) p_repeat) OPERATOR(pg_catalog./) CASE WHEN p_active OPERATOR(pg_catalog.<>) 0 THEN p_active END, 2), 'pct'),
         (10, 'sales', 'gross_profit', coalesce(c_gp, 0), coalesce(p_gp, 0), 'money'),
-        (11, 'sales', 'roi', round(100.0 * (coalesce(c_gp, 0) - c_spend) / nullif(c_spend, 0), 2),
-                             round(100.0 * (coalesce(p_gp, 0) - p_spend) / nullif(p_spend, 0), 2), 'pct'),
-        (12, 'pipeline', 'win_rate', round(100.0 * c_won / nullif(c_won + c_lost, 0), 2), round(100.0 * p_won / nullif(p_won + p_lost, 0), 2), 'pct'),
+        (11, 'sales', 'roi', pg_catalog.round((100.0 OPERATOR(pg_catalog.*) (coalesce(c_gp, 0) OPERATOR(pg_catalog.-) c_spend)) OPERATOR(pg_catalog./) CASE WHEN c_spend OPERATOR(pg_catalog.<>) 0 THEN c_spend END, 2),
+                             pg_catalog.round((100.0 OPERATOR(pg_catalog.*) (coalesce(p_gp, 0) OPERATOR(pg_catalog.-) p_spend)) OPERATOR(pg_catalog./) CASE WHEN p_spend OPERATOR(pg_catalog.<>) 0 THEN p_spend END, 2), 'pct'),
+        (12, 'pipeline', 'win_rate', pg_catalog.round((100.0 OPERATOR(pg_catalog.*) c_won) OPERATOR(pg_catalog./) CASE WHEN (c_won OPERATOR(pg_catalog.+) c_lost) OPERATOR(pg_catalog.<>) 0 THEN (c_won OPERATOR(pg_catalog.+) c_lost) END, 2), pg_catalog.round((100.0 OPERATOR(pg_catalog.*) p_won) OPERATOR(pg_catalog./) CASE WHEN (p_won OPERATOR(pg_catalog.+) p_lost) OPERATOR(pg_catalog.<>) 0 THEN (p_won OPERATOR(pg_catalog.+) p_lost) END, 2), 'pct'),
         (13, 'pipeline', 'deals_won', c_won::numeric, p_won::numeric, 'count'),
-        (14, 'pipeline', 'average_won_deal', round(c_avg_won, 2), round(p_avg_won, 2), 'money'),
-        (15, 'pipeline', 'sales_cycle', round(c_cycle, 2), round(p_cycle, 2), 'days'),
+        (14, 'pipeline', 'average_won_deal', pg_catalog.round(c_avg_won, 2), pg_catalog.round(p_avg_won, 2), 'money'),
+        (15, 'pipeline', 'sales_cycle', pg_catalog.round(c_cycle, 2), pg_catalog.round(p_cycle, 2), 'days'),
         (16, 'pipeline', 'open_deals', c_open::numeric, p_open::numeric, 'count'),
         (17, 'pipeline', 'open_pipeline_value', coalesce(c_open_amt, 0), coalesce(p_open_amt, 0), 'money'),
-        (18, 'pipeline', 'weighted_pipeline', round(coalesce(c_weighted, 0), 2), round(coalesce(p_weighted, 0), 2), 'money'),
+        (18, 'pipeline', 'weighted_pipeline', pg_catalog.round(coalesce(c_weighted, 0), 2), pg_catalog.round(coalesce(p_weighted, 0), 2), 'money'),
         (19, 'pipeline', 'sales_velocity',
-             round(c_open * (c_won::numeric / nullif(c_won + c_lost, 0)) * c_avg_won / nullif(c_cycle, 0), 2),
-             round(p_open * (p_won::numeric / nullif(p_won + p_lost, 0)) * p_avg_won / nullif(p_cycle, 0), 2), 'money_per_day'),
+             pg_catalog.round(((c_open OPERATOR(pg_catalog.*) (c_won::pg_catalog.numeric OPERATOR(pg_catalog./) CASE WHEN (c_won OPERATOR(pg_catalog.+) c_lost) OPERATOR(pg_catalog.<>) 0 THEN (c_won OPERATOR(pg_catalog.+) c_lost) END)) OPERATOR(pg_catalog.*) c_avg_won) OPERATOR(pg_catalog./) CASE WHEN c_cycle OPERATOR(pg_catalog.<>) 0 THEN c_cycle END, 2),
+             pg_catalog.round(((p_open OPERATOR(pg_catalog.*) (p_won::pg_catalog.numeric OPERATOR(pg_catalog./) CASE WHEN (p_won OPERATOR(pg_catalog.+) p_lost) OPERATOR(pg_catalog.<>) 0 THEN (p_won OPERATOR(pg_catalog.+) p_lost) END)) OPERATOR(pg_catalog.*) p_avg_won) OPERATOR(pg_catalog./) CASE WHEN p_cycle OPERATOR(pg_catalog.<>) 0 THEN p_cycle END, 2), 'money_per_day'),
         (20, 'money_lost', 'deals_lost', c_lost::numeric, p_lost::numeric, 'count'),
         (21, 'money_lost', 'lost_deal_value', coalesce(c_lost_amt, 0), coalesce(p_lost_amt, 0), 'money'),
         (1000, 'money_lost', 'unpaid_invoices', c_unpaid::numeric, p_unpaid::numeric, 'count'),
         (1001, 'money_lost', 'unpaid_invoice_amount', coalesce(c_unpaid_amt, 0), coalesce(p_unpaid_amt, 0), 'money'),
-        (1002, 'money_lost', 'unpaid_invoice_age', round(c_unpaid_age, 2), round(p_unpaid_age, 2), 'days'),
+        (1002, 'money_lost', 'unpaid_invoice_age', pg_catalog.round(c_unpaid_age, 2), pg_catalog.round(p_unpaid_age, 2), 'days'),
         (1003, 'money_lost', 'overdue_invoices', c_overdue::numeric, p_overdue::numeric, 'count'),
         (1004, 'money_lost', 'overdue_invoice_amount', coalesce(c_overdue_amt, 0), coalesce(p_overdue_amt, 0), 'money'),
         (1005, 'money_lost', 'unanswered_leads', coalesce(c_unans, 0), coalesce(p_unans, 0), 'count'),
-        (1006, 'money_lost', 'unanswered_leads_cost', round(coalesce(c_unans_cost, 0), 2), round(coalesce(p_unans_cost, 0), 2), 'money'),
+        (1006, 'money_lost', 'unanswered_leads_cost', pg_catalog.round(coalesce(c_unans_cost, 0), 2), pg_catalog.round(coalesce(p_unans_cost, 0), 2), 'money'),
         (1007, 'money_lost', 'overdue_class_a_customers', c_a_overdue::numeric, p_a_overdue::numeric, 'count')
       ) AS v(ord, section, metric, cur, prev, unit)
      WHERE dm.stages_ok
     UNION ALL
-    SELECT 100 + stage_order, 'money_lost', 'lost_value_at_' || stage, c_amt, p_amt, 'money' FROM lost)
+    SELECT 100 OPERATOR(pg_catalog.+) stage_order, 'money_lost', 'lost_value_at_' OPERATOR(pg_catalog.||) stage, c_amt, p_amt, 'money' FROM lost)
 SELECT metric, cur, unit, prev,
-       round(100.0 * (cur - prev) / nullif(abs(prev), 0), 2), section
+       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) (cur OPERATOR(pg_catalog.-) prev)) OPERATOR(pg_catalog./) CASE WHEN pg_catalog.abs(prev) OPERATOR(pg_catalog.<>) 0 THEN pg_catalog.abs(prev) END, 2), section
   FROM rows ORDER BY ord
 $sql$,
         crm._source_sql('leads'), crm._source_sql('orders'), crm._source_sql('spend'),
@@ -645,31 +668,35 @@ BEGIN
     IF as_of IS NULL THEN
         RAISE EXCEPTION 'crm.dashboard_coverage: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF NOT pg_catalog.isfinite(as_of) THEN
+        RAISE EXCEPTION 'crm.dashboard_coverage: as_of must be finite, got %', as_of
+            USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real moment, e.g. ''2026-01-01''.';
+    END IF;
     -- ABC by the revenue of the 12 months before as_of, crm.abc_class
     -- semantics (share held by strictly larger values < 0.80 -> A, < 0.95 -> B;
     -- the tests check it against crm.abc_class), computed here with one sort
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH
-c AS (SELECT customer_id, manager_id, channel FROM %1$s WHERE created_at < $1),
-r AS (SELECT customer_id, sum(amount) AS rev FROM %2$s
-       WHERE ordered_at >= $1 - interval '12 months' AND ordered_at < $1 GROUP BY customer_id),
-x AS (SELECT customer_id, max(occurred_at) AS last_at FROM %3$s
-       WHERE NOT automated AND occurred_at < $1 AND customer_id IS NOT NULL GROUP BY customer_id),
+c AS (SELECT customer_id, manager_id, channel FROM %1$s WHERE created_at OPERATOR(pg_catalog.<) $1),
+r AS (SELECT customer_id, pg_catalog.sum(amount) AS rev FROM %2$s
+       WHERE ordered_at OPERATOR(pg_catalog.>=) ($1 OPERATOR(pg_catalog.-) '12 months'::pg_catalog.interval) AND ordered_at OPERATOR(pg_catalog.<) $1 GROUP BY customer_id),
+x AS (SELECT customer_id, pg_catalog.max(occurred_at) AS last_at FROM %3$s
+       WHERE NOT automated AND occurred_at OPERATOR(pg_catalog.<) $1 AND customer_id IS NOT NULL GROUP BY customer_id),
 -- A / B thresholds: the smallest revenue whose running sum of the larger
 -- ones (sorted descending) is < 0.80 / < 0.95 of the total (abc_class semantics)
-rs AS (SELECT rev, sum(rev) OVER (ORDER BY rev DESC ROWS UNBOUNDED PRECEDING) - rev AS before,
-              sum(rev) OVER () AS total
-         FROM r WHERE rev > 0),
-th AS MATERIALIZED (SELECT min(rev) FILTER (WHERE before < 0.80 * total) AS a, min(rev) FILTER (WHERE before < 0.95 * total) AS b
+rs AS (SELECT rev, pg_catalog.sum(rev) OVER (ORDER BY rev DESC ROWS UNBOUNDED PRECEDING) OPERATOR(pg_catalog.-) rev AS before,
+              pg_catalog.sum(rev) OVER () AS total
+         FROM r WHERE rev OPERATOR(pg_catalog.>) 0),
+th AS MATERIALIZED (SELECT pg_catalog.min(rev) FILTER (WHERE before OPERATOR(pg_catalog.<) (0.80 OPERATOR(pg_catalog.*) total)) AS a, pg_catalog.min(rev) FILTER (WHERE before OPERATOR(pg_catalog.<) (0.95 OPERATOR(pg_catalog.*) total)) AS b
          FROM rs),
 cl AS (
     SELECT c.customer_id, c.manager_id, c.channel, r.rev,
-           CASE WHEN r.rev >= th.a THEN 'A' WHEN r.rev >= th.b THEN 'B' ELSE 'C' END AS cls
-      FROM c CROSS JOIN th LEFT JOIN r ON r.customer_id = c.customer_id),
+           CASE WHEN r.rev OPERATOR(pg_catalog.>=) th.a THEN 'A' WHEN r.rev OPERATOR(pg_catalog.>=) th.b THEN 'B' ELSE 'C' END AS cls
+      FROM c CROSS JOIN th LEFT JOIN r ON r.customer_id OPERATOR(pg_catalog.=) c.customer_id),
 pol AS MATERIALIZED (SELECT k.cls, crm._dashboard_coverage_interval(k.cls) AS iv FROM (VALUES ('A'), ('B'), ('C')) AS k(cls))
-SELECT cl.customer_id::text, cl.manager_id::text, cl.channel::text, coalesce(cl.rev, 0), cl.cls,
-       x.last_at, x.last_at + pol.iv, coalesce(x.last_at >= $1 - pol.iv, false)
-  FROM cl JOIN pol ON pol.cls = cl.cls LEFT JOIN x ON x.customer_id = cl.customer_id
+SELECT cl.customer_id::pg_catalog.text, cl.manager_id::pg_catalog.text, cl.channel::pg_catalog.text, coalesce(cl.rev, 0), cl.cls,
+       x.last_at, x.last_at OPERATOR(pg_catalog.+) pol.iv, coalesce(x.last_at OPERATOR(pg_catalog.>=) ($1 OPERATOR(pg_catalog.-) pol.iv), false)
+  FROM cl JOIN pol ON pol.cls OPERATOR(pg_catalog.=) cl.cls LEFT JOIN x ON x.customer_id OPERATOR(pg_catalog.=) cl.customer_id
 $sql$, crm._source_sql('customers'), crm._source_sql('orders'), crm._source_sql('interactions'))
     USING as_of;
 END
@@ -697,35 +724,35 @@ BEGIN
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH
 cu AS MATERIALIZED (SELECT customer_id, channel FROM %1$s),
-od AS (SELECT customer_id, ordered_at, amount, cost FROM %2$s WHERE ordered_at < $2),
+od AS (SELECT customer_id, ordered_at, amount, cost FROM %2$s WHERE ordered_at OPERATOR(pg_catalog.<) $2),
 b AS MATERIALIZED (
-    SELECT customer_id, min(ordered_at) AS first_at, sum(amount - cost) AS gp_to_date,
-           sum(amount) FILTER (WHERE ordered_at >= $1) AS rev, sum(amount - cost) FILTER (WHERE ordered_at >= $1) AS gp
+    SELECT customer_id, pg_catalog.min(ordered_at) AS first_at, pg_catalog.sum(amount OPERATOR(pg_catalog.-) cost) AS gp_to_date,
+           pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) $1) AS rev, pg_catalog.sum(amount OPERATOR(pg_catalog.-) cost) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) $1) AS gp
       FROM od GROUP BY customer_id),
 bc AS (
     SELECT coalesce(cu.channel, '(unknown)') AS channel,
-           count(*) FILTER (WHERE b.first_at >= $1) AS new_buyers,
-           sum(b.rev) AS revenue, sum(b.gp) AS gross_profit,
-           avg(b.gp_to_date) AS ltv
-      FROM b LEFT JOIN cu ON cu.customer_id = b.customer_id GROUP BY 1),
+           pg_catalog.count(*) FILTER (WHERE b.first_at OPERATOR(pg_catalog.>=) $1) AS new_buyers,
+           pg_catalog.sum(b.rev) AS revenue, pg_catalog.sum(b.gp) AS gross_profit,
+           pg_catalog.avg(b.gp_to_date) AS ltv
+      FROM b LEFT JOIN cu ON cu.customer_id OPERATOR(pg_catalog.=) b.customer_id GROUP BY 1),
 ld AS (
-    SELECT coalesce(l.channel, '(unknown)') AS channel, count(*) AS leads,
-           count(*) FILTER (WHERE b.first_at < $2) AS converted
-      FROM %3$s LEFT JOIN b ON b.customer_id = l.customer_id
-     WHERE l.created_at >= $1 AND l.created_at < $2 GROUP BY 1),
+    SELECT coalesce(l.channel, '(unknown)') AS channel, pg_catalog.count(*) AS leads,
+           pg_catalog.count(*) FILTER (WHERE b.first_at OPERATOR(pg_catalog.<) $2) AS converted
+      FROM %3$s LEFT JOIN b ON b.customer_id OPERATOR(pg_catalog.=) l.customer_id
+     WHERE l.created_at OPERATOR(pg_catalog.>=) $1 AND l.created_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
 sp AS (
-    SELECT coalesce(s.channel, '(unknown)') AS channel, sum(s.amount) AS spend
-      FROM %4$s WHERE s.spent_on >= $1 AND s.spent_on < $2 GROUP BY 1),
+    SELECT coalesce(s.channel, '(unknown)') AS channel, pg_catalog.sum(s.amount) AS spend
+      FROM %4$s WHERE s.spent_on OPERATOR(pg_catalog.>=) $1 AND s.spent_on OPERATOR(pg_catalog.<) $2 GROUP BY 1),
 ch AS (SELECT channel FROM bc UNION SELECT channel FROM ld UNION SELECT channel FROM sp)
 SELECT ch.channel, coalesce(ld.leads, 0), coalesce(bc.new_buyers, 0),
-       round(100.0 * ld.converted / nullif(ld.leads, 0), 2),
+       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) ld.converted) OPERATOR(pg_catalog./) CASE WHEN ld.leads OPERATOR(pg_catalog.<>) 0 THEN ld.leads END, 2),
        coalesce(bc.revenue, 0), coalesce(bc.gross_profit, 0), coalesce(sp.spend, 0),
-       round(sp.spend / nullif(bc.new_buyers, 0), 2),
-       round(100.0 * (coalesce(bc.gross_profit, 0) - sp.spend) / nullif(sp.spend, 0), 2),
-       round(bc.ltv, 2),
-       round(bc.ltv / nullif(sp.spend / nullif(bc.new_buyers, 0), 0), 2)
-  FROM ch LEFT JOIN bc ON bc.channel = ch.channel LEFT JOIN ld ON ld.channel = ch.channel
-          LEFT JOIN sp ON sp.channel = ch.channel
+       pg_catalog.round(sp.spend OPERATOR(pg_catalog./) CASE WHEN bc.new_buyers OPERATOR(pg_catalog.<>) 0 THEN bc.new_buyers END, 2),
+       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) (coalesce(bc.gross_profit, 0) OPERATOR(pg_catalog.-) sp.spend)) OPERATOR(pg_catalog./) CASE WHEN sp.spend OPERATOR(pg_catalog.<>) 0 THEN sp.spend END, 2),
+       pg_catalog.round(bc.ltv, 2),
+       pg_catalog.round(bc.ltv OPERATOR(pg_catalog./) CASE WHEN (sp.spend OPERATOR(pg_catalog./) CASE WHEN bc.new_buyers OPERATOR(pg_catalog.<>) 0 THEN bc.new_buyers END) OPERATOR(pg_catalog.<>) 0 THEN (sp.spend OPERATOR(pg_catalog./) CASE WHEN bc.new_buyers OPERATOR(pg_catalog.<>) 0 THEN bc.new_buyers END) END, 2)
+  FROM ch LEFT JOIN bc ON bc.channel OPERATOR(pg_catalog.=) ch.channel LEFT JOIN ld ON ld.channel OPERATOR(pg_catalog.=) ch.channel
+          LEFT JOIN sp ON sp.channel OPERATOR(pg_catalog.=) ch.channel
  ORDER BY ch.channel
 $sql$, crm._source_sql('customers'), crm._source_sql('orders'),
        crm._source_sql('leads', 'l'), crm._source_sql('spend', 's'))
@@ -753,51 +780,51 @@ BEGIN
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH
 ld AS MATERIALIZED (
-    SELECT lead_id, created_at, manager_id::text AS manager_id FROM %1$s
-     WHERE created_at >= $1 AND created_at < $2),
+    SELECT lead_id, created_at, manager_id::pg_catalog.text AS manager_id FROM %1$s
+     WHERE created_at OPERATOR(pg_catalog.>=) $1 AND created_at OPERATOR(pg_catalog.<) $2),
 fc AS (
-    SELECT x.lead_id, min(x.occurred_at) AS first_contact
-      FROM %2$s JOIN ld ON ld.lead_id = x.lead_id
-     WHERE NOT x.automated AND x.direction = 'outbound' AND x.occurred_at >= $1 AND x.occurred_at < $2
-       AND x.occurred_at >= ld.created_at
+    SELECT x.lead_id, pg_catalog.min(x.occurred_at) AS first_contact
+      FROM %2$s JOIN ld ON ld.lead_id OPERATOR(pg_catalog.=) x.lead_id
+     WHERE NOT x.automated AND x.direction OPERATOR(pg_catalog.=) 'outbound' AND x.occurred_at OPERATOR(pg_catalog.>=) $1 AND x.occurred_at OPERATOR(pg_catalog.<) $2
+       AND x.occurred_at OPERATOR(pg_catalog.>=) ld.created_at
      GROUP BY x.lead_id),
 lm AS (
-    SELECT ld.manager_id, count(*) AS leads, count(fc.first_contact) AS answered,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM fc.first_contact - ld.created_at) / 60) AS med
-      FROM ld LEFT JOIN fc ON fc.lead_id = ld.lead_id GROUP BY 1),
+    SELECT ld.manager_id, pg_catalog.count(*) AS leads, pg_catalog.count(fc.first_contact) AS answered,
+           pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM fc.first_contact OPERATOR(pg_catalog.-) ld.created_at) OPERATOR(pg_catalog./) 60) AS med
+      FROM ld LEFT JOIN fc ON fc.lead_id OPERATOR(pg_catalog.=) ld.lead_id GROUP BY 1),
 dl AS (
-    SELECT e.deal_id, min(e.manager_id::text) AS manager_id,
-           min(e.changed_at) FILTER (WHERE e.outcome = 'won') AS won_at,
-           min(e.changed_at) FILTER (WHERE e.outcome = 'lost') AS lost_at,
-           count(*) FILTER (WHERE e.outcome IS NULL) AS n_unknown
+    SELECT e.deal_id, pg_catalog.min(e.manager_id::pg_catalog.text) AS manager_id,
+           pg_catalog.min(e.changed_at) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'won') AS won_at,
+           pg_catalog.min(e.changed_at) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'lost') AS lost_at,
+           pg_catalog.count(*) FILTER (WHERE e.outcome IS NULL) AS n_unknown
       -- OFFSET 0 fences the subquery: the stage CASE is computed once per row, not once per aggregate
       FROM (SELECT deal_id, changed_at, manager_id, %6$s AS outcome FROM %3$s OFFSET 0) AS e
-     WHERE e.changed_at < $2 GROUP BY e.deal_id),
+     WHERE e.changed_at OPERATOR(pg_catalog.<) $2 GROUP BY e.deal_id),
 dm AS (
     SELECT manager_id,
-           count(*) FILTER (WHERE won_at <= coalesce(lost_at, won_at)) AS won,
-           count(*) FILTER (WHERE lost_at < coalesce(won_at, 'infinity')) AS lost
-      FROM dl WHERE least(won_at, lost_at) >= $1 GROUP BY 1),
+           pg_catalog.count(*) FILTER (WHERE won_at OPERATOR(pg_catalog.<=) coalesce(lost_at, won_at)) AS won,
+           pg_catalog.count(*) FILTER (WHERE lost_at OPERATOR(pg_catalog.<) coalesce(won_at, 'infinity')) AS lost
+      FROM dl WHERE least(won_at, lost_at) OPERATOR(pg_catalog.>=) $1 GROUP BY 1),
 cv AS (
-    SELECT c.manager_id, count(*) AS customers, count(*) FILTER (WHERE c.covered) AS covered
+    SELECT c.manager_id, pg_catalog.count(*) AS customers, pg_catalog.count(*) FILTER (WHERE c.covered) AS covered
       FROM crm.dashboard_coverage($2) c GROUP BY 1),
-cu AS MATERIALIZED (SELECT customer_id, manager_id::text AS manager_id FROM %4$s),
+cu AS MATERIALIZED (SELECT customer_id, manager_id::pg_catalog.text AS manager_id FROM %4$s),
 rv AS (
-    SELECT cu.manager_id, sum(o.amount) AS revenue
-      FROM %5$s LEFT JOIN cu ON cu.customer_id = o.customer_id
-     WHERE o.ordered_at >= $1 AND o.ordered_at < $2 GROUP BY 1),
+    SELECT cu.manager_id, pg_catalog.sum(o.amount) AS revenue
+      FROM %5$s LEFT JOIN cu ON cu.customer_id OPERATOR(pg_catalog.=) o.customer_id
+     WHERE o.ordered_at OPERATOR(pg_catalog.>=) $1 AND o.ordered_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
 m AS (SELECT manager_id FROM lm UNION SELECT manager_id FROM dm UNION SELECT manager_id FROM cv
       UNION SELECT manager_id FROM rv)
-SELECT m.manager_id, coalesce(lm.leads, 0), coalesce(lm.answered, 0), coalesce(lm.leads - lm.answered, 0),
-       round(lm.med::numeric, 2), coalesce(dm.won, 0), coalesce(dm.lost, 0),
-       round(100.0 * dm.won / nullif(dm.won + dm.lost, 0), 2),
+SELECT m.manager_id, coalesce(lm.leads, 0), coalesce(lm.answered, 0), coalesce(lm.leads OPERATOR(pg_catalog.-) lm.answered, 0),
+       pg_catalog.round(lm.med::numeric, 2), coalesce(dm.won, 0), coalesce(dm.lost, 0),
+       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) dm.won) OPERATOR(pg_catalog./) CASE WHEN (dm.won OPERATOR(pg_catalog.+) dm.lost) OPERATOR(pg_catalog.<>) 0 THEN (dm.won OPERATOR(pg_catalog.+) dm.lost) END, 2),
        coalesce(rv.revenue, 0), coalesce(cv.customers, 0), coalesce(cv.covered, 0),
-       round(100.0 * cv.covered / nullif(cv.customers, 0), 2)
-  FROM m LEFT JOIN lm ON lm.manager_id IS NOT DISTINCT FROM m.manager_id
-         LEFT JOIN dm ON dm.manager_id IS NOT DISTINCT FROM m.manager_id
-         LEFT JOIN cv ON cv.manager_id IS NOT DISTINCT FROM m.manager_id
-         LEFT JOIN rv ON rv.manager_id IS NOT DISTINCT FROM m.manager_id
- WHERE crm._check_stages((SELECT sum(n_unknown) FROM dl))
+       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) cv.covered) OPERATOR(pg_catalog./) CASE WHEN cv.customers OPERATOR(pg_catalog.<>) 0 THEN cv.customers END, 2)
+  FROM m LEFT JOIN lm ON coalesce(pg_catalog.texteq(lm.manager_id, m.manager_id), lm.manager_id IS NULL AND m.manager_id IS NULL)
+         LEFT JOIN dm ON coalesce(pg_catalog.texteq(dm.manager_id, m.manager_id), dm.manager_id IS NULL AND m.manager_id IS NULL)
+         LEFT JOIN cv ON coalesce(pg_catalog.texteq(cv.manager_id, m.manager_id), cv.manager_id IS NULL AND m.manager_id IS NULL)
+         LEFT JOIN rv ON coalesce(pg_catalog.texteq(rv.manager_id, m.manager_id), rv.manager_id IS NULL AND m.manager_id IS NULL)
+ WHERE crm._check_stages((SELECT pg_catalog.sum(n_unknown) FROM dl))
  ORDER BY m.manager_id
 $sql$, crm._source_sql('leads'), crm._source_sql('interactions', 'x'), crm._source_sql('stage_events'),
        crm._source_sql('customers'), crm._source_sql('orders', 'o'), crm._stage_case('outcome', 'stage'))
@@ -823,43 +850,43 @@ DECLARE
 BEGIN
     b := crm._period_bounds('crm.dashboard_pipeline', period_from, period_to);
     PERFORM crm._require_stages('crm.dashboard_pipeline');
-    SELECT count(*) INTO nstages FROM crm.pipeline_stages;
-    IF nstages > 62 THEN
+    SELECT pg_catalog.count(*) INTO nstages FROM crm.pipeline_stages;
+    IF nstages OPERATOR(pg_catalog.>) 62 THEN
         RAISE EXCEPTION 'crm.dashboard_pipeline: at most 62 pipeline stages, crm.pipeline_stages has %', nstages
             USING ERRCODE = 'program_limit_exceeded';
     END IF;
     -- per deal, the stages entered in the period as a bit mask; then one sum per stage
-    SELECT string_agg(pg_catalog.format('sum((entered_mask >> %s) & 1)', k), ', ' ORDER BY k)
-      INTO entered_sums FROM generate_series(1, nstages) AS k;
+    SELECT pg_catalog.string_agg(pg_catalog.format('pg_catalog.sum((entered_mask OPERATOR(pg_catalog.>>) %s) OPERATOR(pg_catalog.&) 1::pg_catalog.int8)', k), ', ' ORDER BY k)
+      INTO entered_sums FROM pg_catalog.generate_series(1, nstages) AS k;
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH
-st AS (SELECT stage, stage_order, probability, outcome, row_number() OVER (ORDER BY stage_order)::int AS rk
+st AS (SELECT stage, stage_order, probability, outcome, pg_catalog.row_number() OVER (ORDER BY stage_order)::int AS rk
          FROM crm.pipeline_stages),
 ev AS (
     SELECT deal_id, changed_at, amount, %2$s AS stage_order, %3$s AS outcome, %4$s AS rk
-      FROM %1$s WHERE changed_at < $2
+      FROM %1$s WHERE changed_at OPERATOR(pg_catalog.<) $2
     OFFSET 0),  -- a fence: the stage CASEs are computed once per row, not once per aggregate
 dl AS MATERIALIZED (
-    SELECT deal_id, max(amount) AS amount,
-           max(stage_order) FILTER (WHERE outcome = 'open') AS open_stage,
-           min(changed_at) FILTER (WHERE outcome = 'won') AS won_at,
-           min(changed_at) FILTER (WHERE outcome = 'lost') AS lost_at,
-           bit_or(1::bigint << rk) FILTER (WHERE changed_at >= $1) AS entered_mask,
-           count(*) FILTER (WHERE outcome IS NULL) AS n_unknown
+    SELECT deal_id, pg_catalog.max(amount) AS amount,
+           pg_catalog.max(stage_order) FILTER (WHERE outcome OPERATOR(pg_catalog.=) 'open') AS open_stage,
+           pg_catalog.min(changed_at) FILTER (WHERE outcome OPERATOR(pg_catalog.=) 'won') AS won_at,
+           pg_catalog.min(changed_at) FILTER (WHERE outcome OPERATOR(pg_catalog.=) 'lost') AS lost_at,
+           pg_catalog.bit_or(1::pg_catalog.int8 OPERATOR(pg_catalog.<<) rk) FILTER (WHERE changed_at OPERATOR(pg_catalog.>=) $1) AS entered_mask,
+           pg_catalog.count(*) FILTER (WHERE outcome IS NULL) AS n_unknown
       FROM ev GROUP BY deal_id),
 en AS (SELECT ARRAY[%5$s] AS entered FROM dl WHERE entered_mask IS NOT NULL),
 op AS (
-    SELECT open_stage AS stage_order, count(*) AS n, sum(amount) AS amt
+    SELECT open_stage AS stage_order, pg_catalog.count(*) AS n, pg_catalog.sum(amount) AS amt
       FROM dl WHERE won_at IS NULL AND lost_at IS NULL AND open_stage IS NOT NULL GROUP BY 1),
 lo AS (
-    SELECT open_stage AS stage_order, count(*) AS n, sum(amount) AS amt
-      FROM dl WHERE lost_at >= $1 AND lost_at < coalesce(won_at, 'infinity') GROUP BY 1)
+    SELECT open_stage AS stage_order, pg_catalog.count(*) AS n, pg_catalog.sum(amount) AS amt
+      FROM dl WHERE lost_at OPERATOR(pg_catalog.>=) $1 AND lost_at OPERATOR(pg_catalog.<) coalesce(won_at, 'infinity') GROUP BY 1)
 SELECT st.stage, st.stage_order, st.outcome, st.probability, coalesce((SELECT en.entered[st.rk] FROM en), 0)::bigint,
-       coalesce(op.n, 0), coalesce(op.amt, 0), round(coalesce(op.amt, 0) * st.probability, 2),
+       coalesce(op.n, 0), coalesce(op.amt, 0), pg_catalog.round(coalesce(op.amt, 0) OPERATOR(pg_catalog.*) st.probability, 2),
        coalesce(lo.n, 0), coalesce(lo.amt, 0)
-  FROM st LEFT JOIN op ON op.stage_order = st.stage_order
-          LEFT JOIN lo ON lo.stage_order = st.stage_order
- WHERE crm._check_stages((SELECT sum(n_unknown) FROM dl))
+  FROM st LEFT JOIN op ON op.stage_order OPERATOR(pg_catalog.=) st.stage_order
+          LEFT JOIN lo ON lo.stage_order OPERATOR(pg_catalog.=) st.stage_order
+ WHERE crm._check_stages((SELECT pg_catalog.sum(n_unknown) FROM dl))
  ORDER BY st.stage_order
 $sql$, crm._source_sql('stage_events'), crm._stage_case('order', 'stage'), crm._stage_case('outcome', 'stage'),
        crm._stage_case('rank', 'stage'), entered_sums)
@@ -896,31 +923,31 @@ BEGIN
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH
 steps AS (
-    SELECT row_number() OVER (ORDER BY stage_order)::int AS step_no, stage
-      FROM crm.pipeline_stages WHERE outcome IN ('open', 'won')),
+    SELECT pg_catalog.row_number() OVER (ORDER BY stage_order)::int AS step_no, stage
+      FROM crm.pipeline_stages WHERE outcome OPERATOR(pg_catalog.=) 'open' OR outcome OPERATOR(pg_catalog.=) 'won'),
 ev AS (
-    SELECT deal_id, changed_at, amount, %2$s AS step, %3$s AS outcome FROM %1$s WHERE changed_at < $2
+    SELECT deal_id, changed_at, amount, %2$s AS step, %3$s AS outcome FROM %1$s WHERE changed_at OPERATOR(pg_catalog.<) $2
     OFFSET 0),  -- a fence: the stage CASEs are computed once per row, not once per aggregate
 dl AS MATERIALIZED (
-    SELECT deal_id, min(changed_at) AS started_at, max(amount) AS amount, max(step) AS level,
-           bool_or(outcome = 'lost') AS lost, count(*) FILTER (WHERE outcome IS NULL) AS n_unknown
+    SELECT deal_id, pg_catalog.min(changed_at) AS started_at, pg_catalog.max(amount) AS amount, pg_catalog.max(step) AS level,
+           pg_catalog.bool_or(outcome OPERATOR(pg_catalog.=) 'lost') AS lost, pg_catalog.count(*) FILTER (WHERE outcome IS NULL) AS n_unknown
       FROM ev GROUP BY deal_id),
 lv AS (
-    SELECT level, count(*) AS n, count(*) FILTER (WHERE lost) AS lost_deals,
-           coalesce(sum(amount) FILTER (WHERE lost), 0) AS lost_value
-      FROM dl WHERE started_at >= $1 AND level IS NOT NULL GROUP BY level),
+    SELECT level, pg_catalog.count(*) AS n, pg_catalog.count(*) FILTER (WHERE lost) AS lost_deals,
+           coalesce(pg_catalog.sum(amount) FILTER (WHERE lost), 0) AS lost_value
+      FROM dl WHERE started_at OPERATOR(pg_catalog.>=) $1 AND level IS NOT NULL GROUP BY level),
 f AS (
     SELECT steps.step_no, steps.stage,
-           coalesce(sum(lv.n) OVER (ORDER BY steps.step_no DESC), 0)::bigint AS entered,
+           coalesce(pg_catalog.sum(lv.n) OVER (ORDER BY steps.step_no DESC), 0)::bigint AS entered,
            coalesce(lv.lost_deals, 0) AS lost_deals, coalesce(lv.lost_value, 0) AS lost_value
-      FROM steps LEFT JOIN lv ON lv.level = steps.step_no)
+      FROM steps LEFT JOIN lv ON lv.level OPERATOR(pg_catalog.=) steps.step_no)
 SELECT f.step_no, f.stage, f.entered,
-       round(100.0 * f.entered / nullif(first_value(f.entered) OVER w, 0), 2),
-       round(100.0 * f.entered / nullif(lag(f.entered) OVER w, 0), 2),
-       f.entered - lead(f.entered, 1, f.entered) OVER w,
+       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) f.entered) OPERATOR(pg_catalog./) CASE WHEN pg_catalog.first_value(f.entered) OVER w OPERATOR(pg_catalog.<>) 0 THEN pg_catalog.first_value(f.entered) OVER w END, 2),
+       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) f.entered) OPERATOR(pg_catalog./) CASE WHEN pg_catalog.lag(f.entered) OVER w OPERATOR(pg_catalog.<>) 0 THEN pg_catalog.lag(f.entered) OVER w END, 2),
+       f.entered OPERATOR(pg_catalog.-) pg_catalog.lead(f.entered, 1, f.entered) OVER w,
        f.lost_deals, f.lost_value
   FROM f
- WHERE crm._check_stages((SELECT sum(n_unknown) FROM dl))
+ WHERE crm._check_stages((SELECT pg_catalog.sum(n_unknown) FROM dl))
 WINDOW w AS (ORDER BY f.step_no)
  ORDER BY f.step_no
 $sql$, crm._source_sql('stage_events'), crm._stage_case('step', 'stage'), crm._stage_case('outcome', 'stage'))
@@ -944,12 +971,16 @@ BEGIN
     IF as_of IS NULL THEN
         RAISE EXCEPTION 'crm.dashboard_retention: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF NOT pg_catalog.isfinite(as_of) THEN
+        RAISE EXCEPTION 'crm.dashboard_retention: as_of must be finite, got %', as_of
+            USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real date, e.g. ''2025-12-31''.';
+    END IF;
     RETURN QUERY
-    SELECT x.cohort, x.period_no, x.cohort_size, x.active, round(100 * x.retention_rate, 2), x.revenue, x.cumulative_ltv
-      FROM crm.cohort_retention(pg_catalog.format('SELECT customer_id, ordered_at, amount FROM %s WHERE ordered_at < %L::timestamptz',
-                                                  crm._source_sql('orders'), (as_of + 1)::timestamptz),
+    SELECT x.cohort, x.period_no, x.cohort_size, x.active, pg_catalog.round(100 OPERATOR(pg_catalog.*) x.retention_rate, 2), x.revenue, x.cumulative_ltv
+      FROM crm.cohort_retention(pg_catalog.format('SELECT customer_id, ordered_at, amount FROM %s WHERE ordered_at OPERATOR(pg_catalog.<) %L::pg_catalog.timestamptz',
+                                                  crm._source_sql('orders'), (as_of OPERATOR(pg_catalog.+) 1)::pg_catalog.timestamptz),
                                 'month', 12) AS x
-     WHERE x.cohort > (date_trunc('month', as_of) - interval '12 months')::date
+     WHERE x.cohort OPERATOR(pg_catalog.>) (pg_catalog.date_trunc('month', as_of) OPERATOR(pg_catalog.-) '12 months'::pg_catalog.interval)::pg_catalog.date
      ORDER BY x.cohort, x.period_no;
 END
 $$;
@@ -970,10 +1001,14 @@ BEGIN
     IF as_of IS NULL THEN
         RAISE EXCEPTION 'crm.dashboard_rfm: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF NOT pg_catalog.isfinite(as_of) THEN
+        RAISE EXCEPTION 'crm.dashboard_rfm: as_of must be finite, got %', as_of
+            USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real date, e.g. ''2025-12-31''.';
+    END IF;
     RETURN QUERY
     SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
-      FROM crm.rfm_report('SELECT customer_id, ordered_at, amount FROM ' || crm._source_sql('orders'),
-                          (as_of + 1)::timestamptz - interval '1 microsecond') AS x
+      FROM crm.rfm_report('SELECT customer_id, ordered_at, amount FROM ' OPERATOR(pg_catalog.||) crm._source_sql('orders'),
+                          (as_of OPERATOR(pg_catalog.+) 1)::pg_catalog.timestamptz OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval) AS x
      ORDER BY x.customer;
 END
 $$;
@@ -995,11 +1030,15 @@ BEGIN
     IF as_of IS NULL THEN
         RAISE EXCEPTION 'crm.dashboard_abc_xyz: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF NOT pg_catalog.isfinite(as_of) THEN
+        RAISE EXCEPTION 'crm.dashboard_abc_xyz: as_of must be finite, got %', as_of
+            USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real date, e.g. ''2025-12-31''.';
+    END IF;
     RETURN QUERY
-    SELECT x.item, x.revenue, round(100 * x.share, 2), x.abc, round(x.cv::numeric, 4), x.xyz, x.abc_xyz
-      FROM crm.abc_xyz_report('SELECT product_id, ordered_at, amount, amount FROM ' || crm._source_sql('orders'),
-                              (date_trunc('month', as_of) - interval '11 months')::timestamptz,
-                              (as_of + 1)::timestamptz, 'month') AS x
+    SELECT x.item, x.revenue, pg_catalog.round(100 OPERATOR(pg_catalog.*) x.share, 2), x.abc, pg_catalog.round(x.cv::numeric, 4), x.xyz, x.abc_xyz
+      FROM crm.abc_xyz_report('SELECT product_id, ordered_at, amount, amount FROM ' OPERATOR(pg_catalog.||) crm._source_sql('orders'),
+                              (pg_catalog.date_trunc('month', as_of) OPERATOR(pg_catalog.-) '11 months'::pg_catalog.interval)::pg_catalog.timestamptz,
+                              (as_of OPERATOR(pg_catalog.+) 1)::pg_catalog.timestamptz, 'month') AS x
      ORDER BY x.revenue DESC, x.item;
 END
 $$;
@@ -1027,16 +1066,16 @@ BEGIN
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH
 ld AS MATERIALIZED (SELECT lead_id, created_at, coalesce(channel, '(unknown)') AS channel FROM %1$s
-                     WHERE created_at >= $1 AND created_at < $2),
-fc AS (SELECT x.lead_id, min(x.occurred_at) AS first_contact
-         FROM %2$s JOIN ld ON ld.lead_id = x.lead_id
-        WHERE NOT x.automated AND x.direction = 'outbound' AND x.occurred_at >= $1 AND x.occurred_at < $2
-          AND x.occurred_at >= ld.created_at
+                     WHERE created_at OPERATOR(pg_catalog.>=) $1 AND created_at OPERATOR(pg_catalog.<) $2),
+fc AS (SELECT x.lead_id, pg_catalog.min(x.occurred_at) AS first_contact
+         FROM %2$s JOIN ld ON ld.lead_id OPERATOR(pg_catalog.=) x.lead_id
+        WHERE NOT x.automated AND x.direction OPERATOR(pg_catalog.=) 'outbound' AND x.occurred_at OPERATOR(pg_catalog.>=) $1 AND x.occurred_at OPERATOR(pg_catalog.<) $2
+          AND x.occurred_at OPERATOR(pg_catalog.>=) ld.created_at
         GROUP BY x.lead_id),
-j AS (SELECT ld.channel, fc.first_contact - ld.created_at AS resp FROM ld LEFT JOIN fc ON fc.lead_id = ld.lead_id)
-SELECT channel, count(*), count(resp), count(*) FILTER (WHERE resp <= $3), count(*) - count(resp),
-       round(100.0 * count(*) FILTER (WHERE resp <= $3) / count(*), 2),
-       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM resp) / 60))::numeric, 2)
+j AS (SELECT ld.channel, fc.first_contact OPERATOR(pg_catalog.-) ld.created_at AS resp FROM ld LEFT JOIN fc ON fc.lead_id OPERATOR(pg_catalog.=) ld.lead_id)
+SELECT channel, pg_catalog.count(*), pg_catalog.count(resp), pg_catalog.count(*) FILTER (WHERE resp OPERATOR(pg_catalog.<=) $3), pg_catalog.count(*) OPERATOR(pg_catalog.-) pg_catalog.count(resp),
+       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) pg_catalog.count(*) FILTER (WHERE resp OPERATOR(pg_catalog.<=) $3)) OPERATOR(pg_catalog./) CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.<>) 0 THEN pg_catalog.count(*) END, 2),
+       pg_catalog.round((pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM resp) OPERATOR(pg_catalog./) 60))::pg_catalog.numeric, 2)
   FROM j GROUP BY GROUPING SETS ((channel), ())
  ORDER BY GROUPING(channel), channel
 $sql$, crm._source_sql('leads'), crm._source_sql('interactions', 'x'))
@@ -1160,8 +1199,13 @@ $$;
 COMMENT ON FUNCTION crm._fmt(numeric) IS
 'Formats a number for the HTML report (thousands separators, at most 2 decimals).';
 
-CREATE FUNCTION crm.dashboard_html(period_from date, period_to date) RETURNS text
-LANGUAGE plpgsql VOLATILE
+-- The page, drawn from the four reports' rows (as jsonb arrays) by a function
+-- that pins search_path; crm.dashboard_html below runs the reports (they run
+-- the registered sources with the caller's search_path) and hands it the rows.
+CREATE FUNCTION crm._dashboard_html(period_from date, period_to date,
+                                    kpi_rows jsonb, funnel_rows jsonb, heat_rows jsonb, chan_rows jsonb) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     kpi    text;
@@ -1169,7 +1213,6 @@ DECLARE
     heat   text;
     chan   text;
 BEGIN
-    -- the figures (also validates the period and the sources)
     SELECT string_agg(pg_catalog.format(
                '<tr class="%s"><td>%s</td><td class="n">%s</td><td class="n">%s</td><td class="n %s">%s</td><td>%s</td></tr>',
                d.section, crm._html(replace(d.metric, '_', ' ')), crm._fmt(d.value), crm._fmt(d.previous_value),
@@ -1180,10 +1223,13 @@ BEGIN
                CASE WHEN d.change_pct IS NULL THEN '' ELSE crm._fmt(d.change_pct) || '%' END,
                crm._html(d.unit)), E'\n' ORDER BY d.ord)
       INTO kpi
-      FROM (SELECT o.*, row_number() OVER () AS ord FROM crm.owner_dashboard(period_from, period_to) AS o) AS d;
+      FROM jsonb_to_recordset(kpi_rows) AS d(metric text, value numeric, unit text, previous_value numeric,
+                                             change_pct numeric, section text, ord bigint);
 
     -- funnel: one bar per step, width proportional to the deals that reached it
-    WITH f AS MATERIALIZED (SELECT * FROM crm.dashboard_funnel(period_from, period_to)),
+    WITH f AS MATERIALIZED (SELECT * FROM jsonb_to_recordset(funnel_rows)
+                                AS f(step_no int, stage text, entered bigint, pct_of_first numeric, pct_of_prev numeric,
+                                     dropped bigint, lost_deals bigint, lost_value numeric)),
          g AS (SELECT f.*, max(f.entered) OVER () AS fmax, count(*) OVER () AS nfun FROM f),
          h AS (SELECT g.*, CASE WHEN g.fmax > 0 THEN greatest(440.0 * g.entered / g.fmax, 2) ELSE 2 END AS w FROM g)
     SELECT pg_catalog.format('<svg xmlns="http://www.w3.org/2000/svg" width="760" height="%s" role="img" aria-label="sales funnel">%s</svg>',
@@ -1204,7 +1250,9 @@ BEGIN
       FROM h;
 
     -- cohort heat map: rows = cohorts, columns = months since, colour = retention
-    WITH t AS MATERIALIZED (SELECT * FROM crm.dashboard_retention(period_to)),
+    WITH t AS MATERIALIZED (SELECT * FROM jsonb_to_recordset(heat_rows)
+                                AS t(cohort date, period_no int, cohort_size bigint, active bigint, retention_pct numeric,
+                                     revenue numeric, cumulative_ltv numeric)),
          r AS (SELECT t.*, 26 + (dense_rank() OVER (ORDER BY t.cohort) - 1) * 26 AS y FROM t)
     SELECT pg_catalog.format('<svg xmlns="http://www.w3.org/2000/svg" width="%s" height="%s" role="img" aria-label="cohort retention heat map">'
                              '%s%s</svg>',
@@ -1234,7 +1282,10 @@ BEGIN
                CASE WHEN c.roi_pct < 0 THEN '#c53030' ELSE '#2f855a' END,
                CASE WHEN c.roi_pct IS NULL THEN 'no spend' ELSE crm._fmt(c.roi_pct) || '%' END), E'\n' ORDER BY c.revenue DESC)
       INTO chan
-      FROM (SELECT c.*, max(abs(c.roi_pct)) OVER () AS mx FROM crm.dashboard_channels(period_from, period_to) AS c) AS c;
+      FROM (SELECT c.*, max(abs(c.roi_pct)) OVER () AS mx
+              FROM jsonb_to_recordset(chan_rows) AS c(channel text, leads bigint, new_buyers bigint, conversion_pct numeric,
+                                                     revenue numeric, gross_profit numeric, spend numeric, cac numeric,
+                                                     roi_pct numeric, ltv numeric, ltv_cac numeric)) AS c;
 
     RETURN pg_catalog.format($html$<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Owner dashboard %1$s .. %2$s</title>
@@ -1266,6 +1317,25 @@ svg text{font-family:DejaVu Sans,Arial,sans-serif;font-size:12px} .lbl{font-weig
 %6$s
 </body></html>
 $html$, period_from, period_to, coalesce(kpi, ''), coalesce(funnel, ''), coalesce(chan, ''), coalesce(heat, ''));
+END
+$$;
+COMMENT ON FUNCTION crm._dashboard_html(date, date, jsonb, jsonb, jsonb, jsonb) IS
+'Draws the page of crm.dashboard_html from the rows of crm.owner_dashboard (with their position as ord), crm.dashboard_funnel, crm.dashboard_retention and crm.dashboard_channels, each a jsonb array of row objects.';
+
+CREATE FUNCTION crm.dashboard_html(period_from date, period_to date) RETURNS text
+LANGUAGE plpgsql VOLATILE
+-- no SET search_path: the reports run the registered sources with the
+-- caller's path; everything here is qualified, the page is drawn by the
+-- pinned crm._dashboard_html
+AS $$
+BEGIN
+    RETURN crm._dashboard_html(period_from, period_to,
+        -- first: validates the period and the sources
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(o) ORDER BY o.ord)
+           FROM crm.owner_dashboard(period_from, period_to) WITH ORDINALITY AS o(metric, value, unit, previous_value, change_pct, section, ord)),
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(f)) FROM crm.dashboard_funnel(period_from, period_to) AS f),
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r)) FROM crm.dashboard_retention(period_to) AS r),
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c)) FROM crm.dashboard_channels(period_from, period_to) AS c));
 END
 $$;
 COMMENT ON FUNCTION crm.dashboard_html(date, date) IS

@@ -372,10 +372,10 @@ BEGIN
         )
         SELECT k, $3[k], entered,
                pg_catalog.round((100::pg_catalog.numeric OPERATOR(pg_catalog.*) entered)
-                                OPERATOR(pg_catalog./) NULLIF(first_n, 0), 2),
+                                OPERATOR(pg_catalog./) CASE WHEN first_n OPERATOR(pg_catalog.<>) 0 THEN first_n END, 2),
                CASE WHEN k OPERATOR(pg_catalog.>) 1 THEN
                    pg_catalog.round((100::pg_catalog.numeric OPERATOR(pg_catalog.*) entered)
-                                    OPERATOR(pg_catalog./) NULLIF(prev_n, 0), 2) END,
+                                    OPERATOR(pg_catalog./) CASE WHEN prev_n OPERATOR(pg_catalog.<>) 0 THEN prev_n END, 2) END,
                dropped,
                med,
                CASE WHEN %s THEN COALESCE(lost, 0) END

@@ -220,6 +220,7 @@ SELECT ok((SELECT extconfig @> ARRAY['crm.sources'::regclass, 'crm.pipeline_stag
 -- a BI user with read rights on the CRM tables reads the views; without them, the error names the source
 CREATE ROLE crm_dash_bi_test;
 GRANT USAGE ON SCHEMA crm, dfx TO crm_dash_bi_test;
+GRANT SELECT ON crm.sources TO crm_dash_bi_test;   -- not readable by PUBLIC (0.3.0)
 GRANT SELECT ON ALL TABLES IN SCHEMA dfx TO crm_dash_bi_test;
 SET ROLE crm_dash_bi_test;
 SELECT is((SELECT count(*) FROM crm.v_owner_dashboard), 33::bigint, 'a BI user reads v_owner_dashboard (security_invoker)');

@@ -147,6 +147,8 @@ RESET search_path;
 -- 17-22: an unprivileged role: row-level security and inner-query rights
 CREATE ROLE hard_analyst NOLOGIN;
 GRANT USAGE ON SCHEMA crm TO hard_analyst;
+-- the registered source queries are not readable by PUBLIC (0.3.0): the admin grants them
+GRANT SELECT ON crm.sources TO hard_analyst;
 CREATE TABLE public.hard_secret (entity int, ts timestamptz, step text, amount numeric);
 INSERT INTO public.hard_secret VALUES (1, '2025-01-01', 'a', 1);
 CREATE TABLE public.hard_events AS
