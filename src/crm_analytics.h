@@ -13,6 +13,7 @@
 #include "datatype/timestamp.h"
 #include "catalog/pg_type.h"
 #include "access/tupdesc.h"
+#include "lib/stringinfo.h"
 
 /* ------------------------------------------------------------------------
  * CrmState: an aggregate state that is updated in place.
@@ -178,5 +179,35 @@ extern int64 crm_local_usecs(TimestampTz ts);
  * here so this header needs no SPI include.
  */
 extern void *crm_prepare_kept(const char *fname, const char *sql, int nargs, Oid *argtypes);
+
+/* ------------------------------------------------------------------------
+ * The text form of the state types (state_text.c): one reader and writer.
+ * A malformed text is a 22P02 error "invalid input syntax for type T: "..."
+ * with a detail saying what was expected and at which character.
+ * ------------------------------------------------------------------------
+ */
+typedef struct CrmTextReader
+{
+	const char *input;			/* the whole text, for messages */
+	const char *p;				/* the next character to read */
+	const char *typname;		/* e.g. "crm.window_funnel_state" */
+} CrmTextReader;
+
+extern void CrmTextReaderInit(CrmTextReader *r, const char *input, const char *typname);
+extern pg_attribute_noreturn() void CrmTextError(CrmTextReader *r, const char *fmt,...) pg_attribute_printf(2, 3);
+/* an integer in [min, max] (what names it in errors) */
+extern int64 CrmTextReadInt64(CrmTextReader *r, const char *what, int64 min, int64 max);
+extern uint64 CrmTextReadUInt64(CrmTextReader *r, const char *what);
+/* a finite float8 written in decimal */
+extern double CrmTextReadFloat8(CrmTextReader *r, const char *what);
+/* consume lit if the text continues with it */
+extern bool CrmTextSkip(CrmTextReader *r, const char *lit);
+extern void CrmTextExpect(CrmTextReader *r, const char *lit);
+extern void CrmTextExpectEnd(CrmTextReader *r);
+#define CrmTextAtEnd(r)	(*(r)->p == '\0')
+extern void CrmTextWriteInt64(StringInfo buf, int64 v);
+extern void CrmTextWriteUInt64(StringInfo buf, uint64 v);
+/* the shortest decimal text that reads back as exactly v */
+extern void CrmTextWriteFloat8(StringInfo buf, double v);
 
 #endif							/* CRM_ANALYTICS_H */
