@@ -1613,12 +1613,12 @@ BgnbdObjective(const double *theta, double *grad, void *ctx)
 		for (; i < fd->n && fd->e[i * BG_WIDTH] == x; i++)
 		{
 			double		w = fd->e[i * BG_WIDTH + 3];
-
-			if ((i & 65535) == 0)
-				CHECK_FOR_INTERRUPTS();
 			int32		jt = fd->idx[2 * i + 1];
 			double		l1 = fd->lv[jt];
 			double		u1 = -c * l1;
+
+			if ((i & 65535) == 0)
+				CHECK_FOR_INTERRUPTS();
 
 			if (x > 0)
 			{
@@ -1984,12 +1984,12 @@ GammaGammaObjective(const double *theta, double *grad, void *ctx)
 		for (; i < fd->n && fd->e[i * GG_WIDTH] == x; i++)
 		{
 			const double *e = fd->e + i * GG_WIDTH;
-
-			if ((i & 65535) == 0)
-				CHECK_FOR_INTERRUPTS();
 			double		w = e[2];
 			double		lm = fd->lv[i];
 			double		lgm = log(g + x * e[1]);
+
+			if ((i & 65535) == 0)
+				CHECK_FOR_INTERRUPTS();
 
 			ll += w * (A + (px - 1) * lm - (px + q) * lgm);
 			if (grad)

@@ -1069,11 +1069,11 @@ coverage_trigger(PG_FUNCTION_ARGS)
 	while (tuplestore_gettupleslot(ts, true, false, slot))
 	{
 		bool		isnull;
-
-		CHECK_FOR_INTERRUPTS();
 		Datum		d;
 		int64		customer;
 		TimestampTz when;
+
+		CHECK_FOR_INTERRUPTS();
 
 		d = slot_getattr(slot, info->cust_att, &isnull);
 		if (isnull)
