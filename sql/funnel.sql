@@ -103,7 +103,7 @@ SELECT 'steps=3;hist=1,2,3,4'::crm.funnel_counts_state;
 -- errors (SQLSTATEs are checked in test/funnel.sql)
 SELECT crm.window_funnel('1 day', 'strict_ordr', now(), true);
 SELECT crm.window_funnel('-1 day', now(), true);
-SELECT crm.window_funnel('1 day', 'strict_once,strict_order', now(), true);
+SELECT crm.window_funnel('1 day', 'allow_reentry', now(), true);
 SELECT 'steps=2;mode=0;window=5;events=2;1:1'::crm.window_funnel_state;
 DROP TABLE trend, ev;
 DROP FUNCTION seq_events(text);

@@ -217,7 +217,11 @@ AbcComputePartition(WindowObject winobj, ClassesPartition *part, MemoryContext c
 		goto done;
 
 	for (i = nvalues - 1; i >= first_pos; i--)
+	{
+		if ((i & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
 		CompensatedAdd(&tot_s, &tot_c, (long double) Float8FromSortKey(pairs[i].key));
+	}
 	total = tot_s + tot_c;
 
 	/* walk groups of equal values from the largest down */
@@ -233,6 +237,8 @@ AbcComputePartition(WindowObject winobj, ClassesPartition *part, MemoryContext c
 			lo--;
 		for (k = lo; k <= i; k++)
 		{
+			if ((k & 4095) == 0)
+				CHECK_FOR_INTERRUPTS();
 			part->share[pairs[k].row] = share;
 			CompensatedAdd(&run_s, &run_c, (long double) Float8FromSortKey(key));
 		}
@@ -346,7 +352,11 @@ QuantileComputePartition(WindowObject winobj, ClassesPartition *part, MemoryCont
 		uint64		key = pairs[i].key;
 
 		for (; i < nvalues && pairs[i].key == key; i++)
+		{
+			if ((i & 4095) == 0)
+				CHECK_FOR_INTERRUPTS();
 			part->below[pairs[i].row] = lo;
+		}
 	}
 	pfree(pairs);
 	pfree(isnull);

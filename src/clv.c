@@ -403,6 +403,16 @@ SummaryItemCmp(const void *a, const void *b)
 	return pa < pb ? -1 : (pa > pb ? 1 : 0);
 }
 
+/* the same as an inlined sort that checks for interrupts (one group may hold millions of rows) */
+#define ST_SORT summary_item_sort
+#define ST_ELEMENT_TYPE SummaryItem
+#define ST_COMPARE(a, b) SummaryItemCmp(a, b)
+#define ST_CHECK_FOR_INTERRUPTS
+#define ST_SCOPE static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
 /* walk the entries of a payload; validates sizes (payload from outside) */
 static SummaryItem *
 SummaryItems(const char *payload, Size len, ClvSummaryHeader *h)
@@ -425,6 +435,9 @@ SummaryItems(const char *payload, Size len, ClvSummaryHeader *h)
 	for (i = 0; i < h->nentries; i++)
 	{
 		ClvSummaryEntry e;
+
+		if ((i & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
 
 		if (off + sizeof(e) > len)
 			ereport(ERROR,
@@ -479,7 +492,7 @@ clv_summary_finalfn(PG_FUNCTION_ARGS)
 	items = SummaryItems(payload, len, &h);
 	if (h.nentries == 0)
 		PG_RETURN_NULL();
-	qsort(items, h.nentries, sizeof(SummaryItem), SummaryItemCmp);
+	summary_item_sort(items, h.nentries);
 
 	first = items[0].period;
 	last = items[h.nentries - 1].period;
@@ -489,6 +502,9 @@ clv_summary_finalfn(PG_FUNCTION_ARGS)
 	for (i = 0; i < h.nentries; i++)
 	{
 		Datum		amt = NumericGetDatum(items[i].amount);
+
+		if ((i & 1023) == 0)
+			CHECK_FOR_INTERRUPTS();
 
 		if (i == 0 || items[i].period != items[i - 1].period)
 			nperiods++;
@@ -737,6 +753,7 @@ Pattern3Cmp(const Pattern3 *a, const Pattern3 *b)
 #define ST_SORT pattern4_sort
 #define ST_ELEMENT_TYPE Pattern4
 #define ST_COMPARE(a, b) Pattern4Cmp(a, b)
+#define ST_CHECK_FOR_INTERRUPTS
 #define ST_SCOPE static
 #define ST_DECLARE
 #define ST_DEFINE
@@ -745,6 +762,7 @@ Pattern3Cmp(const Pattern3 *a, const Pattern3 *b)
 #define ST_SORT pattern3_sort
 #define ST_ELEMENT_TYPE Pattern3
 #define ST_COMPARE(a, b) Pattern3Cmp(a, b)
+#define ST_CHECK_FOR_INTERRUPTS
 #define ST_SCOPE static
 #define ST_DECLARE
 #define ST_DEFINE
@@ -782,6 +800,9 @@ PatternCompactArray(double *e, int64 n, int width)
 	{
 		double	   *cur = e + i * width;
 		double	   *dst = e + out * width;
+
+		if ((i & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
 
 		if (PatternCmp(cur, dst) == 0)
 			dst[width - 1] += cur[width - 1];
@@ -830,6 +851,9 @@ PatternMergeTail(double *e, int64 nsorted, int64 nall, int width)
 		const double *a = i < nsorted ? e + i * width : NULL;
 		const double *b = j < ntail ? tail + j * width : NULL;
 		int			c = a == NULL ? 1 : (b == NULL ? -1 : PatternCmp(a, b));
+
+		if ((n & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
 
 		if (c < 0)
 		{
@@ -949,7 +973,11 @@ PatternCombine(FunctionCallInfo fcinfo, const char *fname, uint32 magic, int wid
 	rp = crm_state_payload(PG_GETARG_DATUM(1), magic, &rlen);
 	re = PatternView(rp, rlen, width, &rn);
 	for (i = 0; i < rn; i++)
+	{
+		if ((i & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
 		PatternAppend(st, re + i * width);
+	}
 	PG_RETURN_DATUM(CrmStateGetDatum(st));
 }
 
@@ -978,6 +1006,9 @@ PatternOut(Datum d, uint32 magic, int width)
 		for (j = 0; j < width; j++)
 		{
 			char		num[64];
+
+			if (j == 0 && (i & 4095) == 0)
+				CHECK_FOR_INTERRUPTS();
 
 			snprintf(num, sizeof(num), " %.17g", e[i * width + j]);
 			appendStringInfoString(&buf, num);
@@ -1011,6 +1042,9 @@ PatternIn(const char *text, uint32 magic, int width, const char *tname, PatternC
 	for (i = 0; i < n; i++)
 	{
 		double		e[4];
+
+		if ((i & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
 
 		for (j = 0; j < width; j++)
 		{
@@ -1157,8 +1191,10 @@ static int	fit_evals;			/* objective evaluations of the last fit (debug) */
 static double
 SafeObjective(ObjectiveFn f, const double *theta, double *grad, void *ctx)
 {
-	double		v = f(theta, grad, ctx);
+	double		v;
 
+	CHECK_FOR_INTERRUPTS();		/* one evaluation may scan a million patterns */
+	v = f(theta, grad, ctx);
 	fit_evals++;
 	return isfinite(v) ? v : INFINITY;
 }
@@ -1460,6 +1496,15 @@ DoubleCmp(const void *a, const void *b)
 	return x < y ? -1 : (x > y ? 1 : 0);
 }
 
+#define ST_SORT double_sort
+#define ST_ELEMENT_TYPE double
+#define ST_COMPARE(a, b) DoubleCmp(a, b)
+#define ST_CHECK_FOR_INTERRUPTS
+#define ST_SCOPE static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
 /* index of v in the sorted distinct array vals */
 static int32
 ValueIndex(const double *vals, int64 n, double v)
@@ -1493,7 +1538,7 @@ BgnbdPrepare(FitData *fd, int width)
 		fd->vals[2 * i] = fd->e[i * 4 + 1];
 		fd->vals[2 * i + 1] = fd->e[i * 4 + 2];
 	}
-	qsort(fd->vals, 2 * fd->n, sizeof(double), DoubleCmp);
+	double_sort(fd->vals, 2 * fd->n);
 	for (i = 0; i < 2 * fd->n; i++)
 		if (m == 0 || fd->vals[i] != fd->vals[m - 1])
 			fd->vals[m++] = fd->vals[i];
@@ -1501,6 +1546,8 @@ BgnbdPrepare(FitData *fd, int width)
 	fd->idx = palloc(sizeof(int32) * 2 * fd->n);
 	for (i = 0; i < fd->n; i++)
 	{
+		if ((i & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
 		fd->idx[2 * i] = ValueIndex(fd->vals, m, fd->e[i * 4 + 1]);
 		fd->idx[2 * i + 1] = ValueIndex(fd->vals, m, fd->e[i * 4 + 2]);
 	}
@@ -1569,6 +1616,9 @@ BgnbdObjective(const double *theta, double *grad, void *ctx)
 			int32		jt = fd->idx[2 * i + 1];
 			double		l1 = fd->lv[jt];
 			double		u1 = -c * l1;
+
+			if ((i & 65535) == 0)
+				CHECK_FOR_INTERRUPTS();
 
 			if (x > 0)
 			{
@@ -1937,6 +1987,9 @@ GammaGammaObjective(const double *theta, double *grad, void *ctx)
 			double		w = e[2];
 			double		lm = fd->lv[i];
 			double		lgm = log(g + x * e[1]);
+
+			if ((i & 65535) == 0)
+				CHECK_FOR_INTERRUPTS();
 
 			ll += w * (A + (px - 1) * lm - (px + q) * lgm);
 			if (grad)
@@ -2365,6 +2418,8 @@ clv_simulate(PG_FUNCTION_ARGS)
 			Datum		values[4];
 			bool		nulls[4] = {false, false, false, false};
 
+			if ((n & 4095) == 4095)
+				CHECK_FOR_INTERRUPTS();
 			values[0] = Int64GetDatum(c);
 			values[1] = Float8GetDatum(t);
 			values[2] = Float8GetDatum(tend);

@@ -88,6 +88,16 @@ CompareInt64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* int64 sort that checks for interrupts: one customer or statement may bring millions */
+#define ST_SORT int64_sort
+#define ST_ELEMENT_TYPE int64
+#define ST_COMPARE(a, b) CompareInt64(a, b)
+#define ST_CHECK_FOR_INTERRUPTS
+#define ST_SCOPE static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
 /* parse one signed 64-bit decimal integer at *p, advance *p; error on junk */
 static int64
 ParseStateInt64(const char **p, const char *whole)
@@ -285,14 +295,18 @@ coverage_median_finalfn(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	ts = palloc(len);
 	memcpy(ts, payload, len);
-	qsort(ts, n, sizeof(int64), CompareInt64);
+	int64_sort(ts, n);
 	gaps = palloc(sizeof(int64) * (n - 1));
 	for (i = 1; i < n; i++)
+	{
+		if ((i & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
 		if (ts[i] != ts[i - 1])
 			gaps[ngaps++] = ts[i] - ts[i - 1];	/* finite timestamps: no overflow */
+	}
 	if (ngaps == 0)
 		PG_RETURN_NULL();
-	qsort(gaps, ngaps, sizeof(int64), CompareInt64);
+	int64_sort(gaps, ngaps);
 	if (ngaps % 2 == 1)
 		med = gaps[ngaps / 2];
 	else
@@ -516,6 +530,15 @@ CompareHits(const void *a, const void *b)
 	return (x->latest > y->latest) - (x->latest < y->latest);
 }
 
+#define ST_SORT hits_sort
+#define ST_ELEMENT_TYPE CoverageHit
+#define ST_COMPARE(a, b) CompareHits(a, b)
+#define ST_CHECK_FOR_INTERRUPTS
+#define ST_SCOPE static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
 /* prepare and keep the two statements the trigger runs */
 static void
 PreparePlans(void)
@@ -628,7 +651,7 @@ ApplyBatch(CoverageHit *hits, int nhits, CoverageUnknown unknown)
 
 			found[j] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1, &isnull));
 		}
-		qsort(found, nfound, sizeof(int64), CompareInt64);
+		int64_sort(found, nfound);
 		for (i = 0; i < nhits; i++)
 		{
 			while (f < nfound && found[f] < hits[i].customer)
@@ -1068,6 +1091,8 @@ coverage_trigger(PG_FUNCTION_ARGS)
 		int64		customer;
 		TimestampTz when;
 
+		CHECK_FOR_INTERRUPTS();
+
 		d = slot_getattr(slot, info->cust_att, &isnull);
 		if (isnull)
 			continue;			/* a lead's interaction, not a customer's */
@@ -1110,7 +1135,7 @@ coverage_trigger(PG_FUNCTION_ARGS)
 	{
 		int			out = 0;
 
-		qsort(hits, nhits, sizeof(CoverageHit), CompareHits);
+		hits_sort(hits, nhits);
 		for (i = 1; i < nhits; i++)
 		{
 			if (hits[i].customer == hits[out].customer)
@@ -1209,6 +1234,7 @@ CollectCustomers(CoverageTriggerInfo *info, Relation rel, Tuplestorestate *ts,
 	{
 		int64		customer;
 
+		CHECK_FOR_INTERRUPTS();
 		if (!CountedCustomer(info, slot, &customer))
 			continue;
 		if (*nkeys == *cap)
@@ -1273,7 +1299,7 @@ coverage_change_trigger(PG_FUNCTION_ARGS)
 		CollectCustomers(info, trigdata->tg_relation, trigdata->tg_newtable, &keys, &nkeys, &cap);
 	if (nkeys == 0)
 		return PointerGetDatum(NULL);
-	qsort(keys, nkeys, sizeof(int64), CompareInt64);
+	int64_sort(keys, nkeys);
 	out = 0;
 	for (i = 1; i < nkeys; i++)
 		if (keys[i] != keys[out])

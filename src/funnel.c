@@ -31,11 +31,13 @@
 #include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
 #include "libpq/pqformat.h"
+#include "miscadmin.h"
 #include "port/pg_bitutils.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "common/hashfn.h"
 #include "common/int.h"
 
 PG_FUNCTION_INFO_V1(funnel_window_transfn);
@@ -57,7 +59,8 @@ PG_FUNCTION_INFO_V1(funnel_counts_state_out);
 PG_FUNCTION_INFO_V1(funnel_step_flags);
 
 #define FUNNEL_MAGIC_V1		0x464e4c31	/* "FNL1": header, events (count from the size) */
-#define FUNNEL_MAGIC		0x464e4c32	/* "FNL2": FunnelFlat, below */
+#define FUNNEL_MAGIC_V2		0x464e4c32	/* "FNL2": FunnelFlatV2 (0.2.0), read only */
+#define FUNNEL_MAGIC		0x464e4c33	/* "FNL3": FunnelFlat, below */
 #define FUNNEL_COUNTS_MAGIC	0x464e4332	/* "FNC2" */
 #define FUNNEL_MAX_STEPS	64
 #define FUNNEL_BIT(j)		(UINT64CONST(1) << (j))
@@ -67,17 +70,35 @@ PG_FUNCTION_INFO_V1(funnel_step_flags);
 #define FM_ORDER		0x02		/* strict_order */
 #define FM_INCREASE		0x04		/* strict_increase */
 #define FM_ONCE			0x08		/* strict_once */
-#define FM_ALL			0x0f
+#define FM_REENTRY		0x10		/* allow_reentry (with strict_order only) */
+#define FM_ALL			0x1f
 
-#define FUNNEL_MODE_WORDS "strict_deduplication, strict_order, strict_increase, strict_once"
+#define FUNNEL_MODE_WORDS "strict_deduplication, strict_order, strict_increase, strict_once, allow_reentry"
 
-/* payload of a window_funnel state: header, then FunnelEvent[] */
+/* interrupts are checked every FUNNEL_CFI_EVERY events of a group */
+#define FUNNEL_CFI_EVERY	4096
+#define FUNNEL_CFI(i) \
+	do { \
+		if (((i) & (FUNNEL_CFI_EVERY - 1)) == 0) \
+			CHECK_FOR_INTERRUPTS(); \
+	} while (0)
+
+/* a window_funnel state's parameters, in memory */
 typedef struct FunnelHeader
 {
 	int32		nsteps;			/* 1..64 */
 	uint32		flags;			/* FM_* */
 	int64		window;			/* microseconds, >= 0 */
+	uint64		steps_id;		/* identity of the step names (0: boolean steps) */
 } FunnelHeader;
+
+/* payload of a FUNNEL_MAGIC_V1 state: this header, then FunnelEvent[] */
+typedef struct FunnelHeaderV1
+{
+	int32		nsteps;
+	uint32		flags;
+	int64		window;
+} FunnelHeaderV1;
 
 typedef struct FunnelEvent
 {
@@ -100,15 +121,16 @@ typedef struct FunnelEvent
  * the aggregate context (freeing the old one): growth costs two copies
  * log2(n) times and nothing per row.  One small allocation per group keeps
  * hash aggregation over a million entities compact.  The first chunk (128
- * bytes: 11 events of up to 8 steps) is allocated on the group's first row,
+ * bytes: 10 events of up to 8 steps) is allocated on the group's first row,
  * whatever it matches, in the memory context that has just received the
  * group's hash entry, so it usually sits right after it: as long as it does
  * not grow, reading it costs no cache miss of its own (measured: about 10% of
  * a 10M-row hash aggregation over 1M groups).
  *
  * The first 8 bytes are those of every crm_analytics state (varlena header,
- * magic); states of the older layout FUNNEL_MAGIC_V1 (a FunnelHeader and
- * FunnelEvent pairs) are still read, e.g. from a table of partial states.
+ * magic); states of the older layouts FUNNEL_MAGIC_V1 (a FunnelHeaderV1 and
+ * FunnelEvent pairs) and FUNNEL_MAGIC_V2 (the 24-byte header of 0.2.0,
+ * without steps_id) are still read, e.g. from a table of partial states.
  */
 typedef struct FunnelFlat
 {
@@ -118,10 +140,22 @@ typedef struct FunnelFlat
 	int16		nsteps;			/* 1..64 */
 	uint16		flags;			/* FM_* */
 	int32		nevents;		/* events in use */
+	uint64		steps_id;		/* step-name form: hash of the step names; else 0 */
 } FunnelFlat;
 
+/* the 0.2.0 layout (FUNNEL_MAGIC_V2): the same without steps_id (24 bytes) */
+typedef struct FunnelFlatV2
+{
+	int32		vl_len_;
+	uint32		magic;
+	int64		window;
+	int16		nsteps;
+	uint16		flags;
+	int32		nevents;
+} FunnelFlatV2;
+
 #define FUNNEL_FLAT_HDRSZ	sizeof(FunnelFlat)
-#define FUNNEL_FLAT_MIN		128	/* smallest capacity: 11 events of up to 8 steps */
+#define FUNNEL_FLAT_MIN		128	/* smallest capacity: 10 events of up to 8 steps */
 
 /* bytes per step mask for nsteps steps */
 static inline int
@@ -132,13 +166,13 @@ FunnelMaskWidth(int nsteps)
 
 /* events that fit in a state of size bytes */
 static inline int64
-FunnelCapacity(Size size, int w)
+FunnelCapacityAt(Size size, int w, Size hdrsz)
 {
 	Size		b;
 
-	if (size < FUNNEL_FLAT_HDRSZ)
+	if (size < hdrsz)
 		return 0;
-	b = size - FUNNEL_FLAT_HDRSZ;
+	b = size - hdrsz;
 	/* constant divisors: this runs on every appended row */
 	switch (w)
 	{
@@ -151,6 +185,12 @@ FunnelCapacity(Size size, int w)
 		default:
 			return (int64) (b / (sizeof(int64) + 8));
 	}
+}
+
+static inline int64
+FunnelCapacity(Size size, int w)
+{
+	return FunnelCapacityAt(size, w, FUNNEL_FLAT_HDRSZ);
 }
 
 static inline int64 *
@@ -315,6 +355,8 @@ FunnelParseMode(const char *s, int len)
 			flags |= FM_INCREASE;
 		else if (wl == 11 && strncmp(w, "strict_once", 11) == 0)
 			flags |= FM_ONCE;
+		else if (wl == 13 && strncmp(w, "allow_reentry", 13) == 0)
+			flags |= FM_REENTRY;
 		else if (wl == 0 && start == 0 && i >= len)
 			break;				/* the empty mode '' (or blanks) */
 		else
@@ -332,13 +374,11 @@ FunnelParseMode(const char *s, int len)
 						 errhint("The mode is '' or a comma-separated list of " FUNNEL_MODE_WORDS ".")));
 		}
 	}
-	if ((flags & FM_ONCE) && (flags & (FM_ORDER | FM_DEDUP)))
+	if ((flags & FM_REENTRY) && !(flags & FM_ORDER))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("window_funnel mode strict_once cannot be combined with %s",
-						(flags & FM_ORDER) ? "strict_order" : "strict_deduplication"),
-				 errdetail("strict_order and strict_deduplication end the search at one event, while strict_once treats all steps a row matches as one event."),
-				 errhint("Use strict_once alone or with strict_increase.")));
+				 errmsg("window_funnel mode allow_reentry requires strict_order"),
+				 errhint("Use \"strict_order, allow_reentry\".")));
 	return flags;
 }
 
@@ -476,6 +516,7 @@ FunnelFlatNew(const FunnelHeader *h, int64 min_events, bool exact, FunnelFlat *s
 	st->nsteps = (int16) h->nsteps;
 	st->flags = (uint16) h->flags;
 	st->nevents = 0;
+	st->steps_id = h->steps_id;
 	if (src != NULL && n > 0)
 	{
 		memcpy(FunnelTimes(st), FunnelTimes(src), sizeof(int64) * n);
@@ -494,6 +535,7 @@ FunnelFlatHeader(const FunnelFlat *st)
 	h.nsteps = st->nsteps;
 	h.flags = st->flags;
 	h.window = st->window;
+	h.steps_id = st->steps_id;
 	return h;
 }
 
@@ -550,7 +592,10 @@ FunnelStateArg(FunctionCallInfo fcinfo, int argno)
 		return NULL;			/* the empty state '' */
 	st = FunnelFlatNew(&h, n, false, NULL, 0);
 	for (i = 0; i < n; i++)
+	{
+		FUNNEL_CFI(i);
 		st = FunnelFlatPush(st, ev[i].ts, ev[i].mask);
+	}
 	return st;
 }
 
@@ -559,12 +604,14 @@ FunnelStateArg(FunctionCallInfo fcinfo, int argno)
  * transition function.  window and mode are checked on every row (they must
  * be the same on all rows of a group); a row with a NULL or infinite time, or
  * matching no step (outside strict_order), leaves the state as it is.
- * uniform: window, mode and step count are constants of the call, so no row
- * can disagree with the group's earlier ones.
+ * uniform: window, mode and step count (and the step names) are constants of
+ * the call, so no row can disagree with the group's earlier ones.  steps_id:
+ * the identity of the step names (step-name form), 0 for boolean steps; when
+ * the call is not uniform it must be the same on every row of a group.
  */
 static Datum
 FunnelAppend(FunctionCallInfo fcinfo, int ts_arg, int nsteps, uint64 mask, int64 window, uint32 flags,
-			 bool uniform)
+			 uint64 steps_id, bool uniform)
 {
 	FunnelFlat *st;
 	TimestampTz ts;
@@ -593,6 +640,7 @@ FunnelAppend(FunctionCallInfo fcinfo, int ts_arg, int nsteps, uint64 mask, int64
 		h.nsteps = nsteps;
 		h.flags = flags;
 		h.window = window;
+		h.steps_id = steps_id;
 		st = FunnelFlatNew(&h, 0, false, NULL, 0);
 	}
 	else
@@ -606,6 +654,12 @@ FunnelAppend(FunctionCallInfo fcinfo, int ts_arg, int nsteps, uint64 mask, int64
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("window_funnel window and mode must be the same on every row of a group")));
+		/* constant step names cannot differ: compared only when they are not */
+		if (!uniform && st->steps_id != steps_id)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("window_funnel_by_name got different step names on rows of one group"),
+					 errhint("Every row of a group must pass the same steps array.")));
 	}
 
 	if (mask == 0 && !(flags & FM_ORDER))
@@ -623,6 +677,7 @@ typedef struct FunnelStepsCache
 	Size		arrsize;		/* bytes of the cached steps array ... */
 	char	   *arrbytes;		/* ... and a copy of them */
 	bool		constant;		/* the argument is a constant of the query */
+	uint64		id;				/* hash of the names (never 0): their identity in a state */
 	int			n;
 	int		   *lens;			/* byte length of name k, -1 for a NULL element */
 	uint64	   *heads;			/* its first (up to) 8 bytes, zero-padded */
@@ -712,6 +767,17 @@ FunnelStepsArg(FunctionCallInfo fcinfo, FunnelStepsCache **slot, ArrayType *arr,
 		c->names[i] = VARDATA_ANY(t);
 		c->heads[i] = FunnelHead(c->names[i], c->lens[i]);
 	}
+	/* identity of the names: length and bytes of each, NULL elements marked */
+	c->id = hash_bytes_uint32_extended((uint32) c->n, UINT64CONST(0x46756e6e656c));
+	for (i = 0; i < c->n; i++)
+	{
+		uint64		seed = c->id ^ ((uint64) (uint32) (c->lens[i] + 1) << 32);
+
+		c->id = c->lens[i] < 0 ? hash_bytes_uint32_extended(0xffffffff, seed) :
+			hash_bytes_extended((const unsigned char *) c->names[i], c->lens[i], seed);
+	}
+	if (c->id == 0)
+		c->id = 1;
 	c->constant = const_argno >= 0 && FunnelAggArgIsConst(fcinfo, const_argno);
 	pfree(names);
 	pfree(nulls);
@@ -798,7 +864,7 @@ FunnelTransitionArray(FunctionCallInfo fcinfo, int mode_arg, int ts_arg)
 				 errhint("Pass the step conditions as separate arguments or as VARIADIC ARRAY[...].")));
 	mask = FunnelStepMask(PG_GETARG_ARRAYTYPE_P(steps_arg), &nsteps);
 	/* the array's length may change from row to row: never uniform */
-	return FunnelAppend(fcinfo, ts_arg, nsteps, mask, window, flags, false);
+	return FunnelAppend(fcinfo, ts_arg, nsteps, mask, window, flags, 0, false);
 }
 
 /*
@@ -819,7 +885,7 @@ FunnelTransitionArgs(FunctionCallInfo fcinfo, int mode_arg, int ts_arg)
 		if (!PG_ARGISNULL(ts_arg + 1 + i) && PG_GETARG_BOOL(ts_arg + 1 + i))
 			mask |= UINT64CONST(1) << i;
 	/* the step count is the function's */
-	return FunnelAppend(fcinfo, ts_arg, nsteps, mask, window, flags, FunnelCache(fcinfo)->args_const);
+	return FunnelAppend(fcinfo, ts_arg, nsteps, mask, window, flags, 0, FunnelCache(fcinfo)->args_const);
 }
 
 /*
@@ -855,7 +921,7 @@ FunnelTransitionNames(FunctionCallInfo fcinfo, int mode_arg, int ts_arg)
 
 		mask = FunnelNameMask(c, VARDATA_ANY(step), VARSIZE_ANY_EXHDR(step));
 	}
-	return FunnelAppend(fcinfo, ts_arg, c->n, mask, window, flags, cc->args_const && c->constant);
+	return FunnelAppend(fcinfo, ts_arg, c->n, mask, window, flags, c->id, cc->args_const && c->constant);
 }
 
 /*
@@ -926,7 +992,7 @@ FunnelRead(Datum d, FunnelHeader *h, FunnelEvent **events, int64 *nevents, Funne
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("invalid window_funnel state: %zu bytes is too short", size)));
 	memcpy(&magic, VARDATA(v), sizeof(uint32));
-	if (magic != FUNNEL_MAGIC && magic != FUNNEL_MAGIC_V1)
+	if (magic != FUNNEL_MAGIC && magic != FUNNEL_MAGIC_V2 && magic != FUNNEL_MAGIC_V1)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("invalid crm_analytics state: wrong state type")));
@@ -939,25 +1005,33 @@ FunnelRead(Datum d, FunnelHeader *h, FunnelEvent **events, int64 *nevents, Funne
 		memcpy(copy, v, size);
 		v = copy;
 	}
-	if (magic == FUNNEL_MAGIC)
+	if (magic == FUNNEL_MAGIC || magic == FUNNEL_MAGIC_V2)
 	{
-		FunnelFlat *st = (FunnelFlat *) v;
+		/* the two flat layouts differ only in the header (V2: no steps_id) */
+		Size		hdrsz = magic == FUNNEL_MAGIC ? sizeof(FunnelFlat) : sizeof(FunnelFlatV2);
+		const FunnelFlatV2 *st = (const FunnelFlatV2 *) v;
 		int			w;
+		int64		cap;
 		const int64 *ts;
 		const char *masks;
 
-		if (size < FUNNEL_FLAT_HDRSZ || st->nsteps < 1 || st->nsteps > FUNNEL_MAX_STEPS)
+		if (size < hdrsz || st->nsteps < 1 || st->nsteps > FUNNEL_MAX_STEPS)
 			goto corrupt;
 		w = FunnelMaskWidth(st->nsteps);
-		if (st->nevents < 0 || st->nevents > FunnelCapacity(size, w))
+		cap = FunnelCapacityAt(size, w, hdrsz);
+		if (st->nevents < 0 || st->nevents > cap)
 			goto corrupt;
-		*h = FunnelFlatHeader(st);
+		h->nsteps = st->nsteps;
+		h->flags = st->flags;
+		h->window = st->window;
+		h->steps_id = magic == FUNNEL_MAGIC ? ((const FunnelFlat *) v)->steps_id : 0;
 		n = st->nevents;
-		ts = FunnelTimes(st);
-		masks = FunnelMasks(st, w);
+		ts = (const int64 *) ((const char *) v + hdrsz);
+		masks = (const char *) v + hdrsz + sizeof(int64) * cap;
 		ev = n <= bufn ? buf : palloc(sizeof(FunnelEvent) * Max(n, 1));
 		for (i = 0; i < n; i++)
 		{
+			FUNNEL_CFI(i);
 			ev[i].ts = ts[i];
 			ev[i].mask = FunnelMaskGet(masks, w, i);
 		}
@@ -966,16 +1040,21 @@ FunnelRead(Datum d, FunnelHeader *h, FunnelEvent **events, int64 *nevents, Funne
 	{
 		const char *p = (const char *) v + CRM_STATE_FLAT_HDRSZ;
 		Size		len = size - CRM_STATE_FLAT_HDRSZ;
+		FunnelHeaderV1 h1;
 
-		if (len < sizeof(FunnelHeader) || (len - sizeof(FunnelHeader)) % sizeof(FunnelEvent) != 0)
+		if (len < sizeof(FunnelHeaderV1) || (len - sizeof(FunnelHeaderV1)) % sizeof(FunnelEvent) != 0)
 			goto corrupt;
-		memcpy(h, p, sizeof(FunnelHeader));
+		memcpy(&h1, p, sizeof(FunnelHeaderV1));
+		h->nsteps = h1.nsteps;
+		h->flags = h1.flags;
+		h->window = h1.window;
+		h->steps_id = 0;
 		if (h->nsteps < 1 || h->nsteps > FUNNEL_MAX_STEPS)
 			goto corrupt;
-		n = (len - sizeof(FunnelHeader)) / sizeof(FunnelEvent);
+		n = (len - sizeof(FunnelHeaderV1)) / sizeof(FunnelEvent);
 		ev = n <= bufn ? buf : palloc(sizeof(FunnelEvent) * Max(n, 1));
 		if (n > 0)
-			memcpy(ev, p + sizeof(FunnelHeader), sizeof(FunnelEvent) * n);
+			memcpy(ev, p + sizeof(FunnelHeaderV1), sizeof(FunnelEvent) * n);
 	}
 	*events = ev;
 	*nevents = n;
@@ -1008,14 +1087,18 @@ funnel_window_combinefn(PG_FUNCTION_ARGS)
 	}
 	if (st == NULL)
 		st = FunnelFlatNew(&rh, rn, false, NULL, 0);
-	else if (st->nsteps != rh.nsteps || st->window != rh.window || st->flags != rh.flags)
+	else if (st->nsteps != rh.nsteps || st->window != rh.window || st->flags != rh.flags ||
+			 st->steps_id != rh.steps_id)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot combine window_funnel states with different steps, window or mode")));
 	else if (rn > FunnelCapacity(VARSIZE(st), FunnelMaskWidth(st->nsteps)) - st->nevents)
 		st = FunnelFlatNew(&rh, (int64) st->nevents + rn, false, st, st->nevents);
 	for (i = 0; i < rn; i++)
+	{
+		FUNNEL_CFI(i);
 		st = FunnelFlatPush(st, rev[i].ts, rev[i].mask);
+	}
 	PG_RETURN_POINTER(st);
 }
 
@@ -1143,7 +1226,7 @@ FunnelEventStep(FunnelScan *s, int64 t, int j)
 	if ((s->flags & FM_DEDUP) && FunnelReached(s, j))
 		return false;
 	if ((s->flags & FM_ORDER) && s->started && !FunnelReached(s, j - 1))
-		return false;
+		return (s->flags & FM_REENTRY) != 0;	/* allow_reentry: the event is ignored */
 	/* extend the chain of level j-1 with the latest start (committed only when strict_increase) */
 	if ((s->has & FUNNEL_BIT(j - 1)) && (uint64) t - (uint64) s->first[j - 1] <= s->window)
 		FunnelOffer(s, incr, j, s->first[j - 1],
@@ -1159,6 +1242,7 @@ FunnelAugment(int k, const uint64 *rows, int nrows, int *row_step, bool *seen)
 
 	for (r = 0; r < nrows; r++)
 	{
+		FUNNEL_CFI(r);
 		if (seen[r] || !(rows[r] & (UINT64CONST(1) << k)))
 			continue;
 		seen[r] = true;
@@ -1248,7 +1332,89 @@ FunnelGroupOnce(FunnelScan *s, int64 t, const FunnelEvent *ev, int nrows)
 	pfree(seen);
 }
 
-/* sort events by (ts, mask): insertion sort for the short lists of one entity, qsort beyond */
+/* the sort of long event lists: comparison inlined, interrupts checked */
+#define ST_SORT funnel_event_sort
+#define ST_ELEMENT_TYPE FunnelEvent
+#define ST_COMPARE(a, b) FunnelEventCmp(a, b)
+#define ST_CHECK_FOR_INTERRUPTS
+#define ST_SCOPE static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+/*
+ * strict_once (without strict_increase) with strict_deduplication and/or
+ * strict_order: the steps of the group are taken in ascending order, as the
+ * other modes do, and each ends the scan when its mode says so (a step
+ * already reached under strict_deduplication; a step whose previous one is
+ * not reached under strict_order, unless allow_reentry ignores it).  The rows
+ * of the group then fill only the steps taken before the one that ended the
+ * scan, with strict_once's matching (a row fills at most one step of a
+ * chain).  Returns false when the scan ends after this group.
+ */
+static bool
+FunnelGroupOnceModes(FunnelScan *s, int64 t, const FunnelEvent *ev, int nrows)
+{
+	FunnelEvent sbuf[FUNNEL_STACK_EVENTS];
+	FunnelEvent *mev;
+	uint64		any = 0;
+	uint64		twice = 0;
+	uint64		allowed = 0;
+	bool		unmatched = false;
+	bool		go = true;
+	int			r;
+
+	for (r = 0; r < nrows; r++)
+	{
+		twice |= any & ev[r].mask;
+		any |= ev[r].mask;
+		if (ev[r].mask == 0)
+			unmatched = true;
+	}
+	/* strict_order: a row matching no step sorts first in its group */
+	if ((s->flags & FM_ORDER) && unmatched && s->started)
+		return false;
+	if (s->n < 64)
+		any &= FUNNEL_BIT(s->n) - 1;
+	mev = nrows <= FUNNEL_STACK_EVENTS ? sbuf : palloc(sizeof(FunnelEvent) * nrows);
+	for (; any != 0; any &= any - 1)
+	{
+		int			j = pg_rightmost_one_pos64(any);
+
+		if (j > 0 && (s->flags & FM_DEDUP) && FunnelReached(s, j))
+		{
+			go = false;
+			break;
+		}
+		if (j > 0 && (s->flags & FM_ORDER) && s->started && !FunnelReached(s, j - 1))
+		{
+			if (s->flags & FM_REENTRY)
+				continue;		/* the step is ignored, the rows still fill the others */
+			go = false;
+			break;
+		}
+		allowed |= FUNNEL_BIT(j);
+		for (r = 0; r < nrows; r++)
+		{
+			FUNNEL_CFI(r);
+			mev[r].ts = ev[r].ts;
+			mev[r].mask = ev[r].mask & allowed;
+		}
+		/* offers only grow with the allowed steps: rerunning keeps the earlier ones */
+		FunnelGroupOnce(s, t, mev, nrows);
+		/* a second row of the step at the same time is a repetition */
+		if ((twice & FUNNEL_BIT(j)) && j > 0 && (s->flags & FM_DEDUP) && FunnelReached(s, j))
+		{
+			go = false;
+			break;
+		}
+	}
+	if (mev != sbuf)
+		pfree(mev);
+	return go;
+}
+
+/* sort events by (ts, mask): insertion sort for the short lists of one entity, the sort template beyond */
 static void
 FunnelSortEvents(FunnelEvent *ev, int64 n)
 {
@@ -1256,7 +1422,7 @@ FunnelSortEvents(FunnelEvent *ev, int64 n)
 
 	if (n > 32)
 	{
-		qsort(ev, n, sizeof(FunnelEvent), FunnelEventCmp);
+		funnel_event_sort(ev, n);
 		return;
 	}
 	for (i = 1; i < n; i++)
@@ -1289,8 +1455,11 @@ FunnelEvaluate(const FunnelHeader *h, FunnelEvent *ev, int64 nev, int64 *times)
 	if (nev == 0)
 		return 0;
 	for (i = 1; i < nev; i++)
+	{
+		FUNNEL_CFI(i);
 		if (FunnelEventCmp(&ev[i - 1], &ev[i]) > 0)
 			break;
+	}
 	if (i < nev)
 		FunnelSortEvents(ev, nev);
 
@@ -1319,10 +1488,17 @@ FunnelEvaluate(const FunnelHeader *h, FunnelEvent *ev, int64 nev, int64 *times)
 		bool		stop = false;
 
 		while (g < nev && ev[g].ts == t)
+		{
+			FUNNEL_CFI(g);
 			g++;
+		}
+		/* one check per group too: a group of one event each may be long */
+		CHECK_FOR_INTERRUPTS();
 
-		if ((s->flags & FM_ONCE) && !(s->flags & FM_INCREASE))
+		if ((s->flags & FM_ONCE) && !(s->flags & FM_INCREASE) && !(s->flags & (FM_DEDUP | FM_ORDER)))
 			FunnelGroupOnce(s, t, ev + i, (int) Min(g - i, INT_MAX));
+		else if ((s->flags & FM_ONCE) && !(s->flags & FM_INCREASE))
+			stop = !FunnelGroupOnceModes(s, t, ev + i, (int) Min(g - i, INT_MAX));
 		else
 		{
 			uint64		any = 0;
@@ -1409,6 +1585,8 @@ funnel_window_times_finalfn(PG_FUNCTION_ARGS)
  * crm.window_funnel_state text form:
  *   steps=4;mode=5;window=86400000000;events=2;<ts>:<mask>,<ts>:<mask>
  * ts in microseconds since 2000-01-01 UTC, mask in decimal (bit j-1 = step j).
+ * A state of the step-name form has ";names=<id>" after the window: the
+ * identity (a 64-bit hash) of its step names.
  * ------------------------------------------------------------------------
  */
 
@@ -1494,7 +1672,7 @@ funnel_window_state_in(PG_FUNCTION_ARGS)
 	FunnelExpect(&p, ";mode=", type);
 	flags = FunnelParseInt64(&p, "mode");
 	if (flags < 0 || (flags & ~FM_ALL) != 0 ||
-		((flags & FM_ONCE) && (flags & (FM_ORDER | FM_DEDUP))))
+		((flags & FM_REENTRY) && !(flags & FM_ORDER)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("invalid input syntax for type %s: invalid mode flags", type)));
@@ -1504,6 +1682,16 @@ funnel_window_state_in(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("invalid input syntax for type %s: negative window", type)));
+	h.steps_id = 0;
+	if (strncmp(p, ";names=", 7) == 0)
+	{
+		p += 7;
+		h.steps_id = FunnelParseUInt64(&p, "names");
+		if (h.steps_id == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid input syntax for type %s: names must not be 0", type)));
+	}
 	FunnelExpect(&p, ";events=", type);
 	nev = FunnelParseInt64(&p, "event count");
 	if (nev < 0 || (Size) nev > (MaxAllocSize - FUNNEL_FLAT_HDRSZ) / sizeof(FunnelEvent) ||
@@ -1523,6 +1711,7 @@ funnel_window_state_in(PG_FUNCTION_ARGS)
 	{
 		FunnelEvent e;
 
+		FUNNEL_CFI(i);
 		if (i > 0)
 			FunnelExpect(&p, ",", type);
 		e.ts = FunnelParseInt64(&p, "event time");
@@ -1559,11 +1748,16 @@ funnel_window_state_out(PG_FUNCTION_ARGS)
 	initStringInfo(&buf);
 	if (FunnelRead(PG_GETARG_DATUM(0), &h, &ev, &n, NULL, 0))
 	{
-		appendStringInfo(&buf, "steps=%d;mode=%u;window=" INT64_FORMAT ";events=" INT64_FORMAT,
-						 h.nsteps, h.flags, h.window, n);
+		appendStringInfo(&buf, "steps=%d;mode=%u;window=" INT64_FORMAT, h.nsteps, h.flags, h.window);
+		if (h.steps_id != 0)
+			appendStringInfo(&buf, ";names=" UINT64_FORMAT, h.steps_id);
+		appendStringInfo(&buf, ";events=" INT64_FORMAT, n);
 		for (i = 0; i < n; i++)
+		{
+			FUNNEL_CFI(i);
 			appendStringInfo(&buf, "%c" INT64_FORMAT ":" UINT64_FORMAT, i == 0 ? ';' : ',',
 							 ev[i].ts, ev[i].mask);
+		}
 	}
 	PG_RETURN_CSTRING(buf.data);
 }
@@ -1639,6 +1833,10 @@ funnel_counts_transfn(PG_FUNCTION_ARGS)
 				 errmsg("funnel_counts level %d is outside 0..%d", level, nsteps),
 				 errhint("Pass the level returned by window_funnel with the same number of steps.")));
 	hist = (int64 *) (st->data + sizeof(FunnelCountsHeader));
+	if (unlikely(hist[level] == PG_INT64_MAX))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("funnel_counts count out of range")));
 	hist[level]++;
 	return CrmStateGetDatum(st);
 }
@@ -1698,7 +1896,11 @@ funnel_counts_finalfn(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	for (k = h->nsteps; k >= 1; k--)
 	{
-		acc += hist[k];
+		/* a state from text input may hold counts that no real input reaches */
+		if (pg_add_s64_overflow(acc, hist[k], &acc))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("funnel_counts count out of range")));
 		elems[k - 1] = Int64GetDatum(acc);
 	}
 	PG_RETURN_ARRAYTYPE_P(construct_array(elems, h->nsteps, INT8OID, sizeof(int64),

@@ -352,6 +352,7 @@ BEGIN
                    %s AS v
               FROM (%s
                    ) AS e(entity, ts, step%s)
+             WHERE e.entity IS NOT NULL
              GROUP BY e.entity
         ), lv AS (
             SELECT pg_catalog.cardinality(t) AS lvl, t, v FROM per

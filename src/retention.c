@@ -1388,6 +1388,8 @@ crm_cohort_activity_combinefn(PG_FUNCTION_ARGS)
 	merged = palloc(sizeof(CohortEntry) * ((Size) ln + rh->nentries));
 	while (i < ln || j < rh->nentries)
 	{
+		if ((n & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
 		if (j >= rh->nentries || (i < ln && le[i].idx < re[j].idx))
 		{
 			merged[n] = le[i++];
@@ -1443,6 +1445,8 @@ CohortPayloadToCString(const CohortHeader *h, const CohortEntry *ents)
 	appendStringInfoString(&buf, period_names[h->period]);
 	for (i = 0; i < h->nentries; i++)
 	{
+		if ((i & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
 		appendStringInfoChar(&buf, ';');
 		AppendDate(&buf, PeriodStartJd((CohortPeriod) h->period, ents[i].idx));
 		appendStringInfo(&buf, "," INT64_FORMAT ",%s", ents[i].orders,
@@ -1557,6 +1561,7 @@ crm_cohort_activity_state_in(PG_FUNCTION_ARGS)
 		int			ndec;
 		int32		jd;
 
+		CHECK_FOR_INTERRUPTS();
 		s++;
 		memset(&e, 0, sizeof(e));
 		if (sscanf(s, "%d-%d-%d,%n", &y, &m, &d, &nread) != 3 || nread == 0)
@@ -1630,6 +1635,8 @@ crm_cohort_activity_periods(PG_FUNCTION_ARGS)
 		Datum		values[3];
 		bool		nulls[3] = {false, false, false};
 
+		if ((i & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
 		values[0] = DateADTGetDatum(PeriodStartDate((CohortPeriod) h->period, ents[i].idx));
 		values[1] = Int64GetDatum(ents[i].orders);
 		values[2] = NumericGetDatum(NumericFromScaled(ents[i].revenue, h->dscale));
@@ -2531,6 +2538,7 @@ crm_cohort_retention(PG_FUNCTION_ARGS)
 		int64		k;
 		int128		cum = 0;
 
+		CHECK_FOR_INTERRUPTS();
 		c = cohorts[i];
 		/* young cohorts: no period after the last one in the data */
 		kmax = Min((int64) periods - 1, (int64) r->maxidx - c->cohort);

@@ -479,8 +479,8 @@ SELECT is(''::crm.window_funnel_state::text, '', 'empty window_funnel_state roun
 SELECT throws_ok($$SELECT 'garbage'::crm.window_funnel_state$$, '22P02', NULL, 'state text: garbage');
 SELECT throws_ok($$SELECT 'steps=0;mode=0;window=1;events=0'::crm.window_funnel_state$$, '22P02', NULL, 'state text: 0 steps');
 SELECT throws_ok($$SELECT 'steps=65;mode=0;window=1;events=0'::crm.window_funnel_state$$, '22P02', NULL, 'state text: 65 steps');
-SELECT throws_ok($$SELECT 'steps=2;mode=16;window=1;events=0'::crm.window_funnel_state$$, '22P02', NULL, 'state text: unknown mode bit');
-SELECT throws_ok($$SELECT 'steps=2;mode=10;window=1;events=0'::crm.window_funnel_state$$, '22P02', NULL, 'state text: strict_once with strict_order');
+SELECT throws_ok($$SELECT 'steps=2;mode=32;window=1;events=0'::crm.window_funnel_state$$, '22P02', NULL, 'state text: unknown mode bit');
+SELECT throws_ok($$SELECT 'steps=2;mode=16;window=1;events=0'::crm.window_funnel_state$$, '22P02', NULL, 'state text: allow_reentry without strict_order');
 SELECT throws_ok($$SELECT 'steps=2;mode=0;window=-5;events=0'::crm.window_funnel_state$$, '22P02', NULL, 'state text: negative window');
 SELECT throws_ok($$SELECT 'steps=2;mode=0;window=5;events=3;1:1,2:2'::crm.window_funnel_state$$, '22P02', NULL, 'state text: fewer events than counted');
 SELECT throws_ok($$SELECT 'steps=2;mode=0;window=5;events=1;1:1,2:2'::crm.window_funnel_state$$, '22P02', NULL, 'state text: more events than counted');
@@ -522,10 +522,10 @@ SELECT throws_ok($$SELECT crm.window_funnel('1 day', 'strict_order,', now(), tru
                  'unknown window_funnel mode ""', 'empty mode word after a comma');
 SELECT throws_ok($$SELECT crm.window_funnel('1 day', NULL, now(), true)$$, '22004',
                  'window_funnel mode must not be null', 'NULL mode');
-SELECT throws_ok($$SELECT crm.window_funnel('1 day', 'strict_once,strict_order', now(), true)$$, '22023',
-                 'window_funnel mode strict_once cannot be combined with strict_order', 'strict_once + strict_order');
-SELECT throws_ok($$SELECT crm.window_funnel('1 day', 'strict_deduplication, strict_once', now(), true)$$, '22023',
-                 'window_funnel mode strict_once cannot be combined with strict_deduplication', 'strict_once + strict_deduplication');
+SELECT throws_ok($$SELECT crm.window_funnel('1 day', 'allow_reentry', now(), true)$$, '22023',
+                 'window_funnel mode allow_reentry requires strict_order', 'allow_reentry without strict_order');
+SELECT throws_ok($$SELECT crm.window_funnel('1 day', 'strict_deduplication, allow_reentry, strict_once', now(), true)$$, '22023',
+                 'window_funnel mode allow_reentry requires strict_order', 'allow_reentry with other modes but not strict_order');
 CREATE FUNCTION pg_temp.hint_of(q text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE h text;
 BEGIN
@@ -536,7 +536,7 @@ EXCEPTION WHEN OTHERS THEN
     RETURN h;
 END $$;
 SELECT is(pg_temp.hint_of($$SELECT crm.window_funnel('1 day', 'strict_orders', now(), true)$$),
-          'The mode is '''' or a comma-separated list of strict_deduplication, strict_order, strict_increase, strict_once.',
+          'The mode is '''' or a comma-separated list of strict_deduplication, strict_order, strict_increase, strict_once, allow_reentry.',
           'the unknown-mode hint lists the valid words');
 SELECT throws_ok($$SELECT crm.window_funnel('1 day', now(), VARIADIC CASE WHEN x = 1 THEN ARRAY[true] ELSE ARRAY[true, false] END)
                      FROM generate_series(1, 2) x$$, '22023',
