@@ -38,7 +38,6 @@ PG_FUNCTION_INFO_V1(classes_demand_cv_state_out);
 
 #define QUANTILE_MAX_BUCKETS	1000
 #define DEMAND_CV_MAX_PERIODS	10000
-#define DEMAND_CV_MAGIC			0x43565354	/* "CVST" */
 
 /* ------------------------------------------------------------------------
  * Sorting (value, row) pairs by value
@@ -617,7 +616,7 @@ DemandCvCheckPeriods(int32 periods)
 Datum
 classes_demand_cv_transfn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = crm_agg_context(fcinfo, "demand_cv");
+	MemoryContext aggcontext = CrmAggContext(fcinfo, "demand_cv");
 	CrmState   *st;
 	DemandCvHeader *hdr;
 	int32		periods;
@@ -650,10 +649,10 @@ classes_demand_cv_transfn(PG_FUNCTION_ARGS)
 				 errmsg("demand_cv: period_no must be between 1 and %d, got %d", periods, period_no),
 				 errhint("Number the periods of the analysed range 1..periods and filter out rows outside it.")));
 
-	st = crm_state_arg_rw(fcinfo, 0, aggcontext, DEMAND_CV_MAGIC, DemandCvSize(periods));
+	st = CrmStateArgRW(fcinfo, 0, aggcontext, CRM_MAGIC_DEMAND_CV, DemandCvSize(periods));
 	if (st->len == 0)
 	{
-		char	   *p = crm_state_reserve(st, DemandCvSize(periods));
+		char	   *p = CrmStateReserve(st, DemandCvSize(periods));
 
 		memset(p, 0, DemandCvSize(periods));
 		((DemandCvHeader *) p)->periods = periods;
@@ -674,7 +673,7 @@ classes_demand_cv_transfn(PG_FUNCTION_ARGS)
 Datum
 classes_demand_cv_combinefn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = crm_agg_context(fcinfo, "demand_cv");
+	MemoryContext aggcontext = CrmAggContext(fcinfo, "demand_cv");
 	CrmState   *st;
 	const char *right;
 	Size		rlen;
@@ -688,17 +687,17 @@ classes_demand_cv_combinefn(PG_FUNCTION_ARGS)
 			PG_RETURN_NULL();
 		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 	}
-	right = crm_state_payload(PG_GETARG_DATUM(1), DEMAND_CV_MAGIC, &rlen);
+	right = CrmStatePayload(PG_GETARG_DATUM(1), CRM_MAGIC_DEMAND_CV, &rlen);
 	DemandCvCheckPayload(right, rlen);
 	if (PG_ARGISNULL(0))
 	{
 		/* copy the right state into the aggregate context */
-		st = crm_state_new(aggcontext, DEMAND_CV_MAGIC, rlen);
-		memcpy(crm_state_reserve(st, rlen), right, rlen);
+		st = CrmStateNew(aggcontext, CRM_MAGIC_DEMAND_CV, rlen);
+		memcpy(CrmStateReserve(st, rlen), right, rlen);
 		st->len = rlen;
 		PG_RETURN_DATUM(CrmStateGetDatum(st));
 	}
-	st = crm_state_arg_rw(fcinfo, 0, aggcontext, DEMAND_CV_MAGIC, rlen);
+	st = CrmStateArgRW(fcinfo, 0, aggcontext, CRM_MAGIC_DEMAND_CV, rlen);
 	DemandCvCheckPayload(st->data, st->len);
 	memcpy(&lh, st->data, sizeof(lh));
 	memcpy(&rh, right, sizeof(rh));
@@ -733,7 +732,7 @@ classes_demand_cv_finalfn(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	payload = crm_state_payload(PG_GETARG_DATUM(0), DEMAND_CV_MAGIC, &len);
+	payload = CrmStatePayload(PG_GETARG_DATUM(0), CRM_MAGIC_DEMAND_CV, &len);
 	DemandCvCheckPayload(payload, len);
 	memcpy(&hdr, payload, sizeof(hdr));
 	for (i = 0; i < hdr.periods; i++)
@@ -761,7 +760,7 @@ classes_demand_cv_state_out(PG_FUNCTION_ARGS)
 	char		num[DOUBLE_SHORTEST_DECIMAL_LEN];
 	int32		i;
 
-	payload = crm_state_payload(PG_GETARG_DATUM(0), DEMAND_CV_MAGIC, &len);
+	payload = CrmStatePayload(PG_GETARG_DATUM(0), CRM_MAGIC_DEMAND_CV, &len);
 	DemandCvCheckPayload(payload, len);
 	memcpy(&hdr, payload, sizeof(hdr));
 	initStringInfo(&buf);
@@ -825,5 +824,5 @@ classes_demand_cv_state_in(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("invalid input syntax for type demand_cv_state: \"%s\"", str),
 				 errdetail("Unexpected text after %ld sums.", periods)));
-	PG_RETURN_POINTER(crm_state_flat_from_payload(DEMAND_CV_MAGIC, payload, DemandCvSize(periods)));
+	PG_RETURN_POINTER(CrmStateFlatFromPayload(CRM_MAGIC_DEMAND_CV, payload, DemandCvSize(periods)));
 }

@@ -49,9 +49,6 @@ PG_FUNCTION_INFO_V1(clv_clv);
 PG_FUNCTION_INFO_V1(clv_hyp2f1);
 PG_FUNCTION_INFO_V1(clv_simulate);
 
-#define CLV_SUMMARY_MAGIC	0x434c5653	/* "CLVS" */
-#define CLV_BGNBD_MAGIC		0x42474e42	/* "BGNB" */
-#define CLV_GG_MAGIC		0x47414747	/* "GAGG" */
 
 /* ========================================================================
  * Part 1: crm.clv_summary
@@ -97,7 +94,7 @@ SummaryPeriod(TimestampTz ts, int64 gran)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("clv_summary: timestamps must be finite")));
-	return FloorDiv(crm_local_usecs(ts), gran);
+	return FloorDiv(CrmLocalUsecs(ts), gran);
 }
 
 /* unit interval -> microseconds, checked */
@@ -146,7 +143,7 @@ typedef struct SumState
 static void
 SumStateAlloc(SumState *st, Size cap, const char *payload, Size len)
 {
-	uint32		magic = CLV_SUMMARY_MAGIC;
+	uint32		magic = CRM_MAGIC_CLV_SUMMARY;
 	int64		used = (int64) len;
 
 	if (!AllocSizeIsValid(SUM_PREFIX + cap))
@@ -170,7 +167,7 @@ static const char *
 SumPayload(Datum d, Size *len)
 {
 	Size		rawlen;
-	const char *raw = crm_state_payload(d, CLV_SUMMARY_MAGIC, &rawlen);
+	const char *raw = CrmStatePayload(d, CRM_MAGIC_CLV_SUMMARY, &rawlen);
 	int64		used;
 
 	if (rawlen < sizeof(int64))
@@ -311,7 +308,7 @@ clv_summary_transfn(PG_FUNCTION_ARGS)
 	int64		period;
 	Numeric		amount;
 
-	(void) crm_agg_context(fcinfo, "clv_summary_transfn");
+	(void) CrmAggContext(fcinfo, "clv_summary_transfn");
 	SumStateArg(fcinfo, 0, st);
 	if (PG_ARGISNULL(3))
 		ereport(ERROR,
@@ -360,7 +357,7 @@ clv_summary_combinefn(PG_FUNCTION_ARGS)
 	Size		rlen;
 	ClvSummaryHeader rh;
 
-	(void) crm_agg_context(fcinfo, "clv_summary_combinefn");
+	(void) CrmAggContext(fcinfo, "clv_summary_combinefn");
 	if (PG_ARGISNULL(1))
 	{
 		if (PG_ARGISNULL(0))
@@ -622,7 +619,7 @@ clv_summary_state_in(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 					 errmsg("invalid input syntax for type %s: trailing fields", tname)));
-		PG_RETURN_POINTER(crm_state_flat_from_payload(CLV_SUMMARY_MAGIC, (char *) &zero, sizeof(int64)));
+		PG_RETURN_POINTER(CrmStateFlatFromPayload(CRM_MAGIC_CLV_SUMMARY, (char *) &zero, sizeof(int64)));
 	}
 	memset(&h, 0, sizeof(h));
 	h.obs_end = ParseInt64(tok, tname);
@@ -670,7 +667,7 @@ clv_summary_state_in(PG_FUNCTION_ARGS)
 				 errmsg("invalid input syntax for type %s: trailing fields", tname)));
 	used = buf.len - sizeof(int64);
 	memcpy(buf.data, &used, sizeof(int64));
-	PG_RETURN_POINTER(crm_state_flat_from_payload(CLV_SUMMARY_MAGIC, buf.data, buf.len));
+	PG_RETURN_POINTER(CrmStateFlatFromPayload(CRM_MAGIC_CLV_SUMMARY, buf.data, buf.len));
 }
 
 /* ========================================================================
@@ -896,11 +893,11 @@ PatternCompact(CrmState *st)
 static CrmState *
 PatternArg(FunctionCallInfo fcinfo, int argno, MemoryContext aggcontext, uint32 magic, int width)
 {
-	CrmState   *st = crm_state_arg_rw(fcinfo, argno, aggcontext, magic, 1024);
+	CrmState   *st = CrmStateArgRW(fcinfo, argno, aggcontext, magic, 1024);
 
 	if (st->len == 0)
 	{
-		PatternHeader *h = (PatternHeader *) crm_state_reserve(st, sizeof(PatternHeader));
+		PatternHeader *h = (PatternHeader *) CrmStateReserve(st, sizeof(PatternHeader));
 
 		h->width = width;
 		h->pad = 0;
@@ -917,7 +914,7 @@ PatternAppend(CrmState *st, const double *entry)
 {
 	PatternHeader *h;
 	int			width = PatternHdr(st)->width;
-	char	   *p = crm_state_reserve(st, sizeof(double) * width);
+	char	   *p = CrmStateReserve(st, sizeof(double) * width);
 
 	memcpy(p, entry, sizeof(double) * width);
 	st->len += sizeof(double) * width;
@@ -956,7 +953,7 @@ PatternView(const char *payload, Size len, int width, int64 *n)
 static Datum
 PatternCombine(FunctionCallInfo fcinfo, const char *fname, uint32 magic, int width)
 {
-	MemoryContext aggcontext = crm_agg_context(fcinfo, fname);
+	MemoryContext aggcontext = CrmAggContext(fcinfo, fname);
 	CrmState   *st;
 	const char *rp;
 	Size		rlen;
@@ -970,7 +967,7 @@ PatternCombine(FunctionCallInfo fcinfo, const char *fname, uint32 magic, int wid
 		PG_RETURN_DATUM(CrmStateGetDatum(PatternArg(fcinfo, 0, aggcontext, magic, width)));
 	}
 	st = PatternArg(fcinfo, 0, aggcontext, magic, width);
-	rp = crm_state_payload(PG_GETARG_DATUM(1), magic, &rlen);
+	rp = CrmStatePayload(PG_GETARG_DATUM(1), magic, &rlen);
 	re = PatternView(rp, rlen, width, &rn);
 	for (i = 0; i < rn; i++)
 	{
@@ -986,7 +983,7 @@ static char *
 PatternOut(Datum d, uint32 magic, int width)
 {
 	Size		len;
-	const char *payload = crm_state_payload(d, magic, &len);
+	const char *payload = CrmStatePayload(d, magic, &len);
 	int64		n, i;
 	int			j;
 	const double *view = PatternView(payload, len, width, &n);
@@ -1073,7 +1070,7 @@ PatternIn(const char *text, uint32 magic, int width, const char *tname, PatternC
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("invalid input syntax for type %s: trailing fields", tname)));
-	return PointerGetDatum(crm_state_flat_from_payload(magic, buf.data, buf.len));
+	return PointerGetDatum(CrmStateFlatFromPayload(magic, buf.data, buf.len));
 }
 
 /* ========================================================================
@@ -1439,8 +1436,8 @@ BgnbdCheck(const double *e)
 Datum
 clv_bgnbd_transfn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = crm_agg_context(fcinfo, "bgnbd_transfn");
-	CrmState   *st = PatternArg(fcinfo, 0, aggcontext, CLV_BGNBD_MAGIC, BG_WIDTH);
+	MemoryContext aggcontext = CrmAggContext(fcinfo, "bgnbd_transfn");
+	CrmState   *st = PatternArg(fcinfo, 0, aggcontext, CRM_MAGIC_CLV_BGNBD, BG_WIDTH);
 	double		e[BG_WIDTH];
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
@@ -1457,19 +1454,19 @@ clv_bgnbd_transfn(PG_FUNCTION_ARGS)
 Datum
 clv_bgnbd_combinefn(PG_FUNCTION_ARGS)
 {
-	return PatternCombine(fcinfo, "bgnbd_combinefn", CLV_BGNBD_MAGIC, BG_WIDTH);
+	return PatternCombine(fcinfo, "bgnbd_combinefn", CRM_MAGIC_CLV_BGNBD, BG_WIDTH);
 }
 
 Datum
 clv_bgnbd_state_out(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_CSTRING(PatternOut(PG_GETARG_DATUM(0), CLV_BGNBD_MAGIC, BG_WIDTH));
+	PG_RETURN_CSTRING(PatternOut(PG_GETARG_DATUM(0), CRM_MAGIC_CLV_BGNBD, BG_WIDTH));
 }
 
 Datum
 clv_bgnbd_state_in(PG_FUNCTION_ARGS)
 {
-	return PatternIn(PG_GETARG_CSTRING(0), CLV_BGNBD_MAGIC, BG_WIDTH, "crm.bgnbd_state", BgnbdCheck);
+	return PatternIn(PG_GETARG_CSTRING(0), CRM_MAGIC_CLV_BGNBD, BG_WIDTH, "crm.bgnbd_state", BgnbdCheck);
 }
 
 typedef struct FitData
@@ -1685,7 +1682,7 @@ static double *
 PatternsForFit(Datum d, uint32 magic, int width, int64 *n, double *weight)
 {
 	Size		len;
-	const char *payload = crm_state_payload(d, magic, &len);
+	const char *payload = CrmStatePayload(d, magic, &len);
 	const double *view = PatternView(payload, len, width, n);
 	double	   *e;
 	int64		i;
@@ -1833,7 +1830,7 @@ clv_bgnbd_finalfn(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		return ModelResult(fcinfo, NULL, 4, NAN, 0, false, "no customers");
-	e = PatternsForFit(PG_GETARG_DATUM(0), CLV_BGNBD_MAGIC, BG_WIDTH, &fd.n, &fd.weight);
+	e = PatternsForFit(PG_GETARG_DATUM(0), CRM_MAGIC_CLV_BGNBD, BG_WIDTH, &fd.n, &fd.weight);
 	if (fd.n == 0)
 		return ModelResult(fcinfo, NULL, 4, NAN, 0, false, "no customers");
 	fd.e = e;
@@ -1890,8 +1887,8 @@ GammaGammaCheck(const double *e)
 Datum
 clv_gg_transfn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = crm_agg_context(fcinfo, "gamma_gamma_transfn");
-	CrmState   *st = PatternArg(fcinfo, 0, aggcontext, CLV_GG_MAGIC, GG_WIDTH);
+	MemoryContext aggcontext = CrmAggContext(fcinfo, "gamma_gamma_transfn");
+	CrmState   *st = PatternArg(fcinfo, 0, aggcontext, CRM_MAGIC_CLV_GG, GG_WIDTH);
 	double		e[GG_WIDTH];
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
@@ -1908,13 +1905,13 @@ clv_gg_transfn(PG_FUNCTION_ARGS)
 Datum
 clv_gg_combinefn(PG_FUNCTION_ARGS)
 {
-	return PatternCombine(fcinfo, "gamma_gamma_combinefn", CLV_GG_MAGIC, GG_WIDTH);
+	return PatternCombine(fcinfo, "gamma_gamma_combinefn", CRM_MAGIC_CLV_GG, GG_WIDTH);
 }
 
 Datum
 clv_gg_state_out(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_CSTRING(PatternOut(PG_GETARG_DATUM(0), CLV_GG_MAGIC, GG_WIDTH));
+	PG_RETURN_CSTRING(PatternOut(PG_GETARG_DATUM(0), CRM_MAGIC_CLV_GG, GG_WIDTH));
 }
 
 static void
@@ -1930,7 +1927,7 @@ GammaGammaStateCheck(const double *e)
 Datum
 clv_gg_state_in(PG_FUNCTION_ARGS)
 {
-	return PatternIn(PG_GETARG_CSTRING(0), CLV_GG_MAGIC, GG_WIDTH, "crm.gamma_gamma_state",
+	return PatternIn(PG_GETARG_CSTRING(0), CRM_MAGIC_CLV_GG, GG_WIDTH, "crm.gamma_gamma_state",
 					 GammaGammaStateCheck);
 }
 
@@ -2023,7 +2020,7 @@ clv_gg_finalfn(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		return ModelResult(fcinfo, NULL, 3, NAN, 0, false, "no repeat buyers: the model needs customers with frequency > 0");
-	e = PatternsForFit(PG_GETARG_DATUM(0), CLV_GG_MAGIC, GG_WIDTH, &fd.n, &fd.weight);
+	e = PatternsForFit(PG_GETARG_DATUM(0), CRM_MAGIC_CLV_GG, GG_WIDTH, &fd.n, &fd.weight);
 	if (fd.n == 0)
 		return ModelResult(fcinfo, NULL, 3, NAN, 0, false, "no repeat buyers: the model needs customers with frequency > 0");
 	fd.e = e;

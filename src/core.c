@@ -16,7 +16,7 @@
 
 PG_MODULE_MAGIC;
 
-bool		crm_cohort_two_pass = true;
+bool		CrmCohortTwoPass = true;
 
 void		_PG_init(void);
 
@@ -29,7 +29,7 @@ _PG_init(void)
 							 "Used when the entity is an integer column, periods <= 64 and the table fits in "
 							 "work_mem * hash_mem_multiplier; otherwise, or when off, the report runs "
 							 "crm.cohort_activity ... GROUP BY entity (parallel and Citus capable).",
-							 &crm_cohort_two_pass,
+							 &CrmCohortTwoPass,
 							 true,
 							 PGC_USERSET,
 							 0,
@@ -96,8 +96,8 @@ crm_check_inner_query_sql(PG_FUNCTION_ARGS)
 	/* before anything else: one SELECT, and not ending in a "--" comment (the callers wrap it as "(%s)") */
 	if (sql[0] != '\0')
 	{
-		crm_inner_query_validate(fname, sql);
-		crm_inner_query_reject_open_comment(fname, sql);
+		CrmInnerQueryValidate(fname, sql);
+		CrmInnerQueryRejectOpenComment(fname, sql);
 	}
 	arr = PG_GETARG_ARRAYTYPE_P(2);
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &nelems);
@@ -131,13 +131,13 @@ crm_check_inner_query_sql(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	result = crm_check_inner_query(fname, sql, cols, nelems);
+	result = CrmCheckInnerQuery(fname, sql, cols, nelems);
 	SPI_finish();
 	PG_RETURN_INT32(result);
 }
 
 int64
-crm_local_usecs(TimestampTz ts)
+CrmLocalUsecs(TimestampTz ts)
 {
 	/* pg_tz objects live as long as the backend: the pointer is the key */
 	static pg_tz *cached_tz = NULL;

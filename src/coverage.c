@@ -71,7 +71,6 @@ PG_FUNCTION_INFO_V1(coverage_trigger);
 PG_FUNCTION_INFO_V1(coverage_change_trigger);
 PG_FUNCTION_INFO_V1(coverage_truncate_trigger);
 
-#define COVERAGE_MEDIAN_MAGIC	0x43564d49	/* "CVMI" */
 
 /* ------------------------------------------------------------------------
  * crm.median_interval aggregate
@@ -185,7 +184,7 @@ coverage_median_state_in(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("invalid crm.median_interval_state: count " INT64_FORMAT " does not match the values given", count)));
-	PG_RETURN_POINTER(crm_state_flat_from_payload(COVERAGE_MEDIAN_MAGIC, (const char *) vals,
+	PG_RETURN_POINTER(CrmStateFlatFromPayload(CRM_MAGIC_MEDIAN_INTERVAL, (const char *) vals,
 												  sizeof(int64) * count));
 }
 
@@ -194,7 +193,7 @@ Datum
 coverage_median_state_out(PG_FUNCTION_ARGS)
 {
 	Size		len;
-	const char *payload = crm_state_payload(PG_GETARG_DATUM(0), COVERAGE_MEDIAN_MAGIC, &len);
+	const char *payload = CrmStatePayload(PG_GETARG_DATUM(0), CRM_MAGIC_MEDIAN_INTERVAL, &len);
 	const int64 *vals = (const int64 *) payload;
 	Size		n = len / sizeof(int64);
 	StringInfoData buf;
@@ -215,7 +214,7 @@ coverage_median_state_out(PG_FUNCTION_ARGS)
 Datum
 coverage_median_transfn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = crm_agg_context(fcinfo, "crm.median_interval");
+	MemoryContext aggcontext = CrmAggContext(fcinfo, "crm.median_interval");
 	CrmState   *st;
 	TimestampTz ts;
 
@@ -223,14 +222,14 @@ coverage_median_transfn(PG_FUNCTION_ARGS)
 	{
 		if (PG_ARGISNULL(0))
 			PG_RETURN_NULL();
-		st = crm_state_arg_rw(fcinfo, 0, aggcontext, COVERAGE_MEDIAN_MAGIC, 16 * sizeof(int64));
+		st = CrmStateArgRW(fcinfo, 0, aggcontext, CRM_MAGIC_MEDIAN_INTERVAL, 16 * sizeof(int64));
 		PG_RETURN_DATUM(CrmStateGetDatum(st));
 	}
-	st = crm_state_arg_rw(fcinfo, 0, aggcontext, COVERAGE_MEDIAN_MAGIC, 16 * sizeof(int64));
+	st = CrmStateArgRW(fcinfo, 0, aggcontext, CRM_MAGIC_MEDIAN_INTERVAL, 16 * sizeof(int64));
 	ts = PG_GETARG_TIMESTAMPTZ(1);
 	if (!TIMESTAMP_NOT_FINITE(ts))
 	{
-		memcpy(crm_state_reserve(st, sizeof(int64)), &ts, sizeof(int64));
+		memcpy(CrmStateReserve(st, sizeof(int64)), &ts, sizeof(int64));
 		st->len += sizeof(int64);
 	}
 	PG_RETURN_DATUM(CrmStateGetDatum(st));
@@ -240,7 +239,7 @@ coverage_median_transfn(PG_FUNCTION_ARGS)
 Datum
 coverage_median_combinefn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = crm_agg_context(fcinfo, "crm.median_interval");
+	MemoryContext aggcontext = CrmAggContext(fcinfo, "crm.median_interval");
 	CrmState   *st;
 	const char *right;
 	Size		rlen;
@@ -249,18 +248,18 @@ coverage_median_combinefn(PG_FUNCTION_ARGS)
 	{
 		if (PG_ARGISNULL(0))
 			PG_RETURN_NULL();
-		st = crm_state_arg_rw(fcinfo, 0, aggcontext, COVERAGE_MEDIAN_MAGIC, 0);
+		st = CrmStateArgRW(fcinfo, 0, aggcontext, CRM_MAGIC_MEDIAN_INTERVAL, 0);
 		PG_RETURN_DATUM(CrmStateGetDatum(st));
 	}
-	right = crm_state_payload(PG_GETARG_DATUM(1), COVERAGE_MEDIAN_MAGIC, &rlen);
+	right = CrmStatePayload(PG_GETARG_DATUM(1), CRM_MAGIC_MEDIAN_INTERVAL, &rlen);
 	if (rlen % sizeof(int64) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("invalid crm.median_interval_state: %zu payload bytes", rlen)));
-	st = crm_state_arg_rw(fcinfo, 0, aggcontext, COVERAGE_MEDIAN_MAGIC, rlen);
+	st = CrmStateArgRW(fcinfo, 0, aggcontext, CRM_MAGIC_MEDIAN_INTERVAL, rlen);
 	if (rlen > 0)
 	{
-		memcpy(crm_state_reserve(st, rlen), right, rlen);
+		memcpy(CrmStateReserve(st, rlen), right, rlen);
 		st->len += rlen;
 	}
 	PG_RETURN_DATUM(CrmStateGetDatum(st));
@@ -286,10 +285,10 @@ coverage_median_finalfn(PG_FUNCTION_ARGS)
 	int64		med;
 	Interval   *result;
 
-	crm_agg_context(fcinfo, "crm.median_interval");
+	CrmAggContext(fcinfo, "crm.median_interval");
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	payload = crm_state_payload(PG_GETARG_DATUM(0), COVERAGE_MEDIAN_MAGIC, &len);
+	payload = CrmStatePayload(PG_GETARG_DATUM(0), CRM_MAGIC_MEDIAN_INTERVAL, &len);
 	n = len / sizeof(int64);
 	if (n < 2)
 		PG_RETURN_NULL();
@@ -547,7 +546,7 @@ PreparePlans(void)
 
 	if (coverage_update_plan == NULL)
 	{
-		SPIPlanPtr	plan = crm_prepare_kept("crm.coverage_trigger",
+		SPIPlanPtr	plan = CrmPrepareKept("crm.coverage_trigger",
 									   "UPDATE crm.coverage c"
 									   "   SET last_contact = GREATEST(c.last_contact, $2),"
 									   "       contacts = c.contacts OPERATOR(pg_catalog.+) $3,"
@@ -558,7 +557,7 @@ PreparePlans(void)
 	}
 	if (coverage_upsert_plan == NULL)
 	{
-		SPIPlanPtr	plan = crm_prepare_kept("crm.coverage_trigger",
+		SPIPlanPtr	plan = CrmPrepareKept("crm.coverage_trigger",
 									   "INSERT INTO crm.coverage AS c (customer_id, last_contact, contacts)"
 									   " VALUES ($1, $2, $3)"
 									   " ON CONFLICT (customer_id) DO UPDATE"
@@ -571,7 +570,7 @@ PreparePlans(void)
 	if (coverage_batch_plan == NULL)
 	{
 		Oid			arrtypes[3] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID};
-		SPIPlanPtr	plan = crm_prepare_kept("crm.coverage_trigger",
+		SPIPlanPtr	plan = CrmPrepareKept("crm.coverage_trigger",
 									   "UPDATE crm.coverage c"
 									   "   SET last_contact = GREATEST(c.last_contact, u.t),"
 									   "       contacts = c.contacts OPERATOR(pg_catalog.+) u.n,"
@@ -1096,7 +1095,7 @@ coverage_trigger(PG_FUNCTION_ARGS)
 		d = slot_getattr(slot, info->cust_att, &isnull);
 		if (isnull)
 			continue;			/* a lead's interaction, not a customer's */
-		customer = crm_int_key(d, info->cust_type);
+		customer = CrmIntKey(d, info->cust_type);
 		d = slot_getattr(slot, info->ts_att, &isnull);
 		if (isnull)
 			continue;
@@ -1207,7 +1206,7 @@ CountedCustomer(CoverageTriggerInfo *info, TupleTableSlot *slot, int64 *customer
 	d = slot_getattr(slot, info->cust_att, &isnull);
 	if (isnull)
 		return false;
-	*customer = crm_int_key(d, info->cust_type);
+	*customer = CrmIntKey(d, info->cust_type);
 	d = slot_getattr(slot, info->ts_att, &isnull);
 	if (isnull || TIMESTAMP_NOT_FINITE(InteractionTime(d, info->ts_type)))
 		return false;
@@ -1315,7 +1314,7 @@ coverage_change_trigger(PG_FUNCTION_ARGS)
 	if (coverage_lock_plan == NULL)
 	{
 		Oid			argtypes[1] = {INT8ARRAYOID};
-		SPIPlanPtr	plan = crm_prepare_kept("crm.coverage_change_trigger",
+		SPIPlanPtr	plan = CrmPrepareKept("crm.coverage_change_trigger",
 									   "SELECT c.customer_id FROM crm.coverage c"
 									   " WHERE c.customer_id OPERATOR(pg_catalog.=) ANY ($1)"
 									   " ORDER BY c.customer_id FOR NO KEY UPDATE OF c",
@@ -1339,7 +1338,7 @@ coverage_change_trigger(PG_FUNCTION_ARGS)
 		sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		if (sql == NULL)
 			elog(ERROR, "crm.coverage_change_trigger: no recompute statement");
-		plan = crm_prepare_kept("crm.coverage_change_trigger", sql, 1, argtypes);
+		plan = CrmPrepareKept("crm.coverage_change_trigger", sql, 1, argtypes);
 		info->recompute_plan = plan;
 	}
 	ret = SPI_execute_plan(coverage_lock_plan, values, NULL, false, 0);

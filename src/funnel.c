@@ -58,10 +58,6 @@ PG_FUNCTION_INFO_V1(funnel_counts_state_in);
 PG_FUNCTION_INFO_V1(funnel_counts_state_out);
 PG_FUNCTION_INFO_V1(funnel_step_flags);
 
-#define FUNNEL_MAGIC_V1		0x464e4c31	/* "FNL1": header, events (count from the size) */
-#define FUNNEL_MAGIC_V2		0x464e4c32	/* "FNL2": FunnelFlatV2 (0.2.0), read only */
-#define FUNNEL_MAGIC		0x464e4c33	/* "FNL3": FunnelFlat, below */
-#define FUNNEL_COUNTS_MAGIC	0x464e4332	/* "FNC2" */
 #define FUNNEL_MAX_STEPS	64
 #define FUNNEL_BIT(j)		(UINT64CONST(1) << (j))
 
@@ -92,7 +88,7 @@ typedef struct FunnelHeader
 	uint64		steps_id;		/* identity of the step names (0: boolean steps) */
 } FunnelHeader;
 
-/* payload of a FUNNEL_MAGIC_V1 state: this header, then FunnelEvent[] */
+/* payload of a CRM_MAGIC_FUNNEL_V1 state: this header, then FunnelEvent[] */
 typedef struct FunnelHeaderV1
 {
 	int32		nsteps;
@@ -128,14 +124,14 @@ typedef struct FunnelEvent
  * a 10M-row hash aggregation over 1M groups).
  *
  * The first 8 bytes are those of every crm_analytics state (varlena header,
- * magic); states of the older layouts FUNNEL_MAGIC_V1 (a FunnelHeaderV1 and
- * FunnelEvent pairs) and FUNNEL_MAGIC_V2 (the 24-byte header of 0.2.0,
+ * magic); states of the older layouts CRM_MAGIC_FUNNEL_V1 (a FunnelHeaderV1 and
+ * FunnelEvent pairs) and CRM_MAGIC_FUNNEL_V2 (the 24-byte header of 0.2.0,
  * without steps_id) are still read, e.g. from a table of partial states.
  */
 typedef struct FunnelFlat
 {
 	int32		vl_len_;		/* varlena header: capacity in bytes */
-	uint32		magic;			/* FUNNEL_MAGIC */
+	uint32		magic;			/* CRM_MAGIC_FUNNEL */
 	int64		window;			/* microseconds, >= 0 */
 	int16		nsteps;			/* 1..64 */
 	uint16		flags;			/* FM_* */
@@ -143,7 +139,7 @@ typedef struct FunnelFlat
 	uint64		steps_id;		/* step-name form: hash of the step names; else 0 */
 } FunnelFlat;
 
-/* the 0.2.0 layout (FUNNEL_MAGIC_V2): the same without steps_id (24 bytes) */
+/* the 0.2.0 layout (CRM_MAGIC_FUNNEL_V2): the same without steps_id (24 bytes) */
 typedef struct FunnelFlatV2
 {
 	int32		vl_len_;
@@ -511,7 +507,7 @@ FunnelFlatNew(const FunnelHeader *h, int64 min_events, bool exact, FunnelFlat *s
 	}
 	st = (FunnelFlat *) palloc0(size);
 	SET_VARSIZE(st, size);
-	st->magic = FUNNEL_MAGIC;
+	st->magic = CRM_MAGIC_FUNNEL;
 	st->window = h->window;
 	st->nsteps = (int16) h->nsteps;
 	st->flags = (uint16) h->flags;
@@ -585,7 +581,7 @@ FunnelStateArg(FunctionCallInfo fcinfo, int argno)
 	v = (struct varlena *) DatumGetPointer(PG_GETARG_DATUM(argno));
 	st = (FunnelFlat *) v;
 	if (VARATT_IS_4B_U(v) && VARSIZE(v) >= FUNNEL_FLAT_HDRSZ && ((uintptr_t) v) % MAXIMUM_ALIGNOF == 0 &&
-		st->magic == FUNNEL_MAGIC && st->nsteps >= 1 && st->nsteps <= FUNNEL_MAX_STEPS &&
+		st->magic == CRM_MAGIC_FUNNEL && st->nsteps >= 1 && st->nsteps <= FUNNEL_MAX_STEPS &&
 		st->nevents >= 0 && st->nevents <= FunnelCapacity(VARSIZE(v), FunnelMaskWidth(st->nsteps)))
 		return st;
 	if (!FunnelRead(PointerGetDatum(v), &h, &ev, &n, buf, FUNNEL_STACK_EVENTS))
@@ -825,12 +821,12 @@ FunnelPrologue(FunctionCallInfo fcinfo, int mode_arg, int64 *window, uint32 *fla
 	FunnelCallCache *cc;
 
 	if (unlikely(fcinfo->flinfo == NULL))
-		crm_agg_context(fcinfo, "window_funnel");	/* errors out: not an aggregate call */
+		CrmAggContext(fcinfo, "window_funnel");	/* errors out: not an aggregate call */
 	cc = FunnelCache(fcinfo);
 	if (unlikely(!cc->agg_checked))
 	{
 		/* a direct call errors out here, every time */
-		crm_agg_context(fcinfo, "window_funnel");
+		CrmAggContext(fcinfo, "window_funnel");
 		/* aggregated argument k is function argument k + 1 (after the state) */
 		cc->args_const = FunnelAggArgIsConst(fcinfo, 0) &&
 			(mode_arg < 0 || FunnelAggArgIsConst(fcinfo, mode_arg - 1));
@@ -992,7 +988,7 @@ FunnelRead(Datum d, FunnelHeader *h, FunnelEvent **events, int64 *nevents, Funne
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("invalid window_funnel state: %zu bytes is too short", size)));
 	memcpy(&magic, VARDATA(v), sizeof(uint32));
-	if (magic != FUNNEL_MAGIC && magic != FUNNEL_MAGIC_V2 && magic != FUNNEL_MAGIC_V1)
+	if (magic != CRM_MAGIC_FUNNEL && magic != CRM_MAGIC_FUNNEL_V2 && magic != CRM_MAGIC_FUNNEL_V1)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("invalid crm_analytics state: wrong state type")));
@@ -1005,10 +1001,10 @@ FunnelRead(Datum d, FunnelHeader *h, FunnelEvent **events, int64 *nevents, Funne
 		memcpy(copy, v, size);
 		v = copy;
 	}
-	if (magic == FUNNEL_MAGIC || magic == FUNNEL_MAGIC_V2)
+	if (magic == CRM_MAGIC_FUNNEL || magic == CRM_MAGIC_FUNNEL_V2)
 	{
 		/* the two flat layouts differ only in the header (V2: no steps_id) */
-		Size		hdrsz = magic == FUNNEL_MAGIC ? sizeof(FunnelFlat) : sizeof(FunnelFlatV2);
+		Size		hdrsz = magic == CRM_MAGIC_FUNNEL ? sizeof(FunnelFlat) : sizeof(FunnelFlatV2);
 		const FunnelFlatV2 *st = (const FunnelFlatV2 *) v;
 		int			w;
 		int64		cap;
@@ -1024,7 +1020,7 @@ FunnelRead(Datum d, FunnelHeader *h, FunnelEvent **events, int64 *nevents, Funne
 		h->nsteps = st->nsteps;
 		h->flags = st->flags;
 		h->window = st->window;
-		h->steps_id = magic == FUNNEL_MAGIC ? ((const FunnelFlat *) v)->steps_id : 0;
+		h->steps_id = magic == CRM_MAGIC_FUNNEL ? ((const FunnelFlat *) v)->steps_id : 0;
 		n = st->nevents;
 		ts = (const int64 *) ((const char *) v + hdrsz);
 		masks = (const char *) v + hdrsz + sizeof(int64) * cap;
@@ -1077,7 +1073,7 @@ funnel_window_combinefn(PG_FUNCTION_ARGS)
 	int64		rn;
 	int64		i;
 
-	crm_agg_context(fcinfo, "window_funnel combine");
+	CrmAggContext(fcinfo, "window_funnel combine");
 	st = FunnelStateArg(fcinfo, 0);
 	if (PG_ARGISNULL(1) || !FunnelRead(PG_GETARG_DATUM(1), &rh, &rev, &rn, buf, FUNNEL_STACK_EVENTS))
 	{
@@ -1553,7 +1549,7 @@ funnel_window_finalfn(PG_FUNCTION_ARGS)
 	FunnelEvent *ev;
 	int64		n;
 
-	crm_agg_context(fcinfo, "window_funnel");
+	CrmAggContext(fcinfo, "window_funnel");
 	if (PG_ARGISNULL(0) || !FunnelRead(PG_GETARG_DATUM(0), &h, &ev, &n, buf, FUNNEL_STACK_EVENTS))
 		PG_RETURN_INT32(0);
 	PG_RETURN_INT32(FunnelEvaluate(&h, ev, n, NULL));
@@ -1572,7 +1568,7 @@ funnel_window_times_finalfn(PG_FUNCTION_ARGS)
 	int			level = 0;
 	int			i;
 
-	crm_agg_context(fcinfo, "window_funnel_times");
+	CrmAggContext(fcinfo, "window_funnel_times");
 	if (!PG_ARGISNULL(0) && FunnelRead(PG_GETARG_DATUM(0), &h, &ev, &n, buf, FUNNEL_STACK_EVENTS))
 		level = FunnelEvaluate(&h, ev, n, times);
 	for (i = 0; i < level; i++)
@@ -1662,7 +1658,7 @@ funnel_window_state_in(PG_FUNCTION_ARGS)
 
 	memset(&h, 0, sizeof(h));
 	if (*p == '\0')
-		PG_RETURN_POINTER(crm_state_flat_from_payload(FUNNEL_MAGIC, NULL, 0));
+		PG_RETURN_POINTER(CrmStateFlatFromPayload(CRM_MAGIC_FUNNEL, NULL, 0));
 	FunnelExpect(&p, "steps=", type);
 	steps = FunnelParseInt64(&p, "steps");
 	if (steps < 1 || steps > FUNNEL_MAX_STEPS)
@@ -1772,7 +1768,7 @@ static const FunnelCountsHeader *
 FunnelCountsPayload(Datum d, const int64 **hist)
 {
 	Size		len;
-	const char *p = crm_state_payload(d, FUNNEL_COUNTS_MAGIC, &len);
+	const char *p = CrmStatePayload(d, CRM_MAGIC_FUNNEL_COUNTS, &len);
 	const FunnelCountsHeader *h = (const FunnelCountsHeader *) p;
 
 	if (len == 0)
@@ -1791,7 +1787,7 @@ static void
 FunnelCountsInit(CrmState *st, int nsteps)
 {
 	Size		sz = sizeof(FunnelCountsHeader) + sizeof(int64) * (nsteps + 1);
-	char	   *p = crm_state_reserve(st, sz);
+	char	   *p = CrmStateReserve(st, sz);
 
 	memset(p, 0, sz);
 	((FunnelCountsHeader *) p)->nsteps = nsteps;
@@ -1802,7 +1798,7 @@ FunnelCountsInit(CrmState *st, int nsteps)
 Datum
 funnel_counts_transfn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = crm_agg_context(fcinfo, "funnel_counts");
+	MemoryContext aggcontext = CrmAggContext(fcinfo, "funnel_counts");
 	CrmState   *st;
 	int32		nsteps;
 	int32		level;
@@ -1815,7 +1811,7 @@ funnel_counts_transfn(PG_FUNCTION_ARGS)
 				 errhint("Pass the number of funnel steps, the same as given to window_funnel.")));
 	nsteps = PG_GETARG_INT32(2);
 	FunnelCheckSteps(nsteps, "funnel_counts");
-	st = crm_state_arg_rw(fcinfo, 0, aggcontext, FUNNEL_COUNTS_MAGIC,
+	st = CrmStateArgRW(fcinfo, 0, aggcontext, CRM_MAGIC_FUNNEL_COUNTS,
 						  sizeof(FunnelCountsHeader) + sizeof(int64) * (FUNNEL_MAX_STEPS + 1));
 	if (st->len == 0)
 		FunnelCountsInit(st, nsteps);
@@ -1845,7 +1841,7 @@ funnel_counts_transfn(PG_FUNCTION_ARGS)
 Datum
 funnel_counts_combinefn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = crm_agg_context(fcinfo, "funnel_counts combine");
+	MemoryContext aggcontext = CrmAggContext(fcinfo, "funnel_counts combine");
 	CrmState   *st;
 	const FunnelCountsHeader *rh;
 	const int64 *rhist = NULL;
@@ -1856,9 +1852,9 @@ funnel_counts_combinefn(PG_FUNCTION_ARGS)
 	{
 		if (PG_ARGISNULL(0))
 			PG_RETURN_NULL();
-		return CrmStateGetDatum(crm_state_arg_rw(fcinfo, 0, aggcontext, FUNNEL_COUNTS_MAGIC, 0));
+		return CrmStateGetDatum(CrmStateArgRW(fcinfo, 0, aggcontext, CRM_MAGIC_FUNNEL_COUNTS, 0));
 	}
-	st = crm_state_arg_rw(fcinfo, 0, aggcontext, FUNNEL_COUNTS_MAGIC, 0);
+	st = CrmStateArgRW(fcinfo, 0, aggcontext, CRM_MAGIC_FUNNEL_COUNTS, 0);
 	rh = FunnelCountsPayload(PG_GETARG_DATUM(1), &rhist);
 	if (rh == NULL)
 		return CrmStateGetDatum(st);
@@ -1888,7 +1884,7 @@ funnel_counts_finalfn(PG_FUNCTION_ARGS)
 	int64		acc = 0;
 	int			k;
 
-	crm_agg_context(fcinfo, "funnel_counts");
+	CrmAggContext(fcinfo, "funnel_counts");
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	h = FunnelCountsPayload(PG_GETARG_DATUM(0), &hist);
@@ -1920,7 +1916,7 @@ funnel_counts_state_in(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 
 	if (*p == '\0')
-		PG_RETURN_POINTER(crm_state_flat_from_payload(FUNNEL_COUNTS_MAGIC, NULL, 0));
+		PG_RETURN_POINTER(CrmStateFlatFromPayload(CRM_MAGIC_FUNNEL_COUNTS, NULL, 0));
 	FunnelExpect(&p, "steps=", type);
 	steps = FunnelParseInt64(&p, "steps");
 	if (steps < 1 || steps > FUNNEL_MAX_STEPS)
@@ -1947,7 +1943,7 @@ funnel_counts_state_in(PG_FUNCTION_ARGS)
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, (const char *) &h, sizeof(h));
 	appendBinaryStringInfo(&buf, (const char *) hist, sizeof(int64) * (steps + 1));
-	PG_RETURN_POINTER(crm_state_flat_from_payload(FUNNEL_COUNTS_MAGIC, buf.data, buf.len));
+	PG_RETURN_POINTER(CrmStateFlatFromPayload(CRM_MAGIC_FUNNEL_COUNTS, buf.data, buf.len));
 }
 
 /* crm.funnel_counts_state output */

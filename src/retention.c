@@ -70,8 +70,6 @@ PG_FUNCTION_INFO_V1(crm_cohort_activity_periods);
 PG_FUNCTION_INFO_V1(crm_cohort_retention);
 PG_FUNCTION_INFO_V1(crm_retention_metrics);
 
-#define RETENTION_MAGIC		0x52544E31	/* "RTN1" */
-#define COHORT_MAGIC		0x43484132	/* "CHA2" */
 #define RETENTION_MAX_CONDS 64
 #define COHORT_MAX_PERIODS	1000
 #define COHORT_MAX_SCALE	30		/* decimal places kept exactly in revenue */
@@ -96,7 +94,7 @@ RetentionPayloadRW(CrmState *st)
 {
 	if (st->len == 0)
 	{
-		memset(crm_state_reserve(st, sizeof(RetentionPayload)), 0, sizeof(RetentionPayload));
+		memset(CrmStateReserve(st, sizeof(RetentionPayload)), 0, sizeof(RetentionPayload));
 		st->len = sizeof(RetentionPayload);
 	}
 	return (RetentionPayload *) st->data;
@@ -107,7 +105,7 @@ static RetentionPayload
 RetentionPayloadRO(Datum d)
 {
 	Size		len;
-	const char *p = crm_state_payload(d, RETENTION_MAGIC, &len);
+	const char *p = CrmStatePayload(d, CRM_MAGIC_RETENTION, &len);
 	RetentionPayload r;
 
 	if (len != sizeof(RetentionPayload))
@@ -127,8 +125,8 @@ RetentionPayloadRO(Datum d)
 Datum
 crm_retention_transfn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcxt = crm_agg_context(fcinfo, "crm.retention");
-	CrmState   *st = crm_state_arg_rw(fcinfo, 0, aggcxt, RETENTION_MAGIC, sizeof(RetentionPayload));
+	MemoryContext aggcxt = CrmAggContext(fcinfo, "crm.retention");
+	CrmState   *st = CrmStateArgRW(fcinfo, 0, aggcxt, CRM_MAGIC_RETENTION, sizeof(RetentionPayload));
 	RetentionPayload *p = RetentionPayloadRW(st);
 
 	if (!PG_ARGISNULL(1))
@@ -186,14 +184,14 @@ crm_retention_transfn(PG_FUNCTION_ARGS)
 Datum
 crm_retention_combinefn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcxt = crm_agg_context(fcinfo, "crm.retention");
+	MemoryContext aggcxt = CrmAggContext(fcinfo, "crm.retention");
 	CrmState   *st;
 	RetentionPayload *p;
 	RetentionPayload r;
 
 	if (PG_ARGISNULL(0) && PG_ARGISNULL(1))
 		PG_RETURN_NULL();
-	st = crm_state_arg_rw(fcinfo, 0, aggcxt, RETENTION_MAGIC, sizeof(RetentionPayload));
+	st = CrmStateArgRW(fcinfo, 0, aggcxt, CRM_MAGIC_RETENTION, sizeof(RetentionPayload));
 	p = RetentionPayloadRW(st);
 	if (!PG_ARGISNULL(1))
 	{
@@ -278,7 +276,7 @@ crm_retention_state_in(PG_FUNCTION_ARGS)
 					 errmsg("invalid input syntax for type crm.retention_state: \"%s\"", s),
 					 errhint("Use one character per condition, 1 = seen and 0 = not seen, e.g. '101'.")));
 	}
-	PG_RETURN_POINTER(crm_state_flat_from_payload(RETENTION_MAGIC, (const char *) &p, sizeof(p)));
+	PG_RETURN_POINTER(CrmStateFlatFromPayload(CRM_MAGIC_RETENTION, (const char *) &p, sizeof(p)));
 }
 
 /* ========================================================================
@@ -572,7 +570,7 @@ LocalJulianDay(TimestampTz ts)
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("timestamp out of range: an infinite timestamp has no period"),
 				 errhint("Filter infinite timestamps out in the inner query.")));
-	local = crm_local_usecs(ts);
+	local = CrmLocalUsecs(ts);
 	days = local / USECS_PER_DAY;
 	if (local % USECS_PER_DAY < 0)
 		days--;
@@ -809,7 +807,6 @@ NumericFromScaled(int128 v, int dscale)
  * which nodeAgg copies into the aggregate context, freeing the old one.
  * ========================================================================
  */
-#define COHORT_MAGIC_V1		0x43484131	/* "CHA1": 0.1.0, wide entries, no slack */
 
 typedef struct CohortHeader
 {
@@ -899,7 +896,7 @@ CohortPayload(Datum d)
 	memcpy(&magic, VARDATA(v), sizeof(uint32));
 	len = VARSIZE(v) - CRM_STATE_FLAT_HDRSZ;
 	p = (char *) v + CRM_STATE_FLAT_HDRSZ;
-	if (magic == COHORT_MAGIC_V1)
+	if (magic == CRM_MAGIC_COHORT_V1)
 	{
 		/* 0.1.0: 16-byte header, wide entries, exact length */
 		CohortHeaderV1 old;
@@ -928,7 +925,7 @@ CohortPayload(Datum d)
 		memcpy(copy + MAXALIGN(sizeof(CohortHeader)), p + sizeof(CohortHeaderV1), len - sizeof(CohortHeaderV1));
 		return CohortCheckPayload(copy, MAXALIGN(sizeof(CohortHeader)) + len - sizeof(CohortHeaderV1));
 	}
-	if (magic != COHORT_MAGIC)
+	if (magic != CRM_MAGIC_COHORT)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("invalid crm_analytics state: wrong state type")));
@@ -1001,7 +998,7 @@ CohortAlloc(CohortState *st, const CohortHeader *h, const char *ents, int cap)
 	Size		esize = COHORT_ESIZE(h->wide);
 	Size		bytes = COHORT_PREFIX(h->wide) + (Size) cap * esize;
 	Size		used = COHORT_PREFIX(h->wide) + (Size) h->nentries * esize;
-	uint32		magic = COHORT_MAGIC;
+	uint32		magic = CRM_MAGIC_COHORT;
 
 	Assert(cap >= h->nentries);
 	if (bytes < COHORT_MIN_BYTES)
@@ -1060,7 +1057,7 @@ CohortStateArg(FunctionCallInfo fcinfo, int argno, CohortPeriod period, CohortSt
 	}
 	v = (struct varlena *) DatumGetPointer(PG_GETARG_DATUM(argno));
 	if (!VARATT_IS_EXTENDED(v) && VARSIZE(v) >= COHORT_PREFIX(true) &&
-		(memcpy(&magic, VARDATA(v), sizeof(uint32)), magic == COHORT_MAGIC))
+		(memcpy(&magic, VARDATA(v), sizeof(uint32)), magic == CRM_MAGIC_COHORT))
 	{
 		h = CohortCheckPayload((char *) v + CRM_STATE_FLAT_HDRSZ, VARSIZE(v) - CRM_STATE_FLAT_HDRSZ);
 		st->v = v;
@@ -1316,7 +1313,7 @@ crm_cohort_activity_transfn(PG_FUNCTION_ARGS)
 	int32		idx;
 	int128		v = 0;
 
-	(void) crm_agg_context(fcinfo, "crm.cohort_activity");
+	(void) CrmAggContext(fcinfo, "crm.cohort_activity");
 	if (PG_ARGISNULL(3))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -1363,7 +1360,7 @@ crm_cohort_activity_combinefn(PG_FUNCTION_ARGS)
 				n = 0;
 	int			ln;
 
-	(void) crm_agg_context(fcinfo, "crm.cohort_activity");
+	(void) CrmAggContext(fcinfo, "crm.cohort_activity");
 	if (PG_ARGISNULL(1))
 	{
 		if (PG_ARGISNULL(0))
@@ -1706,7 +1703,7 @@ RollupStartup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	RollupReceiver *r = (RollupReceiver *) self;
 
 	(void) operation;
-	crm_check_result_desc(r->fname, typeinfo, 2, r->rowtypes);
+	CrmCheckResultDesc(r->fname, typeinfo, 2, r->rowtypes);
 }
 
 static void
@@ -1929,7 +1926,7 @@ RollupRun(const char *fname, const char *sql, RollupReceiver *r)
 	int			ret;
 
 	/* one SELECT with the right columns (its own plan is not needed here) */
-	plan = crm_inner_query_prepare(fname, sql, cohort_columns, 3, &natts, NULL);
+	plan = CrmInnerQueryPrepare(fname, sql, cohort_columns, 3, &natts, NULL);
 	SPI_freeplan(plan);
 
 	RollupCreateTable(r);
@@ -1940,8 +1937,8 @@ RollupRun(const char *fname, const char *sql, RollupReceiver *r)
 	 * their ts and amount are never looked at, so they cannot raise errors);
 	 * RollupReceive also drops a NULL group should one ever arrive.
 	 *
-	 * sql passed crm_inner_query_validate, so "(sql\n)" is one subquery
-	 * (inner_query.c explains why); crm_prepare_select checks that the
+	 * sql passed CrmInnerQueryValidate, so "(sql\n)" is one subquery
+	 * (inner_query.c explains why); CrmPrepareSelect checks that the
 	 * whole text is one SELECT all the same, and RollupStartup checks the
 	 * columns the receiver is handed.
 	 */
@@ -1954,7 +1951,7 @@ RollupRun(const char *fname, const char *sql, RollupReceiver *r)
 					 natts >= 3 ? "crm_q.amount::pg_catalog.numeric" : "NULL::pg_catalog.numeric",
 					 period_names[r->period], sql, natts >= 3 ? ", amount" : "");
 
-	plan = crm_prepare_select(fname, q.data);
+	plan = CrmPrepareSelect(fname, q.data);
 
 	r->pub.receiveSlot = RollupReceive;
 	r->pub.rStartup = RollupStartup;
@@ -2157,7 +2154,7 @@ TwoPassStartup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	TwoPassReceiver *t = (TwoPassReceiver *) self;
 
 	(void) operation;
-	crm_check_result_desc(t->fname, typeinfo, t->natts, t->types);
+	CrmCheckResultDesc(t->fname, typeinfo, t->natts, t->types);
 }
 
 /* ts (of base type t->tsbase) as timestamptz, as ts::timestamptz would give */
@@ -2192,7 +2189,7 @@ TwoPassAmount(TwoPassReceiver *t, Datum d, int *ds)
 		case INT4OID:
 		case INT8OID:
 			*ds = 0;
-			return crm_int_key(d, t->amountbase);
+			return CrmIntKey(d, t->amountbase);
 		case FLOAT4OID:
 		case FLOAT8OID:
 			old = MemoryContextSwitchTo(t->r->tmpcxt);
@@ -2218,7 +2215,7 @@ TwoPassReceive(TupleTableSlot *slot, DestReceiver *self)
 	d = slot_getattr(slot, 1, &isnull);
 	if (isnull)
 		return true;			/* NULL entity: the row is dropped */
-	row->key = crm_int_key(d, t->enttype);
+	row->key = CrmIntKey(d, t->enttype);
 	d = slot_getattr(slot, 2, &isnull);
 	if (isnull)
 		return true;			/* NULL ts: the row is ignored */
@@ -2255,7 +2252,7 @@ TwoPassReceive(TupleTableSlot *slot, DestReceiver *self)
 /*
  * Run pass t->pass over the inner query into t (pass 2 also reads the
  * amount).  plan is the inner query's own plan, prepared from its text
- * alone (crm_inner_query_prepare): nothing is wrapped around it, the
+ * alone (CrmInnerQueryPrepare): nothing is wrapped around it, the
  * receiver drops NULL entities and casts ts and amount itself.
  */
 static void
@@ -2292,9 +2289,9 @@ TwoPassRollup(const char *fname, const char *sql, RollupReceiver *r, bool *has_a
 	int64		range;
 	int32		cohort;
 
-	if (!crm_cohort_two_pass || r->mode != ROLLUP_COHORTS || r->periods > COHORT_TWO_PASS_MAX_PERIODS)
+	if (!CrmCohortTwoPass || r->mode != ROLLUP_COHORTS || r->periods > COHORT_TWO_PASS_MAX_PERIODS)
 		return false;
-	plan = crm_inner_query_prepare(fname, sql, cohort_columns, 3, &natts, types);
+	plan = CrmInnerQueryPrepare(fname, sql, cohort_columns, 3, &natts, types);
 	if (types[0] != INT2OID && types[0] != INT4OID && types[0] != INT8OID)
 	{
 		SPI_freeplan(plan);

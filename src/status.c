@@ -329,7 +329,7 @@ PrepareSharedPlans(void)
 		int			level = PinSearchPath();
 		Oid			types[7] = {REGCLASSOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTOID};
 
-		HistoryPlan = crm_prepare_kept("crm_analytics auto-status", "INSERT INTO crm.status_history "
+		HistoryPlan = CrmPrepareKept("crm_analytics auto-status", "INSERT INTO crm.status_history "
 								  "(entity_table, entity_key, from_status, to_status, changed_at, rule_id, actor) "
 								  "VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
 		UnpinSearchPath(level);
@@ -832,7 +832,7 @@ BuildTriggerEntry(TriggerCacheEntry *entry, TriggerData *trigdata, bool for_even
 						 "WHERE e.%s OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE OF e",
 						 status, ent, key);
 		types[0] = entry->ev_entity_type;
-		entry->lock_plan = crm_prepare_kept("crm_analytics auto-status", sql.data, 1, types);
+		entry->lock_plan = CrmPrepareKept("crm_analytics auto-status", sql.data, 1, types);
 
 		/*
 		 * the rule's change and its history row in one statement; the entity
@@ -853,7 +853,7 @@ BuildTriggerEntry(TriggerCacheEntry *entry, TriggerData *trigdata, bool for_even
 		types[3] = TEXTOID;		/* old status */
 		types[4] = TIMESTAMPTZOID;	/* changed_at */
 		types[5] = INT8OID;		/* rule id */
-		entry->update_plan = crm_prepare_kept("crm_analytics auto-status", sql.data, 6, types);
+		entry->update_plan = CrmPrepareKept("crm_analytics auto-status", sql.data, 6, types);
 
 		pfree(sql.data);
 	}
