@@ -1,7 +1,8 @@
 -- coverage.sql: contact coverage per customer class and lead first-response SLA
--- (PRODUCT.md section 6).  The engine (median interval aggregate, the trigger)
--- is in src/coverage.c; this file holds the tables, the catalog glue and the
--- report functions.  Walk-through: docs/coverage.md.
+-- (docs/coverage.md).  The engine is C: the triggers in src/coverage.c,
+-- src/coverage_change.c, src/coverage_settings.c and src/pg_heap_update.c (see
+-- src/coverage.h), the median interval aggregate in src/median_interval.c;
+-- this file holds the tables, the catalog glue and the report functions.
 
 -- ---------------------------------------------------------------------------
 -- crm.median_interval(ts): a customer's median interval between purchases
