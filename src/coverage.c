@@ -42,7 +42,7 @@ CompareInt64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-#define ST_SORT int64_sort
+#define ST_SORT SortInt64
 #define ST_ELEMENT_TYPE int64
 #define ST_COMPARE(a, b) CompareInt64(a, b)
 #define ST_CHECK_FOR_INTERRUPTS
@@ -67,7 +67,7 @@ CompareHits(const void *a, const void *b)
 	return (x->latest > y->latest) - (x->latest < y->latest);
 }
 
-#define ST_SORT hits_sort
+#define ST_SORT SortHits
 #define ST_ELEMENT_TYPE CoverageHit
 #define ST_COMPARE(a, b) CompareHits(a, b)
 #define ST_CHECK_FOR_INTERRUPTS
@@ -188,7 +188,7 @@ ApplyBatch(CoverageHit *hits, int nhits, CoverageUnknown unknown)
 
 			found[j] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1, &isnull));
 		}
-		int64_sort(found, nfound);
+		SortInt64(found, nfound);
 		for (i = 0; i < nhits; i++)
 		{
 			while (f < nfound && found[f] < hits[i].customer)
@@ -252,7 +252,7 @@ FoldStatement(CoverageTriggerInfo *info, TriggerData *trigdata, int *nhits_out)
 	{
 		int			out = 0;
 
-		hits_sort(hits, nhits);
+		SortHits(hits, nhits);
 		for (i = 1; i < nhits; i++)
 		{
 			if (hits[i].customer == hits[out].customer)

@@ -35,7 +35,7 @@ CompareInt64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-#define ST_SORT int64_sort
+#define ST_SORT SortInt64
 #define ST_ELEMENT_TYPE int64
 #define ST_COMPARE(a, b) CompareInt64(a, b)
 #define ST_CHECK_FOR_INTERRUPTS
@@ -132,7 +132,7 @@ coverage_change_trigger(PG_FUNCTION_ARGS)
 		CollectCustomers(info, trigdata->tg_relation, trigdata->tg_newtable, &keys, &nkeys, &cap);
 	if (nkeys == 0)
 		return PointerGetDatum(NULL);
-	int64_sort(keys, nkeys);
+	SortInt64(keys, nkeys);
 	out = 0;
 	for (i = 1; i < nkeys; i++)
 		if (keys[i] != keys[out])

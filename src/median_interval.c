@@ -38,7 +38,7 @@ CompareInt64(const void *a, const void *b)
 }
 
 /* int64 sort that checks for interrupts: one customer may bring millions */
-#define ST_SORT int64_sort
+#define ST_SORT SortInt64
 #define ST_ELEMENT_TYPE int64
 #define ST_COMPARE(a, b) CompareInt64(a, b)
 #define ST_CHECK_FOR_INTERRUPTS
@@ -189,7 +189,7 @@ coverage_median_finalfn(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	ts = palloc(len);
 	memcpy(ts, payload, len);
-	int64_sort(ts, n);
+	SortInt64(ts, n);
 	gaps = palloc(sizeof(int64) * (n - 1));
 	for (i = 1; i < n; i++)
 	{
@@ -200,7 +200,7 @@ coverage_median_finalfn(PG_FUNCTION_ARGS)
 	}
 	if (ngaps == 0)
 		PG_RETURN_NULL();
-	int64_sort(gaps, ngaps);
+	SortInt64(gaps, ngaps);
 	if (ngaps % 2 == 1)
 		med = gaps[ngaps / 2];
 	else
