@@ -91,7 +91,7 @@ crm_check_inner_query_sql(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s: the inner query must not be null", fname)));
+				 errmsg("inner query of %s must not be null", fname)));
 	sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	/* before anything else: one SELECT, and not ending in a "--" comment (the callers wrap it as "(%s)") */
 	if (sql[0] != '\0')

@@ -1,4 +1,4 @@
--- dashboard.sql: the owner dashboard and the BI views (PRODUCT.md section 7).
+-- dashboard.sql: the owner dashboard and the BI views (docs/dashboard.md).
 --
 -- A source registry (crm.sources) maps the user's own CRM tables to the
 -- documented columns once, as inner queries; crm.owner_dashboard, the channel,
@@ -644,7 +644,7 @@ COMMENT ON FUNCTION crm._register_demo_sources() IS
 
 -- Contact policy per class: the coverage capability's crm.coverage_policy
 -- (max_interval; for basis purchase_cycle too, as the fallback it documents),
--- else the expert defaults of PRODUCT.md section 6.
+-- else the expert defaults of docs/coverage.md (A every month, B every 3, C every 6).
 CREATE FUNCTION crm._dashboard_coverage_interval(class text) RETURNS interval
 LANGUAGE sql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp

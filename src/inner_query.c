@@ -231,8 +231,9 @@ CrmInnerQueryValidate(const char *fname, const char *sql)
 	if (raw == NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s: the inner query is empty", fname),
-				 errhint("Pass one SELECT statement.")));
+				 errmsg("inner query is empty"),
+				 errhint("Pass one SELECT statement."),
+				 errcontext("inner query of %s", fname)));
 	if (list_length(raw) > 1)
 		NotOneSelect(fname, psprintf("The text holds %d statements.", list_length(raw)));
 	rs = linitial_node(RawStmt, raw);
@@ -372,8 +373,9 @@ InnerQueryPrepare(const char *fname, const char *sql, const CrmColumnSpec *cols,
 	if (sql == NULL || sql[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s: the inner query is empty", fname),
-				 errhint("Pass a query returning (%s).", CrmDescribeColumns(cols, ncols))));
+				 errmsg("inner query is empty"),
+				 errhint("Pass a query returning (%s).", CrmDescribeColumns(cols, ncols)),
+				 errcontext("inner query of %s", fname)));
 	CrmInnerQueryValidate(fname, sql);
 
 	for (i = 0; i < ncols; i++)
@@ -390,9 +392,11 @@ InnerQueryPrepare(const char *fname, const char *sql, const CrmColumnSpec *cols,
 	if (natts < nrequired || natts > ncols)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("%s: the inner query returns %d columns, expected (%s)",
-						fname, natts, CrmDescribeColumns(cols, ncols)),
-				 errhint("Columns are matched by position; alias or cast them in the inner query.")));
+				 errmsg_plural("inner query returns %d column, expected (%s)",
+							   "inner query returns %d columns, expected (%s)",
+							   natts, natts, CrmDescribeColumns(cols, ncols)),
+				 errhint("Columns are matched by position; alias or cast them in the inner query."),
+				 errcontext("inner query of %s", fname)));
 
 	for (i = 0; i < natts; i++)
 	{
@@ -401,11 +405,12 @@ InnerQueryPrepare(const char *fname, const char *sql, const CrmColumnSpec *cols,
 		if (!ColumnKindAccepts(cols[i].kind, att->atttypid))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("%s: column %d (\"%s\") of the inner query has type %s, expected %s for %s",
-							fname, i + 1, NameStr(att->attname), format_type_be(att->atttypid),
+					 errmsg("column %d (\"%s\") of the inner query has type %s, expected %s for %s",
+							i + 1, NameStr(att->attname), format_type_be(att->atttypid),
 							ColumnKindName(cols[i].kind), cols[i].name),
 					 errdetail("The inner query must return (%s).", CrmDescribeColumns(cols, ncols)),
-					 errhint("Columns are matched by position; alias or cast them in the inner query.")));
+					 errhint("Columns are matched by position; alias or cast them in the inner query."),
+					 errcontext("inner query of %s", fname)));
 		if (types != NULL)
 			types[i] = att->atttypid;
 	}
@@ -455,9 +460,15 @@ CrmPrepareKept(const char *fname, const char *sql, int nargs, Oid *argtypes)
 	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
 
 	if (plan == NULL)
-		elog(ERROR, "%s: SPI_prepare failed for \"%s\": %s", fname, sql,
-			 SPI_result_code_string(SPI_result));
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg_internal("SPI_prepare failed for \"%s\": %s", sql,
+								 SPI_result_code_string(SPI_result)),
+				 errcontext("%s", fname)));
 	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "%s: SPI_keepplan failed", fname);
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg_internal("SPI_keepplan failed"),
+				 errcontext("%s", fname)));
 	return plan;
 }

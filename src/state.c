@@ -111,7 +111,7 @@ CrmStatePayload(Datum d, uint32 magic, Size *len)
 		CrmState   *st = (CrmState *) DatumGetEOHP(d);
 
 		if (st->hdr.eoh_methods != &StateMethods || st->magic != magic)
-			elog(ERROR, "crm_analytics: expanded object is not the expected state type");
+			elog(ERROR, "expanded object is not the expected state type");
 		*len = st->len;
 		return st->data;
 	}
@@ -120,12 +120,12 @@ CrmStatePayload(Datum d, uint32 magic, Size *len)
 	if (VARSIZE(v) < CRM_STATE_FLAT_HDRSZ)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("invalid crm_analytics state: %u bytes is too short", (unsigned) VARSIZE(v))));
+				 errmsg("invalid aggregate state: %u bytes is too short", (unsigned) VARSIZE(v))));
 	memcpy(&m, VARDATA(v), sizeof(uint32));
 	if (m != magic)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("invalid crm_analytics state: wrong state type")));
+				 errmsg("invalid aggregate state: it belongs to another state type")));
 	*len = VARSIZE(v) - CRM_STATE_FLAT_HDRSZ;
 	p = (char *) v + CRM_STATE_FLAT_HDRSZ;
 	if (((uintptr_t) p) % MAXIMUM_ALIGNOF != 0 && *len > 0)
@@ -176,7 +176,7 @@ CrmStateFlatFromPayload(uint32 magic, const char *payload, Size len)
 	if (!AllocSizeIsValid(CRM_STATE_FLAT_HDRSZ + len))
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("crm_analytics state of %zu bytes is too large", len)));
+				 errmsg("aggregate state of %zu bytes is too large", len)));
 	v = (struct varlena *) palloc(CRM_STATE_FLAT_HDRSZ + len);
 	SET_VARSIZE(v, CRM_STATE_FLAT_HDRSZ + len);
 	memcpy(VARDATA(v), &magic, sizeof(uint32));

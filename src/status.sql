@@ -1,4 +1,4 @@
--- status.sql: automatic statuses (PRODUCT.md section 5).
+-- status.sql: automatic statuses (docs/auto-status.md).
 --
 -- Rules live in tables, the logic in C triggers (src/status.c) that
 -- crm.attach_auto_status() wires to the user's own entity and event tables.

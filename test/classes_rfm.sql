@@ -71,10 +71,10 @@ SELECT is((SELECT count(*)::int FROM crm.rfm_report('SELECT customer_id, ordered
   'rfm_report: no orders, no rows');
 
 SELECT throws_ok($$SELECT * FROM crm.rfm_report('SELECT customer_id, amount, ordered_at FROM crm_demo.orders', now())$$,
-  '42804', 'rfm_report: column 2 ("amount") of the inner query has type numeric, expected timestamptz for ordered_at',
+  '42804', 'column 2 ("amount") of the inner query has type numeric, expected timestamptz for ordered_at',
   'rfm_report: columns in the wrong order are an error');
 SELECT throws_ok($$SELECT * FROM crm.rfm_report('SELECT customer_id FROM crm_demo.orders', now())$$,
-  '42804', 'rfm_report: the inner query returns 1 columns, expected (customer, ordered_at timestamptz, amount numeric)',
+  '42804', 'inner query returns 1 column, expected (customer, ordered_at timestamptz, amount numeric)',
   'rfm_report: missing columns are an error');
 SELECT throws_ok($$SELECT * FROM crm.rfm_report(NULL, now())$$,
   '22004', 'rfm_report: orders_sql and as_of must not be null', 'rfm_report: NULL query is an error');

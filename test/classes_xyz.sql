@@ -148,6 +148,6 @@ SELECT throws_ok($$SELECT * FROM crm.abc_xyz_report('SELECT product_id, ordered_
 SELECT throws_ok($$SELECT * FROM crm.abc_xyz_report('SELECT product_id, ordered_at, quantity, amount FROM crm_demo.orders', '2026-01-01', '2025-01-01')$$,
   '22023', NULL, 'abc_xyz_report: from after to is an error');
 SELECT throws_ok($$SELECT * FROM crm.abc_xyz_report('SELECT product_id, ordered_at, amount FROM crm_demo.orders', '2025-01-01', '2026-01-01')$$,
-  '42804', 'abc_xyz_report: the inner query returns 3 columns, expected (item, sold_at timestamptz, quantity numeric, revenue numeric)', 'abc_xyz_report: missing column is an error');
+  '42804', 'inner query returns 3 columns, expected (item, sold_at timestamptz, quantity numeric, revenue numeric)', 'abc_xyz_report: missing column is an error');
 SELECT * FROM finish();
 ROLLBACK;

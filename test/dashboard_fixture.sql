@@ -268,7 +268,7 @@ SELECT throws_ok($$SELECT * FROM crm.v_owner_dashboard$$, '42P01',
                  'a registered query that later breaks: error names the source');
 ALTER TABLE dfx.spend ALTER COLUMN amount TYPE text;
 SELECT throws_like($$SELECT * FROM crm.v_channels$$,
-                   'registered source "spend" is broken: source "spend": column 3 ("amount") of the inner query has type text, expected numeric%',
+                   'registered source "spend" is broken: column 3 ("amount") of the inner query has type text, expected numeric%',
                    'a type change that breaks a source: error names the source and the column');
 SELECT lives_ok($$SELECT crm.register_source('spend', 'SELECT channel, month, amount::numeric FROM dfx.spend')$$, 'a cast in the inner query fixes it');
 INSERT INTO dfx.deal_events VALUES (99, '2025-12-01', 'negotiation', 10, 1, 'ads');
