@@ -214,6 +214,10 @@ StatusLockEntity(TriggerCacheEntry *entry, Datum entity, char **current)
 	index_close(idx, RowShareLock);
 	table_close(rel, RowShareLock);
 	UnregisterSnapshot(snap);
+	/* which path ran, for test/status_paths.sh (evaluated only when DEBUG1 is sent) */
+	ereport(DEBUG1,
+			(errmsg_internal("entity row of %s locked through index %s",
+							 get_rel_name(relid), get_rel_name(entry->key_index))));
 	return found ? 1 : 0;
 }
 

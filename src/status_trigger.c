@@ -31,6 +31,7 @@
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(status_event_trigger);
@@ -171,6 +172,9 @@ LockEventEntity(StatusEvent *ev)
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
 		found = (SPI_processed > 0);
+		ereport(DEBUG1,
+				(errmsg_internal("entity row of %s locked with the kept lock statement",
+								 get_rel_name(ev->entry->att.entity_table))));
 		if (found)
 			ev->current = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	}
