@@ -318,6 +318,13 @@ SweepBatch(Sweep *sw)
 	return nmoved;
 }
 
+/* error context of the sweep's statements (the owner's triggers run inside them) */
+static void
+SweepErrorContext(void *arg)
+{
+	errcontext("time rule %lld in crm.apply_time_rules()", (long long) *(int64 *) arg);
+}
+
 /*
  * apply one time rule: returns the number of entities moved, -1 when the
  * caller may not sweep the table (SPI connected, search_path pinned).  Step
@@ -338,6 +345,7 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of, const char *session_path)
 	bool		known;
 	MemoryContext batch_cxt;
 	MemoryContext outer_cxt;
+	ErrorContextCallback errcb;
 
 	if (!StatusTransitionAllowed(StatusGetConfigOrError(rule->entity_table), rule->from_status,
 								 rule->to_status, &known))
@@ -370,6 +378,10 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of, const char *session_path)
 	portal = SPI_cursor_open_with_args(NULL, sql.data, 3, sw.types, sw.values, NULL, false, 0);
 	batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "crm_analytics sweep batch", ALLOCSET_DEFAULT_SIZES);
 	outer_cxt = MemoryContextSwitchTo(batch_cxt);
+	errcb.callback = SweepErrorContext;
+	errcb.arg = &rule->rule_id;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -379,6 +391,7 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of, const char *session_path)
 			break;
 		moved += SweepBatch(&sw);
 	}
+	error_context_stack = errcb.previous;
 	MemoryContextSwitchTo(outer_cxt);
 	MemoryContextDelete(batch_cxt);
 	SPI_cursor_close(portal);

@@ -240,6 +240,13 @@ PickRule(StatusEvent *ev, int64 *rule_id, char **to)
 	return true;
 }
 
+/* error context of a rule's statement (the user's triggers run inside it) */
+static void
+RuleErrorContext(void *arg)
+{
+	errcontext("event rule %lld in crm.status_event_trigger()", (long long) *(int64 *) arg);
+}
+
 /*
  * Apply: one statement updates the entity and writes its history row; the
  * entity trigger sees the row this statement wrote with the rule's status
@@ -253,6 +260,7 @@ ApplyRule(StatusEvent *ev, int64 rule_id, char *to)
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	int			ret;
+	ErrorContextCallback errcb;
 
 	values[0] = ev->entity;
 	values[1] = CStringGetTextDatum(to);
@@ -264,6 +272,10 @@ ApplyRule(StatusEvent *ev, int64 rule_id, char *to)
 	StatusCurrentRule.active = true;
 	StatusCurrentRule.entity_table = entry->att.entity_table;
 	StatusCurrentRule.to_status = to;
+	errcb.callback = RuleErrorContext;
+	errcb.arg = &rule_id;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
 	StatusRuleDepth++;
 	PG_TRY();
 	{
@@ -283,6 +295,7 @@ ApplyRule(StatusEvent *ev, int64 rule_id, char *to)
 		StatusCurrentRule = saved;
 	}
 	PG_END_TRY();
+	error_context_stack = errcb.previous;
 }
 
 /*
