@@ -1,4 +1,4 @@
--- status: automatic statuses driven by rules, with history (PRODUCT.md section 5)
+-- status: automatic statuses driven by rules, with history (docs/auto-status.md)
 SET client_min_messages = notice;
 SET TimeZone = 'UTC';
 SET DateStyle = 'ISO, YMD';
