@@ -37,6 +37,7 @@ RetentionRollupFree(RollupReceiver *r)
 	MemoryContextDelete(r->tmpcxt);
 	pfree(r);
 }
+
 /* the aggregate path's receiver is handed (entity IS NULL, cohort_activity(...)) */
 static void
 RollupStartup(DestReceiver *self, int operation, TupleDesc typeinfo)

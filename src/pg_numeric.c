@@ -7,10 +7,12 @@
  *      NumericData layout of src/backend/utils/adt/numeric.c, which is not in
  *      any header): a 16-bit header word with the sign, the display scale
  *      and, in the short format, the weight; then base-10000 digits.  The
- *      masks below are copied from numeric.c.  The layout is the on-disk
- *      format pg_upgrade keeps, unchanged from PostgreSQL 9.1 (short
- *      format) and 14 (infinities) up to 17; the fast path is compiled for
- *      the versions checked, 14 to 17.
+ *      masks below are the ones of numeric.c in PostgreSQL 14 and 15 (14
+ *      added the infinities).  The layout is the on-disk format, which
+ *      pg_upgrade needs to stay the same across major versions; the fast
+ *      path is compiled for 14 to 17 and the fallback serves the others.
+ *      A port to a new major version checks numeric.c's "Interpretation of
+ *      high bits" block against the masks here and widens the version test.
  *
  *      Fallback: numeric_out (public fmgr API), whose text has exactly
  *      dscale digits after the point; slower (it allocates per value) and

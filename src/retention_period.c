@@ -23,7 +23,8 @@ RetentionParsePeriod(text *t)
 	int			i;
 
 	for (i = 0; i < NUM_PERIODS; i++)
-		if ((size_t) len == strlen(RetentionPeriodNames[i]) && pg_strncasecmp(s, RetentionPeriodNames[i], len) == 0)
+		if ((size_t) len == strlen(RetentionPeriodNames[i]) &&
+			pg_strncasecmp(s, RetentionPeriodNames[i], len) == 0)
 			return (CohortPeriod) i;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
