@@ -34,6 +34,14 @@ _PG_init(void)
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("crm_analytics.numeric_fast_path",
+							 "Lets the cohort functions read a numeric's stored digits directly.",
+							 "Off: they read numeric_out's text instead (src/pg_numeric.c; for tests).",
+							 &CrmNumericFastPath,
+							 true,
+							 PGC_USERSET,
+							 GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("crm_analytics");
 }
 

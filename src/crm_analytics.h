@@ -191,6 +191,8 @@ CrmIntKey(Datum d, Oid typid)
 
 /* crm_analytics.cohort_two_pass: cohort_retention may read its inner query twice */
 extern bool CrmCohortTwoPass;
+/* crm_analytics.numeric_fast_path: pg_numeric.c reads numeric's stored form */
+extern bool CrmNumericFastPath;
 
 /* "entity, ts, step [, value]" for error messages */
 extern char *CrmDescribeColumns(const CrmColumnSpec *cols, int ncols);
