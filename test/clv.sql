@@ -2,7 +2,7 @@
 -- bad inputs, the hypergeometric function against closed forms, the
 -- predictions against plain-SQL formulas, parameter recovery on simulated data.
 BEGIN;
-SELECT plan(69);
+SELECT plan(75);
 SET LOCAL TimeZone = 'UTC';
 
 -- ---------------------------------------------------------------- clv_summary, hand-worked
@@ -94,6 +94,18 @@ SELECT throws_ok($$SELECT '1 0 5 1'::crm.gamma_gamma_state$$, '22P02', NULL, 'ga
 SELECT throws_ok($$SELECT '0 86400000000 2 -5 1'::crm.clv_summary_state$$, '22P02', NULL, 'clv_summary_state: too few entries is an error');
 SELECT throws_ok($$SELECT '0 0 0'::crm.clv_summary_state$$, '22P02', NULL, 'clv_summary_state: unit 0 is an error');
 SELECT throws_ok($$SELECT '0 86400000000 1 -5 x'::crm.clv_summary_state$$, '22P02', NULL, 'clv_summary_state: a bad amount is an error');
+-- every malformed state text: the one 22P02 message of the state reader, naming the type and the text
+SELECT throws_ok($$SELECT '0 86400000000 1 -5 NaN'::crm.clv_summary_state$$, '22P02',
+                 'invalid input syntax for type crm.clv_summary_state: "0 86400000000 1 -5 NaN"', 'clv_summary_state: a NaN amount is malformed text');
+SELECT throws_ok($$SELECT '0 86400000000 1 5 1'::crm.clv_summary_state$$, '22P02',
+                 'invalid input syntax for type crm.clv_summary_state: "0 86400000000 1 5 1"', 'clv_summary_state: a period after observation_end is malformed text');
+SELECT throws_ok($$SELECT '1 1 5 2 1'::crm.bgnbd_state$$, '22P02',
+                 'invalid input syntax for type crm.bgnbd_state: "1 1 5 2 1"', 'bgnbd_state: a pattern the model cannot take is malformed text');
+SELECT throws_ok($$SELECT '1 1 1 2 1 7'::crm.bgnbd_state$$, '22P02',
+                 'invalid input syntax for type crm.bgnbd_state: "1 1 1 2 1 7"', 'bgnbd_state: a field too many');
+SELECT throws_ok($$SELECT '1 1 0 -3'::crm.gamma_gamma_state$$, '22P02',
+                 'invalid input syntax for type crm.gamma_gamma_state: "1 1 0 -3"', 'gamma_gamma_state: a negative weight is malformed text');
+SELECT is('  1  1  1  2  1 '::crm.bgnbd_state::text, '1 1 1 2 1', 'bgnbd_state: extra spaces between fields are read, as before');
 
 -- ---------------------------------------------------------------- bad input: clv_summary
 SELECT throws_ok($$SELECT crm.clv_summary(ts, 'NaN'::numeric, '2024-01-31') FROM buys$$, '22023', 'amount must be a finite number', 'clv_summary: NaN amount');
