@@ -1,4 +1,4 @@
--- clv.sql: lifetime value (product section 4).
+-- clv.sql: lifetime value (docs/clv.md).
 --   crm.clv_summary                 per-customer (frequency, recency, t, monetary), lifetimes conventions
 --   crm.bgnbd_fit, crm.gamma_gamma_fit  maximum-likelihood fits in C on distinct patterns
 --   crm.bgnbd_expected_purchases, crm.bgnbd_p_alive, crm.gamma_gamma_expected_value, crm.clv
