@@ -63,7 +63,7 @@ LANGUAGE plpgsql STABLE PARALLEL UNSAFE
 AS $fn$
 BEGIN
     IF orders_sql IS NULL OR as_of IS NULL THEN
-        RAISE EXCEPTION 'rfm_report: orders_sql and as_of must not be null'
+        RAISE EXCEPTION 'orders_sql and as_of must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM crm._check_inner_query('rfm_report', orders_sql,
@@ -109,7 +109,7 @@ DECLARE
 BEGIN
     IF sales_sql IS NULL OR from_ts IS NULL OR to_ts IS NULL OR period IS NULL
        OR a IS NULL OR b IS NULL OR x IS NULL OR y IS NULL THEN
-        RAISE EXCEPTION 'abc_xyz_report: arguments must not be null'
+        RAISE EXCEPTION 'arguments must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     step := CASE WHEN period OPERATOR(pg_catalog.=) 'day' THEN '1 day'::pg_catalog.interval
@@ -118,17 +118,17 @@ BEGIN
                  WHEN period OPERATOR(pg_catalog.=) 'quarter' THEN '3 months'::pg_catalog.interval
                  WHEN period OPERATOR(pg_catalog.=) 'year' THEN '1 year'::pg_catalog.interval END;
     IF step IS NULL THEN
-        RAISE EXCEPTION 'abc_xyz_report: unknown period "%"', period
+        RAISE EXCEPTION 'unknown period "%"', period
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use day, week, month, quarter or year.';
     END IF;
     IF NOT (pg_catalog.isfinite(from_ts) AND pg_catalog.isfinite(to_ts)) THEN
-        RAISE EXCEPTION 'abc_xyz_report: from_ts and to_ts must be finite'
+        RAISE EXCEPTION 'from_ts and to_ts must be finite'
             USING ERRCODE = 'datetime_field_overflow',
                   HINT = 'Pass real moments, e.g. ''2025-01-01'' and ''2026-01-01'', not infinity.';
     END IF;
     IF from_ts OPERATOR(pg_catalog.>=) to_ts THEN
-        RAISE EXCEPTION 'abc_xyz_report: from_ts (%) must be before to_ts (%)', from_ts, to_ts
+        RAISE EXCEPTION 'from_ts (%) must be before to_ts (%)', from_ts, to_ts
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Swap the two moments.';
     END IF;
@@ -143,7 +143,7 @@ BEGIN
                                           to_ts OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval, step);
     END IF;
     IF nperiods IS NULL OR nperiods OPERATOR(pg_catalog.>) 10000 THEN
-        RAISE EXCEPTION 'abc_xyz_report: [%, %) holds more than 10000 periods of one %', from_ts, to_ts, period
+        RAISE EXCEPTION '[%, %) holds more than 10000 periods of one %', from_ts, to_ts, period
             USING ERRCODE = 'program_limit_exceeded',
                   HINT = 'Use a shorter range or a longer period (weeks or months instead of days).';
     END IF;
@@ -200,7 +200,7 @@ DECLARE
     spend_expr text;
 BEGIN
     IF margin IS NULL OR margin OPERATOR(pg_catalog.<) 0::pg_catalog.numeric OR margin OPERATOR(pg_catalog.>) 1::pg_catalog.numeric THEN
-        RAISE EXCEPTION 'historical_ltv: margin must be between 0 and 1, got %', margin
+        RAISE EXCEPTION 'margin must be between 0 and 1, got %', margin
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass the gross margin as a fraction, e.g. 0.4 for 40%, or add a cost column to the orders query.';
     END IF;
@@ -856,10 +856,10 @@ SET work_mem = '64MB'
 AS $$
 BEGIN
     IF as_of IS NULL THEN
-        RAISE EXCEPTION 'crm.dashboard_coverage: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF NOT pg_catalog.isfinite(as_of) THEN
-        RAISE EXCEPTION 'crm.dashboard_coverage: as_of must be finite, got %', as_of
+        RAISE EXCEPTION 'as_of must be finite, got %', as_of
             USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real moment, e.g. ''2026-01-01''.';
     END IF;
     -- ABC by the revenue of the 12 months before as_of, crm.abc_class
@@ -1032,7 +1032,7 @@ BEGIN
     PERFORM crm._require_stages('crm.dashboard_pipeline');
     SELECT pg_catalog.count(*) INTO nstages FROM crm.pipeline_stages;
     IF nstages OPERATOR(pg_catalog.>) 62 THEN
-        RAISE EXCEPTION 'crm.dashboard_pipeline: at most 62 pipeline stages, crm.pipeline_stages has %', nstages
+        RAISE EXCEPTION 'at most 62 pipeline stages, crm.pipeline_stages has %', nstages
             USING ERRCODE = 'program_limit_exceeded';
     END IF;
     -- per deal, the stages entered in the period as a bit mask; then one sum per stage
@@ -1132,10 +1132,10 @@ SET work_mem = '64MB'
 AS $$
 BEGIN
     IF as_of IS NULL THEN
-        RAISE EXCEPTION 'crm.dashboard_retention: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF NOT pg_catalog.isfinite(as_of) THEN
-        RAISE EXCEPTION 'crm.dashboard_retention: as_of must be finite, got %', as_of
+        RAISE EXCEPTION 'as_of must be finite, got %', as_of
             USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real date, e.g. ''2025-12-31''.';
     END IF;
     RETURN QUERY
@@ -1157,10 +1157,10 @@ SET work_mem = '64MB'
 AS $$
 BEGIN
     IF as_of IS NULL THEN
-        RAISE EXCEPTION 'crm.dashboard_rfm: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF NOT pg_catalog.isfinite(as_of) THEN
-        RAISE EXCEPTION 'crm.dashboard_rfm: as_of must be finite, got %', as_of
+        RAISE EXCEPTION 'as_of must be finite, got %', as_of
             USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real date, e.g. ''2025-12-31''.';
     END IF;
     RETURN QUERY
@@ -1180,10 +1180,10 @@ SET work_mem = '64MB'
 AS $$
 BEGIN
     IF as_of IS NULL THEN
-        RAISE EXCEPTION 'crm.dashboard_abc_xyz: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF NOT pg_catalog.isfinite(as_of) THEN
-        RAISE EXCEPTION 'crm.dashboard_abc_xyz: as_of must be finite, got %', as_of
+        RAISE EXCEPTION 'as_of must be finite, got %', as_of
             USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real date, e.g. ''2025-12-31''.';
     END IF;
     RETURN QUERY
@@ -1408,17 +1408,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF period_from IS NULL OR period_to IS NULL THEN
-        RAISE EXCEPTION '%: period bounds must not be null', fname
+        RAISE EXCEPTION 'period bounds must not be null'
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Pass both dates, e.g. (''2025-12-01'', ''2025-12-31'').';
     END IF;
     IF NOT (isfinite(period_from) AND isfinite(period_to)) THEN
-        RAISE EXCEPTION '%: period bounds must be finite, got % to %', fname, period_from, period_to
+        RAISE EXCEPTION 'period bounds must be finite, got % to %', period_from, period_to
             USING ERRCODE = 'datetime_field_overflow',
                   HINT = 'Pass real dates, e.g. (''2025-12-01'', ''2025-12-31'').';
     END IF;
     IF period_from > period_to THEN
-        RAISE EXCEPTION '%: period start % is after its end %', fname, period_from, period_to
+        RAISE EXCEPTION 'period start % is after its end %', period_from, period_to
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Swap the two dates.';
     END IF;
@@ -1916,5 +1916,19 @@ BEGIN
     ORDER BY t.o;
 END
 $fn$;
+
+-- the stage check's message without the caller's name as a prefix
+CREATE OR REPLACE FUNCTION crm._require_stages(fname text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM crm.pipeline_stages WHERE outcome = 'won') THEN
+        RAISE EXCEPTION 'crm.pipeline_stages has no won stage'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'List your stages: INSERT INTO crm.pipeline_stages (stage, stage_order, probability, outcome) VALUES (''lead'', 1, 0.1, ''open''), ..., (''won'', 9, 1, ''won''), (''lost'', 10, 0, ''lost'').';
+    END IF;
+END
+$$;
 
 -- ==== end of G ====

@@ -77,7 +77,7 @@ SELECT throws_ok($$SELECT * FROM crm.rfm_report('SELECT customer_id FROM crm_dem
   '42804', 'inner query returns 1 column, expected (customer, ordered_at timestamptz, amount numeric)',
   'rfm_report: missing columns are an error');
 SELECT throws_ok($$SELECT * FROM crm.rfm_report(NULL, now())$$,
-  '22004', 'rfm_report: orders_sql and as_of must not be null', 'rfm_report: NULL query is an error');
+  '22004', 'orders_sql and as_of must not be null', 'rfm_report: NULL query is an error');
 SET LOCAL search_path = crm_demo, public;
 SELECT lives_ok($$SELECT * FROM crm.rfm_report('SELECT customer_id, ordered_at, amount FROM orders', now())$$,
   'rfm_report: the inner query resolves with the caller''s search_path');

@@ -257,7 +257,7 @@ SELECT throws_ok($$SELECT crm.register_source('spend', 'SELECT channel, month, a
 SELECT throws_ok($$SELECT * FROM crm.owner_dashboard('2025-12-10', '2025-12-01')$$, '22023',
                  'crm.owner_dashboard: period start 2025-12-10 is after its end 2025-12-01', 'from > to');
 SELECT throws_ok($$SELECT * FROM crm.dashboard_channels(NULL, '2025-12-01')$$, '22004',
-                 'crm.dashboard_channels: period bounds must not be null', 'null bound');
+                 'period bounds must not be null', 'null bound');
 SELECT ok(crm.unregister_source('invoices'), 'unregister_source');
 SELECT throws_ok($$SELECT * FROM crm.owner_dashboard('2025-12-01', '2025-12-10')$$, '55000',
                  'source "invoices" is not registered', 'unregistered source: says which to register');
@@ -284,7 +284,7 @@ SELECT throws_like($$SELECT * FROM crm.dashboard_managers('2025-12-01', '2025-12
                    '%stages missing from crm.pipeline_stages: negotiation', 'dashboard_managers: unknown stage');
 DELETE FROM crm.pipeline_stages;
 SELECT throws_ok($$SELECT * FROM crm.dashboard_pipeline('2025-12-01', '2025-12-10')$$, '55000',
-                 'crm.dashboard_pipeline: crm.pipeline_stages has no won stage', 'empty stage table');
+                 'crm.pipeline_stages has no won stage', 'empty stage table');
 
 SELECT * FROM finish();
 ROLLBACK;
