@@ -1,4 +1,4 @@
--- classes.sql: customer classes (PRODUCT.md section 3): ABC, XYZ, RFM.
+-- classes.sql: customer classes (docs/classes.md): ABC, XYZ, RFM.
 -- C engine in src/classes.c; the report functions are thin PL/pgSQL wrappers.
 
 -- ---- ABC class and quantile score: C window functions ----------------------
