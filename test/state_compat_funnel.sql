@@ -1,7 +1,7 @@
 -- state_compat_funnel.sql: state texts written by released versions are still read, with the
--- same results.  The texts below were printed by a 0.2.0 build (the output functions of
--- crm.window_funnel_state, crm.funnel_counts_state and crm.demand_cv_state are the same code in
--- 0.1.0 and 0.2.0, so 0.1.0 wrote the same texts), from the rows of the tables below:
+-- same results.  The texts below were printed by builds of the 0.1.0 release (commit 7872719~1)
+-- and of the 0.2.0 release (commit d3b329b~1) from the rows of the tables below: both wrote
+-- exactly the same texts (a 0.2.0 state of window_funnel_by_name too: it carries no names).
 --   window_funnel: steps=N;mode=M;window=USEC;events=K;ts:mask,...   (0.3.0 adds ;names=ID)
 --   funnel_counts: steps=N;hist=c0,...,cN
 --   demand_cv:     periods:sum1,...,sumN
@@ -18,7 +18,7 @@ INSERT INTO compat_ev VALUES
  (3, '2025-01-02 08:00+00', 'signup'), (3, '2025-01-02 09:00+00', 'visit'), (3, '2025-01-02 09:30+00', 'other'),
  (3, '2025-01-02 10:00+00', 'signup');
 
--- the states 0.2.0 wrote for window '2 days', steps visit, signup, buy; mode '' (0) and
+-- the states 0.1.0 and 0.2.0 wrote for window '2 days', steps visit, signup, buy; mode '' (0) and
 -- 'strict_order, strict_increase' (6)
 CREATE TEMP TABLE compat_wf(entity int, mode int, st text);
 INSERT INTO compat_wf VALUES
