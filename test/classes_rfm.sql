@@ -44,8 +44,8 @@ DELETE FROM crm.rfm_segment_overrides;
 SELECT ok((SELECT 'crm.rfm_segment_overrides'::regclass::oid = ANY (extconfig) FROM pg_extension WHERE extname = 'crm_analytics'),
   'crm.rfm_segment_overrides is registered with pg_extension_config_dump');
 
-SELECT throws_ok($$SELECT crm.rfm_segment(0, 3)$$, '22023', 'rfm_segment: R score must be between 1 and 5, got 0', 'rfm_segment: R = 0 is an error');
-SELECT throws_ok($$SELECT crm.rfm_segment(3, 6)$$, '22023', 'rfm_segment: F score must be between 1 and 5, got 6', 'rfm_segment: F = 6 is an error');
+SELECT throws_ok($$SELECT crm.rfm_segment(0, 3)$$, '22023', 'R score must be between 1 and 5, got 0', 'rfm_segment: R = 0 is an error');
+SELECT throws_ok($$SELECT crm.rfm_segment(3, 6)$$, '22023', 'F score must be between 1 and 5, got 6', 'rfm_segment: F = 6 is an error');
 
 -- ---- rfm_report on the demo data vs plain SQL ----------------------------------
 CREATE TEMP TABLE rfm_ref AS

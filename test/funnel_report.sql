@@ -114,9 +114,9 @@ SELECT throws_ok($$SELECT * FROM crm.funnel_report('SELECT deal, at, stage FROM 
 SELECT throws_ok($$SELECT * FROM crm.funnel_report('SELECT deal, at, stage FROM fx', ARRAY['lead', NULL])$$, '22004',
     'funnel_report steps must not contain null', 'a NULL step name');
 SELECT throws_ok($$SELECT * FROM crm.funnel_report('SELECT deal, at, stage FROM fx WHERE false', ARRAY['lead'], '-1 day')$$, '22023',
-    'window_funnel window must not be negative', 'negative window, even with no rows');
+    'window must not be negative', 'negative window, even with no rows');
 SELECT throws_ok($$SELECT * FROM crm.funnel_report('SELECT deal, at, stage FROM fx WHERE false', ARRAY['lead'], '1 day', 'fast')$$, '22023',
-    'unknown window_funnel mode "fast"', 'unknown mode, even with no rows');
+    'unknown funnel mode "fast"', 'unknown mode, even with no rows');
 SELECT throws_ok($$SELECT * FROM crm.funnel_report('SELECT deal, at, stage FROM fx', ARRAY['lead'], NULL)$$, '22004',
     'funnel_report window must not be null', 'NULL window');
 
