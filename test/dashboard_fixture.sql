@@ -255,7 +255,7 @@ SELECT throws_like($$SELECT crm.register_source('spend', 'SELECT channel, month 
 SELECT throws_ok($$SELECT crm.register_source('spend', 'SELECT channel, month, amount::text FROM dfx.spend')$$, '42804',
                  NULL, 'register_source: wrong column type');
 SELECT throws_ok($$SELECT * FROM crm.owner_dashboard('2025-12-10', '2025-12-01')$$, '22023',
-                 'crm.owner_dashboard: period start 2025-12-10 is after its end 2025-12-01', 'from > to');
+                 'period start 2025-12-10 is after its end 2025-12-01', 'from > to');
 SELECT throws_ok($$SELECT * FROM crm.dashboard_channels(NULL, '2025-12-01')$$, '22004',
                  'period bounds must not be null', 'null bound');
 SELECT ok(crm.unregister_source('invoices'), 'unregister_source');
