@@ -2,8 +2,8 @@
 #
 #   make && make install && make installcheck
 #
-# One C file and one SQL file per capability live side by side in src/
-# (src/funnel.c + src/funnel.sql, ...). The install script for the current
+# The C files and the SQL file of each capability live side by side in src/
+# (src/funnel_*.c + src/funnel.sql, ...). The install script for the current
 # version is built by concatenating src/core.sql, the feature files in name
 # order and src/dashboard.sql last (it reads the others).  Scripts of released
 # versions and upgrade scripts crm_analytics--A--B.sql are committed in sql/.

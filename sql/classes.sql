@@ -22,3 +22,7 @@ SELECT item, crm.demand_cv(q, p, 4) AS cv, crm.xyz_class(crm.demand_cv(q, p, 4))
   FROM (VALUES ('a', 1.0, 1), ('a', 1, 1), ('a', 2, 3), ('b', 3, 1), ('b', 3, 2), ('b', 3, 3), ('b', 3, 4),
                ('c', 4, 1), ('c', 5, 2), ('c', 4, 3), ('c', 5, 4)) t(item, q, p)
  GROUP BY item ORDER BY item;
+-- errors: no function name in the message, the context line names the function
+SELECT crm.abc_class(v, 0.9, 0.8) OVER () FROM (VALUES (1.0)) t(v);
+SELECT crm.demand_cv(1, 13, 12);
+SELECT '3:1,2'::crm.demand_cv_state;

@@ -94,7 +94,10 @@ CREATE TRIGGER wrong AFTER INSERT ON buys FOR EACH ROW EXECUTE FUNCTION crm.cove
 INSERT INTO buys VALUES (1, now());
 DROP TRIGGER wrong ON buys;
 CREATE TRIGGER wrong AFTER INSERT ON buys REFERENCING NEW TABLE AS n FOR EACH STATEMENT EXECUTE FUNCTION crm.coverage_trigger('x');
+-- the context names the trigger and its table
+\set SHOW_CONTEXT errors
 INSERT INTO buys VALUES (1, now());
+\set SHOW_CONTEXT never
 DROP TRIGGER wrong ON buys;
 -- unknown customers as an error
 SELECT crm.attach_coverage('touch', customers => 'cust', class_column => 'cls', customer_column => 'cust_id', customer_key_column => 'id',

@@ -1,4 +1,4 @@
--- status: automatic statuses driven by rules, with history (PRODUCT.md section 5)
+-- status: automatic statuses driven by rules, with history (docs/auto-status.md)
 SET client_min_messages = notice;
 SET TimeZone = 'UTC';
 SET DateStyle = 'ISO, YMD';
@@ -252,5 +252,24 @@ SELECT crm.detach_auto_status('st.leads');
 SELECT crm.detach_auto_status('st.deals', keep_history => false);
 SELECT count(*) FROM crm.status_history WHERE entity_table = 'st.deals'::regclass;
 SELECT crm.detach_auto_status('st.tickets');
+-- an error raised by the user's trigger while a rule or the sweep moves a row names the rule
+-- in the error context
+CREATE TABLE st.ctx (id int PRIMARY KEY, status text);
+CREATE TABLE st.ctx_events (id int, kind text, at timestamptz);
+SELECT crm.attach_auto_status('st.ctx', 'id', 'status', ARRAY['new', 'won', 'lost'], 'st.ctx_events', 'id', 'kind', 'at');
+INSERT INTO st.ctx VALUES (1, 'new');
+CREATE FUNCTION st.ctx_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'status of % refused', NEW.id;
+END $$;
+CREATE TRIGGER refuse BEFORE UPDATE ON st.ctx FOR EACH ROW EXECUTE FUNCTION st.ctx_refuse();
+INSERT INTO crm.status_event_rules (entity_table, event_type, to_status) VALUES ('st.ctx', 'paid', 'won');
+INSERT INTO crm.status_time_rules (entity_table, from_status, idle_for, to_status) VALUES ('st.ctx', 'new', '1 day', 'lost');
+SELECT (SELECT max(rule_id) FROM crm.status_event_rules) AS event_rule, (SELECT max(rule_id) FROM crm.status_time_rules) AS time_rule;
+INSERT INTO st.ctx_events VALUES (1, 'paid', '2025-01-01');
+SELECT crm.apply_time_rules('2200-01-01');
+SELECT crm.detach_auto_status('st.ctx');
+DROP TABLE st.ctx, st.ctx_events;
+DROP FUNCTION st.ctx_refuse();
 DROP SCHEMA st CASCADE;
 DELETE FROM crm.status_history;

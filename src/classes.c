@@ -1,6 +1,6 @@
 /*
  * classes.c
- *      Customer classes (PRODUCT.md section 3): the ABC class and the
+ *      Customer classes (docs/classes.md): the ABC class and the
  *      quantile score as window functions, the RFM segment map, the XYZ
  *      class and the demand coefficient of variation aggregate.
  *
@@ -16,7 +16,6 @@
 #include <math.h>
 
 #include "catalog/pg_type.h"
-#include "common/shortest_dec.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -38,7 +37,6 @@ PG_FUNCTION_INFO_V1(classes_demand_cv_state_out);
 
 #define QUANTILE_MAX_BUCKETS	1000
 #define DEMAND_CV_MAX_PERIODS	10000
-#define DEMAND_CV_MAGIC			0x43565354	/* "CVST" */
 
 /* ------------------------------------------------------------------------
  * Sorting (value, row) pairs by value
@@ -132,7 +130,7 @@ ReadPartitionValues(WindowObject winobj, MemoryContext cxt, int64 nrows,
 
 		d = WinGetFuncArgInPartition(winobj, 0, i, WINDOW_SEEK_HEAD, false, &isnull, &isout);
 		if (isout)
-			elog(ERROR, "%s: row " INT64_FORMAT " is outside the partition", fname, i);
+			elog(ERROR, "row " INT64_FORMAT " is outside the partition of %s", i, fname);
 		isnull_out[i] = isnull;
 		if (isnull)
 			continue;
@@ -140,7 +138,8 @@ ReadPartitionValues(WindowObject winobj, MemoryContext cxt, int64 nrows,
 		if (isnan(v) || isinf(v))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("%s: value must be finite, got %s", fname, isnan(v) ? "NaN" : (v > 0 ? "Infinity" : "-Infinity")),
+					 errmsg("value must be finite, got %s", isnan(v) ? "NaN" : (v > 0 ? "Infinity" : "-Infinity")),
+					 errcontext("in crm.%s", fname),
 					 errhint("Filter out or replace NaN and infinite values, or map them to NULL.")));
 		pairs[n].key = Float8SortKey(v);
 		pairs[n].row = i;
@@ -257,12 +256,14 @@ AbcCheckThresholds(double a, double b)
 	if (isnan(a) || !(a > 0.0 && a <= 1.0) || isnan(b) || !(b > 0.0 && b <= 1.0))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("abc_class: thresholds must be in (0, 1], got a = %g, b = %g", a, b),
+				 errmsg("thresholds must be in (0, 1], got a = %g, b = %g", a, b),
+				 errcontext("in crm.abc_class"),
 				 errhint("Pass shares of the total, e.g. abc_class(value, 0.80, 0.95).")));
 	if (a > b)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("abc_class: threshold a (%g) must not exceed threshold b (%g)", a, b),
+				 errmsg("threshold a (%g) must not exceed threshold b (%g)", a, b),
+				 errcontext("in crm.abc_class"),
 				 errhint("Class A holds the first share a of the total, classes A and B together the share b.")));
 }
 
@@ -300,7 +301,8 @@ classes_abc_class(PG_FUNCTION_ARGS)
 		if (anull || bnull)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("abc_class: thresholds must not be null"),
+					 errmsg("thresholds must not be null"),
+					 errcontext("in crm.abc_class"),
 					 errhint("Omit them to use the defaults 0.80 and 0.95.")));
 		AbcCheckThresholds(a, b);
 	}
@@ -388,13 +390,15 @@ classes_quantile_score(PG_FUNCTION_ARGS)
 		if (bnull)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("quantile_score: buckets must not be null"),
+					 errmsg("buckets must not be null"),
+					 errcontext("in crm.quantile_score"),
 					 errhint("Omit it to use the default of 5 buckets.")));
 		if (buckets < 1 || buckets > QUANTILE_MAX_BUCKETS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("quantile_score: buckets must be between 1 and %d, got %d",
+					 errmsg("buckets must be between 1 and %d, got %d",
 							QUANTILE_MAX_BUCKETS, buckets),
+					 errcontext("in crm.quantile_score"),
 					 errhint("RFM scoring uses 5 buckets (quintiles).")));
 	}
 
@@ -440,7 +444,8 @@ RfmCheckScore(const char *what, int32 v)
 	if (v < 1 || v > 5)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("rfm_segment: %s score must be between 1 and 5, got %d", what, v),
+				 errmsg("%s score must be between 1 and 5, got %d", what, v),
+				 errcontext("in crm.rfm_segment"),
 				 errhint("Compute scores with crm.quantile_score(value, 5).")));
 }
 
@@ -461,9 +466,9 @@ RfmLoadMap(MemoryContext cxt)
 	MemoryContextSwitchTo(oldcxt);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "rfm_segment: SPI_connect failed");
+		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute("SELECT r, f, segment FROM crm.rfm_segment_overrides", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "rfm_segment: reading crm.rfm_segment_overrides failed");
+		elog(ERROR, "reading crm.rfm_segment_overrides failed");
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -479,7 +484,8 @@ RfmLoadMap(MemoryContext cxt)
 		if (rnull || fnull || snull || rv < 1 || rv > 5 || fv < 1 || fv > 5)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("rfm_segment: crm.rfm_segment_overrides holds an invalid row"),
+					 errmsg("crm.rfm_segment_overrides holds an invalid row"),
+					 errcontext("in crm.rfm_segment"),
 					 errhint("Every row needs r and f between 1 and 5 and a non-null segment.")));
 		oldcxt = MemoryContextSwitchTo(cxt);
 		map->cell[rv - 1][fv - 1] = DatumGetTextPCopy(seg);
@@ -544,16 +550,19 @@ classes_xyz_class(PG_FUNCTION_ARGS)
 	if (isnan(x) || isnan(y) || isinf(x) || isinf(y) || x < 0.0 || y < 0.0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("xyz_class: thresholds must be finite and non-negative, got x = %g, y = %g", x, y),
+				 errmsg("thresholds must be finite and non-negative, got x = %g, y = %g", x, y),
+				 errcontext("in crm.xyz_class"),
 				 errhint("Pass coefficients of variation as fractions, e.g. xyz_class(cv, 0.10, 0.25).")));
 	if (x > y)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("xyz_class: threshold x (%g) must not exceed threshold y (%g)", x, y)));
+				 errmsg("threshold x (%g) must not exceed threshold y (%g)", x, y),
+				 errcontext("in crm.xyz_class")));
 	if (isnan(cv) || cv < 0.0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("xyz_class: coefficient of variation must be a non-negative number, got %g", cv),
+				 errmsg("coefficient of variation must be a non-negative number, got %g", cv),
+				 errcontext("in crm.xyz_class"),
 				 errhint("Compute it with crm.demand_cv(qty, period_no, periods); it is NULL when mean demand is not positive.")));
 	if (cv <= x)
 		PG_RETURN_DATUM(LetterText('X'));
@@ -600,12 +609,14 @@ DemandCvCheckPeriods(int32 periods)
 	if (periods < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("demand_cv: periods must be at least 1, got %d", periods),
+				 errmsg("periods must be at least 1, got %d", periods),
+				 errcontext("in crm.demand_cv"),
 				 errhint("Pass the number of periods in the analysed range, e.g. 12 for a year of months.")));
 	if (periods > DEMAND_CV_MAX_PERIODS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("demand_cv: at most %d periods are supported, got %d", DEMAND_CV_MAX_PERIODS, periods),
+				 errmsg("at most %d periods are supported, got %d", DEMAND_CV_MAX_PERIODS, periods),
+				 errcontext("in crm.demand_cv"),
 				 errhint("Use longer periods (weeks or months instead of days).")));
 }
 
@@ -617,7 +628,7 @@ DemandCvCheckPeriods(int32 periods)
 Datum
 classes_demand_cv_transfn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = crm_agg_context(fcinfo, "demand_cv");
+	MemoryContext aggcontext = CrmAggContext(fcinfo, "demand_cv");
 	CrmState   *st;
 	DemandCvHeader *hdr;
 	int32		periods;
@@ -627,7 +638,8 @@ classes_demand_cv_transfn(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(3))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("demand_cv: periods must not be null"),
+				 errmsg("periods must not be null"),
+				 errcontext("in crm.demand_cv"),
 				 errhint("Pass the number of periods in the analysed range.")));
 	periods = PG_GETARG_INT32(3);
 	DemandCvCheckPeriods(periods);
@@ -643,17 +655,19 @@ classes_demand_cv_transfn(PG_FUNCTION_ARGS)
 	if (isnan(qty) || isinf(qty))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("demand_cv: quantity must be finite, got %g", qty)));
+				 errmsg("quantity must be finite, got %g", qty),
+				 errcontext("in crm.demand_cv")));
 	if (period_no < 1 || period_no > periods)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("demand_cv: period_no must be between 1 and %d, got %d", periods, period_no),
+				 errmsg("period_no must be between 1 and %d, got %d", periods, period_no),
+				 errcontext("in crm.demand_cv"),
 				 errhint("Number the periods of the analysed range 1..periods and filter out rows outside it.")));
 
-	st = crm_state_arg_rw(fcinfo, 0, aggcontext, DEMAND_CV_MAGIC, DemandCvSize(periods));
+	st = CrmStateArgRW(fcinfo, 0, aggcontext, CRM_MAGIC_DEMAND_CV, DemandCvSize(periods));
 	if (st->len == 0)
 	{
-		char	   *p = crm_state_reserve(st, DemandCvSize(periods));
+		char	   *p = CrmStateReserve(st, DemandCvSize(periods));
 
 		memset(p, 0, DemandCvSize(periods));
 		((DemandCvHeader *) p)->periods = periods;
@@ -665,7 +679,8 @@ classes_demand_cv_transfn(PG_FUNCTION_ARGS)
 	if (hdr->periods != periods)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("demand_cv: periods must be the same on every row, got %d and %d", hdr->periods, periods)));
+				 errmsg("periods must be the same on every row, got %d and %d", hdr->periods, periods),
+				 errcontext("in crm.demand_cv")));
 	DemandCvSums(st->data)[period_no - 1] += qty;
 	PG_RETURN_DATUM(CrmStateGetDatum(st));
 }
@@ -674,7 +689,7 @@ classes_demand_cv_transfn(PG_FUNCTION_ARGS)
 Datum
 classes_demand_cv_combinefn(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = crm_agg_context(fcinfo, "demand_cv");
+	MemoryContext aggcontext = CrmAggContext(fcinfo, "demand_cv");
 	CrmState   *st;
 	const char *right;
 	Size		rlen;
@@ -688,24 +703,25 @@ classes_demand_cv_combinefn(PG_FUNCTION_ARGS)
 			PG_RETURN_NULL();
 		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 	}
-	right = crm_state_payload(PG_GETARG_DATUM(1), DEMAND_CV_MAGIC, &rlen);
+	right = CrmStatePayload(PG_GETARG_DATUM(1), CRM_MAGIC_DEMAND_CV, &rlen);
 	DemandCvCheckPayload(right, rlen);
 	if (PG_ARGISNULL(0))
 	{
 		/* copy the right state into the aggregate context */
-		st = crm_state_new(aggcontext, DEMAND_CV_MAGIC, rlen);
-		memcpy(crm_state_reserve(st, rlen), right, rlen);
+		st = CrmStateNew(aggcontext, CRM_MAGIC_DEMAND_CV, rlen);
+		memcpy(CrmStateReserve(st, rlen), right, rlen);
 		st->len = rlen;
 		PG_RETURN_DATUM(CrmStateGetDatum(st));
 	}
-	st = crm_state_arg_rw(fcinfo, 0, aggcontext, DEMAND_CV_MAGIC, rlen);
+	st = CrmStateArgRW(fcinfo, 0, aggcontext, CRM_MAGIC_DEMAND_CV, rlen);
 	DemandCvCheckPayload(st->data, st->len);
 	memcpy(&lh, st->data, sizeof(lh));
 	memcpy(&rh, right, sizeof(rh));
 	if (lh.periods != rh.periods)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("demand_cv: periods must be the same on every row, got %d and %d", lh.periods, rh.periods)));
+				 errmsg("periods must be the same on every row, got %d and %d", lh.periods, rh.periods),
+				 errcontext("in crm.demand_cv")));
 	for (i = 0; i < lh.periods; i++)
 	{
 		double		rv;
@@ -733,7 +749,7 @@ classes_demand_cv_finalfn(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	payload = crm_state_payload(PG_GETARG_DATUM(0), DEMAND_CV_MAGIC, &len);
+	payload = CrmStatePayload(PG_GETARG_DATUM(0), CRM_MAGIC_DEMAND_CV, &len);
 	DemandCvCheckPayload(payload, len);
 	memcpy(&hdr, payload, sizeof(hdr));
 	for (i = 0; i < hdr.periods; i++)
@@ -750,7 +766,10 @@ classes_demand_cv_finalfn(PG_FUNCTION_ARGS)
 	PG_RETURN_FLOAT8(sqrt(ss / hdr.periods) / mean);
 }
 
-/* text form of a demand_cv state: "periods:sum1,sum2,...,sumN" */
+/*
+ * Text form of a demand_cv state: "periods:sum1,sum2,...,sumN", each sum the
+ * shortest decimal that reads back exactly (the same in every release).
+ */
 Datum
 classes_demand_cv_state_out(PG_FUNCTION_ARGS)
 {
@@ -758,20 +777,19 @@ classes_demand_cv_state_out(PG_FUNCTION_ARGS)
 	Size		len;
 	DemandCvHeader hdr;
 	StringInfoData buf;
-	char		num[DOUBLE_SHORTEST_DECIMAL_LEN];
 	int32		i;
 
-	payload = crm_state_payload(PG_GETARG_DATUM(0), DEMAND_CV_MAGIC, &len);
+	payload = CrmStatePayload(PG_GETARG_DATUM(0), CRM_MAGIC_DEMAND_CV, &len);
 	DemandCvCheckPayload(payload, len);
 	memcpy(&hdr, payload, sizeof(hdr));
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "%d:", hdr.periods);
+	CrmTextWriteInt64(&buf, hdr.periods);
+	appendStringInfoChar(&buf, ':');
 	for (i = 0; i < hdr.periods; i++)
 	{
 		if (i > 0)
 			appendStringInfoChar(&buf, ',');
-		double_to_shortest_decimal_buf(DemandCvSums(payload)[i], num);
-		appendStringInfoString(&buf, num);
+		CrmTextWriteFloat8(&buf, DemandCvSums(payload)[i]);
 	}
 	PG_RETURN_CSTRING(buf.data);
 }
@@ -780,50 +798,22 @@ classes_demand_cv_state_out(PG_FUNCTION_ARGS)
 Datum
 classes_demand_cv_state_in(PG_FUNCTION_ARGS)
 {
-	char	   *str = PG_GETARG_CSTRING(0);
-	char	   *p = str;
-	char	   *end;
-	long		periods;
+	CrmTextReader r;
+	int32		periods;
 	char	   *payload;
 	int32		i;
 
-	errno = 0;
-	periods = strtol(p, &end, 10);
-	if (end == p || errno != 0 || *end != ':' || periods < 1 || periods > DEMAND_CV_MAX_PERIODS)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("invalid input syntax for type demand_cv_state: \"%s\"", str),
-				 errdetail("Expected \"periods:sum1,...,sumN\" with periods between 1 and %d.", DEMAND_CV_MAX_PERIODS)));
-	p = end + 1;
+	CrmTextReaderInit(&r, PG_GETARG_CSTRING(0), "crm.demand_cv_state");
+	periods = (int32) CrmTextReadInt64(&r, "periods", 1, DEMAND_CV_MAX_PERIODS);
+	CrmTextExpect(&r, ":");
 	payload = palloc0(DemandCvSize(periods));
-	((DemandCvHeader *) payload)->periods = (int32) periods;
+	((DemandCvHeader *) payload)->periods = periods;
 	for (i = 0; i < periods; i++)
 	{
-		double		v;
-
 		if (i > 0)
-		{
-			if (*p != ',')
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-						 errmsg("invalid input syntax for type demand_cv_state: \"%s\"", str),
-						 errdetail("Expected %ld comma-separated sums, found %d.", periods, i)));
-			p++;
-		}
-		errno = 0;
-		v = strtod(p, &end);
-		if (end == p || errno != 0 || isnan(v) || isinf(v))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-					 errmsg("invalid input syntax for type demand_cv_state: \"%s\"", str),
-					 errdetail("Sum %d is not a finite number.", i + 1)));
-		DemandCvSums(payload)[i] = v;
-		p = end;
+			CrmTextExpect(&r, ",");
+		DemandCvSums(payload)[i] = CrmTextReadFloat8(&r, "a period sum");
 	}
-	if (*p != '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("invalid input syntax for type demand_cv_state: \"%s\"", str),
-				 errdetail("Unexpected text after %ld sums.", periods)));
-	PG_RETURN_POINTER(crm_state_flat_from_payload(DEMAND_CV_MAGIC, payload, DemandCvSize(periods)));
+	CrmTextExpectEnd(&r);
+	PG_RETURN_POINTER(CrmStateFlatFromPayload(CRM_MAGIC_DEMAND_CV, payload, DemandCvSize(periods)));
 }

@@ -1,4 +1,4 @@
--- classes.sql: customer classes (PRODUCT.md section 3): ABC, XYZ, RFM.
+-- classes.sql: customer classes (docs/classes.md): ABC, XYZ, RFM.
 -- C engine in src/classes.c; the report functions are thin PL/pgSQL wrappers.
 
 -- ---- ABC class and quantile score: C window functions ----------------------
@@ -129,7 +129,7 @@ LANGUAGE plpgsql STABLE PARALLEL UNSAFE
 AS $fn$
 BEGIN
     IF orders_sql IS NULL OR as_of IS NULL THEN
-        RAISE EXCEPTION 'rfm_report: orders_sql and as_of must not be null'
+        RAISE EXCEPTION 'orders_sql and as_of must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM crm._check_inner_query('rfm_report', orders_sql,
@@ -178,7 +178,7 @@ DECLARE
 BEGIN
     IF sales_sql IS NULL OR from_ts IS NULL OR to_ts IS NULL OR period IS NULL
        OR a IS NULL OR b IS NULL OR x IS NULL OR y IS NULL THEN
-        RAISE EXCEPTION 'abc_xyz_report: arguments must not be null'
+        RAISE EXCEPTION 'arguments must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     step := CASE WHEN period OPERATOR(pg_catalog.=) 'day' THEN '1 day'::pg_catalog.interval
@@ -187,17 +187,17 @@ BEGIN
                  WHEN period OPERATOR(pg_catalog.=) 'quarter' THEN '3 months'::pg_catalog.interval
                  WHEN period OPERATOR(pg_catalog.=) 'year' THEN '1 year'::pg_catalog.interval END;
     IF step IS NULL THEN
-        RAISE EXCEPTION 'abc_xyz_report: unknown period "%"', period
+        RAISE EXCEPTION 'unknown period "%"', period
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use day, week, month, quarter or year.';
     END IF;
     IF NOT (pg_catalog.isfinite(from_ts) AND pg_catalog.isfinite(to_ts)) THEN
-        RAISE EXCEPTION 'abc_xyz_report: from_ts and to_ts must be finite'
+        RAISE EXCEPTION 'from_ts and to_ts must be finite'
             USING ERRCODE = 'datetime_field_overflow',
                   HINT = 'Pass real moments, e.g. ''2025-01-01'' and ''2026-01-01'', not infinity.';
     END IF;
     IF from_ts OPERATOR(pg_catalog.>=) to_ts THEN
-        RAISE EXCEPTION 'abc_xyz_report: from_ts (%) must be before to_ts (%)', from_ts, to_ts
+        RAISE EXCEPTION 'from_ts (%) must be before to_ts (%)', from_ts, to_ts
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Swap the two moments.';
     END IF;
@@ -212,7 +212,7 @@ BEGIN
                                           to_ts OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval, step);
     END IF;
     IF nperiods IS NULL OR nperiods OPERATOR(pg_catalog.>) 10000 THEN
-        RAISE EXCEPTION 'abc_xyz_report: [%, %) holds more than 10000 periods of one %', from_ts, to_ts, period
+        RAISE EXCEPTION '[%, %) holds more than 10000 periods of one %', from_ts, to_ts, period
             USING ERRCODE = 'program_limit_exceeded',
                   HINT = 'Use a shorter range or a longer period (weeks or months instead of days).';
     END IF;

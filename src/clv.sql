@@ -1,4 +1,4 @@
--- clv.sql: lifetime value (product section 4).
+-- clv.sql: lifetime value (docs/clv.md).
 --   crm.clv_summary                 per-customer (frequency, recency, t, monetary), lifetimes conventions
 --   crm.bgnbd_fit, crm.gamma_gamma_fit  maximum-likelihood fits in C on distinct patterns
 --   crm.bgnbd_expected_purchases, crm.bgnbd_p_alive, crm.gamma_gamma_expected_value, crm.clv
@@ -251,7 +251,7 @@ DECLARE
     spend_expr text;
 BEGIN
     IF margin IS NULL OR margin OPERATOR(pg_catalog.<) 0::pg_catalog.numeric OR margin OPERATOR(pg_catalog.>) 1::pg_catalog.numeric THEN
-        RAISE EXCEPTION 'historical_ltv: margin must be between 0 and 1, got %', margin
+        RAISE EXCEPTION 'margin must be between 0 and 1, got %', margin
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass the gross margin as a fraction, e.g. 0.4 for 40%, or add a cost column to the orders query.';
     END IF;

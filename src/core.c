@@ -16,7 +16,7 @@
 
 PG_MODULE_MAGIC;
 
-bool		crm_cohort_two_pass = true;
+bool		CrmCohortTwoPass = true;
 
 void		_PG_init(void);
 
@@ -29,10 +29,18 @@ _PG_init(void)
 							 "Used when the entity is an integer column, periods <= 64 and the table fits in "
 							 "work_mem * hash_mem_multiplier; otherwise, or when off, the report runs "
 							 "crm.cohort_activity ... GROUP BY entity (parallel and Citus capable).",
-							 &crm_cohort_two_pass,
+							 &CrmCohortTwoPass,
 							 true,
 							 PGC_USERSET,
 							 0,
+							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("crm_analytics.numeric_fast_path",
+							 "Lets the cohort functions read a numeric's stored digits directly.",
+							 "Off: they read numeric_out's text instead (src/pg_numeric.c; for tests).",
+							 &CrmNumericFastPath,
+							 true,
+							 PGC_USERSET,
+							 GUC_NOT_IN_SAMPLE,
 							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("crm_analytics");
 }
@@ -91,13 +99,13 @@ crm_check_inner_query_sql(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s: the inner query must not be null", fname)));
+				 errmsg("inner query of %s must not be null", fname)));
 	sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	/* before anything else: one SELECT, and not ending in a "--" comment (the callers wrap it as "(%s)") */
 	if (sql[0] != '\0')
 	{
-		crm_inner_query_validate(fname, sql);
-		crm_inner_query_reject_open_comment(fname, sql);
+		CrmInnerQueryValidate(fname, sql);
+		CrmInnerQueryRejectOpenComment(fname, sql);
 	}
 	arr = PG_GETARG_ARRAYTYPE_P(2);
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &nelems);
@@ -131,13 +139,13 @@ crm_check_inner_query_sql(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	result = crm_check_inner_query(fname, sql, cols, nelems);
+	result = CrmCheckInnerQuery(fname, sql, cols, nelems);
 	SPI_finish();
 	PG_RETURN_INT32(result);
 }
 
 int64
-crm_local_usecs(TimestampTz ts)
+CrmLocalUsecs(TimestampTz ts)
 {
 	/* pg_tz objects live as long as the backend: the pointer is the key */
 	static pg_tz *cached_tz = NULL;

@@ -1,6 +1,6 @@
 -- core.sql: what every capability of crm_analytics stands on.
 --
--- Conventions (see ../shared/PRODUCT.md, "Conventions"):
+-- Conventions (docs/security.md describes the trust model they give):
 --   * everything in schema crm, created by CREATE EXTENSION (control: schema = crm);
 --   * every function has COMMENT ON and pins search_path (or is fully qualified);
 --   * nothing is SECURITY DEFINER; views are security_invoker;

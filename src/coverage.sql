@@ -1,7 +1,8 @@
 -- coverage.sql: contact coverage per customer class and lead first-response SLA
--- (PRODUCT.md section 6).  The engine (median interval aggregate, the trigger)
--- is in src/coverage.c; this file holds the tables, the catalog glue and the
--- report functions.  Walk-through: docs/coverage.md.
+-- (docs/coverage.md).  The engine is C: the triggers in src/coverage.c,
+-- src/coverage_change.c, src/coverage_settings.c and src/pg_heap_update.c (see
+-- src/coverage.h), the median interval aggregate in src/median_interval.c;
+-- this file holds the tables, the catalog glue and the report functions.
 
 -- ---------------------------------------------------------------------------
 -- crm.median_interval(ts): a customer's median interval between purchases
@@ -869,7 +870,7 @@ LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
     IF leads_sql IS NULL OR interactions_sql IS NULL THEN
-        RAISE EXCEPTION 'crm.lead_first_response: leads and interactions queries must not be null'
+        RAISE EXCEPTION 'leads and interactions queries must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM crm._check_inner_query('crm.lead_first_response', leads_sql,
@@ -906,12 +907,12 @@ LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
     IF sla IS NULL OR sla OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval THEN
-        RAISE EXCEPTION 'crm.lead_sla: sla must be a positive interval, got %', coalesce(sla::pg_catalog.text, 'NULL')
+        RAISE EXCEPTION 'sla must be a positive interval, got %', coalesce(sla::pg_catalog.text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use for example interval ''15 minutes''.';
     END IF;
     IF leads_sql IS NULL OR interactions_sql IS NULL THEN
-        RAISE EXCEPTION 'crm.lead_sla: leads and interactions queries must not be null'
+        RAISE EXCEPTION 'leads and interactions queries must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM crm._check_inner_query('crm.lead_sla', leads_sql,
@@ -919,7 +920,7 @@ BEGIN
     PERFORM crm._check_inner_query('crm.lead_sla', interactions_sql,
                                    ARRAY['lead integer', 'ts timestamptz', 'direction text', 'automated boolean']);
     IF working_hours IS NULL THEN
-        RAISE EXCEPTION 'crm.lead_sla: working_hours must not be null'
+        RAISE EXCEPTION 'working_hours must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF working_hours THEN

@@ -1,8 +1,20 @@
 /*
  * crm_analytics.h
  *      Shared pieces of the crm_analytics extension: the growable aggregate
- *      state kept as an expanded object, inner-query checking, and small
- *      error helpers used by every capability (funnel.c, retention.c, ...).
+ *      state kept as an expanded object, the magic numbers and the text
+ *      reader/writer of the state types, inner-query checking, and small
+ *      helpers used by every capability.
+ *
+ * Naming of C symbols:
+ *      - SQL-callable functions (PG_FUNCTION_INFO_V1) keep the snake_case
+ *        names the install scripts give them; released scripts reference
+ *        them, so they are never renamed.
+ *      - Functions and globals shared between files: Crm + CamelCase, here
+ *        (shared by all) or in a capability's own header (src/<cap>.h,
+ *        shared by the files of that capability, prefixed with the
+ *        capability: FunnelScan, ClvBgnbdLogLik).
+ *      - File-local functions: static, CamelCase.
+ *      - Macros and constants: upper case; CRM_MAGIC_* for state types.
  */
 #ifndef CRM_ANALYTICS_H
 #define CRM_ANALYTICS_H
@@ -45,8 +57,26 @@ typedef struct CrmState
 
 #define CRM_STATE_FLAT_HDRSZ	(VARHDRSZ + sizeof(uint32))
 
+/*
+ * The magic number of every state type: the first 4 bytes of a flat state
+ * say which type the bytes belong to (read as ASCII).  Old layouts that are
+ * still read carry their own number.  Never reuse a number.
+ */
+#define CRM_MAGIC_DEMAND_CV          0x43565354	/* "CVST": crm.demand_cv_state (classes) */
+#define CRM_MAGIC_CLV_SUMMARY        0x434c5653	/* "CLVS": crm.clv_summary_state */
+#define CRM_MAGIC_CLV_BGNBD          0x42474e42	/* "BGNB": crm.bgnbd_state */
+#define CRM_MAGIC_CLV_GG             0x47414747	/* "GAGG": crm.gamma_gamma_state */
+#define CRM_MAGIC_MEDIAN_INTERVAL    0x43564d49	/* "CVMI": crm.median_interval_state */
+#define CRM_MAGIC_FUNNEL_V1          0x464e4c31	/* "FNL1": window_funnel state, 0.1.0 layout (read only) */
+#define CRM_MAGIC_FUNNEL_V2          0x464e4c32	/* "FNL2": window_funnel state, 0.2.0 layout (read only) */
+#define CRM_MAGIC_FUNNEL             0x464e4c33	/* "FNL3": crm.window_funnel_state */
+#define CRM_MAGIC_FUNNEL_COUNTS      0x464e4332	/* "FNC2": crm.funnel_counts_state */
+#define CRM_MAGIC_RETENTION          0x52544E31	/* "RTN1": crm.retention_state */
+#define CRM_MAGIC_COHORT             0x43484132	/* "CHA2": crm.cohort_activity_state */
+#define CRM_MAGIC_COHORT_V1          0x43484131	/* "CHA1": cohort_activity state, 0.1.0 layout (read only) */
+
 /* new empty state owned by a child context of parent */
-extern CrmState *crm_state_new(MemoryContext parent, uint32 magic, Size initial_cap);
+extern CrmState *CrmStateNew(MemoryContext parent, uint32 magic, Size initial_cap);
 
 /*
  * The state given as argument argno of an aggregate support function, ready
@@ -54,25 +84,25 @@ extern CrmState *crm_state_new(MemoryContext parent, uint32 magic, Size initial_
  * expanded state of ours under aggcontext, otherwise a new expanded copy
  * (from a flat varlena or a read-only pointer).  NULL argument -> new state.
  */
-extern CrmState *crm_state_arg_rw(FunctionCallInfo fcinfo, int argno, MemoryContext aggcontext,
+extern CrmState *CrmStateArgRW(FunctionCallInfo fcinfo, int argno, MemoryContext aggcontext,
 								  uint32 magic, Size initial_cap);
 
 /*
  * Read-only view of a state datum (expanded or flat): sets *len and returns
  * a MAXALIGNed pointer to the payload.  Checks the magic number.
  */
-extern const char *crm_state_payload(Datum d, uint32 magic, Size *len);
+extern const char *CrmStatePayload(Datum d, uint32 magic, Size *len);
 
 /* make room for extra more payload bytes; returns pointer to the first free byte */
-extern char *crm_state_reserve(CrmState *st, Size extra);
+extern char *CrmStateReserve(CrmState *st, Size extra);
 
 /* flat varlena holding a copy of payload (for input/receive functions) */
-extern struct varlena *crm_state_flat_from_payload(uint32 magic, const char *payload, Size len);
+extern struct varlena *CrmStateFlatFromPayload(uint32 magic, const char *payload, Size len);
 
 #define CrmStateGetDatum(st)	EOHPGetRWDatum(&(st)->hdr)
 
 /* the aggregate context or an error naming the function */
-extern MemoryContext crm_agg_context(FunctionCallInfo fcinfo, const char *fname);
+extern MemoryContext CrmAggContext(FunctionCallInfo fcinfo, const char *fname);
 
 /* ------------------------------------------------------------------------
  * Inner queries: report functions take the user's data as SQL text.
@@ -97,16 +127,16 @@ typedef struct CrmColumnSpec
 
 /*
  * Check, with SPI connected, that the inner query sql of function fname is
- * one SELECT (crm_inner_query_validate) and returns the columns cols (by
+ * one SELECT (CrmInnerQueryValidate) and returns the columns cols (by
  * position and type); the query is prepared alone and started without
  * fetching a row, so the caller's rights on what it reads are checked too.
  * Returns the number of columns present (optional trailing ones may be
  * missing).  Errors name the expected columns.
  */
-extern int	crm_check_inner_query(const char *fname, const char *sql,
+extern int	CrmCheckInnerQuery(const char *fname, const char *sql,
 								  const CrmColumnSpec *cols, int ncols);
 /* the same, also storing each present column's type in types[ncols] (may be NULL) */
-extern int	crm_check_inner_query_types(const char *fname, const char *sql,
+extern int	CrmCheckInnerQueryTypes(const char *fname, const char *sql,
 										const CrmColumnSpec *cols, int ncols, Oid *types);
 
 /*
@@ -115,38 +145,38 @@ extern int	crm_check_inner_query_types(const char *fname, const char *sql,
  * parsed alone: no second statement, no semicolon, no SELECT ... INTO, no
  * data-modifying statement in a WITH clause.  Errors otherwise (22004 NULL,
  * 22023 empty, 42601 syntax / not one SELECT, 0A000 INTO / data-modifying
- * WITH).  Needs no SPI; crm_check_inner_query and every function below call
+ * WITH).  Needs no SPI; CrmCheckInnerQuery and every function below call
  * it first.
  */
-extern void crm_inner_query_validate(const char *fname, const char *sql);
+extern void CrmInnerQueryValidate(const char *fname, const char *sql);
 
 /* for "(<text>)" wrappers without a newline: refuse a text ending in a "--" comment */
-extern void crm_inner_query_reject_open_comment(const char *fname, const char *sql);
+extern void CrmInnerQueryRejectOpenComment(const char *fname, const char *sql);
 
 /*
  * With SPI connected: validate sql, prepare it alone (one SELECT plan,
- * parallel allowed) and check its columns as crm_check_inner_query does.
+ * parallel allowed) and check its columns as CrmCheckInnerQuery does.
  * Returns the SPIPlanPtr (as void *, living until SPI_finish), the number of
  * columns in *natts and their exact types in types[] (may be NULL).
  */
-extern void *crm_inner_query_prepare(const char *fname, const char *sql,
+extern void *CrmInnerQueryPrepare(const char *fname, const char *sql,
 									 const CrmColumnSpec *cols, int ncols, int *natts, Oid *types);
 
 /*
  * With SPI connected: prepare a query the C code built around a validated
  * inner query and require exactly one plan source whose query is a SELECT.
  */
-extern void *crm_prepare_select(const char *fname, const char *sql);
+extern void *CrmPrepareSelect(const char *fname, const char *sql);
 
 /*
  * A receiver's check of the tuple descriptor it is handed: natts columns of
  * exactly types[], otherwise a 42804 error (nothing is read).
  */
-extern void crm_check_result_desc(const char *fname, TupleDesc desc, int natts, const Oid *types);
+extern void CrmCheckResultDesc(const char *fname, TupleDesc desc, int natts, const Oid *types);
 
 /* an int2, int4 or int8 datum (an entity or customer key) as int64 */
 static inline int64
-crm_int_key(Datum d, Oid typid)
+CrmIntKey(Datum d, Oid typid)
 {
 	switch (typid)
 	{
@@ -160,10 +190,12 @@ crm_int_key(Datum d, Oid typid)
 }
 
 /* crm_analytics.cohort_two_pass: cohort_retention may read its inner query twice */
-extern bool crm_cohort_two_pass;
+extern bool CrmCohortTwoPass;
+/* crm_analytics.numeric_fast_path: pg_numeric.c reads numeric's stored form */
+extern bool CrmNumericFastPath;
 
 /* "entity, ts, step [, value]" for error messages */
-extern char *crm_describe_columns(const CrmColumnSpec *cols, int ncols);
+extern char *CrmDescribeColumns(const CrmColumnSpec *cols, int ncols);
 
 /*
  * ts (finite) as local wall-clock microseconds in the session time zone: the
@@ -171,14 +203,14 @@ extern char *crm_describe_columns(const CrmColumnSpec *cols, int ncols);
  * fixed offset (UTC, Etc/GMT-9, '+03:00') take a shortcut without the
  * broken-down time; others go through timestamp2tm.
  */
-extern int64 crm_local_usecs(TimestampTz ts);
+extern int64 CrmLocalUsecs(TimestampTz ts);
 
 /*
  * With SPI connected: prepare sql and keep the plan for the life of the
  * backend (SPI_keepplan); errors name fname.  The plan is a void pointer
  * here so this header needs no SPI include.
  */
-extern void *crm_prepare_kept(const char *fname, const char *sql, int nargs, Oid *argtypes);
+extern void *CrmPrepareKept(const char *fname, const char *sql, int nargs, Oid *argtypes);
 
 /* ------------------------------------------------------------------------
  * The text form of the state types (state_text.c): one reader and writer.

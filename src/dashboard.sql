@@ -1,4 +1,4 @@
--- dashboard.sql: the owner dashboard and the BI views (PRODUCT.md section 7).
+-- dashboard.sql: the owner dashboard and the BI views (docs/dashboard.md).
 --
 -- A source registry (crm.sources) maps the user's own CRM tables to the
 -- documented columns once, as inner queries; crm.owner_dashboard, the channel,
@@ -250,17 +250,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF period_from IS NULL OR period_to IS NULL THEN
-        RAISE EXCEPTION '%: period bounds must not be null', fname
+        RAISE EXCEPTION 'period bounds must not be null'
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Pass both dates, e.g. (''2025-12-01'', ''2025-12-31'').';
     END IF;
     IF NOT (isfinite(period_from) AND isfinite(period_to)) THEN
-        RAISE EXCEPTION '%: period bounds must be finite, got % to %', fname, period_from, period_to
+        RAISE EXCEPTION 'period bounds must be finite, got % to %', period_from, period_to
             USING ERRCODE = 'datetime_field_overflow',
                   HINT = 'Pass real dates, e.g. (''2025-12-01'', ''2025-12-31'').';
     END IF;
     IF period_from > period_to THEN
-        RAISE EXCEPTION '%: period start % is after its end %', fname, period_from, period_to
+        RAISE EXCEPTION 'period start % is after its end %', period_from, period_to
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Swap the two dates.';
     END IF;
@@ -280,7 +280,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM crm.pipeline_stages WHERE outcome = 'won') THEN
-        RAISE EXCEPTION '%: crm.pipeline_stages has no won stage', fname
+        RAISE EXCEPTION 'crm.pipeline_stages has no won stage'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'List your stages: INSERT INTO crm.pipeline_stages (stage, stage_order, probability, outcome) VALUES (''lead'', 1, 0.1, ''open''), ..., (''won'', 9, 1, ''won''), (''lost'', 10, 0, ''lost'').';
     END IF;
@@ -644,7 +644,7 @@ COMMENT ON FUNCTION crm._register_demo_sources() IS
 
 -- Contact policy per class: the coverage capability's crm.coverage_policy
 -- (max_interval; for basis purchase_cycle too, as the fallback it documents),
--- else the expert defaults of PRODUCT.md section 6.
+-- else the expert defaults of docs/coverage.md (A every month, B every 3, C every 6).
 CREATE FUNCTION crm._dashboard_coverage_interval(class text) RETURNS interval
 LANGUAGE sql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -666,10 +666,10 @@ SET work_mem = '64MB'
 AS $$
 BEGIN
     IF as_of IS NULL THEN
-        RAISE EXCEPTION 'crm.dashboard_coverage: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF NOT pg_catalog.isfinite(as_of) THEN
-        RAISE EXCEPTION 'crm.dashboard_coverage: as_of must be finite, got %', as_of
+        RAISE EXCEPTION 'as_of must be finite, got %', as_of
             USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real moment, e.g. ''2026-01-01''.';
     END IF;
     -- ABC by the revenue of the 12 months before as_of, crm.abc_class
@@ -852,7 +852,7 @@ BEGIN
     PERFORM crm._require_stages('crm.dashboard_pipeline');
     SELECT pg_catalog.count(*) INTO nstages FROM crm.pipeline_stages;
     IF nstages OPERATOR(pg_catalog.>) 62 THEN
-        RAISE EXCEPTION 'crm.dashboard_pipeline: at most 62 pipeline stages, crm.pipeline_stages has %', nstages
+        RAISE EXCEPTION 'at most 62 pipeline stages, crm.pipeline_stages has %', nstages
             USING ERRCODE = 'program_limit_exceeded';
     END IF;
     -- per deal, the stages entered in the period as a bit mask; then one sum per stage
@@ -969,10 +969,10 @@ SET work_mem = '64MB'
 AS $$
 BEGIN
     IF as_of IS NULL THEN
-        RAISE EXCEPTION 'crm.dashboard_retention: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF NOT pg_catalog.isfinite(as_of) THEN
-        RAISE EXCEPTION 'crm.dashboard_retention: as_of must be finite, got %', as_of
+        RAISE EXCEPTION 'as_of must be finite, got %', as_of
             USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real date, e.g. ''2025-12-31''.';
     END IF;
     RETURN QUERY
@@ -999,10 +999,10 @@ SET work_mem = '64MB'
 AS $$
 BEGIN
     IF as_of IS NULL THEN
-        RAISE EXCEPTION 'crm.dashboard_rfm: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF NOT pg_catalog.isfinite(as_of) THEN
-        RAISE EXCEPTION 'crm.dashboard_rfm: as_of must be finite, got %', as_of
+        RAISE EXCEPTION 'as_of must be finite, got %', as_of
             USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real date, e.g. ''2025-12-31''.';
     END IF;
     RETURN QUERY
@@ -1028,10 +1028,10 @@ SET work_mem = '64MB'
 AS $$
 BEGIN
     IF as_of IS NULL THEN
-        RAISE EXCEPTION 'crm.dashboard_abc_xyz: as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF NOT pg_catalog.isfinite(as_of) THEN
-        RAISE EXCEPTION 'crm.dashboard_abc_xyz: as_of must be finite, got %', as_of
+        RAISE EXCEPTION 'as_of must be finite, got %', as_of
             USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real date, e.g. ''2025-12-31''.';
     END IF;
     RETURN QUERY

@@ -27,16 +27,16 @@ DECLARE
     v_comment text;
 BEGIN
     IF v_n IS NULL OR v_seed IS NULL OR as_of IS NULL THEN
-        RAISE EXCEPTION 'crm.load_demo: customers, seed and as_of must not be null'
+        RAISE EXCEPTION 'customers, seed and as_of must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF v_n <= 0 OR v_n > 1000000 THEN
-        RAISE EXCEPTION 'crm.load_demo: customers must be between 1 and 1000000, got %', v_n
+        RAISE EXCEPTION 'customers must be between 1 and 1000000, got %', v_n
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'The demo is a small CRM: 5000 customers is the default, 100000 loads in well under a minute.';
     END IF;
     IF NOT isfinite(as_of) THEN
-        RAISE EXCEPTION 'crm.load_demo: as_of must be a finite date'
+        RAISE EXCEPTION 'as_of must be a finite date'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
@@ -45,7 +45,7 @@ BEGIN
       FROM pg_namespace n WHERE n.nspname = 'crm_demo';
     IF FOUND THEN
         IF v_comment IS DISTINCT FROM 'crm_analytics demo data (crm.load_demo)' THEN
-            RAISE EXCEPTION 'crm.load_demo: schema "crm_demo" exists and was not made by crm.load_demo'
+            RAISE EXCEPTION 'schema "crm_demo" exists and was not made by crm.load_demo'
                 USING ERRCODE = 'duplicate_schema',
                       HINT = 'Rename or drop that schema first; load_demo replaces only its own.';
         END IF;

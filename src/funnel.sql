@@ -1,4 +1,4 @@
--- funnel.sql: sales funnel (PRODUCT.md section 1).
+-- funnel.sql: sales funnel (docs/funnel.md).
 --   crm.window_funnel (two overloads), crm.window_funnel_times, crm.funnel_counts
 --   (C aggregates with real, text-round-tripping state types) and crm.funnel_report.
 

@@ -3,7 +3,7 @@
  *      Report functions take the user's data as an inner query in SQL text
  *      (as pgRouting and crosstab() do).  This file decides whether such a
  *      text may be run at all (exactly one SELECT, see
- *      crm_inner_query_validate), checks the query's result columns by
+ *      CrmInnerQueryValidate), checks the query's result columns by
  *      position and type before any work is done, so a mismatch is a clear
  *      error that names the expected columns, and gives the C reports the
  *      checks they run on what they execute and on what their receivers are
@@ -70,7 +70,7 @@ ColumnKindName(CrmColKind kind)
 
 /* "entity, ts timestamptz, step text [, value numeric]" */
 char *
-crm_describe_columns(const CrmColumnSpec *cols, int ncols)
+CrmDescribeColumns(const CrmColumnSpec *cols, int ncols)
 {
 	StringInfoData buf;
 	int			i;
@@ -118,10 +118,10 @@ crm_describe_columns(const CrmColumnSpec *cols, int ncols)
  * wrapper's "(" is closed by the wrapper's ")": the text cannot close it
  * early, and with no ";" it cannot start another statement.  The text is
  * then a select_with_parens, one subquery.  On top of that every query the
- * C reports build is prepared with crm_prepare_select, which refuses a plan
+ * C reports build is prepared with CrmPrepareSelect, which refuses a plan
  * of more than one statement or of anything but a SELECT, and every
  * receiver checks the tuple descriptor it is handed
- * (crm_check_result_desc), so a text that got through anyway could still
+ * (CrmCheckResultDesc), so a text that got through anyway could still
  * only produce an error.
  * ------------------------------------------------------------------------
  */
@@ -207,7 +207,7 @@ InnerQueryWalker(Node *node, void *context)
  * Nothing is executed, no SPI needed.
  */
 void
-crm_inner_query_validate(const char *fname, const char *sql)
+CrmInnerQueryValidate(const char *fname, const char *sql)
 {
 	InnerQueryErrorArg arg;
 	ErrorContextCallback cb;
@@ -231,8 +231,9 @@ crm_inner_query_validate(const char *fname, const char *sql)
 	if (raw == NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s: the inner query is empty", fname),
-				 errhint("Pass one SELECT statement.")));
+				 errmsg("inner query is empty"),
+				 errhint("Pass one SELECT statement."),
+				 errcontext("inner query of %s", fname)));
 	if (list_length(raw) > 1)
 		NotOneSelect(fname, psprintf("The text holds %d statements.", list_length(raw)));
 	rs = linitial_node(RawStmt, raw);
@@ -250,11 +251,11 @@ crm_inner_query_validate(const char *fname, const char *sql)
  * For callers that wrap the text as "(<text>)" with no newline after it
  * (the PL/pgSQL reports): refuse a text that ends inside a "--" comment,
  * which would swallow the rest of the wrapper's line.  sql must have passed
- * crm_inner_query_validate.  The text followed by ")" is lexed: its last
+ * CrmInnerQueryValidate.  The text followed by ")" is lexed: its last
  * token is that ")" unless a comment swallowed it.
  */
 void
-crm_inner_query_reject_open_comment(const char *fname, const char *sql)
+CrmInnerQueryRejectOpenComment(const char *fname, const char *sql)
 {
 	size_t		len = strlen(sql);
 	char	   *buf = palloc(len + 2);
@@ -308,11 +309,11 @@ RequireOneSelectPlan(const char *fname, SPIPlanPtr plan)
 
 /*
  * With SPI connected: prepare sql, a text the C code built around a text
- * that passed crm_inner_query_validate, and require it to be one SELECT
+ * that passed CrmInnerQueryValidate, and require it to be one SELECT
  * (parallel plans allowed).  The plan lives until SPI_finish.
  */
 void *
-crm_prepare_select(const char *fname, const char *sql)
+CrmPrepareSelect(const char *fname, const char *sql)
 {
 	SPIPlanPtr	plan = SPI_prepare_cursor(sql, 0, NULL, CURSOR_OPT_PARALLEL_OK);
 
@@ -329,7 +330,7 @@ crm_prepare_select(const char *fname, const char *sql)
  * checked; the datums are then not read, the report fails.
  */
 void
-crm_check_result_desc(const char *fname, TupleDesc desc, int natts, const Oid *types)
+CrmCheckResultDesc(const char *fname, TupleDesc desc, int natts, const Oid *types)
 {
 	int			i;
 
@@ -353,7 +354,7 @@ crm_check_result_desc(const char *fname, TupleDesc desc, int natts, const Oid *t
 }
 
 /*
- * With SPI connected: validate sql (crm_inner_query_validate), prepare it
+ * With SPI connected: validate sql (CrmInnerQueryValidate), prepare it
  * alone and check its result columns against cols.  Returns the plan (it
  * lives until SPI_finish; run it with a receiver that checks its tuple
  * descriptor), the number of columns present in *natts and their types in
@@ -372,9 +373,10 @@ InnerQueryPrepare(const char *fname, const char *sql, const CrmColumnSpec *cols,
 	if (sql == NULL || sql[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s: the inner query is empty", fname),
-				 errhint("Pass a query returning (%s).", crm_describe_columns(cols, ncols))));
-	crm_inner_query_validate(fname, sql);
+				 errmsg("inner query is empty"),
+				 errhint("Pass a query returning (%s).", CrmDescribeColumns(cols, ncols)),
+				 errcontext("inner query of %s", fname)));
+	CrmInnerQueryValidate(fname, sql);
 
 	for (i = 0; i < ncols; i++)
 		if (!cols[i].optional)
@@ -390,9 +392,11 @@ InnerQueryPrepare(const char *fname, const char *sql, const CrmColumnSpec *cols,
 	if (natts < nrequired || natts > ncols)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("%s: the inner query returns %d columns, expected (%s)",
-						fname, natts, crm_describe_columns(cols, ncols)),
-				 errhint("Columns are matched by position; alias or cast them in the inner query.")));
+				 errmsg_plural("inner query returns %d column, expected (%s)",
+							   "inner query returns %d columns, expected (%s)",
+							   natts, natts, CrmDescribeColumns(cols, ncols)),
+				 errhint("Columns are matched by position; alias or cast them in the inner query."),
+				 errcontext("inner query of %s", fname)));
 
 	for (i = 0; i < natts; i++)
 	{
@@ -401,11 +405,12 @@ InnerQueryPrepare(const char *fname, const char *sql, const CrmColumnSpec *cols,
 		if (!ColumnKindAccepts(cols[i].kind, att->atttypid))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("%s: column %d (\"%s\") of the inner query has type %s, expected %s for %s",
-							fname, i + 1, NameStr(att->attname), format_type_be(att->atttypid),
+					 errmsg("column %d (\"%s\") of the inner query has type %s, expected %s for %s",
+							i + 1, NameStr(att->attname), format_type_be(att->atttypid),
 							ColumnKindName(cols[i].kind), cols[i].name),
-					 errdetail("The inner query must return (%s).", crm_describe_columns(cols, ncols)),
-					 errhint("Columns are matched by position; alias or cast them in the inner query.")));
+					 errdetail("The inner query must return (%s).", CrmDescribeColumns(cols, ncols)),
+					 errhint("Columns are matched by position; alias or cast them in the inner query."),
+					 errcontext("inner query of %s", fname)));
 		if (types != NULL)
 			types[i] = att->atttypid;
 	}
@@ -415,7 +420,7 @@ InnerQueryPrepare(const char *fname, const char *sql, const CrmColumnSpec *cols,
 }
 
 void *
-crm_inner_query_prepare(const char *fname, const char *sql,
+CrmInnerQueryPrepare(const char *fname, const char *sql,
 						const CrmColumnSpec *cols, int ncols, int *natts, Oid *types)
 {
 	return InnerQueryPrepare(fname, sql, cols, ncols, CURSOR_OPT_PARALLEL_OK, natts, types);
@@ -423,15 +428,15 @@ crm_inner_query_prepare(const char *fname, const char *sql,
 
 /* check the inner query's columns; SPI must be connected */
 int
-crm_check_inner_query(const char *fname, const char *sql,
+CrmCheckInnerQuery(const char *fname, const char *sql,
 					  const CrmColumnSpec *cols, int ncols)
 {
-	return crm_check_inner_query_types(fname, sql, cols, ncols, NULL);
+	return CrmCheckInnerQueryTypes(fname, sql, cols, ncols, NULL);
 }
 
 /* the same, also storing the type of each column present in types[] (may be NULL) */
 int
-crm_check_inner_query_types(const char *fname, const char *sql,
+CrmCheckInnerQueryTypes(const char *fname, const char *sql,
 							const CrmColumnSpec *cols, int ncols, Oid *types)
 {
 	int			natts;
@@ -450,14 +455,20 @@ crm_check_inner_query_types(const char *fname, const char *sql,
 }
 
 void *
-crm_prepare_kept(const char *fname, const char *sql, int nargs, Oid *argtypes)
+CrmPrepareKept(const char *fname, const char *sql, int nargs, Oid *argtypes)
 {
 	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
 
 	if (plan == NULL)
-		elog(ERROR, "%s: SPI_prepare failed for \"%s\": %s", fname, sql,
-			 SPI_result_code_string(SPI_result));
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg_internal("SPI_prepare failed for \"%s\": %s", sql,
+								 SPI_result_code_string(SPI_result)),
+				 errcontext("%s", fname)));
 	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "%s: SPI_keepplan failed", fname);
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg_internal("SPI_keepplan failed"),
+				 errcontext("%s", fname)));
 	return plan;
 }

@@ -1,4 +1,4 @@
--- retention.sql: retention and cohorts (PRODUCT.md section 2), engine in src/retention.c.
+-- retention.sql: retention and cohorts (docs/retention.md); engine in src/retention_agg.c and src/cohort_*.c.
 --
 --   crm.retention(VARIADIC boolean[]) -> int[]            contract aggregate (ClickHouse retention)
 --   crm.retention(boolean, ...) -> int[]                  the same, 1 to 12 conditions, by-value state

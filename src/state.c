@@ -11,7 +11,7 @@
 static Size CrmStateGetFlatSize(ExpandedObjectHeader *eohptr);
 static void CrmStateFlattenInto(ExpandedObjectHeader *eohptr, void *result, Size allocated_size);
 
-static const ExpandedObjectMethods crm_state_methods = {
+static const ExpandedObjectMethods StateMethods = {
 	CrmStateGetFlatSize,
 	CrmStateFlattenInto
 };
@@ -61,14 +61,14 @@ CrmStatesContext(MemoryContext parent)
 
 /* new empty state in the shared states context under parent */
 CrmState *
-crm_state_new(MemoryContext parent, uint32 magic, Size initial_cap)
+CrmStateNew(MemoryContext parent, uint32 magic, Size initial_cap)
 {
 	MemoryContext objcxt;
 	CrmState   *st;
 
 	objcxt = CrmStatesContext(parent);
 	st = (CrmState *) MemoryContextAlloc(objcxt, sizeof(CrmState));
-	EOH_init_header(&st->hdr, &crm_state_methods, objcxt);
+	EOH_init_header(&st->hdr, &StateMethods, objcxt);
 	st->magic = magic;
 	st->len = 0;
 	st->cap = Max(initial_cap, 64);
@@ -78,7 +78,7 @@ crm_state_new(MemoryContext parent, uint32 magic, Size initial_cap)
 
 /* make room for extra more payload bytes */
 char *
-crm_state_reserve(CrmState *st, Size extra)
+CrmStateReserve(CrmState *st, Size extra)
 {
 	if (st->len + extra > st->cap)
 	{
@@ -100,7 +100,7 @@ crm_state_reserve(CrmState *st, Size extra)
 
 /* read-only payload of a state datum, expanded or flat */
 const char *
-crm_state_payload(Datum d, uint32 magic, Size *len)
+CrmStatePayload(Datum d, uint32 magic, Size *len)
 {
 	struct varlena *v = (struct varlena *) DatumGetPointer(d);
 	uint32		m;
@@ -110,8 +110,8 @@ crm_state_payload(Datum d, uint32 magic, Size *len)
 	{
 		CrmState   *st = (CrmState *) DatumGetEOHP(d);
 
-		if (st->hdr.eoh_methods != &crm_state_methods || st->magic != magic)
-			elog(ERROR, "crm_analytics: expanded object is not the expected state type");
+		if (st->hdr.eoh_methods != &StateMethods || st->magic != magic)
+			elog(ERROR, "expanded object is not the expected state type");
 		*len = st->len;
 		return st->data;
 	}
@@ -120,12 +120,12 @@ crm_state_payload(Datum d, uint32 magic, Size *len)
 	if (VARSIZE(v) < CRM_STATE_FLAT_HDRSZ)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("invalid crm_analytics state: %u bytes is too short", (unsigned) VARSIZE(v))));
+				 errmsg("invalid aggregate state: %u bytes is too short", (unsigned) VARSIZE(v))));
 	memcpy(&m, VARDATA(v), sizeof(uint32));
 	if (m != magic)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("invalid crm_analytics state: wrong state type")));
+				 errmsg("invalid aggregate state: it belongs to another state type")));
 	*len = VARSIZE(v) - CRM_STATE_FLAT_HDRSZ;
 	p = (char *) v + CRM_STATE_FLAT_HDRSZ;
 	if (((uintptr_t) p) % MAXIMUM_ALIGNOF != 0 && *len > 0)
@@ -140,7 +140,7 @@ crm_state_payload(Datum d, uint32 magic, Size *len)
 
 /* writable state from argument argno, in place when it already is ours */
 CrmState *
-crm_state_arg_rw(FunctionCallInfo fcinfo, int argno, MemoryContext aggcontext,
+CrmStateArgRW(FunctionCallInfo fcinfo, int argno, MemoryContext aggcontext,
 				 uint32 magic, Size initial_cap)
 {
 	Datum		d;
@@ -149,34 +149,34 @@ crm_state_arg_rw(FunctionCallInfo fcinfo, int argno, MemoryContext aggcontext,
 	Size		len;
 
 	if (PG_ARGISNULL(argno))
-		return crm_state_new(aggcontext, magic, initial_cap);
+		return CrmStateNew(aggcontext, magic, initial_cap);
 
 	d = PG_GETARG_DATUM(argno);
 	if (VARATT_IS_EXTERNAL_EXPANDED_RW(DatumGetPointer(d)))
 	{
 		st = (CrmState *) DatumGetEOHP(d);
-		if (st->hdr.eoh_methods == &crm_state_methods && st->magic == magic &&
+		if (st->hdr.eoh_methods == &StateMethods && st->magic == magic &&
 			MemoryContextGetParent(st->hdr.eoh_context) == aggcontext)
 			return st;
 	}
 
-	payload = crm_state_payload(d, magic, &len);
-	st = crm_state_new(aggcontext, magic, Max(initial_cap, len));
-	memcpy(crm_state_reserve(st, len), payload, len);
+	payload = CrmStatePayload(d, magic, &len);
+	st = CrmStateNew(aggcontext, magic, Max(initial_cap, len));
+	memcpy(CrmStateReserve(st, len), payload, len);
 	st->len = len;
 	return st;
 }
 
 /* flat varlena holding a copy of payload */
 struct varlena *
-crm_state_flat_from_payload(uint32 magic, const char *payload, Size len)
+CrmStateFlatFromPayload(uint32 magic, const char *payload, Size len)
 {
 	struct varlena *v;
 
 	if (!AllocSizeIsValid(CRM_STATE_FLAT_HDRSZ + len))
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("crm_analytics state of %zu bytes is too large", len)));
+				 errmsg("aggregate state of %zu bytes is too large", len)));
 	v = (struct varlena *) palloc(CRM_STATE_FLAT_HDRSZ + len);
 	SET_VARSIZE(v, CRM_STATE_FLAT_HDRSZ + len);
 	memcpy(VARDATA(v), &magic, sizeof(uint32));
@@ -187,7 +187,7 @@ crm_state_flat_from_payload(uint32 magic, const char *payload, Size len)
 
 /* the aggregate context, or an error when called outside an aggregate */
 MemoryContext
-crm_agg_context(FunctionCallInfo fcinfo, const char *fname)
+CrmAggContext(FunctionCallInfo fcinfo, const char *fname)
 {
 	MemoryContext aggcontext;
 

@@ -1,6 +1,6 @@
--- status.sql: automatic statuses (PRODUCT.md section 5).
+-- status.sql: automatic statuses (docs/auto-status.md).
 --
--- Rules live in tables, the logic in C triggers (src/status.c) that
+-- Rules live in tables, the logic in C triggers (src/status_*.c, see src/status.h) that
 -- crm.attach_auto_status() wires to the user's own entity and event tables.
 -- Every status change (by a rule or by a person) is written once to
 -- crm.status_history; crm.apply_time_rules() is the idempotent sweep for time
@@ -205,7 +205,7 @@ CREATE TRIGGER status_config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCAT
 -- The two row triggers do not pin search_path with a SET clause: that would
 -- cost two GUC changes per row.  Every name in the SQL they run is
 -- schema-qualified, and they pin search_path in C for the catalog reads they
--- parse (src/status.c, PinSearchPath); the user's own triggers on the entity
+-- parse (src/pg_user_context.c, StatusPinSearchPath); the user's own triggers on the entity
 -- table run with the user's search_path.
 CREATE FUNCTION crm.status_event_trigger() RETURNS trigger
 LANGUAGE c

@@ -44,8 +44,8 @@ DELETE FROM crm.rfm_segment_overrides;
 SELECT ok((SELECT 'crm.rfm_segment_overrides'::regclass::oid = ANY (extconfig) FROM pg_extension WHERE extname = 'crm_analytics'),
   'crm.rfm_segment_overrides is registered with pg_extension_config_dump');
 
-SELECT throws_ok($$SELECT crm.rfm_segment(0, 3)$$, '22023', 'rfm_segment: R score must be between 1 and 5, got 0', 'rfm_segment: R = 0 is an error');
-SELECT throws_ok($$SELECT crm.rfm_segment(3, 6)$$, '22023', 'rfm_segment: F score must be between 1 and 5, got 6', 'rfm_segment: F = 6 is an error');
+SELECT throws_ok($$SELECT crm.rfm_segment(0, 3)$$, '22023', 'R score must be between 1 and 5, got 0', 'rfm_segment: R = 0 is an error');
+SELECT throws_ok($$SELECT crm.rfm_segment(3, 6)$$, '22023', 'F score must be between 1 and 5, got 6', 'rfm_segment: F = 6 is an error');
 
 -- ---- rfm_report on the demo data vs plain SQL ----------------------------------
 CREATE TEMP TABLE rfm_ref AS
@@ -71,13 +71,13 @@ SELECT is((SELECT count(*)::int FROM crm.rfm_report('SELECT customer_id, ordered
   'rfm_report: no orders, no rows');
 
 SELECT throws_ok($$SELECT * FROM crm.rfm_report('SELECT customer_id, amount, ordered_at FROM crm_demo.orders', now())$$,
-  '42804', 'rfm_report: column 2 ("amount") of the inner query has type numeric, expected timestamptz for ordered_at',
+  '42804', 'column 2 ("amount") of the inner query has type numeric, expected timestamptz for ordered_at',
   'rfm_report: columns in the wrong order are an error');
 SELECT throws_ok($$SELECT * FROM crm.rfm_report('SELECT customer_id FROM crm_demo.orders', now())$$,
-  '42804', 'rfm_report: the inner query returns 1 columns, expected (customer, ordered_at timestamptz, amount numeric)',
+  '42804', 'inner query returns 1 column, expected (customer, ordered_at timestamptz, amount numeric)',
   'rfm_report: missing columns are an error');
 SELECT throws_ok($$SELECT * FROM crm.rfm_report(NULL, now())$$,
-  '22004', 'rfm_report: orders_sql and as_of must not be null', 'rfm_report: NULL query is an error');
+  '22004', 'orders_sql and as_of must not be null', 'rfm_report: NULL query is an error');
 SET LOCAL search_path = crm_demo, public;
 SELECT lives_ok($$SELECT * FROM crm.rfm_report('SELECT customer_id, ordered_at, amount FROM orders', now())$$,
   'rfm_report: the inner query resolves with the caller''s search_path');

@@ -164,35 +164,35 @@ SELECT results_eq(
 
 -- ---- bad input ----------------------------------------------------------------
 SELECT throws_ok($$SELECT crm.abc_class(v, 0, 0.95) OVER () FROM (VALUES (1.0)) t(v)$$,
-  '22023', 'abc_class: thresholds must be in (0, 1], got a = 0, b = 0.95', 'abc_class: a = 0 is an error');
+  '22023', 'thresholds must be in (0, 1], got a = 0, b = 0.95', 'abc_class: a = 0 is an error');
 SELECT throws_ok($$SELECT crm.abc_class(v, 0.8, 1.5) OVER () FROM (VALUES (1.0)) t(v)$$,
-  '22023', 'abc_class: thresholds must be in (0, 1], got a = 0.8, b = 1.5', 'abc_class: b > 1 is an error');
+  '22023', 'thresholds must be in (0, 1], got a = 0.8, b = 1.5', 'abc_class: b > 1 is an error');
 SELECT throws_ok($$SELECT crm.abc_class(v, -0.1, 0.5) OVER () FROM (VALUES (1.0)) t(v)$$,
-  '22023', 'abc_class: thresholds must be in (0, 1], got a = -0.1, b = 0.5', 'abc_class: negative a is an error');
+  '22023', 'thresholds must be in (0, 1], got a = -0.1, b = 0.5', 'abc_class: negative a is an error');
 SELECT throws_ok($$SELECT crm.abc_class(v, 'NaN', 0.5) OVER () FROM (VALUES (1.0)) t(v)$$,
-  '22023', 'abc_class: thresholds must be in (0, 1], got a = NaN, b = 0.5', 'abc_class: NaN threshold is an error');
+  '22023', 'thresholds must be in (0, 1], got a = NaN, b = 0.5', 'abc_class: NaN threshold is an error');
 SELECT throws_ok($$SELECT crm.abc_class(v, 0.9, 0.8) OVER () FROM (VALUES (1.0)) t(v)$$,
-  '22023', 'abc_class: threshold a (0.9) must not exceed threshold b (0.8)', 'abc_class: a > b is an error');
+  '22023', 'threshold a (0.9) must not exceed threshold b (0.8)', 'abc_class: a > b is an error');
 SELECT throws_ok($$SELECT crm.abc_class(v, NULL, 0.8) OVER () FROM (VALUES (1.0)) t(v)$$,
-  '22004', 'abc_class: thresholds must not be null', 'abc_class: NULL threshold is an error');
+  '22004', 'thresholds must not be null', 'abc_class: NULL threshold is an error');
 SELECT throws_ok($$SELECT crm.abc_class(v) OVER () FROM (VALUES (1.0::float8), ('NaN')) t(v)$$,
-  '22023', 'abc_class: value must be finite, got NaN', 'abc_class: NaN value is an error');
+  '22023', 'value must be finite, got NaN', 'abc_class: NaN value is an error');
 SELECT throws_ok($$SELECT crm.abc_class(v) OVER () FROM (VALUES (1.0::float8), ('Infinity')) t(v)$$,
-  '22023', 'abc_class: value must be finite, got Infinity', 'abc_class: infinite value is an error');
+  '22023', 'value must be finite, got Infinity', 'abc_class: infinite value is an error');
 SELECT throws_ok($$SELECT crm.abc_class(v) OVER () FROM (VALUES (1.0::float8), ('-Infinity')) t(v)$$,
-  '22023', 'abc_class: value must be finite, got -Infinity', 'abc_class: -infinite value is an error');
+  '22023', 'value must be finite, got -Infinity', 'abc_class: -infinite value is an error');
 SELECT throws_ok($$SELECT crm.quantile_score(v, 0) OVER () FROM (VALUES (1.0)) t(v)$$,
-  '22023', 'quantile_score: buckets must be between 1 and 1000, got 0', 'quantile_score: 0 buckets is an error');
+  '22023', 'buckets must be between 1 and 1000, got 0', 'quantile_score: 0 buckets is an error');
 SELECT throws_ok($$SELECT crm.quantile_score(v, 1001) OVER () FROM (VALUES (1.0)) t(v)$$,
-  '22023', 'quantile_score: buckets must be between 1 and 1000, got 1001', 'quantile_score: 1001 buckets is an error');
+  '22023', 'buckets must be between 1 and 1000, got 1001', 'quantile_score: 1001 buckets is an error');
 SELECT throws_ok($$SELECT crm.quantile_score(v, -5) OVER () FROM (VALUES (1.0)) t(v)$$,
-  '22023', 'quantile_score: buckets must be between 1 and 1000, got -5', 'quantile_score: negative buckets is an error');
+  '22023', 'buckets must be between 1 and 1000, got -5', 'quantile_score: negative buckets is an error');
 SELECT throws_ok($$SELECT crm.quantile_score(v, NULL) OVER () FROM (VALUES (1.0)) t(v)$$,
-  '22004', 'quantile_score: buckets must not be null', 'quantile_score: NULL buckets is an error');
+  '22004', 'buckets must not be null', 'quantile_score: NULL buckets is an error');
 SELECT throws_ok($$SELECT crm.quantile_score(v) OVER () FROM (VALUES ('NaN'::float8)) t(v)$$,
-  '22023', 'quantile_score: value must be finite, got NaN', 'quantile_score: NaN value is an error');
+  '22023', 'value must be finite, got NaN', 'quantile_score: NaN value is an error');
 SELECT throws_ok($$SELECT crm.quantile_score(v) OVER () FROM (VALUES ('-Infinity'::float8)) t(v)$$,
-  '22023', 'quantile_score: value must be finite, got -Infinity', 'quantile_score: infinite value is an error');
+  '22023', 'value must be finite, got -Infinity', 'quantile_score: infinite value is an error');
 
 -- ---- catalog properties ---------------------------------------------------------
 SELECT ok((SELECT bool_and(prokind = 'w' AND provolatile = 'i' AND proparallel = 's')

@@ -14,13 +14,13 @@ SELECT results_eq(
   'xyz_class: custom thresholds, x = y, infinite cv is Z');
 SELECT is(crm.xyz_class(NULL), NULL, 'xyz_class: NULL cv gives NULL');
 SELECT throws_ok($$SELECT crm.xyz_class(-0.1)$$, '22023',
-  'xyz_class: coefficient of variation must be a non-negative number, got -0.1', 'xyz_class: negative cv is an error');
+  'coefficient of variation must be a non-negative number, got -0.1', 'xyz_class: negative cv is an error');
 SELECT throws_ok($$SELECT crm.xyz_class('NaN')$$, '22023',
-  'xyz_class: coefficient of variation must be a non-negative number, got NaN', 'xyz_class: NaN cv is an error');
+  'coefficient of variation must be a non-negative number, got NaN', 'xyz_class: NaN cv is an error');
 SELECT throws_ok($$SELECT crm.xyz_class(0.1, 0.3, 0.2)$$, '22023',
-  'xyz_class: threshold x (0.3) must not exceed threshold y (0.2)', 'xyz_class: x > y is an error');
+  'threshold x (0.3) must not exceed threshold y (0.2)', 'xyz_class: x > y is an error');
 SELECT throws_ok($$SELECT crm.xyz_class(0.1, -0.1, 0.2)$$, '22023',
-  'xyz_class: thresholds must be finite and non-negative, got x = -0.1, y = 0.2', 'xyz_class: negative x is an error');
+  'thresholds must be finite and non-negative, got x = -0.1, y = 0.2', 'xyz_class: negative x is an error');
 
 -- ---- demand_cv: hand-worked cases ---------------------------------------------
 -- periods 4, sums [2,0,2,0]: mean 1, population sd 1 -> cv 1
@@ -103,14 +103,14 @@ SELECT throws_ok($$SELECT 'x'::crm.demand_cv_state$$, '22P02', NULL, 'state inpu
 SELECT throws_ok($$SELECT '99999999999999999999:1'::crm.demand_cv_state$$, '22P02', NULL, 'state input: huge count is an error');
 
 -- ---- demand_cv bad input ----------------------------------------------------------------
-SELECT throws_ok($$SELECT crm.demand_cv(1, 1, 0)$$, '22023', 'demand_cv: periods must be at least 1, got 0', 'demand_cv: 0 periods is an error');
-SELECT throws_ok($$SELECT crm.demand_cv(1, 1, 10001)$$, '54000', 'demand_cv: at most 10000 periods are supported, got 10001', 'demand_cv: too many periods is an error');
-SELECT throws_ok($$SELECT crm.demand_cv(1, 1, NULL)$$, '22004', 'demand_cv: periods must not be null', 'demand_cv: NULL periods is an error');
-SELECT throws_ok($$SELECT crm.demand_cv(1, 13, 12)$$, '22023', 'demand_cv: period_no must be between 1 and 12, got 13', 'demand_cv: period_no past the range is an error');
-SELECT throws_ok($$SELECT crm.demand_cv(1, 0, 12)$$, '22023', 'demand_cv: period_no must be between 1 and 12, got 0', 'demand_cv: period_no 0 is an error');
-SELECT throws_ok($$SELECT crm.demand_cv('NaN', 1, 12)$$, '22023', 'demand_cv: quantity must be finite, got NaN', 'demand_cv: NaN quantity is an error');
+SELECT throws_ok($$SELECT crm.demand_cv(1, 1, 0)$$, '22023', 'periods must be at least 1, got 0', 'demand_cv: 0 periods is an error');
+SELECT throws_ok($$SELECT crm.demand_cv(1, 1, 10001)$$, '54000', 'at most 10000 periods are supported, got 10001', 'demand_cv: too many periods is an error');
+SELECT throws_ok($$SELECT crm.demand_cv(1, 1, NULL)$$, '22004', 'periods must not be null', 'demand_cv: NULL periods is an error');
+SELECT throws_ok($$SELECT crm.demand_cv(1, 13, 12)$$, '22023', 'period_no must be between 1 and 12, got 13', 'demand_cv: period_no past the range is an error');
+SELECT throws_ok($$SELECT crm.demand_cv(1, 0, 12)$$, '22023', 'period_no must be between 1 and 12, got 0', 'demand_cv: period_no 0 is an error');
+SELECT throws_ok($$SELECT crm.demand_cv('NaN', 1, 12)$$, '22023', 'quantity must be finite, got NaN', 'demand_cv: NaN quantity is an error');
 SELECT throws_ok($$SELECT crm.demand_cv(q, 1, p) FROM (VALUES (1, 12), (1, 6)) t(q, p)$$, '22023',
-  'demand_cv: periods must be the same on every row, got 12 and 6', 'demand_cv: varying periods is an error');
+  'periods must be the same on every row, got 12 and 6', 'demand_cv: varying periods is an error');
 
 -- ---- abc_xyz_report on the demo data vs plain SQL ----------------------------------------
 CREATE TEMP TABLE axr_ref AS
@@ -144,10 +144,10 @@ SELECT results_eq(
   'abc_xyz_report equals the plain-SQL ABC-XYZ of the demo products over the 12 months of 2025');
 SELECT ok((SELECT count(DISTINCT abc) = 3 AND count(cv) = count(*) FROM axr_ref), 'the demo products span A, B and C, every product has a CV');
 SELECT throws_ok($$SELECT * FROM crm.abc_xyz_report('SELECT product_id, ordered_at, quantity, amount FROM crm_demo.orders', '2025-01-01', '2026-01-01', 'fortnight')$$,
-  '22023', 'abc_xyz_report: unknown period "fortnight"', 'abc_xyz_report: unknown period is an error');
+  '22023', 'unknown period "fortnight"', 'abc_xyz_report: unknown period is an error');
 SELECT throws_ok($$SELECT * FROM crm.abc_xyz_report('SELECT product_id, ordered_at, quantity, amount FROM crm_demo.orders', '2026-01-01', '2025-01-01')$$,
   '22023', NULL, 'abc_xyz_report: from after to is an error');
 SELECT throws_ok($$SELECT * FROM crm.abc_xyz_report('SELECT product_id, ordered_at, amount FROM crm_demo.orders', '2025-01-01', '2026-01-01')$$,
-  '42804', 'abc_xyz_report: the inner query returns 3 columns, expected (item, sold_at timestamptz, quantity numeric, revenue numeric)', 'abc_xyz_report: missing column is an error');
+  '42804', 'inner query returns 3 columns, expected (item, sold_at timestamptz, quantity numeric, revenue numeric)', 'abc_xyz_report: missing column is an error');
 SELECT * FROM finish();
 ROLLBACK;

@@ -2,7 +2,7 @@
 -- bad inputs, the hypergeometric function against closed forms, the
 -- predictions against plain-SQL formulas, parameter recovery on simulated data.
 BEGIN;
-SELECT plan(69);
+SELECT plan(75);
 SET LOCAL TimeZone = 'UTC';
 
 -- ---------------------------------------------------------------- clv_summary, hand-worked
@@ -86,40 +86,52 @@ SELECT is((SELECT split_part(s::text, ' ', 1)::int FROM (SELECT pg_temp.bgnbd_st
 SELECT is((SELECT crm.bgnbd_finalfn(s::text::crm.bgnbd_state)::text FROM (SELECT pg_temp.bgnbd_state(x, tx, tt) s FROM pat) q),
           (SELECT crm.bgnbd_fit(x, tx, tt)::text FROM pat), 'a bgnbd_state read back from text fits the same model');
 SELECT throws_ok($$SELECT '2 0 0 1 1'::crm.bgnbd_state$$, '22P02', NULL, 'bgnbd_state: too few fields is an error');
-SELECT throws_ok($$SELECT '1 1 5 2 1'::crm.bgnbd_state$$, '22023', NULL, 'bgnbd_state: recency > t in a stored pattern is an error');
-SELECT throws_ok($$SELECT '1 1 1 2 -3'::crm.bgnbd_state$$, '22023', NULL, 'bgnbd_state: a negative weight is an error');
+SELECT throws_ok($$SELECT '1 1 5 2 1'::crm.bgnbd_state$$, '22P02', NULL, 'bgnbd_state: recency > t in a stored pattern is an error');
+SELECT throws_ok($$SELECT '1 1 1 2 -3'::crm.bgnbd_state$$, '22P02', NULL, 'bgnbd_state: a negative weight is an error');
 SELECT throws_ok($$SELECT '99999999999999999999 1'::crm.bgnbd_state$$, '22P02', NULL, 'bgnbd_state: an absurd count is an error, not an allocation');
 SELECT throws_ok($$SELECT 'abc'::crm.gamma_gamma_state$$, '22P02', NULL, 'gamma_gamma_state: garbage is an error');
-SELECT throws_ok($$SELECT '1 0 5 1'::crm.gamma_gamma_state$$, '22023', NULL, 'gamma_gamma_state: frequency 0 is never stored');
+SELECT throws_ok($$SELECT '1 0 5 1'::crm.gamma_gamma_state$$, '22P02', NULL, 'gamma_gamma_state: frequency 0 is never stored');
 SELECT throws_ok($$SELECT '0 86400000000 2 -5 1'::crm.clv_summary_state$$, '22P02', NULL, 'clv_summary_state: too few entries is an error');
-SELECT throws_ok($$SELECT '0 0 0'::crm.clv_summary_state$$, '22023', NULL, 'clv_summary_state: unit 0 is an error');
+SELECT throws_ok($$SELECT '0 0 0'::crm.clv_summary_state$$, '22P02', NULL, 'clv_summary_state: unit 0 is an error');
 SELECT throws_ok($$SELECT '0 86400000000 1 -5 x'::crm.clv_summary_state$$, '22P02', NULL, 'clv_summary_state: a bad amount is an error');
+-- every malformed state text: the one 22P02 message of the state reader, naming the type and the text
+SELECT throws_ok($$SELECT '0 86400000000 1 -5 NaN'::crm.clv_summary_state$$, '22P02',
+                 'invalid input syntax for type crm.clv_summary_state: "0 86400000000 1 -5 NaN"', 'clv_summary_state: a NaN amount is malformed text');
+SELECT throws_ok($$SELECT '0 86400000000 1 5 1'::crm.clv_summary_state$$, '22P02',
+                 'invalid input syntax for type crm.clv_summary_state: "0 86400000000 1 5 1"', 'clv_summary_state: a period after observation_end is malformed text');
+SELECT throws_ok($$SELECT '1 1 5 2 1'::crm.bgnbd_state$$, '22P02',
+                 'invalid input syntax for type crm.bgnbd_state: "1 1 5 2 1"', 'bgnbd_state: a pattern the model cannot take is malformed text');
+SELECT throws_ok($$SELECT '1 1 1 2 1 7'::crm.bgnbd_state$$, '22P02',
+                 'invalid input syntax for type crm.bgnbd_state: "1 1 1 2 1 7"', 'bgnbd_state: a field too many');
+SELECT throws_ok($$SELECT '1 1 0 -3'::crm.gamma_gamma_state$$, '22P02',
+                 'invalid input syntax for type crm.gamma_gamma_state: "1 1 0 -3"', 'gamma_gamma_state: a negative weight is malformed text');
+SELECT is('  1  1  1  2  1 '::crm.bgnbd_state::text, '1 1 1 2 1', 'bgnbd_state: extra spaces between fields are read, as before');
 
 -- ---------------------------------------------------------------- bad input: clv_summary
-SELECT throws_ok($$SELECT crm.clv_summary(ts, 'NaN'::numeric, '2024-01-31') FROM buys$$, '22023', 'clv_summary: amount must be a finite number', 'clv_summary: NaN amount');
-SELECT throws_ok($$SELECT crm.clv_summary(ts, amount, '2024-01-31', '1 month') FROM buys$$, '22023', 'clv_summary: unit must not contain months or years', 'clv_summary: unit with months');
-SELECT throws_ok($$SELECT crm.clv_summary(ts, amount, '2024-01-31', '-1 day') FROM buys$$, '22023', 'clv_summary: unit must be positive', 'clv_summary: negative unit');
-SELECT throws_ok($$SELECT crm.clv_summary(ts, amount, NULL) FROM buys$$, '22004', 'clv_summary: observation_end must not be null', 'clv_summary: NULL observation_end');
+SELECT throws_ok($$SELECT crm.clv_summary(ts, 'NaN'::numeric, '2024-01-31') FROM buys$$, '22023', 'amount must be a finite number', 'clv_summary: NaN amount');
+SELECT throws_ok($$SELECT crm.clv_summary(ts, amount, '2024-01-31', '1 month') FROM buys$$, '22023', 'unit must not contain months or years', 'clv_summary: unit with months');
+SELECT throws_ok($$SELECT crm.clv_summary(ts, amount, '2024-01-31', '-1 day') FROM buys$$, '22023', 'unit must be positive', 'clv_summary: negative unit');
+SELECT throws_ok($$SELECT crm.clv_summary(ts, amount, NULL) FROM buys$$, '22004', 'observation_end must not be null', 'clv_summary: NULL observation_end');
 SELECT throws_ok($$SELECT crm.clv_summary(ts, amount, ts) FROM buys WHERE ts IS NOT NULL$$, '22023', NULL, 'clv_summary: observation_end differing between rows');
-SELECT throws_ok($$SELECT crm.clv_summary(ts, amount, 'infinity') FROM buys$$, '22023', 'clv_summary: observation_end must be finite', 'clv_summary: infinite observation_end');
+SELECT throws_ok($$SELECT crm.clv_summary(ts, amount, 'infinity') FROM buys$$, '22023', 'observation_end must be finite', 'clv_summary: infinite observation_end');
 
 -- ---------------------------------------------------------------- bad input: fits
 SELECT is((SELECT (m).converged::text || ' ' || (m).reason || ' ' || (m).customers FROM (SELECT crm.bgnbd_fit(x, tx, tt) m FROM pat WHERE false) q),
           'false no customers 0', 'bgnbd_fit: no customers -> converged false, reason');
 SELECT is((SELECT (m).r IS NULL AND NOT (m).converged AND (m).reason LIKE 'no repeat buyers%' FROM (SELECT crm.bgnbd_fit(0, 0, tt) m FROM pat) q),
           true, 'bgnbd_fit: no repeat buyers -> converged false, NULL parameters, reason');
-SELECT throws_ok($$SELECT crm.bgnbd_fit(2, 5, 3)$$, '22023', 'bgnbd_fit: recency 5 is greater than t 3', 'bgnbd_fit: recency > t');
-SELECT throws_ok($$SELECT crm.bgnbd_fit('NaN', 1, 3)$$, '22023', 'bgnbd_fit: frequency, recency and t must be finite numbers', 'bgnbd_fit: NaN');
-SELECT throws_ok($$SELECT crm.bgnbd_fit(-1, 1, 3)$$, '22023', 'bgnbd_fit: frequency, recency and t must not be negative', 'bgnbd_fit: negative frequency');
+SELECT throws_ok($$SELECT crm.bgnbd_fit(2, 5, 3)$$, '22023', 'recency 5 is greater than t 3', 'bgnbd_fit: recency > t');
+SELECT throws_ok($$SELECT crm.bgnbd_fit('NaN', 1, 3)$$, '22023', 'frequency, recency and t must be finite numbers', 'bgnbd_fit: NaN');
+SELECT throws_ok($$SELECT crm.bgnbd_fit(-1, 1, 3)$$, '22023', 'frequency, recency and t must not be negative', 'bgnbd_fit: negative frequency');
 SELECT throws_ok($$SELECT crm.bgnbd_fit(1.5, 1, 3)$$, '22023', NULL, 'bgnbd_fit: fractional frequency');
-SELECT throws_ok($$SELECT crm.bgnbd_fit(0, 1, 3)$$, '22023', 'bgnbd_fit: recency must be 0 when frequency is 0, got 1', 'bgnbd_fit: frequency 0 with recency > 0');
+SELECT throws_ok($$SELECT crm.bgnbd_fit(0, 1, 3)$$, '22023', 'recency must be 0 when frequency is 0, got 1', 'bgnbd_fit: frequency 0 with recency > 0');
 SELECT is((SELECT crm.bgnbd_fit(x, tx, tt)::text FROM (SELECT x, tx, tt FROM pat UNION ALL SELECT NULL, 1, 2) q),
           (SELECT crm.bgnbd_fit(x, tx, tt)::text FROM pat), 'bgnbd_fit: rows with a NULL are skipped');
 SELECT is((SELECT NOT (m).converged AND (m).reason LIKE 'no repeat buyers%' FROM (SELECT crm.gamma_gamma_fit(0, 10) m) q),
           true, 'gamma_gamma_fit: no repeat buyers -> converged false, reason');
 SELECT is((SELECT NOT (m).converged AND (m).customers = 0 FROM (SELECT crm.gamma_gamma_fit(x, m) m FROM pat WHERE false) q),
           true, 'gamma_gamma_fit: no customers -> converged false');
-SELECT throws_ok($$SELECT crm.gamma_gamma_fit(2, 0)$$, '22023', 'gamma_gamma_fit: monetary must be positive for repeat buyers, got 0', 'gamma_gamma_fit: zero monetary');
+SELECT throws_ok($$SELECT crm.gamma_gamma_fit(2, 0)$$, '22023', 'monetary must be positive for repeat buyers, got 0', 'gamma_gamma_fit: zero monetary');
 SELECT throws_ok($$SELECT crm.gamma_gamma_fit(2, -5)$$, '22023', NULL, 'gamma_gamma_fit: negative monetary');
 SELECT throws_ok($$SELECT crm.gamma_gamma_fit(2, 'NaN')$$, '22023', NULL, 'gamma_gamma_fit: NaN monetary');
 SELECT is((SELECT NOT (m).converged AND (m).reason LIKE 'every customer has the same monetary%' FROM (SELECT crm.gamma_gamma_fit(x, 10) m FROM pat WHERE x > 0) q),
@@ -141,13 +153,13 @@ SELECT ok((SELECT abs(crm.bgnbd_expected_purchases(ROW(0.5, 5, 1, 2, NULL, 1, tr
 SELECT ok((SELECT crm.gamma_gamma_expected_value(gg, 0, 0) = (6.25 * 15.44 / 2.74)::float8::numeric FROM models),
           'expected spend of a customer with no repeats is the population mean p gamma / (q - 1)');
 SELECT throws_ok($$SELECT crm.gamma_gamma_expected_value(gg_heavy, 2, 20) FROM models$$, '22023',
-                 'gamma_gamma_expected_value: the expected value is undefined when q <= 1 (q = 0.8)', 'q <= 1: expected value undefined');
-SELECT throws_ok($$SELECT crm.bgnbd_p_alive(bg_bad, 2, 3, 5) FROM models$$, '22023', 'bgnbd_p_alive: the model did not converge', 'a non-converged model is refused');
+                 'the expected value is undefined when q <= 1 (q = 0.8)', 'q <= 1: expected value undefined');
+SELECT throws_ok($$SELECT crm.bgnbd_p_alive(bg_bad, 2, 3, 5) FROM models$$, '22023', 'the model did not converge', 'a non-converged model is refused');
 SELECT throws_ok($$SELECT crm.bgnbd_p_alive(ROW(NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL)::crm.bgnbd_model, 2, 3, 5)$$, '22004', NULL, 'a model without parameters is refused');
-SELECT throws_ok($$SELECT crm.bgnbd_expected_purchases(bg, 10, 2, 6, 5) FROM models$$, '22023', 'bgnbd_expected_purchases: recency 6 is greater than t 5', 'predictions: recency > t');
+SELECT throws_ok($$SELECT crm.bgnbd_expected_purchases(bg, 10, 2, 6, 5) FROM models$$, '22023', 'recency 6 is greater than t 5', 'predictions: recency > t');
 SELECT throws_ok($$SELECT crm.bgnbd_expected_purchases(bg, -1, 2, 3, 5) FROM models$$, '22023', NULL, 'predictions: negative horizon');
 SELECT throws_ok($$SELECT crm.bgnbd_p_alive(bg, 'NaN', 3, 5) FROM models$$, '22023', NULL, 'predictions: NaN frequency');
-SELECT throws_ok($$SELECT crm.clv(bg, gg, 2, 3, 5, 20, '1 month') FROM models$$, '22023', 'clv: unit must not contain months or years', 'clv: unit must be fixed');
+SELECT throws_ok($$SELECT crm.clv(bg, gg, 2, 3, 5, 20, '1 month') FROM models$$, '22023', 'unit must not contain months or years', 'clv: unit must be fixed');
 SELECT ok((SELECT abs(crm.clv(bg, gg, 2, 30.43, 38.86, 22.35, '7 days', 24, 0.01)::float8
               - (SELECT sum(crm.gamma_gamma_expected_value(gg, 2, 22.35)::float8
                      * (crm.bgnbd_expected_purchases(bg, k * 30.4375 / 7, 2, 30.43, 38.86)
@@ -162,7 +174,7 @@ SELECT ok(abs(crm.hyp2f1(0.5, 0.5, 1.5, 0.81) - asin(0.9) / 0.9) < 1e-14, '2F1(1
 SELECT ok(abs(crm.hyp2f1(0.5, 0.5, 1.5, 0.9801) / (asin(0.99) / 0.99) - 1) < 1e-13, '2F1(1/2,1/2;3/2;0.9801) = asin(0.99)/0.99');
 SELECT ok(abs(crm.hyp2f1(2.3, 1.7, 1.7, 0.95) / power(0.05, -2.3) - 1) < 1e-12, '2F1(a,b;b;z) = (1-z)^-a near z = 1');
 SELECT ok(abs(crm.hyp2f1(1, 1, 2, -3) - ln(4) / 3) < 1e-14, '2F1(1,1;2;-3) = ln(4)/3 (Pfaff transformation)');
-SELECT throws_ok($$SELECT crm.hyp2f1(1, 1, 2, 1)$$, '22023', 'hyp2f1: z must be less than 1, got 1', '2F1 refuses z >= 1');
+SELECT throws_ok($$SELECT crm.hyp2f1(1, 1, 2, 1)$$, '22023', 'z must be less than 1, got 1', '2F1 refuses z >= 1');
 
 -- ---------------------------------------------------------------- parameter recovery from simulated customers
 CREATE TEMP TABLE simsum AS

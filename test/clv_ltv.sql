@@ -21,6 +21,6 @@ SELECT is((SELECT (spend, cac, ltv_to_cac, cac_payback_months)::text FROM r),
           'spend, CAC = spend / customers, LTV/CAC, CAC payback months = CAC / monthly gross profit per customer');
 SELECT throws_ok($$SELECT * FROM crm.historical_ltv('SELECT c, ts FROM o')$$, '42804', NULL, 'orders query with missing columns is refused');
 SELECT throws_ok($$SELECT * FROM crm.historical_ltv('SELECT c, ts, amount FROM o', NULL, 1.5)$$, '22023',
-                 'historical_ltv: margin must be between 0 and 1, got 1.5', 'margin outside 0..1 is refused');
+                 'margin must be between 0 and 1, got 1.5', 'margin outside 0..1 is refused');
 SELECT * FROM finish();
 ROLLBACK;

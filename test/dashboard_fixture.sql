@@ -255,9 +255,9 @@ SELECT throws_like($$SELECT crm.register_source('spend', 'SELECT channel, month 
 SELECT throws_ok($$SELECT crm.register_source('spend', 'SELECT channel, month, amount::text FROM dfx.spend')$$, '42804',
                  NULL, 'register_source: wrong column type');
 SELECT throws_ok($$SELECT * FROM crm.owner_dashboard('2025-12-10', '2025-12-01')$$, '22023',
-                 'crm.owner_dashboard: period start 2025-12-10 is after its end 2025-12-01', 'from > to');
+                 'period start 2025-12-10 is after its end 2025-12-01', 'from > to');
 SELECT throws_ok($$SELECT * FROM crm.dashboard_channels(NULL, '2025-12-01')$$, '22004',
-                 'crm.dashboard_channels: period bounds must not be null', 'null bound');
+                 'period bounds must not be null', 'null bound');
 SELECT ok(crm.unregister_source('invoices'), 'unregister_source');
 SELECT throws_ok($$SELECT * FROM crm.owner_dashboard('2025-12-01', '2025-12-10')$$, '55000',
                  'source "invoices" is not registered', 'unregistered source: says which to register');
@@ -268,7 +268,7 @@ SELECT throws_ok($$SELECT * FROM crm.v_owner_dashboard$$, '42P01',
                  'a registered query that later breaks: error names the source');
 ALTER TABLE dfx.spend ALTER COLUMN amount TYPE text;
 SELECT throws_like($$SELECT * FROM crm.v_channels$$,
-                   'registered source "spend" is broken: source "spend": column 3 ("amount") of the inner query has type text, expected numeric%',
+                   'registered source "spend" is broken: column 3 ("amount") of the inner query has type text, expected numeric%',
                    'a type change that breaks a source: error names the source and the column');
 SELECT lives_ok($$SELECT crm.register_source('spend', 'SELECT channel, month, amount::numeric FROM dfx.spend')$$, 'a cast in the inner query fixes it');
 INSERT INTO dfx.deal_events VALUES (99, '2025-12-01', 'negotiation', 10, 1, 'ads');
@@ -284,7 +284,7 @@ SELECT throws_like($$SELECT * FROM crm.dashboard_managers('2025-12-01', '2025-12
                    '%stages missing from crm.pipeline_stages: negotiation', 'dashboard_managers: unknown stage');
 DELETE FROM crm.pipeline_stages;
 SELECT throws_ok($$SELECT * FROM crm.dashboard_pipeline('2025-12-01', '2025-12-10')$$, '55000',
-                 'crm.dashboard_pipeline: crm.pipeline_stages has no won stage', 'empty stage table');
+                 'crm.pipeline_stages has no won stage', 'empty stage table');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -409,20 +409,20 @@ RESET max_parallel_workers_per_gather;
 RESET parallel_leader_participation;
 -- bad input
 SELECT throws_ok($$SELECT crm.window_funnel_by_name('1 day', now(), 'a', NULL::text[])$$, '22004',
-                 'window_funnel steps must not be a null array', 'step names: NULL steps');
+                 'steps must not be a null array', 'step names: NULL steps');
 SELECT throws_ok($$SELECT crm.window_funnel_by_name('1 day', now(), 'a', ARRAY[]::text[])$$, '22023',
-                 'window_funnel needs at least 1 step', 'step names: 0 steps');
+                 'a funnel needs at least 1 step', 'step names: 0 steps');
 SELECT throws_ok($$SELECT crm.window_funnel_by_name('1 day', now(), 'a', ARRAY(SELECT k::text FROM generate_series(1, 65) k))$$, '54000',
-                 'window_funnel supports at most 64 steps, got 65', 'step names: 65 steps');
+                 'a funnel supports at most 64 steps, got 65', 'step names: 65 steps');
 SELECT throws_ok($$SELECT crm.window_funnel_by_name('1 day', now(), 'a', ARRAY[['a'], ['b']])$$, '2202E',
-                 'window_funnel steps must be a one-dimensional array', 'step names: two-dimensional steps');
+                 'steps must be a one-dimensional array', 'step names: two-dimensional steps');
 SELECT throws_ok($$SELECT crm.window_funnel_by_name('-1 day', now(), 'a', ARRAY['a'])$$, '22023',
-                 'window_funnel window must not be negative', 'step names: negative window');
+                 'window must not be negative', 'step names: negative window');
 SELECT throws_ok($$SELECT crm.window_funnel_by_name('1 day', 'strict', now(), 'a', ARRAY['a'])$$, '22023',
-                 'unknown window_funnel mode "strict"', 'step names: unknown mode');
+                 'unknown funnel mode "strict"', 'step names: unknown mode');
 SELECT throws_ok($$SELECT crm.window_funnel_by_name('1 day', now(), 'a', CASE WHEN x = 1 THEN ARRAY['a'] ELSE ARRAY['a', 'b'] END)
                      FROM generate_series(1, 2) x$$, '22023',
-                 'window_funnel got 1 steps on one row and 2 on another', 'step names: the step count changes between rows');
+                 'got 1 steps on one row and 2 on another', 'step names: the step count changes between rows');
 -- the step-name form has a name of its own: 2-step calls with untyped arguments still resolve
 SELECT is((SELECT crm.window_funnel('1 day', now(), NULL, NULL)), 0, 'window_funnel(w, ts, NULL, NULL) is not ambiguous');
 SELECT is((SELECT crm.window_funnel_times('1 day', 'strict_order', now(), NULL, NULL)), '{}'::timestamptz[],
@@ -434,14 +434,14 @@ DEALLOCATE funnel_untyped;
 -- rows that match no step are still checked against the group when window, mode or steps vary
 SELECT throws_ok($$SELECT crm.window_funnel_by_name('1 day', ts, s, st ORDER BY o DESC)
                      FROM (VALUES (1, now(), 'z', ARRAY['a', 'b']), (2, now(), 'a', ARRAY['a'])) v(o, ts, s, st)$$, '22023',
-                 'window_funnel got 1 steps on one row and 2 on another', 'step names: a non-matching row with another step count, last');
+                 'got 1 steps on one row and 2 on another', 'step names: a non-matching row with another step count, last');
 SELECT throws_ok($$SELECT crm.window_funnel(w, ts, c ORDER BY o DESC)
                      FROM (VALUES (1, interval '1 day', now(), false), (2, interval '2 days', now(), true)) v(o, w, ts, c)$$, '22023',
-                 'window_funnel window and mode must be the same on every row of a group', 'a non-matching row with another window, last');
+                 'window and mode must be the same on every row of a group', 'a non-matching row with another window, last');
 SELECT throws_ok($$SELECT crm.window_funnel('1 day', m, ts, s = 'a', s = 'b' ORDER BY o)
                      FROM (VALUES (1, 'strict_order', timestamptz '2024-01-01 00:00', 'a'), (2, '', '2024-01-01 00:01', 'x'),
                                   (3, 'strict_order', '2024-01-01 00:02', 'b')) v(o, m, ts, s)$$, '22023',
-                 'window_funnel window and mode must be the same on every row of a group', 'a non-matching row with another mode');
+                 'window and mode must be the same on every row of a group', 'a non-matching row with another mode');
 
 -- ======================================================================
 -- 5. state types: exact text round trip, and a round-tripped state gives the same answer
@@ -499,33 +499,33 @@ SELECT throws_ok($$SELECT 'steps=99;hist=1'::crm.funnel_counts_state$$, '22P02',
 -- 6. bad input: each a clear error with its SQLSTATE
 -- ======================================================================
 SELECT throws_ok($$SELECT crm.window_funnel(NULL, now(), true)$$, '22004',
-                 'window_funnel window must not be null', 'NULL window');
+                 'window must not be null', 'NULL window');
 SELECT throws_ok($$SELECT crm.window_funnel('-1 second', now(), true)$$, '22023',
-                 'window_funnel window must not be negative', 'negative window');
+                 'window must not be negative', 'negative window');
 SELECT throws_ok($$SELECT crm.window_funnel('1 month -31 days', now(), true)$$, '22023',
-                 'window_funnel window must not be negative', 'window negative in total (1 month = 30 days)');
+                 'window must not be negative', 'window negative in total (1 month = 30 days)');
 SELECT throws_ok($$SELECT crm.window_funnel('1 day', now(), VARIADIC ARRAY[]::boolean[])$$, '22023',
-                 'window_funnel needs at least 1 step', '0 steps');
+                 'a funnel needs at least 1 step', '0 steps');
 SELECT throws_ok($$SELECT crm.window_funnel('1 day', now(), VARIADIC array_fill(true, ARRAY[65]))$$, '54000',
-                 'window_funnel supports at most 64 steps, got 65', '65 steps');
+                 'a funnel supports at most 64 steps, got 65', '65 steps');
 SELECT is((SELECT crm.window_funnel('1 day', now(), VARIADIC array_fill(true, ARRAY[64]))), 64, '64 steps work (one row fills all)');
 SELECT is((SELECT crm.window_funnel('1 day', 'strict_once', ts, VARIADIC array_fill(true, ARRAY[64]))
              FROM generate_series(timestamptz '2024-01-01', '2024-01-01 01:02', '1 minute') ts), 63,
           '64 steps, strict_once: 63 rows reach 63');
 SELECT throws_ok($$SELECT crm.window_funnel('1 day', now(), VARIADIC NULL::boolean[])$$, '22004',
-                 'window_funnel steps must not be a null array', 'NULL steps array');
+                 'steps must not be a null array', 'NULL steps array');
 SELECT throws_ok($$SELECT crm.window_funnel('1 day', now(), VARIADIC ARRAY[[true], [false]])$$, '2202E',
-                 'window_funnel steps must be a one-dimensional array', 'two-dimensional steps');
+                 'steps must be a one-dimensional array', 'two-dimensional steps');
 SELECT throws_ok($$SELECT crm.window_funnel('1 day', 'strict', now(), true)$$, '22023',
-                 'unknown window_funnel mode "strict"', 'unknown mode word');
+                 'unknown funnel mode "strict"', 'unknown mode word');
 SELECT throws_ok($$SELECT crm.window_funnel('1 day', 'strict_order,', now(), true)$$, '22023',
-                 'unknown window_funnel mode ""', 'empty mode word after a comma');
+                 'unknown funnel mode ""', 'empty mode word after a comma');
 SELECT throws_ok($$SELECT crm.window_funnel('1 day', NULL, now(), true)$$, '22004',
-                 'window_funnel mode must not be null', 'NULL mode');
+                 'mode must not be null', 'NULL mode');
 SELECT throws_ok($$SELECT crm.window_funnel('1 day', 'allow_reentry', now(), true)$$, '22023',
-                 'window_funnel mode allow_reentry requires strict_order', 'allow_reentry without strict_order');
+                 'mode allow_reentry requires strict_order', 'allow_reentry without strict_order');
 SELECT throws_ok($$SELECT crm.window_funnel('1 day', 'strict_deduplication, allow_reentry, strict_once', now(), true)$$, '22023',
-                 'window_funnel mode allow_reentry requires strict_order', 'allow_reentry with other modes but not strict_order');
+                 'mode allow_reentry requires strict_order', 'allow_reentry with other modes but not strict_order');
 CREATE FUNCTION pg_temp.hint_of(q text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE h text;
 BEGIN
@@ -540,14 +540,14 @@ SELECT is(pg_temp.hint_of($$SELECT crm.window_funnel('1 day', 'strict_orders', n
           'the unknown-mode hint lists the valid words');
 SELECT throws_ok($$SELECT crm.window_funnel('1 day', now(), VARIADIC CASE WHEN x = 1 THEN ARRAY[true] ELSE ARRAY[true, false] END)
                      FROM generate_series(1, 2) x$$, '22023',
-                 'window_funnel got 1 steps on one row and 2 on another', 'the step count changes between rows');
+                 'got 1 steps on one row and 2 on another', 'the step count changes between rows');
 SELECT throws_ok($$SELECT crm.window_funnel(x * interval '1 day', now(), true) FROM generate_series(1, 2) x$$, '22023',
-                 'window_funnel window and mode must be the same on every row of a group', 'the window changes between rows');
-SELECT throws_ok($$SELECT crm.funnel_counts(5, 4)$$, '22023', 'funnel_counts level 5 is outside 0..4', 'funnel_counts: level > steps');
-SELECT throws_ok($$SELECT crm.funnel_counts(-1, 4)$$, '22023', 'funnel_counts level -1 is outside 0..4', 'funnel_counts: negative level');
-SELECT throws_ok($$SELECT crm.funnel_counts(1, NULL)$$, '22004', 'funnel_counts steps must not be null', 'funnel_counts: NULL steps');
-SELECT throws_ok($$SELECT crm.funnel_counts(0, 0)$$, '22023', 'funnel_counts needs at least 1 step', 'funnel_counts: 0 steps');
-SELECT throws_ok($$SELECT crm.funnel_counts(0, 65)$$, '54000', 'funnel_counts supports at most 64 steps, got 65', 'funnel_counts: 65 steps');
+                 'window and mode must be the same on every row of a group', 'the window changes between rows');
+SELECT throws_ok($$SELECT crm.funnel_counts(5, 4)$$, '22023', 'level 5 is outside 0..4', 'funnel_counts: level > steps');
+SELECT throws_ok($$SELECT crm.funnel_counts(-1, 4)$$, '22023', 'level -1 is outside 0..4', 'funnel_counts: negative level');
+SELECT throws_ok($$SELECT crm.funnel_counts(1, NULL)$$, '22004', 'steps must not be null', 'funnel_counts: NULL steps');
+SELECT throws_ok($$SELECT crm.funnel_counts(0, 0)$$, '22023', 'a funnel needs at least 1 step', 'funnel_counts: 0 steps');
+SELECT throws_ok($$SELECT crm.funnel_counts(0, 65)$$, '54000', 'a funnel supports at most 64 steps, got 65', 'funnel_counts: 65 steps');
 SELECT is((SELECT crm.funnel_counts(l, 3) FROM (VALUES (NULL::int), (0)) v(l)), '{0,0,0}'::bigint[], 'funnel_counts: NULL levels skipped');
 SELECT is((SELECT crm.funnel_counts(1, 3) WHERE false), NULL::bigint[], 'funnel_counts over no rows is NULL');
 SELECT throws_ok($$SELECT crm._window_funnel_finalfn(NULL)$$, '0A000', NULL, 'support functions refuse a non-aggregate call');

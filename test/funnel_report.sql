@@ -93,13 +93,13 @@ SELECT results_eq(
 -- bad input
 -- ======================================================================
 SELECT throws_ok($$SELECT * FROM crm.funnel_report('SELECT deal, stage, at FROM fx', ARRAY['lead'])$$, '42804',
-    'crm.funnel_report: column 2 ("stage") of the inner query has type character varying, expected timestamptz for ts',
+    'column 2 ("stage") of the inner query has type character varying, expected timestamptz for ts',
     'wrong column type: error names the expected columns');
 SELECT throws_ok($$SELECT * FROM crm.funnel_report('SELECT deal, at FROM fx', ARRAY['lead'])$$, '42804',
-    'crm.funnel_report: the inner query returns 2 columns, expected (entity, ts timestamptz, step text [, value numeric])',
+    'inner query returns 2 columns, expected (entity, ts timestamptz, step text [, value numeric])',
     'too few columns');
 SELECT throws_ok($$SELECT * FROM crm.funnel_report('SELECT deal, at, stage, amount, 1 FROM fx', ARRAY['lead'])$$, '42804',
-    'crm.funnel_report: the inner query returns 5 columns, expected (entity, ts timestamptz, step text [, value numeric])',
+    'inner query returns 5 columns, expected (entity, ts timestamptz, step text [, value numeric])',
     'too many columns');
 SELECT throws_ok($$SELECT * FROM crm.funnel_report('SELECT deal, at, stage, stage FROM fx', ARRAY['lead'])$$, '42804',
     NULL, 'a text value column');
@@ -114,9 +114,9 @@ SELECT throws_ok($$SELECT * FROM crm.funnel_report('SELECT deal, at, stage FROM 
 SELECT throws_ok($$SELECT * FROM crm.funnel_report('SELECT deal, at, stage FROM fx', ARRAY['lead', NULL])$$, '22004',
     'funnel_report steps must not contain null', 'a NULL step name');
 SELECT throws_ok($$SELECT * FROM crm.funnel_report('SELECT deal, at, stage FROM fx WHERE false', ARRAY['lead'], '-1 day')$$, '22023',
-    'window_funnel window must not be negative', 'negative window, even with no rows');
+    'window must not be negative', 'negative window, even with no rows');
 SELECT throws_ok($$SELECT * FROM crm.funnel_report('SELECT deal, at, stage FROM fx WHERE false', ARRAY['lead'], '1 day', 'fast')$$, '22023',
-    'unknown window_funnel mode "fast"', 'unknown mode, even with no rows');
+    'unknown funnel mode "fast"', 'unknown mode, even with no rows');
 SELECT throws_ok($$SELECT * FROM crm.funnel_report('SELECT deal, at, stage FROM fx', ARRAY['lead'], NULL)$$, '22004',
     'funnel_report window must not be null', 'NULL window');
 

@@ -13,9 +13,9 @@ CREATE AGGREGATE pg_temp.fc_init(int, int) (
     SFUNC = crm._funnel_counts_transfn, STYPE = crm.funnel_counts_state, FINALFUNC = crm._funnel_counts_finalfn,
     INITCOND = 'steps=2;hist=0,0,9223372036854775807');
 SELECT throws_ok($$SELECT pg_temp.fc_final(s) FROM (VALUES ('steps=2;hist=0,9223372036854775807,1'::crm.funnel_counts_state)) v(s)$$,
-                 '22003', 'funnel_counts count out of range', 'final function: level >= 1 would be 2^63');
+                 '22003', 'count out of range', 'final function: level >= 1 would be 2^63');
 SELECT throws_ok($$SELECT pg_temp.fc_init(2, 2)$$,
-                 '22003', 'funnel_counts count out of range', 'transition: one more row at a count of 2^63 - 1');
+                 '22003', 'count out of range', 'transition: one more row at a count of 2^63 - 1');
 SELECT is((SELECT pg_temp.fc_final(s) FROM (VALUES ('steps=2;hist=5,9223372036854775806,1'::crm.funnel_counts_state)) v(s)),
           ARRAY[9223372036854775807, 1]::bigint[], 'the largest count that fits is exact (2^63 - 2 + 1)');
 
@@ -28,11 +28,11 @@ INSERT INTO bn VALUES (1, '2024-01-01 00:00+00', 'a', false), (1, '2024-01-01 00
                       (3, '2024-01-01 00:00+00', 'b', true), (3, '2024-01-01 00:01+00', 'a', true);
 SELECT throws_ok($$SELECT g, crm.window_funnel_by_name('1 hour', ts, s, CASE WHEN flip THEN ARRAY['b', 'a'] ELSE ARRAY['a', 'b'] END)
                      FROM bn GROUP BY g$$,
-                 '22023', 'window_funnel_by_name got different step names on rows of one group',
+                 '22023', 'got different step names on rows of one group',
                  'group 2 passes [a,b] and [b,a]: an error');
 SELECT throws_ok($$SELECT crm.window_funnel_times_by_name('1 hour', 'strict_order', ts, s, CASE WHEN flip THEN ARRAY['a', 'c'] ELSE ARRAY['a', 'b'] END)
                      FROM bn WHERE g = 2$$,
-                 '22023', 'window_funnel_by_name got different step names on rows of one group',
+                 '22023', 'got different step names on rows of one group',
                  'window_funnel_times_by_name with a mode: the same error');
 -- different arrays in different groups are fine: each group is its own funnel (hand-worked)
 SELECT results_eq($$SELECT g, crm.window_funnel_by_name('1 hour', ts, s, CASE WHEN g = 3 THEN ARRAY['b', 'a'] ELSE ARRAY['a', 'b'] END)

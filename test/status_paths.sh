@@ -4,7 +4,8 @@
 # whose key is unique only through a deferrable constraint, an event column of another type than the key, row
 # security).  The same events replayed on copies of one entity table, each through another
 # path, must give the same statuses and the same history (from, to, rule, actor per entity,
-# in order), and both must equal an independent PL/pgSQL replay of the rules.
+# in order), and both must equal an independent PL/pgSQL replay of the rules.  Each table's
+# events must also take the path meant for it (the fast path's code is src/pg_lock.c).
 set -euo pipefail
 : "${PG_BINDIR:?}"
 db=crm_status_paths
@@ -52,6 +53,22 @@ BEGIN
     END LOOP;
 END $$;
 SQL
+# which path locked the entity row (a DEBUG1 message of src/pg_lock.c or of the fallback in
+# src/status_trigger.c), for one rule-bearing event in a transaction that is rolled back
+lock_path() {  # lock_path EVENT_TABLE ISOLATION
+    { psql -d $db -c "BEGIN ISOLATION LEVEL $2" -c "SET LOCAL client_min_messages = debug1" \
+          -c "INSERT INTO $1 (entity, kind) VALUES (1, 'paid')" -c "ROLLBACK" 2>&1 || true; } \
+        | grep -o 'locked through index\|locked with the kept lock statement' | sort -u | tr '\n' ';' || true
+}
+check_path() {  # check_path EVENT_TABLE ISOLATION EXPECTED
+    got=$(lock_path "$1" "$2")
+    [ "$got" = "$3;" ] && echo "ok - $1 ($2): entity row $3" || echo "not ok - $1 ($2): expected '$3', got '$got'"
+}
+check_path ev_rc "READ COMMITTED" "locked through index"
+check_path ev_rr "REPEATABLE READ" "locked with the kept lock statement"
+check_path ev_noidx "READ COMMITTED" "locked with the kept lock statement"
+check_path ev_int "READ COMMITTED" "locked with the kept lock statement"
+check_path ev_rls "READ COMMITTED" "locked with the kept lock statement"
 replay() {  # replay EVENT_TABLE ISOLATION: one event per transaction, in workload order
     psql -d $db -At -c "SELECT format('BEGIN ISOLATION LEVEL $2; INSERT INTO $1 (entity, kind) VALUES (%s, %L); COMMIT;', entity, kind) FROM workload ORDER BY seq" \
         | psql -d $db
