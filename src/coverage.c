@@ -32,24 +32,6 @@ PG_FUNCTION_INFO_V1(coverage_trigger);
 /* statements touching at least this many customers use one array UPDATE */
 #define COVERAGE_BATCH_MIN	8
 
-/* comparator for int64 customer keys */
-static int
-CompareInt64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return (x > y) - (x < y);
-}
-
-#define ST_SORT SortInt64
-#define ST_ELEMENT_TYPE int64
-#define ST_COMPARE(a, b) CompareInt64(a, b)
-#define ST_CHECK_FOR_INTERRUPTS
-#define ST_SCOPE static
-#define ST_DECLARE
-#define ST_DEFINE
-#include "lib/sort_template.h"
 
 static SPIPlanPtr coverage_update_plan = NULL;
 static SPIPlanPtr coverage_upsert_plan = NULL;
@@ -188,7 +170,7 @@ ApplyBatch(CoverageHit *hits, int nhits, CoverageUnknown unknown)
 
 			found[j] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1, &isnull));
 		}
-		SortInt64(found, nfound);
+		CrmSortInt64(found, nfound);
 		for (i = 0; i < nhits; i++)
 		{
 			while (f < nfound && found[f] < hits[i].customer)

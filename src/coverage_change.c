@@ -25,24 +25,6 @@
 PG_FUNCTION_INFO_V1(coverage_change_trigger);
 PG_FUNCTION_INFO_V1(coverage_truncate_trigger);
 
-/* comparator for int64 customer keys */
-static int
-CompareInt64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return (x > y) - (x < y);
-}
-
-#define ST_SORT SortInt64
-#define ST_ELEMENT_TYPE int64
-#define ST_COMPARE(a, b) CompareInt64(a, b)
-#define ST_CHECK_FOR_INTERRUPTS
-#define ST_SCOPE static
-#define ST_DECLARE
-#define ST_DEFINE
-#include "lib/sort_template.h"
 
 /* ------------------------------------------------------------------------
  * crm.coverage_change_trigger()
@@ -132,7 +114,7 @@ coverage_change_trigger(PG_FUNCTION_ARGS)
 		CollectCustomers(info, trigdata->tg_relation, trigdata->tg_newtable, &keys, &nkeys, &cap);
 	if (nkeys == 0)
 		return PointerGetDatum(NULL);
-	SortInt64(keys, nkeys);
+	CrmSortInt64(keys, nkeys);
 	out = 0;
 	for (i = 1; i < nkeys; i++)
 		if (keys[i] != keys[out])

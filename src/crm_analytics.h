@@ -101,6 +101,9 @@ extern struct varlena *CrmStateFlatFromPayload(uint32 magic, const char *payload
 
 #define CrmStateGetDatum(st)	EOHPGetRWDatum(&(st)->hdr)
 
+/* ascending sort of n int64 values, checking for interrupts */
+extern void CrmSortInt64(int64 *values, size_t n);
+
 /* the aggregate context or an error naming the function */
 extern MemoryContext CrmAggContext(FunctionCallInfo fcinfo, const char *fname);
 

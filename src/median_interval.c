@@ -27,25 +27,6 @@ PG_FUNCTION_INFO_V1(coverage_median_finalfn);
 
 #define MEDIAN_STATE_TYPE	"crm.median_interval_state"
 
-/* comparator for int64 timestamps and gaps */
-static int
-CompareInt64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return (x > y) - (x < y);
-}
-
-/* int64 sort that checks for interrupts: one customer may bring millions */
-#define ST_SORT SortInt64
-#define ST_ELEMENT_TYPE int64
-#define ST_COMPARE(a, b) CompareInt64(a, b)
-#define ST_CHECK_FOR_INTERRUPTS
-#define ST_SCOPE static
-#define ST_DECLARE
-#define ST_DEFINE
-#include "lib/sort_template.h"
 
 /*
  * crm.median_interval_state input: "count:v1,...,vcount".  The count is
@@ -189,7 +170,7 @@ coverage_median_finalfn(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	ts = palloc(len);
 	memcpy(ts, payload, len);
-	SortInt64(ts, n);
+	CrmSortInt64(ts, n);
 	gaps = palloc(sizeof(int64) * (n - 1));
 	for (i = 1; i < n; i++)
 	{
@@ -200,7 +181,7 @@ coverage_median_finalfn(PG_FUNCTION_ARGS)
 	}
 	if (ngaps == 0)
 		PG_RETURN_NULL();
-	SortInt64(gaps, ngaps);
+	CrmSortInt64(gaps, ngaps);
 	if (ngaps % 2 == 1)
 		med = gaps[ngaps / 2];
 	else

@@ -6,6 +6,7 @@
  */
 #include "crm_analytics.h"
 
+#include "miscadmin.h"
 #include "utils/memutils.h"
 
 static Size CrmStateGetFlatSize(ExpandedObjectHeader *eohptr);
@@ -196,4 +197,26 @@ CrmAggContext(FunctionCallInfo fcinfo, const char *fname)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("%s called in non-aggregate context", fname)));
 	return aggcontext;
+}
+
+/* ascending int64 sort that checks for interrupts (one group may bring millions) */
+static inline int
+CompareInt64(int64 a, int64 b)
+{
+	return (a > b) - (a < b);
+}
+
+#define ST_SORT SortInt64
+#define ST_ELEMENT_TYPE int64
+#define ST_COMPARE(a, b) CompareInt64(*(a), *(b))
+#define ST_CHECK_FOR_INTERRUPTS
+#define ST_SCOPE static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+void
+CrmSortInt64(int64 *values, size_t n)
+{
+	SortInt64(values, n);
 }
