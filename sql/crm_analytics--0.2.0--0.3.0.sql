@@ -1932,3 +1932,18 @@ END
 $$;
 
 -- ==== end of G ====
+
+
+-- ==== H. one number per question: shared metric definitions (issue 19) ====
+
+-- ==== end of H ====
+
+
+-- ==== I. historical LTV with a churn-based lifespan (issue 19) ====
+
+-- ==== end of I ====
+
+
+-- ==== J. stage norms, stale deals, contact cadence bounds (issue 19) ====
+
+-- ==== end of J ====
