@@ -1,7 +1,7 @@
 -- metrics_ltv.sql (pgTAP): historical LTV (crm.historical_ltv) against plain SQL on the demo
 -- data and on a small hand-worked data set; LTV is never below the LTV to date.
 BEGIN;
-SELECT plan(10);
+SELECT plan(12);
 
 -- ---- demo data (crm.load_demo(2000, 42, '2025-12-31')) ------------------------------
 CREATE TEMP TABLE r AS
@@ -32,6 +32,26 @@ SELECT is((SELECT ltv_to_cac FROM r),
           (SELECT round(greatest(p.to_date, p.projected) / (s.spend / (SELECT count(DISTINCT customer_id) FROM crm_demo.orders)), 4)
              FROM p, (SELECT sum(amount) AS spend FROM crm_demo.spend) s),
           'demo: LTV/CAC = LTV / (spend / customers)');
+
+-- ---- channel LTV (gross profit to date per buyer, by acquisition channel), Q4 2025 -------
+SELECT crm.set_dashboard_period('2025-10-01', '2025-12-31');
+SELECT set_eq(
+  $$SELECT channel, ltv, ltv_cac FROM crm.dashboard_channels('2025-10-01', '2025-12-31') WHERE ltv IS NOT NULL$$,
+  $$WITH b AS (SELECT o.customer_id, sum(o.amount - o.cost) AS gp, min(o.ordered_at) AS first_at
+                 FROM crm_demo.orders o WHERE o.ordered_at < '2026-01-01' GROUP BY o.customer_id),
+         c AS (SELECT coalesce(cu.channel, '(unknown)') AS channel, avg(b.gp) AS ltv,
+                      count(*) FILTER (WHERE b.first_at >= '2025-10-01') AS new_buyers
+                 FROM b LEFT JOIN crm_demo.customers cu USING (customer_id) GROUP BY 1),
+         s AS (SELECT channel, sum(amount) AS spend FROM crm_demo.spend
+                WHERE month >= '2025-10-01' AND month < '2026-01-01' GROUP BY 1)
+    SELECT c.channel, round(c.ltv, 2) AS ltv, round(c.ltv / nullif(s.spend / nullif(c.new_buyers, 0), 0), 2) AS ltv_cac
+      FROM c LEFT JOIN s USING (channel)$$,
+  'channel LTV and LTV/CAC on the demo (Q4 2025) = plain SQL');
+SELECT set_eq(
+  $$SELECT channel, metric, value FROM crm.v_channels WHERE metric IN ('ltv', 'ltv_cac') AND value IS NOT NULL$$,
+  $$SELECT channel, m, v FROM crm.dashboard_channels('2025-10-01', '2025-12-31'),
+           LATERAL (VALUES ('ltv', ltv), ('ltv_cac', ltv_cac)) AS x(m, v) WHERE v IS NOT NULL$$,
+  'v_channels shows the same channel LTV and LTV/CAC as dashboard_channels');
 
 -- ---- second data set: hand-worked, no cost column, margin 0.5, last order 2025-12-31 ----
 CREATE TEMP TABLE o2(c int, ts timestamptz, amount numeric);
