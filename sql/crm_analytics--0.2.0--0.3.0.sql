@@ -1940,7 +1940,115 @@ $$;
 
 
 -- ==== I. historical LTV with a churn-based lifespan (issue 19) ====
-
+-- historical_ltv gains two output columns (annual_churn, ltv_to_date): a new return
+-- type, so DROP + CREATE (nothing in the extension depends on it).
+DROP FUNCTION crm.historical_ltv(text, text, numeric);
+CREATE FUNCTION crm.historical_ltv(orders_sql text, spend_sql text DEFAULT NULL, margin numeric DEFAULT 1)
+RETURNS TABLE(customers bigint, orders bigint, revenue numeric, revenue_per_customer numeric,
+              aov numeric, purchase_frequency numeric, lifespan_years numeric, gross_margin numeric,
+              ltv numeric, spend numeric, cac numeric, ltv_to_cac numeric, cac_payback_months numeric,
+              annual_churn numeric, ltv_to_date numeric)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+-- No SET search_path: the inner queries are the caller's SQL and resolve with
+-- the caller's search_path; everything used here is schema-qualified.
+AS $fn$
+DECLARE
+    ncols int;
+    orders_cols text;
+    cost_expr text;
+    spend_expr text;
+BEGIN
+    IF margin IS NULL OR margin OPERATOR(pg_catalog.<) 0::pg_catalog.numeric OR margin OPERATOR(pg_catalog.>) 1::pg_catalog.numeric THEN
+        RAISE EXCEPTION 'margin must be between 0 and 1, got %', margin
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the gross margin as a fraction, e.g. 0.4 for 40%, or add a cost column to the orders query.';
+    END IF;
+    ncols := crm._check_inner_query('crm.historical_ltv', orders_sql,
+                 ARRAY['customer any', 'ts timestamptz', 'amount numeric', 'cost numeric?']);
+    orders_cols := CASE WHEN ncols OPERATOR(pg_catalog.>=) 4 THEN 'customer, ts, amount, cost' ELSE 'customer, ts, amount' END;
+    cost_expr := CASE WHEN ncols OPERATOR(pg_catalog.>=) 4 THEN 'o.cost::pg_catalog.numeric' ELSE 'NULL::pg_catalog.numeric' END;
+    IF spend_sql IS NOT NULL THEN
+        PERFORM crm._check_inner_query('crm.historical_ltv', spend_sql, ARRAY['ts timestamptz', 'amount numeric']);
+        spend_expr := pg_catalog.format(
+            '(SELECT pg_catalog.sum(s.amount::pg_catalog.numeric) FROM (%s) AS s(ts, amount))', spend_sql);
+    ELSE
+        spend_expr := 'NULL::pg_catalog.numeric';
+    END IF;
+    -- Years are counted back from the last order: year 0 holds the last 365.25
+    -- days, year 1 the 365.25 days before, and so on.  Annual churn is the share
+    -- of the customers who ordered in a year who did not order in the next one,
+    -- pooled over every pair of consecutive years; the expected lifetime is
+    -- 1 / churn years.  LTV is the larger of the gross profit per customer to
+    -- date and the gross profit per active customer-year x expected lifetime.
+    RETURN QUERY EXECUTE pg_catalog.format($q$
+        WITH o AS (
+            SELECT o.customer, o.ts::pg_catalog.timestamptz AS ts, o.amount::pg_catalog.numeric AS amount, %3$s AS cost
+              FROM (%1$s) AS o(%2$s)
+             WHERE o.ts IS NOT NULL AND o.amount IS NOT NULL
+        ), tot AS (
+            SELECT pg_catalog.count(*) AS orders, pg_catalog.sum(o.amount) AS revenue, pg_catalog.sum(o.cost) AS cost,
+                   pg_catalog.max(o.ts) AS last_ts,
+                   (EXTRACT(epoch FROM pg_catalog.max(o.ts) OPERATOR(pg_catalog.-) pg_catalog.min(o.ts))
+                        OPERATOR(pg_catalog./) 86400::pg_catalog.numeric) OPERATOR(pg_catalog./) 365.25 AS span
+              FROM o
+        ), act AS (   -- one row per customer and year (0 = the last 365.25 days) with an order
+            SELECT DISTINCT o.customer,
+                   pg_catalog.floor((EXTRACT(epoch FROM tot.last_ts OPERATOR(pg_catalog.-) o.ts)
+                                     OPERATOR(pg_catalog./) 86400::pg_catalog.numeric) OPERATOR(pg_catalog./) 365.25) AS yr
+              FROM o, tot
+        ), ch AS (
+            SELECT pg_catalog.count(*) AS active_years,
+                   pg_catalog.count(*) FILTER (WHERE a.yr OPERATOR(pg_catalog.>) 0::pg_catalog.numeric) AS at_risk,
+                   pg_catalog.count(*) FILTER (WHERE a.yr OPERATOR(pg_catalog.>) 0::pg_catalog.numeric AND NOT EXISTS (
+                       SELECT FROM act AS n WHERE n.customer OPERATOR(pg_catalog.=) a.customer
+                                              AND n.yr OPERATOR(pg_catalog.=) (a.yr OPERATOR(pg_catalog.-) 1::pg_catalog.numeric))) AS lost
+              FROM act AS a
+        ), cust AS (
+            SELECT pg_catalog.count(DISTINCT o.customer) AS customers FROM o
+        ), m AS (
+            SELECT cust.customers::pg_catalog.numeric AS customers, tot.orders::pg_catalog.numeric AS orders,
+                   tot.revenue, tot.span, ch.active_years::pg_catalog.numeric AS active_years,
+                   ch.lost::pg_catalog.numeric OPERATOR(pg_catalog./) CASE WHEN ch.at_risk OPERATOR(pg_catalog.<>) 0 THEN ch.at_risk::pg_catalog.numeric END AS churn,
+                   CASE WHEN tot.cost IS NOT NULL AND tot.revenue OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric
+                        THEN (tot.revenue OPERATOR(pg_catalog.-) tot.cost) OPERATOR(pg_catalog./) tot.revenue ELSE $1 END AS gm,
+                   %4$s AS spend
+              FROM tot, cust, ch
+        ), z AS (   -- the divisors, NULL where 0
+            SELECT m.*,
+                   CASE WHEN m.customers OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN m.customers END AS customers_nz,
+                   CASE WHEN m.orders OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN m.orders END AS orders_nz,
+                   CASE WHEN m.span OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN m.span END AS span_nz,
+                   CASE WHEN m.active_years OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN m.active_years END AS active_years_nz,
+                   CASE WHEN m.churn OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN m.churn END AS churn_nz
+              FROM m
+        ), k AS (
+            SELECT z.*, z.revenue OPERATOR(pg_catalog./) z.customers_nz AS rpc, z.revenue OPERATOR(pg_catalog./) z.orders_nz AS aov,
+                   (z.orders OPERATOR(pg_catalog./) z.customers_nz) OPERATOR(pg_catalog./) z.span_nz AS pf,
+                   1::pg_catalog.numeric OPERATOR(pg_catalog./) z.churn_nz AS lifespan,
+                   (z.revenue OPERATOR(pg_catalog.*) z.gm) OPERATOR(pg_catalog./) z.customers_nz AS to_date,
+                   (z.revenue OPERATOR(pg_catalog.*) z.gm) OPERATOR(pg_catalog./) z.active_years_nz AS gp_year,
+                   z.spend OPERATOR(pg_catalog./) z.customers_nz AS cac
+              FROM z
+        ), v AS (
+            SELECT k.*,
+                   pg_catalog.numeric_larger(k.to_date, COALESCE(k.gp_year OPERATOR(pg_catalog.*) k.lifespan, k.to_date)) AS ltv,
+                   -- gross profit per customer per month
+                   ((k.revenue OPERATOR(pg_catalog.*) k.gm) OPERATOR(pg_catalog./) k.customers_nz)
+                       OPERATOR(pg_catalog./) (k.span_nz OPERATOR(pg_catalog.*) 12::pg_catalog.numeric) AS gp_month
+              FROM k
+        )
+        SELECT v.customers::pg_catalog.int8, v.orders::pg_catalog.int8, v.revenue, pg_catalog.round(v.rpc, 2), pg_catalog.round(v.aov, 2),
+               pg_catalog.round(v.pf, 4), pg_catalog.round(v.lifespan, 4), pg_catalog.round(v.gm, 4),
+               pg_catalog.round(v.ltv, 2), v.spend, pg_catalog.round(v.cac, 2),
+               pg_catalog.round(v.ltv OPERATOR(pg_catalog./) CASE WHEN v.cac OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN v.cac END, 4),
+               pg_catalog.round(v.cac OPERATOR(pg_catalog./) CASE WHEN v.gp_month OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN v.gp_month END, 2),
+               pg_catalog.round(v.churn, 4), pg_catalog.round(v.to_date, 2)
+          FROM v
+    $q$, orders_sql, orders_cols, cost_expr, spend_expr) USING margin;
+END
+$fn$;
+COMMENT ON FUNCTION crm.historical_ltv(text, text, numeric) IS
+'Historical customer value from an orders inner query (customer, ts, amount [, cost]) and an optional marketing-spend inner query (ts, amount): revenue per customer, AOV, purchase frequency (orders per customer per year of the observed span), gross margin (from cost, else the margin argument), annual churn (share of the customers with an order in a year, counted back from the last order, without an order in the next year), expected lifespan = 1 / annual churn years, LTV to date = gross profit per customer, LTV = the larger of LTV to date and gross profit per active customer-year x lifespan, CAC = spend / customers, LTV/CAC and CAC payback in months.';
 -- ==== end of I ====
 
 

@@ -4,7 +4,7 @@
 --   crm.bgnbd_expected_purchases, crm.bgnbd_p_alive, crm.gamma_gamma_expected_value, crm.clv
 --   crm.hyp2f1                      the Gaussian hypergeometric function the predictions use
 --   crm.clv_simulate                customers drawn from known parameters (tests, benchmarks)
---   crm.historical_ltv              revenue per customer, AOV x frequency x lifespan x margin, LTV/CAC
+--   crm.historical_ltv              revenue per customer, churn-based lifespan, LTV (>= LTV to date), LTV/CAC
 
 -- ---------------------------------------------------------------- result types
 CREATE TYPE crm.clv_customer AS (
@@ -239,7 +239,8 @@ COMMENT ON FUNCTION crm.clv_simulate(double precision, double precision, double 
 CREATE FUNCTION crm.historical_ltv(orders_sql text, spend_sql text DEFAULT NULL, margin numeric DEFAULT 1)
 RETURNS TABLE(customers bigint, orders bigint, revenue numeric, revenue_per_customer numeric,
               aov numeric, purchase_frequency numeric, lifespan_years numeric, gross_margin numeric,
-              ltv numeric, spend numeric, cac numeric, ltv_to_cac numeric, cac_payback_months numeric)
+              ltv numeric, spend numeric, cac numeric, ltv_to_cac numeric, cac_payback_months numeric,
+              annual_churn numeric, ltv_to_date numeric)
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 -- No SET search_path: the inner queries are the caller's SQL and resolve with
 -- the caller's search_path; everything used here is schema-qualified.
@@ -266,44 +267,64 @@ BEGIN
     ELSE
         spend_expr := 'NULL::pg_catalog.numeric';
     END IF;
+    -- Years are counted back from the last order: year 0 holds the last 365.25
+    -- days, year 1 the 365.25 days before, and so on.  Annual churn is the share
+    -- of the customers who ordered in a year who did not order in the next one,
+    -- pooled over every pair of consecutive years; the expected lifetime is
+    -- 1 / churn years.  LTV is the larger of the gross profit per customer to
+    -- date and the gross profit per active customer-year x expected lifetime.
     RETURN QUERY EXECUTE pg_catalog.format($q$
         WITH o AS (
             SELECT o.customer, o.ts::pg_catalog.timestamptz AS ts, o.amount::pg_catalog.numeric AS amount, %3$s AS cost
               FROM (%1$s) AS o(%2$s)
              WHERE o.ts IS NOT NULL AND o.amount IS NOT NULL
-        ), per AS (
-            SELECT pg_catalog.min(o.ts) AS f, pg_catalog.max(o.ts) AS l FROM o GROUP BY o.customer
         ), tot AS (
             SELECT pg_catalog.count(*) AS orders, pg_catalog.sum(o.amount) AS revenue, pg_catalog.sum(o.cost) AS cost,
+                   pg_catalog.max(o.ts) AS last_ts,
                    (EXTRACT(epoch FROM pg_catalog.max(o.ts) OPERATOR(pg_catalog.-) pg_catalog.min(o.ts))
                         OPERATOR(pg_catalog./) 86400::pg_catalog.numeric) OPERATOR(pg_catalog./) 365.25 AS span
               FROM o
+        ), act AS (   -- one row per customer and year (0 = the last 365.25 days) with an order
+            SELECT DISTINCT o.customer,
+                   pg_catalog.floor((EXTRACT(epoch FROM tot.last_ts OPERATOR(pg_catalog.-) o.ts)
+                                     OPERATOR(pg_catalog./) 86400::pg_catalog.numeric) OPERATOR(pg_catalog./) 365.25) AS yr
+              FROM o, tot
+        ), ch AS (
+            SELECT pg_catalog.count(*) AS active_years,
+                   pg_catalog.count(*) FILTER (WHERE a.yr OPERATOR(pg_catalog.>) 0::pg_catalog.numeric) AS at_risk,
+                   pg_catalog.count(*) FILTER (WHERE a.yr OPERATOR(pg_catalog.>) 0::pg_catalog.numeric AND NOT EXISTS (
+                       SELECT FROM act AS n WHERE n.customer OPERATOR(pg_catalog.=) a.customer
+                                              AND n.yr OPERATOR(pg_catalog.=) (a.yr OPERATOR(pg_catalog.-) 1::pg_catalog.numeric))) AS lost
+              FROM act AS a
         ), cust AS (
-            SELECT pg_catalog.count(*) AS customers,
-                   pg_catalog.avg((EXTRACT(epoch FROM per.l OPERATOR(pg_catalog.-) per.f)
-                                   OPERATOR(pg_catalog./) 86400::pg_catalog.numeric) OPERATOR(pg_catalog./) 365.25) AS lifespan
-              FROM per
+            SELECT pg_catalog.count(DISTINCT o.customer) AS customers FROM o
         ), m AS (
             SELECT cust.customers::pg_catalog.numeric AS customers, tot.orders::pg_catalog.numeric AS orders,
-                   tot.revenue, tot.span, cust.lifespan,
+                   tot.revenue, tot.span, ch.active_years::pg_catalog.numeric AS active_years,
+                   ch.lost::pg_catalog.numeric OPERATOR(pg_catalog./) CASE WHEN ch.at_risk OPERATOR(pg_catalog.<>) 0 THEN ch.at_risk::pg_catalog.numeric END AS churn,
                    CASE WHEN tot.cost IS NOT NULL AND tot.revenue OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric
                         THEN (tot.revenue OPERATOR(pg_catalog.-) tot.cost) OPERATOR(pg_catalog./) tot.revenue ELSE $1 END AS gm,
                    %4$s AS spend
-              FROM tot, cust
+              FROM tot, cust, ch
         ), z AS (   -- the divisors, NULL where 0
             SELECT m.*,
                    CASE WHEN m.customers OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN m.customers END AS customers_nz,
                    CASE WHEN m.orders OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN m.orders END AS orders_nz,
-                   CASE WHEN m.span OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN m.span END AS span_nz
+                   CASE WHEN m.span OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN m.span END AS span_nz,
+                   CASE WHEN m.active_years OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN m.active_years END AS active_years_nz,
+                   CASE WHEN m.churn OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN m.churn END AS churn_nz
               FROM m
         ), k AS (
             SELECT z.*, z.revenue OPERATOR(pg_catalog./) z.customers_nz AS rpc, z.revenue OPERATOR(pg_catalog./) z.orders_nz AS aov,
                    (z.orders OPERATOR(pg_catalog./) z.customers_nz) OPERATOR(pg_catalog./) z.span_nz AS pf,
+                   1::pg_catalog.numeric OPERATOR(pg_catalog./) z.churn_nz AS lifespan,
+                   (z.revenue OPERATOR(pg_catalog.*) z.gm) OPERATOR(pg_catalog./) z.customers_nz AS to_date,
+                   (z.revenue OPERATOR(pg_catalog.*) z.gm) OPERATOR(pg_catalog./) z.active_years_nz AS gp_year,
                    z.spend OPERATOR(pg_catalog./) z.customers_nz AS cac
               FROM z
         ), v AS (
             SELECT k.*,
-                   ((k.aov OPERATOR(pg_catalog.*) k.pf) OPERATOR(pg_catalog.*) k.lifespan) OPERATOR(pg_catalog.*) k.gm AS ltv,
+                   pg_catalog.numeric_larger(k.to_date, COALESCE(k.gp_year OPERATOR(pg_catalog.*) k.lifespan, k.to_date)) AS ltv,
                    -- gross profit per customer per month
                    ((k.revenue OPERATOR(pg_catalog.*) k.gm) OPERATOR(pg_catalog./) k.customers_nz)
                        OPERATOR(pg_catalog./) (k.span_nz OPERATOR(pg_catalog.*) 12::pg_catalog.numeric) AS gp_month
@@ -313,10 +334,11 @@ BEGIN
                pg_catalog.round(v.pf, 4), pg_catalog.round(v.lifespan, 4), pg_catalog.round(v.gm, 4),
                pg_catalog.round(v.ltv, 2), v.spend, pg_catalog.round(v.cac, 2),
                pg_catalog.round(v.ltv OPERATOR(pg_catalog./) CASE WHEN v.cac OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN v.cac END, 4),
-               pg_catalog.round(v.cac OPERATOR(pg_catalog./) CASE WHEN v.gp_month OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN v.gp_month END, 2)
+               pg_catalog.round(v.cac OPERATOR(pg_catalog./) CASE WHEN v.gp_month OPERATOR(pg_catalog.<>) 0::pg_catalog.numeric THEN v.gp_month END, 2),
+               pg_catalog.round(v.churn, 4), pg_catalog.round(v.to_date, 2)
           FROM v
     $q$, orders_sql, orders_cols, cost_expr, spend_expr) USING margin;
 END
 $fn$;
 COMMENT ON FUNCTION crm.historical_ltv(text, text, numeric) IS
-'Historical customer value from an orders inner query (customer, ts, amount [, cost]) and an optional marketing-spend inner query (ts, amount): revenue per customer, AOV, purchase frequency (orders per customer per year of the observed span), average lifespan (years from first to last order), gross margin (from cost, else the margin argument), LTV = AOV x frequency x lifespan x margin, CAC = spend / customers, LTV/CAC and CAC payback in months.';
+'Historical customer value from an orders inner query (customer, ts, amount [, cost]) and an optional marketing-spend inner query (ts, amount): revenue per customer, AOV, purchase frequency (orders per customer per year of the observed span), gross margin (from cost, else the margin argument), annual churn (share of the customers with an order in a year, counted back from the last order, without an order in the next year), expected lifespan = 1 / annual churn years, LTV to date = gross profit per customer, LTV = the larger of LTV to date and gross profit per active customer-year x lifespan, CAC = spend / customers, LTV/CAC and CAC payback in months.';
