@@ -2278,6 +2278,60 @@ END
 $$;
 COMMENT ON FUNCTION crm._owner_dashboard_sql() IS
 'The SQL text crm.owner_dashboard runs (registered sources spliced in; $1..$4 = current and previous period bounds).';
+
+-- Contact coverage on the dashboard: a never-contacted customer is due one
+-- class interval after becoming a customer, as in crm.coverage.
+CREATE OR REPLACE FUNCTION crm.dashboard_coverage(as_of timestamptz)
+RETURNS TABLE (customer_id text, manager_id text, channel text, revenue_12m numeric, abc_class text,
+               last_contact timestamptz, next_due timestamptz, covered boolean)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+BEGIN
+    IF as_of IS NULL THEN
+        RAISE EXCEPTION 'as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT pg_catalog.isfinite(as_of) THEN
+        RAISE EXCEPTION 'as_of must be finite, got %', as_of
+            USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real moment, e.g. ''2026-01-01''.';
+    END IF;
+    -- ABC by the revenue of the 12 months before as_of, crm.abc_class
+    -- semantics (share held by strictly larger values < 0.80 -> A, < 0.95 -> B;
+    -- the tests check it against crm.abc_class), computed here with one sort
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+c AS (SELECT customer_id, manager_id, channel, created_at FROM %1$s WHERE created_at OPERATOR(pg_catalog.<) $1),
+r AS (SELECT customer_id, pg_catalog.sum(amount) AS rev FROM %2$s
+       WHERE ordered_at OPERATOR(pg_catalog.>=) ($1 OPERATOR(pg_catalog.-) '12 months'::pg_catalog.interval) AND ordered_at OPERATOR(pg_catalog.<) $1 GROUP BY customer_id),
+x AS (SELECT customer_id, pg_catalog.max(occurred_at) AS last_at FROM %3$s
+       WHERE NOT automated AND occurred_at OPERATOR(pg_catalog.<) $1 AND customer_id IS NOT NULL GROUP BY customer_id),
+-- A / B thresholds: the smallest revenue whose running sum of the larger
+-- ones (sorted descending) is < 0.80 / < 0.95 of the total (abc_class semantics)
+rs AS (SELECT rev, pg_catalog.sum(rev) OVER (ORDER BY rev DESC ROWS UNBOUNDED PRECEDING) OPERATOR(pg_catalog.-) rev AS before,
+              pg_catalog.sum(rev) OVER () AS total
+         FROM r WHERE rev OPERATOR(pg_catalog.>) 0),
+th AS MATERIALIZED (SELECT pg_catalog.min(rev) FILTER (WHERE before OPERATOR(pg_catalog.<) (0.80 OPERATOR(pg_catalog.*) total)) AS a, pg_catalog.min(rev) FILTER (WHERE before OPERATOR(pg_catalog.<) (0.95 OPERATOR(pg_catalog.*) total)) AS b
+         FROM rs),
+cl AS (
+    SELECT c.customer_id, c.manager_id, c.channel, c.created_at, r.rev,
+           CASE WHEN r.rev OPERATOR(pg_catalog.>=) th.a THEN 'A' WHEN r.rev OPERATOR(pg_catalog.>=) th.b THEN 'B' ELSE 'C' END AS cls
+      FROM c CROSS JOIN th LEFT JOIN r ON r.customer_id OPERATOR(pg_catalog.=) c.customer_id),
+pol AS MATERIALIZED (SELECT k.cls, crm._dashboard_coverage_interval(k.cls) AS iv FROM (VALUES ('A'), ('B'), ('C')) AS k(cls))
+SELECT cl.customer_id::pg_catalog.text, cl.manager_id::pg_catalog.text, cl.channel::pg_catalog.text, coalesce(cl.rev, 0), cl.cls,
+       -- next due as crm.coverage: last real contact, or (never contacted)
+       -- customer since, plus the class interval; covered = not yet past it
+       x.last_at, coalesce(x.last_at, cl.created_at) OPERATOR(pg_catalog.+) pol.iv,
+       coalesce((coalesce(x.last_at, cl.created_at) OPERATOR(pg_catalog.+) pol.iv) OPERATOR(pg_catalog.>=) $1, false)
+  FROM cl JOIN pol ON pol.cls OPERATOR(pg_catalog.=) cl.cls LEFT JOIN x ON x.customer_id OPERATOR(pg_catalog.=) cl.customer_id
+$sql$, crm._source_sql('customers'), crm._source_sql('orders'), crm._source_sql('interactions'))
+    USING as_of;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_coverage(timestamptz) IS
+'Per customer as of a moment: ABC class by the revenue of the 12 months before, last real (non-automated) contact, next due contact (the last contact, or the customer''s created_at when never contacted, plus the class interval, as crm.coverage) and whether the customer is covered (next due not before as_of).';
 -- ==== end of H ====
 
 

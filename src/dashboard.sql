@@ -708,7 +708,7 @@ BEGIN
     -- the tests check it against crm.abc_class), computed here with one sort
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH
-c AS (SELECT customer_id, manager_id, channel FROM %1$s WHERE created_at OPERATOR(pg_catalog.<) $1),
+c AS (SELECT customer_id, manager_id, channel, created_at FROM %1$s WHERE created_at OPERATOR(pg_catalog.<) $1),
 r AS (SELECT customer_id, pg_catalog.sum(amount) AS rev FROM %2$s
        WHERE ordered_at OPERATOR(pg_catalog.>=) ($1 OPERATOR(pg_catalog.-) '12 months'::pg_catalog.interval) AND ordered_at OPERATOR(pg_catalog.<) $1 GROUP BY customer_id),
 x AS (SELECT customer_id, pg_catalog.max(occurred_at) AS last_at FROM %3$s
@@ -721,19 +721,22 @@ rs AS (SELECT rev, pg_catalog.sum(rev) OVER (ORDER BY rev DESC ROWS UNBOUNDED PR
 th AS MATERIALIZED (SELECT pg_catalog.min(rev) FILTER (WHERE before OPERATOR(pg_catalog.<) (0.80 OPERATOR(pg_catalog.*) total)) AS a, pg_catalog.min(rev) FILTER (WHERE before OPERATOR(pg_catalog.<) (0.95 OPERATOR(pg_catalog.*) total)) AS b
          FROM rs),
 cl AS (
-    SELECT c.customer_id, c.manager_id, c.channel, r.rev,
+    SELECT c.customer_id, c.manager_id, c.channel, c.created_at, r.rev,
            CASE WHEN r.rev OPERATOR(pg_catalog.>=) th.a THEN 'A' WHEN r.rev OPERATOR(pg_catalog.>=) th.b THEN 'B' ELSE 'C' END AS cls
       FROM c CROSS JOIN th LEFT JOIN r ON r.customer_id OPERATOR(pg_catalog.=) c.customer_id),
 pol AS MATERIALIZED (SELECT k.cls, crm._dashboard_coverage_interval(k.cls) AS iv FROM (VALUES ('A'), ('B'), ('C')) AS k(cls))
 SELECT cl.customer_id::pg_catalog.text, cl.manager_id::pg_catalog.text, cl.channel::pg_catalog.text, coalesce(cl.rev, 0), cl.cls,
-       x.last_at, x.last_at OPERATOR(pg_catalog.+) pol.iv, coalesce(x.last_at OPERATOR(pg_catalog.>=) ($1 OPERATOR(pg_catalog.-) pol.iv), false)
+       -- next due as crm.coverage: last real contact, or (never contacted)
+       -- customer since, plus the class interval; covered = not yet past it
+       x.last_at, coalesce(x.last_at, cl.created_at) OPERATOR(pg_catalog.+) pol.iv,
+       coalesce((coalesce(x.last_at, cl.created_at) OPERATOR(pg_catalog.+) pol.iv) OPERATOR(pg_catalog.>=) $1, false)
   FROM cl JOIN pol ON pol.cls OPERATOR(pg_catalog.=) cl.cls LEFT JOIN x ON x.customer_id OPERATOR(pg_catalog.=) cl.customer_id
 $sql$, crm._source_sql('customers'), crm._source_sql('orders'), crm._source_sql('interactions'))
     USING as_of;
 END
 $$;
 COMMENT ON FUNCTION crm.dashboard_coverage(timestamptz) IS
-'Per customer as of a moment: ABC class by the revenue of the 12 months before, last real (non-automated) contact, next due contact by the class policy and whether the customer is covered.';
+'Per customer as of a moment: ABC class by the revenue of the 12 months before, last real (non-automated) contact, next due contact (the last contact, or the customer''s created_at when never contacted, plus the class interval, as crm.coverage) and whether the customer is covered (next due not before as_of).';
 
 -- ---------------------------------------------------------------------------
 -- Channel, manager and pipeline reports
