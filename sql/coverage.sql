@@ -149,7 +149,7 @@ INSERT INTO lead_touch VALUES (1, '2025-12-01 10:01', 'outbound', true), (1, '20
 CREATE TABLE spend (channel text, month date, amount numeric);
 INSERT INTO spend VALUES ('ads', '2025-12-01', 300), ('events', '2025-12-01', 90), ('events', '2025-11-01', 1000);
 SELECT * FROM crm.lead_first_response('SELECT id, created, channel, mgr FROM lead', 'SELECT lead, at, dir, auto FROM lead_touch') ORDER BY lead_id;
--- total: 3 leads, 2 answered, 1 within 15 min = 33.33 %, median of 10 and 30 min = 20 min, 1 never answered costing 90
+-- total: 3 leads, 2 answered, both within the default SLA of 1 hour = 66.67 %, median of 10 and 30 min = 20 min, 1 never answered costing 90
 SELECT * FROM crm.lead_sla('SELECT id, created, channel, mgr FROM lead', 'SELECT lead, at, dir, auto FROM lead_touch',
                            spend_sql => 'SELECT channel, month, amount FROM spend');
 SELECT dimension, key, within_sla, within_sla_pct FROM crm.lead_sla('SELECT id, created, channel, mgr FROM lead',

@@ -1936,6 +1936,402 @@ $$;
 
 -- ==== H. one number per question: shared metric definitions (issue 19) ====
 
+-- Lead SLA: one default for every surface.  crm.lead_sla's sla defaults to
+-- NULL = crm._lead_sla() (crm.dashboard_settings.lead_sla, 1 hour), as
+-- crm.dashboard_lead_sla and crm.v_lead_sla do (it was 15 minutes).
+CREATE OR REPLACE FUNCTION crm.lead_sla(leads_sql text, interactions_sql text,
+                             sla interval DEFAULT NULL, spend_sql text DEFAULT NULL,
+                             working_hours boolean DEFAULT false,
+                             work_start time DEFAULT '09:00', work_end time DEFAULT '18:00',
+                             workdays int[] DEFAULT '{1,2,3,4,5}')
+RETURNS TABLE (dimension text, key text, leads bigint, answered bigint, within_sla bigint,
+               within_sla_pct numeric, median_response interval, never_answered bigint,
+               never_answered_cost numeric)
+LANGUAGE plpgsql STABLE
+-- no SET search_path: runs the caller's inner queries
+AS $$
+BEGIN
+    -- one SLA default for every surface: crm.dashboard_settings.lead_sla (1 hour)
+    sla := coalesce(sla, crm._lead_sla());
+    IF sla OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval THEN
+        RAISE EXCEPTION 'sla must be a positive interval, got %', sla
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use for example interval ''15 minutes''.';
+    END IF;
+    IF leads_sql IS NULL OR interactions_sql IS NULL THEN
+        RAISE EXCEPTION 'leads and interactions queries must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM crm._check_inner_query('crm.lead_sla', leads_sql,
+                                   ARRAY['lead integer', 'created_at timestamptz', 'channel text', 'manager integer']);
+    PERFORM crm._check_inner_query('crm.lead_sla', interactions_sql,
+                                   ARRAY['lead integer', 'ts timestamptz', 'direction text', 'automated boolean']);
+    IF working_hours IS NULL THEN
+        RAISE EXCEPTION 'working_hours must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF working_hours THEN
+        PERFORM crm.working_time(NULL, NULL, work_start, work_end, workdays);   -- validates the hours
+    END IF;
+    IF spend_sql IS NOT NULL THEN
+        PERFORM crm._check_inner_query('crm.lead_sla', spend_sql,
+                                       ARRAY['channel text', 'month timestamptz', 'amount numeric']);
+    END IF;
+    RETURN QUERY EXECUTE pg_catalog.format($q$
+        WITH r AS (
+            SELECT f.lead_id, f.channel, f.manager_id,
+                   %s AS response_time,
+                   pg_catalog.date_trunc('month', f.created_at)::pg_catalog.date AS month
+              FROM crm.lead_first_response(%L, %L) f),
+        cpl AS (
+            SELECT s.channel, s.month, s.amount OPERATOR(pg_catalog./) n.leads AS cost_per_lead
+              FROM (SELECT q.channel::pg_catalog.text AS channel,
+                           pg_catalog.date_trunc('month', q.month::pg_catalog.timestamptz)::pg_catalog.date AS month,
+                           pg_catalog.sum(q.amount::pg_catalog.numeric) AS amount
+                      FROM (%s) AS q(channel, month, amount) GROUP BY 1, 2) s
+              JOIN (SELECT r.channel, r.month, pg_catalog.count(*) AS leads FROM r GROUP BY 1, 2) n
+                ON n.channel OPERATOR(pg_catalog.=) s.channel AND n.month OPERATOR(pg_catalog.=) s.month),
+        x AS (
+            SELECT r.*, c.cost_per_lead FROM r LEFT JOIN cpl c
+                ON c.channel OPERATOR(pg_catalog.=) r.channel AND c.month OPERATOR(pg_catalog.=) r.month)
+        SELECT CASE WHEN GROUPING(x.channel, x.manager_id) OPERATOR(pg_catalog.=) 3 THEN 'total'
+                    WHEN GROUPING(x.channel) OPERATOR(pg_catalog.=) 0 THEN 'channel'
+                    ELSE 'manager' END,
+               CASE WHEN GROUPING(x.channel, x.manager_id) OPERATOR(pg_catalog.=) 3 THEN 'all'
+                    WHEN GROUPING(x.channel) OPERATOR(pg_catalog.=) 0 THEN x.channel
+                    ELSE x.manager_id::pg_catalog.text END,
+               pg_catalog.count(*),
+               pg_catalog.count(x.response_time),
+               pg_catalog.count(*) FILTER (WHERE x.response_time OPERATOR(pg_catalog.<=) %L::pg_catalog.interval),
+               -- NULL, not a division by zero, for the total row of no leads
+               pg_catalog.round(100.0 OPERATOR(pg_catalog.*) pg_catalog.count(*) FILTER (WHERE x.response_time OPERATOR(pg_catalog.<=) %L::pg_catalog.interval)
+                                OPERATOR(pg_catalog./) CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.<>) 0 THEN pg_catalog.count(*) END, 2),
+               pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY x.response_time),
+               pg_catalog.count(*) FILTER (WHERE x.response_time IS NULL),
+               %s
+          FROM x
+         GROUP BY GROUPING SETS ((), (x.channel), (x.manager_id))
+         ORDER BY CASE WHEN GROUPING(x.channel, x.manager_id) OPERATOR(pg_catalog.=) 3 THEN 0
+                       WHEN GROUPING(x.channel, x.manager_id) OPERATOR(pg_catalog.=) 1 THEN 1 ELSE 2 END,
+                  x.channel, x.manager_id $q$,
+        CASE WHEN working_hours
+             THEN pg_catalog.format('crm.working_time(f.created_at, f.first_response_at, %L, %L, %L)',
+                                    work_start, work_end, workdays)
+             ELSE 'f.response_time' END,
+        leads_sql, interactions_sql,
+        coalesce(spend_sql, 'SELECT NULL::pg_catalog.text, NULL::pg_catalog.timestamptz, NULL::pg_catalog.numeric WHERE false'),
+        sla, sla,
+        CASE WHEN spend_sql IS NULL THEN 'NULL::pg_catalog.numeric'
+             ELSE 'pg_catalog.round(coalesce(pg_catalog.sum(x.cost_per_lead) FILTER (WHERE x.response_time IS NULL), 0), 2)' END);
+END
+$$;
+COMMENT ON FUNCTION crm.lead_sla(text, text, interval, text, boolean, time, time, int[]) IS
+'Lead first-response SLA per channel, per manager and in total (long format: dimension, key): leads, answered, answered within sla (default NULL = crm.dashboard_settings.lead_sla, 1 hour, the default of every SLA surface), % within sla of all leads, median response time, never answered, and what the never-answered leads cost (their channel''s spend in the lead''s month / leads of that channel and month).  Inner queries as crm.lead_first_response, spend (channel text, month timestamptz, amount numeric).  working_hours => true measures response times in working time (crm.working_time with work_start, work_end, workdays).';
+COMMENT ON FUNCTION crm._lead_sla() IS
+'The one lead first-response SLA default of crm.lead_sla, crm.dashboard_lead_sla and crm.v_lead_sla: crm.dashboard_settings.lead_sla, default 1 hour.';
+
+
+-- Owner dashboard: the cost of unanswered leads from the cost per lead of the
+-- lead's channel and calendar month (as crm.lead_sla), and overdue class A
+-- customers as crm.coverage judges them (never contacted = due one interval
+-- after becoming a customer).
+CREATE OR REPLACE FUNCTION crm._owner_dashboard_sql() RETURNS text
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    q text;
+BEGIN
+    q := pg_catalog.format($sql$
+WITH
+st AS (SELECT stage, stage_order, probability, outcome FROM crm.pipeline_stages),
+pol AS MATERIALIZED (SELECT crm._dashboard_coverage_interval('A') AS a_int),
+ld AS MATERIALIZED (
+    SELECT lead_id, created_at, channel, customer_id, created_at OPERATOR(pg_catalog.>=) $1 AS is_cur
+      FROM %1$s WHERE created_at OPERATOR(pg_catalog.>=) $3 AND created_at OPERATOR(pg_catalog.<) $2),
+od AS NOT MATERIALIZED (
+    SELECT customer_id, ordered_at, amount, cost FROM %2$s WHERE ordered_at OPERATOR(pg_catalog.<) $2),
+-- per customer: first order, orders up to each period end, revenue of the
+-- 12 months before each end (ABC class)
+cu AS MATERIALIZED (
+    SELECT customer_id, pg_catalog.min(ordered_at) AS first_at,
+           pg_catalog.count(*) AS n_cur_end, pg_catalog.count(*) FILTER (WHERE ordered_at OPERATOR(pg_catalog.<) $4) AS n_prev_end,
+           pg_catalog.bool_or(ordered_at OPERATOR(pg_catalog.>=) $1) AS in_cur,
+           pg_catalog.bool_or(ordered_at OPERATOR(pg_catalog.>=) $3 AND ordered_at OPERATOR(pg_catalog.<) $4) AS in_prev,
+           pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) ($2 OPERATOR(pg_catalog.-) '12 months'::pg_catalog.interval)) AS rev12_cur,
+           pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) ($4 OPERATOR(pg_catalog.-) '12 months'::pg_catalog.interval) AND ordered_at OPERATOR(pg_catalog.<) $4) AS rev12_prev
+      FROM od GROUP BY customer_id),
+om AS (
+    SELECT pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) $1) AS c_revenue,
+           pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.<) $4) AS p_revenue,
+           pg_catalog.count(*) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) $1) AS c_orders,
+           pg_catalog.count(*) FILTER (WHERE ordered_at OPERATOR(pg_catalog.<) $4) AS p_orders,
+           pg_catalog.sum(amount OPERATOR(pg_catalog.-) cost) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) $1) AS c_gp,
+           pg_catalog.sum(amount OPERATOR(pg_catalog.-) cost) FILTER (WHERE ordered_at OPERATOR(pg_catalog.<) $4) AS p_gp
+      FROM od WHERE ordered_at OPERATOR(pg_catalog.>=) $3),
+cm AS (
+    SELECT pg_catalog.count(*) FILTER (WHERE first_at OPERATOR(pg_catalog.>=) $1) AS c_new,
+           pg_catalog.count(*) FILTER (WHERE first_at OPERATOR(pg_catalog.>=) $3 AND first_at OPERATOR(pg_catalog.<) $4) AS p_new,
+           pg_catalog.count(*) FILTER (WHERE in_cur) AS c_active,
+           pg_catalog.count(*) FILTER (WHERE in_cur AND n_cur_end OPERATOR(pg_catalog.>=) 2) AS c_repeat,
+           pg_catalog.count(*) FILTER (WHERE in_prev) AS p_active,
+           pg_catalog.count(*) FILTER (WHERE in_prev AND n_prev_end OPERATOR(pg_catalog.>=) 2) AS p_repeat
+      FROM cu),
+sp AS (
+    SELECT channel, spent_on OPERATOR(pg_catalog.>=) $1 AS is_cur, pg_catalog.sum(amount) AS amount
+      FROM %3$s WHERE spent_on OPERATOR(pg_catalog.>=) $3 AND spent_on OPERATOR(pg_catalog.<) $2 GROUP BY 1, 2),
+spm AS (
+    SELECT pg_catalog.sum(amount) FILTER (WHERE is_cur) AS c_spend, pg_catalog.sum(amount) FILTER (WHERE NOT is_cur) AS p_spend FROM sp),
+-- cost per lead, as crm.lead_sla: a channel's spend in a calendar month /
+-- the channel's leads created in that month (every month the periods touch)
+cpl AS (
+    SELECT s.channel, s.month, s.amount OPERATOR(pg_catalog./) n.leads AS cost_per_lead
+      FROM (SELECT channel, pg_catalog.date_trunc('month', spent_on) AS month, pg_catalog.sum(amount) AS amount
+              FROM %3$s WHERE spent_on OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', $3)
+               AND spent_on OPERATOR(pg_catalog.<) (pg_catalog.date_trunc('month', $2 OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval) OPERATOR(pg_catalog.+) '1 month'::pg_catalog.interval)
+             GROUP BY 1, 2) AS s
+      JOIN (SELECT channel, pg_catalog.date_trunc('month', created_at) AS month, pg_catalog.count(*) AS leads
+              FROM %1$s WHERE created_at OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', $3)
+               AND created_at OPERATOR(pg_catalog.<) (pg_catalog.date_trunc('month', $2 OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval) OPERATOR(pg_catalog.+) '1 month'::pg_catalog.interval)
+             GROUP BY 1, 2) AS n
+        ON n.channel OPERATOR(pg_catalog.=) s.channel AND n.month OPERATOR(pg_catalog.=) s.month),
+-- real (non-automated) contacts that can matter: from the start of the
+-- previous period (first responses to its leads) or from a month before its
+-- end (the class-A contact check), up to the end
+-- a lead's first response: its first real outbound contact at or after its
+-- creation (read straight from the source: an index on its time column helps)
+lf AS (
+    SELECT ix.lead_id, pg_catalog.min(ix.occurred_at) AS first_contact
+      FROM %4$s JOIN ld ON ld.lead_id OPERATOR(pg_catalog.=) ix.lead_id
+     WHERE NOT ix.automated AND ix.direction OPERATOR(pg_catalog.=) 'outbound'
+       AND ix.occurred_at OPERATOR(pg_catalog.>=) $3 AND ix.occurred_at OPERATOR(pg_catalog.<) $2 AND ix.occurred_at OPERATOR(pg_catalog.>=) ld.created_at
+     GROUP BY ix.lead_id),
+lx AS (
+    SELECT ld.channel, ld.is_cur, pg_catalog.date_trunc('month', ld.created_at) AS month, pg_catalog.count(*) AS n,
+           pg_catalog.count(*) FILTER (WHERE cu.first_at OPERATOR(pg_catalog.<) CASE WHEN ld.is_cur THEN $2 ELSE $4 END) AS converted,
+           pg_catalog.count(*) FILTER (WHERE lf.first_contact IS NULL
+                               OR lf.first_contact OPERATOR(pg_catalog.>=) CASE WHEN ld.is_cur THEN $2 ELSE $4 END) AS unanswered
+      FROM ld LEFT JOIN cu ON cu.customer_id OPERATOR(pg_catalog.=) ld.customer_id
+              LEFT JOIN lf ON lf.lead_id OPERATOR(pg_catalog.=) ld.lead_id
+     GROUP BY 1, 2, 3),
+lm AS (
+    SELECT pg_catalog.sum(lx.n) FILTER (WHERE lx.is_cur) AS c_leads, pg_catalog.sum(lx.n) FILTER (WHERE NOT lx.is_cur) AS p_leads,
+           pg_catalog.sum(converted) FILTER (WHERE lx.is_cur) AS c_conv, pg_catalog.sum(converted) FILTER (WHERE NOT lx.is_cur) AS p_conv,
+           pg_catalog.sum(unanswered) FILTER (WHERE lx.is_cur) AS c_unans, pg_catalog.sum(unanswered) FILTER (WHERE NOT lx.is_cur) AS p_unans,
+           pg_catalog.sum(unanswered OPERATOR(pg_catalog.*) coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE lx.is_cur) AS c_unans_cost,
+           pg_catalog.sum(unanswered OPERATOR(pg_catalog.*) coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE NOT lx.is_cur) AS p_unans_cost
+      FROM lx LEFT JOIN cpl ON cpl.channel OPERATOR(pg_catalog.=) lx.channel AND cpl.month OPERATOR(pg_catalog.=) lx.month),
+iv AS (
+    SELECT issued_at, due_at, amount, paid_at FROM %5$s
+     WHERE issued_at OPERATOR(pg_catalog.<) $2 AND (paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $4)),
+im AS (
+    SELECT pg_catalog.count(*) FILTER (WHERE paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AS c_unpaid,
+           pg_catalog.sum(amount) FILTER (WHERE paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AS c_unpaid_amt,
+           pg_catalog.avg(extract(epoch FROM $2 OPERATOR(pg_catalog.-) issued_at) OPERATOR(pg_catalog./) 86400) FILTER (WHERE paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AS c_unpaid_age,
+           pg_catalog.count(*) FILTER (WHERE (paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AND due_at OPERATOR(pg_catalog.<) $2) AS c_overdue,
+           pg_catalog.sum(amount) FILTER (WHERE (paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AND due_at OPERATOR(pg_catalog.<) $2) AS c_overdue_amt,
+           pg_catalog.count(*) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4) AS p_unpaid,
+           pg_catalog.sum(amount) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4) AS p_unpaid_amt,
+           pg_catalog.avg(extract(epoch FROM $4 OPERATOR(pg_catalog.-) issued_at) OPERATOR(pg_catalog./) 86400) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4) AS p_unpaid_age,
+           pg_catalog.count(*) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4 AND due_at OPERATOR(pg_catalog.<) $4) AS p_overdue,
+           pg_catalog.sum(amount) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4 AND due_at OPERATOR(pg_catalog.<) $4) AS p_overdue_amt
+      FROM iv),
+ev AS (
+    SELECT deal_id, changed_at, amount, %7$s AS so
+      FROM %6$s WHERE changed_at OPERATOR(pg_catalog.<) $2
+    OFFSET 0),  -- a fence: the stage CASE is computed once per row, not once per aggregate
+-- per deal, with the stage names mapped once (to stage_order; NULL = a stage
+-- crm.pipeline_stages does not list); deals closed before the previous
+-- period matter to no figure (unknown stages are counted on all)
+dl AS (
+    SELECT deal_id, pg_catalog.min(changed_at) AS created_at, pg_catalog.max(amount) AS amount,
+           pg_catalog.min(changed_at) FILTER (WHERE so OPERATOR(pg_catalog.=) ANY (ARRAY[%8$s]::pg_catalog.int4[])) AS won_at,
+           pg_catalog.min(changed_at) FILTER (WHERE so OPERATOR(pg_catalog.=) ANY (ARRAY[%9$s]::pg_catalog.int4[])) AS lost_at,
+           pg_catalog.max(so) FILTER (WHERE so OPERATOR(pg_catalog.=) ANY (ARRAY[%10$s]::pg_catalog.int4[])) AS open_cur,
+           pg_catalog.max(so) FILTER (WHERE so OPERATOR(pg_catalog.=) ANY (ARRAY[%10$s]::pg_catalog.int4[]) AND changed_at OPERATOR(pg_catalog.<) $4) AS open_prev,
+           pg_catalog.count(*) OPERATOR(pg_catalog.-) pg_catalog.count(so) AS unknown
+      FROM ev GROUP BY deal_id),
+dc AS MATERIALIZED (
+    SELECT dl.*, least(won_at, lost_at) AS closed_at,
+           won_at IS NOT NULL AND won_at OPERATOR(pg_catalog.<=) coalesce(lost_at, won_at) AS is_won,
+           %11$s AS p_cur, %12$s AS p_prev
+      FROM dl
+     WHERE least(won_at, lost_at) IS NULL OR least(won_at, lost_at) OPERATOR(pg_catalog.>=) $3 OR unknown OPERATOR(pg_catalog.>) 0),
+dm AS (
+    SELECT pg_catalog.count(*) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_won,
+           pg_catalog.count(*) FILTER (WHERE NOT is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_lost,
+           pg_catalog.count(*) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_won,
+           pg_catalog.count(*) FILTER (WHERE NOT is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_lost,
+           pg_catalog.sum(amount) FILTER (WHERE NOT is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_lost_amt,
+           pg_catalog.sum(amount) FILTER (WHERE NOT is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_lost_amt,
+           pg_catalog.avg(amount) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_avg_won,
+           pg_catalog.avg(amount) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_avg_won,
+           pg_catalog.avg(extract(epoch FROM won_at OPERATOR(pg_catalog.-) created_at) OPERATOR(pg_catalog./) 86400) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_cycle,
+           pg_catalog.avg(extract(epoch FROM won_at OPERATOR(pg_catalog.-) created_at) OPERATOR(pg_catalog./) 86400) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_cycle,
+           pg_catalog.count(*) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_open,
+           pg_catalog.count(*) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4)) AS p_open,
+           pg_catalog.sum(amount) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_open_amt,
+           pg_catalog.sum(amount) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4)) AS p_open_amt,
+           pg_catalog.sum(amount OPERATOR(pg_catalog.*) p_cur) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_weighted,
+           pg_catalog.sum(amount OPERATOR(pg_catalog.*) p_prev) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4)) AS p_weighted,
+           crm._check_stages(pg_catalog.sum(unknown)) AS stages_ok
+      FROM dc),
+-- lost deals by the most advanced open stage they reached
+lost AS (
+    SELECT st.stage, st.stage_order,
+           coalesce(pg_catalog.sum(dc.amount) FILTER (WHERE dc.closed_at OPERATOR(pg_catalog.>=) $1), 0) AS c_amt,
+           coalesce(pg_catalog.sum(dc.amount) FILTER (WHERE dc.closed_at OPERATOR(pg_catalog.<) $4), 0) AS p_amt
+      FROM st LEFT JOIN dc ON dc.open_cur OPERATOR(pg_catalog.=) st.stage_order AND NOT dc.is_won AND dc.closed_at OPERATOR(pg_catalog.>=) $3
+     WHERE st.outcome OPERATOR(pg_catalog.=) 'open'
+     GROUP BY st.stage, st.stage_order),
+-- class A (crm.abc_class semantics, 0.80 of the revenue of the 12 months
+-- before the period end; the tests check it against crm.abc_class) customers
+-- without a real contact within the class-A interval of crm.coverage_policy
+-- (default 1 month) before the end
+lc AS (
+    SELECT customer_id, pg_catalog.max(occurred_at) AS last_cur, pg_catalog.max(occurred_at) FILTER (WHERE occurred_at OPERATOR(pg_catalog.<) $4) AS last_prev
+      FROM %13$s
+     WHERE customer_id IS NOT NULL AND NOT automated
+       AND occurred_at OPERATOR(pg_catalog.>=) ($4 OPERATOR(pg_catalog.-) (SELECT a_int FROM pol)) AND occurred_at OPERATOR(pg_catalog.<) $2
+     GROUP BY customer_id),
+-- class A by crm.abc_class itself (a C window function over all customers,
+-- no sort) at both period ends
+ab AS (
+    SELECT customer_id, first_at, crm.abc_class(rev12_cur::pg_catalog.float8) OVER () AS c_cls,
+           crm.abc_class(rev12_prev::pg_catalog.float8) OVER () AS p_cls
+      FROM cu),
+-- overdue as crm.coverage judges it: next due = (last real contact, or, never
+-- contacted, customer since: the customers source's created_at, else the first
+-- order) + the interval, overdue when that is before the end.  Without a
+-- contact in the window, a customer who became one within the last interval
+-- is overdue only if contacted before it (before becoming a customer)
+ax AS (
+    SELECT ab.c_cls, ab.p_cls, lc.last_cur, lc.last_prev,
+           coalesce(cs.since, ab.first_at) AS since, ab.customer_id
+      FROM ab LEFT JOIN lc ON lc.customer_id OPERATOR(pg_catalog.=) ab.customer_id
+              LEFT JOIN (SELECT customer_id, pg_catalog.min(created_at) AS since FROM %14$s GROUP BY 1) AS cs
+                     ON cs.customer_id OPERATOR(pg_catalog.=) ab.customer_id
+     WHERE ab.c_cls OPERATOR(pg_catalog.=) 'A' OR ab.p_cls OPERATOR(pg_catalog.=) 'A'),
+am AS (
+    SELECT pg_catalog.count(*) FILTER (WHERE ax.c_cls OPERATOR(pg_catalog.=) 'A'
+                             AND CASE WHEN ax.last_cur IS NOT NULL THEN ax.last_cur OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-) pol.a_int)
+                                      WHEN ax.since OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-) pol.a_int) THEN true
+                                      ELSE EXISTS (SELECT FROM %13$s WHERE customer_id OPERATOR(pg_catalog.=) ax.customer_id AND NOT automated
+                                                      AND occurred_at OPERATOR(pg_catalog.<) $2) END) AS c_a_overdue,
+           pg_catalog.count(*) FILTER (WHERE ax.p_cls OPERATOR(pg_catalog.=) 'A'
+                             AND CASE WHEN ax.last_prev IS NOT NULL THEN ax.last_prev OPERATOR(pg_catalog.<) ($4 OPERATOR(pg_catalog.-) pol.a_int)
+                                      WHEN ax.since OPERATOR(pg_catalog.<) ($4 OPERATOR(pg_catalog.-) pol.a_int) THEN true
+                                      ELSE EXISTS (SELECT FROM %13$s WHERE customer_id OPERATOR(pg_catalog.=) ax.customer_id AND NOT automated
+                                                      AND occurred_at OPERATOR(pg_catalog.<) $4) END) AS p_a_overdue
+      FROM ax CROSS JOIN pol),
+rows AS (
+    SELECT v.*
+      FROM om, cm, spm, lm, im, dm, am,
+      LATERAL (VALUES
+        (1,  'acquisition', 'leads_in', coalesce(c_leads, 0), coalesce(p_leads, 0), 'count'),
+        (2,  'acquisition', 'new_buyers', c_new::numeric, p_new::numeric, 'count'),
+        (3,  'acquisition', 'lead_to_buyer_conversion', pg_catalog.round((100.0 OPERATOR(pg_catalog.*) c_conv) OPERATOR(pg_catalog./) CASE WHEN c_leads OPERATOR(pg_catalog.<>) 0 THEN c_leads END, 2), pg_catalog.round((100.0 OPERATOR(pg_catalog.*) p_conv) OPERATOR(pg_catalog./) CASE WHEN p_leads OPERATOR(pg_catalog.<>) 0 THEN p_leads END, 2), 'pct'),
+        (4,  'acquisition', 'marketing_spend', coalesce(c_spend, 0), coalesce(p_spend, 0), 'money'),
+        (5,  'acquisition', 'cac', pg_catalog.round(coalesce(c_spend, 0) OPERATOR(pg_catalog./) CASE WHEN c_new OPERATOR(pg_catalog.<>) 0 THEN c_new END, 2), pg_catalog.round(coalesce(p_spend, 0) OPERATOR(pg_catalog./) CASE WHEN p_new OPERATOR(pg_catalog.<>) 0 THEN p_new END, 2), 'money'),
+        (6,  'sales', 'revenue', coalesce(c_revenue, 0), coalesce(p_revenue, 0), 'money'),
+        (7,  'sales', 'orders', c_orders::numeric, p_orders::numeric, 'count'),
+        (8,  'sales', 'average_check', pg_catalog.round(c_revenue OPERATOR(pg_catalog./) CASE WHEN c_orders OPERATOR(pg_catalog.<>) 0 THEN c_orders END, 2), pg_catalog.round(p_revenue OPERATOR(pg_catalog./) CASE WHEN p_orders OPERATOR(pg_catalog.<>) 0 THEN p_orders END, 2), 'money'),
+        (9,  'sales', 'repeat_purchase_rate', pg_catalog.round((100.0 OPERATOR(pg_catalog.*) c_repeat) OPERATOR(pg_catalog./) CASE WHEN c_active OPERATOR(pg_catalog.<>) 0 THEN c_active END, 2), pg_catalog.round((100.0 OPERATOR(pg_catalog.*) p_repeat) OPERATOR(pg_catalog./) CASE WHEN p_active OPERATOR(pg_catalog.<>) 0 THEN p_active END, 2), 'pct'),
+        (10, 'sales', 'gross_profit', coalesce(c_gp, 0), coalesce(p_gp, 0), 'money'),
+        (11, 'sales', 'roi', pg_catalog.round((100.0 OPERATOR(pg_catalog.*) (coalesce(c_gp, 0) OPERATOR(pg_catalog.-) c_spend)) OPERATOR(pg_catalog./) CASE WHEN c_spend OPERATOR(pg_catalog.<>) 0 THEN c_spend END, 2),
+                             pg_catalog.round((100.0 OPERATOR(pg_catalog.*) (coalesce(p_gp, 0) OPERATOR(pg_catalog.-) p_spend)) OPERATOR(pg_catalog./) CASE WHEN p_spend OPERATOR(pg_catalog.<>) 0 THEN p_spend END, 2), 'pct'),
+        (12, 'pipeline', 'win_rate', pg_catalog.round((100.0 OPERATOR(pg_catalog.*) c_won) OPERATOR(pg_catalog./) CASE WHEN (c_won OPERATOR(pg_catalog.+) c_lost) OPERATOR(pg_catalog.<>) 0 THEN (c_won OPERATOR(pg_catalog.+) c_lost) END, 2), pg_catalog.round((100.0 OPERATOR(pg_catalog.*) p_won) OPERATOR(pg_catalog./) CASE WHEN (p_won OPERATOR(pg_catalog.+) p_lost) OPERATOR(pg_catalog.<>) 0 THEN (p_won OPERATOR(pg_catalog.+) p_lost) END, 2), 'pct'),
+        (13, 'pipeline', 'deals_won', c_won::numeric, p_won::numeric, 'count'),
+        (14, 'pipeline', 'average_won_deal', pg_catalog.round(c_avg_won, 2), pg_catalog.round(p_avg_won, 2), 'money'),
+        (15, 'pipeline', 'sales_cycle', pg_catalog.round(c_cycle, 2), pg_catalog.round(p_cycle, 2), 'days'),
+        (16, 'pipeline', 'open_deals', c_open::numeric, p_open::numeric, 'count'),
+        (17, 'pipeline', 'open_pipeline_value', coalesce(c_open_amt, 0), coalesce(p_open_amt, 0), 'money'),
+        (18, 'pipeline', 'weighted_pipeline', pg_catalog.round(coalesce(c_weighted, 0), 2), pg_catalog.round(coalesce(p_weighted, 0), 2), 'money'),
+        (19, 'pipeline', 'sales_velocity',
+             pg_catalog.round(((c_open OPERATOR(pg_catalog.*) (c_won::pg_catalog.numeric OPERATOR(pg_catalog./) CASE WHEN (c_won OPERATOR(pg_catalog.+) c_lost) OPERATOR(pg_catalog.<>) 0 THEN (c_won OPERATOR(pg_catalog.+) c_lost) END)) OPERATOR(pg_catalog.*) c_avg_won) OPERATOR(pg_catalog./) CASE WHEN c_cycle OPERATOR(pg_catalog.<>) 0 THEN c_cycle END, 2),
+             pg_catalog.round(((p_open OPERATOR(pg_catalog.*) (p_won::pg_catalog.numeric OPERATOR(pg_catalog./) CASE WHEN (p_won OPERATOR(pg_catalog.+) p_lost) OPERATOR(pg_catalog.<>) 0 THEN (p_won OPERATOR(pg_catalog.+) p_lost) END)) OPERATOR(pg_catalog.*) p_avg_won) OPERATOR(pg_catalog./) CASE WHEN p_cycle OPERATOR(pg_catalog.<>) 0 THEN p_cycle END, 2), 'money_per_day'),
+        (20, 'money_lost', 'deals_lost', c_lost::numeric, p_lost::numeric, 'count'),
+        (21, 'money_lost', 'lost_deal_value', coalesce(c_lost_amt, 0), coalesce(p_lost_amt, 0), 'money'),
+        (1000, 'money_lost', 'unpaid_invoices', c_unpaid::numeric, p_unpaid::numeric, 'count'),
+        (1001, 'money_lost', 'unpaid_invoice_amount', coalesce(c_unpaid_amt, 0), coalesce(p_unpaid_amt, 0), 'money'),
+        (1002, 'money_lost', 'unpaid_invoice_age', pg_catalog.round(c_unpaid_age, 2), pg_catalog.round(p_unpaid_age, 2), 'days'),
+        (1003, 'money_lost', 'overdue_invoices', c_overdue::numeric, p_overdue::numeric, 'count'),
+        (1004, 'money_lost', 'overdue_invoice_amount', coalesce(c_overdue_amt, 0), coalesce(p_overdue_amt, 0), 'money'),
+        (1005, 'money_lost', 'unanswered_leads', coalesce(c_unans, 0), coalesce(p_unans, 0), 'count'),
+        (1006, 'money_lost', 'unanswered_leads_cost', pg_catalog.round(coalesce(c_unans_cost, 0), 2), pg_catalog.round(coalesce(p_unans_cost, 0), 2), 'money'),
+        (1007, 'money_lost', 'overdue_class_a_customers', c_a_overdue::numeric, p_a_overdue::numeric, 'count')
+      ) AS v(ord, section, metric, cur, prev, unit)
+     WHERE dm.stages_ok
+    UNION ALL
+    SELECT 100 OPERATOR(pg_catalog.+) stage_order, 'money_lost', 'lost_value_at_' OPERATOR(pg_catalog.||) stage, c_amt, p_amt, 'money' FROM lost)
+SELECT metric, cur, unit, prev,
+       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) (cur OPERATOR(pg_catalog.-) prev)) OPERATOR(pg_catalog./) CASE WHEN pg_catalog.abs(prev) OPERATOR(pg_catalog.<>) 0 THEN pg_catalog.abs(prev) END, 2), section
+  FROM rows ORDER BY ord
+$sql$,
+        crm._source_sql('leads'), crm._source_sql('orders'), crm._source_sql('spend'),
+        crm._source_sql('interactions', 'ix'), crm._source_sql('invoices'), crm._source_sql('stage_events'),
+        crm._stage_case('order', 'stage'), crm._stage_orders('won'), crm._stage_orders('lost'),
+        crm._stage_orders('open'), crm._stage_case('order_probability', 'open_cur'),
+        crm._stage_case('order_probability', 'open_prev'), crm._source_sql('interactions'),
+        crm._source_sql('customers'));
+    RETURN q;
+END
+$$;
+COMMENT ON FUNCTION crm._owner_dashboard_sql() IS
+'The SQL text crm.owner_dashboard runs (registered sources spliced in; $1..$4 = current and previous period bounds).';
+
+-- Contact coverage on the dashboard: a never-contacted customer is due one
+-- class interval after becoming a customer, as in crm.coverage.
+CREATE OR REPLACE FUNCTION crm.dashboard_coverage(as_of timestamptz)
+RETURNS TABLE (customer_id text, manager_id text, channel text, revenue_12m numeric, abc_class text,
+               last_contact timestamptz, next_due timestamptz, covered boolean)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+BEGIN
+    IF as_of IS NULL THEN
+        RAISE EXCEPTION 'as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT pg_catalog.isfinite(as_of) THEN
+        RAISE EXCEPTION 'as_of must be finite, got %', as_of
+            USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real moment, e.g. ''2026-01-01''.';
+    END IF;
+    -- ABC by the revenue of the 12 months before as_of, crm.abc_class
+    -- semantics (share held by strictly larger values < 0.80 -> A, < 0.95 -> B;
+    -- the tests check it against crm.abc_class), computed here with one sort
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+c AS (SELECT customer_id, manager_id, channel, created_at FROM %1$s WHERE created_at OPERATOR(pg_catalog.<) $1),
+r AS (SELECT customer_id, pg_catalog.sum(amount) AS rev FROM %2$s
+       WHERE ordered_at OPERATOR(pg_catalog.>=) ($1 OPERATOR(pg_catalog.-) '12 months'::pg_catalog.interval) AND ordered_at OPERATOR(pg_catalog.<) $1 GROUP BY customer_id),
+x AS (SELECT customer_id, pg_catalog.max(occurred_at) AS last_at FROM %3$s
+       WHERE NOT automated AND occurred_at OPERATOR(pg_catalog.<) $1 AND customer_id IS NOT NULL GROUP BY customer_id),
+-- A / B thresholds: the smallest revenue whose running sum of the larger
+-- ones (sorted descending) is < 0.80 / < 0.95 of the total (abc_class semantics)
+rs AS (SELECT rev, pg_catalog.sum(rev) OVER (ORDER BY rev DESC ROWS UNBOUNDED PRECEDING) OPERATOR(pg_catalog.-) rev AS before,
+              pg_catalog.sum(rev) OVER () AS total
+         FROM r WHERE rev OPERATOR(pg_catalog.>) 0),
+th AS MATERIALIZED (SELECT pg_catalog.min(rev) FILTER (WHERE before OPERATOR(pg_catalog.<) (0.80 OPERATOR(pg_catalog.*) total)) AS a, pg_catalog.min(rev) FILTER (WHERE before OPERATOR(pg_catalog.<) (0.95 OPERATOR(pg_catalog.*) total)) AS b
+         FROM rs),
+cl AS (
+    SELECT c.customer_id, c.manager_id, c.channel, c.created_at, r.rev,
+           CASE WHEN r.rev OPERATOR(pg_catalog.>=) th.a THEN 'A' WHEN r.rev OPERATOR(pg_catalog.>=) th.b THEN 'B' ELSE 'C' END AS cls
+      FROM c CROSS JOIN th LEFT JOIN r ON r.customer_id OPERATOR(pg_catalog.=) c.customer_id),
+pol AS MATERIALIZED (SELECT k.cls, crm._dashboard_coverage_interval(k.cls) AS iv FROM (VALUES ('A'), ('B'), ('C')) AS k(cls))
+SELECT cl.customer_id::pg_catalog.text, cl.manager_id::pg_catalog.text, cl.channel::pg_catalog.text, coalesce(cl.rev, 0), cl.cls,
+       -- next due as crm.coverage: last real contact, or (never contacted)
+       -- customer since, plus the class interval; covered = not yet past it
+       x.last_at, coalesce(x.last_at, cl.created_at) OPERATOR(pg_catalog.+) pol.iv,
+       coalesce((coalesce(x.last_at, cl.created_at) OPERATOR(pg_catalog.+) pol.iv) OPERATOR(pg_catalog.>=) $1, false)
+  FROM cl JOIN pol ON pol.cls OPERATOR(pg_catalog.=) cl.cls LEFT JOIN x ON x.customer_id OPERATOR(pg_catalog.=) cl.customer_id
+$sql$, crm._source_sql('customers'), crm._source_sql('orders'), crm._source_sql('interactions'))
+    USING as_of;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_coverage(timestamptz) IS
+'Per customer as of a moment: ABC class by the revenue of the 12 months before, last real (non-automated) contact, next due contact (the last contact, or the customer''s created_at when never contacted, plus the class interval, as crm.coverage) and whether the customer is covered (next due not before as_of).';
 -- ==== end of H ====
 
 

@@ -895,7 +895,7 @@ COMMENT ON FUNCTION crm.lead_first_response(text, text) IS
 'First real response per lead: the earliest non-automated outbound interaction at or after the lead''s creation.  Inner queries: leads (lead integer, created_at timestamptz, channel text, manager integer), interactions (lead integer, ts timestamptz, direction text, automated boolean).  first_response_at is NULL for leads never answered.';
 
 CREATE FUNCTION crm.lead_sla(leads_sql text, interactions_sql text,
-                             sla interval DEFAULT interval '15 minutes', spend_sql text DEFAULT NULL,
+                             sla interval DEFAULT NULL, spend_sql text DEFAULT NULL,
                              working_hours boolean DEFAULT false,
                              work_start time DEFAULT '09:00', work_end time DEFAULT '18:00',
                              workdays int[] DEFAULT '{1,2,3,4,5}')
@@ -906,8 +906,10 @@ LANGUAGE plpgsql STABLE
 -- no SET search_path: runs the caller's inner queries
 AS $$
 BEGIN
-    IF sla IS NULL OR sla OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval THEN
-        RAISE EXCEPTION 'sla must be a positive interval, got %', coalesce(sla::pg_catalog.text, 'NULL')
+    -- one SLA default for every surface: crm.dashboard_settings.lead_sla (1 hour)
+    sla := coalesce(sla, crm._lead_sla());
+    IF sla OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval THEN
+        RAISE EXCEPTION 'sla must be a positive interval, got %', sla
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use for example interval ''15 minutes''.';
     END IF;
@@ -979,4 +981,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION crm.lead_sla(text, text, interval, text, boolean, time, time, int[]) IS
-'Lead first-response SLA per channel, per manager and in total (long format: dimension, key): leads, answered, answered within sla (default 15 minutes), % within sla of all leads, median response time, never answered, and what the never-answered leads cost (their channel''s spend in the lead''s month / leads of that channel and month).  Inner queries as crm.lead_first_response, spend (channel text, month timestamptz, amount numeric).  working_hours => true measures response times in working time (crm.working_time with work_start, work_end, workdays).';
+'Lead first-response SLA per channel, per manager and in total (long format: dimension, key): leads, answered, answered within sla (default NULL = crm.dashboard_settings.lead_sla, 1 hour, the default of every SLA surface), % within sla of all leads, median response time, never answered, and what the never-answered leads cost (their channel''s spend in the lead''s month / leads of that channel and month).  Inner queries as crm.lead_first_response, spend (channel text, month timestamptz, amount numeric).  working_hours => true measures response times in working time (crm.working_time with work_start, work_end, workdays).';

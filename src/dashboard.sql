@@ -238,7 +238,7 @@ AS $$
 SELECT coalesce((SELECT s.lead_sla FROM crm.dashboard_settings s), interval '1 hour')
 $$;
 COMMENT ON FUNCTION crm._lead_sla() IS
-'Lead first-response SLA used by crm.v_lead_sla (crm.dashboard_settings.lead_sla, default 1 hour).';
+'The one lead first-response SLA default of crm.lead_sla, crm.dashboard_lead_sla and crm.v_lead_sla: crm.dashboard_settings.lead_sla, default 1 hour.';
 
 -- [from, to] as dates -> half-open timestamptz bounds of this and the previous
 -- period of equal length; the errors every report shares.
@@ -406,6 +406,19 @@ sp AS (
       FROM %3$s WHERE spent_on OPERATOR(pg_catalog.>=) $3 AND spent_on OPERATOR(pg_catalog.<) $2 GROUP BY 1, 2),
 spm AS (
     SELECT pg_catalog.sum(amount) FILTER (WHERE is_cur) AS c_spend, pg_catalog.sum(amount) FILTER (WHERE NOT is_cur) AS p_spend FROM sp),
+-- cost per lead, as crm.lead_sla: a channel's spend in a calendar month /
+-- the channel's leads created in that month (every month the periods touch)
+cpl AS (
+    SELECT s.channel, s.month, s.amount OPERATOR(pg_catalog./) n.leads AS cost_per_lead
+      FROM (SELECT channel, pg_catalog.date_trunc('month', spent_on) AS month, pg_catalog.sum(amount) AS amount
+              FROM %3$s WHERE spent_on OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', $3)
+               AND spent_on OPERATOR(pg_catalog.<) (pg_catalog.date_trunc('month', $2 OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval) OPERATOR(pg_catalog.+) '1 month'::pg_catalog.interval)
+             GROUP BY 1, 2) AS s
+      JOIN (SELECT channel, pg_catalog.date_trunc('month', created_at) AS month, pg_catalog.count(*) AS leads
+              FROM %1$s WHERE created_at OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', $3)
+               AND created_at OPERATOR(pg_catalog.<) (pg_catalog.date_trunc('month', $2 OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval) OPERATOR(pg_catalog.+) '1 month'::pg_catalog.interval)
+             GROUP BY 1, 2) AS n
+        ON n.channel OPERATOR(pg_catalog.=) s.channel AND n.month OPERATOR(pg_catalog.=) s.month),
 -- real (non-automated) contacts that can matter: from the start of the
 -- previous period (first responses to its leads) or from a month before its
 -- end (the class-A contact check), up to the end
@@ -418,20 +431,20 @@ lf AS (
        AND ix.occurred_at OPERATOR(pg_catalog.>=) $3 AND ix.occurred_at OPERATOR(pg_catalog.<) $2 AND ix.occurred_at OPERATOR(pg_catalog.>=) ld.created_at
      GROUP BY ix.lead_id),
 lx AS (
-    SELECT ld.channel, ld.is_cur, pg_catalog.count(*) AS n,
+    SELECT ld.channel, ld.is_cur, pg_catalog.date_trunc('month', ld.created_at) AS month, pg_catalog.count(*) AS n,
            pg_catalog.count(*) FILTER (WHERE cu.first_at OPERATOR(pg_catalog.<) CASE WHEN ld.is_cur THEN $2 ELSE $4 END) AS converted,
            pg_catalog.count(*) FILTER (WHERE lf.first_contact IS NULL
                                OR lf.first_contact OPERATOR(pg_catalog.>=) CASE WHEN ld.is_cur THEN $2 ELSE $4 END) AS unanswered
       FROM ld LEFT JOIN cu ON cu.customer_id OPERATOR(pg_catalog.=) ld.customer_id
               LEFT JOIN lf ON lf.lead_id OPERATOR(pg_catalog.=) ld.lead_id
-     GROUP BY 1, 2),
+     GROUP BY 1, 2, 3),
 lm AS (
     SELECT pg_catalog.sum(lx.n) FILTER (WHERE lx.is_cur) AS c_leads, pg_catalog.sum(lx.n) FILTER (WHERE NOT lx.is_cur) AS p_leads,
            pg_catalog.sum(converted) FILTER (WHERE lx.is_cur) AS c_conv, pg_catalog.sum(converted) FILTER (WHERE NOT lx.is_cur) AS p_conv,
            pg_catalog.sum(unanswered) FILTER (WHERE lx.is_cur) AS c_unans, pg_catalog.sum(unanswered) FILTER (WHERE NOT lx.is_cur) AS p_unans,
-           pg_catalog.sum((unanswered OPERATOR(pg_catalog.*) coalesce(sp.amount, 0)) OPERATOR(pg_catalog./) lx.n) FILTER (WHERE lx.is_cur) AS c_unans_cost,
-           pg_catalog.sum((unanswered OPERATOR(pg_catalog.*) coalesce(sp.amount, 0)) OPERATOR(pg_catalog./) lx.n) FILTER (WHERE NOT lx.is_cur) AS p_unans_cost
-      FROM lx LEFT JOIN sp ON sp.channel OPERATOR(pg_catalog.=) lx.channel AND sp.is_cur OPERATOR(pg_catalog.=) lx.is_cur),
+           pg_catalog.sum(unanswered OPERATOR(pg_catalog.*) coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE lx.is_cur) AS c_unans_cost,
+           pg_catalog.sum(unanswered OPERATOR(pg_catalog.*) coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE NOT lx.is_cur) AS p_unans_cost
+      FROM lx LEFT JOIN cpl ON cpl.channel OPERATOR(pg_catalog.=) lx.channel AND cpl.month OPERATOR(pg_catalog.=) lx.month),
 iv AS (
     SELECT issued_at, due_at, amount, paid_at FROM %5$s
      WHERE issued_at OPERATOR(pg_catalog.<) $2 AND (paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $4)),
@@ -508,16 +521,33 @@ lc AS (
 -- class A by crm.abc_class itself (a C window function over all customers,
 -- no sort) at both period ends
 ab AS (
-    SELECT customer_id, crm.abc_class(rev12_cur::pg_catalog.float8) OVER () AS c_cls,
+    SELECT customer_id, first_at, crm.abc_class(rev12_cur::pg_catalog.float8) OVER () AS c_cls,
            crm.abc_class(rev12_prev::pg_catalog.float8) OVER () AS p_cls
       FROM cu),
-am AS (
-    SELECT pg_catalog.count(*) FILTER (WHERE ab.c_cls OPERATOR(pg_catalog.=) 'A'
-                             AND (lc.last_cur IS NULL OR lc.last_cur OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-) pol.a_int))) AS c_a_overdue,
-           pg_catalog.count(*) FILTER (WHERE ab.p_cls OPERATOR(pg_catalog.=) 'A'
-                             AND (lc.last_prev IS NULL OR lc.last_prev OPERATOR(pg_catalog.<) ($4 OPERATOR(pg_catalog.-) pol.a_int))) AS p_a_overdue
-      FROM ab CROSS JOIN pol LEFT JOIN lc ON lc.customer_id OPERATOR(pg_catalog.=) ab.customer_id
+-- overdue as crm.coverage judges it: next due = (last real contact, or, never
+-- contacted, customer since: the customers source's created_at, else the first
+-- order) + the interval, overdue when that is before the end.  Without a
+-- contact in the window, a customer who became one within the last interval
+-- is overdue only if contacted before it (before becoming a customer)
+ax AS (
+    SELECT ab.c_cls, ab.p_cls, lc.last_cur, lc.last_prev,
+           coalesce(cs.since, ab.first_at) AS since, ab.customer_id
+      FROM ab LEFT JOIN lc ON lc.customer_id OPERATOR(pg_catalog.=) ab.customer_id
+              LEFT JOIN (SELECT customer_id, pg_catalog.min(created_at) AS since FROM %14$s GROUP BY 1) AS cs
+                     ON cs.customer_id OPERATOR(pg_catalog.=) ab.customer_id
      WHERE ab.c_cls OPERATOR(pg_catalog.=) 'A' OR ab.p_cls OPERATOR(pg_catalog.=) 'A'),
+am AS (
+    SELECT pg_catalog.count(*) FILTER (WHERE ax.c_cls OPERATOR(pg_catalog.=) 'A'
+                             AND CASE WHEN ax.last_cur IS NOT NULL THEN ax.last_cur OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-) pol.a_int)
+                                      WHEN ax.since OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-) pol.a_int) THEN true
+                                      ELSE EXISTS (SELECT FROM %13$s WHERE customer_id OPERATOR(pg_catalog.=) ax.customer_id AND NOT automated
+                                                      AND occurred_at OPERATOR(pg_catalog.<) $2) END) AS c_a_overdue,
+           pg_catalog.count(*) FILTER (WHERE ax.p_cls OPERATOR(pg_catalog.=) 'A'
+                             AND CASE WHEN ax.last_prev IS NOT NULL THEN ax.last_prev OPERATOR(pg_catalog.<) ($4 OPERATOR(pg_catalog.-) pol.a_int)
+                                      WHEN ax.since OPERATOR(pg_catalog.<) ($4 OPERATOR(pg_catalog.-) pol.a_int) THEN true
+                                      ELSE EXISTS (SELECT FROM %13$s WHERE customer_id OPERATOR(pg_catalog.=) ax.customer_id AND NOT automated
+                                                      AND occurred_at OPERATOR(pg_catalog.<) $4) END) AS p_a_overdue
+      FROM ax CROSS JOIN pol),
 rows AS (
     SELECT v.*
       FROM om, cm, spm, lm, im, dm, am,
@@ -566,7 +596,8 @@ $sql$,
         crm._source_sql('interactions', 'ix'), crm._source_sql('invoices'), crm._source_sql('stage_events'),
         crm._stage_case('order', 'stage'), crm._stage_orders('won'), crm._stage_orders('lost'),
         crm._stage_orders('open'), crm._stage_case('order_probability', 'open_cur'),
-        crm._stage_case('order_probability', 'open_prev'), crm._source_sql('interactions'));
+        crm._stage_case('order_probability', 'open_prev'), crm._source_sql('interactions'),
+        crm._source_sql('customers'));
     RETURN q;
 END
 $$;
@@ -677,7 +708,7 @@ BEGIN
     -- the tests check it against crm.abc_class), computed here with one sort
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH
-c AS (SELECT customer_id, manager_id, channel FROM %1$s WHERE created_at OPERATOR(pg_catalog.<) $1),
+c AS (SELECT customer_id, manager_id, channel, created_at FROM %1$s WHERE created_at OPERATOR(pg_catalog.<) $1),
 r AS (SELECT customer_id, pg_catalog.sum(amount) AS rev FROM %2$s
        WHERE ordered_at OPERATOR(pg_catalog.>=) ($1 OPERATOR(pg_catalog.-) '12 months'::pg_catalog.interval) AND ordered_at OPERATOR(pg_catalog.<) $1 GROUP BY customer_id),
 x AS (SELECT customer_id, pg_catalog.max(occurred_at) AS last_at FROM %3$s
@@ -690,19 +721,22 @@ rs AS (SELECT rev, pg_catalog.sum(rev) OVER (ORDER BY rev DESC ROWS UNBOUNDED PR
 th AS MATERIALIZED (SELECT pg_catalog.min(rev) FILTER (WHERE before OPERATOR(pg_catalog.<) (0.80 OPERATOR(pg_catalog.*) total)) AS a, pg_catalog.min(rev) FILTER (WHERE before OPERATOR(pg_catalog.<) (0.95 OPERATOR(pg_catalog.*) total)) AS b
          FROM rs),
 cl AS (
-    SELECT c.customer_id, c.manager_id, c.channel, r.rev,
+    SELECT c.customer_id, c.manager_id, c.channel, c.created_at, r.rev,
            CASE WHEN r.rev OPERATOR(pg_catalog.>=) th.a THEN 'A' WHEN r.rev OPERATOR(pg_catalog.>=) th.b THEN 'B' ELSE 'C' END AS cls
       FROM c CROSS JOIN th LEFT JOIN r ON r.customer_id OPERATOR(pg_catalog.=) c.customer_id),
 pol AS MATERIALIZED (SELECT k.cls, crm._dashboard_coverage_interval(k.cls) AS iv FROM (VALUES ('A'), ('B'), ('C')) AS k(cls))
 SELECT cl.customer_id::pg_catalog.text, cl.manager_id::pg_catalog.text, cl.channel::pg_catalog.text, coalesce(cl.rev, 0), cl.cls,
-       x.last_at, x.last_at OPERATOR(pg_catalog.+) pol.iv, coalesce(x.last_at OPERATOR(pg_catalog.>=) ($1 OPERATOR(pg_catalog.-) pol.iv), false)
+       -- next due as crm.coverage: last real contact, or (never contacted)
+       -- customer since, plus the class interval; covered = not yet past it
+       x.last_at, coalesce(x.last_at, cl.created_at) OPERATOR(pg_catalog.+) pol.iv,
+       coalesce((coalesce(x.last_at, cl.created_at) OPERATOR(pg_catalog.+) pol.iv) OPERATOR(pg_catalog.>=) $1, false)
   FROM cl JOIN pol ON pol.cls OPERATOR(pg_catalog.=) cl.cls LEFT JOIN x ON x.customer_id OPERATOR(pg_catalog.=) cl.customer_id
 $sql$, crm._source_sql('customers'), crm._source_sql('orders'), crm._source_sql('interactions'))
     USING as_of;
 END
 $$;
 COMMENT ON FUNCTION crm.dashboard_coverage(timestamptz) IS
-'Per customer as of a moment: ABC class by the revenue of the 12 months before, last real (non-automated) contact, next due contact by the class policy and whether the customer is covered.';
+'Per customer as of a moment: ABC class by the revenue of the 12 months before, last real (non-automated) contact, next due contact (the last contact, or the customer''s created_at when never contacted, plus the class interval, as crm.coverage) and whether the customer is covered (next due not before as_of).';
 
 -- ---------------------------------------------------------------------------
 -- Channel, manager and pipeline reports

@@ -86,13 +86,20 @@ SELECT * FROM (VALUES
   ('overdue_invoices', (SELECT count(*) FROM unpaid WHERE due_at < t)::numeric),
   ('overdue_invoice_amount', (SELECT coalesce(sum(amount), 0) FROM unpaid WHERE due_at < t)),
   ('unanswered_leads', (SELECT count(*) FROM unans)::numeric),
+  -- each unanswered lead costs its channel's spend in the lead's calendar
+  -- month / that channel's leads created in that month (as crm.lead_sla)
   ('unanswered_leads_cost', round((SELECT coalesce(sum(
-        coalesce((SELECT sum(s.amount) FROM crm_demo.spend s WHERE s.channel = u.channel AND s.month >= f AND s.month < t), 0)
-        / (SELECT count(*) FROM lds l WHERE l.channel = u.channel)), 0) FROM unans u), 2)),
-  ('overdue_class_a_customers', (SELECT count(*) FROM cls c WHERE c.above < 0.80 AND NOT EXISTS (
-        SELECT 1 FROM crm_demo.interactions i
-         WHERE i.customer_id = c.customer_id AND NOT i.automated
-           AND i.occurred_at >= t - interval '1 month' AND i.occurred_at < t))::numeric)
+        coalesce((SELECT sum(s.amount) FROM crm_demo.spend s WHERE s.channel = u.channel
+                     AND date_trunc('month', s.month) = date_trunc('month', u.created_at)), 0)
+        / (SELECT count(*) FROM crm_demo.leads l WHERE l.channel = u.channel
+              AND date_trunc('month', l.created_at) = date_trunc('month', u.created_at))), 0) FROM unans u), 2)),
+  -- overdue: (last real contact before t, or, never contacted, customer since)
+  -- + 1 month is before t (as crm.coverage)
+  ('overdue_class_a_customers', (SELECT count(*) FROM cls c WHERE c.above < 0.80 AND
+        coalesce((SELECT max(i.occurred_at) FROM crm_demo.interactions i
+                   WHERE i.customer_id = c.customer_id AND NOT i.automated AND i.occurred_at < t),
+                 (SELECT cu.created_at FROM crm_demo.customers cu WHERE cu.customer_id = c.customer_id))
+        + interval '1 month' < t)::numeric)
 ) AS v(metric, value)
 $fn$;
 
@@ -168,13 +175,15 @@ SELECT results_eq(
          a AS (SELECT customer_id,
                       coalesce(sum(rev) OVER (ORDER BY rev DESC RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW EXCLUDE GROUP), 0)
                       / sum(rev) OVER () AS above FROM r),
-         k AS (SELECT c.customer_id, CASE WHEN a.above < 0.80 THEN 'A' WHEN a.above < 0.95 THEN 'B' ELSE 'C' END AS cls
+         k AS (SELECT c.customer_id, c.created_at, CASE WHEN a.above < 0.80 THEN 'A' WHEN a.above < 0.95 THEN 'B' ELSE 'C' END AS cls
                  FROM crm_demo.customers c LEFT JOIN a USING (customer_id))
-    SELECT cls, count(*), count(*) FILTER (WHERE EXISTS (
-               SELECT 1 FROM crm_demo.interactions i
-                WHERE i.customer_id = k.customer_id AND NOT i.automated AND i.occurred_at < '2026-01-01'
-                  AND i.occurred_at >= '2026-01-01'::timestamptz
-                      - CASE cls WHEN 'A' THEN interval '1 month' WHEN 'B' THEN interval '3 months' ELSE interval '6 months' END))
+    -- covered: (last real contact, or, never contacted, customer since) + interval not before the end
+    SELECT cls, count(*), count(*) FILTER (WHERE
+               coalesce((SELECT max(i.occurred_at) FROM crm_demo.interactions i
+                          WHERE i.customer_id = k.customer_id AND NOT i.automated AND i.occurred_at < '2026-01-01'),
+                        k.created_at)
+               + CASE cls WHEN 'A' THEN interval '1 month' WHEN 'B' THEN interval '3 months' ELSE interval '6 months' END
+               >= '2026-01-01'::timestamptz)
       FROM k GROUP BY 1 ORDER BY 1$$,
   'dashboard_coverage on the demo: customers and covered per ABC class = plain SQL');
 

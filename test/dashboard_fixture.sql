@@ -67,8 +67,10 @@ $$;
 --         | at Dec 1: 2 (100 issued Nov 26, 500 issued Nov 28 paid Dec 6): 600, age (5+3)/2; overdue: the 500 (due Nov 29).
 --  unanswered leads: 2 (only a mailing), 3 (called Dec 12), 4 (only its own inbound e-mail)
 --                  | 6 (called the day before it was created).
---    cost: ads 400/3 leads * 2 + seo 100/1 * 1 = 366.67 | seo spent nothing in the previous period = 0.
---  class A overdue: A = 104 (1500), 101 and 103 (300 each: 1500/2100 < 0.8 above them); 101 never contacted | A = 104 only, contacted Nov 20.
+--    cost = the channel's spend in the lead's calendar month / its leads created that month:
+--      ads Dec 400/3 leads (1, 2, 4) * 2 + seo Dec 100/1 lead (3) = 366.67 | lead 6: seo Nov 1000/1 lead (6) = 1000.
+--  class A overdue: A = 104 (1500), 101 and 103 (300 each: 1500/2100 < 0.8 above them); 104 contacted Nov 20,
+--    103 Dec 9, 101 never contacted but a customer only since Dec 4 (due Jan 4) = 0 | A = 104 only, contacted Nov 20.
 SELECT results_eq(
   $$SELECT metric, value, unit, previous_value FROM crm.owner_dashboard('2025-12-01', '2025-12-10')$$,
   $$VALUES ('leads_in', 4::numeric, 'count', 2::numeric), ('new_buyers', 1, 'count', 1),
@@ -85,7 +87,7 @@ SELECT results_eq(
            ('unpaid_invoices', 2, 'count', 2), ('unpaid_invoice_amount', 500, 'money', 600),
            ('unpaid_invoice_age', 8.5, 'days', 4), ('overdue_invoices', 1, 'count', 1),
            ('overdue_invoice_amount', 100, 'money', 500), ('unanswered_leads', 3, 'count', 1),
-           ('unanswered_leads_cost', 366.67, 'money', 0), ('overdue_class_a_customers', 1, 'count', 0)$$,
+           ('unanswered_leads_cost', 366.67, 'money', 1000), ('overdue_class_a_customers', 0, 'count', 0)$$,
   'owner_dashboard: every figure and its previous-period value equal the hand-worked ones');
 
 SELECT is((SELECT array_agg(DISTINCT section ORDER BY section) FROM crm.owner_dashboard('2025-12-01', '2025-12-10')),
@@ -114,11 +116,11 @@ SELECT is((SELECT sum(revenue) FROM crm.dashboard_channels('2025-12-01', '2025-1
           'dashboard_channels: revenue adds up to the dashboard revenue');
 
 -- manager 1: leads 1 (called after 600 min), 2 (mailing only); won deal 1, lost deal 2;
---            customers 101, 103, 104 (revenue 900), covered 103, 104.
+--            customers 101, 103, 104 (revenue 900), all covered (101 never contacted, a customer since Dec 4: due Jan 4).
 -- manager 2: leads 3, 4 unanswered; deals 3, 7 open; customer 102 created after the end.
 SELECT results_eq(
   $$SELECT * FROM crm.dashboard_managers('2025-12-01', '2025-12-10')$$,
-  $$VALUES ('1', 2::bigint, 1::bigint, 1::bigint, 600::numeric, 1::bigint, 1::bigint, 50::numeric, 900::numeric, 3::bigint, 2::bigint, 66.67),
+  $$VALUES ('1', 2::bigint, 1::bigint, 1::bigint, 600::numeric, 1::bigint, 1::bigint, 50::numeric, 900::numeric, 3::bigint, 3::bigint, 100.00),
            ('2', 2, 0, 2, NULL, 0, 0, NULL, 0, 0, 0, NULL)$$,
   'dashboard_managers: hand-worked figures');
 
@@ -176,14 +178,15 @@ SELECT is((SELECT within_sla FROM crm.dashboard_lead_sla('2025-12-01', '2025-12-
 
 SELECT results_eq(
   $$SELECT customer_id, abc_class, covered FROM crm.dashboard_coverage('2025-12-11') ORDER BY 1$$,
-  $$VALUES ('101', 'A', false), ('103', 'A', true), ('104', 'A', true)$$,
+  $$VALUES ('101', 'A', true), ('103', 'A', true), ('104', 'A', true)$$,
   'dashboard_coverage: classes and coverage at the end');
 
 -- the contact policy comes from the coverage capability's crm.coverage_policy:
--- with A every 10 days, 104 (last contact Nov 20) is overdue at Dec 11 too
+-- with A every 10 days, 104 (last contact Nov 20) is overdue at Dec 11; 101 (never
+-- contacted, a customer since Dec 4) is due Dec 14, not yet
 UPDATE crm.coverage_policy SET max_interval = '10 days', due_soon = '1 day' WHERE class = 'A';
 SELECT is((SELECT value FROM crm.owner_dashboard('2025-12-01', '2025-12-10') WHERE metric = 'overdue_class_a_customers'),
-          2::numeric, 'overdue_class_a_customers follows crm.coverage_policy');
+          1::numeric, 'overdue_class_a_customers follows crm.coverage_policy');
 SELECT is((SELECT covered FROM crm.dashboard_coverage('2025-12-11') WHERE customer_id = '104'), false,
           'dashboard_coverage follows crm.coverage_policy');
 UPDATE crm.coverage_policy SET max_interval = '1 month', due_soon = '7 days' WHERE class = 'A';
@@ -194,9 +197,9 @@ SELECT results_eq($$SELECT metric, value, previous_value FROM crm.v_owner_dashbo
                   $$SELECT metric, value, previous_value FROM crm.owner_dashboard('2025-12-01', '2025-12-10')$$,
                   'v_owner_dashboard shows the dashboard period');
 SELECT is((SELECT value FROM crm.v_channels WHERE channel = 'ads' AND metric = 'roi'), -37.50, 'v_channels: long format');
-SELECT is((SELECT value FROM crm.v_managers WHERE manager_id = '1' AND metric = 'coverage'), 66.67, 'v_managers: long format');
+SELECT is((SELECT value FROM crm.v_managers WHERE manager_id = '1' AND metric = 'coverage'), 100.00, 'v_managers: long format');
 SELECT results_eq($$SELECT abc_class, customers, covered, overdue, coverage_pct FROM crm.v_coverage$$,
-                  $$VALUES ('A', 3::bigint, 2::bigint, 1::bigint, 66.67)$$, 'v_coverage per class');
+                  $$VALUES ('A', 3::bigint, 3::bigint, 0::bigint, 100.00)$$, 'v_coverage per class');
 SELECT is((SELECT within_sla_pct FROM crm.v_lead_sla WHERE channel = 'all'), 0.00, 'v_lead_sla total row');
 SELECT is((SELECT count(*) FROM crm.v_funnel), 5::bigint, 'v_funnel rows');
 SELECT is((SELECT count(*) FROM crm.v_retention), 6::bigint, 'v_retention rows');
