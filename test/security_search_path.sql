@@ -139,6 +139,7 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._check_stages(numeric)', $$SELECT crm._check_stages(0)$$),
 ('crm._stage_case(text,text)', $$SELECT crm._stage_case('order', 'stage')$$),
 ('crm._stage_orders(text)', $$SELECT crm._stage_orders('won')$$),
+('crm._stage_norm_case(text)', $$SELECT crm._stage_norm_case('open_cur')$$),
 ('crm._owner_dashboard_sql()', $$SELECT length(crm._owner_dashboard_sql())$$),
 ('crm.owner_dashboard(date,date)', $$SELECT count(*) FROM crm.owner_dashboard('2025-11-01', '2025-11-30')$$),
 ('crm._dashboard_coverage_interval(text)', $$SELECT crm._dashboard_coverage_interval('B')$$),
