@@ -2287,4 +2287,117 @@ $$;
 COMMENT ON FUNCTION crm.dashboard_pipeline(date, date) IS
 'Per pipeline stage for the period [from, to]: deals that entered it in the period, open deals sitting in it at the period end with their value and probability-weighted value (stale deals, idle beyond the stage norm max_days, left out), and deals lost in the period whose most advanced open stage it was, with their value.';
 
+-- contact cadence: the purchase cycle clamped to per-class bounds
+ALTER TABLE crm.coverage_policy ADD COLUMN min_interval interval;
+ALTER TABLE crm.coverage_policy ADD CONSTRAINT coverage_policy_min_interval_valid CHECK (min_interval > interval '0');
+COMMENT ON TABLE crm.coverage_policy IS
+'Contact coverage policy per customer class: contact at least every max_interval; due soon within due_soon before the due date; basis = fixed (the expert approach) or purchase_cycle (the customer''s own median interval between purchases, clamped to [min_interval, max_interval]; max_interval when unknown).';
+COMMENT ON COLUMN crm.coverage_policy.min_interval IS
+'Lower bound of a purchase-cycle interval: a customer who buys more often is still contacted at most every min_interval.  NULL = no lower bound; max_interval wins over a larger min_interval.  Ignored by basis fixed.';
+
+CREATE FUNCTION crm._coverage_interval(basis text, purchase_cycle interval, min_interval interval, max_interval interval)
+RETURNS interval
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN basis = 'purchase_cycle' AND purchase_cycle IS NOT NULL
+            THEN least(greatest(purchase_cycle, coalesce(min_interval, purchase_cycle)), max_interval)
+            ELSE max_interval END
+$$;
+COMMENT ON FUNCTION crm._coverage_interval(text, interval, interval, interval) IS
+'A customer''s contact interval: max_interval for basis fixed or an unknown purchase cycle; otherwise the purchase cycle clamped to [min_interval, max_interval] (no lower bound when min_interval is NULL; max_interval wins when min_interval is larger).';
+
+CREATE OR REPLACE FUNCTION crm._coverage_policy_check() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        SELECT count(*) INTO n FROM crm.coverage c WHERE c.class = OLD.class;
+        IF n > 0 THEN
+            RAISE EXCEPTION 'coverage class "%" is still used by % customers', OLD.class, n
+                USING ERRCODE = 'foreign_key_violation',
+                      HINT = 'Reclassify them first (crm.coverage_set_classes or the class column and crm.coverage_rebuild()).';
+        END IF;
+        RETURN OLD;
+    END IF;
+    IF NEW.class IS NULL OR NEW.class = '' THEN
+        RAISE EXCEPTION 'coverage class must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NEW.max_interval IS NULL OR NEW.max_interval <= interval '0' THEN
+        RAISE EXCEPTION 'max_interval of coverage class "%" must be positive, got %', NEW.class, NEW.max_interval
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use an interval such as ''1 month'' or ''90 days''.';
+    END IF;
+    IF NEW.due_soon IS NULL OR NEW.due_soon < interval '0' OR NEW.due_soon >= NEW.max_interval THEN
+        RAISE EXCEPTION 'due_soon of coverage class "%" must be at least 0 and shorter than max_interval %, got %',
+                        NEW.class, NEW.max_interval, NEW.due_soon
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NEW.basis IS NULL OR NEW.basis NOT IN ('fixed', 'purchase_cycle') THEN
+        RAISE EXCEPTION 'basis of coverage class "%" must be fixed or purchase_cycle, got %', NEW.class, NEW.basis
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NEW.min_interval <= interval '0' THEN
+        RAISE EXCEPTION 'min_interval of coverage class "%" must be positive, got %', NEW.class, NEW.min_interval
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use NULL for no lower bound.';
+    END IF;
+    IF TG_OP = 'INSERT' AND EXISTS (SELECT 1 FROM crm.coverage_policy p WHERE p.class = NEW.class) THEN
+        UPDATE crm.coverage_policy p
+           SET max_interval = NEW.max_interval, due_soon = NEW.due_soon, basis = NEW.basis, min_interval = NEW.min_interval
+         WHERE p.class = NEW.class;
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'UPDATE' AND NEW.class <> OLD.class THEN
+        UPDATE crm.coverage c SET class = NEW.class WHERE c.class = OLD.class;   -- a renamed class keeps its customers
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION crm._coverage_policy_check() IS
+'Trigger on crm.coverage_policy: validates a row (positive interval, due-soon window, basis, purchase-cycle lower bound), turns an INSERT of an existing class into an update (so a dumped policy restores over the defaults), carries a renamed class over to its customers and refuses to delete a class still in use.';
+
+CREATE OR REPLACE FUNCTION crm._coverage_apply_policy() RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+    m bigint;
+BEGIN
+    UPDATE crm.coverage c
+       SET contact_interval = crm._coverage_interval(p.basis, c.purchase_cycle, p.min_interval, p.max_interval),
+           due_soon = p.due_soon,
+           next_due = coalesce(c.last_contact, c.customer_since)
+                      + crm._coverage_interval(p.basis, c.purchase_cycle, p.min_interval, p.max_interval)
+      FROM crm.coverage_policy p
+     WHERE p.class = c.class
+       AND (c.contact_interval IS DISTINCT FROM crm._coverage_interval(p.basis, c.purchase_cycle, p.min_interval, p.max_interval)
+            OR c.due_soon IS DISTINCT FROM p.due_soon
+            OR c.next_due IS DISTINCT FROM coalesce(c.last_contact, c.customer_since)
+                                           + crm._coverage_interval(p.basis, c.purchase_cycle, p.min_interval, p.max_interval));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    -- unclassified customers have no interval and no due date
+    UPDATE crm.coverage c
+       SET contact_interval = NULL, due_soon = NULL, next_due = NULL
+     WHERE (c.class IS NULL OR NOT EXISTS (SELECT 1 FROM crm.coverage_policy p WHERE p.class = c.class))
+       AND (c.contact_interval IS NOT NULL OR c.due_soon IS NOT NULL OR c.next_due IS NOT NULL);
+    GET DIAGNOSTICS m = ROW_COUNT;
+    RETURN n + m;
+END
+$$;
+COMMENT ON FUNCTION crm._coverage_apply_policy() IS
+'Recomputes contact_interval, due_soon and next_due of every coverage row from crm.coverage_policy; returns the rows changed.';
+
+-- the default classes get the default lower bounds (as a fresh install has
+-- them); the policy trigger then
+-- re-applies the clamped intervals to every customer
+UPDATE crm.coverage_policy p SET min_interval = v.min_interval
+  FROM (VALUES ('A', interval '14 days'), ('B', interval '1 month'), ('C', interval '2 months')) AS v(class, min_interval)
+ WHERE p.class = v.class AND p.min_interval IS NULL;
+
 -- ==== end of J ====

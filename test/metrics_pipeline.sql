@@ -5,7 +5,7 @@
 -- crm.v_pipeline), against a plain-SQL computation on the demo and against a
 -- hand-worked second dataset.
 BEGIN;
-SELECT plan(24);
+SELECT plan(36);
 
 -- The independent computation: straight from the demo tables (not through the
 -- registered sources nor any crm function), as of the moment t.
@@ -108,6 +108,46 @@ SELECT is((SELECT sum(weighted_value) FROM dp2), (SELECT value FROM od2 WHERE me
           'second set: dashboard_pipeline and owner_dashboard agree');
 SELECT throws_ok($$INSERT INTO crm.pipeline_stages VALUES ('bad', 9, 0.5, 'open', 0)$$, '23514', NULL,
           'a stage norm must be positive');
+
+-- Contact cadence: the purchase cycle clamped to [min_interval, max_interval]
+-- of the class, worked by hand (defaults A: 14 days .. 1 month).
+SELECT is(crm._coverage_interval('purchase_cycle', interval '3 hours', interval '14 days', interval '1 month'), interval '14 days',
+          'cadence: a 3-hour cycle is raised to the lower bound');
+SELECT is(crm._coverage_interval('purchase_cycle', interval '567 days', interval '14 days', interval '1 month'), interval '1 month',
+          'cadence: a 567-day cycle is cut to the expert upper bound');
+SELECT is(crm._coverage_interval('purchase_cycle', interval '20 days', interval '14 days', interval '1 month'), interval '20 days',
+          'cadence: a cycle within the bounds is kept');
+SELECT is(crm._coverage_interval('purchase_cycle', interval '3 hours', NULL, interval '1 month'), interval '3 hours',
+          'cadence: no lower bound when min_interval is NULL');
+SELECT is(crm._coverage_interval('purchase_cycle', NULL, interval '14 days', interval '1 month'), interval '1 month',
+          'cadence: unknown cycle -> max_interval');
+SELECT is(crm._coverage_interval('fixed', interval '20 days', interval '14 days', interval '1 month'), interval '1 month',
+          'cadence: basis fixed ignores the cycle');
+SELECT is((SELECT array_agg(min_interval::text || ' .. ' || max_interval::text ORDER BY class) FROM crm.coverage_policy WHERE class IN ('A', 'B', 'C')),
+          ARRAY['14 days .. 1 mon', '1 mon .. 3 mons', '2 mons .. 6 mons'],
+          'cadence: default bounds, upper = the expert cadence (A monthly, B quarterly, C half-yearly)');
+SELECT throws_ok($$UPDATE crm.coverage_policy SET min_interval = interval '0' WHERE class = 'A'$$, '22023', NULL,
+          'cadence: a lower bound must be positive');
+SELECT is(crm._coverage_interval('purchase_cycle', interval '3 hours', interval '2 months', interval '1 month'), interval '1 month',
+          'cadence: max_interval wins over a larger min_interval');
+
+-- through the coverage table on the demo: every class on purchase cycles
+SELECT crm.attach_coverage('crm_demo.interactions', customers => 'crm_demo.customers');
+SELECT crm.coverage_set_classes($$SELECT customer_id, (ARRAY['A', 'B', 'C'])[customer_id % 3 + 1] FROM crm_demo.customers$$);
+SELECT crm.coverage_set_purchase_cycles('SELECT customer_id, ordered_at FROM crm_demo.orders');
+UPDATE crm.coverage_policy SET basis = 'purchase_cycle';
+SELECT ok((SELECT min(purchase_cycle) < interval '14 days' AND max(purchase_cycle) > interval '6 months' FROM crm.coverage),
+          'demo: purchase cycles run outside every class''s bounds');
+SELECT is((SELECT count(*) FROM crm.coverage c
+              JOIN (VALUES ('A', interval '14 days', interval '1 month'), ('B', interval '1 month', interval '3 months'),
+                           ('C', interval '2 months', interval '6 months')) AS m(class, lo, hi) ON m.class = c.class
+            WHERE c.contact_interval IS DISTINCT FROM
+                  CASE WHEN c.purchase_cycle IS NULL THEN m.hi
+                       WHEN c.purchase_cycle < m.lo THEN m.lo WHEN c.purchase_cycle > m.hi THEN m.hi
+                       ELSE c.purchase_cycle END), 0::bigint,
+          'demo: every contact interval = the cycle clamped to its class bounds (plain SQL)');
+SELECT is((SELECT count(*) FROM crm.coverage WHERE next_due <> coalesce(last_contact, customer_since) + contact_interval), 0::bigint,
+          'demo: next due = last contact + clamped interval');
 
 SELECT * FROM finish();
 ROLLBACK;

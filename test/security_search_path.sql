@@ -87,6 +87,7 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._coverage_apply_classes(text)', $$SELECT crm._coverage_apply_classes('SELECT 1::int, ''A''::text')$$),
 ('crm._coverage_apply_purchases(text)', $$SELECT crm._coverage_apply_purchases('SELECT customer_id::int, ordered_at FROM crm_demo.orders')$$),
 ('crm._coverage_apply_policy()', $$SELECT crm._coverage_apply_policy()$$),
+('crm._coverage_interval(text,interval,interval,interval)', $$SELECT crm._coverage_interval('purchase_cycle', '3 hours', '14 days', '1 month')$$),
 ('crm._coverage_column_type(regclass,name,text)', $$SELECT crm._coverage_column_type('crm_demo.interactions', 'customer_id', 'customer')$$),
 ('crm._coverage_require_type(regclass,name,text,regtype[],text)',
  $$SELECT crm._coverage_require_type('crm_demo.interactions', 'customer_id', 'customer', ARRAY['int8', 'int4']::regtype[], 'an integer')$$),
