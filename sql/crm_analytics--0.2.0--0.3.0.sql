@@ -2035,247 +2035,7 @@ COMMENT ON FUNCTION crm._lead_sla() IS
 -- lead's channel and calendar month (as crm.lead_sla), and overdue class A
 -- customers as crm.coverage judges them (never contacted = due one interval
 -- after becoming a customer).
-CREATE OR REPLACE FUNCTION crm._owner_dashboard_sql() RETURNS text
-LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-    q text;
-BEGIN
-    q := pg_catalog.format($sql$
-WITH
-st AS (SELECT stage, stage_order, probability, outcome FROM crm.pipeline_stages),
-pol AS MATERIALIZED (SELECT crm._dashboard_coverage_interval('A') AS a_int),
-ld AS MATERIALIZED (
-    SELECT lead_id, created_at, channel, customer_id, created_at OPERATOR(pg_catalog.>=) $1 AS is_cur
-      FROM %1$s WHERE created_at OPERATOR(pg_catalog.>=) $3 AND created_at OPERATOR(pg_catalog.<) $2),
-od AS NOT MATERIALIZED (
-    SELECT customer_id, ordered_at, amount, cost FROM %2$s WHERE ordered_at OPERATOR(pg_catalog.<) $2),
--- per customer: first order, orders up to each period end, revenue of the
--- 12 months before each end (ABC class)
-cu AS MATERIALIZED (
-    SELECT customer_id, pg_catalog.min(ordered_at) AS first_at,
-           pg_catalog.count(*) AS n_cur_end, pg_catalog.count(*) FILTER (WHERE ordered_at OPERATOR(pg_catalog.<) $4) AS n_prev_end,
-           pg_catalog.bool_or(ordered_at OPERATOR(pg_catalog.>=) $1) AS in_cur,
-           pg_catalog.bool_or(ordered_at OPERATOR(pg_catalog.>=) $3 AND ordered_at OPERATOR(pg_catalog.<) $4) AS in_prev,
-           pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) ($2 OPERATOR(pg_catalog.-) '12 months'::pg_catalog.interval)) AS rev12_cur,
-           pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) ($4 OPERATOR(pg_catalog.-) '12 months'::pg_catalog.interval) AND ordered_at OPERATOR(pg_catalog.<) $4) AS rev12_prev
-      FROM od GROUP BY customer_id),
-om AS (
-    SELECT pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) $1) AS c_revenue,
-           pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.<) $4) AS p_revenue,
-           pg_catalog.count(*) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) $1) AS c_orders,
-           pg_catalog.count(*) FILTER (WHERE ordered_at OPERATOR(pg_catalog.<) $4) AS p_orders,
-           pg_catalog.sum(amount OPERATOR(pg_catalog.-) cost) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) $1) AS c_gp,
-           pg_catalog.sum(amount OPERATOR(pg_catalog.-) cost) FILTER (WHERE ordered_at OPERATOR(pg_catalog.<) $4) AS p_gp
-      FROM od WHERE ordered_at OPERATOR(pg_catalog.>=) $3),
-cm AS (
-    SELECT pg_catalog.count(*) FILTER (WHERE first_at OPERATOR(pg_catalog.>=) $1) AS c_new,
-           pg_catalog.count(*) FILTER (WHERE first_at OPERATOR(pg_catalog.>=) $3 AND first_at OPERATOR(pg_catalog.<) $4) AS p_new,
-           pg_catalog.count(*) FILTER (WHERE in_cur) AS c_active,
-           pg_catalog.count(*) FILTER (WHERE in_cur AND n_cur_end OPERATOR(pg_catalog.>=) 2) AS c_repeat,
-           pg_catalog.count(*) FILTER (WHERE in_prev) AS p_active,
-           pg_catalog.count(*) FILTER (WHERE in_prev AND n_prev_end OPERATOR(pg_catalog.>=) 2) AS p_repeat
-      FROM cu),
-sp AS (
-    SELECT channel, spent_on OPERATOR(pg_catalog.>=) $1 AS is_cur, pg_catalog.sum(amount) AS amount
-      FROM %3$s WHERE spent_on OPERATOR(pg_catalog.>=) $3 AND spent_on OPERATOR(pg_catalog.<) $2 GROUP BY 1, 2),
-spm AS (
-    SELECT pg_catalog.sum(amount) FILTER (WHERE is_cur) AS c_spend, pg_catalog.sum(amount) FILTER (WHERE NOT is_cur) AS p_spend FROM sp),
--- cost per lead, as crm.lead_sla: a channel's spend in a calendar month /
--- the channel's leads created in that month (every month the periods touch)
-cpl AS (
-    SELECT s.channel, s.month, s.amount OPERATOR(pg_catalog./) n.leads AS cost_per_lead
-      FROM (SELECT channel, pg_catalog.date_trunc('month', spent_on) AS month, pg_catalog.sum(amount) AS amount
-              FROM %3$s WHERE spent_on OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', $3)
-               AND spent_on OPERATOR(pg_catalog.<) (pg_catalog.date_trunc('month', $2 OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval) OPERATOR(pg_catalog.+) '1 month'::pg_catalog.interval)
-             GROUP BY 1, 2) AS s
-      JOIN (SELECT channel, pg_catalog.date_trunc('month', created_at) AS month, pg_catalog.count(*) AS leads
-              FROM %1$s WHERE created_at OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', $3)
-               AND created_at OPERATOR(pg_catalog.<) (pg_catalog.date_trunc('month', $2 OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval) OPERATOR(pg_catalog.+) '1 month'::pg_catalog.interval)
-             GROUP BY 1, 2) AS n
-        ON n.channel OPERATOR(pg_catalog.=) s.channel AND n.month OPERATOR(pg_catalog.=) s.month),
--- real (non-automated) contacts that can matter: from the start of the
--- previous period (first responses to its leads) or from a month before its
--- end (the class-A contact check), up to the end
--- a lead's first response: its first real outbound contact at or after its
--- creation (read straight from the source: an index on its time column helps)
-lf AS (
-    SELECT ix.lead_id, pg_catalog.min(ix.occurred_at) AS first_contact
-      FROM %4$s JOIN ld ON ld.lead_id OPERATOR(pg_catalog.=) ix.lead_id
-     WHERE NOT ix.automated AND ix.direction OPERATOR(pg_catalog.=) 'outbound'
-       AND ix.occurred_at OPERATOR(pg_catalog.>=) $3 AND ix.occurred_at OPERATOR(pg_catalog.<) $2 AND ix.occurred_at OPERATOR(pg_catalog.>=) ld.created_at
-     GROUP BY ix.lead_id),
-lx AS (
-    SELECT ld.channel, ld.is_cur, pg_catalog.date_trunc('month', ld.created_at) AS month, pg_catalog.count(*) AS n,
-           pg_catalog.count(*) FILTER (WHERE cu.first_at OPERATOR(pg_catalog.<) CASE WHEN ld.is_cur THEN $2 ELSE $4 END) AS converted,
-           pg_catalog.count(*) FILTER (WHERE lf.first_contact IS NULL
-                               OR lf.first_contact OPERATOR(pg_catalog.>=) CASE WHEN ld.is_cur THEN $2 ELSE $4 END) AS unanswered
-      FROM ld LEFT JOIN cu ON cu.customer_id OPERATOR(pg_catalog.=) ld.customer_id
-              LEFT JOIN lf ON lf.lead_id OPERATOR(pg_catalog.=) ld.lead_id
-     GROUP BY 1, 2, 3),
-lm AS (
-    SELECT pg_catalog.sum(lx.n) FILTER (WHERE lx.is_cur) AS c_leads, pg_catalog.sum(lx.n) FILTER (WHERE NOT lx.is_cur) AS p_leads,
-           pg_catalog.sum(converted) FILTER (WHERE lx.is_cur) AS c_conv, pg_catalog.sum(converted) FILTER (WHERE NOT lx.is_cur) AS p_conv,
-           pg_catalog.sum(unanswered) FILTER (WHERE lx.is_cur) AS c_unans, pg_catalog.sum(unanswered) FILTER (WHERE NOT lx.is_cur) AS p_unans,
-           pg_catalog.sum(unanswered OPERATOR(pg_catalog.*) coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE lx.is_cur) AS c_unans_cost,
-           pg_catalog.sum(unanswered OPERATOR(pg_catalog.*) coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE NOT lx.is_cur) AS p_unans_cost
-      FROM lx LEFT JOIN cpl ON cpl.channel OPERATOR(pg_catalog.=) lx.channel AND cpl.month OPERATOR(pg_catalog.=) lx.month),
-iv AS (
-    SELECT issued_at, due_at, amount, paid_at FROM %5$s
-     WHERE issued_at OPERATOR(pg_catalog.<) $2 AND (paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $4)),
-im AS (
-    SELECT pg_catalog.count(*) FILTER (WHERE paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AS c_unpaid,
-           pg_catalog.sum(amount) FILTER (WHERE paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AS c_unpaid_amt,
-           pg_catalog.avg(extract(epoch FROM $2 OPERATOR(pg_catalog.-) issued_at) OPERATOR(pg_catalog./) 86400) FILTER (WHERE paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AS c_unpaid_age,
-           pg_catalog.count(*) FILTER (WHERE (paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AND due_at OPERATOR(pg_catalog.<) $2) AS c_overdue,
-           pg_catalog.sum(amount) FILTER (WHERE (paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AND due_at OPERATOR(pg_catalog.<) $2) AS c_overdue_amt,
-           pg_catalog.count(*) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4) AS p_unpaid,
-           pg_catalog.sum(amount) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4) AS p_unpaid_amt,
-           pg_catalog.avg(extract(epoch FROM $4 OPERATOR(pg_catalog.-) issued_at) OPERATOR(pg_catalog./) 86400) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4) AS p_unpaid_age,
-           pg_catalog.count(*) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4 AND due_at OPERATOR(pg_catalog.<) $4) AS p_overdue,
-           pg_catalog.sum(amount) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4 AND due_at OPERATOR(pg_catalog.<) $4) AS p_overdue_amt
-      FROM iv),
-ev AS (
-    SELECT deal_id, changed_at, amount, %7$s AS so
-      FROM %6$s WHERE changed_at OPERATOR(pg_catalog.<) $2
-    OFFSET 0),  -- a fence: the stage CASE is computed once per row, not once per aggregate
--- per deal, with the stage names mapped once (to stage_order; NULL = a stage
--- crm.pipeline_stages does not list); deals closed before the previous
--- period matter to no figure (unknown stages are counted on all)
-dl AS (
-    SELECT deal_id, pg_catalog.min(changed_at) AS created_at, pg_catalog.max(amount) AS amount,
-           pg_catalog.min(changed_at) FILTER (WHERE so OPERATOR(pg_catalog.=) ANY (ARRAY[%8$s]::pg_catalog.int4[])) AS won_at,
-           pg_catalog.min(changed_at) FILTER (WHERE so OPERATOR(pg_catalog.=) ANY (ARRAY[%9$s]::pg_catalog.int4[])) AS lost_at,
-           pg_catalog.max(so) FILTER (WHERE so OPERATOR(pg_catalog.=) ANY (ARRAY[%10$s]::pg_catalog.int4[])) AS open_cur,
-           pg_catalog.max(so) FILTER (WHERE so OPERATOR(pg_catalog.=) ANY (ARRAY[%10$s]::pg_catalog.int4[]) AND changed_at OPERATOR(pg_catalog.<) $4) AS open_prev,
-           pg_catalog.count(*) OPERATOR(pg_catalog.-) pg_catalog.count(so) AS unknown
-      FROM ev GROUP BY deal_id),
-dc AS MATERIALIZED (
-    SELECT dl.*, least(won_at, lost_at) AS closed_at,
-           won_at IS NOT NULL AND won_at OPERATOR(pg_catalog.<=) coalesce(lost_at, won_at) AS is_won,
-           %11$s AS p_cur, %12$s AS p_prev
-      FROM dl
-     WHERE least(won_at, lost_at) IS NULL OR least(won_at, lost_at) OPERATOR(pg_catalog.>=) $3 OR unknown OPERATOR(pg_catalog.>) 0),
-dm AS (
-    SELECT pg_catalog.count(*) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_won,
-           pg_catalog.count(*) FILTER (WHERE NOT is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_lost,
-           pg_catalog.count(*) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_won,
-           pg_catalog.count(*) FILTER (WHERE NOT is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_lost,
-           pg_catalog.sum(amount) FILTER (WHERE NOT is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_lost_amt,
-           pg_catalog.sum(amount) FILTER (WHERE NOT is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_lost_amt,
-           pg_catalog.avg(amount) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_avg_won,
-           pg_catalog.avg(amount) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_avg_won,
-           pg_catalog.avg(extract(epoch FROM won_at OPERATOR(pg_catalog.-) created_at) OPERATOR(pg_catalog./) 86400) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_cycle,
-           pg_catalog.avg(extract(epoch FROM won_at OPERATOR(pg_catalog.-) created_at) OPERATOR(pg_catalog./) 86400) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_cycle,
-           pg_catalog.count(*) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_open,
-           pg_catalog.count(*) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4)) AS p_open,
-           pg_catalog.sum(amount) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_open_amt,
-           pg_catalog.sum(amount) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4)) AS p_open_amt,
-           pg_catalog.sum(amount OPERATOR(pg_catalog.*) p_cur) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_weighted,
-           pg_catalog.sum(amount OPERATOR(pg_catalog.*) p_prev) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4)) AS p_weighted,
-           crm._check_stages(pg_catalog.sum(unknown)) AS stages_ok
-      FROM dc),
--- lost deals by the most advanced open stage they reached
-lost AS (
-    SELECT st.stage, st.stage_order,
-           coalesce(pg_catalog.sum(dc.amount) FILTER (WHERE dc.closed_at OPERATOR(pg_catalog.>=) $1), 0) AS c_amt,
-           coalesce(pg_catalog.sum(dc.amount) FILTER (WHERE dc.closed_at OPERATOR(pg_catalog.<) $4), 0) AS p_amt
-      FROM st LEFT JOIN dc ON dc.open_cur OPERATOR(pg_catalog.=) st.stage_order AND NOT dc.is_won AND dc.closed_at OPERATOR(pg_catalog.>=) $3
-     WHERE st.outcome OPERATOR(pg_catalog.=) 'open'
-     GROUP BY st.stage, st.stage_order),
--- class A (crm.abc_class semantics, 0.80 of the revenue of the 12 months
--- before the period end; the tests check it against crm.abc_class) customers
--- without a real contact within the class-A interval of crm.coverage_policy
--- (default 1 month) before the end
-lc AS (
-    SELECT customer_id, pg_catalog.max(occurred_at) AS last_cur, pg_catalog.max(occurred_at) FILTER (WHERE occurred_at OPERATOR(pg_catalog.<) $4) AS last_prev
-      FROM %13$s
-     WHERE customer_id IS NOT NULL AND NOT automated
-       AND occurred_at OPERATOR(pg_catalog.>=) ($4 OPERATOR(pg_catalog.-) (SELECT a_int FROM pol)) AND occurred_at OPERATOR(pg_catalog.<) $2
-     GROUP BY customer_id),
--- class A by crm.abc_class itself (a C window function over all customers,
--- no sort) at both period ends
-ab AS (
-    SELECT customer_id, first_at, crm.abc_class(rev12_cur::pg_catalog.float8) OVER () AS c_cls,
-           crm.abc_class(rev12_prev::pg_catalog.float8) OVER () AS p_cls
-      FROM cu),
--- overdue as crm.coverage judges it: next due = (last real contact, or, never
--- contacted, customer since: the customers source's created_at, else the first
--- order) + the interval, overdue when that is before the end.  Without a
--- contact in the window, a customer who became one within the last interval
--- is overdue only if contacted before it (before becoming a customer)
-ax AS (
-    SELECT ab.c_cls, ab.p_cls, lc.last_cur, lc.last_prev,
-           coalesce(cs.since, ab.first_at) AS since, ab.customer_id
-      FROM ab LEFT JOIN lc ON lc.customer_id OPERATOR(pg_catalog.=) ab.customer_id
-              LEFT JOIN (SELECT customer_id, pg_catalog.min(created_at) AS since FROM %14$s GROUP BY 1) AS cs
-                     ON cs.customer_id OPERATOR(pg_catalog.=) ab.customer_id
-     WHERE ab.c_cls OPERATOR(pg_catalog.=) 'A' OR ab.p_cls OPERATOR(pg_catalog.=) 'A'),
-am AS (
-    SELECT pg_catalog.count(*) FILTER (WHERE ax.c_cls OPERATOR(pg_catalog.=) 'A'
-                             AND CASE WHEN ax.last_cur IS NOT NULL THEN ax.last_cur OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-) pol.a_int)
-                                      WHEN ax.since OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-) pol.a_int) THEN true
-                                      ELSE EXISTS (SELECT FROM %13$s WHERE customer_id OPERATOR(pg_catalog.=) ax.customer_id AND NOT automated
-                                                      AND occurred_at OPERATOR(pg_catalog.<) $2) END) AS c_a_overdue,
-           pg_catalog.count(*) FILTER (WHERE ax.p_cls OPERATOR(pg_catalog.=) 'A'
-                             AND CASE WHEN ax.last_prev IS NOT NULL THEN ax.last_prev OPERATOR(pg_catalog.<) ($4 OPERATOR(pg_catalog.-) pol.a_int)
-                                      WHEN ax.since OPERATOR(pg_catalog.<) ($4 OPERATOR(pg_catalog.-) pol.a_int) THEN true
-                                      ELSE EXISTS (SELECT FROM %13$s WHERE customer_id OPERATOR(pg_catalog.=) ax.customer_id AND NOT automated
-                                                      AND occurred_at OPERATOR(pg_catalog.<) $4) END) AS p_a_overdue
-      FROM ax CROSS JOIN pol),
-rows AS (
-    SELECT v.*
-      FROM om, cm, spm, lm, im, dm, am,
-      LATERAL (VALUES
-        (1,  'acquisition', 'leads_in', coalesce(c_leads, 0), coalesce(p_leads, 0), 'count'),
-        (2,  'acquisition', 'new_buyers', c_new::numeric, p_new::numeric, 'count'),
-        (3,  'acquisition', 'lead_to_buyer_conversion', pg_catalog.round((100.0 OPERATOR(pg_catalog.*) c_conv) OPERATOR(pg_catalog./) CASE WHEN c_leads OPERATOR(pg_catalog.<>) 0 THEN c_leads END, 2), pg_catalog.round((100.0 OPERATOR(pg_catalog.*) p_conv) OPERATOR(pg_catalog./) CASE WHEN p_leads OPERATOR(pg_catalog.<>) 0 THEN p_leads END, 2), 'pct'),
-        (4,  'acquisition', 'marketing_spend', coalesce(c_spend, 0), coalesce(p_spend, 0), 'money'),
-        (5,  'acquisition', 'cac', pg_catalog.round(coalesce(c_spend, 0) OPERATOR(pg_catalog./) CASE WHEN c_new OPERATOR(pg_catalog.<>) 0 THEN c_new END, 2), pg_catalog.round(coalesce(p_spend, 0) OPERATOR(pg_catalog./) CASE WHEN p_new OPERATOR(pg_catalog.<>) 0 THEN p_new END, 2), 'money'),
-        (6,  'sales', 'revenue', coalesce(c_revenue, 0), coalesce(p_revenue, 0), 'money'),
-        (7,  'sales', 'orders', c_orders::numeric, p_orders::numeric, 'count'),
-        (8,  'sales', 'average_check', pg_catalog.round(c_revenue OPERATOR(pg_catalog./) CASE WHEN c_orders OPERATOR(pg_catalog.<>) 0 THEN c_orders END, 2), pg_catalog.round(p_revenue OPERATOR(pg_catalog./) CASE WHEN p_orders OPERATOR(pg_catalog.<>) 0 THEN p_orders END, 2), 'money'),
-        (9,  'sales', 'repeat_purchase_rate', pg_catalog.round((100.0 OPERATOR(pg_catalog.*) c_repeat) OPERATOR(pg_catalog./) CASE WHEN c_active OPERATOR(pg_catalog.<>) 0 THEN c_active END, 2), pg_catalog.round((100.0 OPERATOR(pg_catalog.*) p_repeat) OPERATOR(pg_catalog./) CASE WHEN p_active OPERATOR(pg_catalog.<>) 0 THEN p_active END, 2), 'pct'),
-        (10, 'sales', 'gross_profit', coalesce(c_gp, 0), coalesce(p_gp, 0), 'money'),
-        (11, 'sales', 'roi', pg_catalog.round((100.0 OPERATOR(pg_catalog.*) (coalesce(c_gp, 0) OPERATOR(pg_catalog.-) c_spend)) OPERATOR(pg_catalog./) CASE WHEN c_spend OPERATOR(pg_catalog.<>) 0 THEN c_spend END, 2),
-                             pg_catalog.round((100.0 OPERATOR(pg_catalog.*) (coalesce(p_gp, 0) OPERATOR(pg_catalog.-) p_spend)) OPERATOR(pg_catalog./) CASE WHEN p_spend OPERATOR(pg_catalog.<>) 0 THEN p_spend END, 2), 'pct'),
-        (12, 'pipeline', 'win_rate', pg_catalog.round((100.0 OPERATOR(pg_catalog.*) c_won) OPERATOR(pg_catalog./) CASE WHEN (c_won OPERATOR(pg_catalog.+) c_lost) OPERATOR(pg_catalog.<>) 0 THEN (c_won OPERATOR(pg_catalog.+) c_lost) END, 2), pg_catalog.round((100.0 OPERATOR(pg_catalog.*) p_won) OPERATOR(pg_catalog./) CASE WHEN (p_won OPERATOR(pg_catalog.+) p_lost) OPERATOR(pg_catalog.<>) 0 THEN (p_won OPERATOR(pg_catalog.+) p_lost) END, 2), 'pct'),
-        (13, 'pipeline', 'deals_won', c_won::numeric, p_won::numeric, 'count'),
-        (14, 'pipeline', 'average_won_deal', pg_catalog.round(c_avg_won, 2), pg_catalog.round(p_avg_won, 2), 'money'),
-        (15, 'pipeline', 'sales_cycle', pg_catalog.round(c_cycle, 2), pg_catalog.round(p_cycle, 2), 'days'),
-        (16, 'pipeline', 'open_deals', c_open::numeric, p_open::numeric, 'count'),
-        (17, 'pipeline', 'open_pipeline_value', coalesce(c_open_amt, 0), coalesce(p_open_amt, 0), 'money'),
-        (18, 'pipeline', 'weighted_pipeline', pg_catalog.round(coalesce(c_weighted, 0), 2), pg_catalog.round(coalesce(p_weighted, 0), 2), 'money'),
-        (19, 'pipeline', 'sales_velocity',
-             pg_catalog.round(((c_open OPERATOR(pg_catalog.*) (c_won::pg_catalog.numeric OPERATOR(pg_catalog./) CASE WHEN (c_won OPERATOR(pg_catalog.+) c_lost) OPERATOR(pg_catalog.<>) 0 THEN (c_won OPERATOR(pg_catalog.+) c_lost) END)) OPERATOR(pg_catalog.*) c_avg_won) OPERATOR(pg_catalog./) CASE WHEN c_cycle OPERATOR(pg_catalog.<>) 0 THEN c_cycle END, 2),
-             pg_catalog.round(((p_open OPERATOR(pg_catalog.*) (p_won::pg_catalog.numeric OPERATOR(pg_catalog./) CASE WHEN (p_won OPERATOR(pg_catalog.+) p_lost) OPERATOR(pg_catalog.<>) 0 THEN (p_won OPERATOR(pg_catalog.+) p_lost) END)) OPERATOR(pg_catalog.*) p_avg_won) OPERATOR(pg_catalog./) CASE WHEN p_cycle OPERATOR(pg_catalog.<>) 0 THEN p_cycle END, 2), 'money_per_day'),
-        (20, 'money_lost', 'deals_lost', c_lost::numeric, p_lost::numeric, 'count'),
-        (21, 'money_lost', 'lost_deal_value', coalesce(c_lost_amt, 0), coalesce(p_lost_amt, 0), 'money'),
-        (1000, 'money_lost', 'unpaid_invoices', c_unpaid::numeric, p_unpaid::numeric, 'count'),
-        (1001, 'money_lost', 'unpaid_invoice_amount', coalesce(c_unpaid_amt, 0), coalesce(p_unpaid_amt, 0), 'money'),
-        (1002, 'money_lost', 'unpaid_invoice_age', pg_catalog.round(c_unpaid_age, 2), pg_catalog.round(p_unpaid_age, 2), 'days'),
-        (1003, 'money_lost', 'overdue_invoices', c_overdue::numeric, p_overdue::numeric, 'count'),
-        (1004, 'money_lost', 'overdue_invoice_amount', coalesce(c_overdue_amt, 0), coalesce(p_overdue_amt, 0), 'money'),
-        (1005, 'money_lost', 'unanswered_leads', coalesce(c_unans, 0), coalesce(p_unans, 0), 'count'),
-        (1006, 'money_lost', 'unanswered_leads_cost', pg_catalog.round(coalesce(c_unans_cost, 0), 2), pg_catalog.round(coalesce(p_unans_cost, 0), 2), 'money'),
-        (1007, 'money_lost', 'overdue_class_a_customers', c_a_overdue::numeric, p_a_overdue::numeric, 'count')
-      ) AS v(ord, section, metric, cur, prev, unit)
-     WHERE dm.stages_ok
-    UNION ALL
-    SELECT 100 OPERATOR(pg_catalog.+) stage_order, 'money_lost', 'lost_value_at_' OPERATOR(pg_catalog.||) stage, c_amt, p_amt, 'money' FROM lost)
-SELECT metric, cur, unit, prev,
-       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) (cur OPERATOR(pg_catalog.-) prev)) OPERATOR(pg_catalog./) CASE WHEN pg_catalog.abs(prev) OPERATOR(pg_catalog.<>) 0 THEN pg_catalog.abs(prev) END, 2), section
-  FROM rows ORDER BY ord
-$sql$,
-        crm._source_sql('leads'), crm._source_sql('orders'), crm._source_sql('spend'),
-        crm._source_sql('interactions', 'ix'), crm._source_sql('invoices'), crm._source_sql('stage_events'),
-        crm._stage_case('order', 'stage'), crm._stage_orders('won'), crm._stage_orders('lost'),
-        crm._stage_orders('open'), crm._stage_case('order_probability', 'open_cur'),
-        crm._stage_case('order_probability', 'open_prev'), crm._source_sql('interactions'),
-        crm._source_sql('customers'));
-    RETURN q;
-END
-$$;
+-- (crm._owner_dashboard_sql: redefined once more in section J, with this section's changes.)
 COMMENT ON FUNCTION crm._owner_dashboard_sql() IS
 'The SQL text crm.owner_dashboard runs (registered sources spliced in; $1..$4 = current and previous period bounds).';
 
@@ -2449,5 +2209,490 @@ COMMENT ON FUNCTION crm.historical_ltv(text, text, numeric) IS
 
 
 -- ==== J. stage norms, stale deals, contact cadence bounds (issue 19) ====
+
+ALTER TABLE crm.pipeline_stages ADD COLUMN max_days int CHECK (max_days > 0);
+COMMENT ON TABLE crm.pipeline_stages IS
+'Stages of the sales pipeline: order in the funnel, probability that a deal in the stage is won (weighted pipeline), outcome (open, won or lost) and stage norm (max_days).';
+COMMENT ON COLUMN crm.pipeline_stages.max_days IS
+'Stage norm: the most days an open deal should sit idle (since its last stage change) in this stage; an open deal idle longer is stale and left out of the weighted pipeline.  NULL = no norm.';
+
+CREATE FUNCTION crm._stage_norm_case(expr text) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN pg_catalog.count(*) FILTER (WHERE max_days IS NOT NULL) OPERATOR(pg_catalog.=) 0 THEN 'NULL::pg_catalog.interval'
+            ELSE 'CASE ' OPERATOR(pg_catalog.||) pg_catalog.string_agg(pg_catalog.format('WHEN (%s) OPERATOR(pg_catalog.=) %s THEN %L::pg_catalog.interval', expr, stage_order, max_days::text OPERATOR(pg_catalog.||) ' days'), ' ' ORDER BY stage_order) FILTER (WHERE max_days IS NOT NULL) OPERATOR(pg_catalog.||) ' END' END
+  FROM crm.pipeline_stages
+$$;
+COMMENT ON FUNCTION crm._stage_norm_case(text) IS
+'SQL text of a CASE expression mapping a stage_order to its stage norm (crm.pipeline_stages.max_days as an interval; NULL = no norm), for the stale-deal test of the pipeline reports.';
+
+CREATE OR REPLACE FUNCTION crm._owner_dashboard_sql() RETURNS text
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    q text;
+BEGIN
+    q := pg_catalog.format($sql$
+WITH
+st AS (SELECT stage, stage_order, probability, outcome FROM crm.pipeline_stages),
+pol AS MATERIALIZED (SELECT crm._dashboard_coverage_interval('A') AS a_int),
+ld AS MATERIALIZED (
+    SELECT lead_id, created_at, channel, customer_id, created_at OPERATOR(pg_catalog.>=) $1 AS is_cur
+      FROM %1$s WHERE created_at OPERATOR(pg_catalog.>=) $3 AND created_at OPERATOR(pg_catalog.<) $2),
+od AS NOT MATERIALIZED (
+    SELECT customer_id, ordered_at, amount, cost FROM %2$s WHERE ordered_at OPERATOR(pg_catalog.<) $2),
+-- per customer: first order, orders up to each period end, revenue of the
+-- 12 months before each end (ABC class)
+cu AS MATERIALIZED (
+    SELECT customer_id, pg_catalog.min(ordered_at) AS first_at,
+           pg_catalog.count(*) AS n_cur_end, pg_catalog.count(*) FILTER (WHERE ordered_at OPERATOR(pg_catalog.<) $4) AS n_prev_end,
+           pg_catalog.bool_or(ordered_at OPERATOR(pg_catalog.>=) $1) AS in_cur,
+           pg_catalog.bool_or(ordered_at OPERATOR(pg_catalog.>=) $3 AND ordered_at OPERATOR(pg_catalog.<) $4) AS in_prev,
+           pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) ($2 OPERATOR(pg_catalog.-) '12 months'::pg_catalog.interval)) AS rev12_cur,
+           pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) ($4 OPERATOR(pg_catalog.-) '12 months'::pg_catalog.interval) AND ordered_at OPERATOR(pg_catalog.<) $4) AS rev12_prev
+      FROM od GROUP BY customer_id),
+om AS (
+    SELECT pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) $1) AS c_revenue,
+           pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.<) $4) AS p_revenue,
+           pg_catalog.count(*) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) $1) AS c_orders,
+           pg_catalog.count(*) FILTER (WHERE ordered_at OPERATOR(pg_catalog.<) $4) AS p_orders,
+           pg_catalog.sum(amount OPERATOR(pg_catalog.-) cost) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) $1) AS c_gp,
+           pg_catalog.sum(amount OPERATOR(pg_catalog.-) cost) FILTER (WHERE ordered_at OPERATOR(pg_catalog.<) $4) AS p_gp
+      FROM od WHERE ordered_at OPERATOR(pg_catalog.>=) $3),
+cm AS (
+    SELECT pg_catalog.count(*) FILTER (WHERE first_at OPERATOR(pg_catalog.>=) $1) AS c_new,
+           pg_catalog.count(*) FILTER (WHERE first_at OPERATOR(pg_catalog.>=) $3 AND first_at OPERATOR(pg_catalog.<) $4) AS p_new,
+           pg_catalog.count(*) FILTER (WHERE in_cur) AS c_active,
+           pg_catalog.count(*) FILTER (WHERE in_cur AND n_cur_end OPERATOR(pg_catalog.>=) 2) AS c_repeat,
+           pg_catalog.count(*) FILTER (WHERE in_prev) AS p_active,
+           pg_catalog.count(*) FILTER (WHERE in_prev AND n_prev_end OPERATOR(pg_catalog.>=) 2) AS p_repeat
+      FROM cu),
+sp AS (
+    SELECT channel, spent_on OPERATOR(pg_catalog.>=) $1 AS is_cur, pg_catalog.sum(amount) AS amount
+      FROM %3$s WHERE spent_on OPERATOR(pg_catalog.>=) $3 AND spent_on OPERATOR(pg_catalog.<) $2 GROUP BY 1, 2),
+spm AS (
+    SELECT pg_catalog.sum(amount) FILTER (WHERE is_cur) AS c_spend, pg_catalog.sum(amount) FILTER (WHERE NOT is_cur) AS p_spend FROM sp),
+-- cost per lead, as crm.lead_sla: a channel's spend in a calendar month /
+-- the channel's leads created in that month (every month the periods touch)
+cpl AS (
+    SELECT s.channel, s.month, s.amount OPERATOR(pg_catalog./) n.leads AS cost_per_lead
+      FROM (SELECT channel, pg_catalog.date_trunc('month', spent_on) AS month, pg_catalog.sum(amount) AS amount
+              FROM %3$s WHERE spent_on OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', $3)
+               AND spent_on OPERATOR(pg_catalog.<) (pg_catalog.date_trunc('month', $2 OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval) OPERATOR(pg_catalog.+) '1 month'::pg_catalog.interval)
+             GROUP BY 1, 2) AS s
+      JOIN (SELECT channel, pg_catalog.date_trunc('month', created_at) AS month, pg_catalog.count(*) AS leads
+              FROM %1$s WHERE created_at OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', $3)
+               AND created_at OPERATOR(pg_catalog.<) (pg_catalog.date_trunc('month', $2 OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval) OPERATOR(pg_catalog.+) '1 month'::pg_catalog.interval)
+             GROUP BY 1, 2) AS n
+        ON n.channel OPERATOR(pg_catalog.=) s.channel AND n.month OPERATOR(pg_catalog.=) s.month),
+-- real (non-automated) contacts that can matter: from the start of the
+-- previous period (first responses to its leads) or from a month before its
+-- end (the class-A contact check), up to the end
+-- a lead's first response: its first real outbound contact at or after its
+-- creation (read straight from the source: an index on its time column helps)
+lf AS (
+    SELECT ix.lead_id, pg_catalog.min(ix.occurred_at) AS first_contact
+      FROM %4$s JOIN ld ON ld.lead_id OPERATOR(pg_catalog.=) ix.lead_id
+     WHERE NOT ix.automated AND ix.direction OPERATOR(pg_catalog.=) 'outbound'
+       AND ix.occurred_at OPERATOR(pg_catalog.>=) $3 AND ix.occurred_at OPERATOR(pg_catalog.<) $2 AND ix.occurred_at OPERATOR(pg_catalog.>=) ld.created_at
+     GROUP BY ix.lead_id),
+lx AS (
+    SELECT ld.channel, ld.is_cur, pg_catalog.date_trunc('month', ld.created_at) AS month, pg_catalog.count(*) AS n,
+           pg_catalog.count(*) FILTER (WHERE cu.first_at OPERATOR(pg_catalog.<) CASE WHEN ld.is_cur THEN $2 ELSE $4 END) AS converted,
+           pg_catalog.count(*) FILTER (WHERE lf.first_contact IS NULL
+                               OR lf.first_contact OPERATOR(pg_catalog.>=) CASE WHEN ld.is_cur THEN $2 ELSE $4 END) AS unanswered
+      FROM ld LEFT JOIN cu ON cu.customer_id OPERATOR(pg_catalog.=) ld.customer_id
+              LEFT JOIN lf ON lf.lead_id OPERATOR(pg_catalog.=) ld.lead_id
+     GROUP BY 1, 2, 3),
+lm AS (
+    SELECT pg_catalog.sum(lx.n) FILTER (WHERE lx.is_cur) AS c_leads, pg_catalog.sum(lx.n) FILTER (WHERE NOT lx.is_cur) AS p_leads,
+           pg_catalog.sum(converted) FILTER (WHERE lx.is_cur) AS c_conv, pg_catalog.sum(converted) FILTER (WHERE NOT lx.is_cur) AS p_conv,
+           pg_catalog.sum(unanswered) FILTER (WHERE lx.is_cur) AS c_unans, pg_catalog.sum(unanswered) FILTER (WHERE NOT lx.is_cur) AS p_unans,
+           pg_catalog.sum(unanswered OPERATOR(pg_catalog.*) coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE lx.is_cur) AS c_unans_cost,
+           pg_catalog.sum(unanswered OPERATOR(pg_catalog.*) coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE NOT lx.is_cur) AS p_unans_cost
+      FROM lx LEFT JOIN cpl ON cpl.channel OPERATOR(pg_catalog.=) lx.channel AND cpl.month OPERATOR(pg_catalog.=) lx.month),
+iv AS (
+    SELECT issued_at, due_at, amount, paid_at FROM %5$s
+     WHERE issued_at OPERATOR(pg_catalog.<) $2 AND (paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $4)),
+im AS (
+    SELECT pg_catalog.count(*) FILTER (WHERE paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AS c_unpaid,
+           pg_catalog.sum(amount) FILTER (WHERE paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AS c_unpaid_amt,
+           pg_catalog.avg(extract(epoch FROM $2 OPERATOR(pg_catalog.-) issued_at) OPERATOR(pg_catalog./) 86400) FILTER (WHERE paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AS c_unpaid_age,
+           pg_catalog.count(*) FILTER (WHERE (paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AND due_at OPERATOR(pg_catalog.<) $2) AS c_overdue,
+           pg_catalog.sum(amount) FILTER (WHERE (paid_at IS NULL OR paid_at OPERATOR(pg_catalog.>=) $2) AND due_at OPERATOR(pg_catalog.<) $2) AS c_overdue_amt,
+           pg_catalog.count(*) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4) AS p_unpaid,
+           pg_catalog.sum(amount) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4) AS p_unpaid_amt,
+           pg_catalog.avg(extract(epoch FROM $4 OPERATOR(pg_catalog.-) issued_at) OPERATOR(pg_catalog./) 86400) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4) AS p_unpaid_age,
+           pg_catalog.count(*) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4 AND due_at OPERATOR(pg_catalog.<) $4) AS p_overdue,
+           pg_catalog.sum(amount) FILTER (WHERE issued_at OPERATOR(pg_catalog.<) $4 AND due_at OPERATOR(pg_catalog.<) $4) AS p_overdue_amt
+      FROM iv),
+ev AS (
+    SELECT deal_id, changed_at, amount, %7$s AS so
+      FROM %6$s WHERE changed_at OPERATOR(pg_catalog.<) $2
+    OFFSET 0),  -- a fence: the stage CASE is computed once per row, not once per aggregate
+-- per deal, with the stage names mapped once (to stage_order; NULL = a stage
+-- crm.pipeline_stages does not list); deals closed before the previous
+-- period matter to no figure (unknown stages are counted on all)
+dl AS (
+    SELECT deal_id, pg_catalog.min(changed_at) AS created_at, pg_catalog.max(amount) AS amount,
+           pg_catalog.min(changed_at) FILTER (WHERE so OPERATOR(pg_catalog.=) ANY (ARRAY[%8$s]::pg_catalog.int4[])) AS won_at,
+           pg_catalog.min(changed_at) FILTER (WHERE so OPERATOR(pg_catalog.=) ANY (ARRAY[%9$s]::pg_catalog.int4[])) AS lost_at,
+           pg_catalog.max(so) FILTER (WHERE so OPERATOR(pg_catalog.=) ANY (ARRAY[%10$s]::pg_catalog.int4[])) AS open_cur,
+           pg_catalog.max(so) FILTER (WHERE so OPERATOR(pg_catalog.=) ANY (ARRAY[%10$s]::pg_catalog.int4[]) AND changed_at OPERATOR(pg_catalog.<) $4) AS open_prev,
+           pg_catalog.max(changed_at) AS last_cur,
+           pg_catalog.max(changed_at) FILTER (WHERE changed_at OPERATOR(pg_catalog.<) $4) AS last_prev,
+           pg_catalog.count(*) OPERATOR(pg_catalog.-) pg_catalog.count(so) AS unknown
+      FROM ev GROUP BY deal_id),
+dc AS MATERIALIZED (
+    SELECT dl.*, least(won_at, lost_at) AS closed_at,
+           won_at IS NOT NULL AND won_at OPERATOR(pg_catalog.<=) coalesce(lost_at, won_at) AS is_won,
+           %11$s AS p_cur, %12$s AS p_prev,
+           coalesce(last_cur OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-) %14$s), false) AS stale_cur,
+           coalesce(last_prev OPERATOR(pg_catalog.<) ($4 OPERATOR(pg_catalog.-) %15$s), false) AS stale_prev
+      FROM dl
+     WHERE least(won_at, lost_at) IS NULL OR least(won_at, lost_at) OPERATOR(pg_catalog.>=) $3 OR unknown OPERATOR(pg_catalog.>) 0),
+dm AS (
+    SELECT pg_catalog.count(*) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_won,
+           pg_catalog.count(*) FILTER (WHERE NOT is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_lost,
+           pg_catalog.count(*) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_won,
+           pg_catalog.count(*) FILTER (WHERE NOT is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_lost,
+           pg_catalog.sum(amount) FILTER (WHERE NOT is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_lost_amt,
+           pg_catalog.sum(amount) FILTER (WHERE NOT is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_lost_amt,
+           pg_catalog.avg(amount) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_avg_won,
+           pg_catalog.avg(amount) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_avg_won,
+           pg_catalog.avg(extract(epoch FROM won_at OPERATOR(pg_catalog.-) created_at) OPERATOR(pg_catalog./) 86400) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $1) AS c_cycle,
+           pg_catalog.avg(extract(epoch FROM won_at OPERATOR(pg_catalog.-) created_at) OPERATOR(pg_catalog./) 86400) FILTER (WHERE is_won AND closed_at OPERATOR(pg_catalog.>=) $3 AND closed_at OPERATOR(pg_catalog.<) $4) AS p_cycle,
+           pg_catalog.count(*) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_open,
+           pg_catalog.count(*) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4)) AS p_open,
+           pg_catalog.sum(amount) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_open_amt,
+           pg_catalog.sum(amount) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4)) AS p_open_amt,
+           pg_catalog.sum(amount OPERATOR(pg_catalog.*) p_cur) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL AND NOT stale_cur) AS c_weighted,
+           pg_catalog.sum(amount OPERATOR(pg_catalog.*) p_prev) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4) AND NOT stale_prev) AS p_weighted,
+           pg_catalog.count(*) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL AND stale_cur) AS c_stale,
+           pg_catalog.count(*) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4) AND stale_prev) AS p_stale,
+           pg_catalog.sum(amount) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL AND stale_cur) AS c_stale_amt,
+           pg_catalog.sum(amount) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4) AND stale_prev) AS p_stale_amt,
+           crm._check_stages(pg_catalog.sum(unknown)) AS stages_ok
+      FROM dc),
+-- lost deals by the most advanced open stage they reached
+lost AS (
+    SELECT st.stage, st.stage_order,
+           coalesce(pg_catalog.sum(dc.amount) FILTER (WHERE dc.closed_at OPERATOR(pg_catalog.>=) $1), 0) AS c_amt,
+           coalesce(pg_catalog.sum(dc.amount) FILTER (WHERE dc.closed_at OPERATOR(pg_catalog.<) $4), 0) AS p_amt
+      FROM st LEFT JOIN dc ON dc.open_cur OPERATOR(pg_catalog.=) st.stage_order AND NOT dc.is_won AND dc.closed_at OPERATOR(pg_catalog.>=) $3
+     WHERE st.outcome OPERATOR(pg_catalog.=) 'open'
+     GROUP BY st.stage, st.stage_order),
+-- class A (crm.abc_class semantics, 0.80 of the revenue of the 12 months
+-- before the period end; the tests check it against crm.abc_class) customers
+-- without a real contact within the class-A interval of crm.coverage_policy
+-- (default 1 month) before the end
+lc AS (
+    SELECT customer_id, pg_catalog.max(occurred_at) AS last_cur, pg_catalog.max(occurred_at) FILTER (WHERE occurred_at OPERATOR(pg_catalog.<) $4) AS last_prev
+      FROM %13$s
+     WHERE customer_id IS NOT NULL AND NOT automated
+       AND occurred_at OPERATOR(pg_catalog.>=) ($4 OPERATOR(pg_catalog.-) (SELECT a_int FROM pol)) AND occurred_at OPERATOR(pg_catalog.<) $2
+     GROUP BY customer_id),
+-- class A by crm.abc_class itself (a C window function over all customers,
+-- no sort) at both period ends
+ab AS (
+    SELECT customer_id, first_at, crm.abc_class(rev12_cur::pg_catalog.float8) OVER () AS c_cls,
+           crm.abc_class(rev12_prev::pg_catalog.float8) OVER () AS p_cls
+      FROM cu),
+-- overdue as crm.coverage judges it: next due = (last real contact, or, never
+-- contacted, customer since: the customers source's created_at, else the first
+-- order) + the interval, overdue when that is before the end.  Without a
+-- contact in the window, a customer who became one within the last interval
+-- is overdue only if contacted before it (before becoming a customer)
+ax AS (
+    SELECT ab.c_cls, ab.p_cls, lc.last_cur, lc.last_prev,
+           coalesce(cs.since, ab.first_at) AS since, ab.customer_id
+      FROM ab LEFT JOIN lc ON lc.customer_id OPERATOR(pg_catalog.=) ab.customer_id
+              LEFT JOIN (SELECT customer_id, pg_catalog.min(created_at) AS since FROM %16$s GROUP BY 1) AS cs
+                     ON cs.customer_id OPERATOR(pg_catalog.=) ab.customer_id
+     WHERE ab.c_cls OPERATOR(pg_catalog.=) 'A' OR ab.p_cls OPERATOR(pg_catalog.=) 'A'),
+am AS (
+    SELECT pg_catalog.count(*) FILTER (WHERE ax.c_cls OPERATOR(pg_catalog.=) 'A'
+                             AND CASE WHEN ax.last_cur IS NOT NULL THEN ax.last_cur OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-) pol.a_int)
+                                      WHEN ax.since OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-) pol.a_int) THEN true
+                                      ELSE EXISTS (SELECT FROM %13$s WHERE customer_id OPERATOR(pg_catalog.=) ax.customer_id AND NOT automated
+                                                      AND occurred_at OPERATOR(pg_catalog.<) $2) END) AS c_a_overdue,
+           pg_catalog.count(*) FILTER (WHERE ax.p_cls OPERATOR(pg_catalog.=) 'A'
+                             AND CASE WHEN ax.last_prev IS NOT NULL THEN ax.last_prev OPERATOR(pg_catalog.<) ($4 OPERATOR(pg_catalog.-) pol.a_int)
+                                      WHEN ax.since OPERATOR(pg_catalog.<) ($4 OPERATOR(pg_catalog.-) pol.a_int) THEN true
+                                      ELSE EXISTS (SELECT FROM %13$s WHERE customer_id OPERATOR(pg_catalog.=) ax.customer_id AND NOT automated
+                                                      AND occurred_at OPERATOR(pg_catalog.<) $4) END) AS p_a_overdue
+      FROM ax CROSS JOIN pol),
+rows AS (
+    SELECT v.*
+      FROM om, cm, spm, lm, im, dm, am,
+      LATERAL (VALUES
+        (1,  'acquisition', 'leads_in', coalesce(c_leads, 0), coalesce(p_leads, 0), 'count'),
+        (2,  'acquisition', 'new_buyers', c_new::numeric, p_new::numeric, 'count'),
+        (3,  'acquisition', 'lead_to_buyer_conversion', pg_catalog.round((100.0 OPERATOR(pg_catalog.*) c_conv) OPERATOR(pg_catalog./) CASE WHEN c_leads OPERATOR(pg_catalog.<>) 0 THEN c_leads END, 2), pg_catalog.round((100.0 OPERATOR(pg_catalog.*) p_conv) OPERATOR(pg_catalog./) CASE WHEN p_leads OPERATOR(pg_catalog.<>) 0 THEN p_leads END, 2), 'pct'),
+        (4,  'acquisition', 'marketing_spend', coalesce(c_spend, 0), coalesce(p_spend, 0), 'money'),
+        (5,  'acquisition', 'cac', pg_catalog.round(coalesce(c_spend, 0) OPERATOR(pg_catalog./) CASE WHEN c_new OPERATOR(pg_catalog.<>) 0 THEN c_new END, 2), pg_catalog.round(coalesce(p_spend, 0) OPERATOR(pg_catalog./) CASE WHEN p_new OPERATOR(pg_catalog.<>) 0 THEN p_new END, 2), 'money'),
+        (6,  'sales', 'revenue', coalesce(c_revenue, 0), coalesce(p_revenue, 0), 'money'),
+        (7,  'sales', 'orders', c_orders::numeric, p_orders::numeric, 'count'),
+        (8,  'sales', 'average_check', pg_catalog.round(c_revenue OPERATOR(pg_catalog./) CASE WHEN c_orders OPERATOR(pg_catalog.<>) 0 THEN c_orders END, 2), pg_catalog.round(p_revenue OPERATOR(pg_catalog./) CASE WHEN p_orders OPERATOR(pg_catalog.<>) 0 THEN p_orders END, 2), 'money'),
+        (9,  'sales', 'repeat_purchase_rate', pg_catalog.round((100.0 OPERATOR(pg_catalog.*) c_repeat) OPERATOR(pg_catalog./) CASE WHEN c_active OPERATOR(pg_catalog.<>) 0 THEN c_active END, 2), pg_catalog.round((100.0 OPERATOR(pg_catalog.*) p_repeat) OPERATOR(pg_catalog./) CASE WHEN p_active OPERATOR(pg_catalog.<>) 0 THEN p_active END, 2), 'pct'),
+        (10, 'sales', 'gross_profit', coalesce(c_gp, 0), coalesce(p_gp, 0), 'money'),
+        (11, 'sales', 'roi', pg_catalog.round((100.0 OPERATOR(pg_catalog.*) (coalesce(c_gp, 0) OPERATOR(pg_catalog.-) c_spend)) OPERATOR(pg_catalog./) CASE WHEN c_spend OPERATOR(pg_catalog.<>) 0 THEN c_spend END, 2),
+                             pg_catalog.round((100.0 OPERATOR(pg_catalog.*) (coalesce(p_gp, 0) OPERATOR(pg_catalog.-) p_spend)) OPERATOR(pg_catalog./) CASE WHEN p_spend OPERATOR(pg_catalog.<>) 0 THEN p_spend END, 2), 'pct'),
+        (12, 'pipeline', 'win_rate', pg_catalog.round((100.0 OPERATOR(pg_catalog.*) c_won) OPERATOR(pg_catalog./) CASE WHEN (c_won OPERATOR(pg_catalog.+) c_lost) OPERATOR(pg_catalog.<>) 0 THEN (c_won OPERATOR(pg_catalog.+) c_lost) END, 2), pg_catalog.round((100.0 OPERATOR(pg_catalog.*) p_won) OPERATOR(pg_catalog./) CASE WHEN (p_won OPERATOR(pg_catalog.+) p_lost) OPERATOR(pg_catalog.<>) 0 THEN (p_won OPERATOR(pg_catalog.+) p_lost) END, 2), 'pct'),
+        (13, 'pipeline', 'deals_won', c_won::numeric, p_won::numeric, 'count'),
+        (14, 'pipeline', 'average_won_deal', pg_catalog.round(c_avg_won, 2), pg_catalog.round(p_avg_won, 2), 'money'),
+        (15, 'pipeline', 'sales_cycle', pg_catalog.round(c_cycle, 2), pg_catalog.round(p_cycle, 2), 'days'),
+        (16, 'pipeline', 'open_deals', c_open::numeric, p_open::numeric, 'count'),
+        (17, 'pipeline', 'open_pipeline_value', coalesce(c_open_amt, 0), coalesce(p_open_amt, 0), 'money'),
+        (18, 'pipeline', 'weighted_pipeline', pg_catalog.round(coalesce(c_weighted, 0), 2), pg_catalog.round(coalesce(p_weighted, 0), 2), 'money'),
+        (18.1, 'pipeline', 'stale_deals', c_stale::numeric, p_stale::numeric, 'count'),
+        (18.2, 'pipeline', 'stale_pipeline_value', coalesce(c_stale_amt, 0), coalesce(p_stale_amt, 0), 'money'),
+        (19, 'pipeline', 'sales_velocity',
+             pg_catalog.round(((c_open OPERATOR(pg_catalog.*) (c_won::pg_catalog.numeric OPERATOR(pg_catalog./) CASE WHEN (c_won OPERATOR(pg_catalog.+) c_lost) OPERATOR(pg_catalog.<>) 0 THEN (c_won OPERATOR(pg_catalog.+) c_lost) END)) OPERATOR(pg_catalog.*) c_avg_won) OPERATOR(pg_catalog./) CASE WHEN c_cycle OPERATOR(pg_catalog.<>) 0 THEN c_cycle END, 2),
+             pg_catalog.round(((p_open OPERATOR(pg_catalog.*) (p_won::pg_catalog.numeric OPERATOR(pg_catalog./) CASE WHEN (p_won OPERATOR(pg_catalog.+) p_lost) OPERATOR(pg_catalog.<>) 0 THEN (p_won OPERATOR(pg_catalog.+) p_lost) END)) OPERATOR(pg_catalog.*) p_avg_won) OPERATOR(pg_catalog./) CASE WHEN p_cycle OPERATOR(pg_catalog.<>) 0 THEN p_cycle END, 2), 'money_per_day'),
+        (20, 'money_lost', 'deals_lost', c_lost::numeric, p_lost::numeric, 'count'),
+        (21, 'money_lost', 'lost_deal_value', coalesce(c_lost_amt, 0), coalesce(p_lost_amt, 0), 'money'),
+        (1000, 'money_lost', 'unpaid_invoices', c_unpaid::numeric, p_unpaid::numeric, 'count'),
+        (1001, 'money_lost', 'unpaid_invoice_amount', coalesce(c_unpaid_amt, 0), coalesce(p_unpaid_amt, 0), 'money'),
+        (1002, 'money_lost', 'unpaid_invoice_age', pg_catalog.round(c_unpaid_age, 2), pg_catalog.round(p_unpaid_age, 2), 'days'),
+        (1003, 'money_lost', 'overdue_invoices', c_overdue::numeric, p_overdue::numeric, 'count'),
+        (1004, 'money_lost', 'overdue_invoice_amount', coalesce(c_overdue_amt, 0), coalesce(p_overdue_amt, 0), 'money'),
+        (1005, 'money_lost', 'unanswered_leads', coalesce(c_unans, 0), coalesce(p_unans, 0), 'count'),
+        (1006, 'money_lost', 'unanswered_leads_cost', pg_catalog.round(coalesce(c_unans_cost, 0), 2), pg_catalog.round(coalesce(p_unans_cost, 0), 2), 'money'),
+        (1007, 'money_lost', 'overdue_class_a_customers', c_a_overdue::numeric, p_a_overdue::numeric, 'count')
+      ) AS v(ord, section, metric, cur, prev, unit)
+     WHERE dm.stages_ok
+    UNION ALL
+    SELECT 100 OPERATOR(pg_catalog.+) stage_order, 'money_lost', 'lost_value_at_' OPERATOR(pg_catalog.||) stage, c_amt, p_amt, 'money' FROM lost)
+SELECT metric, cur, unit, prev,
+       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) (cur OPERATOR(pg_catalog.-) prev)) OPERATOR(pg_catalog./) CASE WHEN pg_catalog.abs(prev) OPERATOR(pg_catalog.<>) 0 THEN pg_catalog.abs(prev) END, 2), section
+  FROM rows ORDER BY ord
+$sql$,
+        crm._source_sql('leads'), crm._source_sql('orders'), crm._source_sql('spend'),
+        crm._source_sql('interactions', 'ix'), crm._source_sql('invoices'), crm._source_sql('stage_events'),
+        crm._stage_case('order', 'stage'), crm._stage_orders('won'), crm._stage_orders('lost'),
+        crm._stage_orders('open'), crm._stage_case('order_probability', 'open_cur'),
+        crm._stage_case('order_probability', 'open_prev'), crm._source_sql('interactions'),
+        crm._stage_norm_case('open_cur'), crm._stage_norm_case('open_prev'),
+        crm._source_sql('customers'));
+    RETURN q;
+END
+$$;
+COMMENT ON FUNCTION crm._owner_dashboard_sql() IS
+'The SQL text crm.owner_dashboard runs (registered sources spliced in; $1..$4 = current and previous period bounds).';
+
+CREATE OR REPLACE FUNCTION crm._register_demo_sources() RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    last_day date;
+BEGIN
+    PERFORM crm.register_source('leads',
+        'SELECT lead_id, created_at, channel, manager_id, customer_id FROM crm_demo.leads');
+    PERFORM crm.register_source('customers',
+        'SELECT customer_id, created_at, channel, manager_id FROM crm_demo.customers');
+    PERFORM crm.register_source('stage_events',
+        'SELECT e.deal_id, e.changed_at, e.stage, d.amount, d.manager_id, d.channel FROM crm_demo.deal_events e JOIN crm_demo.deals d ON d.deal_id = e.deal_id');
+    PERFORM crm.register_source('orders',
+        'SELECT order_id, customer_id, ordered_at, amount, cost, product_id FROM crm_demo.orders');
+    PERFORM crm.register_source('invoices',
+        'SELECT invoice_id, customer_id, issued_at, due_at, amount, paid_at FROM crm_demo.invoices');
+    PERFORM crm.register_source('spend',
+        'SELECT channel, month, amount FROM crm_demo.spend');
+    PERFORM crm.register_source('interactions',
+        'SELECT interaction_id, customer_id, lead_id, manager_id, occurred_at, kind, direction, automated FROM crm_demo.interactions');
+    INSERT INTO crm.pipeline_stages (stage, stage_order, probability, outcome, max_days) VALUES
+        ('lead', 1, 0.10, 'open', 30), ('qualified', 2, 0.25, 'open', 30), ('proposal', 3, 0.50, 'open', 45),
+        ('invoice', 4, 0.80, 'open', 60), ('paid', 5, 1, 'won', NULL), ('lost', 6, 0, 'lost', NULL)
+    ON CONFLICT DO NOTHING;
+    -- the views show the last calendar month of the demo data
+    SELECT max(created_at)::date INTO last_day FROM crm_demo.leads;
+    IF last_day IS NOT NULL THEN
+        PERFORM crm.set_dashboard_period(date_trunc('month', last_day)::date,
+                                         (date_trunc('month', last_day) + interval '1 month - 1 day')::date);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION crm._register_demo_sources() IS
+'Registers the crm_demo tables as the dashboard sources, the demo pipeline stages and the demo period; crm.load_demo calls it at its end.';
+
+CREATE OR REPLACE FUNCTION crm.dashboard_pipeline(period_from date, period_to date)
+RETURNS TABLE (stage text, stage_order int, outcome text, probability numeric, entered bigint,
+               open_deals bigint, open_value numeric, weighted_value numeric, lost_deals bigint, lost_value numeric)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    b record;
+    nstages int;
+    entered_sums text;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_pipeline', period_from, period_to);
+    PERFORM crm._require_stages('crm.dashboard_pipeline');
+    SELECT pg_catalog.count(*) INTO nstages FROM crm.pipeline_stages;
+    IF nstages OPERATOR(pg_catalog.>) 62 THEN
+        RAISE EXCEPTION 'at most 62 pipeline stages, crm.pipeline_stages has %', nstages
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
+    -- per deal, the stages entered in the period as a bit mask; then one sum per stage
+    SELECT pg_catalog.string_agg(pg_catalog.format('pg_catalog.sum((entered_mask OPERATOR(pg_catalog.>>) %s) OPERATOR(pg_catalog.&) 1::pg_catalog.int8)', k), ', ' ORDER BY k)
+      INTO entered_sums FROM pg_catalog.generate_series(1, nstages) AS k;
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+st AS (SELECT stage, stage_order, probability, outcome, pg_catalog.row_number() OVER (ORDER BY stage_order)::int AS rk
+         FROM crm.pipeline_stages),
+ev AS (
+    SELECT deal_id, changed_at, amount, %2$s AS stage_order, %3$s AS outcome, %4$s AS rk
+      FROM %1$s WHERE changed_at OPERATOR(pg_catalog.<) $2
+    OFFSET 0),  -- a fence: the stage CASEs are computed once per row, not once per aggregate
+dl AS MATERIALIZED (
+    SELECT deal_id, pg_catalog.max(amount) AS amount, pg_catalog.max(changed_at) AS last_at,
+           pg_catalog.max(stage_order) FILTER (WHERE outcome OPERATOR(pg_catalog.=) 'open') AS open_stage,
+           pg_catalog.min(changed_at) FILTER (WHERE outcome OPERATOR(pg_catalog.=) 'won') AS won_at,
+           pg_catalog.min(changed_at) FILTER (WHERE outcome OPERATOR(pg_catalog.=) 'lost') AS lost_at,
+           pg_catalog.bit_or(1::pg_catalog.int8 OPERATOR(pg_catalog.<<) rk) FILTER (WHERE changed_at OPERATOR(pg_catalog.>=) $1) AS entered_mask,
+           pg_catalog.count(*) FILTER (WHERE outcome IS NULL) AS n_unknown
+      FROM ev GROUP BY deal_id),
+en AS (SELECT ARRAY[%5$s] AS entered FROM dl WHERE entered_mask IS NOT NULL),
+op AS (
+    SELECT open_stage AS stage_order, pg_catalog.count(*) AS n, pg_catalog.sum(amount) AS amt,
+           -- stale deals (idle beyond the stage norm) are left out of the weighted value
+           pg_catalog.sum(amount) FILTER (WHERE NOT coalesce(last_at OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-) %6$s), false)) AS live_amt
+      FROM dl WHERE won_at IS NULL AND lost_at IS NULL AND open_stage IS NOT NULL GROUP BY 1),
+lo AS (
+    SELECT open_stage AS stage_order, pg_catalog.count(*) AS n, pg_catalog.sum(amount) AS amt
+      FROM dl WHERE lost_at OPERATOR(pg_catalog.>=) $1 AND lost_at OPERATOR(pg_catalog.<) coalesce(won_at, 'infinity') GROUP BY 1)
+SELECT st.stage, st.stage_order, st.outcome, st.probability, coalesce((SELECT en.entered[st.rk] FROM en), 0)::bigint,
+       coalesce(op.n, 0), coalesce(op.amt, 0), pg_catalog.round(coalesce(op.live_amt, 0) OPERATOR(pg_catalog.*) st.probability, 2),
+       coalesce(lo.n, 0), coalesce(lo.amt, 0)
+  FROM st LEFT JOIN op ON op.stage_order OPERATOR(pg_catalog.=) st.stage_order
+          LEFT JOIN lo ON lo.stage_order OPERATOR(pg_catalog.=) st.stage_order
+ WHERE crm._check_stages((SELECT pg_catalog.sum(n_unknown) FROM dl))
+ ORDER BY st.stage_order
+$sql$, crm._source_sql('stage_events'), crm._stage_case('order', 'stage'), crm._stage_case('outcome', 'stage'),
+       crm._stage_case('rank', 'stage'), entered_sums, crm._stage_norm_case('open_stage'))
+    USING b.cur_from, b.cur_to;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_pipeline(date, date) IS
+'Per pipeline stage for the period [from, to]: deals that entered it in the period, open deals sitting in it at the period end with their value and probability-weighted value (stale deals, idle beyond the stage norm max_days, left out), and deals lost in the period whose most advanced open stage it was, with their value.';
+
+-- contact cadence: the purchase cycle clamped to per-class bounds
+ALTER TABLE crm.coverage_policy ADD COLUMN min_interval interval;
+ALTER TABLE crm.coverage_policy ADD CONSTRAINT coverage_policy_min_interval_valid CHECK (min_interval > interval '0');
+COMMENT ON TABLE crm.coverage_policy IS
+'Contact coverage policy per customer class: contact at least every max_interval; due soon within due_soon before the due date; basis = fixed (the expert approach) or purchase_cycle (the customer''s own median interval between purchases, clamped to [min_interval, max_interval]; max_interval when unknown).';
+COMMENT ON COLUMN crm.coverage_policy.min_interval IS
+'Lower bound of a purchase-cycle interval: a customer who buys more often is still contacted at most every min_interval.  NULL = no lower bound; max_interval wins over a larger min_interval.  Ignored by basis fixed.';
+
+CREATE FUNCTION crm._coverage_interval(basis text, purchase_cycle interval, min_interval interval, max_interval interval)
+RETURNS interval
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN basis = 'purchase_cycle' AND purchase_cycle IS NOT NULL
+            THEN least(greatest(purchase_cycle, coalesce(min_interval, purchase_cycle)), max_interval)
+            ELSE max_interval END
+$$;
+COMMENT ON FUNCTION crm._coverage_interval(text, interval, interval, interval) IS
+'A customer''s contact interval: max_interval for basis fixed or an unknown purchase cycle; otherwise the purchase cycle clamped to [min_interval, max_interval] (no lower bound when min_interval is NULL; max_interval wins when min_interval is larger).';
+
+CREATE OR REPLACE FUNCTION crm._coverage_policy_check() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        SELECT count(*) INTO n FROM crm.coverage c WHERE c.class = OLD.class;
+        IF n > 0 THEN
+            RAISE EXCEPTION 'coverage class "%" is still used by % customers', OLD.class, n
+                USING ERRCODE = 'foreign_key_violation',
+                      HINT = 'Reclassify them first (crm.coverage_set_classes or the class column and crm.coverage_rebuild()).';
+        END IF;
+        RETURN OLD;
+    END IF;
+    IF NEW.class IS NULL OR NEW.class = '' THEN
+        RAISE EXCEPTION 'coverage class must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NEW.max_interval IS NULL OR NEW.max_interval <= interval '0' THEN
+        RAISE EXCEPTION 'max_interval of coverage class "%" must be positive, got %', NEW.class, NEW.max_interval
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use an interval such as ''1 month'' or ''90 days''.';
+    END IF;
+    IF NEW.due_soon IS NULL OR NEW.due_soon < interval '0' OR NEW.due_soon >= NEW.max_interval THEN
+        RAISE EXCEPTION 'due_soon of coverage class "%" must be at least 0 and shorter than max_interval %, got %',
+                        NEW.class, NEW.max_interval, NEW.due_soon
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NEW.basis IS NULL OR NEW.basis NOT IN ('fixed', 'purchase_cycle') THEN
+        RAISE EXCEPTION 'basis of coverage class "%" must be fixed or purchase_cycle, got %', NEW.class, NEW.basis
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NEW.min_interval <= interval '0' THEN
+        RAISE EXCEPTION 'min_interval of coverage class "%" must be positive, got %', NEW.class, NEW.min_interval
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use NULL for no lower bound.';
+    END IF;
+    IF TG_OP = 'INSERT' AND EXISTS (SELECT 1 FROM crm.coverage_policy p WHERE p.class = NEW.class) THEN
+        UPDATE crm.coverage_policy p
+           SET max_interval = NEW.max_interval, due_soon = NEW.due_soon, basis = NEW.basis, min_interval = NEW.min_interval
+         WHERE p.class = NEW.class;
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'UPDATE' AND NEW.class <> OLD.class THEN
+        UPDATE crm.coverage c SET class = NEW.class WHERE c.class = OLD.class;   -- a renamed class keeps its customers
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION crm._coverage_policy_check() IS
+'Trigger on crm.coverage_policy: validates a row (positive interval, due-soon window, basis, purchase-cycle lower bound), turns an INSERT of an existing class into an update (so a dumped policy restores over the defaults), carries a renamed class over to its customers and refuses to delete a class still in use.';
+
+CREATE OR REPLACE FUNCTION crm._coverage_apply_policy() RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+    m bigint;
+BEGIN
+    UPDATE crm.coverage c
+       SET contact_interval = crm._coverage_interval(p.basis, c.purchase_cycle, p.min_interval, p.max_interval),
+           due_soon = p.due_soon,
+           next_due = coalesce(c.last_contact, c.customer_since)
+                      + crm._coverage_interval(p.basis, c.purchase_cycle, p.min_interval, p.max_interval)
+      FROM crm.coverage_policy p
+     WHERE p.class = c.class
+       AND (c.contact_interval IS DISTINCT FROM crm._coverage_interval(p.basis, c.purchase_cycle, p.min_interval, p.max_interval)
+            OR c.due_soon IS DISTINCT FROM p.due_soon
+            OR c.next_due IS DISTINCT FROM coalesce(c.last_contact, c.customer_since)
+                                           + crm._coverage_interval(p.basis, c.purchase_cycle, p.min_interval, p.max_interval));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    -- unclassified customers have no interval and no due date
+    UPDATE crm.coverage c
+       SET contact_interval = NULL, due_soon = NULL, next_due = NULL
+     WHERE (c.class IS NULL OR NOT EXISTS (SELECT 1 FROM crm.coverage_policy p WHERE p.class = c.class))
+       AND (c.contact_interval IS NOT NULL OR c.due_soon IS NOT NULL OR c.next_due IS NOT NULL);
+    GET DIAGNOSTICS m = ROW_COUNT;
+    RETURN n + m;
+END
+$$;
+COMMENT ON FUNCTION crm._coverage_apply_policy() IS
+'Recomputes contact_interval, due_soon and next_due of every coverage row from crm.coverage_policy; returns the rows changed.';
+
+-- the default classes get the default lower bounds (as a fresh install has
+-- them); the policy trigger then
+-- re-applies the clamped intervals to every customer
+UPDATE crm.coverage_policy p SET min_interval = v.min_interval
+  FROM (VALUES ('A', interval '14 days'), ('B', interval '1 month'), ('C', interval '2 months')) AS v(class, min_interval)
+ WHERE p.class = v.class AND p.min_interval IS NULL;
 
 -- ==== end of J ====

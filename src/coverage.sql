@@ -73,15 +73,33 @@ CREATE TABLE crm.coverage_policy (
     CONSTRAINT coverage_policy_class_not_empty CHECK (class <> ''),
     CONSTRAINT coverage_policy_interval_positive CHECK (max_interval > interval '0'),
     CONSTRAINT coverage_policy_due_soon_valid CHECK (due_soon >= interval '0' AND due_soon < max_interval),
-    CONSTRAINT coverage_policy_basis_valid CHECK (basis IN ('fixed', 'purchase_cycle'))
+    CONSTRAINT coverage_policy_basis_valid CHECK (basis IN ('fixed', 'purchase_cycle')),
+    min_interval interval,
+    CONSTRAINT coverage_policy_min_interval_valid CHECK (min_interval > interval '0')
 );
 COMMENT ON TABLE crm.coverage_policy IS
-'Contact coverage policy per customer class: contact at least every max_interval; due soon within due_soon before the due date; basis = fixed (the expert approach) or purchase_cycle (the customer''s own median interval between purchases, max_interval when unknown).';
+'Contact coverage policy per customer class: contact at least every max_interval; due soon within due_soon before the due date; basis = fixed (the expert approach) or purchase_cycle (the customer''s own median interval between purchases, clamped to [min_interval, max_interval]; max_interval when unknown).';
+COMMENT ON COLUMN crm.coverage_policy.min_interval IS
+'Lower bound of a purchase-cycle interval: a customer who buys more often is still contacted at most every min_interval.  NULL = no lower bound; max_interval wins over a larger min_interval.  Ignored by basis fixed.';
 
-INSERT INTO crm.coverage_policy (class, max_interval, due_soon, basis) VALUES
-    ('A', interval '1 month',  interval '7 days',  'fixed'),
-    ('B', interval '3 months', interval '14 days', 'fixed'),
-    ('C', interval '6 months', interval '30 days', 'fixed');
+INSERT INTO crm.coverage_policy (class, max_interval, due_soon, basis, min_interval) VALUES
+    ('A', interval '1 month',  interval '7 days',  'fixed', interval '14 days'),
+    ('B', interval '3 months', interval '14 days', 'fixed', interval '1 month'),
+    ('C', interval '6 months', interval '30 days', 'fixed', interval '2 months');
+
+-- The contact interval of a customer: the one definition of how the expert
+-- cadence and the purchase cycle combine.
+CREATE FUNCTION crm._coverage_interval(basis text, purchase_cycle interval, min_interval interval, max_interval interval)
+RETURNS interval
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN basis = 'purchase_cycle' AND purchase_cycle IS NOT NULL
+            THEN least(greatest(purchase_cycle, coalesce(min_interval, purchase_cycle)), max_interval)
+            ELSE max_interval END
+$$;
+COMMENT ON FUNCTION crm._coverage_interval(text, interval, interval, interval) IS
+'A customer''s contact interval: max_interval for basis fixed or an unknown purchase cycle; otherwise the purchase cycle clamped to [min_interval, max_interval] (no lower bound when min_interval is NULL; max_interval wins when min_interval is larger).';
 
 CREATE TABLE crm.coverage_config (
     singleton          boolean PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -162,9 +180,14 @@ BEGIN
         RAISE EXCEPTION 'basis of coverage class "%" must be fixed or purchase_cycle, got %', NEW.class, NEW.basis
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF NEW.min_interval <= interval '0' THEN
+        RAISE EXCEPTION 'min_interval of coverage class "%" must be positive, got %', NEW.class, NEW.min_interval
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use NULL for no lower bound.';
+    END IF;
     IF TG_OP = 'INSERT' AND EXISTS (SELECT 1 FROM crm.coverage_policy p WHERE p.class = NEW.class) THEN
         UPDATE crm.coverage_policy p
-           SET max_interval = NEW.max_interval, due_soon = NEW.due_soon, basis = NEW.basis
+           SET max_interval = NEW.max_interval, due_soon = NEW.due_soon, basis = NEW.basis, min_interval = NEW.min_interval
          WHERE p.class = NEW.class;
         RETURN NULL;
     END IF;
@@ -175,7 +198,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION crm._coverage_policy_check() IS
-'Trigger on crm.coverage_policy: validates a row (positive interval, due-soon window, basis), turns an INSERT of an existing class into an update (so a dumped policy restores over the defaults), carries a renamed class over to its customers and refuses to delete a class still in use.';
+'Trigger on crm.coverage_policy: validates a row (positive interval, due-soon window, basis, purchase-cycle lower bound), turns an INSERT of an existing class into an update (so a dumped policy restores over the defaults), carries a renamed class over to its customers and refuses to delete a class still in use.';
 
 CREATE TRIGGER coverage_policy_check BEFORE INSERT OR UPDATE OR DELETE ON crm.coverage_policy
 FOR EACH ROW EXECUTE FUNCTION crm._coverage_policy_check();
@@ -191,20 +214,16 @@ DECLARE
     m bigint;
 BEGIN
     UPDATE crm.coverage c
-       SET contact_interval = CASE WHEN p.basis = 'purchase_cycle' AND c.purchase_cycle IS NOT NULL
-                                   THEN c.purchase_cycle ELSE p.max_interval END,
+       SET contact_interval = crm._coverage_interval(p.basis, c.purchase_cycle, p.min_interval, p.max_interval),
            due_soon = p.due_soon,
            next_due = coalesce(c.last_contact, c.customer_since)
-                      + CASE WHEN p.basis = 'purchase_cycle' AND c.purchase_cycle IS NOT NULL
-                             THEN c.purchase_cycle ELSE p.max_interval END
+                      + crm._coverage_interval(p.basis, c.purchase_cycle, p.min_interval, p.max_interval)
       FROM crm.coverage_policy p
      WHERE p.class = c.class
-       AND (c.contact_interval IS DISTINCT FROM CASE WHEN p.basis = 'purchase_cycle' AND c.purchase_cycle IS NOT NULL
-                                                     THEN c.purchase_cycle ELSE p.max_interval END
+       AND (c.contact_interval IS DISTINCT FROM crm._coverage_interval(p.basis, c.purchase_cycle, p.min_interval, p.max_interval)
             OR c.due_soon IS DISTINCT FROM p.due_soon
             OR c.next_due IS DISTINCT FROM coalesce(c.last_contact, c.customer_since)
-                                           + CASE WHEN p.basis = 'purchase_cycle' AND c.purchase_cycle IS NOT NULL
-                                                  THEN c.purchase_cycle ELSE p.max_interval END);
+                                           + crm._coverage_interval(p.basis, c.purchase_cycle, p.min_interval, p.max_interval));
     GET DIAGNOSTICS n = ROW_COUNT;
     -- unclassified customers have no interval and no due date
     UPDATE crm.coverage c

@@ -32,10 +32,13 @@ CREATE TABLE crm.pipeline_stages (
     stage       text PRIMARY KEY,
     stage_order int NOT NULL UNIQUE,
     probability numeric NOT NULL CHECK (probability >= 0 AND probability <= 1),
-    outcome     text NOT NULL DEFAULT 'open' CHECK (outcome IN ('open', 'won', 'lost'))
+    outcome     text NOT NULL DEFAULT 'open' CHECK (outcome IN ('open', 'won', 'lost')),
+    max_days    int CHECK (max_days > 0)
 );
 COMMENT ON TABLE crm.pipeline_stages IS
-'Stages of the sales pipeline: order in the funnel, probability that a deal in the stage is won (weighted pipeline), and outcome (open, won or lost).';
+'Stages of the sales pipeline: order in the funnel, probability that a deal in the stage is won (weighted pipeline), outcome (open, won or lost) and stage norm (max_days).';
+COMMENT ON COLUMN crm.pipeline_stages.max_days IS
+'Stage norm: the most days an open deal should sit idle (since its last stage change) in this stage; an open deal idle longer is stale and left out of the weighted pipeline.  NULL = no norm.';
 SELECT pg_catalog.pg_extension_config_dump('crm.pipeline_stages', '');
 
 -- Dashboard settings: one optional row.  No row = the defaults (see
@@ -357,6 +360,22 @@ $$;
 COMMENT ON FUNCTION crm._stage_orders(text) IS
 'SQL text of the comma-separated stage_order values of the crm.pipeline_stages rows with this outcome (NULL when none), for IN lists in the report queries.';
 
+-- The stage norm as SQL text: a CASE expression mapping a stage_order to its
+-- crm.pipeline_stages.max_days as an interval (NULL when the stage has none).
+-- A deal is stale at a moment t when it is open in stage s and its last stage
+-- change is before t - norm(s); crm.owner_dashboard and crm.dashboard_pipeline
+-- both use this one definition.
+CREATE FUNCTION crm._stage_norm_case(expr text) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN pg_catalog.count(*) FILTER (WHERE max_days IS NOT NULL) OPERATOR(pg_catalog.=) 0 THEN 'NULL::pg_catalog.interval'
+            ELSE 'CASE ' OPERATOR(pg_catalog.||) pg_catalog.string_agg(pg_catalog.format('WHEN (%s) OPERATOR(pg_catalog.=) %s THEN %L::pg_catalog.interval', expr, stage_order, max_days::text OPERATOR(pg_catalog.||) ' days'), ' ' ORDER BY stage_order) FILTER (WHERE max_days IS NOT NULL) OPERATOR(pg_catalog.||) ' END' END
+  FROM crm.pipeline_stages
+$$;
+COMMENT ON FUNCTION crm._stage_norm_case(text) IS
+'SQL text of a CASE expression mapping a stage_order to its stage norm (crm.pipeline_stages.max_days as an interval; NULL = no norm), for the stale-deal test of the pipeline reports.';
+
 -- The query behind crm.owner_dashboard, with the registered sources spliced
 -- in; parameters $1 cur_from, $2 cur_to, $3 prev_from, $4 prev_to (= $1),
 -- half-open.  (Separate so EXPLAIN and the benchmark can look at it.)
@@ -473,12 +492,16 @@ dl AS (
            pg_catalog.min(changed_at) FILTER (WHERE so OPERATOR(pg_catalog.=) ANY (ARRAY[%9$s]::pg_catalog.int4[])) AS lost_at,
            pg_catalog.max(so) FILTER (WHERE so OPERATOR(pg_catalog.=) ANY (ARRAY[%10$s]::pg_catalog.int4[])) AS open_cur,
            pg_catalog.max(so) FILTER (WHERE so OPERATOR(pg_catalog.=) ANY (ARRAY[%10$s]::pg_catalog.int4[]) AND changed_at OPERATOR(pg_catalog.<) $4) AS open_prev,
+           pg_catalog.max(changed_at) AS last_cur,
+           pg_catalog.max(changed_at) FILTER (WHERE changed_at OPERATOR(pg_catalog.<) $4) AS last_prev,
            pg_catalog.count(*) OPERATOR(pg_catalog.-) pg_catalog.count(so) AS unknown
       FROM ev GROUP BY deal_id),
 dc AS MATERIALIZED (
     SELECT dl.*, least(won_at, lost_at) AS closed_at,
            won_at IS NOT NULL AND won_at OPERATOR(pg_catalog.<=) coalesce(lost_at, won_at) AS is_won,
-           %11$s AS p_cur, %12$s AS p_prev
+           %11$s AS p_cur, %12$s AS p_prev,
+           coalesce(last_cur OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-) %14$s), false) AS stale_cur,
+           coalesce(last_prev OPERATOR(pg_catalog.<) ($4 OPERATOR(pg_catalog.-) %15$s), false) AS stale_prev
       FROM dl
      WHERE least(won_at, lost_at) IS NULL OR least(won_at, lost_at) OPERATOR(pg_catalog.>=) $3 OR unknown OPERATOR(pg_catalog.>) 0),
 dm AS (
@@ -496,8 +519,12 @@ dm AS (
            pg_catalog.count(*) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4)) AS p_open,
            pg_catalog.sum(amount) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_open_amt,
            pg_catalog.sum(amount) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4)) AS p_open_amt,
-           pg_catalog.sum(amount OPERATOR(pg_catalog.*) p_cur) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_weighted,
-           pg_catalog.sum(amount OPERATOR(pg_catalog.*) p_prev) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4)) AS p_weighted,
+           pg_catalog.sum(amount OPERATOR(pg_catalog.*) p_cur) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL AND NOT stale_cur) AS c_weighted,
+           pg_catalog.sum(amount OPERATOR(pg_catalog.*) p_prev) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4) AND NOT stale_prev) AS p_weighted,
+           pg_catalog.count(*) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL AND stale_cur) AS c_stale,
+           pg_catalog.count(*) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4) AND stale_prev) AS p_stale,
+           pg_catalog.sum(amount) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL AND stale_cur) AS c_stale_amt,
+           pg_catalog.sum(amount) FILTER (WHERE open_prev IS NOT NULL AND (closed_at IS NULL OR closed_at OPERATOR(pg_catalog.>=) $4) AND stale_prev) AS p_stale_amt,
            crm._check_stages(pg_catalog.sum(unknown)) AS stages_ok
       FROM dc),
 -- lost deals by the most advanced open stage they reached
@@ -533,7 +560,7 @@ ax AS (
     SELECT ab.c_cls, ab.p_cls, lc.last_cur, lc.last_prev,
            coalesce(cs.since, ab.first_at) AS since, ab.customer_id
       FROM ab LEFT JOIN lc ON lc.customer_id OPERATOR(pg_catalog.=) ab.customer_id
-              LEFT JOIN (SELECT customer_id, pg_catalog.min(created_at) AS since FROM %14$s GROUP BY 1) AS cs
+              LEFT JOIN (SELECT customer_id, pg_catalog.min(created_at) AS since FROM %16$s GROUP BY 1) AS cs
                      ON cs.customer_id OPERATOR(pg_catalog.=) ab.customer_id
      WHERE ab.c_cls OPERATOR(pg_catalog.=) 'A' OR ab.p_cls OPERATOR(pg_catalog.=) 'A'),
 am AS (
@@ -571,6 +598,8 @@ rows AS (
         (16, 'pipeline', 'open_deals', c_open::numeric, p_open::numeric, 'count'),
         (17, 'pipeline', 'open_pipeline_value', coalesce(c_open_amt, 0), coalesce(p_open_amt, 0), 'money'),
         (18, 'pipeline', 'weighted_pipeline', pg_catalog.round(coalesce(c_weighted, 0), 2), pg_catalog.round(coalesce(p_weighted, 0), 2), 'money'),
+        (18.1, 'pipeline', 'stale_deals', c_stale::numeric, p_stale::numeric, 'count'),
+        (18.2, 'pipeline', 'stale_pipeline_value', coalesce(c_stale_amt, 0), coalesce(p_stale_amt, 0), 'money'),
         (19, 'pipeline', 'sales_velocity',
              pg_catalog.round(((c_open OPERATOR(pg_catalog.*) (c_won::pg_catalog.numeric OPERATOR(pg_catalog./) CASE WHEN (c_won OPERATOR(pg_catalog.+) c_lost) OPERATOR(pg_catalog.<>) 0 THEN (c_won OPERATOR(pg_catalog.+) c_lost) END)) OPERATOR(pg_catalog.*) c_avg_won) OPERATOR(pg_catalog./) CASE WHEN c_cycle OPERATOR(pg_catalog.<>) 0 THEN c_cycle END, 2),
              pg_catalog.round(((p_open OPERATOR(pg_catalog.*) (p_won::pg_catalog.numeric OPERATOR(pg_catalog./) CASE WHEN (p_won OPERATOR(pg_catalog.+) p_lost) OPERATOR(pg_catalog.<>) 0 THEN (p_won OPERATOR(pg_catalog.+) p_lost) END)) OPERATOR(pg_catalog.*) p_avg_won) OPERATOR(pg_catalog./) CASE WHEN p_cycle OPERATOR(pg_catalog.<>) 0 THEN p_cycle END, 2), 'money_per_day'),
@@ -597,6 +626,7 @@ $sql$,
         crm._stage_case('order', 'stage'), crm._stage_orders('won'), crm._stage_orders('lost'),
         crm._stage_orders('open'), crm._stage_case('order_probability', 'open_cur'),
         crm._stage_case('order_probability', 'open_prev'), crm._source_sql('interactions'),
+        crm._stage_norm_case('open_cur'), crm._stage_norm_case('open_prev'),
         crm._source_sql('customers'));
     RETURN q;
 END
@@ -654,9 +684,9 @@ BEGIN
         'SELECT channel, month, amount FROM crm_demo.spend');
     PERFORM crm.register_source('interactions',
         'SELECT interaction_id, customer_id, lead_id, manager_id, occurred_at, kind, direction, automated FROM crm_demo.interactions');
-    INSERT INTO crm.pipeline_stages (stage, stage_order, probability, outcome) VALUES
-        ('lead', 1, 0.10, 'open'), ('qualified', 2, 0.25, 'open'), ('proposal', 3, 0.50, 'open'),
-        ('invoice', 4, 0.80, 'open'), ('paid', 5, 1, 'won'), ('lost', 6, 0, 'lost')
+    INSERT INTO crm.pipeline_stages (stage, stage_order, probability, outcome, max_days) VALUES
+        ('lead', 1, 0.10, 'open', 30), ('qualified', 2, 0.25, 'open', 30), ('proposal', 3, 0.50, 'open', 45),
+        ('invoice', 4, 0.80, 'open', 60), ('paid', 5, 1, 'won', NULL), ('lost', 6, 0, 'lost', NULL)
     ON CONFLICT DO NOTHING;
     -- the views show the last calendar month of the demo data
     SELECT max(created_at)::date INTO last_day FROM crm_demo.leads;
@@ -901,7 +931,7 @@ ev AS (
       FROM %1$s WHERE changed_at OPERATOR(pg_catalog.<) $2
     OFFSET 0),  -- a fence: the stage CASEs are computed once per row, not once per aggregate
 dl AS MATERIALIZED (
-    SELECT deal_id, pg_catalog.max(amount) AS amount,
+    SELECT deal_id, pg_catalog.max(amount) AS amount, pg_catalog.max(changed_at) AS last_at,
            pg_catalog.max(stage_order) FILTER (WHERE outcome OPERATOR(pg_catalog.=) 'open') AS open_stage,
            pg_catalog.min(changed_at) FILTER (WHERE outcome OPERATOR(pg_catalog.=) 'won') AS won_at,
            pg_catalog.min(changed_at) FILTER (WHERE outcome OPERATOR(pg_catalog.=) 'lost') AS lost_at,
@@ -910,25 +940,27 @@ dl AS MATERIALIZED (
       FROM ev GROUP BY deal_id),
 en AS (SELECT ARRAY[%5$s] AS entered FROM dl WHERE entered_mask IS NOT NULL),
 op AS (
-    SELECT open_stage AS stage_order, pg_catalog.count(*) AS n, pg_catalog.sum(amount) AS amt
+    SELECT open_stage AS stage_order, pg_catalog.count(*) AS n, pg_catalog.sum(amount) AS amt,
+           -- stale deals (idle beyond the stage norm) are left out of the weighted value
+           pg_catalog.sum(amount) FILTER (WHERE NOT coalesce(last_at OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-) %6$s), false)) AS live_amt
       FROM dl WHERE won_at IS NULL AND lost_at IS NULL AND open_stage IS NOT NULL GROUP BY 1),
 lo AS (
     SELECT open_stage AS stage_order, pg_catalog.count(*) AS n, pg_catalog.sum(amount) AS amt
       FROM dl WHERE lost_at OPERATOR(pg_catalog.>=) $1 AND lost_at OPERATOR(pg_catalog.<) coalesce(won_at, 'infinity') GROUP BY 1)
 SELECT st.stage, st.stage_order, st.outcome, st.probability, coalesce((SELECT en.entered[st.rk] FROM en), 0)::bigint,
-       coalesce(op.n, 0), coalesce(op.amt, 0), pg_catalog.round(coalesce(op.amt, 0) OPERATOR(pg_catalog.*) st.probability, 2),
+       coalesce(op.n, 0), coalesce(op.amt, 0), pg_catalog.round(coalesce(op.live_amt, 0) OPERATOR(pg_catalog.*) st.probability, 2),
        coalesce(lo.n, 0), coalesce(lo.amt, 0)
   FROM st LEFT JOIN op ON op.stage_order OPERATOR(pg_catalog.=) st.stage_order
           LEFT JOIN lo ON lo.stage_order OPERATOR(pg_catalog.=) st.stage_order
  WHERE crm._check_stages((SELECT pg_catalog.sum(n_unknown) FROM dl))
  ORDER BY st.stage_order
 $sql$, crm._source_sql('stage_events'), crm._stage_case('order', 'stage'), crm._stage_case('outcome', 'stage'),
-       crm._stage_case('rank', 'stage'), entered_sums)
+       crm._stage_case('rank', 'stage'), entered_sums, crm._stage_norm_case('open_stage'))
     USING b.cur_from, b.cur_to;
 END
 $$;
 COMMENT ON FUNCTION crm.dashboard_pipeline(date, date) IS
-'Per pipeline stage for the period [from, to]: deals that entered it in the period, open deals sitting in it at the period end with their value and probability-weighted value, and deals lost in the period whose most advanced open stage it was, with their value.';
+'Per pipeline stage for the period [from, to]: deals that entered it in the period, open deals sitting in it at the period end with their value and probability-weighted value (stale deals, idle beyond the stage norm max_days, left out), and deals lost in the period whose most advanced open stage it was, with their value.';
 
 -- ---------------------------------------------------------------------------
 -- Funnel, retention, RFM, ABC-XYZ and lead SLA for the BI views

@@ -4,7 +4,7 @@
 -- directly (not through the source registry), written another way: correlated
 -- subqueries, EXISTS / NOT EXISTS, stage probabilities spelled out in CASE.
 BEGIN;
-SELECT plan(80);
+SELECT plan(84);
 
 -- the demo registered itself
 SELECT is((SELECT array_agg(kind ORDER BY kind) FROM crm.sources),
@@ -32,11 +32,13 @@ deal AS (
            (SELECT min(changed_at) FROM crm_demo.deal_events e WHERE e.deal_id = d.deal_id AND e.stage = 'paid' AND e.changed_at < t) AS paid_at,
            (SELECT min(changed_at) FROM crm_demo.deal_events e WHERE e.deal_id = d.deal_id AND e.stage = 'lost' AND e.changed_at < t) AS lost_at,
            (SELECT max(CASE e.stage WHEN 'lead' THEN 1 WHEN 'qualified' THEN 2 WHEN 'proposal' THEN 3 WHEN 'invoice' THEN 4 END)
-              FROM crm_demo.deal_events e WHERE e.deal_id = d.deal_id AND e.changed_at < t) AS reached
+              FROM crm_demo.deal_events e WHERE e.deal_id = d.deal_id AND e.changed_at < t) AS reached,
+           (SELECT max(changed_at) FROM crm_demo.deal_events e WHERE e.deal_id = d.deal_id AND e.changed_at < t) AS last_at
       FROM crm_demo.deals d),
 won AS (SELECT * FROM deal WHERE paid_at >= f),
 lost AS (SELECT * FROM deal WHERE lost_at >= f),
-opn AS (SELECT * FROM deal WHERE first_at < t AND paid_at IS NULL AND lost_at IS NULL AND reached IS NOT NULL),
+opn AS (SELECT *, t - last_at > CASE reached WHEN 1 THEN 30 WHEN 2 THEN 30 WHEN 3 THEN 45 ELSE 60 END * interval '1 day' AS stale
+          FROM deal WHERE first_at < t AND paid_at IS NULL AND lost_at IS NULL AND reached IS NOT NULL),
 wr AS (SELECT (SELECT count(*) FROM won)::numeric / nullif((SELECT count(*) FROM won) + (SELECT count(*) FROM lost), 0) AS v),
 cyc AS (SELECT avg(extract(epoch FROM paid_at - first_at) / 86400) AS v FROM won),
 unpaid AS (SELECT * FROM crm_demo.invoices WHERE issued_at < t AND (paid_at IS NULL OR paid_at >= t)),
@@ -72,7 +74,9 @@ SELECT * FROM (VALUES
   ('sales_cycle', round((SELECT v FROM cyc), 2)),
   ('open_deals', (SELECT count(*) FROM opn)::numeric),
   ('open_pipeline_value', (SELECT coalesce(sum(amount), 0) FROM opn)),
-  ('weighted_pipeline', round((SELECT coalesce(sum(amount * CASE reached WHEN 1 THEN 0.10 WHEN 2 THEN 0.25 WHEN 3 THEN 0.50 ELSE 0.80 END), 0) FROM opn), 2)),
+  ('weighted_pipeline', round((SELECT coalesce(sum(amount * CASE reached WHEN 1 THEN 0.10 WHEN 2 THEN 0.25 WHEN 3 THEN 0.50 ELSE 0.80 END), 0) FROM opn WHERE NOT stale), 2)),
+  ('stale_deals', (SELECT count(*) FROM opn WHERE stale)::numeric),
+  ('stale_pipeline_value', (SELECT coalesce(sum(amount), 0) FROM opn WHERE stale)),
   ('sales_velocity', round((SELECT count(*) FROM opn) * (SELECT v FROM wr) * (SELECT avg(amount) FROM won) / (SELECT v FROM cyc), 2)),
   ('deals_lost', (SELECT count(*) FROM lost)::numeric),
   ('lost_deal_value', (SELECT coalesce(sum(amount), 0) FROM lost)),
@@ -108,7 +112,7 @@ CREATE TEMP TABLE got AS SELECT * FROM crm.owner_dashboard('2025-10-01', '2025-1
 CREATE TEMP TABLE want_cur AS SELECT * FROM pg_temp.expected('2025-10-01', '2026-01-01');
 CREATE TEMP TABLE want_prev AS SELECT * FROM pg_temp.expected('2025-07-01', '2025-10-01');
 
-SELECT is((SELECT count(*) FROM got), 33::bigint, 'owner_dashboard: 33 metrics on the demo');
+SELECT is((SELECT count(*) FROM got), 35::bigint, 'owner_dashboard: 35 metrics on the demo');
 SELECT is(g.value, w.value, 'demo Q4 2025: ' || g.metric || ' = plain SQL')
   FROM got g JOIN want_cur w USING (metric) ORDER BY g.metric;
 SELECT is(g.previous_value, w.value, 'demo Q3 2025 (previous): ' || g.metric || ' = plain SQL')
@@ -198,7 +202,7 @@ SELECT results_eq(
   'dashboard_coverage classes = crm.abc_class per customer');
 
 -- views are there and in the documented shape
-SELECT is((SELECT count(*) FROM crm.v_owner_dashboard), 33::bigint, 'v_owner_dashboard on the demo');
+SELECT is((SELECT count(*) FROM crm.v_owner_dashboard), 35::bigint, 'v_owner_dashboard on the demo');
 SELECT is((SELECT count(DISTINCT channel) FROM crm.v_channels), (SELECT count(*) FROM crm_demo.channels), 'v_channels: every channel');
 SELECT is((SELECT count(*) FROM crm.v_retention WHERE period_no = 0), 12::bigint, 'v_retention: 12 monthly cohorts');
 SELECT is((SELECT sum(customers) FROM crm.v_coverage), (SELECT count(*) FROM crm_demo.customers)::numeric,

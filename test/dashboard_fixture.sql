@@ -80,7 +80,8 @@ SELECT results_eq(
            ('gross_profit', 450, 'money', 80), ('roi', -10, 'pct', -11.11),
            ('win_rate', 50, 'pct', 50), ('deals_won', 1, 'count', 1), ('average_won_deal', 300, 'money', 200),
            ('sales_cycle', 2, 'days', 2), ('open_deals', 3, 'count', 2), ('open_pipeline_value', 1480, 'money', 1080),
-           ('weighted_pipeline', 720, 'money', 508), ('sales_velocity', 225, 'money_per_day', 100),
+           ('weighted_pipeline', 720, 'money', 508), ('stale_deals', 0, 'count', 0), ('stale_pipeline_value', 0, 'money', 0),
+           ('sales_velocity', 225, 'money_per_day', 100),
            ('deals_lost', 1, 'count', 1), ('lost_deal_value', 250, 'money', 150),
            ('lost_value_at_lead', 0, 'money', 150), ('lost_value_at_qualified', 250, 'money', 0),
            ('lost_value_at_proposal', 0, 'money', 0), ('lost_value_at_invoice', 0, 'money', 0),
@@ -96,8 +97,8 @@ SELECT is((SELECT array_agg(DISTINCT section ORDER BY section) FROM crm.owner_da
 -- the previous-period column is the same function run on the previous period
 SELECT is((SELECT count(*) FROM crm.owner_dashboard('2025-12-01', '2025-12-10') c
              JOIN crm.owner_dashboard('2025-11-21', '2025-11-30') p USING (metric)
-            WHERE c.previous_value IS NOT DISTINCT FROM p.value), 33::bigint,
-          'owner_dashboard: previous_value = the figure of the previous period, for all 33 metrics');
+            WHERE c.previous_value IS NOT DISTINCT FROM p.value), 35::bigint,
+          'owner_dashboard: previous_value = the figure of the previous period, for all 35 metrics');
 
 SELECT is((SELECT change_pct FROM crm.owner_dashboard('2025-12-01', '2025-12-10') WHERE metric = 'revenue'),
           350.00, 'owner_dashboard: change_pct = (900 - 200) / 200');
@@ -226,7 +227,7 @@ GRANT USAGE ON SCHEMA crm, dfx TO crm_dash_bi_test;
 GRANT SELECT ON crm.sources TO crm_dash_bi_test;   -- not readable by PUBLIC (0.3.0)
 GRANT SELECT ON ALL TABLES IN SCHEMA dfx TO crm_dash_bi_test;
 SET ROLE crm_dash_bi_test;
-SELECT is((SELECT count(*) FROM crm.v_owner_dashboard), 33::bigint, 'a BI user reads v_owner_dashboard (security_invoker)');
+SELECT is((SELECT count(*) FROM crm.v_owner_dashboard), 35::bigint, 'a BI user reads v_owner_dashboard (security_invoker)');
 RESET ROLE;
 REVOKE SELECT ON dfx.orders FROM crm_dash_bi_test;
 SET ROLE crm_dash_bi_test;
