@@ -5,7 +5,8 @@
 # The C files and the SQL file of each capability live side by side in src/
 # (src/funnel_*.c + src/funnel.sql, ...). The install script for the current
 # version is built by concatenating src/core.sql, the feature files in name
-# order and src/dashboard.sql last (it reads the others).  Scripts of released
+# order, src/dashboard.sql (it reads the others) and last the reports built on
+# the dashboard's source registry, src/dashboard_*.sql, in name order.  Scripts of released
 # versions and upgrade scripts crm_analytics--A--B.sql are committed in sql/.
 
 EXTENSION   = crm_analytics
@@ -16,9 +17,10 @@ OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
 SQL_FIRST   = src/core.sql
 SQL_LAST    = src/dashboard.sql
+SQL_REPORTS = $(sort $(wildcard src/dashboard_*.sql))
 SQL_SOURCES = $(SQL_FIRST) \
-              $(filter-out $(SQL_FIRST) $(SQL_LAST),$(sort $(wildcard src/*.sql))) \
-              $(wildcard $(SQL_LAST))
+              $(filter-out $(SQL_FIRST) $(SQL_LAST) $(SQL_REPORTS),$(sort $(wildcard src/*.sql))) \
+              $(wildcard $(SQL_LAST)) $(SQL_REPORTS)
 
 DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))

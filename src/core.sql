@@ -36,7 +36,7 @@ $guard$;
 CREATE FUNCTION crm.version() RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT '0.3.0'::text $$;
+AS $$ SELECT '0.4.0'::text $$;
 COMMENT ON FUNCTION crm.version() IS
 'Version of the crm_analytics SQL objects installed in this database.';
 
