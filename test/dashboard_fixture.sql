@@ -249,8 +249,8 @@ SELECT ok((SELECT h NOT LIKE '%<script>%' AND h LIKE '%&lt;script&gt;x&lt;/scrip
 DELETE FROM dfx.leads WHERE lead_id = 8;
 
 -- bad input
-SELECT throws_ok($$SELECT crm.register_source('deals', 'SELECT 1')$$, '22023',
-                 'unknown source kind "deals"', 'register_source: unknown kind');
+SELECT throws_ok($$SELECT crm.register_source('contracts', 'SELECT 1')$$, '22023',
+                 'unknown source kind "contracts"', 'register_source: unknown kind');
 SELECT throws_ok($$SELECT crm.register_source('spend', NULL)$$, '22004',
                  'query of source "spend" must not be null', 'register_source: null query');
 SELECT throws_like($$SELECT crm.register_source('spend', 'SELECT channel, month FROM dfx.spend')$$,
