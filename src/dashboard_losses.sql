@@ -50,7 +50,8 @@ dd AS (SELECT dc.deal_id, NULL::pg_catalog.text AS customer_id, NULL::pg_catalog
         cx_cte := pg_catalog.format($f$
 xs AS (
     SELECT x.interaction_id, x.customer_id, x.lead_id, x.occurred_at FROM %s
-     WHERE NOT x.automated AND x.occurred_at OPERATOR(pg_catalog.<) $2),
+     WHERE NOT x.automated AND x.occurred_at OPERATOR(pg_catalog.<) $2
+       AND x.occurred_at OPERATOR(pg_catalog.>=) (SELECT pg_catalog.min(dc.created_at) FROM dc)),
 cx AS (
     SELECT m.deal_id, pg_catalog.count(DISTINCT m.interaction_id) AS n
       FROM (SELECT dc.deal_id, xs.interaction_id
