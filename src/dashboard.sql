@@ -15,7 +15,7 @@
 
 CREATE TABLE crm.sources (
     kind          text PRIMARY KEY
-                  CHECK (kind IN ('leads', 'customers', 'stage_events', 'orders', 'invoices', 'spend', 'interactions')),
+                  CHECK (kind IN ('leads', 'customers', 'stage_events', 'orders', 'invoices', 'spend', 'interactions', 'deals')),
     query         text NOT NULL,
     registered_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     registered_by name NOT NULL DEFAULT CURRENT_USER
@@ -86,6 +86,7 @@ SELECT CASE kind
     WHEN 'invoices'     THEN ARRAY['invoice_id any', 'customer_id any', 'issued_at timestamptz', 'due_at timestamptz', 'amount numeric', 'paid_at timestamptz']
     WHEN 'spend'        THEN ARRAY['channel text', 'spent_on timestamptz', 'amount numeric']
     WHEN 'interactions' THEN ARRAY['interaction_id any', 'customer_id any', 'lead_id any', 'manager_id any', 'occurred_at timestamptz', 'kind text', 'direction text', 'automated boolean']
+    WHEN 'deals'        THEN ARRAY['deal_id any', 'customer_id any', 'lead_id any', 'lost_reason text']
 END
 $$;
 COMMENT ON FUNCTION crm.source_columns(text) IS
@@ -115,7 +116,7 @@ BEGIN
     IF cols IS NULL THEN
         RAISE EXCEPTION 'unknown source kind "%"', kind
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Source kinds are leads, customers, stage_events, orders, invoices, spend, interactions.';
+                  HINT = 'Source kinds are leads, customers, stage_events, orders, invoices, spend, interactions, deals.';
     END IF;
     IF query IS NULL THEN
         RAISE EXCEPTION 'query of source "%" must not be null', kind
@@ -684,6 +685,7 @@ BEGIN
         'SELECT channel, month, amount FROM crm_demo.spend');
     PERFORM crm.register_source('interactions',
         'SELECT interaction_id, customer_id, lead_id, manager_id, occurred_at, kind, direction, automated FROM crm_demo.interactions');
+    PERFORM crm.register_source('deals', 'SELECT deal_id, customer_id, lead_id, lost_reason FROM crm_demo.deals');
     INSERT INTO crm.pipeline_stages (stage, stage_order, probability, outcome, max_days) VALUES
         ('lead', 1, 0.10, 'open', 30), ('qualified', 2, 0.25, 'open', 30), ('proposal', 3, 0.50, 'open', 45),
         ('invoice', 4, 0.80, 'open', 60), ('paid', 5, 1, 'won', NULL), ('lost', 6, 0, 'lost', NULL)

@@ -8,8 +8,8 @@ SELECT plan(84);
 
 -- the demo registered itself
 SELECT is((SELECT array_agg(kind ORDER BY kind) FROM crm.sources),
-          ARRAY['customers', 'interactions', 'invoices', 'leads', 'orders', 'spend', 'stage_events'],
-          'crm.load_demo registered all seven sources');
+          ARRAY['customers', 'deals', 'interactions', 'invoices', 'leads', 'orders', 'spend', 'stage_events'],
+          'crm.load_demo registered all eight sources');
 SELECT is((SELECT count(*) FROM crm.pipeline_stages), 6::bigint, 'crm.load_demo filled the demo pipeline stages');
 SELECT is((SELECT row(period_from, period_to)::text FROM crm.dashboard_period()), '(2025-12-01,2025-12-31)',
           'the views show the last month of the demo');

@@ -61,7 +61,11 @@ INSERT INTO inner_query_runners VALUES
 ('crm.dashboard_abc_xyz',                     'dashboard: runs the registered sources'),
 ('crm.dashboard_lead_sla',      'dashboard: runs the registered sources'),
 ('crm.dashboard_coverage', 'dashboard: runs the registered sources'),
-('crm.dashboard_html',                   'dashboard: runs the registered sources');
+('crm.dashboard_html',                   'dashboard: runs the registered sources'),
+('crm._closed_deals_sql',                'losses: splices and checks the registered sources'),
+('crm.dashboard_closed_deals',           'losses: runs the registered sources'),
+('crm.dashboard_losses',                 'losses: runs the registered sources'),
+('crm.dashboard_followups',              'losses: runs the registered sources');
 
 -- a function of the extension is installed (any signature)
 CREATE FUNCTION pg_temp.installed(fname text) RETURNS boolean LANGUAGE sql STABLE AS
