@@ -61,7 +61,8 @@ INSERT INTO inner_query_runners VALUES
 ('crm.dashboard_abc_xyz',                     'dashboard: runs the registered sources'),
 ('crm.dashboard_lead_sla',      'dashboard: runs the registered sources'),
 ('crm.dashboard_coverage', 'dashboard: runs the registered sources'),
-('crm.dashboard_html',                   'dashboard: runs the registered sources');
+('crm.dashboard_html',                   'dashboard: runs the registered sources'),
+('crm.dashboard_plan_fact',              'plans: runs the registered sources through the reports');
 
 -- a function of the extension is installed (any signature)
 CREATE FUNCTION pg_temp.installed(fname text) RETURNS boolean LANGUAGE sql STABLE AS
