@@ -696,6 +696,7 @@ BEGIN
         PERFORM crm.set_dashboard_period(date_trunc('month', last_day)::date,
                                          (date_trunc('month', last_day) + interval '1 month - 1 day')::date);
     END IF;
+    PERFORM crm._demo_plans(last_day);
 END
 $$;
 COMMENT ON FUNCTION crm._register_demo_sources() IS

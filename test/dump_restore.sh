@@ -3,7 +3,7 @@
 # or history (discovered from pg_extension.extconfig) is filled through the
 # capabilities' own API where it exists (load_demo, attach_auto_status and
 # rules, attach_coverage and policies, RFM overrides, registered sources,
-# pipeline stages, dashboard period), dumped with pg_dump and restored into
+# pipeline stages, dashboard period, plans), dumped with pg_dump and restored into
 # fresh databases twice: custom format through pg_restore, plain SQL through
 # psql.  Every row of every config table must come back (md5 over the ordered
 # rows: zero lost, zero changed), every config sequence at the same position,
@@ -26,7 +26,8 @@ SELECT EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = 'crm'::regnamespace AN
        EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = 'crm'::regnamespace AND proname = 'attach_auto_status') AS has_status,
        EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = 'crm'::regnamespace AND proname = 'register_source') AS has_sources,
        to_regclass('crm.pipeline_stages') IS NOT NULL AS has_stages,
-       EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = 'crm'::regnamespace AND proname = 'set_dashboard_period') AS has_period
+       EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = 'crm'::regnamespace AND proname = 'set_dashboard_period') AS has_period,
+       EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = 'crm'::regnamespace AND proname = 'set_plan') AS has_plans
 \gset
 \if :has_demo
 SELECT count(*) AS demo_relations FROM crm.load_demo(300, 7, '2025-12-31');
@@ -77,6 +78,11 @@ INSERT INTO crm.pipeline_stages SELECT 'hardening_extra', 99, 0.5, 'open' WHERE 
 \endif
 \if :has_period
 SELECT crm.set_dashboard_period('2025-11-01', '2025-11-30');
+\endif
+\if :has_plans
+SELECT crm.set_plan('revenue', '2025-11-01', '2025-11-30', 123456.78);
+SELECT crm.set_plan('revenue', '2025-11-01', '2025-11-30', 20000, 'channel', 'O''Brien "quoted" ; channel');
+SELECT crm.set_plan('win_rate', '2025-10-01', '2025-12-31', 27.5, 'manager', '3');
 \endif
 SQL
 }

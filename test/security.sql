@@ -65,7 +65,8 @@ INSERT INTO inner_query_runners VALUES
 ('crm._closed_deals_sql',                'losses: splices and checks the registered sources'),
 ('crm.dashboard_closed_deals',           'losses: runs the registered sources'),
 ('crm.dashboard_losses',                 'losses: runs the registered sources'),
-('crm.dashboard_followups',              'losses: runs the registered sources');
+('crm.dashboard_followups',              'losses: runs the registered sources'),
+('crm.dashboard_plan_fact',              'plans: runs the registered sources through the reports');
 
 -- a function of the extension is installed (any signature)
 CREATE FUNCTION pg_temp.installed(fname text) RETURNS boolean LANGUAGE sql STABLE AS

@@ -163,6 +163,18 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._dashboard_html(date,date,jsonb,jsonb,jsonb,jsonb)', $$SELECT length(crm._dashboard_html('2025-11-01', '2025-11-30', '[]', NULL, NULL, NULL))$$),
 ('crm.set_dashboard_period(date,date)', $$SELECT crm.set_dashboard_period('2025-11-01', '2025-11-30')$$),
 ('crm._register_demo_sources()', $$SELECT crm._register_demo_sources()$$),
+-- plans (docs/sales.md)
+('crm.plan_metrics()', $$SELECT count(*) FROM crm.plan_metrics()$$),
+('crm._plan_check_key(text,text,text)', $$SELECT crm._plan_check_key('t', 'channel', 'organic')$$),
+('crm.set_plan(text,date,date,numeric,text,text)', $$SELECT crm.set_plan('revenue', '2025-11-01', '2025-11-30', 120000)$$),
+('crm.set_plan(text,date,date,numeric,text,text)', $$SELECT crm.set_plan('win_rate', '2025-11-01', '2025-11-30', 30, 'manager', '2')$$),
+('crm.set_plan(text,date,date,numeric,text,text)', $$SELECT crm.set_plan('spend', '2025-11-01', '2025-11-30', 5000, 'channel', 'events')$$),
+('crm._plan_fact_needs(date,date,date)', $$SELECT * FROM crm._plan_fact_needs('2025-11-01', '2025-11-30', '2025-11-20')$$),
+('crm.dashboard_plan_fact(date,date,date)', $$SELECT count(*) FROM crm.dashboard_plan_fact('2025-11-01', '2025-11-30', '2025-11-20')$$),
+('crm.dashboard_plan_fact(date,date,date)', $$SELECT count(*) FROM crm.dashboard_plan_fact('2025-11-01', '2025-11-30')$$),
+('crm._plan_fact(date,date,date,jsonb,jsonb,jsonb)', $$SELECT count(*) FROM crm._plan_fact('2025-11-01', '2025-11-30', '2025-11-30', '[]', NULL, NULL)$$),
+('crm.delete_plan(text,date,date,text,text)', $$SELECT crm.delete_plan('spend', '2025-11-01', '2025-11-30', 'channel', 'events')$$),
+('crm._demo_plans(date)', $$SELECT crm._demo_plans('2025-12-31')$$),
 ('crm.unregister_source(text)', $$SELECT crm.unregister_source('spend')$$),
 -- the ends: detach
 ('crm.detach_auto_status(regclass,boolean)', $$SELECT crm.detach_auto_status('public.sp_deals')$$),
