@@ -402,6 +402,12 @@ cu AS MATERIALIZED (
            pg_catalog.count(*) AS n_cur_end, pg_catalog.count(*) FILTER (WHERE ordered_at OPERATOR(pg_catalog.<) $4) AS n_prev_end,
            pg_catalog.bool_or(ordered_at OPERATOR(pg_catalog.>=) $1) AS in_cur,
            pg_catalog.bool_or(ordered_at OPERATOR(pg_catalog.>=) $3 AND ordered_at OPERATOR(pg_catalog.<) $4) AS in_prev,
+           -- churn: the period before the previous one (same length: dates, as crm._period_bounds)
+           pg_catalog.bool_or(ordered_at OPERATOR(pg_catalog.>=) ($3::pg_catalog.date OPERATOR(pg_catalog.-) ($1::pg_catalog.date OPERATOR(pg_catalog.-) $3::pg_catalog.date))::pg_catalog.timestamptz
+                              AND ordered_at OPERATOR(pg_catalog.<) $3) AS in_prev2,
+           pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) $3 AND ordered_at OPERATOR(pg_catalog.<) $4) AS rev_prev,
+           pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) ($3::pg_catalog.date OPERATOR(pg_catalog.-) ($1::pg_catalog.date OPERATOR(pg_catalog.-) $3::pg_catalog.date))::pg_catalog.timestamptz
+                                        AND ordered_at OPERATOR(pg_catalog.<) $3) AS rev_prev2,
            pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) ($2 OPERATOR(pg_catalog.-) '12 months'::pg_catalog.interval)) AS rev12_cur,
            pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) ($4 OPERATOR(pg_catalog.-) '12 months'::pg_catalog.interval) AND ordered_at OPERATOR(pg_catalog.<) $4) AS rev12_prev
       FROM od GROUP BY customer_id),
@@ -419,7 +425,13 @@ cm AS (
            pg_catalog.count(*) FILTER (WHERE in_cur) AS c_active,
            pg_catalog.count(*) FILTER (WHERE in_cur AND n_cur_end OPERATOR(pg_catalog.>=) 2) AS c_repeat,
            pg_catalog.count(*) FILTER (WHERE in_prev) AS p_active,
-           pg_catalog.count(*) FILTER (WHERE in_prev AND n_prev_end OPERATOR(pg_catalog.>=) 2) AS p_repeat
+           pg_catalog.count(*) FILTER (WHERE in_prev AND n_prev_end OPERATOR(pg_catalog.>=) 2) AS p_repeat,
+           -- churned: bought in the period before, not in this one; what they had brought in the period before
+           pg_catalog.count(*) FILTER (WHERE in_prev AND NOT coalesce(in_cur, false)) AS c_churned,
+           pg_catalog.count(*) FILTER (WHERE in_prev2 AND NOT coalesce(in_prev, false)) AS p_churned,
+           pg_catalog.count(*) FILTER (WHERE in_prev2) AS p2_active,
+           pg_catalog.sum(rev_prev) FILTER (WHERE in_prev AND NOT coalesce(in_cur, false)) AS c_churned_rev,
+           pg_catalog.sum(rev_prev2) FILTER (WHERE in_prev2 AND NOT coalesce(in_prev, false)) AS p_churned_rev
       FROM cu),
 sp AS (
     SELECT channel, spent_on OPERATOR(pg_catalog.>=) $1 AS is_cur, pg_catalog.sum(amount) AS amount
@@ -463,7 +475,10 @@ lm AS (
            pg_catalog.sum(converted) FILTER (WHERE lx.is_cur) AS c_conv, pg_catalog.sum(converted) FILTER (WHERE NOT lx.is_cur) AS p_conv,
            pg_catalog.sum(unanswered) FILTER (WHERE lx.is_cur) AS c_unans, pg_catalog.sum(unanswered) FILTER (WHERE NOT lx.is_cur) AS p_unans,
            pg_catalog.sum(unanswered OPERATOR(pg_catalog.*) coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE lx.is_cur) AS c_unans_cost,
-           pg_catalog.sum(unanswered OPERATOR(pg_catalog.*) coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE NOT lx.is_cur) AS p_unans_cost
+           pg_catalog.sum(unanswered OPERATOR(pg_catalog.*) coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE NOT lx.is_cur) AS p_unans_cost,
+           -- cost of all the period's leads (channel-month rule): lost_opportunity_cost
+           pg_catalog.sum(lx.n OPERATOR(pg_catalog.*) coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE lx.is_cur) AS c_leads_cost,
+           pg_catalog.sum(lx.n OPERATOR(pg_catalog.*) coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE NOT lx.is_cur) AS p_leads_cost
       FROM lx LEFT JOIN cpl ON cpl.channel OPERATOR(pg_catalog.=) lx.channel AND cpl.month OPERATOR(pg_catalog.=) lx.month),
 iv AS (
     SELECT issued_at, due_at, amount, paid_at FROM %5$s
@@ -587,6 +602,7 @@ rows AS (
         (5,  'acquisition', 'cac', pg_catalog.round(coalesce(c_spend, 0) OPERATOR(pg_catalog./) CASE WHEN c_new OPERATOR(pg_catalog.<>) 0 THEN c_new END, 2), pg_catalog.round(coalesce(p_spend, 0) OPERATOR(pg_catalog./) CASE WHEN p_new OPERATOR(pg_catalog.<>) 0 THEN p_new END, 2), 'money'),
         (6,  'sales', 'revenue', coalesce(c_revenue, 0), coalesce(p_revenue, 0), 'money'),
         (7,  'sales', 'orders', c_orders::numeric, p_orders::numeric, 'count'),
+        (7.1, 'sales', 'buyers', c_active::numeric, p_active::numeric, 'count'),
         (8,  'sales', 'average_check', pg_catalog.round(c_revenue OPERATOR(pg_catalog./) CASE WHEN c_orders OPERATOR(pg_catalog.<>) 0 THEN c_orders END, 2), pg_catalog.round(p_revenue OPERATOR(pg_catalog./) CASE WHEN p_orders OPERATOR(pg_catalog.<>) 0 THEN p_orders END, 2), 'money'),
         (9,  'sales', 'repeat_purchase_rate', pg_catalog.round((100.0 OPERATOR(pg_catalog.*) c_repeat) OPERATOR(pg_catalog./) CASE WHEN c_active OPERATOR(pg_catalog.<>) 0 THEN c_active END, 2), pg_catalog.round((100.0 OPERATOR(pg_catalog.*) p_repeat) OPERATOR(pg_catalog./) CASE WHEN p_active OPERATOR(pg_catalog.<>) 0 THEN p_active END, 2), 'pct'),
         (10, 'sales', 'gross_profit', coalesce(c_gp, 0), coalesce(p_gp, 0), 'money'),
@@ -606,6 +622,10 @@ rows AS (
              pg_catalog.round(((p_open OPERATOR(pg_catalog.*) (p_won::pg_catalog.numeric OPERATOR(pg_catalog./) CASE WHEN (p_won OPERATOR(pg_catalog.+) p_lost) OPERATOR(pg_catalog.<>) 0 THEN (p_won OPERATOR(pg_catalog.+) p_lost) END)) OPERATOR(pg_catalog.*) p_avg_won) OPERATOR(pg_catalog./) CASE WHEN p_cycle OPERATOR(pg_catalog.<>) 0 THEN p_cycle END, 2), 'money_per_day'),
         (20, 'money_lost', 'deals_lost', c_lost::numeric, p_lost::numeric, 'count'),
         (21, 'money_lost', 'lost_deal_value', coalesce(c_lost_amt, 0), coalesce(p_lost_amt, 0), 'money'),
+        (900, 'money_lost', 'churned_customers', c_churned::numeric, p_churned::numeric, 'count'),
+        (901, 'money_lost', 'churn_rate', pg_catalog.round((100.0 OPERATOR(pg_catalog.*) c_churned) OPERATOR(pg_catalog./) CASE WHEN p_active OPERATOR(pg_catalog.<>) 0 THEN p_active END, 2),
+                                          pg_catalog.round((100.0 OPERATOR(pg_catalog.*) p_churned) OPERATOR(pg_catalog./) CASE WHEN p2_active OPERATOR(pg_catalog.<>) 0 THEN p2_active END, 2), 'pct'),
+        (902, 'money_lost', 'churned_revenue', coalesce(c_churned_rev, 0), coalesce(p_churned_rev, 0), 'money'),
         (1000, 'money_lost', 'unpaid_invoices', c_unpaid::numeric, p_unpaid::numeric, 'count'),
         (1001, 'money_lost', 'unpaid_invoice_amount', coalesce(c_unpaid_amt, 0), coalesce(p_unpaid_amt, 0), 'money'),
         (1002, 'money_lost', 'unpaid_invoice_age', pg_catalog.round(c_unpaid_age, 2), pg_catalog.round(p_unpaid_age, 2), 'days'),
@@ -613,6 +633,10 @@ rows AS (
         (1004, 'money_lost', 'overdue_invoice_amount', coalesce(c_overdue_amt, 0), coalesce(p_overdue_amt, 0), 'money'),
         (1005, 'money_lost', 'unanswered_leads', coalesce(c_unans, 0), coalesce(p_unans, 0), 'count'),
         (1006, 'money_lost', 'unanswered_leads_cost', pg_catalog.round(coalesce(c_unans_cost, 0), 2), pg_catalog.round(coalesce(p_unans_cost, 0), 2), 'money'),
+        -- the value of one lead: revenue per buyer x lead-to-buyer conversion - cost per lead (channel-month rule)
+        (1006.1, 'money_lost', 'lost_opportunity_cost',
+             pg_catalog.round((c_revenue OPERATOR(pg_catalog./) CASE WHEN c_active OPERATOR(pg_catalog.<>) 0 THEN c_active END OPERATOR(pg_catalog.*) c_conv OPERATOR(pg_catalog.-) coalesce(c_leads_cost, 0)) OPERATOR(pg_catalog./) CASE WHEN c_leads OPERATOR(pg_catalog.<>) 0 THEN c_leads END, 2),
+             pg_catalog.round((p_revenue OPERATOR(pg_catalog./) CASE WHEN p_active OPERATOR(pg_catalog.<>) 0 THEN p_active END OPERATOR(pg_catalog.*) p_conv OPERATOR(pg_catalog.-) coalesce(p_leads_cost, 0)) OPERATOR(pg_catalog./) CASE WHEN p_leads OPERATOR(pg_catalog.<>) 0 THEN p_leads END, 2), 'money'),
         (1007, 'money_lost', 'overdue_class_a_customers', c_a_overdue::numeric, p_a_overdue::numeric, 'count')
       ) AS v(ord, section, metric, cur, prev, unit)
      WHERE dm.stages_ok
@@ -832,7 +856,9 @@ COMMENT ON FUNCTION crm.dashboard_channels(date, date) IS
 CREATE FUNCTION crm.dashboard_managers(period_from date, period_to date)
 RETURNS TABLE (manager_id text, leads bigint, answered_leads bigint, unanswered_leads bigint,
                median_response_minutes numeric, deals_won bigint, deals_lost bigint, win_rate_pct numeric,
-               revenue numeric, customers bigint, covered_customers bigint, coverage_pct numeric)
+               revenue numeric, customers bigint, covered_customers bigint, coverage_pct numeric,
+               calls bigint, meetings bigint, emails bigint, contacts bigint,
+               average_won_deal numeric, sales_cycle_days numeric)
 LANGUAGE plpgsql VOLATILE
 -- one big analytic query: JIT compilation would cost more than it saves,
 -- and the per-deal / per-customer hash aggregates should stay in memory
@@ -861,17 +887,31 @@ lm AS (
       FROM ld LEFT JOIN fc ON fc.lead_id OPERATOR(pg_catalog.=) ld.lead_id GROUP BY 1),
 dl AS (
     SELECT e.deal_id, pg_catalog.min(e.manager_id::pg_catalog.text) AS manager_id,
+           pg_catalog.min(e.changed_at) AS created_at, pg_catalog.max(e.amount) AS amount,
            pg_catalog.min(e.changed_at) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'won') AS won_at,
            pg_catalog.min(e.changed_at) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'lost') AS lost_at,
            pg_catalog.count(*) FILTER (WHERE e.outcome IS NULL) AS n_unknown
       -- OFFSET 0 fences the subquery: the stage CASE is computed once per row, not once per aggregate
-      FROM (SELECT deal_id, changed_at, manager_id, %6$s AS outcome FROM %3$s OFFSET 0) AS e
+      FROM (SELECT deal_id, changed_at, manager_id, amount, %6$s AS outcome FROM %3$s OFFSET 0) AS e
      WHERE e.changed_at OPERATOR(pg_catalog.<) $2 GROUP BY e.deal_id),
 dm AS (
     SELECT manager_id,
            pg_catalog.count(*) FILTER (WHERE won_at OPERATOR(pg_catalog.<=) coalesce(lost_at, won_at)) AS won,
-           pg_catalog.count(*) FILTER (WHERE lost_at OPERATOR(pg_catalog.<) coalesce(won_at, 'infinity')) AS lost
+           pg_catalog.count(*) FILTER (WHERE lost_at OPERATOR(pg_catalog.<) coalesce(won_at, 'infinity')) AS lost,
+           -- average_won_deal and sales_cycle of the owner dashboard, per manager
+           pg_catalog.avg(amount) FILTER (WHERE won_at OPERATOR(pg_catalog.<=) coalesce(lost_at, won_at)) AS avg_won,
+           pg_catalog.avg(extract(epoch FROM won_at OPERATOR(pg_catalog.-) created_at) OPERATOR(pg_catalog./) 86400)
+               FILTER (WHERE won_at OPERATOR(pg_catalog.<=) coalesce(lost_at, won_at)) AS cycle
       FROM dl WHERE least(won_at, lost_at) OPERATOR(pg_catalog.>=) $1 GROUP BY 1),
+-- real contacts (non-automated interactions, either direction) in the period, by the interaction's manager
+ct AS (
+    SELECT y.manager_id::pg_catalog.text AS manager_id,
+           pg_catalog.count(*) FILTER (WHERE pg_catalog.lower(y.kind) OPERATOR(pg_catalog.=) 'call') AS calls,
+           pg_catalog.count(*) FILTER (WHERE pg_catalog.lower(y.kind) OPERATOR(pg_catalog.=) 'meeting') AS meetings,
+           pg_catalog.count(*) FILTER (WHERE pg_catalog.lower(y.kind) OPERATOR(pg_catalog.=) ANY (ARRAY['email', 'e-mail']::pg_catalog.text[])) AS emails,
+           pg_catalog.count(*) AS contacts
+      FROM %7$s
+     WHERE NOT y.automated AND y.occurred_at OPERATOR(pg_catalog.>=) $1 AND y.occurred_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
 cv AS (
     SELECT c.manager_id, pg_catalog.count(*) AS customers, pg_catalog.count(*) FILTER (WHERE c.covered) AS covered
       FROM crm.dashboard_coverage($2) c GROUP BY 1),
@@ -881,25 +921,29 @@ rv AS (
       FROM %5$s LEFT JOIN cu ON cu.customer_id OPERATOR(pg_catalog.=) o.customer_id
      WHERE o.ordered_at OPERATOR(pg_catalog.>=) $1 AND o.ordered_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
 m AS (SELECT manager_id FROM lm UNION SELECT manager_id FROM dm UNION SELECT manager_id FROM cv
-      UNION SELECT manager_id FROM rv)
+      UNION SELECT manager_id FROM rv UNION SELECT manager_id FROM ct)
 SELECT m.manager_id, coalesce(lm.leads, 0), coalesce(lm.answered, 0), coalesce(lm.leads OPERATOR(pg_catalog.-) lm.answered, 0),
        pg_catalog.round(lm.med::numeric, 2), coalesce(dm.won, 0), coalesce(dm.lost, 0),
        pg_catalog.round((100.0 OPERATOR(pg_catalog.*) dm.won) OPERATOR(pg_catalog./) CASE WHEN (dm.won OPERATOR(pg_catalog.+) dm.lost) OPERATOR(pg_catalog.<>) 0 THEN (dm.won OPERATOR(pg_catalog.+) dm.lost) END, 2),
        coalesce(rv.revenue, 0), coalesce(cv.customers, 0), coalesce(cv.covered, 0),
-       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) cv.covered) OPERATOR(pg_catalog./) CASE WHEN cv.customers OPERATOR(pg_catalog.<>) 0 THEN cv.customers END, 2)
+       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) cv.covered) OPERATOR(pg_catalog./) CASE WHEN cv.customers OPERATOR(pg_catalog.<>) 0 THEN cv.customers END, 2),
+       coalesce(ct.calls, 0), coalesce(ct.meetings, 0), coalesce(ct.emails, 0), coalesce(ct.contacts, 0),
+       pg_catalog.round(dm.avg_won, 2), pg_catalog.round(dm.cycle, 2)
   FROM m LEFT JOIN lm ON coalesce(pg_catalog.texteq(lm.manager_id, m.manager_id), lm.manager_id IS NULL AND m.manager_id IS NULL)
          LEFT JOIN dm ON coalesce(pg_catalog.texteq(dm.manager_id, m.manager_id), dm.manager_id IS NULL AND m.manager_id IS NULL)
          LEFT JOIN cv ON coalesce(pg_catalog.texteq(cv.manager_id, m.manager_id), cv.manager_id IS NULL AND m.manager_id IS NULL)
          LEFT JOIN rv ON coalesce(pg_catalog.texteq(rv.manager_id, m.manager_id), rv.manager_id IS NULL AND m.manager_id IS NULL)
+         LEFT JOIN ct ON coalesce(pg_catalog.texteq(ct.manager_id, m.manager_id), ct.manager_id IS NULL AND m.manager_id IS NULL)
  WHERE crm._check_stages((SELECT pg_catalog.sum(n_unknown) FROM dl))
  ORDER BY m.manager_id
 $sql$, crm._source_sql('leads'), crm._source_sql('interactions', 'x'), crm._source_sql('stage_events'),
-       crm._source_sql('customers'), crm._source_sql('orders', 'o'), crm._stage_case('outcome', 'stage'))
+       crm._source_sql('customers'), crm._source_sql('orders', 'o'), crm._stage_case('outcome', 'stage'),
+       crm._source_sql('interactions', 'y'))
     USING b.cur_from, b.cur_to;
 END
 $$;
 COMMENT ON FUNCTION crm.dashboard_managers(date, date) IS
-'Per manager for the period [from, to]: leads, answered and unanswered leads (as of the period end), median first-response time, deals won and lost, win rate, revenue of the manager''s customers, and contact coverage of those customers at the period end.';
+'Per manager for the period [from, to]: leads, answered and unanswered leads (as of the period end), median first-response time, deals won and lost, win rate, revenue of the manager''s customers, contact coverage of those customers at the period end, real contacts in the period (calls, meetings, e-mails, all kinds), average won deal and sales cycle in days.';
 
 CREATE FUNCTION crm.dashboard_pipeline(period_from date, period_to date)
 RETURNS TABLE (stage text, stage_order int, outcome text, probability numeric, entered bigint,
@@ -1216,9 +1260,12 @@ SELECT p.period_from, p.period_to, m.manager_id, v.metric, v.value, v.unit
                   ('deals_won', m.deals_won::numeric, 'count'), ('deals_lost', m.deals_lost::numeric, 'count'),
                   ('win_rate', m.win_rate_pct, 'pct'), ('revenue', m.revenue, 'money'),
                   ('customers', m.customers::numeric, 'count'), ('covered_customers', m.covered_customers::numeric, 'count'),
-                  ('coverage', m.coverage_pct, 'pct')) AS v(metric, value, unit);
+                  ('coverage', m.coverage_pct, 'pct'),
+                  ('calls', m.calls::numeric, 'count'), ('meetings', m.meetings::numeric, 'count'),
+                  ('emails', m.emails::numeric, 'count'), ('contacts', m.contacts::numeric, 'count'),
+                  ('average_won_deal', m.average_won_deal, 'money'), ('sales_cycle', m.sales_cycle_days, 'days')) AS v(metric, value, unit);
 COMMENT ON VIEW crm.v_managers IS
-'Per manager and metric for the dashboard period: leads, response, win rate, revenue, coverage (Metabase: bar chart of value by manager_id, filtered on metric).';
+'Per manager and metric for the dashboard period: leads, response, win rate, revenue, coverage, real contacts (calls, meetings, e-mails, all), average won deal, sales cycle (Metabase: bar chart of value by manager_id, filtered on metric).';
 
 CREATE VIEW crm.v_coverage WITH (security_invoker = true) AS
 SELECT p.period_to AS as_of, c.abc_class, count(*) AS customers,

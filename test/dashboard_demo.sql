@@ -4,7 +4,7 @@
 -- directly (not through the source registry), written another way: correlated
 -- subqueries, EXISTS / NOT EXISTS, stage probabilities spelled out in CASE.
 BEGIN;
-SELECT plan(84);
+SELECT plan(94);
 
 -- the demo registered itself
 SELECT is((SELECT array_agg(kind ORDER BY kind) FROM crm.sources),
@@ -26,6 +26,17 @@ lds AS (SELECT * FROM crm_demo.leads WHERE created_at >= f AND created_at < t),
 ord AS (SELECT * FROM crm_demo.orders WHERE ordered_at >= f AND ordered_at < t),
 gp AS (SELECT coalesce(sum(amount - cost), 0) AS v FROM ord),
 act AS (SELECT DISTINCT customer_id FROM ord),
+-- churn: buyers of the period of equal length before [f, t) who did not buy in [f, t)
+prevbuy AS (SELECT DISTINCT customer_id FROM crm_demo.orders WHERE ordered_at >= f - (t - f) AND ordered_at < f),
+churned AS (SELECT p.customer_id FROM prevbuy p WHERE NOT EXISTS (SELECT 1 FROM act a WHERE a.customer_id = p.customer_id)),
+-- every period lead's cost: its channel's spend in the lead's month / the channel's leads of that month
+leadcost AS (SELECT coalesce(sum(
+        coalesce((SELECT sum(s.amount) FROM crm_demo.spend s WHERE s.channel = l.channel
+                     AND date_trunc('month', s.month) = date_trunc('month', l.created_at)), 0)
+        / (SELECT count(*) FROM crm_demo.leads l2 WHERE l2.channel = l.channel
+              AND date_trunc('month', l2.created_at) = date_trunc('month', l.created_at))), 0) AS v FROM lds l),
+conv AS (SELECT count(*) AS v FROM lds l WHERE EXISTS (
+        SELECT 1 FROM crm_demo.orders o WHERE o.customer_id = l.customer_id AND o.ordered_at < t)),
 deal AS (
     SELECT d.deal_id, d.amount,
            (SELECT min(changed_at) FROM crm_demo.deal_events e WHERE e.deal_id = d.deal_id) AS first_at,
@@ -62,6 +73,14 @@ SELECT * FROM (VALUES
   ('cac', round((SELECT v FROM spend) / nullif((SELECT v FROM newb), 0), 2)),
   ('revenue', (SELECT coalesce(sum(amount), 0) FROM ord)),
   ('orders', (SELECT count(*) FROM ord)::numeric),
+  ('buyers', (SELECT count(*) FROM act)::numeric),
+  ('churned_customers', (SELECT count(*) FROM churned)::numeric),
+  ('churn_rate', round(100.0 * (SELECT count(*) FROM churned) / nullif((SELECT count(*) FROM prevbuy), 0), 2)),
+  ('churned_revenue', (SELECT coalesce(sum(o.amount), 0) FROM crm_demo.orders o JOIN churned c USING (customer_id)
+                        WHERE o.ordered_at >= f - (t - f) AND o.ordered_at < f)),
+  -- the value of one lead: revenue per buyer x converted leads - the leads' cost, per lead
+  ('lost_opportunity_cost', round(((SELECT coalesce(sum(amount), 0) FROM ord) / nullif((SELECT count(*) FROM act), 0)
+                                   * (SELECT v FROM conv) - (SELECT v FROM leadcost)) / nullif((SELECT count(*) FROM lds), 0), 2)),
   ('average_check', round((SELECT avg(amount) FROM ord), 2)),
   ('repeat_purchase_rate', round(100.0 * (SELECT count(*) FROM act a WHERE
         (SELECT count(*) FROM crm_demo.orders o WHERE o.customer_id = a.customer_id AND o.ordered_at < t) >= 2)
@@ -112,7 +131,7 @@ CREATE TEMP TABLE got AS SELECT * FROM crm.owner_dashboard('2025-10-01', '2025-1
 CREATE TEMP TABLE want_cur AS SELECT * FROM pg_temp.expected('2025-10-01', '2026-01-01');
 CREATE TEMP TABLE want_prev AS SELECT * FROM pg_temp.expected('2025-07-01', '2025-10-01');
 
-SELECT is((SELECT count(*) FROM got), 35::bigint, 'owner_dashboard: 35 metrics on the demo');
+SELECT is((SELECT count(*) FROM got), 40::bigint, 'owner_dashboard: 40 metrics on the demo');
 SELECT is(g.value, w.value, 'demo Q4 2025: ' || g.metric || ' = plain SQL')
   FROM got g JOIN want_cur w USING (metric) ORDER BY g.metric;
 SELECT is(g.previous_value, w.value, 'demo Q3 2025 (previous): ' || g.metric || ' = plain SQL')
@@ -202,7 +221,7 @@ SELECT results_eq(
   'dashboard_coverage classes = crm.abc_class per customer');
 
 -- views are there and in the documented shape
-SELECT is((SELECT count(*) FROM crm.v_owner_dashboard), 35::bigint, 'v_owner_dashboard on the demo');
+SELECT is((SELECT count(*) FROM crm.v_owner_dashboard), 40::bigint, 'v_owner_dashboard on the demo');
 SELECT is((SELECT count(DISTINCT channel) FROM crm.v_channels), (SELECT count(*) FROM crm_demo.channels), 'v_channels: every channel');
 SELECT is((SELECT count(*) FROM crm.v_retention WHERE period_no = 0), 12::bigint, 'v_retention: 12 monthly cohorts');
 SELECT is((SELECT sum(customers) FROM crm.v_coverage), (SELECT count(*) FROM crm_demo.customers)::numeric,

@@ -1,7 +1,7 @@
 -- test/dashboard_fixture.sql: the owner dashboard, its reports and views on a tiny hand-made CRM
 -- whose every figure was worked out by hand (see the comments); and every bad input.
 BEGIN;
-SELECT plan(55);
+SELECT plan(57);
 
 CREATE SCHEMA dfx;
 CREATE TABLE dfx.leads(lead_id bigint, created_at timestamptz, channel text, manager_id int, customer_id bigint);
@@ -22,7 +22,11 @@ INSERT INTO dfx.interactions VALUES
  (3,NULL,3,2,'2025-12-12 09:00','call','outbound',false),(4,NULL,5,1,'2025-11-25 12:00','call','outbound',false),
  (5,104,NULL,1,'2025-11-20','call','outbound',false),(6,103,NULL,1,'2025-12-09','email','outbound',false),
  -- not responses: the lead's own inbound e-mail, and a call logged before the lead was created
- (7,NULL,4,2,'2025-12-09 08:00','email','inbound',false),(8,NULL,6,2,'2025-11-25 23:00','call','outbound',false);
+ (7,NULL,4,2,'2025-12-09 08:00','email','inbound',false),(8,NULL,6,2,'2025-11-25 23:00','call','outbound',false),
+ -- manager activity only (no lead, no customer): a meeting and a chat of manager 2 in the period;
+ -- an automated call and a call just after the end, which are not counted
+ (9,NULL,NULL,2,'2025-12-10 15:00','meeting','outbound',false),(10,NULL,NULL,2,'2025-12-05','chat','inbound',false),
+ (11,NULL,NULL,1,'2025-12-05','call','outbound',true),(12,NULL,NULL,1,'2025-12-11 00:00','call','outbound',false);
 CREATE TABLE dfx.invoices(invoice_id bigint, customer_id bigint, issued_at timestamptz, due_at timestamptz, amount numeric, paid_at timestamptz);
 INSERT INTO dfx.invoices VALUES
  (1,101,'2025-12-03','2025-12-08',300,'2025-12-04'),(2,103,'2025-11-26','2025-12-05',100,NULL),
@@ -71,11 +75,18 @@ $$;
 --      ads Dec 400/3 leads (1, 2, 4) * 2 + seo Dec 100/1 lead (3) = 366.67 | lead 6: seo Nov 1000/1 lead (6) = 1000.
 --  class A overdue: A = 104 (1500), 101 and 103 (300 each: 1500/2100 < 0.8 above them); 104 contacted Nov 20,
 --    103 Dec 9, 101 never contacted but a customer only since Dec 4 (due Jan 4) = 0 | A = 104 only, contacted Nov 20.
+--  buyers (customers with an order in the period): 101, 103, 104 | 103.
+--  churn: the previous period's buyer 103 bought again (Dec 8): churned 0 of 1 = 0 %, churned revenue 0
+--       | the period before the previous one (Nov 11..20) had no buyer: churned 0, churn rate NULL.
+--  lost_opportunity_cost = (revenue / buyers x converted leads - cost of the period's leads) / leads:
+--       (900 / 3 x 1 - (400 + 100)) / 4 = -50 | (200 / 1 x 1 - (90 + 1000)) / 2 = -445
+--       (the leads cost more than the revenue they bring: a negative value).
 SELECT results_eq(
   $$SELECT metric, value, unit, previous_value FROM crm.owner_dashboard('2025-12-01', '2025-12-10')$$,
   $$VALUES ('leads_in', 4::numeric, 'count', 2::numeric), ('new_buyers', 1, 'count', 1),
            ('lead_to_buyer_conversion', 25, 'pct', 50), ('marketing_spend', 500, 'money', 90),
            ('cac', 500, 'money', 90), ('revenue', 900, 'money', 200), ('orders', 3, 'count', 1),
+           ('buyers', 3, 'count', 1),
            ('average_check', 300, 'money', 200), ('repeat_purchase_rate', 66.67, 'pct', 0),
            ('gross_profit', 450, 'money', 80), ('roi', -10, 'pct', -11.11),
            ('win_rate', 50, 'pct', 50), ('deals_won', 1, 'count', 1), ('average_won_deal', 300, 'money', 200),
@@ -85,10 +96,12 @@ SELECT results_eq(
            ('deals_lost', 1, 'count', 1), ('lost_deal_value', 250, 'money', 150),
            ('lost_value_at_lead', 0, 'money', 150), ('lost_value_at_qualified', 250, 'money', 0),
            ('lost_value_at_proposal', 0, 'money', 0), ('lost_value_at_invoice', 0, 'money', 0),
+           ('churned_customers', 0, 'count', 0), ('churn_rate', 0, 'pct', NULL), ('churned_revenue', 0, 'money', 0),
            ('unpaid_invoices', 2, 'count', 2), ('unpaid_invoice_amount', 500, 'money', 600),
            ('unpaid_invoice_age', 8.5, 'days', 4), ('overdue_invoices', 1, 'count', 1),
            ('overdue_invoice_amount', 100, 'money', 500), ('unanswered_leads', 3, 'count', 1),
-           ('unanswered_leads_cost', 366.67, 'money', 1000), ('overdue_class_a_customers', 0, 'count', 0)$$,
+           ('unanswered_leads_cost', 366.67, 'money', 1000), ('lost_opportunity_cost', -50, 'money', -445),
+           ('overdue_class_a_customers', 0, 'count', 0)$$,
   'owner_dashboard: every figure and its previous-period value equal the hand-worked ones');
 
 SELECT is((SELECT array_agg(DISTINCT section ORDER BY section) FROM crm.owner_dashboard('2025-12-01', '2025-12-10')),
@@ -97,8 +110,8 @@ SELECT is((SELECT array_agg(DISTINCT section ORDER BY section) FROM crm.owner_da
 -- the previous-period column is the same function run on the previous period
 SELECT is((SELECT count(*) FROM crm.owner_dashboard('2025-12-01', '2025-12-10') c
              JOIN crm.owner_dashboard('2025-11-21', '2025-11-30') p USING (metric)
-            WHERE c.previous_value IS NOT DISTINCT FROM p.value), 35::bigint,
-          'owner_dashboard: previous_value = the figure of the previous period, for all 35 metrics');
+            WHERE c.previous_value IS NOT DISTINCT FROM p.value), 40::bigint,
+          'owner_dashboard: previous_value = the figure of the previous period, for all 40 metrics');
 
 SELECT is((SELECT change_pct FROM crm.owner_dashboard('2025-12-01', '2025-12-10') WHERE metric = 'revenue'),
           350.00, 'owner_dashboard: change_pct = (900 - 200) / 200');
@@ -119,11 +132,24 @@ SELECT is((SELECT sum(revenue) FROM crm.dashboard_channels('2025-12-01', '2025-1
 -- manager 1: leads 1 (called after 600 min), 2 (mailing only); won deal 1, lost deal 2;
 --            customers 101, 103, 104 (revenue 900), all covered (101 never contacted, a customer since Dec 4: due Jan 4).
 -- manager 2: leads 3, 4 unanswered; deals 3, 7 open; customer 102 created after the end.
+-- activity (real contacts Dec 1..10, either direction): manager 1 the call to lead 1 (Dec 2) and the
+-- e-mail to 103 (Dec 9), not the mailing, the automated call, nor the call at Dec 11 00:00;
+-- manager 2 lead 4's inbound e-mail (Dec 9), a meeting (Dec 10) and a chat (other kind, Dec 5).
+-- average won deal and sales cycle: manager 1 deal 1 (300, Dec 2 -> Dec 4 = 2 days); manager 2 won none.
 SELECT results_eq(
   $$SELECT * FROM crm.dashboard_managers('2025-12-01', '2025-12-10')$$,
-  $$VALUES ('1', 2::bigint, 1::bigint, 1::bigint, 600::numeric, 1::bigint, 1::bigint, 50::numeric, 900::numeric, 3::bigint, 3::bigint, 100.00),
-           ('2', 2, 0, 2, NULL, 0, 0, NULL, 0, 0, 0, NULL)$$,
-  'dashboard_managers: hand-worked figures');
+  $$VALUES ('1', 2::bigint, 1::bigint, 1::bigint, 600::numeric, 1::bigint, 1::bigint, 50::numeric, 900::numeric, 3::bigint, 3::bigint, 100.00,
+            1::bigint, 0::bigint, 1::bigint, 2::bigint, 300::numeric, 2::numeric),
+           ('2', 2, 0, 2, NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, 1, 1, 3, NULL, NULL)$$,
+  'dashboard_managers: hand-worked figures, manager activity included');
+-- previous period Nov 21..30: manager 1 the call to lead 5 (Nov 25) and won deal 4 (200, Nov 25 -> 27);
+-- manager 2 the call logged before lead 6 existed (still a real contact), lost deal 5
+SELECT results_eq(
+  $$SELECT manager_id, calls, meetings, emails, contacts, deals_won, average_won_deal, sales_cycle_days
+      FROM crm.dashboard_managers('2025-11-21', '2025-11-30')$$,
+  $$VALUES ('1', 1::bigint, 0::bigint, 0::bigint, 1::bigint, 1::bigint, 200::numeric, 2::numeric),
+           ('2', 1, 0, 0, 1, 0, NULL, NULL)$$,
+  'dashboard_managers, previous period: hand-worked activity, average won deal, cycle');
 
 SELECT results_eq(
   $$SELECT stage, entered, open_deals, open_value, weighted_value, lost_deals, lost_value
@@ -199,6 +225,13 @@ SELECT results_eq($$SELECT metric, value, previous_value FROM crm.v_owner_dashbo
                   'v_owner_dashboard shows the dashboard period');
 SELECT is((SELECT value FROM crm.v_channels WHERE channel = 'ads' AND metric = 'roi'), -37.50, 'v_channels: long format');
 SELECT is((SELECT value FROM crm.v_managers WHERE manager_id = '1' AND metric = 'coverage'), 100.00, 'v_managers: long format');
+SELECT results_eq($$SELECT manager_id, metric, value, unit FROM crm.v_managers
+                    WHERE metric IN ('calls', 'meetings', 'emails', 'contacts', 'average_won_deal', 'sales_cycle') ORDER BY 1, 2$$,
+                  $$VALUES ('1', 'average_won_deal', 300::numeric, 'money'), ('1', 'calls', 1, 'count'), ('1', 'contacts', 2, 'count'),
+                           ('1', 'emails', 1, 'count'), ('1', 'meetings', 0, 'count'), ('1', 'sales_cycle', 2, 'days'),
+                           ('2', 'average_won_deal', NULL, 'money'), ('2', 'calls', 0, 'count'), ('2', 'contacts', 3, 'count'),
+                           ('2', 'emails', 1, 'count'), ('2', 'meetings', 1, 'count'), ('2', 'sales_cycle', NULL, 'days')$$,
+                  'v_managers: the manager activity metrics');
 SELECT results_eq($$SELECT abc_class, customers, covered, overdue, coverage_pct FROM crm.v_coverage$$,
                   $$VALUES ('A', 3::bigint, 3::bigint, 0::bigint, 100.00)$$, 'v_coverage per class');
 SELECT is((SELECT within_sla_pct FROM crm.v_lead_sla WHERE channel = 'all'), 0.00, 'v_lead_sla total row');
@@ -227,7 +260,7 @@ GRANT USAGE ON SCHEMA crm, dfx TO crm_dash_bi_test;
 GRANT SELECT ON crm.sources TO crm_dash_bi_test;   -- not readable by PUBLIC (0.3.0)
 GRANT SELECT ON ALL TABLES IN SCHEMA dfx TO crm_dash_bi_test;
 SET ROLE crm_dash_bi_test;
-SELECT is((SELECT count(*) FROM crm.v_owner_dashboard), 35::bigint, 'a BI user reads v_owner_dashboard (security_invoker)');
+SELECT is((SELECT count(*) FROM crm.v_owner_dashboard), 40::bigint, 'a BI user reads v_owner_dashboard (security_invoker)');
 RESET ROLE;
 REVOKE SELECT ON dfx.orders FROM crm_dash_bi_test;
 SET ROLE crm_dash_bi_test;

@@ -6,7 +6,7 @@
 -- an agreement check. Plain-SQL checks of the values themselves are in metrics_acquisition.sql,
 -- metrics_ltv.sql, metrics_pipeline.sql, dashboard_demo.sql and dashboard_fixture.sql.
 BEGIN;
-SELECT plan(72);
+SELECT plan(81);
 SET LOCAL TimeZone = 'UTC';
 SELECT crm.set_dashboard_period('2025-10-01', '2025-12-31');
 
@@ -35,20 +35,21 @@ CREATE FUNCTION pg_temp.od(m text) RETURNS numeric LANGUAGE sql AS $$ SELECT val
 CREATE FUNCTION pg_temp.odp(m text) RETURNS numeric LANGUAGE sql AS $$ SELECT previous_value FROM od WHERE metric = m $$;
 
 -- ===== owner dashboard: crm.owner_dashboard = crm.v_owner_dashboard, row by row ================
-SELECT is((SELECT count(*) FROM od), 35::bigint, 'owner dashboard: 35 rows');
+SELECT is((SELECT count(*) FROM od), 40::bigint, 'owner dashboard: 40 rows');
 SELECT set_eq('SELECT section, metric, value, previous_value, change_pct, unit FROM od',
               'SELECT section, metric, value, previous_value, change_pct, unit FROM vod',
               'owner dashboard: every row of crm.owner_dashboard = crm.v_owner_dashboard (value and previous_value)');
 -- each dictionary metric is one row of both surfaces
 SELECT set_eq($$SELECT metric FROM od$$,
   $$VALUES ('leads_in'), ('new_buyers'), ('lead_to_buyer_conversion'), ('marketing_spend'), ('cac'), ('revenue'),
-           ('orders'), ('average_check'), ('repeat_purchase_rate'), ('gross_profit'), ('roi'), ('win_rate'),
+           ('orders'), ('buyers'), ('average_check'), ('repeat_purchase_rate'), ('gross_profit'), ('roi'), ('win_rate'),
            ('deals_won'), ('average_won_deal'), ('sales_cycle'), ('open_deals'), ('open_pipeline_value'),
            ('weighted_pipeline'), ('stale_deals'), ('stale_pipeline_value'), ('sales_velocity'), ('deals_lost'),
            ('lost_deal_value'), ('lost_value_at_lead'), ('lost_value_at_qualified'), ('lost_value_at_proposal'),
            ('lost_value_at_invoice'), ('unpaid_invoices'), ('unpaid_invoice_amount'), ('unpaid_invoice_age'),
            ('overdue_invoices'), ('overdue_invoice_amount'), ('unanswered_leads'), ('unanswered_leads_cost'),
-           ('overdue_class_a_customers')$$,
+           ('overdue_class_a_customers'), ('churned_customers'), ('churn_rate'), ('churned_revenue'),
+           ('lost_opportunity_cost')$$,
   'owner dashboard: its rows are exactly the metrics of the dictionary');
 
 -- ===== acquisition: owner dashboard vs channels ==================================================
@@ -79,6 +80,27 @@ SELECT is(pg_temp.od('repeat_purchase_rate'),
                      FROM crm_demo.orders o WHERE o.ordered_at >= '2025-10-01' AND o.ordered_at < '2026-01-01' GROUP BY o.customer_id) x),
           'metric repeat_purchase_rate: owner_dashboard = plain SQL');
 
+-- churn and the value of a lead (issue 20): reproducible from other rows of the same dashboard
+SELECT is(pg_temp.od('buyers'), (SELECT count(DISTINCT customer_id)::numeric FROM crm_demo.orders WHERE ordered_at >= '2025-10-01' AND ordered_at < '2026-01-01'),
+          'metric buyers: owner_dashboard = customers with an order in the period');
+SELECT is(pg_temp.od('churn_rate'), round(100.0 * pg_temp.od('churned_customers') / pg_temp.odp('buyers'), 2),
+          'metric churn_rate, churned_customers: churn_rate = 100 x churned_customers / the previous period''s buyers (rows of the dashboard)');
+SELECT ok(pg_temp.od('churned_customers') <= pg_temp.odp('buyers') AND pg_temp.od('churned_revenue') <= pg_temp.odp('revenue')
+          AND pg_temp.od('churned_revenue') > 0,
+          'metric churned_revenue: at most the previous period''s revenue, churned customers at most its buyers');
+SELECT set_eq($$SELECT metric, value, previous_value FROM od WHERE metric IN ('buyers', 'churned_customers', 'churn_rate', 'churned_revenue', 'lost_opportunity_cost')$$,
+              $$SELECT metric, value, previous_value FROM vod WHERE metric IN ('buyers', 'churned_customers', 'churn_rate', 'churned_revenue', 'lost_opportunity_cost')$$,
+              'metric churn_rate, churned_revenue, lost_opportunity_cost, buyers: owner_dashboard = v_owner_dashboard');
+-- whole calendar months, every channel-month with spend has leads: the leads' cost = marketing_spend
+SELECT is(pg_temp.od('lost_opportunity_cost'),
+          round((pg_temp.od('revenue') / pg_temp.od('buyers') * round(pg_temp.od('lead_to_buyer_conversion') * pg_temp.od('leads_in') / 100)
+                 - pg_temp.od('marketing_spend')) / pg_temp.od('leads_in'), 2),
+          'metric lost_opportunity_cost: = (revenue / buyers x converted leads - marketing_spend) / leads_in, from the dashboard rows');
+SELECT is(pg_temp.odp('lost_opportunity_cost'),
+          round((pg_temp.odp('revenue') / pg_temp.odp('buyers') * round(pg_temp.odp('lead_to_buyer_conversion') * pg_temp.odp('leads_in') / 100)
+                 - pg_temp.odp('marketing_spend')) / pg_temp.odp('leads_in'), 2),
+          'metric lost_opportunity_cost: previous period, from the dashboard rows');
+
 -- ===== sales: owner dashboard vs managers and pipeline ===========================================
 SELECT is(pg_temp.od('deals_won'), (SELECT sum(deals_won) FROM mg), 'metric deals_won: owner_dashboard = sum of dashboard_managers deals_won');
 SELECT is(pg_temp.odp('deals_won'), (SELECT sum(deals_won) FROM mg_prev), 'metric deals_won: previous period, owner_dashboard = dashboard_managers');
@@ -106,6 +128,18 @@ SELECT ok(abs(pg_temp.od('sales_velocity')
           'metric sales_velocity: = open_deals x win_rate x average_won_deal / sales_cycle of the same dashboard (within 1 %, inputs rounded)');
 SELECT ok(pg_temp.od('sales_cycle') > 0 AND pg_temp.od('sales_cycle') = (SELECT value FROM vod WHERE metric = 'sales_cycle'),
           'metric sales_cycle: owner_dashboard = v_owner_dashboard, positive');
+-- per manager (rounded to cents / hundredths of a day each): the average weighted by deals won = the dashboard figure
+SELECT ok(abs(pg_temp.od('average_won_deal') - (SELECT sum(average_won_deal * deals_won) / sum(deals_won) FROM mg)) <= 0.01
+          AND abs(pg_temp.odp('average_won_deal') - (SELECT sum(average_won_deal * deals_won) / sum(deals_won) FROM mg_prev)) <= 0.01,
+          'metric average_won_deal: owner_dashboard = dashboard_managers weighted by deals_won, both periods');
+SELECT ok(abs(pg_temp.od('sales_cycle') - (SELECT sum(sales_cycle_days * deals_won) / sum(deals_won) FROM mg)) <= 0.01
+          AND abs(pg_temp.odp('sales_cycle') - (SELECT sum(sales_cycle_days * deals_won) / sum(deals_won) FROM mg_prev)) <= 0.01,
+          'metric sales_cycle: owner_dashboard = dashboard_managers sales_cycle_days weighted by deals_won, both periods');
+SELECT is((SELECT ARRAY[sum(calls), sum(meetings), sum(emails), sum(contacts)] FROM mg),
+          (SELECT ARRAY[count(*) FILTER (WHERE kind = 'call'), count(*) FILTER (WHERE kind = 'meeting'),
+                        count(*) FILTER (WHERE kind = 'email'), count(*)]::numeric[]
+             FROM crm_demo.interactions WHERE NOT automated AND occurred_at >= '2025-10-01' AND occurred_at < '2026-01-01'),
+          'metric calls, meetings, emails, contacts: dashboard_managers totals = the period''s real contacts');
 
 -- pipeline: owner dashboard vs dashboard_pipeline vs v_pipeline
 SELECT set_eq('SELECT stage, stage_order, outcome, probability, entered, open_deals, open_value, weighted_value, lost_deals, lost_value FROM dp',
@@ -203,7 +237,9 @@ SELECT set_eq($$SELECT manager_id, metric, value FROM vmg$$,
                   ('unanswered_leads', unanswered_leads::numeric), ('median_response', median_response_minutes),
                   ('deals_won', deals_won::numeric), ('deals_lost', deals_lost::numeric), ('win_rate', win_rate_pct),
                   ('revenue', revenue), ('customers', customers::numeric), ('covered_customers', covered_customers::numeric),
-                  ('coverage', coverage_pct)) x(m, v)$$,
+                  ('coverage', coverage_pct), ('calls', calls::numeric), ('meetings', meetings::numeric),
+                  ('emails', emails::numeric), ('contacts', contacts::numeric), ('average_won_deal', average_won_deal),
+                  ('sales_cycle', sales_cycle_days)) x(m, v)$$,
               'managers: v_managers = dashboard_managers, every manager and metric');
 SELECT ok((SELECT bool_and(ltv_cac IS NOT DISTINCT FROM round(ltv / cac, 2)) FROM ch),
           'metric ltv_cac: dashboard_channels ltv_cac = its ltv / cac');
