@@ -55,6 +55,11 @@ SELECT v.dimension, v.metric, v.kind, v.report, v.report_column
     (29, NULL, 'unanswered_leads', 'flow', 'crm.owner_dashboard', 'value'),
     (30, NULL, 'unanswered_leads_cost', 'flow', 'crm.owner_dashboard', 'value'),
     (31, NULL, 'overdue_class_a_customers', 'stock', 'crm.owner_dashboard', 'value'),
+    (32, NULL, 'buyers', 'stock', 'crm.owner_dashboard', 'value'),
+    (33, NULL, 'churned_customers', 'stock', 'crm.owner_dashboard', 'value'),
+    (34, NULL, 'churn_rate', 'ratio', 'crm.owner_dashboard', 'value'),
+    (35, NULL, 'churned_revenue', 'stock', 'crm.owner_dashboard', 'value'),
+    (36, NULL, 'lost_opportunity_cost', 'ratio', 'crm.owner_dashboard', 'value'),
     (101, 'channel', 'leads', 'flow', 'crm.dashboard_channels', 'leads'),
     (102, 'channel', 'new_buyers', 'flow', 'crm.dashboard_channels', 'new_buyers'),
     (103, 'channel', 'conversion', 'ratio', 'crm.dashboard_channels', 'conversion_pct'),
@@ -75,7 +80,13 @@ SELECT v.dimension, v.metric, v.kind, v.report, v.report_column
     (208, 'manager', 'revenue', 'flow', 'crm.dashboard_managers', 'revenue'),
     (209, 'manager', 'customers', 'stock', 'crm.dashboard_managers', 'customers'),
     (210, 'manager', 'covered_customers', 'stock', 'crm.dashboard_managers', 'covered_customers'),
-    (211, 'manager', 'coverage', 'ratio', 'crm.dashboard_managers', 'coverage_pct')
+    (211, 'manager', 'coverage', 'ratio', 'crm.dashboard_managers', 'coverage_pct'),
+    (212, 'manager', 'calls', 'flow', 'crm.dashboard_managers', 'calls'),
+    (213, 'manager', 'meetings', 'flow', 'crm.dashboard_managers', 'meetings'),
+    (214, 'manager', 'emails', 'flow', 'crm.dashboard_managers', 'emails'),
+    (215, 'manager', 'contacts', 'flow', 'crm.dashboard_managers', 'contacts'),
+    (216, 'manager', 'average_won_deal', 'ratio', 'crm.dashboard_managers', 'average_won_deal'),
+    (217, 'manager', 'sales_cycle', 'ratio', 'crm.dashboard_managers', 'sales_cycle_days')
   ) AS v(ord, dimension, metric, kind, report, report_column)
  ORDER BY v.ord
 $$;
