@@ -1004,7 +1004,7 @@ $$;
 COMMENT ON FUNCTION crm._plan_fact(date, date, date, jsonb, jsonb, jsonb) IS
 'For crm.dashboard_plan_fact: the plans of exactly the period [from, to] against the facts in the report rows (jsonb arrays of crm.owner_dashboard, crm.dashboard_channels, crm.dashboard_managers rows up to fact_to), with pct and the run-rate forecast.';
 
-CREATE FUNCTION crm.dashboard_plan_fact(period_from date, period_to date, as_of date DEFAULT NULL)
+CREATE FUNCTION crm.dashboard_plan_fact(period_from date, period_to date, as_of date)
 RETURNS TABLE (metric text, dimension text, key text, plan numeric, fact numeric, pct numeric,
                forecast numeric, forecast_pct numeric)
 LANGUAGE plpgsql VOLATILE
@@ -1035,6 +1035,17 @@ END
 $$;
 COMMENT ON FUNCTION crm.dashboard_plan_fact(date, date, date) IS
 'Plan against fact for the plans of exactly the period [from, to]: target, fact up to as_of (default today; the whole period once it is over) from crm.owner_dashboard, crm.dashboard_channels or crm.dashboard_managers, pct = 100 x fact / plan, and the forecast to the period end (run rate for flow metrics, the fact for ratios and stocks).';
+
+-- The contract form (issue 20): the plans of the period, facts up to today.
+CREATE FUNCTION crm.dashboard_plan_fact(period_from date, period_to date)
+RETURNS TABLE (metric text, dimension text, key text, plan numeric, fact numeric, pct numeric,
+               forecast numeric, forecast_pct numeric)
+LANGUAGE sql VOLATILE
+-- no SET search_path: the reports run the registered sources with the
+-- caller's path (see the three-argument form)
+AS $$ SELECT * FROM crm.dashboard_plan_fact(period_from, period_to, NULL::pg_catalog.date) $$;
+COMMENT ON FUNCTION crm.dashboard_plan_fact(date, date) IS
+'Plan against fact for the plans of exactly the period [from, to], facts up to today: crm.dashboard_plan_fact(period_from, period_to, NULL).';
 
 CREATE VIEW crm.v_plan_fact WITH (security_invoker = true) AS
 SELECT p.period_from, p.period_to, f.metric, f.dimension, f.key, f.plan, f.fact, f.pct, f.forecast, f.forecast_pct

@@ -272,8 +272,8 @@ SELECT is(crm.delete_plan('revenue', '2026-03-01', '2026-03-31', 'channel', 'tv'
 SELECT is(crm.delete_plan('revenue', '2026-03-01', '2026-03-31', 'channel', 'tv'), false, 'delete_plan: false when there was none');
 SELECT is((SELECT count(*) FROM crm.plans WHERE period_from = '2026-03-01' AND period_to = '2026-03-31'), 11::bigint,
           'delete_plan removed exactly one plan');
-SELECT is((SELECT count(*) FROM crm.plan_metrics() GROUP BY dimension IS NULL ORDER BY dimension IS NULL LIMIT 1), 21::bigint,
-          'plan_metrics: 10 channel + 11 manager metrics');
+SELECT is((SELECT count(*) FROM crm.plan_metrics() GROUP BY dimension IS NULL ORDER BY dimension IS NULL LIMIT 1), 27::bigint,
+          'plan_metrics: 10 channel + 17 manager metrics');
 SELECT is((SELECT array_agg(metric ORDER BY metric) FROM crm.plan_metrics() WHERE dimension IS NULL),
           (SELECT array_agg(metric ORDER BY metric) FROM crm.owner_dashboard('2026-03-01', '2026-03-31') WHERE metric NOT LIKE 'lost\_value\_at\_%'),
           'plan_metrics: every metric of crm.owner_dashboard but the per-stage lost values');
@@ -284,12 +284,12 @@ SELECT is((SELECT count(*) FROM crm.plan_metrics() WHERE kind NOT IN ('flow', 'r
 SELECT throws_ok($$SELECT crm.set_plan('profit', '2026-03-01', '2026-03-31', 1)$$, '22023',
                  'crm.set_plan: unknown metric "profit" for a plan of the whole business', 'set_plan: unknown metric');
 SELECT matches(pg_temp.err($$SELECT crm.set_plan('profit', '2026-03-01', '2026-03-31', 1)$$),
-               '^22023: .* \| Plannable metrics of the whole business: leads_in, new_buyers, .*overdue_class_a_customers\.$',
+               '^22023: .* \| Plannable metrics of the whole business: leads_in, new_buyers, .*overdue_class_a_customers, buyers, churned_customers, churn_rate, churned_revenue, lost_opportunity_cost\.$',
                'set_plan: the hint lists the plannable metrics');
 SELECT throws_ok($$SELECT crm.set_plan('leads_in', '2026-03-01', '2026-03-31', 1, 'channel', 'ads')$$, '22023',
                  'crm.set_plan: unknown metric "leads_in" for dimension channel', 'set_plan: a business metric per channel is unknown');
 SELECT matches(pg_temp.err($$SELECT crm.set_plan('leads_in', '2026-03-01', '2026-03-31', 1, 'manager', '1')$$),
-               '^22023: .* \| Plannable metrics per manager: leads, answered_leads, .*coverage\.$',
+               '^22023: .* \| Plannable metrics per manager: leads, answered_leads, .*coverage, calls, meetings, emails, contacts, average_won_deal, sales_cycle\.$',
                'set_plan: the hint lists the metrics of the dimension');
 SELECT throws_ok($$SELECT crm.set_plan(NULL, '2026-03-01', '2026-03-31', 1)$$, '22004', NULL, 'set_plan: NULL metric');
 SELECT throws_ok($$SELECT crm.set_plan('revenue', '2026-03-01', '2026-03-31', 1, 'region', 'north')$$, '22023',

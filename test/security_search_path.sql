@@ -171,7 +171,7 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm.set_plan(text,date,date,numeric,text,text)', $$SELECT crm.set_plan('spend', '2025-11-01', '2025-11-30', 5000, 'channel', 'events')$$),
 ('crm._plan_fact_needs(date,date,date)', $$SELECT * FROM crm._plan_fact_needs('2025-11-01', '2025-11-30', '2025-11-20')$$),
 ('crm.dashboard_plan_fact(date,date,date)', $$SELECT count(*) FROM crm.dashboard_plan_fact('2025-11-01', '2025-11-30', '2025-11-20')$$),
-('crm.dashboard_plan_fact(date,date,date)', $$SELECT count(*) FROM crm.dashboard_plan_fact('2025-11-01', '2025-11-30')$$),
+('crm.dashboard_plan_fact(date,date)', $$SELECT count(*) FROM crm.dashboard_plan_fact('2025-11-01', '2025-11-30')$$),
 ('crm._plan_fact(date,date,date,jsonb,jsonb,jsonb)', $$SELECT count(*) FROM crm._plan_fact('2025-11-01', '2025-11-30', '2025-11-30', '[]', NULL, NULL)$$),
 ('crm.delete_plan(text,date,date,text,text)', $$SELECT crm.delete_plan('spend', '2025-11-01', '2025-11-30', 'channel', 'events')$$),
 ('crm._demo_plans(date)', $$SELECT crm._demo_plans('2025-12-31')$$),
