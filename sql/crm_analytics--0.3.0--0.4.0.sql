@@ -662,7 +662,7 @@ BEGIN
         EXECUTE 'SELECT crm._register_demo_sources()';
     END IF;
 
-    PERFORM crm._progress('crm.load_demo: done', 15, v_steps);
+    PERFORM crm._progress('crm.load_demo: finished', 15, v_steps);
     RETURN QUERY
     SELECT t.rel, t.cnt FROM (
         SELECT 'crm_demo.channels' AS rel, (SELECT count(*) FROM crm_demo.channels) AS cnt, 1 AS o

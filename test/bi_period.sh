@@ -102,7 +102,7 @@ notices() { grep -c "^NOTICE:  $1" "$2" || true; }
 q -d $DB -c "SET crm_analytics.progress_interval = 0" -c "SELECT count(*) FROM crm.load_demo(300, 42, '2025-12-31')" >/dev/null 2>"$WORK/demo0"
 expect "load_demo with progress_interval = 0: a notice per step (16)" "16" "$(notices 'crm.load_demo: ' "$WORK/demo0")"
 expect "the first and the last notice" \
-  "NOTICE:  crm.load_demo: deal paths of the leads: 0 of 15 done (0%)|NOTICE:  crm.load_demo: done: 15 of 15 done (100%)" \
+  "NOTICE:  crm.load_demo: deal paths of the leads: 0 of 15 done (0%)|NOTICE:  crm.load_demo: finished: 15 of 15 done (100%)" \
   "$(grep '^NOTICE:  crm.load_demo' "$WORK/demo0" | sed -n '1p;$p' | sed 's/, [0-9.]* s elapsed$//' | paste -sd'|')"
 expect "every notice says the elapsed time" "16" "$(grep -cE '^NOTICE:  crm.load_demo: .*, [0-9]+\.[0-9] s elapsed$' "$WORK/demo0" || true)"
 expect "and nothing else (DROP SCHEMA's cascade notice stays silent)" "16" "$(grep -c '^NOTICE:' "$WORK/demo0" || true)"
