@@ -42,6 +42,7 @@ _PG_init(void)
 							 PGC_USERSET,
 							 GUC_NOT_IN_SAMPLE,
 							 NULL, NULL, NULL);
+	CrmProgressDefineSettings();
 	MarkGUCPrefixReserved("crm_analytics");
 }
 

@@ -192,6 +192,12 @@ CrmIntKey(Datum d, Oid typid)
 	}
 }
 
+/* progress of long calls (bi.c): crm_analytics.progress_interval in ms, -1 = no notices */
+extern int	CrmProgressInterval;
+extern void CrmProgressDefineSettings(void);
+/* a progress line (NOTICE at intervals, pg_stat_activity.query); total <= 0 = unknown */
+extern void CrmProgress(const char *phase, int64 done, int64 total);
+
 /* crm_analytics.cohort_two_pass: cohort_retention may read its inner query twice */
 extern bool CrmCohortTwoPass;
 /* crm_analytics.numeric_fast_path: pg_numeric.c reads numeric's stored form */

@@ -195,17 +195,122 @@ COMMENT ON FUNCTION crm._source_sql(text, text) IS
 -- Settings
 -- ---------------------------------------------------------------------------
 
+-- The period of the crm.v_* views, first found of:
+--   1. the settings crm.period_from and crm.period_to (ISO dates, both),
+--   2. the setting crm.period (a period relative to current_date),
+--   3. the row of crm.dashboard_settings (crm.set_dashboard_period),
+--   4. the last complete calendar month.
+-- A setting comes from SET (session, SET LOCAL), ALTER ROLE ... SET or ALTER
+-- DATABASE ... SET, as every setting does; an empty value counts as unset.
+CREATE FUNCTION crm._period_setting_date(name text) RETURNS date
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v text := nullif(btrim(current_setting(name, true)), '');
+    d date;
+BEGIN
+    IF v IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF v !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' THEN
+        RAISE EXCEPTION 'invalid value for setting %: "%"', name, v
+            USING ERRCODE = 'invalid_datetime_format',
+                  HINT = pg_catalog.format('Use an ISO date, e.g. SET %s = ''2025-12-01'', or RESET %s.', name, name);
+    END IF;
+    BEGIN
+        d := v::date;
+    EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format THEN
+        RAISE EXCEPTION 'invalid value for setting %: "%" is not a date', name, v
+            USING ERRCODE = 'invalid_datetime_format',
+                  HINT = pg_catalog.format('Use an ISO date, e.g. SET %s = ''2025-12-01'', or RESET %s.', name, name);
+    END;
+    RETURN d;
+END
+$$;
+COMMENT ON FUNCTION crm._period_setting_date(text) IS
+'The date in the setting name (crm.period_from or crm.period_to), NULL when unset or empty; a clear error (22007) naming the setting when it is not an ISO date.';
+
+CREATE FUNCTION crm._dashboard_period(OUT period_from date, OUT period_to date, OUT source text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d_from date := crm._period_setting_date('crm.period_from');
+    d_to   date := crm._period_setting_date('crm.period_to');
+    rel    text := nullif(lower(btrim(current_setting('crm.period', true))), '');
+    today  date := current_date;
+    m      date := date_trunc('month', current_date)::date;
+    q      date := date_trunc('quarter', current_date)::date;
+BEGIN
+    IF d_from IS NOT NULL OR d_to IS NOT NULL THEN
+        IF d_from IS NULL OR d_to IS NULL THEN
+            RAISE EXCEPTION 'setting % is set but % is not', CASE WHEN d_from IS NULL THEN 'crm.period_to' ELSE 'crm.period_from' END,
+                                                          CASE WHEN d_from IS NULL THEN 'crm.period_from' ELSE 'crm.period_to' END
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Set both (SET crm.period_from = ''2025-12-01''; SET crm.period_to = ''2025-12-31'') or reset both.';
+        END IF;
+        IF NOT (isfinite(d_from) AND isfinite(d_to)) THEN
+            RAISE EXCEPTION 'settings crm.period_from and crm.period_to must be finite dates, got % to %', d_from, d_to
+                USING ERRCODE = 'datetime_field_overflow',
+                      HINT = 'Use real dates, e.g. ''2025-12-01'' and ''2025-12-31''.';
+        END IF;
+        IF d_from > d_to THEN
+            RAISE EXCEPTION 'setting crm.period_from % is after crm.period_to %', d_from, d_to
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Swap the two dates.';
+        END IF;
+        period_from := d_from;
+        period_to := d_to;
+        source := 'settings crm.period_from, crm.period_to';
+        RETURN;
+    END IF;
+    IF rel IS NOT NULL THEN
+        CASE rel
+            WHEN 'last_month'   THEN period_from := (m - interval '1 month')::date;   period_to := m - 1;
+            WHEN 'this_month'   THEN period_from := m;                                 period_to := today;
+            WHEN 'last_quarter' THEN period_from := (q - interval '3 months')::date;  period_to := q - 1;
+            WHEN 'this_quarter' THEN period_from := q;                                 period_to := today;
+            WHEN 'last_7_days'  THEN period_from := today - 7;                         period_to := today - 1;
+            WHEN 'last_30_days' THEN period_from := today - 30;                        period_to := today - 1;
+            ELSE
+                RAISE EXCEPTION 'invalid value for setting crm.period: "%"', current_setting('crm.period', true)
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Use last_month, this_month, last_quarter, this_quarter, last_7_days or last_30_days, or RESET crm.period.';
+        END CASE;
+        source := 'setting crm.period = ' || rel;
+        RETURN;
+    END IF;
+    SELECT s.period_from, s.period_to INTO period_from, period_to FROM crm.dashboard_settings s;
+    IF period_from IS NOT NULL THEN
+        source := 'crm.dashboard_settings';
+        RETURN;
+    END IF;
+    period_from := (m - interval '1 month')::date;
+    period_to := m - 1;
+    source := 'default: the last complete calendar month';
+END
+$$;
+COMMENT ON FUNCTION crm._dashboard_period() IS
+'The dashboard period and where it comes from: the settings crm.period_from and crm.period_to, else the setting crm.period, else crm.dashboard_settings, else the last complete calendar month.';
+
 CREATE FUNCTION crm.dashboard_period(OUT period_from date, OUT period_to date)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT coalesce(s.period_from, (date_trunc('month', current_date) - interval '1 month')::date),
-       coalesce(s.period_to, (date_trunc('month', current_date) - interval '1 day')::date)
-  FROM (SELECT true) AS one
-  LEFT JOIN crm.dashboard_settings s ON true
+SELECT p.period_from, p.period_to FROM crm._dashboard_period() AS p
 $$;
 COMMENT ON FUNCTION crm.dashboard_period() IS
-'The period the crm.v_* views show: the one set with crm.set_dashboard_period, else the last complete calendar month.';
+'The period the crm.v_* views show: the settings crm.period_from and crm.period_to (session, role or database), else the setting crm.period (last_month, this_month, last_quarter, this_quarter, last_7_days, last_30_days), else the one set with crm.set_dashboard_period, else the last complete calendar month.';
+
+CREATE FUNCTION crm.dashboard_period_source() RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT p.source FROM crm._dashboard_period() AS p
+$$;
+COMMENT ON FUNCTION crm.dashboard_period_source() IS
+'Where the period of crm.dashboard_period() comes from: the settings crm.period_from and crm.period_to, the setting crm.period, crm.dashboard_settings or the default.';
 
 CREATE FUNCTION crm.set_dashboard_period(period_from date, period_to date) RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -233,7 +338,16 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION crm.set_dashboard_period(date, date) IS
-'Sets the period (inclusive dates) that the crm.v_* views show; NULL, NULL = the last complete calendar month.';
+'Sets the global period (inclusive dates) that the crm.v_* views show, for every session without the settings crm.period_from / crm.period_to or crm.period; NULL, NULL = the last complete calendar month.';
+
+-- Progress of long calls (crm.load_demo, crm.apply_time_rules, ...): a
+-- NOTICE every crm_analytics.progress_interval and the progress line in
+-- pg_stat_activity.query of the backend (src/bi.c; docs/demo.md).
+CREATE FUNCTION crm._progress(phase text, done bigint, total bigint) RETURNS void
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'crm_progress';
+COMMENT ON FUNCTION crm._progress(text, bigint, bigint) IS
+'Reports the progress of a long call: phase (what runs), done of total (NULL = unknown) and the time since the statement started, in pg_stat_activity.query of this backend and, every crm_analytics.progress_interval (default 10 s, -1 = never), as a NOTICE. Call it between batches, not per row.';
 
 CREATE FUNCTION crm._lead_sla() RETURNS interval
 LANGUAGE sql STABLE
@@ -1200,13 +1314,35 @@ COMMENT ON FUNCTION crm.dashboard_lead_sla(date, date, interval) IS
 
 -- ---------------------------------------------------------------------------
 -- BI views: long format, plain types, over crm.dashboard_period()
+--
+-- Conventions (docs/dashboard.md, "Metabase"): every column has a COMMENT
+-- (Metabase shows it as the field description); a text id (customer_id,
+-- manager_id, product_id) has a numeric twin <id>_num = crm.id_number(id)
+-- for numeric sorting; v_owner_dashboard has sort_order, the dashboard's row
+-- order.
 -- ---------------------------------------------------------------------------
 
+CREATE FUNCTION crm.id_number(id text) RETURNS numeric
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'crm_id_number';
+COMMENT ON FUNCTION crm.id_number(text) IS
+'An id as a number when it is written as one (optional minus, digits, optional decimals), else NULL: the numeric sort key beside the text ids of the crm.v_* views (''10'' sorts after ''9'').';
+
 CREATE VIEW crm.v_owner_dashboard WITH (security_invoker = true) AS
-SELECT p.period_from, p.period_to, d.section, d.metric, d.value, d.previous_value, d.change_pct, d.unit
-  FROM crm.dashboard_period() AS p, LATERAL crm.owner_dashboard(p.period_from, p.period_to) AS d;
+SELECT p.period_from, p.period_to, d.section, d.metric, d.value, d.previous_value, d.change_pct, d.unit,
+       d.ordinality AS sort_order
+  FROM crm.dashboard_period() AS p, LATERAL crm.owner_dashboard(p.period_from, p.period_to) WITH ORDINALITY AS d;
 COMMENT ON VIEW crm.v_owner_dashboard IS
 'crm.owner_dashboard for the dashboard period (crm.set_dashboard_period): one row per metric with the previous period''s value.';
+COMMENT ON COLUMN crm.v_owner_dashboard.period_from IS 'First day of the dashboard period (crm.dashboard_period()).';
+COMMENT ON COLUMN crm.v_owner_dashboard.period_to IS 'Last day of the dashboard period, inclusive.';
+COMMENT ON COLUMN crm.v_owner_dashboard.section IS 'Dashboard section: acquisition, sales, pipeline or money_lost.';
+COMMENT ON COLUMN crm.v_owner_dashboard.metric IS 'Metric name, as in docs/metrics.md (revenue, new_buyers, cac, win_rate, ...).';
+COMMENT ON COLUMN crm.v_owner_dashboard.value IS 'The metric for the period, as of its end; its unit is in the unit column.';
+COMMENT ON COLUMN crm.v_owner_dashboard.previous_value IS 'The metric for the previous period of equal length, as of its end.';
+COMMENT ON COLUMN crm.v_owner_dashboard.change_pct IS 'Change against the previous period, % of |previous_value|; NULL when the previous value is 0 or missing.';
+COMMENT ON COLUMN crm.v_owner_dashboard.unit IS 'Unit of value: count, money, pct, days, money_per_day.';
+COMMENT ON COLUMN crm.v_owner_dashboard.sort_order IS 'Position of the row in crm.owner_dashboard (1, 2, ...): sort by it to get the dashboard''s order.';
 
 CREATE VIEW crm.v_funnel WITH (security_invoker = true) AS
 SELECT p.period_from, p.period_to, f.step_no, f.stage, f.entered, f.pct_of_first, f.pct_of_prev,
@@ -1214,6 +1350,16 @@ SELECT p.period_from, p.period_to, f.step_no, f.stage, f.entered, f.pct_of_first
   FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_funnel(p.period_from, p.period_to) AS f;
 COMMENT ON VIEW crm.v_funnel IS
 'Sales funnel of the deals that started in the dashboard period: one row per step (Metabase: funnel chart of entered by stage).';
+COMMENT ON COLUMN crm.v_funnel.period_from IS 'First day of the dashboard period: the funnel follows the deals whose first event falls in the period.';
+COMMENT ON COLUMN crm.v_funnel.period_to IS 'Last day of the dashboard period, inclusive; stages reached are counted as of its end.';
+COMMENT ON COLUMN crm.v_funnel.step_no IS 'Step number, 1 = first open stage (crm.pipeline_stages order, lost stages left out): sort by it.';
+COMMENT ON COLUMN crm.v_funnel.stage IS 'Stage name of the step.';
+COMMENT ON COLUMN crm.v_funnel.entered IS 'Deals that reached this step or a later one before the period end.';
+COMMENT ON COLUMN crm.v_funnel.pct_of_first IS 'entered as % of the deals at step 1.';
+COMMENT ON COLUMN crm.v_funnel.pct_of_prev IS 'entered as % of the deals at the previous step; NULL at step 1.';
+COMMENT ON COLUMN crm.v_funnel.dropped IS 'Deals that reached this step but not the next: entered(k) - entered(k+1); 0 at the last step.';
+COMMENT ON COLUMN crm.v_funnel.lost_deals IS 'Deals that stopped at this step and are lost.';
+COMMENT ON COLUMN crm.v_funnel.lost_value IS 'Amount of the deals lost at this step (money).';
 
 CREATE VIEW crm.v_pipeline WITH (security_invoker = true) AS
 SELECT p.period_from, p.period_to, s.stage, s.stage_order, s.outcome, s.probability, s.entered,
@@ -1221,24 +1367,64 @@ SELECT p.period_from, p.period_to, s.stage, s.stage_order, s.outcome, s.probabil
   FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_pipeline(p.period_from, p.period_to) AS s;
 COMMENT ON VIEW crm.v_pipeline IS
 'Pipeline per stage for the dashboard period: entered, open deals and (weighted) value at the period end, lost deals and value.';
+COMMENT ON COLUMN crm.v_pipeline.period_from IS 'First day of the dashboard period.';
+COMMENT ON COLUMN crm.v_pipeline.period_to IS 'Last day of the dashboard period, inclusive; open deals are counted at its end.';
+COMMENT ON COLUMN crm.v_pipeline.stage IS 'Stage name (crm.pipeline_stages).';
+COMMENT ON COLUMN crm.v_pipeline.stage_order IS 'Order of the stage in the pipeline (crm.pipeline_stages.stage_order): sort by it.';
+COMMENT ON COLUMN crm.v_pipeline.outcome IS 'Outcome of the stage: open, won or lost.';
+COMMENT ON COLUMN crm.v_pipeline.probability IS 'Probability (0..1) that a deal in this stage is won, from crm.pipeline_stages.';
+COMMENT ON COLUMN crm.v_pipeline.entered IS 'Deals that entered the stage in the period.';
+COMMENT ON COLUMN crm.v_pipeline.open_deals IS 'Open deals whose most advanced stage is this one at the period end (stale deals included).';
+COMMENT ON COLUMN crm.v_pipeline.open_value IS 'Amount of those open deals (money).';
+COMMENT ON COLUMN crm.v_pipeline.weighted_value IS 'Probability-weighted amount of the open deals that are not stale (idle beyond the stage norm max_days); the stages add up to weighted_pipeline.';
+COMMENT ON COLUMN crm.v_pipeline.lost_deals IS 'Deals lost in the period whose most advanced open stage was this one.';
+COMMENT ON COLUMN crm.v_pipeline.lost_value IS 'Amount of those lost deals (money).';
 
 CREATE VIEW crm.v_retention WITH (security_invoker = true) AS
 SELECT r.cohort, r.period_no, r.cohort_size, r.active, r.retention_pct, r.revenue, r.cumulative_ltv
   FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_retention(p.period_to) AS r;
 COMMENT ON VIEW crm.v_retention IS
 'Monthly buyer cohorts of the 12 months up to the dashboard period end, one row per cohort and month since (Metabase: pivot table cohort x period_no, conditional formatting = heat map).';
+COMMENT ON COLUMN crm.v_retention.cohort IS 'Cohort: first day of the month of the buyers'' first order (the 12 months up to the dashboard period end).';
+COMMENT ON COLUMN crm.v_retention.period_no IS 'Months since the cohort month (0 = the cohort month itself).';
+COMMENT ON COLUMN crm.v_retention.cohort_size IS 'Buyers whose first order fell in the cohort month.';
+COMMENT ON COLUMN crm.v_retention.active IS 'Cohort buyers who ordered in month period_no.';
+COMMENT ON COLUMN crm.v_retention.retention_pct IS 'active as % of cohort_size.';
+COMMENT ON COLUMN crm.v_retention.revenue IS 'Revenue of the cohort''s orders in month period_no (money).';
+COMMENT ON COLUMN crm.v_retention.cumulative_ltv IS 'Revenue of the cohort up to and including month period_no, per cohort buyer: the cohort LTV curve (money).';
 
 CREATE VIEW crm.v_rfm WITH (security_invoker = true) AS
-SELECT p.period_to AS as_of, r.customer_id, r.recency_days, r.frequency, r.monetary, r.r, r.f, r.m, r.segment
+SELECT p.period_to AS as_of, r.customer_id, r.recency_days, r.frequency, r.monetary, r.r, r.f, r.m, r.segment,
+       crm.id_number(r.customer_id) AS customer_id_num
   FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_rfm(p.period_to) AS r;
 COMMENT ON VIEW crm.v_rfm IS
 'RFM scores and segment of every buyer as of the dashboard period end (Metabase: bar chart of count by segment).';
+COMMENT ON COLUMN crm.v_rfm.as_of IS 'The day (end of) the scores are computed at: the dashboard period end.';
+COMMENT ON COLUMN crm.v_rfm.customer_id IS 'Customer id as text (any source type); sort by customer_id_num for numeric order.';
+COMMENT ON COLUMN crm.v_rfm.recency_days IS 'Whole days from the customer''s last order to the end of as_of.';
+COMMENT ON COLUMN crm.v_rfm.frequency IS 'Orders of the customer up to as_of.';
+COMMENT ON COLUMN crm.v_rfm.monetary IS 'Revenue of the customer up to as_of (money).';
+COMMENT ON COLUMN crm.v_rfm.r IS 'Recency score 1..5 (5 = most recent buyers), crm.quantile_score.';
+COMMENT ON COLUMN crm.v_rfm.f IS 'Frequency score 1..5 (5 = most orders).';
+COMMENT ON COLUMN crm.v_rfm.m IS 'Monetary score 1..5 (5 = most revenue).';
+COMMENT ON COLUMN crm.v_rfm.segment IS 'RFM segment (crm.rfm_segment: Champions, Loyal Customers, At Risk, ...).';
+COMMENT ON COLUMN crm.v_rfm.customer_id_num IS 'customer_id as a number when it is one (crm.id_number), else NULL: sort by it so that 10 comes after 9.';
 
 CREATE VIEW crm.v_abc_xyz WITH (security_invoker = true) AS
-SELECT p.period_to AS as_of, a.product_id, a.revenue, a.revenue_share_pct, a.abc_class, a.cv, a.xyz_class, a.abc_xyz
+SELECT p.period_to AS as_of, a.product_id, a.revenue, a.revenue_share_pct, a.abc_class, a.cv, a.xyz_class, a.abc_xyz,
+       crm.id_number(a.product_id) AS product_id_num
   FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_abc_xyz(p.period_to) AS a;
 COMMENT ON VIEW crm.v_abc_xyz IS
 'ABC-XYZ class of every product as of the dashboard period end (Metabase: pivot abc_class x xyz_class, count or sum of revenue).';
+COMMENT ON COLUMN crm.v_abc_xyz.as_of IS 'The dashboard period end: classes cover the 12 calendar months up to it.';
+COMMENT ON COLUMN crm.v_abc_xyz.product_id IS 'Product id as text (any source type); sort by product_id_num for numeric order.';
+COMMENT ON COLUMN crm.v_abc_xyz.revenue IS 'Revenue of the product over the 12 months (money).';
+COMMENT ON COLUMN crm.v_abc_xyz.revenue_share_pct IS 'The product''s share of the revenue of all products, %.';
+COMMENT ON COLUMN crm.v_abc_xyz.abc_class IS 'ABC class by revenue: A (top 80 % of revenue), B (next 15 %), C (the rest).';
+COMMENT ON COLUMN crm.v_abc_xyz.cv IS 'Coefficient of variation of the monthly revenue, months without sales as zero.';
+COMMENT ON COLUMN crm.v_abc_xyz.xyz_class IS 'XYZ class by cv: X (< 0.10, steady), Y (< 0.25), Z (erratic).';
+COMMENT ON COLUMN crm.v_abc_xyz.abc_xyz IS 'abc_class and xyz_class together (AX .. CZ).';
+COMMENT ON COLUMN crm.v_abc_xyz.product_id_num IS 'product_id as a number when it is one (crm.id_number), else NULL: sort by it so that 10 comes after 9.';
 
 CREATE VIEW crm.v_channels WITH (security_invoker = true) AS
 SELECT p.period_from, p.period_to, c.channel, v.metric, v.value, v.unit
@@ -1250,9 +1436,16 @@ SELECT p.period_from, p.period_to, c.channel, v.metric, v.value, v.unit
                   ('ltv_cac', c.ltv_cac, 'ratio')) AS v(metric, value, unit);
 COMMENT ON VIEW crm.v_channels IS
 'Per channel and metric for the dashboard period: leads, new buyers, conversion, revenue, gross profit, spend, CAC, ROI, LTV, LTV/CAC (Metabase: bar chart of value by channel, filtered on metric).';
+COMMENT ON COLUMN crm.v_channels.period_from IS 'First day of the dashboard period.';
+COMMENT ON COLUMN crm.v_channels.period_to IS 'Last day of the dashboard period, inclusive.';
+COMMENT ON COLUMN crm.v_channels.channel IS 'Acquisition channel (of the lead or customer).';
+COMMENT ON COLUMN crm.v_channels.metric IS 'Metric: leads, new_buyers, conversion, revenue, gross_profit, spend, cac, roi, ltv, ltv_cac (docs/metrics.md); filter on one.';
+COMMENT ON COLUMN crm.v_channels.value IS 'The metric for the channel and period; NULL when it has no meaning (no spend, no buyers).';
+COMMENT ON COLUMN crm.v_channels.unit IS 'Unit of value: count, pct, money, ratio.';
 
 CREATE VIEW crm.v_managers WITH (security_invoker = true) AS
-SELECT p.period_from, p.period_to, m.manager_id, v.metric, v.value, v.unit
+SELECT p.period_from, p.period_to, m.manager_id, v.metric, v.value, v.unit,
+       crm.id_number(m.manager_id) AS manager_id_num
   FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_managers(p.period_from, p.period_to) AS m,
   LATERAL (VALUES ('leads', m.leads::numeric, 'count'), ('answered_leads', m.answered_leads::numeric, 'count'),
                   ('unanswered_leads', m.unanswered_leads::numeric, 'count'),
@@ -1266,6 +1459,13 @@ SELECT p.period_from, p.period_to, m.manager_id, v.metric, v.value, v.unit
                   ('average_won_deal', m.average_won_deal, 'money'), ('sales_cycle', m.sales_cycle_days, 'days')) AS v(metric, value, unit);
 COMMENT ON VIEW crm.v_managers IS
 'Per manager and metric for the dashboard period: leads, response, win rate, revenue, coverage, real contacts (calls, meetings, e-mails, all), average won deal, sales cycle (Metabase: bar chart of value by manager_id, filtered on metric).';
+COMMENT ON COLUMN crm.v_managers.period_from IS 'First day of the dashboard period.';
+COMMENT ON COLUMN crm.v_managers.period_to IS 'Last day of the dashboard period, inclusive.';
+COMMENT ON COLUMN crm.v_managers.manager_id IS 'Manager id as text (any source type; NULL = no manager); sort by manager_id_num for numeric order.';
+COMMENT ON COLUMN crm.v_managers.metric IS 'Metric: leads, answered_leads, unanswered_leads, median_response, deals_won, deals_lost, win_rate, revenue, customers, covered_customers, coverage, calls, meetings, emails, contacts, average_won_deal, sales_cycle (docs/metrics.md); filter on one.';
+COMMENT ON COLUMN crm.v_managers.value IS 'The metric for the manager and period; NULL when it has no meaning.';
+COMMENT ON COLUMN crm.v_managers.unit IS 'Unit of value: count, minutes, pct, money, days.';
+COMMENT ON COLUMN crm.v_managers.manager_id_num IS 'manager_id as a number when it is one (crm.id_number), else NULL: sort by it so that 10 comes after 9.';
 
 CREATE VIEW crm.v_coverage WITH (security_invoker = true) AS
 SELECT p.period_to AS as_of, c.abc_class, count(*) AS customers,
@@ -1276,6 +1476,12 @@ SELECT p.period_to AS as_of, c.abc_class, count(*) AS customers,
  ORDER BY c.abc_class;
 COMMENT ON VIEW crm.v_coverage IS
 'Contact coverage per ABC class at the dashboard period end: customers, covered, overdue, coverage % (Metabase: bar chart of coverage_pct by abc_class).';
+COMMENT ON COLUMN crm.v_coverage.as_of IS 'The dashboard period end: coverage is judged at the end of this day.';
+COMMENT ON COLUMN crm.v_coverage.abc_class IS 'ABC class of the customers by their revenue of the 12 months before (A, B, C).';
+COMMENT ON COLUMN crm.v_coverage.customers IS 'Customers of the class created before the end of as_of.';
+COMMENT ON COLUMN crm.v_coverage.covered IS 'Customers whose next due contact (class interval after the last real contact) is not before the end of as_of.';
+COMMENT ON COLUMN crm.v_coverage.overdue IS 'Customers whose next due contact has passed: customers - covered.';
+COMMENT ON COLUMN crm.v_coverage.coverage_pct IS 'covered as % of customers.';
 
 CREATE VIEW crm.v_lead_sla WITH (security_invoker = true) AS
 SELECT p.period_from, p.period_to, coalesce(s.channel, 'all') AS channel, s.leads, s.answered, s.within_sla,
@@ -1283,11 +1489,66 @@ SELECT p.period_from, p.period_to, coalesce(s.channel, 'all') AS channel, s.lead
   FROM crm.dashboard_period() AS p, LATERAL crm.dashboard_lead_sla(p.period_from, p.period_to) AS s;
 COMMENT ON VIEW crm.v_lead_sla IS
 'Lead first-response SLA per channel (and "all") for the dashboard period (Metabase: bar chart of within_sla_pct by channel; number card for the "all" row).';
+COMMENT ON COLUMN crm.v_lead_sla.period_from IS 'First day of the dashboard period: leads created from then.';
+COMMENT ON COLUMN crm.v_lead_sla.period_to IS 'Last day of the dashboard period, inclusive; responses are counted as of its end.';
+COMMENT ON COLUMN crm.v_lead_sla.channel IS 'Lead channel, or all for the total row.';
+COMMENT ON COLUMN crm.v_lead_sla.leads IS 'Leads created in the period.';
+COMMENT ON COLUMN crm.v_lead_sla.answered IS 'Leads with a first response (a non-automated outbound interaction) before the period end.';
+COMMENT ON COLUMN crm.v_lead_sla.within_sla IS 'Leads answered within the SLA (crm.dashboard_settings.lead_sla, default 1 hour).';
+COMMENT ON COLUMN crm.v_lead_sla.never_answered IS 'Leads without a response by the period end: leads - answered.';
+COMMENT ON COLUMN crm.v_lead_sla.within_sla_pct IS 'within_sla as % of leads; NULL without leads.';
+COMMENT ON COLUMN crm.v_lead_sla.median_response_minutes IS 'Median minutes from lead creation to the first response, over the answered leads.';
 
 -- the views read everything with the caller's rights (security_invoker), so
 -- reading them grants nothing the caller could not already read
 GRANT SELECT ON crm.v_owner_dashboard, crm.v_funnel, crm.v_pipeline, crm.v_retention, crm.v_rfm,
                 crm.v_abc_xyz, crm.v_channels, crm.v_managers, crm.v_coverage, crm.v_lead_sla TO PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Column comments of the other capabilities' views (BI convention: every
+-- column of every view in schema crm has one; test/bi_conventions.sql)
+-- ---------------------------------------------------------------------------
+
+COMMENT ON COLUMN crm.coverage_status.customer_id IS 'Customer id (the key of the attached customers table, in its type).';
+COMMENT ON COLUMN crm.coverage_status.class IS 'Customer class that sets the contact policy (e.g. A, B, C); NULL = unclassified.';
+COMMENT ON COLUMN crm.coverage_status.manager_id IS 'The customer''s manager.';
+COMMENT ON COLUMN crm.coverage_status.last_contact IS 'Time of the last real (non-automated) contact; NULL = never contacted.';
+COMMENT ON COLUMN crm.coverage_status.contacts IS 'Real contacts counted for the customer.';
+COMMENT ON COLUMN crm.coverage_status.contact_interval IS 'How often the customer must be contacted (the class policy, or the purchase cycle).';
+COMMENT ON COLUMN crm.coverage_status.next_due IS 'When the next contact is due: last contact (or customer since) plus contact_interval.';
+COMMENT ON COLUMN crm.coverage_status.status IS 'ok, due soon, overdue or unclassified at crm.coverage_as_of().';
+COMMENT ON COLUMN crm.coverage_status.days_overdue IS 'Whole days past next_due at crm.coverage_as_of(); NULL when not overdue.';
+COMMENT ON COLUMN crm.coverage_by_class.class IS 'Customer class; NULL = the unclassified customers.';
+COMMENT ON COLUMN crm.coverage_by_class.customers IS 'Customers of the class.';
+COMMENT ON COLUMN crm.coverage_by_class.covered IS 'Customers whose next contact is not yet due (ok or due soon).';
+COMMENT ON COLUMN crm.coverage_by_class.due_soon IS 'Covered customers within the class''s due_soon window before next_due.';
+COMMENT ON COLUMN crm.coverage_by_class.overdue IS 'Classified customers past next_due (or never contacted with no due date).';
+COMMENT ON COLUMN crm.coverage_by_class.never_contacted IS 'Customers without any real contact.';
+COMMENT ON COLUMN crm.coverage_by_class.coverage_pct IS 'covered as % of customers.';
+COMMENT ON COLUMN crm.coverage_by_manager.manager_id IS 'Manager id; NULL = customers without a manager.';
+COMMENT ON COLUMN crm.coverage_by_manager.customers IS 'Customers of the manager.';
+COMMENT ON COLUMN crm.coverage_by_manager.covered IS 'Customers whose next contact is not yet due (ok or due soon).';
+COMMENT ON COLUMN crm.coverage_by_manager.due_soon IS 'Covered customers within their class''s due_soon window before next_due.';
+COMMENT ON COLUMN crm.coverage_by_manager.overdue IS 'Classified customers past next_due (or never contacted with no due date).';
+COMMENT ON COLUMN crm.coverage_by_manager.never_contacted IS 'Customers without any real contact.';
+COMMENT ON COLUMN crm.coverage_by_manager.coverage_pct IS 'covered as % of the manager''s classified customers.';
+COMMENT ON COLUMN crm.coverage_overdue.customer_id IS 'Customer id (the key of the attached customers table, in its type).';
+COMMENT ON COLUMN crm.coverage_overdue.class IS 'Customer class.';
+COMMENT ON COLUMN crm.coverage_overdue.manager_id IS 'The customer''s manager: filter on it for one manager''s call list.';
+COMMENT ON COLUMN crm.coverage_overdue.last_contact IS 'Time of the last real contact; NULL = never contacted.';
+COMMENT ON COLUMN crm.coverage_overdue.next_due IS 'When the contact was due; NULL = never contacted and no customer-since date.';
+COMMENT ON COLUMN crm.coverage_overdue.days_overdue IS 'Whole days past next_due at crm.coverage_as_of().';
+COMMENT ON COLUMN crm.rfm_segment_map.r IS 'Recency score 1..5.';
+COMMENT ON COLUMN crm.rfm_segment_map.f IS 'Frequency score 1..5.';
+COMMENT ON COLUMN crm.rfm_segment_map.segment IS 'The segment of the R x F cell in force (crm.rfm_segment).';
+COMMENT ON COLUMN crm.rfm_segment_map.overridden IS 'True when a row of crm.rfm_segment_overrides changed the cell from the default map.';
+COMMENT ON COLUMN crm.status_stage_times.entity_table IS 'The attached table of the entity.';
+COMMENT ON COLUMN crm.status_stage_times.entity_key IS 'Key of the entity, as text.';
+COMMENT ON COLUMN crm.status_stage_times.status IS 'The status the entity stayed in.';
+COMMENT ON COLUMN crm.status_stage_times.entered_at IS 'When the entity entered the status.';
+COMMENT ON COLUMN crm.status_stage_times.left_at IS 'When it left the status; NULL while it is still in it.';
+COMMENT ON COLUMN crm.status_stage_times.next_status IS 'The status it moved to; NULL while it is still in this one.';
+COMMENT ON COLUMN crm.status_stage_times.time_in_stage IS 'left_at - entered_at; NULL while the entity is still in the status.';
 
 -- ---------------------------------------------------------------------------
 -- Static HTML report: the dashboard, the funnel, the cohort heat map and the

@@ -202,3 +202,19 @@ COMMENT ON VIEW crm.v_followups IS
 'Deals closed in the dashboard period by real contacts before the close (0, 1, 2, 3+): lost and won deals and value, win rate (Metabase: bar chart of win_rate_pct by contacts).';
 
 GRANT SELECT ON crm.v_losses, crm.v_followups TO PUBLIC;
+
+COMMENT ON COLUMN crm.v_losses.period_from IS 'First day of the dashboard period.';
+COMMENT ON COLUMN crm.v_losses.period_to IS 'Last day of the dashboard period, inclusive.';
+COMMENT ON COLUMN crm.v_losses.reason IS 'Lost reason from the deals source; (not recorded) when the deals source is not registered or gives none.';
+COMMENT ON COLUMN crm.v_losses.stage IS 'The most advanced open stage the deal reached before it was lost; (no open stage) when it entered none.';
+COMMENT ON COLUMN crm.v_losses.deals IS 'Deals lost in the period with this reason and stage (deals_lost, docs/metrics.md).';
+COMMENT ON COLUMN crm.v_losses.lost_value IS 'Their amount (lost_deal_value, docs/metrics.md).';
+COMMENT ON COLUMN crm.v_losses.share_pct IS '100 x lost_value / the lost value of the whole period.';
+COMMENT ON COLUMN crm.v_followups.period_from IS 'First day of the dashboard period.';
+COMMENT ON COLUMN crm.v_followups.period_to IS 'Last day of the dashboard period, inclusive.';
+COMMENT ON COLUMN crm.v_followups.contacts IS 'Real (non-automated) contacts between the deal''s first stage event and its close: 0, 1, 2 or 3+.';
+COMMENT ON COLUMN crm.v_followups.deals IS 'Deals lost in the period with this many contacts.';
+COMMENT ON COLUMN crm.v_followups.lost_value IS 'Their amount.';
+COMMENT ON COLUMN crm.v_followups.won_deals IS 'Deals won in the period with this many contacts.';
+COMMENT ON COLUMN crm.v_followups.won_value IS 'Their amount.';
+COMMENT ON COLUMN crm.v_followups.win_rate_pct IS '100 x won_deals / (won_deals + deals); NULL without closed deals.';

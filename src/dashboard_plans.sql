@@ -334,6 +334,17 @@ COMMENT ON VIEW crm.v_plan_fact IS
 'Plan against fact for the plans of exactly the dashboard period (Metabase: bar chart of pct by metric, or a table).';
 GRANT SELECT ON crm.v_plan_fact TO PUBLIC;
 
+COMMENT ON COLUMN crm.v_plan_fact.period_from IS 'First day of the dashboard period (plans of exactly this period are shown).';
+COMMENT ON COLUMN crm.v_plan_fact.period_to IS 'Last day of the dashboard period, inclusive.';
+COMMENT ON COLUMN crm.v_plan_fact.metric IS 'The planned metric (crm.plan_metrics(): owner dashboard, channel or manager metric names).';
+COMMENT ON COLUMN crm.v_plan_fact.dimension IS 'NULL for the whole business, else channel or manager.';
+COMMENT ON COLUMN crm.v_plan_fact.key IS 'The channel or the manager id (as text) of the plan; NULL for the whole business.';
+COMMENT ON COLUMN crm.v_plan_fact.plan IS 'The target set by crm.set_plan.';
+COMMENT ON COLUMN crm.v_plan_fact.fact IS 'The metric from its report over the period up to today.';
+COMMENT ON COLUMN crm.v_plan_fact.pct IS '100 x fact / plan; NULL when the plan is 0.';
+COMMENT ON COLUMN crm.v_plan_fact.forecast IS 'Forecast to the period end: the run rate for flow metrics, the fact for ratios and stocks.';
+COMMENT ON COLUMN crm.v_plan_fact.forecast_pct IS '100 x forecast / plan.';
+
 -- ---------------------------------------------------------------------------
 -- Demo plans (crm._register_demo_sources calls this)
 -- ---------------------------------------------------------------------------

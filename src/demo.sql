@@ -14,7 +14,6 @@ CREATE FUNCTION crm.load_demo(customers int DEFAULT 5000, seed int DEFAULT 42, a
 RETURNS TABLE(relation text, row_count bigint)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-SET client_min_messages = warning
 AS $fn$
 #variable_conflict use_variable
 DECLARE
@@ -25,6 +24,10 @@ DECLARE
     v_leads   int;
     v_mgrs    int;
     v_comment text;
+    -- the caller's client_min_messages: DROP SCHEMA's notice is silenced,
+    -- the progress notices are not (crm._progress, docs/demo.md)
+    v_cmm     text := current_setting('client_min_messages');
+    v_steps   constant int := 15;
 BEGIN
     IF v_n IS NULL OR v_seed IS NULL OR as_of IS NULL THEN
         RAISE EXCEPTION 'customers, seed and as_of must not be null'
@@ -49,7 +52,9 @@ BEGIN
                 USING ERRCODE = 'duplicate_schema',
                       HINT = 'Rename or drop that schema first; load_demo replaces only its own.';
         END IF;
+        PERFORM set_config('client_min_messages', 'warning', true);
         DROP SCHEMA crm_demo CASCADE;
+        PERFORM set_config('client_min_messages', v_cmm, true);
     END IF;
     CREATE SCHEMA crm_demo;
     COMMENT ON SCHEMA crm_demo IS 'crm_analytics demo data (crm.load_demo)';
@@ -71,6 +76,7 @@ BEGIN
     INSERT INTO crm_demo.managers
     SELECT m, 'Manager ' || m FROM generate_series(1, v_mgrs) m;
 
+    PERFORM crm._progress('crm.load_demo: deal paths of the leads', 0, v_steps);
     -- one row per lead with its whole deal path; turned into the real tables below
     CREATE TEMP TABLE demo_path ON COMMIT DROP AS
     WITH l AS (
@@ -124,6 +130,7 @@ BEGIN
     UPDATE demo_path SET reach = CASE WHEN t2 > v_end THEN 1 WHEN t3 > v_end THEN 2 WHEN t4 > v_end THEN 3 ELSE 4 END
      WHERE NOT converts AND ((reach >= 2 AND t2 > v_end) OR (reach >= 3 AND t3 > v_end) OR (reach >= 4 AND t4 > v_end));
 
+    PERFORM crm._progress('crm.load_demo: crm_demo.customers', 1, v_steps);
     CREATE TABLE crm_demo.customers (
         customer_id bigint PRIMARY KEY, lead_id bigint NOT NULL, name text NOT NULL, channel text NOT NULL,
         manager_id int NOT NULL, created_at timestamptz NOT NULL);
@@ -132,6 +139,7 @@ BEGIN
       FROM demo_path WHERE converts;
     UPDATE crm_demo.customers SET name = 'Customer ' || customer_id;
 
+    PERFORM crm._progress('crm.load_demo: crm_demo.leads', 2, v_steps);
     CREATE TABLE crm_demo.leads (
         lead_id bigint PRIMARY KEY, created_at timestamptz NOT NULL, channel text NOT NULL,
         manager_id int NOT NULL, customer_id bigint);
@@ -140,6 +148,7 @@ BEGIN
       FROM demo_path p LEFT JOIN crm_demo.customers c ON c.lead_id = p.id
      ORDER BY p.id;
 
+    PERFORM crm._progress('crm.load_demo: crm_demo.deals', 3, v_steps);
     CREATE TABLE crm_demo.deals (
         deal_id bigint PRIMARY KEY, lead_id bigint NOT NULL, customer_id bigint, manager_id int NOT NULL,
         channel text NOT NULL, created_at timestamptz NOT NULL, stage text NOT NULL, amount numeric NOT NULL,
@@ -165,6 +174,7 @@ BEGIN
       LEFT JOIN crm_demo.customers c ON c.lead_id = d.id
      ORDER BY d.id;
 
+    PERFORM crm._progress('crm.load_demo: crm_demo.deal_events', 4, v_steps);
     CREATE TABLE crm_demo.deal_events (deal_id bigint NOT NULL, changed_at timestamptz NOT NULL, stage text NOT NULL);
     INSERT INTO crm_demo.deal_events
     SELECT e.deal_id, e.changed_at, e.stage
@@ -177,6 +187,7 @@ BEGIN
             SELECT d.deal_id, 6, 'lost', d.closed_at FROM crm_demo.deals d WHERE d.stage = 'lost') e
      ORDER BY e.deal_id, e.k;
 
+    PERFORM crm._progress('crm.load_demo: crm_demo.invoices', 5, v_steps);
     CREATE TABLE crm_demo.invoices (
         invoice_id bigint PRIMARY KEY, deal_id bigint NOT NULL, customer_id bigint, issued_at timestamptz NOT NULL,
         due_at timestamptz NOT NULL, amount numeric NOT NULL, paid_at timestamptz);
@@ -187,6 +198,7 @@ BEGIN
      WHERE p.reach >= 4
      ORDER BY p.id;
 
+    PERFORM crm._progress('crm.load_demo: crm_demo.products', 6, v_steps);
     -- products: Zipf-like popularity (ABC), every third one seasonal (Nov-Dec), every third erratic (XYZ)
     CREATE TABLE crm_demo.products (
         product_id int PRIMARY KEY, name text NOT NULL, category text NOT NULL, price numeric NOT NULL,
@@ -212,6 +224,7 @@ BEGIN
                          ELSE 1.0 END AS w
               FROM crm_demo.products, generate_series(1, 12) m) s;
 
+    PERFORM crm._progress('crm.load_demo: order dates', 7, v_steps);
     -- orders: the paid deal is the first order; repeat orders while the customer stays
     CREATE TEMP TABLE demo_orders ON COMMIT DROP AS
     SELECT c.customer_id, 0 AS j, c.created_at AS ordered_at, d.amount AS deal_amount,
@@ -233,6 +246,7 @@ BEGIN
                                                interval '1 day' * 30.44 * 10 * -ln(1 - crm._demo_random(v_seed, 41, c.customer_id))) AS span) s) r
       JOIN LATERAL generate_series(1, r.k) AS j(j) ON true;
 
+    PERFORM crm._progress('crm.load_demo: crm_demo.orders', 8, v_steps);
     CREATE TABLE crm_demo.orders (
         order_id bigint PRIMARY KEY, customer_id bigint NOT NULL, ordered_at timestamptz NOT NULL,
         product_id int NOT NULL, quantity int NOT NULL, amount numeric NOT NULL, cost numeric NOT NULL);
@@ -247,6 +261,7 @@ BEGIN
                              AND o.u_prod >= f.lo AND o.u_prod < f.hi
       JOIN crm_demo.products p ON p.product_id = f.product_id;
 
+    PERFORM crm._progress('crm.load_demo: crm_demo.spend', 9, v_steps);
     -- marketing spend per channel and month: leads there x cost per lead, +-10 %
     CREATE TABLE crm_demo.spend (channel text NOT NULL, month date NOT NULL, amount numeric NOT NULL,
                                  PRIMARY KEY (channel, month));
@@ -259,6 +274,7 @@ BEGIN
      WHERE ch.cost_per_lead > 0
      ORDER BY 1, 2;
 
+    PERFORM crm._progress('crm.load_demo: interaction dates', 10, v_steps);
     -- interactions: first responses to leads, touches along deals, account care, mailings
     CREATE TEMP TABLE demo_touch ON COMMIT DROP AS
     -- (a) first response to a lead: lognormal delay (median 20 min); 8 % of non-buyers never answered
@@ -302,6 +318,7 @@ BEGIN
       JOIN generate_series(date_trunc('quarter', v_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', v_end, interval '3 months') q(at)
         ON q.at > c.created_at;
 
+    PERFORM crm._progress('crm.load_demo: crm_demo.interactions', 11, v_steps);
     CREATE TABLE crm_demo.interactions (
         interaction_id bigint PRIMARY KEY, customer_id bigint, lead_id bigint, manager_id int NOT NULL,
         kind text NOT NULL, direction text NOT NULL, automated boolean NOT NULL, occurred_at timestamptz NOT NULL);
@@ -310,6 +327,7 @@ BEGIN
            automated, occurred_at
       FROM demo_touch WHERE occurred_at <= v_end;
 
+    PERFORM crm._progress('crm.load_demo: indexes', 12, v_steps);
     CREATE INDEX ON crm_demo.deal_events (deal_id, changed_at);
     CREATE INDEX ON crm_demo.orders (customer_id, ordered_at);
     CREATE INDEX ON crm_demo.interactions (customer_id, occurred_at);
@@ -318,17 +336,20 @@ BEGIN
     CREATE INDEX ON crm_demo.interactions (occurred_at);
     CREATE INDEX ON crm_demo.leads (created_at);
     CREATE INDEX ON crm_demo.invoices (deal_id);
+    PERFORM crm._progress('crm.load_demo: ANALYZE', 13, v_steps);
     ANALYZE crm_demo.channels, crm_demo.managers, crm_demo.customers, crm_demo.leads, crm_demo.deals,
             crm_demo.deal_events, crm_demo.invoices, crm_demo.products, crm_demo.orders, crm_demo.spend,
             crm_demo.interactions;
 
     DROP TABLE pg_temp.demo_path, pg_temp.demo_product_cdf, pg_temp.demo_orders, pg_temp.demo_touch;
 
+    PERFORM crm._progress('crm.load_demo: registering the demo sources', 14, v_steps);
     -- let the source registry (owner dashboard) know about the demo tables
     IF to_regprocedure('crm._register_demo_sources()') IS NOT NULL THEN
         EXECUTE 'SELECT crm._register_demo_sources()';
     END IF;
 
+    PERFORM crm._progress('crm.load_demo: finished', 15, v_steps);
     RETURN QUERY
     SELECT t.rel, t.cnt FROM (
         SELECT 'crm_demo.channels' AS rel, (SELECT count(*) FROM crm_demo.channels) AS cnt, 1 AS o

@@ -336,7 +336,7 @@ SweepErrorContext(void *arg)
  * the caller).
  */
 static int64
-ApplyTimeRule(TimeRule *rule, TimestampTz as_of, const char *session_path)
+ApplyTimeRule(TimeRule *rule, TimestampTz as_of, const char *session_path, int64 rule_no, int64 nrules)
 {
 	Sweep		sw;
 	StringInfoData sql;
@@ -386,6 +386,10 @@ ApplyTimeRule(TimeRule *rule, TimestampTz as_of, const char *session_path)
 	{
 		CHECK_FOR_INTERRUPTS();
 		MemoryContextReset(batch_cxt);
+		/* progress between batches: rules done so far, entities this rule moved */
+		CrmProgress(psprintf("crm.apply_time_rules: rule " INT64_FORMAT " on %s, " INT64_FORMAT " moved",
+							 rule->rule_id, StatusQualifiedRelName(sw.att.entity_table), moved),
+					rule_no, nrules);
 		SPI_cursor_fetch(portal, true, SWEEP_BATCH);
 		if (SPI_processed == 0)
 			break;
@@ -476,7 +480,7 @@ status_apply_time_rules(PG_FUNCTION_ARGS)
 		/* a table the caller may not sweep: one warning, its other rules skipped too */
 		if (i > 0 && rules[i].attachment_id == skipped)
 			continue;
-		moved = ApplyTimeRule(&rules[i], as_of, session_path);
+		moved = ApplyTimeRule(&rules[i], as_of, session_path, (int64) i, (int64) nrules);
 		if (moved < 0)
 			skipped = rules[i].attachment_id;
 		else

@@ -134,6 +134,19 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm.register_source(text,text)', $$SELECT crm.register_source('spend', 'SELECT channel, month, amount FROM crm_demo.spend')$$),
 ('crm._source_sql(text,text)', $$SELECT crm._source_sql('orders')$$),
 ('crm.dashboard_period()', $$SELECT * FROM crm.dashboard_period()$$),
+-- the period per session / role (each call sets the settings and clears them again)
+('crm._period_setting_date(text)',
+ $$DO $d$ BEGIN PERFORM pg_catalog.set_config('crm.period_from', '2025-11-01', true); PERFORM crm._period_setting_date('crm.period_from');
+                PERFORM pg_catalog.set_config('crm.period_from', '', true); END $d$ $$),
+('crm._dashboard_period()',
+ $$DO $d$ BEGIN PERFORM pg_catalog.set_config('crm.period', 'last_quarter', true); PERFORM * FROM crm._dashboard_period();
+                PERFORM pg_catalog.set_config('crm.period', '', true); END $d$ $$),
+('crm.dashboard_period_source()',
+ $$DO $d$ BEGIN PERFORM pg_catalog.set_config('crm.period_from', '2025-11-01', true); PERFORM pg_catalog.set_config('crm.period_to', '2025-11-30', true);
+                PERFORM crm.dashboard_period_source();
+                PERFORM pg_catalog.set_config('crm.period_from', '', true); PERFORM pg_catalog.set_config('crm.period_to', '', true); END $d$ $$),
+('crm.id_number(text)', $$SELECT crm.id_number('42'), crm.id_number('M-7')$$),
+('crm._progress(text,bigint,bigint)', $$SELECT crm._progress('security_search_path: sample', 1, 2)$$),
 ('crm._lead_sla()', $$SELECT crm._lead_sla()$$),
 ('crm._period_bounds(text,date,date)', $$SELECT * FROM crm._period_bounds('f', '2025-11-01', '2025-11-30')$$),
 ('crm._require_stages(text)', $$SELECT crm._require_stages('f')$$),
