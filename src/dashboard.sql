@@ -1580,7 +1580,8 @@ COMMENT ON FUNCTION crm._fmt(numeric) IS
 -- that pins search_path; crm.dashboard_html below runs the reports (they run
 -- the registered sources with the caller's search_path) and hands it the rows.
 CREATE FUNCTION crm._dashboard_html(period_from date, period_to date,
-                                    kpi_rows jsonb, funnel_rows jsonb, heat_rows jsonb, chan_rows jsonb) RETURNS text
+                                    kpi_rows jsonb, funnel_rows jsonb, heat_rows jsonb, chan_rows jsonb,
+                                    sales_html text) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1690,14 +1691,109 @@ svg text{font-family:DejaVu Sans,Arial,sans-serif;font-size:12px} .lbl{font-weig
 %5$s
 </table>
 </div></div>
+%7$s
 <h2>Monthly buyer cohorts: share still buying, by months since the first order</h2>
 %6$s
 </body></html>
-$html$, period_from, period_to, coalesce(kpi, ''), coalesce(funnel, ''), coalesce(chan, ''), coalesce(heat, ''));
+$html$, period_from, period_to, coalesce(kpi, ''), coalesce(funnel, ''), coalesce(chan, ''), coalesce(heat, ''),
+         coalesce(sales_html, ''));
 END
 $$;
-COMMENT ON FUNCTION crm._dashboard_html(date, date, jsonb, jsonb, jsonb, jsonb) IS
-'Draws the page of crm.dashboard_html from the rows of crm.owner_dashboard (with their position as ord), crm.dashboard_funnel, crm.dashboard_retention and crm.dashboard_channels, each a jsonb array of row objects.';
+COMMENT ON FUNCTION crm._dashboard_html(date, date, jsonb, jsonb, jsonb, jsonb, text) IS
+'Draws the page of crm.dashboard_html from the rows of crm.owner_dashboard (with their position as ord), crm.dashboard_funnel, crm.dashboard_retention and crm.dashboard_channels, each a jsonb array of row objects, and the sales head''s part drawn by crm._dashboard_html_sales.';
+
+-- The sales head's part of the page (issue 20): where deals are lost, the
+-- follow-up depth, plan against fact and the top of the to-do list, drawn
+-- from the rows of crm.dashboard_losses, crm.dashboard_followups,
+-- crm.dashboard_plan_fact and crm.todo (jsonb arrays of row objects).
+CREATE FUNCTION crm._dashboard_html_sales(loss_rows jsonb, followup_rows jsonb, plan_rows jsonb, todo_rows jsonb,
+                                          todo_as_of timestamptz) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    losses    text;
+    followups text;
+    plans     text;
+    todo      text;
+BEGIN
+    -- the ten largest losses by reason and stage, with a bar of the share
+    SELECT string_agg(pg_catalog.format(
+               '<tr><td>%s</td><td>%s</td><td class="n">%s</td><td class="n">%s</td>'
+               '<td><svg xmlns="http://www.w3.org/2000/svg" width="120" height="14"><rect x="0" y="2" width="%s" height="10" fill="#c53030"/></svg> %s%%</td></tr>',
+               crm._html(l.reason), crm._html(l.stage), crm._fmt(l.deals::numeric), crm._fmt(l.lost_value),
+               round(least(greatest(coalesce(l.share_pct, 0), 0), 100) * 1.2, 1), crm._fmt(l.share_pct)),
+               E'\n' ORDER BY l.lost_value DESC, l.reason, l.stage)
+      INTO losses
+      FROM (SELECT * FROM jsonb_to_recordset(loss_rows)
+                AS l(reason text, stage text, deals bigint, lost_value numeric, share_pct numeric)
+             ORDER BY lost_value DESC, reason, stage LIMIT 10) AS l;
+
+    SELECT string_agg(pg_catalog.format(
+               '<tr><td>%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
+               '<td><svg xmlns="http://www.w3.org/2000/svg" width="120" height="14"><rect x="0" y="2" width="%s" height="10" fill="#2f855a"/></svg> %s</td></tr>',
+               crm._html(f.contacts), crm._fmt(f.deals::numeric), crm._fmt(f.lost_value), crm._fmt(f.won_deals::numeric),
+               round(least(greatest(coalesce(f.win_rate_pct, 0), 0), 100) * 1.2, 1),
+               CASE WHEN f.win_rate_pct IS NULL THEN 'no closed deals' ELSE crm._fmt(f.win_rate_pct) || '%' END),
+               E'\n' ORDER BY f.ord)
+      INTO followups
+      FROM jsonb_to_recordset(followup_rows)
+               AS f(contacts text, deals bigint, lost_value numeric, won_deals bigint, won_value numeric,
+                    win_rate_pct numeric, ord bigint);
+
+    SELECT string_agg(pg_catalog.format(
+               '<tr><td>%s</td><td>%s</td><td class="n">%s</td><td class="n">%s</td>'
+               '<td><svg xmlns="http://www.w3.org/2000/svg" width="120" height="14"><rect x="0" y="2" width="%s" height="10" fill="%s"/></svg> %s</td>'
+               '<td class="n">%s</td></tr>',
+               crm._html(replace(p.metric, '_', ' ')),
+               CASE WHEN p.dimension IS NULL THEN 'all' ELSE crm._html(p.dimension || ' ' || p.key) END,
+               crm._fmt(p.plan), crm._fmt(p.fact),
+               round(least(greatest(coalesce(p.pct, 0), 0), 100) * 1.2, 1),
+               CASE WHEN p.pct >= 100 THEN '#2f855a' ELSE '#dd6b20' END,
+               CASE WHEN p.pct IS NULL THEN '' ELSE crm._fmt(p.pct) || '%' END,
+               crm._fmt(p.forecast)),
+               E'\n' ORDER BY p.ord)
+      INTO plans
+      FROM jsonb_to_recordset(plan_rows)
+               AS p(metric text, dimension text, key text, plan numeric, fact numeric, pct numeric,
+                    forecast numeric, forecast_pct numeric, ord bigint);
+
+    SELECT string_agg(pg_catalog.format(
+               '<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td class="n">%s</td><td>%s</td></tr>',
+               crm._html(coalesce(t.manager_id, '-')), crm._html(replace(t.kind, '_', ' ')), crm._html(t.entity_id),
+               crm._html(to_char(t.since, 'YYYY-MM-DD')), crm._fmt(t.value), crm._html(t.note)),
+               E'\n' ORDER BY t.ord)
+      INTO todo
+      FROM jsonb_to_recordset(todo_rows)
+               AS t(manager_id text, kind text, entity_id text, since timestamptz, value numeric, note text, ord bigint)
+     WHERE t.ord <= 15;
+
+    RETURN pg_catalog.format($html$<div class="cols"><div>
+<h2>Where deals are lost (reason and last open stage)</h2>
+<table><tr><th>reason</th><th>stage</th><th>deals</th><th>lost value</th><th>share</th></tr>
+%1$s
+</table></div><div>
+<h2>Follow-up depth of the deals closed</h2>
+<table><tr><th>real contacts</th><th>lost deals</th><th>lost value</th><th>won deals</th><th>win rate</th></tr>
+%2$s
+</table></div></div>
+<h2>Plan against fact</h2>
+%3$s
+<h2>To do first, as of %5$s (%6$s things in all)</h2>
+<table><tr><th>manager</th><th>what</th><th>id</th><th>since</th><th>at stake</th><th>note</th></tr>
+%4$s
+</table>
+$html$, coalesce(losses, '<tr><td colspan="5">no deals lost in the period</td></tr>'),
+         coalesce(followups, ''),
+         CASE WHEN plans IS NULL THEN '<p class="sub">No plan for exactly this period (crm.set_plan).</p>'
+              ELSE '<table><tr><th>metric</th><th>for</th><th>plan</th><th>fact</th><th>done</th><th>forecast</th></tr>'
+                   || E'\n' || plans || E'\n</table>' END,
+         coalesce(todo, '<tr><td colspan="6">nothing to do</td></tr>'),
+         to_char(todo_as_of, 'YYYY-MM-DD HH24:MI'), crm._fmt(coalesce(jsonb_array_length(todo_rows), 0)::numeric));
+END
+$$;
+COMMENT ON FUNCTION crm._dashboard_html_sales(jsonb, jsonb, jsonb, jsonb, timestamptz) IS
+'Draws the sales head''s part of the crm.dashboard_html page from the rows of crm.dashboard_losses, crm.dashboard_followups, crm.dashboard_plan_fact and crm.todo (jsonb arrays of row objects, in report order).';
 
 CREATE FUNCTION crm.dashboard_html(period_from date, period_to date) RETURNS text
 LANGUAGE plpgsql VOLATILE
@@ -1705,15 +1801,40 @@ LANGUAGE plpgsql VOLATILE
 -- caller's path; everything here is qualified, the page is drawn by the
 -- pinned crm._dashboard_html
 AS $$
+DECLARE
+    kpi       jsonb;
+    losses    jsonb;
+    followups jsonb;
+    plans     jsonb;
+    todo      jsonb;
+    -- the to-do list as of the end of the period, or now while it runs
+    as_of     timestamptz;
 BEGIN
-    RETURN crm._dashboard_html(period_from, period_to,
-        -- first: validates the period and the sources
-        (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(o) ORDER BY o.ord)
-           FROM crm.owner_dashboard(period_from, period_to) WITH ORDINALITY AS o(metric, value, unit, previous_value, change_pct, section, ord)),
+    -- first: validates the period and the sources
+    SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(o) ORDER BY o.ord) INTO kpi
+      FROM crm.owner_dashboard(period_from, period_to) WITH ORDINALITY AS o(metric, value, unit, previous_value, change_pct, section, ord);
+    as_of := pg_catalog.least(pg_catalog.now(), (period_to OPERATOR(pg_catalog.+) 1)::pg_catalog.timestamptz);
+    SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(l)) INTO losses FROM crm.dashboard_losses(period_from, period_to) AS l;
+    -- the follow-up depth needs the deals source (0.4.0), which an older
+    -- registration may lack: the page then shows no follow-up rows
+    BEGIN
+        SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(f) ORDER BY f.ord) INTO followups
+          FROM crm.dashboard_followups(period_from, period_to)
+               WITH ORDINALITY AS f(contacts, deals, lost_value, won_deals, won_value, win_rate_pct, ord);
+    EXCEPTION WHEN object_not_in_prerequisite_state THEN
+        followups := NULL;
+    END;
+    SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(p) ORDER BY p.ord) INTO plans
+      FROM crm.dashboard_plan_fact(period_from, period_to)
+           WITH ORDINALITY AS p(metric, dimension, key, plan, fact, pct, forecast, forecast_pct, ord);
+    SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(t) ORDER BY t.ord) INTO todo FROM crm.todo(as_of)
+           WITH ORDINALITY AS t(manager_id, kind, entity_id, since, value, note, ord);
+    RETURN crm._dashboard_html(period_from, period_to, kpi,
         (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(f)) FROM crm.dashboard_funnel(period_from, period_to) AS f),
         (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r)) FROM crm.dashboard_retention(period_to) AS r),
-        (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c)) FROM crm.dashboard_channels(period_from, period_to) AS c));
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c)) FROM crm.dashboard_channels(period_from, period_to) AS c),
+        crm._dashboard_html_sales(losses, followups, plans, todo, as_of));
 END
 $$;
 COMMENT ON FUNCTION crm.dashboard_html(date, date) IS
-'A static HTML page (inline SVG, no scripts) with the owner dashboard figures, the sales funnel, the channel table and the cohort retention heat map for the period [from, to].';
+'A static HTML page (inline SVG, no scripts) with the owner dashboard figures, the sales funnel, the channel table, the losses by reason and stage, the follow-up depth, plan against fact, the top of the to-do list (as of the period end) and the cohort retention heat map for the period [from, to].';
