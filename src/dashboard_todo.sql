@@ -157,6 +157,13 @@ SELECT t.manager_id, t.kind, t.entity_id, t.since, t.value, t.note,
   FROM crm.todo() AS t;
 COMMENT ON VIEW crm.v_todo IS
 'Today''s to-do list (crm.todo as of now()) with each item''s rank in its manager''s list (1 = most money at stake): SELECT * FROM crm.v_todo WHERE manager_id = ''3'' ORDER BY rank LIMIT 20.';
+COMMENT ON COLUMN crm.v_todo.manager_id IS 'The manager of the lead, deal or customer (text; NULL when unknown): filter on it to page one manager''s list.';
+COMMENT ON COLUMN crm.v_todo.kind IS 'What to do: unanswered_lead, stale_deal, overdue_invoice, overdue_contact or reactivation.';
+COMMENT ON COLUMN crm.v_todo.entity_id IS 'The lead, deal, invoice or customer id (text), by kind.';
+COMMENT ON COLUMN crm.v_todo.since IS 'Since when the item is due (SLA missed, deal became stale, invoice due, contact due, reactivation due).';
+COMMENT ON COLUMN crm.v_todo.value IS 'The money at stake: lead cost, deal amount, invoice amount, customer''s 12-month revenue, or the one order''s amount.';
+COMMENT ON COLUMN crm.v_todo.note IS 'A short human sentence about the item.';
+COMMENT ON COLUMN crm.v_todo.rank IS 'Position in the manager''s list: 1 = most money at stake (then the oldest since).';
 GRANT SELECT ON crm.v_todo TO PUBLIC;
 
 -- ---------------------------------------------------------------------------

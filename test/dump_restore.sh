@@ -78,6 +78,11 @@ INSERT INTO crm.pipeline_stages SELECT 'hardening_extra', 99, 0.5, 'open' WHERE 
 \if :has_period
 SELECT crm.set_dashboard_period('2025-11-01', '2025-11-30');
 \endif
+-- issue 20 (todo): the announced to-do items
+SELECT to_regclass('crm.todo_announced') IS NOT NULL AND EXISTS (SELECT 1 FROM crm.sources WHERE kind = 'invoices') AS has_todo \gset
+\if :has_todo
+SELECT crm.notify_todo('2026-01-01') AS announced;
+\endif
 SQL
 }
 
