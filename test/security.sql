@@ -61,7 +61,9 @@ INSERT INTO inner_query_runners VALUES
 ('crm.dashboard_abc_xyz',                     'dashboard: runs the registered sources'),
 ('crm.dashboard_lead_sla',      'dashboard: runs the registered sources'),
 ('crm.dashboard_coverage', 'dashboard: runs the registered sources'),
-('crm.dashboard_html',                   'dashboard: runs the registered sources');
+('crm.dashboard_html',                   'dashboard: runs the registered sources'),
+('crm.todo',                             'dashboard (issue 20): runs the registered sources'),
+('crm.notify_todo',                      'dashboard (issue 20): runs crm.todo');
 
 -- a function of the extension is installed (any signature)
 CREATE FUNCTION pg_temp.installed(fname text) RETURNS boolean LANGUAGE sql STABLE AS
