@@ -94,17 +94,13 @@ ua AS MATERIALIZED (
                           AND ix.occurred_at OPERATOR(pg_catalog.>=) l.created_at AND ix.occurred_at OPERATOR(pg_catalog.<) $1)),
 -- cost of a lead (docs/metrics.md): the channel's spend in the lead's calendar
 -- month / the channel's leads created in that month (whole months)
-um AS (SELECT DISTINCT ua.channel, pg_catalog.date_trunc('month', ua.created_at) AS month FROM ua),
 cpl AS (
-    SELECT um.channel, um.month,
-           (SELECT pg_catalog.sum(s.amount) FROM %4$s
-             WHERE s.channel OPERATOR(pg_catalog.=) um.channel AND s.spent_on OPERATOR(pg_catalog.>=) um.month
-               AND s.spent_on OPERATOR(pg_catalog.<) (um.month OPERATOR(pg_catalog.+) '1 month'::pg_catalog.interval))
-           OPERATOR(pg_catalog./)
-           (SELECT pg_catalog.count(*) FROM %2$s
-             WHERE l.channel OPERATOR(pg_catalog.=) um.channel AND l.created_at OPERATOR(pg_catalog.>=) um.month
-               AND l.created_at OPERATOR(pg_catalog.<) (um.month OPERATOR(pg_catalog.+) '1 month'::pg_catalog.interval)) AS cost
-      FROM um),
+    SELECT sp.channel, sp.month, sp.amount OPERATOR(pg_catalog./) nl.n AS cost
+      FROM (SELECT s.channel, pg_catalog.date_trunc('month', s.spent_on) AS month, pg_catalog.sum(s.amount) AS amount
+              FROM %4$s GROUP BY 1, 2) AS sp
+      JOIN (SELECT l.channel, pg_catalog.date_trunc('month', l.created_at) AS month, pg_catalog.count(*) AS n
+              FROM %2$s GROUP BY 1, 2) AS nl
+        ON nl.channel OPERATOR(pg_catalog.=) sp.channel AND nl.month OPERATOR(pg_catalog.=) sp.month),
 -- stale_deal: open at as_of (an open stage reached, no won or lost event) and
 -- idle beyond the norm of its most advanced open stage (crm._stage_norm_case)
 ev AS (
