@@ -49,7 +49,9 @@ CREATE TABLE crm.dashboard_settings (
     period_to   date,
     lead_sla    interval NOT NULL DEFAULT '1 hour',
     CHECK (period_from IS NULL AND period_to IS NULL
-           OR period_from IS NOT NULL AND period_to IS NOT NULL AND period_from <= period_to)
+           OR period_from IS NOT NULL AND period_to IS NOT NULL AND period_from <= period_to),
+    -- issue 20 (todo): last, as ALTER TABLE ... ADD COLUMN puts it on an upgrade
+    reactivation_after interval NOT NULL DEFAULT '90 days' CHECK (reactivation_after > interval '0')
 );
 COMMENT ON TABLE crm.dashboard_settings IS
 'Settings of the owner dashboard (at most one row): the period the crm.v_* views show (NULL = the last complete calendar month) and the lead first-response SLA.';

@@ -244,12 +244,12 @@ SELECT is((SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_class c
             WHERE c.relnamespace = 'crm'::regnamespace AND c.relkind = 'v'
               AND c.relname LIKE 'v\_%' AND 'security_invoker=true' = ANY (c.reloptions)),
           ARRAY['v_abc_xyz', 'v_channels', 'v_coverage', 'v_followups', 'v_funnel', 'v_lead_sla', 'v_losses', 'v_managers',
-                'v_owner_dashboard', 'v_pipeline', 'v_plan_fact', 'v_retention', 'v_rfm'],
+                'v_owner_dashboard', 'v_pipeline', 'v_plan_fact', 'v_retention', 'v_rfm', 'v_todo'],
           'every BI view is security_invoker');
 SELECT is((SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
             WHERE c.relnamespace = 'crm'::regnamespace AND c.relkind = 'v' AND c.relname LIKE 'v\_%' AND a.attnum > 0
               AND a.atttypid NOT IN ('text'::regtype, 'numeric'::regtype, 'bigint'::regtype, 'integer'::regtype,
-                                     'date'::regtype, 'boolean'::regtype)),
+                                     'date'::regtype, 'boolean'::regtype, 'timestamptz'::regtype)),
           0::bigint, 'views use plain column types only');
 SELECT ok((SELECT extconfig @> ARRAY['crm.sources'::regclass, 'crm.pipeline_stages'::regclass, 'crm.dashboard_settings'::regclass]::oid[]
              FROM pg_extension WHERE extname = 'crm_analytics'), 'config tables are dumped by pg_dump');

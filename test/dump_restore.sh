@@ -84,6 +84,11 @@ SELECT crm.set_plan('revenue', '2025-11-01', '2025-11-30', 123456.78);
 SELECT crm.set_plan('revenue', '2025-11-01', '2025-11-30', 20000, 'channel', 'O''Brien "quoted" ; channel');
 SELECT crm.set_plan('win_rate', '2025-10-01', '2025-12-31', 27.5, 'manager', '3');
 \endif
+-- issue 20 (todo): the announced to-do items
+SELECT to_regclass('crm.todo_announced') IS NOT NULL AND EXISTS (SELECT 1 FROM crm.sources WHERE kind = 'invoices') AS has_todo \gset
+\if :has_todo
+SELECT crm.notify_todo('2026-01-01') AS announced;
+\endif
 SQL
 }
 

@@ -66,7 +66,9 @@ INSERT INTO inner_query_runners VALUES
 ('crm.dashboard_closed_deals',           'losses: runs the registered sources'),
 ('crm.dashboard_losses',                 'losses: runs the registered sources'),
 ('crm.dashboard_followups',              'losses: runs the registered sources'),
-('crm.dashboard_plan_fact',              'plans: runs the registered sources through the reports');
+('crm.dashboard_plan_fact',              'plans: runs the registered sources through the reports'),
+('crm.todo',                             'dashboard (issue 20): runs the registered sources'),
+('crm.notify_todo',                      'dashboard (issue 20): runs crm.todo');
 
 -- a function of the extension is installed (any signature)
 CREATE FUNCTION pg_temp.installed(fname text) RETURNS boolean LANGUAGE sql STABLE AS

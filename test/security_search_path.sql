@@ -165,6 +165,10 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm.dashboard_retention(date)', $$SELECT count(*) FROM crm.dashboard_retention('2025-11-30')$$),
 ('crm.dashboard_rfm(date)', $$SELECT count(*) FROM crm.dashboard_rfm('2025-11-30')$$),
 ('crm.dashboard_abc_xyz(date)', $$SELECT count(*) FROM crm.dashboard_abc_xyz('2025-11-30')$$),
+-- issue 20: the to-do list and its notifications (the crm_status trigger fires in section 6)
+('crm._reactivation_after()', $$SELECT crm._reactivation_after()$$),
+('crm.todo(timestamptz)', $$SELECT count(*) FROM crm.todo('2026-01-01')$$),
+('crm.notify_todo(timestamptz)', $$SELECT crm.notify_todo('2026-01-01')$$),
 ('crm.dashboard_lead_sla(date,date,interval)', $$SELECT count(*) FROM crm.dashboard_lead_sla('2025-11-01', '2025-11-30', '2 hours')$$),
 ('crm._closed_deals_sql(boolean)', $$SELECT length(crm._closed_deals_sql(true))$$),
 ('crm.dashboard_closed_deals(date,date)', $$SELECT count(*) FROM crm.dashboard_closed_deals('2025-11-01', '2025-11-30')$$),
