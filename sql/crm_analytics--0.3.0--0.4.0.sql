@@ -2094,6 +2094,266 @@ COMMENT ON FUNCTION crm.load_demo(int, int, date) IS
 
 
 -- ==== section html: the HTML report and the demo ====
+-- the page gets the sales head's part (losses, follow-ups, plan against fact,
+-- the top of the to-do list): the renderer takes one more argument
+DROP FUNCTION crm._dashboard_html(date, date, jsonb, jsonb, jsonb, jsonb);
+CREATE FUNCTION crm._dashboard_html(period_from date, period_to date,
+                                    kpi_rows jsonb, funnel_rows jsonb, heat_rows jsonb, chan_rows jsonb,
+                                    sales_html text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kpi    text;
+    funnel text;
+    heat   text;
+    chan   text;
+BEGIN
+    SELECT string_agg(pg_catalog.format(
+               '<tr class="%s"><td>%s</td><td class="n">%s</td><td class="n">%s</td><td class="n %s">%s</td><td>%s</td></tr>',
+               d.section, crm._html(replace(d.metric, '_', ' ')), crm._fmt(d.value), crm._fmt(d.previous_value),
+               -- green when the change is good news: lower is better for costs and losses
+               CASE WHEN coalesce(d.change_pct, 0) = 0 THEN ''
+                    WHEN (d.change_pct > 0) <> (d.section = 'money_lost' OR d.metric IN ('cac', 'sales_cycle', 'marketing_spend'))
+                    THEN 'up' ELSE 'down' END,
+               CASE WHEN d.change_pct IS NULL THEN '' ELSE crm._fmt(d.change_pct) || '%' END,
+               crm._html(d.unit)), E'\n' ORDER BY d.ord)
+      INTO kpi
+      FROM jsonb_to_recordset(kpi_rows) AS d(metric text, value numeric, unit text, previous_value numeric,
+                                             change_pct numeric, section text, ord bigint);
+
+    -- funnel: one bar per step, width proportional to the deals that reached it
+    WITH f AS MATERIALIZED (SELECT * FROM jsonb_to_recordset(funnel_rows)
+                                AS f(step_no int, stage text, entered bigint, pct_of_first numeric, pct_of_prev numeric,
+                                     dropped bigint, lost_deals bigint, lost_value numeric)),
+         g AS (SELECT f.*, max(f.entered) OVER () AS fmax, count(*) OVER () AS nfun FROM f),
+         h AS (SELECT g.*, CASE WHEN g.fmax > 0 THEN greatest(440.0 * g.entered / g.fmax, 2) ELSE 2 END AS w FROM g)
+    SELECT pg_catalog.format('<svg xmlns="http://www.w3.org/2000/svg" width="760" height="%s" role="img" aria-label="sales funnel">%s</svg>',
+                             max(h.nfun) * 44 + 10,
+                             string_agg(pg_catalog.format(
+                                 '<rect x="%s" y="%s" width="%s" height="34" fill="#2b6cb0" rx="3"/>'
+                                 '<text x="10" y="%s" class="lbl">%s</text>'
+                                 '<text x="380" y="%s" text-anchor="middle" class="%s">%s (%s%%)</text>'
+                                 '<text x="750" y="%s" text-anchor="end" class="lost">%s</text>',
+                                 round(380 - h.w / 2, 1), 5 + (h.step_no - 1) * 44, round(h.w, 1),
+                                 27 + (h.step_no - 1) * 44, crm._html(h.stage),
+                                 27 + (h.step_no - 1) * 44, CASE WHEN h.w >= 130 THEN 'in' ELSE 'out' END,
+                                 crm._fmt(h.entered::numeric), crm._fmt(h.pct_of_first),
+                                 27 + (h.step_no - 1) * 44,
+                                 CASE WHEN h.lost_value > 0 THEN 'lost ' || crm._fmt(h.lost_value) ELSE '' END),
+                                 '' ORDER BY h.step_no))
+      INTO funnel
+      FROM h;
+
+    -- cohort heat map: rows = cohorts, columns = months since, colour = retention
+    WITH t AS MATERIALIZED (SELECT * FROM jsonb_to_recordset(heat_rows)
+                                AS t(cohort date, period_no int, cohort_size bigint, active bigint, retention_pct numeric,
+                                     revenue numeric, cumulative_ltv numeric)),
+         r AS (SELECT t.*, 26 + (dense_rank() OVER (ORDER BY t.cohort) - 1) * 26 AS y FROM t)
+    SELECT pg_catalog.format('<svg xmlns="http://www.w3.org/2000/svg" width="%s" height="%s" role="img" aria-label="cohort retention heat map">'
+                             '%s%s</svg>',
+                             100 + 12 * 52, 30 + count(DISTINCT r.cohort) * 26,
+                             (SELECT string_agg(pg_catalog.format('<text x="%s" y="18" text-anchor="middle" class="ax">%s</text>', 126 + p * 52, p), '')
+                                FROM generate_series(0, 11) AS p),
+                             string_agg(pg_catalog.format(
+                                 '%s<rect x="%s" y="%s" width="50" height="24" fill="hsl(210,70%%,%s%%)"/>'
+                                 '<text x="%s" y="%s" text-anchor="middle" class="%s">%s</text>',
+                                 CASE WHEN r.period_no = 0 THEN pg_catalog.format('<text x="4" y="%s" class="ax">%s (%s)</text>',
+                                                                              r.y + 17, to_char(r.cohort, 'YYYY-MM'), r.cohort_size) ELSE '' END,
+                                 100 + r.period_no * 52, r.y, round(95 - 0.6 * r.retention_pct, 1),
+                                 126 + r.period_no * 52, r.y + 17,
+                                 CASE WHEN r.retention_pct > 55 THEN 'cw' ELSE 'cb' END, round(r.retention_pct) || '%'),
+                                 '' ORDER BY r.cohort, r.period_no))
+      INTO heat
+      FROM r;
+
+    -- channels: a table with an ROI bar
+    SELECT string_agg(pg_catalog.format(
+               '<tr><td>%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s%%</td><td class="n">%s</td>'
+               '<td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
+               '<td><svg xmlns="http://www.w3.org/2000/svg" width="160" height="14"><rect x="0" y="2" width="%s" height="10" fill="%s"/></svg> %s</td></tr>',
+               crm._html(c.channel), crm._fmt(c.leads::numeric), crm._fmt(c.new_buyers::numeric), crm._fmt(c.conversion_pct),
+               crm._fmt(c.revenue), crm._fmt(c.spend), crm._fmt(c.cac), crm._fmt(c.ltv_cac),
+               CASE WHEN c.roi_pct IS NULL THEN 0 ELSE round(least(greatest(abs(c.roi_pct), 0), mx) / nullif(mx, 0) * 160, 1) END,
+               CASE WHEN c.roi_pct < 0 THEN '#c53030' ELSE '#2f855a' END,
+               CASE WHEN c.roi_pct IS NULL THEN 'no spend' ELSE crm._fmt(c.roi_pct) || '%' END), E'\n' ORDER BY c.revenue DESC)
+      INTO chan
+      FROM (SELECT c.*, max(abs(c.roi_pct)) OVER () AS mx
+              FROM jsonb_to_recordset(chan_rows) AS c(channel text, leads bigint, new_buyers bigint, conversion_pct numeric,
+                                                     revenue numeric, gross_profit numeric, spend numeric, cac numeric,
+                                                     roi_pct numeric, ltv numeric, ltv_cac numeric)) AS c;
+
+    RETURN pg_catalog.format($html$<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Owner dashboard %1$s .. %2$s</title>
+<style>
+body{font-family:DejaVu Sans,Arial,sans-serif;margin:24px;color:#1a202c;max-width:1100px}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px} p.sub{color:#4a5568;margin:0 0 16px}
+table{border-collapse:collapse;font-size:13px} td,th{padding:3px 10px;border-bottom:1px solid #e2e8f0;text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums} td.up{color:#2f855a} td.down{color:#c53030}
+tr.money_lost td:first-child{color:#c53030} th{background:#edf2f7}
+svg text{font-family:DejaVu Sans,Arial,sans-serif;font-size:12px} .lbl{font-weight:bold} .in{fill:#fff;font-weight:bold}
+.out{fill:#1a202c;font-weight:bold;paint-order:stroke;stroke:#fff;stroke-width:3px} .lost{fill:#c53030} .ax{fill:#4a5568} .cw{fill:#fff} .cb{fill:#1a202c}
+.cols{display:flex;gap:40px;flex-wrap:wrap}
+</style></head><body>
+<h1>Owner dashboard</h1>
+<p class="sub">%1$s .. %2$s, compared with the previous period of equal length. Generated by crm.dashboard_html.</p>
+<div class="cols"><div>
+<h2>Figures</h2>
+<table><tr><th>metric</th><th>value</th><th>previous</th><th>change</th><th>unit</th></tr>
+%3$s
+</table></div><div>
+<h2>Sales funnel (deals started in the period)</h2>
+%4$s
+<h2>Channels</h2>
+<table><tr><th>channel</th><th>leads</th><th>new buyers</th><th>conversion</th><th>revenue</th><th>spend</th><th>CAC</th><th>LTV/CAC</th><th>ROI</th></tr>
+%5$s
+</table>
+</div></div>
+%7$s
+<h2>Monthly buyer cohorts: share still buying, by months since the first order</h2>
+%6$s
+</body></html>
+$html$, period_from, period_to, coalesce(kpi, ''), coalesce(funnel, ''), coalesce(chan, ''), coalesce(heat, ''),
+         coalesce(sales_html, ''));
+END
+$$;
+COMMENT ON FUNCTION crm._dashboard_html(date, date, jsonb, jsonb, jsonb, jsonb, text) IS
+'Draws the page of crm.dashboard_html from the rows of crm.owner_dashboard (with their position as ord), crm.dashboard_funnel, crm.dashboard_retention and crm.dashboard_channels, each a jsonb array of row objects, and the sales head''s part drawn by crm._dashboard_html_sales.';
+
+CREATE FUNCTION crm._dashboard_html_sales(loss_rows jsonb, followup_rows jsonb, plan_rows jsonb, todo_rows jsonb,
+                                          todo_as_of timestamptz) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    losses    text;
+    followups text;
+    plans     text;
+    todo      text;
+BEGIN
+    -- the ten largest losses by reason and stage, with a bar of the share
+    SELECT string_agg(pg_catalog.format(
+               '<tr><td>%s</td><td>%s</td><td class="n">%s</td><td class="n">%s</td>'
+               '<td><svg xmlns="http://www.w3.org/2000/svg" width="120" height="14"><rect x="0" y="2" width="%s" height="10" fill="#c53030"/></svg> %s%%</td></tr>',
+               crm._html(l.reason), crm._html(l.stage), crm._fmt(l.deals::numeric), crm._fmt(l.lost_value),
+               round(least(greatest(coalesce(l.share_pct, 0), 0), 100) * 1.2, 1), crm._fmt(l.share_pct)),
+               E'\n' ORDER BY l.lost_value DESC, l.reason, l.stage)
+      INTO losses
+      FROM (SELECT * FROM jsonb_to_recordset(loss_rows)
+                AS l(reason text, stage text, deals bigint, lost_value numeric, share_pct numeric)
+             ORDER BY lost_value DESC, reason, stage LIMIT 10) AS l;
+
+    SELECT string_agg(pg_catalog.format(
+               '<tr><td>%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
+               '<td><svg xmlns="http://www.w3.org/2000/svg" width="120" height="14"><rect x="0" y="2" width="%s" height="10" fill="#2f855a"/></svg> %s</td></tr>',
+               crm._html(f.contacts), crm._fmt(f.deals::numeric), crm._fmt(f.lost_value), crm._fmt(f.won_deals::numeric),
+               round(least(greatest(coalesce(f.win_rate_pct, 0), 0), 100) * 1.2, 1),
+               CASE WHEN f.win_rate_pct IS NULL THEN 'no closed deals' ELSE crm._fmt(f.win_rate_pct) || '%' END),
+               E'\n' ORDER BY f.ord)
+      INTO followups
+      FROM jsonb_to_recordset(followup_rows)
+               AS f(contacts text, deals bigint, lost_value numeric, won_deals bigint, won_value numeric,
+                    win_rate_pct numeric, ord bigint);
+
+    SELECT string_agg(pg_catalog.format(
+               '<tr><td>%s</td><td>%s</td><td class="n">%s</td><td class="n">%s</td>'
+               '<td><svg xmlns="http://www.w3.org/2000/svg" width="120" height="14"><rect x="0" y="2" width="%s" height="10" fill="%s"/></svg> %s</td>'
+               '<td class="n">%s</td></tr>',
+               crm._html(replace(p.metric, '_', ' ')),
+               CASE WHEN p.dimension IS NULL THEN 'all' ELSE crm._html(p.dimension || ' ' || p.key) END,
+               crm._fmt(p.plan), crm._fmt(p.fact),
+               round(least(greatest(coalesce(p.pct, 0), 0), 100) * 1.2, 1),
+               CASE WHEN p.pct >= 100 THEN '#2f855a' ELSE '#dd6b20' END,
+               CASE WHEN p.pct IS NULL THEN '' ELSE crm._fmt(p.pct) || '%' END,
+               crm._fmt(p.forecast)),
+               E'\n' ORDER BY p.ord)
+      INTO plans
+      FROM jsonb_to_recordset(plan_rows)
+               AS p(metric text, dimension text, key text, plan numeric, fact numeric, pct numeric,
+                    forecast numeric, forecast_pct numeric, ord bigint);
+
+    SELECT string_agg(pg_catalog.format(
+               '<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td class="n">%s</td><td>%s</td></tr>',
+               crm._html(coalesce(t.manager_id, '-')), crm._html(replace(t.kind, '_', ' ')), crm._html(t.entity_id),
+               crm._html(to_char(t.since, 'YYYY-MM-DD')), crm._fmt(t.value), crm._html(t.note)),
+               E'\n' ORDER BY t.ord)
+      INTO todo
+      FROM jsonb_to_recordset(todo_rows)
+               AS t(manager_id text, kind text, entity_id text, since timestamptz, value numeric, note text, ord bigint)
+     WHERE t.ord <= 15;
+
+    RETURN pg_catalog.format($html$<div class="cols"><div>
+<h2>Where deals are lost (reason and last open stage)</h2>
+<table><tr><th>reason</th><th>stage</th><th>deals</th><th>lost value</th><th>share</th></tr>
+%1$s
+</table></div><div>
+<h2>Follow-up depth of the deals closed</h2>
+<table><tr><th>real contacts</th><th>lost deals</th><th>lost value</th><th>won deals</th><th>win rate</th></tr>
+%2$s
+</table></div></div>
+<h2>Plan against fact</h2>
+%3$s
+<h2>To do first, as of %5$s (%6$s things in all)</h2>
+<table><tr><th>manager</th><th>what</th><th>id</th><th>since</th><th>at stake</th><th>note</th></tr>
+%4$s
+</table>
+$html$, coalesce(losses, '<tr><td colspan="5">no deals lost in the period</td></tr>'),
+         coalesce(followups, ''),
+         CASE WHEN plans IS NULL THEN '<p class="sub">No plan for exactly this period (crm.set_plan).</p>'
+              ELSE '<table><tr><th>metric</th><th>for</th><th>plan</th><th>fact</th><th>done</th><th>forecast</th></tr>'
+                   || E'\n' || plans || E'\n</table>' END,
+         coalesce(todo, '<tr><td colspan="6">nothing to do</td></tr>'),
+         to_char(todo_as_of, 'YYYY-MM-DD HH24:MI'), crm._fmt(coalesce(jsonb_array_length(todo_rows), 0)::numeric));
+END
+$$;
+COMMENT ON FUNCTION crm._dashboard_html_sales(jsonb, jsonb, jsonb, jsonb, timestamptz) IS
+'Draws the sales head''s part of the crm.dashboard_html page from the rows of crm.dashboard_losses, crm.dashboard_followups, crm.dashboard_plan_fact and crm.todo (jsonb arrays of row objects, in report order).';
+
+CREATE OR REPLACE FUNCTION crm.dashboard_html(period_from date, period_to date) RETURNS text
+LANGUAGE plpgsql VOLATILE
+-- no SET search_path: the reports run the registered sources with the
+-- caller's path; everything here is qualified, the page is drawn by the
+-- pinned crm._dashboard_html
+AS $$
+DECLARE
+    kpi       jsonb;
+    losses    jsonb;
+    followups jsonb;
+    plans     jsonb;
+    todo      jsonb;
+    -- the to-do list as of the end of the period, or now while it runs
+    as_of     timestamptz;
+BEGIN
+    -- first: validates the period and the sources
+    SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(o) ORDER BY o.ord) INTO kpi
+      FROM crm.owner_dashboard(period_from, period_to) WITH ORDINALITY AS o(metric, value, unit, previous_value, change_pct, section, ord);
+    as_of := pg_catalog.least(pg_catalog.now(), (period_to OPERATOR(pg_catalog.+) 1)::pg_catalog.timestamptz);
+    SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(l)) INTO losses FROM crm.dashboard_losses(period_from, period_to) AS l;
+    -- the follow-up depth needs the deals source (0.4.0), which an older
+    -- registration may lack: the page then shows no follow-up rows
+    BEGIN
+        SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(f) ORDER BY f.ord) INTO followups
+          FROM crm.dashboard_followups(period_from, period_to)
+               WITH ORDINALITY AS f(contacts, deals, lost_value, won_deals, won_value, win_rate_pct, ord);
+    EXCEPTION WHEN object_not_in_prerequisite_state THEN
+        followups := NULL;
+    END;
+    SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(p) ORDER BY p.ord) INTO plans
+      FROM crm.dashboard_plan_fact(period_from, period_to)
+           WITH ORDINALITY AS p(metric, dimension, key, plan, fact, pct, forecast, forecast_pct, ord);
+    SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(t) ORDER BY t.ord) INTO todo FROM crm.todo(as_of)
+           WITH ORDINALITY AS t(manager_id, kind, entity_id, since, value, note, ord);
+    RETURN crm._dashboard_html(period_from, period_to, kpi,
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(f)) FROM crm.dashboard_funnel(period_from, period_to) AS f),
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r)) FROM crm.dashboard_retention(period_to) AS r),
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c)) FROM crm.dashboard_channels(period_from, period_to) AS c),
+        crm._dashboard_html_sales(losses, followups, plans, todo, as_of));
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_html(date, date) IS
+'A static HTML page (inline SVG, no scripts) with the owner dashboard figures, the sales funnel, the channel table, the losses by reason and stage, the follow-up depth, plan against fact, the top of the to-do list (as of the period end) and the cohort retention heat map for the period [from, to].';
+
+
 -- crm.v_todo gets numeric twins of its ids (crm.id_number, section bi)
 CREATE OR REPLACE VIEW crm.v_todo WITH (security_invoker = true) AS
 SELECT t.manager_id, t.kind, t.entity_id, t.since, t.value, t.note,

@@ -177,7 +177,8 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._html(text)', $$SELECT crm._html('<a & "b">')$$),
 ('crm._fmt(numeric)', $$SELECT crm._fmt(1234567.891)$$),
 ('crm.dashboard_html(date,date)', $$SELECT length(crm.dashboard_html('2025-11-01', '2025-11-30'))$$),
-('crm._dashboard_html(date,date,jsonb,jsonb,jsonb,jsonb)', $$SELECT length(crm._dashboard_html('2025-11-01', '2025-11-30', '[]', NULL, NULL, NULL))$$),
+('crm._dashboard_html(date,date,jsonb,jsonb,jsonb,jsonb,text)', $$SELECT length(crm._dashboard_html('2025-11-01', '2025-11-30', '[]', NULL, NULL, NULL, NULL))$$),
+('crm._dashboard_html_sales(jsonb,jsonb,jsonb,jsonb,timestamptz)', $$SELECT length(crm._dashboard_html_sales((SELECT jsonb_agg(to_jsonb(l)) FROM crm.dashboard_losses('2025-11-01', '2025-11-30') l), NULL, NULL, (SELECT jsonb_agg(to_jsonb(t)) FROM crm.todo('2025-12-01') t), '2025-12-01'))$$),
 ('crm.set_dashboard_period(date,date)', $$SELECT crm.set_dashboard_period('2025-11-01', '2025-11-30')$$),
 ('crm._register_demo_sources()', $$SELECT crm._register_demo_sources()$$),
 -- plans (docs/sales.md)
