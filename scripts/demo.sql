@@ -14,7 +14,8 @@ SELECT to_regprocedure('crm.owner_dashboard(date,date)') IS NOT NULL AS has_dash
        to_regprocedure('crm.abc_class(double precision,double precision,double precision)') IS NOT NULL AS has_classes,
        to_regprocedure('crm.rfm_report(text,timestamptz)') IS NOT NULL AS has_rfm,
        to_regprocedure('crm.bgnbd_fit(float8,float8,float8)') IS NOT NULL AS has_clv,
-       to_regprocedure('crm.dashboard_channels(date,date)') IS NOT NULL AS has_channels
+       to_regprocedure('crm.dashboard_channels(date,date)') IS NOT NULL AS has_channels,
+       to_regprocedure('crm.dashboard_losses(date,date)') IS NOT NULL AS has_sales
 \gset
 
 \if :has_dashboard
@@ -35,6 +36,22 @@ SELECT l.channel, count(*) AS leads, count(l.customer_id) AS buyers,
 \echo
 \echo '== Channels, Q4 2025: crm.dashboard_channels(''2025-10-01'', ''2025-12-31'') =='
 SELECT * FROM crm.dashboard_channels('2025-10-01', '2025-12-31');
+\endif
+
+\if :has_sales
+\echo
+\echo '== Where deals are lost, Q4 2025: crm.dashboard_losses (top 8 of reason x last open stage) =='
+SELECT * FROM crm.dashboard_losses('2025-10-01', '2025-12-31') LIMIT 8;
+\echo
+\echo '== Follow-up depth of the deals closed in Q4 2025 (real contacts before the close): crm.dashboard_followups =='
+SELECT * FROM crm.dashboard_followups('2025-10-01', '2025-12-31');
+\echo
+\echo '== Plan against fact, Q4 2025 (demo plans: previous quarter + 10 %): crm.dashboard_plan_fact =='
+SELECT * FROM crm.dashboard_plan_fact('2025-10-01', '2025-12-31');
+\echo
+\echo '== Who to call first on 2026-01-01: crm.todo (top 10 of the list, by money at stake) =='
+SELECT kind, count(*) AS items, sum(value) AS at_stake FROM crm.todo('2026-01-01') GROUP BY kind ORDER BY at_stake DESC;
+SELECT * FROM crm.todo('2026-01-01') LIMIT 10;
 \endif
 
 \if :has_funnel
