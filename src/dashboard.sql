@@ -1815,7 +1815,10 @@ BEGIN
     -- first: validates the period and the sources
     SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(o) ORDER BY o.ord) INTO kpi
       FROM crm.owner_dashboard(period_from, period_to) WITH ORDINALITY AS o(metric, value, unit, previous_value, change_pct, section, ord);
-    as_of := pg_catalog.least(pg_catalog.now(), (period_to OPERATOR(pg_catalog.+) 1)::pg_catalog.timestamptz);
+    as_of := (period_to OPERATOR(pg_catalog.+) 1)::pg_catalog.timestamptz;
+    IF pg_catalog.now() OPERATOR(pg_catalog.<) as_of THEN
+        as_of := pg_catalog.now();
+    END IF;
     SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(l)) INTO losses FROM crm.dashboard_losses(period_from, period_to) AS l;
     -- the follow-up depth needs the deals source (0.4.0), which an older
     -- registration may lack: the page then shows no follow-up rows
