@@ -2368,3 +2368,50 @@ COMMENT ON COLUMN crm.v_todo.manager_id_num IS 'manager_id as a number when it i
 COMMENT ON COLUMN crm.v_todo.entity_id_num IS 'entity_id as a number when it is one (crm.id_number), else NULL: sort by it so that 10 comes after 9.';
 
 -- ==== end of section html ====
+
+
+-- ==== section review: fixes from the review of issues 20 and 21 ====
+-- crm.notify_todo: an item without an entity_id is not announced (it made
+-- the INSERT into crm.todo_announced fail)
+CREATE OR REPLACE FUNCTION crm.notify_todo(as_of timestamptz DEFAULT now()) RETURNS int
+LANGUAGE plpgsql VOLATILE
+-- no SET search_path: crm.todo runs the registered sources with the caller's
+-- path; everything here is qualified
+AS $$
+DECLARE
+    r record;
+    n int := 0;
+    payload text;
+BEGIN
+    FOR r IN
+        -- an item without an id (a NULL lead, deal, invoice or customer id
+        -- in a source) cannot be told apart from another: not announced
+        WITH t AS MATERIALIZED (SELECT * FROM crm.todo(as_of) AS x WHERE x.entity_id IS NOT NULL),
+        gone AS (
+            DELETE FROM crm.todo_announced a
+             WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.kind OPERATOR(pg_catalog.=) a.kind
+                                                 AND t.entity_id OPERATOR(pg_catalog.=) a.entity_id)),
+        fresh AS (
+            INSERT INTO crm.todo_announced AS a (kind, entity_id, announced_at)
+            SELECT t.kind, t.entity_id, pg_catalog.now() FROM t
+            ON CONFLICT (kind, entity_id) DO NOTHING
+            RETURNING a.kind, a.entity_id)
+        SELECT t.* FROM t JOIN fresh ON fresh.kind OPERATOR(pg_catalog.=) t.kind AND fresh.entity_id OPERATOR(pg_catalog.=) t.entity_id
+         ORDER BY t.value DESC NULLS LAST, t.since NULLS LAST, t.kind, t.entity_id
+    LOOP
+        payload := pg_catalog.json_build_object('manager_id', r.manager_id, 'kind', r.kind, 'entity_id', r.entity_id,
+                                                'since', r.since, 'value', r.value, 'note', r.note)::text;
+        IF pg_catalog.octet_length(payload) OPERATOR(pg_catalog.>) 7999 THEN
+            payload := pg_catalog.json_build_object('manager_id', pg_catalog.left(r.manager_id, 200), 'kind', r.kind,
+                                                    'entity_id', pg_catalog.left(r.entity_id, 200), 'since', r.since,
+                                                    'value', r.value, 'note', pg_catalog.left(r.note, 200), 'truncated', true)::text;
+        END IF;
+        PERFORM pg_catalog.pg_notify('crm_todo', payload);
+        n := n OPERATOR(pg_catalog.+) 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION crm.notify_todo(timestamptz) IS
+'Announces the new items of crm.todo(as_of): one pg_notify(''crm_todo'', <the row as json>) per item not yet in crm.todo_announced (most money first), records them there, forgets the items no longer on the list; returns the number announced.  Items without an entity_id are not announced.  Schedule it with pg_cron.';
+-- ==== end of section review ====

@@ -14,6 +14,7 @@
 
 #include "access/xact.h"
 #include "pgstat.h"
+#include "port/atomics.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
@@ -88,6 +89,30 @@ crm_id_number(PG_FUNCTION_ARGS)
 										ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
 }
 
+/*
+ * Only the query text of this backend's pg_stat_activity row: unlike
+ * pgstat_report_activity(), which starts a new query, it keeps state,
+ * state_change and query_id (monitoring that looks for long-running calls
+ * by state_change, or joins pg_stat_statements by query_id, still sees the
+ * call that started when it did).  Stored as pgstat_report_activity stores
+ * it: raw, cut to track_activity_query_size - 1 bytes (pg_stat_activity
+ * clips multibyte characters when it reads it).
+ */
+static void
+ProgressSetActivity(const char *text)
+{
+	volatile PgBackendStatus *beentry = MyBEEntry;
+	int			len;
+
+	if (beentry == NULL || !pgstat_track_activities)
+		return;
+	len = Min((int) strlen(text), pgstat_track_activity_query_size - 1);
+	PGSTAT_BEGIN_WRITE_ACTIVITY(beentry);
+	memcpy((char *) beentry->st_activity_raw, text, len);
+	beentry->st_activity_raw[len] = '\0';
+	PGSTAT_END_WRITE_ACTIVITY(beentry);
+}
+
 /* at the end of the transaction: pg_stat_activity shows the statement again */
 static void
 ProgressXactCallback(XactEvent event, void *arg)
@@ -100,7 +125,7 @@ ProgressXactCallback(XactEvent event, void *arg)
 	{
 		ProgressActivityDirty = false;
 		if (debug_query_string != NULL)
-			pgstat_report_activity(STATE_RUNNING, debug_query_string);
+			ProgressSetActivity(debug_query_string);
 	}
 }
 
@@ -119,7 +144,7 @@ ProgressReportActivity(const char *line)
 	}
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "%s | %s", line, debug_query_string != NULL ? debug_query_string : "");
-	pgstat_report_activity(STATE_RUNNING, buf.data);
+	ProgressSetActivity(buf.data);
 	ProgressActivityDirty = true;
 	pfree(buf.data);
 }

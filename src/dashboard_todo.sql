@@ -219,7 +219,9 @@ DECLARE
     payload text;
 BEGIN
     FOR r IN
-        WITH t AS MATERIALIZED (SELECT * FROM crm.todo(as_of)),
+        -- an item without an id (a NULL lead, deal, invoice or customer id
+        -- in a source) cannot be told apart from another: not announced
+        WITH t AS MATERIALIZED (SELECT * FROM crm.todo(as_of) AS x WHERE x.entity_id IS NOT NULL),
         gone AS (
             DELETE FROM crm.todo_announced a
              WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.kind OPERATOR(pg_catalog.=) a.kind
@@ -246,4 +248,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION crm.notify_todo(timestamptz) IS
-'Announces the new items of crm.todo(as_of): one pg_notify(''crm_todo'', <the row as json>) per item not yet in crm.todo_announced (most money first), records them there, forgets the items no longer on the list; returns the number announced.  Schedule it with pg_cron.';
+'Announces the new items of crm.todo(as_of): one pg_notify(''crm_todo'', <the row as json>) per item not yet in crm.todo_announced (most money first), records them there, forgets the items no longer on the list; returns the number announced.  Items without an entity_id are not announced.  Schedule it with pg_cron.';

@@ -6,7 +6,7 @@
 -- Demo: crm.load_demo(2000, 42, '2025-12-31'), which sets the global period
 -- 2025-12-01 .. 2025-12-31.
 BEGIN;
-SELECT plan(47);
+SELECT plan(48);
 SET LOCAL TimeZone = 'UTC';
 
 CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $f$
@@ -168,7 +168,7 @@ SELECT is(crm.dashboard_period_source(), 'default: the last complete calendar mo
 ROLLBACK TO SAVEPOINT nosettings;
 
 -- ---------------------------------------------------------------- progress
--- 44-47: the progress line in pg_stat_activity of this backend; bad input
+-- 44-48: the progress line in pg_stat_activity of this backend; bad input
 -- (in one statement: the next statement would show its own text)
 CREATE FUNCTION pg_temp.progress_activity() RETURNS text LANGUAGE plpgsql AS $f$
 BEGIN
@@ -180,6 +180,27 @@ $f$;
 SELECT alike(pg_temp.progress_activity(),
             'bi_conventions: phase: 3 of 10 done (30%), % s elapsed | %',
             'crm._progress puts "phase: done of total (pct), elapsed | statement" in pg_stat_activity.query');
+-- the progress line changes only the query text: state, state_change, query_start and query_id
+-- stay those of the running statement (pgstat_report_activity would start a new query: a fresh
+-- state_change, query_id reset and then taken by the next nested statement)
+SET LOCAL compute_query_id = on;
+CREATE FUNCTION pg_temp.progress_keeps_state() RETURNS text LANGUAGE plpgsql AS $f$
+DECLARE
+    a record;
+    b record;
+BEGIN
+    PERFORM pg_stat_clear_snapshot();
+    SELECT state, state_change, query_start, query_id INTO a FROM pg_stat_activity WHERE pid = pg_backend_pid();
+    PERFORM pg_sleep(0.02);
+    PERFORM crm._progress('bi_conventions: state', 1, 2);
+    PERFORM pg_stat_clear_snapshot();
+    SELECT state, state_change, query_start, query_id, query INTO b FROM pg_stat_activity WHERE pid = pg_backend_pid();
+    RETURN format('state %s, state_change %s, query_start %s, query_id %s (%s)', a.state = b.state, a.state_change = b.state_change,
+                  a.query_start = b.query_start, a.query_id IS NOT NULL AND a.query_id = b.query_id, b.query LIKE 'bi_conventions: state: 1 of 2%');
+END
+$f$;
+SELECT is(pg_temp.progress_keeps_state(), 'state t, state_change t, query_start t, query_id t (t)',
+          'crm._progress keeps state, state_change, query_start and query_id of the running statement');
 SELECT is(pg_temp.err($$SELECT crm._progress(NULL, 1, 2)$$), '22004: crm._progress: phase and done must not be null', 'NULL phase -> 22004');
 SELECT is(pg_temp.err($$SELECT crm._progress('', 1, 2)$$), '22023: crm._progress: phase must not be empty', 'empty phase -> 22023');
 SELECT is(pg_temp.err($$SELECT crm._progress('x', -1, NULL)$$), '22023: crm._progress: done and total must not be negative, got -1 and 0',

@@ -4,7 +4,7 @@
 -- boundaries: exactly at the SLA, exactly at the stage norm, exactly at the next due contact,
 -- exactly at the reactivation period, exactly at the due date); ordering, ranks, bad input.
 BEGIN;
-SELECT plan(39);
+SELECT plan(42);
 SET LOCAL TimeZone = 'UTC';
 
 -- ===================================================================== the demo, as of 2026-01-01
@@ -250,6 +250,14 @@ SELECT ok(NOT EXISTS (SELECT 1 FROM crm.todo_announced WHERE kind = 'overdue_inv
 UPDATE tfx.invoices SET paid_at = NULL WHERE invoice_id = 1;
 SELECT is(crm.notify_todo('2026-03-01 12:00'), 1, 'when it comes back it is announced again');
 SELECT is(crm.notify_todo('2026-03-01 12:00:01'), 5, 'a later moment announces the 5 boundary items');
+-- an item without an id (NULL invoice_id in the source) is listed but not announced, and does not
+-- make notify_todo fail (crm.todo_announced.entity_id is NOT NULL)
+INSERT INTO tfx.invoices VALUES (NULL, NULL, '2026-01-01', '2026-01-15', 5, NULL);
+SELECT is((SELECT count(*) FROM crm.todo('2026-03-01 12:00:01') WHERE entity_id IS NULL), 1::bigint,
+          'an overdue invoice without an id is on the list');
+SELECT lives_ok($$SELECT crm.notify_todo('2026-03-01 12:00:01')$$, 'notify_todo does not fail on an item without an id');
+SELECT is(crm.notify_todo('2026-03-01 12:00:01'), 0, '... and does not announce it');
+DELETE FROM tfx.invoices WHERE invoice_id IS NULL;
 SELECT ok((SELECT 'crm.todo_announced'::regclass::oid = ANY (extconfig) FROM pg_extension WHERE extname = 'crm_analytics'),
           'crm.todo_announced is dumped by pg_dump');
 SELECT ok(EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'crm.status_history'::regclass AND tgname = 'crm_status_notify'
