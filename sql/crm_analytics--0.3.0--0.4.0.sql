@@ -903,13 +903,17 @@ GRANT SELECT ON crm.v_todo TO PUBLIC;
 -- Every status change of the automatic statuses (by a rule, the sweep, or a
 -- manual change caught by the trigger) is written once to crm.status_history:
 -- one notification per history row, sent when the writing transaction commits.
-CREATE FUNCTION crm._status_notify() RETURNS trigger
+CREATE OR REPLACE FUNCTION crm._status_notify() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     payload text;
 BEGIN
+    -- SET crm_analytics.notify_status = off silences it (e.g. around a mass sweep)
+    IF NOT current_setting('crm_analytics.notify_status')::boolean THEN
+        RETURN NULL;
+    END IF;
     payload := json_build_object('entity_table', NEW.entity_table::text, 'entity_key', NEW.entity_key,
                                  'from_status', NEW.from_status, 'to_status', NEW.to_status,
                                  'actor', NEW.actor, 'history_id', NEW.history_id)::text;

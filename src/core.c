@@ -17,6 +17,8 @@
 PG_MODULE_MAGIC;
 
 bool		CrmCohortTwoPass = true;
+/* read by the crm_status notification trigger through current_setting() */
+static bool CrmNotifyStatus = true;
 
 void		_PG_init(void);
 
@@ -41,6 +43,15 @@ _PG_init(void)
 							 true,
 							 PGC_USERSET,
 							 GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("crm_analytics.notify_status",
+							 "Sends a pg_notify on channel crm_status for every status change (docs/sales.md).",
+							 "Off: no notification (a mass sweep holds every notification of its transaction "
+							 "in memory until commit).",
+							 &CrmNotifyStatus,
+							 true,
+							 PGC_USERSET,
+							 0,
 							 NULL, NULL, NULL);
 	CrmProgressDefineSettings();
 	MarkGUCPrefixReserved("crm_analytics");

@@ -179,6 +179,10 @@ AS $$
 DECLARE
     payload text;
 BEGIN
+    -- SET crm_analytics.notify_status = off silences it (e.g. around a mass sweep)
+    IF NOT current_setting('crm_analytics.notify_status')::boolean THEN
+        RETURN NULL;
+    END IF;
     payload := json_build_object('entity_table', NEW.entity_table::text, 'entity_key', NEW.entity_key,
                                  'from_status', NEW.from_status, 'to_status', NEW.to_status,
                                  'actor', NEW.actor, 'history_id', NEW.history_id)::text;

@@ -69,6 +69,22 @@ expect "the history ids of the notifications are the history rows" \
   "$(q -d $DB -At -c "SELECT string_agg(history_id::text, ' ' ORDER BY history_id) FROM crm.status_history WHERE history_id > $base")" \
   "$(printf '%s\n' "${got[@]}" | sed -n 's/.*"history_id" : \([0-9]*\).*/\1/p' | tr '\n' ' ' | sed 's/ $//')"
 
+# crm_analytics.notify_status = off: the change is made and recorded, nothing is sent
+q -d $DB > "$WORK/off.out" 2>&1 <<'SQL'
+LISTEN crm_status;
+SET crm_analytics.notify_status = off;
+UPDATE app.leads SET status = 'lost' WHERE lead_key = '3';
+SELECT 1;
+RESET crm_analytics.notify_status;
+UPDATE app.leads SET status = 'new' WHERE lead_key = '3';
+SELECT 1;
+SQL
+mapfile -t off < <(payloads crm_status "$WORK/off.out")
+expect "notify_status off: no notification; back on: one" "1 new" \
+  "${#off[@]} $(printf '%s' "${off[0]:-}" | sed -n 's/.*"to_status" : "\([a-z]*\)".*/\1/p')"
+expect "... and the silenced change is in the history" 1 \
+  "$(q -d $DB -At -c "SELECT count(*) FROM crm.status_history WHERE entity_key = '3' AND to_status = 'lost'")"
+
 # crm_todo: the first run announces every item of the list, the second none
 q -d $DB > "$WORK/todo.out" 2>&1 <<'SQL'
 SET TimeZone = 'UTC';
