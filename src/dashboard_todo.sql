@@ -180,7 +180,7 @@ DECLARE
     payload text;
 BEGIN
     -- SET crm_analytics.notify_status = off silences it (e.g. around a mass sweep)
-    IF NOT current_setting('crm_analytics.notify_status')::boolean THEN
+    IF NOT coalesce(current_setting('crm_analytics.notify_status', true)::boolean, true) THEN
         RETURN NULL;
     END IF;
     payload := json_build_object('entity_table', NEW.entity_table::text, 'entity_key', NEW.entity_key,

@@ -74,13 +74,14 @@ q -d $DB > "$WORK/off.out" 2>&1 <<'SQL'
 LISTEN crm_status;
 SET crm_analytics.notify_status = off;
 UPDATE app.leads SET status = 'lost' WHERE lead_key = '3';
+INSERT INTO app.leads VALUES ('4', 'new');
 SELECT 1;
 RESET crm_analytics.notify_status;
-UPDATE app.leads SET status = 'new' WHERE lead_key = '3';
+UPDATE app.leads SET status = 'contacted' WHERE lead_key = '4';
 SELECT 1;
 SQL
 mapfile -t off < <(payloads crm_status "$WORK/off.out")
-expect "notify_status off: no notification; back on: one" "1 new" \
+expect "notify_status off: no notification; back on: one" "1 contacted" \
   "${#off[@]} $(printf '%s' "${off[0]:-}" | sed -n 's/.*"to_status" : "\([a-z]*\)".*/\1/p')"
 expect "... and the silenced change is in the history" 1 \
   "$(q -d $DB -At -c "SELECT count(*) FROM crm.status_history WHERE entity_key = '3' AND to_status = 'lost'")"
