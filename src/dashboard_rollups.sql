@@ -103,7 +103,7 @@ VALUES ('leads',    ARRAY['leads'], ARRAY['leads_in']),
        ('orders',   ARRAY['orders', 'customers'], ARRAY['orders', 'revenue', 'gross_profit', 'new_buyers']),
        ('deals',    ARRAY['stage_events'], ARRAY['deals_won', 'won_value', 'won_cycle_days', 'deals_lost', 'lost_deal_value']),
        ('spend',    ARRAY['spend'], ARRAY['marketing_spend']),
-       ('invoices', ARRAY['invoices', 'customers'], ARRAY['invoices_issued', 'invoices_issued_amount', 'invoices_paid', 'invoices_paid_amount']),
+       ('invoices', ARRAY['invoices'], ARRAY['invoices_issued', 'invoices_issued_amount', 'invoices_paid', 'invoices_paid_amount']),
        ('contacts', ARRAY['interactions'], ARRAY['real_contacts'])
 $$;
 COMMENT ON FUNCTION crm._rollup_parts() IS
@@ -467,7 +467,7 @@ dl AS (
       FROM ev GROUP BY ev.deal_id),
 dc AS MATERIALIZED (
     SELECT dl.*, least(dl.won_at, dl.lost_at) AS closed_at,
-           dl.won_at OPERATOR(pg_catalog.<=) coalesce(dl.lost_at, dl.won_at) AS is_won
+           dl.won_at IS NOT NULL AND dl.won_at OPERATOR(pg_catalog.<=) coalesce(dl.lost_at, dl.won_at) AS is_won
       FROM dl),
 -- amount and most advanced open stage up to the close
 dx AS (
@@ -537,7 +537,8 @@ COMMENT ON FUNCTION crm._rollup_spend(timestamptz) IS
 'Rollup part spend: writes marketing_spend per day (all, channel) from the spend source, for the days from the given moment on.';
 
 -- invoices_issued(_amount) by the issue day, invoices_paid(_amount) by the
--- payment day (all, channel, manager of the customer)
+-- payment day (dimension all only: a customer's channel or manager would tie
+-- an invoice to a customers row dated after it, against the guarantee)
 CREATE FUNCTION crm._rollup_invoices(from_ts timestamptz) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 AS $$
@@ -545,32 +546,25 @@ DECLARE
     n bigint;
 BEGIN
     EXECUTE pg_catalog.format($sql$
-WITH iv AS MATERIALIZED (
-    SELECT i.issued_at, i.paid_at, i.amount, c.channel::pg_catalog.text AS channel, c.manager_id::pg_catalog.text AS manager
-      FROM %1$s LEFT JOIN %2$s ON c.customer_id OPERATOR(pg_catalog.=) i.customer_id
-     WHERE i.issued_at OPERATOR(pg_catalog.>=) $1 OR i.paid_at OPERATOR(pg_catalog.>=) $1),
-ev AS (
-    SELECT iv.issued_at::pg_catalog.date AS day, 'invoices_issued'::pg_catalog.text AS what, iv.amount, iv.channel, iv.manager
-      FROM iv WHERE iv.issued_at OPERATOR(pg_catalog.>=) $1
+WITH ev AS (
+    SELECT i.issued_at::pg_catalog.date AS day, 'invoices_issued'::pg_catalog.text AS what, i.amount
+      FROM %1$s WHERE i.issued_at OPERATOR(pg_catalog.>=) $1
     UNION ALL
-    SELECT iv.paid_at::pg_catalog.date, 'invoices_paid', iv.amount, iv.channel, iv.manager
-      FROM iv WHERE iv.paid_at OPERATOR(pg_catalog.>=) $1),
-a AS (
-    SELECT ev.day, ev.what, k.dimension, k.key, pg_catalog.count(*) AS n, pg_catalog.sum(ev.amount) AS amount
-      FROM ev %3$s GROUP BY 1, 2, 3, 4)
+    SELECT i.paid_at::pg_catalog.date, 'invoices_paid', i.amount
+      FROM %1$s WHERE i.paid_at OPERATOR(pg_catalog.>=) $1),
+a AS (SELECT ev.day, ev.what, pg_catalog.count(*) AS n, pg_catalog.sum(ev.amount) AS amount FROM ev GROUP BY 1, 2)
 INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
-SELECT a.day, m.metric, a.dimension, a.key, m.value
+SELECT a.day, m.metric, 'all', 'all', m.value
   FROM a CROSS JOIN LATERAL (VALUES (a.what, a.n::pg_catalog.numeric),
                                     (a.what OPERATOR(pg_catalog.||) '_amount', a.amount)) AS m(metric, value)
  WHERE m.value IS NOT NULL
-$sql$, crm._source_sql('invoices', 'i'), crm._source_sql('customers', 'c'), crm._rollup_dims('ev', 'channel', 'manager'))
-    USING from_ts;
+$sql$, crm._source_sql('invoices', 'i')) USING from_ts;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
 $$;
 COMMENT ON FUNCTION crm._rollup_invoices(timestamptz) IS
-'Rollup part invoices: writes invoices_issued and invoices_issued_amount per issue day, invoices_paid and invoices_paid_amount per payment day (all, and channel and manager of the customer), for the days from the given moment on.';
+'Rollup part invoices: writes invoices_issued and invoices_issued_amount per issue day, invoices_paid and invoices_paid_amount per payment day (dimension all), for the days from the given moment on.';
 
 -- real_contacts: non-automated interactions (all, manager)
 CREATE FUNCTION crm._rollup_contacts(from_ts timestamptz) RETURNS bigint
