@@ -160,6 +160,30 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm.set_dashboard_period(date,date)', $$SELECT crm.set_dashboard_period('2025-11-01', '2025-11-30')$$),
 ('crm._register_demo_sources()', $$SELECT crm._register_demo_sources()$$),
 ('crm.unregister_source(text)', $$SELECT crm.unregister_source('spend')$$),
+-- rollups (issue 21): capture, a full and an incremental refresh, every part, reading
+('crm._rollup_parts()', $$SELECT count(*) FROM crm._rollup_parts()$$),
+('crm._query_relations(text)', $$SELECT crm._query_relations('SELECT 1 FROM crm_demo.orders o JOIN crm_demo.customers c ON c.customer_id = o.customer_id')$$),
+('crm._rollup_create_triggers(regclass)', $$SELECT crm._rollup_create_triggers('public.sp_deal_events')$$),
+('crm._rollup_drop_triggers(regclass)', $$SELECT crm._rollup_drop_triggers('public.sp_deal_events')$$),
+('crm.attach_rollup_capture()', $$SELECT count(*) FROM crm.attach_rollup_capture()$$),
+('crm._rollup_capture_ok()', $$SELECT crm._rollup_capture_ok()$$),
+('crm._rollup_config_hash()', $$SELECT crm._rollup_config_hash()$$),
+('crm.refresh_rollups(boolean)', $$SELECT count(*) FROM crm.refresh_rollups(true)$$),
+('crm._rollup_capture()', $$UPDATE crm_demo.orders SET amount = amount + 1 WHERE order_id IN (SELECT order_id FROM crm_demo.orders ORDER BY order_id DESC LIMIT 3)$$),
+('crm._rollup_begin(boolean)', $$SELECT count(*) FROM crm._rollup_begin(false)$$),
+('crm._rollup_take_changes(boolean)', $$SELECT count(*) FROM crm._rollup_take_changes(false)$$),
+('crm._rollup_dims(text,text[])', $$SELECT crm._rollup_dims('x', 'channel', 'manager')$$),
+('crm._rollup_leads(timestamptz)', $$SELECT crm._rollup_leads('2030-01-01')$$),
+('crm._rollup_orders(timestamptz)', $$SELECT crm._rollup_orders('2030-01-01')$$),
+('crm._rollup_deals(timestamptz)', $$SELECT crm._rollup_deals('2030-01-01')$$),
+('crm._rollup_spend(timestamptz)', $$SELECT crm._rollup_spend('2030-01-01')$$),
+('crm._rollup_invoices(timestamptz)', $$SELECT crm._rollup_invoices('2030-01-01')$$),
+('crm._rollup_contacts(timestamptz)', $$SELECT crm._rollup_contacts('2030-01-01')$$),
+('crm.daily_metrics(date,date)', $$SELECT count(*) FROM crm.daily_metrics('2025-11-01', '2025-11-30')$$),
+('crm.detach_rollup_capture()', $$SELECT count(*) FROM crm.detach_rollup_capture()$$),
+('crm.refresh_rollups(boolean)', $$SELECT count(*) FROM crm.refresh_rollups()$$),
+('crm.refresh_rollups(boolean)', $$UPDATE crm_demo.leads SET channel = channel WHERE lead_id IN (SELECT lead_id FROM crm_demo.leads ORDER BY lead_id DESC LIMIT 3)$$),
+('crm.refresh_rollups(boolean)', $$SELECT count(*) FROM crm.refresh_rollups()$$),
 -- the ends: detach
 ('crm.detach_auto_status(regclass,boolean)', $$SELECT crm.detach_auto_status('public.sp_deals')$$),
 ('crm._coverage_drop_triggers(regclass)', $$SELECT crm._coverage_drop_triggers(c.interactions) FROM crm.coverage_config c$$),
@@ -402,6 +426,7 @@ SELECT is(ARRAY(SELECT what || ' -> ' || err FROM sp_failures ORDER BY 1), '{}':
 -- 6: the triggers: coverage (insert, update, delete, truncate) and auto-status
 -- (event and entity triggers, rule tables, configuration), policy triggers
 TRUNCATE sp_failures;
+SELECT pg_temp.sp_run('attach rollup capture', $$SELECT count(*) FROM crm.attach_rollup_capture()$$);
 SELECT pg_temp.sp_run('attach coverage', $$SELECT crm.attach_coverage('crm_demo.interactions', customers => 'crm_demo.customers')$$);
 SELECT pg_temp.sp_run('attach auto-status', $$SELECT crm.attach_auto_status('public.sp_deals', 'deal_id', 'stage', ARRAY['lead', 'qualified', 'proposal', 'invoice', 'paid', 'lost'],
                                  'public.sp_deal_events', 'deal_id', 'stage', 'changed_at')$$);
@@ -423,6 +448,7 @@ SELECT pg_temp.sp_run('coverage update trigger', $$UPDATE crm_demo.interactions 
                                                    WHERE interaction_id > 10000000$$);
 SELECT pg_temp.sp_run('coverage delete trigger', $$DELETE FROM crm_demo.interactions WHERE interaction_id > 10000000$$);
 SELECT pg_temp.sp_run('coverage truncate trigger', $$TRUNCATE crm_demo.interactions$$);
+SELECT pg_temp.sp_run('rollup refresh after the trigger DML', $$SELECT count(*) FROM crm.refresh_rollups()$$);
 SELECT is(ARRAY(SELECT what || ' -> ' || err FROM sp_failures ORDER BY 1), '{}'::text[],
           'every trigger of the extension fires with hostile objects in the caller''s path, and none of them is used');
 -- 7: the triggers did their work
