@@ -145,19 +145,20 @@ COMMENT ON FUNCTION crm._rollup_parts() IS
 -- Change capture
 -- ---------------------------------------------------------------------------
 
--- The tables a query reads (views resolved to their tables), by the planner:
--- EXPLAIN (VERBOSE, FORMAT JSON) names every scanned relation.
-CREATE FUNCTION crm._query_relations(query text) RETURNS regclass[]
+-- The tables a source query reads (views resolved to their tables), by the
+-- planner: EXPLAIN (VERBOSE, FORMAT JSON) names every scanned relation.
+CREATE FUNCTION crm._query_relations(kind text, query text) RETURNS regclass[]
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
     plan jsonb;
+    cols text[] := crm.source_columns(kind);
 BEGIN
-    IF query IS NULL THEN
-        RAISE EXCEPTION 'query must not be null' USING ERRCODE = 'null_value_not_allowed';
+    IF cols IS NULL THEN
+        RAISE EXCEPTION 'unknown source kind "%"', kind USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- one SELECT (any columns), run with LIMIT 0
-    PERFORM crm._check_inner_query('crm._query_relations', query, pg_catalog.array_fill('c any?'::pg_catalog.text, ARRAY[1664]));
+    -- one SELECT returning the kind's columns (run with LIMIT 0)
+    PERFORM crm._check_inner_query(pg_catalog.format('source "%s"', kind), query, cols);
     EXECUTE 'EXPLAIN (VERBOSE, FORMAT JSON) ' OPERATOR(pg_catalog.||) query INTO plan;
     RETURN ARRAY(
         SELECT DISTINCT pg_catalog.format('%I.%I', n OPERATOR(pg_catalog.->>) 'Schema', n OPERATOR(pg_catalog.->>) 'Relation Name')::pg_catalog.regclass
@@ -166,8 +167,8 @@ BEGIN
          ORDER BY 1);
 END
 $$;
-COMMENT ON FUNCTION crm._query_relations(text) IS
-'The tables a query (one SELECT, checked by crm._check_inner_query) reads, views resolved to their tables, from its EXPLAIN plan.';
+COMMENT ON FUNCTION crm._query_relations(text, text) IS
+'The tables a source query of a kind (one SELECT returning the kind''s columns, checked by crm._check_inner_query) reads, views resolved to their tables, from its EXPLAIN plan.';
 
 -- The capture trigger: per statement, the earliest date/time value found in
 -- any date, timestamp or timestamptz column of the changed rows (old and new).
@@ -262,7 +263,7 @@ BEGIN
     DELETE FROM pg_temp.crm_rollup_rels;
     FOR s IN SELECT src.kind, src.query FROM crm.sources src ORDER BY src.kind LOOP
         INSERT INTO pg_temp.crm_rollup_rels
-        SELECT DISTINCT r::pg_catalog.oid, s.kind FROM pg_catalog.unnest(crm._query_relations(s.query)) AS r;
+        SELECT DISTINCT r::pg_catalog.oid, s.kind FROM pg_catalog.unnest(crm._query_relations(s.kind, s.query)) AS r;
     END LOOP;
     IF NOT EXISTS (SELECT 1 FROM pg_temp.crm_rollup_rels) THEN
         RAISE EXCEPTION 'no registered source reads a table'
@@ -767,6 +768,83 @@ END
 $$;
 COMMENT ON FUNCTION crm.daily_metrics(date, date) IS
 'Sums of the daily rollups over the period [from, to] (inclusive dates): one row per metric, dimension and key. As fresh as the last crm.refresh_rollups.';
+
+-- The owner dashboard's figures that the rollups hold or derive (sums and
+-- ratios of sums), for a period and the previous one of equal length, in the
+-- shape of crm.owner_dashboard: the fast path for BI (the full computation,
+-- crm.owner_dashboard, stays the reference; test/rollups.sql compares them).
+CREATE FUNCTION crm.owner_dashboard_rollup(period_from date, period_to date)
+RETURNS TABLE (metric text, value numeric, unit text, previous_value numeric, change_pct numeric, section text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b record;
+BEGIN
+    b := crm._period_bounds('crm.owner_dashboard_rollup', period_from, period_to);
+    IF NOT EXISTS (SELECT 1 FROM crm.rollup_status s WHERE s.built_at IS NOT NULL) THEN
+        RAISE EXCEPTION 'the rollups have not been built'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Build them: SELECT * FROM crm.refresh_rollups();';
+    END IF;
+    RETURN QUERY
+    WITH s AS (
+        SELECT r.metric AS m, r.dimension AS dim, r.key AS k,
+               sum(r.value) FILTER (WHERE r.day >= period_from) AS c,
+               sum(r.value) FILTER (WHERE r.day < period_from) AS p
+          FROM crm.rollup_daily r
+         WHERE r.day >= b.prev_from::date AND r.day <= period_to AND r.dimension IN ('all', 'stage')
+         GROUP BY 1, 2, 3),
+    a AS (
+        SELECT sum(s.c) FILTER (WHERE s.m = 'leads_in') AS c_leads, sum(s.p) FILTER (WHERE s.m = 'leads_in') AS p_leads,
+               sum(s.c) FILTER (WHERE s.m = 'new_buyers') AS c_new, sum(s.p) FILTER (WHERE s.m = 'new_buyers') AS p_new,
+               sum(s.c) FILTER (WHERE s.m = 'marketing_spend') AS c_spend, sum(s.p) FILTER (WHERE s.m = 'marketing_spend') AS p_spend,
+               sum(s.c) FILTER (WHERE s.m = 'revenue') AS c_rev, sum(s.p) FILTER (WHERE s.m = 'revenue') AS p_rev,
+               sum(s.c) FILTER (WHERE s.m = 'orders') AS c_ord, sum(s.p) FILTER (WHERE s.m = 'orders') AS p_ord,
+               sum(s.c) FILTER (WHERE s.m = 'gross_profit') AS c_gp, sum(s.p) FILTER (WHERE s.m = 'gross_profit') AS p_gp,
+               sum(s.c) FILTER (WHERE s.m = 'deals_won') AS c_won, sum(s.p) FILTER (WHERE s.m = 'deals_won') AS p_won,
+               sum(s.c) FILTER (WHERE s.m = 'won_value') AS c_wv, sum(s.p) FILTER (WHERE s.m = 'won_value') AS p_wv,
+               sum(s.c) FILTER (WHERE s.m = 'won_cycle_days') AS c_cyc, sum(s.p) FILTER (WHERE s.m = 'won_cycle_days') AS p_cyc,
+               sum(s.c) FILTER (WHERE s.m = 'deals_lost') AS c_lost, sum(s.p) FILTER (WHERE s.m = 'deals_lost') AS p_lost,
+               sum(s.c) FILTER (WHERE s.m = 'lost_deal_value') AS c_lv, sum(s.p) FILTER (WHERE s.m = 'lost_deal_value') AS p_lv
+          FROM s WHERE s.dim = 'all'),
+    z AS (
+        SELECT coalesce(c_leads, 0) AS c_leads, coalesce(p_leads, 0) AS p_leads, coalesce(c_new, 0) AS c_new, coalesce(p_new, 0) AS p_new,
+               c_spend, p_spend, c_rev, p_rev, coalesce(c_ord, 0) AS c_ord, coalesce(p_ord, 0) AS p_ord, c_gp, p_gp,
+               coalesce(c_won, 0) AS c_won, coalesce(p_won, 0) AS p_won, c_wv, p_wv, c_cyc, p_cyc,
+               coalesce(c_lost, 0) AS c_lost, coalesce(p_lost, 0) AS p_lost, c_lv, p_lv
+          FROM a),
+    rows AS (
+        SELECT v.* FROM z, LATERAL (VALUES
+            (1, 'acquisition', 'leads_in', c_leads, p_leads, 'count'),
+            (2, 'acquisition', 'new_buyers', c_new, p_new, 'count'),
+            (4, 'acquisition', 'marketing_spend', coalesce(c_spend, 0), coalesce(p_spend, 0), 'money'),
+            (5, 'acquisition', 'cac', round(coalesce(c_spend, 0) / nullif(c_new, 0), 2), round(coalesce(p_spend, 0) / nullif(p_new, 0), 2), 'money'),
+            (6, 'sales', 'revenue', coalesce(c_rev, 0), coalesce(p_rev, 0), 'money'),
+            (7, 'sales', 'orders', c_ord, p_ord, 'count'),
+            (8, 'sales', 'average_check', round(c_rev / nullif(c_ord, 0), 2), round(p_rev / nullif(p_ord, 0), 2), 'money'),
+            (10, 'sales', 'gross_profit', coalesce(c_gp, 0), coalesce(p_gp, 0), 'money'),
+            (11, 'sales', 'roi', round(100.0 * (coalesce(c_gp, 0) - c_spend) / nullif(c_spend, 0), 2),
+                                 round(100.0 * (coalesce(p_gp, 0) - p_spend) / nullif(p_spend, 0), 2), 'pct'),
+            (12, 'pipeline', 'win_rate', round(100.0 * c_won / nullif(c_won + c_lost, 0), 2), round(100.0 * p_won / nullif(p_won + p_lost, 0), 2), 'pct'),
+            (13, 'pipeline', 'deals_won', c_won, p_won, 'count'),
+            (14, 'pipeline', 'average_won_deal', round(c_wv / nullif(c_won, 0), 2), round(p_wv / nullif(p_won, 0), 2), 'money'),
+            (15, 'pipeline', 'sales_cycle', round(c_cyc / nullif(c_won, 0), 2), round(p_cyc / nullif(p_won, 0), 2), 'days'),
+            (20, 'money_lost', 'deals_lost', c_lost, p_lost, 'count'),
+            (21, 'money_lost', 'lost_deal_value', coalesce(c_lv, 0), coalesce(p_lv, 0), 'money')
+          ) AS v(ord, sec, name, cur, prev, u)
+        UNION ALL
+        SELECT 100 + ps.stage_order, 'money_lost', 'lost_value_at_' || ps.stage,
+               coalesce((SELECT s.c FROM s WHERE s.m = 'lost_deal_value' AND s.dim = 'stage' AND s.k = ps.stage), 0),
+               coalesce((SELECT s.p FROM s WHERE s.m = 'lost_deal_value' AND s.dim = 'stage' AND s.k = ps.stage), 0), 'money'
+          FROM crm.pipeline_stages ps WHERE ps.outcome = 'open')
+    SELECT rows.name, rows.cur, rows.u, rows.prev,
+           round(100.0 * (rows.cur - rows.prev) / nullif(abs(rows.prev), 0), 2), rows.sec
+      FROM rows ORDER BY rows.ord;
+END
+$$;
+COMMENT ON FUNCTION crm.owner_dashboard_rollup(date, date) IS
+'The owner dashboard figures the daily rollups hold or derive (leads, new buyers, spend, CAC, revenue, orders, average check, gross profit, ROI, win rate, deals won and lost, average won deal, sales cycle, lost value, lost value per stage) for the period [from, to] and the previous period of equal length, in the shape of crm.owner_dashboard, read from the rollups (as fresh as the last crm.refresh_rollups).';
 -- ==== end of section rollups ====
 
 

@@ -3,7 +3,7 @@
 -- after a full refresh and after rounds of random INSERT / UPDATE / DELETE on every source table
 -- (incremental refreshes), a TRUNCATE, a deal moved back, an order deleted, an invoice paid later.
 BEGIN;
-SELECT plan(48);
+SELECT plan(51);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
@@ -109,6 +109,18 @@ SELECT results_eq(
     'Q4 2025 per manager: leads, deals won and lost, revenue equal dashboard_managers');
 -- 13: nothing changed: nothing to do
 SELECT is((SELECT count(*) FROM crm.refresh_rollups()), 0::bigint, 'a refresh with no change recomputes nothing');
+
+-- 14: the fast path gives owner_dashboard's rows (value, previous value, change) for every metric it holds
+SELECT is(ARRAY(SELECT r.metric || ': ' || coalesce(r.value::text, 'NULL') || '/' || coalesce(r.previous_value::text, 'NULL') || '/' || coalesce(r.change_pct::text, 'NULL')
+                       || ' vs ' || coalesce(o.value::text, 'NULL') || '/' || coalesce(o.previous_value::text, 'NULL') || '/' || coalesce(o.change_pct::text, 'NULL')
+                  FROM crm.owner_dashboard_rollup('2025-10-01', '2025-12-31') r
+                  LEFT JOIN crm.owner_dashboard('2025-10-01', '2025-12-31') o USING (metric)
+                 WHERE (r.value, r.previous_value, r.change_pct, r.unit, r.section) IS DISTINCT FROM (o.value, o.previous_value, o.change_pct, o.unit, o.section)),
+          '{}'::text[], 'owner_dashboard_rollup equals owner_dashboard on Q4 2025 (and Q3 as the previous period)');
+SELECT is((SELECT count(*) FROM crm.owner_dashboard_rollup('2025-12-15', '2025-12-15') r
+             JOIN crm.owner_dashboard('2025-12-15', '2025-12-15') o USING (metric)
+            WHERE (r.value, r.previous_value, r.change_pct) IS NOT DISTINCT FROM (o.value, o.previous_value, o.change_pct)), 19::bigint,
+          'owner_dashboard_rollup equals owner_dashboard on a single day, all 19 rows');
 
 -- ---------------------------------------------------------------- targeted changes
 -- 14-16: an order deleted (a customer's first one: new_buyers moves to the second order's day)
@@ -237,9 +249,10 @@ SELECT is((SELECT value FROM crm.daily_metrics('2025-12-01', '2025-12-31') WHERE
 SELECT throws_ok($$SELECT * FROM crm.daily_metrics('2025-12-31', '2025-12-01')$$, '22023', NULL, 'inverted period: 22023');
 SELECT throws_ok($$SELECT * FROM crm.daily_metrics(NULL, '2025-12-01')$$, '22004', NULL, 'NULL bound: 22004');
 SELECT throws_ok($$SELECT * FROM crm.daily_metrics('-infinity', '2025-12-01')$$, '22008', NULL, 'infinite bound: 22008');
+SELECT throws_ok($$SELECT * FROM crm.owner_dashboard_rollup('2025-12-31', '2025-12-01')$$, '22023', NULL, 'owner_dashboard_rollup: inverted period: 22023');
 SELECT throws_ok($$SELECT * FROM crm.refresh_rollups(NULL)$$, '22004', NULL, 'full => NULL: 22004');
-SELECT throws_ok($$SELECT crm._query_relations('DELETE FROM crm_demo.spend')$$, '42601', NULL, 'only a SELECT is explained');
-SELECT is(crm._query_relations('SELECT 1 FROM crm_demo.orders o JOIN crm_demo.customers c USING (customer_id)'),
+SELECT throws_ok($$SELECT crm._query_relations('spend', 'DELETE FROM crm_demo.spend')$$, '42601', NULL, 'only a SELECT is explained');
+SELECT is(crm._query_relations('orders', 'SELECT o.order_id, o.customer_id, o.ordered_at, o.amount, o.cost, c.channel FROM crm_demo.orders o JOIN crm_demo.customers c USING (customer_id)'),
           ARRAY['crm_demo.customers', 'crm_demo.orders']::regclass[], '_query_relations finds the tables of a join');
 
 SELECT * FROM finish();
