@@ -394,9 +394,11 @@ BEGIN
     DELETE FROM crm.rollup_customers rc WHERE rc.first_at OPERATOR(pg_catalog.>=) from_ts;
     EXECUTE pg_catalog.format($sql$
 INSERT INTO crm.rollup_customers AS rc (customer_id, first_at)
-SELECT o.customer_id::pg_catalog.text, pg_catalog.min(o.ordered_at)
-  FROM %1$s WHERE o.ordered_at OPERATOR(pg_catalog.>=) $1 AND o.customer_id IS NOT NULL GROUP BY 1
-ON CONFLICT (customer_id) DO NOTHING
+SELECT f.cid, f.first_at
+  FROM (SELECT o.customer_id::pg_catalog.text AS cid, pg_catalog.min(o.ordered_at) AS first_at
+          FROM %1$s WHERE o.ordered_at OPERATOR(pg_catalog.>=) $1 AND o.customer_id IS NOT NULL GROUP BY 1) AS f
+ -- customers whose first order is before the bound keep it
+ WHERE NOT EXISTS (SELECT 1 FROM crm.rollup_customers x WHERE x.customer_id OPERATOR(pg_catalog.=) f.cid)
 $sql$, src_o) USING from_ts;
     EXECUTE pg_catalog.format($sql$
 WITH o AS MATERIALIZED (
@@ -454,33 +456,38 @@ WITH t AS (
     SELECT e.deal_id FROM %1$s WHERE e.changed_at OPERATOR(pg_catalog.>=) $1
     UNION
     SELECT pg_catalog.unnest($2::pg_catalog.text[])::%2$s),
-ev AS (
-    SELECT e.deal_id, e.changed_at, e.amount, e.manager_id::pg_catalog.text AS manager_id, e.channel::pg_catalog.text AS channel,
-           %3$s AS so, %4$s AS oc
-      FROM %1$s WHERE %5$s
-    OFFSET 0),
 dl AS (
     SELECT ev.deal_id, pg_catalog.min(ev.changed_at) AS first_at, pg_catalog.max(ev.changed_at) AS last_at,
            pg_catalog.min(ev.changed_at) FILTER (WHERE ev.oc OPERATOR(pg_catalog.=) 'won') AS won_at,
            pg_catalog.min(ev.changed_at) FILTER (WHERE ev.oc OPERATOR(pg_catalog.=) 'lost') AS lost_at,
            pg_catalog.min(ev.manager_id) AS manager_id, pg_catalog.min(ev.channel) AS channel,
+           pg_catalog.max(ev.amount) AS amount, pg_catalog.max(ev.so) FILTER (WHERE ev.oc OPERATOR(pg_catalog.=) 'open') AS open_so,
            pg_catalog.count(*) OPERATOR(pg_catalog.-) pg_catalog.count(ev.so) AS unknown
-      FROM ev GROUP BY ev.deal_id),
+      FROM (SELECT e.deal_id, e.changed_at, e.amount, e.manager_id::pg_catalog.text AS manager_id, e.channel::pg_catalog.text AS channel,
+                   %3$s AS so, %4$s AS oc
+              FROM %1$s WHERE %5$s
+            OFFSET 0) AS ev  -- a fence: the stage CASEs are computed once per row
+     GROUP BY ev.deal_id),
 dc AS MATERIALIZED (
     SELECT dl.*, least(dl.won_at, dl.lost_at) AS closed_at,
            dl.won_at IS NOT NULL AND dl.won_at OPERATOR(pg_catalog.<=) coalesce(dl.lost_at, dl.won_at) AS is_won
       FROM dl),
--- amount and most advanced open stage up to the close
-dx AS (
-    SELECT ev.deal_id,
-           pg_catalog.max(ev.amount) FILTER (WHERE dc.closed_at IS NULL OR ev.changed_at OPERATOR(pg_catalog.<=) dc.closed_at) AS amount,
-           pg_catalog.max(ev.so) FILTER (WHERE ev.oc OPERATOR(pg_catalog.=) 'open' AND ev.changed_at OPERATOR(pg_catalog.<=) dc.closed_at) AS open_so
-      FROM ev JOIN dc ON dc.deal_id OPERATOR(pg_catalog.=) ev.deal_id GROUP BY ev.deal_id)
+-- deals with events after their close (rare): amount and most advanced open
+-- stage up to the close, from their events read again
+late AS (
+    SELECT e.deal_id,
+           pg_catalog.max(e.amount) FILTER (WHERE e.changed_at OPERATOR(pg_catalog.<=) dc.closed_at) AS amount,
+           pg_catalog.max(%3$s) FILTER (WHERE %4$s OPERATOR(pg_catalog.=) 'open' AND e.changed_at OPERATOR(pg_catalog.<=) dc.closed_at) AS open_so
+      FROM %1$s JOIN dc ON dc.deal_id OPERATOR(pg_catalog.=) e.deal_id
+     WHERE e.deal_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT dc2.deal_id FROM dc AS dc2 WHERE dc2.last_at OPERATOR(pg_catalog.>) dc2.closed_at))
+     GROUP BY e.deal_id)
 INSERT INTO crm.rollup_deals (deal_id, first_at, last_at, closed_at, is_won, amount, lost_stage, manager_id, channel)
-SELECT dc.deal_id::pg_catalog.text, dc.first_at, dc.last_at, dc.closed_at, dc.is_won, dx.amount,
-       CASE WHEN NOT dc.is_won THEN (SELECT ps.stage FROM crm.pipeline_stages ps WHERE ps.stage_order OPERATOR(pg_catalog.=) dx.open_so) END,
+SELECT dc.deal_id::pg_catalog.text, dc.first_at, dc.last_at, dc.closed_at, dc.is_won,
+       CASE WHEN late.deal_id IS NULL THEN dc.amount ELSE late.amount END,
+       CASE WHEN NOT dc.is_won THEN (SELECT ps.stage FROM crm.pipeline_stages ps
+                                      WHERE ps.stage_order OPERATOR(pg_catalog.=) CASE WHEN late.deal_id IS NULL THEN dc.open_so ELSE late.open_so END) END,
        dc.manager_id, dc.channel
-  FROM dc JOIN dx ON dx.deal_id OPERATOR(pg_catalog.=) dc.deal_id
+  FROM dc LEFT JOIN late ON late.deal_id OPERATOR(pg_catalog.=) dc.deal_id
  WHERE crm._check_stages((SELECT pg_catalog.sum(dc2.unknown) FROM dc AS dc2))
 $sql$, src, idtype, crm._stage_case('order', 'e.stage'), crm._stage_case('outcome', 'e.stage'),
        -- a full refresh reads every event once
