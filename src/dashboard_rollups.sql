@@ -344,19 +344,24 @@ $$;
 COMMENT ON FUNCTION crm._rollup_take_changes(boolean) IS
 'Consumes the recorded changes and returns, per rollup part to recompute, the earliest moment to recompute from (-infinity for a full refresh or after a TRUNCATE).';
 
--- The lateral VALUES list of a part's dimensions (SQL text): 'all' plus the
--- named columns of alias x, NULL keys as '(unknown)'.
-CREATE FUNCTION crm._rollup_dims(alias text, VARIADIC dims text[]) RETURNS text
+-- How a part groups its rows by day and dimension (SQL text, for the columns
+-- day and the named dimension columns of alias x): {dimension expression, key
+-- expression, GROUPING SETS clause}; one pass builds the 'all' row and one row
+-- per key of every dimension, a NULL key reading '(unknown)'.
+CREATE FUNCTION crm._rollup_gsets(alias text, VARIADIC dims text[]) RETURNS text[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT 'CROSS JOIN LATERAL (VALUES (''all''::pg_catalog.text, ''all''::pg_catalog.text)'
-       || coalesce(string_agg(format(', (%L, coalesce(%I.%I, ''(unknown)''))', d, alias, d) , '' ORDER BY n), '')
-       || ') AS k(dimension, key)'
+SELECT ARRAY[
+    'CASE ' || string_agg(format('WHEN GROUPING(%I.%I) OPERATOR(pg_catalog.=) 0 THEN %L::pg_catalog.text', alias, d, d), ' ' ORDER BY n)
+        || ' ELSE ''all''::pg_catalog.text END',
+    'CASE ' || string_agg(format('WHEN GROUPING(%I.%I) OPERATOR(pg_catalog.=) 0 THEN coalesce(%I.%I::pg_catalog.text, ''(unknown)'')', alias, d, alias, d), ' ' ORDER BY n)
+        || ' ELSE ''all''::pg_catalog.text END',
+    format('GROUPING SETS ((%I.day)', alias) || string_agg(format(', (%I.day, %I.%I)', alias, alias, d), '' ORDER BY n) || ')']
   FROM unnest(dims) WITH ORDINALITY AS u(d, n)
 $$;
-COMMENT ON FUNCTION crm._rollup_dims(text, text[]) IS
-'SQL text of the lateral VALUES list that spreads a row over the dimensions ''all'' and the named columns (NULL key = ''(unknown)'').';
+COMMENT ON FUNCTION crm._rollup_gsets(text, text[]) IS
+'SQL text of the dimension and key expressions and the GROUPING SETS clause that group a part''s rows by day into ''all'' and one row per key of every named dimension column (NULL key = ''(unknown)'').';
 
 -- leads_in (all, channel, manager)
 CREATE FUNCTION crm._rollup_leads(from_ts timestamptz) RETURNS bigint
@@ -364,16 +369,16 @@ LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
     n bigint;
+    g text[] := crm._rollup_gsets('l', 'channel', 'manager');
 BEGIN
     EXECUTE pg_catalog.format($sql$
 INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
-SELECT l.day, 'leads_in', k.dimension, k.key, pg_catalog.count(*)
+SELECT l.day, 'leads_in', %2$s, %3$s, pg_catalog.count(*)
   FROM (SELECT src.created_at::pg_catalog.date AS day, src.channel::pg_catalog.text AS channel,
                src.manager_id::pg_catalog.text AS manager
           FROM %1$s WHERE src.created_at OPERATOR(pg_catalog.>=) $1) AS l
-  %2$s
- GROUP BY 1, 3, 4
-$sql$, crm._source_sql('leads'), crm._rollup_dims('l', 'channel', 'manager')) USING from_ts;
+ GROUP BY %4$s
+$sql$, crm._source_sql('leads'), g[1], g[2], g[3]) USING from_ts;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
@@ -389,6 +394,8 @@ AS $$
 DECLARE
     n bigint;
     src_o text := crm._source_sql('orders', 'o');
+    go text[] := crm._rollup_gsets('o', 'channel', 'manager');
+    gn text[] := crm._rollup_gsets('nb', 'channel', 'manager');
 BEGIN
     -- first orders at or after the bound may have changed; earlier ones did not
     DELETE FROM crm.rollup_customers rc WHERE rc.first_at OPERATOR(pg_catalog.>=) from_ts;
@@ -412,20 +419,18 @@ nb AS (
       JOIN (SELECT DISTINCT o.cid, o.channel, o.manager FROM o) AS d ON d.cid OPERATOR(pg_catalog.=) rc.customer_id
      WHERE rc.first_at OPERATOR(pg_catalog.>=) $1),
 a AS (
-    SELECT o.day, k.dimension, k.key, pg_catalog.count(*) AS n, pg_catalog.sum(o.amount) AS revenue,
+    SELECT o.day, %3$s AS dimension, %4$s AS key, pg_catalog.count(*) AS n, pg_catalog.sum(o.amount) AS revenue,
            pg_catalog.sum(o.amount OPERATOR(pg_catalog.-) o.cost) AS gp, NULL::pg_catalog.int8 AS nb
-      FROM o %3$s GROUP BY 1, 2, 3
+      FROM o GROUP BY %5$s
     UNION ALL
-    SELECT nb.day, k.dimension, k.key, NULL, NULL, NULL, pg_catalog.count(*)
-      FROM nb %4$s GROUP BY 1, 2, 3)
+    SELECT nb.day, %6$s, %7$s, NULL, NULL, NULL, pg_catalog.count(*)
+      FROM nb GROUP BY %8$s)
 INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
-SELECT a.day, m.metric, a.dimension, a.key, pg_catalog.sum(m.value)
+SELECT a.day, m.metric, a.dimension, a.key, m.value
   FROM a CROSS JOIN LATERAL (VALUES ('orders'::pg_catalog.text, a.n::pg_catalog.numeric), ('revenue', a.revenue),
                                     ('gross_profit', a.gp), ('new_buyers', a.nb::pg_catalog.numeric)) AS m(metric, value)
  WHERE m.value IS NOT NULL
- GROUP BY 1, 2, 3, 4
-$sql$, src_o, crm._source_sql('customers', 'c'), crm._rollup_dims('o', 'channel', 'manager'),
-       crm._rollup_dims('nb', 'channel', 'manager')) USING from_ts;
+$sql$, src_o, crm._source_sql('customers', 'c'), go[1], go[2], go[3], gn[1], gn[2], gn[3]) USING from_ts;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
@@ -496,19 +501,24 @@ $sql$, src, idtype, crm._stage_case('order', 'e.stage'), crm._stage_case('outcom
     END IF;
     INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
     SELECT a.day, m.metric, a.dimension, a.key, m.value
-      FROM (SELECT d.closed_at::pg_catalog.date AS day, k.dimension, k.key,
+      FROM (SELECT d.day,
+                   CASE WHEN GROUPING(d.channel) OPERATOR(pg_catalog.=) 0 THEN 'channel'::pg_catalog.text
+                        WHEN GROUPING(d.manager_id) OPERATOR(pg_catalog.=) 0 THEN 'manager'
+                        WHEN GROUPING(d.stage) OPERATOR(pg_catalog.=) 0 THEN 'stage' ELSE 'all' END AS dimension,
+                   CASE WHEN GROUPING(d.channel) OPERATOR(pg_catalog.=) 0 THEN coalesce(d.channel, '(unknown)')
+                        WHEN GROUPING(d.manager_id) OPERATOR(pg_catalog.=) 0 THEN coalesce(d.manager_id, '(unknown)')
+                        WHEN GROUPING(d.stage) OPERATOR(pg_catalog.=) 0 THEN d.stage ELSE 'all'::pg_catalog.text END AS key,
                    pg_catalog.count(*) FILTER (WHERE d.is_won) AS won,
                    pg_catalog.sum(d.amount) FILTER (WHERE d.is_won) AS won_value,
                    pg_catalog.sum(EXTRACT(epoch FROM d.closed_at OPERATOR(pg_catalog.-) d.first_at) OPERATOR(pg_catalog./) 86400) FILTER (WHERE d.is_won) AS cycle,
                    pg_catalog.count(*) FILTER (WHERE NOT d.is_won) AS lost,
                    pg_catalog.sum(d.amount) FILTER (WHERE NOT d.is_won) AS lost_value
-              FROM crm.rollup_deals d
-             CROSS JOIN LATERAL (VALUES ('all'::pg_catalog.text, 'all'::pg_catalog.text),
-                                        ('channel', coalesce(d.channel, '(unknown)')),
-                                        ('manager', coalesce(d.manager_id, '(unknown)')),
-                                        ('stage', CASE WHEN NOT d.is_won THEN d.lost_stage END)) AS k(dimension, key)
-             WHERE d.closed_at OPERATOR(pg_catalog.>=) from_ts AND k.key IS NOT NULL
-             GROUP BY 1, 2, 3) AS a
+              FROM (SELECT rd.closed_at::pg_catalog.date AS day, rd.closed_at, rd.first_at, rd.is_won, rd.amount, rd.channel, rd.manager_id,
+                           CASE WHEN NOT rd.is_won THEN rd.lost_stage END AS stage
+                      FROM crm.rollup_deals rd WHERE rd.closed_at OPERATOR(pg_catalog.>=) from_ts) AS d
+             GROUP BY GROUPING SETS ((d.day), (d.day, d.channel), (d.day, d.manager_id), (d.day, d.stage))
+            -- lost deals by stage only (a lost deal without an open stage has none)
+            HAVING GROUPING(d.stage) OPERATOR(pg_catalog.<>) 0 OR d.stage IS NOT NULL) AS a
      CROSS JOIN LATERAL (VALUES ('deals_won'::pg_catalog.text, (CASE WHEN a.won OPERATOR(pg_catalog.>) 0 THEN a.won END)::pg_catalog.numeric),
                                 ('won_value', a.won_value), ('won_cycle_days', a.cycle),
                                 ('deals_lost', (CASE WHEN a.lost OPERATOR(pg_catalog.>) 0 THEN a.lost END)::pg_catalog.numeric),
@@ -527,16 +537,16 @@ LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
     n bigint;
+    g text[] := crm._rollup_gsets('s', 'channel');
 BEGIN
     EXECUTE pg_catalog.format($sql$
 INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
-SELECT s.day, 'marketing_spend', k.dimension, k.key, pg_catalog.sum(s.amount)
+SELECT s.day, 'marketing_spend', %2$s, %3$s, pg_catalog.sum(s.amount)
   FROM (SELECT src.spent_on::pg_catalog.date AS day, src.channel::pg_catalog.text AS channel, src.amount
           FROM %1$s WHERE src.spent_on OPERATOR(pg_catalog.>=) $1) AS s
-  %2$s
- GROUP BY 1, 3, 4
+ GROUP BY %4$s
 HAVING pg_catalog.sum(s.amount) IS NOT NULL
-$sql$, crm._source_sql('spend'), crm._rollup_dims('s', 'channel')) USING from_ts;
+$sql$, crm._source_sql('spend'), g[1], g[2], g[3]) USING from_ts;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
@@ -580,15 +590,15 @@ LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
     n bigint;
+    g text[] := crm._rollup_gsets('x', 'manager');
 BEGIN
     EXECUTE pg_catalog.format($sql$
 INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
-SELECT x.day, 'real_contacts', k.dimension, k.key, pg_catalog.count(*)
+SELECT x.day, 'real_contacts', %2$s, %3$s, pg_catalog.count(*)
   FROM (SELECT src.occurred_at::pg_catalog.date AS day, src.manager_id::pg_catalog.text AS manager
           FROM %1$s WHERE src.occurred_at OPERATOR(pg_catalog.>=) $1 AND NOT src.automated) AS x
-  %2$s
- GROUP BY 1, 3, 4
-$sql$, crm._source_sql('interactions'), crm._rollup_dims('x', 'manager')) USING from_ts;
+ GROUP BY %4$s
+$sql$, crm._source_sql('interactions'), g[1], g[2], g[3]) USING from_ts;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END

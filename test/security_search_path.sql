@@ -169,7 +169,7 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._rollup_capture()', $$UPDATE crm_demo.orders SET amount = amount OPERATOR(pg_catalog.+) 1 WHERE order_id IN (SELECT order_id FROM crm_demo.orders ORDER BY order_id DESC LIMIT 3)$$),
 ('crm._rollup_begin(boolean)', $$SELECT count(*) FROM crm._rollup_begin(false)$$),
 ('crm._rollup_take_changes(boolean)', $$SELECT count(*) FROM crm._rollup_take_changes(false)$$),
-('crm._rollup_dims(text,text[])', $$SELECT crm._rollup_dims('x', 'channel', 'manager')$$),
+('crm._rollup_gsets(text,text[])', $$SELECT crm._rollup_gsets('x', 'channel', 'manager')$$),
 ('crm._rollup_leads(timestamptz)', $$SELECT crm._rollup_leads('2030-01-01'::timestamptz)$$),
 ('crm._rollup_orders(timestamptz)', $$SELECT crm._rollup_orders('2030-01-01'::timestamptz)$$),
 ('crm._rollup_deals(timestamptz)', $$SELECT crm._rollup_deals('2030-01-01'::timestamptz)$$),
