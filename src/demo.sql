@@ -312,9 +312,6 @@ BEGIN
 
     CREATE INDEX ON crm_demo.deal_events (deal_id, changed_at);
     CREATE INDEX ON crm_demo.orders (customer_id, ordered_at);
-    -- the rollups (crm.refresh_rollups) read what changed since a moment
-    CREATE INDEX ON crm_demo.orders (ordered_at);
-    CREATE INDEX ON crm_demo.deal_events (changed_at);
     CREATE INDEX ON crm_demo.interactions (customer_id, occurred_at);
     CREATE INDEX ON crm_demo.interactions (lead_id, occurred_at);
     -- the dashboard reads a period of interactions: a CRM indexes their time
