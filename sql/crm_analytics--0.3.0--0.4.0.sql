@@ -689,6 +689,8 @@ LANGUAGE plpgsql VOLATILE
 -- big scans and hash aggregates on a full refresh
 SET jit = off
 SET work_mem = '64MB'
+-- so that the progress shown in application_name is undone on return
+SET application_name FROM CURRENT
 AS $$
 DECLARE
     names   text[];
@@ -715,6 +717,11 @@ BEGIN
     FOR i IN 1 .. nparts LOOP
         t0 := pg_catalog.clock_timestamp();
         UPDATE crm.rollup_status s SET phase = names[i], done = i OPERATOR(pg_catalog.-) 1, total = nparts;
+        -- live progress for other sessions: pg_stat_activity.application_name
+        -- (restored when the function returns)
+        PERFORM pg_catalog.set_config('application_name',
+            pg_catalog.format('crm.refresh_rollups: %s (%s of %s) from %s', names[i], i, nparts,
+                              CASE WHEN pg_catalog.isfinite(bounds[i]) THEN bounds[i]::pg_catalog.date::pg_catalog.text ELSE 'the start' END), true);
         -- whole days from the day of the bound
         ts_from := CASE WHEN bounds[i] OPERATOR(pg_catalog.=) '-infinity' THEN bounds[i]
                         ELSE bounds[i]::pg_catalog.date::pg_catalog.timestamptz END;
