@@ -46,6 +46,8 @@ SELECT sum(v) FROM (SELECT metric, sum(value) AS v FROM crm.v_daily WHERE day BE
 SELECT count(*), sum(value) FROM crm.daily_metrics('2025-10-01', '2025-12-31');
 -- @query daily_metrics_2025
 SELECT count(*), sum(value) FROM crm.daily_metrics('2025-01-01', '2025-12-31');
+-- @query owner_dashboard_rollup_q4
+SELECT count(*) FROM crm.owner_dashboard_rollup('2025-10-01', '2025-12-31');
 -- @query v_owner_dashboard
 SELECT count(*) FROM crm.v_owner_dashboard;
 -- @query v_channels
