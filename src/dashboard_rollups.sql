@@ -226,6 +226,7 @@ AS $$
 DECLARE
     s   record;
     rel regclass;
+    who text;
 BEGIN
     CREATE TEMP TABLE IF NOT EXISTS crm_rollup_rels (relid oid, kind text) ON COMMIT DROP;
     DELETE FROM pg_temp.crm_rollup_rels;
@@ -250,6 +251,18 @@ BEGIN
     END LOOP;
     DELETE FROM crm.rollup_capture;
     INSERT INTO crm.rollup_capture SELECT DISTINCT r.relid, r.kind FROM pg_temp.crm_rollup_rels r;
+    -- the trigger runs as the writing role, which must reach crm.rollup_changes
+    SELECT pg_catalog.string_agg(DISTINCT ro.rolname::pg_catalog.text, ', ') INTO who
+      FROM pg_temp.crm_rollup_rels r, pg_catalog.pg_roles ro
+     WHERE NOT ro.rolsuper AND ro.rolname::pg_catalog.text NOT LIKE 'pg\_%'
+       AND (pg_catalog.has_table_privilege(ro.oid, r.relid, 'INSERT') OR pg_catalog.has_table_privilege(ro.oid, r.relid, 'UPDATE')
+            OR pg_catalog.has_table_privilege(ro.oid, r.relid, 'DELETE') OR pg_catalog.has_table_privilege(ro.oid, r.relid, 'TRUNCATE'))
+       AND NOT pg_catalog.has_schema_privilege(ro.oid, 'crm', 'USAGE');
+    IF who IS NOT NULL THEN
+        RAISE WARNING 'roles that write to tables the rollups capture have no USAGE on schema crm: %', who
+            USING DETAIL = 'The capture triggers run as the writing role and record the change in crm.rollup_changes; without USAGE on schema crm its writes fail.',
+                  HINT = pg_catalog.format('GRANT USAGE ON SCHEMA crm TO %s;', who);
+    END IF;
     INSERT INTO crm.rollup_status AS st (singleton, needs_full) VALUES (true, true)
         ON CONFLICT (singleton) DO UPDATE SET needs_full = true;
     DROP TABLE pg_temp.crm_rollup_rels;

@@ -3,7 +3,7 @@
 -- after a full refresh and after rounds of random INSERT / UPDATE / DELETE on every source table
 -- (incremental refreshes), a TRUNCATE, a deal moved back, an order deleted, an invoice paid later.
 BEGIN;
-SELECT plan(52);
+SELECT plan(54);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
@@ -244,6 +244,21 @@ SELECT ok((SELECT count(*) FROM crm.detach_rollup_capture()) = 8, 'detach remove
 INSERT INTO crm_demo.spend VALUES ('ads', '2025-12-01', 1234);
 SELECT is((SELECT count(*) FROM crm.refresh_rollups()), 6::bigint, 'without capture the refresh attaches it again and rebuilds in full');
 SELECT is(pg_temp.daily_diff(), 0::bigint, 'after capture was lost: v_daily equals the plain computation');
+
+-- ---------------------------------------------------------------- a writing role
+-- the trigger runs as the writer: it needs USAGE on schema crm (INSERT on crm.rollup_changes is PUBLIC's)
+CREATE ROLE rollup_writer_t;
+GRANT USAGE ON SCHEMA crm_demo TO rollup_writer_t;
+GRANT INSERT ON crm_demo.spend TO rollup_writer_t;
+SELECT throws_ok($$SET LOCAL ROLE rollup_writer_t; INSERT INTO crm_demo.spend VALUES ('ads', '2025-11-01', 1)$$, '42501', NULL,
+                 'a writer without USAGE on schema crm cannot write to a captured table (attach warns about it)');
+RESET ROLE;
+GRANT USAGE ON SCHEMA crm TO rollup_writer_t;
+SET LOCAL ROLE rollup_writer_t;
+INSERT INTO crm_demo.spend VALUES ('ads', '2025-11-01', 1);
+RESET ROLE;
+SELECT is(ARRAY(SELECT part || ' ' || from_day FROM crm.refresh_rollups()), ARRAY['spend 2025-10-31'],
+          'with USAGE on crm the writer''s change is captured (a date column is read a day early)');
 
 -- ---------------------------------------------------------------- reading and errors
 -- 41-47
