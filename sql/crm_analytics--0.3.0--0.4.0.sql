@@ -783,6 +783,23 @@ COMMENT ON COLUMN crm.v_daily.key IS 'The channel, manager id or stage name (''(
 COMMENT ON COLUMN crm.v_daily.value IS 'The figure for that day: a count or a sum of money (won_cycle_days: the sum of the won deals'' cycle lengths in days).';
 GRANT SELECT ON crm.v_daily TO PUBLIC;
 
+-- Whether the rollups can stand in for the full computation right now, in
+-- this session: built, no change waiting, built from the registered sources
+-- and stages as they are, capture in place, days cut in the session's time zone.
+CREATE FUNCTION crm.rollups_fresh() RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT coalesce((SELECT s.built_at IS NOT NULL AND NOT s.needs_full
+                        AND s.config_hash = crm._rollup_config_hash()
+                        AND s.time_zone = current_setting('TimeZone')
+                   FROM crm.rollup_status s), false)
+   AND NOT EXISTS (SELECT 1 FROM crm.rollup_changes)
+   AND crm._rollup_capture_ok()
+$$;
+COMMENT ON FUNCTION crm.rollups_fresh() IS
+'True when the daily rollups equal the full computation for this session: built, no recorded change waiting for crm.refresh_rollups, built from the registered sources and stages as they are now, capture triggers in place, and days cut in the session''s time zone.';
+
 CREATE FUNCTION crm.daily_metrics(period_from date, period_to date)
 RETURNS TABLE (metric text, dimension text, key text, value numeric)
 LANGUAGE plpgsql STABLE

@@ -3,7 +3,7 @@
 -- after a full refresh and after rounds of random INSERT / UPDATE / DELETE on every source table
 -- (incremental refreshes), a TRUNCATE, a deal moved back, an order deleted, an invoice paid later.
 BEGIN;
-SELECT plan(54);
+SELECT plan(61);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
@@ -259,6 +259,19 @@ INSERT INTO crm_demo.spend VALUES ('ads', '2025-11-01', 1);
 RESET ROLE;
 SELECT is(ARRAY(SELECT part || ' ' || from_day FROM crm.refresh_rollups()), ARRAY['spend 2025-10-31'],
           'with USAGE on crm the writer''s change is captured (a date column is read a day early)');
+
+-- ---------------------------------------------------------------- freshness
+SELECT ok(crm.rollups_fresh(), 'after a refresh the rollups are fresh');
+INSERT INTO crm_demo.spend VALUES ('ads', '2025-09-01', 5);
+SELECT ok(NOT crm.rollups_fresh(), 'a recorded change: not fresh');
+SELECT is((SELECT count(*) FROM crm.refresh_rollups()), 1::bigint, 'the spend part is refreshed');
+SELECT ok(crm.rollups_fresh(), 'refreshed: fresh again');
+SET LOCAL TimeZone = 'Asia/Tokyo';
+SELECT ok(NOT crm.rollups_fresh(), 'another session time zone: not fresh (days are cut in UTC)');
+SET LOCAL TimeZone = 'UTC';
+SELECT crm.register_source('spend', 'SELECT channel, month, amount FROM crm_demo.spend WHERE amount > 0');
+SELECT ok(NOT crm.rollups_fresh(), 'a source registered anew: not fresh until the next (full) refresh');
+SELECT is((SELECT count(*) FROM crm.refresh_rollups() WHERE from_day IS NULL), 6::bigint, 'the source changed: a full rebuild');
 
 -- ---------------------------------------------------------------- reading and errors
 -- 41-47
