@@ -243,7 +243,7 @@ SELECT is((SELECT count(*) FROM crm.v_pipeline), 6::bigint, 'v_pipeline rows');
 SELECT is((SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_class c
             WHERE c.relnamespace = 'crm'::regnamespace AND c.relkind = 'v'
               AND c.relname LIKE 'v\_%' AND 'security_invoker=true' = ANY (c.reloptions)),
-          ARRAY['v_abc_xyz', 'v_channels', 'v_coverage', 'v_followups', 'v_funnel', 'v_lead_sla', 'v_losses', 'v_managers',
+          ARRAY['v_abc_xyz', 'v_channels', 'v_coverage', 'v_daily', 'v_followups', 'v_funnel', 'v_lead_sla', 'v_losses', 'v_managers',
                 'v_owner_dashboard', 'v_pipeline', 'v_plan_fact', 'v_retention', 'v_rfm', 'v_todo'],
           'every BI view is security_invoker');
 SELECT is((SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid

@@ -68,7 +68,17 @@ INSERT INTO inner_query_runners VALUES
 ('crm.dashboard_followups',              'losses: runs the registered sources'),
 ('crm.dashboard_plan_fact',              'plans: runs the registered sources through the reports'),
 ('crm.todo',                             'dashboard (issue 20): runs the registered sources'),
-('crm.notify_todo',                      'dashboard (issue 20): runs crm.todo');
+('crm.notify_todo',                      'dashboard (issue 20): runs crm.todo'),
+('crm._query_relations',                 'rollups: EXPLAINs a source query to find its tables'),
+('crm.attach_rollup_capture',            'rollups: EXPLAINs the registered sources to find their tables'),
+('crm._rollup_begin',                    'rollups: attaches capture (EXPLAIN of the registered sources)'),
+('crm.refresh_rollups',                  'rollups: runs the registered sources'),
+('crm._rollup_leads',                    'rollups: runs the registered sources'),
+('crm._rollup_orders',                   'rollups: runs the registered sources'),
+('crm._rollup_deals',                    'rollups: runs the registered sources'),
+('crm._rollup_spend',                    'rollups: runs the registered sources'),
+('crm._rollup_invoices',                 'rollups: runs the registered sources'),
+('crm._rollup_contacts',                 'rollups: runs the registered sources');
 
 -- a function of the extension is installed (any signature)
 CREATE FUNCTION pg_temp.installed(fname text) RETURNS boolean LANGUAGE sql STABLE AS

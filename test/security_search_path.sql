@@ -179,6 +179,32 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm.dashboard_html(date,date)', $$SELECT length(crm.dashboard_html('2025-11-01', '2025-11-30'))$$),
 ('crm._dashboard_html(date,date,jsonb,jsonb,jsonb,jsonb,text)', $$SELECT length(crm._dashboard_html('2025-11-01', '2025-11-30', '[]', NULL, NULL, NULL, NULL))$$),
 ('crm._dashboard_html_sales(jsonb,jsonb,jsonb,jsonb,timestamptz)', $$SELECT length(crm._dashboard_html_sales((SELECT jsonb_agg(to_jsonb(l)) FROM crm.dashboard_losses('2025-11-01', '2025-11-30') l), NULL, NULL, (SELECT jsonb_agg(to_jsonb(t)) FROM crm.todo('2025-12-01') t), '2025-12-01'))$$),
+-- rollups (issue 21): capture, a full and an incremental refresh, every part, reading
+('crm._rollup_parts()', $$SELECT count(*) FROM crm._rollup_parts()$$),
+('crm._query_relations(text,text)', $$SELECT crm._query_relations('orders', 'SELECT o.order_id, o.customer_id, o.ordered_at, o.amount, o.cost, c.channel FROM crm_demo.orders o JOIN crm_demo.customers c ON c.customer_id = o.customer_id')$$),
+('crm._rollup_create_triggers(regclass)', $$SELECT crm._rollup_create_triggers('public.sp_deal_events')$$),
+('crm._rollup_drop_triggers(regclass)', $$SELECT crm._rollup_drop_triggers('public.sp_deal_events')$$),
+('crm.attach_rollup_capture()', $$SELECT count(*) FROM crm.attach_rollup_capture()$$),
+('crm._rollup_capture_ok()', $$SELECT crm._rollup_capture_ok()$$),
+('crm._rollup_config_hash()', $$SELECT crm._rollup_config_hash()$$),
+('crm.refresh_rollups(boolean)', $$SELECT count(*) FROM crm.refresh_rollups(true)$$),
+('crm._rollup_capture()', $$UPDATE crm_demo.orders SET amount = amount OPERATOR(pg_catalog.+) 1 WHERE order_id IN (SELECT order_id FROM crm_demo.orders ORDER BY order_id DESC LIMIT 3)$$),
+('crm._rollup_begin(boolean)', $$SELECT count(*) FROM crm._rollup_begin(false)$$),
+('crm._rollup_take_changes(boolean)', $$SELECT count(*) FROM crm._rollup_take_changes(false)$$),
+('crm._rollup_gsets(text,text[])', $$SELECT crm._rollup_gsets('x', 'channel', 'manager')$$),
+('crm._rollup_leads(timestamptz)', $$SELECT crm._rollup_leads('2030-01-01'::timestamptz)$$),
+('crm._rollup_orders(timestamptz)', $$SELECT crm._rollup_orders('2030-01-01'::timestamptz)$$),
+('crm._rollup_deals(timestamptz)', $$SELECT crm._rollup_deals('2030-01-01'::timestamptz)$$),
+('crm._rollup_spend(timestamptz)', $$SELECT crm._rollup_spend('2030-01-01'::timestamptz)$$),
+('crm._rollup_invoices(timestamptz)', $$SELECT crm._rollup_invoices('2030-01-01'::timestamptz)$$),
+('crm._rollup_contacts(timestamptz)', $$SELECT crm._rollup_contacts('2030-01-01'::timestamptz)$$),
+('crm.daily_metrics(date,date)', $$SELECT count(*) FROM crm.daily_metrics('2025-11-01', '2025-11-30')$$),
+('crm.rollups_fresh()', $$SELECT crm.rollups_fresh()$$),
+('crm.owner_dashboard_rollup(date,date)', $$SELECT count(*) FROM crm.owner_dashboard_rollup('2025-11-01', '2025-11-30')$$),
+('crm.detach_rollup_capture()', $$SELECT count(*) FROM crm.detach_rollup_capture()$$),
+('crm.refresh_rollups(boolean)', $$SELECT count(*) FROM crm.refresh_rollups()$$),
+('crm.refresh_rollups(boolean)', $$UPDATE crm_demo.leads SET channel = channel WHERE lead_id IN (SELECT lead_id FROM crm_demo.leads ORDER BY lead_id DESC LIMIT 3)$$),
+('crm.refresh_rollups(boolean)', $$SELECT count(*) FROM crm.refresh_rollups()$$),
 ('crm.set_dashboard_period(date,date)', $$SELECT crm.set_dashboard_period('2025-11-01', '2025-11-30')$$),
 ('crm._register_demo_sources()', $$SELECT crm._register_demo_sources()$$),
 -- plans (docs/sales.md)
@@ -436,6 +462,7 @@ SELECT is(ARRAY(SELECT what || ' -> ' || err FROM sp_failures ORDER BY 1), '{}':
 -- 6: the triggers: coverage (insert, update, delete, truncate) and auto-status
 -- (event and entity triggers, rule tables, configuration), policy triggers
 TRUNCATE sp_failures;
+SELECT pg_temp.sp_run('attach rollup capture', $$SELECT count(*) FROM crm.attach_rollup_capture()$$);
 SELECT pg_temp.sp_run('attach coverage', $$SELECT crm.attach_coverage('crm_demo.interactions', customers => 'crm_demo.customers')$$);
 SELECT pg_temp.sp_run('attach auto-status', $$SELECT crm.attach_auto_status('public.sp_deals', 'deal_id', 'stage', ARRAY['lead', 'qualified', 'proposal', 'invoice', 'paid', 'lost'],
                                  'public.sp_deal_events', 'deal_id', 'stage', 'changed_at')$$);
@@ -457,6 +484,7 @@ SELECT pg_temp.sp_run('coverage update trigger', $$UPDATE crm_demo.interactions 
                                                    WHERE interaction_id > 10000000$$);
 SELECT pg_temp.sp_run('coverage delete trigger', $$DELETE FROM crm_demo.interactions WHERE interaction_id > 10000000$$);
 SELECT pg_temp.sp_run('coverage truncate trigger', $$TRUNCATE crm_demo.interactions$$);
+SELECT pg_temp.sp_run('rollup refresh after the trigger DML', $$SELECT count(*) FROM crm.refresh_rollups()$$);
 SELECT is(ARRAY(SELECT what || ' -> ' || err FROM sp_failures ORDER BY 1), '{}'::text[],
           'every trigger of the extension fires with hostile objects in the caller''s path, and none of them is used');
 -- 7: the triggers did their work
