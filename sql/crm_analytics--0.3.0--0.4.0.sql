@@ -1662,7 +1662,7 @@ $$;
 COMMENT ON FUNCTION crm._rollup_capture_ok() IS
 'True when the tables the sources read (crm.rollup_capture) all still carry the four rollup capture triggers.';
 
-CREATE FUNCTION crm.attach_rollup_capture() RETURNS SETOF regclass
+CREATE OR REPLACE FUNCTION crm.attach_rollup_capture() RETURNS SETOF regclass
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
@@ -1672,7 +1672,10 @@ DECLARE
 BEGIN
     CREATE TEMP TABLE IF NOT EXISTS crm_rollup_rels (relid oid, kind text) ON COMMIT DROP;
     DELETE FROM pg_temp.crm_rollup_rels;
-    FOR s IN SELECT src.kind, src.query FROM crm.sources src ORDER BY src.kind LOOP
+    -- the kinds the rollups read (crm._rollup_parts), not every registered one
+    FOR s IN SELECT src.kind, src.query FROM crm.sources src
+              WHERE src.kind OPERATOR(pg_catalog.=) ANY ((SELECT pg_catalog.array_agg(k) FROM crm._rollup_parts() p, pg_catalog.unnest(p.kinds) k)::pg_catalog.text[])
+              ORDER BY src.kind LOOP
         INSERT INTO pg_temp.crm_rollup_rels
         SELECT DISTINCT r::pg_catalog.oid, s.kind FROM pg_catalog.unnest(crm._query_relations(s.kind, s.query)) AS r;
     END LOOP;
@@ -1753,11 +1756,12 @@ COMMENT ON FUNCTION crm.detach_rollup_capture() IS
 -- ---------------------------------------------------------------------------
 
 -- What the rollups were built from: the registered queries and the stages.
-CREATE FUNCTION crm._rollup_config_hash() RETURNS text
+CREATE OR REPLACE FUNCTION crm._rollup_config_hash() RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT md5(coalesce((SELECT string_agg(kind || ':' || query, E'\n' ORDER BY kind) FROM crm.sources), '')
+SELECT md5(coalesce((SELECT string_agg(kind || ':' || query, E'\n' ORDER BY kind) FROM crm.sources
+                      WHERE kind IN (SELECT unnest(p.kinds) FROM crm._rollup_parts() p)), '')
            || E'\n--\n' ||
            coalesce((SELECT string_agg(format('%s|%s|%s', stage, stage_order, outcome), E'\n' ORDER BY stage_order)
                        FROM crm.pipeline_stages), ''))
