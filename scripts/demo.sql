@@ -15,7 +15,8 @@ SELECT to_regprocedure('crm.owner_dashboard(date,date)') IS NOT NULL AS has_dash
        to_regprocedure('crm.rfm_report(text,timestamptz)') IS NOT NULL AS has_rfm,
        to_regprocedure('crm.bgnbd_fit(float8,float8,float8)') IS NOT NULL AS has_clv,
        to_regprocedure('crm.dashboard_channels(date,date)') IS NOT NULL AS has_channels,
-       to_regprocedure('crm.dashboard_losses(date,date)') IS NOT NULL AS has_sales
+       to_regprocedure('crm.dashboard_losses(date,date)') IS NOT NULL AS has_sales,
+       to_regprocedure('crm.refresh_rollups(boolean)') IS NOT NULL AS has_rollups
 \gset
 
 \if :has_dashboard
@@ -52,6 +53,19 @@ SELECT * FROM crm.dashboard_plan_fact('2025-10-01', '2025-12-31');
 \echo '== Who to call first on 2026-01-01: crm.todo (top 10 of the list, by money at stake) =='
 SELECT kind, count(*) AS items, sum(value) AS at_stake FROM crm.todo('2026-01-01') GROUP BY kind ORDER BY at_stake DESC;
 SELECT * FROM crm.todo('2026-01-01') LIMIT 10;
+\endif
+
+\if :has_rollups
+\echo
+\echo '== Daily rollups for BI: crm.refresh_rollups() builds them (then only what changed), crm.v_daily sums any period =='
+SET client_min_messages = warning;
+SELECT * FROM crm.refresh_rollups();
+RESET client_min_messages;
+SELECT metric, sum(value) FILTER (WHERE day BETWEEN '2025-10-01' AND '2025-12-31') AS q4_2025,
+       sum(value) FILTER (WHERE day BETWEEN '2025-12-01' AND '2025-12-31') AS december
+  FROM crm.v_daily WHERE dimension = 'all'
+   AND metric IN ('leads_in', 'new_buyers', 'orders', 'revenue', 'marketing_spend', 'deals_won', 'deals_lost', 'lost_deal_value')
+ GROUP BY metric ORDER BY metric;
 \endif
 
 \if :has_funnel
