@@ -1500,8 +1500,10 @@ CREATE TABLE crm.rollup_changes (
 );
 COMMENT ON TABLE crm.rollup_changes IS
 'Changes not yet rolled up, written by the capture triggers: the table, the earliest date/time value of the changed rows (NULL after a TRUNCATE: a full refresh follows); crm.refresh_rollups consumes them.';
--- every role that writes to a captured table writes here (the trigger runs as it)
-GRANT INSERT ON crm.rollup_changes TO PUBLIC;
+-- every role that writes to a captured table writes here (the trigger runs as it);
+-- relid and bound only: a role choosing ids could take the ids the sequence hands
+-- out next and make the writes of every other role to a captured table fail
+GRANT INSERT (relid, bound) ON crm.rollup_changes TO PUBLIC;
 GRANT USAGE ON SEQUENCE crm.rollup_changes_id_seq TO PUBLIC;
 
 -- the tables the registered sources read, and by which source kinds
@@ -1677,7 +1679,11 @@ BEGIN
               WHERE src.kind OPERATOR(pg_catalog.=) ANY ((SELECT pg_catalog.array_agg(k) FROM crm._rollup_parts() p, pg_catalog.unnest(p.kinds) k)::pg_catalog.text[])
               ORDER BY src.kind LOOP
         INSERT INTO pg_temp.crm_rollup_rels
-        SELECT DISTINCT r::pg_catalog.oid, s.kind FROM pg_catalog.unnest(crm._query_relations(s.kind, s.query)) AS r;
+        SELECT DISTINCT a.relid::pg_catalog.oid, s.kind
+          FROM pg_catalog.unnest(crm._query_relations(s.kind, s.query)) AS r,
+               -- a partition and its partitioned ancestors: a write through the parent
+               -- fires the parent's statement triggers only, not the partition's
+               LATERAL (SELECT r UNION SELECT pg_catalog.pg_partition_ancestors(r)) AS a(relid);
     END LOOP;
     IF NOT EXISTS (SELECT 1 FROM pg_temp.crm_rollup_rels) THEN
         RAISE EXCEPTION 'no registered source reads a table'
