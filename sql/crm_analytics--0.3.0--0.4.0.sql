@@ -1602,12 +1602,14 @@ BEGIN
         INSERT INTO crm.rollup_changes (relid, bound) VALUES (TG_RELID, NULL);
         RETURN NULL;
     END IF;
-    SELECT string_agg(CASE WHEN a.atttypid = 'timestamptz'::regtype THEN format('%I', a.attname)
+    -- a domain counts as its base type (a time column may be a domain over date)
+    SELECT string_agg(CASE WHEN a.typ = 'timestamptz'::regtype THEN format('%I', a.attname)
                            ELSE format('(%I::timestamp - interval ''1 day'')::timestamptz', a.attname) END, ', ' ORDER BY a.attnum)
       INTO cols
-      FROM pg_attribute a
-     WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped
-       AND a.atttypid IN ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype);
+      FROM (SELECT a.attname, a.attnum, CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END AS typ
+              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+             WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped) AS a
+     WHERE a.typ IN ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype);
     q := format('SELECT count(*), min(%s) FROM %%I', CASE WHEN cols IS NULL THEN 'NULL::timestamptz' ELSE 'least(' || cols || ')' END);
     n := 0;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
