@@ -659,6 +659,11 @@ BEGIN
         PERFORM crm.attach_rollup_capture();
         SELECT * INTO st FROM crm.rollup_status;
     END IF;
+    -- a rebuild the caller did not ask for keeps the time zone the days are cut
+    -- in (a pg_cron session runs in the server's time zone)
+    IF NOT want_full AND st.time_zone IS NOT NULL THEN
+        tz := st.time_zone;
+    END IF;
     want_full := want_full OR st.needs_full OR st.built_at IS NULL OR st.config_hash IS DISTINCT FROM hash;
     IF want_full THEN
         TRUNCATE crm.rollup_daily, crm.rollup_customers, crm.rollup_deals;

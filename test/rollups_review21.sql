@@ -5,7 +5,7 @@
 --   * a partitioned source table: a write through the parent must be captured (statement
 --     triggers on the partitions do not fire for it) and the incremental refresh stays exact.
 BEGIN;
-SELECT plan(15);
+SELECT plan(21);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
@@ -91,6 +91,25 @@ SELECT results_eq(
     $$SELECT day, value FROM crm.v_daily WHERE dimension = 'all' AND metric = 'marketing_spend' ORDER BY 1$$,
     $$SELECT spent_on::date, sum(amount) FROM crm_demo.spend_d GROUP BY 1 ORDER BY 1$$,
     'marketing_spend per day equals a plain sum over the table');
+
+-- ---------------------------------------------------------------- time zone of a rebuild nobody asked for
+-- a pg_cron session runs in the server's time zone: a full rebuild the refresh decides by itself
+-- (a source registered anew) keeps the time zone the rollups are cut in
+SET LOCAL TimeZone = 'Asia/Tokyo';
+SELECT crm.register_source('spend', 'SELECT channel, spent_on, amount FROM crm_demo.spend_d WHERE amount > 0');
+SELECT is((SELECT count(*) FROM crm.refresh_rollups() WHERE from_day IS NULL), 6::bigint, 'the source changed: a full rebuild');
+SELECT is((SELECT time_zone FROM crm.rollup_status), 'UTC', '... in the time zone the rollups were cut in, not the session''s');
+SET LOCAL TimeZone = 'UTC';
+SELECT results_eq(
+    $$SELECT day, value FROM crm.v_daily WHERE dimension = 'all' AND metric = 'orders' ORDER BY 1$$,
+    $$SELECT ordered_at::date, count(*)::numeric FROM crm_demo.orders_p GROUP BY 1 ORDER BY 1$$,
+    'orders per day still cut in UTC');
+SELECT ok(crm.rollups_fresh(), 'and fresh for a UTC session');
+-- asked for: the session's time zone
+SET LOCAL TimeZone = 'Asia/Tokyo';
+SELECT is((SELECT count(*) FROM crm.refresh_rollups(full => true)), 6::bigint, 'full => true in Asia/Tokyo');
+SELECT is((SELECT time_zone FROM crm.rollup_status), 'Asia/Tokyo', '... cuts the days in Asia/Tokyo (docs: how to change the time zone)');
+SET LOCAL TimeZone = 'UTC';
 
 SELECT * FROM finish();
 ROLLBACK;
