@@ -58,8 +58,10 @@ CREATE TABLE crm.rollup_changes (
 );
 COMMENT ON TABLE crm.rollup_changes IS
 'Changes not yet rolled up, written by the capture triggers: the table, the earliest date/time value of the changed rows (NULL after a TRUNCATE: a full refresh follows); crm.refresh_rollups consumes them.';
--- every role that writes to a captured table writes here (the trigger runs as it)
-GRANT INSERT ON crm.rollup_changes TO PUBLIC;
+-- every role that writes to a captured table writes here (the trigger runs as it);
+-- relid and bound only: a role choosing ids could take the ids the sequence hands
+-- out next and make the writes of every other role to a captured table fail
+GRANT INSERT (relid, bound) ON crm.rollup_changes TO PUBLIC;
 GRANT USAGE ON SEQUENCE crm.rollup_changes_id_seq TO PUBLIC;
 
 -- the tables the registered sources read, and by which source kinds
@@ -158,12 +160,14 @@ BEGIN
         INSERT INTO crm.rollup_changes (relid, bound) VALUES (TG_RELID, NULL);
         RETURN NULL;
     END IF;
-    SELECT string_agg(CASE WHEN a.atttypid = 'timestamptz'::regtype THEN format('%I', a.attname)
+    -- a domain counts as its base type (a time column may be a domain over date)
+    SELECT string_agg(CASE WHEN a.typ = 'timestamptz'::regtype THEN format('%I', a.attname)
                            ELSE format('(%I::timestamp - interval ''1 day'')::timestamptz', a.attname) END, ', ' ORDER BY a.attnum)
       INTO cols
-      FROM pg_attribute a
-     WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped
-       AND a.atttypid IN ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype);
+      FROM (SELECT a.attname, a.attnum, CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END AS typ
+              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+             WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped) AS a
+     WHERE a.typ IN ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype);
     q := format('SELECT count(*), min(%s) FROM %%I', CASE WHEN cols IS NULL THEN 'NULL::timestamptz' ELSE 'least(' || cols || ')' END);
     n := 0;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
@@ -235,7 +239,11 @@ BEGIN
               WHERE src.kind OPERATOR(pg_catalog.=) ANY ((SELECT pg_catalog.array_agg(k) FROM crm._rollup_parts() p, pg_catalog.unnest(p.kinds) k)::pg_catalog.text[])
               ORDER BY src.kind LOOP
         INSERT INTO pg_temp.crm_rollup_rels
-        SELECT DISTINCT r::pg_catalog.oid, s.kind FROM pg_catalog.unnest(crm._query_relations(s.kind, s.query)) AS r;
+        SELECT DISTINCT a.relid::pg_catalog.oid, s.kind
+          FROM pg_catalog.unnest(crm._query_relations(s.kind, s.query)) AS r,
+               -- a partition and its partitioned ancestors: a write through the parent
+               -- fires the parent's statement triggers only, not the partition's
+               LATERAL (SELECT r UNION SELECT pg_catalog.pg_partition_ancestors(r)) AS a(relid);
     END LOOP;
     IF NOT EXISTS (SELECT 1 FROM pg_temp.crm_rollup_rels) THEN
         RAISE EXCEPTION 'no registered source reads a table'
@@ -650,6 +658,11 @@ BEGIN
     IF st.config_hash IS DISTINCT FROM hash OR NOT crm._rollup_capture_ok() THEN
         PERFORM crm.attach_rollup_capture();
         SELECT * INTO st FROM crm.rollup_status;
+    END IF;
+    -- a rebuild the caller did not ask for keeps the time zone the days are cut
+    -- in (a pg_cron session runs in the server's time zone)
+    IF NOT want_full AND st.time_zone IS NOT NULL THEN
+        tz := st.time_zone;
     END IF;
     want_full := want_full OR st.needs_full OR st.built_at IS NULL OR st.config_hash IS DISTINCT FROM hash;
     IF want_full THEN
