@@ -219,7 +219,9 @@ AS $$
 SELECT EXISTS (SELECT 1 FROM crm.rollup_capture)
    AND NOT EXISTS (SELECT 1 FROM (SELECT DISTINCT relid FROM crm.rollup_capture) c
                     WHERE (SELECT count(*) FROM pg_trigger g
-                            WHERE g.tgrelid = c.relid AND g.tgfoid = 'crm._rollup_capture()'::regprocedure) <> 4)
+                            WHERE g.tgrelid = c.relid AND g.tgfoid = 'crm._rollup_capture()'::regprocedure
+                              -- a disabled trigger (ALTER TABLE ... DISABLE TRIGGER) captures nothing
+                              AND g.tgenabled <> 'D') <> 4)
 $$;
 COMMENT ON FUNCTION crm._rollup_capture_ok() IS
 'True when the tables the sources read (crm.rollup_capture) all still carry the four rollup capture triggers.';
@@ -262,6 +264,17 @@ BEGIN
     END LOOP;
     DELETE FROM crm.rollup_capture;
     INSERT INTO crm.rollup_capture SELECT DISTINCT r.relid, r.kind FROM pg_temp.crm_rollup_rels r;
+    -- a disabled capture trigger records nothing: every refresh then rebuilds in
+    -- full (exact, slow) until it is enabled again
+    SELECT pg_catalog.string_agg(DISTINCT g.tgrelid::pg_catalog.regclass::pg_catalog.text, ', ') INTO who
+      FROM crm.rollup_capture c JOIN pg_catalog.pg_trigger g ON g.tgrelid OPERATOR(pg_catalog.=) c.relid
+     WHERE g.tgfoid OPERATOR(pg_catalog.=) 'crm._rollup_capture()'::pg_catalog.regprocedure
+       AND g.tgenabled OPERATOR(pg_catalog.=) 'D';
+    IF who IS NOT NULL THEN
+        RAISE WARNING 'capture triggers are disabled on %: changes there are not recorded, so every refresh rebuilds the rollups in full', who
+            USING HINT = 'Enable them: ALTER TABLE ... ENABLE TRIGGER crm_rollup_ins (and crm_rollup_upd, crm_rollup_del, crm_rollup_trunc).';
+    END IF;
+    who := NULL;
     -- the trigger runs as the writing role, which must reach crm.rollup_changes
     SELECT pg_catalog.string_agg(DISTINCT ro.rolname::pg_catalog.text, ', ') INTO who
       FROM pg_temp.crm_rollup_rels r, pg_catalog.pg_roles ro
