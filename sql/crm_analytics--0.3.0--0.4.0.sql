@@ -74,19 +74,9 @@ sp AS (
       FROM %3$s WHERE spent_on OPERATOR(pg_catalog.>=) $3 AND spent_on OPERATOR(pg_catalog.<) $2 GROUP BY 1, 2),
 spm AS (
     SELECT pg_catalog.sum(amount) FILTER (WHERE is_cur) AS c_spend, pg_catalog.sum(amount) FILTER (WHERE NOT is_cur) AS p_spend FROM sp),
--- cost per lead, as crm.lead_sla: a channel's spend in a calendar month /
--- the channel's leads created in that month (every month the periods touch)
-cpl AS (
-    SELECT s.channel, s.month, s.amount OPERATOR(pg_catalog./) n.leads AS cost_per_lead
-      FROM (SELECT channel, pg_catalog.date_trunc('month', spent_on) AS month, pg_catalog.sum(amount) AS amount
-              FROM %3$s WHERE spent_on OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', $3)
-               AND spent_on OPERATOR(pg_catalog.<) (pg_catalog.date_trunc('month', $2 OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval) OPERATOR(pg_catalog.+) '1 month'::pg_catalog.interval)
-             GROUP BY 1, 2) AS s
-      JOIN (SELECT channel, pg_catalog.date_trunc('month', created_at) AS month, pg_catalog.count(*) AS leads
-              FROM %1$s WHERE created_at OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', $3)
-               AND created_at OPERATOR(pg_catalog.<) (pg_catalog.date_trunc('month', $2 OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval) OPERATOR(pg_catalog.+) '1 month'::pg_catalog.interval)
-             GROUP BY 1, 2) AS n
-        ON n.channel OPERATOR(pg_catalog.=) s.channel AND n.month OPERATOR(pg_catalog.=) s.month),
+-- cost per lead (channel-month rule, crm._lead_cost_sql), every month the
+-- periods touch
+cpl AS (%17$s),
 -- real (non-automated) contacts that can matter: from the start of the
 -- previous period (first responses to its leads) or from a month before its
 -- end (the class-A contact check), up to the end
@@ -288,7 +278,10 @@ $sql$,
         crm._stage_orders('open'), crm._stage_case('order_probability', 'open_cur'),
         crm._stage_case('order_probability', 'open_prev'), crm._source_sql('interactions'),
         crm._stage_norm_case('open_cur'), crm._stage_norm_case('open_prev'),
-        crm._source_sql('customers'));
+        crm._source_sql('customers'),
+        crm._lead_cost_sql(crm._source_sql('leads'), crm._source_sql('spend'),
+                           'pg_catalog.date_trunc(''month'', $3)',
+                           '(pg_catalog.date_trunc(''month'', $2 OPERATOR(pg_catalog.-) ''1 microsecond''::pg_catalog.interval) OPERATOR(pg_catalog.+) ''1 month''::pg_catalog.interval)'));
     RETURN q;
 END
 $$;
@@ -762,7 +755,7 @@ COMMENT ON FUNCTION crm._reactivation_after() IS
 -- docs/metrics.md (first response, channel-month cost of a lead, stage norm,
 -- overdue invoice, next due contact) applied to single items.
 -- $1 = as_of.  Every source is read as of as_of (rows after it are ignored).
-CREATE FUNCTION crm.todo(as_of timestamptz DEFAULT now())
+CREATE OR REPLACE FUNCTION crm.todo(as_of timestamptz DEFAULT now())
 RETURNS TABLE (manager_id text, kind text, entity_id text, since timestamptz, value numeric, note text)
 LANGUAGE plpgsql VOLATILE
 -- one big analytic query: JIT compilation would cost more than it saves,
@@ -798,13 +791,7 @@ ua AS MATERIALIZED (
                           AND ix.occurred_at OPERATOR(pg_catalog.>=) l.created_at AND ix.occurred_at OPERATOR(pg_catalog.<) $1)),
 -- cost of a lead (docs/metrics.md): the channel's spend in the lead's calendar
 -- month / the channel's leads created in that month (whole months)
-cpl AS (
-    SELECT sp.channel, sp.month, sp.amount OPERATOR(pg_catalog./) nl.n AS cost
-      FROM (SELECT s.channel, pg_catalog.date_trunc('month', s.spent_on) AS month, pg_catalog.sum(s.amount) AS amount
-              FROM %4$s GROUP BY 1, 2) AS sp
-      JOIN (SELECT l.channel, pg_catalog.date_trunc('month', l.created_at) AS month, pg_catalog.count(*) AS n
-              FROM %2$s GROUP BY 1, 2) AS nl
-        ON nl.channel OPERATOR(pg_catalog.=) sp.channel AND nl.month OPERATOR(pg_catalog.=) sp.month),
+cpl AS (%4$s),
 -- stale_deal: open at as_of (an open stage reached, no won or lost event) and
 -- idle beyond the norm of its most advanced open stage (crm._stage_norm_case)
 ev AS (
@@ -840,7 +827,7 @@ ra AS (
                           AND ix.occurred_at OPERATOR(pg_catalog.>=) one.ordered_at AND ix.occurred_at OPERATOR(pg_catalog.<) $1)),
 items AS (
     SELECT ua.manager_id, 'unanswered_lead'::pg_catalog.text AS kind, ua.lead_id::pg_catalog.text AS entity_id, ua.since,
-           pg_catalog.round(coalesce(cpl.cost, 0), 2) AS value,
+           pg_catalog.round(coalesce(cpl.cost_per_lead, 0), 2) AS value,
            pg_catalog.format('lead from %%s created %%s, no first response (SLA %%s)', coalesce(ua.channel, '(unknown channel)'),
                              pg_catalog.to_char(ua.created_at, 'YYYY-MM-DD HH24:MI'), ua.sla) AS note
       FROM ua LEFT JOIN cpl ON cpl.channel OPERATOR(pg_catalog.=) ua.channel
@@ -871,7 +858,7 @@ SELECT items.manager_id, items.kind, items.entity_id, items.since, items.value, 
  ORDER BY items.value DESC NULLS LAST, items.since NULLS LAST, items.kind, items.entity_id
 $sql$,
         crm._source_sql('customers', 'c'), crm._source_sql('leads', 'l'), crm._source_sql('interactions', 'ix'),
-        crm._source_sql('spend', 's'), crm._stage_case('order', 'stage'), crm._source_sql('stage_events'),
+        crm._lead_cost_sql(crm._source_sql('leads'), crm._source_sql('spend')), crm._stage_case('order', 'stage'), crm._source_sql('stage_events'),
         crm._stage_orders('open'), crm._stage_orders('won') OPERATOR(pg_catalog.||) ', ' OPERATOR(pg_catalog.||) crm._stage_orders('lost'),
         crm._stage_norm_case('dl.open_so'), crm._source_sql('invoices', 'i'), crm._source_sql('orders', 'o'))
     USING as_of;
@@ -3275,6 +3262,26 @@ COMMENT ON COLUMN crm.v_todo.entity_id_num IS 'entity_id as a number when it is 
 
 
 -- ==== section review: fixes from the review of issues 20 and 21 ====
+-- one builder of the channel-month cost of a lead for crm.owner_dashboard and crm.todo
+CREATE FUNCTION crm._lead_cost_sql(leads text, spend text, month_from text DEFAULT NULL, month_to text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT format($q$
+    SELECT s.channel, s.month, s.amount OPERATOR(pg_catalog./) n.leads AS cost_per_lead
+      FROM (SELECT channel, pg_catalog.date_trunc('month', spent_on) AS month, pg_catalog.sum(amount) AS amount
+              FROM %1$s WHERE %3$s GROUP BY 1, 2) AS s
+      JOIN (SELECT channel, pg_catalog.date_trunc('month', created_at) AS month, pg_catalog.count(*) AS leads
+              FROM %2$s WHERE %4$s GROUP BY 1, 2) AS n
+        ON n.channel OPERATOR(pg_catalog.=) s.channel AND n.month OPERATOR(pg_catalog.=) s.month$q$,
+    spend, leads,
+    concat_ws(' AND ', 'true', 'spent_on OPERATOR(pg_catalog.>=) ' || month_from, 'spent_on OPERATOR(pg_catalog.<) ' || month_to),
+    concat_ws(' AND ', 'true', 'created_at OPERATOR(pg_catalog.>=) ' || month_from, 'created_at OPERATOR(pg_catalog.<) ' || month_to))
+$$;
+COMMENT ON FUNCTION crm._lead_cost_sql(text, text, text, text) IS
+'SQL text of the channel-month cost of a lead (spend of the channel in the month / its leads created in that month) as (channel, month, cost_per_lead), from FROM items of the leads and spend sources, optionally limited to [month_from, month_to); spliced by crm.owner_dashboard and crm.todo.';
+
 -- crm.notify_todo: an item without an entity_id is not announced (it made
 -- the INSERT into crm.todo_announced fail)
 CREATE OR REPLACE FUNCTION crm.notify_todo(as_of timestamptz DEFAULT now()) RETURNS int

@@ -493,6 +493,32 @@ $$;
 COMMENT ON FUNCTION crm._stage_norm_case(text) IS
 'SQL text of a CASE expression mapping a stage_order to its stage norm (crm.pipeline_stages.max_days as an interval; NULL = no norm), for the stale-deal test of the pipeline reports.';
 
+-- The cost of a lead (docs/metrics.md): a channel's spend in a calendar month
+-- / the channel's leads created in that month.  SQL text of a query returning
+-- (channel, month, cost_per_lead), from FROM items of the leads source
+-- (channel, created_at) and of the spend source (channel, spent_on, amount);
+-- month_from / month_to (SQL expressions, NULL = unbounded) limit both to
+-- [month_from, month_to).  crm.owner_dashboard and crm.todo splice it; a
+-- channel-month without leads has no row.
+CREATE FUNCTION crm._lead_cost_sql(leads text, spend text, month_from text DEFAULT NULL, month_to text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT format($q$
+    SELECT s.channel, s.month, s.amount OPERATOR(pg_catalog./) n.leads AS cost_per_lead
+      FROM (SELECT channel, pg_catalog.date_trunc('month', spent_on) AS month, pg_catalog.sum(amount) AS amount
+              FROM %1$s WHERE %3$s GROUP BY 1, 2) AS s
+      JOIN (SELECT channel, pg_catalog.date_trunc('month', created_at) AS month, pg_catalog.count(*) AS leads
+              FROM %2$s WHERE %4$s GROUP BY 1, 2) AS n
+        ON n.channel OPERATOR(pg_catalog.=) s.channel AND n.month OPERATOR(pg_catalog.=) s.month$q$,
+    spend, leads,
+    concat_ws(' AND ', 'true', 'spent_on OPERATOR(pg_catalog.>=) ' || month_from, 'spent_on OPERATOR(pg_catalog.<) ' || month_to),
+    concat_ws(' AND ', 'true', 'created_at OPERATOR(pg_catalog.>=) ' || month_from, 'created_at OPERATOR(pg_catalog.<) ' || month_to))
+$$;
+COMMENT ON FUNCTION crm._lead_cost_sql(text, text, text, text) IS
+'SQL text of the channel-month cost of a lead (spend of the channel in the month / its leads created in that month) as (channel, month, cost_per_lead), from FROM items of the leads and spend sources, optionally limited to [month_from, month_to); spliced by crm.owner_dashboard and crm.todo.';
+
 -- The query behind crm.owner_dashboard, with the registered sources spliced
 -- in; parameters $1 cur_from, $2 cur_to, $3 prev_from, $4 prev_to (= $1),
 -- half-open.  (Separate so EXPLAIN and the benchmark can look at it.)
@@ -554,19 +580,9 @@ sp AS (
       FROM %3$s WHERE spent_on OPERATOR(pg_catalog.>=) $3 AND spent_on OPERATOR(pg_catalog.<) $2 GROUP BY 1, 2),
 spm AS (
     SELECT pg_catalog.sum(amount) FILTER (WHERE is_cur) AS c_spend, pg_catalog.sum(amount) FILTER (WHERE NOT is_cur) AS p_spend FROM sp),
--- cost per lead, as crm.lead_sla: a channel's spend in a calendar month /
--- the channel's leads created in that month (every month the periods touch)
-cpl AS (
-    SELECT s.channel, s.month, s.amount OPERATOR(pg_catalog./) n.leads AS cost_per_lead
-      FROM (SELECT channel, pg_catalog.date_trunc('month', spent_on) AS month, pg_catalog.sum(amount) AS amount
-              FROM %3$s WHERE spent_on OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', $3)
-               AND spent_on OPERATOR(pg_catalog.<) (pg_catalog.date_trunc('month', $2 OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval) OPERATOR(pg_catalog.+) '1 month'::pg_catalog.interval)
-             GROUP BY 1, 2) AS s
-      JOIN (SELECT channel, pg_catalog.date_trunc('month', created_at) AS month, pg_catalog.count(*) AS leads
-              FROM %1$s WHERE created_at OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', $3)
-               AND created_at OPERATOR(pg_catalog.<) (pg_catalog.date_trunc('month', $2 OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval) OPERATOR(pg_catalog.+) '1 month'::pg_catalog.interval)
-             GROUP BY 1, 2) AS n
-        ON n.channel OPERATOR(pg_catalog.=) s.channel AND n.month OPERATOR(pg_catalog.=) s.month),
+-- cost per lead (channel-month rule, crm._lead_cost_sql), every month the
+-- periods touch
+cpl AS (%17$s),
 -- real (non-automated) contacts that can matter: from the start of the
 -- previous period (first responses to its leads) or from a month before its
 -- end (the class-A contact check), up to the end
@@ -768,7 +784,10 @@ $sql$,
         crm._stage_orders('open'), crm._stage_case('order_probability', 'open_cur'),
         crm._stage_case('order_probability', 'open_prev'), crm._source_sql('interactions'),
         crm._stage_norm_case('open_cur'), crm._stage_norm_case('open_prev'),
-        crm._source_sql('customers'));
+        crm._source_sql('customers'),
+        crm._lead_cost_sql(crm._source_sql('leads'), crm._source_sql('spend'),
+                           'pg_catalog.date_trunc(''month'', $3)',
+                           '(pg_catalog.date_trunc(''month'', $2 OPERATOR(pg_catalog.-) ''1 microsecond''::pg_catalog.interval) OPERATOR(pg_catalog.+) ''1 month''::pg_catalog.interval)'));
     RETURN q;
 END
 $$;

@@ -64,13 +64,7 @@ ua AS MATERIALIZED (
                           AND ix.occurred_at OPERATOR(pg_catalog.>=) l.created_at AND ix.occurred_at OPERATOR(pg_catalog.<) $1)),
 -- cost of a lead (docs/metrics.md): the channel's spend in the lead's calendar
 -- month / the channel's leads created in that month (whole months)
-cpl AS (
-    SELECT sp.channel, sp.month, sp.amount OPERATOR(pg_catalog./) nl.n AS cost
-      FROM (SELECT s.channel, pg_catalog.date_trunc('month', s.spent_on) AS month, pg_catalog.sum(s.amount) AS amount
-              FROM %4$s GROUP BY 1, 2) AS sp
-      JOIN (SELECT l.channel, pg_catalog.date_trunc('month', l.created_at) AS month, pg_catalog.count(*) AS n
-              FROM %2$s GROUP BY 1, 2) AS nl
-        ON nl.channel OPERATOR(pg_catalog.=) sp.channel AND nl.month OPERATOR(pg_catalog.=) sp.month),
+cpl AS (%4$s),
 -- stale_deal: open at as_of (an open stage reached, no won or lost event) and
 -- idle beyond the norm of its most advanced open stage (crm._stage_norm_case)
 ev AS (
@@ -106,7 +100,7 @@ ra AS (
                           AND ix.occurred_at OPERATOR(pg_catalog.>=) one.ordered_at AND ix.occurred_at OPERATOR(pg_catalog.<) $1)),
 items AS (
     SELECT ua.manager_id, 'unanswered_lead'::pg_catalog.text AS kind, ua.lead_id::pg_catalog.text AS entity_id, ua.since,
-           pg_catalog.round(coalesce(cpl.cost, 0), 2) AS value,
+           pg_catalog.round(coalesce(cpl.cost_per_lead, 0), 2) AS value,
            pg_catalog.format('lead from %%s created %%s, no first response (SLA %%s)', coalesce(ua.channel, '(unknown channel)'),
                              pg_catalog.to_char(ua.created_at, 'YYYY-MM-DD HH24:MI'), ua.sla) AS note
       FROM ua LEFT JOIN cpl ON cpl.channel OPERATOR(pg_catalog.=) ua.channel
@@ -137,7 +131,7 @@ SELECT items.manager_id, items.kind, items.entity_id, items.since, items.value, 
  ORDER BY items.value DESC NULLS LAST, items.since NULLS LAST, items.kind, items.entity_id
 $sql$,
         crm._source_sql('customers', 'c'), crm._source_sql('leads', 'l'), crm._source_sql('interactions', 'ix'),
-        crm._source_sql('spend', 's'), crm._stage_case('order', 'stage'), crm._source_sql('stage_events'),
+        crm._lead_cost_sql(crm._source_sql('leads'), crm._source_sql('spend')), crm._stage_case('order', 'stage'), crm._source_sql('stage_events'),
         crm._stage_orders('open'), crm._stage_orders('won') OPERATOR(pg_catalog.||) ', ' OPERATOR(pg_catalog.||) crm._stage_orders('lost'),
         crm._stage_norm_case('dl.open_so'), crm._source_sql('invoices', 'i'), crm._source_sql('orders', 'o'))
     USING as_of;

@@ -178,6 +178,7 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._fmt(numeric)', $$SELECT crm._fmt(1234567.891)$$),
 ('crm.dashboard_html(date,date)', $$SELECT length(crm.dashboard_html('2025-11-01', '2025-11-30'))$$),
 ('crm._dashboard_html(date,date,jsonb,jsonb,jsonb,jsonb,text)', $$SELECT length(crm._dashboard_html('2025-11-01', '2025-11-30', '[]', NULL, NULL, NULL, NULL))$$),
+('crm._lead_cost_sql(text,text,text,text)', $$SELECT length(crm._lead_cost_sql('(SELECT 1) AS l', '(SELECT 1) AS s', 'now()', NULL))$$),
 ('crm._dashboard_html_sales(jsonb,jsonb,jsonb,jsonb,timestamptz)', $$SELECT length(crm._dashboard_html_sales((SELECT jsonb_agg(to_jsonb(l)) FROM crm.dashboard_losses('2025-11-01', '2025-11-30') l), NULL, NULL, (SELECT jsonb_agg(to_jsonb(t)) FROM crm.todo('2025-12-01') t), '2025-12-01'))$$),
 -- rollups (issue 21): capture, a full and an incremental refresh, every part, reading
 ('crm._rollup_parts()', $$SELECT count(*) FROM crm._rollup_parts()$$),
