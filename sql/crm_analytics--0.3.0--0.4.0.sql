@@ -3326,3 +3326,45 @@ $$;
 COMMENT ON FUNCTION crm.notify_todo(timestamptz) IS
 'Announces the new items of crm.todo(as_of): one pg_notify(''crm_todo'', <the row as json>) per item not yet in crm.todo_announced (most money first), records them there, forgets the items no longer on the list; returns the number announced.  Items without an entity_id are not announced.  Schedule it with pg_cron.';
 -- ==== end of section review ====
+
+
+-- ==== section fast: the reports answer from the rollups (issue 21) ====
+-- Whether a report may answer from the rollups instead of the full
+-- computation, by the setting crm_analytics.rollups (per session, role or
+-- database): fresh (default: only when the rollups equal the live data,
+-- crm.rollups_fresh()), last_refresh (whenever they are built for the
+-- registered sources, stages and time zone: as of the last refresh, changes
+-- waiting or not), off (always the full computation).
+CREATE FUNCTION crm._rollups_usable() RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mode text := coalesce(nullif(current_setting('crm_analytics.rollups', true), ''), 'fresh');
+BEGIN
+    IF mode = 'off' THEN
+        RETURN false;
+    ELSIF mode = 'fresh' THEN
+        RETURN crm.rollups_fresh();
+    ELSIF mode = 'last_refresh' THEN
+        RETURN coalesce((SELECT s.built_at IS NOT NULL AND NOT s.needs_full
+                                AND s.config_hash = crm._rollup_config_hash()
+                                AND s.time_zone = current_setting('TimeZone')
+                           FROM crm.rollup_status s), false)
+           -- a TRUNCATE waiting means a full rebuild: not the last refresh's figures any more
+           AND NOT EXISTS (SELECT 1 FROM crm.rollup_changes c WHERE c.bound IS NULL)
+           AND crm._rollup_capture_ok();
+    END IF;
+    RAISE EXCEPTION 'invalid value for parameter "crm_analytics.rollups": "%"', mode
+        USING ERRCODE = 'invalid_parameter_value', HINT = 'Available values: fresh, last_refresh, off.';
+END
+$$;
+COMMENT ON FUNCTION crm._rollups_usable() IS
+'Whether the reports may answer from the rollups, by the setting crm_analytics.rollups: fresh (default; only when crm.rollups_fresh()), last_refresh (whenever built for the current sources, stages and time zone), off (never).';
+-- ==== end of section fast ====
+-- ==== section fast_deals ====
+-- ==== end of section fast_deals ====
+-- ==== section fast_customers ====
+-- ==== end of section fast_customers ====
+-- ==== section fast_leads ====
+-- ==== end of section fast_leads ====

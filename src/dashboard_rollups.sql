@@ -799,6 +799,39 @@ $$;
 COMMENT ON FUNCTION crm.rollups_fresh() IS
 'True when the daily rollups equal the full computation for this session: built, no recorded change waiting for crm.refresh_rollups, built from the registered sources and stages as they are now, capture triggers in place, and days cut in the session''s time zone.';
 
+-- Whether a report may answer from the rollups instead of the full
+-- computation, by the setting crm_analytics.rollups (per session, role or
+-- database): fresh (default: only when the rollups equal the live data,
+-- crm.rollups_fresh()), last_refresh (whenever they are built for the
+-- registered sources, stages and time zone: as of the last refresh, changes
+-- waiting or not), off (always the full computation).
+CREATE FUNCTION crm._rollups_usable() RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mode text := coalesce(nullif(current_setting('crm_analytics.rollups', true), ''), 'fresh');
+BEGIN
+    IF mode = 'off' THEN
+        RETURN false;
+    ELSIF mode = 'fresh' THEN
+        RETURN crm.rollups_fresh();
+    ELSIF mode = 'last_refresh' THEN
+        RETURN coalesce((SELECT s.built_at IS NOT NULL AND NOT s.needs_full
+                                AND s.config_hash = crm._rollup_config_hash()
+                                AND s.time_zone = current_setting('TimeZone')
+                           FROM crm.rollup_status s), false)
+           -- a TRUNCATE waiting means a full rebuild: not the last refresh's figures any more
+           AND NOT EXISTS (SELECT 1 FROM crm.rollup_changes c WHERE c.bound IS NULL)
+           AND crm._rollup_capture_ok();
+    END IF;
+    RAISE EXCEPTION 'invalid value for parameter "crm_analytics.rollups": "%"', mode
+        USING ERRCODE = 'invalid_parameter_value', HINT = 'Available values: fresh, last_refresh, off.';
+END
+$$;
+COMMENT ON FUNCTION crm._rollups_usable() IS
+'Whether the reports may answer from the rollups, by the setting crm_analytics.rollups: fresh (default; only when crm.rollups_fresh()), last_refresh (whenever built for the current sources, stages and time zone), off (never).';
+
 CREATE FUNCTION crm.daily_metrics(period_from date, period_to date)
 RETURNS TABLE (metric text, dimension text, key text, value numeric)
 LANGUAGE plpgsql STABLE

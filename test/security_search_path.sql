@@ -201,6 +201,7 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._rollup_contacts(timestamptz)', $$SELECT crm._rollup_contacts('2030-01-01'::timestamptz)$$),
 ('crm.daily_metrics(date,date)', $$SELECT count(*) FROM crm.daily_metrics('2025-11-01', '2025-11-30')$$),
 ('crm.rollups_fresh()', $$SELECT crm.rollups_fresh()$$),
+('crm._rollups_usable()', $$SELECT crm._rollups_usable()$$),
 ('crm.owner_dashboard_rollup(date,date)', $$SELECT count(*) FROM crm.owner_dashboard_rollup('2025-11-01', '2025-11-30')$$),
 ('crm.detach_rollup_capture()', $$SELECT count(*) FROM crm.detach_rollup_capture()$$),
 ('crm.refresh_rollups(boolean)', $$SELECT count(*) FROM crm.refresh_rollups()$$),
