@@ -3361,6 +3361,262 @@ END
 $$;
 COMMENT ON FUNCTION crm._rollups_usable() IS
 'Whether the reports may answer from the rollups, by the setting crm_analytics.rollups: fresh (default; only when crm.rollups_fresh()), last_refresh (whenever built for the current sources, stages and time zone), off (never).';
+CREATE FUNCTION crm._fast_owner_dashboard(period_from date, period_to date)
+RETURNS TABLE (metric text, value numeric, unit text, previous_value numeric, change_pct numeric, section text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b record;
+BEGIN
+    b := crm._period_bounds('crm.owner_dashboard', period_from, period_to);
+    RETURN QUERY
+    WITH
+    -- the additive figures of both periods (days in the rollups' time zone,
+    -- which crm._rollups_usable requires to be the session's)
+    s AS (
+        SELECT r.metric AS m, sum(r.value) FILTER (WHERE r.day >= period_from) AS c,
+               sum(r.value) FILTER (WHERE r.day < period_from) AS p
+          FROM crm.rollup_daily r
+         WHERE r.day >= b.prev_from::date AND r.day <= period_to AND r.dimension = 'all'
+           AND r.metric IN ('leads_in', 'new_buyers', 'marketing_spend', 'revenue', 'orders', 'gross_profit')
+         GROUP BY 1),
+    a AS (
+        SELECT max(s.c) FILTER (WHERE s.m = 'leads_in') AS c_leads, max(s.p) FILTER (WHERE s.m = 'leads_in') AS p_leads,
+               coalesce(max(s.c) FILTER (WHERE s.m = 'new_buyers'), 0) AS c_new, coalesce(max(s.p) FILTER (WHERE s.m = 'new_buyers'), 0) AS p_new,
+               max(s.c) FILTER (WHERE s.m = 'marketing_spend') AS c_spend, max(s.p) FILTER (WHERE s.m = 'marketing_spend') AS p_spend,
+               max(s.c) FILTER (WHERE s.m = 'revenue') AS c_rev, max(s.p) FILTER (WHERE s.m = 'revenue') AS p_rev,
+               coalesce(max(s.c) FILTER (WHERE s.m = 'orders'), 0) AS c_ord, coalesce(max(s.p) FILTER (WHERE s.m = 'orders'), 0) AS p_ord,
+               max(s.c) FILTER (WHERE s.m = 'gross_profit') AS c_gp, max(s.p) FILTER (WHERE s.m = 'gross_profit') AS p_gp
+          FROM s),
+    -- the figures kept per entity
+    x AS MATERIALIZED (
+        SELECT d.metric, d.cur, d.prev FROM crm._fast_owner_deals(b.cur_from, b.cur_to, b.prev_from) d
+        UNION ALL
+        SELECT c.metric, c.cur, c.prev FROM crm._fast_owner_customers(b.cur_from, b.cur_to, b.prev_from) c
+        UNION ALL
+        SELECT l.metric, l.cur, l.prev FROM crm._fast_owner_leads(b.cur_from, b.cur_to, b.prev_from) l),
+    xv AS (
+        SELECT max(x.cur) FILTER (WHERE x.metric = 'buyers') AS c_buyers, max(x.prev) FILTER (WHERE x.metric = 'buyers') AS p_buyers,
+               max(x.cur) FILTER (WHERE x.metric = '_leads_converted') AS c_conv, max(x.prev) FILTER (WHERE x.metric = '_leads_converted') AS p_conv,
+               max(x.cur) FILTER (WHERE x.metric = '_leads_cost') AS c_lcost, max(x.prev) FILTER (WHERE x.metric = '_leads_cost') AS p_lcost
+          FROM x),
+    rows AS (
+        SELECT v.* FROM a, xv, LATERAL (VALUES
+            (1::numeric, 'acquisition', 'leads_in', coalesce(a.c_leads, 0), coalesce(a.p_leads, 0), 'count'),
+            (2, 'acquisition', 'new_buyers', a.c_new, a.p_new, 'count'),
+            (4, 'acquisition', 'marketing_spend', coalesce(a.c_spend, 0), coalesce(a.p_spend, 0), 'money'),
+            (5, 'acquisition', 'cac', round(coalesce(a.c_spend, 0) / nullif(a.c_new, 0), 2), round(coalesce(a.p_spend, 0) / nullif(a.p_new, 0), 2), 'money'),
+            (6, 'sales', 'revenue', coalesce(a.c_rev, 0), coalesce(a.p_rev, 0), 'money'),
+            (7, 'sales', 'orders', a.c_ord, a.p_ord, 'count'),
+            (8, 'sales', 'average_check', round(a.c_rev / nullif(a.c_ord, 0), 2), round(a.p_rev / nullif(a.p_ord, 0), 2), 'money'),
+            (10, 'sales', 'gross_profit', coalesce(a.c_gp, 0), coalesce(a.p_gp, 0), 'money'),
+            (11, 'sales', 'roi', round((100.0 * (coalesce(a.c_gp, 0) - a.c_spend)) / nullif(a.c_spend, 0), 2),
+                                 round((100.0 * (coalesce(a.p_gp, 0) - a.p_spend)) / nullif(a.p_spend, 0), 2), 'pct'),
+            -- the value of one lead: revenue per buyer x lead-to-buyer conversion - cost per lead
+            (1006.1, 'money_lost', 'lost_opportunity_cost',
+                 round((a.c_rev / nullif(xv.c_buyers, 0) * xv.c_conv - coalesce(xv.c_lcost, 0)) / nullif(a.c_leads, 0), 2),
+                 round((a.p_rev / nullif(xv.p_buyers, 0) * xv.p_conv - coalesce(xv.p_lcost, 0)) / nullif(a.p_leads, 0), 2), 'money')
+          ) AS v(ord, sec, name, cur, prev, u)
+        UNION ALL
+        SELECT o.ord, o.sec, x.metric, x.cur, x.prev, o.u
+          FROM x JOIN (VALUES
+            (3::numeric, 'acquisition', 'lead_to_buyer_conversion', 'pct'),
+            (7.1, 'sales', 'buyers', 'count'),
+            (9, 'sales', 'repeat_purchase_rate', 'pct'),
+            (12, 'pipeline', 'win_rate', 'pct'),
+            (13, 'pipeline', 'deals_won', 'count'),
+            (14, 'pipeline', 'average_won_deal', 'money'),
+            (15, 'pipeline', 'sales_cycle', 'days'),
+            (16, 'pipeline', 'open_deals', 'count'),
+            (17, 'pipeline', 'open_pipeline_value', 'money'),
+            (18, 'pipeline', 'weighted_pipeline', 'money'),
+            (18.1, 'pipeline', 'stale_deals', 'count'),
+            (18.2, 'pipeline', 'stale_pipeline_value', 'money'),
+            (19, 'pipeline', 'sales_velocity', 'money_per_day'),
+            (20, 'money_lost', 'deals_lost', 'count'),
+            (21, 'money_lost', 'lost_deal_value', 'money'),
+            (900, 'money_lost', 'churned_customers', 'count'),
+            (901, 'money_lost', 'churn_rate', 'pct'),
+            (902, 'money_lost', 'churned_revenue', 'money'),
+            (1000, 'money_lost', 'unpaid_invoices', 'count'),
+            (1001, 'money_lost', 'unpaid_invoice_amount', 'money'),
+            (1002, 'money_lost', 'unpaid_invoice_age', 'days'),
+            (1003, 'money_lost', 'overdue_invoices', 'count'),
+            (1004, 'money_lost', 'overdue_invoice_amount', 'money'),
+            (1005, 'money_lost', 'unanswered_leads', 'count'),
+            (1006, 'money_lost', 'unanswered_leads_cost', 'money'),
+            (1007, 'money_lost', 'overdue_class_a_customers', 'count')) AS o(ord, sec, name, u)
+            ON o.name = x.metric
+        UNION ALL
+        SELECT 100 + ps.stage_order, 'money_lost', x.metric, x.cur, x.prev, 'money'
+          FROM x JOIN crm.pipeline_stages ps ON ps.outcome = 'open' AND x.metric = 'lost_value_at_' || ps.stage)
+    SELECT rows.name, rows.cur, rows.u, rows.prev,
+           round((100.0 * (rows.cur - rows.prev)) / nullif(abs(rows.prev), 0), 2), rows.sec
+      FROM rows ORDER BY rows.ord;
+END
+$$;
+COMMENT ON FUNCTION crm._fast_owner_dashboard(date, date) IS
+'crm.owner_dashboard answered from the rollups (the additive figures from crm.rollup_daily, the others from the per-entity rollups): the same rows, called when crm._rollups_usable().';
+
+CREATE FUNCTION crm._fast_managers(period_from date, period_to date)
+RETURNS TABLE (manager_id text, leads bigint, answered_leads bigint, unanswered_leads bigint,
+               median_response_minutes numeric, deals_won bigint, deals_lost bigint, win_rate_pct numeric,
+               revenue numeric, customers bigint, covered_customers bigint, coverage_pct numeric,
+               calls bigint, meetings bigint, emails bigint, contacts bigint,
+               average_won_deal numeric, sales_cycle_days numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b record;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_managers', period_from, period_to);
+    RETURN QUERY
+    WITH
+    lm AS MATERIALIZED (SELECT * FROM crm._fast_managers_leads(b.cur_from, b.cur_to)),
+    dm AS MATERIALIZED (SELECT * FROM crm._fast_managers_deals(b.cur_from, b.cur_to)),
+    cu AS MATERIALIZED (SELECT * FROM crm._fast_managers_customers(b.cur_from, b.cur_to)),
+    ct AS MATERIALIZED (SELECT * FROM crm._fast_managers_contacts(b.cur_from, b.cur_to)),
+    m AS (SELECT lm.manager_id FROM lm UNION SELECT dm.manager_id FROM dm UNION SELECT cu.manager_id FROM cu
+          UNION SELECT ct.manager_id FROM ct)
+    SELECT m.manager_id, coalesce(lm.leads, 0), coalesce(lm.answered, 0), coalesce(lm.leads - lm.answered, 0),
+           round(lm.med::numeric, 2), coalesce(dm.won, 0), coalesce(dm.lost, 0),
+           round((100.0 * dm.won) / nullif(dm.won + dm.lost, 0), 2),
+           coalesce(cu.revenue, 0), coalesce(cu.customers, 0), coalesce(cu.covered, 0),
+           round((100.0 * cu.covered) / nullif(cu.customers, 0), 2),
+           coalesce(ct.calls, 0), coalesce(ct.meetings, 0), coalesce(ct.emails, 0), coalesce(ct.contacts, 0),
+           round(dm.avg_won, 2), round(dm.cycle, 2)
+      FROM m LEFT JOIN lm ON lm.manager_id IS NOT DISTINCT FROM m.manager_id
+             LEFT JOIN dm ON dm.manager_id IS NOT DISTINCT FROM m.manager_id
+             LEFT JOIN cu ON cu.manager_id IS NOT DISTINCT FROM m.manager_id
+             LEFT JOIN ct ON ct.manager_id IS NOT DISTINCT FROM m.manager_id
+     ORDER BY m.manager_id;
+END
+$$;
+COMMENT ON FUNCTION crm._fast_managers(date, date) IS
+'crm.dashboard_managers answered from the per-entity rollups (leads and first responses, deals, customers and coverage, contacts): the same rows, called when crm._rollups_usable().';
+CREATE OR REPLACE FUNCTION crm.owner_dashboard(period_from date, period_to date)
+RETURNS TABLE (metric text, value numeric, unit text, previous_value numeric,
+               change_pct numeric, section text)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    b record;
+    q text;
+BEGIN
+    b := crm._period_bounds('crm.owner_dashboard', period_from, period_to);
+    PERFORM crm._require_stages('crm.owner_dashboard');
+    -- from the rollups when they may stand in (crm._rollups_usable, docs/rollups.md)
+    IF crm._rollups_usable() THEN
+        RETURN QUERY SELECT * FROM crm._fast_owner_dashboard(period_from, period_to);
+        RETURN;
+    END IF;
+    -- $1 cur_from, $2 cur_to, $3 prev_from, $4 prev_to (= $1); half-open.
+    -- Every figure is "as of the end of its period": data after the end is
+    -- ignored, so a past period always shows the same numbers.
+    q := crm._owner_dashboard_sql();
+    RETURN QUERY EXECUTE q USING b.cur_from, b.cur_to, b.prev_from, b.prev_to;
+END
+$$;
+CREATE OR REPLACE FUNCTION crm.dashboard_managers(period_from date, period_to date)
+RETURNS TABLE (manager_id text, leads bigint, answered_leads bigint, unanswered_leads bigint,
+               median_response_minutes numeric, deals_won bigint, deals_lost bigint, win_rate_pct numeric,
+               revenue numeric, customers bigint, covered_customers bigint, coverage_pct numeric,
+               calls bigint, meetings bigint, emails bigint, contacts bigint,
+               average_won_deal numeric, sales_cycle_days numeric)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    b record;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_managers', period_from, period_to);
+    PERFORM crm._require_stages('crm.dashboard_managers');
+    -- from the rollups when they may stand in (crm._rollups_usable, docs/rollups.md)
+    IF crm._rollups_usable() THEN
+        RETURN QUERY SELECT * FROM crm._fast_managers(period_from, period_to);
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+ld AS MATERIALIZED (
+    SELECT lead_id, created_at, manager_id::pg_catalog.text AS manager_id FROM %1$s
+     WHERE created_at OPERATOR(pg_catalog.>=) $1 AND created_at OPERATOR(pg_catalog.<) $2),
+fc AS (
+    SELECT x.lead_id, pg_catalog.min(x.occurred_at) AS first_contact
+      FROM %2$s JOIN ld ON ld.lead_id OPERATOR(pg_catalog.=) x.lead_id
+     WHERE NOT x.automated AND x.direction OPERATOR(pg_catalog.=) 'outbound' AND x.occurred_at OPERATOR(pg_catalog.>=) $1 AND x.occurred_at OPERATOR(pg_catalog.<) $2
+       AND x.occurred_at OPERATOR(pg_catalog.>=) ld.created_at
+     GROUP BY x.lead_id),
+lm AS (
+    SELECT ld.manager_id, pg_catalog.count(*) AS leads, pg_catalog.count(fc.first_contact) AS answered,
+           pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM fc.first_contact OPERATOR(pg_catalog.-) ld.created_at) OPERATOR(pg_catalog./) 60) AS med
+      FROM ld LEFT JOIN fc ON fc.lead_id OPERATOR(pg_catalog.=) ld.lead_id GROUP BY 1),
+dl AS (
+    SELECT e.deal_id, pg_catalog.min(e.manager_id::pg_catalog.text) AS manager_id,
+           pg_catalog.min(e.changed_at) AS created_at, pg_catalog.max(e.amount) AS amount,
+           pg_catalog.min(e.changed_at) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'won') AS won_at,
+           pg_catalog.min(e.changed_at) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'lost') AS lost_at,
+           pg_catalog.count(*) FILTER (WHERE e.outcome IS NULL) AS n_unknown
+      -- OFFSET 0 fences the subquery: the stage CASE is computed once per row, not once per aggregate
+      FROM (SELECT deal_id, changed_at, manager_id, amount, %6$s AS outcome FROM %3$s OFFSET 0) AS e
+     WHERE e.changed_at OPERATOR(pg_catalog.<) $2 GROUP BY e.deal_id),
+dm AS (
+    SELECT manager_id,
+           pg_catalog.count(*) FILTER (WHERE won_at OPERATOR(pg_catalog.<=) coalesce(lost_at, won_at)) AS won,
+           pg_catalog.count(*) FILTER (WHERE lost_at OPERATOR(pg_catalog.<) coalesce(won_at, 'infinity')) AS lost,
+           -- average_won_deal and sales_cycle of the owner dashboard, per manager
+           pg_catalog.avg(amount) FILTER (WHERE won_at OPERATOR(pg_catalog.<=) coalesce(lost_at, won_at)) AS avg_won,
+           pg_catalog.avg(extract(epoch FROM won_at OPERATOR(pg_catalog.-) created_at) OPERATOR(pg_catalog./) 86400)
+               FILTER (WHERE won_at OPERATOR(pg_catalog.<=) coalesce(lost_at, won_at)) AS cycle
+      FROM dl WHERE least(won_at, lost_at) OPERATOR(pg_catalog.>=) $1 GROUP BY 1),
+-- real contacts (non-automated interactions, either direction) in the period, by the interaction's manager
+ct AS (
+    SELECT y.manager_id::pg_catalog.text AS manager_id,
+           pg_catalog.count(*) FILTER (WHERE pg_catalog.lower(y.kind) OPERATOR(pg_catalog.=) 'call') AS calls,
+           pg_catalog.count(*) FILTER (WHERE pg_catalog.lower(y.kind) OPERATOR(pg_catalog.=) 'meeting') AS meetings,
+           pg_catalog.count(*) FILTER (WHERE pg_catalog.lower(y.kind) OPERATOR(pg_catalog.=) ANY (ARRAY['email', 'e-mail']::pg_catalog.text[])) AS emails,
+           pg_catalog.count(*) AS contacts
+      FROM %7$s
+     WHERE NOT y.automated AND y.occurred_at OPERATOR(pg_catalog.>=) $1 AND y.occurred_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
+cv AS (
+    SELECT c.manager_id, pg_catalog.count(*) AS customers, pg_catalog.count(*) FILTER (WHERE c.covered) AS covered
+      FROM crm.dashboard_coverage($2) c GROUP BY 1),
+cu AS MATERIALIZED (SELECT customer_id, manager_id::pg_catalog.text AS manager_id FROM %4$s),
+rv AS (
+    SELECT cu.manager_id, pg_catalog.sum(o.amount) AS revenue
+      FROM %5$s LEFT JOIN cu ON cu.customer_id OPERATOR(pg_catalog.=) o.customer_id
+     WHERE o.ordered_at OPERATOR(pg_catalog.>=) $1 AND o.ordered_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
+m AS (SELECT manager_id FROM lm UNION SELECT manager_id FROM dm UNION SELECT manager_id FROM cv
+      UNION SELECT manager_id FROM rv UNION SELECT manager_id FROM ct)
+SELECT m.manager_id, coalesce(lm.leads, 0), coalesce(lm.answered, 0), coalesce(lm.leads OPERATOR(pg_catalog.-) lm.answered, 0),
+       pg_catalog.round(lm.med::numeric, 2), coalesce(dm.won, 0), coalesce(dm.lost, 0),
+       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) dm.won) OPERATOR(pg_catalog./) CASE WHEN (dm.won OPERATOR(pg_catalog.+) dm.lost) OPERATOR(pg_catalog.<>) 0 THEN (dm.won OPERATOR(pg_catalog.+) dm.lost) END, 2),
+       coalesce(rv.revenue, 0), coalesce(cv.customers, 0), coalesce(cv.covered, 0),
+       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) cv.covered) OPERATOR(pg_catalog./) CASE WHEN cv.customers OPERATOR(pg_catalog.<>) 0 THEN cv.customers END, 2),
+       coalesce(ct.calls, 0), coalesce(ct.meetings, 0), coalesce(ct.emails, 0), coalesce(ct.contacts, 0),
+       pg_catalog.round(dm.avg_won, 2), pg_catalog.round(dm.cycle, 2)
+  FROM m LEFT JOIN lm ON coalesce(pg_catalog.texteq(lm.manager_id, m.manager_id), lm.manager_id IS NULL AND m.manager_id IS NULL)
+         LEFT JOIN dm ON coalesce(pg_catalog.texteq(dm.manager_id, m.manager_id), dm.manager_id IS NULL AND m.manager_id IS NULL)
+         LEFT JOIN cv ON coalesce(pg_catalog.texteq(cv.manager_id, m.manager_id), cv.manager_id IS NULL AND m.manager_id IS NULL)
+         LEFT JOIN rv ON coalesce(pg_catalog.texteq(rv.manager_id, m.manager_id), rv.manager_id IS NULL AND m.manager_id IS NULL)
+         LEFT JOIN ct ON coalesce(pg_catalog.texteq(ct.manager_id, m.manager_id), ct.manager_id IS NULL AND m.manager_id IS NULL)
+ WHERE crm._check_stages((SELECT pg_catalog.sum(n_unknown) FROM dl))
+ ORDER BY m.manager_id
+$sql$, crm._source_sql('leads'), crm._source_sql('interactions', 'x'), crm._source_sql('stage_events'),
+       crm._source_sql('customers'), crm._source_sql('orders', 'o'), crm._stage_case('outcome', 'stage'),
+       crm._source_sql('interactions', 'y'))
+    USING b.cur_from, b.cur_to;
+END
+$$;
 -- ==== end of section fast ====
 -- ==== section fast_deals ====
 -- ==== end of section fast_deals ====

@@ -809,6 +809,11 @@ DECLARE
 BEGIN
     b := crm._period_bounds('crm.owner_dashboard', period_from, period_to);
     PERFORM crm._require_stages('crm.owner_dashboard');
+    -- from the rollups when they may stand in (crm._rollups_usable, docs/rollups.md)
+    IF crm._rollups_usable() THEN
+        RETURN QUERY SELECT * FROM crm._fast_owner_dashboard(period_from, period_to);
+        RETURN;
+    END IF;
     -- $1 cur_from, $2 cur_to, $3 prev_from, $4 prev_to (= $1); half-open.
     -- Every figure is "as of the end of its period": data after the end is
     -- ignored, so a past period always shows the same numbers.
@@ -1005,6 +1010,11 @@ DECLARE
 BEGIN
     b := crm._period_bounds('crm.dashboard_managers', period_from, period_to);
     PERFORM crm._require_stages('crm.dashboard_managers');
+    -- from the rollups when they may stand in (crm._rollups_usable, docs/rollups.md)
+    IF crm._rollups_usable() THEN
+        RETURN QUERY SELECT * FROM crm._fast_managers(period_from, period_to);
+        RETURN;
+    END IF;
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH
 ld AS MATERIALIZED (

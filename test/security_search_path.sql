@@ -202,6 +202,8 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm.daily_metrics(date,date)', $$SELECT count(*) FROM crm.daily_metrics('2025-11-01', '2025-11-30')$$),
 ('crm.rollups_fresh()', $$SELECT crm.rollups_fresh()$$),
 ('crm._rollups_usable()', $$SELECT crm._rollups_usable()$$),
+('crm._fast_owner_dashboard(date,date)', $$SELECT count(*) FROM crm._fast_owner_dashboard('2025-11-01', '2025-11-30')$$),
+('crm._fast_managers(date,date)', $$SELECT count(*) FROM crm._fast_managers('2025-11-01', '2025-11-30')$$),
 ('crm.owner_dashboard_rollup(date,date)', $$SELECT count(*) FROM crm.owner_dashboard_rollup('2025-11-01', '2025-11-30')$$),
 ('crm.detach_rollup_capture()', $$SELECT count(*) FROM crm.detach_rollup_capture()$$),
 ('crm.refresh_rollups(boolean)', $$SELECT count(*) FROM crm.refresh_rollups()$$),
