@@ -812,9 +812,29 @@ AS $$
 DECLARE
     mode text := coalesce(nullif(current_setting('crm_analytics.rollups', true), ''), 'fresh');
 BEGIN
+    IF mode NOT IN ('fresh', 'last_refresh', 'off') THEN
+        RAISE EXCEPTION 'invalid value for parameter "crm_analytics.rollups": "%"', mode
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Available values: fresh, last_refresh, off.';
+    END IF;
     IF mode = 'off' THEN
         RETURN false;
-    ELSIF mode = 'fresh' THEN
+    END IF;
+    -- The full computation runs the sources with the caller's privileges and
+    -- row-level security; the rollups hold every row.  A role that may not
+    -- read every rollup table, or that row-level security of a captured table
+    -- applies to, gets the full computation.
+    IF EXISTS (SELECT 1 FROM pg_class c
+                WHERE c.relnamespace = 'crm'::regnamespace AND c.relkind = 'r' AND c.relname LIKE 'rollup\_%'
+                  AND NOT has_table_privilege(c.oid, 'SELECT')) THEN
+        RETURN false;
+    END IF;
+    -- (a statement of its own: crm.rollup_capture is readable now)
+    IF EXISTS (SELECT 1 FROM crm.rollup_capture rc JOIN pg_class c ON c.oid = rc.relid
+                WHERE c.relrowsecurity AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))
+                  AND NOT (SELECT r.rolbypassrls OR r.rolsuper FROM pg_roles r WHERE r.rolname = current_user)) THEN
+        RETURN false;
+    END IF;
+    IF mode = 'fresh' THEN
         RETURN crm.rollups_fresh();
     ELSIF mode = 'last_refresh' THEN
         RETURN coalesce((SELECT s.built_at IS NOT NULL AND NOT s.needs_full
@@ -825,12 +845,11 @@ BEGIN
            AND NOT EXISTS (SELECT 1 FROM crm.rollup_changes c WHERE c.bound IS NULL)
            AND crm._rollup_capture_ok();
     END IF;
-    RAISE EXCEPTION 'invalid value for parameter "crm_analytics.rollups": "%"', mode
-        USING ERRCODE = 'invalid_parameter_value', HINT = 'Available values: fresh, last_refresh, off.';
+    RETURN false;
 END
 $$;
 COMMENT ON FUNCTION crm._rollups_usable() IS
-'Whether the reports may answer from the rollups, by the setting crm_analytics.rollups: fresh (default; only when crm.rollups_fresh()), last_refresh (whenever built for the current sources, stages and time zone), off (never).';
+'Whether the reports may answer from the rollups, by the setting crm_analytics.rollups: fresh (default; only when crm.rollups_fresh()), last_refresh (whenever built for the current sources, stages and time zone), off (never); never for a role that may not read every rollup table or that row-level security of a captured table applies to.';
 
 CREATE FUNCTION crm.daily_metrics(period_from date, period_to date)
 RETURNS TABLE (metric text, dimension text, key text, value numeric)

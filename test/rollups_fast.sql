@@ -5,7 +5,7 @@
 -- refresh, after five rounds of random INSERT / UPDATE / DELETE on every source table with an
 -- incremental refresh, and after a full rebuild; the views likewise; the setting's three values.
 BEGIN;
-SELECT plan(41);
+SELECT plan(45);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
@@ -128,6 +128,27 @@ SELECT throws_ok($$SELECT * FROM crm.owner_dashboard('2025-12-01', '2025-12-31')
 SET LOCAL crm_analytics.rollups = 'last_refresh';
 TRUNCATE crm_demo.spend;
 SELECT ok(NOT crm._rollups_usable(), 'last_refresh: a TRUNCATE waiting (a full rebuild is due): not used');
+
+-- 42-45: who may read the rollups
+SET LOCAL crm_analytics.rollups = 'fresh';
+SELECT count(*) FROM crm.refresh_rollups();
+CREATE ROLE rollups_fast_reader;
+GRANT USAGE ON SCHEMA crm_demo TO rollups_fast_reader;
+GRANT SELECT ON ALL TABLES IN SCHEMA crm_demo TO rollups_fast_reader;
+SET LOCAL ROLE rollups_fast_reader;
+SELECT ok(NOT crm._rollups_usable(), 'a role that may not read the rollup tables: not used');
+SELECT lives_ok($$SELECT * FROM crm.owner_dashboard('2025-12-01', '2025-12-31')$$, 'that role gets the full computation, no permission error');
+RESET ROLE;
+GRANT SELECT ON ALL TABLES IN SCHEMA crm TO rollups_fast_reader;
+SET LOCAL ROLE rollups_fast_reader;
+SELECT ok(crm._rollups_usable(), 'granted SELECT on them: used');
+RESET ROLE;
+ALTER TABLE crm_demo.orders ENABLE ROW LEVEL SECURITY;
+CREATE POLICY rollups_fast_half ON crm_demo.orders USING (order_id % 2 = 0);
+SELECT count(*) FROM crm.refresh_rollups();
+SET LOCAL ROLE rollups_fast_reader;
+SELECT ok(NOT crm._rollups_usable(), 'row-level security on a captured table applies to the role: not used (the rollups hold every row)');
+RESET ROLE;
 
 SELECT * FROM finish();
 ROLLBACK;
