@@ -34,10 +34,34 @@ static TimestampTz ProgressLastNotice = 0;
 static bool ProgressActivityDirty = false;
 static bool ProgressCallbackRegistered = false;
 
-/* the setting, defined at module load (core.c's _PG_init) */
+/*
+ * crm_analytics.rollups: whether the reports may answer from the rollups
+ * (read by crm._rollups_usable() through current_setting; docs/rollups.md)
+ */
+static int	CrmRollupsMode = 0;
+static const struct config_enum_entry CrmRollupsModes[] = {
+	{"fresh", 0, false},
+	{"last_refresh", 1, false},
+	{"off", 2, false},
+	{NULL, 0, false}
+};
+
+/* the settings, defined at module load (core.c's _PG_init) */
 void
 CrmProgressDefineSettings(void)
 {
+	DefineCustomEnumVariable("crm_analytics.rollups",
+							 "Whether the reports answer from the rollups kept by crm.refresh_rollups.",
+							 "fresh: only when the rollups equal the live data (no change waiting); "
+							 "last_refresh: whenever they are built, as of the last refresh; "
+							 "off: always the full computation.",
+							 &CrmRollupsMode,
+							 0,
+							 CrmRollupsModes,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
 	DefineCustomIntVariable("crm_analytics.progress_interval",
 							"Least time between two progress notices of a long call (load_demo, apply_time_rules, ...).",
 							"-1 = no progress notices (pg_stat_activity still shows the progress); "
