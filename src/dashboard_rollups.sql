@@ -101,7 +101,7 @@ RETURNS SETOF record
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-VALUES ('leads',    ARRAY['leads'], ARRAY['leads_in']),
+VALUES ('leads',    ARRAY['leads', 'interactions', 'spend'], ARRAY['leads_in']),
        ('orders',   ARRAY['orders', 'customers'], ARRAY['orders', 'revenue', 'gross_profit', 'new_buyers']),
        ('deals',    ARRAY['stage_events'], ARRAY['deals_won', 'won_value', 'won_cycle_days', 'deals_lost', 'lost_deal_value']),
        ('spend',    ARRAY['spend'], ARRAY['marketing_spend']),
@@ -409,6 +409,7 @@ DECLARE
     n bigint;
     g text[] := crm._rollup_gsets('l', 'channel', 'manager');
 BEGIN
+    PERFORM crm._rollup_lead_state(from_ts);  -- per-lead state, lead costs (src/dashboard_fast_leads.sql)
     EXECUTE pg_catalog.format($sql$
 INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
 SELECT l.day, 'leads_in', %2$s, %3$s, pg_catalog.count(*)
@@ -601,6 +602,7 @@ AS $$
 DECLARE
     n bigint;
 BEGIN
+    PERFORM crm._rollup_invoice_state(from_ts);  -- per-invoice state (src/dashboard_fast_leads.sql)
     EXECUTE pg_catalog.format($sql$
 WITH ev AS (
     SELECT i.issued_at::pg_catalog.date AS day, 'invoices_issued'::pg_catalog.text AS what, i.amount
@@ -630,6 +632,7 @@ DECLARE
     n bigint;
     g text[] := crm._rollup_gsets('x', 'manager');
 BEGIN
+    PERFORM crm._rollup_contact_days(from_ts);  -- contacts per day, manager, kind (src/dashboard_fast_leads.sql)
     EXECUTE pg_catalog.format($sql$
 INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
 SELECT x.day, 'real_contacts', %2$s, %3$s, pg_catalog.count(*)
