@@ -21,16 +21,26 @@ CREATE INDEX ON crm.rollup_leads (created_at);
 CREATE INDEX ON crm.rollup_leads (first_response);
 CREATE INDEX ON crm.rollup_leads (lead_id);
 
--- the channel-month cost of a lead (crm._lead_cost_sql): spend of the channel
--- in the month / leads of the channel created in that month
-CREATE TABLE crm.rollup_lead_costs (
-    channel       text NOT NULL,
-    month         timestamptz NOT NULL,
-    cost_per_lead numeric,
+-- the channel-month cost of a lead (crm._lead_cost_sql: spend of the channel
+-- in the month / leads of the channel created in that month), from its two
+-- halves, each kept by the part that reads it
+CREATE TABLE crm.rollup_lead_months (
+    channel text NOT NULL,
+    month   timestamptz NOT NULL,
+    leads   bigint NOT NULL,
     PRIMARY KEY (channel, month)
 );
-COMMENT ON TABLE crm.rollup_lead_costs IS
-'Rollup state (derived, not dumped): the cost of a lead per channel and calendar month (the channel''s spend in the month / its leads created in that month, crm._lead_cost_sql); channel-months without leads or spend have no row.';
+COMMENT ON TABLE crm.rollup_lead_months IS
+'Rollup state (derived, not dumped): leads per channel and calendar month of their creation (leads without a channel left out), the divisor of the cost of a lead (crm._lead_cost_sql).';
+
+CREATE TABLE crm.rollup_spend_months (
+    channel text NOT NULL,
+    month   timestamptz NOT NULL,
+    amount  numeric,
+    PRIMARY KEY (channel, month)
+);
+COMMENT ON TABLE crm.rollup_spend_months IS
+'Rollup state (derived, not dumped): marketing spend per channel and calendar month (spend without a channel left out), the dividend of the cost of a lead (crm._lead_cost_sql).';
 
 -- per invoice of the invoices source: the four figures the unpaid and overdue
 -- counts as of any moment need
@@ -63,11 +73,11 @@ CREATE INDEX ON crm.rollup_contact_days (day);
 -- Maintenance (hooked into the rollup parts)
 -- ---------------------------------------------------------------------------
 
--- Part leads (reads the leads, interactions and spend sources): leads created
--- at or after from_ts are replaced; leads created before keep their first
--- response when it is before from_ts (the interactions before from_ts did not
--- change), the others get it again from the interactions at or after from_ts;
--- the lead costs of the months from the month of from_ts on are recomputed.
+-- Part leads: the leads created at or after from_ts are replaced, with their
+-- first response from the interactions as they are (a lead's first response
+-- is at or after its creation); a changed lead has its creation at or after
+-- from_ts.  Then the leads per channel-month from the month of from_ts on.
+-- (The leads part runs without the interactions source too: no responses.)
 CREATE FUNCTION crm._rollup_lead_state(from_ts timestamptz) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 AS $$
@@ -76,56 +86,69 @@ DECLARE
     m bigint;
 BEGIN
     IF from_ts OPERATOR(pg_catalog.=) '-infinity'::pg_catalog.timestamptz THEN
-        TRUNCATE crm.rollup_leads, crm.rollup_lead_costs;
+        TRUNCATE crm.rollup_leads, crm.rollup_lead_months;
     ELSE
         DELETE FROM crm.rollup_leads l WHERE l.created_at OPERATOR(pg_catalog.>=) from_ts;
-        UPDATE crm.rollup_leads l SET first_response = NULL WHERE l.first_response OPERATOR(pg_catalog.>=) from_ts;
-        DELETE FROM crm.rollup_lead_costs c WHERE c.month OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', from_ts);
+        DELETE FROM crm.rollup_lead_months c WHERE c.month OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', from_ts);
     END IF;
+    -- without an interactions source (a partial registration) no lead has a response
     EXECUTE pg_catalog.format($sql$
-WITH x AS MATERIALIZED (
-    SELECT ix.lead_id::pg_catalog.text AS lead_id, ix.occurred_at
-      FROM %1$s
-     WHERE ix.occurred_at OPERATOR(pg_catalog.>=) $1 AND NOT ix.automated AND ix.direction OPERATOR(pg_catalog.=) 'outbound'
-       AND ix.lead_id IS NOT NULL),
-l AS MATERIALIZED (
+WITH l AS MATERIALIZED (
     SELECT pg_catalog.row_number() OVER () AS rn, src.lead_id::pg_catalog.text AS lead_id, src.created_at,
            src.channel::pg_catalog.text AS channel, src.manager_id::pg_catalog.text AS manager_id,
            src.customer_id::pg_catalog.text AS customer_id
       FROM %2$s WHERE src.created_at OPERATOR(pg_catalog.>=) $1),
+x AS (
+    SELECT ix.lead_id::pg_catalog.text AS lead_id, ix.occurred_at
+      FROM %1$s
+     WHERE ix.occurred_at OPERATOR(pg_catalog.>=) $1 AND NOT ix.automated AND ix.direction OPERATOR(pg_catalog.=) 'outbound'
+       AND ix.lead_id IS NOT NULL),
 f AS (
     SELECT l.rn, pg_catalog.min(x.occurred_at) AS fr
       FROM l JOIN x ON x.lead_id OPERATOR(pg_catalog.=) l.lead_id AND x.occurred_at OPERATOR(pg_catalog.>=) l.created_at
-     GROUP BY l.rn),
-ins AS (
-    INSERT INTO crm.rollup_leads (lead_id, created_at, channel, manager_id, customer_id, first_response)
-    SELECT l.lead_id, l.created_at, l.channel, l.manager_id, l.customer_id, f.fr
-      FROM l LEFT JOIN f ON f.rn OPERATOR(pg_catalog.=) l.rn
-    RETURNING 1),
--- leads created before $1 without a first response before $1
-old AS (
-    SELECT o.lead_id, o.created_at, pg_catalog.min(x.occurred_at) AS fr
-      FROM x JOIN crm.rollup_leads o ON o.lead_id OPERATOR(pg_catalog.=) x.lead_id AND x.occurred_at OPERATOR(pg_catalog.>=) o.created_at
-     WHERE o.first_response IS NULL AND o.created_at OPERATOR(pg_catalog.<) $1
-     GROUP BY o.lead_id, o.created_at),
-upd AS (
-    UPDATE crm.rollup_leads u SET first_response = old.fr
-      FROM old
-     WHERE u.lead_id OPERATOR(pg_catalog.=) old.lead_id AND u.created_at OPERATOR(pg_catalog.=) old.created_at AND u.first_response IS NULL
-    RETURNING 1)
-SELECT (SELECT pg_catalog.count(*) FROM ins) OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM upd)
-$sql$, crm._source_sql('interactions', 'ix'), crm._source_sql('leads')) INTO n USING from_ts;
-    EXECUTE pg_catalog.format($sql$
-INSERT INTO crm.rollup_lead_costs (channel, month, cost_per_lead)
-SELECT c.channel::pg_catalog.text, c.month, c.cost_per_lead FROM (%1$s) AS c WHERE c.channel IS NOT NULL
-$sql$, crm._lead_cost_sql(crm._source_sql('leads'), crm._source_sql('spend'),
-                          'pg_catalog.date_trunc(''month'', $1)', NULL)) USING from_ts;
+     GROUP BY l.rn)
+INSERT INTO crm.rollup_leads (lead_id, created_at, channel, manager_id, customer_id, first_response)
+SELECT l.lead_id, l.created_at, l.channel, l.manager_id, l.customer_id, f.fr
+  FROM l LEFT JOIN f ON f.rn OPERATOR(pg_catalog.=) l.rn
+$sql$, CASE WHEN EXISTS (SELECT 1 FROM crm.sources s WHERE s.kind OPERATOR(pg_catalog.=) 'interactions')
+            THEN crm._source_sql('interactions', 'ix')
+            ELSE '(SELECT NULL::pg_catalog.text, NULL::pg_catalog.timestamptz, NULL::pg_catalog.bool, NULL::pg_catalog.text LIMIT 0) AS ix(lead_id, occurred_at, automated, direction)' END,
+       crm._source_sql('leads')) USING from_ts;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    -- the months from the month of from_ts on, from the state (every lead with a creation is in it)
+    INSERT INTO crm.rollup_lead_months (channel, month, leads)
+    SELECT l.channel, pg_catalog.date_trunc('month', l.created_at), pg_catalog.count(*)
+      FROM crm.rollup_leads l
+     WHERE l.created_at OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', from_ts) AND l.channel IS NOT NULL
+     GROUP BY 1, 2;
     GET DIAGNOSTICS m = ROW_COUNT;
     RETURN n OPERATOR(pg_catalog.+) m;
 END
 $$;
 COMMENT ON FUNCTION crm._rollup_lead_state(timestamptz) IS
-'Rollup part leads, state: replaces the leads created from the given moment on in crm.rollup_leads, recomputes the first response of the earlier leads not answered before it, and the lead costs (crm.rollup_lead_costs) of the months from its month on; returns the rows written.';
+'Rollup part leads, state: replaces the leads created from the given moment on in crm.rollup_leads (with their first responses) and the leads per channel-month (crm.rollup_lead_months) from its month on; returns the rows written.';
+
+-- Part spend: spend per channel-month from the month of from_ts on.
+CREATE FUNCTION crm._rollup_spend_months(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    DELETE FROM crm.rollup_spend_months s WHERE s.month OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', from_ts);
+    EXECUTE pg_catalog.format($sql$
+INSERT INTO crm.rollup_spend_months (channel, month, amount)
+SELECT channel, pg_catalog.date_trunc('month', spent_on), pg_catalog.sum(amount)
+  FROM %1$s
+ WHERE spent_on OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', $1) AND channel IS NOT NULL
+ GROUP BY 1, 2
+$sql$, crm._source_sql('spend')) USING from_ts;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_spend_months(timestamptz) IS
+'Rollup part spend, state: rewrites the spend per channel-month (crm.rollup_spend_months) from the month of the given moment on; returns the rows written.';
 
 -- Part invoices: the invoices with any of their moments at or after from_ts
 -- are replaced (a changed invoice has all its moments at or after it).
@@ -153,12 +176,17 @@ COMMENT ON FUNCTION crm._rollup_invoice_state(timestamptz) IS
 'Rollup part invoices, state: replaces in crm.rollup_invoices the invoices with an issue, due or payment moment at or after the given moment; returns the rows written.';
 
 -- Part contacts: real contacts per day, manager and kind, for the days from
--- the day of from_ts on.
+-- the day of from_ts on; and the first responses of the leads in
+-- crm.rollup_leads: a lead answered before from_ts keeps its answer (the
+-- interactions before from_ts did not change), the others get it again from
+-- the interactions at or after from_ts.  (The contacts part runs before the
+-- leads part; the leads part then replaces the leads that changed.)
 CREATE FUNCTION crm._rollup_contact_days(from_ts timestamptz) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
     n  bigint;
+    m  bigint := 0;
     d0 timestamptz := CASE WHEN pg_catalog.isfinite(from_ts) THEN from_ts::pg_catalog.date::pg_catalog.timestamptz ELSE from_ts END;
 BEGIN
     IF NOT pg_catalog.isfinite(from_ts) THEN
@@ -178,11 +206,36 @@ SELECT y.occurred_at::pg_catalog.date, y.manager_id::pg_catalog.text,
  GROUP BY 1, 2
 $sql$, crm._source_sql('interactions', 'y')) USING d0;
     GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
+    -- a full rebuild (crm._rollup_begin emptied crm.rollup_daily; the leads part
+    -- follows and rebuilds every lead with its first response): drop the leads now
+    -- rather than recompute them twice
+    IF NOT pg_catalog.isfinite(from_ts)
+       AND NOT EXISTS (SELECT 1 FROM crm.rollup_daily r WHERE r.metric OPERATOR(pg_catalog.=) 'leads_in') THEN
+        TRUNCATE crm.rollup_leads;
+    ELSIF EXISTS (SELECT 1 FROM crm.rollup_leads) THEN
+        UPDATE crm.rollup_leads l SET first_response = NULL WHERE l.first_response OPERATOR(pg_catalog.>=) from_ts;
+        EXECUTE pg_catalog.format($sql$
+WITH x AS MATERIALIZED (
+    SELECT ix.lead_id::pg_catalog.text AS lead_id, ix.occurred_at
+      FROM %1$s
+     WHERE ix.occurred_at OPERATOR(pg_catalog.>=) $1 AND NOT ix.automated AND ix.direction OPERATOR(pg_catalog.=) 'outbound'
+       AND ix.lead_id IS NOT NULL),
+f AS (
+    SELECT o.lead_id, o.created_at, pg_catalog.min(x.occurred_at) AS fr
+      FROM x JOIN crm.rollup_leads o ON o.lead_id OPERATOR(pg_catalog.=) x.lead_id AND x.occurred_at OPERATOR(pg_catalog.>=) o.created_at
+     WHERE o.first_response IS NULL
+     GROUP BY o.lead_id, o.created_at)
+UPDATE crm.rollup_leads u SET first_response = f.fr
+  FROM f
+ WHERE u.lead_id OPERATOR(pg_catalog.=) f.lead_id AND u.created_at OPERATOR(pg_catalog.=) f.created_at AND u.first_response IS NULL
+$sql$, crm._source_sql('interactions', 'ix')) USING from_ts;
+        GET DIAGNOSTICS m = ROW_COUNT;
+    END IF;
+    RETURN n OPERATOR(pg_catalog.+) m;
 END
 $$;
 COMMENT ON FUNCTION crm._rollup_contact_days(timestamptz) IS
-'Rollup part contacts, state: rewrites crm.rollup_contact_days (real contacts per day, manager and kind) for the days from the day of the given moment on; returns the rows written.';
+'Rollup part contacts, state: rewrites crm.rollup_contact_days (real contacts per day, manager and kind) for the days from the day of the given moment on, and recomputes the first response of the leads in crm.rollup_leads not answered before it; returns the rows written.';
 
 -- ---------------------------------------------------------------------------
 -- Building blocks of the reports (read only crm.rollup_* tables)
@@ -200,6 +253,10 @@ WITH
 ld AS (
     SELECT l.created_at, l.channel, l.customer_id, l.first_response, l.created_at >= cur_from AS is_cur
       FROM crm.rollup_leads l WHERE l.created_at >= prev_from AND l.created_at < cur_to),
+-- cost per lead (channel-month rule, crm._lead_cost_sql)
+cpl AS (
+    SELECT s.channel, s.month, s.amount / n.leads AS cost_per_lead
+      FROM crm.rollup_spend_months s JOIN crm.rollup_lead_months n ON n.channel = s.channel AND n.month = s.month),
 lx AS (
     SELECT ld.channel, ld.is_cur, date_trunc('month', ld.created_at) AS month, count(*) AS n,
            count(*) FILTER (WHERE rc.first_at < CASE WHEN ld.is_cur THEN cur_to ELSE cur_from END) AS converted,
@@ -215,7 +272,7 @@ lm AS (
            sum(unanswered * coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE NOT lx.is_cur) AS p_unans_cost,
            sum(lx.n * coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE lx.is_cur) AS c_leads_cost,
            sum(lx.n * coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE NOT lx.is_cur) AS p_leads_cost
-      FROM lx LEFT JOIN crm.rollup_lead_costs cpl ON cpl.channel = lx.channel AND cpl.month = lx.month),
+      FROM lx LEFT JOIN cpl ON cpl.channel = lx.channel AND cpl.month = lx.month),
 iv AS (
     SELECT i.issued_at, i.due_at, i.amount, i.paid_at FROM crm.rollup_invoices i
      WHERE i.issued_at < cur_to AND (i.paid_at IS NULL OR i.paid_at >= cur_from)),

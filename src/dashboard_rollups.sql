@@ -101,7 +101,7 @@ RETURNS SETOF record
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-VALUES ('leads',    ARRAY['leads', 'interactions', 'spend'], ARRAY['leads_in']),
+VALUES ('leads',    ARRAY['leads'], ARRAY['leads_in']),
        ('orders',   ARRAY['orders', 'customers'], ARRAY['orders', 'revenue', 'gross_profit', 'new_buyers']),
        ('deals',    ARRAY['stage_events'], ARRAY['deals_won', 'won_value', 'won_cycle_days', 'deals_lost', 'lost_deal_value']),
        ('spend',    ARRAY['spend'], ARRAY['marketing_spend']),
@@ -409,7 +409,7 @@ DECLARE
     n bigint;
     g text[] := crm._rollup_gsets('l', 'channel', 'manager');
 BEGIN
-    PERFORM crm._rollup_lead_state(from_ts);  -- per-lead state, lead costs (src/dashboard_fast_leads.sql)
+    PERFORM crm._rollup_lead_state(from_ts);  -- per-lead state, leads per channel-month (src/dashboard_fast_leads.sql)
     EXECUTE pg_catalog.format($sql$
 INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
 SELECT l.day, 'leads_in', %2$s, %3$s, pg_catalog.count(*)
@@ -578,6 +578,7 @@ DECLARE
     n bigint;
     g text[] := crm._rollup_gsets('s', 'channel');
 BEGIN
+    PERFORM crm._rollup_spend_months(from_ts);  -- spend per channel-month (src/dashboard_fast_leads.sql)
     EXECUTE pg_catalog.format($sql$
 INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
 SELECT s.day, 'marketing_spend', %2$s, %3$s, pg_catalog.sum(s.amount)
@@ -632,7 +633,7 @@ DECLARE
     n bigint;
     g text[] := crm._rollup_gsets('x', 'manager');
 BEGIN
-    PERFORM crm._rollup_contact_days(from_ts);  -- contacts per day, manager, kind (src/dashboard_fast_leads.sql)
+    PERFORM crm._rollup_contact_days(from_ts);  -- contacts per day, manager, kind; first responses (src/dashboard_fast_leads.sql)
     EXECUTE pg_catalog.format($sql$
 INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
 SELECT x.day, 'real_contacts', %2$s, %3$s, pg_catalog.count(*)

@@ -259,7 +259,7 @@ GRANT USAGE ON SCHEMA crm TO rollup_writer_t;
 SET LOCAL ROLE rollup_writer_t;
 INSERT INTO crm_demo.spend VALUES ('ads', '2025-11-01', 1);
 RESET ROLE;
-SELECT is(ARRAY(SELECT part || ' ' || from_day FROM crm.refresh_rollups()), ARRAY['leads 2025-10-31', 'spend 2025-10-31'],
+SELECT is(ARRAY(SELECT part || ' ' || from_day FROM crm.refresh_rollups()), ARRAY['spend 2025-10-31'],
           'with USAGE on crm the writer''s change is captured (a date column is read a day early)');
 
 -- ---------------------------------------------------------------- freshness

@@ -1,5 +1,5 @@
 -- test/rollups_fast_leads.sql: the lead, invoice and contact state of the rollups
--- (crm.rollup_leads, crm.rollup_lead_costs, crm.rollup_invoices, crm.rollup_contact_days) and
+-- (crm.rollup_leads, crm.rollup_lead_months, crm.rollup_spend_months, crm.rollup_invoices, crm.rollup_contact_days) and
 -- the fast building blocks crm._fast_owner_leads, crm._fast_managers_leads and
 -- crm._fast_managers_contacts, against the full computation (crm.owner_dashboard and
 -- crm.dashboard_managers with crm_analytics.rollups = off) and a plain-SQL computation on the
@@ -253,13 +253,15 @@ SELECT is(pg_temp.all_diff('managers'), '{}'::text[], 'round 5: manager rows fas
 SELECT is((SELECT sum(pg_temp.plain_diff(f, t)) FROM periods), 0::numeric, 'round 5: manager rows fast = plain');
 -- an incremental refresh ends where a full one does
 CREATE TEMP TABLE inc_state AS SELECT lead_id, created_at, channel, manager_id, customer_id, first_response FROM crm.rollup_leads;
-CREATE TEMP TABLE inc_cost AS SELECT * FROM crm.rollup_lead_costs;
+CREATE TEMP TABLE inc_lm AS SELECT * FROM crm.rollup_lead_months;
+CREATE TEMP TABLE inc_sm AS SELECT * FROM crm.rollup_spend_months;
 CREATE TEMP TABLE inc_inv AS SELECT * FROM crm.rollup_invoices;
 CREATE TEMP TABLE inc_ct AS SELECT * FROM crm.rollup_contact_days;
 SELECT ok((SELECT count(*) FROM crm.refresh_rollups(true)) = 6, 'full refresh after the rounds');
 SELECT is((SELECT count(*) FROM ((TABLE inc_state EXCEPT ALL SELECT lead_id, created_at, channel, manager_id, customer_id, first_response FROM crm.rollup_leads)
                                  UNION ALL (SELECT lead_id, created_at, channel, manager_id, customer_id, first_response FROM crm.rollup_leads EXCEPT ALL TABLE inc_state)) d)
-        + (SELECT count(*) FROM ((TABLE inc_cost EXCEPT ALL TABLE crm.rollup_lead_costs) UNION ALL (TABLE crm.rollup_lead_costs EXCEPT ALL TABLE inc_cost)) d)
+        + (SELECT count(*) FROM ((TABLE inc_lm EXCEPT ALL TABLE crm.rollup_lead_months) UNION ALL (TABLE crm.rollup_lead_months EXCEPT ALL TABLE inc_lm)) d)
+        + (SELECT count(*) FROM ((TABLE inc_sm EXCEPT ALL TABLE crm.rollup_spend_months) UNION ALL (TABLE crm.rollup_spend_months EXCEPT ALL TABLE inc_sm)) d)
         + (SELECT count(*) FROM ((TABLE inc_inv EXCEPT ALL TABLE crm.rollup_invoices) UNION ALL (TABLE crm.rollup_invoices EXCEPT ALL TABLE inc_inv)) d)
         + (SELECT count(*) FROM ((TABLE inc_ct EXCEPT ALL TABLE crm.rollup_contact_days) UNION ALL (TABLE crm.rollup_contact_days EXCEPT ALL TABLE inc_ct)) d),
           0::bigint, 'the state after five incremental refreshes equals a full rebuild');
@@ -333,8 +335,8 @@ SELECT is(pg_temp.mgr_diff('2025-12-01', '2025-12-31'), '{}'::text[], 'fixture: 
 -- (x8 before its creation does not count): unanswered 1 (lead 1, ads December: 150)
 INSERT INTO flx.interactions VALUES (10, NULL, 3, NULL, '2025-12-31 23:00', 'call', 'outbound', false);
 DELETE FROM flx.interactions WHERE interaction_id = 1;
-SELECT is(ARRAY(SELECT part || ' ' || from_day FROM crm.refresh_rollups()), ARRAY['contacts 2025-12-01', 'leads 2025-12-01'],
-          'fixture: interactions changed: contacts and leads from 12-01');
+SELECT is(ARRAY(SELECT part || ' ' || from_day FROM crm.refresh_rollups()), ARRAY['contacts 2025-12-01'],
+          'fixture: interactions changed: the contacts part from 12-01 (it keeps the first responses)');
 SELECT results_eq(
     $$SELECT metric, cur FROM crm._fast_owner_leads('2025-12-01', '2026-01-01', '2025-10-31') WHERE metric LIKE 'unanswered%'$$,
     $$VALUES ('unanswered_leads', 1::numeric), ('unanswered_leads_cost', 150.00)$$, 'fixture: the late response counts, the deleted one not');
