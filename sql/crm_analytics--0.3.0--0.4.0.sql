@@ -3380,13 +3380,15 @@ COMMENT ON FUNCTION crm._rollups_usable() IS
 CREATE TABLE crm.rollup_leads (
     lead_id        text,
     created_at     timestamptz NOT NULL,
+    month          timestamptz NOT NULL,
     channel        text,
     manager_id     text,
     customer_id    text,
-    first_response timestamptz
+    first_response timestamptz,
+    response_min   numeric
 );
 COMMENT ON TABLE crm.rollup_leads IS
-'Rollup state per lead (derived, not dumped): creation, channel, manager, customer and first response (the first real outbound interaction at or after the creation, NULL = none yet), from which unanswered leads, conversion and response times as of any moment follow.';
+'Rollup state per lead (derived, not dumped): creation (and its calendar month in the rollups'' time zone), channel, manager, customer and first response (the first real outbound interaction at or after the creation, NULL = none yet) with the minutes to it, from which unanswered leads, conversion and response times as of any moment follow.';
 CREATE INDEX ON crm.rollup_leads (created_at);
 CREATE INDEX ON crm.rollup_leads (first_response);
 CREATE INDEX ON crm.rollup_leads (lead_id);
@@ -3477,8 +3479,9 @@ f AS (
     SELECT l.rn, pg_catalog.min(x.occurred_at) AS fr
       FROM l JOIN x ON x.lead_id OPERATOR(pg_catalog.=) l.lead_id AND x.occurred_at OPERATOR(pg_catalog.>=) l.created_at
      GROUP BY l.rn)
-INSERT INTO crm.rollup_leads (lead_id, created_at, channel, manager_id, customer_id, first_response)
-SELECT l.lead_id, l.created_at, l.channel, l.manager_id, l.customer_id, f.fr
+INSERT INTO crm.rollup_leads (lead_id, created_at, month, channel, manager_id, customer_id, first_response, response_min)
+SELECT l.lead_id, l.created_at, pg_catalog.date_trunc('month', l.created_at), l.channel, l.manager_id, l.customer_id, f.fr,
+       EXTRACT(epoch FROM f.fr OPERATOR(pg_catalog.-) l.created_at) OPERATOR(pg_catalog./) 60
   FROM l LEFT JOIN f ON f.rn OPERATOR(pg_catalog.=) l.rn
 $sql$, CASE WHEN EXISTS (SELECT 1 FROM crm.sources s WHERE s.kind OPERATOR(pg_catalog.=) 'interactions')
             THEN crm._source_sql('interactions', 'ix')
@@ -3487,7 +3490,7 @@ $sql$, CASE WHEN EXISTS (SELECT 1 FROM crm.sources s WHERE s.kind OPERATOR(pg_ca
     GET DIAGNOSTICS n = ROW_COUNT;
     -- the months from the month of from_ts on, from the state (every lead with a creation is in it)
     INSERT INTO crm.rollup_lead_months (channel, month, leads)
-    SELECT l.channel, pg_catalog.date_trunc('month', l.created_at), pg_catalog.count(*)
+    SELECT l.channel, l.month, pg_catalog.count(*)
       FROM crm.rollup_leads l
      WHERE l.created_at OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', from_ts) AND l.channel IS NOT NULL
      GROUP BY 1, 2;
@@ -3583,7 +3586,7 @@ $sql$, crm._source_sql('interactions', 'y')) USING d0;
        AND NOT EXISTS (SELECT 1 FROM crm.rollup_daily r WHERE r.metric OPERATOR(pg_catalog.=) 'leads_in') THEN
         TRUNCATE crm.rollup_leads;
     ELSIF EXISTS (SELECT 1 FROM crm.rollup_leads) THEN
-        UPDATE crm.rollup_leads l SET first_response = NULL WHERE l.first_response OPERATOR(pg_catalog.>=) from_ts;
+        UPDATE crm.rollup_leads l SET first_response = NULL, response_min = NULL WHERE l.first_response OPERATOR(pg_catalog.>=) from_ts;
         EXECUTE pg_catalog.format($sql$
 WITH x AS MATERIALIZED (
     SELECT ix.lead_id::pg_catalog.text AS lead_id, ix.occurred_at
@@ -3595,7 +3598,8 @@ f AS (
       FROM x JOIN crm.rollup_leads o ON o.lead_id OPERATOR(pg_catalog.=) x.lead_id AND x.occurred_at OPERATOR(pg_catalog.>=) o.created_at
      WHERE o.first_response IS NULL
      GROUP BY o.lead_id, o.created_at)
-UPDATE crm.rollup_leads u SET first_response = f.fr
+UPDATE crm.rollup_leads u SET first_response = f.fr,
+       response_min = EXTRACT(epoch FROM f.fr OPERATOR(pg_catalog.-) u.created_at) OPERATOR(pg_catalog./) 60
   FROM f
  WHERE u.lead_id OPERATOR(pg_catalog.=) f.lead_id AND u.created_at OPERATOR(pg_catalog.=) f.created_at AND u.first_response IS NULL
 $sql$, crm._source_sql('interactions', 'ix')) USING from_ts;
@@ -3621,14 +3625,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 WITH
 ld AS (
-    SELECT l.created_at, l.channel, l.customer_id, l.first_response, l.created_at >= cur_from AS is_cur
+    SELECT l.month, l.channel, l.customer_id, l.first_response, l.created_at >= cur_from AS is_cur
       FROM crm.rollup_leads l WHERE l.created_at >= prev_from AND l.created_at < cur_to),
 -- cost per lead (channel-month rule, crm._lead_cost_sql)
 cpl AS (
     SELECT s.channel, s.month, s.amount / n.leads AS cost_per_lead
       FROM crm.rollup_spend_months s JOIN crm.rollup_lead_months n ON n.channel = s.channel AND n.month = s.month),
 lx AS (
-    SELECT ld.channel, ld.is_cur, date_trunc('month', ld.created_at) AS month, count(*) AS n,
+    SELECT ld.channel, ld.is_cur, ld.month, count(*) AS n,
            count(*) FILTER (WHERE rc.first_at < CASE WHEN ld.is_cur THEN cur_to ELSE cur_from END) AS converted,
            count(*) FILTER (WHERE ld.first_response IS NULL
                                OR ld.first_response >= CASE WHEN ld.is_cur THEN cur_to ELSE cur_from END) AS unanswered
@@ -3683,7 +3687,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 SELECT l.manager_id, count(*), count(*) FILTER (WHERE l.first_response < period_to),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM CASE WHEN l.first_response < period_to THEN l.first_response END - l.created_at) / 60)
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY CASE WHEN l.first_response < period_to THEN l.response_min END)
   FROM crm.rollup_leads l
  WHERE l.created_at >= period_from AND l.created_at < period_to
  GROUP BY 1

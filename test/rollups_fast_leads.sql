@@ -252,14 +252,14 @@ SELECT is(pg_temp.all_diff('owner'), '{}'::text[], 'round 5: owner rows fast = f
 SELECT is(pg_temp.all_diff('managers'), '{}'::text[], 'round 5: manager rows fast = full');
 SELECT is((SELECT sum(pg_temp.plain_diff(f, t)) FROM periods), 0::numeric, 'round 5: manager rows fast = plain');
 -- an incremental refresh ends where a full one does
-CREATE TEMP TABLE inc_state AS SELECT lead_id, created_at, channel, manager_id, customer_id, first_response FROM crm.rollup_leads;
+CREATE TEMP TABLE inc_state AS SELECT lead_id, created_at, month, channel, manager_id, customer_id, first_response, response_min FROM crm.rollup_leads;
 CREATE TEMP TABLE inc_lm AS SELECT * FROM crm.rollup_lead_months;
 CREATE TEMP TABLE inc_sm AS SELECT * FROM crm.rollup_spend_months;
 CREATE TEMP TABLE inc_inv AS SELECT * FROM crm.rollup_invoices;
 CREATE TEMP TABLE inc_ct AS SELECT * FROM crm.rollup_contact_days;
 SELECT ok((SELECT count(*) FROM crm.refresh_rollups(true)) = 6, 'full refresh after the rounds');
-SELECT is((SELECT count(*) FROM ((TABLE inc_state EXCEPT ALL SELECT lead_id, created_at, channel, manager_id, customer_id, first_response FROM crm.rollup_leads)
-                                 UNION ALL (SELECT lead_id, created_at, channel, manager_id, customer_id, first_response FROM crm.rollup_leads EXCEPT ALL TABLE inc_state)) d)
+SELECT is((SELECT count(*) FROM ((TABLE inc_state EXCEPT ALL SELECT lead_id, created_at, month, channel, manager_id, customer_id, first_response, response_min FROM crm.rollup_leads)
+                                 UNION ALL (SELECT lead_id, created_at, month, channel, manager_id, customer_id, first_response, response_min FROM crm.rollup_leads EXCEPT ALL TABLE inc_state)) d)
         + (SELECT count(*) FROM ((TABLE inc_lm EXCEPT ALL TABLE crm.rollup_lead_months) UNION ALL (TABLE crm.rollup_lead_months EXCEPT ALL TABLE inc_lm)) d)
         + (SELECT count(*) FROM ((TABLE inc_sm EXCEPT ALL TABLE crm.rollup_spend_months) UNION ALL (TABLE crm.rollup_spend_months EXCEPT ALL TABLE inc_sm)) d)
         + (SELECT count(*) FROM ((TABLE inc_inv EXCEPT ALL TABLE crm.rollup_invoices) UNION ALL (TABLE crm.rollup_invoices EXCEPT ALL TABLE inc_inv)) d)
