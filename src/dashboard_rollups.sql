@@ -409,6 +409,7 @@ DECLARE
     n bigint;
     g text[] := crm._rollup_gsets('l', 'channel', 'manager');
 BEGIN
+    PERFORM crm._rollup_lead_state(from_ts);  -- per-lead state, leads per channel-month (src/dashboard_fast_leads.sql)
     EXECUTE pg_catalog.format($sql$
 INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
 SELECT l.day, 'leads_in', %2$s, %3$s, pg_catalog.count(*)
@@ -577,6 +578,7 @@ DECLARE
     n bigint;
     g text[] := crm._rollup_gsets('s', 'channel');
 BEGIN
+    PERFORM crm._rollup_spend_months(from_ts);  -- spend per channel-month (src/dashboard_fast_leads.sql)
     EXECUTE pg_catalog.format($sql$
 INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
 SELECT s.day, 'marketing_spend', %2$s, %3$s, pg_catalog.sum(s.amount)
@@ -601,6 +603,7 @@ AS $$
 DECLARE
     n bigint;
 BEGIN
+    PERFORM crm._rollup_invoice_state(from_ts);  -- per-invoice state (src/dashboard_fast_leads.sql)
     EXECUTE pg_catalog.format($sql$
 WITH ev AS (
     SELECT i.issued_at::pg_catalog.date AS day, 'invoices_issued'::pg_catalog.text AS what, i.amount
@@ -630,6 +633,7 @@ DECLARE
     n bigint;
     g text[] := crm._rollup_gsets('x', 'manager');
 BEGIN
+    PERFORM crm._rollup_contact_days(from_ts);  -- contacts per day, manager, kind; first responses (src/dashboard_fast_leads.sql)
     EXECUTE pg_catalog.format($sql$
 INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
 SELECT x.day, 'real_contacts', %2$s, %3$s, pg_catalog.count(*)

@@ -78,7 +78,11 @@ INSERT INTO inner_query_runners VALUES
 ('crm._rollup_deals',                    'rollups: runs the registered sources'),
 ('crm._rollup_spend',                    'rollups: runs the registered sources'),
 ('crm._rollup_invoices',                 'rollups: runs the registered sources'),
-('crm._rollup_contacts',                 'rollups: runs the registered sources');
+('crm._rollup_contacts',                 'rollups: runs the registered sources'),
+('crm._rollup_lead_state',               'rollups (fast_leads): runs the registered sources'),
+('crm._rollup_spend_months',             'rollups (fast_leads): runs the registered sources'),
+('crm._rollup_invoice_state',            'rollups (fast_leads): runs the registered sources'),
+('crm._rollup_contact_days',             'rollups (fast_leads): runs the registered sources');
 
 -- a function of the extension is installed (any signature)
 CREATE FUNCTION pg_temp.installed(fname text) RETURNS boolean LANGUAGE sql STABLE AS
