@@ -896,6 +896,8 @@ BEGIN
             USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real moment, e.g. ''2026-01-01''.';
     END IF;
     IF crm._rollups_usable() THEN
+        -- the sources checked as the full path does (same errors)
+        PERFORM crm._source_sql('customers'), crm._source_sql('orders'), crm._source_sql('interactions');
         RETURN QUERY SELECT * FROM crm._fast_coverage(as_of);
         RETURN;
     END IF;

@@ -293,6 +293,8 @@ DECLARE
     b record;
 BEGIN
     b := crm._period_bounds('crm.dashboard_channels', period_from, period_to);
+    -- the sources the state comes from checked as the full path does (same errors)
+    PERFORM crm._source_sql('customers'), crm._source_sql('orders');
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH
 cu AS MATERIALIZED (SELECT i.customer_id, i.channel FROM crm.rollup_customer_info i),
