@@ -227,6 +227,8 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 SET work_mem = '64MB'
+-- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
+SET enable_mergejoin = off
 AS $$
 WITH
 c AS (SELECT i.customer_id, i.manager_id, i.channel, i.created_at FROM crm.rollup_customer_info i WHERE i.created_at < as_of),
@@ -288,6 +290,8 @@ RETURNS TABLE (channel text, leads bigint, new_buyers bigint, conversion_pct num
 LANGUAGE plpgsql VOLATILE
 SET jit = off
 SET work_mem = '64MB'
+-- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
+SET enable_mergejoin = off
 AS $$
 DECLARE
     b record;
@@ -341,6 +345,8 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 SET work_mem = '64MB'
+-- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
+SET enable_mergejoin = off
 AS $$
 WITH
 -- the period before the previous one (same length: dates, as the full query)
@@ -433,6 +439,8 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 SET work_mem = '64MB'
+-- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
+SET enable_mergejoin = off
 AS $$
 WITH
 cv AS (
