@@ -35,6 +35,19 @@ COMMENT ON TABLE crm.rollup_customer_orders IS
 CREATE INDEX ON crm.rollup_customer_orders (customer_id);
 CREATE INDEX ON crm.rollup_customer_orders (last_at);
 
+-- per end of the dashboard period (as of the refresh) and of the period before:
+-- the class of every customer with revenue in the 12 months before it
+CREATE TABLE crm.rollup_customer_classes (
+    end_at      timestamptz NOT NULL,
+    customer_id text,
+    rev         numeric,
+    cov_class   text NOT NULL,
+    abc_class   text
+);
+COMMENT ON TABLE crm.rollup_customer_classes IS
+'Rollup state (derived, not dumped): for the end of the dashboard period (crm.dashboard_period() as of the last refresh of the orders part) and for its start, per customer with orders in the 12 months before it (customer_id NULL = the orders without a customer): the revenue, the class by the thresholds of crm.dashboard_coverage and by crm.abc_class.';
+CREATE INDEX ON crm.rollup_customer_classes (end_at, customer_id);
+
 CREATE TABLE crm.rollup_customer_info (
     customer_id text,
     created_at  timestamptz,
@@ -96,11 +109,11 @@ SELECT c.customer_id::pg_catalog.text, c.created_at, c.channel::pg_catalog.text,
   FROM %1$s WHERE c.created_at OPERATOR(pg_catalog.>=) $1 OR c.created_at IS NULL
 $sql$, crm._source_sql('customers', 'c')) USING from_ts;
     GET DIAGNOSTICS m = ROW_COUNT;
-    RETURN n OPERATOR(pg_catalog.+) m OPERATOR(pg_catalog.+) crm._rollup_fast_order_totals(from_ts);
+    RETURN n OPERATOR(pg_catalog.+) m OPERATOR(pg_catalog.+) crm._rollup_fast_order_totals(from_ts) OPERATOR(pg_catalog.+) crm._rollup_fast_classes(from_ts);
 END
 $$;
 COMMENT ON FUNCTION crm._rollup_fast_orders(timestamptz) IS
-'Rollup state of the customer reports, part orders: the copies of the orders and customers sources (crm.rollup_order_lines, crm.rollup_customer_info) and the per-customer order totals (crm.rollup_customer_orders) from the given moment on; rows written.';
+'Rollup state of the customer reports, part orders: the copies of the orders and customers sources (crm.rollup_order_lines, crm.rollup_customer_info), the per-customer order totals (crm.rollup_customer_orders) from the given moment on and the classes at the dashboard period''s ends (crm.rollup_customer_classes); rows written.';
 
 CREATE FUNCTION crm._rollup_fast_order_totals(from_ts timestamptz) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -143,6 +156,43 @@ END
 $$;
 COMMENT ON FUNCTION crm._rollup_fast_order_totals(timestamptz) IS
 'Recomputes crm.rollup_customer_orders (first and last order, gross profit per customer) for every customer with an order at or after the given moment, before or after the change (everything for -infinity), from crm.rollup_order_lines; rows written.';
+
+-- The classes at the ends of the dashboard period (crm.dashboard_period() of
+-- the refreshing session, the days cut in the rollups' time zone): rebuilt for
+-- an end when an order before it may have changed (from_ts before it) or when
+-- the period moved; a report as of another moment computes them live.
+CREATE FUNCTION crm._rollup_fast_classes(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p    record;
+    ends timestamptz[];
+    e    timestamptz;
+    n    bigint;
+    nn   bigint := 0;
+BEGIN
+    BEGIN
+        SELECT * INTO p FROM crm.dashboard_period();
+        ends := ARRAY[(p.period_to + 1)::timestamptz, p.period_from::timestamptz];
+    EXCEPTION WHEN OTHERS THEN
+        ends := '{}';   -- a bad period setting: no classes kept, the reports compute them
+    END;
+    DELETE FROM crm.rollup_customer_classes c WHERE c.end_at <> ALL (ends);
+    FOREACH e IN ARRAY ends LOOP
+        IF from_ts < e OR NOT EXISTS (SELECT 1 FROM crm.rollup_customer_classes c WHERE c.end_at = e) THEN
+            DELETE FROM crm.rollup_customer_classes c WHERE c.end_at = e;
+            INSERT INTO crm.rollup_customer_classes (end_at, customer_id, rev, cov_class, abc_class)
+            SELECT e, k.customer_id, k.rev, k.cls, k.abc FROM crm._fast_classes_live(e) k;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            nn := nn + n;
+        END IF;
+    END LOOP;
+    RETURN nn;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_fast_classes(timestamptz) IS
+'Keeps crm.rollup_customer_classes for the end and the start of the dashboard period: rebuilt for an end when the orders changed before it (the given moment is before it) or the period moved; rows written.';
 
 -- Part contacts: the copy of the real contacts from from_ts on, then the last
 -- real contact of every customer with one at or after from_ts before or after.
@@ -218,6 +268,44 @@ $$;
 COMMENT ON FUNCTION crm._fast_last_contact(timestamptz) IS
 'From the rollups: per customer with a real contact, the last real (non-automated) contact before the given moment (NULL when none before it).';
 
+-- Per customer with orders in the 12 months before a moment (NULL = the
+-- orders without a customer): the revenue, the class by crm.dashboard_coverage's
+-- thresholds (crm.abc_class semantics over the positive revenues) and by
+-- crm.abc_class itself (as crm.owner_dashboard), computed from the order lines.
+CREATE FUNCTION crm._fast_classes_live(end_at timestamptz)
+RETURNS TABLE (customer_id text, rev numeric, cls text, abc text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH
+r AS (SELECT l.customer_id, sum(l.amount) AS rev FROM crm.rollup_order_lines l
+       WHERE l.ordered_at >= (end_at - '12 months'::interval) AND l.ordered_at < end_at GROUP BY l.customer_id),
+rs AS (SELECT rev, sum(rev) OVER (ORDER BY rev DESC ROWS UNBOUNDED PRECEDING) - rev AS before, sum(rev) OVER () AS total
+         FROM r WHERE rev > 0),
+th AS MATERIALIZED (SELECT min(rev) FILTER (WHERE before < (0.80 * total)) AS a, min(rev) FILTER (WHERE before < (0.95 * total)) AS b
+         FROM rs)
+SELECT r.customer_id, r.rev, CASE WHEN r.rev >= th.a THEN 'A' WHEN r.rev >= th.b THEN 'B' ELSE 'C' END,
+       crm.abc_class(r.rev::float8) OVER ()
+  FROM r CROSS JOIN th
+$$;
+COMMENT ON FUNCTION crm._fast_classes_live(timestamptz) IS
+'From the order lines: per customer with orders in the 12 months before the moment, the revenue, the class by crm.dashboard_coverage''s thresholds and by crm.abc_class.';
+
+-- The classes as of a moment: kept (crm.rollup_customer_classes) for the ends
+-- of the dashboard period, computed live for any other moment.
+CREATE FUNCTION crm._fast_classes(end_at timestamptz)
+RETURNS TABLE (customer_id text, rev numeric, cls text, abc text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT c.customer_id, c.rev, c.cov_class, c.abc_class FROM crm.rollup_customer_classes c WHERE c.end_at = _fast_classes.end_at
+UNION ALL
+SELECT k.customer_id, k.rev, k.cls, k.abc FROM crm._fast_classes_live(_fast_classes.end_at) k
+ WHERE NOT EXISTS (SELECT 1 FROM crm.rollup_customer_classes c WHERE c.end_at = _fast_classes.end_at)
+$$;
+COMMENT ON FUNCTION crm._fast_classes(timestamptz) IS
+'Per customer with orders in the 12 months before the moment: the revenue and the classes (crm.dashboard_coverage''s and crm.abc_class), kept for the ends of the dashboard period, else computed live.';
+
 -- crm.dashboard_coverage from the rollups: the same rows, the same query
 -- shape over the copies.
 CREATE FUNCTION crm._fast_coverage(as_of timestamptz)
@@ -232,17 +320,11 @@ SET enable_mergejoin = off
 AS $$
 WITH
 c AS (SELECT i.customer_id, i.manager_id, i.channel, i.created_at FROM crm.rollup_customer_info i WHERE i.created_at < as_of),
-r AS (SELECT l.customer_id, sum(l.amount) AS rev FROM crm.rollup_order_lines l
-       WHERE l.ordered_at >= (as_of - '12 months'::interval) AND l.ordered_at < as_of GROUP BY l.customer_id),
+k AS (SELECT k.customer_id, k.rev, k.cls FROM crm._fast_classes(as_of) k WHERE k.customer_id IS NOT NULL),
 x AS (SELECT lc.customer_id, lc.last_at FROM crm._fast_last_contact(as_of) lc WHERE lc.last_at IS NOT NULL),
-rs AS (SELECT rev, sum(rev) OVER (ORDER BY rev DESC ROWS UNBOUNDED PRECEDING) - rev AS before, sum(rev) OVER () AS total
-         FROM r WHERE rev > 0),
-th AS MATERIALIZED (SELECT min(rev) FILTER (WHERE before < (0.80 * total)) AS a, min(rev) FILTER (WHERE before < (0.95 * total)) AS b
-         FROM rs),
 cl AS (
-    SELECT c.customer_id, c.manager_id, c.channel, c.created_at, r.rev,
-           CASE WHEN r.rev >= th.a THEN 'A' WHEN r.rev >= th.b THEN 'B' ELSE 'C' END AS cls
-      FROM c CROSS JOIN th LEFT JOIN r ON r.customer_id = c.customer_id),
+    SELECT c.customer_id, c.manager_id, c.channel, c.created_at, k.rev, coalesce(k.cls, 'C') AS cls
+      FROM c LEFT JOIN k ON k.customer_id = c.customer_id),
 pol AS MATERIALIZED (SELECT k.cls, crm._dashboard_coverage_interval(k.cls) AS iv FROM (VALUES ('A'), ('B'), ('C')) AS k(cls))
 SELECT cl.customer_id, cl.manager_id, cl.channel, coalesce(cl.rev, 0), cl.cls,
        x.last_at, coalesce(x.last_at, cl.created_at) + pol.iv,
@@ -250,7 +332,7 @@ SELECT cl.customer_id, cl.manager_id, cl.channel, coalesce(cl.rev, 0), cl.cls,
   FROM cl JOIN pol ON pol.cls = cl.cls LEFT JOIN x ON x.customer_id = cl.customer_id
 $$;
 COMMENT ON FUNCTION crm._fast_coverage(timestamptz) IS
-'crm.dashboard_coverage(as_of) computed from the rollups (crm.rollup_customer_info, crm.rollup_order_lines, crm.rollup_customer_contacts, crm.rollup_real_contacts): the same rows.';
+'crm.dashboard_coverage(as_of) computed from the rollups (crm.rollup_customer_info, crm.rollup_customer_classes or crm.rollup_order_lines, crm.rollup_customer_contacts, crm.rollup_real_contacts): the same rows.';
 
 -- Per customer with an order before period_to, for [period_from, period_to):
 -- first order, revenue and gross profit in the period, gross profit to date
@@ -352,35 +434,26 @@ WITH
 -- the period before the previous one (same length: dates, as the full query)
 pp AS MATERIALIZED (SELECT (prev_from::date - (cur_from::date - prev_from::date))::timestamptz AS p2_from,
                            crm._dashboard_coverage_interval('A') AS a_int),
--- per customer: orders of the three periods, revenue of the 12 months before each end
+-- per customer: orders of the three periods
 po AS (
     SELECT l.customer_id,
            count(*) FILTER (WHERE l.ordered_at >= cur_from) AS n_cur,
            count(*) FILTER (WHERE l.ordered_at >= prev_from AND l.ordered_at < cur_from) AS n_prev,
            count(*) FILTER (WHERE l.ordered_at >= pp.p2_from AND l.ordered_at < prev_from) AS n_prev2,
            sum(l.amount) FILTER (WHERE l.ordered_at >= prev_from AND l.ordered_at < cur_from) AS rev_prev,
-           sum(l.amount) FILTER (WHERE l.ordered_at >= pp.p2_from AND l.ordered_at < prev_from) AS rev_prev2,
-           sum(l.amount) FILTER (WHERE l.ordered_at >= (cur_to - '12 months'::interval)) AS rev12_cur,
-           sum(l.amount) FILTER (WHERE l.ordered_at >= (cur_from - '12 months'::interval) AND l.ordered_at < cur_from) AS rev12_prev
+           sum(l.amount) FILTER (WHERE l.ordered_at >= pp.p2_from AND l.ordered_at < prev_from) AS rev_prev2
       FROM crm.rollup_order_lines l, pp
-     WHERE l.ordered_at >= least(pp.p2_from, cur_to - '12 months'::interval, cur_from - '12 months'::interval) AND l.ordered_at < cur_to
+     WHERE l.ordered_at >= least(pp.p2_from, prev_from) AND l.ordered_at < cur_to
      GROUP BY 1),
--- every customer with an order before the end (as the full query's cu; the
--- orders without a customer are one of them)
-cu AS MATERIALIZED (
-    SELECT t.customer_id, t.first_at, po.n_cur, po.n_prev, po.n_prev2, po.rev_prev, po.rev_prev2, po.rev12_cur, po.rev12_prev
-      FROM crm.rollup_customer_orders t LEFT JOIN po ON po.customer_id = t.customer_id
-     WHERE t.first_at < cur_to AND t.customer_id IS NOT NULL
-    UNION ALL
-    SELECT t.customer_id, t.first_at, po.n_cur, po.n_prev, po.n_prev2, po.rev_prev, po.rev_prev2, po.rev12_cur, po.rev12_prev
-      FROM crm.rollup_customer_orders t LEFT JOIN po ON po.customer_id IS NULL
-     WHERE t.first_at < cur_to AND t.customer_id IS NULL),
+-- the buyers of the three periods (every customer of the full query's cu
+-- without an order in them counts in none of the figures below)
 cf AS (
-    SELECT cu.*, coalesce(cu.n_cur, 0) > 0 AS in_cur, coalesce(cu.n_prev, 0) > 0 AS in_prev, coalesce(cu.n_prev2, 0) > 0 AS in_prev2,
-           -- orders up to the end >= 2: two in the period, or one and an earlier one
-           coalesce(cu.n_cur, 0) >= 2 OR (coalesce(cu.n_cur, 0) > 0 AND cu.first_at < cur_from) AS rep_cur,
-           coalesce(cu.n_prev, 0) >= 2 OR (coalesce(cu.n_prev, 0) > 0 AND cu.first_at < prev_from) AS rep_prev
-      FROM cu),
+    SELECT po.*, po.n_cur > 0 AS in_cur, po.n_prev > 0 AS in_prev, po.n_prev2 > 0 AS in_prev2,
+           -- orders up to the end >= 2: two in the period, or one and an earlier (first) one
+           po.n_cur >= 2 OR (po.n_cur > 0 AND t.first_at < cur_from) AS rep_cur,
+           po.n_prev >= 2 OR (po.n_prev > 0 AND t.first_at < prev_from) AS rep_prev
+      FROM po JOIN crm.rollup_customer_orders t
+        ON (t.customer_id IS NULL, coalesce(t.customer_id, '')) = (po.customer_id IS NULL, coalesce(po.customer_id, ''))),
 cm AS (
     SELECT count(*) FILTER (WHERE in_cur) AS c_active, count(*) FILTER (WHERE rep_cur) AS c_repeat,
            count(*) FILTER (WHERE in_prev) AS p_active, count(*) FILTER (WHERE rep_prev) AS p_repeat,
@@ -390,9 +463,14 @@ cm AS (
            sum(rev_prev) FILTER (WHERE in_prev AND NOT in_cur) AS c_churned_rev,
            sum(rev_prev2) FILTER (WHERE in_prev2 AND NOT in_prev) AS p_churned_rev
       FROM cf),
+-- class A by crm.abc_class over the revenue of the 12 months before each end
+-- (customers without revenue there are NULL to it: no class, no effect on the others)
 ab AS (
-    SELECT customer_id, first_at, crm.abc_class(rev12_cur::float8) OVER () AS c_cls, crm.abc_class(rev12_prev::float8) OVER () AS p_cls
-      FROM cu),
+    SELECT a.customer_id, bool_or(a.is_cur) AS c_a, bool_or(NOT a.is_cur) AS p_a
+      FROM (SELECT k.customer_id, true AS is_cur FROM crm._fast_classes(cur_to) k WHERE k.abc = 'A'
+            UNION ALL
+            SELECT k.customer_id, false FROM crm._fast_classes(cur_from) k WHERE k.abc = 'A') AS a
+     GROUP BY 1),
 -- real contacts within the class-A interval before each end
 wc AS (
     SELECT x.customer_id,
@@ -406,16 +484,17 @@ wc AS (
 -- the first order), before the end minus the class-A interval; that is: no
 -- contact within the interval, and a contact before it or customer since before it
 am AS (
-    SELECT count(*) FILTER (WHERE ab.c_cls = 'A' AND NOT coalesce(wc.w_cur, false)
-                              AND (s.first_at < cur_to OR coalesce(cs.since, ab.first_at) < (cur_to - pp.a_int))) AS c_a_overdue,
-           count(*) FILTER (WHERE ab.p_cls = 'A' AND NOT coalesce(wc.w_prev, false)
-                              AND (s.first_at < cur_from OR coalesce(cs.since, ab.first_at) < (cur_from - pp.a_int))) AS p_a_overdue
+    SELECT count(*) FILTER (WHERE ab.c_a AND NOT coalesce(wc.w_cur, false)
+                              AND (s.first_at < cur_to OR coalesce(cs.since, t.first_at) < (cur_to - pp.a_int))) AS c_a_overdue,
+           count(*) FILTER (WHERE ab.p_a AND NOT coalesce(wc.w_prev, false)
+                              AND (s.first_at < cur_from OR coalesce(cs.since, t.first_at) < (cur_from - pp.a_int))) AS p_a_overdue
       FROM ab CROSS JOIN pp
+      JOIN crm.rollup_customer_orders t
+        ON (t.customer_id IS NULL, coalesce(t.customer_id, '')) = (ab.customer_id IS NULL, coalesce(ab.customer_id, ''))
       LEFT JOIN wc ON wc.customer_id = ab.customer_id
       LEFT JOIN crm.rollup_customer_contacts s ON s.customer_id = ab.customer_id
       LEFT JOIN (SELECT i.customer_id, min(i.created_at) AS since FROM crm.rollup_customer_info i GROUP BY 1) AS cs
-             ON cs.customer_id = ab.customer_id
-     WHERE ab.c_cls = 'A' OR ab.p_cls = 'A')
+             ON cs.customer_id = ab.customer_id)
 SELECT v.metric, v.cur, v.prev
   FROM cm, am, LATERAL (VALUES
     ('buyers', c_active::numeric, p_active::numeric),

@@ -78,7 +78,10 @@ INSERT INTO inner_query_runners VALUES
 ('crm._rollup_deals',                    'rollups: runs the registered sources'),
 ('crm._rollup_spend',                    'rollups: runs the registered sources'),
 ('crm._rollup_invoices',                 'rollups: runs the registered sources'),
-('crm._rollup_contacts',                 'rollups: runs the registered sources');
+('crm._rollup_contacts',                 'rollups: runs the registered sources'),
+('crm._rollup_fast_orders',              'rollups (customers): runs the registered sources'),
+('crm._rollup_fast_contacts',            'rollups (customers): runs the registered sources'),
+('crm._fast_channels',                   'rollups (customers): runs the registered sources');
 
 -- a function of the extension is installed (any signature)
 CREATE FUNCTION pg_temp.installed(fname text) RETURNS boolean LANGUAGE sql STABLE AS
