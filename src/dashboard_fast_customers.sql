@@ -257,6 +257,7 @@ COMMENT ON FUNCTION crm._rollup_fast_contact_totals(timestamptz) IS
 CREATE FUNCTION crm._fast_last_contact(as_of timestamptz)
 RETURNS TABLE (customer_id text, last_at timestamptz)
 LANGUAGE sql STABLE
+ROWS 100000   -- per customer: the planner hashes it
 SET search_path = pg_catalog, pg_temp
 AS $$
 SELECT s.customer_id, s.last_at FROM crm.rollup_customer_contacts s WHERE s.last_at < as_of
@@ -275,6 +276,7 @@ COMMENT ON FUNCTION crm._fast_last_contact(timestamptz) IS
 CREATE FUNCTION crm._fast_classes_live(end_at timestamptz)
 RETURNS TABLE (customer_id text, rev numeric, cls text, abc text)
 LANGUAGE sql STABLE
+ROWS 100000   -- per customer: the planner hashes it
 SET search_path = pg_catalog, pg_temp
 AS $$
 WITH
@@ -296,6 +298,7 @@ COMMENT ON FUNCTION crm._fast_classes_live(timestamptz) IS
 CREATE FUNCTION crm._fast_classes(end_at timestamptz)
 RETURNS TABLE (customer_id text, rev numeric, cls text, abc text)
 LANGUAGE sql STABLE
+ROWS 100000   -- per customer: the planner hashes it
 SET search_path = pg_catalog, pg_temp
 AS $$
 SELECT c.customer_id, c.rev, c.cov_class, c.abc_class FROM crm.rollup_customer_classes c WHERE c.end_at = _fast_classes.end_at
@@ -312,6 +315,7 @@ CREATE FUNCTION crm._fast_coverage(as_of timestamptz)
 RETURNS TABLE (customer_id text, manager_id text, channel text, revenue_12m numeric, abc_class text,
                last_contact timestamptz, next_due timestamptz, covered boolean)
 LANGUAGE sql STABLE
+ROWS 100000   -- per customer: the planner hashes it
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 SET work_mem = '64MB'
@@ -341,6 +345,7 @@ COMMENT ON FUNCTION crm._fast_coverage(timestamptz) IS
 CREATE FUNCTION crm._fast_customer_orders(period_from timestamptz, period_to timestamptz)
 RETURNS TABLE (customer_id text, first_at timestamptz, rev numeric, gp numeric, gp_to_date numeric)
 LANGUAGE sql STABLE
+ROWS 100000   -- per customer: the planner hashes it
 SET search_path = pg_catalog, pg_temp
 AS $$
 WITH p AS (
@@ -450,10 +455,11 @@ po AS (
 cf AS (
     SELECT po.*, po.n_cur > 0 AS in_cur, po.n_prev > 0 AS in_prev, po.n_prev2 > 0 AS in_prev2,
            -- orders up to the end >= 2: two in the period, or one and an earlier (first) one
-           po.n_cur >= 2 OR (po.n_cur > 0 AND t.first_at < cur_from) AS rep_cur,
-           po.n_prev >= 2 OR (po.n_prev > 0 AND t.first_at < prev_from) AS rep_prev
-      FROM po JOIN crm.rollup_customer_orders t
-        ON (t.customer_id IS NULL, coalesce(t.customer_id, '')) = (po.customer_id IS NULL, coalesce(po.customer_id, ''))),
+           po.n_cur >= 2 OR (po.n_cur > 0 AND f.first_at < cur_from) AS rep_cur,
+           po.n_prev >= 2 OR (po.n_prev > 0 AND f.first_at < prev_from) AS rep_prev
+      FROM po LEFT JOIN crm.rollup_customer_orders t ON t.customer_id = po.customer_id,
+           -- the orders without a customer: their group's first order
+           LATERAL (SELECT coalesce(t.first_at, (SELECT t0.first_at FROM crm.rollup_customer_orders t0 WHERE t0.customer_id IS NULL)) AS first_at) AS f),
 cm AS (
     SELECT count(*) FILTER (WHERE in_cur) AS c_active, count(*) FILTER (WHERE rep_cur) AS c_repeat,
            count(*) FILTER (WHERE in_prev) AS p_active, count(*) FILTER (WHERE rep_prev) AS p_repeat,
@@ -464,37 +470,32 @@ cm AS (
            sum(rev_prev2) FILTER (WHERE in_prev2 AND NOT in_prev) AS p_churned_rev
       FROM cf),
 -- class A by crm.abc_class over the revenue of the 12 months before each end
--- (customers without revenue there are NULL to it: no class, no effect on the others)
-ab AS (
-    SELECT a.customer_id, bool_or(a.is_cur) AS c_a, bool_or(NOT a.is_cur) AS p_a
-      FROM (SELECT k.customer_id, true AS is_cur FROM crm._fast_classes(cur_to) k WHERE k.abc = 'A'
-            UNION ALL
-            SELECT k.customer_id, false FROM crm._fast_classes(cur_from) k WHERE k.abc = 'A') AS a
-     GROUP BY 1),
--- real contacts within the class-A interval before each end
-wc AS (
-    SELECT x.customer_id,
-           bool_or(x.occurred_at >= (cur_to - pp.a_int)) AS w_cur,
-           bool_or(x.occurred_at >= (cur_from - pp.a_int) AND x.occurred_at < cur_from) AS w_prev
-      FROM crm.rollup_real_contacts x, pp
-     WHERE x.occurred_at >= least(cur_to - pp.a_int, cur_from - pp.a_int) AND x.occurred_at < cur_to
-     GROUP BY 1),
--- overdue as the full query judges it: the last real contact before the end,
--- or (never contacted) customer since (the customers source's created_at, else
--- the first order), before the end minus the class-A interval; that is: no
--- contact within the interval, and a contact before it or customer since before it
+-- (customers without revenue there are NULL to it: no class, no effect on the
+-- others); overdue as the full query judges it: the last real contact before
+-- the end, or (never contacted) customer since (the customers source's
+-- created_at, else the first order), before the end minus the class-A
+-- interval; that is: contacted before the end and not within the interval,
+-- or never contacted and customer since before end minus the interval
+ae AS (
+    SELECT e.is_cur, e.end_at, k.customer_id
+      FROM (VALUES (true, cur_to), (false, cur_from)) AS e(is_cur, end_at),
+           LATERAL crm._fast_classes(e.end_at) AS k
+     WHERE k.abc = 'A'),
 am AS (
-    SELECT count(*) FILTER (WHERE ab.c_a AND NOT coalesce(wc.w_cur, false)
-                              AND (s.first_at < cur_to OR coalesce(cs.since, t.first_at) < (cur_to - pp.a_int))) AS c_a_overdue,
-           count(*) FILTER (WHERE ab.p_a AND NOT coalesce(wc.w_prev, false)
-                              AND (s.first_at < cur_from OR coalesce(cs.since, t.first_at) < (cur_from - pp.a_int))) AS p_a_overdue
-      FROM ab CROSS JOIN pp
-      JOIN crm.rollup_customer_orders t
-        ON (t.customer_id IS NULL, coalesce(t.customer_id, '')) = (ab.customer_id IS NULL, coalesce(ab.customer_id, ''))
-      LEFT JOIN wc ON wc.customer_id = ab.customer_id
-      LEFT JOIN crm.rollup_customer_contacts s ON s.customer_id = ab.customer_id
-      LEFT JOIN (SELECT i.customer_id, min(i.created_at) AS since FROM crm.rollup_customer_info i GROUP BY 1) AS cs
-             ON cs.customer_id = ab.customer_id)
+    SELECT count(*) FILTER (WHERE ae.is_cur AND o.overdue) AS c_a_overdue,
+           count(*) FILTER (WHERE NOT ae.is_cur AND o.overdue) AS p_a_overdue
+      FROM ae CROSS JOIN pp
+      LEFT JOIN crm.rollup_customer_contacts s ON s.customer_id = ae.customer_id,
+      LATERAL (SELECT CASE
+          WHEN s.first_at < ae.end_at THEN
+              NOT CASE WHEN s.last_at < ae.end_at THEN s.last_at >= (ae.end_at - pp.a_int)
+                       ELSE EXISTS (SELECT 1 FROM crm.rollup_real_contacts x
+                                     WHERE x.customer_id = ae.customer_id AND x.occurred_at >= (ae.end_at - pp.a_int)
+                                       AND x.occurred_at < ae.end_at) END
+          ELSE coalesce((SELECT min(i.created_at) FROM crm.rollup_customer_info i WHERE i.customer_id = ae.customer_id),
+                        CASE WHEN ae.customer_id IS NULL THEN (SELECT t0.first_at FROM crm.rollup_customer_orders t0 WHERE t0.customer_id IS NULL)
+                             ELSE (SELECT t1.first_at FROM crm.rollup_customer_orders t1 WHERE t1.customer_id = ae.customer_id) END)
+               < (ae.end_at - pp.a_int) END AS overdue) AS o)
 SELECT v.metric, v.cur, v.prev
   FROM cm, am, LATERAL (VALUES
     ('buyers', c_active::numeric, p_active::numeric),
