@@ -47,6 +47,12 @@ CREATE TABLE crm.rollup_customer_classes (
 COMMENT ON TABLE crm.rollup_customer_classes IS
 'Rollup state (derived, not dumped): for the end of the dashboard period (crm.dashboard_period() as of the last refresh of the orders part) and for its start, per customer with orders in the 12 months before it (customer_id NULL = the orders without a customer): the revenue, the class by the thresholds of crm.dashboard_coverage and by crm.abc_class.';
 CREATE INDEX ON crm.rollup_customer_classes (end_at, customer_id);
+CREATE TABLE crm.rollup_customer_class_ends (
+    end_at timestamptz PRIMARY KEY
+);
+COMMENT ON TABLE crm.rollup_customer_class_ends IS
+'Rollup state (derived, not dumped): the moments crm.rollup_customer_classes holds the classes for.';
+CREATE INDEX ON crm.rollup_customer_info (created_at);
 
 CREATE TABLE crm.rollup_customer_info (
     customer_id text,
@@ -83,7 +89,7 @@ CREATE INDEX ON crm.rollup_customer_contacts (last_at);
 -- Part orders: the copies of the orders and customers sources from from_ts
 -- on (every order row changed, before or after the change, is at or after
 -- from_ts; so is every customers row changed, by its created_at, but rows
--- without a created_at are read again every time), then the per-customer
+-- without a created_at are read again every time the customers changed), then the per-customer
 -- totals of every customer with an order at or after from_ts before or after.
 CREATE FUNCTION crm._rollup_fast_orders(from_ts timestamptz) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -91,24 +97,38 @@ AS $$
 DECLARE
     n bigint;
     m bigint;
+    cust_ts timestamptz := from_ts;
 BEGIN
+    -- during crm.refresh_rollups the changes it took are in pg_temp.crm_rollup_taken:
+    -- the customers copy is read again only from the earliest change of a table the
+    -- customers source reads (not at all when none changed)
+    IF pg_catalog.isfinite(from_ts) AND pg_catalog.to_regclass('pg_temp.crm_rollup_taken') IS NOT NULL THEN
+        SELECT pg_catalog.min(t.bound) INTO cust_ts FROM pg_temp.crm_rollup_taken t
+         WHERE t.relid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.relid FROM crm.rollup_capture c WHERE c.kind OPERATOR(pg_catalog.=) 'customers'));
+        IF cust_ts IS NOT NULL THEN
+            cust_ts := pg_catalog.greatest(cust_ts, from_ts);
+        END IF;
+    END IF;
     IF from_ts OPERATOR(pg_catalog.=) '-infinity'::pg_catalog.timestamptz THEN
         TRUNCATE crm.rollup_order_lines, crm.rollup_customer_info;
     ELSE
         DELETE FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>=) from_ts;
-        DELETE FROM crm.rollup_customer_info c WHERE c.created_at OPERATOR(pg_catalog.>=) from_ts OR c.created_at IS NULL;
+        DELETE FROM crm.rollup_customer_info c WHERE c.created_at OPERATOR(pg_catalog.>=) cust_ts OR c.created_at IS NULL AND cust_ts IS NOT NULL;
     END IF;
     EXECUTE pg_catalog.format($sql$
 INSERT INTO crm.rollup_order_lines (customer_id, ordered_at, amount, cost)
 SELECT o.customer_id::pg_catalog.text, o.ordered_at, o.amount, o.cost FROM %1$s WHERE o.ordered_at OPERATOR(pg_catalog.>=) $1
 $sql$, crm._source_sql('orders', 'o')) USING from_ts;
     GET DIAGNOSTICS n = ROW_COUNT;
-    EXECUTE pg_catalog.format($sql$
+    m := 0;
+    IF cust_ts IS NOT NULL THEN
+        EXECUTE pg_catalog.format($sql$
 INSERT INTO crm.rollup_customer_info (customer_id, created_at, channel, manager_id)
 SELECT c.customer_id::pg_catalog.text, c.created_at, c.channel::pg_catalog.text, c.manager_id::pg_catalog.text
   FROM %1$s WHERE c.created_at OPERATOR(pg_catalog.>=) $1 OR c.created_at IS NULL
-$sql$, crm._source_sql('customers', 'c')) USING from_ts;
-    GET DIAGNOSTICS m = ROW_COUNT;
+        $sql$, crm._source_sql('customers', 'c')) USING cust_ts;
+        GET DIAGNOSTICS m = ROW_COUNT;
+    END IF;
     RETURN n OPERATOR(pg_catalog.+) m OPERATOR(pg_catalog.+) crm._rollup_fast_order_totals(from_ts) OPERATOR(pg_catalog.+) crm._rollup_fast_classes(from_ts);
 END
 $$;
@@ -139,10 +159,10 @@ BEGIN
                  SELECT l.customer_id FROM crm.rollup_order_lines l WHERE l.ordered_at >= from_ts AND l.customer_id IS NOT NULL);
     nul := EXISTS (SELECT 1 FROM crm.rollup_customer_orders t WHERE t.last_at >= from_ts AND t.customer_id IS NULL)
         OR EXISTS (SELECT 1 FROM crm.rollup_order_lines l WHERE l.ordered_at >= from_ts AND l.customer_id IS NULL);
-    DELETE FROM crm.rollup_customer_orders t WHERE t.customer_id = ANY (ids);
+    DELETE FROM crm.rollup_customer_orders t USING unnest(ids) AS u(id) WHERE t.customer_id = u.id;
     INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp)
     SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), sum(l.amount - l.cost)
-      FROM crm.rollup_order_lines l WHERE l.customer_id = ANY (ids) GROUP BY 1;
+      FROM unnest(ids) AS u(id) JOIN crm.rollup_order_lines l ON l.customer_id = u.id GROUP BY 1;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF nul THEN
         DELETE FROM crm.rollup_customer_orders t WHERE t.customer_id IS NULL;
@@ -178,10 +198,14 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         ends := '{}';   -- a bad period setting: no classes kept, the reports compute them
     END;
-    DELETE FROM crm.rollup_customer_classes c WHERE c.end_at <> ALL (ends);
+    FOR e IN SELECT x.end_at FROM crm.rollup_customer_class_ends x WHERE x.end_at <> ALL (ends) LOOP
+        DELETE FROM crm.rollup_customer_classes c WHERE c.end_at = e;
+        DELETE FROM crm.rollup_customer_class_ends x WHERE x.end_at = e;
+    END LOOP;
     FOREACH e IN ARRAY ends LOOP
-        IF from_ts < e OR NOT EXISTS (SELECT 1 FROM crm.rollup_customer_classes c WHERE c.end_at = e) THEN
+        IF from_ts < e OR NOT EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = e) THEN
             DELETE FROM crm.rollup_customer_classes c WHERE c.end_at = e;
+            INSERT INTO crm.rollup_customer_class_ends (end_at) VALUES (e) ON CONFLICT DO NOTHING;
             INSERT INTO crm.rollup_customer_classes (end_at, customer_id, rev, cov_class, abc_class)
             SELECT e, k.customer_id, k.rev, k.cls, k.abc FROM crm._fast_classes_live(e) k;
             GET DIAGNOSTICS n = ROW_COUNT;
@@ -237,9 +261,10 @@ BEGIN
     ids := ARRAY(SELECT t.customer_id FROM crm.rollup_customer_contacts t WHERE t.last_at >= from_ts
                  UNION
                  SELECT x.customer_id FROM crm.rollup_real_contacts x WHERE x.occurred_at >= from_ts);
-    DELETE FROM crm.rollup_customer_contacts t WHERE t.customer_id = ANY (ids);
+    DELETE FROM crm.rollup_customer_contacts t USING unnest(ids) AS u(id) WHERE t.customer_id = u.id;
     INSERT INTO crm.rollup_customer_contacts (customer_id, first_at, last_at)
-    SELECT x.customer_id, min(x.occurred_at), max(x.occurred_at) FROM crm.rollup_real_contacts x WHERE x.customer_id = ANY (ids) GROUP BY 1;
+    SELECT x.customer_id, min(x.occurred_at), max(x.occurred_at)
+      FROM unnest(ids) AS u(id) JOIN crm.rollup_real_contacts x ON x.customer_id = u.id GROUP BY 1;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
@@ -302,9 +327,10 @@ ROWS 100000   -- per customer: the planner hashes it
 SET search_path = pg_catalog, pg_temp
 AS $$
 SELECT c.customer_id, c.rev, c.cov_class, c.abc_class FROM crm.rollup_customer_classes c WHERE c.end_at = _fast_classes.end_at
+   AND EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = _fast_classes.end_at)
 UNION ALL
 SELECT k.customer_id, k.rev, k.cls, k.abc FROM crm._fast_classes_live(_fast_classes.end_at) k
- WHERE NOT EXISTS (SELECT 1 FROM crm.rollup_customer_classes c WHERE c.end_at = _fast_classes.end_at)
+ WHERE NOT EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = _fast_classes.end_at)
 $$;
 COMMENT ON FUNCTION crm._fast_classes(timestamptz) IS
 'Per customer with orders in the 12 months before the moment: the revenue and the classes (crm.dashboard_coverage''s and crm.abc_class), kept for the ends of the dashboard period, else computed live.';
