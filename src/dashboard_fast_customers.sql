@@ -52,7 +52,6 @@ CREATE TABLE crm.rollup_customer_class_ends (
 );
 COMMENT ON TABLE crm.rollup_customer_class_ends IS
 'Rollup state (derived, not dumped): the moments crm.rollup_customer_classes holds the classes for.';
-CREATE INDEX ON crm.rollup_customer_info (created_at);
 
 CREATE TABLE crm.rollup_customer_info (
     customer_id text,
@@ -63,6 +62,7 @@ CREATE TABLE crm.rollup_customer_info (
 COMMENT ON TABLE crm.rollup_customer_info IS
 'Rollup state (derived, not dumped): a copy of the customers source (customer, created_at, channel, manager), every row as the source returns it.';
 CREATE INDEX ON crm.rollup_customer_info (customer_id);
+CREATE INDEX ON crm.rollup_customer_info (created_at);
 
 CREATE TABLE crm.rollup_real_contacts (
     customer_id text NOT NULL,
