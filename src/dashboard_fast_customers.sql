@@ -106,7 +106,7 @@ BEGIN
         SELECT pg_catalog.min(t.bound) INTO cust_ts FROM pg_temp.crm_rollup_taken t
          WHERE t.relid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.relid FROM crm.rollup_capture c WHERE c.kind OPERATOR(pg_catalog.=) 'customers'));
         IF cust_ts IS NOT NULL THEN
-            cust_ts := pg_catalog.greatest(cust_ts, from_ts);
+            cust_ts := greatest(cust_ts, from_ts);
         END IF;
     END IF;
     IF from_ts OPERATOR(pg_catalog.=) '-infinity'::pg_catalog.timestamptz THEN
