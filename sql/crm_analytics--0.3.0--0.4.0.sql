@@ -3688,6 +3688,9 @@ COMMENT ON FUNCTION crm._rollup_fast_orders(timestamptz) IS
 CREATE FUNCTION crm._rollup_fast_order_totals(from_ts timestamptz) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- the changed customers by index (cost grows with them, not with the history)
+SET enable_hashjoin = off
+SET enable_mergejoin = off
 AS $$
 DECLARE
     n    bigint;
@@ -3796,6 +3799,9 @@ COMMENT ON FUNCTION crm._rollup_fast_contacts(timestamptz) IS
 CREATE FUNCTION crm._rollup_fast_contact_totals(from_ts timestamptz) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- the changed customers by index (cost grows with them, not with the history)
+SET enable_hashjoin = off
+SET enable_mergejoin = off
 AS $$
 DECLARE
     n   bigint;
