@@ -3383,7 +3383,7 @@ BEGIN
         RAISE EXCEPTION 'as_of must be finite, got %', as_of
             USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real moment, e.g. ''2026-01-01''.';
     END IF;
-    IF crm._rollups_usable() THEN
+    IF crm._fast_customers_readable() AND crm._rollups_usable() THEN
         -- the sources checked as the full path does (same errors)
         PERFORM crm._source_sql('customers'), crm._source_sql('orders'), crm._source_sql('interactions');
         RETURN QUERY SELECT * FROM crm._fast_coverage(as_of);
@@ -3435,7 +3435,7 @@ DECLARE
     b record;
 BEGIN
     b := crm._period_bounds('crm.dashboard_channels', period_from, period_to);
-    IF crm._rollups_usable() THEN
+    IF crm._fast_customers_readable() AND crm._rollups_usable() THEN
         RETURN QUERY SELECT * FROM crm._fast_channels(period_from, period_to);
         RETURN;
     END IF;
@@ -3831,6 +3831,22 @@ COMMENT ON FUNCTION crm._rollup_fast_contact_totals(timestamptz) IS
 -- ---------------------------------------------------------------------------
 -- Reading: figures as of a moment
 -- ---------------------------------------------------------------------------
+
+-- Whether the calling role may answer from this state: it reads the rollup
+-- bookkeeping (crm.rollups_fresh) and the state tables, which hold every row
+-- of the sources (row-level security on the source tables does not apply to
+-- them); a role without SELECT on them gets the full computation, as before.
+CREATE FUNCTION crm._fast_customers_readable() RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT bool_and(has_table_privilege(t, 'SELECT'))
+  FROM unnest(ARRAY['crm.rollup_changes', 'crm.rollup_capture', 'crm.rollup_status', 'crm.rollup_order_lines',
+                    'crm.rollup_customer_orders', 'crm.rollup_customer_classes', 'crm.rollup_customer_class_ends',
+                    'crm.rollup_customer_info', 'crm.rollup_real_contacts', 'crm.rollup_customer_contacts']) AS t
+$$;
+COMMENT ON FUNCTION crm._fast_customers_readable() IS
+'True when the calling role can read the rollup bookkeeping and the customer state tables (the reports then may answer from them; otherwise they take the full computation).';
 
 -- The last real contact before a moment, per contacted customer (NULL when
 -- all its contacts are at or after it): the state for the customers whose

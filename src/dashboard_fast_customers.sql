@@ -282,6 +282,22 @@ COMMENT ON FUNCTION crm._rollup_fast_contact_totals(timestamptz) IS
 -- Reading: figures as of a moment
 -- ---------------------------------------------------------------------------
 
+-- Whether the calling role may answer from this state: it reads the rollup
+-- bookkeeping (crm.rollups_fresh) and the state tables, which hold every row
+-- of the sources (row-level security on the source tables does not apply to
+-- them); a role without SELECT on them gets the full computation, as before.
+CREATE FUNCTION crm._fast_customers_readable() RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT bool_and(has_table_privilege(t, 'SELECT'))
+  FROM unnest(ARRAY['crm.rollup_changes', 'crm.rollup_capture', 'crm.rollup_status', 'crm.rollup_order_lines',
+                    'crm.rollup_customer_orders', 'crm.rollup_customer_classes', 'crm.rollup_customer_class_ends',
+                    'crm.rollup_customer_info', 'crm.rollup_real_contacts', 'crm.rollup_customer_contacts']) AS t
+$$;
+COMMENT ON FUNCTION crm._fast_customers_readable() IS
+'True when the calling role can read the rollup bookkeeping and the customer state tables (the reports then may answer from them; otherwise they take the full computation).';
+
 -- The last real contact before a moment, per contacted customer (NULL when
 -- all its contacts are at or after it): the state for the customers whose
 -- last contact is before, the copy (by index) for the others.
