@@ -3335,7 +3335,7 @@ COMMENT ON FUNCTION crm.notify_todo(timestamptz) IS
 -- crm.rollups_fresh()), last_refresh (whenever they are built for the
 -- registered sources, stages and time zone: as of the last refresh, changes
 -- waiting or not), off (always the full computation).
-CREATE FUNCTION crm._rollups_usable() RETURNS boolean
+CREATE OR REPLACE FUNCTION crm._rollups_usable() RETURNS boolean
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -3640,6 +3640,780 @@ $$;
 -- ==== section fast_deals ====
 -- ==== end of section fast_deals ====
 -- ==== section fast_customers ====
+-- the report gates and the part hooks (full new text)
+CREATE OR REPLACE FUNCTION crm.dashboard_coverage(as_of timestamptz)
+RETURNS TABLE (customer_id text, manager_id text, channel text, revenue_12m numeric, abc_class text,
+               last_contact timestamptz, next_due timestamptz, covered boolean)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+BEGIN
+    IF as_of IS NULL THEN
+        RAISE EXCEPTION 'as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT pg_catalog.isfinite(as_of) THEN
+        RAISE EXCEPTION 'as_of must be finite, got %', as_of
+            USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real moment, e.g. ''2026-01-01''.';
+    END IF;
+    IF crm._fast_customers_readable() AND crm._rollups_usable() THEN
+        -- the sources checked as the full path does (same errors)
+        PERFORM crm._source_sql('customers'), crm._source_sql('orders'), crm._source_sql('interactions');
+        RETURN QUERY SELECT * FROM crm._fast_coverage(as_of);
+        RETURN;
+    END IF;
+    -- ABC by the revenue of the 12 months before as_of, crm.abc_class
+    -- semantics (share held by strictly larger values < 0.80 -> A, < 0.95 -> B;
+    -- the tests check it against crm.abc_class), computed here with one sort
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+c AS (SELECT customer_id, manager_id, channel, created_at FROM %1$s WHERE created_at OPERATOR(pg_catalog.<) $1),
+r AS (SELECT customer_id, pg_catalog.sum(amount) AS rev FROM %2$s
+       WHERE ordered_at OPERATOR(pg_catalog.>=) ($1 OPERATOR(pg_catalog.-) '12 months'::pg_catalog.interval) AND ordered_at OPERATOR(pg_catalog.<) $1 GROUP BY customer_id),
+x AS (SELECT customer_id, pg_catalog.max(occurred_at) AS last_at FROM %3$s
+       WHERE NOT automated AND occurred_at OPERATOR(pg_catalog.<) $1 AND customer_id IS NOT NULL GROUP BY customer_id),
+-- A / B thresholds: the smallest revenue whose running sum of the larger
+-- ones (sorted descending) is < 0.80 / < 0.95 of the total (abc_class semantics)
+rs AS (SELECT rev, pg_catalog.sum(rev) OVER (ORDER BY rev DESC ROWS UNBOUNDED PRECEDING) OPERATOR(pg_catalog.-) rev AS before,
+              pg_catalog.sum(rev) OVER () AS total
+         FROM r WHERE rev OPERATOR(pg_catalog.>) 0),
+th AS MATERIALIZED (SELECT pg_catalog.min(rev) FILTER (WHERE before OPERATOR(pg_catalog.<) (0.80 OPERATOR(pg_catalog.*) total)) AS a, pg_catalog.min(rev) FILTER (WHERE before OPERATOR(pg_catalog.<) (0.95 OPERATOR(pg_catalog.*) total)) AS b
+         FROM rs),
+cl AS (
+    SELECT c.customer_id, c.manager_id, c.channel, c.created_at, r.rev,
+           CASE WHEN r.rev OPERATOR(pg_catalog.>=) th.a THEN 'A' WHEN r.rev OPERATOR(pg_catalog.>=) th.b THEN 'B' ELSE 'C' END AS cls
+      FROM c CROSS JOIN th LEFT JOIN r ON r.customer_id OPERATOR(pg_catalog.=) c.customer_id),
+pol AS MATERIALIZED (SELECT k.cls, crm._dashboard_coverage_interval(k.cls) AS iv FROM (VALUES ('A'), ('B'), ('C')) AS k(cls))
+SELECT cl.customer_id::pg_catalog.text, cl.manager_id::pg_catalog.text, cl.channel::pg_catalog.text, coalesce(cl.rev, 0), cl.cls,
+       -- next due as crm.coverage: last real contact, or (never contacted)
+       -- customer since, plus the class interval; covered = not yet past it
+       x.last_at, coalesce(x.last_at, cl.created_at) OPERATOR(pg_catalog.+) pol.iv,
+       coalesce((coalesce(x.last_at, cl.created_at) OPERATOR(pg_catalog.+) pol.iv) OPERATOR(pg_catalog.>=) $1, false)
+  FROM cl JOIN pol ON pol.cls OPERATOR(pg_catalog.=) cl.cls LEFT JOIN x ON x.customer_id OPERATOR(pg_catalog.=) cl.customer_id
+$sql$, crm._source_sql('customers'), crm._source_sql('orders'), crm._source_sql('interactions'))
+    USING as_of;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.dashboard_channels(period_from date, period_to date)
+RETURNS TABLE (channel text, leads bigint, new_buyers bigint, conversion_pct numeric, revenue numeric,
+               gross_profit numeric, spend numeric, cac numeric, roi_pct numeric, ltv numeric, ltv_cac numeric)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal / per-customer hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    b record;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_channels', period_from, period_to);
+    IF crm._fast_customers_readable() AND crm._rollups_usable() THEN
+        RETURN QUERY SELECT * FROM crm._fast_channels(period_from, period_to);
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+cu AS MATERIALIZED (SELECT customer_id, channel FROM %1$s),
+od AS (SELECT customer_id, ordered_at, amount, cost FROM %2$s WHERE ordered_at OPERATOR(pg_catalog.<) $2),
+b AS MATERIALIZED (
+    SELECT customer_id, pg_catalog.min(ordered_at) AS first_at, pg_catalog.sum(amount OPERATOR(pg_catalog.-) cost) AS gp_to_date,
+           pg_catalog.sum(amount) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) $1) AS rev, pg_catalog.sum(amount OPERATOR(pg_catalog.-) cost) FILTER (WHERE ordered_at OPERATOR(pg_catalog.>=) $1) AS gp
+      FROM od GROUP BY customer_id),
+bc AS (
+    SELECT coalesce(cu.channel, '(unknown)') AS channel,
+           pg_catalog.count(*) FILTER (WHERE b.first_at OPERATOR(pg_catalog.>=) $1) AS new_buyers,
+           pg_catalog.sum(b.rev) AS revenue, pg_catalog.sum(b.gp) AS gross_profit,
+           pg_catalog.avg(b.gp_to_date) AS ltv
+      FROM b LEFT JOIN cu ON cu.customer_id OPERATOR(pg_catalog.=) b.customer_id GROUP BY 1),
+ld AS (
+    SELECT coalesce(l.channel, '(unknown)') AS channel, pg_catalog.count(*) AS leads,
+           pg_catalog.count(*) FILTER (WHERE b.first_at OPERATOR(pg_catalog.<) $2) AS converted
+      FROM %3$s LEFT JOIN b ON b.customer_id OPERATOR(pg_catalog.=) l.customer_id
+     WHERE l.created_at OPERATOR(pg_catalog.>=) $1 AND l.created_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
+sp AS (
+    SELECT coalesce(s.channel, '(unknown)') AS channel, pg_catalog.sum(s.amount) AS spend
+      FROM %4$s WHERE s.spent_on OPERATOR(pg_catalog.>=) $1 AND s.spent_on OPERATOR(pg_catalog.<) $2 GROUP BY 1),
+ch AS (SELECT channel FROM bc UNION SELECT channel FROM ld UNION SELECT channel FROM sp)
+SELECT ch.channel, coalesce(ld.leads, 0), coalesce(bc.new_buyers, 0),
+       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) ld.converted) OPERATOR(pg_catalog./) CASE WHEN ld.leads OPERATOR(pg_catalog.<>) 0 THEN ld.leads END, 2),
+       coalesce(bc.revenue, 0), coalesce(bc.gross_profit, 0), coalesce(sp.spend, 0),
+       pg_catalog.round(sp.spend OPERATOR(pg_catalog./) CASE WHEN bc.new_buyers OPERATOR(pg_catalog.<>) 0 THEN bc.new_buyers END, 2),
+       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) (coalesce(bc.gross_profit, 0) OPERATOR(pg_catalog.-) sp.spend)) OPERATOR(pg_catalog./) CASE WHEN sp.spend OPERATOR(pg_catalog.<>) 0 THEN sp.spend END, 2),
+       pg_catalog.round(bc.ltv, 2),
+       pg_catalog.round(bc.ltv OPERATOR(pg_catalog./) CASE WHEN (sp.spend OPERATOR(pg_catalog./) CASE WHEN bc.new_buyers OPERATOR(pg_catalog.<>) 0 THEN bc.new_buyers END) OPERATOR(pg_catalog.<>) 0 THEN (sp.spend OPERATOR(pg_catalog./) CASE WHEN bc.new_buyers OPERATOR(pg_catalog.<>) 0 THEN bc.new_buyers END) END, 2)
+  FROM ch LEFT JOIN bc ON bc.channel OPERATOR(pg_catalog.=) ch.channel LEFT JOIN ld ON ld.channel OPERATOR(pg_catalog.=) ch.channel
+          LEFT JOIN sp ON sp.channel OPERATOR(pg_catalog.=) ch.channel
+ ORDER BY ch.channel
+$sql$, crm._source_sql('customers'), crm._source_sql('orders'),
+       crm._source_sql('leads', 'l'), crm._source_sql('spend', 's'))
+    USING b.cur_from, b.cur_to;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm._rollup_orders(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    n bigint;
+    src_o text := crm._source_sql('orders', 'o');
+    go text[] := crm._rollup_gsets('o', 'channel', 'manager');
+    gn text[] := crm._rollup_gsets('nb', 'channel', 'manager');
+BEGIN
+    -- first orders at or after the bound may have changed; earlier ones did not
+    DELETE FROM crm.rollup_customers rc WHERE rc.first_at OPERATOR(pg_catalog.>=) from_ts;
+    EXECUTE pg_catalog.format($sql$
+INSERT INTO crm.rollup_customers AS rc (customer_id, first_at)
+SELECT f.cid, f.first_at
+  FROM (SELECT o.customer_id::pg_catalog.text AS cid, pg_catalog.min(o.ordered_at) AS first_at
+          FROM %1$s WHERE o.ordered_at OPERATOR(pg_catalog.>=) $1 AND o.customer_id IS NOT NULL GROUP BY 1) AS f
+ -- customers whose first order is before the bound keep it
+ WHERE NOT EXISTS (SELECT 1 FROM crm.rollup_customers x WHERE x.customer_id OPERATOR(pg_catalog.=) f.cid)
+$sql$, src_o) USING from_ts;
+    EXECUTE pg_catalog.format($sql$
+WITH o AS MATERIALIZED (
+    SELECT o.customer_id::pg_catalog.text AS cid, o.ordered_at::pg_catalog.date AS day, o.amount, o.cost,
+           c.channel::pg_catalog.text AS channel, c.manager_id::pg_catalog.text AS manager
+      FROM %1$s LEFT JOIN %2$s ON c.customer_id OPERATOR(pg_catalog.=) o.customer_id
+     WHERE o.ordered_at OPERATOR(pg_catalog.>=) $1),
+nb AS (
+    SELECT rc.first_at::pg_catalog.date AS day, d.channel, d.manager
+      FROM crm.rollup_customers rc
+      JOIN (SELECT DISTINCT o.cid, o.channel, o.manager FROM o) AS d ON d.cid OPERATOR(pg_catalog.=) rc.customer_id
+     WHERE rc.first_at OPERATOR(pg_catalog.>=) $1),
+a AS (
+    SELECT o.day, %3$s AS dimension, %4$s AS key, pg_catalog.count(*) AS n, pg_catalog.sum(o.amount) AS revenue,
+           pg_catalog.sum(o.amount OPERATOR(pg_catalog.-) o.cost) AS gp, NULL::pg_catalog.int8 AS nb
+      FROM o GROUP BY %5$s
+    UNION ALL
+    SELECT nb.day, %6$s, %7$s, NULL, NULL, NULL, pg_catalog.count(*)
+      FROM nb GROUP BY %8$s)
+INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
+SELECT a.day, m.metric, a.dimension, a.key, m.value
+  FROM a CROSS JOIN LATERAL (VALUES ('orders'::pg_catalog.text, a.n::pg_catalog.numeric), ('revenue', a.revenue),
+                                    ('gross_profit', a.gp), ('new_buyers', a.nb::pg_catalog.numeric)) AS m(metric, value)
+ WHERE m.value IS NOT NULL
+$sql$, src_o, crm._source_sql('customers', 'c'), go[1], go[2], go[3], gn[1], gn[2], gn[3]) USING from_ts;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM crm._rollup_fast_orders(from_ts);
+    RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm._rollup_contacts(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    n bigint;
+    g text[] := crm._rollup_gsets('x', 'manager');
+BEGIN
+    EXECUTE pg_catalog.format($sql$
+INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
+SELECT x.day, 'real_contacts', %2$s, %3$s, pg_catalog.count(*)
+  FROM (SELECT src.occurred_at::pg_catalog.date AS day, src.manager_id::pg_catalog.text AS manager
+          FROM %1$s WHERE src.occurred_at OPERATOR(pg_catalog.>=) $1 AND NOT src.automated) AS x
+ GROUP BY %4$s
+$sql$, crm._source_sql('interactions'), g[1], g[2], g[3]) USING from_ts;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM crm._rollup_fast_contacts(from_ts);
+    RETURN n;
+END
+$$;
+
+-- src/dashboard_fast_customers.sql
+-- dashboard_fast_customers.sql: the customer figures of the reports from the
+-- rollups (issue 21; docs/rollups.md, "Customers").
+--
+-- State per customer, kept by the rollup parts orders and contacts
+-- (crm._rollup_orders, crm._rollup_contacts call crm._rollup_fast_orders /
+-- crm._rollup_fast_contacts), from which every customer figure as of any
+-- moment E is exact: narrow copies of the orders (customer, moment, amount,
+-- cost), of the customers source (customer, created_at, channel, manager) and
+-- of the real (non-automated) contacts with a customer (customer, moment),
+-- plus per customer the first and last order with the gross profit of all
+-- orders, and the last real contact.  A figure as of E reads the totals of the
+-- customers whose last order / contact is before E as they are, and reads the
+-- copies (by index) only for the customers with an order / contact at or
+-- after E.  Derived data: not dumped, no grants to PUBLIC.
+
+CREATE TABLE crm.rollup_order_lines (
+    customer_id text,
+    ordered_at  timestamptz NOT NULL,
+    amount      numeric,
+    cost        numeric
+);
+COMMENT ON TABLE crm.rollup_order_lines IS
+'Rollup state (derived, not dumped): a narrow copy of the orders source (customer, moment, amount, cost; orders without a moment left out), by time and by customer.';
+CREATE INDEX ON crm.rollup_order_lines (ordered_at);
+CREATE INDEX ON crm.rollup_order_lines (customer_id, ordered_at);
+
+CREATE TABLE crm.rollup_customer_orders (
+    customer_id text,
+    first_at    timestamptz NOT NULL,
+    last_at     timestamptz NOT NULL,
+    gp          numeric
+);
+COMMENT ON TABLE crm.rollup_customer_orders IS
+'Rollup state per customer with orders (derived, not dumped; customer_id NULL = the orders without a customer): first and last order, gross profit (amount - cost) of all orders.';
+CREATE INDEX ON crm.rollup_customer_orders (customer_id);
+CREATE INDEX ON crm.rollup_customer_orders (last_at);
+
+-- per end of the dashboard period (as of the refresh) and of the period before:
+-- the class of every customer with revenue in the 12 months before it
+CREATE TABLE crm.rollup_customer_classes (
+    end_at      timestamptz NOT NULL,
+    customer_id text,
+    rev         numeric,
+    cov_class   text NOT NULL,
+    abc_class   text
+);
+COMMENT ON TABLE crm.rollup_customer_classes IS
+'Rollup state (derived, not dumped): for the end of the dashboard period (crm.dashboard_period() as of the last refresh of the orders part) and for its start, per customer with orders in the 12 months before it (customer_id NULL = the orders without a customer): the revenue, the class by the thresholds of crm.dashboard_coverage and by crm.abc_class.';
+CREATE INDEX ON crm.rollup_customer_classes (end_at, customer_id);
+CREATE TABLE crm.rollup_customer_class_ends (
+    end_at timestamptz PRIMARY KEY
+);
+COMMENT ON TABLE crm.rollup_customer_class_ends IS
+'Rollup state (derived, not dumped): the moments crm.rollup_customer_classes holds the classes for.';
+
+CREATE TABLE crm.rollup_customer_info (
+    customer_id text,
+    created_at  timestamptz,
+    channel     text,
+    manager_id  text
+);
+COMMENT ON TABLE crm.rollup_customer_info IS
+'Rollup state (derived, not dumped): a copy of the customers source (customer, created_at, channel, manager), every row as the source returns it.';
+CREATE INDEX ON crm.rollup_customer_info (customer_id);
+CREATE INDEX ON crm.rollup_customer_info (created_at);
+
+CREATE TABLE crm.rollup_real_contacts (
+    customer_id text NOT NULL,
+    occurred_at timestamptz NOT NULL
+);
+COMMENT ON TABLE crm.rollup_real_contacts IS
+'Rollup state (derived, not dumped): the real (non-automated) interactions with a customer, narrow (customer, moment), by customer and by time.';
+CREATE INDEX ON crm.rollup_real_contacts (customer_id, occurred_at);
+CREATE INDEX ON crm.rollup_real_contacts (occurred_at);
+
+CREATE TABLE crm.rollup_customer_contacts (
+    customer_id text PRIMARY KEY,
+    first_at    timestamptz NOT NULL,
+    last_at     timestamptz NOT NULL
+);
+COMMENT ON TABLE crm.rollup_customer_contacts IS
+'Rollup state per contacted customer (derived, not dumped): the first and the last real (non-automated) contact.';
+CREATE INDEX ON crm.rollup_customer_contacts (last_at);
+
+-- ---------------------------------------------------------------------------
+-- Maintenance (called by the rollup parts)
+-- ---------------------------------------------------------------------------
+
+-- Part orders: the copies of the orders and customers sources from from_ts
+-- on (every order row changed, before or after the change, is at or after
+-- from_ts; so is every customers row changed, by its created_at, but rows
+-- without a created_at are read again every time the customers changed), then the per-customer
+-- totals of every customer with an order at or after from_ts before or after.
+CREATE FUNCTION crm._rollup_fast_orders(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    n bigint;
+    m bigint;
+    cust_ts timestamptz := from_ts;
+BEGIN
+    -- during crm.refresh_rollups the changes it took are in pg_temp.crm_rollup_taken:
+    -- the customers copy is read again only from the earliest change of a table the
+    -- customers source reads (not at all when none changed)
+    IF pg_catalog.isfinite(from_ts) AND pg_catalog.to_regclass('pg_temp.crm_rollup_taken') IS NOT NULL THEN
+        SELECT pg_catalog.min(t.bound) INTO cust_ts FROM pg_temp.crm_rollup_taken t
+         WHERE t.relid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.relid FROM crm.rollup_capture c WHERE c.kind OPERATOR(pg_catalog.=) 'customers'));
+        IF cust_ts IS NOT NULL THEN
+            cust_ts := greatest(cust_ts, from_ts);
+        END IF;
+    END IF;
+    IF from_ts OPERATOR(pg_catalog.=) '-infinity'::pg_catalog.timestamptz THEN
+        TRUNCATE crm.rollup_order_lines, crm.rollup_customer_info;
+    ELSE
+        DELETE FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>=) from_ts;
+        DELETE FROM crm.rollup_customer_info c WHERE c.created_at OPERATOR(pg_catalog.>=) cust_ts OR c.created_at IS NULL AND cust_ts IS NOT NULL;
+    END IF;
+    EXECUTE pg_catalog.format($sql$
+INSERT INTO crm.rollup_order_lines (customer_id, ordered_at, amount, cost)
+SELECT o.customer_id::pg_catalog.text, o.ordered_at, o.amount, o.cost FROM %1$s WHERE o.ordered_at OPERATOR(pg_catalog.>=) $1
+$sql$, crm._source_sql('orders', 'o')) USING from_ts;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    m := 0;
+    IF cust_ts IS NOT NULL THEN
+        EXECUTE pg_catalog.format($sql$
+INSERT INTO crm.rollup_customer_info (customer_id, created_at, channel, manager_id)
+SELECT c.customer_id::pg_catalog.text, c.created_at, c.channel::pg_catalog.text, c.manager_id::pg_catalog.text
+  FROM %1$s WHERE c.created_at OPERATOR(pg_catalog.>=) $1 OR c.created_at IS NULL
+        $sql$, crm._source_sql('customers', 'c')) USING cust_ts;
+        GET DIAGNOSTICS m = ROW_COUNT;
+    END IF;
+    RETURN n OPERATOR(pg_catalog.+) m OPERATOR(pg_catalog.+) crm._rollup_fast_order_totals(from_ts) OPERATOR(pg_catalog.+) crm._rollup_fast_classes(from_ts);
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_fast_orders(timestamptz) IS
+'Rollup state of the customer reports, part orders: the copies of the orders and customers sources (crm.rollup_order_lines, crm.rollup_customer_info), the per-customer order totals (crm.rollup_customer_orders) from the given moment on and the classes at the dashboard period''s ends (crm.rollup_customer_classes); rows written.';
+
+CREATE FUNCTION crm._rollup_fast_order_totals(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- the changed customers by index (cost grows with them, not with the history)
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+DECLARE
+    n    bigint;
+    m    bigint := 0;
+    ids  text[];
+    nul  boolean;
+BEGIN
+    IF from_ts = '-infinity' THEN
+        TRUNCATE crm.rollup_customer_orders;
+        INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp)
+        SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), sum(l.amount - l.cost)
+          FROM crm.rollup_order_lines l GROUP BY 1;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        RETURN n;
+    END IF;
+    -- the customers with an order at or after from_ts, before or after the change
+    ids := ARRAY(SELECT t.customer_id FROM crm.rollup_customer_orders t WHERE t.last_at >= from_ts AND t.customer_id IS NOT NULL
+                 UNION
+                 SELECT l.customer_id FROM crm.rollup_order_lines l WHERE l.ordered_at >= from_ts AND l.customer_id IS NOT NULL);
+    nul := EXISTS (SELECT 1 FROM crm.rollup_customer_orders t WHERE t.last_at >= from_ts AND t.customer_id IS NULL)
+        OR EXISTS (SELECT 1 FROM crm.rollup_order_lines l WHERE l.ordered_at >= from_ts AND l.customer_id IS NULL);
+    DELETE FROM crm.rollup_customer_orders t USING unnest(ids) AS u(id) WHERE t.customer_id = u.id;
+    INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp)
+    SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), sum(l.amount - l.cost)
+      FROM unnest(ids) AS u(id) JOIN crm.rollup_order_lines l ON l.customer_id = u.id GROUP BY 1;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF nul THEN
+        DELETE FROM crm.rollup_customer_orders t WHERE t.customer_id IS NULL;
+        INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp)
+        SELECT NULL, min(l.ordered_at), max(l.ordered_at), sum(l.amount - l.cost)
+          FROM crm.rollup_order_lines l WHERE l.customer_id IS NULL HAVING count(*) > 0;
+        GET DIAGNOSTICS m = ROW_COUNT;
+    END IF;
+    RETURN n + m;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_fast_order_totals(timestamptz) IS
+'Recomputes crm.rollup_customer_orders (first and last order, gross profit per customer) for every customer with an order at or after the given moment, before or after the change (everything for -infinity), from crm.rollup_order_lines; rows written.';
+
+-- The classes at the ends of the dashboard period (crm.dashboard_period() of
+-- the refreshing session, the days cut in the rollups' time zone): rebuilt for
+-- an end when an order before it may have changed (from_ts before it) or when
+-- the period moved; a report as of another moment computes them live.
+CREATE FUNCTION crm._rollup_fast_classes(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p    record;
+    ends timestamptz[];
+    e    timestamptz;
+    n    bigint;
+    nn   bigint := 0;
+BEGIN
+    BEGIN
+        SELECT * INTO p FROM crm.dashboard_period();
+        ends := ARRAY[(p.period_to + 1)::timestamptz, p.period_from::timestamptz];
+    EXCEPTION WHEN OTHERS THEN
+        ends := '{}';   -- a bad period setting: no classes kept, the reports compute them
+    END;
+    FOR e IN SELECT x.end_at FROM crm.rollup_customer_class_ends x WHERE x.end_at <> ALL (ends) LOOP
+        DELETE FROM crm.rollup_customer_classes c WHERE c.end_at = e;
+        DELETE FROM crm.rollup_customer_class_ends x WHERE x.end_at = e;
+    END LOOP;
+    FOREACH e IN ARRAY ends LOOP
+        IF from_ts < e OR NOT EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = e) THEN
+            DELETE FROM crm.rollup_customer_classes c WHERE c.end_at = e;
+            INSERT INTO crm.rollup_customer_class_ends (end_at) VALUES (e) ON CONFLICT DO NOTHING;
+            INSERT INTO crm.rollup_customer_classes (end_at, customer_id, rev, cov_class, abc_class)
+            SELECT e, k.customer_id, k.rev, k.cls, k.abc FROM crm._fast_classes_live(e) k;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            nn := nn + n;
+        END IF;
+    END LOOP;
+    RETURN nn;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_fast_classes(timestamptz) IS
+'Keeps crm.rollup_customer_classes for the end and the start of the dashboard period: rebuilt for an end when the orders changed before it (the given moment is before it) or the period moved; rows written.';
+
+-- Part contacts: the copy of the real contacts from from_ts on, then the last
+-- real contact of every customer with one at or after from_ts before or after.
+CREATE FUNCTION crm._rollup_fast_contacts(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF from_ts OPERATOR(pg_catalog.=) '-infinity'::pg_catalog.timestamptz THEN
+        TRUNCATE crm.rollup_real_contacts;
+    ELSE
+        DELETE FROM crm.rollup_real_contacts x WHERE x.occurred_at OPERATOR(pg_catalog.>=) from_ts;
+    END IF;
+    EXECUTE pg_catalog.format($sql$
+INSERT INTO crm.rollup_real_contacts (customer_id, occurred_at)
+SELECT x.customer_id::pg_catalog.text, x.occurred_at FROM %1$s
+ WHERE x.occurred_at OPERATOR(pg_catalog.>=) $1 AND NOT x.automated AND x.customer_id IS NOT NULL
+$sql$, crm._source_sql('interactions', 'x')) USING from_ts;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n OPERATOR(pg_catalog.+) crm._rollup_fast_contact_totals(from_ts);
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_fast_contacts(timestamptz) IS
+'Rollup state of the customer reports, part contacts: the copy of the real contacts (crm.rollup_real_contacts) and the last real contact per customer (crm.rollup_customer_contacts) from the given moment on; rows written.';
+
+CREATE FUNCTION crm._rollup_fast_contact_totals(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- the changed customers by index (cost grows with them, not with the history)
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+DECLARE
+    n   bigint;
+    ids text[];
+BEGIN
+    IF from_ts = '-infinity' THEN
+        TRUNCATE crm.rollup_customer_contacts;
+        INSERT INTO crm.rollup_customer_contacts (customer_id, first_at, last_at)
+        SELECT x.customer_id, min(x.occurred_at), max(x.occurred_at) FROM crm.rollup_real_contacts x GROUP BY 1;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        RETURN n;
+    END IF;
+    ids := ARRAY(SELECT t.customer_id FROM crm.rollup_customer_contacts t WHERE t.last_at >= from_ts
+                 UNION
+                 SELECT x.customer_id FROM crm.rollup_real_contacts x WHERE x.occurred_at >= from_ts);
+    DELETE FROM crm.rollup_customer_contacts t USING unnest(ids) AS u(id) WHERE t.customer_id = u.id;
+    INSERT INTO crm.rollup_customer_contacts (customer_id, first_at, last_at)
+    SELECT x.customer_id, min(x.occurred_at), max(x.occurred_at)
+      FROM unnest(ids) AS u(id) JOIN crm.rollup_real_contacts x ON x.customer_id = u.id GROUP BY 1;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_fast_contact_totals(timestamptz) IS
+'Recomputes crm.rollup_customer_contacts (first and last real contact per customer) for every customer with a real contact at or after the given moment, before or after the change (everything for -infinity), from crm.rollup_real_contacts; rows written.';
+
+-- ---------------------------------------------------------------------------
+-- Reading: figures as of a moment
+-- ---------------------------------------------------------------------------
+
+-- Whether the calling role may answer from this state: it reads the rollup
+-- bookkeeping (crm.rollups_fresh) and the state tables, which hold every row
+-- of the sources (row-level security on the source tables does not apply to
+-- them); a role without SELECT on them gets the full computation, as before.
+CREATE FUNCTION crm._fast_customers_readable() RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT bool_and(has_table_privilege(t, 'SELECT'))
+  FROM unnest(ARRAY['crm.rollup_changes', 'crm.rollup_capture', 'crm.rollup_status', 'crm.rollup_order_lines',
+                    'crm.rollup_customer_orders', 'crm.rollup_customer_classes', 'crm.rollup_customer_class_ends',
+                    'crm.rollup_customer_info', 'crm.rollup_real_contacts', 'crm.rollup_customer_contacts']) AS t
+$$;
+COMMENT ON FUNCTION crm._fast_customers_readable() IS
+'True when the calling role can read the rollup bookkeeping and the customer state tables (the reports then may answer from them; otherwise they take the full computation).';
+
+-- The last real contact before a moment, per contacted customer (NULL when
+-- all its contacts are at or after it): the state for the customers whose
+-- last contact is before, the copy (by index) for the others.
+CREATE FUNCTION crm._fast_last_contact(as_of timestamptz)
+RETURNS TABLE (customer_id text, last_at timestamptz)
+LANGUAGE sql STABLE
+ROWS 100000   -- per customer: the planner hashes it
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT s.customer_id, s.last_at FROM crm.rollup_customer_contacts s WHERE s.last_at < as_of
+UNION ALL
+SELECT s.customer_id, (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x
+                        WHERE x.customer_id = s.customer_id AND x.occurred_at < as_of)
+  FROM crm.rollup_customer_contacts s WHERE s.last_at >= as_of
+$$;
+COMMENT ON FUNCTION crm._fast_last_contact(timestamptz) IS
+'From the rollups: per customer with a real contact, the last real (non-automated) contact before the given moment (NULL when none before it).';
+
+-- Per customer with orders in the 12 months before a moment (NULL = the
+-- orders without a customer): the revenue, the class by crm.dashboard_coverage's
+-- thresholds (crm.abc_class semantics over the positive revenues) and by
+-- crm.abc_class itself (as crm.owner_dashboard), computed from the order lines.
+CREATE FUNCTION crm._fast_classes_live(end_at timestamptz)
+RETURNS TABLE (customer_id text, rev numeric, cls text, abc text)
+LANGUAGE sql STABLE
+ROWS 100000   -- per customer: the planner hashes it
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH
+r AS (SELECT l.customer_id, sum(l.amount) AS rev FROM crm.rollup_order_lines l
+       WHERE l.ordered_at >= (end_at - '12 months'::interval) AND l.ordered_at < end_at GROUP BY l.customer_id),
+rs AS (SELECT rev, sum(rev) OVER (ORDER BY rev DESC ROWS UNBOUNDED PRECEDING) - rev AS before, sum(rev) OVER () AS total
+         FROM r WHERE rev > 0),
+th AS MATERIALIZED (SELECT min(rev) FILTER (WHERE before < (0.80 * total)) AS a, min(rev) FILTER (WHERE before < (0.95 * total)) AS b
+         FROM rs)
+SELECT r.customer_id, r.rev, CASE WHEN r.rev >= th.a THEN 'A' WHEN r.rev >= th.b THEN 'B' ELSE 'C' END,
+       crm.abc_class(r.rev::float8) OVER ()
+  FROM r CROSS JOIN th
+$$;
+COMMENT ON FUNCTION crm._fast_classes_live(timestamptz) IS
+'From the order lines: per customer with orders in the 12 months before the moment, the revenue, the class by crm.dashboard_coverage''s thresholds and by crm.abc_class.';
+
+-- The classes as of a moment: kept (crm.rollup_customer_classes) for the ends
+-- of the dashboard period, computed live for any other moment.
+CREATE FUNCTION crm._fast_classes(end_at timestamptz)
+RETURNS TABLE (customer_id text, rev numeric, cls text, abc text)
+LANGUAGE sql STABLE
+ROWS 100000   -- per customer: the planner hashes it
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT c.customer_id, c.rev, c.cov_class, c.abc_class FROM crm.rollup_customer_classes c WHERE c.end_at = _fast_classes.end_at
+   AND EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = _fast_classes.end_at)
+UNION ALL
+SELECT k.customer_id, k.rev, k.cls, k.abc FROM crm._fast_classes_live(_fast_classes.end_at) k
+ WHERE NOT EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = _fast_classes.end_at)
+$$;
+COMMENT ON FUNCTION crm._fast_classes(timestamptz) IS
+'Per customer with orders in the 12 months before the moment: the revenue and the classes (crm.dashboard_coverage''s and crm.abc_class), kept for the ends of the dashboard period, else computed live.';
+
+-- crm.dashboard_coverage from the rollups: the same rows, the same query
+-- shape over the copies.
+CREATE FUNCTION crm._fast_coverage(as_of timestamptz)
+RETURNS TABLE (customer_id text, manager_id text, channel text, revenue_12m numeric, abc_class text,
+               last_contact timestamptz, next_due timestamptz, covered boolean)
+LANGUAGE sql STABLE
+ROWS 100000   -- per customer: the planner hashes it
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET work_mem = '64MB'
+-- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
+SET enable_mergejoin = off
+AS $$
+WITH
+c AS (SELECT i.customer_id, i.manager_id, i.channel, i.created_at FROM crm.rollup_customer_info i WHERE i.created_at < as_of),
+k AS (SELECT k.customer_id, k.rev, k.cls FROM crm._fast_classes(as_of) k WHERE k.customer_id IS NOT NULL),
+x AS (SELECT lc.customer_id, lc.last_at FROM crm._fast_last_contact(as_of) lc WHERE lc.last_at IS NOT NULL),
+cl AS (
+    SELECT c.customer_id, c.manager_id, c.channel, c.created_at, k.rev, coalesce(k.cls, 'C') AS cls
+      FROM c LEFT JOIN k ON k.customer_id = c.customer_id),
+pol AS MATERIALIZED (SELECT k.cls, crm._dashboard_coverage_interval(k.cls) AS iv FROM (VALUES ('A'), ('B'), ('C')) AS k(cls))
+SELECT cl.customer_id, cl.manager_id, cl.channel, coalesce(cl.rev, 0), cl.cls,
+       x.last_at, coalesce(x.last_at, cl.created_at) + pol.iv,
+       coalesce((coalesce(x.last_at, cl.created_at) + pol.iv) >= as_of, false)
+  FROM cl JOIN pol ON pol.cls = cl.cls LEFT JOIN x ON x.customer_id = cl.customer_id
+$$;
+COMMENT ON FUNCTION crm._fast_coverage(timestamptz) IS
+'crm.dashboard_coverage(as_of) computed from the rollups (crm.rollup_customer_info, crm.rollup_customer_classes or crm.rollup_order_lines, crm.rollup_customer_contacts, crm.rollup_real_contacts): the same rows.';
+
+-- Per customer with an order before period_to, for [period_from, period_to):
+-- first order, revenue and gross profit in the period, gross profit to date
+-- (orders before period_to).  Customers whose last order is before the end
+-- take their totals; the others are summed from the copy by index.
+CREATE FUNCTION crm._fast_customer_orders(period_from timestamptz, period_to timestamptz)
+RETURNS TABLE (customer_id text, first_at timestamptz, rev numeric, gp numeric, gp_to_date numeric)
+LANGUAGE sql STABLE
+ROWS 100000   -- per customer: the planner hashes it
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH p AS (
+    SELECT l.customer_id, sum(l.amount) AS rev, sum(l.amount - l.cost) AS gp
+      FROM crm.rollup_order_lines l WHERE l.ordered_at >= period_from AND l.ordered_at < period_to GROUP BY 1)
+SELECT t.customer_id, t.first_at, p.rev, p.gp,
+       CASE WHEN t.last_at < period_to THEN t.gp
+            ELSE (SELECT sum(l.amount - l.cost) FROM crm.rollup_order_lines l
+                   WHERE l.customer_id = t.customer_id AND l.ordered_at < period_to) END
+  FROM crm.rollup_customer_orders t LEFT JOIN p ON p.customer_id = t.customer_id
+ WHERE t.first_at < period_to AND t.customer_id IS NOT NULL
+UNION ALL
+-- the orders without a customer: one group, as in the full query
+SELECT NULL, t.first_at, p.rev, p.gp,
+       CASE WHEN t.last_at < period_to THEN t.gp
+            ELSE (SELECT sum(l.amount - l.cost) FROM crm.rollup_order_lines l
+                   WHERE l.customer_id IS NULL AND l.ordered_at < period_to) END
+  FROM crm.rollup_customer_orders t LEFT JOIN p ON p.customer_id IS NULL
+ WHERE t.first_at < period_to AND t.customer_id IS NULL
+$$;
+COMMENT ON FUNCTION crm._fast_customer_orders(timestamptz, timestamptz) IS
+'From the rollups: per customer with an order before the end (customer_id NULL = the orders without a customer), the first order, revenue and gross profit in [from, to), gross profit of the orders before the end.';
+
+-- crm.dashboard_channels from the rollups: the buyers' figures from the
+-- state, leads and spend of the period from their sources (as the full query).
+CREATE FUNCTION crm._fast_channels(period_from date, period_to date)
+RETURNS TABLE (channel text, leads bigint, new_buyers bigint, conversion_pct numeric, revenue numeric,
+               gross_profit numeric, spend numeric, cac numeric, roi_pct numeric, ltv numeric, ltv_cac numeric)
+LANGUAGE plpgsql VOLATILE
+SET jit = off
+SET work_mem = '64MB'
+-- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
+SET enable_mergejoin = off
+AS $$
+DECLARE
+    b record;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_channels', period_from, period_to);
+    -- the sources the state comes from checked as the full path does (same errors)
+    PERFORM crm._source_sql('customers'), crm._source_sql('orders');
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+cu AS MATERIALIZED (SELECT i.customer_id, i.channel FROM crm.rollup_customer_info i),
+b AS MATERIALIZED (SELECT f.customer_id, f.first_at, f.gp_to_date, f.rev, f.gp FROM crm._fast_customer_orders($1, $2) f),
+bc AS (
+    SELECT coalesce(cu.channel, '(unknown)') AS channel,
+           pg_catalog.count(*) FILTER (WHERE b.first_at OPERATOR(pg_catalog.>=) $1) AS new_buyers,
+           pg_catalog.sum(b.rev) AS revenue, pg_catalog.sum(b.gp) AS gross_profit,
+           pg_catalog.avg(b.gp_to_date) AS ltv
+      FROM b LEFT JOIN cu ON cu.customer_id OPERATOR(pg_catalog.=) b.customer_id GROUP BY 1),
+ld AS (
+    SELECT coalesce(l.channel, '(unknown)') AS channel, pg_catalog.count(*) AS leads,
+           pg_catalog.count(*) FILTER (WHERE b.first_at OPERATOR(pg_catalog.<) $2) AS converted
+      FROM %1$s LEFT JOIN b ON b.customer_id OPERATOR(pg_catalog.=) l.customer_id::pg_catalog.text
+     WHERE l.created_at OPERATOR(pg_catalog.>=) $1 AND l.created_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
+sp AS (
+    SELECT coalesce(s.channel, '(unknown)') AS channel, pg_catalog.sum(s.amount) AS spend
+      FROM %2$s WHERE s.spent_on OPERATOR(pg_catalog.>=) $1 AND s.spent_on OPERATOR(pg_catalog.<) $2 GROUP BY 1),
+ch AS (SELECT channel FROM bc UNION SELECT channel FROM ld UNION SELECT channel FROM sp)
+SELECT ch.channel, coalesce(ld.leads, 0), coalesce(bc.new_buyers, 0),
+       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) ld.converted) OPERATOR(pg_catalog./) CASE WHEN ld.leads OPERATOR(pg_catalog.<>) 0 THEN ld.leads END, 2),
+       coalesce(bc.revenue, 0), coalesce(bc.gross_profit, 0), coalesce(sp.spend, 0),
+       pg_catalog.round(sp.spend OPERATOR(pg_catalog./) CASE WHEN bc.new_buyers OPERATOR(pg_catalog.<>) 0 THEN bc.new_buyers END, 2),
+       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) (coalesce(bc.gross_profit, 0) OPERATOR(pg_catalog.-) sp.spend)) OPERATOR(pg_catalog./) CASE WHEN sp.spend OPERATOR(pg_catalog.<>) 0 THEN sp.spend END, 2),
+       pg_catalog.round(bc.ltv, 2),
+       pg_catalog.round(bc.ltv OPERATOR(pg_catalog./) CASE WHEN (sp.spend OPERATOR(pg_catalog./) CASE WHEN bc.new_buyers OPERATOR(pg_catalog.<>) 0 THEN bc.new_buyers END) OPERATOR(pg_catalog.<>) 0 THEN (sp.spend OPERATOR(pg_catalog./) CASE WHEN bc.new_buyers OPERATOR(pg_catalog.<>) 0 THEN bc.new_buyers END) END, 2)
+  FROM ch LEFT JOIN bc ON bc.channel OPERATOR(pg_catalog.=) ch.channel LEFT JOIN ld ON ld.channel OPERATOR(pg_catalog.=) ch.channel
+          LEFT JOIN sp ON sp.channel OPERATOR(pg_catalog.=) ch.channel
+ ORDER BY ch.channel
+$sql$, crm._source_sql('leads', 'l'), crm._source_sql('spend', 's'))
+    USING b.cur_from, b.cur_to;
+END
+$$;
+COMMENT ON FUNCTION crm._fast_channels(date, date) IS
+'crm.dashboard_channels(from, to) with the buyers'' figures (new buyers, revenue, gross profit, LTV, conversion) from the rollups (crm.rollup_customer_orders, crm.rollup_order_lines, crm.rollup_customer_info) and leads and spend of the period from their sources: the same rows.';
+
+-- The owner dashboard's customer rows (buyers, repeat_purchase_rate,
+-- churned_customers, churn_rate, churned_revenue, overdue_class_a_customers)
+-- from the rollups, exactly as crm._owner_dashboard_sql computes them, for the
+-- current period [cur_from, cur_to) and the previous one [prev_from, cur_from).
+CREATE FUNCTION crm._fast_owner_customers(cur_from timestamptz, cur_to timestamptz, prev_from timestamptz)
+RETURNS TABLE (metric text, cur numeric, prev numeric)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET work_mem = '64MB'
+-- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
+SET enable_mergejoin = off
+AS $$
+WITH
+-- the period before the previous one (same length: dates, as the full query)
+pp AS MATERIALIZED (SELECT (prev_from::date - (cur_from::date - prev_from::date))::timestamptz AS p2_from,
+                           crm._dashboard_coverage_interval('A') AS a_int),
+-- per customer: orders of the three periods
+po AS (
+    SELECT l.customer_id,
+           count(*) FILTER (WHERE l.ordered_at >= cur_from) AS n_cur,
+           count(*) FILTER (WHERE l.ordered_at >= prev_from AND l.ordered_at < cur_from) AS n_prev,
+           count(*) FILTER (WHERE l.ordered_at >= pp.p2_from AND l.ordered_at < prev_from) AS n_prev2,
+           sum(l.amount) FILTER (WHERE l.ordered_at >= prev_from AND l.ordered_at < cur_from) AS rev_prev,
+           sum(l.amount) FILTER (WHERE l.ordered_at >= pp.p2_from AND l.ordered_at < prev_from) AS rev_prev2
+      FROM crm.rollup_order_lines l, pp
+     WHERE l.ordered_at >= least(pp.p2_from, prev_from) AND l.ordered_at < cur_to
+     GROUP BY 1),
+-- the buyers of the three periods (every customer of the full query's cu
+-- without an order in them counts in none of the figures below)
+cf AS (
+    SELECT po.*, po.n_cur > 0 AS in_cur, po.n_prev > 0 AS in_prev, po.n_prev2 > 0 AS in_prev2,
+           -- orders up to the end >= 2: two in the period, or one and an earlier (first) one
+           po.n_cur >= 2 OR (po.n_cur > 0 AND f.first_at < cur_from) AS rep_cur,
+           po.n_prev >= 2 OR (po.n_prev > 0 AND f.first_at < prev_from) AS rep_prev
+      FROM po LEFT JOIN crm.rollup_customer_orders t ON t.customer_id = po.customer_id,
+           -- the orders without a customer: their group's first order
+           LATERAL (SELECT coalesce(t.first_at, (SELECT t0.first_at FROM crm.rollup_customer_orders t0 WHERE t0.customer_id IS NULL)) AS first_at) AS f),
+cm AS (
+    SELECT count(*) FILTER (WHERE in_cur) AS c_active, count(*) FILTER (WHERE rep_cur) AS c_repeat,
+           count(*) FILTER (WHERE in_prev) AS p_active, count(*) FILTER (WHERE rep_prev) AS p_repeat,
+           count(*) FILTER (WHERE in_prev AND NOT in_cur) AS c_churned,
+           count(*) FILTER (WHERE in_prev2 AND NOT in_prev) AS p_churned,
+           count(*) FILTER (WHERE in_prev2) AS p2_active,
+           sum(rev_prev) FILTER (WHERE in_prev AND NOT in_cur) AS c_churned_rev,
+           sum(rev_prev2) FILTER (WHERE in_prev2 AND NOT in_prev) AS p_churned_rev
+      FROM cf),
+-- class A by crm.abc_class over the revenue of the 12 months before each end
+-- (customers without revenue there are NULL to it: no class, no effect on the
+-- others); overdue as the full query judges it: the last real contact before
+-- the end, or (never contacted) customer since (the customers source's
+-- created_at, else the first order), before the end minus the class-A
+-- interval; that is: contacted before the end and not within the interval,
+-- or never contacted and customer since before end minus the interval
+ae AS (
+    SELECT e.is_cur, e.end_at, k.customer_id
+      FROM (VALUES (true, cur_to), (false, cur_from)) AS e(is_cur, end_at),
+           LATERAL crm._fast_classes(e.end_at) AS k
+     WHERE k.abc = 'A'),
+am AS (
+    SELECT count(*) FILTER (WHERE ae.is_cur AND o.overdue) AS c_a_overdue,
+           count(*) FILTER (WHERE NOT ae.is_cur AND o.overdue) AS p_a_overdue
+      FROM ae CROSS JOIN pp
+      LEFT JOIN crm.rollup_customer_contacts s ON s.customer_id = ae.customer_id,
+      LATERAL (SELECT CASE
+          WHEN s.first_at < ae.end_at THEN
+              NOT CASE WHEN s.last_at < ae.end_at THEN s.last_at >= (ae.end_at - pp.a_int)
+                       ELSE EXISTS (SELECT 1 FROM crm.rollup_real_contacts x
+                                     WHERE x.customer_id = ae.customer_id AND x.occurred_at >= (ae.end_at - pp.a_int)
+                                       AND x.occurred_at < ae.end_at) END
+          ELSE coalesce((SELECT min(i.created_at) FROM crm.rollup_customer_info i WHERE i.customer_id = ae.customer_id),
+                        CASE WHEN ae.customer_id IS NULL THEN (SELECT t0.first_at FROM crm.rollup_customer_orders t0 WHERE t0.customer_id IS NULL)
+                             ELSE (SELECT t1.first_at FROM crm.rollup_customer_orders t1 WHERE t1.customer_id = ae.customer_id) END)
+               < (ae.end_at - pp.a_int) END AS overdue) AS o)
+SELECT v.metric, v.cur, v.prev
+  FROM cm, am, LATERAL (VALUES
+    ('buyers', c_active::numeric, p_active::numeric),
+    ('repeat_purchase_rate', round((100.0 * c_repeat) / CASE WHEN c_active <> 0 THEN c_active END, 2),
+                             round((100.0 * p_repeat) / CASE WHEN p_active <> 0 THEN p_active END, 2)),
+    ('churned_customers', c_churned::numeric, p_churned::numeric),
+    ('churn_rate', round((100.0 * c_churned) / CASE WHEN p_active <> 0 THEN p_active END, 2),
+                   round((100.0 * p_churned) / CASE WHEN p2_active <> 0 THEN p2_active END, 2)),
+    ('churned_revenue', coalesce(c_churned_rev, 0), coalesce(p_churned_rev, 0)),
+    ('overdue_class_a_customers', c_a_overdue::numeric, p_a_overdue::numeric)) AS v(metric, cur, prev)
+$$;
+COMMENT ON FUNCTION crm._fast_owner_customers(timestamptz, timestamptz, timestamptz) IS
+'From the rollups: the owner dashboard''s rows buyers, repeat_purchase_rate, churned_customers, churn_rate, churned_revenue and overdue_class_a_customers for the current period [cur_from, cur_to) and the previous one [prev_from, cur_from), exactly as crm.owner_dashboard computes them.';
+
+-- crm.dashboard_managers' revenue of the manager's customers in the period
+-- (rv) and contact coverage at its end (cv), from the rollups: one row per
+-- manager in either (revenue NULL: no order; customers / covered NULL: no customer).
+CREATE FUNCTION crm._fast_managers_customers(period_from timestamptz, period_to timestamptz)
+RETURNS TABLE (manager_id text, revenue numeric, customers bigint, covered bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET work_mem = '64MB'
+-- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
+SET enable_mergejoin = off
+AS $$
+WITH
+cv AS (
+    SELECT c.manager_id, count(*) AS customers, count(*) FILTER (WHERE c.covered) AS covered
+      FROM crm._fast_coverage(period_to) c GROUP BY 1),
+cu AS MATERIALIZED (SELECT i.customer_id, i.manager_id FROM crm.rollup_customer_info i),
+rv AS (
+    SELECT cu.manager_id, sum(o.amount) AS revenue
+      FROM crm.rollup_order_lines o LEFT JOIN cu ON cu.customer_id = o.customer_id
+     WHERE o.ordered_at >= period_from AND o.ordered_at < period_to GROUP BY 1),
+m AS (SELECT rv.manager_id FROM rv UNION SELECT cv.manager_id FROM cv)
+SELECT m.manager_id, rv.revenue, cv.customers, cv.covered
+  FROM m LEFT JOIN rv ON coalesce(texteq(rv.manager_id, m.manager_id), rv.manager_id IS NULL AND m.manager_id IS NULL)
+         LEFT JOIN cv ON coalesce(texteq(cv.manager_id, m.manager_id), cv.manager_id IS NULL AND m.manager_id IS NULL)
+ ORDER BY 1
+$$;
+COMMENT ON FUNCTION crm._fast_managers_customers(timestamptz, timestamptz) IS
+'From the rollups: per manager, the revenue of the manager''s customers in [from, to) and the number of customers and covered customers at the end (crm.dashboard_managers'' rv and cv): one row per manager with either (revenue NULL = no order in the period; customers and covered NULL = no customer).';
+-- the new state is empty: the next refresh rebuilds in full
+UPDATE crm.rollup_status SET needs_full = true;
 -- ==== end of section fast_customers ====
 -- ==== section fast_leads ====
 -- (src/dashboard_fast_leads.sql, whole)
@@ -4068,6 +4842,7 @@ SELECT x.day, 'real_contacts', %2$s, %3$s, pg_catalog.count(*)
  GROUP BY %4$s
 $sql$, crm._source_sql('interactions'), g[1], g[2], g[3]) USING from_ts;
     GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM crm._rollup_fast_contacts(from_ts);
     RETURN n;
 END
 $$;

@@ -900,6 +900,12 @@ BEGIN
         RAISE EXCEPTION 'as_of must be finite, got %', as_of
             USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real moment, e.g. ''2026-01-01''.';
     END IF;
+    IF crm._fast_customers_readable() AND crm._rollups_usable() THEN
+        -- the sources checked as the full path does (same errors)
+        PERFORM crm._source_sql('customers'), crm._source_sql('orders'), crm._source_sql('interactions');
+        RETURN QUERY SELECT * FROM crm._fast_coverage(as_of);
+        RETURN;
+    END IF;
     -- ABC by the revenue of the 12 months before as_of, crm.abc_class
     -- semantics (share held by strictly larger values < 0.80 -> A, < 0.95 -> B;
     -- the tests check it against crm.abc_class), computed here with one sort
@@ -952,6 +958,10 @@ DECLARE
     b record;
 BEGIN
     b := crm._period_bounds('crm.dashboard_channels', period_from, period_to);
+    IF crm._fast_customers_readable() AND crm._rollups_usable() THEN
+        RETURN QUERY SELECT * FROM crm._fast_channels(period_from, period_to);
+        RETURN;
+    END IF;
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH
 cu AS MATERIALIZED (SELECT customer_id, channel FROM %1$s),

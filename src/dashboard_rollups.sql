@@ -471,6 +471,7 @@ SELECT a.day, m.metric, a.dimension, a.key, m.value
  WHERE m.value IS NOT NULL
 $sql$, src_o, crm._source_sql('customers', 'c'), go[1], go[2], go[3], gn[1], gn[2], gn[3]) USING from_ts;
     GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM crm._rollup_fast_orders(from_ts);
     RETURN n;
 END
 $$;
@@ -642,6 +643,7 @@ SELECT x.day, 'real_contacts', %2$s, %3$s, pg_catalog.count(*)
  GROUP BY %4$s
 $sql$, crm._source_sql('interactions'), g[1], g[2], g[3]) USING from_ts;
     GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM crm._rollup_fast_contacts(from_ts);
     RETURN n;
 END
 $$;
