@@ -537,6 +537,7 @@ $sql$, src, idtype, crm._stage_case('order', 'e.stage'), crm._stage_case('outcom
        CASE WHEN pg_catalog.isfinite(from_ts) THEN 'e.deal_id OPERATOR(pg_catalog.=) ANY (SELECT t.deal_id FROM t)' ELSE 'true' END)
         USING from_ts, coalesce(old_ids, '{}');
     END IF;
+    PERFORM crm._rollup_deal_states(from_ts);
     INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
     SELECT a.day, m.metric, a.dimension, a.key, m.value
       FROM (SELECT d.day,
