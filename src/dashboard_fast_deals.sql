@@ -135,24 +135,25 @@ $$;
 COMMENT ON FUNCTION crm._rollup_deal_states(timestamptz) IS
 'Keeps the deal states of the fast deal reports (crm.rollup_deal_now, crm.rollup_deal_past): recomputes, from all their events, every deal with an event at or after the given moment before or after the change (-infinity: all deals, tables emptied first); returns the deals written. Called by crm._rollup_deals.';
 
--- The state AS OF as_of (events with changed_at < as_of) of every deal with
--- an event before as_of that is open then or closed at or after since.
-CREATE FUNCTION crm._deal_states_at(as_of timestamptz, since timestamptz)
-RETURNS TABLE (deal_id text, first_at timestamptz, last_at timestamptz, won_at timestamptz, lost_at timestamptz,
-               closed_at timestamptz, amount numeric, open_so int, step int, manager_id text, channel text)
-LANGUAGE sql STABLE
+-- SQL text of a FROM item: the state AS OF the moment as_of (events with
+-- changed_at < as_of) of every deal with an event before as_of that is open
+-- then or closed at or after since (as_of and since: SQL expressions, e.g.
+-- '$2'); run through EXECUTE so each call is planned for its moments.
+CREATE FUNCTION crm._deal_states_sql(as_of text, since text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
+SELECT format($q$(
 SELECT n.deal_id, n.first_at, n.last_at, n.won_at, n.lost_at, n.closed_at, n.amount, n.open_so, n.step, n.manager_id, n.channel
   FROM crm.rollup_deal_now n
- WHERE n.last_at < as_of AND coalesce(n.closed_at, 'infinity'::timestamptz) >= since
+ WHERE n.last_at < %1$s AND coalesce(n.closed_at, 'infinity'::timestamptz) >= %2$s
 UNION ALL
 SELECT p.deal_id, p.first_at, p.from_at, p.won_at, p.lost_at, p.closed_at, p.amount, p.open_so, p.step, p.manager_id, p.channel
   FROM crm.rollup_deal_past p
- WHERE p.to_at >= as_of AND p.from_at < as_of AND coalesce(p.closed_at, 'infinity'::timestamptz) >= since
+ WHERE p.to_at >= %1$s AND p.from_at < %1$s AND coalesce(p.closed_at, 'infinity'::timestamptz) >= %2$s)$q$, as_of, since)
 $$;
-COMMENT ON FUNCTION crm._deal_states_at(timestamptz, timestamptz) IS
-'The rollup state as of a moment (events before it) of every deal open at that moment or closed at or after since: first and last event, first won and lost event, close, largest amount, most advanced open stage, furthest funnel step, manager and channel.';
+COMMENT ON FUNCTION crm._deal_states_sql(text, text) IS
+'SQL text of the rollup state as of a moment (events before it) of every deal open at that moment or closed at or after since (both SQL expressions): deal_id, first and last event, first won and lost event, close, largest amount, most advanced open stage, furthest funnel step, manager and channel.';
 
 -- The error of the full computations when the stage_events source named a
 -- stage crm.pipeline_stages does not list before as_of.
@@ -170,40 +171,46 @@ CREATE FUNCTION crm._fast_pipeline(cur_from timestamptz, cur_to timestamptz)
 RETURNS TABLE (stage text, stage_order int, outcome text, probability numeric, entered bigint,
                open_deals bigint, open_value numeric, weighted_value numeric, lost_deals bigint, lost_value numeric)
 LANGUAGE plpgsql STABLE
+-- small reads of the deal states: JIT compilation would cost more than the query
+SET jit = off
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM crm._deal_check_stages(cur_to);
-    RETURN QUERY
+    RETURN QUERY EXECUTE format($sql$
     WITH st AS (
         SELECT s.stage, s.stage_order, s.probability, s.outcome, s.max_days, row_number() OVER (ORDER BY s.stage_order)::int AS rk
           FROM crm.pipeline_stages s),
-    dl AS (SELECT * FROM crm._deal_states_at(cur_to, cur_from)),
+    dl AS MATERIALIZED (SELECT * FROM %1$s AS d),
     -- per deal, the stages of its events in the period (bits by rank)
     em AS (
         SELECT x.deal_id, bit_or(x.mask) AS m
-          FROM (SELECT n.deal_id, n.mask FROM crm.rollup_deal_now n WHERE n.last_at >= cur_from AND n.last_at < cur_to
+          FROM (SELECT n.deal_id, n.mask FROM crm.rollup_deal_now n WHERE n.last_at >= $1 AND n.last_at < $2
                 UNION ALL
-                SELECT p.deal_id, p.mask FROM crm.rollup_deal_past p WHERE p.from_at >= cur_from AND p.from_at < cur_to) AS x
+                SELECT p.deal_id, p.mask FROM crm.rollup_deal_past p WHERE p.from_at >= $1 AND p.from_at < $2) AS x
          GROUP BY 1),
+    -- the few distinct stage sets, then per stage the deals whose set holds it
+    es AS (SELECT em.m, count(*) AS n FROM em GROUP BY 1),
     en AS (
-        SELECT st.rk, sum((em.m >> st.rk) & 1::int8) AS n
-          FROM st CROSS JOIN em GROUP BY 1),
+        SELECT st.rk, sum(es.n) FILTER (WHERE (es.m >> st.rk) & 1::int8 = 1) AS n
+          FROM st CROSS JOIN es GROUP BY 1),
     op AS (
         SELECT dl.open_so AS so, count(*) AS n, sum(dl.amount) AS amt,
                -- stale deals (idle beyond the stage norm) are left out of the weighted value
-               sum(dl.amount) FILTER (WHERE NOT coalesce(dl.last_at < (cur_to - (SELECT (s.max_days::text || ' days')::interval FROM st s WHERE s.stage_order = dl.open_so)), false)) AS live_amt
+               sum(dl.amount) FILTER (WHERE NOT coalesce(dl.last_at < ($2 - (SELECT (s.max_days::text || ' days')::interval FROM st s WHERE s.stage_order = dl.open_so)), false)) AS live_amt
           FROM dl WHERE dl.won_at IS NULL AND dl.lost_at IS NULL AND dl.open_so IS NOT NULL GROUP BY 1),
     lo AS (
         SELECT dl.open_so AS so, count(*) AS n, sum(dl.amount) AS amt
-          FROM dl WHERE dl.lost_at >= cur_from AND dl.lost_at < coalesce(dl.won_at, 'infinity') GROUP BY 1)
+          FROM dl WHERE dl.lost_at >= $1 AND dl.lost_at < coalesce(dl.won_at, 'infinity') GROUP BY 1)
     SELECT st.stage, st.stage_order, st.outcome, st.probability, coalesce(en.n, 0)::bigint,
            coalesce(op.n, 0), coalesce(op.amt, 0), round(coalesce(op.live_amt, 0) * st.probability, 2),
            coalesce(lo.n, 0), coalesce(lo.amt, 0)
       FROM st LEFT JOIN op ON op.so = st.stage_order
               LEFT JOIN lo ON lo.so = st.stage_order
               LEFT JOIN en ON en.rk = st.rk
-     ORDER BY st.stage_order;
+     ORDER BY st.stage_order
+$sql$, crm._deal_states_sql('$2', '$1'))
+        USING cur_from, cur_to;
 END
 $$;
 COMMENT ON FUNCTION crm._fast_pipeline(timestamptz, timestamptz) IS
@@ -214,11 +221,13 @@ CREATE FUNCTION crm._fast_funnel(cur_from timestamptz, cur_to timestamptz)
 RETURNS TABLE (step_no int, stage text, entered bigint, pct_of_first numeric, pct_of_prev numeric,
                dropped bigint, lost_deals bigint, lost_value numeric)
 LANGUAGE plpgsql STABLE
+-- small reads of the deal states: JIT compilation would cost more than the query
+SET jit = off
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM crm._deal_check_stages(cur_to);
-    RETURN QUERY
+    RETURN QUERY EXECUTE format($sql$
     WITH steps AS (
         SELECT row_number() OVER (ORDER BY s.stage_order)::int AS step_no, s.stage
           FROM crm.pipeline_stages s WHERE s.outcome = 'open' OR s.outcome = 'won'),
@@ -226,8 +235,8 @@ BEGIN
     lv AS (
         SELECT dl.step AS level, count(*) AS n, count(*) FILTER (WHERE dl.lost_at IS NOT NULL) AS lost_deals,
                coalesce(sum(dl.amount) FILTER (WHERE dl.lost_at IS NOT NULL), 0) AS lost_value
-          FROM crm._deal_states_at(cur_to, cur_from) AS dl
-         WHERE dl.first_at >= cur_from AND dl.step IS NOT NULL GROUP BY 1),
+          FROM %1$s AS dl
+         WHERE dl.first_at >= $1 AND dl.step IS NOT NULL GROUP BY 1),
     f AS (
         SELECT steps.step_no, steps.stage,
                coalesce(sum(lv.n) OVER (ORDER BY steps.step_no DESC), 0)::bigint AS entered,
@@ -240,7 +249,9 @@ BEGIN
            f.lost_deals, f.lost_value
       FROM f
     WINDOW w AS (ORDER BY f.step_no)
-     ORDER BY f.step_no;
+     ORDER BY f.step_no
+$sql$, crm._deal_states_sql('$2', '$1'))
+        USING cur_from, cur_to;
 END
 $$;
 COMMENT ON FUNCTION crm._fast_funnel(timestamptz, timestamptz) IS
@@ -253,35 +264,38 @@ COMMENT ON FUNCTION crm._fast_funnel(timestamptz, timestamptz) IS
 CREATE FUNCTION crm._fast_owner_deals(cur_from timestamptz, cur_to timestamptz, prev_from timestamptz)
 RETURNS TABLE (metric text, cur numeric, prev numeric)
 LANGUAGE plpgsql STABLE
+-- small reads of the deal states: JIT compilation would cost more than the query
+SET jit = off
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM crm._deal_check_stages(cur_to);
-    RETURN QUERY
+    RETURN QUERY EXECUTE format($sql$
     WITH st AS (SELECT s.stage, s.stage_order, s.probability, s.outcome, (s.max_days::text || ' days')::interval AS norm
                   FROM crm.pipeline_stages s),
     dc AS MATERIALIZED (
         SELECT d.deal_id, d.first_at AS created_at, d.amount, d.won_at, d.closed_at, d.open_so AS open_cur,
                d.won_at IS NOT NULL AND d.won_at <= coalesce(d.lost_at, d.won_at) AS is_won,
-               st.probability AS p_cur, coalesce(d.last_at < (cur_to - st.norm), false) AS stale_cur
-          FROM crm._deal_states_at(cur_to, prev_from) AS d LEFT JOIN st ON st.stage_order = d.open_so),
+               st.probability AS p_cur, coalesce(d.last_at < ($2 - st.norm), false) AS stale_cur
+          FROM %1$s AS d LEFT JOIN st ON st.stage_order = d.open_so),
     -- open at the previous period's end (no close before it), valued at the amount as of the current end
+    po AS MATERIALIZED (
+        SELECT d.deal_id, d.open_so, d.last_at FROM %2$s AS d WHERE d.closed_at IS NULL AND d.open_so IS NOT NULL),
     pv AS (
-        SELECT dc.amount, st.probability AS p_prev, coalesce(d.last_at < (cur_from - st.norm), false) AS stale_prev
-          FROM crm._deal_states_at(cur_from, cur_from) AS d JOIN dc ON dc.deal_id = d.deal_id
-          LEFT JOIN st ON st.stage_order = d.open_so
-         WHERE d.closed_at IS NULL AND d.open_so IS NOT NULL),
+        SELECT dc.amount, st.probability AS p_prev, coalesce(po.last_at < ($1 - st.norm), false) AS stale_prev
+          FROM po JOIN dc ON dc.deal_id = po.deal_id
+          LEFT JOIN st ON st.stage_order = po.open_so),
     dm AS (
-        SELECT count(*) FILTER (WHERE is_won AND closed_at >= cur_from) AS c_won,
-               count(*) FILTER (WHERE NOT is_won AND closed_at >= cur_from) AS c_lost,
-               count(*) FILTER (WHERE is_won AND closed_at >= prev_from AND closed_at < cur_from) AS p_won,
-               count(*) FILTER (WHERE NOT is_won AND closed_at >= prev_from AND closed_at < cur_from) AS p_lost,
-               sum(amount) FILTER (WHERE NOT is_won AND closed_at >= cur_from) AS c_lost_amt,
-               sum(amount) FILTER (WHERE NOT is_won AND closed_at >= prev_from AND closed_at < cur_from) AS p_lost_amt,
-               avg(amount) FILTER (WHERE is_won AND closed_at >= cur_from) AS c_avg_won,
-               avg(amount) FILTER (WHERE is_won AND closed_at >= prev_from AND closed_at < cur_from) AS p_avg_won,
-               avg(extract(epoch FROM won_at - created_at) / 86400) FILTER (WHERE is_won AND closed_at >= cur_from) AS c_cycle,
-               avg(extract(epoch FROM won_at - created_at) / 86400) FILTER (WHERE is_won AND closed_at >= prev_from AND closed_at < cur_from) AS p_cycle,
+        SELECT count(*) FILTER (WHERE is_won AND closed_at >= $1) AS c_won,
+               count(*) FILTER (WHERE NOT is_won AND closed_at >= $1) AS c_lost,
+               count(*) FILTER (WHERE is_won AND closed_at >= $3 AND closed_at < $1) AS p_won,
+               count(*) FILTER (WHERE NOT is_won AND closed_at >= $3 AND closed_at < $1) AS p_lost,
+               sum(amount) FILTER (WHERE NOT is_won AND closed_at >= $1) AS c_lost_amt,
+               sum(amount) FILTER (WHERE NOT is_won AND closed_at >= $3 AND closed_at < $1) AS p_lost_amt,
+               avg(amount) FILTER (WHERE is_won AND closed_at >= $1) AS c_avg_won,
+               avg(amount) FILTER (WHERE is_won AND closed_at >= $3 AND closed_at < $1) AS p_avg_won,
+               avg(extract(epoch FROM won_at - created_at) / 86400) FILTER (WHERE is_won AND closed_at >= $1) AS c_cycle,
+               avg(extract(epoch FROM won_at - created_at) / 86400) FILTER (WHERE is_won AND closed_at >= $3 AND closed_at < $1) AS p_cycle,
                count(*) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_open,
                sum(amount) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_open_amt,
                sum(amount * p_cur) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL AND NOT stale_cur) AS c_weighted,
@@ -297,9 +311,9 @@ BEGIN
     -- lost deals by the most advanced open stage they reached (as of the current end)
     lost AS (
         SELECT st.stage, st.stage_order,
-               coalesce(sum(dc.amount) FILTER (WHERE dc.closed_at >= cur_from), 0) AS c_amt,
-               coalesce(sum(dc.amount) FILTER (WHERE dc.closed_at < cur_from), 0) AS p_amt
-          FROM st LEFT JOIN dc ON dc.open_cur = st.stage_order AND NOT dc.is_won AND dc.closed_at >= prev_from
+               coalesce(sum(dc.amount) FILTER (WHERE dc.closed_at >= $1), 0) AS c_amt,
+               coalesce(sum(dc.amount) FILTER (WHERE dc.closed_at < $1), 0) AS p_amt
+          FROM st LEFT JOIN dc ON dc.open_cur = st.stage_order AND NOT dc.is_won AND dc.closed_at >= $3
          WHERE st.outcome = 'open'
          GROUP BY st.stage, st.stage_order),
     rows AS (
@@ -323,7 +337,9 @@ BEGIN
           ) AS v(ord, metric, cur, prev)
         UNION ALL
         SELECT 100 + lost.stage_order, 'lost_value_at_' || lost.stage, lost.c_amt, lost.p_amt FROM lost)
-    SELECT rows.metric, rows.cur, rows.prev FROM rows ORDER BY rows.ord;
+    SELECT rows.metric, rows.cur, rows.prev FROM rows ORDER BY rows.ord
+$sql$, crm._deal_states_sql('$2', '$3'), crm._deal_states_sql('$1', '$1'))
+        USING cur_from, cur_to, prev_from;
 END
 $$;
 COMMENT ON FUNCTION crm._fast_owner_deals(timestamptz, timestamptz, timestamptz) IS
@@ -334,19 +350,23 @@ COMMENT ON FUNCTION crm._fast_owner_deals(timestamptz, timestamptz, timestamptz)
 CREATE FUNCTION crm._fast_managers_deals(period_from timestamptz, period_to timestamptz)
 RETURNS TABLE (manager_id text, won bigint, lost bigint, avg_won numeric, cycle numeric)
 LANGUAGE plpgsql STABLE
+-- small reads of the deal states: JIT compilation would cost more than the query
+SET jit = off
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM crm._deal_check_stages(period_to);
-    RETURN QUERY
+    RETURN QUERY EXECUTE format($sql$
     SELECT d.manager_id,
            count(*) FILTER (WHERE d.won_at <= coalesce(d.lost_at, d.won_at)),
            count(*) FILTER (WHERE d.lost_at < coalesce(d.won_at, 'infinity')),
            avg(d.amount) FILTER (WHERE d.won_at <= coalesce(d.lost_at, d.won_at)),
            avg(extract(epoch FROM d.won_at - d.first_at) / 86400) FILTER (WHERE d.won_at <= coalesce(d.lost_at, d.won_at))
-      FROM crm._deal_states_at(period_to, period_from) AS d
-     WHERE d.closed_at >= period_from
-     GROUP BY 1;
+      FROM %1$s AS d
+     WHERE d.closed_at >= $1
+     GROUP BY 1
+$sql$, crm._deal_states_sql('$2', '$1'))
+        USING period_from, period_to;
 END
 $$;
 COMMENT ON FUNCTION crm._fast_managers_deals(timestamptz, timestamptz) IS
