@@ -78,7 +78,8 @@ INSERT INTO inner_query_runners VALUES
 ('crm._rollup_deals',                    'rollups: runs the registered sources'),
 ('crm._rollup_spend',                    'rollups: runs the registered sources'),
 ('crm._rollup_invoices',                 'rollups: runs the registered sources'),
-('crm._rollup_contacts',                 'rollups: runs the registered sources');
+('crm._rollup_contacts',                 'rollups: runs the registered sources'),
+('crm._rollup_deal_states',              'rollups (fast deal reports): runs the registered sources');
 
 -- a function of the extension is installed (any signature)
 CREATE FUNCTION pg_temp.installed(fname text) RETURNS boolean LANGUAGE sql STABLE AS
