@@ -117,11 +117,14 @@ past AS (
     SELECT w.deal_id, w.from_at, w.to_at, w.first_at, w.won_at, w.lost_at, least(w.won_at, w.lost_at), w.amount, w.open_so, w.step,
            w.manager_id, w.channel, w.mask
       FROM w WHERE w.to_at IS NOT NULL
+     -- stored in the order the reads go (recent states together: few pages per read)
+     ORDER BY w.to_at
     RETURNING 1)
 INSERT INTO crm.rollup_deal_now (deal_id, first_at, last_at, won_at, lost_at, closed_at, amount, open_so, step, manager_id, channel, mask, unknown_at)
 SELECT w.deal_id, w.first_at, w.from_at, w.won_at, w.lost_at, least(w.won_at, w.lost_at), w.amount, w.open_so, w.step,
        w.manager_id, w.channel, w.mask, w.unknown_at
   FROM w WHERE w.to_at IS NULL
+ ORDER BY coalesce(least(w.won_at, w.lost_at), 'infinity'::pg_catalog.timestamptz)
 $sql$, src, crm._stage_case('order', 'e.stage'), crm._stage_case('outcome', 'e.stage'), crm._stage_case('step', 'e.stage'),
        crm._stage_case('rank', 'e.stage'),
        -- a full refresh reads every event once
@@ -266,6 +269,8 @@ RETURNS TABLE (metric text, cur numeric, prev numeric)
 LANGUAGE plpgsql STABLE
 -- small reads of the deal states: JIT compilation would cost more than the query
 SET jit = off
+-- the per-deal join of the two states: hashed (a merge join sorts the text ids)
+SET enable_mergejoin = off
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -310,12 +315,11 @@ BEGIN
           FROM pv),
     -- lost deals by the most advanced open stage they reached (as of the current end)
     lost AS (
-        SELECT st.stage, st.stage_order,
-               coalesce(sum(dc.amount) FILTER (WHERE dc.closed_at >= $1), 0) AS c_amt,
-               coalesce(sum(dc.amount) FILTER (WHERE dc.closed_at < $1), 0) AS p_amt
-          FROM st LEFT JOIN dc ON dc.open_cur = st.stage_order AND NOT dc.is_won AND dc.closed_at >= $3
-         WHERE st.outcome = 'open'
-         GROUP BY st.stage, st.stage_order),
+        SELECT st.stage, st.stage_order, coalesce(l.c_amt, 0) AS c_amt, coalesce(l.p_amt, 0) AS p_amt
+          FROM st LEFT JOIN (SELECT dc.open_cur, sum(dc.amount) FILTER (WHERE dc.closed_at >= $1) AS c_amt,
+                                    sum(dc.amount) FILTER (WHERE dc.closed_at < $1) AS p_amt
+                               FROM dc WHERE NOT dc.is_won AND dc.closed_at >= $3 GROUP BY 1) AS l ON l.open_cur = st.stage_order
+         WHERE st.outcome = 'open'),
     rows AS (
         SELECT v.*
           FROM dm, pm,
