@@ -136,7 +136,7 @@ BEGIN
            (VALUES ('proposal'), ('lost')) s(stage);
     -- events after the close (a closed deal reopened, or won after lost)
     INSERT INTO crm_demo.deal_events (deal_id, changed_at, stage)
-    SELECT d.deal_id, d.last_at + random() * interval '40 days', (ARRAY['invoice', 'paid', 'lead'])[1 + floor(random() * 3)::int]
+    SELECT d.deal_id, d.last_at + random() * interval '40 days', (ARRAY['invoice', 'paid', 'lead', 'lost'])[1 + floor(random() * 4)::int]
       FROM (SELECT deal_id, max(changed_at) AS last_at FROM crm_demo.deal_events GROUP BY 1
              HAVING bool_or(stage IN ('paid', 'lost')) ORDER BY random() LIMIT 8) d;
     -- deals moved back a stage (the last event removed, or an earlier stage after it)
@@ -220,15 +220,16 @@ DELETE FROM crm_demo.deal_events WHERE stage = 'limbo';
 -- ---------------------------------------------------------------- a hand-worked fixture
 -- Stages: a(1, 0.2, norm 10 days) b(2, 0.5) won(3) lost(4). Period 2026-03-01..03-31, previous February.
 --   d1: a 02-10, b 02-20, won 03-05 (amount 100; 120 on the won event)     -> won in March, cycle 23 days, amount 120
---   d2: a 02-01, lost 02-25, then b 03-10 (after the close)                -> lost in February; lost at stage b (open stage as of the end)
+--   d2: a 02-01, lost 02-25, then b 03-10 and lost 03-15 (after the close) -> lost in February (the first lost); lost at stage b (open stage as of the end)
 --   d3: a 03-02, b 03-02 (same moment), lost 03-20 (amount 50)             -> lost in March at b; funnel: started in March, reached step 2
---   d4: a 01-05 (amount 80)                                                -> open at both ends, in a, stale (idle since January)
+--   d4: a 01-05 (amount 80), b at 04-01 00:00 (the end: not in March)       -> open at both ends, in a, stale (idle since January)
+--   d6: a at 03-01 00:00 (the start: in March, amount 10)                   -> open in a at the end of March, stale; started in March
 --   d5: a 03-25 (amount 40), b 04-02 (after the period)                    -> open in a at the end of March, not stale; started in March
--- Pipeline March: entered a {d3,d5}=2, b {d2,d3}=2, won {d1}=1, lost {d3}=1; open a {d4,d5}: 2, 120, weighted 40*0.2=8.00
---   (d4 stale); open b none; lost at b: d3 (1, 50); lost in March at a: none.
--- Funnel March (deals started in March: d3, d5): levels d3=2, d5=1 -> step1 2, step2 1 (d3 lost there, 50), step3 0.
+-- Pipeline March: entered a {d3,d5,d6}=3, b {d2,d3}=2, won {d1}=1, lost {d2,d3}=2; open a {d4,d5,d6}: 3, 130, weighted
+--   40*0.2=8.00 (d4, d6 stale); open b none; lost at b: d3 (1, 50); lost in March at a: none.
+-- Funnel March (deals started in March: d3, d5, d6): levels 2, 1, 1 -> step1 3, step2 1 (d3 lost there, 50), step3 0.
 -- Owner, March and February: won 1 (d1) / 0, lost 1 (d3) / 1 (d2): win_rate 50.00 / 0.00; average_won_deal 120.00 / NULL;
---   sales_cycle 23.00 (02-10 to 03-05) / NULL; open at the end of March d4, d5 (120; weighted 8.00, d4 stale), at the end of
+--   sales_cycle 23.00 (02-10 to 03-05) / NULL; open at the end of March d4, d5, d6 (130; weighted 8.00, d4 and d6 stale), at the end of
 --   February d1 in b and d4 in a (valued as of the end of March: 120 + 80 = 200; weighted 120 * 0.5 = 60.00, d4 stale);
 --   lost value 50 / 60, all of it at b (d2's open stage as of the end of March is b: its event after the close counts).
 -- Managers, March: 7 won 1 (120, 23 days) and lost 1; 8 closed nothing in March.
@@ -236,9 +237,9 @@ CREATE SCHEMA fdx;
 CREATE TABLE fdx.events (deal_id int, changed_at timestamptz, stage text, amount numeric, manager_id int, channel text);
 INSERT INTO fdx.events VALUES
     (1, '2026-02-10', 'a', 100, 7, 'x'), (1, '2026-02-20', 'b', 100, 7, 'x'), (1, '2026-03-05', 'won', 120, 7, 'x'),
-    (2, '2026-02-01', 'a', 60, 8, 'y'), (2, '2026-02-25', 'lost', 60, 8, 'y'), (2, '2026-03-10', 'b', 60, 8, 'y'),
+    (2, '2026-02-01', 'a', 60, 8, 'y'), (2, '2026-02-25', 'lost', 60, 8, 'y'), (2, '2026-03-10', 'b', 60, 8, 'y'), (2, '2026-03-15', 'lost', 60, 8, 'y'),
     (3, '2026-03-02', 'a', 50, 7, 'x'), (3, '2026-03-02', 'b', 50, 7, 'x'), (3, '2026-03-20', 'lost', 50, 7, 'x'),
-    (4, '2026-01-05', 'a', 80, 8, 'y'),
+    (4, '2026-01-05', 'a', 80, 8, 'y'), (4, '2026-04-01', 'b', 80, 8, 'y'), (6, '2026-03-01', 'a', 10, 9, 'z'),
     (5, '2026-03-25', 'a', 40, 7, 'x'), (5, '2026-04-02', 'b', 40, 7, 'x');
 DELETE FROM crm.pipeline_stages;
 INSERT INTO crm.pipeline_stages (stage, stage_order, probability, outcome, max_days) VALUES
@@ -246,17 +247,17 @@ INSERT INTO crm.pipeline_stages (stage, stage_order, probability, outcome, max_d
 SELECT crm.register_source('stage_events', 'SELECT deal_id, changed_at, stage, amount, manager_id, channel FROM fdx.events');
 SELECT * FROM crm.refresh_rollups();
 SELECT results_eq($$SELECT stage, entered, open_deals, open_value, weighted_value, lost_deals, lost_value FROM crm.dashboard_pipeline('2026-03-01', '2026-03-31')$$,
-    $$VALUES ('a', 2::bigint, 2::bigint, 120::numeric, 8.00::numeric, 0::bigint, 0::numeric), ('b', 2, 0, 0, 0.00, 1, 50),
-             ('won', 1, 0, 0, 0.00, 0, 0), ('lost', 1, 0, 0, 0.00, 0, 0)$$,
+    $$VALUES ('a', 3::bigint, 3::bigint, 130::numeric, 8.00::numeric, 0::bigint, 0::numeric), ('b', 2, 0, 0, 0.00, 1, 50),
+             ('won', 1, 0, 0, 0.00, 0, 0), ('lost', 2, 0, 0, 0.00, 0, 0)$$,
     'fixture: pipeline for March from the deal states (worked by hand)');
 SELECT results_eq($$SELECT step_no, stage, entered, dropped, lost_deals, lost_value FROM crm.dashboard_funnel('2026-03-01', '2026-03-31')$$,
-    $$VALUES (1, 'a', 2::bigint, 1::bigint, 0::bigint, 0::numeric), (2, 'b', 1, 1, 1, 50), (3, 'won', 0, 0, 0, 0)$$,
+    $$VALUES (1, 'a', 3::bigint, 2::bigint, 0::bigint, 0::numeric), (2, 'b', 1, 1, 1, 50), (3, 'won', 0, 0, 0, 0)$$,
     'fixture: funnel for March from the deal states (worked by hand)');
 SELECT results_eq($$SELECT metric, cur, prev FROM crm._fast_owner_deals('2026-03-01', '2026-04-01', '2026-02-01')
                      WHERE metric IN ('win_rate', 'deals_won', 'deals_lost', 'average_won_deal', 'sales_cycle', 'open_deals', 'open_pipeline_value',
                                       'weighted_pipeline', 'stale_deals', 'lost_deal_value', 'lost_value_at_a', 'lost_value_at_b')$$,
     $$VALUES ('win_rate', 50.00::numeric, 0.00::numeric), ('deals_won', 1, 0), ('average_won_deal', 120.00, NULL), ('sales_cycle', 23.00, NULL),
-             ('open_deals', 2, 2), ('open_pipeline_value', 120, 200), ('weighted_pipeline', 8.00, 60.00), ('stale_deals', 1, 1),
+             ('open_deals', 3, 2), ('open_pipeline_value', 130, 200), ('weighted_pipeline', 8.00, 60.00), ('stale_deals', 2, 1),
              ('deals_lost', 1, 1), ('lost_deal_value', 50, 60), ('lost_value_at_a', 0, 0), ('lost_value_at_b', 50, 60)$$,
     'fixture: owner deal rows for March and February (worked by hand; amounts as of the end of March)');
 SELECT results_eq($$SELECT manager_id, won, lost, avg_won, round(cycle, 2) FROM crm._fast_managers_deals('2026-03-01', '2026-04-01') ORDER BY 1$$,
