@@ -93,7 +93,7 @@ BEGIN
 WITH ev AS (
     SELECT e.deal_id::pg_catalog.text AS deal_id, e.changed_at, e.amount, e.manager_id::pg_catalog.text AS manager_id,
            e.channel::pg_catalog.text AS channel, %2$s AS so, %3$s AS oc, %4$s AS step, %5$s AS rk
-      FROM %1$s WHERE %6$s
+      FROM %1$s%6$s
     OFFSET 0),  -- a fence: the stage CASEs are computed once per row
 -- per deal and distinct event time
 g AS (
@@ -127,9 +127,11 @@ SELECT w.deal_id, w.first_at, w.from_at, w.won_at, w.lost_at, least(w.won_at, w.
  ORDER BY coalesce(least(w.won_at, w.lost_at), 'infinity'::pg_catalog.timestamptz)
 $sql$, src, crm._stage_case('order', 'e.stage'), crm._stage_case('outcome', 'e.stage'), crm._stage_case('step', 'e.stage'),
        crm._stage_case('rank', 'e.stage'),
-       -- a full refresh reads every event once
+       -- a full refresh reads every event once; an incremental one the events
+       -- of its deals, joined (the source's own joins then use the deal id too)
        CASE WHEN pg_catalog.isfinite(from_ts)
-            THEN pg_catalog.format('e.deal_id OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]::%s[])', idtype) ELSE 'true' END)
+            THEN pg_catalog.format(' JOIN (SELECT DISTINCT k.id FROM pg_catalog.unnest($1::pg_catalog.text[]::%s[]) AS k(id)) AS k ON e.deal_id OPERATOR(pg_catalog.=) k.id', idtype)
+            ELSE '' END)
         USING ids;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
