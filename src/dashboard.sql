@@ -1121,6 +1121,10 @@ BEGIN
         RAISE EXCEPTION 'at most 62 pipeline stages, crm.pipeline_stages has %', nstages
             USING ERRCODE = 'program_limit_exceeded';
     END IF;
+    IF crm._rollups_usable() THEN
+        RETURN QUERY SELECT * FROM crm._fast_pipeline(b.cur_from, b.cur_to);
+        RETURN;
+    END IF;
     -- per deal, the stages entered in the period as a bit mask; then one sum per stage
     SELECT pg_catalog.string_agg(pg_catalog.format('pg_catalog.sum((entered_mask OPERATOR(pg_catalog.>>) %s) OPERATOR(pg_catalog.&) 1::pg_catalog.int8)', k), ', ' ORDER BY k)
       INTO entered_sums FROM pg_catalog.generate_series(1, nstages) AS k;
@@ -1188,6 +1192,10 @@ DECLARE
 BEGIN
     b := crm._period_bounds('crm.dashboard_funnel', period_from, period_to);
     PERFORM crm._require_stages('crm.dashboard_funnel');
+    IF crm._rollups_usable() THEN
+        RETURN QUERY SELECT * FROM crm._fast_funnel(b.cur_from, b.cur_to);
+        RETURN;
+    END IF;
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH
 steps AS (

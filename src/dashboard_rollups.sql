@@ -534,11 +534,17 @@ SELECT dc.deal_id::pg_catalog.text, dc.first_at, dc.last_at, dc.closed_at, dc.is
        dc.manager_id, dc.channel
   FROM dc LEFT JOIN late ON late.deal_id OPERATOR(pg_catalog.=) dc.deal_id
  WHERE crm._check_stages((SELECT pg_catalog.sum(dc2.unknown) FROM dc AS dc2))
+-- a deal whose last event was before the bound and that got one after it
+-- still has its row: replaced
+ON CONFLICT (deal_id) DO UPDATE
+   SET first_at = EXCLUDED.first_at, last_at = EXCLUDED.last_at, closed_at = EXCLUDED.closed_at, is_won = EXCLUDED.is_won,
+       amount = EXCLUDED.amount, lost_stage = EXCLUDED.lost_stage, manager_id = EXCLUDED.manager_id, channel = EXCLUDED.channel
 $sql$, src, idtype, crm._stage_case('order', 'e.stage'), crm._stage_case('outcome', 'e.stage'),
        -- a full refresh reads every event once
        CASE WHEN pg_catalog.isfinite(from_ts) THEN 'e.deal_id OPERATOR(pg_catalog.=) ANY (SELECT t.deal_id FROM t)' ELSE 'true' END)
         USING from_ts, coalesce(old_ids, '{}');
     END IF;
+    PERFORM crm._rollup_deal_states(from_ts);
     INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
     SELECT a.day, m.metric, a.dimension, a.key, m.value
       FROM (SELECT d.day,

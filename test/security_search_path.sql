@@ -204,6 +204,14 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._rollups_usable()', $$SELECT crm._rollups_usable()$$),
 ('crm._fast_owner_dashboard(date,date)', $$SELECT count(*) FROM crm._fast_owner_dashboard('2025-11-01', '2025-11-30')$$),
 ('crm._fast_managers(date,date)', $$SELECT count(*) FROM crm._fast_managers('2025-11-01', '2025-11-30')$$),
+-- the deal reports from the rollups' deal states (src/dashboard_fast_deals.sql)
+('crm._rollup_deal_states(timestamptz)', $$SELECT crm._rollup_deal_states('2030-01-01'::timestamptz)$$),
+('crm._deal_states_sql(text,text)', $$SELECT length(crm._deal_states_sql('now()', 'now()'))$$),
+('crm._deal_check_stages(timestamptz)', $$SELECT crm._deal_check_stages('2025-12-01')$$),
+('crm._fast_pipeline(timestamptz,timestamptz)', $$SELECT count(*) FROM crm._fast_pipeline('2025-11-01', '2025-12-01')$$),
+('crm._fast_funnel(timestamptz,timestamptz)', $$SELECT count(*) FROM crm._fast_funnel('2025-11-01', '2025-12-01')$$),
+('crm._fast_owner_deals(timestamptz,timestamptz,timestamptz)', $$SELECT count(*) FROM crm._fast_owner_deals('2025-11-01', '2025-12-01', '2025-10-02')$$),
+('crm._fast_managers_deals(timestamptz,timestamptz)', $$SELECT count(*) FROM crm._fast_managers_deals('2025-11-01', '2025-12-01')$$),
 ('crm.owner_dashboard_rollup(date,date)', $$SELECT count(*) FROM crm.owner_dashboard_rollup('2025-11-01', '2025-11-30')$$),
 -- fast paths: leads, invoices, contacts (src/dashboard_fast_leads.sql)
 ('crm._rollup_lead_state(timestamptz)', $$SELECT crm._rollup_lead_state('2025-11-01'::timestamptz)$$),
