@@ -2140,6 +2140,7 @@ DECLARE
     nparts  int;
     ts_from timestamptz;
     is_full boolean;
+    rel     regclass;
 BEGIN
     -- one refresh at a time; writers are never blocked
     PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('crm.refresh_rollups'), 21);
@@ -2184,6 +2185,18 @@ BEGIN
         RETURN NEXT;
     END LOOP;
     PERFORM pg_catalog.set_config('TimeZone', old_tz, true);
+    -- after a full rebuild the planner must know the rollup tables at once (the
+    -- reports join them; autovacuum comes too late for the first dashboard):
+    -- the ones this role owns
+    IF is_full AND nparts OPERATOR(pg_catalog.>) 0 THEN
+        PERFORM crm._progress('crm.refresh_rollups: analyzing the rollup tables', nparts::pg_catalog.int8, nparts::pg_catalog.int8);
+        FOR rel IN SELECT c.oid::pg_catalog.regclass FROM pg_catalog.pg_class c
+                    WHERE c.relnamespace OPERATOR(pg_catalog.=) 'crm'::pg_catalog.regnamespace AND c.relkind OPERATOR(pg_catalog.=) 'r'
+                      AND c.relname OPERATOR(pg_catalog.~~) 'rollup\_%' AND pg_catalog.pg_has_role(c.relowner, 'USAGE')
+                    ORDER BY c.relname LOOP
+            EXECUTE pg_catalog.format('ANALYZE %s', rel);
+        END LOOP;
+    END IF;
     IF nparts OPERATOR(pg_catalog.>) 0 THEN
         PERFORM crm._progress('crm.refresh_rollups: finished', nparts::pg_catalog.int8, nparts::pg_catalog.int8);
     END IF;
@@ -4251,7 +4264,7 @@ BEGIN
         RAISE EXCEPTION 'as_of must be finite, got %', as_of
             USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real moment, e.g. ''2026-01-01''.';
     END IF;
-    IF crm._fast_customers_readable() AND crm._rollups_usable() THEN
+    IF crm._rollups_usable() THEN
         -- the sources checked as the full path does (same errors)
         PERFORM crm._source_sql('customers'), crm._source_sql('orders'), crm._source_sql('interactions');
         RETURN QUERY SELECT * FROM crm._fast_coverage(as_of);
@@ -4303,7 +4316,7 @@ DECLARE
     b record;
 BEGIN
     b := crm._period_bounds('crm.dashboard_channels', period_from, period_to);
-    IF crm._fast_customers_readable() AND crm._rollups_usable() THEN
+    IF crm._rollups_usable() THEN
         RETURN QUERY SELECT * FROM crm._fast_channels(period_from, period_to);
         RETURN;
     END IF;
@@ -4699,22 +4712,6 @@ COMMENT ON FUNCTION crm._rollup_fast_contact_totals(timestamptz) IS
 -- ---------------------------------------------------------------------------
 -- Reading: figures as of a moment
 -- ---------------------------------------------------------------------------
-
--- Whether the calling role may answer from this state: it reads the rollup
--- bookkeeping (crm.rollups_fresh) and the state tables, which hold every row
--- of the sources (row-level security on the source tables does not apply to
--- them); a role without SELECT on them gets the full computation, as before.
-CREATE FUNCTION crm._fast_customers_readable() RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-SELECT bool_and(has_table_privilege(t, 'SELECT'))
-  FROM unnest(ARRAY['crm.rollup_changes', 'crm.rollup_capture', 'crm.rollup_status', 'crm.rollup_order_lines',
-                    'crm.rollup_customer_orders', 'crm.rollup_customer_classes', 'crm.rollup_customer_class_ends',
-                    'crm.rollup_customer_info', 'crm.rollup_real_contacts', 'crm.rollup_customer_contacts']) AS t
-$$;
-COMMENT ON FUNCTION crm._fast_customers_readable() IS
-'True when the calling role can read the rollup bookkeeping and the customer state tables (the reports then may answer from them; otherwise they take the full computation).';
 
 -- The last real contact before a moment, per contacted customer (NULL when
 -- all its contacts are at or after it): the state for the customers whose

@@ -900,7 +900,7 @@ BEGIN
         RAISE EXCEPTION 'as_of must be finite, got %', as_of
             USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real moment, e.g. ''2026-01-01''.';
     END IF;
-    IF crm._fast_customers_readable() AND crm._rollups_usable() THEN
+    IF crm._rollups_usable() THEN
         -- the sources checked as the full path does (same errors)
         PERFORM crm._source_sql('customers'), crm._source_sql('orders'), crm._source_sql('interactions');
         RETURN QUERY SELECT * FROM crm._fast_coverage(as_of);
@@ -958,7 +958,7 @@ DECLARE
     b record;
 BEGIN
     b := crm._period_bounds('crm.dashboard_channels', period_from, period_to);
-    IF crm._fast_customers_readable() AND crm._rollups_usable() THEN
+    IF crm._rollups_usable() THEN
         RETURN QUERY SELECT * FROM crm._fast_channels(period_from, period_to);
         RETURN;
     END IF;

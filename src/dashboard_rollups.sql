@@ -723,6 +723,7 @@ DECLARE
     nparts  int;
     ts_from timestamptz;
     is_full boolean;
+    rel     regclass;
 BEGIN
     -- one refresh at a time; writers are never blocked
     PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('crm.refresh_rollups'), 21);
@@ -767,6 +768,18 @@ BEGIN
         RETURN NEXT;
     END LOOP;
     PERFORM pg_catalog.set_config('TimeZone', old_tz, true);
+    -- after a full rebuild the planner must know the rollup tables at once (the
+    -- reports join them; autovacuum comes too late for the first dashboard):
+    -- the ones this role owns
+    IF is_full AND nparts OPERATOR(pg_catalog.>) 0 THEN
+        PERFORM crm._progress('crm.refresh_rollups: analyzing the rollup tables', nparts::pg_catalog.int8, nparts::pg_catalog.int8);
+        FOR rel IN SELECT c.oid::pg_catalog.regclass FROM pg_catalog.pg_class c
+                    WHERE c.relnamespace OPERATOR(pg_catalog.=) 'crm'::pg_catalog.regnamespace AND c.relkind OPERATOR(pg_catalog.=) 'r'
+                      AND c.relname OPERATOR(pg_catalog.~~) 'rollup\_%' AND pg_catalog.pg_has_role(c.relowner, 'USAGE')
+                    ORDER BY c.relname LOOP
+            EXECUTE pg_catalog.format('ANALYZE %s', rel);
+        END LOOP;
+    END IF;
     IF nparts OPERATOR(pg_catalog.>) 0 THEN
         PERFORM crm._progress('crm.refresh_rollups: finished', nparts::pg_catalog.int8, nparts::pg_catalog.int8);
     END IF;

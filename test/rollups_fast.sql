@@ -132,7 +132,7 @@ SELECT ok(NOT crm._rollups_usable(), 'last_refresh: a TRUNCATE waiting (a full r
 SET LOCAL crm_analytics.rollups = 'fresh';
 SELECT count(*) FROM crm.refresh_rollups();
 CREATE ROLE rollups_fast_reader;
-GRANT USAGE ON SCHEMA crm_demo TO rollups_fast_reader;
+GRANT USAGE ON SCHEMA crm, crm_demo TO rollups_fast_reader;
 GRANT SELECT ON ALL TABLES IN SCHEMA crm_demo TO rollups_fast_reader;
 SET LOCAL ROLE rollups_fast_reader;
 SELECT ok(NOT crm._rollups_usable(), 'a role that may not read the rollup tables: not used');

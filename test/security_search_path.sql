@@ -229,7 +229,6 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._rollup_fast_classes(timestamptz)', $$SELECT crm._rollup_fast_classes('2030-01-01'::timestamptz)$$),
 ('crm._fast_classes_live(timestamptz)', $$SELECT count(*) FROM crm._fast_classes_live('2025-12-01')$$),
 ('crm._fast_classes(timestamptz)', $$SELECT count(*) FROM crm._fast_classes('2025-12-01')$$),
-('crm._fast_customers_readable()', $$SELECT crm._fast_customers_readable()$$),
 ('crm._fast_last_contact(timestamptz)', $$SELECT count(*) FROM crm._fast_last_contact('2025-12-01')$$),
 ('crm._fast_coverage(timestamptz)', $$SELECT count(*) FROM crm._fast_coverage('2025-12-01')$$),
 ('crm._fast_customer_orders(timestamptz,timestamptz)', $$SELECT count(*) FROM crm._fast_customer_orders('2025-11-01', '2025-12-01')$$),
