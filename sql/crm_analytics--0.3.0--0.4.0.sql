@@ -4774,7 +4774,7 @@ COMMENT ON FUNCTION crm._fast_classes(timestamptz) IS
 
 -- crm.dashboard_coverage from the rollups: the same rows, the same query
 -- shape over the copies.
-CREATE FUNCTION crm._fast_coverage(as_of timestamptz)
+CREATE OR REPLACE FUNCTION crm._fast_coverage(as_of timestamptz)
 RETURNS TABLE (customer_id text, manager_id text, channel text, revenue_12m numeric, abc_class text,
                last_contact timestamptz, next_due timestamptz, covered boolean)
 LANGUAGE sql STABLE
@@ -4784,11 +4784,20 @@ SET jit = off
 SET work_mem = '64MB'
 -- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
 SET enable_mergejoin = off
+SET enable_nestloop = off
 AS $$
 WITH
 c AS (SELECT i.customer_id, i.manager_id, i.channel, i.created_at FROM crm.rollup_customer_info i WHERE i.created_at < as_of),
-k AS (SELECT k.customer_id, k.rev, k.cls FROM crm._fast_classes(as_of) k WHERE k.customer_id IS NOT NULL),
-x AS (SELECT lc.customer_id, lc.last_at FROM crm._fast_last_contact(as_of) lc WHERE lc.last_at IS NOT NULL),
+-- the classes: kept for the ends of the dashboard period (read here as a
+-- table, joined by hash), else computed from the order lines
+k AS (
+    SELECT k.customer_id, k.rev, k.cov_class AS cls FROM crm.rollup_customer_classes k
+     WHERE k.end_at = as_of AND k.customer_id IS NOT NULL
+       AND EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = as_of)
+    UNION ALL
+    SELECT k.customer_id, k.rev, k.cls FROM crm._fast_classes_live(as_of) k
+     WHERE k.customer_id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = as_of)),
 cl AS (
     SELECT c.customer_id, c.manager_id, c.channel, c.created_at, k.rev, coalesce(k.cls, 'C') AS cls
       FROM c LEFT JOIN k ON k.customer_id = c.customer_id),
@@ -4796,7 +4805,13 @@ pol AS MATERIALIZED (SELECT k.cls, crm._dashboard_coverage_interval(k.cls) AS iv
 SELECT cl.customer_id, cl.manager_id, cl.channel, coalesce(cl.rev, 0), cl.cls,
        x.last_at, coalesce(x.last_at, cl.created_at) + pol.iv,
        coalesce((coalesce(x.last_at, cl.created_at) + pol.iv) >= as_of, false)
-  FROM cl JOIN pol ON pol.cls = cl.cls LEFT JOIN x ON x.customer_id = cl.customer_id
+  FROM cl JOIN pol ON pol.cls = cl.cls
+  -- the last real contact before as_of (crm._fast_last_contact): the state
+  -- when the last contact is before, the copy by index for the others
+  LEFT JOIN crm.rollup_customer_contacts s ON s.customer_id = cl.customer_id,
+  LATERAL (SELECT CASE WHEN s.last_at < as_of THEN s.last_at
+                       WHEN s.first_at < as_of THEN (SELECT max(r.occurred_at) FROM crm.rollup_real_contacts r
+                                                      WHERE r.customer_id = s.customer_id AND r.occurred_at < as_of) END AS last_at) AS x
 $$;
 COMMENT ON FUNCTION crm._fast_coverage(timestamptz) IS
 'crm.dashboard_coverage(as_of) computed from the rollups (crm.rollup_customer_info, crm.rollup_customer_classes or crm.rollup_order_lines, crm.rollup_customer_contacts, crm.rollup_real_contacts): the same rows.';
@@ -4889,7 +4904,7 @@ COMMENT ON FUNCTION crm._fast_channels(date, date) IS
 -- churned_customers, churn_rate, churned_revenue, overdue_class_a_customers)
 -- from the rollups, exactly as crm._owner_dashboard_sql computes them, for the
 -- current period [cur_from, cur_to) and the previous one [prev_from, cur_from).
-CREATE FUNCTION crm._fast_owner_customers(cur_from timestamptz, cur_to timestamptz, prev_from timestamptz)
+CREATE OR REPLACE FUNCTION crm._fast_owner_customers(cur_from timestamptz, cur_to timestamptz, prev_from timestamptz)
 RETURNS TABLE (metric text, cur numeric, prev numeric)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -4939,11 +4954,18 @@ cm AS (
 -- created_at, else the first order), before the end minus the class-A
 -- interval; that is: contacted before the end and not within the interval,
 -- or never contacted and customer since before end minus the interval
+-- (the classes kept for the ends of the dashboard period read as a table,
+-- computed from the order lines for other ends)
+e AS (SELECT e.is_cur, e.end_at, EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = e.end_at) AS kept
+        FROM (VALUES (true, cur_to), (false, cur_from)) AS e(is_cur, end_at)),
 ae AS (
     SELECT e.is_cur, e.end_at, k.customer_id
-      FROM (VALUES (true, cur_to), (false, cur_from)) AS e(is_cur, end_at),
-           LATERAL crm._fast_classes(e.end_at) AS k
-     WHERE k.abc = 'A'),
+      FROM e JOIN crm.rollup_customer_classes k ON k.end_at = e.end_at
+     WHERE e.kept AND k.abc_class = 'A'
+    UNION ALL
+    SELECT e.is_cur, e.end_at, k.customer_id
+      FROM e, LATERAL crm._fast_classes_live(e.end_at) AS k
+     WHERE NOT e.kept AND k.abc = 'A'),
 am AS (
     SELECT count(*) FILTER (WHERE ae.is_cur AND o.overdue) AS c_a_overdue,
            count(*) FILTER (WHERE NOT ae.is_cur AND o.overdue) AS p_a_overdue
