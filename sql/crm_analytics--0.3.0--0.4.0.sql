@@ -4473,10 +4473,11 @@ CREATE TABLE crm.rollup_customer_classes (
     customer_id text,
     rev         numeric,
     cov_class   text NOT NULL,
-    abc_class   text
+    abc_class   text,
+    since       timestamptz
 );
 COMMENT ON TABLE crm.rollup_customer_classes IS
-'Rollup state (derived, not dumped): for the end of the dashboard period (crm.dashboard_period() as of the last refresh of the orders part) and for its start, per customer with orders in the 12 months before it (customer_id NULL = the orders without a customer): the revenue, the class by the thresholds of crm.dashboard_coverage and by crm.abc_class.';
+'Rollup state (derived, not dumped): for the end of the dashboard period (crm.dashboard_period() as of the last refresh of the orders part) and for its start, per customer with orders in the 12 months before it (customer_id NULL = the orders without a customer): the revenue, the class by the thresholds of crm.dashboard_coverage and by crm.abc_class, and for class A by crm.abc_class the customer since (the earliest created_at of the customers copy, else the first order; NULL for the other classes).';
 CREATE INDEX ON crm.rollup_customer_classes (end_at, customer_id);
 CREATE TABLE crm.rollup_customer_class_ends (
     end_at timestamptz PRIMARY KEY
@@ -4522,13 +4523,14 @@ CREATE INDEX ON crm.rollup_customer_contacts (last_at);
 -- from_ts; so is every customers row changed, by its created_at, but rows
 -- without a created_at are read again every time the customers changed), then the per-customer
 -- totals of every customer with an order at or after from_ts before or after.
-CREATE FUNCTION crm._rollup_fast_orders(from_ts timestamptz) RETURNS bigint
+CREATE OR REPLACE FUNCTION crm._rollup_fast_orders(from_ts timestamptz) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
     n bigint;
     m bigint;
     cust_ts timestamptz := from_ts;
+    ids text[];
 BEGIN
     -- during crm.refresh_rollups the changes it took are in pg_temp.crm_rollup_taken:
     -- the customers copy is read again only from the earliest change of a table the
@@ -4544,7 +4546,10 @@ BEGIN
         TRUNCATE crm.rollup_order_lines, crm.rollup_customer_info;
     ELSE
         DELETE FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>=) from_ts;
-        DELETE FROM crm.rollup_customer_info c WHERE c.created_at OPERATOR(pg_catalog.>=) cust_ts OR c.created_at IS NULL AND cust_ts IS NOT NULL;
+        -- the customers whose rows are read again: their "since" in the kept classes is set again below
+        WITH d AS (DELETE FROM crm.rollup_customer_info c WHERE c.created_at OPERATOR(pg_catalog.>=) cust_ts OR c.created_at IS NULL AND cust_ts IS NOT NULL
+                   RETURNING c.customer_id)
+        SELECT pg_catalog.array_agg(d.customer_id) INTO ids FROM d;
     END IF;
     EXECUTE pg_catalog.format($sql$
 INSERT INTO crm.rollup_order_lines (customer_id, ordered_at, amount, cost)
@@ -4560,7 +4565,21 @@ SELECT c.customer_id::pg_catalog.text, c.created_at, c.channel::pg_catalog.text,
         $sql$, crm._source_sql('customers', 'c')) USING cust_ts;
         GET DIAGNOSTICS m = ROW_COUNT;
     END IF;
-    RETURN n OPERATOR(pg_catalog.+) m OPERATOR(pg_catalog.+) crm._rollup_fast_order_totals(from_ts) OPERATOR(pg_catalog.+) crm._rollup_fast_classes(from_ts);
+    n := n OPERATOR(pg_catalog.+) m OPERATOR(pg_catalog.+) crm._rollup_fast_order_totals(from_ts);
+    IF cust_ts IS NOT NULL AND pg_catalog.isfinite(from_ts) THEN
+        -- "since" of the class-A customers whose customers rows changed (the deleted and the
+        -- inserted ones), at the kept ends; their first order (before the end) changes only
+        -- with an order before the end, and then crm._rollup_fast_classes rebuilds the end
+        ids := ids OPERATOR(pg_catalog.||) ARRAY(SELECT c.customer_id FROM crm.rollup_customer_info c
+                                                   WHERE c.created_at OPERATOR(pg_catalog.>=) cust_ts OR c.created_at IS NULL);
+        UPDATE crm.rollup_customer_classes k
+           SET since = coalesce((SELECT pg_catalog.min(i.created_at) FROM crm.rollup_customer_info i
+                                  WHERE i.customer_id OPERATOR(pg_catalog.=) k.customer_id),
+                                (SELECT t.first_at FROM crm.rollup_customer_orders t
+                                  WHERE t.customer_id OPERATOR(pg_catalog.=) k.customer_id))
+         WHERE k.abc_class OPERATOR(pg_catalog.=) 'A' AND k.customer_id OPERATOR(pg_catalog.=) ANY (ids);
+    END IF;
+    RETURN n OPERATOR(pg_catalog.+) crm._rollup_fast_classes(from_ts);
 END
 $$;
 COMMENT ON FUNCTION crm._rollup_fast_orders(timestamptz) IS
@@ -4615,7 +4634,7 @@ COMMENT ON FUNCTION crm._rollup_fast_order_totals(timestamptz) IS
 -- the refreshing session, the days cut in the rollups' time zone): rebuilt for
 -- an end when an order before it may have changed (from_ts before it) or when
 -- the period moved; a report as of another moment computes them live.
-CREATE FUNCTION crm._rollup_fast_classes(from_ts timestamptz) RETURNS bigint
+CREATE OR REPLACE FUNCTION crm._rollup_fast_classes(from_ts timestamptz) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -4640,8 +4659,16 @@ BEGIN
         IF from_ts < e OR NOT EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = e) THEN
             DELETE FROM crm.rollup_customer_classes c WHERE c.end_at = e;
             INSERT INTO crm.rollup_customer_class_ends (end_at) VALUES (e) ON CONFLICT DO NOTHING;
-            INSERT INTO crm.rollup_customer_classes (end_at, customer_id, rev, cov_class, abc_class)
-            SELECT e, k.customer_id, k.rev, k.cls, k.abc FROM crm._fast_classes_live(e) k;
+            -- class A: the customer since as the owner dashboard's overdue rule reads it
+            -- (the earliest created_at of the customers copy, else the first order)
+            INSERT INTO crm.rollup_customer_classes (end_at, customer_id, rev, cov_class, abc_class, since)
+            SELECT e, k.customer_id, k.rev, k.cls, k.abc,
+                   CASE WHEN k.abc = 'A' THEN coalesce(ci.created_at, t.first_at,
+                        CASE WHEN k.customer_id IS NULL THEN (SELECT t0.first_at FROM crm.rollup_customer_orders t0 WHERE t0.customer_id IS NULL) END) END
+              FROM crm._fast_classes_live(e) k
+              LEFT JOIN (SELECT i.customer_id, min(i.created_at) AS created_at FROM crm.rollup_customer_info i GROUP BY 1) ci
+                     ON ci.customer_id = k.customer_id AND k.abc = 'A'
+              LEFT JOIN crm.rollup_customer_orders t ON t.customer_id = k.customer_id AND k.abc = 'A';
             GET DIAGNOSTICS n = ROW_COUNT;
             nn := nn + n;
         END IF;
@@ -4774,7 +4801,7 @@ COMMENT ON FUNCTION crm._fast_classes(timestamptz) IS
 
 -- crm.dashboard_coverage from the rollups: the same rows, the same query
 -- shape over the copies.
-CREATE FUNCTION crm._fast_coverage(as_of timestamptz)
+CREATE OR REPLACE FUNCTION crm._fast_coverage(as_of timestamptz)
 RETURNS TABLE (customer_id text, manager_id text, channel text, revenue_12m numeric, abc_class text,
                last_contact timestamptz, next_due timestamptz, covered boolean)
 LANGUAGE sql STABLE
@@ -4784,11 +4811,20 @@ SET jit = off
 SET work_mem = '64MB'
 -- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
 SET enable_mergejoin = off
+SET enable_nestloop = off
 AS $$
 WITH
 c AS (SELECT i.customer_id, i.manager_id, i.channel, i.created_at FROM crm.rollup_customer_info i WHERE i.created_at < as_of),
-k AS (SELECT k.customer_id, k.rev, k.cls FROM crm._fast_classes(as_of) k WHERE k.customer_id IS NOT NULL),
-x AS (SELECT lc.customer_id, lc.last_at FROM crm._fast_last_contact(as_of) lc WHERE lc.last_at IS NOT NULL),
+-- the classes: kept for the ends of the dashboard period (read here as a
+-- table, joined by hash), else computed from the order lines
+k AS (
+    SELECT k.customer_id, k.rev, k.cov_class AS cls FROM crm.rollup_customer_classes k
+     WHERE k.end_at = as_of AND k.customer_id IS NOT NULL
+       AND EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = as_of)
+    UNION ALL
+    SELECT k.customer_id, k.rev, k.cls FROM crm._fast_classes_live(as_of) k
+     WHERE k.customer_id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = as_of)),
 cl AS (
     SELECT c.customer_id, c.manager_id, c.channel, c.created_at, k.rev, coalesce(k.cls, 'C') AS cls
       FROM c LEFT JOIN k ON k.customer_id = c.customer_id),
@@ -4796,7 +4832,13 @@ pol AS MATERIALIZED (SELECT k.cls, crm._dashboard_coverage_interval(k.cls) AS iv
 SELECT cl.customer_id, cl.manager_id, cl.channel, coalesce(cl.rev, 0), cl.cls,
        x.last_at, coalesce(x.last_at, cl.created_at) + pol.iv,
        coalesce((coalesce(x.last_at, cl.created_at) + pol.iv) >= as_of, false)
-  FROM cl JOIN pol ON pol.cls = cl.cls LEFT JOIN x ON x.customer_id = cl.customer_id
+  FROM cl JOIN pol ON pol.cls = cl.cls
+  -- the last real contact before as_of (crm._fast_last_contact): the state
+  -- when the last contact is before, the copy by index for the others
+  LEFT JOIN crm.rollup_customer_contacts s ON s.customer_id = cl.customer_id,
+  LATERAL (SELECT CASE WHEN s.last_at < as_of THEN s.last_at
+                       WHEN s.first_at < as_of THEN (SELECT max(r.occurred_at) FROM crm.rollup_real_contacts r
+                                                      WHERE r.customer_id = s.customer_id AND r.occurred_at < as_of) END AS last_at) AS x
 $$;
 COMMENT ON FUNCTION crm._fast_coverage(timestamptz) IS
 'crm.dashboard_coverage(as_of) computed from the rollups (crm.rollup_customer_info, crm.rollup_customer_classes or crm.rollup_order_lines, crm.rollup_customer_contacts, crm.rollup_real_contacts): the same rows.';
@@ -4889,7 +4931,7 @@ COMMENT ON FUNCTION crm._fast_channels(date, date) IS
 -- churned_customers, churn_rate, churned_revenue, overdue_class_a_customers)
 -- from the rollups, exactly as crm._owner_dashboard_sql computes them, for the
 -- current period [cur_from, cur_to) and the previous one [prev_from, cur_from).
-CREATE FUNCTION crm._fast_owner_customers(cur_from timestamptz, cur_to timestamptz, prev_from timestamptz)
+CREATE OR REPLACE FUNCTION crm._fast_owner_customers(cur_from timestamptz, cur_to timestamptz, prev_from timestamptz)
 RETURNS TABLE (metric text, cur numeric, prev numeric)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -4939,11 +4981,18 @@ cm AS (
 -- created_at, else the first order), before the end minus the class-A
 -- interval; that is: contacted before the end and not within the interval,
 -- or never contacted and customer since before end minus the interval
+-- (the classes kept for the ends of the dashboard period read as a table,
+-- computed from the order lines for other ends)
+e AS (SELECT e.is_cur, e.end_at, EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = e.end_at) AS kept
+        FROM (VALUES (true, cur_to), (false, cur_from)) AS e(is_cur, end_at)),
 ae AS (
-    SELECT e.is_cur, e.end_at, k.customer_id
-      FROM (VALUES (true, cur_to), (false, cur_from)) AS e(is_cur, end_at),
-           LATERAL crm._fast_classes(e.end_at) AS k
-     WHERE k.abc = 'A'),
+    SELECT e.is_cur, e.end_at, k.customer_id, true AS kept, k.since
+      FROM e JOIN crm.rollup_customer_classes k ON k.end_at = e.end_at
+     WHERE e.kept AND k.abc_class = 'A'
+    UNION ALL
+    SELECT e.is_cur, e.end_at, k.customer_id, false, NULL
+      FROM e, LATERAL crm._fast_classes_live(e.end_at) AS k
+     WHERE NOT e.kept AND k.abc = 'A'),
 am AS (
     SELECT count(*) FILTER (WHERE ae.is_cur AND o.overdue) AS c_a_overdue,
            count(*) FILTER (WHERE NOT ae.is_cur AND o.overdue) AS p_a_overdue
@@ -4955,6 +5004,8 @@ am AS (
                        ELSE EXISTS (SELECT 1 FROM crm.rollup_real_contacts x
                                      WHERE x.customer_id = ae.customer_id AND x.occurred_at >= (ae.end_at - pp.a_int)
                                        AND x.occurred_at < ae.end_at) END
+          -- customer since: kept with the classes, else from the copies
+          WHEN ae.kept THEN ae.since < (ae.end_at - pp.a_int)
           ELSE coalesce((SELECT min(i.created_at) FROM crm.rollup_customer_info i WHERE i.customer_id = ae.customer_id),
                         CASE WHEN ae.customer_id IS NULL THEN (SELECT t0.first_at FROM crm.rollup_customer_orders t0 WHERE t0.customer_id IS NULL)
                              ELSE (SELECT t1.first_at FROM crm.rollup_customer_orders t1 WHERE t1.customer_id = ae.customer_id) END)
@@ -4976,7 +5027,7 @@ COMMENT ON FUNCTION crm._fast_owner_customers(timestamptz, timestamptz, timestam
 -- crm.dashboard_managers' revenue of the manager's customers in the period
 -- (rv) and contact coverage at its end (cv), from the rollups: one row per
 -- manager in either (revenue NULL: no order; customers / covered NULL: no customer).
-CREATE FUNCTION crm._fast_managers_customers(period_from timestamptz, period_to timestamptz)
+CREATE OR REPLACE FUNCTION crm._fast_managers_customers(period_from timestamptz, period_to timestamptz)
 RETURNS TABLE (manager_id text, revenue numeric, customers bigint, covered bigint)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -4984,16 +5035,38 @@ SET jit = off
 SET work_mem = '64MB'
 -- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
 SET enable_mergejoin = off
+SET enable_nestloop = off
 AS $$
 WITH
+-- crm._fast_coverage(period_to) counted per manager, without handing its rows over
+cls AS (
+    SELECT k.customer_id, k.cov_class AS cls FROM crm.rollup_customer_classes k
+     WHERE k.end_at = period_to AND k.customer_id IS NOT NULL
+       AND EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = period_to)
+    UNION ALL
+    SELECT k.customer_id, k.cls FROM crm._fast_classes_live(period_to) k
+     WHERE k.customer_id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = period_to)),
+pol AS MATERIALIZED (SELECT k.cls, crm._dashboard_coverage_interval(k.cls) AS iv FROM (VALUES ('A'), ('B'), ('C')) AS k(cls)),
 cv AS (
-    SELECT c.manager_id, count(*) AS customers, count(*) FILTER (WHERE c.covered) AS covered
-      FROM crm._fast_coverage(period_to) c GROUP BY 1),
-cu AS MATERIALIZED (SELECT i.customer_id, i.manager_id FROM crm.rollup_customer_info i),
+    SELECT c.manager_id, count(*) AS customers,
+           count(*) FILTER (WHERE coalesce((coalesce(x.last_at, c.created_at) + pol.iv) >= period_to, false)) AS covered
+      FROM crm.rollup_customer_info c
+      LEFT JOIN cls ON cls.customer_id = c.customer_id
+      JOIN pol ON pol.cls = coalesce(cls.cls, 'C')
+      LEFT JOIN crm.rollup_customer_contacts s ON s.customer_id = c.customer_id,
+      LATERAL (SELECT CASE WHEN s.last_at < period_to THEN s.last_at
+                           WHEN s.first_at < period_to THEN (SELECT max(r.occurred_at) FROM crm.rollup_real_contacts r
+                                                              WHERE r.customer_id = s.customer_id AND r.occurred_at < period_to) END AS last_at) AS x
+     WHERE c.created_at < period_to
+     GROUP BY 1),
+-- the period's revenue per customer first, then by the manager of each customers row
+po AS (
+    SELECT o.customer_id, sum(o.amount) AS revenue
+      FROM crm.rollup_order_lines o WHERE o.ordered_at >= period_from AND o.ordered_at < period_to GROUP BY 1),
 rv AS (
-    SELECT cu.manager_id, sum(o.amount) AS revenue
-      FROM crm.rollup_order_lines o LEFT JOIN cu ON cu.customer_id = o.customer_id
-     WHERE o.ordered_at >= period_from AND o.ordered_at < period_to GROUP BY 1),
+    SELECT cu.manager_id, sum(po.revenue) AS revenue
+      FROM po LEFT JOIN crm.rollup_customer_info cu ON cu.customer_id = po.customer_id GROUP BY 1),
 m AS (SELECT rv.manager_id FROM rv UNION SELECT cv.manager_id FROM cv)
 SELECT m.manager_id, rv.revenue, cv.customers, cv.covered
   FROM m LEFT JOIN rv ON coalesce(texteq(rv.manager_id, m.manager_id), rv.manager_id IS NULL AND m.manager_id IS NULL)

@@ -215,7 +215,8 @@ SELECT 'lines' AS t, md5(string_agg(x::text, ',' ORDER BY x::text)) AS h FROM cr
 UNION ALL SELECT 'orders', md5(string_agg(x::text, ',' ORDER BY x::text)) FROM crm.rollup_customer_orders x
 UNION ALL SELECT 'info', md5(string_agg(x::text, ',' ORDER BY x::text)) FROM crm.rollup_customer_info x
 UNION ALL SELECT 'contacts', md5(string_agg(x::text, ',' ORDER BY x::text)) FROM crm.rollup_real_contacts x
-UNION ALL SELECT 'last', md5(string_agg(x::text, ',' ORDER BY x::text)) FROM crm.rollup_customer_contacts x;
+UNION ALL SELECT 'last', md5(string_agg(x::text, ',' ORDER BY x::text)) FROM crm.rollup_customer_contacts x
+UNION ALL SELECT 'classes', md5(string_agg(x::text, ',' ORDER BY x::text)) FROM crm.rollup_customer_classes x;
 SELECT count(*) FROM crm.refresh_rollups(full => true);
 SELECT is((SELECT count(*) FROM inc_state i
             WHERE i.h IS DISTINCT FROM CASE i.t
@@ -223,8 +224,9 @@ SELECT is((SELECT count(*) FROM inc_state i
                 WHEN 'orders' THEN (SELECT md5(string_agg(x::text, ',' ORDER BY x::text)) FROM crm.rollup_customer_orders x)
                 WHEN 'info' THEN (SELECT md5(string_agg(x::text, ',' ORDER BY x::text)) FROM crm.rollup_customer_info x)
                 WHEN 'contacts' THEN (SELECT md5(string_agg(x::text, ',' ORDER BY x::text)) FROM crm.rollup_real_contacts x)
+                WHEN 'classes' THEN (SELECT md5(string_agg(x::text, ',' ORDER BY x::text)) FROM crm.rollup_customer_classes x)
                 ELSE (SELECT md5(string_agg(x::text, ',' ORDER BY x::text)) FROM crm.rollup_customer_contacts x) END),
-          0::bigint, 'the incrementally kept state equals a full rebuild (all five tables)');
+          0::bigint, 'the incrementally kept state equals a full rebuild (all six tables)');
 
 -- 27-28: changes waiting, no refresh: the default gate takes the full path (live data)
 UPDATE crm_demo.orders SET amount = amount + 1000 WHERE order_id = (SELECT min(order_id) FROM crm_demo.orders WHERE ordered_at >= '2025-12-01');
