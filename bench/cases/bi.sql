@@ -28,6 +28,21 @@ BEGIN
     RETURN (SELECT count(*) FROM crm.refresh_rollups());
 END
 $$;
+-- n new orders on the last day of the dashboard period (December 2025 in the demo): a refresh then
+-- also rebuilds the customer classes kept for the period's end (docs/rollups.md, section 5.4)
+CREATE OR REPLACE FUNCTION public.bench_period_orders(n int, refresh boolean) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO crm_demo.orders (order_id, customer_id, ordered_at, product_id, quantity, amount, cost)
+    SELECT m.id + g, 1 + floor(random() * m.nc)::bigint, timestamptz '2025-12-31 08:00' + random() * interval '10 hours', 1, 1,
+           round((20 + random() * 300)::numeric, 2), round((10 + random() * 100)::numeric, 2)
+      FROM (SELECT (SELECT max(order_id) FROM crm_demo.orders) AS id, (SELECT count(*) FROM crm_demo.customers) AS nc) m,
+           generate_series(1, n) g;
+    IF refresh THEN
+        RETURN (SELECT count(*) FROM crm.refresh_rollups());
+    END IF;
+    RETURN 0;
+END
+$$;
 VACUUM ANALYZE crm.rollup_daily, crm.rollup_customers, crm.rollup_deals;
 -- @floor groupby_orders
 SELECT sum(c), sum(s) FROM (SELECT customer_id, count(*) AS c, sum(amount) AS s FROM crm_demo.orders GROUP BY 1) x;
@@ -39,6 +54,10 @@ SELECT count(*) FROM crm.refresh_rollups();
 SELECT public.bench_new_orders(1000);
 -- @query insert_1000_orders_refresh
 SELECT public.bench_new_orders_refresh(1000);
+-- @query insert_1000_orders_in_period
+SELECT public.bench_period_orders(1000, false);
+-- @query insert_1000_orders_in_period_refresh
+SELECT public.bench_period_orders(1000, true);
 -- @query v_daily_q4
 SELECT count(*), sum(value) FROM crm.v_daily WHERE day BETWEEN '2025-10-01' AND '2025-12-31';
 -- @query v_daily_q4_by_metric
