@@ -4647,7 +4647,11 @@ DECLARE
 BEGIN
     BEGIN
         SELECT * INTO p FROM crm.dashboard_period();
-        ends := ARRAY[(p.period_to + 1)::timestamptz, p.period_from::timestamptz];
+        -- only ends already past: the end of a running period (this month) would
+        -- be rebuilt by every refresh after new orders; its classes are computed
+        -- when read
+        ends := ARRAY(SELECT x FROM unnest(ARRAY[(p.period_to + 1)::timestamptz, p.period_from::timestamptz]) AS x
+                       WHERE x <= now());
     EXCEPTION WHEN OTHERS THEN
         ends := '{}';   -- a bad period setting: no classes kept, the reports compute them
     END;
