@@ -3543,15 +3543,16 @@ DECLARE
 BEGIN
     b := crm._period_bounds('crm.owner_dashboard', period_from, period_to);
     PERFORM crm._require_stages('crm.owner_dashboard');
+    -- $1 cur_from, $2 cur_to, $3 prev_from, $4 prev_to (= $1); half-open.
+    -- Every figure is "as of the end of its period": data after the end is
+    -- ignored, so a past period always shows the same numbers.  Built first
+    -- on both paths: it checks the sources (the same errors either way).
+    q := crm._owner_dashboard_sql();
     -- from the rollups when they may stand in (crm._rollups_usable, docs/rollups.md)
     IF crm._rollups_usable() THEN
         RETURN QUERY SELECT * FROM crm._fast_owner_dashboard(period_from, period_to);
         RETURN;
     END IF;
-    -- $1 cur_from, $2 cur_to, $3 prev_from, $4 prev_to (= $1); half-open.
-    -- Every figure is "as of the end of its period": data after the end is
-    -- ignored, so a past period always shows the same numbers.
-    q := crm._owner_dashboard_sql();
     RETURN QUERY EXECUTE q USING b.cur_from, b.cur_to, b.prev_from, b.prev_to;
 END
 $$;
@@ -3572,7 +3573,10 @@ DECLARE
 BEGIN
     b := crm._period_bounds('crm.dashboard_managers', period_from, period_to);
     PERFORM crm._require_stages('crm.dashboard_managers');
-    -- from the rollups when they may stand in (crm._rollups_usable, docs/rollups.md)
+    -- from the rollups when they may stand in (crm._rollups_usable, docs/rollups.md),
+    -- after the sources the full query reads are checked (the same errors either way)
+    PERFORM crm._source_sql('leads'), crm._source_sql('interactions'), crm._source_sql('stage_events'),
+            crm._source_sql('customers'), crm._source_sql('orders');
     IF crm._rollups_usable() THEN
         RETURN QUERY SELECT * FROM crm._fast_managers(period_from, period_to);
         RETURN;
@@ -4148,6 +4152,8 @@ BEGIN
         RAISE EXCEPTION 'at most 62 pipeline stages, crm.pipeline_stages has %', nstages
             USING ERRCODE = 'program_limit_exceeded';
     END IF;
+    -- the source checked on both paths (the same errors either way)
+    PERFORM crm._source_sql('stage_events');
     IF crm._rollups_usable() THEN
         RETURN QUERY SELECT * FROM crm._fast_pipeline(b.cur_from, b.cur_to);
         RETURN;
@@ -4206,6 +4212,8 @@ DECLARE
 BEGIN
     b := crm._period_bounds('crm.dashboard_funnel', period_from, period_to);
     PERFORM crm._require_stages('crm.dashboard_funnel');
+    -- the source checked on both paths (the same errors either way)
+    PERFORM crm._source_sql('stage_events');
     IF crm._rollups_usable() THEN
         RETURN QUERY SELECT * FROM crm._fast_funnel(b.cur_from, b.cur_to);
         RETURN;

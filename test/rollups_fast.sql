@@ -5,7 +5,7 @@
 -- refresh, after five rounds of random INSERT / UPDATE / DELETE on every source table with an
 -- incremental refresh, and after a full rebuild; the views likewise; the setting's three values.
 BEGIN;
-SELECT plan(45);
+SELECT plan(49);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
@@ -149,6 +149,18 @@ SELECT count(*) FROM crm.refresh_rollups();
 SET LOCAL ROLE rollups_fast_reader;
 SELECT ok(NOT crm._rollups_usable(), 'row-level security on a captured table applies to the role: not used (the rollups hold every row)');
 RESET ROLE;
+
+-- 46-49: rollups built without a source: the reports raise what the full computation raises
+SELECT crm.unregister_source('invoices');
+SELECT crm.unregister_source('stage_events');
+SELECT count(*) FROM crm.refresh_rollups();
+SELECT ok(crm._rollups_usable(), 'rollups built without the invoices and stage_events sources are usable');
+SELECT throws_ok($$SELECT * FROM crm.owner_dashboard('2025-12-01', '2025-12-31')$$, '55000', 'source "invoices" is not registered',
+                 'owner_dashboard: a source missing, the same error as the full computation');
+SELECT throws_ok($$SELECT * FROM crm.dashboard_pipeline('2025-12-01', '2025-12-31')$$, '55000', 'source "stage_events" is not registered',
+                 'dashboard_pipeline: likewise');
+SELECT throws_ok($$SELECT * FROM crm.dashboard_managers('2025-12-01', '2025-12-31')$$, '55000', 'source "stage_events" is not registered',
+                 'dashboard_managers: likewise');
 
 SELECT * FROM finish();
 ROLLBACK;
