@@ -2227,7 +2227,7 @@ GRANT SELECT ON crm.v_daily TO PUBLIC;
 -- Whether the rollups can stand in for the full computation right now, in
 -- this session: built, no change waiting, built from the registered sources
 -- and stages as they are, capture in place, days cut in the session's time zone.
-CREATE FUNCTION crm.rollups_fresh() RETURNS boolean
+CREATE FUNCTION crm._rollups_built() RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -2235,8 +2235,16 @@ SELECT coalesce((SELECT s.built_at IS NOT NULL AND NOT s.needs_full
                         AND s.config_hash = crm._rollup_config_hash()
                         AND s.time_zone = current_setting('TimeZone')
                    FROM crm.rollup_status s), false)
-   AND NOT EXISTS (SELECT 1 FROM crm.rollup_changes)
    AND crm._rollup_capture_ok()
+$$;
+COMMENT ON FUNCTION crm._rollups_built() IS
+'True when the rollups are built from the registered sources and stages as they are now, in the session''s time zone, with the capture triggers in place (changes may be waiting).';
+
+CREATE OR REPLACE FUNCTION crm.rollups_fresh() RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT crm._rollups_built() AND NOT EXISTS (SELECT 1 FROM crm.rollup_changes)
 $$;
 COMMENT ON FUNCTION crm.rollups_fresh() IS
 'True when the daily rollups equal the full computation for this session: built, no recorded change waiting for crm.refresh_rollups, built from the registered sources and stages as they are now, capture triggers in place, and days cut in the session''s time zone.';
@@ -3380,13 +3388,8 @@ BEGIN
     IF mode = 'fresh' THEN
         RETURN crm.rollups_fresh();
     ELSIF mode = 'last_refresh' THEN
-        RETURN coalesce((SELECT s.built_at IS NOT NULL AND NOT s.needs_full
-                                AND s.config_hash = crm._rollup_config_hash()
-                                AND s.time_zone = current_setting('TimeZone')
-                           FROM crm.rollup_status s), false)
-           -- a TRUNCATE waiting means a full rebuild: not the last refresh's figures any more
-           AND NOT EXISTS (SELECT 1 FROM crm.rollup_changes c WHERE c.bound IS NULL)
-           AND crm._rollup_capture_ok();
+        -- a TRUNCATE waiting means a full rebuild: not the last refresh's figures any more
+        RETURN crm._rollups_built() AND NOT EXISTS (SELECT 1 FROM crm.rollup_changes c WHERE c.bound IS NULL);
     END IF;
     RETURN false;
 END
@@ -3570,18 +3573,12 @@ SET work_mem = '64MB'
 AS $$
 DECLARE
     b record;
+    q text;
 BEGIN
     b := crm._period_bounds('crm.dashboard_managers', period_from, period_to);
     PERFORM crm._require_stages('crm.dashboard_managers');
-    -- from the rollups when they may stand in (crm._rollups_usable, docs/rollups.md),
-    -- after the sources the full query reads are checked (the same errors either way)
-    PERFORM crm._source_sql('leads'), crm._source_sql('interactions'), crm._source_sql('stage_events'),
-            crm._source_sql('customers'), crm._source_sql('orders');
-    IF crm._rollups_usable() THEN
-        RETURN QUERY SELECT * FROM crm._fast_managers(period_from, period_to);
-        RETURN;
-    END IF;
-    RETURN QUERY EXECUTE pg_catalog.format($sql$
+    -- the full query, built first on both paths: it checks the sources (the same errors either way)
+    q := pg_catalog.format($sql$
 WITH
 ld AS MATERIALIZED (
     SELECT lead_id, created_at, manager_id::pg_catalog.text AS manager_id FROM %1$s
@@ -3649,8 +3646,13 @@ SELECT m.manager_id, coalesce(lm.leads, 0), coalesce(lm.answered, 0), coalesce(l
  ORDER BY m.manager_id
 $sql$, crm._source_sql('leads'), crm._source_sql('interactions', 'x'), crm._source_sql('stage_events'),
        crm._source_sql('customers'), crm._source_sql('orders', 'o'), crm._stage_case('outcome', 'stage'),
-       crm._source_sql('interactions', 'y'))
-    USING b.cur_from, b.cur_to;
+       crm._source_sql('interactions', 'y'));
+    -- from the rollups when they may stand in (crm._rollups_usable, docs/rollups.md)
+    IF crm._rollups_usable() THEN
+        RETURN QUERY SELECT * FROM crm._fast_managers(period_from, period_to);
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE q USING b.cur_from, b.cur_to;
 END
 $$;
 -- ==== end of section fast ====
@@ -4144,6 +4146,7 @@ DECLARE
     b record;
     nstages int;
     entered_sums text;
+    q text;
 BEGIN
     b := crm._period_bounds('crm.dashboard_pipeline', period_from, period_to);
     PERFORM crm._require_stages('crm.dashboard_pipeline');
@@ -4152,16 +4155,11 @@ BEGIN
         RAISE EXCEPTION 'at most 62 pipeline stages, crm.pipeline_stages has %', nstages
             USING ERRCODE = 'program_limit_exceeded';
     END IF;
-    -- the source checked on both paths (the same errors either way)
-    PERFORM crm._source_sql('stage_events');
-    IF crm._rollups_usable() THEN
-        RETURN QUERY SELECT * FROM crm._fast_pipeline(b.cur_from, b.cur_to);
-        RETURN;
-    END IF;
     -- per deal, the stages entered in the period as a bit mask; then one sum per stage
     SELECT pg_catalog.string_agg(pg_catalog.format('pg_catalog.sum((entered_mask OPERATOR(pg_catalog.>>) %s) OPERATOR(pg_catalog.&) 1::pg_catalog.int8)', k), ', ' ORDER BY k)
       INTO entered_sums FROM pg_catalog.generate_series(1, nstages) AS k;
-    RETURN QUERY EXECUTE pg_catalog.format($sql$
+    -- the full query, built first on both paths: it checks the source (the same errors either way)
+    q := pg_catalog.format($sql$
 WITH
 st AS (SELECT stage, stage_order, probability, outcome, pg_catalog.row_number() OVER (ORDER BY stage_order)::int AS rk
          FROM crm.pipeline_stages),
@@ -4194,8 +4192,12 @@ SELECT st.stage, st.stage_order, st.outcome, st.probability, coalesce((SELECT en
  WHERE crm._check_stages((SELECT pg_catalog.sum(n_unknown) FROM dl))
  ORDER BY st.stage_order
 $sql$, crm._source_sql('stage_events'), crm._stage_case('order', 'stage'), crm._stage_case('outcome', 'stage'),
-       crm._stage_case('rank', 'stage'), entered_sums, crm._stage_norm_case('open_stage'))
-    USING b.cur_from, b.cur_to;
+       crm._stage_case('rank', 'stage'), entered_sums, crm._stage_norm_case('open_stage'));
+    IF crm._rollups_usable() THEN
+        RETURN QUERY SELECT * FROM crm._fast_pipeline(b.cur_from, b.cur_to);
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE q USING b.cur_from, b.cur_to;
 END
 $$;
 CREATE OR REPLACE FUNCTION crm.dashboard_funnel(period_from date, period_to date)
@@ -4209,16 +4211,12 @@ SET work_mem = '64MB'
 AS $$
 DECLARE
     b record;
+    q text;
 BEGIN
     b := crm._period_bounds('crm.dashboard_funnel', period_from, period_to);
     PERFORM crm._require_stages('crm.dashboard_funnel');
-    -- the source checked on both paths (the same errors either way)
-    PERFORM crm._source_sql('stage_events');
-    IF crm._rollups_usable() THEN
-        RETURN QUERY SELECT * FROM crm._fast_funnel(b.cur_from, b.cur_to);
-        RETURN;
-    END IF;
-    RETURN QUERY EXECUTE pg_catalog.format($sql$
+    -- the full query, built first on both paths: it checks the source (the same errors either way)
+    q := pg_catalog.format($sql$
 WITH
 steps AS (
     SELECT pg_catalog.row_number() OVER (ORDER BY stage_order)::int AS step_no, stage
@@ -4248,8 +4246,12 @@ SELECT f.step_no, f.stage, f.entered,
  WHERE crm._check_stages((SELECT pg_catalog.sum(n_unknown) FROM dl))
 WINDOW w AS (ORDER BY f.step_no)
  ORDER BY f.step_no
-$sql$, crm._source_sql('stage_events'), crm._stage_case('step', 'stage'), crm._stage_case('outcome', 'stage'))
-    USING b.cur_from, b.cur_to;
+$sql$, crm._source_sql('stage_events'), crm._stage_case('step', 'stage'), crm._stage_case('outcome', 'stage'));
+    IF crm._rollups_usable() THEN
+        RETURN QUERY SELECT * FROM crm._fast_funnel(b.cur_from, b.cur_to);
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE q USING b.cur_from, b.cur_to;
 END
 $$;
 -- ==== end of section fast_deals ====
@@ -4752,24 +4754,6 @@ COMMENT ON FUNCTION crm._rollup_fast_contact_totals(timestamptz) IS
 -- Reading: figures as of a moment
 -- ---------------------------------------------------------------------------
 
--- The last real contact before a moment, per contacted customer (NULL when
--- all its contacts are at or after it): the state for the customers whose
--- last contact is before, the copy (by index) for the others.
-CREATE FUNCTION crm._fast_last_contact(as_of timestamptz)
-RETURNS TABLE (customer_id text, last_at timestamptz)
-LANGUAGE sql STABLE
-ROWS 100000   -- per customer: the planner hashes it
-SET search_path = pg_catalog, pg_temp
-AS $$
-SELECT s.customer_id, s.last_at FROM crm.rollup_customer_contacts s WHERE s.last_at < as_of
-UNION ALL
-SELECT s.customer_id, (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x
-                        WHERE x.customer_id = s.customer_id AND x.occurred_at < as_of)
-  FROM crm.rollup_customer_contacts s WHERE s.last_at >= as_of
-$$;
-COMMENT ON FUNCTION crm._fast_last_contact(timestamptz) IS
-'From the rollups: per customer with a real contact, the last real (non-automated) contact before the given moment (NULL when none before it).';
-
 -- Per customer with orders in the 12 months before a moment (NULL = the
 -- orders without a customer): the revenue, the class by crm.dashboard_coverage's
 -- thresholds (crm.abc_class semantics over the positive revenues) and by
@@ -4793,23 +4777,6 @@ SELECT r.customer_id, r.rev, CASE WHEN r.rev >= th.a THEN 'A' WHEN r.rev >= th.b
 $$;
 COMMENT ON FUNCTION crm._fast_classes_live(timestamptz) IS
 'From the order lines: per customer with orders in the 12 months before the moment, the revenue, the class by crm.dashboard_coverage''s thresholds and by crm.abc_class.';
-
--- The classes as of a moment: kept (crm.rollup_customer_classes) for the ends
--- of the dashboard period, computed live for any other moment.
-CREATE FUNCTION crm._fast_classes(end_at timestamptz)
-RETURNS TABLE (customer_id text, rev numeric, cls text, abc text)
-LANGUAGE sql STABLE
-ROWS 100000   -- per customer: the planner hashes it
-SET search_path = pg_catalog, pg_temp
-AS $$
-SELECT c.customer_id, c.rev, c.cov_class, c.abc_class FROM crm.rollup_customer_classes c WHERE c.end_at = _fast_classes.end_at
-   AND EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = _fast_classes.end_at)
-UNION ALL
-SELECT k.customer_id, k.rev, k.cls, k.abc FROM crm._fast_classes_live(_fast_classes.end_at) k
- WHERE NOT EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = _fast_classes.end_at)
-$$;
-COMMENT ON FUNCTION crm._fast_classes(timestamptz) IS
-'Per customer with orders in the 12 months before the moment: the revenue and the classes (crm.dashboard_coverage''s and crm.abc_class), kept for the ends of the dashboard period, else computed live.';
 
 -- crm.dashboard_coverage from the rollups: the same rows, the same query
 -- shape over the copies.
@@ -4845,7 +4812,7 @@ SELECT cl.customer_id, cl.manager_id, cl.channel, coalesce(cl.rev, 0), cl.cls,
        x.last_at, coalesce(x.last_at, cl.created_at) + pol.iv,
        coalesce((coalesce(x.last_at, cl.created_at) + pol.iv) >= as_of, false)
   FROM cl JOIN pol ON pol.cls = cl.cls
-  -- the last real contact before as_of (crm._fast_last_contact): the state
+  -- the last real contact before as_of: the state
   -- when the last contact is before, the copy by index for the others
   LEFT JOIN crm.rollup_customer_contacts s ON s.customer_id = cl.customer_id,
   LATERAL (SELECT CASE WHEN s.last_at < as_of THEN s.last_at

@@ -1018,18 +1018,12 @@ SET work_mem = '64MB'
 AS $$
 DECLARE
     b record;
+    q text;
 BEGIN
     b := crm._period_bounds('crm.dashboard_managers', period_from, period_to);
     PERFORM crm._require_stages('crm.dashboard_managers');
-    -- from the rollups when they may stand in (crm._rollups_usable, docs/rollups.md),
-    -- after the sources the full query reads are checked (the same errors either way)
-    PERFORM crm._source_sql('leads'), crm._source_sql('interactions'), crm._source_sql('stage_events'),
-            crm._source_sql('customers'), crm._source_sql('orders');
-    IF crm._rollups_usable() THEN
-        RETURN QUERY SELECT * FROM crm._fast_managers(period_from, period_to);
-        RETURN;
-    END IF;
-    RETURN QUERY EXECUTE pg_catalog.format($sql$
+    -- the full query, built first on both paths: it checks the sources (the same errors either way)
+    q := pg_catalog.format($sql$
 WITH
 ld AS MATERIALIZED (
     SELECT lead_id, created_at, manager_id::pg_catalog.text AS manager_id FROM %1$s
@@ -1097,8 +1091,13 @@ SELECT m.manager_id, coalesce(lm.leads, 0), coalesce(lm.answered, 0), coalesce(l
  ORDER BY m.manager_id
 $sql$, crm._source_sql('leads'), crm._source_sql('interactions', 'x'), crm._source_sql('stage_events'),
        crm._source_sql('customers'), crm._source_sql('orders', 'o'), crm._stage_case('outcome', 'stage'),
-       crm._source_sql('interactions', 'y'))
-    USING b.cur_from, b.cur_to;
+       crm._source_sql('interactions', 'y'));
+    -- from the rollups when they may stand in (crm._rollups_usable, docs/rollups.md)
+    IF crm._rollups_usable() THEN
+        RETURN QUERY SELECT * FROM crm._fast_managers(period_from, period_to);
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE q USING b.cur_from, b.cur_to;
 END
 $$;
 COMMENT ON FUNCTION crm.dashboard_managers(date, date) IS
@@ -1117,6 +1116,7 @@ DECLARE
     b record;
     nstages int;
     entered_sums text;
+    q text;
 BEGIN
     b := crm._period_bounds('crm.dashboard_pipeline', period_from, period_to);
     PERFORM crm._require_stages('crm.dashboard_pipeline');
@@ -1125,16 +1125,11 @@ BEGIN
         RAISE EXCEPTION 'at most 62 pipeline stages, crm.pipeline_stages has %', nstages
             USING ERRCODE = 'program_limit_exceeded';
     END IF;
-    -- the source checked on both paths (the same errors either way)
-    PERFORM crm._source_sql('stage_events');
-    IF crm._rollups_usable() THEN
-        RETURN QUERY SELECT * FROM crm._fast_pipeline(b.cur_from, b.cur_to);
-        RETURN;
-    END IF;
     -- per deal, the stages entered in the period as a bit mask; then one sum per stage
     SELECT pg_catalog.string_agg(pg_catalog.format('pg_catalog.sum((entered_mask OPERATOR(pg_catalog.>>) %s) OPERATOR(pg_catalog.&) 1::pg_catalog.int8)', k), ', ' ORDER BY k)
       INTO entered_sums FROM pg_catalog.generate_series(1, nstages) AS k;
-    RETURN QUERY EXECUTE pg_catalog.format($sql$
+    -- the full query, built first on both paths: it checks the source (the same errors either way)
+    q := pg_catalog.format($sql$
 WITH
 st AS (SELECT stage, stage_order, probability, outcome, pg_catalog.row_number() OVER (ORDER BY stage_order)::int AS rk
          FROM crm.pipeline_stages),
@@ -1167,8 +1162,12 @@ SELECT st.stage, st.stage_order, st.outcome, st.probability, coalesce((SELECT en
  WHERE crm._check_stages((SELECT pg_catalog.sum(n_unknown) FROM dl))
  ORDER BY st.stage_order
 $sql$, crm._source_sql('stage_events'), crm._stage_case('order', 'stage'), crm._stage_case('outcome', 'stage'),
-       crm._stage_case('rank', 'stage'), entered_sums, crm._stage_norm_case('open_stage'))
-    USING b.cur_from, b.cur_to;
+       crm._stage_case('rank', 'stage'), entered_sums, crm._stage_norm_case('open_stage'));
+    IF crm._rollups_usable() THEN
+        RETURN QUERY SELECT * FROM crm._fast_pipeline(b.cur_from, b.cur_to);
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE q USING b.cur_from, b.cur_to;
 END
 $$;
 COMMENT ON FUNCTION crm.dashboard_pipeline(date, date) IS
@@ -1195,16 +1194,12 @@ SET work_mem = '64MB'
 AS $$
 DECLARE
     b record;
+    q text;
 BEGIN
     b := crm._period_bounds('crm.dashboard_funnel', period_from, period_to);
     PERFORM crm._require_stages('crm.dashboard_funnel');
-    -- the source checked on both paths (the same errors either way)
-    PERFORM crm._source_sql('stage_events');
-    IF crm._rollups_usable() THEN
-        RETURN QUERY SELECT * FROM crm._fast_funnel(b.cur_from, b.cur_to);
-        RETURN;
-    END IF;
-    RETURN QUERY EXECUTE pg_catalog.format($sql$
+    -- the full query, built first on both paths: it checks the source (the same errors either way)
+    q := pg_catalog.format($sql$
 WITH
 steps AS (
     SELECT pg_catalog.row_number() OVER (ORDER BY stage_order)::int AS step_no, stage
@@ -1234,8 +1229,12 @@ SELECT f.step_no, f.stage, f.entered,
  WHERE crm._check_stages((SELECT pg_catalog.sum(n_unknown) FROM dl))
 WINDOW w AS (ORDER BY f.step_no)
  ORDER BY f.step_no
-$sql$, crm._source_sql('stage_events'), crm._stage_case('step', 'stage'), crm._stage_case('outcome', 'stage'))
-    USING b.cur_from, b.cur_to;
+$sql$, crm._source_sql('stage_events'), crm._stage_case('step', 'stage'), crm._stage_case('outcome', 'stage'));
+    IF crm._rollups_usable() THEN
+        RETURN QUERY SELECT * FROM crm._fast_funnel(b.cur_from, b.cur_to);
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE q USING b.cur_from, b.cur_to;
 END
 $$;
 COMMENT ON FUNCTION crm.dashboard_funnel(date, date) IS

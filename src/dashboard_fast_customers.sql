@@ -313,24 +313,6 @@ COMMENT ON FUNCTION crm._rollup_fast_contact_totals(timestamptz) IS
 -- Reading: figures as of a moment
 -- ---------------------------------------------------------------------------
 
--- The last real contact before a moment, per contacted customer (NULL when
--- all its contacts are at or after it): the state for the customers whose
--- last contact is before, the copy (by index) for the others.
-CREATE FUNCTION crm._fast_last_contact(as_of timestamptz)
-RETURNS TABLE (customer_id text, last_at timestamptz)
-LANGUAGE sql STABLE
-ROWS 100000   -- per customer: the planner hashes it
-SET search_path = pg_catalog, pg_temp
-AS $$
-SELECT s.customer_id, s.last_at FROM crm.rollup_customer_contacts s WHERE s.last_at < as_of
-UNION ALL
-SELECT s.customer_id, (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x
-                        WHERE x.customer_id = s.customer_id AND x.occurred_at < as_of)
-  FROM crm.rollup_customer_contacts s WHERE s.last_at >= as_of
-$$;
-COMMENT ON FUNCTION crm._fast_last_contact(timestamptz) IS
-'From the rollups: per customer with a real contact, the last real (non-automated) contact before the given moment (NULL when none before it).';
-
 -- Per customer with orders in the 12 months before a moment (NULL = the
 -- orders without a customer): the revenue, the class by crm.dashboard_coverage's
 -- thresholds (crm.abc_class semantics over the positive revenues) and by
@@ -354,23 +336,6 @@ SELECT r.customer_id, r.rev, CASE WHEN r.rev >= th.a THEN 'A' WHEN r.rev >= th.b
 $$;
 COMMENT ON FUNCTION crm._fast_classes_live(timestamptz) IS
 'From the order lines: per customer with orders in the 12 months before the moment, the revenue, the class by crm.dashboard_coverage''s thresholds and by crm.abc_class.';
-
--- The classes as of a moment: kept (crm.rollup_customer_classes) for the ends
--- of the dashboard period, computed live for any other moment.
-CREATE FUNCTION crm._fast_classes(end_at timestamptz)
-RETURNS TABLE (customer_id text, rev numeric, cls text, abc text)
-LANGUAGE sql STABLE
-ROWS 100000   -- per customer: the planner hashes it
-SET search_path = pg_catalog, pg_temp
-AS $$
-SELECT c.customer_id, c.rev, c.cov_class, c.abc_class FROM crm.rollup_customer_classes c WHERE c.end_at = _fast_classes.end_at
-   AND EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = _fast_classes.end_at)
-UNION ALL
-SELECT k.customer_id, k.rev, k.cls, k.abc FROM crm._fast_classes_live(_fast_classes.end_at) k
- WHERE NOT EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = _fast_classes.end_at)
-$$;
-COMMENT ON FUNCTION crm._fast_classes(timestamptz) IS
-'Per customer with orders in the 12 months before the moment: the revenue and the classes (crm.dashboard_coverage''s and crm.abc_class), kept for the ends of the dashboard period, else computed live.';
 
 -- crm.dashboard_coverage from the rollups: the same rows, the same query
 -- shape over the copies.
@@ -406,7 +371,7 @@ SELECT cl.customer_id, cl.manager_id, cl.channel, coalesce(cl.rev, 0), cl.cls,
        x.last_at, coalesce(x.last_at, cl.created_at) + pol.iv,
        coalesce((coalesce(x.last_at, cl.created_at) + pol.iv) >= as_of, false)
   FROM cl JOIN pol ON pol.cls = cl.cls
-  -- the last real contact before as_of (crm._fast_last_contact): the state
+  -- the last real contact before as_of: the state
   -- when the last contact is before, the copy by index for the others
   LEFT JOIN crm.rollup_customer_contacts s ON s.customer_id = cl.customer_id,
   LATERAL (SELECT CASE WHEN s.last_at < as_of THEN s.last_at

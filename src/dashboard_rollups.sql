@@ -810,7 +810,7 @@ GRANT SELECT ON crm.v_daily TO PUBLIC;
 -- Whether the rollups can stand in for the full computation right now, in
 -- this session: built, no change waiting, built from the registered sources
 -- and stages as they are, capture in place, days cut in the session's time zone.
-CREATE FUNCTION crm.rollups_fresh() RETURNS boolean
+CREATE FUNCTION crm._rollups_built() RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -818,8 +818,16 @@ SELECT coalesce((SELECT s.built_at IS NOT NULL AND NOT s.needs_full
                         AND s.config_hash = crm._rollup_config_hash()
                         AND s.time_zone = current_setting('TimeZone')
                    FROM crm.rollup_status s), false)
-   AND NOT EXISTS (SELECT 1 FROM crm.rollup_changes)
    AND crm._rollup_capture_ok()
+$$;
+COMMENT ON FUNCTION crm._rollups_built() IS
+'True when the rollups are built from the registered sources and stages as they are now, in the session''s time zone, with the capture triggers in place (changes may be waiting).';
+
+CREATE FUNCTION crm.rollups_fresh() RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT crm._rollups_built() AND NOT EXISTS (SELECT 1 FROM crm.rollup_changes)
 $$;
 COMMENT ON FUNCTION crm.rollups_fresh() IS
 'True when the daily rollups equal the full computation for this session: built, no recorded change waiting for crm.refresh_rollups, built from the registered sources and stages as they are now, capture triggers in place, and days cut in the session''s time zone.';
@@ -862,13 +870,8 @@ BEGIN
     IF mode = 'fresh' THEN
         RETURN crm.rollups_fresh();
     ELSIF mode = 'last_refresh' THEN
-        RETURN coalesce((SELECT s.built_at IS NOT NULL AND NOT s.needs_full
-                                AND s.config_hash = crm._rollup_config_hash()
-                                AND s.time_zone = current_setting('TimeZone')
-                           FROM crm.rollup_status s), false)
-           -- a TRUNCATE waiting means a full rebuild: not the last refresh's figures any more
-           AND NOT EXISTS (SELECT 1 FROM crm.rollup_changes c WHERE c.bound IS NULL)
-           AND crm._rollup_capture_ok();
+        -- a TRUNCATE waiting means a full rebuild: not the last refresh's figures any more
+        RETURN crm._rollups_built() AND NOT EXISTS (SELECT 1 FROM crm.rollup_changes c WHERE c.bound IS NULL);
     END IF;
     RETURN false;
 END

@@ -202,6 +202,7 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm.daily_metrics(date,date)', $$SELECT count(*) FROM crm.daily_metrics('2025-11-01', '2025-11-30')$$),
 ('crm.rollups_fresh()', $$SELECT crm.rollups_fresh()$$),
 ('crm._rollups_usable()', $$SELECT crm._rollups_usable()$$),
+('crm._rollups_built()', $$SELECT crm._rollups_built()$$),
 ('crm._fast_owner_dashboard(date,date)', $$SELECT count(*) FROM crm._fast_owner_dashboard('2025-11-01', '2025-11-30')$$),
 ('crm._fast_managers(date,date)', $$SELECT count(*) FROM crm._fast_managers('2025-11-01', '2025-11-30')$$),
 -- the deal reports from the rollups' deal states (src/dashboard_fast_deals.sql)
@@ -228,8 +229,6 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._rollup_fast_contact_totals(timestamptz)', $$SELECT crm._rollup_fast_contact_totals('2030-01-01'::timestamptz)$$),
 ('crm._rollup_fast_classes(timestamptz)', $$SELECT crm._rollup_fast_classes('2030-01-01'::timestamptz)$$),
 ('crm._fast_classes_live(timestamptz)', $$SELECT count(*) FROM crm._fast_classes_live('2025-12-01')$$),
-('crm._fast_classes(timestamptz)', $$SELECT count(*) FROM crm._fast_classes('2025-12-01')$$),
-('crm._fast_last_contact(timestamptz)', $$SELECT count(*) FROM crm._fast_last_contact('2025-12-01')$$),
 ('crm._fast_coverage(timestamptz)', $$SELECT count(*) FROM crm._fast_coverage('2025-12-01')$$),
 ('crm._fast_customer_orders(timestamptz,timestamptz)', $$SELECT count(*) FROM crm._fast_customer_orders('2025-11-01', '2025-12-01')$$),
 ('crm._fast_channels(date,date)', $$SELECT count(*) FROM crm._fast_channels('2025-11-01', '2025-11-30')$$),
