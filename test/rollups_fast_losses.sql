@@ -269,7 +269,6 @@ SELECT crm.register_source('stage_events', 'SELECT deal_id, changed_at, stage, a
 SELECT crm.register_source('deals', 'SELECT deal_id, customer_id, lead_id, lost_reason FROM lfy.deals');
 SELECT crm.register_source('interactions', 'SELECT interaction_id, customer_id, lead_id, manager_id, occurred_at, kind, direction, automated FROM lfy.ix');
 SELECT ok((SELECT count(*) FROM crm.refresh_rollups()) > 0, 'fixture: refreshed');
-SELECT diag(format('fresh %s built %s changes %s status %s', crm.rollups_fresh(), crm._rollups_built(), (SELECT array_agg(relid::regclass) FROM crm.rollup_changes), (SELECT row(s.*) FROM crm.rollup_status s)));
 SELECT ok(crm._rollups_usable(), 'fixture: the gate is open');
 SELECT results_eq($$SELECT deal_id, outcome, stage, lost_reason, contacts FROM crm._fast_closed_deals('2026-03-01', '2026-04-01', true)
                       AS c(deal_id, manager_id, is_won, created_at, closed_at, amount, stage, lost_reason, contacts)
