@@ -5492,3 +5492,290 @@ $$;
 -- refresh rebuilds them in full
 UPDATE crm.rollup_status SET needs_full = true;
 -- ==== end of section fast_leads ====
+-- ==== section losses_fast ====
+-- crm.dashboard_losses, crm.dashboard_followups and crm.dashboard_closed_deals answer from the
+-- rollups (src/dashboard_fast_losses.sql); the rollup part contacts keeps crm.rollup_deal_contacts.
+CREATE TABLE crm.rollup_deal_contacts (
+    interaction_id text COLLATE "C" NOT NULL,
+    lead_id        text COLLATE "C",
+    customer_id    text COLLATE "C",
+    occurred_at    timestamptz NOT NULL
+);
+COMMENT ON TABLE crm.rollup_deal_contacts IS
+'Rollup state of the loss reports (derived, not dumped): the real (non-automated) interactions with an id and a lead or a customer, narrow (id, lead, customer, moment), by lead, by customer and by time.';
+-- (named: a full refresh drops them and builds them again after the copy)
+CREATE INDEX rollup_deal_contacts_lead_idx ON crm.rollup_deal_contacts (lead_id, occurred_at) INCLUDE (interaction_id) WHERE lead_id IS NOT NULL;
+CREATE INDEX rollup_deal_contacts_customer_idx ON crm.rollup_deal_contacts (customer_id, occurred_at) INCLUDE (interaction_id) WHERE customer_id IS NOT NULL;
+CREATE INDEX rollup_deal_contacts_time_idx ON crm.rollup_deal_contacts (occurred_at);
+
+-- Part contacts: the copy of the real interactions from from_ts on (every
+-- interaction changed, before or after the change, is at or after from_ts);
+-- -infinity = everything: the table emptied and, when this role owns it, its
+-- indexes built after the copy (a third of the time of filling them row by row).
+CREATE FUNCTION crm._rollup_deal_contacts(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    n     bigint;
+    bulk  boolean := false;
+BEGIN
+    IF from_ts OPERATOR(pg_catalog.=) '-infinity'::pg_catalog.timestamptz THEN
+        TRUNCATE crm.rollup_deal_contacts;
+        bulk := pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c
+                                         WHERE c.oid OPERATOR(pg_catalog.=) 'crm.rollup_deal_contacts'::pg_catalog.regclass), 'USAGE');
+        IF bulk THEN
+            DROP INDEX IF EXISTS crm.rollup_deal_contacts_lead_idx, crm.rollup_deal_contacts_customer_idx, crm.rollup_deal_contacts_time_idx;
+        END IF;
+    ELSE
+        DELETE FROM crm.rollup_deal_contacts x WHERE x.occurred_at OPERATOR(pg_catalog.>=) from_ts;
+    END IF;
+    EXECUTE pg_catalog.format($sql$
+INSERT INTO crm.rollup_deal_contacts (interaction_id, lead_id, customer_id, occurred_at)
+SELECT x.interaction_id::pg_catalog.text, x.lead_id::pg_catalog.text, x.customer_id::pg_catalog.text, x.occurred_at FROM %1$s
+ WHERE x.occurred_at OPERATOR(pg_catalog.>=) $1 AND NOT x.automated AND x.interaction_id IS NOT NULL
+   AND (x.lead_id IS NOT NULL OR x.customer_id IS NOT NULL)
+$sql$, crm._source_sql('interactions', 'x')) USING from_ts;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF bulk THEN
+        CREATE INDEX rollup_deal_contacts_lead_idx ON crm.rollup_deal_contacts (lead_id, occurred_at) INCLUDE (interaction_id) WHERE lead_id IS NOT NULL;
+        CREATE INDEX rollup_deal_contacts_customer_idx ON crm.rollup_deal_contacts (customer_id, occurred_at) INCLUDE (interaction_id) WHERE customer_id IS NOT NULL;
+        CREATE INDEX rollup_deal_contacts_time_idx ON crm.rollup_deal_contacts (occurred_at);
+    END IF;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_deal_contacts(timestamptz) IS
+'Rollup state of the loss reports, part contacts: the copy of the real interactions with an id and a lead or a customer (crm.rollup_deal_contacts) from the given moment on (-infinity: all, the table emptied first and its indexes built after the copy when this role owns it); rows written.';
+
+-- crm._closed_deals_sql from the rollups: the same rows for [cur_from, cur_to).
+CREATE FUNCTION crm._fast_closed_deals(cur_from timestamptz, cur_to timestamptz, with_contacts boolean)
+RETURNS TABLE (deal_id text, manager_id text, is_won boolean, created_at timestamptz, closed_at timestamptz,
+               amount numeric, stage text, lost_reason text, contacts bigint)
+LANGUAGE plpgsql VOLATILE
+-- small reads of the deal states: JIT compilation would cost more than the query
+SET jit = off
+AS $$
+DECLARE
+    src    text;
+    idtype text;
+    dd_cte text;
+    cx_cte text;
+BEGIN
+    IF with_contacts IS NULL THEN
+        RAISE EXCEPTION 'with_contacts must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM crm._deal_check_stages(cur_to);
+    IF with_contacts OR EXISTS (SELECT 1 FROM crm.sources s WHERE s.kind OPERATOR(pg_catalog.=) 'deals') THEN
+        src := crm._source_sql('deals', 'd');
+        EXECUTE pg_catalog.format('SELECT pg_catalog.pg_typeof(d.deal_id)::pg_catalog.text FROM %s LIMIT 1', src) INTO idtype;
+    END IF;
+    IF idtype IS NOT NULL THEN
+        -- the deals source read live, for the period's closed deals only (by
+        -- their ids: the source's own index on the deal id serves it); one row
+        -- per deal, the first by lost_reason, as the full computation takes it
+        dd_cte := pg_catalog.format($f$
+dd AS MATERIALIZED (
+    SELECT DISTINCT ON (d.deal_id) d.deal_id::pg_catalog.text AS deal_id, d.customer_id::pg_catalog.text AS customer_id,
+           d.lead_id::pg_catalog.text AS lead_id, d.lost_reason::pg_catalog.text AS lost_reason
+      FROM %1$s
+     WHERE d.deal_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT dc.deal_id FROM dc)::pg_catalog.text[]::%2$s[])
+     ORDER BY d.deal_id, d.lost_reason),$f$, src, idtype);
+    ELSE
+        dd_cte := $f$
+dd AS (SELECT dc.deal_id, NULL::pg_catalog.text AS customer_id, NULL::pg_catalog.text AS lead_id, NULL::pg_catalog.text AS lost_reason
+         FROM dc WHERE false),$f$;
+    END IF;
+    IF with_contacts THEN
+        -- real interactions of the deal's lead or customer from its first
+        -- event to its close (both included), each once
+        cx_cte := $f$
+dj AS MATERIALIZED (
+    SELECT dc.deal_id, dc.created_at, dc.closed_at, dd.lead_id, dd.customer_id
+      FROM dc JOIN dd ON dd.deal_id OPERATOR(pg_catalog.=) dc.deal_id),
+cx AS (
+    SELECT u.deal_id, pg_catalog.count(*) AS n
+      FROM (SELECT DISTINCT m.deal_id, m.interaction_id
+              FROM (SELECT dj.deal_id, x.interaction_id
+                      FROM dj JOIN crm.rollup_deal_contacts x
+                        ON x.lead_id OPERATOR(pg_catalog.=) dj.lead_id
+                       AND x.occurred_at OPERATOR(pg_catalog.>=) dj.created_at AND x.occurred_at OPERATOR(pg_catalog.<=) dj.closed_at
+                     WHERE x.lead_id IS NOT NULL
+                    UNION ALL
+                    SELECT dj.deal_id, x.interaction_id
+                      FROM dj JOIN crm.rollup_deal_contacts x
+                        ON x.customer_id OPERATOR(pg_catalog.=) dj.customer_id
+                       AND x.occurred_at OPERATOR(pg_catalog.>=) dj.created_at AND x.occurred_at OPERATOR(pg_catalog.<=) dj.closed_at
+                     WHERE x.customer_id IS NOT NULL) AS m) AS u
+     GROUP BY u.deal_id),$f$;
+    ELSE
+        cx_cte := $f$
+cx AS (SELECT dc.deal_id, NULL::pg_catalog.int8 AS n FROM dc WHERE false),$f$;
+    END IF;
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH
+-- the deals closed in [$1, $2) (their close is the same as of $2 as now),
+-- with their state as of $2: the current one when their last event is
+-- before $2, else the earlier state valid at $2
+cl AS (
+    SELECT n.deal_id, n.first_at, n.last_at, n.won_at, n.lost_at, n.closed_at, n.amount, n.open_so, n.manager_id
+      FROM crm.rollup_deal_now n
+     WHERE coalesce(n.closed_at, 'infinity'::pg_catalog.timestamptz) OPERATOR(pg_catalog.>=) $1
+       AND coalesce(n.closed_at, 'infinity'::pg_catalog.timestamptz) OPERATOR(pg_catalog.<) $2),
+dc AS MATERIALIZED (
+    SELECT s.deal_id, s.first_at AS created_at, s.amount, s.manager_id, s.open_so, s.closed_at,
+           s.won_at IS NOT NULL AND s.won_at OPERATOR(pg_catalog.<=) coalesce(s.lost_at, s.won_at) AS is_won
+      FROM (SELECT cl.deal_id, cl.first_at, cl.won_at, cl.lost_at, cl.closed_at, cl.amount, cl.open_so, cl.manager_id
+              FROM cl WHERE cl.last_at OPERATOR(pg_catalog.<) $2
+            UNION ALL
+            SELECT p.deal_id, p.first_at, p.won_at, p.lost_at, p.closed_at, p.amount, p.open_so, p.manager_id
+              FROM cl JOIN crm.rollup_deal_past p ON p.deal_id OPERATOR(pg_catalog.=) cl.deal_id
+             WHERE cl.last_at OPERATOR(pg_catalog.>=) $2
+               AND p.from_at OPERATOR(pg_catalog.<) $2 AND p.to_at OPERATOR(pg_catalog.>=) $2) AS s),%1$s%2$s
+st AS (SELECT ps.stage, ps.stage_order FROM crm.pipeline_stages ps WHERE ps.outcome OPERATOR(pg_catalog.=) 'open')
+SELECT dc.deal_id, dc.manager_id, dc.is_won, dc.created_at, dc.closed_at, dc.amount,
+       coalesce(st.stage, '(no open stage)'),
+       CASE WHEN NOT dc.is_won THEN coalesce(dd.lost_reason, '(not recorded)') END,
+       CASE WHEN %3$L::pg_catalog.bool THEN coalesce(cx.n, 0) END
+  FROM dc LEFT JOIN st ON st.stage_order OPERATOR(pg_catalog.=) dc.open_so
+          LEFT JOIN dd ON dd.deal_id OPERATOR(pg_catalog.=) dc.deal_id
+          LEFT JOIN cx ON cx.deal_id OPERATOR(pg_catalog.=) dc.deal_id
+$sql$, dd_cte, cx_cte, with_contacts)
+        USING cur_from, cur_to;
+END
+$$;
+COMMENT ON FUNCTION crm._fast_closed_deals(timestamptz, timestamptz, boolean) IS
+'crm._closed_deals_sql for the half-open period [cur_from, cur_to) from the rollups: the deals closed in it with their state as of its end from the deal states (crm.rollup_deal_now, crm.rollup_deal_past), the lost reason, lead and customer from the deals source (read live, by deal id) and, with_contacts, the real contacts from crm.rollup_deal_contacts; the same rows as the full computation.';
+
+CREATE OR REPLACE FUNCTION crm._rollup_contacts(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    n bigint;
+    g text[] := crm._rollup_gsets('x', 'manager');
+BEGIN
+    PERFORM crm._rollup_contact_days(from_ts);  -- contacts per day, manager, kind; first responses (src/dashboard_fast_leads.sql)
+    EXECUTE pg_catalog.format($sql$
+INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
+SELECT x.day, 'real_contacts', %2$s, %3$s, pg_catalog.count(*)
+  FROM (SELECT src.occurred_at::pg_catalog.date AS day, src.manager_id::pg_catalog.text AS manager
+          FROM %1$s WHERE src.occurred_at OPERATOR(pg_catalog.>=) $1 AND NOT src.automated) AS x
+ GROUP BY %4$s
+$sql$, crm._source_sql('interactions'), g[1], g[2], g[3]) USING from_ts;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM crm._rollup_fast_contacts(from_ts);
+    PERFORM crm._rollup_deal_contacts(from_ts);  -- real interactions by lead and customer (src/dashboard_fast_losses.sql)
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_contacts(timestamptz) IS
+'Rollup part contacts: writes real_contacts (non-automated interactions) per day (all, manager) from the interactions source, for the days from the given moment on.';
+
+CREATE OR REPLACE FUNCTION crm.dashboard_closed_deals(period_from date, period_to date)
+RETURNS TABLE (deal_id text, manager_id text, outcome text, created_at timestamptz, closed_at timestamptz,
+               amount numeric, stage text, lost_reason text, contacts bigint)
+LANGUAGE plpgsql VOLATILE
+-- one big analytic query: JIT compilation would cost more than it saves,
+-- and the per-deal hash aggregates should stay in memory
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    b record;
+    q text;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_closed_deals', period_from, period_to);
+    PERFORM crm._require_stages('crm.dashboard_closed_deals');
+    -- built first: it checks the sources, so both paths raise the same errors
+    q := crm._closed_deals_sql(true);
+    IF crm._rollups_usable() THEN
+        -- the same rows from the rollups (src/dashboard_fast_losses.sql)
+        q := 'SELECT * FROM crm._fast_closed_deals($1, $2, true)';
+    END IF;
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+SELECT c.deal_id, c.manager_id, CASE WHEN c.is_won THEN 'won' ELSE 'lost' END, c.created_at, c.closed_at,
+       c.amount, c.stage, c.lost_reason, c.contacts
+  FROM (%s) AS c(deal_id, manager_id, is_won, created_at, closed_at, amount, stage, lost_reason, contacts)
+ ORDER BY c.closed_at, c.deal_id
+$sql$, q)
+    USING b.cur_from, b.cur_to;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_closed_deals(date, date) IS
+'One row per deal won or lost in the period [from, to]: manager, outcome, first stage event, close, value, the most advanced open stage reached, lost reason and real (non-automated) contacts of the deal''s lead or customer from creation to close; needs the deals source. The rows behind crm.dashboard_losses and crm.dashboard_followups.';
+
+CREATE OR REPLACE FUNCTION crm.dashboard_losses(period_from date, period_to date)
+RETURNS TABLE (reason text, stage text, deals bigint, lost_value numeric, share_pct numeric)
+LANGUAGE plpgsql VOLATILE
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    b record;
+    q text;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_losses', period_from, period_to);
+    PERFORM crm._require_stages('crm.dashboard_losses');
+    -- built first: it checks the sources, so both paths raise the same errors
+    q := crm._closed_deals_sql(false);
+    IF crm._rollups_usable() THEN
+        -- the same rows from the rollups (src/dashboard_fast_losses.sql)
+        q := 'SELECT * FROM crm._fast_closed_deals($1, $2, false)';
+    END IF;
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH g AS (
+    SELECT c.lost_reason AS reason, c.stage, pg_catalog.count(*) AS deals, coalesce(pg_catalog.sum(c.amount), 0) AS lost_value
+      FROM (%s) AS c(deal_id, manager_id, is_won, created_at, closed_at, amount, stage, lost_reason, contacts)
+     WHERE NOT c.is_won
+     GROUP BY 1, 2)
+SELECT g.reason, g.stage, g.deals, g.lost_value,
+       pg_catalog.round((100 OPERATOR(pg_catalog.*) g.lost_value) OPERATOR(pg_catalog./)
+                        CASE WHEN pg_catalog.sum(g.lost_value) OVER () OPERATOR(pg_catalog.<>) 0 THEN pg_catalog.sum(g.lost_value) OVER () END, 2)
+  FROM g
+ ORDER BY g.lost_value DESC, g.reason, g.stage
+$sql$, q)
+    USING b.cur_from, b.cur_to;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_losses(date, date) IS
+'Deals lost in the period [from, to] (first lost-stage event in the period, not won before) by lost reason (deals source; ''(not recorded)'' without it) and by the most advanced open stage reached: deals, their value and its share of the period''s lost value; totals equal owner_dashboard''s deals_lost and lost_deal_value.';
+
+CREATE OR REPLACE FUNCTION crm.dashboard_followups(period_from date, period_to date)
+RETURNS TABLE (contacts text, deals bigint, lost_value numeric, won_deals bigint, won_value numeric, win_rate_pct numeric)
+LANGUAGE plpgsql VOLATILE
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    b record;
+    q text;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_followups', period_from, period_to);
+    PERFORM crm._require_stages('crm.dashboard_followups');
+    -- built first: it checks the sources, so both paths raise the same errors
+    q := crm._closed_deals_sql(true);
+    IF crm._rollups_usable() THEN
+        -- the same rows from the rollups (src/dashboard_fast_losses.sql)
+        q := 'SELECT * FROM crm._fast_closed_deals($1, $2, true)';
+    END IF;
+    RETURN QUERY EXECUTE pg_catalog.format($sql$
+WITH g AS (
+    SELECT least(c.contacts, 3) AS k,
+           pg_catalog.count(*) FILTER (WHERE NOT c.is_won) AS lost, pg_catalog.sum(c.amount) FILTER (WHERE NOT c.is_won) AS lost_value,
+           pg_catalog.count(*) FILTER (WHERE c.is_won) AS won, pg_catalog.sum(c.amount) FILTER (WHERE c.is_won) AS won_value
+      FROM (%s) AS c(deal_id, manager_id, is_won, created_at, closed_at, amount, stage, lost_reason, contacts)
+     GROUP BY 1)
+SELECT b.label, coalesce(g.lost, 0), coalesce(g.lost_value, 0), coalesce(g.won, 0), coalesce(g.won_value, 0),
+       pg_catalog.round((100.0 OPERATOR(pg_catalog.*) g.won) OPERATOR(pg_catalog./)
+                        CASE WHEN (g.won OPERATOR(pg_catalog.+) g.lost) OPERATOR(pg_catalog.<>) 0 THEN (g.won OPERATOR(pg_catalog.+) g.lost) END, 2)
+  FROM (VALUES (0, '0'), (1, '1'), (2, '2'), (3, '3+')) AS b(k, label)
+  LEFT JOIN g ON g.k OPERATOR(pg_catalog.=) b.k
+ ORDER BY b.k
+$sql$, q)
+    USING b.cur_from, b.cur_to;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_followups(date, date) IS
+'Deals closed in the period [from, to] by the number of real (non-automated) contacts of the deal''s lead or customer from its first stage event to its close (0, 1, 2, 3+; always four rows): lost deals and value, won deals and value, win rate; needs the deals source.';
+-- rollups built before this state existed: the next refresh rebuilds them in full
+UPDATE crm.rollup_status SET needs_full = true;
+-- ==== end of section losses_fast ====

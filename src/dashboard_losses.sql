@@ -114,15 +114,22 @@ SET work_mem = '64MB'
 AS $$
 DECLARE
     b record;
+    q text;
 BEGIN
     b := crm._period_bounds('crm.dashboard_closed_deals', period_from, period_to);
     PERFORM crm._require_stages('crm.dashboard_closed_deals');
+    -- built first: it checks the sources, so both paths raise the same errors
+    q := crm._closed_deals_sql(true);
+    IF crm._rollups_usable() THEN
+        -- the same rows from the rollups (src/dashboard_fast_losses.sql)
+        q := 'SELECT * FROM crm._fast_closed_deals($1, $2, true)';
+    END IF;
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 SELECT c.deal_id, c.manager_id, CASE WHEN c.is_won THEN 'won' ELSE 'lost' END, c.created_at, c.closed_at,
        c.amount, c.stage, c.lost_reason, c.contacts
   FROM (%s) AS c(deal_id, manager_id, is_won, created_at, closed_at, amount, stage, lost_reason, contacts)
  ORDER BY c.closed_at, c.deal_id
-$sql$, crm._closed_deals_sql(true))
+$sql$, q)
     USING b.cur_from, b.cur_to;
 END
 $$;
@@ -137,9 +144,16 @@ SET work_mem = '64MB'
 AS $$
 DECLARE
     b record;
+    q text;
 BEGIN
     b := crm._period_bounds('crm.dashboard_losses', period_from, period_to);
     PERFORM crm._require_stages('crm.dashboard_losses');
+    -- built first: it checks the sources, so both paths raise the same errors
+    q := crm._closed_deals_sql(false);
+    IF crm._rollups_usable() THEN
+        -- the same rows from the rollups (src/dashboard_fast_losses.sql)
+        q := 'SELECT * FROM crm._fast_closed_deals($1, $2, false)';
+    END IF;
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH g AS (
     SELECT c.lost_reason AS reason, c.stage, pg_catalog.count(*) AS deals, coalesce(pg_catalog.sum(c.amount), 0) AS lost_value
@@ -151,7 +165,7 @@ SELECT g.reason, g.stage, g.deals, g.lost_value,
                         CASE WHEN pg_catalog.sum(g.lost_value) OVER () OPERATOR(pg_catalog.<>) 0 THEN pg_catalog.sum(g.lost_value) OVER () END, 2)
   FROM g
  ORDER BY g.lost_value DESC, g.reason, g.stage
-$sql$, crm._closed_deals_sql(false))
+$sql$, q)
     USING b.cur_from, b.cur_to;
 END
 $$;
@@ -166,9 +180,16 @@ SET work_mem = '64MB'
 AS $$
 DECLARE
     b record;
+    q text;
 BEGIN
     b := crm._period_bounds('crm.dashboard_followups', period_from, period_to);
     PERFORM crm._require_stages('crm.dashboard_followups');
+    -- built first: it checks the sources, so both paths raise the same errors
+    q := crm._closed_deals_sql(true);
+    IF crm._rollups_usable() THEN
+        -- the same rows from the rollups (src/dashboard_fast_losses.sql)
+        q := 'SELECT * FROM crm._fast_closed_deals($1, $2, true)';
+    END IF;
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH g AS (
     SELECT least(c.contacts, 3) AS k,
@@ -182,7 +203,7 @@ SELECT b.label, coalesce(g.lost, 0), coalesce(g.lost_value, 0), coalesce(g.won, 
   FROM (VALUES (0, '0'), (1, '1'), (2, '2'), (3, '3+')) AS b(k, label)
   LEFT JOIN g ON g.k OPERATOR(pg_catalog.=) b.k
  ORDER BY b.k
-$sql$, crm._closed_deals_sql(true))
+$sql$, q)
     USING b.cur_from, b.cur_to;
 END
 $$;

@@ -650,6 +650,7 @@ SELECT x.day, 'real_contacts', %2$s, %3$s, pg_catalog.count(*)
 $sql$, crm._source_sql('interactions'), g[1], g[2], g[3]) USING from_ts;
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM crm._rollup_fast_contacts(from_ts);
+    PERFORM crm._rollup_deal_contacts(from_ts);  -- real interactions by lead and customer (src/dashboard_fast_losses.sql)
     RETURN n;
 END
 $$;

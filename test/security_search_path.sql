@@ -213,6 +213,9 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._fast_funnel(timestamptz,timestamptz)', $$SELECT count(*) FROM crm._fast_funnel('2025-11-01', '2025-12-01')$$),
 ('crm._fast_owner_deals(timestamptz,timestamptz,timestamptz)', $$SELECT count(*) FROM crm._fast_owner_deals('2025-11-01', '2025-12-01', '2025-10-02')$$),
 ('crm._fast_managers_deals(timestamptz,timestamptz)', $$SELECT count(*) FROM crm._fast_managers_deals('2025-11-01', '2025-12-01')$$),
+-- the loss reports from the rollups (src/dashboard_fast_losses.sql)
+('crm._rollup_deal_contacts(timestamptz)', $$SELECT crm._rollup_deal_contacts('2030-01-01'::timestamptz)$$),
+('crm._fast_closed_deals(timestamptz,timestamptz,boolean)', $$SELECT count(*) FROM crm._fast_closed_deals('2025-11-01', '2025-12-01', true)$$),
 ('crm.owner_dashboard_rollup(date,date)', $$SELECT count(*) FROM crm.owner_dashboard_rollup('2025-11-01', '2025-11-30')$$),
 -- fast paths: leads, invoices, contacts (src/dashboard_fast_leads.sql)
 ('crm._rollup_lead_state(timestamptz)', $$SELECT crm._rollup_lead_state('2025-11-01'::timestamptz)$$),
