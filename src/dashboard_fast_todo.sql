@@ -133,9 +133,6 @@ BEGIN
     RETURN QUERY EXECUTE format($sql$
 WITH
 cfg AS MATERIALIZED (SELECT crm._lead_sla() AS sla, crm._reactivation_after() AS react),
-cust AS MATERIALIZED (
-    SELECT c.customer_id, min(c.manager_id) AS manager_id
-      FROM crm.rollup_customer_info c WHERE c.customer_id IS NOT NULL GROUP BY c.customer_id),
 -- unanswered: created more than the SLA before as_of, no first response before as_of
 ua AS (
     SELECT l.lead_id, l.created_at, l.month, l.channel, l.manager_id, l.created_at + cfg.sla AS since, cfg.sla
@@ -178,7 +175,8 @@ items AS (
     SELECT cust.manager_id, 'overdue_invoice', oi.invoice_id, oi.due_at, oi.amount,
            format('invoice issued %%s, due %%s, %%s days overdue', oi.issued_at::date, oi.due_at::date,
                   extract(day FROM ($1 - oi.due_at)))
-      FROM oi LEFT JOIN cust ON cust.customer_id = oi.customer_id
+      FROM oi LEFT JOIN LATERAL (SELECT min(c.manager_id) AS manager_id FROM crm.rollup_customer_info c
+                                  WHERE c.customer_id = oi.customer_id) AS cust ON true
     UNION ALL
     SELECT cv.manager_id, 'overdue_contact', cv.customer_id, cv.next_due, cv.revenue_12m,
            format('class %%s, last real contact %%s, next contact was due %%s', cv.abc_class,
@@ -187,7 +185,8 @@ items AS (
     UNION ALL
     SELECT cust.manager_id, 'reactivation', ra.customer_id, ra.since, ra.amount,
            format('one order on %%s, no real contact since', ra.ordered_at::date)
-      FROM ra LEFT JOIN cust ON cust.customer_id = ra.customer_id)
+      FROM ra LEFT JOIN LATERAL (SELECT min(c.manager_id) AS manager_id FROM crm.rollup_customer_info c
+                                  WHERE c.customer_id = ra.customer_id) AS cust ON true)
 SELECT items.manager_id, items.kind, items.entity_id, items.since, items.value, items.note
   FROM items
  ORDER BY items.value DESC NULLS LAST, items.since NULLS LAST, items.kind, items.entity_id
