@@ -5571,11 +5571,15 @@ COMMENT ON FUNCTION crm._rollup_todo_invoices(timestamptz) IS
 -- Part orders (after crm._rollup_fast_orders has replaced the order lines
 -- from from_ts on): a customer's first two orders change only if one of them
 -- is at or after from_ts (coalesce(second_at, first_at) >= from_ts before the
--- change) or the customer has an order at or after from_ts now (a new second
--- or first order); those customers are read again from the order lines.
+-- change) or the customer has an order at or after from_ts now and not two
+-- orders before from_ts (a new first or second order); those customers are
+-- read again from the order lines.
 CREATE FUNCTION crm._rollup_todo_orders(from_ts timestamptz) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- the changed customers by index (cost grows with them, not with the history)
+SET enable_hashjoin = off
+SET enable_mergejoin = off
 AS $$
 DECLARE
     n   bigint;
@@ -5597,9 +5601,13 @@ BEGIN
     ids := ARRAY(SELECT DISTINCT u.id
                    FROM (SELECT unnest(coalesce(ids, '{}')) AS id
                          UNION ALL
+                         -- an order at or after from_ts now; a customer kept with both its
+                         -- first two orders (before from_ts) cannot have a new one among them
                          SELECT l.customer_id FROM crm.rollup_order_lines l
-                          WHERE l.ordered_at >= from_ts AND l.customer_id IS NOT NULL) AS u);
-    DELETE FROM crm.rollup_customer_firsts f WHERE f.customer_id = ANY (ids);
+                          WHERE l.ordered_at >= from_ts AND l.customer_id IS NOT NULL
+                            AND NOT EXISTS (SELECT 1 FROM crm.rollup_customer_firsts f
+                                             WHERE f.customer_id = l.customer_id AND f.second_at IS NOT NULL)) AS u);
+    DELETE FROM crm.rollup_customer_firsts f USING unnest(ids) AS u(id) WHERE f.customer_id = u.id;
     INSERT INTO crm.rollup_customer_firsts (customer_id, first_at, amount, second_at)
     SELECT u.id, x.ordered_at, x.amount, x.next_at
       FROM unnest(ids) AS u(id)
