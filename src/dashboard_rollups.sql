@@ -472,6 +472,7 @@ SELECT a.day, m.metric, a.dimension, a.key, m.value
 $sql$, src_o, crm._source_sql('customers', 'c'), go[1], go[2], go[3], gn[1], gn[2], gn[3]) USING from_ts;
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM crm._rollup_fast_orders(from_ts);
+    PERFORM crm._rollup_todo_orders(from_ts);  -- first two orders per customer (src/dashboard_fast_todo.sql)
     RETURN n;
 END
 $$;
@@ -611,6 +612,7 @@ DECLARE
     n bigint;
 BEGIN
     PERFORM crm._rollup_invoice_state(from_ts);  -- per-invoice state (src/dashboard_fast_leads.sql)
+    PERFORM crm._rollup_todo_invoices(from_ts);  -- per-invoice state of crm.todo (src/dashboard_fast_todo.sql)
     EXECUTE pg_catalog.format($sql$
 WITH ev AS (
     SELECT i.issued_at::pg_catalog.date AS day, 'invoices_issued'::pg_catalog.text AS what, i.amount

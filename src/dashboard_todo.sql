@@ -36,6 +36,8 @@ LANGUAGE plpgsql VOLATILE
 SET jit = off
 SET work_mem = '64MB'
 AS $$
+DECLARE
+    q text;
 BEGIN
     IF as_of IS NULL THEN
         RAISE EXCEPTION 'as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -45,7 +47,8 @@ BEGIN
             USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real moment, e.g. ''2026-01-01''.';
     END IF;
     PERFORM crm._require_stages('crm.todo');
-    RETURN QUERY EXECUTE pg_catalog.format($sql$
+    -- the full query is built first (it checks every source), so both paths raise the same errors
+    q := pg_catalog.format($sql$
 WITH
 cfg AS MATERIALIZED (SELECT crm._lead_sla() AS sla, crm._reactivation_after() AS react),
 cust AS MATERIALIZED (
@@ -133,8 +136,12 @@ $sql$,
         crm._source_sql('customers', 'c'), crm._source_sql('leads', 'l'), crm._source_sql('interactions', 'ix'),
         crm._lead_cost_sql(crm._source_sql('leads'), crm._source_sql('spend')), crm._stage_case('order', 'stage'), crm._source_sql('stage_events'),
         crm._stage_orders('open'), crm._stage_orders('won') OPERATOR(pg_catalog.||) ', ' OPERATOR(pg_catalog.||) crm._stage_orders('lost'),
-        crm._stage_norm_case('dl.open_so'), crm._source_sql('invoices', 'i'), crm._source_sql('orders', 'o'))
-    USING as_of;
+        crm._stage_norm_case('dl.open_so'), crm._source_sql('invoices', 'i'), crm._source_sql('orders', 'o'));
+    IF crm._rollups_usable() THEN
+        RETURN QUERY SELECT * FROM crm._fast_todo(as_of);
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE q USING as_of;
 END
 $$;
 COMMENT ON FUNCTION crm.todo(timestamptz) IS

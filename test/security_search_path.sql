@@ -237,6 +237,10 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._fast_channels(date,date)', $$SELECT count(*) FROM crm._fast_channels('2025-11-01', '2025-11-30')$$),
 ('crm._fast_owner_customers(timestamptz,timestamptz,timestamptz)', $$SELECT count(*) FROM crm._fast_owner_customers('2025-11-01', '2025-12-01', '2025-10-02')$$),
 ('crm._fast_managers_customers(timestamptz,timestamptz)', $$SELECT count(*) FROM crm._fast_managers_customers('2025-11-01', '2025-12-01')$$),
+-- fast path of crm.todo (docs/rollups.md "To-do list")
+('crm._rollup_todo_invoices(timestamptz)', $$SELECT crm._rollup_todo_invoices('2030-01-01'::timestamptz)$$),
+('crm._rollup_todo_orders(timestamptz)', $$SELECT crm._rollup_todo_orders('2030-01-01'::timestamptz)$$),
+('crm._fast_todo(timestamptz)', $$SELECT count(*) FROM crm._fast_todo('2025-12-01')$$),
 ('crm.detach_rollup_capture()', $$SELECT count(*) FROM crm.detach_rollup_capture()$$),
 ('crm.refresh_rollups(boolean)', $$SELECT count(*) FROM crm.refresh_rollups()$$),
 ('crm.refresh_rollups(boolean)', $$UPDATE crm_demo.leads SET channel = channel WHERE lead_id IN (SELECT lead_id FROM crm_demo.leads ORDER BY lead_id DESC LIMIT 3)$$),
