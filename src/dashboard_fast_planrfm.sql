@@ -1,0 +1,249 @@
+-- dashboard_fast_planrfm.sql: plan against fact and RFM answered from the
+-- rollups (issue 21; docs/rollups.md, "Plans and RFM").
+--
+-- Plan against fact: when every plan of the period on the whole business (or
+-- on channels) names a metric the daily rollups and the order lines hold,
+-- crm.dashboard_plan_fact builds the report rows crm._plan_fact reads from
+-- them (crm._fast_plan_owner, crm._fast_plan_channels) instead of running
+-- crm.owner_dashboard / crm.dashboard_channels whole.
+--
+-- RFM: per customer the first and last order, the number of orders and the sum of
+-- their amounts (crm.rollup_customer_rfm, kept by the rollup part orders from
+-- crm.rollup_order_lines); the figures as of a moment E are the totals of the
+-- customers whose last order is at or before E, and for the others the order
+-- lines up to E.  The scoring is crm.rfm_report's own (crm._rfm_sql).
+
+CREATE TABLE crm.rollup_customer_rfm (
+    customer_id text PRIMARY KEY,
+    first_at    timestamptz NOT NULL,
+    last_at     timestamptz NOT NULL,
+    orders      bigint NOT NULL,
+    amount      numeric
+);
+COMMENT ON TABLE crm.rollup_customer_rfm IS
+'Rollup state per customer with orders (derived, not dumped; orders without a customer or a moment left out): the first and the last order, the number of orders and the sum of their amounts, from crm.rollup_order_lines.';
+CREATE INDEX ON crm.rollup_customer_rfm (last_at);
+
+-- ---------------------------------------------------------------------------
+-- Maintenance (called by the rollup part orders after crm._rollup_fast_orders)
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION crm._rollup_rfm_totals(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- the changed customers by index (cost grows with them, not with the history)
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+DECLARE
+    n   bigint;
+    ids text[];
+BEGIN
+    IF from_ts = '-infinity' THEN
+        TRUNCATE crm.rollup_customer_rfm;
+        INSERT INTO crm.rollup_customer_rfm (customer_id, first_at, last_at, orders, amount)
+        SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), count(*), sum(l.amount)
+          FROM crm.rollup_order_lines l WHERE l.customer_id IS NOT NULL GROUP BY 1
+         -- in the order crm._fast_rfm reads them (by the primary key)
+         ORDER BY 1;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        RETURN n;
+    END IF;
+    -- every changed order is at or after from_ts, before and after the change:
+    -- the customers with an order at or after it before (their last order) or after
+    ids := ARRAY(SELECT t.customer_id FROM crm.rollup_customer_rfm t WHERE t.last_at >= from_ts
+                 UNION
+                 SELECT l.customer_id FROM crm.rollup_order_lines l WHERE l.ordered_at >= from_ts AND l.customer_id IS NOT NULL);
+    DELETE FROM crm.rollup_customer_rfm t USING unnest(ids) AS u(id) WHERE t.customer_id = u.id;
+    INSERT INTO crm.rollup_customer_rfm (customer_id, first_at, last_at, orders, amount)
+    SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), count(*), sum(l.amount)
+      FROM unnest(ids) AS u(id) JOIN crm.rollup_order_lines l ON l.customer_id = u.id GROUP BY 1;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_rfm_totals(timestamptz) IS
+'Recomputes crm.rollup_customer_rfm (first and last order, orders, sum of amounts per customer) for every customer with an order at or after the given moment, before or after the change (everything for -infinity), from crm.rollup_order_lines; rows written.';
+
+-- ---------------------------------------------------------------------------
+-- RFM
+-- ---------------------------------------------------------------------------
+
+-- crm.rfm_report's rows as of end_at (orders at or before it) from the rollups,
+-- ordered by customer.
+CREATE FUNCTION crm._fast_rfm(end_at timestamptz)
+RETURNS TABLE (customer text, recency_days int, frequency bigint, monetary numeric,
+               r int, f int, m int, rfm_code text, segment text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+-- the customers in the order of the primary key: the scored rows come out in
+-- it, without sorting the text ids (slow under a linguistic collation)
+SET enable_sort = off
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE crm._rfm_sql($per$
+-- per customer with an order by the end: the totals, or for a customer with
+-- an order after it the lines up to it (by index)
+SELECT t.customer_id,
+       CASE WHEN t.last_at <= $1 THEN t.last_at
+            ELSE (SELECT max(l.ordered_at) FROM crm.rollup_order_lines l
+                   WHERE l.customer_id = t.customer_id AND l.ordered_at <= $1) END,
+       CASE WHEN t.last_at <= $1 THEN t.orders
+            ELSE (SELECT count(*) FROM crm.rollup_order_lines l
+                   WHERE l.customer_id = t.customer_id AND l.ordered_at <= $1) END,
+       CASE WHEN t.last_at <= $1 THEN t.amount
+            ELSE (SELECT sum(l.amount) FROM crm.rollup_order_lines l
+                   WHERE l.customer_id = t.customer_id AND l.ordered_at <= $1) END
+  FROM crm.rollup_customer_rfm t
+ WHERE t.first_at <= $1
+ ORDER BY t.customer_id
+$per$) USING end_at;
+END
+$$;
+COMMENT ON FUNCTION crm._fast_rfm(timestamptz) IS
+'crm.rfm_report over the orders source as of a moment, from the rollups (crm.rollup_customer_rfm, and crm.rollup_order_lines for the customers with an order after it), scored by crm._rfm_sql: the same rows.';
+
+-- ---------------------------------------------------------------------------
+-- Plan against fact
+-- ---------------------------------------------------------------------------
+
+-- The plan metrics answered from the rollups: owner level (dimension NULL)
+-- and per channel.
+CREATE FUNCTION crm._plan_rollup_metrics(dimension text) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN dimension IS NULL
+            THEN ARRAY['leads_in', 'new_buyers', 'marketing_spend', 'cac', 'revenue', 'orders', 'average_check',
+                       'gross_profit', 'roi', 'deals_won', 'deals_lost']
+            WHEN dimension = 'channel'
+            THEN ARRAY['leads', 'new_buyers', 'revenue', 'gross_profit', 'spend']
+            ELSE '{}'::text[] END
+$$;
+COMMENT ON FUNCTION crm._plan_rollup_metrics(text) IS
+'The plan metrics of a dimension (NULL = the whole business, channel, manager) that crm.dashboard_plan_fact takes from the rollups when they may stand in.';
+
+-- Whether every plan of exactly the period in the dimension names a metric
+-- the rollups answer.
+CREATE FUNCTION crm._plan_rollup_ok(period_from date, period_to date, dimension text) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT NOT EXISTS (SELECT 1 FROM crm.plans p
+                    WHERE p.period_from = _plan_rollup_ok.period_from AND p.period_to = _plan_rollup_ok.period_to
+                      AND p.dimension IS NOT DISTINCT FROM _plan_rollup_ok.dimension
+                      AND p.metric <> ALL (crm._plan_rollup_metrics(_plan_rollup_ok.dimension)))
+$$;
+COMMENT ON FUNCTION crm._plan_rollup_ok(date, date, text) IS
+'True when every plan of exactly the period [from, to] in the dimension (NULL = the whole business) names a metric crm._plan_rollup_metrics lists.';
+
+-- The owner rows crm._plan_fact reads (metric, value) for the metrics of
+-- crm._plan_rollup_metrics(NULL), from the daily rollups, as
+-- crm._fast_owner_dashboard computes them.
+CREATE FUNCTION crm._fast_plan_owner(period_from date, period_to date) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b record;
+    res jsonb;
+BEGIN
+    b := crm._period_bounds('crm.owner_dashboard', period_from, period_to);
+    -- the error of the full computation for unknown stages
+    PERFORM crm._deal_check_stages(b.cur_to);
+    WITH s AS (
+        SELECT r.metric AS m, sum(r.value) AS c
+          FROM crm.rollup_daily r
+         WHERE r.day >= period_from AND r.day <= period_to AND r.dimension = 'all'
+           AND r.metric IN ('leads_in', 'new_buyers', 'marketing_spend', 'revenue', 'orders', 'gross_profit',
+                            'deals_won', 'deals_lost')
+         GROUP BY 1),
+    a AS (
+        SELECT max(s.c) FILTER (WHERE s.m = 'leads_in') AS c_leads,
+               coalesce(max(s.c) FILTER (WHERE s.m = 'new_buyers'), 0) AS c_new,
+               max(s.c) FILTER (WHERE s.m = 'marketing_spend') AS c_spend,
+               max(s.c) FILTER (WHERE s.m = 'revenue') AS c_rev,
+               coalesce(max(s.c) FILTER (WHERE s.m = 'orders'), 0) AS c_ord,
+               max(s.c) FILTER (WHERE s.m = 'gross_profit') AS c_gp,
+               coalesce(max(s.c) FILTER (WHERE s.m = 'deals_won'), 0) AS c_won,
+               coalesce(max(s.c) FILTER (WHERE s.m = 'deals_lost'), 0) AS c_lost
+          FROM s)
+    SELECT jsonb_agg(jsonb_build_object('metric', v.name, 'value', v.cur) ORDER BY v.ord) INTO res
+      FROM a, LATERAL (VALUES
+        (1, 'leads_in', coalesce(a.c_leads, 0)),
+        (2, 'new_buyers', a.c_new),
+        (4, 'marketing_spend', coalesce(a.c_spend, 0)),
+        (5, 'cac', round(coalesce(a.c_spend, 0) / nullif(a.c_new, 0), 2)),
+        (6, 'revenue', coalesce(a.c_rev, 0)),
+        (7, 'orders', a.c_ord),
+        (8, 'average_check', round(a.c_rev / nullif(a.c_ord, 0), 2)),
+        (10, 'gross_profit', coalesce(a.c_gp, 0)),
+        (11, 'roi', round((100.0 * (coalesce(a.c_gp, 0) - a.c_spend)) / nullif(a.c_spend, 0), 2)),
+        (13, 'deals_won', a.c_won),
+        (20, 'deals_lost', a.c_lost)) AS v(ord, name, cur);
+    RETURN res;
+END
+$$;
+COMMENT ON FUNCTION crm._fast_plan_owner(date, date) IS
+'For crm.dashboard_plan_fact: the rows (metric, value) of crm.owner_dashboard(from, to) for the metrics of crm._plan_rollup_metrics(NULL), from the daily rollups, as a jsonb array.';
+
+-- The channel rows crm._plan_fact reads (channel and the columns of
+-- crm._plan_rollup_metrics('channel')), as crm._fast_channels computes them:
+-- the buyers' figures from the order state, leads and spend of the period
+-- from their sources.
+CREATE FUNCTION crm._fast_plan_channels(period_from date, period_to date) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET jit = off
+SET work_mem = '64MB'
+-- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
+SET enable_mergejoin = off
+AS $$
+DECLARE
+    b record;
+    res jsonb;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_channels', period_from, period_to);
+    -- the sources the state comes from checked as the full path does (same errors)
+    PERFORM crm._source_sql('customers'), crm._source_sql('orders');
+    EXECUTE pg_catalog.format($sql$
+WITH
+p AS (
+    SELECT l.customer_id, pg_catalog.sum(l.amount) AS rev, pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp
+      FROM crm.rollup_order_lines l
+     WHERE l.ordered_at OPERATOR(pg_catalog.>=) $1 AND l.ordered_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
+b AS (
+    SELECT t.customer_id, t.first_at, p.rev, p.gp
+      FROM crm.rollup_customer_orders t LEFT JOIN p ON p.customer_id OPERATOR(pg_catalog.=) t.customer_id
+     WHERE t.first_at OPERATOR(pg_catalog.<) $2 AND t.customer_id IS NOT NULL
+    UNION ALL
+    -- the orders without a customer: one group, as in the full query
+    SELECT NULL, t.first_at, p.rev, p.gp
+      FROM crm.rollup_customer_orders t LEFT JOIN p ON p.customer_id IS NULL
+     WHERE t.first_at OPERATOR(pg_catalog.<) $2 AND t.customer_id IS NULL),
+bc AS (
+    SELECT coalesce(cu.channel, '(unknown)') AS channel,
+           pg_catalog.count(*) FILTER (WHERE b.first_at OPERATOR(pg_catalog.>=) $1) AS new_buyers,
+           pg_catalog.sum(b.rev) AS revenue, pg_catalog.sum(b.gp) AS gross_profit
+      FROM b LEFT JOIN crm.rollup_customer_info cu ON cu.customer_id OPERATOR(pg_catalog.=) b.customer_id GROUP BY 1),
+ld AS (
+    SELECT coalesce(l.channel, '(unknown)') AS channel, pg_catalog.count(*) AS leads
+      FROM %1$s
+     WHERE l.created_at OPERATOR(pg_catalog.>=) $1 AND l.created_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
+sp AS (
+    SELECT coalesce(s.channel, '(unknown)') AS channel, pg_catalog.sum(s.amount) AS spend
+      FROM %2$s WHERE s.spent_on OPERATOR(pg_catalog.>=) $1 AND s.spent_on OPERATOR(pg_catalog.<) $2 GROUP BY 1),
+ch AS (SELECT channel FROM bc UNION SELECT channel FROM ld UNION SELECT channel FROM sp)
+SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+           'channel', ch.channel, 'leads', coalesce(ld.leads, 0), 'new_buyers', coalesce(bc.new_buyers, 0),
+           'revenue', coalesce(bc.revenue, 0), 'gross_profit', coalesce(bc.gross_profit, 0), 'spend', coalesce(sp.spend, 0))
+         ORDER BY ch.channel)
+  FROM ch LEFT JOIN bc ON bc.channel OPERATOR(pg_catalog.=) ch.channel LEFT JOIN ld ON ld.channel OPERATOR(pg_catalog.=) ch.channel
+          LEFT JOIN sp ON sp.channel OPERATOR(pg_catalog.=) ch.channel
+$sql$, crm._source_sql('leads', 'l'), crm._source_sql('spend', 's'))
+    INTO res USING b.cur_from, b.cur_to;
+    RETURN res;
+END
+$$;
+COMMENT ON FUNCTION crm._fast_plan_channels(date, date) IS
+'For crm.dashboard_plan_fact: the rows of crm.dashboard_channels(from, to) with the columns of crm._plan_rollup_metrics(''channel'') (leads, new buyers, revenue, gross profit, spend), the buyers'' figures from the rollups, leads and spend from their sources, as a jsonb array.';
