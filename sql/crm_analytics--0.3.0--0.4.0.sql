@@ -5494,7 +5494,7 @@ UPDATE crm.rollup_status SET needs_full = true;
 -- ==== end of section fast_leads ====
 -- ==== section planrfm_fast ====
 -- the RFM scoring shared by crm.rfm_report and its answer from the rollups
-CREATE FUNCTION crm._rfm_sql(per_sql text) RETURNS text
+CREATE FUNCTION crm._rfm_sql(per text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -5516,7 +5516,7 @@ SELECT format($q$
                pg_catalog.concat(s.r, s.f, s.m), crm.rfm_segment(s.r, s.f)
           FROM scored AS s
          ORDER BY s.key
-        $q$, per_sql)
+        $q$, per)
 $fn$;
 COMMENT ON FUNCTION crm._rfm_sql(text) IS
 'SQL text of the RFM scoring over a per-customer query (key, last order, frequency, monetary; $1 = as_of): recency_days, R, F, M by crm.quantile_score, rfm_code and crm.rfm_segment, ordered by key, as crm.rfm_report returns them.';
@@ -5599,11 +5599,12 @@ COMMENT ON FUNCTION crm._rollup_rfm_totals(timestamptz) IS
 -- RFM
 -- ---------------------------------------------------------------------------
 
--- crm.rfm_report's rows as of end_at (orders at or before it) from the rollups,
--- ordered by customer.
+-- crm.dashboard_rfm's rows as of end_at (orders at or before it) from the
+-- rollups, ordered by customer: crm.rfm_report's scoring (crm._rfm_sql) of
+-- the per-customer figures.
 CREATE FUNCTION crm._fast_rfm(end_at timestamptz)
-RETURNS TABLE (customer text, recency_days int, frequency bigint, monetary numeric,
-               r int, f int, m int, rfm_code text, segment text)
+RETURNS TABLE (customer_id text, recency_days int, frequency bigint, monetary numeric,
+               r int, f int, m int, segment text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET jit = off
@@ -5612,7 +5613,10 @@ SET jit = off
 SET enable_sort = off
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE crm._rfm_sql($per$
+    RETURN QUERY EXECUTE format($q$
+SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
+  FROM (%s) AS x(customer, recency_days, frequency, monetary, r, f, m, rfm_code, segment)
+$q$, crm._rfm_sql($per$
 -- per customer with an order by the end: the totals, or for a customer with
 -- an order after it the lines up to it (by index)
 SELECT t.customer_id,
@@ -5628,11 +5632,11 @@ SELECT t.customer_id,
   FROM crm.rollup_customer_rfm t
  WHERE t.first_at <= $1
  ORDER BY t.customer_id
-$per$) USING end_at;
+$per$)) USING end_at;
 END
 $$;
 COMMENT ON FUNCTION crm._fast_rfm(timestamptz) IS
-'crm.rfm_report over the orders source as of a moment, from the rollups (crm.rollup_customer_rfm, and crm.rollup_order_lines for the customers with an order after it), scored by crm._rfm_sql: the same rows.';
+'crm.dashboard_rfm as of a moment (crm.rfm_report over the orders source) from the rollups (crm.rollup_customer_rfm, and crm.rollup_order_lines for the customers with an order after it), scored by crm._rfm_sql: the same rows, ordered by customer.';
 
 -- ---------------------------------------------------------------------------
 -- Plan against fact
@@ -5806,9 +5810,7 @@ BEGIN
     IF crm._rollups_usable() THEN
         PERFORM crm._check_inner_query('rfm_report', q, ARRAY['customer any', 'ordered_at timestamptz', 'amount numeric']);
         -- (the rows come ordered by customer)
-        RETURN QUERY
-        SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
-          FROM crm._fast_rfm(e) AS x;
+        RETURN QUERY SELECT * FROM crm._fast_rfm(e);
         RETURN;
     END IF;
     RETURN QUERY

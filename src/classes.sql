@@ -119,12 +119,12 @@ COMMENT ON AGGREGATE crm.demand_cv(float8, int, int) IS
 
 -- ---- report functions ----------------------------------------------------------
 
--- The RFM scoring of per-customer figures: SQL text of a query over per_sql
--- (a query of (key, last order timestamptz, frequency bigint, monetary
--- numeric) per customer; $1 = as_of) giving crm.rfm_report's rows.  One text
--- for the report over an orders query and for its answer from the rollups
--- (crm._fast_rfm).
-CREATE FUNCTION crm._rfm_sql(per_sql text) RETURNS text
+-- The RFM scoring of per-customer figures: SQL text of a query over per (the
+-- text, built by the caller, of a query of (key, last order timestamptz,
+-- frequency bigint, monetary numeric) per customer; $1 = as_of) giving
+-- crm.rfm_report's rows.  One text for the report over an orders query and
+-- for its answer from the rollups (crm._fast_rfm).
+CREATE FUNCTION crm._rfm_sql(per text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -146,7 +146,7 @@ SELECT format($q$
                pg_catalog.concat(s.r, s.f, s.m), crm.rfm_segment(s.r, s.f)
           FROM scored AS s
          ORDER BY s.key
-        $q$, per_sql)
+        $q$, per)
 $fn$;
 COMMENT ON FUNCTION crm._rfm_sql(text) IS
 'SQL text of the RFM scoring over a per-customer query (key, last order, frequency, monetary; $1 = as_of): recency_days, R, F, M by crm.quantile_score, rfm_code and crm.rfm_segment, ordered by key, as crm.rfm_report returns them.';

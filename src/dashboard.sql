@@ -1298,9 +1298,7 @@ BEGIN
     IF crm._rollups_usable() THEN
         PERFORM crm._check_inner_query('rfm_report', q, ARRAY['customer any', 'ordered_at timestamptz', 'amount numeric']);
         -- (the rows come ordered by customer)
-        RETURN QUERY
-        SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
-          FROM crm._fast_rfm(e) AS x;
+        RETURN QUERY SELECT * FROM crm._fast_rfm(e);
         RETURN;
     END IF;
     RETURN QUERY

@@ -69,11 +69,12 @@ COMMENT ON FUNCTION crm._rollup_rfm_totals(timestamptz) IS
 -- RFM
 -- ---------------------------------------------------------------------------
 
--- crm.rfm_report's rows as of end_at (orders at or before it) from the rollups,
--- ordered by customer.
+-- crm.dashboard_rfm's rows as of end_at (orders at or before it) from the
+-- rollups, ordered by customer: crm.rfm_report's scoring (crm._rfm_sql) of
+-- the per-customer figures.
 CREATE FUNCTION crm._fast_rfm(end_at timestamptz)
-RETURNS TABLE (customer text, recency_days int, frequency bigint, monetary numeric,
-               r int, f int, m int, rfm_code text, segment text)
+RETURNS TABLE (customer_id text, recency_days int, frequency bigint, monetary numeric,
+               r int, f int, m int, segment text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET jit = off
@@ -82,7 +83,10 @@ SET jit = off
 SET enable_sort = off
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE crm._rfm_sql($per$
+    RETURN QUERY EXECUTE format($q$
+SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
+  FROM (%s) AS x(customer, recency_days, frequency, monetary, r, f, m, rfm_code, segment)
+$q$, crm._rfm_sql($per$
 -- per customer with an order by the end: the totals, or for a customer with
 -- an order after it the lines up to it (by index)
 SELECT t.customer_id,
@@ -98,11 +102,11 @@ SELECT t.customer_id,
   FROM crm.rollup_customer_rfm t
  WHERE t.first_at <= $1
  ORDER BY t.customer_id
-$per$) USING end_at;
+$per$)) USING end_at;
 END
 $$;
 COMMENT ON FUNCTION crm._fast_rfm(timestamptz) IS
-'crm.rfm_report over the orders source as of a moment, from the rollups (crm.rollup_customer_rfm, and crm.rollup_order_lines for the customers with an order after it), scored by crm._rfm_sql: the same rows.';
+'crm.dashboard_rfm as of a moment (crm.rfm_report over the orders source) from the rollups (crm.rollup_customer_rfm, and crm.rollup_order_lines for the customers with an order after it), scored by crm._rfm_sql: the same rows, ordered by customer.';
 
 -- ---------------------------------------------------------------------------
 -- Plan against fact
