@@ -5503,8 +5503,8 @@ SELECT format($q$
             SELECT p.key,
                    pg_catalog.floor(pg_catalog.date_part('epoch', $1 OPERATOR(pg_catalog.-) p.last_at)
                        OPERATOR(pg_catalog./) 86400::pg_catalog.float8)::pg_catalog.int4 AS recency_days,
-                   p.frequency, p.monetary
-              FROM (%s) AS p(key, last_at, frequency, monetary)
+                   p.frequency, p.monetary, p.ord
+              FROM (%s) AS p(key, last_at, frequency, monetary, ord)
         ), scored AS (
             SELECT per.*,
                    crm.quantile_score(OPERATOR(pg_catalog.-) per.recency_days::pg_catalog.float8) OVER () AS r,
@@ -5515,11 +5515,11 @@ SELECT format($q$
         SELECT s.key::pg_catalog.text, s.recency_days, s.frequency, s.monetary, s.r, s.f, s.m,
                pg_catalog.concat(s.r, s.f, s.m), crm.rfm_segment(s.r, s.f)
           FROM scored AS s
-         ORDER BY s.key
+         ORDER BY s.ord
         $q$, per)
 $fn$;
 COMMENT ON FUNCTION crm._rfm_sql(text) IS
-'SQL text of the RFM scoring over a per-customer query (key, last order, frequency, monetary; $1 = as_of): recency_days, R, F, M by crm.quantile_score, rfm_code and crm.rfm_segment, ordered by key, as crm.rfm_report returns them.';
+'SQL text of the RFM scoring over a per-customer query (key, last order, frequency, monetary, ord; $1 = as_of): recency_days, R, F, M by crm.quantile_score, rfm_code and crm.rfm_segment, ordered by ord, as crm.rfm_report returns them.';
 CREATE OR REPLACE FUNCTION crm.rfm_report(orders_sql text, as_of timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE(customer text, recency_days int, frequency bigint, monetary numeric,
               r int, f int, m int, rfm_code text, segment text)
@@ -5534,7 +5534,7 @@ BEGIN
         ARRAY['customer any', 'ordered_at timestamptz', 'amount numeric']);
     RETURN QUERY EXECUTE crm._rfm_sql(pg_catalog.format($q$
             SELECT i.customer, pg_catalog.max(i.ordered_at::pg_catalog.timestamptz),
-                   pg_catalog.count(*), pg_catalog.sum(i.amount::pg_catalog.numeric)
+                   pg_catalog.count(*), pg_catalog.sum(i.amount::pg_catalog.numeric), i.customer
               FROM (%s) AS i(customer, ordered_at, amount)
              WHERE i.customer IS NOT NULL AND i.ordered_at::pg_catalog.timestamptz OPERATOR(pg_catalog.<=) $1
              GROUP BY i.customer
@@ -5574,7 +5574,7 @@ BEGIN
         INSERT INTO crm.rollup_customer_rfm (customer_id, first_at, last_at, orders, amount)
         SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), count(*), sum(l.amount)
           FROM crm.rollup_order_lines l WHERE l.customer_id IS NOT NULL GROUP BY 1
-         -- in the order crm._fast_rfm reads them (by the primary key)
+         -- in the order crm._fast_rfm_sql reads them (by the primary key)
          ORDER BY 1;
         GET DIAGNOSTICS n = ROW_COUNT;
         RETURN n;
@@ -5599,44 +5599,37 @@ COMMENT ON FUNCTION crm._rollup_rfm_totals(timestamptz) IS
 -- RFM
 -- ---------------------------------------------------------------------------
 
--- crm.dashboard_rfm's rows as of end_at (orders at or before it) from the
--- rollups, ordered by customer: crm.rfm_report's scoring (crm._rfm_sql) of
--- the per-customer figures.
-CREATE FUNCTION crm._fast_rfm(end_at timestamptz)
-RETURNS TABLE (customer_id text, recency_days int, frequency bigint, monetary numeric,
-               r int, f int, m int, segment text)
-LANGUAGE plpgsql STABLE
+-- SQL text of crm.dashboard_rfm's rows as of $1 (orders at or before it) from
+-- the rollups, ordered by customer: crm.rfm_report's scoring (crm._rfm_sql)
+-- of the per-customer figures.
+CREATE FUNCTION crm._fast_rfm_sql() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-SET jit = off
--- the customers in the order of the primary key: the scored rows come out in
--- it, without sorting the text ids (slow under a linguistic collation)
-SET enable_sort = off
-AS $$
-BEGIN
-    RETURN QUERY EXECUTE format($q$
+AS $fn$
+SELECT format($q$
 SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
   FROM (%s) AS x(customer, recency_days, frequency, monetary, r, f, m, rfm_code, segment)
 $q$, crm._rfm_sql($per$
 -- per customer with an order by the end: the totals, or for a customer with
--- an order after it the lines up to it (by index)
+-- an order after it the lines up to it (by index); numbered in the order of
+-- the ids (the primary key gives it: no sort of the text ids)
 SELECT t.customer_id,
-       CASE WHEN t.last_at <= $1 THEN t.last_at
-            ELSE (SELECT max(l.ordered_at) FROM crm.rollup_order_lines l
-                   WHERE l.customer_id = t.customer_id AND l.ordered_at <= $1) END,
-       CASE WHEN t.last_at <= $1 THEN t.orders
-            ELSE (SELECT count(*) FROM crm.rollup_order_lines l
-                   WHERE l.customer_id = t.customer_id AND l.ordered_at <= $1) END,
-       CASE WHEN t.last_at <= $1 THEN t.amount
-            ELSE (SELECT sum(l.amount) FROM crm.rollup_order_lines l
-                   WHERE l.customer_id = t.customer_id AND l.ordered_at <= $1) END
+       CASE WHEN t.last_at OPERATOR(pg_catalog.<=) $1 THEN t.last_at
+            ELSE (SELECT pg_catalog.max(l.ordered_at) FROM crm.rollup_order_lines l
+                   WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1) END,
+       CASE WHEN t.last_at OPERATOR(pg_catalog.<=) $1 THEN t.orders
+            ELSE (SELECT pg_catalog.count(*) FROM crm.rollup_order_lines l
+                   WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1) END,
+       CASE WHEN t.last_at OPERATOR(pg_catalog.<=) $1 THEN t.amount
+            ELSE (SELECT pg_catalog.sum(l.amount) FROM crm.rollup_order_lines l
+                   WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1) END,
+       pg_catalog.row_number() OVER (ORDER BY t.customer_id)
   FROM crm.rollup_customer_rfm t
- WHERE t.first_at <= $1
- ORDER BY t.customer_id
-$per$)) USING end_at;
-END
-$$;
-COMMENT ON FUNCTION crm._fast_rfm(timestamptz) IS
-'crm.dashboard_rfm as of a moment (crm.rfm_report over the orders source) from the rollups (crm.rollup_customer_rfm, and crm.rollup_order_lines for the customers with an order after it), scored by crm._rfm_sql: the same rows, ordered by customer.';
+ WHERE t.first_at OPERATOR(pg_catalog.<=) $1
+$per$))
+$fn$;
+COMMENT ON FUNCTION crm._fast_rfm_sql() IS
+'SQL text ($1 = the moment) of crm.dashboard_rfm''s rows from the rollups (crm.rollup_customer_rfm, and crm.rollup_order_lines for the customers with an order after the moment), scored by crm._rfm_sql: the same rows, ordered by customer.';
 
 -- ---------------------------------------------------------------------------
 -- Plan against fact
@@ -5809,8 +5802,7 @@ BEGIN
     -- the orders query checked first as crm.rfm_report checks it (the same errors)
     IF crm._rollups_usable() THEN
         PERFORM crm._check_inner_query('rfm_report', q, ARRAY['customer any', 'ordered_at timestamptz', 'amount numeric']);
-        -- (the rows come ordered by customer)
-        RETURN QUERY SELECT * FROM crm._fast_rfm(e);
+        RETURN QUERY EXECUTE crm._fast_rfm_sql() USING e;
         RETURN;
     END IF;
     RETURN QUERY

@@ -1297,8 +1297,7 @@ BEGIN
     -- the orders query checked first as crm.rfm_report checks it (the same errors)
     IF crm._rollups_usable() THEN
         PERFORM crm._check_inner_query('rfm_report', q, ARRAY['customer any', 'ordered_at timestamptz', 'amount numeric']);
-        -- (the rows come ordered by customer)
-        RETURN QUERY SELECT * FROM crm._fast_rfm(e);
+        RETURN QUERY EXECUTE crm._fast_rfm_sql() USING e;
         RETURN;
     END IF;
     RETURN QUERY

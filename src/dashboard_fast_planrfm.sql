@@ -44,7 +44,7 @@ BEGIN
         INSERT INTO crm.rollup_customer_rfm (customer_id, first_at, last_at, orders, amount)
         SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), count(*), sum(l.amount)
           FROM crm.rollup_order_lines l WHERE l.customer_id IS NOT NULL GROUP BY 1
-         -- in the order crm._fast_rfm reads them (by the primary key)
+         -- in the order crm._fast_rfm_sql reads them (by the primary key)
          ORDER BY 1;
         GET DIAGNOSTICS n = ROW_COUNT;
         RETURN n;
@@ -69,44 +69,37 @@ COMMENT ON FUNCTION crm._rollup_rfm_totals(timestamptz) IS
 -- RFM
 -- ---------------------------------------------------------------------------
 
--- crm.dashboard_rfm's rows as of end_at (orders at or before it) from the
--- rollups, ordered by customer: crm.rfm_report's scoring (crm._rfm_sql) of
--- the per-customer figures.
-CREATE FUNCTION crm._fast_rfm(end_at timestamptz)
-RETURNS TABLE (customer_id text, recency_days int, frequency bigint, monetary numeric,
-               r int, f int, m int, segment text)
-LANGUAGE plpgsql STABLE
+-- SQL text of crm.dashboard_rfm's rows as of $1 (orders at or before it) from
+-- the rollups, ordered by customer: crm.rfm_report's scoring (crm._rfm_sql)
+-- of the per-customer figures.
+CREATE FUNCTION crm._fast_rfm_sql() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-SET jit = off
--- the customers in the order of the primary key: the scored rows come out in
--- it, without sorting the text ids (slow under a linguistic collation)
-SET enable_sort = off
-AS $$
-BEGIN
-    RETURN QUERY EXECUTE format($q$
+AS $fn$
+SELECT format($q$
 SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
   FROM (%s) AS x(customer, recency_days, frequency, monetary, r, f, m, rfm_code, segment)
 $q$, crm._rfm_sql($per$
 -- per customer with an order by the end: the totals, or for a customer with
--- an order after it the lines up to it (by index)
+-- an order after it the lines up to it (by index); numbered in the order of
+-- the ids (the primary key gives it: no sort of the text ids)
 SELECT t.customer_id,
-       CASE WHEN t.last_at <= $1 THEN t.last_at
-            ELSE (SELECT max(l.ordered_at) FROM crm.rollup_order_lines l
-                   WHERE l.customer_id = t.customer_id AND l.ordered_at <= $1) END,
-       CASE WHEN t.last_at <= $1 THEN t.orders
-            ELSE (SELECT count(*) FROM crm.rollup_order_lines l
-                   WHERE l.customer_id = t.customer_id AND l.ordered_at <= $1) END,
-       CASE WHEN t.last_at <= $1 THEN t.amount
-            ELSE (SELECT sum(l.amount) FROM crm.rollup_order_lines l
-                   WHERE l.customer_id = t.customer_id AND l.ordered_at <= $1) END
+       CASE WHEN t.last_at OPERATOR(pg_catalog.<=) $1 THEN t.last_at
+            ELSE (SELECT pg_catalog.max(l.ordered_at) FROM crm.rollup_order_lines l
+                   WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1) END,
+       CASE WHEN t.last_at OPERATOR(pg_catalog.<=) $1 THEN t.orders
+            ELSE (SELECT pg_catalog.count(*) FROM crm.rollup_order_lines l
+                   WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1) END,
+       CASE WHEN t.last_at OPERATOR(pg_catalog.<=) $1 THEN t.amount
+            ELSE (SELECT pg_catalog.sum(l.amount) FROM crm.rollup_order_lines l
+                   WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1) END,
+       pg_catalog.row_number() OVER (ORDER BY t.customer_id)
   FROM crm.rollup_customer_rfm t
- WHERE t.first_at <= $1
- ORDER BY t.customer_id
-$per$)) USING end_at;
-END
-$$;
-COMMENT ON FUNCTION crm._fast_rfm(timestamptz) IS
-'crm.dashboard_rfm as of a moment (crm.rfm_report over the orders source) from the rollups (crm.rollup_customer_rfm, and crm.rollup_order_lines for the customers with an order after it), scored by crm._rfm_sql: the same rows, ordered by customer.';
+ WHERE t.first_at OPERATOR(pg_catalog.<=) $1
+$per$))
+$fn$;
+COMMENT ON FUNCTION crm._fast_rfm_sql() IS
+'SQL text ($1 = the moment) of crm.dashboard_rfm''s rows from the rollups (crm.rollup_customer_rfm, and crm.rollup_order_lines for the customers with an order after the moment), scored by crm._rfm_sql: the same rows, ordered by customer.';
 
 -- ---------------------------------------------------------------------------
 -- Plan against fact

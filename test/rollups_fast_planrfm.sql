@@ -1,6 +1,6 @@
 -- test/rollups_fast_planrfm.sql: plan against fact (crm.dashboard_plan_fact, crm.v_plan_fact) and
 -- RFM (crm.dashboard_rfm, crm.v_rfm) answered from the rollups (crm._fast_plan_owner,
--- crm._fast_plan_channels, crm._fast_rfm, crm.rollup_customer_rfm), against the full computation
+-- crm._fast_plan_channels, crm._fast_rfm_sql, crm.rollup_customer_rfm), against the full computation
 -- (crm_analytics.rollups = off) and a plain-SQL computation on the demo, for several periods,
 -- after a full refresh, after seeded rounds of random changes (incremental refreshes) and after a
 -- full rebuild; the gate; the errors; then a hand-worked fixture.

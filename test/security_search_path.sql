@@ -237,7 +237,7 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 -- fast paths, plan against fact and RFM (src/dashboard_fast_planrfm.sql)
 ('crm._rfm_sql(text)', $$SELECT length(crm._rfm_sql('SELECT 1, now(), 1::bigint, 1::numeric'))$$),
 ('crm._rollup_rfm_totals(timestamptz)', $$SELECT crm._rollup_rfm_totals('2030-01-01'::timestamptz)$$),
-('crm._fast_rfm(timestamptz)', $$SELECT count(*) FROM crm._fast_rfm('2025-11-30')$$),
+('crm._fast_rfm_sql()', $$SELECT length(crm._fast_rfm_sql())$$),
 ('crm._plan_rollup_metrics(text)', $$SELECT cardinality(crm._plan_rollup_metrics('channel'))$$),
 ('crm._plan_rollup_ok(date,date,text)', $$SELECT crm._plan_rollup_ok('2025-11-01', '2025-11-30', NULL)$$),
 ('crm._fast_plan_owner(date,date)', $$SELECT jsonb_array_length(crm._fast_plan_owner('2025-11-01', '2025-11-30'))$$),
