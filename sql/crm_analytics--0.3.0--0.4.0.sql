@@ -5567,6 +5567,7 @@ SET enable_mergejoin = off
 AS $$
 DECLARE
     n   bigint;
+    m   bigint;
     ids text[];
 BEGIN
     IF from_ts = '-infinity' THEN
@@ -5579,21 +5580,34 @@ BEGIN
         GET DIAGNOSTICS n = ROW_COUNT;
         RETURN n;
     END IF;
-    -- every changed order is at or after from_ts, before and after the change:
-    -- the customers with an order at or after it before (their last order) or after
-    ids := ARRAY(SELECT t.customer_id FROM crm.rollup_customer_rfm t WHERE t.last_at >= from_ts
-                 UNION
-                 SELECT l.customer_id FROM crm.rollup_order_lines l WHERE l.ordered_at >= from_ts AND l.customer_id IS NOT NULL);
+    -- every changed order is at or after from_ts, before and after the change.
+    -- The customers with an order at or after from_ts before the change (their
+    -- last order) are recomputed from all their lines (below); the others had
+    -- only orders before from_ts, which did not change: their totals plus their
+    -- lines at or after from_ts (the sum keeps the scale a sum of all gives)
+    ids := ARRAY(SELECT t.customer_id FROM crm.rollup_customer_rfm t WHERE t.last_at >= from_ts);
     DELETE FROM crm.rollup_customer_rfm t USING unnest(ids) AS u(id) WHERE t.customer_id = u.id;
-    INSERT INTO crm.rollup_customer_rfm (customer_id, first_at, last_at, orders, amount)
+    INSERT INTO crm.rollup_customer_rfm AS t (customer_id, first_at, last_at, orders, amount)
     SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), count(*), sum(l.amount)
-      FROM unnest(ids) AS u(id) JOIN crm.rollup_order_lines l ON l.customer_id = u.id GROUP BY 1;
+      FROM crm.rollup_order_lines l WHERE l.ordered_at >= from_ts AND l.customer_id IS NOT NULL GROUP BY 1
+    ON CONFLICT (customer_id) DO UPDATE
+       SET last_at = EXCLUDED.last_at, orders = t.orders + EXCLUDED.orders,
+           amount = CASE WHEN t.amount IS NULL THEN EXCLUDED.amount WHEN EXCLUDED.amount IS NULL THEN t.amount
+                         ELSE t.amount + EXCLUDED.amount END;
     GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
+    -- the customers recomputed from all their lines (those with lines at or
+    -- after from_ts got a partial row above: replaced)
+    INSERT INTO crm.rollup_customer_rfm AS t (customer_id, first_at, last_at, orders, amount)
+    SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), count(*), sum(l.amount)
+      FROM unnest(ids) AS u(id) JOIN crm.rollup_order_lines l ON l.customer_id = u.id GROUP BY 1
+    ON CONFLICT (customer_id) DO UPDATE
+       SET first_at = EXCLUDED.first_at, last_at = EXCLUDED.last_at, orders = EXCLUDED.orders, amount = EXCLUDED.amount;
+    GET DIAGNOSTICS m = ROW_COUNT;
+    RETURN n + m;
 END
 $$;
 COMMENT ON FUNCTION crm._rollup_rfm_totals(timestamptz) IS
-'Recomputes crm.rollup_customer_rfm (first and last order, orders, sum of amounts per customer) for every customer with an order at or after the given moment, before or after the change (everything for -infinity), from crm.rollup_order_lines; rows written.';
+'Keeps crm.rollup_customer_rfm (first and last order, orders, sum of amounts per customer) from crm.rollup_order_lines for every customer with an order at or after the given moment, before or after the change: those with one before the change recomputed from all their lines, the others their totals plus their new lines (everything again for -infinity); rows written.';
 
 -- ---------------------------------------------------------------------------
 -- RFM
