@@ -6189,3 +6189,432 @@ $sql$,
 END
 $$;
 -- ==== end of section todo_fast ====
+-- ==== section planrfm_fast ====
+-- the RFM scoring shared by crm.rfm_report and its answer from the rollups
+CREATE FUNCTION crm._rfm_sql(per text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+SELECT format($q$
+        WITH per AS (
+            SELECT p.key,
+                   pg_catalog.floor(pg_catalog.date_part('epoch', $1 OPERATOR(pg_catalog.-) p.last_at)
+                       OPERATOR(pg_catalog./) 86400::pg_catalog.float8)::pg_catalog.int4 AS recency_days,
+                   p.frequency, p.monetary, p.ord
+              FROM (%s) AS p(key, last_at, frequency, monetary, ord)
+        ), scored AS (
+            SELECT per.*,
+                   crm.quantile_score(OPERATOR(pg_catalog.-) per.recency_days::pg_catalog.float8) OVER () AS r,
+                   crm.quantile_score(per.frequency::pg_catalog.float8) OVER () AS f,
+                   crm.quantile_score(per.monetary::pg_catalog.float8) OVER () AS m
+              FROM per
+        )
+        SELECT s.key::pg_catalog.text, s.recency_days, s.frequency, s.monetary, s.r, s.f, s.m,
+               pg_catalog.concat(s.r, s.f, s.m), crm.rfm_segment(s.r, s.f)
+          FROM scored AS s
+         ORDER BY s.ord
+        $q$, per)
+$fn$;
+COMMENT ON FUNCTION crm._rfm_sql(text) IS
+'SQL text of the RFM scoring over a per-customer query (key, last order, frequency, monetary, ord; $1 = as_of): recency_days, R, F, M by crm.quantile_score, rfm_code and crm.rfm_segment, ordered by ord, as crm.rfm_report returns them.';
+CREATE OR REPLACE FUNCTION crm.rfm_report(orders_sql text, as_of timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE(customer text, recency_days int, frequency bigint, monetary numeric,
+              r int, f int, m int, rfm_code text, segment text)
+LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+AS $fn$
+BEGIN
+    IF orders_sql IS NULL OR as_of IS NULL THEN
+        RAISE EXCEPTION 'orders_sql and as_of must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM crm._check_inner_query('rfm_report', orders_sql,
+        ARRAY['customer any', 'ordered_at timestamptz', 'amount numeric']);
+    RETURN QUERY EXECUTE crm._rfm_sql(pg_catalog.format($q$
+            SELECT i.customer, pg_catalog.max(i.ordered_at::pg_catalog.timestamptz),
+                   pg_catalog.count(*), pg_catalog.sum(i.amount::pg_catalog.numeric), i.customer
+              FROM (%s) AS i(customer, ordered_at, amount)
+             WHERE i.customer IS NOT NULL AND i.ordered_at::pg_catalog.timestamptz OPERATOR(pg_catalog.<=) $1
+             GROUP BY i.customer
+        $q$, orders_sql))
+    USING as_of;
+END
+$fn$;
+-- plan against fact and RFM from the rollups (src/dashboard_fast_planrfm.sql)
+CREATE TABLE crm.rollup_customer_rfm (
+    customer_id text PRIMARY KEY,
+    first_at    timestamptz NOT NULL,
+    last_at     timestamptz NOT NULL,
+    orders      bigint NOT NULL,
+    amount      numeric
+);
+COMMENT ON TABLE crm.rollup_customer_rfm IS
+'Rollup state per customer with orders (derived, not dumped; orders without a customer or a moment left out): the first and the last order, the number of orders and the sum of their amounts, from crm.rollup_order_lines.';
+CREATE INDEX ON crm.rollup_customer_rfm (last_at);
+
+-- ---------------------------------------------------------------------------
+-- Maintenance (called by the rollup part orders after crm._rollup_fast_orders)
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION crm._rollup_rfm_totals(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- the changed customers by index (cost grows with them, not with the history)
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+DECLARE
+    n   bigint;
+    m   bigint;
+    ids text[];
+BEGIN
+    IF from_ts = '-infinity' THEN
+        TRUNCATE crm.rollup_customer_rfm;
+        INSERT INTO crm.rollup_customer_rfm (customer_id, first_at, last_at, orders, amount)
+        SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), count(*), sum(l.amount)
+          FROM crm.rollup_order_lines l WHERE l.customer_id IS NOT NULL GROUP BY 1
+         -- in the order crm._fast_rfm_sql reads them (by the primary key)
+         ORDER BY 1;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        RETURN n;
+    END IF;
+    -- every changed order is at or after from_ts, before and after the change.
+    -- The customers with an order at or after from_ts before the change (their
+    -- last order) are recomputed from all their lines (below); the others had
+    -- only orders before from_ts, which did not change: their totals plus their
+    -- lines at or after from_ts (the sum keeps the scale a sum of all gives)
+    ids := ARRAY(SELECT t.customer_id FROM crm.rollup_customer_rfm t WHERE t.last_at >= from_ts);
+    DELETE FROM crm.rollup_customer_rfm t USING unnest(ids) AS u(id) WHERE t.customer_id = u.id;
+    INSERT INTO crm.rollup_customer_rfm AS t (customer_id, first_at, last_at, orders, amount)
+    SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), count(*), sum(l.amount)
+      FROM crm.rollup_order_lines l WHERE l.ordered_at >= from_ts AND l.customer_id IS NOT NULL GROUP BY 1
+    ON CONFLICT (customer_id) DO UPDATE
+       SET last_at = EXCLUDED.last_at, orders = t.orders + EXCLUDED.orders,
+           amount = CASE WHEN t.amount IS NULL THEN EXCLUDED.amount WHEN EXCLUDED.amount IS NULL THEN t.amount
+                         ELSE t.amount + EXCLUDED.amount END;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    -- the customers recomputed from all their lines (those with lines at or
+    -- after from_ts got a partial row above: replaced)
+    INSERT INTO crm.rollup_customer_rfm AS t (customer_id, first_at, last_at, orders, amount)
+    SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), count(*), sum(l.amount)
+      FROM unnest(ids) AS u(id) JOIN crm.rollup_order_lines l ON l.customer_id = u.id GROUP BY 1
+    ON CONFLICT (customer_id) DO UPDATE
+       SET first_at = EXCLUDED.first_at, last_at = EXCLUDED.last_at, orders = EXCLUDED.orders, amount = EXCLUDED.amount;
+    GET DIAGNOSTICS m = ROW_COUNT;
+    RETURN n + m;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_rfm_totals(timestamptz) IS
+'Keeps crm.rollup_customer_rfm (first and last order, orders, sum of amounts per customer) from crm.rollup_order_lines for every customer with an order at or after the given moment, before or after the change: those with one before the change recomputed from all their lines, the others their totals plus their new lines (everything again for -infinity); rows written.';
+
+-- ---------------------------------------------------------------------------
+-- RFM
+-- ---------------------------------------------------------------------------
+
+-- SQL text of crm.dashboard_rfm's rows as of $1 (orders at or before it) from
+-- the rollups, ordered by customer: crm.rfm_report's scoring (crm._rfm_sql)
+-- of the per-customer figures.
+CREATE FUNCTION crm._fast_rfm_sql() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+SELECT format($q$
+SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
+  FROM (%s) AS x(customer, recency_days, frequency, monetary, r, f, m, rfm_code, segment)
+$q$, crm._rfm_sql($per$
+-- per customer with an order by the end: the totals, or for a customer with
+-- an order after it the lines up to it (by index); numbered in the order of
+-- the ids (the primary key gives it: no sort of the text ids)
+SELECT t.customer_id,
+       CASE WHEN t.last_at OPERATOR(pg_catalog.<=) $1 THEN t.last_at
+            ELSE (SELECT pg_catalog.max(l.ordered_at) FROM crm.rollup_order_lines l
+                   WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1) END,
+       CASE WHEN t.last_at OPERATOR(pg_catalog.<=) $1 THEN t.orders
+            ELSE (SELECT pg_catalog.count(*) FROM crm.rollup_order_lines l
+                   WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1) END,
+       CASE WHEN t.last_at OPERATOR(pg_catalog.<=) $1 THEN t.amount
+            ELSE (SELECT pg_catalog.sum(l.amount) FROM crm.rollup_order_lines l
+                   WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1) END,
+       pg_catalog.row_number() OVER (ORDER BY t.customer_id)
+  FROM crm.rollup_customer_rfm t
+ WHERE t.first_at OPERATOR(pg_catalog.<=) $1
+$per$))
+$fn$;
+COMMENT ON FUNCTION crm._fast_rfm_sql() IS
+'SQL text ($1 = the moment) of crm.dashboard_rfm''s rows from the rollups (crm.rollup_customer_rfm, and crm.rollup_order_lines for the customers with an order after the moment), scored by crm._rfm_sql: the same rows, ordered by customer.';
+
+-- ---------------------------------------------------------------------------
+-- Plan against fact
+-- ---------------------------------------------------------------------------
+
+-- The plan metrics answered from the rollups: owner level (dimension NULL)
+-- and per channel.
+CREATE FUNCTION crm._plan_rollup_metrics(dimension text) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN dimension IS NULL
+            THEN ARRAY['leads_in', 'new_buyers', 'marketing_spend', 'cac', 'revenue', 'orders', 'average_check',
+                       'gross_profit', 'roi', 'deals_won', 'deals_lost']
+            WHEN dimension = 'channel'
+            THEN ARRAY['leads', 'new_buyers', 'revenue', 'gross_profit', 'spend']
+            ELSE '{}'::text[] END
+$$;
+COMMENT ON FUNCTION crm._plan_rollup_metrics(text) IS
+'The plan metrics of a dimension (NULL = the whole business, channel, manager) that crm.dashboard_plan_fact takes from the rollups when they may stand in.';
+
+-- Whether every plan of exactly the period in the dimension names a metric
+-- the rollups answer.
+CREATE FUNCTION crm._plan_rollup_ok(period_from date, period_to date, dimension text) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT NOT EXISTS (SELECT 1 FROM crm.plans p
+                    WHERE p.period_from = _plan_rollup_ok.period_from AND p.period_to = _plan_rollup_ok.period_to
+                      AND p.dimension IS NOT DISTINCT FROM _plan_rollup_ok.dimension
+                      AND p.metric <> ALL (crm._plan_rollup_metrics(_plan_rollup_ok.dimension)))
+$$;
+COMMENT ON FUNCTION crm._plan_rollup_ok(date, date, text) IS
+'True when every plan of exactly the period [from, to] in the dimension (NULL = the whole business) names a metric crm._plan_rollup_metrics lists.';
+
+-- The owner rows crm._plan_fact reads (metric, value) for the metrics of
+-- crm._plan_rollup_metrics(NULL), from the daily rollups (new buyers: and the
+-- first order without a customer, which the full computation counts as one
+-- buyer), as crm.owner_dashboard computes them.
+CREATE FUNCTION crm._fast_plan_owner(period_from date, period_to date) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b record;
+    res jsonb;
+BEGIN
+    b := crm._period_bounds('crm.owner_dashboard', period_from, period_to);
+    -- the error of the full computation for unknown stages
+    PERFORM crm._deal_check_stages(b.cur_to);
+    WITH s AS (
+        SELECT r.metric AS m, sum(r.value) AS c
+          FROM crm.rollup_daily r
+         WHERE r.day >= period_from AND r.day <= period_to AND r.dimension = 'all'
+           AND r.metric IN ('leads_in', 'new_buyers', 'marketing_spend', 'revenue', 'orders', 'gross_profit',
+                            'deals_won', 'deals_lost')
+         GROUP BY 1),
+    a AS (
+        SELECT max(s.c) FILTER (WHERE s.m = 'leads_in') AS c_leads,
+               -- the orders without a customer are one buyer in the full computation (one group)
+               coalesce(max(s.c) FILTER (WHERE s.m = 'new_buyers'), 0)
+                 + (SELECT count(*) FROM crm.rollup_customer_orders t
+                     WHERE t.customer_id IS NULL AND t.first_at >= b.cur_from AND t.first_at < b.cur_to) AS c_new,
+               max(s.c) FILTER (WHERE s.m = 'marketing_spend') AS c_spend,
+               max(s.c) FILTER (WHERE s.m = 'revenue') AS c_rev,
+               coalesce(max(s.c) FILTER (WHERE s.m = 'orders'), 0) AS c_ord,
+               max(s.c) FILTER (WHERE s.m = 'gross_profit') AS c_gp,
+               coalesce(max(s.c) FILTER (WHERE s.m = 'deals_won'), 0) AS c_won,
+               coalesce(max(s.c) FILTER (WHERE s.m = 'deals_lost'), 0) AS c_lost
+          FROM s)
+    SELECT jsonb_agg(jsonb_build_object('metric', v.name, 'value', v.cur) ORDER BY v.ord) INTO res
+      FROM a, LATERAL (VALUES
+        (1, 'leads_in', coalesce(a.c_leads, 0)),
+        (2, 'new_buyers', a.c_new),
+        (4, 'marketing_spend', coalesce(a.c_spend, 0)),
+        (5, 'cac', round(coalesce(a.c_spend, 0) / nullif(a.c_new, 0), 2)),
+        (6, 'revenue', coalesce(a.c_rev, 0)),
+        (7, 'orders', a.c_ord),
+        (8, 'average_check', round(a.c_rev / nullif(a.c_ord, 0), 2)),
+        (10, 'gross_profit', coalesce(a.c_gp, 0)),
+        (11, 'roi', round((100.0 * (coalesce(a.c_gp, 0) - a.c_spend)) / nullif(a.c_spend, 0), 2)),
+        (13, 'deals_won', a.c_won),
+        (20, 'deals_lost', a.c_lost)) AS v(ord, name, cur);
+    RETURN res;
+END
+$$;
+COMMENT ON FUNCTION crm._fast_plan_owner(date, date) IS
+'For crm.dashboard_plan_fact: the rows (metric, value) of crm.owner_dashboard(from, to) for the metrics of crm._plan_rollup_metrics(NULL), from the daily rollups, as a jsonb array.';
+
+-- The channel rows crm._plan_fact reads (channel and the columns of
+-- crm._plan_rollup_metrics('channel')), as crm._fast_channels computes them:
+-- the buyers' figures from the order state, leads and spend of the period
+-- from their sources.
+CREATE FUNCTION crm._fast_plan_channels(period_from date, period_to date) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET jit = off
+SET work_mem = '64MB'
+-- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
+SET enable_mergejoin = off
+AS $$
+DECLARE
+    b record;
+    res jsonb;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_channels', period_from, period_to);
+    -- the sources the state comes from checked as the full path does (same errors)
+    PERFORM crm._source_sql('customers'), crm._source_sql('orders');
+    EXECUTE pg_catalog.format($sql$
+WITH
+p AS (
+    SELECT l.customer_id, pg_catalog.sum(l.amount) AS rev, pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp
+      FROM crm.rollup_order_lines l
+     WHERE l.ordered_at OPERATOR(pg_catalog.>=) $1 AND l.ordered_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
+b AS (
+    SELECT t.customer_id, t.first_at, p.rev, p.gp
+      FROM crm.rollup_customer_orders t LEFT JOIN p ON p.customer_id OPERATOR(pg_catalog.=) t.customer_id
+     WHERE t.first_at OPERATOR(pg_catalog.<) $2 AND t.customer_id IS NOT NULL
+    UNION ALL
+    -- the orders without a customer: one group, as in the full query
+    SELECT NULL, t.first_at, p.rev, p.gp
+      FROM crm.rollup_customer_orders t LEFT JOIN p ON p.customer_id IS NULL
+     WHERE t.first_at OPERATOR(pg_catalog.<) $2 AND t.customer_id IS NULL),
+bc AS (
+    SELECT coalesce(cu.channel, '(unknown)') AS channel,
+           pg_catalog.count(*) FILTER (WHERE b.first_at OPERATOR(pg_catalog.>=) $1) AS new_buyers,
+           pg_catalog.sum(b.rev) AS revenue, pg_catalog.sum(b.gp) AS gross_profit
+      FROM b LEFT JOIN crm.rollup_customer_info cu ON cu.customer_id OPERATOR(pg_catalog.=) b.customer_id GROUP BY 1),
+ld AS (
+    SELECT coalesce(l.channel, '(unknown)') AS channel, pg_catalog.count(*) AS leads
+      FROM %1$s
+     WHERE l.created_at OPERATOR(pg_catalog.>=) $1 AND l.created_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
+sp AS (
+    SELECT coalesce(s.channel, '(unknown)') AS channel, pg_catalog.sum(s.amount) AS spend
+      FROM %2$s WHERE s.spent_on OPERATOR(pg_catalog.>=) $1 AND s.spent_on OPERATOR(pg_catalog.<) $2 GROUP BY 1),
+ch AS (SELECT channel FROM bc UNION SELECT channel FROM ld UNION SELECT channel FROM sp)
+SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+           'channel', ch.channel, 'leads', coalesce(ld.leads, 0), 'new_buyers', coalesce(bc.new_buyers, 0),
+           'revenue', coalesce(bc.revenue, 0), 'gross_profit', coalesce(bc.gross_profit, 0), 'spend', coalesce(sp.spend, 0))
+         ORDER BY ch.channel)
+  FROM ch LEFT JOIN bc ON bc.channel OPERATOR(pg_catalog.=) ch.channel LEFT JOIN ld ON ld.channel OPERATOR(pg_catalog.=) ch.channel
+          LEFT JOIN sp ON sp.channel OPERATOR(pg_catalog.=) ch.channel
+$sql$, crm._source_sql('leads', 'l'), crm._source_sql('spend', 's'))
+    INTO res USING b.cur_from, b.cur_to;
+    RETURN res;
+END
+$$;
+COMMENT ON FUNCTION crm._fast_plan_channels(date, date) IS
+'For crm.dashboard_plan_fact: the rows of crm.dashboard_channels(from, to) with the columns of crm._plan_rollup_metrics(''channel'') (leads, new buyers, revenue, gross profit, spend), the buyers'' figures from the rollups, leads and spend from their sources, as a jsonb array.';
+CREATE OR REPLACE FUNCTION crm.dashboard_rfm(as_of date)
+RETURNS TABLE (customer_id text, recency_days int, frequency bigint, monetary numeric,
+               r int, f int, m int, segment text)
+LANGUAGE plpgsql VOLATILE
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    q text;
+    e timestamptz;
+BEGIN
+    IF as_of IS NULL THEN
+        RAISE EXCEPTION 'as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT pg_catalog.isfinite(as_of) THEN
+        RAISE EXCEPTION 'as_of must be finite, got %', as_of
+            USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real date, e.g. ''2025-12-31''.';
+    END IF;
+    q := 'SELECT customer_id, ordered_at, amount FROM ' OPERATOR(pg_catalog.||) crm._source_sql('orders');
+    e := (as_of OPERATOR(pg_catalog.+) 1)::pg_catalog.timestamptz OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval;
+    -- from the rollups when they may stand in (crm._rollups_usable, docs/rollups.md);
+    -- the orders query checked first as crm.rfm_report checks it (the same errors)
+    IF crm._rollups_usable() THEN
+        PERFORM crm._check_inner_query('rfm_report', q, ARRAY['customer any', 'ordered_at timestamptz', 'amount numeric']);
+        RETURN QUERY EXECUTE crm._fast_rfm_sql() USING e;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
+      FROM crm.rfm_report(q, e) AS x
+     ORDER BY x.customer;
+END
+$$;
+CREATE OR REPLACE FUNCTION crm.dashboard_plan_fact(period_from date, period_to date, as_of date)
+RETURNS TABLE (metric text, dimension text, key text, plan numeric, fact numeric, pct numeric,
+               forecast numeric, forecast_pct numeric)
+LANGUAGE plpgsql VOLATILE
+-- no SET search_path: the reports run the registered sources with the
+-- caller's path; everything here is qualified, the arithmetic is done by the
+-- pinned crm._plan_fact
+AS $$
+DECLARE
+    n record;
+    o jsonb;
+    c jsonb;
+    m jsonb;
+BEGIN
+    n := crm._plan_fact_needs(period_from, period_to, as_of);
+    -- from the rollups when they may stand in (crm._rollups_usable,
+    -- docs/rollups.md) and every plan of the report names a metric they hold:
+    -- the report's rows for those metrics, built after the report's own checks
+    IF (n.need_owner OR n.need_channels) AND crm._rollups_usable() THEN
+        IF n.need_owner AND crm._plan_rollup_ok(period_from, period_to, NULL) THEN
+            PERFORM crm._require_stages('crm.owner_dashboard'), crm._owner_dashboard_sql();
+            o := crm._fast_plan_owner(period_from, n.fact_to);
+            n.need_owner := false;
+        END IF;
+        IF n.need_channels AND crm._plan_rollup_ok(period_from, period_to, 'channel') THEN
+            c := crm._fast_plan_channels(period_from, n.fact_to);
+            n.need_channels := false;
+        END IF;
+    END IF;
+    -- each report once, only when a plan of the period needs it, over
+    -- [period_from, fact_to]
+    IF n.need_owner THEN
+        SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(x)) INTO o FROM crm.owner_dashboard(period_from, n.fact_to) AS x;
+    END IF;
+    IF n.need_channels THEN
+        SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(x)) INTO c FROM crm.dashboard_channels(period_from, n.fact_to) AS x;
+    END IF;
+    IF n.need_managers THEN
+        SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(x)) INTO m FROM crm.dashboard_managers(period_from, n.fact_to) AS x;
+    END IF;
+    RETURN QUERY SELECT * FROM crm._plan_fact(period_from, period_to, n.fact_to, o, c, m);
+END
+$$;
+CREATE OR REPLACE FUNCTION crm._rollup_orders(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    n bigint;
+    src_o text := crm._source_sql('orders', 'o');
+    go text[] := crm._rollup_gsets('o', 'channel', 'manager');
+    gn text[] := crm._rollup_gsets('nb', 'channel', 'manager');
+BEGIN
+    -- first orders at or after the bound may have changed; earlier ones did not
+    DELETE FROM crm.rollup_customers rc WHERE rc.first_at OPERATOR(pg_catalog.>=) from_ts;
+    EXECUTE pg_catalog.format($sql$
+INSERT INTO crm.rollup_customers AS rc (customer_id, first_at)
+SELECT f.cid, f.first_at
+  FROM (SELECT o.customer_id::pg_catalog.text AS cid, pg_catalog.min(o.ordered_at) AS first_at
+          FROM %1$s WHERE o.ordered_at OPERATOR(pg_catalog.>=) $1 AND o.customer_id IS NOT NULL GROUP BY 1) AS f
+ -- customers whose first order is before the bound keep it
+ WHERE NOT EXISTS (SELECT 1 FROM crm.rollup_customers x WHERE x.customer_id OPERATOR(pg_catalog.=) f.cid)
+$sql$, src_o) USING from_ts;
+    EXECUTE pg_catalog.format($sql$
+WITH o AS MATERIALIZED (
+    SELECT o.customer_id::pg_catalog.text AS cid, o.ordered_at::pg_catalog.date AS day, o.amount, o.cost,
+           c.channel::pg_catalog.text AS channel, c.manager_id::pg_catalog.text AS manager
+      FROM %1$s LEFT JOIN %2$s ON c.customer_id OPERATOR(pg_catalog.=) o.customer_id
+     WHERE o.ordered_at OPERATOR(pg_catalog.>=) $1),
+nb AS (
+    SELECT rc.first_at::pg_catalog.date AS day, d.channel, d.manager
+      FROM crm.rollup_customers rc
+      JOIN (SELECT DISTINCT o.cid, o.channel, o.manager FROM o) AS d ON d.cid OPERATOR(pg_catalog.=) rc.customer_id
+     WHERE rc.first_at OPERATOR(pg_catalog.>=) $1),
+a AS (
+    SELECT o.day, %3$s AS dimension, %4$s AS key, pg_catalog.count(*) AS n, pg_catalog.sum(o.amount) AS revenue,
+           pg_catalog.sum(o.amount OPERATOR(pg_catalog.-) o.cost) AS gp, NULL::pg_catalog.int8 AS nb
+      FROM o GROUP BY %5$s
+    UNION ALL
+    SELECT nb.day, %6$s, %7$s, NULL, NULL, NULL, pg_catalog.count(*)
+      FROM nb GROUP BY %8$s)
+INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
+SELECT a.day, m.metric, a.dimension, a.key, m.value
+  FROM a CROSS JOIN LATERAL (VALUES ('orders'::pg_catalog.text, a.n::pg_catalog.numeric), ('revenue', a.revenue),
+                                    ('gross_profit', a.gp), ('new_buyers', a.nb::pg_catalog.numeric)) AS m(metric, value)
+ WHERE m.value IS NOT NULL
+$sql$, src_o, crm._source_sql('customers', 'c'), go[1], go[2], go[3], gn[1], gn[2], gn[3]) USING from_ts;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM crm._rollup_fast_orders(from_ts);
+    PERFORM crm._rollup_todo_orders(from_ts);  -- first two orders per customer (src/dashboard_fast_todo.sql)
+    PERFORM crm._rollup_rfm_totals(from_ts);  -- per-customer RFM totals (src/dashboard_fast_planrfm.sql)
+    RETURN n;
+END
+$$;
+-- rollups built before this version hold no RFM totals: the next refresh rebuilds them in full
+UPDATE crm.rollup_status SET needs_full = true;
+-- ==== end of section planrfm_fast ====

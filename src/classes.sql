@@ -119,6 +119,39 @@ COMMENT ON AGGREGATE crm.demand_cv(float8, int, int) IS
 
 -- ---- report functions ----------------------------------------------------------
 
+-- The RFM scoring of per-customer figures: SQL text of a query over per (the
+-- text, built by the caller, of a query of (key, last order timestamptz,
+-- frequency bigint, monetary numeric, ord: the order of the rows, by key) per
+-- customer; $1 = as_of) giving crm.rfm_report's rows.  One text for the
+-- report over an orders query and for its answer from the rollups
+-- (crm._fast_rfm_sql).
+CREATE FUNCTION crm._rfm_sql(per text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+SELECT format($q$
+        WITH per AS (
+            SELECT p.key,
+                   pg_catalog.floor(pg_catalog.date_part('epoch', $1 OPERATOR(pg_catalog.-) p.last_at)
+                       OPERATOR(pg_catalog./) 86400::pg_catalog.float8)::pg_catalog.int4 AS recency_days,
+                   p.frequency, p.monetary, p.ord
+              FROM (%s) AS p(key, last_at, frequency, monetary, ord)
+        ), scored AS (
+            SELECT per.*,
+                   crm.quantile_score(OPERATOR(pg_catalog.-) per.recency_days::pg_catalog.float8) OVER () AS r,
+                   crm.quantile_score(per.frequency::pg_catalog.float8) OVER () AS f,
+                   crm.quantile_score(per.monetary::pg_catalog.float8) OVER () AS m
+              FROM per
+        )
+        SELECT s.key::pg_catalog.text, s.recency_days, s.frequency, s.monetary, s.r, s.f, s.m,
+               pg_catalog.concat(s.r, s.f, s.m), crm.rfm_segment(s.r, s.f)
+          FROM scored AS s
+         ORDER BY s.ord
+        $q$, per)
+$fn$;
+COMMENT ON FUNCTION crm._rfm_sql(text) IS
+'SQL text of the RFM scoring over a per-customer query (key, last order, frequency, monetary, ord; $1 = as_of): recency_days, R, F, M by crm.quantile_score, rfm_code and crm.rfm_segment, ordered by ord, as crm.rfm_report returns them.';
+
 -- RFM per customer.  Both report functions execute the caller's inner query:
 -- they pin no search_path (the inner query resolves with the caller's) and
 -- schema-qualify everything they use themselves.
@@ -134,29 +167,13 @@ BEGIN
     END IF;
     PERFORM crm._check_inner_query('rfm_report', orders_sql,
         ARRAY['customer any', 'ordered_at timestamptz', 'amount numeric']);
-    RETURN QUERY EXECUTE pg_catalog.format($q$
-        WITH per AS (
-            SELECT i.customer AS key,
-                   pg_catalog.floor(pg_catalog.date_part('epoch',
-                       $1 OPERATOR(pg_catalog.-) pg_catalog.max(i.ordered_at::pg_catalog.timestamptz))
-                       OPERATOR(pg_catalog./) 86400::pg_catalog.float8)::pg_catalog.int4 AS recency_days,
-                   pg_catalog.count(*) AS frequency,
-                   pg_catalog.sum(i.amount::pg_catalog.numeric) AS monetary
+    RETURN QUERY EXECUTE crm._rfm_sql(pg_catalog.format($q$
+            SELECT i.customer, pg_catalog.max(i.ordered_at::pg_catalog.timestamptz),
+                   pg_catalog.count(*), pg_catalog.sum(i.amount::pg_catalog.numeric), i.customer
               FROM (%s) AS i(customer, ordered_at, amount)
              WHERE i.customer IS NOT NULL AND i.ordered_at::pg_catalog.timestamptz OPERATOR(pg_catalog.<=) $1
              GROUP BY i.customer
-        ), scored AS (
-            SELECT per.*,
-                   crm.quantile_score(OPERATOR(pg_catalog.-) per.recency_days::pg_catalog.float8) OVER () AS r,
-                   crm.quantile_score(per.frequency::pg_catalog.float8) OVER () AS f,
-                   crm.quantile_score(per.monetary::pg_catalog.float8) OVER () AS m
-              FROM per
-        )
-        SELECT s.key::pg_catalog.text, s.recency_days, s.frequency, s.monetary, s.r, s.f, s.m,
-               pg_catalog.concat(s.r, s.f, s.m), crm.rfm_segment(s.r, s.f)
-          FROM scored AS s
-         ORDER BY s.key
-        $q$, orders_sql)
+        $q$, orders_sql))
     USING as_of;
 END
 $fn$;

@@ -1280,6 +1280,9 @@ LANGUAGE plpgsql VOLATILE
 SET jit = off
 SET work_mem = '64MB'
 AS $$
+DECLARE
+    q text;
+    e timestamptz;
 BEGIN
     IF as_of IS NULL THEN
         RAISE EXCEPTION 'as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -1288,10 +1291,18 @@ BEGIN
         RAISE EXCEPTION 'as_of must be finite, got %', as_of
             USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real date, e.g. ''2025-12-31''.';
     END IF;
+    q := 'SELECT customer_id, ordered_at, amount FROM ' OPERATOR(pg_catalog.||) crm._source_sql('orders');
+    e := (as_of OPERATOR(pg_catalog.+) 1)::pg_catalog.timestamptz OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval;
+    -- from the rollups when they may stand in (crm._rollups_usable, docs/rollups.md);
+    -- the orders query checked first as crm.rfm_report checks it (the same errors)
+    IF crm._rollups_usable() THEN
+        PERFORM crm._check_inner_query('rfm_report', q, ARRAY['customer any', 'ordered_at timestamptz', 'amount numeric']);
+        RETURN QUERY EXECUTE crm._fast_rfm_sql() USING e;
+        RETURN;
+    END IF;
     RETURN QUERY
     SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
-      FROM crm.rfm_report('SELECT customer_id, ordered_at, amount FROM ' OPERATOR(pg_catalog.||) crm._source_sql('orders'),
-                          (as_of OPERATOR(pg_catalog.+) 1)::pg_catalog.timestamptz OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval) AS x
+      FROM crm.rfm_report(q, e) AS x
      ORDER BY x.customer;
 END
 $$;

@@ -473,6 +473,7 @@ $sql$, src_o, crm._source_sql('customers', 'c'), go[1], go[2], go[3], gn[1], gn[
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM crm._rollup_fast_orders(from_ts);
     PERFORM crm._rollup_todo_orders(from_ts);  -- first two orders per customer (src/dashboard_fast_todo.sql)
+    PERFORM crm._rollup_rfm_totals(from_ts);  -- per-customer RFM totals (src/dashboard_fast_planrfm.sql)
     RETURN n;
 END
 $$;

@@ -87,6 +87,7 @@ INSERT INTO inner_query_runners VALUES
 ('crm._rollup_fast_orders',              'rollups (customers): runs the registered sources'),
 ('crm._rollup_fast_contacts',            'rollups (customers): runs the registered sources'),
 ('crm._fast_channels',                   'rollups (customers): runs the registered sources'),
+('crm._fast_plan_channels',              'rollups (plans): runs the registered sources'),
 ('crm._rollup_deal_states',              'rollups (fast deal reports): runs the registered sources'),
 ('crm._rollup_deal_contacts',            'rollups (losses): runs the registered sources'),
 ('crm._fast_closed_deals',               'rollups (losses): runs the registered sources');

@@ -1,0 +1,264 @@
+-- dashboard_fast_planrfm.sql: plan against fact and RFM answered from the
+-- rollups (issue 21; docs/rollups.md, "Plans and RFM").
+--
+-- Plan against fact: when every plan of the period on the whole business (or
+-- on channels) names a metric the daily rollups and the order lines hold,
+-- crm.dashboard_plan_fact builds the report rows crm._plan_fact reads from
+-- them (crm._fast_plan_owner, crm._fast_plan_channels) instead of running
+-- crm.owner_dashboard / crm.dashboard_channels whole.
+--
+-- RFM: per customer the first and last order, the number of orders and the sum of
+-- their amounts (crm.rollup_customer_rfm, kept by the rollup part orders from
+-- crm.rollup_order_lines); the figures as of a moment E are the totals of the
+-- customers whose last order is at or before E, and for the others the order
+-- lines up to E.  The scoring is crm.rfm_report's own (crm._rfm_sql).
+
+CREATE TABLE crm.rollup_customer_rfm (
+    customer_id text PRIMARY KEY,
+    first_at    timestamptz NOT NULL,
+    last_at     timestamptz NOT NULL,
+    orders      bigint NOT NULL,
+    amount      numeric
+);
+COMMENT ON TABLE crm.rollup_customer_rfm IS
+'Rollup state per customer with orders (derived, not dumped; orders without a customer or a moment left out): the first and the last order, the number of orders and the sum of their amounts, from crm.rollup_order_lines.';
+CREATE INDEX ON crm.rollup_customer_rfm (last_at);
+
+-- ---------------------------------------------------------------------------
+-- Maintenance (called by the rollup part orders after crm._rollup_fast_orders)
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION crm._rollup_rfm_totals(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- the changed customers by index (cost grows with them, not with the history)
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+DECLARE
+    n   bigint;
+    m   bigint;
+    ids text[];
+BEGIN
+    IF from_ts = '-infinity' THEN
+        TRUNCATE crm.rollup_customer_rfm;
+        INSERT INTO crm.rollup_customer_rfm (customer_id, first_at, last_at, orders, amount)
+        SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), count(*), sum(l.amount)
+          FROM crm.rollup_order_lines l WHERE l.customer_id IS NOT NULL GROUP BY 1
+         -- in the order crm._fast_rfm_sql reads them (by the primary key)
+         ORDER BY 1;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        RETURN n;
+    END IF;
+    -- every changed order is at or after from_ts, before and after the change.
+    -- The customers with an order at or after from_ts before the change (their
+    -- last order) are recomputed from all their lines (below); the others had
+    -- only orders before from_ts, which did not change: their totals plus their
+    -- lines at or after from_ts (the sum keeps the scale a sum of all gives)
+    ids := ARRAY(SELECT t.customer_id FROM crm.rollup_customer_rfm t WHERE t.last_at >= from_ts);
+    DELETE FROM crm.rollup_customer_rfm t USING unnest(ids) AS u(id) WHERE t.customer_id = u.id;
+    INSERT INTO crm.rollup_customer_rfm AS t (customer_id, first_at, last_at, orders, amount)
+    SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), count(*), sum(l.amount)
+      FROM crm.rollup_order_lines l WHERE l.ordered_at >= from_ts AND l.customer_id IS NOT NULL GROUP BY 1
+    ON CONFLICT (customer_id) DO UPDATE
+       SET last_at = EXCLUDED.last_at, orders = t.orders + EXCLUDED.orders,
+           amount = CASE WHEN t.amount IS NULL THEN EXCLUDED.amount WHEN EXCLUDED.amount IS NULL THEN t.amount
+                         ELSE t.amount + EXCLUDED.amount END;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    -- the customers recomputed from all their lines (those with lines at or
+    -- after from_ts got a partial row above: replaced)
+    INSERT INTO crm.rollup_customer_rfm AS t (customer_id, first_at, last_at, orders, amount)
+    SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), count(*), sum(l.amount)
+      FROM unnest(ids) AS u(id) JOIN crm.rollup_order_lines l ON l.customer_id = u.id GROUP BY 1
+    ON CONFLICT (customer_id) DO UPDATE
+       SET first_at = EXCLUDED.first_at, last_at = EXCLUDED.last_at, orders = EXCLUDED.orders, amount = EXCLUDED.amount;
+    GET DIAGNOSTICS m = ROW_COUNT;
+    RETURN n + m;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_rfm_totals(timestamptz) IS
+'Keeps crm.rollup_customer_rfm (first and last order, orders, sum of amounts per customer) from crm.rollup_order_lines for every customer with an order at or after the given moment, before or after the change: those with one before the change recomputed from all their lines, the others their totals plus their new lines (everything again for -infinity); rows written.';
+
+-- ---------------------------------------------------------------------------
+-- RFM
+-- ---------------------------------------------------------------------------
+
+-- SQL text of crm.dashboard_rfm's rows as of $1 (orders at or before it) from
+-- the rollups, ordered by customer: crm.rfm_report's scoring (crm._rfm_sql)
+-- of the per-customer figures.
+CREATE FUNCTION crm._fast_rfm_sql() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+SELECT format($q$
+SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
+  FROM (%s) AS x(customer, recency_days, frequency, monetary, r, f, m, rfm_code, segment)
+$q$, crm._rfm_sql($per$
+-- per customer with an order by the end: the totals, or for a customer with
+-- an order after it the lines up to it (by index); numbered in the order of
+-- the ids (the primary key gives it: no sort of the text ids)
+SELECT t.customer_id,
+       CASE WHEN t.last_at OPERATOR(pg_catalog.<=) $1 THEN t.last_at
+            ELSE (SELECT pg_catalog.max(l.ordered_at) FROM crm.rollup_order_lines l
+                   WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1) END,
+       CASE WHEN t.last_at OPERATOR(pg_catalog.<=) $1 THEN t.orders
+            ELSE (SELECT pg_catalog.count(*) FROM crm.rollup_order_lines l
+                   WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1) END,
+       CASE WHEN t.last_at OPERATOR(pg_catalog.<=) $1 THEN t.amount
+            ELSE (SELECT pg_catalog.sum(l.amount) FROM crm.rollup_order_lines l
+                   WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1) END,
+       pg_catalog.row_number() OVER (ORDER BY t.customer_id)
+  FROM crm.rollup_customer_rfm t
+ WHERE t.first_at OPERATOR(pg_catalog.<=) $1
+$per$))
+$fn$;
+COMMENT ON FUNCTION crm._fast_rfm_sql() IS
+'SQL text ($1 = the moment) of crm.dashboard_rfm''s rows from the rollups (crm.rollup_customer_rfm, and crm.rollup_order_lines for the customers with an order after the moment), scored by crm._rfm_sql: the same rows, ordered by customer.';
+
+-- ---------------------------------------------------------------------------
+-- Plan against fact
+-- ---------------------------------------------------------------------------
+
+-- The plan metrics answered from the rollups: owner level (dimension NULL)
+-- and per channel.
+CREATE FUNCTION crm._plan_rollup_metrics(dimension text) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN dimension IS NULL
+            THEN ARRAY['leads_in', 'new_buyers', 'marketing_spend', 'cac', 'revenue', 'orders', 'average_check',
+                       'gross_profit', 'roi', 'deals_won', 'deals_lost']
+            WHEN dimension = 'channel'
+            THEN ARRAY['leads', 'new_buyers', 'revenue', 'gross_profit', 'spend']
+            ELSE '{}'::text[] END
+$$;
+COMMENT ON FUNCTION crm._plan_rollup_metrics(text) IS
+'The plan metrics of a dimension (NULL = the whole business, channel, manager) that crm.dashboard_plan_fact takes from the rollups when they may stand in.';
+
+-- Whether every plan of exactly the period in the dimension names a metric
+-- the rollups answer.
+CREATE FUNCTION crm._plan_rollup_ok(period_from date, period_to date, dimension text) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT NOT EXISTS (SELECT 1 FROM crm.plans p
+                    WHERE p.period_from = _plan_rollup_ok.period_from AND p.period_to = _plan_rollup_ok.period_to
+                      AND p.dimension IS NOT DISTINCT FROM _plan_rollup_ok.dimension
+                      AND p.metric <> ALL (crm._plan_rollup_metrics(_plan_rollup_ok.dimension)))
+$$;
+COMMENT ON FUNCTION crm._plan_rollup_ok(date, date, text) IS
+'True when every plan of exactly the period [from, to] in the dimension (NULL = the whole business) names a metric crm._plan_rollup_metrics lists.';
+
+-- The owner rows crm._plan_fact reads (metric, value) for the metrics of
+-- crm._plan_rollup_metrics(NULL), from the daily rollups (new buyers: and the
+-- first order without a customer, which the full computation counts as one
+-- buyer), as crm.owner_dashboard computes them.
+CREATE FUNCTION crm._fast_plan_owner(period_from date, period_to date) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b record;
+    res jsonb;
+BEGIN
+    b := crm._period_bounds('crm.owner_dashboard', period_from, period_to);
+    -- the error of the full computation for unknown stages
+    PERFORM crm._deal_check_stages(b.cur_to);
+    WITH s AS (
+        SELECT r.metric AS m, sum(r.value) AS c
+          FROM crm.rollup_daily r
+         WHERE r.day >= period_from AND r.day <= period_to AND r.dimension = 'all'
+           AND r.metric IN ('leads_in', 'new_buyers', 'marketing_spend', 'revenue', 'orders', 'gross_profit',
+                            'deals_won', 'deals_lost')
+         GROUP BY 1),
+    a AS (
+        SELECT max(s.c) FILTER (WHERE s.m = 'leads_in') AS c_leads,
+               -- the orders without a customer are one buyer in the full computation (one group)
+               coalesce(max(s.c) FILTER (WHERE s.m = 'new_buyers'), 0)
+                 + (SELECT count(*) FROM crm.rollup_customer_orders t
+                     WHERE t.customer_id IS NULL AND t.first_at >= b.cur_from AND t.first_at < b.cur_to) AS c_new,
+               max(s.c) FILTER (WHERE s.m = 'marketing_spend') AS c_spend,
+               max(s.c) FILTER (WHERE s.m = 'revenue') AS c_rev,
+               coalesce(max(s.c) FILTER (WHERE s.m = 'orders'), 0) AS c_ord,
+               max(s.c) FILTER (WHERE s.m = 'gross_profit') AS c_gp,
+               coalesce(max(s.c) FILTER (WHERE s.m = 'deals_won'), 0) AS c_won,
+               coalesce(max(s.c) FILTER (WHERE s.m = 'deals_lost'), 0) AS c_lost
+          FROM s)
+    SELECT jsonb_agg(jsonb_build_object('metric', v.name, 'value', v.cur) ORDER BY v.ord) INTO res
+      FROM a, LATERAL (VALUES
+        (1, 'leads_in', coalesce(a.c_leads, 0)),
+        (2, 'new_buyers', a.c_new),
+        (4, 'marketing_spend', coalesce(a.c_spend, 0)),
+        (5, 'cac', round(coalesce(a.c_spend, 0) / nullif(a.c_new, 0), 2)),
+        (6, 'revenue', coalesce(a.c_rev, 0)),
+        (7, 'orders', a.c_ord),
+        (8, 'average_check', round(a.c_rev / nullif(a.c_ord, 0), 2)),
+        (10, 'gross_profit', coalesce(a.c_gp, 0)),
+        (11, 'roi', round((100.0 * (coalesce(a.c_gp, 0) - a.c_spend)) / nullif(a.c_spend, 0), 2)),
+        (13, 'deals_won', a.c_won),
+        (20, 'deals_lost', a.c_lost)) AS v(ord, name, cur);
+    RETURN res;
+END
+$$;
+COMMENT ON FUNCTION crm._fast_plan_owner(date, date) IS
+'For crm.dashboard_plan_fact: the rows (metric, value) of crm.owner_dashboard(from, to) for the metrics of crm._plan_rollup_metrics(NULL), from the daily rollups, as a jsonb array.';
+
+-- The channel rows crm._plan_fact reads (channel and the columns of
+-- crm._plan_rollup_metrics('channel')), as crm._fast_channels computes them:
+-- the buyers' figures from the order state, leads and spend of the period
+-- from their sources.
+CREATE FUNCTION crm._fast_plan_channels(period_from date, period_to date) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET jit = off
+SET work_mem = '64MB'
+-- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
+SET enable_mergejoin = off
+AS $$
+DECLARE
+    b record;
+    res jsonb;
+BEGIN
+    b := crm._period_bounds('crm.dashboard_channels', period_from, period_to);
+    -- the sources the state comes from checked as the full path does (same errors)
+    PERFORM crm._source_sql('customers'), crm._source_sql('orders');
+    EXECUTE pg_catalog.format($sql$
+WITH
+p AS (
+    SELECT l.customer_id, pg_catalog.sum(l.amount) AS rev, pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp
+      FROM crm.rollup_order_lines l
+     WHERE l.ordered_at OPERATOR(pg_catalog.>=) $1 AND l.ordered_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
+b AS (
+    SELECT t.customer_id, t.first_at, p.rev, p.gp
+      FROM crm.rollup_customer_orders t LEFT JOIN p ON p.customer_id OPERATOR(pg_catalog.=) t.customer_id
+     WHERE t.first_at OPERATOR(pg_catalog.<) $2 AND t.customer_id IS NOT NULL
+    UNION ALL
+    -- the orders without a customer: one group, as in the full query
+    SELECT NULL, t.first_at, p.rev, p.gp
+      FROM crm.rollup_customer_orders t LEFT JOIN p ON p.customer_id IS NULL
+     WHERE t.first_at OPERATOR(pg_catalog.<) $2 AND t.customer_id IS NULL),
+bc AS (
+    SELECT coalesce(cu.channel, '(unknown)') AS channel,
+           pg_catalog.count(*) FILTER (WHERE b.first_at OPERATOR(pg_catalog.>=) $1) AS new_buyers,
+           pg_catalog.sum(b.rev) AS revenue, pg_catalog.sum(b.gp) AS gross_profit
+      FROM b LEFT JOIN crm.rollup_customer_info cu ON cu.customer_id OPERATOR(pg_catalog.=) b.customer_id GROUP BY 1),
+ld AS (
+    SELECT coalesce(l.channel, '(unknown)') AS channel, pg_catalog.count(*) AS leads
+      FROM %1$s
+     WHERE l.created_at OPERATOR(pg_catalog.>=) $1 AND l.created_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
+sp AS (
+    SELECT coalesce(s.channel, '(unknown)') AS channel, pg_catalog.sum(s.amount) AS spend
+      FROM %2$s WHERE s.spent_on OPERATOR(pg_catalog.>=) $1 AND s.spent_on OPERATOR(pg_catalog.<) $2 GROUP BY 1),
+ch AS (SELECT channel FROM bc UNION SELECT channel FROM ld UNION SELECT channel FROM sp)
+SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+           'channel', ch.channel, 'leads', coalesce(ld.leads, 0), 'new_buyers', coalesce(bc.new_buyers, 0),
+           'revenue', coalesce(bc.revenue, 0), 'gross_profit', coalesce(bc.gross_profit, 0), 'spend', coalesce(sp.spend, 0))
+         ORDER BY ch.channel)
+  FROM ch LEFT JOIN bc ON bc.channel OPERATOR(pg_catalog.=) ch.channel LEFT JOIN ld ON ld.channel OPERATOR(pg_catalog.=) ch.channel
+          LEFT JOIN sp ON sp.channel OPERATOR(pg_catalog.=) ch.channel
+$sql$, crm._source_sql('leads', 'l'), crm._source_sql('spend', 's'))
+    INTO res USING b.cur_from, b.cur_to;
+    RETURN res;
+END
+$$;
+COMMENT ON FUNCTION crm._fast_plan_channels(date, date) IS
+'For crm.dashboard_plan_fact: the rows of crm.dashboard_channels(from, to) with the columns of crm._plan_rollup_metrics(''channel'') (leads, new buyers, revenue, gross profit, spend), the buyers'' figures from the rollups, leads and spend from their sources, as a jsonb array.';

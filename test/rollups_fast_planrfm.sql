@@ -1,0 +1,319 @@
+-- test/rollups_fast_planrfm.sql: plan against fact (crm.dashboard_plan_fact, crm.v_plan_fact) and
+-- RFM (crm.dashboard_rfm, crm.v_rfm) answered from the rollups (crm._fast_plan_owner,
+-- crm._fast_plan_channels, crm._fast_rfm_sql, crm.rollup_customer_rfm), against the full computation
+-- (crm_analytics.rollups = off) and a plain-SQL computation on the demo, for several periods,
+-- after a full refresh, after seeded rounds of random changes (incremental refreshes) and after a
+-- full rebuild; the gate; the errors; then a hand-worked fixture.
+BEGIN;
+SELECT plan(41);
+SET LOCAL TimeZone = 'UTC';
+SET LOCAL client_min_messages = warning;
+
+-- orders without a customer, with a zero or a negative amount, customers without a channel (the
+-- demo has none): the sources map some in
+SELECT crm.register_source('orders', $q$SELECT order_id, CASE WHEN order_id % 97 = 0 THEN NULL ELSE customer_id END AS customer_id,
+    ordered_at, CASE WHEN order_id % 89 = 0 THEN -amount WHEN order_id % 83 = 0 THEN 0 ELSE amount END AS amount, cost, product_id
+    FROM crm_demo.orders$q$);
+SELECT crm.register_source('customers', $q$SELECT customer_id, created_at, CASE WHEN customer_id % 13 = 0 THEN NULL ELSE channel END AS channel,
+    manager_id FROM crm_demo.customers$q$);
+
+CREATE FUNCTION pg_temp.set_gate(v text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('crm_analytics.rollups', v, true);
+EXCEPTION WHEN invalid_name THEN
+    NULL;
+END
+$$;
+
+-- the periods: the dashboard's default, a past month (orders after its end exist), a quarter,
+-- a year, one day, a month after the data
+CREATE TEMP TABLE periods (f date, t date);
+INSERT INTO periods SELECT p.period_from, p.period_to FROM crm.dashboard_period() p;
+INSERT INTO periods VALUES ('2025-03-01', '2025-03-31'), ('2025-04-01', '2025-06-30'), ('2025-01-01', '2025-12-31'),
+                           ('2025-06-15', '2025-06-15'), ('2026-03-01', '2026-03-31');
+
+-- plans on every period: the additive metrics only (the rollups answer) ...
+CREATE FUNCTION pg_temp.set_plans() RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    p record;
+BEGIN
+    DELETE FROM crm.plans;
+    FOR p IN SELECT * FROM periods LOOP
+        PERFORM crm.set_plan(m, p.f, p.t, 1000) FROM unnest(crm._plan_rollup_metrics(NULL)) AS m;
+        PERFORM crm.set_plan(m, p.f, p.t, 500, 'channel', c)
+           FROM unnest(crm._plan_rollup_metrics('channel')) AS m,
+                (SELECT DISTINCT channel FROM crm_demo.customers UNION ALL VALUES ('(unknown)'), ('nowhere')) AS c(c);
+    END LOOP;
+    -- ... and every metric of crm.plan_metrics() (the others take the reports) one day later
+    FOR p IN SELECT * FROM periods LOOP
+        PERFORM crm.set_plan(m.metric, p.f + 1, p.t + 1, 0) FROM crm.plan_metrics() m WHERE m.dimension IS NULL;
+        PERFORM crm.set_plan(m.metric, p.f + 1, p.t + 1, 200, 'channel', 'ads') FROM crm.plan_metrics() m WHERE m.dimension = 'channel';
+        PERFORM crm.set_plan(m.metric, p.f + 1, p.t + 1, 3, 'manager', '3') FROM crm.plan_metrics() m WHERE m.dimension = 'manager';
+        PERFORM crm.set_plan('revenue', p.f + 1, p.t + 1, 300, 'channel', c) FROM (SELECT DISTINCT channel FROM crm_demo.customers) AS c(c);
+    END LOOP;
+END
+$$;
+SELECT pg_temp.set_plans();
+
+-- plan against fact, every period (additive and all plans; facts up to the end, up to the middle,
+-- before the start), as text, gate on minus gate off (both ways)
+CREATE FUNCTION pg_temp.plan_rows() RETURNS SETOF text LANGUAGE sql AS $$
+SELECT p.f || ' ' || a.as_of || ' ' || x::text
+  FROM (SELECT f, t FROM periods UNION ALL SELECT f + 1, t + 1 FROM periods) AS p,
+       LATERAL (VALUES (p.t), (p.f + (p.t - p.f) / 2), (p.f - 1)) AS a(as_of),
+       LATERAL crm.dashboard_plan_fact(p.f, p.t, a.as_of) AS x
+$$;
+CREATE FUNCTION pg_temp.plan_diff() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    CREATE TEMP TABLE IF NOT EXISTS pf_full (r text) ON COMMIT DROP;
+    CREATE TEMP TABLE IF NOT EXISTS pf_fast (r text) ON COMMIT DROP;
+    DELETE FROM pf_full; DELETE FROM pf_fast;
+    PERFORM pg_temp.set_gate('off');
+    INSERT INTO pf_full SELECT * FROM pg_temp.plan_rows();
+    PERFORM pg_temp.set_gate('fresh');
+    INSERT INTO pf_fast SELECT * FROM pg_temp.plan_rows();
+    SELECT count(*) INTO n FROM ((SELECT r FROM pf_fast EXCEPT ALL SELECT r FROM pf_full)
+                                 UNION ALL (SELECT r FROM pf_full EXCEPT ALL SELECT r FROM pf_fast)) d;
+    RETURN n + CASE WHEN (SELECT count(*) FROM pf_full) > 0 THEN 0 ELSE 1000000 END;
+END
+$$;
+
+-- the building blocks against the reports (gate off): the planned rows, value as text
+CREATE FUNCTION pg_temp.block_diff() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint := 0;
+    k bigint;
+    p record;
+BEGIN
+    FOR p IN SELECT * FROM periods WHERE f <= '2025-12-31' LOOP
+        PERFORM pg_temp.set_gate('off');
+        CREATE TEMP TABLE IF NOT EXISTS od (metric text, value text) ON COMMIT DROP;
+        CREATE TEMP TABLE IF NOT EXISTS oc (channel text, leads text, new_buyers text, revenue text, gross_profit text, spend text) ON COMMIT DROP;
+        DELETE FROM od; DELETE FROM oc;
+        INSERT INTO od SELECT o.metric, o.value::text FROM crm.owner_dashboard(p.f, p.t) o WHERE o.metric = ANY (crm._plan_rollup_metrics(NULL));
+        INSERT INTO oc SELECT c.channel, c.leads::text, c.new_buyers::text, c.revenue::text, c.gross_profit::text, c.spend::text
+          FROM crm.dashboard_channels(p.f, p.t) c;
+        PERFORM pg_temp.set_gate('fresh');
+        SELECT count(*) INTO k FROM (
+            (SELECT * FROM od EXCEPT SELECT r ->> 'metric', r ->> 'value' FROM jsonb_array_elements(crm._fast_plan_owner(p.f, p.t)) r)
+            UNION ALL (SELECT r ->> 'metric', r ->> 'value' FROM jsonb_array_elements(crm._fast_plan_owner(p.f, p.t)) r EXCEPT SELECT * FROM od)
+            UNION ALL (SELECT 'c' || channel, leads FROM (SELECT * FROM oc EXCEPT SELECT r ->> 'channel', r ->> 'leads', r ->> 'new_buyers', r ->> 'revenue',
+                        r ->> 'gross_profit', r ->> 'spend' FROM jsonb_array_elements(crm._fast_plan_channels(p.f, p.t)) r) x)
+            UNION ALL (SELECT 'c' || channel, leads FROM (SELECT r ->> 'channel' AS channel, r ->> 'leads' AS leads, r ->> 'new_buyers', r ->> 'revenue',
+                        r ->> 'gross_profit', r ->> 'spend' FROM jsonb_array_elements(crm._fast_plan_channels(p.f, p.t)) r EXCEPT SELECT * FROM oc) y)) d;
+        n := n + k + CASE WHEN (SELECT count(*) FROM od) = 11 THEN 0 ELSE 1000 END;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- RFM as of the end of every period's last day and before the data, gate on minus gate off, as text
+CREATE FUNCTION pg_temp.rfm_rows() RETURNS SETOF text LANGUAGE sql AS $$
+SELECT a.d || ' ' || x::text
+  FROM (SELECT t FROM periods UNION ALL VALUES ('2023-12-31'::date), ('2024-01-01')) AS a(d), LATERAL crm.dashboard_rfm(a.d) AS x
+$$;
+CREATE FUNCTION pg_temp.rfm_diff() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    CREATE TEMP TABLE IF NOT EXISTS rf_full (r text) ON COMMIT DROP;
+    CREATE TEMP TABLE IF NOT EXISTS rf_fast (r text) ON COMMIT DROP;
+    DELETE FROM rf_full; DELETE FROM rf_fast;
+    PERFORM pg_temp.set_gate('off');
+    INSERT INTO rf_full SELECT * FROM pg_temp.rfm_rows();
+    PERFORM pg_temp.set_gate('fresh');
+    INSERT INTO rf_fast SELECT * FROM pg_temp.rfm_rows();
+    SELECT count(*) INTO n FROM ((SELECT r FROM rf_fast EXCEPT ALL SELECT r FROM rf_full)
+                                 UNION ALL (SELECT r FROM rf_full EXCEPT ALL SELECT r FROM rf_fast)) d;
+    RETURN n;
+END
+$$;
+-- the order of the rows too (by customer), the dashboard's period end
+CREATE FUNCTION pg_temp.rfm_order_ok() RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    a text[];
+    b text[];
+BEGIN
+    PERFORM pg_temp.set_gate('off');
+    a := ARRAY(SELECT x::text FROM crm.v_rfm x);
+    PERFORM pg_temp.set_gate('fresh');
+    b := ARRAY(SELECT x::text FROM crm.v_rfm x);
+    RETURN a = b AND cardinality(a) > 1000;
+END
+$$;
+
+-- a plain-SQL RFM on the demo (the source mapping above written out): per customer recency,
+-- frequency, monetary as of the end of d; score = 1 + floor(5 x (values strictly smaller) / values)
+CREATE FUNCTION pg_temp.rfm_plain_diff(d date) RETURNS bigint LANGUAGE sql AS $$
+WITH e AS (SELECT (d + 1)::timestamptz - interval '1 microsecond' AS e),
+o AS (SELECT customer_id::text AS c, ordered_at,
+             CASE WHEN order_id % 89 = 0 THEN -amount WHEN order_id % 83 = 0 THEN 0 ELSE amount END AS amount
+        FROM crm_demo.orders, e WHERE order_id % 97 <> 0 AND ordered_at <= e.e),
+per AS (SELECT c, floor(extract(epoch FROM (SELECT e FROM e) - max(ordered_at)) / 86400)::int AS rd, count(*) AS fr, sum(amount) AS mo
+          FROM o GROUP BY c),
+sc AS (SELECT c, rd, fr, mo,
+              1 + floor(5 * (rank() OVER (ORDER BY -rd) - 1) / count(*) OVER ())::int AS r,
+              1 + floor(5 * (rank() OVER (ORDER BY fr) - 1) / count(*) OVER ())::int AS f,
+              CASE WHEN mo IS NOT NULL THEN 1 + floor(5 * (rank() OVER (ORDER BY mo) - 1) / count(mo) OVER ())::int END AS m
+         FROM per),
+fast AS (SELECT customer_id, recency_days, frequency, monetary, r, f, m FROM crm.dashboard_rfm(d))
+SELECT count(*) FROM ((SELECT * FROM sc EXCEPT SELECT * FROM fast) UNION ALL (SELECT * FROM fast EXCEPT SELECT * FROM sc)) x
+$$;
+
+-- the RFM totals against the demo
+CREATE FUNCTION pg_temp.state_diff() RETURNS bigint LANGUAGE sql AS $$
+WITH e AS (SELECT customer_id::text AS c, min(ordered_at) AS fa, max(ordered_at) AS la, count(*) AS n,
+                  sum(CASE WHEN order_id % 89 = 0 THEN -amount WHEN order_id % 83 = 0 THEN 0 ELSE amount END) AS a
+             FROM crm_demo.orders WHERE order_id % 97 <> 0 AND ordered_at IS NOT NULL GROUP BY 1)
+SELECT count(*) FROM ((SELECT * FROM e EXCEPT ALL SELECT customer_id, first_at, last_at, orders, amount FROM crm.rollup_customer_rfm)
+                      UNION ALL (SELECT customer_id, first_at, last_at, orders, amount FROM crm.rollup_customer_rfm EXCEPT ALL SELECT * FROM e)) d
+$$;
+
+-- a query's rows (as text, in order) from the rollups (they must stand in) and from the full computation
+CREATE FUNCTION pg_temp.fast_eq_full(q text) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    a text[];
+    b text[];
+    u boolean;
+BEGIN
+    PERFORM pg_temp.set_gate('fresh');
+    u := crm._rollups_usable();
+    EXECUTE format('SELECT ARRAY(SELECT x::text FROM (%s) x)', q) INTO a;
+    PERFORM pg_temp.set_gate('off');
+    EXECUTE format('SELECT ARRAY(SELECT x::text FROM (%s) x)', q) INTO b;
+    PERFORM pg_temp.set_gate('fresh');
+    RETURN u AND a = b;
+END
+$$;
+
+CREATE FUNCTION pg_temp.check_all(what text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN NEXT ok(crm._rollups_usable(), what || ': the rollups may stand in');
+    RETURN NEXT is(pg_temp.state_diff(), 0::bigint, what || ': the RFM totals equal the plain computation');
+    RETURN NEXT is(pg_temp.plan_diff(), 0::bigint, what || ': plan against fact: fast = full, every period and as_of');
+    RETURN NEXT is(pg_temp.block_diff(), 0::bigint, what || ': the owner and channel rows from the rollups equal the reports''');
+    RETURN NEXT is(pg_temp.rfm_diff(), 0::bigint, what || ': RFM: fast = full, every period end and before the data');
+    RETURN NEXT ok(pg_temp.rfm_order_ok(), what || ': v_rfm: the same rows in the same order');
+END
+$$;
+
+-- 1-8: after a full refresh
+SELECT ok((SELECT count(*) FROM crm.refresh_rollups(true)) = 6, 'full refresh');
+SELECT * FROM pg_temp.check_all('full refresh');
+SELECT is(pg_temp.rfm_plain_diff('2025-12-31') + pg_temp.rfm_plain_diff('2025-03-31'), 0::bigint,
+          'RFM equals a plain-SQL computation (rank-based quantiles) at the data end and a past month end');
+
+-- 9-15: random rounds with incremental refreshes
+\ir data/rollups_random_round.sql
+SELECT setseed(0.61);
+SELECT pg_temp.random_round(1);
+SELECT pg_temp.random_round(2);
+SELECT ok(NOT crm._rollups_usable(), 'changes waiting: the default (fresh) takes the full computation');
+SELECT is(pg_temp.rfm_plain_diff('2025-12-31'), 0::bigint, 'changes waiting: RFM equals the live data (plain SQL)');
+SELECT count(*) FROM crm.refresh_rollups();
+SELECT pg_temp.random_round(3);
+SELECT count(*) FROM crm.refresh_rollups();
+SELECT pg_temp.random_round(4);
+SELECT count(*) FROM crm.refresh_rollups();
+SELECT is((SELECT last_mode FROM crm.rollup_status), 'incremental', 'rounds 1-4: incremental refreshes');
+SELECT * FROM pg_temp.check_all('rounds 1-4');
+
+-- 16-21: a full rebuild gives the same
+SELECT count(*) FROM crm.refresh_rollups(full => true);
+SELECT * FROM pg_temp.check_all('a full rebuild after the rounds');
+
+-- 22-31: the errors, the same on both paths
+CREATE FUNCTION pg_temp.same_error(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    a text;
+    b text;
+BEGIN
+    PERFORM pg_temp.set_gate('fresh');
+    BEGIN EXECUTE q; a := 'no error'; EXCEPTION WHEN OTHERS THEN a := SQLSTATE || ' ' || SQLERRM; END;
+    PERFORM pg_temp.set_gate('off');
+    BEGIN EXECUTE q; b := 'no error'; EXCEPTION WHEN OTHERS THEN b := SQLSTATE || ' ' || SQLERRM; END;
+    PERFORM pg_temp.set_gate('fresh');
+    RETURN CASE WHEN a = b THEN a ELSE a || ' <> ' || b END;
+END
+$$;
+SELECT ok(crm._rollups_usable(), 'errors: the rollups may stand in');
+SELECT matches(pg_temp.same_error($$SELECT * FROM crm.dashboard_rfm(NULL)$$), '^22004 [^<]*$', 'dashboard_rfm(NULL): 22004 on both paths');
+SELECT matches(pg_temp.same_error($$SELECT * FROM crm.dashboard_rfm('infinity')$$), '^22008 [^<]*$', 'dashboard_rfm(infinity): 22008 on both paths');
+SELECT matches(pg_temp.same_error($$SELECT * FROM crm.dashboard_plan_fact('2025-12-31', '2025-12-01', NULL)$$), '^22023 [^<]*$',
+               'dashboard_plan_fact: inverted period: 22023 on both paths');
+SELECT matches(pg_temp.same_error($$SELECT * FROM crm.dashboard_plan_fact(NULL, '2025-12-01', NULL)$$), '^22004 [^<]*$',
+               'dashboard_plan_fact: NULL period start: 22004 on both paths');
+SELECT matches(pg_temp.same_error($$SELECT * FROM crm.dashboard_plan_fact('2025-12-01', 'infinity', NULL)$$), '^22[0-9A-Z]{3} [^<]*$',
+               'dashboard_plan_fact: infinite period: 22007 on both paths');
+SELECT matches(pg_temp.same_error($$SELECT * FROM crm.dashboard_plan_fact('2025-12-01', '2025-12-31', '-infinity')$$), '^22008 [^<]*$',
+               'dashboard_plan_fact: infinite as_of: 22008 on both paths');
+-- the orders source unregistered: 55000 on both paths
+SAVEPOINT nosrc;
+SELECT crm.unregister_source('orders');
+SELECT matches(pg_temp.same_error($$SELECT * FROM crm.dashboard_rfm('2025-12-31')$$), '^55000 [^<]*$', 'dashboard_rfm without an orders source: 55000 on both paths');
+ROLLBACK TO SAVEPOINT nosrc;
+
+-- 32-42: a hand-worked fixture: four customers' orders (the other sources: the demo's)
+CREATE SCHEMA flx;
+CREATE TABLE flx.orders (order_id int, customer_id bigint, ordered_at timestamptz, amount numeric, cost numeric, product_id int);
+INSERT INTO flx.orders VALUES
+    -- 1: three orders, the last on 12-30 (after the 12-20 end of the past check)
+    (1, 1, '2025-11-01 10:00', 100.00, 40, 1), (2, 1, '2025-12-10 10:00', 50.50, 20, 1), (3, 1, '2025-12-30 10:00', 10.00, 5, 1),
+    -- 2: one order on 12-31, a negative amount; 3: two orders of 0; 4: first order in January
+    (4, 2, '2025-12-31 23:00', -20.00, 0, 1), (5, 3, '2025-12-01 00:00', 0, 0, 1), (6, 3, '2025-12-15 12:00', 0, 0, 1),
+    (7, 4, '2026-01-05 09:00', 70.00, 30, 1),
+    -- no customer: left out of RFM
+    (8, NULL, '2025-12-20 09:00', 999.00, 0, 1);
+SELECT crm.register_source('orders', 'SELECT order_id, customer_id, ordered_at, amount, cost, product_id FROM flx.orders');
+SELECT ok((SELECT count(*) FROM crm.refresh_rollups()) = 6, 'fixture: orders source changed, full rebuild');
+-- customers a = 1, b = 2, c = 3, d = 4
+-- as of the end of 2025-12-31: recency a 1 day (12-30 10:00 to 12-31 23:59:59.999999), b 0, c 16;
+-- frequency a 3, b 1, c 2; monetary a 160.50, b -20.00, c 0; d not yet a buyer;
+-- R from -recency (-16, -1, 0): c 1, a 1 + floor(5 x 1 / 3) = 2, b 1 + floor(5 x 2 / 3) = 4;
+-- F (1, 2, 3): b 1, c 2, a 4; M (-20, 0, 160.5): b 1, c 2, a 4;
+-- segments: a R2/F4 At Risk, b R4/F1 Promising, c R1/F2 Hibernating
+SELECT results_eq($$SELECT * FROM crm.dashboard_rfm('2025-12-31')$$,
+    $$VALUES ('1', 1, 3::bigint, 160.50, 2, 4, 4, 'At Risk'), ('2', 0, 1::bigint, -20.00, 4, 1, 1, 'Promising'),
+             ('3', 16, 2::bigint, 0::numeric, 1, 2, 2, 'Hibernating')$$, 'fixture: RFM at 12-31 by hand');
+-- as of the end of 2025-12-20: a has two orders (150.50, the last 12-10: 10 days), c two (5 days), b none yet;
+-- R (-10, -5): a 1, c 1 + floor(5 x 1 / 2) = 3; F ties (2, 2): both 1; M (0, 150.5): c 1, a 3
+SELECT results_eq($$SELECT * FROM crm.dashboard_rfm('2025-12-20')$$,
+    $$VALUES ('1', 10, 2::bigint, 150.50, 1, 1, 3, 'Hibernating'), ('3', 5, 2::bigint, 0::numeric, 3, 1, 1, 'About To Sleep')$$,
+    'fixture: RFM at 12-20 by hand (a''s later order left out)');
+SELECT is((SELECT count(*) FROM crm.dashboard_rfm('2025-10-31')), 0::bigint, 'fixture: RFM before the data: no rows');
+SELECT ok(pg_temp.fast_eq_full($$SELECT * FROM crm.dashboard_rfm('2025-12-20') UNION ALL SELECT * FROM crm.dashboard_rfm('2025-12-31')$$),
+          'fixture: RFM fast = full');
+DELETE FROM crm.plans;
+-- plans of December: revenue (orders 2-6 and 8: 50.50 + 10 - 20 + 0 + 0 + 999 = 1039.50), orders 6,
+-- new buyers b, c and the orders without a customer (one group: one buyer, as the full computation
+-- counts them; a bought in November) = 3, gross profit 1039.50 - 25 = 1014.50
+SELECT crm.set_plan('revenue', '2025-12-01', '2025-12-31', 2079);
+SELECT crm.set_plan('orders', '2025-12-01', '2025-12-31', 12);
+SELECT crm.set_plan('new_buyers', '2025-12-01', '2025-12-31', 4);
+SELECT crm.set_plan('gross_profit', '2025-12-01', '2025-12-31', 1014.50);
+-- as of 12-15: revenue 50.50 + 0 + 0 = 50.50 over 15 days (orders 3, new buyer c, gross profit 30.50), forecast 50.50 x 31 / 15 = 104.37
+SELECT results_eq($$SELECT metric, fact, pct, forecast FROM crm.dashboard_plan_fact('2025-12-01', '2025-12-31', '2025-12-15')$$,
+    $$VALUES ('new_buyers', 1::numeric, 25.00, 2.07), ('revenue', 50.50, 2.43, 104.37), ('orders', 3, 25.00, 6.20),
+             ('gross_profit', 30.50, 3.01, 63.03)$$, 'fixture: plan against fact as of 12-15 by hand');
+SELECT results_eq($$SELECT metric, fact, pct FROM crm.dashboard_plan_fact('2025-12-01', '2025-12-31', '2026-02-01')$$,
+    $$VALUES ('new_buyers', 3::numeric, 75.00), ('revenue', 1039.50, 50.00), ('orders', 6, 50.00), ('gross_profit', 1014.50, 100.00)$$,
+    'fixture: plan against fact of the whole month by hand');
+SELECT ok(pg_temp.fast_eq_full($$SELECT * FROM crm.dashboard_plan_fact('2025-12-01', '2025-12-31', '2026-02-01')
+                                   UNION ALL SELECT * FROM crm.dashboard_plan_fact('2025-12-01', '2025-12-31', '2025-12-15')$$),
+          'fixture: plan against fact fast = full');
+-- 1's 12-30 order moved to 12-05 and a new order of 4 in December: the orders part from 12-05
+UPDATE flx.orders SET ordered_at = '2025-12-05 10:00' WHERE order_id = 3;
+INSERT INTO flx.orders VALUES (9, 4, '2025-12-31 12:00', 5.00, 1, 1);
+SELECT count(*) FROM crm.refresh_rollups();
+SELECT results_eq($$SELECT customer_id, first_at, last_at, orders, amount FROM crm.rollup_customer_rfm ORDER BY 1$$,
+    $$VALUES ('1', '2025-11-01 10:00'::timestamptz, '2025-12-10 10:00'::timestamptz, 3::bigint, 160.50),
+             ('2', '2025-12-31 23:00', '2025-12-31 23:00', 1, -20.00), ('3', '2025-12-01 00:00', '2025-12-15 12:00', 2, 0),
+             ('4', '2025-12-31 12:00', '2026-01-05 09:00', 2, 75.00)$$, 'fixture: the RFM totals after the change');
+SELECT ok(pg_temp.fast_eq_full($$SELECT * FROM crm.dashboard_rfm('2025-12-31')$$)
+          AND pg_temp.fast_eq_full($$SELECT * FROM crm.dashboard_plan_fact('2025-12-01', '2025-12-31', '2026-02-01')$$),
+          'fixture: after the change fast = full');
+
+SELECT * FROM finish();
+ROLLBACK;
