@@ -101,12 +101,14 @@ CREATE TABLE crm.rollup_customer_state (
     k1_rev           numeric,
     k1_cls           text,
     k1_abc           text,
+    k1_contact       timestamptz,
     k2_rev           numeric,
     k2_cls           text,
-    k2_abc           text
+    k2_abc           text,
+    k2_contact       timestamptz
 );
 COMMENT ON TABLE crm.rollup_customer_state IS
-'Rollup state (derived, not dumped): one row per customer of the customers copy, the order totals or the contact totals (customer_id NULL = the customers rows without an id): the number of customers rows (info_n) and, when it is 1, that row''s created_at, channel and manager; the earliest created_at (since); first and last order and gross profit (crm.rollup_customer_orders); first and last real contact (crm.rollup_customer_contacts); the revenue and classes kept in crm.rollup_customer_classes for the ends of crm.rollup_customer_state_ends (slot 1: k1_*, slot 2: k2_*).';
+'Rollup state (derived, not dumped): one row per customer of the customers copy, the order totals or the contact totals (customer_id NULL = the customers rows without an id): the number of customers rows (info_n) and, when it is 1, that row''s created_at, channel and manager; the earliest created_at (since); first and last order and gross profit (crm.rollup_customer_orders); first and last real contact (crm.rollup_customer_contacts); for the ends of crm.rollup_customer_state_ends (slot 1: k1_*, slot 2: k2_*) the revenue and classes kept in crm.rollup_customer_classes and the last real contact before the end.';
 CREATE UNIQUE INDEX ON crm.rollup_customer_state (customer_id) NULLS NOT DISTINCT;
 
 CREATE TABLE crm.rollup_customer_state_ends (
@@ -376,7 +378,10 @@ BEGIN
     INSERT INTO crm.rollup_customer_state
     SELECT coalesce(i.customer_id, o.customer_id, c.customer_id), coalesce(i.n, 0), i.created_at, i.channel, i.manager_id, i.since,
            o.first_at, o.last_at, o.gp, c.first_at, c.last_at,
-           k1.rev, k1.cov_class, k1.abc_class, k2.rev, k2.cov_class, k2.abc_class
+           k1.rev, k1.cov_class, k1.abc_class,
+           CASE WHEN c.last_at < e1 THEN c.last_at WHEN c.first_at < e1 THEN ce.k1_contact END,
+           k2.rev, k2.cov_class, k2.abc_class,
+           CASE WHEN c.last_at < e2 THEN c.last_at WHEN c.first_at < e2 THEN ce.k2_contact END
       FROM (SELECT ci.customer_id, count(*)::integer AS n,
                    CASE WHEN count(*) = 1 THEN min(ci.created_at) END AS created_at,
                    CASE WHEN count(*) = 1 THEN min(ci.channel) END AS channel,
@@ -386,7 +391,13 @@ BEGIN
       FULL JOIN (SELECT t.* FROM crm.rollup_customer_orders t WHERE t.customer_id IS NOT NULL) o ON o.customer_id = i.customer_id
       FULL JOIN crm.rollup_customer_contacts c ON c.customer_id = coalesce(i.customer_id, o.customer_id)
       LEFT JOIN crm.rollup_customer_classes k1 ON k1.end_at = e1 AND k1.customer_id = o.customer_id
-      LEFT JOIN crm.rollup_customer_classes k2 ON k2.end_at = e2 AND k2.customer_id = o.customer_id;
+      LEFT JOIN crm.rollup_customer_classes k2 ON k2.end_at = e2 AND k2.customer_id = o.customer_id
+      -- the last real contact before each end, for the customers contacted at or after it
+      LEFT JOIN (SELECT x.customer_id, max(x.occurred_at) FILTER (WHERE x.occurred_at < e1) AS k1_contact,
+                        max(x.occurred_at) FILTER (WHERE x.occurred_at < e2) AS k2_contact
+                   FROM crm.rollup_real_contacts x
+                  WHERE x.customer_id IN (SELECT t.customer_id FROM crm.rollup_customer_contacts t WHERE t.last_at >= least(e1, e2))
+                  GROUP BY 1) ce ON ce.customer_id = c.customer_id;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
@@ -417,7 +428,12 @@ BEGIN
     INSERT INTO crm.rollup_customer_state
     SELECT u.id, i.n, i.created_at, i.channel, i.manager_id, i.since,
            o.first_at, o.last_at, o.gp, c.first_at, c.last_at,
-           k1.rev, k1.cov_class, k1.abc_class, k2.rev, k2.cov_class, k2.abc_class
+           k1.rev, k1.cov_class, k1.abc_class,
+           CASE WHEN c.last_at < e1 THEN c.last_at
+                WHEN c.first_at < e1 THEN (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x WHERE x.customer_id = u.id AND x.occurred_at < e1) END,
+           k2.rev, k2.cov_class, k2.abc_class,
+           CASE WHEN c.last_at < e2 THEN c.last_at
+                WHEN c.first_at < e2 THEN (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x WHERE x.customer_id = u.id AND x.occurred_at < e2) END
       FROM unnest(ids) AS u(id)
      CROSS JOIN LATERAL (
             SELECT count(*)::integer AS n,
@@ -479,8 +495,8 @@ COMMENT ON FUNCTION crm._fast_classes_live(timestamptz) IS
 -- r: the classes from the per-customer table at the ends it keeps
 -- (crm.rollup_customer_state_ends), else computed from the order lines and
 -- joined by hash; the last real contact before $1 from the per-customer
--- table, the contacts copy probed (by index) only for a customer whose last
--- contact is at or after $1.
+-- table (kept there for its ends; for other moments the contacts copy is
+-- probed, by index, only for a customer whose last contact is at or after $1).
 CREATE FUNCTION crm._fast_coverage_sql(as_of timestamptz, tail text) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -502,21 +518,21 @@ BEGIN
     END IF;
     RETURN format($sql$
 WITH
-lv AS (SELECT k.customer_id, k.rev, k.cls FROM crm._fast_classes_live($1) k WHERE k.customer_id IS NOT NULL AND %5$L),
+lv AS (SELECT k.customer_id, k.rev, k.cls FROM crm._fast_classes_live($1) k WHERE k.customer_id IS NOT NULL AND NOT %5$L),
 pol AS MATERIALIZED (SELECT crm._dashboard_coverage_interval('A') AS a, crm._dashboard_coverage_interval('B') AS b,
                             crm._dashboard_coverage_interval('C') AS c),
 -- per customers row: the customers with one row, those with more, the rows without an id
 c AS (
     SELECT s.customer_id, s.manager_id, s.channel, s.created_at, %1$s AS rev, coalesce(%2$s, 'C') AS cls,
-           s.first_contact_at, s.last_contact_at
+           %6$s AS kc, s.first_contact_at, s.last_contact_at
       FROM crm.rollup_customer_state s %3$s
      WHERE s.info_n = 1 AND s.created_at < $1 AND s.customer_id IS NOT NULL
     UNION ALL
-    SELECT i.customer_id, i.manager_id, i.channel, i.created_at, %1$s, coalesce(%2$s, 'C'), s.first_contact_at, s.last_contact_at
+    SELECT i.customer_id, i.manager_id, i.channel, i.created_at, %1$s, coalesce(%2$s, 'C'), %6$s, s.first_contact_at, s.last_contact_at
       FROM crm.rollup_customer_state s %3$s JOIN crm.rollup_customer_info i ON i.customer_id = s.customer_id
      WHERE s.info_n > 1 AND i.created_at < $1
     UNION ALL
-    SELECT i.customer_id, i.manager_id, i.channel, i.created_at, NULL, 'C', NULL, NULL
+    SELECT i.customer_id, i.manager_id, i.channel, i.created_at, NULL, 'C', NULL, NULL, NULL
       FROM crm.rollup_customer_info i WHERE i.customer_id IS NULL AND i.created_at < $1),
 r AS (
     SELECT c.customer_id, c.manager_id, c.channel, c.rev, c.cls, x.last_at,
@@ -524,11 +540,12 @@ r AS (
            coalesce((coalesce(x.last_at, c.created_at) + x.iv) >= $1, false) AS covered
       FROM c CROSS JOIN pol,
       LATERAL (SELECT CASE c.cls WHEN 'A' THEN pol.a WHEN 'B' THEN pol.b ELSE pol.c END AS iv,
-                      CASE WHEN c.last_contact_at < $1 THEN c.last_contact_at
+                      CASE WHEN %5$L THEN c.kc
+                           WHEN c.last_contact_at < $1 THEN c.last_contact_at
                            WHEN c.first_contact_at < $1 THEN (SELECT max(q.occurred_at) FROM crm.rollup_real_contacts q
                                                                WHERE q.customer_id = c.customer_id AND q.occurred_at < $1) END AS last_at) AS x)
 %4$s
-$sql$, rev, cls, lv, tail, slot IS NULL);
+$sql$, rev, cls, lv, tail, slot IS NOT NULL, CASE WHEN slot IS NULL THEN 'NULL::timestamptz' ELSE format('s.k%s_contact', slot) END);
 END
 $$;
 COMMENT ON FUNCTION crm._fast_coverage_sql(timestamptz, text) IS
@@ -554,7 +571,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION crm._fast_coverage(timestamptz) IS
-'crm.dashboard_coverage(as_of) computed from the rollups (crm.rollup_customer_info, crm.rollup_customer_classes or crm.rollup_order_lines, crm.rollup_customer_contacts, crm.rollup_real_contacts): the same rows.';
+'crm.dashboard_coverage(as_of) computed from the rollups (one pass over crm.rollup_customer_state; the classes computed from crm.rollup_order_lines and the contacts copy probed when as_of is not an end the state keeps): the same rows.';
 
 -- Per customer with an order before period_to, for [period_from, period_to):
 -- first order, revenue and gross profit in the period, gross profit to date
@@ -666,7 +683,7 @@ $sql$, crm._source_sql('leads', 'l'), crm._source_sql('spend', 's'))
 END
 $$;
 COMMENT ON FUNCTION crm._fast_channels(date, date) IS
-'crm.dashboard_channels(from, to) with the buyers'' figures (new buyers, revenue, gross profit, LTV, conversion) from the rollups (crm.rollup_customer_orders, crm.rollup_order_lines, crm.rollup_customer_info) and leads and spend of the period from their sources: the same rows.';
+'crm.dashboard_channels(from, to) with the buyers'' figures (new buyers, revenue, gross profit, LTV, conversion) from the rollups (crm.rollup_customer_state, crm.rollup_order_lines) and leads and spend of the period from their sources: the same rows.';
 
 -- The owner dashboard's customer rows (buyers, repeat_purchase_rate,
 -- churned_customers, churn_rate, churned_revenue, overdue_class_a_customers)
@@ -730,23 +747,13 @@ e AS MATERIALIZED (
       LEFT JOIN crm.rollup_customer_state_ends x ON x.end_at = e.end_at),
 sl AS MATERIALIZED (SELECT max(e.slot) FILTER (WHERE e.is_cur) AS c_slot, max(e.slot) FILTER (WHERE NOT e.is_cur) AS p_slot FROM e),
 -- the ends whose classes the per-customer table keeps: one pass over it
--- (class, contacts, customer since in the row; the contacts copy probed only
--- for a customer whose last contact is at or after the end)
+-- (class, last real contact before the end, customer since in the row: overdue =
+-- the last contact before the end, else the customer since, before end minus the interval)
 amk AS (
     SELECT count(*) FILTER (WHERE CASE sl.c_slot WHEN 1 THEN s.k1_abc WHEN 2 THEN s.k2_abc END = 'A' AND
-               CASE WHEN s.first_contact_at < cur_to THEN
-                   NOT CASE WHEN s.last_contact_at < cur_to THEN s.last_contact_at >= (cur_to - pp.a_int)
-                            ELSE EXISTS (SELECT 1 FROM crm.rollup_real_contacts x
-                                          WHERE x.customer_id = s.customer_id AND x.occurred_at >= (cur_to - pp.a_int)
-                                            AND x.occurred_at < cur_to) END
-                    ELSE coalesce(s.since, s.first_order_at) < (cur_to - pp.a_int) END) AS c_a_overdue,
+               coalesce(CASE sl.c_slot WHEN 1 THEN s.k1_contact WHEN 2 THEN s.k2_contact END, s.since, s.first_order_at) < (cur_to - pp.a_int)) AS c_a_overdue,
            count(*) FILTER (WHERE CASE sl.p_slot WHEN 1 THEN s.k1_abc WHEN 2 THEN s.k2_abc END = 'A' AND
-               CASE WHEN s.first_contact_at < cur_from THEN
-                   NOT CASE WHEN s.last_contact_at < cur_from THEN s.last_contact_at >= (cur_from - pp.a_int)
-                            ELSE EXISTS (SELECT 1 FROM crm.rollup_real_contacts x
-                                          WHERE x.customer_id = s.customer_id AND x.occurred_at >= (cur_from - pp.a_int)
-                                            AND x.occurred_at < cur_from) END
-                    ELSE coalesce(s.since, s.first_order_at) < (cur_from - pp.a_int) END) AS p_a_overdue
+               coalesce(CASE sl.p_slot WHEN 1 THEN s.k1_contact WHEN 2 THEN s.k2_contact END, s.since, s.first_order_at) < (cur_from - pp.a_int)) AS p_a_overdue
       FROM sl CROSS JOIN pp CROSS JOIN crm.rollup_customer_state s
      WHERE (sl.c_slot IS NOT NULL OR sl.p_slot IS NOT NULL) AND (s.k1_abc = 'A' OR s.k2_abc = 'A')),
 -- there, the orders without a customer (never contacted): since kept with their class
