@@ -224,7 +224,7 @@ BEGIN
       FROM unnest(ids) AS u(id) JOIN crm.rollup_order_lines l ON l.customer_id = u.id GROUP BY 1;
     GET DIAGNOSTICS n = ROW_COUNT;
     -- the per-customer table for the same customers
-    n := n + crm._rollup_fast_state(ids);
+    n := n + crm._rollup_fast_state_part('orders', ids, from_ts);
     IF nul THEN
         DELETE FROM crm.rollup_customer_orders t WHERE t.customer_id IS NULL;
         INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp)
@@ -351,7 +351,7 @@ BEGIN
       FROM unnest(ids) AS u(id) JOIN crm.rollup_real_contacts x ON x.customer_id = u.id GROUP BY 1;
     GET DIAGNOSTICS n = ROW_COUNT;
     -- the per-customer table for the same customers
-    RETURN n + crm._rollup_fast_state(ids);
+    RETURN n + crm._rollup_fast_state_part('contacts', ids, from_ts);
 END
 $$;
 COMMENT ON FUNCTION crm._rollup_fast_contact_totals(timestamptz) IS
@@ -461,6 +461,64 @@ END
 $$;
 COMMENT ON FUNCTION crm._rollup_fast_state(text[]) IS
 'Recomputes the rows of crm.rollup_customer_state of the given customers (a NULL element: the customers rows without an id) from the customers copy, the order and contact totals and the kept classes; rows written.';
+
+-- The columns a part keeps, for the given customers, in place: the order
+-- totals (part orders) or the contact totals (part contacts; the last contact
+-- before a kept end changes only when from_ts is before that end).  A
+-- customer new to the table or left without customers row, orders and
+-- contacts goes through crm._rollup_fast_state.  The kept classes change only
+-- with an order before a kept end, and then crm._rollup_fast_classes rebuilds
+-- the whole table.
+CREATE FUNCTION crm._rollup_fast_state_part(part text, ids text[], from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- the given customers by index (cost grows with them, not with the history)
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+DECLARE
+    n    bigint;
+    e1   timestamptz;
+    e2   timestamptz;
+    rest text[];
+    done text[];
+BEGIN
+    IF part = 'orders' THEN
+        WITH w AS (
+            UPDATE crm.rollup_customer_state s SET first_order_at = o.first_at, last_order_at = o.last_at, gp = o.gp
+              FROM unnest(ids) AS u(id) JOIN crm.rollup_customer_orders o ON o.customer_id = u.id
+             WHERE s.customer_id = u.id
+            RETURNING s.customer_id)
+        SELECT pg_catalog.array_agg(w.customer_id) INTO done FROM w;
+    ELSE
+        SELECT max(x.end_at) FILTER (WHERE x.slot = 1), max(x.end_at) FILTER (WHERE x.slot = 2) INTO e1, e2
+          FROM crm.rollup_customer_state_ends x;
+        WITH w AS (
+            UPDATE crm.rollup_customer_state s SET first_contact_at = c.first_at, last_contact_at = c.last_at,
+                   k1_contact = CASE WHEN from_ts >= e1 THEN s.k1_contact
+                                     WHEN c.last_at < e1 THEN c.last_at
+                                     WHEN c.first_at < e1 THEN (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x
+                                                                 WHERE x.customer_id = u.id AND x.occurred_at < e1) END,
+                   k2_contact = CASE WHEN from_ts >= e2 THEN s.k2_contact
+                                     WHEN c.last_at < e2 THEN c.last_at
+                                     WHEN c.first_at < e2 THEN (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x
+                                                                 WHERE x.customer_id = u.id AND x.occurred_at < e2) END
+              FROM unnest(ids) AS u(id) JOIN crm.rollup_customer_contacts c ON c.customer_id = u.id
+             WHERE s.customer_id = u.id
+            RETURNING s.customer_id)
+        SELECT pg_catalog.array_agg(w.customer_id) INTO done FROM w;
+    END IF;
+    n := coalesce(cardinality(done), 0);
+    -- the others: new to the table, or without orders / contacts now
+    rest := ARRAY(SELECT unnest(ids) EXCEPT SELECT unnest(done));
+    IF cardinality(rest) > 0 THEN
+        n := n + crm._rollup_fast_state(rest);
+    END IF;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_fast_state_part(text, text[], timestamptz) IS
+'Sets in crm.rollup_customer_state the order totals (part orders) or the contact totals and last contacts before the kept ends (part contacts, changes from the given moment on) of the given customers, in place; customers new to the table or without orders / contacts any more through crm._rollup_fast_state; rows written.';
 
 -- ---------------------------------------------------------------------------
 -- Reading: figures as of a moment
