@@ -5503,6 +5503,7 @@ CREATE TABLE crm.rollup_customer_state (
     first_order_at   timestamptz,
     last_order_at    timestamptz,
     gp               numeric,
+    gp_n             bigint,
     first_contact_at timestamptz,
     last_contact_at  timestamptz,
     k1_rev           numeric,
@@ -5515,7 +5516,7 @@ CREATE TABLE crm.rollup_customer_state (
     k2_contact       timestamptz
 );
 COMMENT ON TABLE crm.rollup_customer_state IS
-'Rollup state (derived, not dumped): one row per customer of the customers copy, the order totals or the contact totals (customer_id NULL = the customers rows without an id): the number of customers rows (info_n) and, when it is 1, that row''s created_at, channel and manager; the earliest created_at (since); first and last order and gross profit (crm.rollup_customer_orders); first and last real contact (crm.rollup_customer_contacts); for the ends of crm.rollup_customer_state_ends (slot 1: k1_*, slot 2: k2_*) the revenue and classes kept in crm.rollup_customer_classes and the last real contact before the end.';
+'Rollup state (derived, not dumped): one row per customer of the customers copy, the order totals or the contact totals (customer_id NULL = the customers rows without an id): the number of customers rows (info_n) and, when it is 1, that row''s created_at, channel and manager; the earliest created_at (since); first and last order and gross profit (crm.rollup_customer_orders) with the number of orders with a gross profit (gp_n); first and last real contact (crm.rollup_customer_contacts); for the ends of crm.rollup_customer_state_ends (slot 1: k1_*, slot 2: k2_*) the revenue and classes kept in crm.rollup_customer_classes and the last real contact before the end.';
 CREATE UNIQUE INDEX ON crm.rollup_customer_state (customer_id) NULLS NOT DISTINCT;
 
 CREATE TABLE crm.rollup_customer_state_ends (
@@ -5542,7 +5543,7 @@ BEGIN
       FROM crm.rollup_customer_state_ends x;
     INSERT INTO crm.rollup_customer_state
     SELECT coalesce(i.customer_id, o.customer_id, c.customer_id), coalesce(i.n, 0), i.created_at, i.channel, i.manager_id, i.since,
-           o.first_at, o.last_at, o.gp, c.first_at, c.last_at,
+           o.first_at, o.last_at, o.gp, gn.n, c.first_at, c.last_at,
            k1.rev, k1.cov_class, k1.abc_class,
            CASE WHEN c.last_at < e1 THEN c.last_at WHEN c.first_at < e1 THEN ce.k1_contact END,
            k2.rev, k2.cov_class, k2.abc_class,
@@ -5554,6 +5555,7 @@ BEGIN
                    min(ci.created_at) AS since
               FROM crm.rollup_customer_info ci GROUP BY 1) i
       FULL JOIN (SELECT t.* FROM crm.rollup_customer_orders t WHERE t.customer_id IS NOT NULL) o ON o.customer_id = i.customer_id
+      LEFT JOIN (SELECT l.customer_id, count(l.amount - l.cost) AS n FROM crm.rollup_order_lines l GROUP BY 1) gn ON gn.customer_id = o.customer_id
       FULL JOIN crm.rollup_customer_contacts c ON c.customer_id = coalesce(i.customer_id, o.customer_id)
       LEFT JOIN crm.rollup_customer_classes k1 ON k1.end_at = e1 AND k1.customer_id = o.customer_id
       LEFT JOIN crm.rollup_customer_classes k2 ON k2.end_at = e2 AND k2.customer_id = o.customer_id
@@ -5590,7 +5592,9 @@ BEGIN
     DELETE FROM crm.rollup_customer_state s USING unnest(ids) AS u(id) WHERE s.customer_id = u.id;
     INSERT INTO crm.rollup_customer_state
     SELECT u.id, i.n, i.created_at, i.channel, i.manager_id, i.since,
-           o.first_at, o.last_at, o.gp, c.first_at, c.last_at,
+           o.first_at, o.last_at, o.gp,
+           CASE WHEN o.customer_id IS NOT NULL THEN (SELECT count(l.amount - l.cost) FROM crm.rollup_order_lines l WHERE l.customer_id = u.id) END,
+           c.first_at, c.last_at,
            k1.rev, k1.cov_class, k1.abc_class,
            CASE WHEN c.last_at < e1 THEN c.last_at
                 WHEN c.first_at < e1 THEN (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x WHERE x.customer_id = u.id AND x.occurred_at < e1) END,
@@ -5641,7 +5645,8 @@ DECLARE
 BEGIN
     IF part = 'orders' THEN
         WITH w AS (
-            UPDATE crm.rollup_customer_state s SET first_order_at = o.first_at, last_order_at = o.last_at, gp = o.gp
+            UPDATE crm.rollup_customer_state s SET first_order_at = o.first_at, last_order_at = o.last_at, gp = o.gp,
+                   gp_n = (SELECT count(l.amount - l.cost) FROM crm.rollup_order_lines l WHERE l.customer_id = u.id)
               FROM unnest(ids) AS u(id) JOIN crm.rollup_customer_orders o ON o.customer_id = u.id
              WHERE s.customer_id = u.id
             RETURNING s.customer_id)
@@ -5971,22 +5976,27 @@ WITH
 p AS (
     SELECT l.customer_id, pg_catalog.sum(l.amount) AS rev, pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp
       FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>=) $1 AND l.ordered_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
+-- the orders at or after the end per customer: gross profit to date is the total less these
+-- (NULL when no order before the end has a gross profit)
+a AS (
+    SELECT l.customer_id, pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp,
+           pg_catalog.count(l.amount OPERATOR(pg_catalog.-) l.cost) AS n
+      FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>=) $2 GROUP BY 1),
 -- the buyers up to the end, one row per customers row (the channel): one pass over the
--- per-customer table; gross profit to date summed from the order lines (by index) only
--- for a customer with an order at or after the end
+-- per-customer table
 b AS (
     SELECT CASE WHEN s.info_n OPERATOR(pg_catalog.=) 1 THEN s.channel END AS channel, s.first_order_at AS first_at, p.rev, p.gp,
            CASE WHEN s.last_order_at OPERATOR(pg_catalog.<) $2 THEN s.gp
-                ELSE (SELECT pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) FROM crm.rollup_order_lines l
-                       WHERE l.customer_id OPERATOR(pg_catalog.=) s.customer_id AND l.ordered_at OPERATOR(pg_catalog.<) $2) END AS gp_to_date
+                WHEN s.gp_n OPERATOR(pg_catalog.>) coalesce(a.n, 0) THEN s.gp OPERATOR(pg_catalog.-) coalesce(a.gp, 0) END AS gp_to_date
       FROM crm.rollup_customer_state s LEFT JOIN p ON p.customer_id OPERATOR(pg_catalog.=) s.customer_id
+      LEFT JOIN a ON a.customer_id OPERATOR(pg_catalog.=) s.customer_id
      WHERE s.first_order_at OPERATOR(pg_catalog.<) $2 AND s.info_n OPERATOR(pg_catalog.<=) 1
     UNION ALL
     SELECT i.channel, s.first_order_at, p.rev, p.gp,
            CASE WHEN s.last_order_at OPERATOR(pg_catalog.<) $2 THEN s.gp
-                ELSE (SELECT pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) FROM crm.rollup_order_lines l
-                       WHERE l.customer_id OPERATOR(pg_catalog.=) s.customer_id AND l.ordered_at OPERATOR(pg_catalog.<) $2) END
+                WHEN s.gp_n OPERATOR(pg_catalog.>) coalesce(a.n, 0) THEN s.gp OPERATOR(pg_catalog.-) coalesce(a.gp, 0) END
       FROM crm.rollup_customer_state s LEFT JOIN p ON p.customer_id OPERATOR(pg_catalog.=) s.customer_id
+      LEFT JOIN a ON a.customer_id OPERATOR(pg_catalog.=) s.customer_id
       JOIN crm.rollup_customer_info i ON i.customer_id OPERATOR(pg_catalog.=) s.customer_id
      WHERE s.first_order_at OPERATOR(pg_catalog.<) $2 AND s.info_n OPERATOR(pg_catalog.>) 1
     UNION ALL
