@@ -30,7 +30,7 @@ ci AS (SELECT customer_id::text AS id, count(*)::int AS n, CASE WHEN count(*) = 
               CASE WHEN count(*) = 1 THEN min(channel) END AS channel, CASE WHEN count(*) = 1 THEN min(manager_id)::text END AS manager_id,
               min(created_at) AS since
          FROM pc_customers GROUP BY 1),
-o AS (SELECT customer_id::text AS id, min(ordered_at) AS f, max(ordered_at) AS l, sum(amount - cost) AS gp
+o AS (SELECT customer_id::text AS id, min(ordered_at) AS f, max(ordered_at) AS l, sum(amount - cost) AS gp, count(amount - cost) AS gn
         FROM crm_demo.orders WHERE customer_id IS NOT NULL GROUP BY 1),
 c AS (SELECT customer_id::text AS id, min(occurred_at) AS f, max(occurred_at) AS l,
              max(occurred_at) FILTER (WHERE occurred_at < en.e1) AS k1, max(occurred_at) FILTER (WHERE occurred_at < en.e2) AS k2
@@ -41,12 +41,12 @@ r2 AS (SELECT customer_id::text AS id, rev, crm.abc_class(rev::float8) OVER () A
          SELECT customer_id, sum(amount) AS rev FROM crm_demo.orders, en WHERE ordered_at >= en.e2 - interval '12 months' AND ordered_at < en.e2 GROUP BY 1) x),
 ids AS (SELECT id FROM ci UNION SELECT id FROM o UNION SELECT id FROM c),
 ex AS (
-    SELECT ids.id, coalesce(ci.n, 0) AS n, ci.created_at, ci.channel, ci.manager_id, ci.since, o.f AS of, o.l AS ol, o.gp,
+    SELECT ids.id, coalesce(ci.n, 0) AS n, ci.created_at, ci.channel, ci.manager_id, ci.since, o.f AS of, o.l AS ol, o.gp, o.gn,
            c.f AS cf, c.l AS cl, r1.rev AS rev1, r1.abc AS abc1, c.k1, r2.rev AS rev2, r2.abc AS abc2, c.k2
       FROM ids LEFT JOIN ci ON ci.id IS NOT DISTINCT FROM ids.id LEFT JOIN o ON o.id = ids.id LEFT JOIN c ON c.id = ids.id
       LEFT JOIN r1 ON r1.id = ids.id LEFT JOIN r2 ON r2.id = ids.id),
 st AS (
-    SELECT s.customer_id, s.info_n, s.created_at, s.channel, s.manager_id, s.since, s.first_order_at, s.last_order_at, s.gp,
+    SELECT s.customer_id, s.info_n, s.created_at, s.channel, s.manager_id, s.since, s.first_order_at, s.last_order_at, s.gp, s.gp_n,
            s.first_contact_at, s.last_contact_at, s.k1_rev, s.k1_abc, s.k1_contact, s.k2_rev, s.k2_abc, s.k2_contact
       FROM crm.rollup_customer_state s)
 SELECT (SELECT count(*) FROM (SELECT * FROM ex EXCEPT ALL SELECT * FROM st) a)
@@ -233,14 +233,14 @@ SELECT count(*) FROM crm.refresh_rollups();
 -- < 2185) -> B.  Before 2025-12-01: only 1 (1800) -> A.  Last real contact before 2026-01-01:
 -- 1 2025-12-20, 2 2025-06-01; before 2025-12-01: 1 none, 2 2025-06-01.  Gross profit: 1 1750 +
 -- 150 = 1900, 2 200.
-SELECT results_eq($$SELECT customer_id, info_n, created_at, channel, manager_id, since, first_order_at, last_order_at, gp,
+SELECT results_eq($$SELECT customer_id, info_n, created_at, channel, manager_id, since, first_order_at, last_order_at, gp, gp_n,
                            first_contact_at, last_contact_at, k1_rev, k1_cls, k1_abc, k1_contact, k2_rev, k2_cls, k2_abc, k2_contact
                       FROM crm.rollup_customer_state ORDER BY customer_id NULLS LAST$$,
-    $$VALUES ('1', 1, timestamptz '2025-01-05', 'seo', '7', timestamptz '2025-01-05', timestamptz '2025-03-10', timestamptz '2025-12-10', 1900::numeric,
+    $$VALUES ('1', 1, timestamptz '2025-01-05', 'seo', '7', timestamptz '2025-01-05', timestamptz '2025-03-10', timestamptz '2025-12-10', 1900::numeric, 2::bigint,
               timestamptz '2025-12-20', timestamptz '2025-12-20', 2000::numeric, 'A', 'A', timestamptz '2025-12-20', 1800::numeric, 'A', 'A', NULL::timestamptz),
-             ('2', 2, NULL, NULL, NULL, '2025-02-01', '2025-12-15', '2025-12-15', 200,
+             ('2', 2, NULL, NULL, NULL, '2025-02-01', '2025-12-15', '2025-12-15', 200, 1,
               '2025-06-01', '2025-06-01', 300, 'B', 'B', '2025-06-01', NULL, NULL, NULL, '2025-06-01'),
-             (NULL, 1, '2025-04-01', 'ads', '9', '2025-04-01', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)$$,
+             (NULL, 1, '2025-04-01', 'ads', '9', '2025-04-01', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)$$,
     'fixture: the per-customer table, worked by hand (a customer with two customers rows, a row without an id)');
 -- 25: coverage at 2026-01-01: one row per customers row; next due = last contact (else
 -- created_at) + the class interval (A 1 month, B 3 months, C 6 months)
