@@ -5493,6 +5493,9 @@ $$;
 UPDATE crm.rollup_status SET needs_full = true;
 -- ==== end of section fast_leads ====
 -- ==== section percust: the customer reports from one per-customer table ====
+ALTER TABLE crm.rollup_customer_orders ADD COLUMN gp_n bigint;
+COMMENT ON TABLE crm.rollup_customer_orders IS
+'Rollup state per customer with orders (derived, not dumped; customer_id NULL = the orders without a customer): first and last order, gross profit (amount - cost) of all orders and the number of orders with one (gp_n).';
 CREATE TABLE crm.rollup_customer_state (
     customer_id      text,
     info_n           integer NOT NULL,
@@ -5543,7 +5546,7 @@ BEGIN
       FROM crm.rollup_customer_state_ends x;
     INSERT INTO crm.rollup_customer_state
     SELECT coalesce(i.customer_id, o.customer_id, c.customer_id), coalesce(i.n, 0), i.created_at, i.channel, i.manager_id, i.since,
-           o.first_at, o.last_at, o.gp, gn.n, c.first_at, c.last_at,
+           o.first_at, o.last_at, o.gp, o.gp_n, c.first_at, c.last_at,
            k1.rev, k1.cov_class, k1.abc_class,
            CASE WHEN c.last_at < e1 THEN c.last_at WHEN c.first_at < e1 THEN ce.k1_contact END,
            k2.rev, k2.cov_class, k2.abc_class,
@@ -5555,7 +5558,6 @@ BEGIN
                    min(ci.created_at) AS since
               FROM crm.rollup_customer_info ci GROUP BY 1) i
       FULL JOIN (SELECT t.* FROM crm.rollup_customer_orders t WHERE t.customer_id IS NOT NULL) o ON o.customer_id = i.customer_id
-      LEFT JOIN (SELECT l.customer_id, count(l.amount - l.cost) AS n FROM crm.rollup_order_lines l GROUP BY 1) gn ON gn.customer_id = o.customer_id
       FULL JOIN crm.rollup_customer_contacts c ON c.customer_id = coalesce(i.customer_id, o.customer_id)
       LEFT JOIN crm.rollup_customer_classes k1 ON k1.end_at = e1 AND k1.customer_id = o.customer_id
       LEFT JOIN crm.rollup_customer_classes k2 ON k2.end_at = e2 AND k2.customer_id = o.customer_id
@@ -5592,9 +5594,7 @@ BEGIN
     DELETE FROM crm.rollup_customer_state s USING unnest(ids) AS u(id) WHERE s.customer_id = u.id;
     INSERT INTO crm.rollup_customer_state
     SELECT u.id, i.n, i.created_at, i.channel, i.manager_id, i.since,
-           o.first_at, o.last_at, o.gp,
-           CASE WHEN o.customer_id IS NOT NULL THEN (SELECT count(l.amount - l.cost) FROM crm.rollup_order_lines l WHERE l.customer_id = u.id) END,
-           c.first_at, c.last_at,
+           o.first_at, o.last_at, o.gp, o.gp_n, c.first_at, c.last_at,
            k1.rev, k1.cov_class, k1.abc_class,
            CASE WHEN c.last_at < e1 THEN c.last_at
                 WHEN c.first_at < e1 THEN (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x WHERE x.customer_id = u.id AND x.occurred_at < e1) END,
@@ -5645,8 +5645,7 @@ DECLARE
 BEGIN
     IF part = 'orders' THEN
         WITH w AS (
-            UPDATE crm.rollup_customer_state s SET first_order_at = o.first_at, last_order_at = o.last_at, gp = o.gp,
-                   gp_n = (SELECT count(l.amount - l.cost) FROM crm.rollup_order_lines l WHERE l.customer_id = u.id)
+            UPDATE crm.rollup_customer_state s SET first_order_at = o.first_at, last_order_at = o.last_at, gp = o.gp, gp_n = o.gp_n
               FROM unnest(ids) AS u(id) JOIN crm.rollup_customer_orders o ON o.customer_id = u.id
              WHERE s.customer_id = u.id
             RETURNING s.customer_id)
@@ -5760,8 +5759,8 @@ DECLARE
 BEGIN
     IF from_ts = '-infinity' THEN
         TRUNCATE crm.rollup_customer_orders;
-        INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp)
-        SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), sum(l.amount - l.cost)
+        INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp, gp_n)
+        SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), sum(l.amount - l.cost), count(l.amount - l.cost)
           FROM crm.rollup_order_lines l GROUP BY 1;
         GET DIAGNOSTICS n = ROW_COUNT;
         RETURN n;
@@ -5773,16 +5772,16 @@ BEGIN
     nul := EXISTS (SELECT 1 FROM crm.rollup_customer_orders t WHERE t.last_at >= from_ts AND t.customer_id IS NULL)
         OR EXISTS (SELECT 1 FROM crm.rollup_order_lines l WHERE l.ordered_at >= from_ts AND l.customer_id IS NULL);
     DELETE FROM crm.rollup_customer_orders t USING unnest(ids) AS u(id) WHERE t.customer_id = u.id;
-    INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp)
-    SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), sum(l.amount - l.cost)
+    INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp, gp_n)
+    SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), sum(l.amount - l.cost), count(l.amount - l.cost)
       FROM unnest(ids) AS u(id) JOIN crm.rollup_order_lines l ON l.customer_id = u.id GROUP BY 1;
     GET DIAGNOSTICS n = ROW_COUNT;
     -- the per-customer table for the same customers
     n := n + crm._rollup_fast_state_part('orders', ids, from_ts);
     IF nul THEN
         DELETE FROM crm.rollup_customer_orders t WHERE t.customer_id IS NULL;
-        INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp)
-        SELECT NULL, min(l.ordered_at), max(l.ordered_at), sum(l.amount - l.cost)
+        INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp, gp_n)
+        SELECT NULL, min(l.ordered_at), max(l.ordered_at), sum(l.amount - l.cost), count(l.amount - l.cost)
           FROM crm.rollup_order_lines l WHERE l.customer_id IS NULL HAVING count(*) > 0;
         GET DIAGNOSTICS m = ROW_COUNT;
     END IF;
