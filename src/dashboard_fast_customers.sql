@@ -28,10 +28,11 @@ CREATE TABLE crm.rollup_customer_orders (
     customer_id text,
     first_at    timestamptz NOT NULL,
     last_at     timestamptz NOT NULL,
-    gp          numeric
+    gp          numeric,
+    gp_n        bigint
 );
 COMMENT ON TABLE crm.rollup_customer_orders IS
-'Rollup state per customer with orders (derived, not dumped; customer_id NULL = the orders without a customer): first and last order, gross profit (amount - cost) of all orders.';
+'Rollup state per customer with orders (derived, not dumped; customer_id NULL = the orders without a customer): first and last order, gross profit (amount - cost) of all orders and the number of orders with one (gp_n).';
 CREATE INDEX ON crm.rollup_customer_orders (customer_id);
 CREATE INDEX ON crm.rollup_customer_orders (last_at);
 
@@ -82,6 +83,42 @@ CREATE TABLE crm.rollup_customer_contacts (
 COMMENT ON TABLE crm.rollup_customer_contacts IS
 'Rollup state per contacted customer (derived, not dumped): the first and the last real (non-automated) contact.';
 CREATE INDEX ON crm.rollup_customer_contacts (last_at);
+
+-- One row per customer (section "Customers in one table"): what the report
+-- queries fetch per customer from the tables above, so that each report reads
+-- one table in one pass instead of joining them by text id.
+CREATE TABLE crm.rollup_customer_state (
+    customer_id      text,
+    info_n           integer NOT NULL,
+    created_at       timestamptz,
+    channel          text,
+    manager_id       text,
+    since            timestamptz,
+    first_order_at   timestamptz,
+    last_order_at    timestamptz,
+    gp               numeric,
+    gp_n             bigint,
+    first_contact_at timestamptz,
+    last_contact_at  timestamptz,
+    k1_rev           numeric,
+    k1_cls           text,
+    k1_abc           text,
+    k1_contact       timestamptz,
+    k2_rev           numeric,
+    k2_cls           text,
+    k2_abc           text,
+    k2_contact       timestamptz
+);
+COMMENT ON TABLE crm.rollup_customer_state IS
+'Rollup state (derived, not dumped): one row per customer of the customers copy, the order totals or the contact totals (customer_id NULL = the customers rows without an id): the number of customers rows (info_n) and, when it is 1, that row''s created_at, channel and manager; the earliest created_at (since); first and last order and gross profit (crm.rollup_customer_orders) with the number of orders with a gross profit (gp_n); first and last real contact (crm.rollup_customer_contacts); for the ends of crm.rollup_customer_state_ends (slot 1: k1_*, slot 2: k2_*) the revenue and classes kept in crm.rollup_customer_classes and the last real contact before the end.';
+CREATE UNIQUE INDEX ON crm.rollup_customer_state (customer_id) NULLS NOT DISTINCT;
+
+CREATE TABLE crm.rollup_customer_state_ends (
+    slot   integer PRIMARY KEY,
+    end_at timestamptz NOT NULL UNIQUE
+);
+COMMENT ON TABLE crm.rollup_customer_state_ends IS
+'Rollup state (derived, not dumped): the moment whose kept classes crm.rollup_customer_state holds in its columns k1_* (slot 1) and k2_* (slot 2).';
 
 -- ---------------------------------------------------------------------------
 -- Maintenance (called by the rollup parts)
@@ -147,6 +184,8 @@ SELECT c.customer_id::pg_catalog.text, c.created_at, c.channel::pg_catalog.text,
                                 (SELECT t.first_at FROM crm.rollup_customer_orders t
                                   WHERE t.customer_id OPERATOR(pg_catalog.=) k.customer_id))
          WHERE k.abc_class OPERATOR(pg_catalog.=) 'A' AND k.customer_id OPERATOR(pg_catalog.=) ANY (ids);
+        -- their rows of the per-customer table
+        n := n OPERATOR(pg_catalog.+) crm._rollup_fast_state(ids);
     END IF;
     RETURN n OPERATOR(pg_catalog.+) crm._rollup_fast_classes(from_ts);
 END
@@ -169,8 +208,8 @@ DECLARE
 BEGIN
     IF from_ts = '-infinity' THEN
         TRUNCATE crm.rollup_customer_orders;
-        INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp)
-        SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), sum(l.amount - l.cost)
+        INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp, gp_n)
+        SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), sum(l.amount - l.cost), count(l.amount - l.cost)
           FROM crm.rollup_order_lines l GROUP BY 1;
         GET DIAGNOSTICS n = ROW_COUNT;
         RETURN n;
@@ -182,14 +221,16 @@ BEGIN
     nul := EXISTS (SELECT 1 FROM crm.rollup_customer_orders t WHERE t.last_at >= from_ts AND t.customer_id IS NULL)
         OR EXISTS (SELECT 1 FROM crm.rollup_order_lines l WHERE l.ordered_at >= from_ts AND l.customer_id IS NULL);
     DELETE FROM crm.rollup_customer_orders t USING unnest(ids) AS u(id) WHERE t.customer_id = u.id;
-    INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp)
-    SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), sum(l.amount - l.cost)
+    INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp, gp_n)
+    SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), sum(l.amount - l.cost), count(l.amount - l.cost)
       FROM unnest(ids) AS u(id) JOIN crm.rollup_order_lines l ON l.customer_id = u.id GROUP BY 1;
     GET DIAGNOSTICS n = ROW_COUNT;
+    -- the per-customer table for the same customers
+    n := n + crm._rollup_fast_state_part('orders', ids, from_ts);
     IF nul THEN
         DELETE FROM crm.rollup_customer_orders t WHERE t.customer_id IS NULL;
-        INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp)
-        SELECT NULL, min(l.ordered_at), max(l.ordered_at), sum(l.amount - l.cost)
+        INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp, gp_n)
+        SELECT NULL, min(l.ordered_at), max(l.ordered_at), sum(l.amount - l.cost), count(l.amount - l.cost)
           FROM crm.rollup_order_lines l WHERE l.customer_id IS NULL HAVING count(*) > 0;
         GET DIAGNOSTICS m = ROW_COUNT;
     END IF;
@@ -213,6 +254,8 @@ DECLARE
     e    timestamptz;
     n    bigint;
     nn   bigint := 0;
+    -- a full refresh (-infinity) rebuilds the per-customer table here, once
+    changed boolean := from_ts = '-infinity';
 BEGIN
     BEGIN
         SELECT * INTO p FROM crm.dashboard_period();
@@ -227,6 +270,7 @@ BEGIN
     FOR e IN SELECT x.end_at FROM crm.rollup_customer_class_ends x WHERE x.end_at <> ALL (ends) LOOP
         DELETE FROM crm.rollup_customer_classes c WHERE c.end_at = e;
         DELETE FROM crm.rollup_customer_class_ends x WHERE x.end_at = e;
+        changed := true;
     END LOOP;
     FOREACH e IN ARRAY ends LOOP
         IF from_ts < e OR NOT EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = e) THEN
@@ -244,8 +288,13 @@ BEGIN
               LEFT JOIN crm.rollup_customer_orders t ON t.customer_id = k.customer_id AND k.abc = 'A';
             GET DIAGNOSTICS n = ROW_COUNT;
             nn := nn + n;
+            changed := true;
         END IF;
     END LOOP;
+    -- the classes the per-customer table holds changed: it is rebuilt
+    IF changed THEN
+        nn := nn + crm._rollup_fast_state_rebuild();
+    END IF;
     RETURN nn;
 END
 $$;
@@ -293,7 +342,7 @@ BEGIN
         INSERT INTO crm.rollup_customer_contacts (customer_id, first_at, last_at)
         SELECT x.customer_id, min(x.occurred_at), max(x.occurred_at) FROM crm.rollup_real_contacts x GROUP BY 1;
         GET DIAGNOSTICS n = ROW_COUNT;
-        RETURN n;
+        RETURN n + crm._rollup_fast_state_rebuild();
     END IF;
     ids := ARRAY(SELECT t.customer_id FROM crm.rollup_customer_contacts t WHERE t.last_at >= from_ts
                  UNION
@@ -303,11 +352,175 @@ BEGIN
     SELECT x.customer_id, min(x.occurred_at), max(x.occurred_at)
       FROM unnest(ids) AS u(id) JOIN crm.rollup_real_contacts x ON x.customer_id = u.id GROUP BY 1;
     GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
+    -- the per-customer table for the same customers
+    RETURN n + crm._rollup_fast_state_part('contacts', ids, from_ts);
 END
 $$;
 COMMENT ON FUNCTION crm._rollup_fast_contact_totals(timestamptz) IS
 'Recomputes crm.rollup_customer_contacts (first and last real contact per customer) for every customer with a real contact at or after the given moment, before or after the change (everything for -infinity), from crm.rollup_real_contacts; rows written.';
+
+-- The per-customer table (crm.rollup_customer_state) rebuilt from the tables
+-- above: after a full refresh of a part and whenever the kept classes change
+-- (their ends moved or an order before a kept end changed).
+CREATE FUNCTION crm._rollup_fast_state_rebuild() RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    n  bigint;
+    e1 timestamptz;
+    e2 timestamptz;
+BEGIN
+    TRUNCATE crm.rollup_customer_state, crm.rollup_customer_state_ends;
+    INSERT INTO crm.rollup_customer_state_ends (slot, end_at)
+    SELECT row_number() OVER (ORDER BY x.end_at DESC), x.end_at FROM crm.rollup_customer_class_ends x;
+    SELECT max(x.end_at) FILTER (WHERE x.slot = 1), max(x.end_at) FILTER (WHERE x.slot = 2) INTO e1, e2
+      FROM crm.rollup_customer_state_ends x;
+    INSERT INTO crm.rollup_customer_state
+    SELECT coalesce(i.customer_id, o.customer_id, c.customer_id), coalesce(i.n, 0), i.created_at, i.channel, i.manager_id, i.since,
+           o.first_at, o.last_at, o.gp, o.gp_n, c.first_at, c.last_at,
+           k1.rev, k1.cov_class, k1.abc_class,
+           CASE WHEN c.last_at < e1 THEN c.last_at WHEN c.first_at < e1 THEN ce.k1_contact END,
+           k2.rev, k2.cov_class, k2.abc_class,
+           CASE WHEN c.last_at < e2 THEN c.last_at WHEN c.first_at < e2 THEN ce.k2_contact END
+      FROM (SELECT ci.customer_id, count(*)::integer AS n,
+                   CASE WHEN count(*) = 1 THEN min(ci.created_at) END AS created_at,
+                   CASE WHEN count(*) = 1 THEN min(ci.channel) END AS channel,
+                   CASE WHEN count(*) = 1 THEN min(ci.manager_id) END AS manager_id,
+                   min(ci.created_at) AS since
+              FROM crm.rollup_customer_info ci GROUP BY 1) i
+      FULL JOIN (SELECT t.* FROM crm.rollup_customer_orders t WHERE t.customer_id IS NOT NULL) o ON o.customer_id = i.customer_id
+      FULL JOIN crm.rollup_customer_contacts c ON c.customer_id = coalesce(i.customer_id, o.customer_id)
+      LEFT JOIN crm.rollup_customer_classes k1 ON k1.end_at = e1 AND k1.customer_id = o.customer_id
+      LEFT JOIN crm.rollup_customer_classes k2 ON k2.end_at = e2 AND k2.customer_id = o.customer_id
+      -- the last real contact before each end, for the customers contacted at or after it
+      LEFT JOIN (SELECT x.customer_id, max(x.occurred_at) FILTER (WHERE x.occurred_at < e1) AS k1_contact,
+                        max(x.occurred_at) FILTER (WHERE x.occurred_at < e2) AS k2_contact
+                   FROM crm.rollup_real_contacts x
+                  WHERE x.customer_id IN (SELECT t.customer_id FROM crm.rollup_customer_contacts t WHERE t.last_at >= least(e1, e2))
+                  GROUP BY 1) ce ON ce.customer_id = c.customer_id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_fast_state_rebuild() IS
+'Rebuilds crm.rollup_customer_state (one row per customer) and crm.rollup_customer_state_ends from the customers copy, the order and contact totals and the kept classes; rows written.';
+
+-- The same for the given customers only (a NULL element: the customers rows
+-- without an id), by index: what a part's change to them can have changed.
+CREATE FUNCTION crm._rollup_fast_state(ids text[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- the given customers by index (cost grows with them, not with the history)
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+DECLARE
+    n  bigint;
+    m  bigint := 0;
+    e1 timestamptz;
+    e2 timestamptz;
+    nul boolean := array_position(ids, NULL) IS NOT NULL;
+BEGIN
+    SELECT max(x.end_at) FILTER (WHERE x.slot = 1), max(x.end_at) FILTER (WHERE x.slot = 2) INTO e1, e2
+      FROM crm.rollup_customer_state_ends x;
+    ids := ARRAY(SELECT DISTINCT u.id FROM unnest(ids) AS u(id) WHERE u.id IS NOT NULL);
+    DELETE FROM crm.rollup_customer_state s USING unnest(ids) AS u(id) WHERE s.customer_id = u.id;
+    INSERT INTO crm.rollup_customer_state
+    SELECT u.id, i.n, i.created_at, i.channel, i.manager_id, i.since,
+           o.first_at, o.last_at, o.gp, o.gp_n, c.first_at, c.last_at,
+           k1.rev, k1.cov_class, k1.abc_class,
+           CASE WHEN c.last_at < e1 THEN c.last_at
+                WHEN c.first_at < e1 THEN (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x WHERE x.customer_id = u.id AND x.occurred_at < e1) END,
+           k2.rev, k2.cov_class, k2.abc_class,
+           CASE WHEN c.last_at < e2 THEN c.last_at
+                WHEN c.first_at < e2 THEN (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x WHERE x.customer_id = u.id AND x.occurred_at < e2) END
+      FROM unnest(ids) AS u(id)
+     CROSS JOIN LATERAL (
+            SELECT count(*)::integer AS n,
+                   CASE WHEN count(*) = 1 THEN min(ci.created_at) END AS created_at,
+                   CASE WHEN count(*) = 1 THEN min(ci.channel) END AS channel,
+                   CASE WHEN count(*) = 1 THEN min(ci.manager_id) END AS manager_id,
+                   min(ci.created_at) AS since
+              FROM crm.rollup_customer_info ci WHERE ci.customer_id = u.id) i
+      LEFT JOIN crm.rollup_customer_orders o ON o.customer_id = u.id
+      LEFT JOIN crm.rollup_customer_contacts c ON c.customer_id = u.id
+      LEFT JOIN crm.rollup_customer_classes k1 ON k1.end_at = e1 AND k1.customer_id = u.id
+      LEFT JOIN crm.rollup_customer_classes k2 ON k2.end_at = e2 AND k2.customer_id = u.id
+     WHERE i.n > 0 OR o.customer_id IS NOT NULL OR c.customer_id IS NOT NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF nul THEN
+        DELETE FROM crm.rollup_customer_state s WHERE s.customer_id IS NULL;
+        INSERT INTO crm.rollup_customer_state (customer_id, info_n, created_at, channel, manager_id, since)
+        SELECT NULL, count(*), CASE WHEN count(*) = 1 THEN min(ci.created_at) END, CASE WHEN count(*) = 1 THEN min(ci.channel) END,
+               CASE WHEN count(*) = 1 THEN min(ci.manager_id) END, min(ci.created_at)
+          FROM crm.rollup_customer_info ci WHERE ci.customer_id IS NULL HAVING count(*) > 0;
+        GET DIAGNOSTICS m = ROW_COUNT;
+    END IF;
+    RETURN n + m;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_fast_state(text[]) IS
+'Recomputes the rows of crm.rollup_customer_state of the given customers (a NULL element: the customers rows without an id) from the customers copy, the order and contact totals and the kept classes; rows written.';
+
+-- The columns a part keeps, for the given customers, in place: the order
+-- totals (part orders) or the contact totals (part contacts; the last contact
+-- before a kept end changes only when from_ts is before that end).  A
+-- customer new to the table or left without customers row, orders and
+-- contacts goes through crm._rollup_fast_state.  The kept classes change only
+-- with an order before a kept end, and then crm._rollup_fast_classes rebuilds
+-- the whole table.
+CREATE FUNCTION crm._rollup_fast_state_part(part text, ids text[], from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- the given customers by index (cost grows with them, not with the history)
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+DECLARE
+    n    bigint;
+    e1   timestamptz;
+    e2   timestamptz;
+    rest text[];
+    done text[];
+BEGIN
+    IF part = 'orders' THEN
+        WITH w AS (
+            UPDATE crm.rollup_customer_state s SET first_order_at = o.first_at, last_order_at = o.last_at, gp = o.gp, gp_n = o.gp_n
+              FROM unnest(ids) AS u(id) JOIN crm.rollup_customer_orders o ON o.customer_id = u.id
+             WHERE s.customer_id = u.id
+            RETURNING s.customer_id)
+        SELECT pg_catalog.array_agg(w.customer_id) INTO done FROM w;
+    ELSE
+        SELECT max(x.end_at) FILTER (WHERE x.slot = 1), max(x.end_at) FILTER (WHERE x.slot = 2) INTO e1, e2
+          FROM crm.rollup_customer_state_ends x;
+        WITH w AS (
+            UPDATE crm.rollup_customer_state s SET first_contact_at = c.first_at, last_contact_at = c.last_at,
+                   k1_contact = CASE WHEN from_ts >= e1 THEN s.k1_contact
+                                     WHEN c.last_at < e1 THEN c.last_at
+                                     WHEN c.first_at < e1 THEN (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x
+                                                                 WHERE x.customer_id = u.id AND x.occurred_at < e1) END,
+                   k2_contact = CASE WHEN from_ts >= e2 THEN s.k2_contact
+                                     WHEN c.last_at < e2 THEN c.last_at
+                                     WHEN c.first_at < e2 THEN (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x
+                                                                 WHERE x.customer_id = u.id AND x.occurred_at < e2) END
+              FROM unnest(ids) AS u(id) JOIN crm.rollup_customer_contacts c ON c.customer_id = u.id
+             WHERE s.customer_id = u.id
+            RETURNING s.customer_id)
+        SELECT pg_catalog.array_agg(w.customer_id) INTO done FROM w;
+    END IF;
+    n := coalesce(cardinality(done), 0);
+    -- the others: new to the table, or without orders / contacts now
+    rest := ARRAY(SELECT unnest(ids) EXCEPT SELECT unnest(done));
+    IF cardinality(rest) > 0 THEN
+        n := n + crm._rollup_fast_state(rest);
+    END IF;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_fast_state_part(text, text[], timestamptz) IS
+'Sets in crm.rollup_customer_state the order totals (part orders) or the contact totals and last contacts before the kept ends (part contacts, changes from the given moment on) of the given customers, in place; customers new to the table or without orders / contacts any more through crm._rollup_fast_state; rows written.';
 
 -- ---------------------------------------------------------------------------
 -- Reading: figures as of a moment
@@ -337,49 +550,88 @@ $$;
 COMMENT ON FUNCTION crm._fast_classes_live(timestamptz) IS
 'From the order lines: per customer with orders in the 12 months before the moment, the revenue, the class by crm.dashboard_coverage''s thresholds and by crm.abc_class.';
 
--- crm.dashboard_coverage from the rollups: the same rows, the same query
--- shape over the copies.
+-- The query of crm._fast_coverage as of $1 (rows r: customer_id, manager_id,
+-- channel, rev, cls, last_at, due, covered), ending with the given SELECT over
+-- r: the classes from the per-customer table at the ends it keeps
+-- (crm.rollup_customer_state_ends), else computed from the order lines and
+-- joined by hash; the last real contact before $1 from the per-customer
+-- table (kept there for its ends; for other moments the contacts copy is
+-- probed, by index, only for a customer whose last contact is at or after $1).
+CREATE FUNCTION crm._fast_coverage_sql(as_of timestamptz, tail text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    slot integer;
+    rev  text;
+    cls  text;
+    lv   text := '';
+BEGIN
+    SELECT x.slot INTO slot FROM crm.rollup_customer_state_ends x WHERE x.end_at = as_of;
+    IF slot IS NOT NULL THEN
+        rev := format('s.k%s_rev', slot);
+        cls := format('s.k%s_cls', slot);
+    ELSE
+        rev := 'lv.rev';
+        cls := 'lv.cls';
+        lv := 'LEFT JOIN lv ON lv.customer_id = s.customer_id';
+    END IF;
+    RETURN format($sql$
+WITH
+lv AS (SELECT k.customer_id, k.rev, k.cls FROM crm._fast_classes_live($1) k WHERE k.customer_id IS NOT NULL AND NOT %5$L),
+pol AS MATERIALIZED (SELECT crm._dashboard_coverage_interval('A') AS a, crm._dashboard_coverage_interval('B') AS b,
+                            crm._dashboard_coverage_interval('C') AS c),
+-- per customers row: the customers with one row, those with more, the rows without an id
+c AS (
+    SELECT s.customer_id, s.manager_id, s.channel, s.created_at, %1$s AS rev, coalesce(%2$s, 'C') AS cls,
+           %6$s AS kc, s.first_contact_at, s.last_contact_at
+      FROM crm.rollup_customer_state s %3$s
+     WHERE s.info_n = 1 AND s.created_at < $1 AND s.customer_id IS NOT NULL
+    UNION ALL
+    SELECT i.customer_id, i.manager_id, i.channel, i.created_at, %1$s, coalesce(%2$s, 'C'), %6$s, s.first_contact_at, s.last_contact_at
+      FROM crm.rollup_customer_state s %3$s JOIN crm.rollup_customer_info i ON i.customer_id = s.customer_id
+     WHERE s.info_n > 1 AND i.created_at < $1
+    UNION ALL
+    SELECT i.customer_id, i.manager_id, i.channel, i.created_at, NULL, 'C', NULL, NULL, NULL
+      FROM crm.rollup_customer_info i WHERE i.customer_id IS NULL AND i.created_at < $1),
+r AS (
+    SELECT c.customer_id, c.manager_id, c.channel, c.rev, c.cls, x.last_at,
+           coalesce(x.last_at, c.created_at) + x.iv AS due,
+           coalesce((coalesce(x.last_at, c.created_at) + x.iv) >= $1, false) AS covered
+      FROM c CROSS JOIN pol,
+      LATERAL (SELECT CASE c.cls WHEN 'A' THEN pol.a WHEN 'B' THEN pol.b ELSE pol.c END AS iv,
+                      CASE WHEN %5$L THEN c.kc
+                           WHEN c.last_contact_at < $1 THEN c.last_contact_at
+                           WHEN c.first_contact_at < $1 THEN (SELECT max(q.occurred_at) FROM crm.rollup_real_contacts q
+                                                               WHERE q.customer_id = c.customer_id AND q.occurred_at < $1) END AS last_at) AS x)
+%4$s
+$sql$, rev, cls, lv, tail, slot IS NOT NULL, CASE WHEN slot IS NULL THEN 'NULL::timestamptz' ELSE format('s.k%s_contact', slot) END);
+END
+$$;
+COMMENT ON FUNCTION crm._fast_coverage_sql(timestamptz, text) IS
+'The query of crm._fast_coverage as of the moment ($1), with the given final SELECT over its rows r (customer_id, manager_id, channel, rev, cls, last_at, due, covered): from crm.rollup_customer_state, the classes kept there or computed from the order lines.';
+
+-- crm.dashboard_coverage from the rollups: the same rows, from one pass over
+-- the per-customer table (the customers with one customers row; the others,
+-- rare, read their rows from the customers copy).
 CREATE FUNCTION crm._fast_coverage(as_of timestamptz)
 RETURNS TABLE (customer_id text, manager_id text, channel text, revenue_12m numeric, abc_class text,
                last_contact timestamptz, next_due timestamptz, covered boolean)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 ROWS 100000   -- per customer: the planner hashes it
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 SET work_mem = '64MB'
 -- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
 SET enable_mergejoin = off
-SET enable_nestloop = off
 AS $$
-WITH
-c AS (SELECT i.customer_id, i.manager_id, i.channel, i.created_at FROM crm.rollup_customer_info i WHERE i.created_at < as_of),
--- the classes: kept for the ends of the dashboard period (read here as a
--- table, joined by hash), else computed from the order lines
-k AS (
-    SELECT k.customer_id, k.rev, k.cov_class AS cls FROM crm.rollup_customer_classes k
-     WHERE k.end_at = as_of AND k.customer_id IS NOT NULL
-       AND EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = as_of)
-    UNION ALL
-    SELECT k.customer_id, k.rev, k.cls FROM crm._fast_classes_live(as_of) k
-     WHERE k.customer_id IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = as_of)),
-cl AS (
-    SELECT c.customer_id, c.manager_id, c.channel, c.created_at, k.rev, coalesce(k.cls, 'C') AS cls
-      FROM c LEFT JOIN k ON k.customer_id = c.customer_id),
-pol AS MATERIALIZED (SELECT k.cls, crm._dashboard_coverage_interval(k.cls) AS iv FROM (VALUES ('A'), ('B'), ('C')) AS k(cls))
-SELECT cl.customer_id, cl.manager_id, cl.channel, coalesce(cl.rev, 0), cl.cls,
-       x.last_at, coalesce(x.last_at, cl.created_at) + pol.iv,
-       coalesce((coalesce(x.last_at, cl.created_at) + pol.iv) >= as_of, false)
-  FROM cl JOIN pol ON pol.cls = cl.cls
-  -- the last real contact before as_of: the state
-  -- when the last contact is before, the copy by index for the others
-  LEFT JOIN crm.rollup_customer_contacts s ON s.customer_id = cl.customer_id,
-  LATERAL (SELECT CASE WHEN s.last_at < as_of THEN s.last_at
-                       WHEN s.first_at < as_of THEN (SELECT max(r.occurred_at) FROM crm.rollup_real_contacts r
-                                                      WHERE r.customer_id = s.customer_id AND r.occurred_at < as_of) END AS last_at) AS x
+BEGIN
+    RETURN QUERY EXECUTE crm._fast_coverage_sql(as_of, 'SELECT r.customer_id, r.manager_id, r.channel, coalesce(r.rev, 0), r.cls, r.last_at, r.due, r.covered FROM r')
+    USING as_of;
+END
 $$;
 COMMENT ON FUNCTION crm._fast_coverage(timestamptz) IS
-'crm.dashboard_coverage(as_of) computed from the rollups (crm.rollup_customer_info, crm.rollup_customer_classes or crm.rollup_order_lines, crm.rollup_customer_contacts, crm.rollup_real_contacts): the same rows.';
+'crm.dashboard_coverage(as_of) computed from the rollups (one pass over crm.rollup_customer_state; the classes computed from crm.rollup_order_lines and the contacts copy probed when as_of is not an end the state keeps): the same rows.';
 
 -- Per customer with an order before period_to, for [period_from, period_to):
 -- first order, revenue and gross profit in the period, gross profit to date
@@ -431,18 +683,51 @@ BEGIN
     PERFORM crm._source_sql('customers'), crm._source_sql('orders');
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH
-cu AS MATERIALIZED (SELECT i.customer_id, i.channel FROM crm.rollup_customer_info i),
-b AS MATERIALIZED (SELECT f.customer_id, f.first_at, f.gp_to_date, f.rev, f.gp FROM crm._fast_customer_orders($1, $2) f),
+-- the period's revenue and gross profit per customer
+p AS (
+    SELECT l.customer_id, pg_catalog.sum(l.amount) AS rev, pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp
+      FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>=) $1 AND l.ordered_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
+-- the orders at or after the end per customer: gross profit to date is the total less these
+-- (NULL when no order before the end has a gross profit)
+a AS (
+    SELECT l.customer_id, pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp,
+           pg_catalog.count(l.amount OPERATOR(pg_catalog.-) l.cost) AS n
+      FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>=) $2 GROUP BY 1),
+-- the buyers up to the end, one row per customers row (the channel): one pass over the
+-- per-customer table
+b AS (
+    SELECT CASE WHEN s.info_n OPERATOR(pg_catalog.=) 1 THEN s.channel END AS channel, s.first_order_at AS first_at, p.rev, p.gp,
+           CASE WHEN s.last_order_at OPERATOR(pg_catalog.<) $2 THEN s.gp
+                WHEN s.gp_n OPERATOR(pg_catalog.>) coalesce(a.n, 0) THEN s.gp OPERATOR(pg_catalog.-) coalesce(a.gp, 0) END AS gp_to_date
+      FROM crm.rollup_customer_state s LEFT JOIN p ON p.customer_id OPERATOR(pg_catalog.=) s.customer_id
+      LEFT JOIN a ON a.customer_id OPERATOR(pg_catalog.=) s.customer_id
+     WHERE s.first_order_at OPERATOR(pg_catalog.<) $2 AND s.info_n OPERATOR(pg_catalog.<=) 1
+    UNION ALL
+    SELECT i.channel, s.first_order_at, p.rev, p.gp,
+           CASE WHEN s.last_order_at OPERATOR(pg_catalog.<) $2 THEN s.gp
+                WHEN s.gp_n OPERATOR(pg_catalog.>) coalesce(a.n, 0) THEN s.gp OPERATOR(pg_catalog.-) coalesce(a.gp, 0) END
+      FROM crm.rollup_customer_state s LEFT JOIN p ON p.customer_id OPERATOR(pg_catalog.=) s.customer_id
+      LEFT JOIN a ON a.customer_id OPERATOR(pg_catalog.=) s.customer_id
+      JOIN crm.rollup_customer_info i ON i.customer_id OPERATOR(pg_catalog.=) s.customer_id
+     WHERE s.first_order_at OPERATOR(pg_catalog.<) $2 AND s.info_n OPERATOR(pg_catalog.>) 1
+    UNION ALL
+    -- the orders without a customer: one group without a customers row, as in the full query
+    SELECT NULL, t.first_at, p.rev, p.gp,
+           CASE WHEN t.last_at OPERATOR(pg_catalog.<) $2 THEN t.gp
+                ELSE (SELECT pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) FROM crm.rollup_order_lines l
+                       WHERE l.customer_id IS NULL AND l.ordered_at OPERATOR(pg_catalog.<) $2) END
+      FROM crm.rollup_customer_orders t LEFT JOIN p ON p.customer_id IS NULL
+     WHERE t.first_at OPERATOR(pg_catalog.<) $2 AND t.customer_id IS NULL),
 bc AS (
-    SELECT coalesce(cu.channel, '(unknown)') AS channel,
+    SELECT coalesce(b.channel, '(unknown)') AS channel,
            pg_catalog.count(*) FILTER (WHERE b.first_at OPERATOR(pg_catalog.>=) $1) AS new_buyers,
            pg_catalog.sum(b.rev) AS revenue, pg_catalog.sum(b.gp) AS gross_profit,
            pg_catalog.avg(b.gp_to_date) AS ltv
-      FROM b LEFT JOIN cu ON cu.customer_id OPERATOR(pg_catalog.=) b.customer_id GROUP BY 1),
+      FROM b GROUP BY 1),
 ld AS (
     SELECT coalesce(l.channel, '(unknown)') AS channel, pg_catalog.count(*) AS leads,
-           pg_catalog.count(*) FILTER (WHERE b.first_at OPERATOR(pg_catalog.<) $2) AS converted
-      FROM %1$s LEFT JOIN b ON b.customer_id OPERATOR(pg_catalog.=) l.customer_id::pg_catalog.text
+           pg_catalog.count(*) FILTER (WHERE s.first_order_at OPERATOR(pg_catalog.<) $2) AS converted
+      FROM %1$s LEFT JOIN crm.rollup_customer_state s ON s.customer_id OPERATOR(pg_catalog.=) l.customer_id::pg_catalog.text
      WHERE l.created_at OPERATOR(pg_catalog.>=) $1 AND l.created_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
 sp AS (
     SELECT coalesce(s.channel, '(unknown)') AS channel, pg_catalog.sum(s.amount) AS spend
@@ -463,7 +748,7 @@ $sql$, crm._source_sql('leads', 'l'), crm._source_sql('spend', 's'))
 END
 $$;
 COMMENT ON FUNCTION crm._fast_channels(date, date) IS
-'crm.dashboard_channels(from, to) with the buyers'' figures (new buyers, revenue, gross profit, LTV, conversion) from the rollups (crm.rollup_customer_orders, crm.rollup_order_lines, crm.rollup_customer_info) and leads and spend of the period from their sources: the same rows.';
+'crm.dashboard_channels(from, to) with the buyers'' figures (new buyers, revenue, gross profit, LTV, conversion) from the rollups (crm.rollup_customer_state, crm.rollup_order_lines) and leads and spend of the period from their sources: the same rows.';
 
 -- The owner dashboard's customer rows (buyers, repeat_purchase_rate,
 -- churned_customers, churn_rate, churned_revenue, overdue_class_a_customers)
@@ -500,7 +785,9 @@ cf AS (
            -- orders up to the end >= 2: two in the period, or one and an earlier (first) one
            po.n_cur >= 2 OR (po.n_cur > 0 AND f.first_at < cur_from) AS rep_cur,
            po.n_prev >= 2 OR (po.n_prev > 0 AND f.first_at < prev_from) AS rep_prev
-      FROM po LEFT JOIN crm.rollup_customer_orders t ON t.customer_id = po.customer_id,
+      -- (every customer here has an order since the start of the window: the totals read by last_at)
+      FROM po LEFT JOIN crm.rollup_customer_orders t ON t.customer_id = po.customer_id
+                    AND t.last_at >= (SELECT least(pp.p2_from, prev_from) FROM pp),
            -- the orders without a customer: their group's first order
            LATERAL (SELECT coalesce(t.first_at, (SELECT t0.first_at FROM crm.rollup_customer_orders t0 WHERE t0.customer_id IS NULL)) AS first_at) AS f),
 cm AS (
@@ -521,17 +808,33 @@ cm AS (
 -- or never contacted and customer since before end minus the interval
 -- (the classes kept for the ends of the dashboard period read as a table,
 -- computed from the order lines for other ends)
-e AS (SELECT e.is_cur, e.end_at, EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = e.end_at) AS kept
-        FROM (VALUES (true, cur_to), (false, cur_from)) AS e(is_cur, end_at)),
+e AS MATERIALIZED (
+    SELECT e.is_cur, e.end_at, x.slot
+      FROM (VALUES (true, cur_to), (false, cur_from)) AS e(is_cur, end_at)
+      LEFT JOIN crm.rollup_customer_state_ends x ON x.end_at = e.end_at),
+sl AS MATERIALIZED (SELECT max(e.slot) FILTER (WHERE e.is_cur) AS c_slot, max(e.slot) FILTER (WHERE NOT e.is_cur) AS p_slot FROM e),
+-- the ends whose classes the per-customer table keeps: one pass over it
+-- (class, last real contact before the end, customer since in the row: overdue =
+-- the last contact before the end, else the customer since, before end minus the interval)
+amk AS (
+    SELECT count(*) FILTER (WHERE CASE sl.c_slot WHEN 1 THEN s.k1_abc WHEN 2 THEN s.k2_abc END = 'A' AND
+               coalesce(CASE sl.c_slot WHEN 1 THEN s.k1_contact WHEN 2 THEN s.k2_contact END, s.since, s.first_order_at) < (cur_to - pp.a_int)) AS c_a_overdue,
+           count(*) FILTER (WHERE CASE sl.p_slot WHEN 1 THEN s.k1_abc WHEN 2 THEN s.k2_abc END = 'A' AND
+               coalesce(CASE sl.p_slot WHEN 1 THEN s.k1_contact WHEN 2 THEN s.k2_contact END, s.since, s.first_order_at) < (cur_from - pp.a_int)) AS p_a_overdue
+      FROM sl CROSS JOIN pp CROSS JOIN crm.rollup_customer_state s
+     WHERE (sl.c_slot IS NOT NULL OR sl.p_slot IS NOT NULL) AND (s.k1_abc = 'A' OR s.k2_abc = 'A')),
+-- there, the orders without a customer (never contacted): since kept with their class
+amn AS (
+    SELECT count(*) FILTER (WHERE e.is_cur) AS c_a_overdue, count(*) FILTER (WHERE NOT e.is_cur) AS p_a_overdue
+      FROM e CROSS JOIN pp
+      JOIN crm.rollup_customer_classes k ON k.end_at = e.end_at AND k.customer_id IS NULL
+     WHERE e.slot IS NOT NULL AND k.abc_class = 'A' AND k.since < (e.end_at - pp.a_int)),
+-- other ends: the classes computed from the order lines, the contact state and the copies
 ae AS (
-    SELECT e.is_cur, e.end_at, k.customer_id, true AS kept, k.since
-      FROM e JOIN crm.rollup_customer_classes k ON k.end_at = e.end_at
-     WHERE e.kept AND k.abc_class = 'A'
-    UNION ALL
-    SELECT e.is_cur, e.end_at, k.customer_id, false, NULL
+    SELECT e.is_cur, e.end_at, k.customer_id
       FROM e, LATERAL crm._fast_classes_live(e.end_at) AS k
-     WHERE NOT e.kept AND k.abc = 'A'),
-am AS (
+     WHERE e.slot IS NULL AND k.abc = 'A'),
+aml AS (
     SELECT count(*) FILTER (WHERE ae.is_cur AND o.overdue) AS c_a_overdue,
            count(*) FILTER (WHERE NOT ae.is_cur AND o.overdue) AS p_a_overdue
       FROM ae CROSS JOIN pp
@@ -542,12 +845,14 @@ am AS (
                        ELSE EXISTS (SELECT 1 FROM crm.rollup_real_contacts x
                                      WHERE x.customer_id = ae.customer_id AND x.occurred_at >= (ae.end_at - pp.a_int)
                                        AND x.occurred_at < ae.end_at) END
-          -- customer since: kept with the classes, else from the copies
-          WHEN ae.kept THEN ae.since < (ae.end_at - pp.a_int)
           ELSE coalesce((SELECT min(i.created_at) FROM crm.rollup_customer_info i WHERE i.customer_id = ae.customer_id),
                         CASE WHEN ae.customer_id IS NULL THEN (SELECT t0.first_at FROM crm.rollup_customer_orders t0 WHERE t0.customer_id IS NULL)
                              ELSE (SELECT t1.first_at FROM crm.rollup_customer_orders t1 WHERE t1.customer_id = ae.customer_id) END)
-               < (ae.end_at - pp.a_int) END AS overdue) AS o)
+               < (ae.end_at - pp.a_int) END AS overdue) AS o),
+am AS (
+    SELECT coalesce(amk.c_a_overdue, 0) + amn.c_a_overdue + aml.c_a_overdue AS c_a_overdue,
+           coalesce(amk.p_a_overdue, 0) + amn.p_a_overdue + aml.p_a_overdue AS p_a_overdue
+      FROM amk, amn, aml)
 SELECT v.metric, v.cur, v.prev
   FROM cm, am, LATERAL (VALUES
     ('buyers', c_active::numeric, p_active::numeric),
@@ -567,49 +872,39 @@ COMMENT ON FUNCTION crm._fast_owner_customers(timestamptz, timestamptz, timestam
 -- manager in either (revenue NULL: no order; customers / covered NULL: no customer).
 CREATE FUNCTION crm._fast_managers_customers(period_from timestamptz, period_to timestamptz)
 RETURNS TABLE (manager_id text, revenue numeric, customers bigint, covered bigint)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 SET work_mem = '64MB'
 -- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
 SET enable_mergejoin = off
-SET enable_nestloop = off
 AS $$
-WITH
--- crm._fast_coverage(period_to) counted per manager, without handing its rows over
-cls AS (
-    SELECT k.customer_id, k.cov_class AS cls FROM crm.rollup_customer_classes k
-     WHERE k.end_at = period_to AND k.customer_id IS NOT NULL
-       AND EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = period_to)
-    UNION ALL
-    SELECT k.customer_id, k.cls FROM crm._fast_classes_live(period_to) k
-     WHERE k.customer_id IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = period_to)),
-pol AS MATERIALIZED (SELECT k.cls, crm._dashboard_coverage_interval(k.cls) AS iv FROM (VALUES ('A'), ('B'), ('C')) AS k(cls)),
-cv AS (
-    SELECT c.manager_id, count(*) AS customers,
-           count(*) FILTER (WHERE coalesce((coalesce(x.last_at, c.created_at) + pol.iv) >= period_to, false)) AS covered
-      FROM crm.rollup_customer_info c
-      LEFT JOIN cls ON cls.customer_id = c.customer_id
-      JOIN pol ON pol.cls = coalesce(cls.cls, 'C')
-      LEFT JOIN crm.rollup_customer_contacts s ON s.customer_id = c.customer_id,
-      LATERAL (SELECT CASE WHEN s.last_at < period_to THEN s.last_at
-                           WHEN s.first_at < period_to THEN (SELECT max(r.occurred_at) FROM crm.rollup_real_contacts r
-                                                              WHERE r.customer_id = s.customer_id AND r.occurred_at < period_to) END AS last_at) AS x
-     WHERE c.created_at < period_to
-     GROUP BY 1),
--- the period's revenue per customer first, then by the manager of each customers row
+BEGIN
+    -- crm._fast_coverage(period_to) counted per manager, without handing its rows over;
+    -- the period's revenue per customer first, then by the manager of each customers row
+    RETURN QUERY EXECUTE crm._fast_coverage_sql(period_to, $sql$,
+cv AS (SELECT r.manager_id, count(*) AS customers, count(*) FILTER (WHERE r.covered) AS covered FROM r GROUP BY 1),
 po AS (
     SELECT o.customer_id, sum(o.amount) AS revenue
-      FROM crm.rollup_order_lines o WHERE o.ordered_at >= period_from AND o.ordered_at < period_to GROUP BY 1),
+      FROM crm.rollup_order_lines o WHERE o.ordered_at >= $2 AND o.ordered_at < $1 GROUP BY 1),
 rv AS (
-    SELECT cu.manager_id, sum(po.revenue) AS revenue
-      FROM po LEFT JOIN crm.rollup_customer_info cu ON cu.customer_id = po.customer_id GROUP BY 1),
+    SELECT x.manager_id, sum(x.revenue) AS revenue FROM (
+        SELECT CASE WHEN s.info_n = 1 THEN s.manager_id END AS manager_id, po.revenue
+          FROM po LEFT JOIN crm.rollup_customer_state s ON s.customer_id = po.customer_id
+         WHERE s.info_n IS NULL OR s.info_n <= 1
+        UNION ALL
+        SELECT i.manager_id, po.revenue
+          FROM po JOIN crm.rollup_customer_state s ON s.customer_id = po.customer_id
+          JOIN crm.rollup_customer_info i ON i.customer_id = s.customer_id
+         WHERE s.info_n > 1) x
+     GROUP BY 1),
 m AS (SELECT rv.manager_id FROM rv UNION SELECT cv.manager_id FROM cv)
 SELECT m.manager_id, rv.revenue, cv.customers, cv.covered
   FROM m LEFT JOIN rv ON coalesce(texteq(rv.manager_id, m.manager_id), rv.manager_id IS NULL AND m.manager_id IS NULL)
          LEFT JOIN cv ON coalesce(texteq(cv.manager_id, m.manager_id), cv.manager_id IS NULL AND m.manager_id IS NULL)
  ORDER BY 1
+$sql$) USING period_to, period_from;
+END
 $$;
 COMMENT ON FUNCTION crm._fast_managers_customers(timestamptz, timestamptz) IS
 'From the rollups: per manager, the revenue of the manager''s customers in [from, to) and the number of customers and covered customers at the end (crm.dashboard_managers'' rv and cv): one row per manager with either (revenue NULL = no order in the period; customers and covered NULL = no customer).';

@@ -249,6 +249,12 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._plan_rollup_ok(date,date,text)', $$SELECT crm._plan_rollup_ok('2025-11-01', '2025-11-30', NULL)$$),
 ('crm._fast_plan_owner(date,date)', $$SELECT pg_catalog.jsonb_array_length(crm._fast_plan_owner('2025-11-01', '2025-11-30'))$$),
 ('crm._fast_plan_channels(date,date)', $$SELECT pg_catalog.jsonb_array_length(crm._fast_plan_channels('2025-11-01', '2025-11-30'))$$),
+-- the per-customer table (docs/rollups.md "Customers in one table")
+('crm._rollup_fast_state(text[])', $$SELECT crm._rollup_fast_state(ARRAY['1', '2', NULL])$$),
+('crm._rollup_fast_state_rebuild()', $$SELECT crm._rollup_fast_state_rebuild()$$),
+('crm._rollup_fast_state_part(text,text[],timestamptz)', $$SELECT crm._rollup_fast_state_part('orders', ARRAY['1', '2'], '2030-01-01')$$),
+('crm._rollup_fast_state_part(text,text[],timestamptz)', $$SELECT crm._rollup_fast_state_part('contacts', ARRAY['1', '2'], '2030-01-01')$$),
+('crm._fast_coverage_sql(timestamptz,text)', $$SELECT length(crm._fast_coverage_sql('2025-12-01', 'SELECT count(*) FROM r'))$$),
 ('crm.detach_rollup_capture()', $$SELECT count(*) FROM crm.detach_rollup_capture()$$),
 ('crm.refresh_rollups(boolean)', $$SELECT count(*) FROM crm.refresh_rollups()$$),
 ('crm.refresh_rollups(boolean)', $$UPDATE crm_demo.leads SET channel = channel WHERE lead_id IN (SELECT lead_id FROM crm_demo.leads ORDER BY lead_id DESC LIMIT 3)$$),
