@@ -6380,7 +6380,7 @@ COMMENT ON FUNCTION crm._plan_rollup_ok(date, date, text) IS
 -- crm._plan_rollup_metrics(NULL), from the daily rollups (new buyers: and the
 -- first order without a customer, which the full computation counts as one
 -- buyer), as crm.owner_dashboard computes them.
-CREATE FUNCTION crm._fast_plan_owner(period_from date, period_to date) RETURNS jsonb
+CREATE OR REPLACE FUNCTION crm._fast_plan_owner(period_from date, period_to date) RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -6400,10 +6400,8 @@ BEGIN
          GROUP BY 1),
     a AS (
         SELECT max(s.c) FILTER (WHERE s.m = 'leads_in') AS c_leads,
-               -- the orders without a customer are one buyer in the full computation (one group)
-               coalesce(max(s.c) FILTER (WHERE s.m = 'new_buyers'), 0)
-                 + (SELECT count(*) FROM crm.rollup_customer_orders t
-                     WHERE t.customer_id IS NULL AND t.first_at >= b.cur_from AND t.first_at < b.cur_to) AS c_new,
+               -- (new_buyers of the daily rollups count the orders without a customer as one buyer)
+               coalesce(max(s.c) FILTER (WHERE s.m = 'new_buyers'), 0) AS c_new,
                max(s.c) FILTER (WHERE s.m = 'marketing_spend') AS c_spend,
                max(s.c) FILTER (WHERE s.m = 'revenue') AS c_rev,
                coalesce(max(s.c) FILTER (WHERE s.m = 'orders'), 0) AS c_ord,
@@ -6574,6 +6572,9 @@ DECLARE
     go text[] := crm._rollup_gsets('o', 'channel', 'manager');
     gn text[] := crm._rollup_gsets('nb', 'channel', 'manager');
 BEGIN
+    -- first: the order lines and per-customer totals (src/dashboard_fast_customers.sql);
+    -- the first order of the orders without a customer is read from them below
+    PERFORM crm._rollup_fast_orders(from_ts);
     -- first orders at or after the bound may have changed; earlier ones did not
     DELETE FROM crm.rollup_customers rc WHERE rc.first_at OPERATOR(pg_catalog.>=) from_ts;
     EXECUTE pg_catalog.format($sql$
@@ -6584,23 +6585,44 @@ SELECT f.cid, f.first_at
  -- customers whose first order is before the bound keep it
  WHERE NOT EXISTS (SELECT 1 FROM crm.rollup_customers x WHERE x.customer_id OPERATOR(pg_catalog.=) f.cid)
 $sql$, src_o) USING from_ts;
+    -- an order counts once per customers row of its customer in the channel and
+    -- manager rows (as crm.dashboard_channels and crm.dashboard_managers join
+    -- them) and once in the rows of all (as crm.owner_dashboard counts it):
+    -- first_row marks one of its rows
     EXECUTE pg_catalog.format($sql$
-WITH o AS MATERIALIZED (
-    SELECT o.customer_id::pg_catalog.text AS cid, o.ordered_at::pg_catalog.date AS day, o.amount, o.cost,
-           c.channel::pg_catalog.text AS channel, c.manager_id::pg_catalog.text AS manager
-      FROM %1$s LEFT JOIN %2$s ON c.customer_id OPERATOR(pg_catalog.=) o.customer_id
-     WHERE o.ordered_at OPERATOR(pg_catalog.>=) $1),
+WITH od AS MATERIALIZED (
+    SELECT o.customer_id AS cust, o.ordered_at, o.amount, o.cost FROM %1$s WHERE o.ordered_at OPERATOR(pg_catalog.>=) $1),
+-- the customers rows of the changed orders' customers, numbered per customer
+cc AS MATERIALIZED (
+    SELECT c.customer_id AS cust, c.channel::pg_catalog.text AS channel, c.manager_id::pg_catalog.text AS manager,
+           pg_catalog.row_number() OVER (PARTITION BY c.customer_id ORDER BY c.channel::pg_catalog.text, c.manager_id::pg_catalog.text) AS rn
+      FROM %2$s WHERE EXISTS (SELECT 1 FROM od WHERE od.cust OPERATOR(pg_catalog.=) c.customer_id)),
+o AS MATERIALIZED (
+    SELECT od.cust::pg_catalog.text AS cid, od.ordered_at::pg_catalog.date AS day, od.amount, od.cost,
+           cc.channel, cc.manager, cc.rn, coalesce(cc.rn OPERATOR(pg_catalog.=) 1, true) AS first_row
+      FROM od LEFT JOIN cc ON cc.cust OPERATOR(pg_catalog.=) od.cust),
 nb AS (
-    SELECT rc.first_at::pg_catalog.date AS day, d.channel, d.manager
+    SELECT rc.first_at::pg_catalog.date AS day, d.channel, d.manager, d.first_row
       FROM crm.rollup_customers rc
-      JOIN (SELECT DISTINCT o.cid, o.channel, o.manager FROM o) AS d ON d.cid OPERATOR(pg_catalog.=) rc.customer_id
-     WHERE rc.first_at OPERATOR(pg_catalog.>=) $1),
+      -- one row per customers row of the customer (rn)
+      JOIN (SELECT DISTINCT o.cid, o.rn, o.channel, o.manager, o.first_row FROM o) AS d ON d.cid OPERATOR(pg_catalog.=) rc.customer_id
+     WHERE rc.first_at OPERATOR(pg_catalog.>=) $1
+    UNION ALL
+    -- the orders without a customer are one buyer (one group, as the full queries count them)
+    SELECT t.first_at::pg_catalog.date, NULL, NULL, true
+      FROM crm.rollup_customer_orders t
+     WHERE t.customer_id IS NULL AND t.first_at OPERATOR(pg_catalog.>=) $1),
 a AS (
-    SELECT o.day, %3$s AS dimension, %4$s AS key, pg_catalog.count(*) AS n, pg_catalog.sum(o.amount) AS revenue,
-           pg_catalog.sum(o.amount OPERATOR(pg_catalog.-) o.cost) AS gp, NULL::pg_catalog.int8 AS nb
+    SELECT o.day, %3$s AS dimension, %4$s AS key,
+           CASE WHEN %3$s OPERATOR(pg_catalog.=) 'all' THEN pg_catalog.count(*) FILTER (WHERE o.first_row) ELSE pg_catalog.count(*) END AS n,
+           CASE WHEN %3$s OPERATOR(pg_catalog.=) 'all' THEN pg_catalog.sum(o.amount) FILTER (WHERE o.first_row) ELSE pg_catalog.sum(o.amount) END AS revenue,
+           CASE WHEN %3$s OPERATOR(pg_catalog.=) 'all' THEN pg_catalog.sum(o.amount OPERATOR(pg_catalog.-) o.cost) FILTER (WHERE o.first_row)
+                ELSE pg_catalog.sum(o.amount OPERATOR(pg_catalog.-) o.cost) END AS gp,
+           NULL::pg_catalog.int8 AS nb
       FROM o GROUP BY %5$s
     UNION ALL
-    SELECT nb.day, %6$s, %7$s, NULL, NULL, NULL, pg_catalog.count(*)
+    SELECT nb.day, %6$s, %7$s, NULL, NULL, NULL,
+           CASE WHEN %6$s OPERATOR(pg_catalog.=) 'all' THEN pg_catalog.count(*) FILTER (WHERE nb.first_row) ELSE pg_catalog.count(*) END
       FROM nb GROUP BY %8$s)
 INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
 SELECT a.day, m.metric, a.dimension, a.key, m.value
@@ -6609,7 +6631,6 @@ SELECT a.day, m.metric, a.dimension, a.key, m.value
  WHERE m.value IS NOT NULL
 $sql$, src_o, crm._source_sql('customers', 'c'), go[1], go[2], go[3], gn[1], gn[2], gn[3]) USING from_ts;
     GET DIAGNOSTICS n = ROW_COUNT;
-    PERFORM crm._rollup_fast_orders(from_ts);
     PERFORM crm._rollup_todo_orders(from_ts);  -- first two orders per customer (src/dashboard_fast_todo.sql)
     PERFORM crm._rollup_rfm_totals(from_ts);  -- per-customer RFM totals (src/dashboard_fast_planrfm.sql)
     RETURN n;

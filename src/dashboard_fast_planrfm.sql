@@ -150,9 +150,8 @@ COMMENT ON FUNCTION crm._plan_rollup_ok(date, date, text) IS
 'True when every plan of exactly the period [from, to] in the dimension (NULL = the whole business) names a metric crm._plan_rollup_metrics lists.';
 
 -- The owner rows crm._plan_fact reads (metric, value) for the metrics of
--- crm._plan_rollup_metrics(NULL), from the daily rollups (new buyers: and the
--- first order without a customer, which the full computation counts as one
--- buyer), as crm.owner_dashboard computes them.
+-- crm._plan_rollup_metrics(NULL), from the daily rollups, as
+-- crm.owner_dashboard computes them.
 CREATE FUNCTION crm._fast_plan_owner(period_from date, period_to date) RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -173,10 +172,8 @@ BEGIN
          GROUP BY 1),
     a AS (
         SELECT max(s.c) FILTER (WHERE s.m = 'leads_in') AS c_leads,
-               -- the orders without a customer are one buyer in the full computation (one group)
-               coalesce(max(s.c) FILTER (WHERE s.m = 'new_buyers'), 0)
-                 + (SELECT count(*) FROM crm.rollup_customer_orders t
-                     WHERE t.customer_id IS NULL AND t.first_at >= b.cur_from AND t.first_at < b.cur_to) AS c_new,
+               -- (new_buyers of the daily rollups count the orders without a customer as one buyer)
+               coalesce(max(s.c) FILTER (WHERE s.m = 'new_buyers'), 0) AS c_new,
                max(s.c) FILTER (WHERE s.m = 'marketing_spend') AS c_spend,
                max(s.c) FILTER (WHERE s.m = 'revenue') AS c_rev,
                coalesce(max(s.c) FILTER (WHERE s.m = 'orders'), 0) AS c_ord,
