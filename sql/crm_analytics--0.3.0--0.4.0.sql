@@ -5861,7 +5861,7 @@ COMMENT ON FUNCTION crm._rollup_todo_invoices(timestamptz) IS
 -- change) or the customer has an order at or after from_ts now and not two
 -- orders before from_ts (a new first or second order); those customers are
 -- read again from the order lines.
-CREATE FUNCTION crm._rollup_todo_orders(from_ts timestamptz) RETURNS bigint
+CREATE OR REPLACE FUNCTION crm._rollup_todo_orders(from_ts timestamptz) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 -- the changed customers by index (cost grows with them, not with the history)
@@ -5872,6 +5872,10 @@ DECLARE
     n   bigint;
     ids text[];
 BEGIN
+    -- a full rebuild reads everything: hash joins again (the SET above is for the few changed rows)
+    IF NOT pg_catalog.isfinite(from_ts) THEN
+        PERFORM pg_catalog.set_config('enable_hashjoin', 'on', true), pg_catalog.set_config('enable_mergejoin', 'on', true);
+    END IF;
     IF from_ts = '-infinity' THEN
         TRUNCATE crm.rollup_customer_firsts;
         INSERT INTO crm.rollup_customer_firsts (customer_id, first_at, amount, second_at)
@@ -6255,7 +6259,7 @@ CREATE INDEX ON crm.rollup_customer_rfm (last_at);
 -- Maintenance (called by the rollup part orders after crm._rollup_fast_orders)
 -- ---------------------------------------------------------------------------
 
-CREATE FUNCTION crm._rollup_rfm_totals(from_ts timestamptz) RETURNS bigint
+CREATE OR REPLACE FUNCTION crm._rollup_rfm_totals(from_ts timestamptz) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 -- the changed customers by index (cost grows with them, not with the history)
@@ -6267,6 +6271,10 @@ DECLARE
     m   bigint;
     ids text[];
 BEGIN
+    -- a full rebuild reads everything: hash joins again (the SET above is for the few changed rows)
+    IF NOT pg_catalog.isfinite(from_ts) THEN
+        PERFORM pg_catalog.set_config('enable_hashjoin', 'on', true), pg_catalog.set_config('enable_mergejoin', 'on', true);
+    END IF;
     IF from_ts = '-infinity' THEN
         TRUNCATE crm.rollup_customer_rfm;
         INSERT INTO crm.rollup_customer_rfm (customer_id, first_at, last_at, orders, amount)
@@ -6676,10 +6684,13 @@ CREATE TABLE crm.rollup_customer_state_ends (
 COMMENT ON TABLE crm.rollup_customer_state_ends IS
 'Rollup state (derived, not dumped): the moment whose kept classes crm.rollup_customer_state holds in its columns k1_* (slot 1) and k2_* (slot 2).';
 
-CREATE FUNCTION crm._rollup_fast_state_rebuild() RETURNS bigint
+CREATE OR REPLACE FUNCTION crm._rollup_fast_state_rebuild() RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET work_mem = '64MB'
+-- every customer: hash joins (a caller keeping a few customers turns them off)
+SET enable_hashjoin = on
+SET enable_mergejoin = on
 AS $$
 DECLARE
     n  bigint;
@@ -6904,6 +6915,10 @@ DECLARE
     ids  text[];
     nul  boolean;
 BEGIN
+    -- a full rebuild reads everything: hash joins again (the SET above is for the few changed rows)
+    IF NOT pg_catalog.isfinite(from_ts) THEN
+        PERFORM pg_catalog.set_config('enable_hashjoin', 'on', true), pg_catalog.set_config('enable_mergejoin', 'on', true);
+    END IF;
     IF from_ts = '-infinity' THEN
         TRUNCATE crm.rollup_customer_orders;
         INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp, gp_n)
@@ -7006,6 +7021,10 @@ DECLARE
     n   bigint;
     ids text[];
 BEGIN
+    -- a full rebuild reads everything: hash joins again (the SET above is for the few changed rows)
+    IF NOT pg_catalog.isfinite(from_ts) THEN
+        PERFORM pg_catalog.set_config('enable_hashjoin', 'on', true), pg_catalog.set_config('enable_mergejoin', 'on', true);
+    END IF;
     IF from_ts = '-infinity' THEN
         TRUNCATE crm.rollup_customer_contacts;
         INSERT INTO crm.rollup_customer_contacts (customer_id, first_at, last_at)

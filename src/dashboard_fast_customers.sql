@@ -206,6 +206,10 @@ DECLARE
     ids  text[];
     nul  boolean;
 BEGIN
+    -- a full rebuild reads everything: hash joins again (the SET above is for the few changed rows)
+    IF NOT pg_catalog.isfinite(from_ts) THEN
+        PERFORM pg_catalog.set_config('enable_hashjoin', 'on', true), pg_catalog.set_config('enable_mergejoin', 'on', true);
+    END IF;
     IF from_ts = '-infinity' THEN
         TRUNCATE crm.rollup_customer_orders;
         INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp, gp_n)
@@ -337,6 +341,10 @@ DECLARE
     n   bigint;
     ids text[];
 BEGIN
+    -- a full rebuild reads everything: hash joins again (the SET above is for the few changed rows)
+    IF NOT pg_catalog.isfinite(from_ts) THEN
+        PERFORM pg_catalog.set_config('enable_hashjoin', 'on', true), pg_catalog.set_config('enable_mergejoin', 'on', true);
+    END IF;
     IF from_ts = '-infinity' THEN
         TRUNCATE crm.rollup_customer_contacts;
         INSERT INTO crm.rollup_customer_contacts (customer_id, first_at, last_at)
@@ -366,6 +374,9 @@ CREATE FUNCTION crm._rollup_fast_state_rebuild() RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET work_mem = '64MB'
+-- every customer: hash joins (a caller keeping a few customers turns them off)
+SET enable_hashjoin = on
+SET enable_mergejoin = on
 AS $$
 DECLARE
     n  bigint;

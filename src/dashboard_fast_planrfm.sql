@@ -40,6 +40,10 @@ DECLARE
     m   bigint;
     ids text[];
 BEGIN
+    -- a full rebuild reads everything: hash joins again (the SET above is for the few changed rows)
+    IF NOT pg_catalog.isfinite(from_ts) THEN
+        PERFORM pg_catalog.set_config('enable_hashjoin', 'on', true), pg_catalog.set_config('enable_mergejoin', 'on', true);
+    END IF;
     IF from_ts = '-infinity' THEN
         TRUNCATE crm.rollup_customer_rfm;
         INSERT INTO crm.rollup_customer_rfm (customer_id, first_at, last_at, orders, amount)
