@@ -47,6 +47,8 @@ COMMENT ON TABLE crm.rollup_spend_months IS
 -- per invoice of the invoices source: the four figures the unpaid and overdue
 -- counts as of any moment need
 CREATE TABLE crm.rollup_invoices (
+    invoice_id  text,
+    customer_id text,
     issued_at timestamptz,
     due_at    timestamptz,
     amount    numeric,
@@ -54,7 +56,7 @@ CREATE TABLE crm.rollup_invoices (
     low_at    timestamptz NOT NULL
 );
 COMMENT ON TABLE crm.rollup_invoices IS
-'Rollup state per invoice (derived, not dumped): issue, due and payment moments and amount, from which the unpaid and overdue invoices as of any moment follow; low_at is the earliest of the three moments (what a refresh from a moment on replaces).';
+'Rollup state per invoice (derived, not dumped): invoice and customer ids (for crm.todo), issue, due and payment moments and amount, from which the unpaid and overdue invoices as of any moment follow; low_at is the earliest of the three moments (what a refresh from a moment on replaces).';
 CREATE INDEX ON crm.rollup_invoices (low_at);
 
 -- real contacts (non-automated interactions, either direction) per day and
@@ -167,8 +169,9 @@ BEGIN
         DELETE FROM crm.rollup_invoices i WHERE i.low_at OPERATOR(pg_catalog.>=) from_ts;
     END IF;
     EXECUTE pg_catalog.format($sql$
-INSERT INTO crm.rollup_invoices (issued_at, due_at, amount, paid_at, low_at)
-SELECT i.issued_at, i.due_at, i.amount, i.paid_at, least(i.issued_at, i.due_at, i.paid_at)
+INSERT INTO crm.rollup_invoices (invoice_id, customer_id, issued_at, due_at, amount, paid_at, low_at)
+SELECT i.invoice_id::pg_catalog.text, i.customer_id::pg_catalog.text, i.issued_at, i.due_at, i.amount, i.paid_at,
+       least(i.issued_at, i.due_at, i.paid_at)
   FROM %1$s WHERE least(i.issued_at, i.due_at, i.paid_at) OPERATOR(pg_catalog.>=) $1
 $sql$, crm._source_sql('invoices', 'i')) USING from_ts;
     GET DIAGNOSTICS n = ROW_COUNT;

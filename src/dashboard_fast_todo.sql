@@ -5,26 +5,11 @@
 -- unanswered leads from crm.rollup_leads (first response) with the cost of a
 -- lead from crm.rollup_lead_months / crm.rollup_spend_months; stale deals from
 -- the deal states (crm._deal_states_sql) and the stage norms read when the
--- report runs; overdue invoices from crm.rollup_todo_invoices (kept here: the
--- invoice and customer ids the owner dashboard's crm.rollup_invoices does not
--- need); overdue contacts from crm._fast_coverage; reactivation from
+-- report runs; overdue invoices from crm.rollup_invoices (with their invoice
+-- and customer ids); overdue contacts from crm._fast_coverage; reactivation from
 -- crm.rollup_customer_firsts (kept here: each customer's first order and the
 -- moment of its second) and the contact state.  Managers of customers from
 -- crm.rollup_customer_info.  Derived data: not dumped, no grants to PUBLIC.
-
--- per invoice of the invoices source: what an overdue invoice as of any moment needs
-CREATE TABLE crm.rollup_todo_invoices (
-    invoice_id  text,
-    customer_id text,
-    issued_at   timestamptz,
-    due_at      timestamptz,
-    amount      numeric,
-    paid_at     timestamptz,
-    low_at      timestamptz NOT NULL
-);
-COMMENT ON TABLE crm.rollup_todo_invoices IS
-'Rollup state per invoice for crm.todo (derived, not dumped): invoice and customer ids, issue, due and payment moments and amount, from which the overdue invoices as of any moment follow; low_at is the earliest of the three moments (what a refresh from a moment on replaces).';
-CREATE INDEX ON crm.rollup_todo_invoices (low_at);
 
 -- per customer with orders: the first order (moment, amount) and the moment
 -- of the second (equal to the first when two orders share the first moment)
@@ -39,35 +24,8 @@ COMMENT ON TABLE crm.rollup_customer_firsts IS
 CREATE INDEX ON crm.rollup_customer_firsts ((coalesce(second_at, first_at)));
 
 -- ---------------------------------------------------------------------------
--- Maintenance (hooked into the rollup parts invoices and orders)
+-- Maintenance (hooked into the rollup part orders)
 -- ---------------------------------------------------------------------------
-
--- Part invoices: the invoices with any of their moments at or after from_ts
--- are replaced (a changed invoice, old and new row, has all its moments at or
--- after it).  Runs the invoices source: no pinned search_path.
-CREATE FUNCTION crm._rollup_todo_invoices(from_ts timestamptz) RETURNS bigint
-LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-    n bigint;
-BEGIN
-    IF from_ts OPERATOR(pg_catalog.=) '-infinity'::pg_catalog.timestamptz THEN
-        TRUNCATE crm.rollup_todo_invoices;
-    ELSE
-        DELETE FROM crm.rollup_todo_invoices i WHERE i.low_at OPERATOR(pg_catalog.>=) from_ts;
-    END IF;
-    EXECUTE pg_catalog.format($sql$
-INSERT INTO crm.rollup_todo_invoices (invoice_id, customer_id, issued_at, due_at, amount, paid_at, low_at)
-SELECT i.invoice_id::pg_catalog.text, i.customer_id::pg_catalog.text, i.issued_at, i.due_at, i.amount, i.paid_at,
-       least(i.issued_at, i.due_at, i.paid_at)
-  FROM %1$s WHERE least(i.issued_at, i.due_at, i.paid_at) OPERATOR(pg_catalog.>=) $1
-$sql$, crm._source_sql('invoices', 'i')) USING from_ts;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END
-$$;
-COMMENT ON FUNCTION crm._rollup_todo_invoices(timestamptz) IS
-'Rollup part invoices, state of crm.todo: replaces in crm.rollup_todo_invoices the invoices with an issue, due or payment moment at or after the given moment (everything for -infinity); returns the rows written.';
 
 -- Part orders (after crm._rollup_fast_orders has replaced the order lines
 -- from from_ts on): a customer's first two orders change only if one of them
@@ -158,7 +116,7 @@ sd AS (
     SELECT d.deal_id, d.last_at, d.amount, d.manager_id, d.open_so, %2$s AS norm
       FROM %1$s AS d WHERE d.open_so IS NOT NULL AND d.closed_at IS NULL),
 oi AS (
-    SELECT i.invoice_id, i.customer_id, i.issued_at, i.due_at, i.amount FROM crm.rollup_todo_invoices i
+    SELECT i.invoice_id, i.customer_id, i.issued_at, i.due_at, i.amount FROM crm.rollup_invoices i
      WHERE i.issued_at < $1 AND (i.paid_at IS NULL OR i.paid_at >= $1) AND i.due_at < $1),
 -- exactly one order before as_of, older than the period, no real contact at or
 -- after it before as_of (the contact state; the contacts copy by index only
@@ -209,4 +167,4 @@ $sql$, crm._deal_states_sql('$1', '''infinity''::timestamptz'), crm._stage_norm_
 END
 $$;
 COMMENT ON FUNCTION crm._fast_todo(timestamptz) IS
-'crm.todo(as_of) computed from the rollups (crm.rollup_leads, crm.rollup_lead_months, crm.rollup_spend_months, the deal states, crm.rollup_todo_invoices, crm._fast_coverage, crm.rollup_customer_firsts, the contact state, crm.rollup_customer_info): the same rows in the same order.';
+'crm.todo(as_of) computed from the rollups (crm.rollup_leads, crm.rollup_lead_months, crm.rollup_spend_months, the deal states, crm.rollup_invoices, crm._fast_coverage, crm.rollup_customer_firsts, the contact state, crm.rollup_customer_info): the same rows in the same order.';

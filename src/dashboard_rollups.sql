@@ -636,7 +636,6 @@ DECLARE
     n bigint;
 BEGIN
     PERFORM crm._rollup_invoice_state(from_ts);  -- per-invoice state (src/dashboard_fast_leads.sql)
-    PERFORM crm._rollup_todo_invoices(from_ts);  -- per-invoice state of crm.todo (src/dashboard_fast_todo.sql)
     EXECUTE pg_catalog.format($sql$
 WITH ev AS (
     SELECT i.issued_at::pg_catalog.date AS day, 'invoices_issued'::pg_catalog.text AS what, i.amount

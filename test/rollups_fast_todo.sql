@@ -1,5 +1,5 @@
 -- test/rollups_fast_todo.sql: crm.todo / crm.v_todo from the rollups (crm._fast_todo; state
--- crm.rollup_todo_invoices and crm.rollup_customer_firsts) against the full computation
+-- crm.rollup_invoices and crm.rollup_customer_firsts) against the full computation
 -- (crm_analytics.rollups = off), row for row and in the same order, as of several moments (now(),
 -- the end of the data, moments inside the history, before the data), after a full refresh, after
 -- targeted changes and seeded rounds of random DML with incremental refreshes, after a full
@@ -43,9 +43,9 @@ CREATE FUNCTION pg_temp.state_diff() RETURNS bigint LANGUAGE sql AS $f$
 SELECT (SELECT count(*) FROM (
           (SELECT invoice_id::text, customer_id::text, issued_at, due_at, amount, paid_at FROM crm_demo.invoices
             WHERE least(issued_at, due_at, paid_at) IS NOT NULL
-           EXCEPT ALL SELECT invoice_id, customer_id, issued_at, due_at, amount, paid_at FROM crm.rollup_todo_invoices)
+           EXCEPT ALL SELECT invoice_id, customer_id, issued_at, due_at, amount, paid_at FROM crm.rollup_invoices)
           UNION ALL
-          (SELECT invoice_id, customer_id, issued_at, due_at, amount, paid_at FROM crm.rollup_todo_invoices
+          (SELECT invoice_id, customer_id, issued_at, due_at, amount, paid_at FROM crm.rollup_invoices
            EXCEPT ALL SELECT invoice_id::text, customer_id::text, issued_at, due_at, amount, paid_at FROM crm_demo.invoices
             WHERE least(issued_at, due_at, paid_at) IS NOT NULL)) d)
      + (SELECT count(*) FROM (
@@ -166,7 +166,7 @@ SELECT is(pg_temp.state_diff(), 0::bigint, 'after the rounds: the kept state = p
 -- 19-21: a full rebuild gives the same state and rows
 CREATE FUNCTION pg_temp.state_rows() RETURNS TABLE (t text, id text, cid text, a timestamptz, b timestamptz, amount numeric, c timestamptz)
 LANGUAGE sql AS $f$
-SELECT 'i', invoice_id, customer_id, issued_at, due_at, amount, paid_at FROM crm.rollup_todo_invoices
+SELECT 'i', invoice_id, customer_id, issued_at, due_at, amount, paid_at FROM crm.rollup_invoices
 UNION ALL
 -- (the amount of a first order that shares its moment with another is never read)
 SELECT 'f', customer_id, NULL, first_at, second_at, CASE WHEN second_at IS DISTINCT FROM first_at THEN amount END, NULL

@@ -82,7 +82,6 @@ INSERT INTO inner_query_runners VALUES
 ('crm._rollup_lead_state',               'rollups (fast_leads): runs the registered sources'),
 ('crm._rollup_spend_months',             'rollups (fast_leads): runs the registered sources'),
 ('crm._rollup_invoice_state',            'rollups (fast_leads): runs the registered sources'),
-('crm._rollup_todo_invoices',            'rollups (todo_fast): runs the registered invoices source'),
 ('crm._rollup_contact_days',             'rollups (fast_leads): runs the registered sources'),
 ('crm._rollup_fast_orders',              'rollups (customers): runs the registered sources'),
 ('crm._rollup_fast_contacts',            'rollups (customers): runs the registered sources'),

@@ -238,7 +238,6 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._fast_owner_customers(timestamptz,timestamptz,timestamptz)', $$SELECT count(*) FROM crm._fast_owner_customers('2025-11-01', '2025-12-01', '2025-10-02')$$),
 ('crm._fast_managers_customers(timestamptz,timestamptz)', $$SELECT count(*) FROM crm._fast_managers_customers('2025-11-01', '2025-12-01')$$),
 -- fast path of crm.todo (docs/rollups.md "To-do list")
-('crm._rollup_todo_invoices(timestamptz)', $$SELECT crm._rollup_todo_invoices('2030-01-01'::timestamptz)$$),
 ('crm._rollup_todo_orders(timestamptz)', $$SELECT crm._rollup_todo_orders('2030-01-01'::timestamptz)$$),
 ('crm._fast_todo(timestamptz)', $$SELECT count(*) FROM crm._fast_todo('2025-12-01')$$),
 -- fast paths, plan against fact and RFM (src/dashboard_fast_planrfm.sql)
