@@ -515,7 +515,7 @@ COMMENT ON FUNCTION crm._register_demo_sources() IS
 -- source, lost_reason is '(not recorded)' for lost deals; contacts is NULL
 -- unless with_contacts (which needs the deals source and the interactions
 -- source).
-CREATE FUNCTION crm._closed_deals_sql(with_contacts boolean) RETURNS text
+CREATE OR REPLACE FUNCTION crm._closed_deals_sql(with_contacts boolean) RETURNS text
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
@@ -523,6 +523,7 @@ DECLARE
     has_deals boolean;
     deals_cte text;
     cx_cte    text;
+    full_sql  text;
 BEGIN
     IF with_contacts IS NULL THEN
         RAISE EXCEPTION 'with_contacts must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -565,7 +566,7 @@ cx AS (
         cx_cte := $f$
 cx AS (SELECT dc.deal_id, NULL::pg_catalog.int8 AS n FROM dc WHERE false),$f$;
     END IF;
-    RETURN pg_catalog.format($sql$
+    full_sql := pg_catalog.format($sql$
 WITH
 ev AS (
     SELECT deal_id, changed_at, amount, manager_id, %2$s AS so
@@ -595,10 +596,16 @@ SELECT dc.deal_id::pg_catalog.text, dc.manager_id, dc.is_won, dc.created_at, dc.
  WHERE crm._check_stages((SELECT pg_catalog.sum(dl.unknown) FROM dl))
 $sql$, ev_sql, crm._stage_case('order', 'stage'), crm._stage_orders('won'), crm._stage_orders('lost'),
        crm._stage_orders('open'), deals_cte, cx_cte, with_contacts);
+    -- built first (it checks the sources), so both paths raise the same errors;
+    -- the same rows from the rollups when they may stand in (src/dashboard_fast_losses.sql)
+    IF crm._rollups_usable() THEN
+        RETURN pg_catalog.format('SELECT * FROM crm._fast_closed_deals($1, $2, %L::pg_catalog.bool)', with_contacts);
+    END IF;
+    RETURN full_sql;
 END
 $$;
 COMMENT ON FUNCTION crm._closed_deals_sql(boolean) IS
-'The SQL text behind crm.dashboard_losses, crm.dashboard_followups and crm.dashboard_closed_deals: one row per deal closed in the period [$1, $2) with its manager, outcome, value, the most advanced open stage it reached, its lost reason (deals source) and, with_contacts, its real contacts from creation to close.';
+'The SQL text behind crm.dashboard_losses, crm.dashboard_followups and crm.dashboard_closed_deals: one row per deal closed in the period [$1, $2) with its manager, outcome, value, the most advanced open stage it reached, its lost reason (deals source) and, with_contacts, its real contacts from creation to close. When the rollups may stand in (crm._rollups_usable()), after the sources are checked, the text reads the same rows from crm._fast_closed_deals.';
 
 CREATE FUNCTION crm.dashboard_closed_deals(period_from date, period_to date)
 RETURNS TABLE (deal_id text, manager_id text, outcome text, created_at timestamptz, closed_at timestamptz,
@@ -5688,12 +5695,8 @@ DECLARE
 BEGIN
     b := crm._period_bounds('crm.dashboard_closed_deals', period_from, period_to);
     PERFORM crm._require_stages('crm.dashboard_closed_deals');
-    -- built first: it checks the sources, so both paths raise the same errors
+    -- the full computation, or the same rows from the rollups (crm._closed_deals_sql)
     q := crm._closed_deals_sql(true);
-    IF crm._rollups_usable() THEN
-        -- the same rows from the rollups (src/dashboard_fast_losses.sql)
-        q := 'SELECT * FROM crm._fast_closed_deals($1, $2, true)';
-    END IF;
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 SELECT c.deal_id, c.manager_id, CASE WHEN c.is_won THEN 'won' ELSE 'lost' END, c.created_at, c.closed_at,
        c.amount, c.stage, c.lost_reason, c.contacts
@@ -5718,12 +5721,8 @@ DECLARE
 BEGIN
     b := crm._period_bounds('crm.dashboard_losses', period_from, period_to);
     PERFORM crm._require_stages('crm.dashboard_losses');
-    -- built first: it checks the sources, so both paths raise the same errors
+    -- the full computation, or the same rows from the rollups (crm._closed_deals_sql)
     q := crm._closed_deals_sql(false);
-    IF crm._rollups_usable() THEN
-        -- the same rows from the rollups (src/dashboard_fast_losses.sql)
-        q := 'SELECT * FROM crm._fast_closed_deals($1, $2, false)';
-    END IF;
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH g AS (
     SELECT c.lost_reason AS reason, c.stage, pg_catalog.count(*) AS deals, coalesce(pg_catalog.sum(c.amount), 0) AS lost_value
@@ -5754,12 +5753,8 @@ DECLARE
 BEGIN
     b := crm._period_bounds('crm.dashboard_followups', period_from, period_to);
     PERFORM crm._require_stages('crm.dashboard_followups');
-    -- built first: it checks the sources, so both paths raise the same errors
+    -- the full computation, or the same rows from the rollups (crm._closed_deals_sql)
     q := crm._closed_deals_sql(true);
-    IF crm._rollups_usable() THEN
-        -- the same rows from the rollups (src/dashboard_fast_losses.sql)
-        q := 'SELECT * FROM crm._fast_closed_deals($1, $2, true)';
-    END IF;
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH g AS (
     SELECT least(c.contacts, 3) AS k,
