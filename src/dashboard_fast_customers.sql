@@ -589,7 +589,17 @@ BEGIN
     END IF;
     RETURN format($sql$
 WITH
-lv AS (SELECT k.customer_id, k.rev, k.cls FROM crm._fast_classes_live($1) k WHERE k.customer_id IS NOT NULL AND NOT %5$L),
+-- the classes as crm._fast_classes_live computes them (the orders without a customer count in the
+-- thresholds), inline: the planner hashes the customers with revenue, not the per-customer table
+lr AS MATERIALIZED (
+    SELECT l.customer_id, sum(l.amount) AS rev FROM crm.rollup_order_lines l
+     WHERE l.ordered_at >= ($1 - '12 months'::interval) AND l.ordered_at < $1 AND NOT %5$L GROUP BY l.customer_id),
+th AS MATERIALIZED (
+    SELECT min(rs.rev) FILTER (WHERE rs.before < (0.80 * rs.total)) AS a, min(rs.rev) FILTER (WHERE rs.before < (0.95 * rs.total)) AS b
+      FROM (SELECT lr.rev, sum(lr.rev) OVER (ORDER BY lr.rev DESC ROWS UNBOUNDED PRECEDING) - lr.rev AS before, sum(lr.rev) OVER () AS total
+              FROM lr WHERE lr.rev > 0) AS rs),
+lv AS (SELECT lr.customer_id, lr.rev, CASE WHEN lr.rev >= th.a THEN 'A' WHEN lr.rev >= th.b THEN 'B' ELSE 'C' END AS cls
+         FROM lr CROSS JOIN th WHERE lr.customer_id IS NOT NULL),
 pol AS MATERIALIZED (SELECT crm._dashboard_coverage_interval('A') AS a, crm._dashboard_coverage_interval('B') AS b,
                             crm._dashboard_coverage_interval('C') AS c),
 -- per customers row: the customers with one row, those with more, the rows without an id

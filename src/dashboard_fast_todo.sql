@@ -96,12 +96,16 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 SET work_mem = '64MB'
+-- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
+SET enable_mergejoin = off
 AS $$
 BEGIN
     -- the full path's error for an event with an unknown stage before as_of
     PERFORM crm._deal_check_stages(as_of);
-    RETURN QUERY EXECUTE format($sql$
-WITH
+    -- the overdue contacts straight from the rows r of crm._fast_coverage's query (no function
+    -- result in between); the notes by concatenation (the same text as format: every value
+    -- through its output function, NULL as an empty string)
+    RETURN QUERY EXECUTE crm._fast_coverage_sql(as_of, format($sql$,
 cfg AS MATERIALIZED (SELECT crm._lead_sla() AS sla, crm._reactivation_after() AS react),
 -- unanswered: created more than the SLA before as_of, no first response before as_of
 ua AS (
@@ -133,28 +137,30 @@ ra AS (
 items AS (
     SELECT ua.manager_id, 'unanswered_lead'::text AS kind, ua.lead_id AS entity_id, ua.since,
            round(coalesce(cpl.cost_per_lead, 0), 2) AS value,
-           format('lead from %%s created %%s, no first response (SLA %%s)', coalesce(ua.channel, '(unknown channel)'),
-                  to_char(ua.created_at, 'YYYY-MM-DD HH24:MI'), ua.sla) AS note
+           'lead from ' || coalesce(ua.channel, '(unknown channel)') || ' created '
+           || coalesce(to_char(ua.created_at, 'YYYY-MM-DD HH24:MI'), '') || ', no first response (SLA '
+           || coalesce(ua.sla::text, '') || ')' AS note
       FROM ua LEFT JOIN cpl ON cpl.channel = ua.channel AND cpl.month = ua.month
     UNION ALL
     SELECT sd.manager_id, 'stale_deal', sd.deal_id, sd.last_at + sd.norm, sd.amount,
-           format('stage %%s idle %%s days (norm %%s)', ps.stage, extract(day FROM ($1 - sd.last_at)), ps.max_days)
+           'stage ' || coalesce(ps.stage, '') || ' idle ' || coalesce(extract(day FROM ($1 - sd.last_at))::text, '')
+           || ' days (norm ' || coalesce(ps.max_days::text, '') || ')'
       FROM sd JOIN crm.pipeline_stages ps ON ps.stage_order = sd.open_so
      WHERE sd.last_at < ($1 - sd.norm)
     UNION ALL
     SELECT cust.manager_id, 'overdue_invoice', oi.invoice_id, oi.due_at, oi.amount,
-           format('invoice issued %%s, due %%s, %%s days overdue', oi.issued_at::date, oi.due_at::date,
-                  extract(day FROM ($1 - oi.due_at)))
+           'invoice issued ' || coalesce(oi.issued_at::date::text, '') || ', due ' || coalesce(oi.due_at::date::text, '')
+           || ', ' || coalesce(extract(day FROM ($1 - oi.due_at))::text, '') || ' days overdue'
       FROM oi LEFT JOIN LATERAL (SELECT min(c.manager_id) AS manager_id FROM crm.rollup_customer_info c
                                   WHERE c.customer_id = oi.customer_id) AS cust ON true
     UNION ALL
-    SELECT cv.manager_id, 'overdue_contact', cv.customer_id, cv.next_due, cv.revenue_12m,
-           format('class %%s, last real contact %%s, next contact was due %%s', cv.abc_class,
-                  coalesce(cv.last_contact::date::text, 'never'), cv.next_due::date)
-      FROM crm._fast_coverage($1) AS cv WHERE NOT cv.covered
+    SELECT r.manager_id, 'overdue_contact', r.customer_id, r.due, coalesce(r.rev, 0),
+           'class ' || coalesce(r.cls, '') || ', last real contact ' || coalesce(r.last_at::date::text, 'never')
+           || ', next contact was due ' || coalesce(r.due::date::text, '')
+      FROM r WHERE NOT r.covered
     UNION ALL
     SELECT cust.manager_id, 'reactivation', ra.customer_id, ra.since, ra.amount,
-           format('one order on %%s, no real contact since', ra.ordered_at::date)
+           'one order on ' || coalesce(ra.ordered_at::date::text, '') || ', no real contact since'
       FROM ra LEFT JOIN LATERAL (SELECT min(c.manager_id) AS manager_id FROM crm.rollup_customer_info c
                                   WHERE c.customer_id = ra.customer_id) AS cust ON true)
 -- sorted by value first, then the ties (100,000 overdue contacts of value 0 as of now() on the
@@ -162,7 +168,7 @@ items AS (
 SELECT i.manager_id, i.kind, i.entity_id, i.since, i.value, i.note
   FROM (SELECT * FROM items ORDER BY items.value DESC NULLS LAST OFFSET 0) AS i
  ORDER BY i.value DESC NULLS LAST, i.since NULLS LAST, i.kind, i.entity_id
-$sql$, crm._deal_states_sql('$1', '''infinity''::timestamptz'), crm._stage_norm_case('d.open_so'))
+$sql$, crm._deal_states_sql('$1', '''infinity''::timestamptz'), crm._stage_norm_case('d.open_so')))
     USING as_of;
 END
 $$;

@@ -6,12 +6,29 @@
 -- rebuild and with the settings changed; the kept state against plain SQL over the demo; a
 -- hand-worked customer; the errors on both paths.
 BEGIN;
-SELECT plan(31);
+SELECT plan(35);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
 CREATE TEMP TABLE moments (m timestamptz);
-INSERT INTO moments VALUES (now()), ('2026-01-01'), ('2025-12-31 15:30'), ('2025-06-15 12:00'), ('2025-02-01'), ('2023-06-01');
+INSERT INTO moments VALUES (now()), ('2026-01-01'), ('2025-12-31 15:30'), ('2025-06-15 12:00'), ('2025-02-01'), ('2023-06-01'),
+                           ('2025-12-01'), ('2027-06-01');
+-- moments equal to an order's and to a real contact's moment (the last ones and one inside the history)
+INSERT INTO moments
+SELECT max(ordered_at) FROM crm_demo.orders
+UNION SELECT ordered_at FROM crm_demo.orders WHERE order_id = (SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY order_id) FROM crm_demo.orders)
+UNION SELECT max(occurred_at) FROM crm_demo.interactions WHERE NOT automated AND customer_id IS NOT NULL
+UNION SELECT min(occurred_at) FROM crm_demo.interactions WHERE NOT automated AND customer_id IS NOT NULL AND occurred_at >= '2025-03-01';
+
+-- ties: two customers of manager 3 created at the same moment, no order and no contact
+-- (overdue contacts of value 0 with the same since from 2024-09-01 10:00 on: ordered by their ids),
+-- and an invoice of 0 without a customer (so without a manager) due at that moment (the same
+-- value and since: after them by its kind)
+INSERT INTO crm_demo.customers (customer_id, lead_id, name, channel, manager_id, created_at)
+VALUES (990102, 1, 'Tie 2', 'referral', 3, '2024-03-01 10:00'), (990101, 1, 'Tie 1', 'referral', 3, '2024-03-01 10:00');
+INSERT INTO crm_demo.invoices (invoice_id, deal_id, customer_id, issued_at, due_at, amount, paid_at)
+SELECT (SELECT max(invoice_id) FROM crm_demo.invoices) + 1, (SELECT min(deal_id) FROM crm_demo.deals), NULL,
+       '2024-08-01 10:00', '2024-09-01 10:00', 0, NULL;
 
 -- rows of crm._fast_todo(m) (with their position) that differ from crm.todo(m) with the gate off
 CREATE FUNCTION pg_temp.todo_diff(m timestamptz) RETURNS bigint LANGUAGE plpgsql AS $f$
@@ -59,10 +76,45 @@ SELECT (SELECT count(*) FROM (
                                            ORDER BY o.ordered_at, o.amount LIMIT 1) AND f.second_at IS DISTINCT FROM f.first_at)
 $f$;
 
--- 1-4: after a full refresh
+-- crm._fast_coverage against crm.dashboard_coverage (full) at every moment: rows that differ
+CREATE FUNCTION pg_temp.coverage_diff() RETURNS bigint LANGUAGE plpgsql AS $f$
+DECLARE
+    n bigint := 0;
+    k bigint;
+    mm timestamptz;
+BEGIN
+    FOR mm IN SELECT m FROM moments LOOP
+        CREATE TEMP TABLE cv_fast AS SELECT * FROM crm._fast_coverage(mm);
+        PERFORM set_config('crm_analytics.rollups', 'off', true);
+        CREATE TEMP TABLE cv_full AS SELECT * FROM crm.dashboard_coverage(mm);
+        PERFORM set_config('crm_analytics.rollups', 'fresh', true);
+        SELECT count(*) INTO k FROM ((TABLE cv_fast EXCEPT ALL TABLE cv_full) UNION ALL (TABLE cv_full EXCEPT ALL TABLE cv_fast)) d;
+        n := n + k;
+        DROP TABLE cv_fast;
+        DROP TABLE cv_full;
+    END LOOP;
+    RETURN n;
+END
+$f$;
+
+-- 1-7: after a full refresh (and the coverage, the moments, hand-worked ties)
 SELECT count(*) FROM crm.refresh_rollups(full => true);
 SELECT ok(crm._rollups_usable(), 'after a refresh the gate is open');
 SELECT * FROM pg_temp.todo_check('after a full refresh');
+SELECT is(pg_temp.coverage_diff(), 0::bigint, 'after a full refresh: crm._fast_coverage = crm.dashboard_coverage (full) at every moment');
+SELECT ok((SELECT count(*) FROM moments m WHERE EXISTS (SELECT 1 FROM crm.rollup_customer_state_ends e WHERE e.end_at = m.m)) = 2
+          AND (SELECT count(*) FROM moments m WHERE m.m IN (SELECT ordered_at FROM crm_demo.orders)) >= 2
+          AND (SELECT count(*) FROM moments m WHERE m.m IN (SELECT occurred_at FROM crm_demo.interactions WHERE NOT automated)) >= 2,
+          'the moments include both kept period ends, two order moments and two real contact moments');
+SELECT results_eq($$SELECT kind, entity_id, manager_id, since, value, note FROM crm.todo('2025-01-01')
+                     WHERE entity_id IN ('990101', '990102') OR (kind = 'overdue_invoice' AND since = '2024-09-01 10:00' AND value = 0)$$,
+                  $$VALUES ('overdue_contact'::text, '990101'::text, '3'::text, timestamptz '2024-09-01 10:00', 0::numeric,
+                            'class C, last real contact never, next contact was due 2024-09-01'::text),
+                           ('overdue_contact', '990102', '3', '2024-09-01 10:00', 0,
+                            'class C, last real contact never, next contact was due 2024-09-01'),
+                           ('overdue_invoice', (SELECT max(invoice_id)::text FROM crm_demo.invoices), NULL, '2024-09-01 10:00', 0,
+                            'invoice issued 2024-08-01, due 2024-09-01, 121 days overdue')$$,
+                  'hand-worked ties (value 0, since 2024-09-01 10:00; the invoice without a manager): by kind, then by id; the notes');
 SELECT is(pg_temp.state_diff(), 0::bigint, 'after a full refresh: the kept invoices and first two orders = plain SQL over the demo');
 SELECT ok((SELECT count(DISTINCT kind) FROM crm._fast_todo('2026-01-01')) = 5
           AND (SELECT count(*) FROM crm._fast_todo('2025-06-15 12:00')) > 100,
@@ -161,6 +213,7 @@ SELECT count(*) FROM crm.refresh_rollups();
 SELECT pg_temp.random_round(5);
 SELECT count(*) FROM crm.refresh_rollups();
 SELECT * FROM pg_temp.todo_check('random rounds 4-5');
+SELECT is(pg_temp.coverage_diff(), 0::bigint, 'after the rounds: crm._fast_coverage = crm.dashboard_coverage (full) at every moment');
 SELECT is(pg_temp.state_diff(), 0::bigint, 'after the rounds: the kept state = plain SQL');
 
 -- 19-21: a full rebuild gives the same state and rows
