@@ -495,8 +495,6 @@ SELECT a.day, m.metric, a.dimension, a.key, m.value
  WHERE m.value IS NOT NULL
 $sql$, src_o, crm._source_sql('customers', 'c'), go[1], go[2], go[3], gn[1], gn[2], gn[3]) USING from_ts;
     GET DIAGNOSTICS n = ROW_COUNT;
-    PERFORM crm._rollup_todo_orders(from_ts);  -- first two orders per customer (src/dashboard_fast_todo.sql)
-    PERFORM crm._rollup_rfm_totals(from_ts);  -- per-customer RFM totals (src/dashboard_fast_planrfm.sql)
     RETURN n;
 END
 $$;
