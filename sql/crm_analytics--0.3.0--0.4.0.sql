@@ -7326,15 +7326,18 @@ UPDATE crm.rollup_status SET needs_full = true;
 -- rebuilt in full by the next refresh
 DROP FUNCTION crm._rollup_rfm_totals(timestamptz);
 DROP FUNCTION crm._rollup_todo_orders(timestamptz);
+DROP FUNCTION crm._rollup_fast_order_totals(timestamptz);
 DROP TABLE crm.rollup_customer_rfm;
 DROP TABLE crm.rollup_customer_firsts;
 TRUNCATE crm.rollup_customer_orders;
 ALTER TABLE crm.rollup_customer_orders
     ADD COLUMN orders bigint, ADD COLUMN amount numeric, ADD COLUMN amount_n bigint, ADD COLUMN scale_n bigint,
     ADD COLUMN first_amount numeric, ADD COLUMN second_at timestamptz, ADD COLUMN prev_at timestamptz;
+ALTER TABLE crm.rollup_customer_orders SET (fillfactor = 80);
 COMMENT ON TABLE crm.rollup_customer_orders IS
 'Rollup state per customer with orders (derived, not dumped; customer_id NULL = the orders without a customer), one summary of its order lines: first and last order, gross profit (amount - cost) of all orders and the number of orders with one (gp_n), the number of orders, the sum of their amounts, the number of non-NULL amounts (amount_n) and of amounts with the scale of that sum (scale_n), the first order''s amount (of the earliest by moment, amount, scale), the moment of the second order (NULL = one order; equal to first_at when two orders share the first moment) and of the order before the last one (prev_at: NULL = one order; equal to last_at when two orders share the last moment).';
 DROP INDEX crm.rollup_customer_orders_customer_id_idx;
+DROP INDEX crm.rollup_customer_orders_last_at_idx;
 CREATE UNIQUE INDEX ON crm.rollup_customer_orders (customer_id) NULLS NOT DISTINCT;
 
 CREATE OR REPLACE FUNCTION crm._rfm_sql(per text) RETURNS text
@@ -7367,7 +7370,7 @@ $fn$;
 COMMENT ON FUNCTION crm._rfm_sql(text) IS
 'SQL text of the RFM scoring over a per-customer query (key, last order, frequency, monetary, ord; $1 = as_of): recency_days, R, F, M by crm.quantile_score, rfm_code and crm.rfm_segment, ordered by ord, as crm.rfm_report returns them.';
 
-CREATE OR REPLACE FUNCTION crm._rollup_fast_order_totals(from_ts timestamptz) RETURNS bigint
+CREATE OR REPLACE FUNCTION crm._rollup_fast_order_totals(from_ts timestamptz, old_ids text[], old_nul boolean) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 -- the changed customers by index (cost grows with them, not with the history)
@@ -7386,6 +7389,7 @@ BEGIN
         -- a full rebuild reads everything: hash joins again (the SET above is for the few changed rows)
         PERFORM pg_catalog.set_config('enable_hashjoin', 'on', true), pg_catalog.set_config('enable_mergejoin', 'on', true);
         TRUNCATE crm.rollup_customer_orders;
+        DELETE FROM crm.rollup_customers;
         INSERT INTO crm.rollup_customer_orders
         SELECT x.customer_id, min(x.ordered_at), max(x.ordered_at), sum(x.amount - x.cost), count(x.amount - x.cost),
                count(*), sum(x.amount), count(x.amount),
@@ -7398,15 +7402,20 @@ BEGIN
                   FROM crm.rollup_order_lines l) AS x
          GROUP BY 1;
         GET DIAGNOSTICS n = ROW_COUNT;
+        INSERT INTO crm.rollup_customers (customer_id, first_at)
+        SELECT t.customer_id, t.first_at FROM crm.rollup_customer_orders t WHERE t.customer_id IS NOT NULL;
         RETURN n;
     END IF;
-    -- the customers with an order at or after from_ts before the change: from all their lines
-    ids := ARRAY(SELECT t.customer_id FROM crm.rollup_customer_orders t WHERE t.last_at >= from_ts AND t.customer_id IS NOT NULL);
-    nul := EXISTS (SELECT 1 FROM crm.rollup_customer_orders t WHERE t.last_at >= from_ts AND t.customer_id IS NULL)
-        OR EXISTS (SELECT 1 FROM crm.rollup_order_lines l WHERE l.ordered_at >= from_ts AND l.customer_id IS NULL);
+    -- the customers with an order at or after from_ts before the change (old_ids: the
+    -- customers of the lines replaced): from all their lines
+    ids := old_ids;
+    nul := old_nul OR EXISTS (SELECT 1 FROM crm.rollup_order_lines l WHERE l.ordered_at >= from_ts AND l.customer_id IS NULL);
     IF cardinality(ids) > 0 THEN
         DELETE FROM crm.rollup_customer_orders t USING unnest(ids) AS u(id) WHERE t.customer_id = u.id;
     END IF;
+    -- first orders at or after from_ts may have changed; earlier ones did not (the
+    -- new ones: the summaries written below with a first order at or after from_ts)
+    DELETE FROM crm.rollup_customers rc WHERE rc.first_at >= from_ts;
     -- every line at or after from_ts, and the earlier lines of those customers;
     -- the others' summaries are added to (ON CONFLICT), and the per-customer
     -- table gets the new figures of the rows written (in place)
@@ -7443,6 +7452,9 @@ BEGIN
                second_at = coalesce(t.second_at, EXCLUDED.first_at),
                prev_at = CASE WHEN EXCLUDED.orders > 1 THEN EXCLUDED.prev_at ELSE t.last_at END
         RETURNING t.customer_id, t.first_at, t.last_at, t.gp, t.gp_n),
+    f AS (
+        INSERT INTO crm.rollup_customers (customer_id, first_at)
+        SELECT w.customer_id, w.first_at FROM w WHERE w.first_at >= from_ts),
     s AS (
         UPDATE crm.rollup_customer_state s SET first_order_at = w.first_at, last_order_at = w.last_at, gp = w.gp, gp_n = w.gp_n
           FROM w WHERE s.customer_id = w.customer_id
@@ -7471,8 +7483,78 @@ BEGIN
     RETURN n + m;
 END
 $$;
-COMMENT ON FUNCTION crm._rollup_fast_order_totals(timestamptz) IS
-'Keeps crm.rollup_customer_orders (the summary of each customer''s order lines) and its columns in crm.rollup_customer_state for every customer with an order at or after the given moment, before or after the change: those with one before the change read again from all their lines, the others their summary plus their new lines (everything again for -infinity); rows written.';
+COMMENT ON FUNCTION crm._rollup_fast_order_totals(timestamptz, text[], boolean) IS
+'Keeps crm.rollup_customer_orders (the summary of each customer''s order lines), its columns in crm.rollup_customer_state and the first orders (crm.rollup_customers) for every customer with an order at or after the given moment, before or after the change: those with one before the change (the given customers whose lines were replaced; true: the orders without a customer among them) read again from all their lines, the others their summary plus their new lines (everything again for -infinity); rows written.';
+
+CREATE OR REPLACE FUNCTION crm._rollup_fast_orders(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    n bigint;
+    m bigint;
+    cust_ts timestamptz := from_ts;
+    ids text[];
+    -- the customers of the order lines replaced (with an order at or after from_ts before the change)
+    old_ids text[];
+    old_nul boolean;
+BEGIN
+    -- during crm.refresh_rollups the changes it took are in pg_temp.crm_rollup_taken:
+    -- the customers copy is read again only from the earliest change of a table the
+    -- customers source reads (not at all when none changed)
+    IF pg_catalog.isfinite(from_ts) AND pg_catalog.to_regclass('pg_temp.crm_rollup_taken') IS NOT NULL THEN
+        SELECT pg_catalog.min(t.bound) INTO cust_ts FROM pg_temp.crm_rollup_taken t
+         WHERE t.relid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.relid FROM crm.rollup_capture c WHERE c.kind OPERATOR(pg_catalog.=) 'customers'));
+        IF cust_ts IS NOT NULL THEN
+            cust_ts := greatest(cust_ts, from_ts);
+        END IF;
+    END IF;
+    IF from_ts OPERATOR(pg_catalog.=) '-infinity'::pg_catalog.timestamptz THEN
+        TRUNCATE crm.rollup_order_lines, crm.rollup_customer_info;
+    ELSE
+        WITH d AS (DELETE FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>=) from_ts RETURNING l.customer_id)
+        SELECT pg_catalog.array_agg(DISTINCT d.customer_id) FILTER (WHERE d.customer_id IS NOT NULL), pg_catalog.bool_or(d.customer_id IS NULL)
+          INTO old_ids, old_nul FROM d;
+        -- the customers whose rows are read again: their "since" in the kept classes is set again below
+        WITH d AS (DELETE FROM crm.rollup_customer_info c WHERE c.created_at OPERATOR(pg_catalog.>=) cust_ts OR c.created_at IS NULL AND cust_ts IS NOT NULL
+                   RETURNING c.customer_id)
+        SELECT pg_catalog.array_agg(d.customer_id) INTO ids FROM d;
+    END IF;
+    EXECUTE pg_catalog.format($sql$
+INSERT INTO crm.rollup_order_lines (customer_id, ordered_at, amount, cost)
+SELECT o.customer_id::pg_catalog.text, o.ordered_at, o.amount, o.cost FROM %1$s WHERE o.ordered_at OPERATOR(pg_catalog.>=) $1
+$sql$, crm._source_sql('orders', 'o')) USING from_ts;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    m := 0;
+    IF cust_ts IS NOT NULL THEN
+        EXECUTE pg_catalog.format($sql$
+INSERT INTO crm.rollup_customer_info (customer_id, created_at, channel, manager_id)
+SELECT c.customer_id::pg_catalog.text, c.created_at, c.channel::pg_catalog.text, c.manager_id::pg_catalog.text
+  FROM %1$s WHERE c.created_at OPERATOR(pg_catalog.>=) $1 OR c.created_at IS NULL
+        $sql$, crm._source_sql('customers', 'c')) USING cust_ts;
+        GET DIAGNOSTICS m = ROW_COUNT;
+    END IF;
+    n := n OPERATOR(pg_catalog.+) m OPERATOR(pg_catalog.+)
+         crm._rollup_fast_order_totals(from_ts, coalesce(old_ids, '{}'), coalesce(old_nul, false));
+    IF cust_ts IS NOT NULL AND pg_catalog.isfinite(from_ts) THEN
+        -- "since" of the class-A customers whose customers rows changed (the deleted and the
+        -- inserted ones), at the kept ends; their first order (before the end) changes only
+        -- with an order before the end, and then crm._rollup_fast_classes rebuilds the end
+        ids := ids OPERATOR(pg_catalog.||) ARRAY(SELECT c.customer_id FROM crm.rollup_customer_info c
+                                                   WHERE c.created_at OPERATOR(pg_catalog.>=) cust_ts OR c.created_at IS NULL);
+        UPDATE crm.rollup_customer_classes k
+           SET since = coalesce((SELECT pg_catalog.min(i.created_at) FROM crm.rollup_customer_info i
+                                  WHERE i.customer_id OPERATOR(pg_catalog.=) k.customer_id),
+                                (SELECT t.first_at FROM crm.rollup_customer_orders t
+                                  WHERE t.customer_id OPERATOR(pg_catalog.=) k.customer_id))
+         WHERE k.abc_class OPERATOR(pg_catalog.=) 'A' AND k.customer_id OPERATOR(pg_catalog.=) ANY (ids);
+        -- their rows of the per-customer table
+        n := n OPERATOR(pg_catalog.+) crm._rollup_fast_state(ids);
+    END IF;
+    RETURN n OPERATOR(pg_catalog.+) crm._rollup_fast_classes(from_ts);
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_fast_orders(timestamptz) IS
+'Rollup state of the customer reports, part orders: the copies of the orders and customers sources (crm.rollup_order_lines, crm.rollup_customer_info), the per-customer order summaries (crm.rollup_customer_orders) and first orders (crm.rollup_customers) from the given moment on and the classes at the dashboard period''s ends (crm.rollup_customer_classes); rows written.';
 
 CREATE OR REPLACE FUNCTION crm._rollup_orders(from_ts timestamptz) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -7483,19 +7565,10 @@ DECLARE
     go text[] := crm._rollup_gsets('o', 'channel', 'manager');
     gn text[] := crm._rollup_gsets('nb', 'channel', 'manager');
 BEGIN
-    -- first: the order lines and per-customer totals (src/dashboard_fast_customers.sql);
-    -- the first order of the orders without a customer is read from them below
+    -- first: the order lines, the per-customer summaries and the first order per customer
+    -- (crm.rollup_customers, from the summaries: src/dashboard_fast_customers.sql); the
+    -- first order of the orders without a customer is read from them below
     PERFORM crm._rollup_fast_orders(from_ts);
-    -- first orders at or after the bound may have changed; earlier ones did not
-    DELETE FROM crm.rollup_customers rc WHERE rc.first_at OPERATOR(pg_catalog.>=) from_ts;
-    EXECUTE pg_catalog.format($sql$
-INSERT INTO crm.rollup_customers AS rc (customer_id, first_at)
-SELECT f.cid, f.first_at
-  FROM (SELECT o.customer_id::pg_catalog.text AS cid, pg_catalog.min(o.ordered_at) AS first_at
-          FROM %1$s WHERE o.ordered_at OPERATOR(pg_catalog.>=) $1 AND o.customer_id IS NOT NULL GROUP BY 1) AS f
- -- customers whose first order is before the bound keep it
- WHERE NOT EXISTS (SELECT 1 FROM crm.rollup_customers x WHERE x.customer_id OPERATOR(pg_catalog.=) f.cid)
-$sql$, src_o) USING from_ts;
     -- an order counts once per customers row of its customer in the channel and
     -- manager rows (as crm.dashboard_channels and crm.dashboard_managers join
     -- them) and once in the rows of all (as crm.owner_dashboard counts it):

@@ -227,7 +227,7 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._fast_managers_contacts(timestamptz,timestamptz)', $$SELECT count(*) FROM crm._fast_managers_contacts('2025-11-01', '2025-12-01')$$),
 -- fast paths, customers (docs/rollups.md "Customers")
 ('crm._rollup_fast_orders(timestamptz)', $$SELECT crm._rollup_fast_orders('2030-01-01'::timestamptz)$$),
-('crm._rollup_fast_order_totals(timestamptz)', $$SELECT crm._rollup_fast_order_totals('2030-01-01'::timestamptz)$$),
+('crm._rollup_fast_order_totals(timestamptz,text[],boolean)', $$SELECT crm._rollup_fast_order_totals('2030-01-01'::timestamptz, '{}', false)$$),
 ('crm._rollup_fast_contacts(timestamptz)', $$SELECT crm._rollup_fast_contacts('2030-01-01'::timestamptz)$$),
 ('crm._rollup_fast_contact_totals(timestamptz)', $$SELECT crm._rollup_fast_contact_totals('2030-01-01'::timestamptz)$$),
 ('crm._rollup_fast_classes(timestamptz)', $$SELECT crm._rollup_fast_classes('2030-01-01'::timestamptz)$$),
