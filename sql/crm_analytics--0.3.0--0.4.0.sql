@@ -7400,7 +7400,9 @@ BEGIN
                        count(*) OVER (PARTITION BY l.customer_id) AS cnt,
                        row_number() OVER (PARTITION BY l.customer_id ORDER BY l.ordered_at, l.amount, scale(l.amount)) AS rn
                   FROM crm.rollup_order_lines l) AS x
-         GROUP BY 1;
+         GROUP BY 1
+         -- in the order crm._fast_rfm_sql reads them (by the unique index on the ids)
+         ORDER BY 1;
         GET DIAGNOSTICS n = ROW_COUNT;
         INSERT INTO crm.rollup_customers (customer_id, first_at)
         SELECT t.customer_id, t.first_at FROM crm.rollup_customer_orders t WHERE t.customer_id IS NOT NULL;
