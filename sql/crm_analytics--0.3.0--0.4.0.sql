@@ -7472,3 +7472,434 @@ COMMENT ON FUNCTION crm._fast_todo(timestamptz) IS
 'crm.todo(as_of) computed from the rollups (crm.rollup_leads, crm.rollup_lead_months, crm.rollup_spend_months, the deal states, crm.rollup_invoices, crm._fast_coverage, crm.rollup_customer_firsts, the contact state, crm.rollup_customer_info): the same rows in the same order.';
 
 -- ==== end of section todo5 ====
+-- ==== section refresh5: one per-customer summary of the order lines ====
+-- crm.rollup_customer_orders takes over the columns of crm.rollup_customer_rfm
+-- and crm.rollup_customer_firsts (dropped with their functions); derived data,
+-- rebuilt in full by the next refresh
+DROP FUNCTION crm._rollup_rfm_totals(timestamptz);
+DROP FUNCTION crm._rollup_todo_orders(timestamptz);
+DROP FUNCTION crm._rollup_fast_order_totals(timestamptz);
+DROP TABLE crm.rollup_customer_rfm;
+DROP TABLE crm.rollup_customer_firsts;
+TRUNCATE crm.rollup_customer_orders;
+ALTER TABLE crm.rollup_customer_orders
+    ADD COLUMN orders bigint, ADD COLUMN amount numeric, ADD COLUMN amount_n bigint, ADD COLUMN scale_n bigint,
+    ADD COLUMN first_amount numeric, ADD COLUMN second_at timestamptz, ADD COLUMN prev_at timestamptz;
+ALTER TABLE crm.rollup_customer_orders SET (fillfactor = 80);
+COMMENT ON TABLE crm.rollup_customer_orders IS
+'Rollup state per customer with orders (derived, not dumped; customer_id NULL = the orders without a customer), one summary of its order lines: first and last order, gross profit (amount - cost) of all orders and the number of orders with one (gp_n), the number of orders, the sum of their amounts, the number of non-NULL amounts (amount_n) and of amounts with the scale of that sum (scale_n), the first order''s amount (of the earliest by moment, amount, scale), the moment of the second order (NULL = one order; equal to first_at when two orders share the first moment) and of the order before the last one (prev_at: NULL = one order; equal to last_at when two orders share the last moment).';
+DROP INDEX crm.rollup_customer_orders_customer_id_idx;
+DROP INDEX crm.rollup_customer_orders_last_at_idx;
+CREATE UNIQUE INDEX ON crm.rollup_customer_orders (customer_id) NULLS NOT DISTINCT;
+
+CREATE OR REPLACE FUNCTION crm._rfm_sql(per text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+SELECT format($q$
+        WITH per AS (
+            SELECT p.key,
+                   pg_catalog.floor(pg_catalog.date_part('epoch', $1 OPERATOR(pg_catalog.-) p.last_at)
+                       OPERATOR(pg_catalog./) 86400::pg_catalog.float8)::pg_catalog.int4 AS recency_days,
+                   p.frequency, p.monetary, p.ord
+              FROM (%s) AS p(key, last_at, frequency, monetary, ord)
+        ), scored AS (
+            SELECT per.*,
+                   crm.quantile_score(OPERATOR(pg_catalog.-) per.recency_days::pg_catalog.float8) OVER w AS r,
+                   crm.quantile_score(per.frequency::pg_catalog.float8) OVER w AS f,
+                   crm.quantile_score(per.monetary::pg_catalog.float8) OVER w AS m
+              FROM per
+            -- (a score depends on the whole partition only: the rows go through in the
+            -- order of ord, so that a per-customer query already in that order is not sorted)
+            WINDOW w AS (ORDER BY per.ord)
+        )
+        SELECT s.key::pg_catalog.text, s.recency_days, s.frequency, s.monetary, s.r, s.f, s.m,
+               pg_catalog.concat(s.r, s.f, s.m), crm.rfm_segment(s.r, s.f)
+          FROM scored AS s
+         ORDER BY s.ord
+        $q$, per)
+$fn$;
+COMMENT ON FUNCTION crm._rfm_sql(text) IS
+'SQL text of the RFM scoring over a per-customer query (key, last order, frequency, monetary, ord; $1 = as_of): recency_days, R, F, M by crm.quantile_score, rfm_code and crm.rfm_segment, ordered by ord, as crm.rfm_report returns them.';
+
+CREATE OR REPLACE FUNCTION crm._rollup_fast_order_totals(from_ts timestamptz, old_ids text[], old_nul boolean) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- the changed customers by index (cost grows with them, not with the history)
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+DECLARE
+    n    bigint;
+    m    bigint := 0;
+    ids  text[];
+    wids text[];
+    done text[];
+    nul  boolean;
+BEGIN
+    IF from_ts = '-infinity' THEN
+        -- a full rebuild reads everything: hash joins again (the SET above is for the few changed rows)
+        PERFORM pg_catalog.set_config('enable_hashjoin', 'on', true), pg_catalog.set_config('enable_mergejoin', 'on', true);
+        TRUNCATE crm.rollup_customer_orders;
+        DELETE FROM crm.rollup_customers;
+        INSERT INTO crm.rollup_customer_orders
+        SELECT x.customer_id, min(x.ordered_at), max(x.ordered_at), sum(x.amount - x.cost), count(x.amount - x.cost),
+               count(*), sum(x.amount), count(x.amount),
+               CASE WHEN scale(sum(x.amount)) IS NOT NULL THEN count(*) FILTER (WHERE scale(x.amount) = x.ms) ELSE 0 END,
+               min(x.amount) FILTER (WHERE x.rn = 1), min(x.ordered_at) FILTER (WHERE x.rn = 2),
+               max(x.ordered_at) FILTER (WHERE x.rn = x.cnt - 1)
+          FROM (SELECT l.customer_id, l.ordered_at, l.amount, l.cost, max(scale(l.amount)) OVER (PARTITION BY l.customer_id) AS ms,
+                       count(*) OVER (PARTITION BY l.customer_id) AS cnt,
+                       row_number() OVER (PARTITION BY l.customer_id ORDER BY l.ordered_at, l.amount, scale(l.amount)) AS rn
+                  FROM crm.rollup_order_lines l) AS x
+         GROUP BY 1
+         -- in the order crm._fast_rfm_sql reads them (by the unique index on the ids)
+         ORDER BY 1;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        INSERT INTO crm.rollup_customers (customer_id, first_at)
+        SELECT t.customer_id, t.first_at FROM crm.rollup_customer_orders t WHERE t.customer_id IS NOT NULL;
+        RETURN n;
+    END IF;
+    -- the customers with an order at or after from_ts before the change (old_ids: the
+    -- customers of the lines replaced): from all their lines
+    ids := old_ids;
+    nul := old_nul OR EXISTS (SELECT 1 FROM crm.rollup_order_lines l WHERE l.ordered_at >= from_ts AND l.customer_id IS NULL);
+    IF cardinality(ids) > 0 THEN
+        DELETE FROM crm.rollup_customer_orders t USING unnest(ids) AS u(id) WHERE t.customer_id = u.id;
+    END IF;
+    -- first orders at or after from_ts may have changed; earlier ones did not (the
+    -- new ones: the summaries written below with a first order at or after from_ts)
+    DELETE FROM crm.rollup_customers rc WHERE rc.first_at >= from_ts;
+    -- every line at or after from_ts, and the earlier lines of those customers;
+    -- the others' summaries are added to (ON CONFLICT), and the per-customer
+    -- table gets the new figures of the rows written (in place)
+    WITH w AS (
+        INSERT INTO crm.rollup_customer_orders AS t
+        SELECT x.customer_id, min(x.ordered_at), max(x.ordered_at), sum(x.amount - x.cost), count(x.amount - x.cost),
+               count(*), sum(x.amount), count(x.amount),
+               CASE WHEN scale(sum(x.amount)) IS NOT NULL THEN count(*) FILTER (WHERE scale(x.amount) = x.ms) ELSE 0 END,
+               min(x.amount) FILTER (WHERE x.rn = 1), min(x.ordered_at) FILTER (WHERE x.rn = 2),
+               max(x.ordered_at) FILTER (WHERE x.rn = x.cnt - 1)
+          FROM (SELECT l.customer_id, l.ordered_at, l.amount, l.cost, max(scale(l.amount)) OVER (PARTITION BY l.customer_id) AS ms,
+                       count(*) OVER (PARTITION BY l.customer_id) AS cnt,
+                       row_number() OVER (PARTITION BY l.customer_id ORDER BY l.ordered_at, l.amount, scale(l.amount)) AS rn
+                  FROM (SELECT l.customer_id, l.ordered_at, l.amount, l.cost FROM crm.rollup_order_lines l
+                         WHERE l.ordered_at >= from_ts AND l.customer_id IS NOT NULL
+                        UNION ALL
+                        SELECT l.customer_id, l.ordered_at, l.amount, l.cost
+                          FROM unnest(ids) AS u(id) JOIN crm.rollup_order_lines l ON l.customer_id = u.id AND l.ordered_at < from_ts) AS l) AS x
+         GROUP BY 1
+        ON CONFLICT (customer_id) DO UPDATE
+           SET last_at = EXCLUDED.last_at,
+               gp = CASE WHEN t.gp IS NULL THEN EXCLUDED.gp WHEN EXCLUDED.gp IS NULL THEN t.gp ELSE t.gp + EXCLUDED.gp END,
+               gp_n = t.gp_n + EXCLUDED.gp_n,
+               orders = t.orders + EXCLUDED.orders,
+               amount = CASE WHEN t.amount IS NULL THEN EXCLUDED.amount WHEN EXCLUDED.amount IS NULL THEN t.amount
+                             ELSE t.amount + EXCLUDED.amount END,
+               amount_n = t.amount_n + EXCLUDED.amount_n,
+               -- (a sum not finite (NaN, infinity) has no scale: 0)
+               scale_n = CASE WHEN t.amount IS NOT NULL AND scale(t.amount) IS NULL
+                                OR EXCLUDED.amount IS NOT NULL AND scale(EXCLUDED.amount) IS NULL THEN 0
+                              WHEN t.amount IS NULL OR scale(EXCLUDED.amount) > scale(t.amount) THEN EXCLUDED.scale_n
+                              WHEN scale(EXCLUDED.amount) = scale(t.amount) THEN t.scale_n + EXCLUDED.scale_n
+                              ELSE t.scale_n END,
+               second_at = coalesce(t.second_at, EXCLUDED.first_at),
+               prev_at = CASE WHEN EXCLUDED.orders > 1 THEN EXCLUDED.prev_at ELSE t.last_at END
+        RETURNING t.customer_id, t.first_at, t.last_at, t.gp, t.gp_n),
+    f AS (
+        INSERT INTO crm.rollup_customers (customer_id, first_at)
+        SELECT w.customer_id, w.first_at FROM w WHERE w.first_at >= from_ts),
+    s AS (
+        UPDATE crm.rollup_customer_state s SET first_order_at = w.first_at, last_order_at = w.last_at, gp = w.gp, gp_n = w.gp_n
+          FROM w WHERE s.customer_id = w.customer_id
+        RETURNING s.customer_id)
+    SELECT (SELECT array_agg(w.customer_id) FROM w), (SELECT array_agg(s.customer_id) FROM s) INTO wids, done;
+    n := coalesce(cardinality(wids), 0) + coalesce(cardinality(done), 0);
+    -- the per-customer table for the others: new to it, or without orders now
+    ids := ARRAY(SELECT unnest(wids) UNION SELECT unnest(ids) EXCEPT SELECT unnest(done));
+    IF cardinality(ids) > 0 THEN
+        n := n + crm._rollup_fast_state(ids);
+    END IF;
+    IF nul THEN
+        DELETE FROM crm.rollup_customer_orders t WHERE t.customer_id IS NULL;
+        INSERT INTO crm.rollup_customer_orders
+        SELECT NULL, min(x.ordered_at), max(x.ordered_at), sum(x.amount - x.cost), count(x.amount - x.cost),
+               count(*), sum(x.amount), count(x.amount),
+               CASE WHEN scale(sum(x.amount)) IS NOT NULL THEN count(*) FILTER (WHERE scale(x.amount) = x.ms) ELSE 0 END,
+               min(x.amount) FILTER (WHERE x.rn = 1), min(x.ordered_at) FILTER (WHERE x.rn = 2),
+               max(x.ordered_at) FILTER (WHERE x.rn = x.cnt - 1)
+          FROM (SELECT l.ordered_at, l.amount, l.cost, max(scale(l.amount)) OVER () AS ms, count(*) OVER () AS cnt,
+                       row_number() OVER (ORDER BY l.ordered_at, l.amount, scale(l.amount)) AS rn
+                  FROM crm.rollup_order_lines l WHERE l.customer_id IS NULL) AS x
+        HAVING count(*) > 0;
+        GET DIAGNOSTICS m = ROW_COUNT;
+    END IF;
+    RETURN n + m;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_fast_order_totals(timestamptz, text[], boolean) IS
+'Keeps crm.rollup_customer_orders (the summary of each customer''s order lines), its columns in crm.rollup_customer_state and the first orders (crm.rollup_customers) for every customer with an order at or after the given moment, before or after the change: those with one before the change (the given customers whose lines were replaced; true: the orders without a customer among them) read again from all their lines, the others their summary plus their new lines (everything again for -infinity); rows written.';
+
+CREATE OR REPLACE FUNCTION crm._rollup_fast_orders(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    n bigint;
+    m bigint;
+    cust_ts timestamptz := from_ts;
+    ids text[];
+    -- the customers of the order lines replaced (with an order at or after from_ts before the change)
+    old_ids text[];
+    old_nul boolean;
+BEGIN
+    -- during crm.refresh_rollups the changes it took are in pg_temp.crm_rollup_taken:
+    -- the customers copy is read again only from the earliest change of a table the
+    -- customers source reads (not at all when none changed)
+    IF pg_catalog.isfinite(from_ts) AND pg_catalog.to_regclass('pg_temp.crm_rollup_taken') IS NOT NULL THEN
+        SELECT pg_catalog.min(t.bound) INTO cust_ts FROM pg_temp.crm_rollup_taken t
+         WHERE t.relid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.relid FROM crm.rollup_capture c WHERE c.kind OPERATOR(pg_catalog.=) 'customers'));
+        IF cust_ts IS NOT NULL THEN
+            cust_ts := greatest(cust_ts, from_ts);
+        END IF;
+    END IF;
+    IF from_ts OPERATOR(pg_catalog.=) '-infinity'::pg_catalog.timestamptz THEN
+        TRUNCATE crm.rollup_order_lines, crm.rollup_customer_info;
+    ELSE
+        WITH d AS (DELETE FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>=) from_ts RETURNING l.customer_id)
+        SELECT pg_catalog.array_agg(DISTINCT d.customer_id) FILTER (WHERE d.customer_id IS NOT NULL), pg_catalog.bool_or(d.customer_id IS NULL)
+          INTO old_ids, old_nul FROM d;
+        -- the customers whose rows are read again: their "since" in the kept classes is set again below
+        WITH d AS (DELETE FROM crm.rollup_customer_info c WHERE c.created_at OPERATOR(pg_catalog.>=) cust_ts OR c.created_at IS NULL AND cust_ts IS NOT NULL
+                   RETURNING c.customer_id)
+        SELECT pg_catalog.array_agg(d.customer_id) INTO ids FROM d;
+    END IF;
+    EXECUTE pg_catalog.format($sql$
+INSERT INTO crm.rollup_order_lines (customer_id, ordered_at, amount, cost)
+SELECT o.customer_id::pg_catalog.text, o.ordered_at, o.amount, o.cost FROM %1$s WHERE o.ordered_at OPERATOR(pg_catalog.>=) $1
+$sql$, crm._source_sql('orders', 'o')) USING from_ts;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    m := 0;
+    IF cust_ts IS NOT NULL THEN
+        EXECUTE pg_catalog.format($sql$
+INSERT INTO crm.rollup_customer_info (customer_id, created_at, channel, manager_id)
+SELECT c.customer_id::pg_catalog.text, c.created_at, c.channel::pg_catalog.text, c.manager_id::pg_catalog.text
+  FROM %1$s WHERE c.created_at OPERATOR(pg_catalog.>=) $1 OR c.created_at IS NULL
+        $sql$, crm._source_sql('customers', 'c')) USING cust_ts;
+        GET DIAGNOSTICS m = ROW_COUNT;
+    END IF;
+    n := n OPERATOR(pg_catalog.+) m OPERATOR(pg_catalog.+)
+         crm._rollup_fast_order_totals(from_ts, coalesce(old_ids, '{}'), coalesce(old_nul, false));
+    IF cust_ts IS NOT NULL AND pg_catalog.isfinite(from_ts) THEN
+        -- "since" of the class-A customers whose customers rows changed (the deleted and the
+        -- inserted ones), at the kept ends; their first order (before the end) changes only
+        -- with an order before the end, and then crm._rollup_fast_classes rebuilds the end
+        ids := ids OPERATOR(pg_catalog.||) ARRAY(SELECT c.customer_id FROM crm.rollup_customer_info c
+                                                   WHERE c.created_at OPERATOR(pg_catalog.>=) cust_ts OR c.created_at IS NULL);
+        UPDATE crm.rollup_customer_classes k
+           SET since = coalesce((SELECT pg_catalog.min(i.created_at) FROM crm.rollup_customer_info i
+                                  WHERE i.customer_id OPERATOR(pg_catalog.=) k.customer_id),
+                                (SELECT t.first_at FROM crm.rollup_customer_orders t
+                                  WHERE t.customer_id OPERATOR(pg_catalog.=) k.customer_id))
+         WHERE k.abc_class OPERATOR(pg_catalog.=) 'A' AND k.customer_id OPERATOR(pg_catalog.=) ANY (ids);
+        -- their rows of the per-customer table
+        n := n OPERATOR(pg_catalog.+) crm._rollup_fast_state(ids);
+    END IF;
+    RETURN n OPERATOR(pg_catalog.+) crm._rollup_fast_classes(from_ts);
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_fast_orders(timestamptz) IS
+'Rollup state of the customer reports, part orders: the copies of the orders and customers sources (crm.rollup_order_lines, crm.rollup_customer_info), the per-customer order summaries (crm.rollup_customer_orders) and first orders (crm.rollup_customers) from the given moment on and the classes at the dashboard period''s ends (crm.rollup_customer_classes); rows written.';
+
+CREATE OR REPLACE FUNCTION crm._rollup_orders(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    n bigint;
+    src_o text := crm._source_sql('orders', 'o');
+    go text[] := crm._rollup_gsets('o', 'channel', 'manager');
+    gn text[] := crm._rollup_gsets('nb', 'channel', 'manager');
+BEGIN
+    -- first: the order lines, the per-customer summaries and the first order per customer
+    -- (crm.rollup_customers, from the summaries: src/dashboard_fast_customers.sql); the
+    -- first order of the orders without a customer is read from them below
+    PERFORM crm._rollup_fast_orders(from_ts);
+    -- an order counts once per customers row of its customer in the channel and
+    -- manager rows (as crm.dashboard_channels and crm.dashboard_managers join
+    -- them) and once in the rows of all (as crm.owner_dashboard counts it):
+    -- first_row marks one of its rows
+    EXECUTE pg_catalog.format($sql$
+WITH od AS MATERIALIZED (
+    SELECT o.customer_id AS cust, o.ordered_at, o.amount, o.cost FROM %1$s WHERE o.ordered_at OPERATOR(pg_catalog.>=) $1),
+-- the customers rows of the changed orders' customers, numbered per customer
+cc AS MATERIALIZED (
+    SELECT c.customer_id AS cust, c.channel::pg_catalog.text AS channel, c.manager_id::pg_catalog.text AS manager,
+           pg_catalog.row_number() OVER (PARTITION BY c.customer_id ORDER BY c.channel::pg_catalog.text, c.manager_id::pg_catalog.text) AS rn
+      FROM %2$s WHERE EXISTS (SELECT 1 FROM od WHERE od.cust OPERATOR(pg_catalog.=) c.customer_id)),
+o AS MATERIALIZED (
+    SELECT od.cust::pg_catalog.text AS cid, od.ordered_at::pg_catalog.date AS day, od.amount, od.cost,
+           cc.channel, cc.manager, cc.rn, coalesce(cc.rn OPERATOR(pg_catalog.=) 1, true) AS first_row
+      FROM od LEFT JOIN cc ON cc.cust OPERATOR(pg_catalog.=) od.cust),
+nb AS (
+    SELECT rc.first_at::pg_catalog.date AS day, d.channel, d.manager, d.first_row
+      FROM crm.rollup_customers rc
+      -- one row per customers row of the customer (rn)
+      JOIN (SELECT DISTINCT o.cid, o.rn, o.channel, o.manager, o.first_row FROM o) AS d ON d.cid OPERATOR(pg_catalog.=) rc.customer_id
+     WHERE rc.first_at OPERATOR(pg_catalog.>=) $1
+    UNION ALL
+    -- the orders without a customer are one buyer (one group, as the full queries count them)
+    SELECT t.first_at::pg_catalog.date, NULL, NULL, true
+      FROM crm.rollup_customer_orders t
+     WHERE t.customer_id IS NULL AND t.first_at OPERATOR(pg_catalog.>=) $1),
+a AS (
+    SELECT o.day, %3$s AS dimension, %4$s AS key,
+           CASE WHEN %3$s OPERATOR(pg_catalog.=) 'all' THEN pg_catalog.count(*) FILTER (WHERE o.first_row) ELSE pg_catalog.count(*) END AS n,
+           CASE WHEN %3$s OPERATOR(pg_catalog.=) 'all' THEN pg_catalog.sum(o.amount) FILTER (WHERE o.first_row) ELSE pg_catalog.sum(o.amount) END AS revenue,
+           CASE WHEN %3$s OPERATOR(pg_catalog.=) 'all' THEN pg_catalog.sum(o.amount OPERATOR(pg_catalog.-) o.cost) FILTER (WHERE o.first_row)
+                ELSE pg_catalog.sum(o.amount OPERATOR(pg_catalog.-) o.cost) END AS gp,
+           NULL::pg_catalog.int8 AS nb
+      FROM o GROUP BY %5$s
+    UNION ALL
+    SELECT nb.day, %6$s, %7$s, NULL, NULL, NULL,
+           CASE WHEN %6$s OPERATOR(pg_catalog.=) 'all' THEN pg_catalog.count(*) FILTER (WHERE nb.first_row) ELSE pg_catalog.count(*) END
+      FROM nb GROUP BY %8$s)
+INSERT INTO crm.rollup_daily (day, metric, dimension, key, value)
+SELECT a.day, m.metric, a.dimension, a.key, m.value
+  FROM a CROSS JOIN LATERAL (VALUES ('orders'::pg_catalog.text, a.n::pg_catalog.numeric), ('revenue', a.revenue),
+                                    ('gross_profit', a.gp), ('new_buyers', a.nb::pg_catalog.numeric)) AS m(metric, value)
+ WHERE m.value IS NOT NULL
+$sql$, src_o, crm._source_sql('customers', 'c'), go[1], go[2], go[3], gn[1], gn[2], gn[3]) USING from_ts;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_orders(timestamptz) IS
+'Rollup part orders: keeps the first order per customer (crm.rollup_customers) and writes orders, revenue, gross_profit and new_buyers per day (all, and channel and manager of the customer) for the days from the given moment on.';
+
+CREATE OR REPLACE FUNCTION crm._fast_rfm_sql() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+SELECT format($q$
+SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
+  FROM (%s) AS x(customer, recency_days, frequency, monetary, r, f, m, rfm_code, segment)
+$q$, crm._rfm_sql($per$
+SELECT t.customer_id,
+       CASE WHEN a.n IS NULL THEN t.last_at
+            -- one line after $1: it is the last, the one before it is the last up to $1
+            WHEN a.n OPERATOR(pg_catalog.=) 1 THEN t.prev_at
+            ELSE (SELECT l.ordered_at FROM crm.rollup_order_lines l
+                   WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1
+                   ORDER BY l.ordered_at DESC LIMIT 1) END,
+       t.orders OPERATOR(pg_catalog.-) coalesce(a.n, 0),
+       CASE WHEN a.n IS NULL OR a.amount_n OPERATOR(pg_catalog.=) 0 THEN t.amount
+            WHEN a.amount_n OPERATOR(pg_catalog.=) t.amount_n THEN NULL
+            WHEN pg_catalog.scale(t.amount) IS NOT NULL
+                 AND (a.sc_max OPERATOR(pg_catalog.<) pg_catalog.scale(t.amount)
+                      OR a.sc_min OPERATOR(pg_catalog.=) a.sc_max AND t.scale_n OPERATOR(pg_catalog.>) a.amount_n)
+            THEN t.amount OPERATOR(pg_catalog.-) a.amount
+            ELSE (SELECT pg_catalog.sum(l.amount) FROM crm.rollup_order_lines l
+                   WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1) END,
+       t.customer_id
+  FROM crm.rollup_customer_orders t
+  LEFT JOIN (
+        -- the lines after $1 per customer (by time): count, sum, non-NULL amounts and
+        -- the smallest and largest scale of an amount
+        SELECT l.customer_id, pg_catalog.count(*) AS n, pg_catalog.sum(l.amount) AS amount, pg_catalog.count(l.amount) AS amount_n,
+               pg_catalog.min(pg_catalog.scale(l.amount)) AS sc_min, pg_catalog.max(pg_catalog.scale(l.amount)) AS sc_max
+          FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>) $1
+         GROUP BY 1) AS a ON a.customer_id OPERATOR(pg_catalog.=) t.customer_id
+ WHERE t.customer_id IS NOT NULL AND t.first_at OPERATOR(pg_catalog.<=) $1
+ -- (a subquery of its own, each row's figures computed once; in the order of the ids: no sort after the scoring)
+ ORDER BY t.customer_id
+$per$))
+$fn$;
+COMMENT ON FUNCTION crm._fast_rfm_sql() IS
+'SQL text ($1 = the moment) of crm.dashboard_rfm''s rows from the rollups (crm.rollup_customer_orders, less the lines of crm.rollup_order_lines after the moment), scored by crm._rfm_sql: the same rows, ordered by customer.';
+
+CREATE OR REPLACE FUNCTION crm._fast_todo(as_of timestamptz)
+RETURNS TABLE (manager_id text, kind text, entity_id text, since timestamptz, value numeric, note text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET work_mem = '64MB'
+-- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
+SET enable_mergejoin = off
+AS $$
+BEGIN
+    -- the full path's error for an event with an unknown stage before as_of
+    PERFORM crm._deal_check_stages(as_of);
+    -- the overdue contacts straight from the rows r of crm._fast_coverage's query (no function
+    -- result in between); the notes by concatenation (the same text as format: every value
+    -- through its output function, NULL as an empty string)
+    RETURN QUERY EXECUTE crm._fast_coverage_sql(as_of, format($sql$,
+cfg AS MATERIALIZED (SELECT crm._lead_sla() AS sla, crm._reactivation_after() AS react),
+-- unanswered: created more than the SLA before as_of, no first response before as_of
+ua AS (
+    SELECT l.lead_id, l.created_at, l.month, l.channel, l.manager_id, l.created_at + cfg.sla AS since, cfg.sla
+      FROM crm.rollup_leads l CROSS JOIN cfg
+     WHERE l.created_at + cfg.sla < $1 AND (l.first_response IS NULL OR l.first_response >= $1)),
+cpl AS (
+    SELECT s.channel, s.month, s.amount / n.leads AS cost_per_lead
+      FROM crm.rollup_spend_months s JOIN crm.rollup_lead_months n ON n.channel = s.channel AND n.month = s.month),
+-- open at as_of (no won or lost event before it) in an open stage
+sd AS (
+    SELECT d.deal_id, d.last_at, d.amount, d.manager_id, d.open_so, %2$s AS norm
+      FROM %1$s AS d WHERE d.open_so IS NOT NULL AND d.closed_at IS NULL),
+oi AS (
+    SELECT i.invoice_id, i.customer_id, i.issued_at, i.due_at, i.amount FROM crm.rollup_invoices i
+     WHERE i.issued_at < $1 AND (i.paid_at IS NULL OR i.paid_at >= $1) AND i.due_at < $1),
+-- exactly one order before as_of, older than the period, no real contact at or
+-- after it before as_of (the contact state; the contacts copy by index only
+-- when the last contact is at or after as_of)
+ra AS (
+    SELECT f.customer_id, f.first_at AS ordered_at, f.first_amount AS amount, f.first_at + cfg.react AS since
+      FROM crm.rollup_customer_orders f CROSS JOIN cfg
+     WHERE f.customer_id IS NOT NULL AND f.first_at + cfg.react < $1 AND (f.second_at IS NULL OR f.second_at >= $1)
+       AND NOT EXISTS (SELECT 1 FROM crm.rollup_customer_contacts s
+                        WHERE s.customer_id = f.customer_id AND s.last_at >= f.first_at AND s.first_at < $1
+                          AND (s.last_at < $1 OR EXISTS (SELECT 1 FROM crm.rollup_real_contacts r
+                                                          WHERE r.customer_id = f.customer_id AND r.occurred_at >= f.first_at
+                                                            AND r.occurred_at < $1)))),
+items AS (
+    SELECT ua.manager_id, 'unanswered_lead'::text AS kind, ua.lead_id AS entity_id, ua.since,
+           round(coalesce(cpl.cost_per_lead, 0), 2) AS value,
+           'lead from ' || coalesce(ua.channel, '(unknown channel)') || ' created '
+           || coalesce(to_char(ua.created_at, 'YYYY-MM-DD HH24:MI'), '') || ', no first response (SLA '
+           || coalesce(ua.sla::text, '') || ')' AS note
+      FROM ua LEFT JOIN cpl ON cpl.channel = ua.channel AND cpl.month = ua.month
+    UNION ALL
+    SELECT sd.manager_id, 'stale_deal', sd.deal_id, sd.last_at + sd.norm, sd.amount,
+           'stage ' || coalesce(ps.stage, '') || ' idle ' || coalesce(extract(day FROM ($1 - sd.last_at))::text, '')
+           || ' days (norm ' || coalesce(ps.max_days::text, '') || ')'
+      FROM sd JOIN crm.pipeline_stages ps ON ps.stage_order = sd.open_so
+     WHERE sd.last_at < ($1 - sd.norm)
+    UNION ALL
+    SELECT cust.manager_id, 'overdue_invoice', oi.invoice_id, oi.due_at, oi.amount,
+           'invoice issued ' || coalesce(oi.issued_at::date::text, '') || ', due ' || coalesce(oi.due_at::date::text, '')
+           || ', ' || coalesce(extract(day FROM ($1 - oi.due_at))::text, '') || ' days overdue'
+      FROM oi LEFT JOIN LATERAL (SELECT min(c.manager_id) AS manager_id FROM crm.rollup_customer_info c
+                                  WHERE c.customer_id = oi.customer_id) AS cust ON true
+    UNION ALL
+    SELECT r.manager_id, 'overdue_contact', r.customer_id, r.due, coalesce(r.rev, 0),
+           'class ' || coalesce(r.cls, '') || ', last real contact ' || coalesce(r.last_at::date::text, 'never')
+           || ', next contact was due ' || coalesce(r.due::date::text, '')
+      FROM r WHERE NOT r.covered
+    UNION ALL
+    SELECT cust.manager_id, 'reactivation', ra.customer_id, ra.since, ra.amount,
+           'one order on ' || coalesce(ra.ordered_at::date::text, '') || ', no real contact since'
+      FROM ra LEFT JOIN LATERAL (SELECT min(c.manager_id) AS manager_id FROM crm.rollup_customer_info c
+                                  WHERE c.customer_id = ra.customer_id) AS cust ON true)
+-- sorted by value first, then the ties (100,000 overdue contacts of value 0 as of now() on the
+-- 100,000-customer demo) by the rest: an incremental sort, twice as fast as one sort by every key
+SELECT i.manager_id, i.kind, i.entity_id, i.since, i.value, i.note
+  FROM (SELECT * FROM items ORDER BY items.value DESC NULLS LAST OFFSET 0) AS i
+ ORDER BY i.value DESC NULLS LAST, i.since NULLS LAST, i.kind, i.entity_id
+$sql$, crm._deal_states_sql('$1', '''infinity''::timestamptz'), crm._stage_norm_case('d.open_so')))
+    USING as_of;
+END
+$$;
+COMMENT ON FUNCTION crm._fast_todo(timestamptz) IS
+'crm.todo(as_of) computed from the rollups (crm.rollup_leads, crm.rollup_lead_months, crm.rollup_spend_months, the deal states, crm.rollup_invoices, crm._fast_coverage, crm.rollup_customer_orders, the contact state, crm.rollup_customer_info): the same rows in the same order.';
+
+UPDATE crm.rollup_status SET needs_full = true;
+-- ==== end of section refresh5 ====

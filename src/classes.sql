@@ -138,10 +138,13 @@ SELECT format($q$
               FROM (%s) AS p(key, last_at, frequency, monetary, ord)
         ), scored AS (
             SELECT per.*,
-                   crm.quantile_score(OPERATOR(pg_catalog.-) per.recency_days::pg_catalog.float8) OVER () AS r,
-                   crm.quantile_score(per.frequency::pg_catalog.float8) OVER () AS f,
-                   crm.quantile_score(per.monetary::pg_catalog.float8) OVER () AS m
+                   crm.quantile_score(OPERATOR(pg_catalog.-) per.recency_days::pg_catalog.float8) OVER w AS r,
+                   crm.quantile_score(per.frequency::pg_catalog.float8) OVER w AS f,
+                   crm.quantile_score(per.monetary::pg_catalog.float8) OVER w AS m
               FROM per
+            -- (a score depends on the whole partition only: the rows go through in the
+            -- order of ord, so that a per-customer query already in that order is not sorted)
+            WINDOW w AS (ORDER BY per.ord)
         )
         SELECT s.key::pg_catalog.text, s.recency_days, s.frequency, s.monetary, s.r, s.f, s.m,
                pg_catalog.concat(s.r, s.f, s.m), crm.rfm_segment(s.r, s.f)

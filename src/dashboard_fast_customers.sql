@@ -25,16 +25,24 @@ CREATE INDEX ON crm.rollup_order_lines (ordered_at);
 CREATE INDEX ON crm.rollup_order_lines (customer_id, ordered_at);
 
 CREATE TABLE crm.rollup_customer_orders (
-    customer_id text,
-    first_at    timestamptz NOT NULL,
-    last_at     timestamptz NOT NULL,
-    gp          numeric,
-    gp_n        bigint
-);
+    customer_id  text,
+    first_at     timestamptz NOT NULL,
+    last_at      timestamptz NOT NULL,
+    gp           numeric,
+    gp_n         bigint,
+    orders       bigint,
+    amount       numeric,
+    amount_n     bigint,
+    scale_n      bigint,
+    first_amount numeric,
+    second_at    timestamptz,
+    prev_at      timestamptz
+)
+-- room on each page: a summary updated in place stays on its page (no new index entry)
+WITH (fillfactor = 80);
 COMMENT ON TABLE crm.rollup_customer_orders IS
-'Rollup state per customer with orders (derived, not dumped; customer_id NULL = the orders without a customer): first and last order, gross profit (amount - cost) of all orders and the number of orders with one (gp_n).';
-CREATE INDEX ON crm.rollup_customer_orders (customer_id);
-CREATE INDEX ON crm.rollup_customer_orders (last_at);
+'Rollup state per customer with orders (derived, not dumped; customer_id NULL = the orders without a customer), one summary of its order lines: first and last order, gross profit (amount - cost) of all orders and the number of orders with one (gp_n), the number of orders, the sum of their amounts, the number of non-NULL amounts (amount_n) and of amounts with the scale of that sum (scale_n), the first order''s amount (of the earliest by moment, amount, scale), the moment of the second order (NULL = one order; equal to first_at when two orders share the first moment) and of the order before the last one (prev_at: NULL = one order; equal to last_at when two orders share the last moment).';
+CREATE UNIQUE INDEX ON crm.rollup_customer_orders (customer_id) NULLS NOT DISTINCT;
 
 -- per end of the dashboard period (as of the refresh) and of the period before:
 -- the class of every customer with revenue in the 12 months before it
@@ -137,6 +145,9 @@ DECLARE
     m bigint;
     cust_ts timestamptz := from_ts;
     ids text[];
+    -- the customers of the order lines replaced (with an order at or after from_ts before the change)
+    old_ids text[];
+    old_nul boolean;
 BEGIN
     -- during crm.refresh_rollups the changes it took are in pg_temp.crm_rollup_taken:
     -- the customers copy is read again only from the earliest change of a table the
@@ -151,7 +162,9 @@ BEGIN
     IF from_ts OPERATOR(pg_catalog.=) '-infinity'::pg_catalog.timestamptz THEN
         TRUNCATE crm.rollup_order_lines, crm.rollup_customer_info;
     ELSE
-        DELETE FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>=) from_ts;
+        WITH d AS (DELETE FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>=) from_ts RETURNING l.customer_id)
+        SELECT pg_catalog.array_agg(DISTINCT d.customer_id) FILTER (WHERE d.customer_id IS NOT NULL), pg_catalog.bool_or(d.customer_id IS NULL)
+          INTO old_ids, old_nul FROM d;
         -- the customers whose rows are read again: their "since" in the kept classes is set again below
         WITH d AS (DELETE FROM crm.rollup_customer_info c WHERE c.created_at OPERATOR(pg_catalog.>=) cust_ts OR c.created_at IS NULL AND cust_ts IS NOT NULL
                    RETURNING c.customer_id)
@@ -171,7 +184,8 @@ SELECT c.customer_id::pg_catalog.text, c.created_at, c.channel::pg_catalog.text,
         $sql$, crm._source_sql('customers', 'c')) USING cust_ts;
         GET DIAGNOSTICS m = ROW_COUNT;
     END IF;
-    n := n OPERATOR(pg_catalog.+) m OPERATOR(pg_catalog.+) crm._rollup_fast_order_totals(from_ts);
+    n := n OPERATOR(pg_catalog.+) m OPERATOR(pg_catalog.+)
+         crm._rollup_fast_order_totals(from_ts, coalesce(old_ids, '{}'), coalesce(old_nul, false));
     IF cust_ts IS NOT NULL AND pg_catalog.isfinite(from_ts) THEN
         -- "since" of the class-A customers whose customers rows changed (the deleted and the
         -- inserted ones), at the kept ends; their first order (before the end) changes only
@@ -191,9 +205,18 @@ SELECT c.customer_id::pg_catalog.text, c.created_at, c.channel::pg_catalog.text,
 END
 $$;
 COMMENT ON FUNCTION crm._rollup_fast_orders(timestamptz) IS
-'Rollup state of the customer reports, part orders: the copies of the orders and customers sources (crm.rollup_order_lines, crm.rollup_customer_info), the per-customer order totals (crm.rollup_customer_orders) from the given moment on and the classes at the dashboard period''s ends (crm.rollup_customer_classes); rows written.';
+'Rollup state of the customer reports, part orders: the copies of the orders and customers sources (crm.rollup_order_lines, crm.rollup_customer_info), the per-customer order summaries (crm.rollup_customer_orders) and first orders (crm.rollup_customers) from the given moment on and the classes at the dashboard period''s ends (crm.rollup_customer_classes); rows written.';
 
-CREATE FUNCTION crm._rollup_fast_order_totals(from_ts timestamptz) RETURNS bigint
+-- The per-customer summary of the order lines (crm.rollup_customer_orders) in
+-- one pass per changed customer.  Every changed line is at or after from_ts,
+-- before and after the change.  A customer whose kept last order is at or
+-- after from_ts (lines of it may have changed or gone) is read again from all
+-- its lines; every other customer had only lines before from_ts, which did
+-- not change: its kept summary plus its lines at or after from_ts (the common
+-- case, new orders after every existing one, reads no history).  Sums keep the
+-- scale a sum of all lines gives (a numeric sum's scale is the largest of its
+-- terms').
+CREATE FUNCTION crm._rollup_fast_order_totals(from_ts timestamptz, old_ids text[], old_nul boolean) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 -- the changed customers by index (cost grows with them, not with the history)
@@ -204,45 +227,112 @@ DECLARE
     n    bigint;
     m    bigint := 0;
     ids  text[];
+    wids text[];
+    done text[];
     nul  boolean;
 BEGIN
-    -- a full rebuild reads everything: hash joins again (the SET above is for the few changed rows)
-    IF NOT pg_catalog.isfinite(from_ts) THEN
-        PERFORM pg_catalog.set_config('enable_hashjoin', 'on', true), pg_catalog.set_config('enable_mergejoin', 'on', true);
-    END IF;
     IF from_ts = '-infinity' THEN
+        -- a full rebuild reads everything: hash joins again (the SET above is for the few changed rows)
+        PERFORM pg_catalog.set_config('enable_hashjoin', 'on', true), pg_catalog.set_config('enable_mergejoin', 'on', true);
         TRUNCATE crm.rollup_customer_orders;
-        INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp, gp_n)
-        SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), sum(l.amount - l.cost), count(l.amount - l.cost)
-          FROM crm.rollup_order_lines l GROUP BY 1;
+        DELETE FROM crm.rollup_customers;
+        INSERT INTO crm.rollup_customer_orders
+        SELECT x.customer_id, min(x.ordered_at), max(x.ordered_at), sum(x.amount - x.cost), count(x.amount - x.cost),
+               count(*), sum(x.amount), count(x.amount),
+               CASE WHEN scale(sum(x.amount)) IS NOT NULL THEN count(*) FILTER (WHERE scale(x.amount) = x.ms) ELSE 0 END,
+               min(x.amount) FILTER (WHERE x.rn = 1), min(x.ordered_at) FILTER (WHERE x.rn = 2),
+               max(x.ordered_at) FILTER (WHERE x.rn = x.cnt - 1)
+          FROM (SELECT l.customer_id, l.ordered_at, l.amount, l.cost, max(scale(l.amount)) OVER (PARTITION BY l.customer_id) AS ms,
+                       count(*) OVER (PARTITION BY l.customer_id) AS cnt,
+                       row_number() OVER (PARTITION BY l.customer_id ORDER BY l.ordered_at, l.amount, scale(l.amount)) AS rn
+                  FROM crm.rollup_order_lines l) AS x
+         GROUP BY 1
+         -- in the order crm._fast_rfm_sql reads them (by the unique index on the ids)
+         ORDER BY 1;
         GET DIAGNOSTICS n = ROW_COUNT;
+        INSERT INTO crm.rollup_customers (customer_id, first_at)
+        SELECT t.customer_id, t.first_at FROM crm.rollup_customer_orders t WHERE t.customer_id IS NOT NULL;
         RETURN n;
     END IF;
-    -- the customers with an order at or after from_ts, before or after the change
-    ids := ARRAY(SELECT t.customer_id FROM crm.rollup_customer_orders t WHERE t.last_at >= from_ts AND t.customer_id IS NOT NULL
-                 UNION
-                 SELECT l.customer_id FROM crm.rollup_order_lines l WHERE l.ordered_at >= from_ts AND l.customer_id IS NOT NULL);
-    nul := EXISTS (SELECT 1 FROM crm.rollup_customer_orders t WHERE t.last_at >= from_ts AND t.customer_id IS NULL)
-        OR EXISTS (SELECT 1 FROM crm.rollup_order_lines l WHERE l.ordered_at >= from_ts AND l.customer_id IS NULL);
-    DELETE FROM crm.rollup_customer_orders t USING unnest(ids) AS u(id) WHERE t.customer_id = u.id;
-    INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp, gp_n)
-    SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), sum(l.amount - l.cost), count(l.amount - l.cost)
-      FROM unnest(ids) AS u(id) JOIN crm.rollup_order_lines l ON l.customer_id = u.id GROUP BY 1;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    -- the per-customer table for the same customers
-    n := n + crm._rollup_fast_state_part('orders', ids, from_ts);
+    -- the customers with an order at or after from_ts before the change (old_ids: the
+    -- customers of the lines replaced): from all their lines
+    ids := old_ids;
+    nul := old_nul OR EXISTS (SELECT 1 FROM crm.rollup_order_lines l WHERE l.ordered_at >= from_ts AND l.customer_id IS NULL);
+    IF cardinality(ids) > 0 THEN
+        DELETE FROM crm.rollup_customer_orders t USING unnest(ids) AS u(id) WHERE t.customer_id = u.id;
+    END IF;
+    -- first orders at or after from_ts may have changed; earlier ones did not (the
+    -- new ones: the summaries written below with a first order at or after from_ts)
+    DELETE FROM crm.rollup_customers rc WHERE rc.first_at >= from_ts;
+    -- every line at or after from_ts, and the earlier lines of those customers;
+    -- the others' summaries are added to (ON CONFLICT), and the per-customer
+    -- table gets the new figures of the rows written (in place)
+    WITH w AS (
+        INSERT INTO crm.rollup_customer_orders AS t
+        SELECT x.customer_id, min(x.ordered_at), max(x.ordered_at), sum(x.amount - x.cost), count(x.amount - x.cost),
+               count(*), sum(x.amount), count(x.amount),
+               CASE WHEN scale(sum(x.amount)) IS NOT NULL THEN count(*) FILTER (WHERE scale(x.amount) = x.ms) ELSE 0 END,
+               min(x.amount) FILTER (WHERE x.rn = 1), min(x.ordered_at) FILTER (WHERE x.rn = 2),
+               max(x.ordered_at) FILTER (WHERE x.rn = x.cnt - 1)
+          FROM (SELECT l.customer_id, l.ordered_at, l.amount, l.cost, max(scale(l.amount)) OVER (PARTITION BY l.customer_id) AS ms,
+                       count(*) OVER (PARTITION BY l.customer_id) AS cnt,
+                       row_number() OVER (PARTITION BY l.customer_id ORDER BY l.ordered_at, l.amount, scale(l.amount)) AS rn
+                  FROM (SELECT l.customer_id, l.ordered_at, l.amount, l.cost FROM crm.rollup_order_lines l
+                         WHERE l.ordered_at >= from_ts AND l.customer_id IS NOT NULL
+                        UNION ALL
+                        SELECT l.customer_id, l.ordered_at, l.amount, l.cost
+                          FROM unnest(ids) AS u(id) JOIN crm.rollup_order_lines l ON l.customer_id = u.id AND l.ordered_at < from_ts) AS l) AS x
+         GROUP BY 1
+        ON CONFLICT (customer_id) DO UPDATE
+           SET last_at = EXCLUDED.last_at,
+               gp = CASE WHEN t.gp IS NULL THEN EXCLUDED.gp WHEN EXCLUDED.gp IS NULL THEN t.gp ELSE t.gp + EXCLUDED.gp END,
+               gp_n = t.gp_n + EXCLUDED.gp_n,
+               orders = t.orders + EXCLUDED.orders,
+               amount = CASE WHEN t.amount IS NULL THEN EXCLUDED.amount WHEN EXCLUDED.amount IS NULL THEN t.amount
+                             ELSE t.amount + EXCLUDED.amount END,
+               amount_n = t.amount_n + EXCLUDED.amount_n,
+               -- (a sum not finite (NaN, infinity) has no scale: 0)
+               scale_n = CASE WHEN t.amount IS NOT NULL AND scale(t.amount) IS NULL
+                                OR EXCLUDED.amount IS NOT NULL AND scale(EXCLUDED.amount) IS NULL THEN 0
+                              WHEN t.amount IS NULL OR scale(EXCLUDED.amount) > scale(t.amount) THEN EXCLUDED.scale_n
+                              WHEN scale(EXCLUDED.amount) = scale(t.amount) THEN t.scale_n + EXCLUDED.scale_n
+                              ELSE t.scale_n END,
+               second_at = coalesce(t.second_at, EXCLUDED.first_at),
+               prev_at = CASE WHEN EXCLUDED.orders > 1 THEN EXCLUDED.prev_at ELSE t.last_at END
+        RETURNING t.customer_id, t.first_at, t.last_at, t.gp, t.gp_n),
+    f AS (
+        INSERT INTO crm.rollup_customers (customer_id, first_at)
+        SELECT w.customer_id, w.first_at FROM w WHERE w.first_at >= from_ts),
+    s AS (
+        UPDATE crm.rollup_customer_state s SET first_order_at = w.first_at, last_order_at = w.last_at, gp = w.gp, gp_n = w.gp_n
+          FROM w WHERE s.customer_id = w.customer_id
+        RETURNING s.customer_id)
+    SELECT (SELECT array_agg(w.customer_id) FROM w), (SELECT array_agg(s.customer_id) FROM s) INTO wids, done;
+    n := coalesce(cardinality(wids), 0) + coalesce(cardinality(done), 0);
+    -- the per-customer table for the others: new to it, or without orders now
+    ids := ARRAY(SELECT unnest(wids) UNION SELECT unnest(ids) EXCEPT SELECT unnest(done));
+    IF cardinality(ids) > 0 THEN
+        n := n + crm._rollup_fast_state(ids);
+    END IF;
     IF nul THEN
         DELETE FROM crm.rollup_customer_orders t WHERE t.customer_id IS NULL;
-        INSERT INTO crm.rollup_customer_orders (customer_id, first_at, last_at, gp, gp_n)
-        SELECT NULL, min(l.ordered_at), max(l.ordered_at), sum(l.amount - l.cost), count(l.amount - l.cost)
-          FROM crm.rollup_order_lines l WHERE l.customer_id IS NULL HAVING count(*) > 0;
+        INSERT INTO crm.rollup_customer_orders
+        SELECT NULL, min(x.ordered_at), max(x.ordered_at), sum(x.amount - x.cost), count(x.amount - x.cost),
+               count(*), sum(x.amount), count(x.amount),
+               CASE WHEN scale(sum(x.amount)) IS NOT NULL THEN count(*) FILTER (WHERE scale(x.amount) = x.ms) ELSE 0 END,
+               min(x.amount) FILTER (WHERE x.rn = 1), min(x.ordered_at) FILTER (WHERE x.rn = 2),
+               max(x.ordered_at) FILTER (WHERE x.rn = x.cnt - 1)
+          FROM (SELECT l.ordered_at, l.amount, l.cost, max(scale(l.amount)) OVER () AS ms, count(*) OVER () AS cnt,
+                       row_number() OVER (ORDER BY l.ordered_at, l.amount, scale(l.amount)) AS rn
+                  FROM crm.rollup_order_lines l WHERE l.customer_id IS NULL) AS x
+        HAVING count(*) > 0;
         GET DIAGNOSTICS m = ROW_COUNT;
     END IF;
     RETURN n + m;
 END
 $$;
-COMMENT ON FUNCTION crm._rollup_fast_order_totals(timestamptz) IS
-'Recomputes crm.rollup_customer_orders (first and last order, gross profit per customer) for every customer with an order at or after the given moment, before or after the change (everything for -infinity), from crm.rollup_order_lines; rows written.';
+COMMENT ON FUNCTION crm._rollup_fast_order_totals(timestamptz, text[], boolean) IS
+'Keeps crm.rollup_customer_orders (the summary of each customer''s order lines), its columns in crm.rollup_customer_state and the first orders (crm.rollup_customers) for every customer with an order at or after the given moment, before or after the change: those with one before the change (the given customers whose lines were replaced; true: the orders without a customer among them) read again from all their lines, the others their summary plus their new lines (everything again for -infinity); rows written.';
 
 -- The classes at the ends of the dashboard period (crm.dashboard_period() of
 -- the refreshing session, the days cut in the rollups' time zone): rebuilt for

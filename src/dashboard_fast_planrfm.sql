@@ -8,80 +8,11 @@
 -- crm.owner_dashboard / crm.dashboard_channels whole.
 --
 -- RFM: per customer the first and last order, the number of orders and the sum of
--- their amounts (crm.rollup_customer_rfm, kept by the rollup part orders from
--- crm.rollup_order_lines); the figures as of a moment E are the totals of the
--- customers whose last order is at or before E, and for the others the order
--- lines up to E.  The scoring is crm.rfm_report's own (crm._rfm_sql).
-
-CREATE TABLE crm.rollup_customer_rfm (
-    customer_id text PRIMARY KEY,
-    first_at    timestamptz NOT NULL,
-    last_at     timestamptz NOT NULL,
-    orders      bigint NOT NULL,
-    amount      numeric
-);
-COMMENT ON TABLE crm.rollup_customer_rfm IS
-'Rollup state per customer with orders (derived, not dumped; orders without a customer or a moment left out): the first and the last order, the number of orders and the sum of their amounts, from crm.rollup_order_lines.';
-CREATE INDEX ON crm.rollup_customer_rfm (last_at);
-
--- ---------------------------------------------------------------------------
--- Maintenance (called by the rollup part orders after crm._rollup_fast_orders)
--- ---------------------------------------------------------------------------
-
-CREATE FUNCTION crm._rollup_rfm_totals(from_ts timestamptz) RETURNS bigint
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
--- the changed customers by index (cost grows with them, not with the history)
-SET enable_hashjoin = off
-SET enable_mergejoin = off
-AS $$
-DECLARE
-    n   bigint;
-    m   bigint;
-    ids text[];
-BEGIN
-    -- a full rebuild reads everything: hash joins again (the SET above is for the few changed rows)
-    IF NOT pg_catalog.isfinite(from_ts) THEN
-        PERFORM pg_catalog.set_config('enable_hashjoin', 'on', true), pg_catalog.set_config('enable_mergejoin', 'on', true);
-    END IF;
-    IF from_ts = '-infinity' THEN
-        TRUNCATE crm.rollup_customer_rfm;
-        INSERT INTO crm.rollup_customer_rfm (customer_id, first_at, last_at, orders, amount)
-        SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), count(*), sum(l.amount)
-          FROM crm.rollup_order_lines l WHERE l.customer_id IS NOT NULL GROUP BY 1
-         -- in the order crm._fast_rfm_sql reads them (by the primary key)
-         ORDER BY 1;
-        GET DIAGNOSTICS n = ROW_COUNT;
-        RETURN n;
-    END IF;
-    -- every changed order is at or after from_ts, before and after the change.
-    -- The customers with an order at or after from_ts before the change (their
-    -- last order) are recomputed from all their lines (below); the others had
-    -- only orders before from_ts, which did not change: their totals plus their
-    -- lines at or after from_ts (the sum keeps the scale a sum of all gives)
-    ids := ARRAY(SELECT t.customer_id FROM crm.rollup_customer_rfm t WHERE t.last_at >= from_ts);
-    DELETE FROM crm.rollup_customer_rfm t USING unnest(ids) AS u(id) WHERE t.customer_id = u.id;
-    INSERT INTO crm.rollup_customer_rfm AS t (customer_id, first_at, last_at, orders, amount)
-    SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), count(*), sum(l.amount)
-      FROM crm.rollup_order_lines l WHERE l.ordered_at >= from_ts AND l.customer_id IS NOT NULL GROUP BY 1
-    ON CONFLICT (customer_id) DO UPDATE
-       SET last_at = EXCLUDED.last_at, orders = t.orders + EXCLUDED.orders,
-           amount = CASE WHEN t.amount IS NULL THEN EXCLUDED.amount WHEN EXCLUDED.amount IS NULL THEN t.amount
-                         ELSE t.amount + EXCLUDED.amount END;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    -- the customers recomputed from all their lines (those with lines at or
-    -- after from_ts got a partial row above: replaced)
-    INSERT INTO crm.rollup_customer_rfm AS t (customer_id, first_at, last_at, orders, amount)
-    SELECT l.customer_id, min(l.ordered_at), max(l.ordered_at), count(*), sum(l.amount)
-      FROM unnest(ids) AS u(id) JOIN crm.rollup_order_lines l ON l.customer_id = u.id GROUP BY 1
-    ON CONFLICT (customer_id) DO UPDATE
-       SET first_at = EXCLUDED.first_at, last_at = EXCLUDED.last_at, orders = EXCLUDED.orders, amount = EXCLUDED.amount;
-    GET DIAGNOSTICS m = ROW_COUNT;
-    RETURN n + m;
-END
-$$;
-COMMENT ON FUNCTION crm._rollup_rfm_totals(timestamptz) IS
-'Keeps crm.rollup_customer_rfm (first and last order, orders, sum of amounts per customer) from crm.rollup_order_lines for every customer with an order at or after the given moment, before or after the change: those with one before the change recomputed from all their lines, the others their totals plus their new lines (everything again for -infinity); rows written.';
+-- their amounts (crm.rollup_customer_orders, kept by the rollup part orders from
+-- crm.rollup_order_lines); the figures as of a moment E are the summaries of
+-- the customers whose last order is at or before E, and for the others the
+-- summary less their lines after E.  The scoring is crm.rfm_report's own
+-- (crm._rfm_sql).
 
 -- ---------------------------------------------------------------------------
 -- RFM
@@ -89,7 +20,17 @@ COMMENT ON FUNCTION crm._rollup_rfm_totals(timestamptz) IS
 
 -- SQL text of crm.dashboard_rfm's rows as of $1 (orders at or before it) from
 -- the rollups, ordered by customer: crm.rfm_report's scoring (crm._rfm_sql)
--- of the per-customer figures.
+-- of the per-customer figures as of $1.  A customer whose last order is at
+-- or before $1: its summary (crm.rollup_customer_orders).  The others: the
+-- summary minus one pass over the lines after $1 grouped by customer, and the
+-- last order at or before $1: the order before the last one (prev_at) for a
+-- customer with one line after $1, else by one backward index probe.  The difference of
+-- the sums has the scale of the sum of the lines up to $1 (what
+-- crm.rfm_report sums) when one of those has the scale of the whole sum: when
+-- the lines after $1 have smaller scales, or all the same scale and fewer of
+-- them than the summary counts (scale_n); else, and for a sum not finite,
+-- the lines up to $1 are summed by index.  Read in the order of the ids (the
+-- unique index; crm._rfm_sql scores in the order of ord): no sort.
 CREATE FUNCTION crm._fast_rfm_sql() RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -98,26 +39,38 @@ SELECT format($q$
 SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
   FROM (%s) AS x(customer, recency_days, frequency, monetary, r, f, m, rfm_code, segment)
 $q$, crm._rfm_sql($per$
--- per customer with an order by the end: the totals, or for a customer with
--- an order after it the lines up to it (by index); numbered in the order of
--- the ids (the primary key gives it: no sort of the text ids)
 SELECT t.customer_id,
-       CASE WHEN t.last_at OPERATOR(pg_catalog.<=) $1 THEN t.last_at
-            ELSE (SELECT pg_catalog.max(l.ordered_at) FROM crm.rollup_order_lines l
-                   WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1) END,
-       CASE WHEN t.last_at OPERATOR(pg_catalog.<=) $1 THEN t.orders
-            ELSE (SELECT pg_catalog.count(*) FROM crm.rollup_order_lines l
-                   WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1) END,
-       CASE WHEN t.last_at OPERATOR(pg_catalog.<=) $1 THEN t.amount
+       CASE WHEN a.n IS NULL THEN t.last_at
+            -- one line after $1: it is the last, the one before it is the last up to $1
+            WHEN a.n OPERATOR(pg_catalog.=) 1 THEN t.prev_at
+            ELSE (SELECT l.ordered_at FROM crm.rollup_order_lines l
+                   WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1
+                   ORDER BY l.ordered_at DESC LIMIT 1) END,
+       t.orders OPERATOR(pg_catalog.-) coalesce(a.n, 0),
+       CASE WHEN a.n IS NULL OR a.amount_n OPERATOR(pg_catalog.=) 0 THEN t.amount
+            WHEN a.amount_n OPERATOR(pg_catalog.=) t.amount_n THEN NULL
+            WHEN pg_catalog.scale(t.amount) IS NOT NULL
+                 AND (a.sc_max OPERATOR(pg_catalog.<) pg_catalog.scale(t.amount)
+                      OR a.sc_min OPERATOR(pg_catalog.=) a.sc_max AND t.scale_n OPERATOR(pg_catalog.>) a.amount_n)
+            THEN t.amount OPERATOR(pg_catalog.-) a.amount
             ELSE (SELECT pg_catalog.sum(l.amount) FROM crm.rollup_order_lines l
                    WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1) END,
-       pg_catalog.row_number() OVER (ORDER BY t.customer_id)
-  FROM crm.rollup_customer_rfm t
- WHERE t.first_at OPERATOR(pg_catalog.<=) $1
+       t.customer_id
+  FROM crm.rollup_customer_orders t
+  LEFT JOIN (
+        -- the lines after $1 per customer (by time): count, sum, non-NULL amounts and
+        -- the smallest and largest scale of an amount
+        SELECT l.customer_id, pg_catalog.count(*) AS n, pg_catalog.sum(l.amount) AS amount, pg_catalog.count(l.amount) AS amount_n,
+               pg_catalog.min(pg_catalog.scale(l.amount)) AS sc_min, pg_catalog.max(pg_catalog.scale(l.amount)) AS sc_max
+          FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>) $1
+         GROUP BY 1) AS a ON a.customer_id OPERATOR(pg_catalog.=) t.customer_id
+ WHERE t.customer_id IS NOT NULL AND t.first_at OPERATOR(pg_catalog.<=) $1
+ -- (a subquery of its own, each row's figures computed once; in the order of the ids: no sort after the scoring)
+ ORDER BY t.customer_id
 $per$))
 $fn$;
 COMMENT ON FUNCTION crm._fast_rfm_sql() IS
-'SQL text ($1 = the moment) of crm.dashboard_rfm''s rows from the rollups (crm.rollup_customer_rfm, and crm.rollup_order_lines for the customers with an order after the moment), scored by crm._rfm_sql: the same rows, ordered by customer.';
+'SQL text ($1 = the moment) of crm.dashboard_rfm''s rows from the rollups (crm.rollup_customer_orders, less the lines of crm.rollup_order_lines after the moment), scored by crm._rfm_sql: the same rows, ordered by customer.';
 
 -- ---------------------------------------------------------------------------
 -- Plan against fact

@@ -7,82 +7,9 @@
 -- the deal states (crm._deal_states_sql) and the stage norms read when the
 -- report runs; overdue invoices from crm.rollup_invoices (with their invoice
 -- and customer ids); overdue contacts from crm._fast_coverage; reactivation from
--- crm.rollup_customer_firsts (kept here: each customer's first order and the
--- moment of its second) and the contact state.  Managers of customers from
+-- crm.rollup_customer_orders (each customer's first order, its amount and the
+-- moment of its second, kept by the part orders) and the contact state.  Managers of customers from
 -- crm.rollup_customer_info.  Derived data: not dumped, no grants to PUBLIC.
-
--- per customer with orders: the first order (moment, amount) and the moment
--- of the second (equal to the first when two orders share the first moment)
-CREATE TABLE crm.rollup_customer_firsts (
-    customer_id text PRIMARY KEY,
-    first_at    timestamptz NOT NULL,
-    amount      numeric,
-    second_at   timestamptz
-);
-COMMENT ON TABLE crm.rollup_customer_firsts IS
-'Rollup state per customer with orders for crm.todo (derived, not dumped): the first order''s moment and amount and the moment of the second order (NULL = one order; equal to first_at when two orders share the first moment): "exactly one order before E" is first_at < E and (second_at IS NULL or second_at >= E).';
-CREATE INDEX ON crm.rollup_customer_firsts ((coalesce(second_at, first_at)));
-
--- ---------------------------------------------------------------------------
--- Maintenance (hooked into the rollup part orders)
--- ---------------------------------------------------------------------------
-
--- Part orders (after crm._rollup_fast_orders has replaced the order lines
--- from from_ts on): a customer's first two orders change only if one of them
--- is at or after from_ts (coalesce(second_at, first_at) >= from_ts before the
--- change) or the customer has an order at or after from_ts now and not two
--- orders before from_ts (a new first or second order); those customers are
--- read again from the order lines.
-CREATE FUNCTION crm._rollup_todo_orders(from_ts timestamptz) RETURNS bigint
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
--- the changed customers by index (cost grows with them, not with the history)
-SET enable_hashjoin = off
-SET enable_mergejoin = off
-AS $$
-DECLARE
-    n   bigint;
-    ids text[];
-BEGIN
-    -- a full rebuild reads everything: hash joins again (the SET above is for the few changed rows)
-    IF NOT pg_catalog.isfinite(from_ts) THEN
-        PERFORM pg_catalog.set_config('enable_hashjoin', 'on', true), pg_catalog.set_config('enable_mergejoin', 'on', true);
-    END IF;
-    IF from_ts = '-infinity' THEN
-        TRUNCATE crm.rollup_customer_firsts;
-        INSERT INTO crm.rollup_customer_firsts (customer_id, first_at, amount, second_at)
-        SELECT o.customer_id, o.ordered_at, o.amount, o.next_at
-          FROM (SELECT l.customer_id, l.ordered_at, l.amount, row_number() OVER w AS rn, lead(l.ordered_at) OVER w AS next_at
-                  FROM crm.rollup_order_lines l WHERE l.customer_id IS NOT NULL
-                WINDOW w AS (PARTITION BY l.customer_id ORDER BY l.ordered_at)) AS o
-         WHERE o.rn = 1;
-        GET DIAGNOSTICS n = ROW_COUNT;
-        RETURN n;
-    END IF;
-    WITH d AS (DELETE FROM crm.rollup_customer_firsts f WHERE coalesce(f.second_at, f.first_at) >= from_ts RETURNING f.customer_id)
-    SELECT array_agg(d.customer_id) INTO ids FROM d;
-    ids := ARRAY(SELECT DISTINCT u.id
-                   FROM (SELECT unnest(coalesce(ids, '{}')) AS id
-                         UNION ALL
-                         -- an order at or after from_ts now; a customer kept with both its
-                         -- first two orders (before from_ts) cannot have a new one among them
-                         SELECT l.customer_id FROM crm.rollup_order_lines l
-                          WHERE l.ordered_at >= from_ts AND l.customer_id IS NOT NULL
-                            AND NOT EXISTS (SELECT 1 FROM crm.rollup_customer_firsts f
-                                             WHERE f.customer_id = l.customer_id AND f.second_at IS NOT NULL)) AS u);
-    DELETE FROM crm.rollup_customer_firsts f USING unnest(ids) AS u(id) WHERE f.customer_id = u.id;
-    INSERT INTO crm.rollup_customer_firsts (customer_id, first_at, amount, second_at)
-    SELECT u.id, x.ordered_at, x.amount, x.next_at
-      FROM unnest(ids) AS u(id)
-      CROSS JOIN LATERAL (SELECT l.ordered_at, l.amount, lead(l.ordered_at) OVER (ORDER BY l.ordered_at) AS next_at
-                            FROM crm.rollup_order_lines l WHERE l.customer_id = u.id
-                           ORDER BY l.ordered_at LIMIT 1) AS x;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END
-$$;
-COMMENT ON FUNCTION crm._rollup_todo_orders(timestamptz) IS
-'Rollup part orders, state of crm.todo: recomputes crm.rollup_customer_firsts (first order, its amount, the moment of the second) from crm.rollup_order_lines for every customer whose first two orders may have changed from the given moment on (everything for -infinity); returns the rows written.';
 
 -- ---------------------------------------------------------------------------
 -- The report
@@ -126,9 +53,9 @@ oi AS (
 -- after it before as_of (the contact state; the contacts copy by index only
 -- when the last contact is at or after as_of)
 ra AS (
-    SELECT f.customer_id, f.first_at AS ordered_at, f.amount, f.first_at + cfg.react AS since
-      FROM crm.rollup_customer_firsts f CROSS JOIN cfg
-     WHERE f.first_at + cfg.react < $1 AND (f.second_at IS NULL OR f.second_at >= $1)
+    SELECT f.customer_id, f.first_at AS ordered_at, f.first_amount AS amount, f.first_at + cfg.react AS since
+      FROM crm.rollup_customer_orders f CROSS JOIN cfg
+     WHERE f.customer_id IS NOT NULL AND f.first_at + cfg.react < $1 AND (f.second_at IS NULL OR f.second_at >= $1)
        AND NOT EXISTS (SELECT 1 FROM crm.rollup_customer_contacts s
                         WHERE s.customer_id = f.customer_id AND s.last_at >= f.first_at AND s.first_at < $1
                           AND (s.last_at < $1 OR EXISTS (SELECT 1 FROM crm.rollup_real_contacts r
@@ -173,4 +100,4 @@ $sql$, crm._deal_states_sql('$1', '''infinity''::timestamptz'), crm._stage_norm_
 END
 $$;
 COMMENT ON FUNCTION crm._fast_todo(timestamptz) IS
-'crm.todo(as_of) computed from the rollups (crm.rollup_leads, crm.rollup_lead_months, crm.rollup_spend_months, the deal states, crm.rollup_invoices, crm._fast_coverage, crm.rollup_customer_firsts, the contact state, crm.rollup_customer_info): the same rows in the same order.';
+'crm.todo(as_of) computed from the rollups (crm.rollup_leads, crm.rollup_lead_months, crm.rollup_spend_months, the deal states, crm.rollup_invoices, crm._fast_coverage, crm.rollup_customer_orders, the contact state, crm.rollup_customer_info): the same rows in the same order.';

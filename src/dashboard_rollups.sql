@@ -436,19 +436,10 @@ DECLARE
     go text[] := crm._rollup_gsets('o', 'channel', 'manager');
     gn text[] := crm._rollup_gsets('nb', 'channel', 'manager');
 BEGIN
-    -- first: the order lines and per-customer totals (src/dashboard_fast_customers.sql);
-    -- the first order of the orders without a customer is read from them below
+    -- first: the order lines, the per-customer summaries and the first order per customer
+    -- (crm.rollup_customers, from the summaries: src/dashboard_fast_customers.sql); the
+    -- first order of the orders without a customer is read from them below
     PERFORM crm._rollup_fast_orders(from_ts);
-    -- first orders at or after the bound may have changed; earlier ones did not
-    DELETE FROM crm.rollup_customers rc WHERE rc.first_at OPERATOR(pg_catalog.>=) from_ts;
-    EXECUTE pg_catalog.format($sql$
-INSERT INTO crm.rollup_customers AS rc (customer_id, first_at)
-SELECT f.cid, f.first_at
-  FROM (SELECT o.customer_id::pg_catalog.text AS cid, pg_catalog.min(o.ordered_at) AS first_at
-          FROM %1$s WHERE o.ordered_at OPERATOR(pg_catalog.>=) $1 AND o.customer_id IS NOT NULL GROUP BY 1) AS f
- -- customers whose first order is before the bound keep it
- WHERE NOT EXISTS (SELECT 1 FROM crm.rollup_customers x WHERE x.customer_id OPERATOR(pg_catalog.=) f.cid)
-$sql$, src_o) USING from_ts;
     -- an order counts once per customers row of its customer in the channel and
     -- manager rows (as crm.dashboard_channels and crm.dashboard_managers join
     -- them) and once in the rows of all (as crm.owner_dashboard counts it):
@@ -495,8 +486,6 @@ SELECT a.day, m.metric, a.dimension, a.key, m.value
  WHERE m.value IS NOT NULL
 $sql$, src_o, crm._source_sql('customers', 'c'), go[1], go[2], go[3], gn[1], gn[2], gn[3]) USING from_ts;
     GET DIAGNOSTICS n = ROW_COUNT;
-    PERFORM crm._rollup_todo_orders(from_ts);  -- first two orders per customer (src/dashboard_fast_todo.sql)
-    PERFORM crm._rollup_rfm_totals(from_ts);  -- per-customer RFM totals (src/dashboard_fast_planrfm.sql)
     RETURN n;
 END
 $$;

@@ -1,11 +1,11 @@
 -- test/rollups_fast_planrfm.sql: plan against fact (crm.dashboard_plan_fact, crm.v_plan_fact) and
 -- RFM (crm.dashboard_rfm, crm.v_rfm) answered from the rollups (crm._fast_plan_owner,
--- crm._fast_plan_channels, crm._fast_rfm_sql, crm.rollup_customer_rfm), against the full computation
+-- crm._fast_plan_channels, crm._fast_rfm_sql, crm.rollup_customer_orders), against the full computation
 -- (crm_analytics.rollups = off) and a plain-SQL computation on the demo, for several periods,
 -- after a full refresh, after seeded rounds of random changes (incremental refreshes) and after a
 -- full rebuild; the gate; the errors; then a hand-worked fixture.
 BEGIN;
-SELECT plan(41);
+SELECT plan(50);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
@@ -167,8 +167,28 @@ CREATE FUNCTION pg_temp.state_diff() RETURNS bigint LANGUAGE sql AS $$
 WITH e AS (SELECT customer_id::text AS c, min(ordered_at) AS fa, max(ordered_at) AS la, count(*) AS n,
                   sum(CASE WHEN order_id % 89 = 0 THEN -amount WHEN order_id % 83 = 0 THEN 0 ELSE amount END) AS a
              FROM crm_demo.orders WHERE order_id % 97 <> 0 AND ordered_at IS NOT NULL GROUP BY 1)
-SELECT count(*) FROM ((SELECT * FROM e EXCEPT ALL SELECT customer_id, first_at, last_at, orders, amount FROM crm.rollup_customer_rfm)
-                      UNION ALL (SELECT customer_id, first_at, last_at, orders, amount FROM crm.rollup_customer_rfm EXCEPT ALL SELECT * FROM e)) d
+SELECT count(*) FROM ((SELECT * FROM e EXCEPT ALL SELECT customer_id, first_at, last_at, orders, amount FROM crm.rollup_customer_orders WHERE customer_id IS NOT NULL)
+                      UNION ALL (SELECT customer_id, first_at, last_at, orders, amount FROM crm.rollup_customer_orders WHERE customer_id IS NOT NULL EXCEPT ALL SELECT * FROM e)) d
+$$;
+
+-- every column of the per-customer summary against plain SQL over the order lines (numerics as
+-- text: the scale counts)
+CREATE FUNCTION pg_temp.summary_diff() RETURNS bigint LANGUAGE sql AS $$
+WITH m AS (SELECT coalesce(l.customer_id, '') AS k, max(scale(l.amount)) AS ms FROM crm.rollup_order_lines l GROUP BY 1),
+e AS (
+    SELECT l.customer_id, min(l.ordered_at) AS first_at, max(l.ordered_at) AS last_at, sum(l.amount - l.cost)::text AS gp,
+           count(l.amount - l.cost) AS gp_n, count(*) AS orders, sum(l.amount)::text AS amount, count(l.amount) AS amount_n,
+           CASE WHEN scale(sum(l.amount)) IS NULL THEN 0 ELSE count(*) FILTER (WHERE scale(l.amount) = m.ms) END AS scale_n,
+           (array_agg(l.amount::text ORDER BY l.ordered_at, l.amount, scale(l.amount)))[1] AS first_amount,
+           (array_agg(l.ordered_at ORDER BY l.ordered_at))[2] AS second_at,
+           (array_agg(l.ordered_at ORDER BY l.ordered_at DESC))[2] AS prev_at
+      FROM crm.rollup_order_lines l JOIN m ON m.k = coalesce(l.customer_id, '')
+     GROUP BY l.customer_id, m.ms),
+k AS (
+    SELECT customer_id, first_at, last_at, gp::text, gp_n, orders, amount::text, amount_n, scale_n, first_amount::text,
+           second_at, prev_at
+      FROM crm.rollup_customer_orders)
+SELECT count(*) FROM ((SELECT * FROM e EXCEPT ALL SELECT * FROM k) UNION ALL (SELECT * FROM k EXCEPT ALL SELECT * FROM e)) d
 $$;
 
 -- a query's rows (as text, in order) from the rollups (they must stand in) and from the full computation
@@ -192,6 +212,7 @@ CREATE FUNCTION pg_temp.check_all(what text) RETURNS SETOF text LANGUAGE plpgsql
 BEGIN
     RETURN NEXT ok(crm._rollups_usable(), what || ': the rollups may stand in');
     RETURN NEXT is(pg_temp.state_diff(), 0::bigint, what || ': the RFM totals equal the plain computation');
+    RETURN NEXT is(pg_temp.summary_diff(), 0::bigint, what || ': the per-customer summary equals plain SQL over the order lines');
     RETURN NEXT is(pg_temp.plan_diff(), 0::bigint, what || ': plan against fact: fast = full, every period and as_of');
     RETURN NEXT is(pg_temp.block_diff(), 0::bigint, what || ': the owner and channel rows from the rollups equal the reports''');
     RETURN NEXT is(pg_temp.rfm_diff(), 0::bigint, what || ': RFM: fast = full, every period end and before the data');
@@ -307,13 +328,53 @@ SELECT ok(pg_temp.fast_eq_full($$SELECT * FROM crm.dashboard_plan_fact('2025-12-
 UPDATE flx.orders SET ordered_at = '2025-12-05 10:00' WHERE order_id = 3;
 INSERT INTO flx.orders VALUES (9, 4, '2025-12-31 12:00', 5.00, 1, 1);
 SELECT count(*) FROM crm.refresh_rollups();
-SELECT results_eq($$SELECT customer_id, first_at, last_at, orders, amount FROM crm.rollup_customer_rfm ORDER BY 1$$,
+SELECT results_eq($$SELECT customer_id, first_at, last_at, orders, amount FROM crm.rollup_customer_orders WHERE customer_id IS NOT NULL ORDER BY 1$$,
     $$VALUES ('1', '2025-11-01 10:00'::timestamptz, '2025-12-10 10:00'::timestamptz, 3::bigint, 160.50),
              ('2', '2025-12-31 23:00', '2025-12-31 23:00', 1, -20.00), ('3', '2025-12-01 00:00', '2025-12-15 12:00', 2, 0),
              ('4', '2025-12-31 12:00', '2026-01-05 09:00', 2, 75.00)$$, 'fixture: the RFM totals after the change');
 SELECT ok(pg_temp.fast_eq_full($$SELECT * FROM crm.dashboard_rfm('2025-12-31')$$)
           AND pg_temp.fast_eq_full($$SELECT * FROM crm.dashboard_plan_fact('2025-12-01', '2025-12-31', '2026-02-01')$$),
           'fixture: after the change fast = full');
+-- mixed scales, NULL amounts, tied moments (new customers 5-8: added by the incremental refresh)
+INSERT INTO flx.orders VALUES
+    -- 5: 10.5 then 3.25: as of 12-10 the sum of its lines up to the end is 10.5 (scale 1), not 10.50
+    (10, 5, '2025-12-01 10:00', 10.5, 1, 1), (11, 5, '2025-12-20 10:00', 3.25, 1, 1),
+    -- 6: two of 4.00, then 1.125 and a NULL amount: as of 12-20 8.00, as of 12-31 9.125
+    (12, 6, '2025-12-01 10:00', 4.00, 1, 1), (13, 6, '2025-12-02 10:00', 4.00, 1, 1), (14, 6, '2025-12-25 10:00', 1.125, 1, 1),
+    (15, 6, '2026-01-02 10:00', NULL, 1, 1),
+    -- 7: two orders at the same moment (2.0, 2.00), 5 in January: 4.00 (the sum of 9.00 less 5), last 12-05 09:00
+    (16, 7, '2025-12-05 09:00', 2.0, 1, 1), (17, 7, '2025-12-05 09:00', 2.00, 1, 1), (18, 7, '2026-01-03 10:00', 5, 1, 1),
+    -- 8: NULL amounts up to 12-31, 3.5 after: monetary NULL
+    (19, 8, '2025-12-03 10:00', NULL, 1, 1), (20, 8, '2025-12-04 10:00', NULL, 1, 1), (21, 8, '2026-01-04 10:00', 3.5, 1, 1);
+SELECT count(*) FROM crm.refresh_rollups();
+-- recency: whole days from the last order up to the end to the end of the day (23:59:59.999999)
+SELECT results_eq($$SELECT d.e::text, r.customer_id, r.recency_days, r.frequency, r.monetary::text
+                      FROM unnest(ARRAY[date '2025-12-10', '2025-12-20', '2025-12-31']) d(e), crm.dashboard_rfm(d.e) r
+                     WHERE r.customer_id IN ('5', '6', '7', '8') ORDER BY 1, 2$$,
+    $$VALUES ('2025-12-10', '5', 9, 1::bigint, '10.5'), ('2025-12-10', '6', 8, 2::bigint, '8.00'),
+             ('2025-12-10', '7', 5, 2::bigint, '4.00'), ('2025-12-10', '8', 6, 2::bigint, NULL),
+             ('2025-12-20', '5', 0, 2::bigint, '13.75'), ('2025-12-20', '6', 18, 2::bigint, '8.00'),
+             ('2025-12-20', '7', 15, 2::bigint, '4.00'), ('2025-12-20', '8', 16, 2::bigint, NULL),
+             ('2025-12-31', '5', 11, 2::bigint, '13.75'), ('2025-12-31', '6', 6, 3::bigint, '9.125'),
+             ('2025-12-31', '7', 26, 2::bigint, '4.00'), ('2025-12-31', '8', 27, 2::bigint, NULL)$$,
+    'fixture: RFM with mixed scales, NULL amounts and tied moments by hand');
+SELECT ok(pg_temp.fast_eq_full($$SELECT * FROM crm.dashboard_rfm('2025-12-10') UNION ALL SELECT * FROM crm.dashboard_rfm('2025-12-20')
+                                   UNION ALL SELECT * FROM crm.dashboard_rfm('2025-12-31') UNION ALL SELECT * FROM crm.dashboard_rfm('2026-01-03')$$),
+          'fixture: mixed scales: fast = full');
+SELECT is(pg_temp.summary_diff(), 0::bigint, 'fixture: mixed scales: the summary equals plain SQL');
+-- appended orders (after every kept one: the summaries added to), one raising 5's scale to 4
+INSERT INTO flx.orders VALUES (22, 5, '2026-01-10 10:00', 0.0001, 0, 1), (23, 6, '2026-01-10 10:00', 2.50, 0, 1),
+    (24, 7, '2026-01-10 10:00', 1.0, 0, 1), (25, 7, '2026-01-10 10:00', 1.00, 0, 1), (26, 8, '2026-01-10 10:00', NULL, 0, 1);
+SELECT count(*) FROM crm.refresh_rollups();
+SELECT ok(pg_temp.fast_eq_full($$SELECT * FROM crm.dashboard_rfm('2025-12-10') UNION ALL SELECT * FROM crm.dashboard_rfm('2025-12-31')
+                                   UNION ALL SELECT * FROM crm.dashboard_rfm('2026-01-05') UNION ALL SELECT * FROM crm.dashboard_rfm('2026-01-10')$$),
+          'fixture: appended orders: fast = full');
+SELECT is(pg_temp.summary_diff(), 0::bigint, 'fixture: appended orders: the summary equals plain SQL');
+CREATE TEMP TABLE sum_inc AS SELECT x::text AS r FROM crm.rollup_customer_orders x;
+SELECT count(*) FROM crm.refresh_rollups(full => true);
+SELECT is((SELECT count(*) FROM ((SELECT r FROM sum_inc EXCEPT ALL SELECT x::text FROM crm.rollup_customer_orders x)
+                                 UNION ALL (SELECT x::text FROM crm.rollup_customer_orders x EXCEPT ALL SELECT r FROM sum_inc)) d), 0::bigint,
+          'fixture: the incrementally kept summary equals a full rebuild');
 
 SELECT * FROM finish();
 ROLLBACK;

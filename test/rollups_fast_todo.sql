@@ -1,5 +1,5 @@
 -- test/rollups_fast_todo.sql: crm.todo / crm.v_todo from the rollups (crm._fast_todo; state
--- crm.rollup_invoices and crm.rollup_customer_firsts) against the full computation
+-- crm.rollup_invoices and the first two orders in crm.rollup_customer_orders) against the full computation
 -- (crm_analytics.rollups = off), row for row and in the same order, as of several moments (now(),
 -- the end of the data, moments inside the history, before the data), after a full refresh, after
 -- targeted changes and seeded rounds of random DML with incremental refreshes, after a full
@@ -69,10 +69,10 @@ SELECT (SELECT count(*) FROM (
           SELECT o.customer_id::text, min(o.ordered_at) AS first_at,
                  (array_agg(o.ordered_at ORDER BY o.ordered_at))[2] AS second_at
             FROM crm_demo.orders o WHERE o.customer_id IS NOT NULL AND o.ordered_at IS NOT NULL GROUP BY 1
-          EXCEPT SELECT f.customer_id, f.first_at, f.second_at FROM crm.rollup_customer_firsts f) d)
-     + (SELECT count(*) FROM crm.rollup_customer_firsts f
-         WHERE NOT EXISTS (SELECT 1 FROM crm_demo.orders o WHERE o.customer_id::text = f.customer_id)
-            OR f.amount IS DISTINCT FROM (SELECT o.amount FROM crm_demo.orders o WHERE o.customer_id::text = f.customer_id
+          EXCEPT SELECT f.customer_id, f.first_at, f.second_at FROM crm.rollup_customer_orders f WHERE f.customer_id IS NOT NULL) d)
+     + (SELECT count(*) FROM crm.rollup_customer_orders f
+         WHERE f.customer_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM crm_demo.orders o WHERE o.customer_id::text = f.customer_id)
+            OR f.customer_id IS NOT NULL AND f.first_amount IS DISTINCT FROM (SELECT o.amount FROM crm_demo.orders o WHERE o.customer_id::text = f.customer_id
                                            ORDER BY o.ordered_at, o.amount LIMIT 1) AND f.second_at IS DISTINCT FROM f.first_at)
 $f$;
 
@@ -159,7 +159,7 @@ SELECT is(ARRAY(SELECT m::date::text || ':' || (SELECT count(*) FROM crm.todo(m)
                   FROM unnest(ARRAY[timestamptz '2025-04-20', '2025-06-01', '2025-09-01']) m),
           ARRAY['2025-04-20:1', '2025-06-01:0', '2025-09-01:0'],
           'hand-worked: listed before the contact, not after it, not after the second order');
-SELECT is((SELECT second_at FROM crm.rollup_customer_firsts WHERE customer_id = '990001'), timestamptz '2025-08-01 09:00',
+SELECT is((SELECT second_at FROM crm.rollup_customer_orders WHERE customer_id = '990001'), timestamptz '2025-08-01 09:00',
           'hand-worked: the kept second order');
 
 -- 10-14: targeted changes, incremental refresh: an unanswered lead answered, a one-order customer's
@@ -171,20 +171,20 @@ UPDATE crm_demo.invoices SET customer_id = 1 + invoice_id % 1500
  WHERE invoice_id IN (SELECT invoice_id FROM crm_demo.invoices WHERE paid_at IS NULL ORDER BY invoice_id LIMIT 20);
 UPDATE crm_demo.customers SET manager_id = 1 + manager_id % 5
  WHERE customer_id IN (SELECT customer_id FROM crm_demo.invoices WHERE paid_at IS NULL AND customer_id IS NOT NULL ORDER BY invoice_id LIMIT 5)
-    OR customer_id IN (SELECT customer_id::bigint FROM crm.rollup_customer_firsts WHERE second_at IS NULL ORDER BY customer_id LIMIT 20 OFFSET 20);
+    OR customer_id IN (SELECT customer_id::bigint FROM crm.rollup_customer_orders WHERE customer_id IS NOT NULL AND second_at IS NULL ORDER BY customer_id LIMIT 20 OFFSET 20);
 INSERT INTO crm_demo.interactions (interaction_id, customer_id, lead_id, manager_id, kind, direction, automated, occurred_at)
 SELECT (SELECT max(interaction_id) FROM crm_demo.interactions) + row_number() OVER (), NULL, l.lead_id, 1, 'call', 'outbound', false,
        l.created_at + interval '3 days'
   FROM (SELECT lead_id, created_at FROM crm.rollup_leads WHERE first_response IS NULL ORDER BY created_at LIMIT 5) l0
   JOIN crm_demo.leads l ON l.lead_id::text = l0.lead_id;
-DELETE FROM crm_demo.orders WHERE customer_id IN (SELECT customer_id::bigint FROM crm.rollup_customer_firsts WHERE second_at IS NULL
+DELETE FROM crm_demo.orders WHERE customer_id IN (SELECT customer_id::bigint FROM crm.rollup_customer_orders WHERE customer_id IS NOT NULL AND second_at IS NULL
                                                    ORDER BY customer_id LIMIT 3);
 INSERT INTO crm_demo.orders (order_id, customer_id, ordered_at, product_id, quantity, amount, cost)
 SELECT (SELECT max(order_id) FROM crm_demo.orders) + row_number() OVER (), f.customer_id::bigint, f.first_at + interval '200 days', 1, 1, 77, 7
-  FROM (SELECT customer_id, first_at FROM crm.rollup_customer_firsts WHERE second_at IS NULL ORDER BY customer_id DESC LIMIT 4) f;
+  FROM (SELECT customer_id, first_at FROM crm.rollup_customer_orders WHERE customer_id IS NOT NULL AND second_at IS NULL ORDER BY customer_id DESC LIMIT 4) f;
 INSERT INTO crm_demo.orders (order_id, customer_id, ordered_at, product_id, quantity, amount, cost)
 SELECT (SELECT max(order_id) FROM crm_demo.orders) + row_number() OVER (), f.customer_id::bigint, f.first_at, 1, 1, 55, 5
-  FROM (SELECT customer_id, first_at FROM crm.rollup_customer_firsts WHERE second_at IS NULL ORDER BY customer_id DESC OFFSET 10 LIMIT 2) f;
+  FROM (SELECT customer_id, first_at FROM crm.rollup_customer_orders WHERE customer_id IS NOT NULL AND second_at IS NULL ORDER BY customer_id DESC OFFSET 10 LIMIT 2) f;
 UPDATE crm_demo.invoices SET paid_at = due_at + interval '20 days'
  WHERE invoice_id IN (SELECT invoice_id FROM crm_demo.invoices WHERE paid_at IS NULL ORDER BY invoice_id LIMIT 5);
 DELETE FROM crm_demo.deal_events e USING (SELECT deal_id, max(changed_at) AS last_at FROM crm_demo.deal_events GROUP BY 1
@@ -222,8 +222,8 @@ LANGUAGE sql AS $f$
 SELECT 'i', invoice_id, customer_id, issued_at, due_at, amount, paid_at FROM crm.rollup_invoices
 UNION ALL
 -- (the amount of a first order that shares its moment with another is never read)
-SELECT 'f', customer_id, NULL, first_at, second_at, CASE WHEN second_at IS DISTINCT FROM first_at THEN amount END, NULL
-  FROM crm.rollup_customer_firsts
+SELECT 'f', customer_id, NULL, first_at, second_at, CASE WHEN second_at IS DISTINCT FROM first_at THEN first_amount END, NULL
+  FROM crm.rollup_customer_orders WHERE customer_id IS NOT NULL
 $f$;
 CREATE TEMP TABLE st_inc AS SELECT * FROM pg_temp.state_rows();
 SELECT count(*) FROM crm.refresh_rollups(full => true);

@@ -227,7 +227,7 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._fast_managers_contacts(timestamptz,timestamptz)', $$SELECT count(*) FROM crm._fast_managers_contacts('2025-11-01', '2025-12-01')$$),
 -- fast paths, customers (docs/rollups.md "Customers")
 ('crm._rollup_fast_orders(timestamptz)', $$SELECT crm._rollup_fast_orders('2030-01-01'::timestamptz)$$),
-('crm._rollup_fast_order_totals(timestamptz)', $$SELECT crm._rollup_fast_order_totals('2030-01-01'::timestamptz)$$),
+('crm._rollup_fast_order_totals(timestamptz,text[],boolean)', $$SELECT crm._rollup_fast_order_totals('2030-01-01'::timestamptz, '{}', false)$$),
 ('crm._rollup_fast_contacts(timestamptz)', $$SELECT crm._rollup_fast_contacts('2030-01-01'::timestamptz)$$),
 ('crm._rollup_fast_contact_totals(timestamptz)', $$SELECT crm._rollup_fast_contact_totals('2030-01-01'::timestamptz)$$),
 ('crm._rollup_fast_classes(timestamptz)', $$SELECT crm._rollup_fast_classes('2030-01-01'::timestamptz)$$),
@@ -238,11 +238,9 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._fast_owner_customers(timestamptz,timestamptz,timestamptz)', $$SELECT count(*) FROM crm._fast_owner_customers('2025-11-01', '2025-12-01', '2025-10-02')$$),
 ('crm._fast_managers_customers(timestamptz,timestamptz)', $$SELECT count(*) FROM crm._fast_managers_customers('2025-11-01', '2025-12-01')$$),
 -- fast path of crm.todo (docs/rollups.md "To-do list")
-('crm._rollup_todo_orders(timestamptz)', $$SELECT crm._rollup_todo_orders('2030-01-01'::timestamptz)$$),
 ('crm._fast_todo(timestamptz)', $$SELECT count(*) FROM crm._fast_todo('2025-12-01')$$),
 -- fast paths, plan against fact and RFM (src/dashboard_fast_planrfm.sql)
 ('crm._rfm_sql(text)', $$SELECT length(crm._rfm_sql('SELECT 1, now(), 1::bigint, 1::numeric'))$$),
-('crm._rollup_rfm_totals(timestamptz)', $$SELECT crm._rollup_rfm_totals('2030-01-01'::timestamptz)$$),
 ('crm._fast_rfm_sql()', $$SELECT length(crm._fast_rfm_sql())$$),
 ('crm._plan_rollup_metrics(text)', $$SELECT pg_catalog.cardinality(crm._plan_rollup_metrics('channel'))$$),
 ('crm._plan_rollup_ok(date,date,text)', $$SELECT crm._plan_rollup_ok('2025-11-01', '2025-11-30', NULL)$$),
