@@ -694,32 +694,39 @@ BEGIN
     PERFORM crm._source_sql('customers'), crm._source_sql('orders');
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH
--- the period's revenue and gross profit per customer
-p AS (
-    SELECT l.customer_id, pg_catalog.sum(l.amount) AS rev, pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp
-      FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>=) $1 AND l.ordered_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
--- the orders at or after the end per customer: gross profit to date is the total less these
--- (NULL when no order before the end has a gross profit)
-a AS (
-    SELECT l.customer_id, pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp,
-           pg_catalog.count(l.amount OPERATOR(pg_catalog.-) l.cost) AS n
-      FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>=) $2 GROUP BY 1),
 -- the buyers up to the end, one row per customers row (the channel): one pass over the
--- per-customer table
+-- per-customer table, probing the period's revenue and gross profit per customer (p) and the
+-- orders at or after the end per customer (a: gross profit to date is the total less these;
+-- NULL when no order before the end has a gross profit), both hashed (the small side: read
+-- once, as subqueries whose grouping the planner knows unique)
 b AS (
     SELECT CASE WHEN s.info_n OPERATOR(pg_catalog.=) 1 THEN s.channel END AS channel, s.first_order_at AS first_at, p.rev, p.gp,
            CASE WHEN s.last_order_at OPERATOR(pg_catalog.<) $2 THEN s.gp
                 WHEN s.gp_n OPERATOR(pg_catalog.>) coalesce(a.n, 0) THEN s.gp OPERATOR(pg_catalog.-) coalesce(a.gp, 0) END AS gp_to_date
-      FROM crm.rollup_customer_state s LEFT JOIN p ON p.customer_id OPERATOR(pg_catalog.=) s.customer_id
-      LEFT JOIN a ON a.customer_id OPERATOR(pg_catalog.=) s.customer_id
+      FROM crm.rollup_customer_state s
+      LEFT JOIN (SELECT l.customer_id, pg_catalog.sum(l.amount) AS rev, pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp
+                   FROM crm.rollup_order_lines l
+                  WHERE l.ordered_at OPERATOR(pg_catalog.>=) $1 AND l.ordered_at OPERATOR(pg_catalog.<) $2 GROUP BY 1) AS p
+             ON p.customer_id OPERATOR(pg_catalog.=) s.customer_id
+      LEFT JOIN (SELECT l.customer_id, pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp,
+                        pg_catalog.count(l.amount OPERATOR(pg_catalog.-) l.cost) AS n
+                   FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>=) $2 GROUP BY 1) AS a
+             ON a.customer_id OPERATOR(pg_catalog.=) s.customer_id
      WHERE s.first_order_at OPERATOR(pg_catalog.<) $2 AND s.info_n OPERATOR(pg_catalog.<=) 1
     UNION ALL
+    -- the customers with several customers rows (rare): their orders read by index
     SELECT i.channel, s.first_order_at, p.rev, p.gp,
            CASE WHEN s.last_order_at OPERATOR(pg_catalog.<) $2 THEN s.gp
-                WHEN s.gp_n OPERATOR(pg_catalog.>) coalesce(a.n, 0) THEN s.gp OPERATOR(pg_catalog.-) coalesce(a.gp, 0) END
-      FROM crm.rollup_customer_state s LEFT JOIN p ON p.customer_id OPERATOR(pg_catalog.=) s.customer_id
-      LEFT JOIN a ON a.customer_id OPERATOR(pg_catalog.=) s.customer_id
-      JOIN crm.rollup_customer_info i ON i.customer_id OPERATOR(pg_catalog.=) s.customer_id
+                WHEN s.gp_n OPERATOR(pg_catalog.>) a.n THEN s.gp OPERATOR(pg_catalog.-) coalesce(a.gp, 0) END
+      FROM crm.rollup_customer_state s
+      JOIN crm.rollup_customer_info i ON i.customer_id OPERATOR(pg_catalog.=) s.customer_id,
+      LATERAL (SELECT pg_catalog.sum(l.amount) AS rev, pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp
+                 FROM crm.rollup_order_lines l
+                WHERE l.customer_id OPERATOR(pg_catalog.=) s.customer_id
+                  AND l.ordered_at OPERATOR(pg_catalog.>=) $1 AND l.ordered_at OPERATOR(pg_catalog.<) $2) AS p,
+      LATERAL (SELECT pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp, pg_catalog.count(l.amount OPERATOR(pg_catalog.-) l.cost) AS n
+                 FROM crm.rollup_order_lines l
+                WHERE l.customer_id OPERATOR(pg_catalog.=) s.customer_id AND l.ordered_at OPERATOR(pg_catalog.>=) $2) AS a
      WHERE s.first_order_at OPERATOR(pg_catalog.<) $2 AND s.info_n OPERATOR(pg_catalog.>) 1
     UNION ALL
     -- the orders without a customer: one group without a customers row, as in the full query
@@ -727,7 +734,10 @@ b AS (
            CASE WHEN t.last_at OPERATOR(pg_catalog.<) $2 THEN t.gp
                 ELSE (SELECT pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) FROM crm.rollup_order_lines l
                        WHERE l.customer_id IS NULL AND l.ordered_at OPERATOR(pg_catalog.<) $2) END
-      FROM crm.rollup_customer_orders t LEFT JOIN p ON p.customer_id IS NULL
+      FROM crm.rollup_customer_orders t,
+      LATERAL (SELECT pg_catalog.sum(l.amount) AS rev, pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp
+                 FROM crm.rollup_order_lines l
+                WHERE l.customer_id IS NULL AND l.ordered_at OPERATOR(pg_catalog.>=) $1 AND l.ordered_at OPERATOR(pg_catalog.<) $2) AS p
      WHERE t.first_at OPERATOR(pg_catalog.<) $2 AND t.customer_id IS NULL),
 bc AS (
     SELECT coalesce(b.channel, '(unknown)') AS channel,
