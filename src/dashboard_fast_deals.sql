@@ -281,17 +281,23 @@ BEGIN
     WITH st AS (SELECT s.stage, s.stage_order, s.probability, s.outcome, (s.max_days::text || ' days')::interval AS norm
                   FROM crm.pipeline_stages s),
     dc AS MATERIALIZED (
-        SELECT d.deal_id, d.first_at AS created_at, d.amount, d.won_at, d.closed_at, d.open_so AS open_cur,
+        SELECT d.deal_id, d.first_at AS created_at, d.last_at, d.amount, d.won_at, d.closed_at, d.open_so AS open_cur,
                d.won_at IS NOT NULL AND d.won_at <= coalesce(d.lost_at, d.won_at) AS is_won,
-               st.probability AS p_cur, coalesce(d.last_at < ($2 - st.norm), false) AS stale_cur
+               st.probability AS p_cur, st.norm, coalesce(d.last_at < ($2 - st.norm), false) AS stale_cur
           FROM %1$s AS d LEFT JOIN st ON st.stage_order = d.open_so),
-    -- open at the previous period's end (no close before it), valued at the amount as of the current end
-    po AS MATERIALIZED (
-        SELECT d.deal_id, d.open_so, d.last_at FROM %2$s AS d WHERE d.closed_at IS NULL AND d.open_so IS NOT NULL),
+    -- open at the previous period's end (no close before it), valued at the amount as of the
+    -- current end: a deal without an event between the two ends has the same state at both
+    -- (its row above); the others (an event before the previous end and one before the
+    -- current end, at or after the previous one) read their state at the previous end from
+    -- the earlier states
     pv AS (
-        SELECT dc.amount, st.probability AS p_prev, coalesce(po.last_at < ($1 - st.norm), false) AS stale_prev
-          FROM po JOIN dc ON dc.deal_id = po.deal_id
-          LEFT JOIN st ON st.stage_order = po.open_so),
+        SELECT dc.amount, dc.p_cur AS p_prev, coalesce(dc.last_at < ($1 - dc.norm), false) AS stale_prev
+          FROM dc WHERE dc.last_at < $1 AND dc.closed_at IS NULL AND dc.open_cur IS NOT NULL
+        UNION ALL
+        SELECT dc.amount, st.probability, coalesce(p.from_at < ($1 - st.norm), false)
+          FROM crm.rollup_deal_past p JOIN dc ON dc.deal_id = p.deal_id
+          LEFT JOIN st ON st.stage_order = p.open_so
+         WHERE p.to_at >= $1 AND p.to_at < $2 AND p.from_at < $1 AND p.closed_at IS NULL AND p.open_so IS NOT NULL),
     dm AS (
         SELECT count(*) FILTER (WHERE is_won AND closed_at >= $1) AS c_won,
                count(*) FILTER (WHERE NOT is_won AND closed_at >= $1) AS c_lost,
@@ -344,7 +350,7 @@ BEGIN
         UNION ALL
         SELECT 100 + lost.stage_order, 'lost_value_at_' || lost.stage, lost.c_amt, lost.p_amt FROM lost)
     SELECT rows.metric, rows.cur, rows.prev FROM rows ORDER BY rows.ord
-$sql$, crm._deal_states_sql('$2', '$3'), crm._deal_states_sql('$1', '$1'))
+$sql$, crm._deal_states_sql('$2', '$3'))
         USING cur_from, cur_to, prev_from;
 END
 $$;
