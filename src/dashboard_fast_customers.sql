@@ -838,12 +838,17 @@ sl AS MATERIALIZED (SELECT max(e.slot) FILTER (WHERE e.is_cur) AS c_slot, max(e.
 -- (class, last real contact before the end, customer since in the row: overdue =
 -- the last contact before the end, else the customer since, before end minus the interval)
 amk AS (
-    SELECT count(*) FILTER (WHERE CASE sl.c_slot WHEN 1 THEN s.k1_abc WHEN 2 THEN s.k2_abc END = 'A' AND
-               coalesce(CASE sl.c_slot WHEN 1 THEN s.k1_contact WHEN 2 THEN s.k2_contact END, s.since, s.first_order_at) < (cur_to - pp.a_int)) AS c_a_overdue,
-           count(*) FILTER (WHERE CASE sl.p_slot WHEN 1 THEN s.k1_abc WHEN 2 THEN s.k2_abc END = 'A' AND
-               coalesce(CASE sl.p_slot WHEN 1 THEN s.k1_contact WHEN 2 THEN s.k2_contact END, s.since, s.first_order_at) < (cur_from - pp.a_int)) AS p_a_overdue
-      FROM sl CROSS JOIN pp CROSS JOIN crm.rollup_customer_state s
-     WHERE (sl.c_slot IS NOT NULL OR sl.p_slot IS NOT NULL) AND (s.k1_abc = 'A' OR s.k2_abc = 'A')),
+    SELECT CASE sl.c_slot WHEN 1 THEN k.n1 WHEN 2 THEN k.n2 END AS c_a_overdue,
+           CASE sl.p_slot WHEN 1 THEN k.n1 WHEN 2 THEN k.n2 END AS p_a_overdue
+      FROM sl, (
+        -- per kept end (slot), against that end minus the interval: the slot's own columns,
+        -- no choice of column per row
+        SELECT count(*) FILTER (WHERE s.k1_abc = 'A' AND coalesce(s.k1_contact, s.since, s.first_order_at) < x.e1) AS n1,
+               count(*) FILTER (WHERE s.k2_abc = 'A' AND coalesce(s.k2_contact, s.since, s.first_order_at) < x.e2) AS n2
+          FROM (SELECT max(y.end_at) FILTER (WHERE y.slot = 1) - pp.a_int AS e1, max(y.end_at) FILTER (WHERE y.slot = 2) - pp.a_int AS e2
+                  FROM pp LEFT JOIN crm.rollup_customer_state_ends y ON true GROUP BY pp.a_int) AS x
+          CROSS JOIN sl AS z CROSS JOIN crm.rollup_customer_state s
+         WHERE (z.c_slot IS NOT NULL OR z.p_slot IS NOT NULL) AND (s.k1_abc = 'A' OR s.k2_abc = 'A')) AS k),
 -- there, the orders without a customer (never contacted): since kept with their class
 amn AS (
     SELECT count(*) FILTER (WHERE e.is_cur) AS c_a_overdue, count(*) FILTER (WHERE NOT e.is_cur) AS p_a_overdue
