@@ -745,10 +745,14 @@ bc AS (
            pg_catalog.sum(b.rev) AS revenue, pg_catalog.sum(b.gp) AS gross_profit,
            pg_catalog.avg(b.gp_to_date) AS ltv
       FROM b GROUP BY 1),
+-- converted: the lead's customer bought before the end (few leads name a customer:
+-- their first order read by index, not a pass over all customers)
 ld AS (
     SELECT coalesce(l.channel, '(unknown)') AS channel, pg_catalog.count(*) AS leads,
-           pg_catalog.count(*) FILTER (WHERE s.first_order_at OPERATOR(pg_catalog.<) $2) AS converted
-      FROM %1$s LEFT JOIN crm.rollup_customer_state s ON s.customer_id OPERATOR(pg_catalog.=) l.customer_id::pg_catalog.text
+           pg_catalog.count(*) FILTER (WHERE l.customer_id IS NOT NULL
+               AND (SELECT s.first_order_at FROM crm.rollup_customer_state s
+                     WHERE s.customer_id OPERATOR(pg_catalog.=) l.customer_id::pg_catalog.text) OPERATOR(pg_catalog.<) $2) AS converted
+      FROM %1$s
      WHERE l.created_at OPERATOR(pg_catalog.>=) $1 AND l.created_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
 sp AS (
     SELECT coalesce(s.channel, '(unknown)') AS channel, pg_catalog.sum(s.amount) AS spend
