@@ -794,32 +794,39 @@ BEGIN
     PERFORM crm._source_sql('customers'), crm._source_sql('orders');
     RETURN QUERY EXECUTE pg_catalog.format($sql$
 WITH
--- the period's revenue and gross profit per customer
-p AS (
-    SELECT l.customer_id, pg_catalog.sum(l.amount) AS rev, pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp
-      FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>=) $1 AND l.ordered_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
--- the orders at or after the end per customer: gross profit to date is the total less these
--- (NULL when no order before the end has a gross profit)
-a AS (
-    SELECT l.customer_id, pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp,
-           pg_catalog.count(l.amount OPERATOR(pg_catalog.-) l.cost) AS n
-      FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>=) $2 GROUP BY 1),
 -- the buyers up to the end, one row per customers row (the channel): one pass over the
--- per-customer table
+-- per-customer table, probing the period's revenue and gross profit per customer (p) and the
+-- orders at or after the end per customer (a: gross profit to date is the total less these;
+-- NULL when no order before the end has a gross profit), both hashed (the small side: read
+-- once, as subqueries whose grouping the planner knows unique)
 b AS (
     SELECT CASE WHEN s.info_n OPERATOR(pg_catalog.=) 1 THEN s.channel END AS channel, s.first_order_at AS first_at, p.rev, p.gp,
            CASE WHEN s.last_order_at OPERATOR(pg_catalog.<) $2 THEN s.gp
                 WHEN s.gp_n OPERATOR(pg_catalog.>) coalesce(a.n, 0) THEN s.gp OPERATOR(pg_catalog.-) coalesce(a.gp, 0) END AS gp_to_date
-      FROM crm.rollup_customer_state s LEFT JOIN p ON p.customer_id OPERATOR(pg_catalog.=) s.customer_id
-      LEFT JOIN a ON a.customer_id OPERATOR(pg_catalog.=) s.customer_id
+      FROM crm.rollup_customer_state s
+      LEFT JOIN (SELECT l.customer_id, pg_catalog.sum(l.amount) AS rev, pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp
+                   FROM crm.rollup_order_lines l
+                  WHERE l.ordered_at OPERATOR(pg_catalog.>=) $1 AND l.ordered_at OPERATOR(pg_catalog.<) $2 GROUP BY 1) AS p
+             ON p.customer_id OPERATOR(pg_catalog.=) s.customer_id
+      LEFT JOIN (SELECT l.customer_id, pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp,
+                        pg_catalog.count(l.amount OPERATOR(pg_catalog.-) l.cost) AS n
+                   FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>=) $2 GROUP BY 1) AS a
+             ON a.customer_id OPERATOR(pg_catalog.=) s.customer_id
      WHERE s.first_order_at OPERATOR(pg_catalog.<) $2 AND s.info_n OPERATOR(pg_catalog.<=) 1
     UNION ALL
+    -- the customers with several customers rows (rare): their orders read by index
     SELECT i.channel, s.first_order_at, p.rev, p.gp,
            CASE WHEN s.last_order_at OPERATOR(pg_catalog.<) $2 THEN s.gp
-                WHEN s.gp_n OPERATOR(pg_catalog.>) coalesce(a.n, 0) THEN s.gp OPERATOR(pg_catalog.-) coalesce(a.gp, 0) END
-      FROM crm.rollup_customer_state s LEFT JOIN p ON p.customer_id OPERATOR(pg_catalog.=) s.customer_id
-      LEFT JOIN a ON a.customer_id OPERATOR(pg_catalog.=) s.customer_id
-      JOIN crm.rollup_customer_info i ON i.customer_id OPERATOR(pg_catalog.=) s.customer_id
+                WHEN s.gp_n OPERATOR(pg_catalog.>) a.n THEN s.gp OPERATOR(pg_catalog.-) coalesce(a.gp, 0) END
+      FROM crm.rollup_customer_state s
+      JOIN crm.rollup_customer_info i ON i.customer_id OPERATOR(pg_catalog.=) s.customer_id,
+      LATERAL (SELECT pg_catalog.sum(l.amount) AS rev, pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp
+                 FROM crm.rollup_order_lines l
+                WHERE l.customer_id OPERATOR(pg_catalog.=) s.customer_id
+                  AND l.ordered_at OPERATOR(pg_catalog.>=) $1 AND l.ordered_at OPERATOR(pg_catalog.<) $2) AS p,
+      LATERAL (SELECT pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp, pg_catalog.count(l.amount OPERATOR(pg_catalog.-) l.cost) AS n
+                 FROM crm.rollup_order_lines l
+                WHERE l.customer_id OPERATOR(pg_catalog.=) s.customer_id AND l.ordered_at OPERATOR(pg_catalog.>=) $2) AS a
      WHERE s.first_order_at OPERATOR(pg_catalog.<) $2 AND s.info_n OPERATOR(pg_catalog.>) 1
     UNION ALL
     -- the orders without a customer: one group without a customers row, as in the full query
@@ -827,7 +834,10 @@ b AS (
            CASE WHEN t.last_at OPERATOR(pg_catalog.<) $2 THEN t.gp
                 ELSE (SELECT pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) FROM crm.rollup_order_lines l
                        WHERE l.customer_id IS NULL AND l.ordered_at OPERATOR(pg_catalog.<) $2) END
-      FROM crm.rollup_customer_orders t LEFT JOIN p ON p.customer_id IS NULL
+      FROM crm.rollup_customer_orders t,
+      LATERAL (SELECT pg_catalog.sum(l.amount) AS rev, pg_catalog.sum(l.amount OPERATOR(pg_catalog.-) l.cost) AS gp
+                 FROM crm.rollup_order_lines l
+                WHERE l.customer_id IS NULL AND l.ordered_at OPERATOR(pg_catalog.>=) $1 AND l.ordered_at OPERATOR(pg_catalog.<) $2) AS p
      WHERE t.first_at OPERATOR(pg_catalog.<) $2 AND t.customer_id IS NULL),
 bc AS (
     SELECT coalesce(b.channel, '(unknown)') AS channel,
@@ -835,10 +845,14 @@ bc AS (
            pg_catalog.sum(b.rev) AS revenue, pg_catalog.sum(b.gp) AS gross_profit,
            pg_catalog.avg(b.gp_to_date) AS ltv
       FROM b GROUP BY 1),
+-- converted: the lead's customer bought before the end (few leads name a customer:
+-- their first order read by index, not a pass over all customers)
 ld AS (
     SELECT coalesce(l.channel, '(unknown)') AS channel, pg_catalog.count(*) AS leads,
-           pg_catalog.count(*) FILTER (WHERE s.first_order_at OPERATOR(pg_catalog.<) $2) AS converted
-      FROM %1$s LEFT JOIN crm.rollup_customer_state s ON s.customer_id OPERATOR(pg_catalog.=) l.customer_id::pg_catalog.text
+           pg_catalog.count(*) FILTER (WHERE l.customer_id IS NOT NULL
+               AND (SELECT s.first_order_at FROM crm.rollup_customer_state s
+                     WHERE s.customer_id OPERATOR(pg_catalog.=) l.customer_id::pg_catalog.text) OPERATOR(pg_catalog.<) $2) AS converted
+      FROM %1$s
      WHERE l.created_at OPERATOR(pg_catalog.>=) $1 AND l.created_at OPERATOR(pg_catalog.<) $2 GROUP BY 1),
 sp AS (
     SELECT coalesce(s.channel, '(unknown)') AS channel, pg_catalog.sum(s.amount) AS spend
@@ -928,12 +942,17 @@ sl AS MATERIALIZED (SELECT max(e.slot) FILTER (WHERE e.is_cur) AS c_slot, max(e.
 -- (class, last real contact before the end, customer since in the row: overdue =
 -- the last contact before the end, else the customer since, before end minus the interval)
 amk AS (
-    SELECT count(*) FILTER (WHERE CASE sl.c_slot WHEN 1 THEN s.k1_abc WHEN 2 THEN s.k2_abc END = 'A' AND
-               coalesce(CASE sl.c_slot WHEN 1 THEN s.k1_contact WHEN 2 THEN s.k2_contact END, s.since, s.first_order_at) < (cur_to - pp.a_int)) AS c_a_overdue,
-           count(*) FILTER (WHERE CASE sl.p_slot WHEN 1 THEN s.k1_abc WHEN 2 THEN s.k2_abc END = 'A' AND
-               coalesce(CASE sl.p_slot WHEN 1 THEN s.k1_contact WHEN 2 THEN s.k2_contact END, s.since, s.first_order_at) < (cur_from - pp.a_int)) AS p_a_overdue
-      FROM sl CROSS JOIN pp CROSS JOIN crm.rollup_customer_state s
-     WHERE (sl.c_slot IS NOT NULL OR sl.p_slot IS NOT NULL) AND (s.k1_abc = 'A' OR s.k2_abc = 'A')),
+    SELECT CASE sl.c_slot WHEN 1 THEN k.n1 WHEN 2 THEN k.n2 END AS c_a_overdue,
+           CASE sl.p_slot WHEN 1 THEN k.n1 WHEN 2 THEN k.n2 END AS p_a_overdue
+      FROM sl, (
+        -- per kept end (slot), against that end minus the interval: the slot's own columns,
+        -- no choice of column per row
+        SELECT count(*) FILTER (WHERE s.k1_abc = 'A' AND coalesce(s.k1_contact, s.since, s.first_order_at) < x.e1) AS n1,
+               count(*) FILTER (WHERE s.k2_abc = 'A' AND coalesce(s.k2_contact, s.since, s.first_order_at) < x.e2) AS n2
+          FROM (SELECT max(y.end_at) FILTER (WHERE y.slot = 1) - pp.a_int AS e1, max(y.end_at) FILTER (WHERE y.slot = 2) - pp.a_int AS e2
+                  FROM pp LEFT JOIN crm.rollup_customer_state_ends y ON true GROUP BY pp.a_int) AS x
+          CROSS JOIN sl AS z CROSS JOIN crm.rollup_customer_state s
+         WHERE (z.c_slot IS NOT NULL OR z.p_slot IS NOT NULL) AND (s.k1_abc = 'A' OR s.k2_abc = 'A')) AS k),
 -- there, the orders without a customer (never contacted): since kept with their class
 amn AS (
     SELECT count(*) FILTER (WHERE e.is_cur) AS c_a_overdue, count(*) FILTER (WHERE NOT e.is_cur) AS p_a_overdue

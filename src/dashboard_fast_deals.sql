@@ -280,47 +280,78 @@ BEGIN
     RETURN QUERY EXECUTE format($sql$
     WITH st AS (SELECT s.stage, s.stage_order, s.probability, s.outcome, (s.max_days::text || ' days')::interval AS norm
                   FROM crm.pipeline_stages s),
-    dc AS MATERIALIZED (
-        SELECT d.deal_id, d.first_at AS created_at, d.amount, d.won_at, d.closed_at, d.open_so AS open_cur,
-               d.won_at IS NOT NULL AND d.won_at <= coalesce(d.lost_at, d.won_at) AS is_won,
-               st.probability AS p_cur, coalesce(d.last_at < ($2 - st.norm), false) AS stale_cur
-          FROM %1$s AS d LEFT JOIN st ON st.stage_order = d.open_so),
-    -- open at the previous period's end (no close before it), valued at the amount as of the current end
-    po AS MATERIALIZED (
-        SELECT d.deal_id, d.open_so, d.last_at FROM %2$s AS d WHERE d.closed_at IS NULL AND d.open_so IS NOT NULL),
-    pv AS (
-        SELECT dc.amount, st.probability AS p_prev, coalesce(po.last_at < ($1 - st.norm), false) AS stale_prev
-          FROM po JOIN dc ON dc.deal_id = po.deal_id
-          LEFT JOIN st ON st.stage_order = po.open_so),
+    -- one pass over the states at the current end, grouped by what the figures tell apart
+    -- (k: 0 open, 1 closed in the current period, 2 in the previous one; won; open stage
+    -- known; stale; the stage a lost deal reached; po: open at the previous end in the same
+    -- state, no event between the two ends, and stale then): a few groups, whose counts and
+    -- sums add up to the figures (an average is the sum over the count of its values, as avg
+    -- computes it); the numeric products only on the rows they are for
+    g AS (
+        SELECT CASE WHEN d.closed_at IS NULL THEN 0 WHEN d.closed_at >= $1 THEN 1 ELSE 2 END AS k,
+               d.won_at IS NOT NULL AND d.won_at <= coalesce(d.lost_at, d.won_at) AS won,
+               d.open_so IS NOT NULL AS so_known,
+               d.closed_at IS NULL AND coalesce(d.last_at < ($2 - st.norm), false) AS stale,
+               CASE WHEN d.closed_at IS NOT NULL AND NOT (d.won_at IS NOT NULL AND d.won_at <= coalesce(d.lost_at, d.won_at))
+                    THEN d.open_so END AS lost_so,
+               d.last_at < $1 AND d.closed_at IS NULL AND d.open_so IS NOT NULL AS po,
+               d.last_at < $1 AND d.closed_at IS NULL AND d.open_so IS NOT NULL AND coalesce(d.last_at < ($1 - st.norm), false) AS po_stale,
+               count(*) AS n, sum(d.amount) AS amt, count(d.amount) AS n_amt,
+               sum(CASE WHEN d.closed_at IS NULL THEN d.amount * st.probability END) AS w,
+               sum(CASE WHEN d.won_at <= coalesce(d.lost_at, d.won_at) THEN extract(epoch FROM d.won_at - d.first_at) / 86400 END) AS cyc,
+               count(CASE WHEN d.won_at <= coalesce(d.lost_at, d.won_at) THEN extract(epoch FROM d.won_at - d.first_at) / 86400 END) AS n_cyc
+          FROM %1$s AS d LEFT JOIN st ON st.stage_order = d.open_so
+         GROUP BY 1, 2, 3, 4, 5, 6, 7),
     dm AS (
-        SELECT count(*) FILTER (WHERE is_won AND closed_at >= $1) AS c_won,
-               count(*) FILTER (WHERE NOT is_won AND closed_at >= $1) AS c_lost,
-               count(*) FILTER (WHERE is_won AND closed_at >= $3 AND closed_at < $1) AS p_won,
-               count(*) FILTER (WHERE NOT is_won AND closed_at >= $3 AND closed_at < $1) AS p_lost,
-               sum(amount) FILTER (WHERE NOT is_won AND closed_at >= $1) AS c_lost_amt,
-               sum(amount) FILTER (WHERE NOT is_won AND closed_at >= $3 AND closed_at < $1) AS p_lost_amt,
-               avg(amount) FILTER (WHERE is_won AND closed_at >= $1) AS c_avg_won,
-               avg(amount) FILTER (WHERE is_won AND closed_at >= $3 AND closed_at < $1) AS p_avg_won,
-               avg(extract(epoch FROM won_at - created_at) / 86400) FILTER (WHERE is_won AND closed_at >= $1) AS c_cycle,
-               avg(extract(epoch FROM won_at - created_at) / 86400) FILTER (WHERE is_won AND closed_at >= $3 AND closed_at < $1) AS p_cycle,
-               count(*) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_open,
-               sum(amount) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL) AS c_open_amt,
-               sum(amount * p_cur) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL AND NOT stale_cur) AS c_weighted,
-               count(*) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL AND stale_cur) AS c_stale,
-               sum(amount) FILTER (WHERE open_cur IS NOT NULL AND closed_at IS NULL AND stale_cur) AS c_stale_amt
-          FROM dc),
+        SELECT coalesce(sum(n) FILTER (WHERE won AND k = 1), 0)::bigint AS c_won,
+               coalesce(sum(n) FILTER (WHERE NOT won AND k = 1), 0)::bigint AS c_lost,
+               coalesce(sum(n) FILTER (WHERE won AND k = 2), 0)::bigint AS p_won,
+               coalesce(sum(n) FILTER (WHERE NOT won AND k = 2), 0)::bigint AS p_lost,
+               sum(amt) FILTER (WHERE NOT won AND k = 1) AS c_lost_amt,
+               sum(amt) FILTER (WHERE NOT won AND k = 2) AS p_lost_amt,
+               sum(amt) FILTER (WHERE won AND k = 1) / sum(n_amt) FILTER (WHERE won AND k = 1) AS c_avg_won,
+               sum(amt) FILTER (WHERE won AND k = 2) / sum(n_amt) FILTER (WHERE won AND k = 2) AS p_avg_won,
+               sum(cyc) FILTER (WHERE won AND k = 1) / sum(n_cyc) FILTER (WHERE won AND k = 1) AS c_cycle,
+               sum(cyc) FILTER (WHERE won AND k = 2) / sum(n_cyc) FILTER (WHERE won AND k = 2) AS p_cycle,
+               coalesce(sum(n) FILTER (WHERE k = 0 AND so_known), 0)::bigint AS c_open,
+               sum(amt) FILTER (WHERE k = 0 AND so_known) AS c_open_amt,
+               sum(w) FILTER (WHERE k = 0 AND so_known AND NOT stale) AS c_weighted,
+               coalesce(sum(n) FILTER (WHERE k = 0 AND so_known AND stale), 0)::bigint AS c_stale,
+               sum(amt) FILTER (WHERE k = 0 AND so_known AND stale) AS c_stale_amt,
+               -- open at the previous end in the same state
+               coalesce(sum(n) FILTER (WHERE po), 0)::bigint AS q_open, sum(amt) FILTER (WHERE po) AS q_open_amt,
+               sum(w) FILTER (WHERE po AND NOT po_stale) AS q_weighted,
+               coalesce(sum(n) FILTER (WHERE po_stale), 0)::bigint AS q_stale, sum(amt) FILTER (WHERE po_stale) AS q_stale_amt
+          FROM g),
+    -- open at the previous period's end (no close before it), valued at the amount as of the
+    -- current end: a deal without an event between the two ends has the same state at both
+    -- (counted above); the others (an event before the previous end and one before the
+    -- current end, at or after the previous one) read their state at the previous end from
+    -- the earlier states, joined to their state at the current end (read by its last event)
+    pv AS (
+        SELECT count(*) AS n, sum(c.amount) AS amt,
+               sum(c.amount * st.probability) FILTER (WHERE NOT coalesce(p.from_at < ($1 - st.norm), false)) AS w,
+               count(*) FILTER (WHERE coalesce(p.from_at < ($1 - st.norm), false)) AS n_stale,
+               sum(c.amount) FILTER (WHERE coalesce(p.from_at < ($1 - st.norm), false)) AS stale_amt
+          FROM crm.rollup_deal_past p
+          JOIN (SELECT n.deal_id, n.amount FROM crm.rollup_deal_now n WHERE n.last_at >= $1 AND n.last_at < $2
+                UNION ALL
+                SELECT q.deal_id, q.amount FROM crm.rollup_deal_past q WHERE q.from_at >= $1 AND q.from_at < $2 AND q.to_at >= $2) AS c
+            ON c.deal_id = p.deal_id
+          LEFT JOIN st ON st.stage_order = p.open_so
+         WHERE p.to_at >= $1 AND p.to_at < $2 AND p.from_at < $1 AND p.closed_at IS NULL AND p.open_so IS NOT NULL),
+    -- the sum of two sums (NULL: no value in either)
     pm AS (
-        SELECT count(*) AS p_open, sum(amount) AS p_open_amt,
-               sum(amount * p_prev) FILTER (WHERE NOT stale_prev) AS p_weighted,
-               count(*) FILTER (WHERE stale_prev) AS p_stale,
-               sum(amount) FILTER (WHERE stale_prev) AS p_stale_amt
-          FROM pv),
+        SELECT dm.q_open + pv.n AS p_open,
+               CASE WHEN dm.q_open_amt IS NULL THEN pv.amt WHEN pv.amt IS NULL THEN dm.q_open_amt ELSE dm.q_open_amt + pv.amt END AS p_open_amt,
+               CASE WHEN dm.q_weighted IS NULL THEN pv.w WHEN pv.w IS NULL THEN dm.q_weighted ELSE dm.q_weighted + pv.w END AS p_weighted,
+               dm.q_stale + pv.n_stale AS p_stale,
+               CASE WHEN dm.q_stale_amt IS NULL THEN pv.stale_amt WHEN pv.stale_amt IS NULL THEN dm.q_stale_amt ELSE dm.q_stale_amt + pv.stale_amt END AS p_stale_amt
+          FROM dm, pv),
     -- lost deals by the most advanced open stage they reached (as of the current end)
     lost AS (
         SELECT st.stage, st.stage_order, coalesce(l.c_amt, 0) AS c_amt, coalesce(l.p_amt, 0) AS p_amt
-          FROM st LEFT JOIN (SELECT dc.open_cur, sum(dc.amount) FILTER (WHERE dc.closed_at >= $1) AS c_amt,
-                                    sum(dc.amount) FILTER (WHERE dc.closed_at < $1) AS p_amt
-                               FROM dc WHERE NOT dc.is_won AND dc.closed_at >= $3 GROUP BY 1) AS l ON l.open_cur = st.stage_order
+          FROM st LEFT JOIN (SELECT g.lost_so, sum(g.amt) FILTER (WHERE g.k = 1) AS c_amt, sum(g.amt) FILTER (WHERE g.k = 2) AS p_amt
+                               FROM g WHERE g.lost_so IS NOT NULL GROUP BY 1) AS l ON l.lost_so = st.stage_order
          WHERE st.outcome = 'open'),
     rows AS (
         SELECT v.*
@@ -344,7 +375,7 @@ BEGIN
         UNION ALL
         SELECT 100 + lost.stage_order, 'lost_value_at_' || lost.stage, lost.c_amt, lost.p_amt FROM lost)
     SELECT rows.metric, rows.cur, rows.prev FROM rows ORDER BY rows.ord
-$sql$, crm._deal_states_sql('$2', '$3'), crm._deal_states_sql('$1', '$1'))
+$sql$, crm._deal_states_sql('$2', '$3'))
         USING cur_from, cur_to, prev_from;
 END
 $$;

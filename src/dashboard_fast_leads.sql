@@ -255,6 +255,8 @@ CREATE FUNCTION crm._fast_owner_leads(cur_from timestamptz, cur_to timestamptz, 
 RETURNS TABLE (metric text, cur numeric, prev numeric)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+-- the leads grouped by channel and month by hash (few groups), not sorted
+SET enable_sort = off
 AS $$
 WITH
 ld AS (
@@ -264,12 +266,16 @@ ld AS (
 cpl AS (
     SELECT s.channel, s.month, s.amount / n.leads AS cost_per_lead
       FROM crm.rollup_spend_months s JOIN crm.rollup_lead_months n ON n.channel = s.channel AND n.month = s.month),
+-- converted: the lead's customer bought before the end (few leads name a
+-- customer: their first order read by index, not a pass over all customers)
 lx AS (
     SELECT ld.channel, ld.is_cur, ld.month, count(*) AS n,
-           count(*) FILTER (WHERE rc.first_at < CASE WHEN ld.is_cur THEN cur_to ELSE cur_from END) AS converted,
+           count(*) FILTER (WHERE ld.customer_id IS NOT NULL
+                              AND (SELECT rc.first_at FROM crm.rollup_customers rc WHERE rc.customer_id = ld.customer_id)
+                                  < CASE WHEN ld.is_cur THEN cur_to ELSE cur_from END) AS converted,
            count(*) FILTER (WHERE ld.first_response IS NULL
                                OR ld.first_response >= CASE WHEN ld.is_cur THEN cur_to ELSE cur_from END) AS unanswered
-      FROM ld LEFT JOIN crm.rollup_customers rc ON rc.customer_id = ld.customer_id
+      FROM ld
      GROUP BY 1, 2, 3),
 lm AS (
     SELECT sum(lx.n) FILTER (WHERE lx.is_cur) AS c_leads, sum(lx.n) FILTER (WHERE NOT lx.is_cur) AS p_leads,
