@@ -8448,4 +8448,123 @@ SELECT v.metric, v.cur, v.prev
     ('_leads_cost', c_leads_cost, p_leads_cost)) AS v(metric, cur, prev)
 $$;
 
+CREATE OR REPLACE FUNCTION crm._fast_owner_customers(cur_from timestamptz, cur_to timestamptz, prev_from timestamptz)
+RETURNS TABLE (metric text, cur numeric, prev numeric)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET work_mem = '64MB'
+-- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
+SET enable_mergejoin = off
+AS $$
+WITH
+-- the period before the previous one (same length: dates, as the full query)
+pp AS MATERIALIZED (SELECT (prev_from::date - (cur_from::date - prev_from::date))::timestamptz AS p2_from,
+                           crm._dashboard_coverage_interval('A') AS a_int),
+-- per customer: orders of the three periods
+po AS (
+    SELECT l.customer_id,
+           count(*) FILTER (WHERE l.ordered_at >= cur_from) AS n_cur,
+           count(*) FILTER (WHERE l.ordered_at >= prev_from AND l.ordered_at < cur_from) AS n_prev,
+           count(*) FILTER (WHERE l.ordered_at >= pp.p2_from AND l.ordered_at < prev_from) AS n_prev2,
+           sum(l.amount) FILTER (WHERE l.ordered_at >= prev_from AND l.ordered_at < cur_from) AS rev_prev,
+           sum(l.amount) FILTER (WHERE l.ordered_at >= pp.p2_from AND l.ordered_at < prev_from) AS rev_prev2
+      FROM crm.rollup_order_lines l, pp
+     WHERE l.ordered_at >= least(pp.p2_from, prev_from) AND l.ordered_at < cur_to
+     GROUP BY 1),
+-- the buyers of the three periods (every customer of the full query's cu
+-- without an order in them counts in none of the figures below)
+cf AS (
+    SELECT po.*, po.n_cur > 0 AS in_cur, po.n_prev > 0 AS in_prev, po.n_prev2 > 0 AS in_prev2,
+           -- orders up to the end >= 2: two in the period, or one and an earlier (first) one
+           po.n_cur >= 2 OR (po.n_cur > 0 AND f.first_at < cur_from) AS rep_cur,
+           po.n_prev >= 2 OR (po.n_prev > 0 AND f.first_at < prev_from) AS rep_prev
+      -- the first order matters only when it is at or after prev_from: the customers'
+      -- first orders there read by index (crm.rollup_customers, kept with the summaries:
+      -- every customer with an order has one), the others' first order is before it
+      -- (-infinity stands for it); the orders without a customer: their group's first order
+      FROM po LEFT JOIN crm.rollup_customers nb ON nb.customer_id = po.customer_id AND nb.first_at >= prev_from,
+           LATERAL (SELECT CASE WHEN po.customer_id IS NULL
+                                THEN (SELECT t0.first_at FROM crm.rollup_customer_orders t0 WHERE t0.customer_id IS NULL)
+                                ELSE coalesce(nb.first_at, '-infinity'::timestamptz) END AS first_at) AS f),
+cm AS (
+    SELECT count(*) FILTER (WHERE in_cur) AS c_active, count(*) FILTER (WHERE rep_cur) AS c_repeat,
+           count(*) FILTER (WHERE in_prev) AS p_active, count(*) FILTER (WHERE rep_prev) AS p_repeat,
+           count(*) FILTER (WHERE in_prev AND NOT in_cur) AS c_churned,
+           count(*) FILTER (WHERE in_prev2 AND NOT in_prev) AS p_churned,
+           count(*) FILTER (WHERE in_prev2) AS p2_active,
+           sum(rev_prev) FILTER (WHERE in_prev AND NOT in_cur) AS c_churned_rev,
+           sum(rev_prev2) FILTER (WHERE in_prev2 AND NOT in_prev) AS p_churned_rev
+      FROM cf),
+-- class A by crm.abc_class over the revenue of the 12 months before each end
+-- (customers without revenue there are NULL to it: no class, no effect on the
+-- others); overdue as the full query judges it: the last real contact before
+-- the end, or (never contacted) customer since (the customers source's
+-- created_at, else the first order), before the end minus the class-A
+-- interval; that is: contacted before the end and not within the interval,
+-- or never contacted and customer since before end minus the interval
+-- (the classes kept for the ends of the dashboard period read as a table,
+-- computed from the order lines for other ends)
+e AS MATERIALIZED (
+    SELECT e.is_cur, e.end_at, x.slot
+      FROM (VALUES (true, cur_to), (false, cur_from)) AS e(is_cur, end_at)
+      LEFT JOIN crm.rollup_customer_state_ends x ON x.end_at = e.end_at),
+sl AS MATERIALIZED (SELECT max(e.slot) FILTER (WHERE e.is_cur) AS c_slot, max(e.slot) FILTER (WHERE NOT e.is_cur) AS p_slot FROM e),
+-- the ends whose classes the per-customer table keeps: one pass over it
+-- (class, last real contact before the end, customer since in the row: overdue =
+-- the last contact before the end, else the customer since, before end minus the interval)
+amk AS (
+    SELECT CASE sl.c_slot WHEN 1 THEN k.n1 WHEN 2 THEN k.n2 END AS c_a_overdue,
+           CASE sl.p_slot WHEN 1 THEN k.n1 WHEN 2 THEN k.n2 END AS p_a_overdue
+      FROM sl, (
+        -- per kept end (slot), against that end minus the interval: the slot's own columns,
+        -- no choice of column per row
+        SELECT count(*) FILTER (WHERE s.k1_abc = 'A' AND coalesce(s.k1_contact, s.since, s.first_order_at) < x.e1) AS n1,
+               count(*) FILTER (WHERE s.k2_abc = 'A' AND coalesce(s.k2_contact, s.since, s.first_order_at) < x.e2) AS n2
+          FROM (SELECT max(y.end_at) FILTER (WHERE y.slot = 1) - pp.a_int AS e1, max(y.end_at) FILTER (WHERE y.slot = 2) - pp.a_int AS e2
+                  FROM pp LEFT JOIN crm.rollup_customer_state_ends y ON true GROUP BY pp.a_int) AS x
+          CROSS JOIN sl AS z CROSS JOIN crm.rollup_customer_state s
+         WHERE (z.c_slot IS NOT NULL OR z.p_slot IS NOT NULL) AND (s.k1_abc = 'A' OR s.k2_abc = 'A')) AS k),
+-- there, the orders without a customer (never contacted): since kept with their class
+amn AS (
+    SELECT count(*) FILTER (WHERE e.is_cur) AS c_a_overdue, count(*) FILTER (WHERE NOT e.is_cur) AS p_a_overdue
+      FROM e CROSS JOIN pp
+      JOIN crm.rollup_customer_classes k ON k.end_at = e.end_at AND k.customer_id IS NULL
+     WHERE e.slot IS NOT NULL AND k.abc_class = 'A' AND k.since < (e.end_at - pp.a_int)),
+-- other ends: the classes computed from the order lines, the contact state and the copies
+ae AS (
+    SELECT e.is_cur, e.end_at, k.customer_id
+      FROM e, LATERAL crm._fast_classes_live(e.end_at) AS k
+     WHERE e.slot IS NULL AND k.abc = 'A'),
+aml AS (
+    SELECT count(*) FILTER (WHERE ae.is_cur AND o.overdue) AS c_a_overdue,
+           count(*) FILTER (WHERE NOT ae.is_cur AND o.overdue) AS p_a_overdue
+      FROM ae CROSS JOIN pp
+      LEFT JOIN crm.rollup_customer_contacts s ON s.customer_id = ae.customer_id,
+      LATERAL (SELECT CASE
+          WHEN s.first_at < ae.end_at THEN
+              NOT CASE WHEN s.last_at < ae.end_at THEN s.last_at >= (ae.end_at - pp.a_int)
+                       ELSE EXISTS (SELECT 1 FROM crm.rollup_real_contacts x
+                                     WHERE x.customer_id = ae.customer_id AND x.occurred_at >= (ae.end_at - pp.a_int)
+                                       AND x.occurred_at < ae.end_at) END
+          ELSE coalesce((SELECT min(i.created_at) FROM crm.rollup_customer_info i WHERE i.customer_id = ae.customer_id),
+                        CASE WHEN ae.customer_id IS NULL THEN (SELECT t0.first_at FROM crm.rollup_customer_orders t0 WHERE t0.customer_id IS NULL)
+                             ELSE (SELECT t1.first_at FROM crm.rollup_customer_orders t1 WHERE t1.customer_id = ae.customer_id) END)
+               < (ae.end_at - pp.a_int) END AS overdue) AS o),
+am AS (
+    SELECT coalesce(amk.c_a_overdue, 0) + amn.c_a_overdue + aml.c_a_overdue AS c_a_overdue,
+           coalesce(amk.p_a_overdue, 0) + amn.p_a_overdue + aml.p_a_overdue AS p_a_overdue
+      FROM amk, amn, aml)
+SELECT v.metric, v.cur, v.prev
+  FROM cm, am, LATERAL (VALUES
+    ('buyers', c_active::numeric, p_active::numeric),
+    ('repeat_purchase_rate', round((100.0 * c_repeat) / CASE WHEN c_active <> 0 THEN c_active END, 2),
+                             round((100.0 * p_repeat) / CASE WHEN p_active <> 0 THEN p_active END, 2)),
+    ('churned_customers', c_churned::numeric, p_churned::numeric),
+    ('churn_rate', round((100.0 * c_churned) / CASE WHEN p_active <> 0 THEN p_active END, 2),
+                   round((100.0 * p_churned) / CASE WHEN p2_active <> 0 THEN p2_active END, 2)),
+    ('churned_revenue', coalesce(c_churned_rev, 0), coalesce(p_churned_rev, 0)),
+    ('overdue_class_a_customers', c_a_overdue::numeric, p_a_overdue::numeric)) AS v(metric, cur, prev)
+$$;
+
 -- ==== end of section owner6 ====

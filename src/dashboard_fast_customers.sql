@@ -910,11 +910,14 @@ cf AS (
            -- orders up to the end >= 2: two in the period, or one and an earlier (first) one
            po.n_cur >= 2 OR (po.n_cur > 0 AND f.first_at < cur_from) AS rep_cur,
            po.n_prev >= 2 OR (po.n_prev > 0 AND f.first_at < prev_from) AS rep_prev
-      -- (every customer here has an order since the start of the window: the totals read by last_at)
-      FROM po LEFT JOIN crm.rollup_customer_orders t ON t.customer_id = po.customer_id
-                    AND t.last_at >= (SELECT least(pp.p2_from, prev_from) FROM pp),
-           -- the orders without a customer: their group's first order
-           LATERAL (SELECT coalesce(t.first_at, (SELECT t0.first_at FROM crm.rollup_customer_orders t0 WHERE t0.customer_id IS NULL)) AS first_at) AS f),
+      -- the first order matters only when it is at or after prev_from: the customers'
+      -- first orders there read by index (crm.rollup_customers, kept with the summaries:
+      -- every customer with an order has one), the others' first order is before it
+      -- (-infinity stands for it); the orders without a customer: their group's first order
+      FROM po LEFT JOIN crm.rollup_customers nb ON nb.customer_id = po.customer_id AND nb.first_at >= prev_from,
+           LATERAL (SELECT CASE WHEN po.customer_id IS NULL
+                                THEN (SELECT t0.first_at FROM crm.rollup_customer_orders t0 WHERE t0.customer_id IS NULL)
+                                ELSE coalesce(nb.first_at, '-infinity'::timestamptz) END AS first_at) AS f),
 cm AS (
     SELECT count(*) FILTER (WHERE in_cur) AS c_active, count(*) FILTER (WHERE rep_cur) AS c_repeat,
            count(*) FILTER (WHERE in_prev) AS p_active, count(*) FILTER (WHERE rep_prev) AS p_repeat,
