@@ -8567,4 +8567,123 @@ SELECT v.metric, v.cur, v.prev
     ('overdue_class_a_customers', c_a_overdue::numeric, p_a_overdue::numeric)) AS v(metric, cur, prev)
 $$;
 
+CREATE OR REPLACE FUNCTION crm._fast_owner_deals(cur_from timestamptz, cur_to timestamptz, prev_from timestamptz)
+RETURNS TABLE (metric text, cur numeric, prev numeric)
+LANGUAGE plpgsql STABLE
+-- small reads of the deal states: JIT compilation would cost more than the query
+SET jit = off
+-- the per-deal join of the two states: hashed (a merge join sorts the text ids)
+SET enable_mergejoin = off
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM crm._deal_check_stages(cur_to);
+    RETURN QUERY EXECUTE format($sql$
+    WITH st AS (SELECT s.stage, s.stage_order, s.probability, s.outcome, (s.max_days::text || ' days')::interval AS norm
+                  FROM crm.pipeline_stages s),
+    -- the states at the current end (one scan), grouped by what the figures tell apart
+    -- (k: 0 open, 1 closed in the current period, 2 in the previous one; won; open stage
+    -- known; stale; the stage a lost deal reached; po: open at the previous end in the same
+    -- state, no event between the two ends, and stale then): a few groups, whose counts and
+    -- sums add up to the figures (an average is the sum over the count of its values, as avg
+    -- computes it); the closed deals and the open ones grouped apart, each by what tells
+    -- its own figures apart (the stage norms and probabilities only for the open ones)
+    d AS MATERIALIZED (SELECT d.first_at, d.last_at, d.won_at, d.lost_at, d.closed_at, d.amount, d.open_so FROM %1$s AS d),
+    g AS (
+        SELECT CASE WHEN d.closed_at >= $1 THEN 1 ELSE 2 END AS k,
+               d.won_at IS NOT NULL AND d.won_at <= coalesce(d.lost_at, d.won_at) AS won,
+               d.open_so IS NOT NULL AS so_known, false AS stale,
+               CASE WHEN NOT (d.won_at IS NOT NULL AND d.won_at <= coalesce(d.lost_at, d.won_at)) THEN d.open_so END AS lost_so,
+               false AS po, false AS po_stale,
+               count(*) AS n, sum(d.amount) AS amt, count(d.amount) AS n_amt, NULL::numeric AS w,
+               sum(extract(epoch FROM d.won_at - d.first_at) / 86400) FILTER (WHERE d.won_at <= coalesce(d.lost_at, d.won_at)) AS cyc,
+               count(*) FILTER (WHERE d.won_at <= coalesce(d.lost_at, d.won_at)) AS n_cyc
+          FROM d WHERE d.closed_at IS NOT NULL
+         GROUP BY 1, 2, 3, 5
+        UNION ALL
+        SELECT 0, false, d.open_so IS NOT NULL, coalesce(d.last_at < ($2 - st.norm), false), NULL::int,
+               d.last_at < $1 AND d.open_so IS NOT NULL,
+               d.last_at < $1 AND d.open_so IS NOT NULL AND coalesce(d.last_at < ($1 - st.norm), false),
+               count(*), sum(d.amount), count(d.amount), sum(d.amount * st.probability), NULL::numeric, 0::bigint
+          FROM d LEFT JOIN st ON st.stage_order = d.open_so WHERE d.closed_at IS NULL
+         GROUP BY 3, 4, 6, 7),
+    dm AS (
+        SELECT coalesce(sum(n) FILTER (WHERE won AND k = 1), 0)::bigint AS c_won,
+               coalesce(sum(n) FILTER (WHERE NOT won AND k = 1), 0)::bigint AS c_lost,
+               coalesce(sum(n) FILTER (WHERE won AND k = 2), 0)::bigint AS p_won,
+               coalesce(sum(n) FILTER (WHERE NOT won AND k = 2), 0)::bigint AS p_lost,
+               sum(amt) FILTER (WHERE NOT won AND k = 1) AS c_lost_amt,
+               sum(amt) FILTER (WHERE NOT won AND k = 2) AS p_lost_amt,
+               sum(amt) FILTER (WHERE won AND k = 1) / sum(n_amt) FILTER (WHERE won AND k = 1) AS c_avg_won,
+               sum(amt) FILTER (WHERE won AND k = 2) / sum(n_amt) FILTER (WHERE won AND k = 2) AS p_avg_won,
+               sum(cyc) FILTER (WHERE won AND k = 1) / sum(n_cyc) FILTER (WHERE won AND k = 1) AS c_cycle,
+               sum(cyc) FILTER (WHERE won AND k = 2) / sum(n_cyc) FILTER (WHERE won AND k = 2) AS p_cycle,
+               coalesce(sum(n) FILTER (WHERE k = 0 AND so_known), 0)::bigint AS c_open,
+               sum(amt) FILTER (WHERE k = 0 AND so_known) AS c_open_amt,
+               sum(w) FILTER (WHERE k = 0 AND so_known AND NOT stale) AS c_weighted,
+               coalesce(sum(n) FILTER (WHERE k = 0 AND so_known AND stale), 0)::bigint AS c_stale,
+               sum(amt) FILTER (WHERE k = 0 AND so_known AND stale) AS c_stale_amt,
+               -- open at the previous end in the same state
+               coalesce(sum(n) FILTER (WHERE po), 0)::bigint AS q_open, sum(amt) FILTER (WHERE po) AS q_open_amt,
+               sum(w) FILTER (WHERE po AND NOT po_stale) AS q_weighted,
+               coalesce(sum(n) FILTER (WHERE po_stale), 0)::bigint AS q_stale, sum(amt) FILTER (WHERE po_stale) AS q_stale_amt
+          FROM g),
+    -- open at the previous period's end (no close before it), valued at the amount as of the
+    -- current end: a deal without an event between the two ends has the same state at both
+    -- (counted above); the others (an event before the previous end and one before the
+    -- current end, at or after the previous one) read their state at the previous end from
+    -- the earlier states, joined to their state at the current end (read by its last event)
+    pv AS (
+        SELECT count(*) AS n, sum(c.amount) AS amt,
+               sum(c.amount * st.probability) FILTER (WHERE NOT coalesce(p.from_at < ($1 - st.norm), false)) AS w,
+               count(*) FILTER (WHERE coalesce(p.from_at < ($1 - st.norm), false)) AS n_stale,
+               sum(c.amount) FILTER (WHERE coalesce(p.from_at < ($1 - st.norm), false)) AS stale_amt
+          FROM crm.rollup_deal_past p
+          JOIN (SELECT n.deal_id, n.amount FROM crm.rollup_deal_now n WHERE n.last_at >= $1 AND n.last_at < $2
+                UNION ALL
+                SELECT q.deal_id, q.amount FROM crm.rollup_deal_past q WHERE q.from_at >= $1 AND q.from_at < $2 AND q.to_at >= $2) AS c
+            ON c.deal_id = p.deal_id
+          LEFT JOIN st ON st.stage_order = p.open_so
+         WHERE p.to_at >= $1 AND p.to_at < $2 AND p.from_at < $1 AND p.closed_at IS NULL AND p.open_so IS NOT NULL),
+    -- the sum of two sums (NULL: no value in either)
+    pm AS (
+        SELECT dm.q_open + pv.n AS p_open,
+               CASE WHEN dm.q_open_amt IS NULL THEN pv.amt WHEN pv.amt IS NULL THEN dm.q_open_amt ELSE dm.q_open_amt + pv.amt END AS p_open_amt,
+               CASE WHEN dm.q_weighted IS NULL THEN pv.w WHEN pv.w IS NULL THEN dm.q_weighted ELSE dm.q_weighted + pv.w END AS p_weighted,
+               dm.q_stale + pv.n_stale AS p_stale,
+               CASE WHEN dm.q_stale_amt IS NULL THEN pv.stale_amt WHEN pv.stale_amt IS NULL THEN dm.q_stale_amt ELSE dm.q_stale_amt + pv.stale_amt END AS p_stale_amt
+          FROM dm, pv),
+    -- lost deals by the most advanced open stage they reached (as of the current end)
+    lost AS (
+        SELECT st.stage, st.stage_order, coalesce(l.c_amt, 0) AS c_amt, coalesce(l.p_amt, 0) AS p_amt
+          FROM st LEFT JOIN (SELECT g.lost_so, sum(g.amt) FILTER (WHERE g.k = 1) AS c_amt, sum(g.amt) FILTER (WHERE g.k = 2) AS p_amt
+                               FROM g WHERE g.lost_so IS NOT NULL GROUP BY 1) AS l ON l.lost_so = st.stage_order
+         WHERE st.outcome = 'open'),
+    rows AS (
+        SELECT v.*
+          FROM dm, pm,
+          LATERAL (VALUES
+            (12, 'win_rate', round((100.0 * c_won) / CASE WHEN (c_won + c_lost) <> 0 THEN (c_won + c_lost) END, 2), round((100.0 * p_won) / CASE WHEN (p_won + p_lost) <> 0 THEN (p_won + p_lost) END, 2)),
+            (13, 'deals_won', c_won::numeric, p_won::numeric),
+            (14, 'average_won_deal', round(c_avg_won, 2), round(p_avg_won, 2)),
+            (15, 'sales_cycle', round(c_cycle, 2), round(p_cycle, 2)),
+            (16, 'open_deals', c_open::numeric, p_open::numeric),
+            (17, 'open_pipeline_value', coalesce(c_open_amt, 0), coalesce(p_open_amt, 0)),
+            (18, 'weighted_pipeline', round(coalesce(c_weighted, 0), 2), round(coalesce(p_weighted, 0), 2)),
+            (18.1, 'stale_deals', c_stale::numeric, p_stale::numeric),
+            (18.2, 'stale_pipeline_value', coalesce(c_stale_amt, 0), coalesce(p_stale_amt, 0)),
+            (19, 'sales_velocity',
+                 round(((c_open * (c_won::numeric / CASE WHEN (c_won + c_lost) <> 0 THEN (c_won + c_lost) END)) * c_avg_won) / CASE WHEN c_cycle <> 0 THEN c_cycle END, 2),
+                 round(((p_open * (p_won::numeric / CASE WHEN (p_won + p_lost) <> 0 THEN (p_won + p_lost) END)) * p_avg_won) / CASE WHEN p_cycle <> 0 THEN p_cycle END, 2)),
+            (20, 'deals_lost', c_lost::numeric, p_lost::numeric),
+            (21, 'lost_deal_value', coalesce(c_lost_amt, 0), coalesce(p_lost_amt, 0))
+          ) AS v(ord, metric, cur, prev)
+        UNION ALL
+        SELECT 100 + lost.stage_order, 'lost_value_at_' || lost.stage, lost.c_amt, lost.p_amt FROM lost)
+    SELECT rows.metric, rows.cur, rows.prev FROM rows ORDER BY rows.ord
+$sql$, crm._deal_states_sql('$2', '$3'))
+        USING cur_from, cur_to, prev_from;
+END
+$$;
+
 -- ==== end of section owner6 ====

@@ -280,27 +280,32 @@ BEGIN
     RETURN QUERY EXECUTE format($sql$
     WITH st AS (SELECT s.stage, s.stage_order, s.probability, s.outcome, (s.max_days::text || ' days')::interval AS norm
                   FROM crm.pipeline_stages s),
-    -- one pass over the states at the current end, grouped by what the figures tell apart
+    -- the states at the current end (one scan), grouped by what the figures tell apart
     -- (k: 0 open, 1 closed in the current period, 2 in the previous one; won; open stage
     -- known; stale; the stage a lost deal reached; po: open at the previous end in the same
     -- state, no event between the two ends, and stale then): a few groups, whose counts and
     -- sums add up to the figures (an average is the sum over the count of its values, as avg
-    -- computes it); the numeric products only on the rows they are for
+    -- computes it); the closed deals and the open ones grouped apart, each by what tells
+    -- its own figures apart (the stage norms and probabilities only for the open ones)
+    d AS MATERIALIZED (SELECT d.first_at, d.last_at, d.won_at, d.lost_at, d.closed_at, d.amount, d.open_so FROM %1$s AS d),
     g AS (
-        SELECT CASE WHEN d.closed_at IS NULL THEN 0 WHEN d.closed_at >= $1 THEN 1 ELSE 2 END AS k,
+        SELECT CASE WHEN d.closed_at >= $1 THEN 1 ELSE 2 END AS k,
                d.won_at IS NOT NULL AND d.won_at <= coalesce(d.lost_at, d.won_at) AS won,
-               d.open_so IS NOT NULL AS so_known,
-               d.closed_at IS NULL AND coalesce(d.last_at < ($2 - st.norm), false) AS stale,
-               CASE WHEN d.closed_at IS NOT NULL AND NOT (d.won_at IS NOT NULL AND d.won_at <= coalesce(d.lost_at, d.won_at))
-                    THEN d.open_so END AS lost_so,
-               d.last_at < $1 AND d.closed_at IS NULL AND d.open_so IS NOT NULL AS po,
-               d.last_at < $1 AND d.closed_at IS NULL AND d.open_so IS NOT NULL AND coalesce(d.last_at < ($1 - st.norm), false) AS po_stale,
-               count(*) AS n, sum(d.amount) AS amt, count(d.amount) AS n_amt,
-               sum(CASE WHEN d.closed_at IS NULL THEN d.amount * st.probability END) AS w,
-               sum(CASE WHEN d.won_at <= coalesce(d.lost_at, d.won_at) THEN extract(epoch FROM d.won_at - d.first_at) / 86400 END) AS cyc,
-               count(CASE WHEN d.won_at <= coalesce(d.lost_at, d.won_at) THEN extract(epoch FROM d.won_at - d.first_at) / 86400 END) AS n_cyc
-          FROM %1$s AS d LEFT JOIN st ON st.stage_order = d.open_so
-         GROUP BY 1, 2, 3, 4, 5, 6, 7),
+               d.open_so IS NOT NULL AS so_known, false AS stale,
+               CASE WHEN NOT (d.won_at IS NOT NULL AND d.won_at <= coalesce(d.lost_at, d.won_at)) THEN d.open_so END AS lost_so,
+               false AS po, false AS po_stale,
+               count(*) AS n, sum(d.amount) AS amt, count(d.amount) AS n_amt, NULL::numeric AS w,
+               sum(extract(epoch FROM d.won_at - d.first_at) / 86400) FILTER (WHERE d.won_at <= coalesce(d.lost_at, d.won_at)) AS cyc,
+               count(*) FILTER (WHERE d.won_at <= coalesce(d.lost_at, d.won_at)) AS n_cyc
+          FROM d WHERE d.closed_at IS NOT NULL
+         GROUP BY 1, 2, 3, 5
+        UNION ALL
+        SELECT 0, false, d.open_so IS NOT NULL, coalesce(d.last_at < ($2 - st.norm), false), NULL::int,
+               d.last_at < $1 AND d.open_so IS NOT NULL,
+               d.last_at < $1 AND d.open_so IS NOT NULL AND coalesce(d.last_at < ($1 - st.norm), false),
+               count(*), sum(d.amount), count(d.amount), sum(d.amount * st.probability), NULL::numeric, 0::bigint
+          FROM d LEFT JOIN st ON st.stage_order = d.open_so WHERE d.closed_at IS NULL
+         GROUP BY 3, 4, 6, 7),
     dm AS (
         SELECT coalesce(sum(n) FILTER (WHERE won AND k = 1), 0)::bigint AS c_won,
                coalesce(sum(n) FILTER (WHERE NOT won AND k = 1), 0)::bigint AS c_lost,
