@@ -914,7 +914,10 @@ cf AS (
       -- first orders there read by index (crm.rollup_customers, kept with the summaries:
       -- every customer with an order has one), the others' first order is before it
       -- (-infinity stands for it); the orders without a customer: their group's first order
-      FROM po LEFT JOIN crm.rollup_customers nb ON nb.customer_id = po.customer_id AND nb.first_at >= prev_from,
+      -- (a customer here has an order before cur_to: first_at < cur_to, said for the
+      -- planner, which then hashes these few first orders, not the customers of po)
+      FROM po LEFT JOIN crm.rollup_customers nb ON nb.customer_id = po.customer_id AND nb.first_at >= prev_from
+                                                AND nb.first_at < cur_to,
            LATERAL (SELECT CASE WHEN po.customer_id IS NULL
                                 THEN (SELECT t0.first_at FROM crm.rollup_customer_orders t0 WHERE t0.customer_id IS NULL)
                                 ELSE coalesce(nb.first_at, '-infinity'::timestamptz) END AS first_at) AS f),
