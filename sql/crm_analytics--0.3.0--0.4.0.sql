@@ -8304,6 +8304,389 @@ DROP INDEX crm.rollup_leads_created_at_idx;
 CREATE INDEX ON crm.rollup_leads (created_at) INCLUDE (month, channel, customer_id, first_response);
 CREATE INDEX ON crm.rollup_invoices ((coalesce(paid_at, 'infinity'::timestamptz))) INCLUDE (issued_at, due_at, amount, paid_at);
 
+CREATE OR REPLACE FUNCTION crm._rollup_lead_state(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    n bigint;
+    m bigint;
+BEGIN
+    IF from_ts OPERATOR(pg_catalog.=) '-infinity'::pg_catalog.timestamptz THEN
+        TRUNCATE crm.rollup_leads, crm.rollup_lead_months;
+    ELSE
+        DELETE FROM crm.rollup_leads l WHERE l.created_at OPERATOR(pg_catalog.>=) from_ts;
+        DELETE FROM crm.rollup_lead_months c WHERE c.month OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', from_ts);
+    END IF;
+    -- without an interactions source (a partial registration) no lead has a response
+    EXECUTE pg_catalog.format($sql$
+WITH l AS MATERIALIZED (
+    SELECT pg_catalog.row_number() OVER () AS rn, src.lead_id::pg_catalog.text AS lead_id, src.created_at,
+           src.channel::pg_catalog.text AS channel, src.manager_id::pg_catalog.text AS manager_id,
+           src.customer_id::pg_catalog.text AS customer_id
+      FROM %2$s WHERE src.created_at OPERATOR(pg_catalog.>=) $1),
+x AS (
+    SELECT ix.lead_id::pg_catalog.text AS lead_id, ix.occurred_at
+      FROM %1$s
+     WHERE ix.occurred_at OPERATOR(pg_catalog.>=) $1 AND NOT ix.automated AND ix.direction OPERATOR(pg_catalog.=) 'outbound'
+       AND ix.lead_id IS NOT NULL),
+f AS (
+    SELECT l.rn, pg_catalog.min(x.occurred_at) AS fr
+      FROM l JOIN x ON x.lead_id OPERATOR(pg_catalog.=) l.lead_id AND x.occurred_at OPERATOR(pg_catalog.>=) l.created_at
+     GROUP BY l.rn)
+INSERT INTO crm.rollup_leads (lead_id, created_at, month, channel, manager_id, customer_id, first_response, response_min)
+SELECT l.lead_id, l.created_at, pg_catalog.date_trunc('month', l.created_at), l.channel, l.manager_id, l.customer_id, f.fr,
+       EXTRACT(epoch FROM f.fr OPERATOR(pg_catalog.-) l.created_at) OPERATOR(pg_catalog./) 60
+  FROM l LEFT JOIN f ON f.rn OPERATOR(pg_catalog.=) l.rn
+ ORDER BY l.created_at
+$sql$, CASE WHEN EXISTS (SELECT 1 FROM crm.sources s WHERE s.kind OPERATOR(pg_catalog.=) 'interactions')
+            THEN crm._source_sql('interactions', 'ix')
+            ELSE '(SELECT NULL::pg_catalog.text, NULL::pg_catalog.timestamptz, NULL::pg_catalog.bool, NULL::pg_catalog.text LIMIT 0) AS ix(lead_id, occurred_at, automated, direction)' END,
+       crm._source_sql('leads')) USING from_ts;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    -- the months from the month of from_ts on, from the state (every lead with a creation is in it)
+    INSERT INTO crm.rollup_lead_months (channel, month, leads)
+    SELECT l.channel, l.month, pg_catalog.count(*)
+      FROM crm.rollup_leads l
+     WHERE l.created_at OPERATOR(pg_catalog.>=) pg_catalog.date_trunc('month', from_ts) AND l.channel IS NOT NULL
+     GROUP BY 1, 2;
+    GET DIAGNOSTICS m = ROW_COUNT;
+    RETURN n OPERATOR(pg_catalog.+) m;
+END
+$$;
 
+CREATE OR REPLACE FUNCTION crm._rollup_invoice_state(from_ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF from_ts OPERATOR(pg_catalog.=) '-infinity'::pg_catalog.timestamptz THEN
+        TRUNCATE crm.rollup_invoices;
+    ELSE
+        DELETE FROM crm.rollup_invoices i WHERE i.low_at OPERATOR(pg_catalog.>=) from_ts;
+    END IF;
+    EXECUTE pg_catalog.format($sql$
+INSERT INTO crm.rollup_invoices (invoice_id, customer_id, issued_at, due_at, amount, paid_at, low_at)
+SELECT i.invoice_id::pg_catalog.text, i.customer_id::pg_catalog.text, i.issued_at, i.due_at, i.amount, i.paid_at,
+       least(i.issued_at, i.due_at, i.paid_at)
+  FROM %1$s WHERE least(i.issued_at, i.due_at, i.paid_at) OPERATOR(pg_catalog.>=) $1
+ ORDER BY coalesce(i.paid_at, 'infinity'::pg_catalog.timestamptz)
+$sql$, crm._source_sql('invoices', 'i')) USING from_ts;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm._fast_owner_leads(cur_from timestamptz, cur_to timestamptz, prev_from timestamptz)
+RETURNS TABLE (metric text, cur numeric, prev numeric)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+-- the leads grouped by channel and month by hash (few groups), not sorted
+SET enable_sort = off
+-- small reads by index: JIT compilation would cost more than the query
+SET jit = off
+AS $$
+WITH
+ld AS (
+    SELECT l.month, l.channel, l.customer_id, l.first_response, l.created_at >= cur_from AS is_cur
+      FROM crm.rollup_leads l WHERE l.created_at >= prev_from AND l.created_at < cur_to),
+-- cost per lead (channel-month rule, crm._lead_cost_sql)
+cpl AS (
+    SELECT s.channel, s.month, s.amount / n.leads AS cost_per_lead
+      FROM crm.rollup_spend_months s JOIN crm.rollup_lead_months n ON n.channel = s.channel AND n.month = s.month),
+-- converted: the lead's customer bought before the end (few leads name a
+-- customer: their first order read by index, not a pass over all customers)
+lx AS (
+    SELECT ld.channel, ld.is_cur, ld.month, count(*) AS n,
+           count(*) FILTER (WHERE ld.customer_id IS NOT NULL
+                              AND (SELECT rc.first_at FROM crm.rollup_customers rc WHERE rc.customer_id = ld.customer_id)
+                                  < CASE WHEN ld.is_cur THEN cur_to ELSE cur_from END) AS converted,
+           count(*) FILTER (WHERE ld.first_response IS NULL
+                               OR ld.first_response >= CASE WHEN ld.is_cur THEN cur_to ELSE cur_from END) AS unanswered
+      FROM ld
+     GROUP BY 1, 2, 3),
+lm AS (
+    SELECT sum(lx.n) FILTER (WHERE lx.is_cur) AS c_leads, sum(lx.n) FILTER (WHERE NOT lx.is_cur) AS p_leads,
+           sum(converted) FILTER (WHERE lx.is_cur) AS c_conv, sum(converted) FILTER (WHERE NOT lx.is_cur) AS p_conv,
+           sum(unanswered) FILTER (WHERE lx.is_cur) AS c_unans, sum(unanswered) FILTER (WHERE NOT lx.is_cur) AS p_unans,
+           sum(unanswered * coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE lx.is_cur) AS c_unans_cost,
+           sum(unanswered * coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE NOT lx.is_cur) AS p_unans_cost,
+           sum(lx.n * coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE lx.is_cur) AS c_leads_cost,
+           sum(lx.n * coalesce(cpl.cost_per_lead, 0)) FILTER (WHERE NOT lx.is_cur) AS p_leads_cost
+      FROM lx LEFT JOIN cpl ON cpl.channel = lx.channel AND cpl.month = lx.month),
+iv AS (
+    -- not paid before cur_from (NULL: never), read from the index on that alone;
+    -- unpaid at cur_to (not paid before it) and at cur_from (issued before it) flagged once
+    SELECT i.issued_at, i.due_at, i.amount, coalesce(i.paid_at, 'infinity'::timestamptz) >= cur_to AS u_cur,
+           i.issued_at < cur_from AS u_prev
+      FROM crm.rollup_invoices i
+     WHERE i.issued_at < cur_to AND coalesce(i.paid_at, 'infinity'::timestamptz) >= cur_from),
+im AS (
+    SELECT count(*) FILTER (WHERE u_cur) AS c_unpaid,
+           sum(amount) FILTER (WHERE u_cur) AS c_unpaid_amt,
+           avg(extract(epoch FROM cur_to - issued_at) / 86400) FILTER (WHERE u_cur) AS c_unpaid_age,
+           count(*) FILTER (WHERE u_cur AND due_at < cur_to) AS c_overdue,
+           sum(amount) FILTER (WHERE u_cur AND due_at < cur_to) AS c_overdue_amt,
+           count(*) FILTER (WHERE u_prev) AS p_unpaid,
+           sum(amount) FILTER (WHERE u_prev) AS p_unpaid_amt,
+           avg(extract(epoch FROM cur_from - issued_at) / 86400) FILTER (WHERE u_prev) AS p_unpaid_age,
+           count(*) FILTER (WHERE u_prev AND due_at < cur_from) AS p_overdue,
+           sum(amount) FILTER (WHERE u_prev AND due_at < cur_from) AS p_overdue_amt
+      FROM iv)
+SELECT v.metric, v.cur, v.prev
+  FROM lm, im, LATERAL (VALUES
+    ('lead_to_buyer_conversion', round((100.0 * c_conv) / CASE WHEN c_leads <> 0 THEN c_leads END, 2),
+                                 round((100.0 * p_conv) / CASE WHEN p_leads <> 0 THEN p_leads END, 2)),
+    ('unanswered_leads', coalesce(c_unans, 0), coalesce(p_unans, 0)),
+    ('unanswered_leads_cost', round(coalesce(c_unans_cost, 0), 2), round(coalesce(p_unans_cost, 0), 2)),
+    ('unpaid_invoices', c_unpaid::numeric, p_unpaid::numeric),
+    ('unpaid_invoice_amount', coalesce(c_unpaid_amt, 0), coalesce(p_unpaid_amt, 0)),
+    ('unpaid_invoice_age', round(c_unpaid_age, 2), round(p_unpaid_age, 2)),
+    ('overdue_invoices', c_overdue::numeric, p_overdue::numeric),
+    ('overdue_invoice_amount', coalesce(c_overdue_amt, 0), coalesce(p_overdue_amt, 0)),
+    ('_leads_converted', c_conv, p_conv),
+    ('_leads_cost', c_leads_cost, p_leads_cost)) AS v(metric, cur, prev)
+$$;
+
+CREATE OR REPLACE FUNCTION crm._fast_owner_customers(cur_from timestamptz, cur_to timestamptz, prev_from timestamptz)
+RETURNS TABLE (metric text, cur numeric, prev numeric)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET work_mem = '64MB'
+-- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
+SET enable_mergejoin = off
+AS $$
+WITH
+-- the period before the previous one (same length: dates, as the full query)
+pp AS MATERIALIZED (SELECT (prev_from::date - (cur_from::date - prev_from::date))::timestamptz AS p2_from,
+                           crm._dashboard_coverage_interval('A') AS a_int),
+-- per customer: orders of the three periods
+po AS (
+    SELECT l.customer_id,
+           count(*) FILTER (WHERE l.ordered_at >= cur_from) AS n_cur,
+           count(*) FILTER (WHERE l.ordered_at >= prev_from AND l.ordered_at < cur_from) AS n_prev,
+           count(*) FILTER (WHERE l.ordered_at >= pp.p2_from AND l.ordered_at < prev_from) AS n_prev2,
+           sum(l.amount) FILTER (WHERE l.ordered_at >= prev_from AND l.ordered_at < cur_from) AS rev_prev,
+           sum(l.amount) FILTER (WHERE l.ordered_at >= pp.p2_from AND l.ordered_at < prev_from) AS rev_prev2
+      FROM crm.rollup_order_lines l, pp
+     WHERE l.ordered_at >= least(pp.p2_from, prev_from) AND l.ordered_at < cur_to
+     GROUP BY 1),
+-- the buyers of the three periods (every customer of the full query's cu
+-- without an order in them counts in none of the figures below)
+cf AS (
+    SELECT po.*, po.n_cur > 0 AS in_cur, po.n_prev > 0 AS in_prev, po.n_prev2 > 0 AS in_prev2,
+           -- orders up to the end >= 2: two in the period, or one and an earlier (first) one
+           po.n_cur >= 2 OR (po.n_cur > 0 AND f.first_at < cur_from) AS rep_cur,
+           po.n_prev >= 2 OR (po.n_prev > 0 AND f.first_at < prev_from) AS rep_prev
+      -- the first order matters only when it is at or after prev_from: the customers'
+      -- first orders there read by index (crm.rollup_customers, kept with the summaries:
+      -- every customer with an order has one), the others' first order is before it
+      -- (-infinity stands for it); the orders without a customer: their group's first order
+      -- (a customer here has an order before cur_to: first_at < cur_to, said for the
+      -- planner, which then hashes these few first orders, not the customers of po)
+      FROM po LEFT JOIN crm.rollup_customers nb ON nb.customer_id = po.customer_id AND nb.first_at >= prev_from
+                                                AND nb.first_at < cur_to,
+           LATERAL (SELECT CASE WHEN po.customer_id IS NULL
+                                THEN (SELECT t0.first_at FROM crm.rollup_customer_orders t0 WHERE t0.customer_id IS NULL)
+                                ELSE coalesce(nb.first_at, '-infinity'::timestamptz) END AS first_at) AS f),
+cm AS (
+    SELECT count(*) FILTER (WHERE in_cur) AS c_active, count(*) FILTER (WHERE rep_cur) AS c_repeat,
+           count(*) FILTER (WHERE in_prev) AS p_active, count(*) FILTER (WHERE rep_prev) AS p_repeat,
+           count(*) FILTER (WHERE in_prev AND NOT in_cur) AS c_churned,
+           count(*) FILTER (WHERE in_prev2 AND NOT in_prev) AS p_churned,
+           count(*) FILTER (WHERE in_prev2) AS p2_active,
+           sum(rev_prev) FILTER (WHERE in_prev AND NOT in_cur) AS c_churned_rev,
+           sum(rev_prev2) FILTER (WHERE in_prev2 AND NOT in_prev) AS p_churned_rev
+      FROM cf),
+-- class A by crm.abc_class over the revenue of the 12 months before each end
+-- (customers without revenue there are NULL to it: no class, no effect on the
+-- others); overdue as the full query judges it: the last real contact before
+-- the end, or (never contacted) customer since (the customers source's
+-- created_at, else the first order), before the end minus the class-A
+-- interval; that is: contacted before the end and not within the interval,
+-- or never contacted and customer since before end minus the interval
+-- (the classes kept for the ends of the dashboard period read as a table,
+-- computed from the order lines for other ends)
+e AS MATERIALIZED (
+    SELECT e.is_cur, e.end_at, x.slot
+      FROM (VALUES (true, cur_to), (false, cur_from)) AS e(is_cur, end_at)
+      LEFT JOIN crm.rollup_customer_state_ends x ON x.end_at = e.end_at),
+sl AS MATERIALIZED (SELECT max(e.slot) FILTER (WHERE e.is_cur) AS c_slot, max(e.slot) FILTER (WHERE NOT e.is_cur) AS p_slot FROM e),
+-- the ends whose classes the per-customer table keeps: one pass over it
+-- (class, last real contact before the end, customer since in the row: overdue =
+-- the last contact before the end, else the customer since, before end minus the interval)
+amk AS (
+    SELECT CASE sl.c_slot WHEN 1 THEN k.n1 WHEN 2 THEN k.n2 END AS c_a_overdue,
+           CASE sl.p_slot WHEN 1 THEN k.n1 WHEN 2 THEN k.n2 END AS p_a_overdue
+      FROM sl, (
+        -- per kept end (slot), against that end minus the interval: the slot's own columns,
+        -- no choice of column per row
+        SELECT count(*) FILTER (WHERE s.k1_abc = 'A' AND coalesce(s.k1_contact, s.since, s.first_order_at) < x.e1) AS n1,
+               count(*) FILTER (WHERE s.k2_abc = 'A' AND coalesce(s.k2_contact, s.since, s.first_order_at) < x.e2) AS n2
+          FROM (SELECT max(y.end_at) FILTER (WHERE y.slot = 1) - pp.a_int AS e1, max(y.end_at) FILTER (WHERE y.slot = 2) - pp.a_int AS e2
+                  FROM pp LEFT JOIN crm.rollup_customer_state_ends y ON true GROUP BY pp.a_int) AS x
+          CROSS JOIN sl AS z CROSS JOIN crm.rollup_customer_state s
+         WHERE (z.c_slot IS NOT NULL OR z.p_slot IS NOT NULL) AND (s.k1_abc = 'A' OR s.k2_abc = 'A')) AS k),
+-- there, the orders without a customer (never contacted): since kept with their class
+amn AS (
+    SELECT count(*) FILTER (WHERE e.is_cur) AS c_a_overdue, count(*) FILTER (WHERE NOT e.is_cur) AS p_a_overdue
+      FROM e CROSS JOIN pp
+      JOIN crm.rollup_customer_classes k ON k.end_at = e.end_at AND k.customer_id IS NULL
+     WHERE e.slot IS NOT NULL AND k.abc_class = 'A' AND k.since < (e.end_at - pp.a_int)),
+-- other ends: the classes computed from the order lines, the contact state and the copies
+ae AS (
+    SELECT e.is_cur, e.end_at, k.customer_id
+      FROM e, LATERAL crm._fast_classes_live(e.end_at) AS k
+     WHERE e.slot IS NULL AND k.abc = 'A'),
+aml AS (
+    SELECT count(*) FILTER (WHERE ae.is_cur AND o.overdue) AS c_a_overdue,
+           count(*) FILTER (WHERE NOT ae.is_cur AND o.overdue) AS p_a_overdue
+      FROM ae CROSS JOIN pp
+      LEFT JOIN crm.rollup_customer_contacts s ON s.customer_id = ae.customer_id,
+      LATERAL (SELECT CASE
+          WHEN s.first_at < ae.end_at THEN
+              NOT CASE WHEN s.last_at < ae.end_at THEN s.last_at >= (ae.end_at - pp.a_int)
+                       ELSE EXISTS (SELECT 1 FROM crm.rollup_real_contacts x
+                                     WHERE x.customer_id = ae.customer_id AND x.occurred_at >= (ae.end_at - pp.a_int)
+                                       AND x.occurred_at < ae.end_at) END
+          ELSE coalesce((SELECT min(i.created_at) FROM crm.rollup_customer_info i WHERE i.customer_id = ae.customer_id),
+                        CASE WHEN ae.customer_id IS NULL THEN (SELECT t0.first_at FROM crm.rollup_customer_orders t0 WHERE t0.customer_id IS NULL)
+                             ELSE (SELECT t1.first_at FROM crm.rollup_customer_orders t1 WHERE t1.customer_id = ae.customer_id) END)
+               < (ae.end_at - pp.a_int) END AS overdue) AS o),
+am AS (
+    SELECT coalesce(amk.c_a_overdue, 0) + amn.c_a_overdue + aml.c_a_overdue AS c_a_overdue,
+           coalesce(amk.p_a_overdue, 0) + amn.p_a_overdue + aml.p_a_overdue AS p_a_overdue
+      FROM amk, amn, aml)
+SELECT v.metric, v.cur, v.prev
+  FROM cm, am, LATERAL (VALUES
+    ('buyers', c_active::numeric, p_active::numeric),
+    ('repeat_purchase_rate', round((100.0 * c_repeat) / CASE WHEN c_active <> 0 THEN c_active END, 2),
+                             round((100.0 * p_repeat) / CASE WHEN p_active <> 0 THEN p_active END, 2)),
+    ('churned_customers', c_churned::numeric, p_churned::numeric),
+    ('churn_rate', round((100.0 * c_churned) / CASE WHEN p_active <> 0 THEN p_active END, 2),
+                   round((100.0 * p_churned) / CASE WHEN p2_active <> 0 THEN p2_active END, 2)),
+    ('churned_revenue', coalesce(c_churned_rev, 0), coalesce(p_churned_rev, 0)),
+    ('overdue_class_a_customers', c_a_overdue::numeric, p_a_overdue::numeric)) AS v(metric, cur, prev)
+$$;
+
+CREATE OR REPLACE FUNCTION crm._fast_owner_deals(cur_from timestamptz, cur_to timestamptz, prev_from timestamptz)
+RETURNS TABLE (metric text, cur numeric, prev numeric)
+LANGUAGE plpgsql STABLE
+-- small reads of the deal states: JIT compilation would cost more than the query
+SET jit = off
+-- the per-deal join of the two states: hashed (a merge join sorts the text ids)
+SET enable_mergejoin = off
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM crm._deal_check_stages(cur_to);
+    RETURN QUERY EXECUTE format($sql$
+    WITH st AS (SELECT s.stage, s.stage_order, s.probability, s.outcome, (s.max_days::text || ' days')::interval AS norm
+                  FROM crm.pipeline_stages s),
+    -- the states at the current end (one scan), grouped by what the figures tell apart
+    -- (k: 0 open, 1 closed in the current period, 2 in the previous one; won; open stage
+    -- known; stale; the stage a lost deal reached; po: open at the previous end in the same
+    -- state, no event between the two ends, and stale then): a few groups, whose counts and
+    -- sums add up to the figures (an average is the sum over the count of its values, as avg
+    -- computes it); the closed deals and the open ones grouped apart, each by what tells
+    -- its own figures apart (the stage norms and probabilities only for the open ones)
+    d AS MATERIALIZED (SELECT d.first_at, d.last_at, d.won_at, d.lost_at, d.closed_at, d.amount, d.open_so FROM %1$s AS d),
+    g AS (
+        SELECT CASE WHEN d.closed_at >= $1 THEN 1 ELSE 2 END AS k,
+               d.won_at IS NOT NULL AND d.won_at <= coalesce(d.lost_at, d.won_at) AS won,
+               d.open_so IS NOT NULL AS so_known, false AS stale,
+               CASE WHEN NOT (d.won_at IS NOT NULL AND d.won_at <= coalesce(d.lost_at, d.won_at)) THEN d.open_so END AS lost_so,
+               false AS po, false AS po_stale,
+               count(*) AS n, sum(d.amount) AS amt, count(d.amount) AS n_amt, NULL::numeric AS w,
+               sum(extract(epoch FROM d.won_at - d.first_at) / 86400) FILTER (WHERE d.won_at <= coalesce(d.lost_at, d.won_at)) AS cyc,
+               count(*) FILTER (WHERE d.won_at <= coalesce(d.lost_at, d.won_at)) AS n_cyc
+          FROM d WHERE d.closed_at IS NOT NULL
+         GROUP BY 1, 2, 3, 5
+        UNION ALL
+        SELECT 0, false, d.open_so IS NOT NULL, coalesce(d.last_at < ($2 - st.norm), false), NULL::int,
+               d.last_at < $1 AND d.open_so IS NOT NULL,
+               d.last_at < $1 AND d.open_so IS NOT NULL AND coalesce(d.last_at < ($1 - st.norm), false),
+               count(*), sum(d.amount), count(d.amount), sum(d.amount * st.probability), NULL::numeric, 0::bigint
+          FROM d LEFT JOIN st ON st.stage_order = d.open_so WHERE d.closed_at IS NULL
+         GROUP BY 3, 4, 6, 7),
+    dm AS (
+        SELECT coalesce(sum(n) FILTER (WHERE won AND k = 1), 0)::bigint AS c_won,
+               coalesce(sum(n) FILTER (WHERE NOT won AND k = 1), 0)::bigint AS c_lost,
+               coalesce(sum(n) FILTER (WHERE won AND k = 2), 0)::bigint AS p_won,
+               coalesce(sum(n) FILTER (WHERE NOT won AND k = 2), 0)::bigint AS p_lost,
+               sum(amt) FILTER (WHERE NOT won AND k = 1) AS c_lost_amt,
+               sum(amt) FILTER (WHERE NOT won AND k = 2) AS p_lost_amt,
+               sum(amt) FILTER (WHERE won AND k = 1) / sum(n_amt) FILTER (WHERE won AND k = 1) AS c_avg_won,
+               sum(amt) FILTER (WHERE won AND k = 2) / sum(n_amt) FILTER (WHERE won AND k = 2) AS p_avg_won,
+               sum(cyc) FILTER (WHERE won AND k = 1) / sum(n_cyc) FILTER (WHERE won AND k = 1) AS c_cycle,
+               sum(cyc) FILTER (WHERE won AND k = 2) / sum(n_cyc) FILTER (WHERE won AND k = 2) AS p_cycle,
+               coalesce(sum(n) FILTER (WHERE k = 0 AND so_known), 0)::bigint AS c_open,
+               sum(amt) FILTER (WHERE k = 0 AND so_known) AS c_open_amt,
+               sum(w) FILTER (WHERE k = 0 AND so_known AND NOT stale) AS c_weighted,
+               coalesce(sum(n) FILTER (WHERE k = 0 AND so_known AND stale), 0)::bigint AS c_stale,
+               sum(amt) FILTER (WHERE k = 0 AND so_known AND stale) AS c_stale_amt,
+               -- open at the previous end in the same state
+               coalesce(sum(n) FILTER (WHERE po), 0)::bigint AS q_open, sum(amt) FILTER (WHERE po) AS q_open_amt,
+               sum(w) FILTER (WHERE po AND NOT po_stale) AS q_weighted,
+               coalesce(sum(n) FILTER (WHERE po_stale), 0)::bigint AS q_stale, sum(amt) FILTER (WHERE po_stale) AS q_stale_amt
+          FROM g),
+    -- open at the previous period's end (no close before it), valued at the amount as of the
+    -- current end: a deal without an event between the two ends has the same state at both
+    -- (counted above); the others (an event before the previous end and one before the
+    -- current end, at or after the previous one) read their state at the previous end from
+    -- the earlier states, joined to their state at the current end (read by its last event)
+    pv AS (
+        SELECT count(*) AS n, sum(c.amount) AS amt,
+               sum(c.amount * st.probability) FILTER (WHERE NOT coalesce(p.from_at < ($1 - st.norm), false)) AS w,
+               count(*) FILTER (WHERE coalesce(p.from_at < ($1 - st.norm), false)) AS n_stale,
+               sum(c.amount) FILTER (WHERE coalesce(p.from_at < ($1 - st.norm), false)) AS stale_amt
+          FROM crm.rollup_deal_past p
+          JOIN (SELECT n.deal_id, n.amount FROM crm.rollup_deal_now n WHERE n.last_at >= $1 AND n.last_at < $2
+                UNION ALL
+                SELECT q.deal_id, q.amount FROM crm.rollup_deal_past q WHERE q.from_at >= $1 AND q.from_at < $2 AND q.to_at >= $2) AS c
+            ON c.deal_id = p.deal_id
+          LEFT JOIN st ON st.stage_order = p.open_so
+         WHERE p.to_at >= $1 AND p.to_at < $2 AND p.from_at < $1 AND p.closed_at IS NULL AND p.open_so IS NOT NULL),
+    -- the sum of two sums (NULL: no value in either)
+    pm AS (
+        SELECT dm.q_open + pv.n AS p_open,
+               CASE WHEN dm.q_open_amt IS NULL THEN pv.amt WHEN pv.amt IS NULL THEN dm.q_open_amt ELSE dm.q_open_amt + pv.amt END AS p_open_amt,
+               CASE WHEN dm.q_weighted IS NULL THEN pv.w WHEN pv.w IS NULL THEN dm.q_weighted ELSE dm.q_weighted + pv.w END AS p_weighted,
+               dm.q_stale + pv.n_stale AS p_stale,
+               CASE WHEN dm.q_stale_amt IS NULL THEN pv.stale_amt WHEN pv.stale_amt IS NULL THEN dm.q_stale_amt ELSE dm.q_stale_amt + pv.stale_amt END AS p_stale_amt
+          FROM dm, pv),
+    -- lost deals by the most advanced open stage they reached (as of the current end)
+    lost AS (
+        SELECT st.stage, st.stage_order, coalesce(l.c_amt, 0) AS c_amt, coalesce(l.p_amt, 0) AS p_amt
+          FROM st LEFT JOIN (SELECT g.lost_so, sum(g.amt) FILTER (WHERE g.k = 1) AS c_amt, sum(g.amt) FILTER (WHERE g.k = 2) AS p_amt
+                               FROM g WHERE g.lost_so IS NOT NULL GROUP BY 1) AS l ON l.lost_so = st.stage_order
+         WHERE st.outcome = 'open'),
+    rows AS (
+        SELECT v.*
+          FROM dm, pm,
+          LATERAL (VALUES
+            (12, 'win_rate', round((100.0 * c_won) / CASE WHEN (c_won + c_lost) <> 0 THEN (c_won + c_lost) END, 2), round((100.0 * p_won) / CASE WHEN (p_won + p_lost) <> 0 THEN (p_won + p_lost) END, 2)),
+            (13, 'deals_won', c_won::numeric, p_won::numeric),
+            (14, 'average_won_deal', round(c_avg_won, 2), round(p_avg_won, 2)),
+            (15, 'sales_cycle', round(c_cycle, 2), round(p_cycle, 2)),
+            (16, 'open_deals', c_open::numeric, p_open::numeric),
+            (17, 'open_pipeline_value', coalesce(c_open_amt, 0), coalesce(p_open_amt, 0)),
+            (18, 'weighted_pipeline', round(coalesce(c_weighted, 0), 2), round(coalesce(p_weighted, 0), 2)),
+            (18.1, 'stale_deals', c_stale::numeric, p_stale::numeric),
+            (18.2, 'stale_pipeline_value', coalesce(c_stale_amt, 0), coalesce(p_stale_amt, 0)),
+            (19, 'sales_velocity',
+                 round(((c_open * (c_won::numeric / CASE WHEN (c_won + c_lost) <> 0 THEN (c_won + c_lost) END)) * c_avg_won) / CASE WHEN c_cycle <> 0 THEN c_cycle END, 2),
+                 round(((p_open * (p_won::numeric / CASE WHEN (p_won + p_lost) <> 0 THEN (p_won + p_lost) END)) * p_avg_won) / CASE WHEN p_cycle <> 0 THEN p_cycle END, 2)),
+            (20, 'deals_lost', c_lost::numeric, p_lost::numeric),
+            (21, 'lost_deal_value', coalesce(c_lost_amt, 0), coalesce(p_lost_amt, 0))
+          ) AS v(ord, metric, cur, prev)
+        UNION ALL
+        SELECT 100 + lost.stage_order, 'lost_value_at_' || lost.stage, lost.c_amt, lost.p_amt FROM lost)
+    SELECT rows.metric, rows.cur, rows.prev FROM rows ORDER BY rows.ord
+$sql$, crm._deal_states_sql('$2', '$3'))
+        USING cur_from, cur_to, prev_from;
+END
+$$;
 
 -- ==== end of section owner6 ====
