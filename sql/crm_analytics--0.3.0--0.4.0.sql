@@ -8297,7 +8297,7 @@ SELECT v.metric, v.cur, v.prev
 $$;
 -- ==== end of section owner5 ====
 
--- ==== section owner6: the owner dashboard's lead and invoice rows read by covering indexes ====
+-- ==== section owner6: the owner dashboard's reads: leads and unpaid invoices by covering indexes, new buyers' first orders, deals grouped closed / open ====
 -- the leads of a period and the invoices unpaid at a moment read from an index
 -- alone; both tables written in that order
 DROP INDEX crm.rollup_leads_created_at_idx;
