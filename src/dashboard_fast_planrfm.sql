@@ -31,14 +31,24 @@
 -- them than the summary counts (scale_n); else, and for a sum not finite,
 -- the lines up to $1 are summed by index.  Read in the order of the ids (the
 -- unique index; crm._rfm_sql scores in the order of ord): no sort.
-CREATE FUNCTION crm._fast_rfm_sql() RETURNS text
+-- When $1 is the moment just before a kept end (slot 1 or 2 of
+-- crm.rollup_customer_state_ends), the figures are read as they are from that
+-- slot's columns of crm.rollup_customer_state (kN_last_order_at, kN_orders,
+-- kN_amount: the orders before the end), in the order of the ids, no
+-- subtraction and no probe.
+CREATE FUNCTION crm._fast_rfm_sql(slot integer) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 SELECT format($q$
 SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
   FROM (%s) AS x(customer, recency_days, frequency, monetary, r, f, m, rfm_code, segment)
-$q$, crm._rfm_sql($per$
+$q$, crm._rfm_sql(CASE WHEN slot IN (1, 2) THEN format($per$
+SELECT s.customer_id, s.k%1$s_last_order_at, s.k%1$s_orders, s.k%1$s_amount, s.customer_id
+  FROM crm.rollup_customer_state s
+ WHERE s.customer_id IS NOT NULL AND s.k%1$s_orders IS NOT NULL
+ ORDER BY s.customer_id
+$per$, slot) ELSE $per$
 SELECT t.customer_id,
        CASE WHEN a.n IS NULL THEN t.last_at
             -- one line after $1: it is the last, the one before it is the last up to $1
@@ -67,10 +77,10 @@ SELECT t.customer_id,
  WHERE t.customer_id IS NOT NULL AND t.first_at OPERATOR(pg_catalog.<=) $1
  -- (a subquery of its own, each row's figures computed once; in the order of the ids: no sort after the scoring)
  ORDER BY t.customer_id
-$per$))
+$per$ END))
 $fn$;
-COMMENT ON FUNCTION crm._fast_rfm_sql() IS
-'SQL text ($1 = the moment) of crm.dashboard_rfm''s rows from the rollups (crm.rollup_customer_orders, less the lines of crm.rollup_order_lines after the moment), scored by crm._rfm_sql: the same rows, ordered by customer.';
+COMMENT ON FUNCTION crm._fast_rfm_sql(integer) IS
+'SQL text ($1 = the moment) of crm.dashboard_rfm''s rows from the rollups, scored by crm._rfm_sql: the same rows, ordered by customer. Slot 1 or 2 (the moment is just before that kept end of crm.rollup_customer_state_ends): the figures kept in that slot''s columns of crm.rollup_customer_state; else (NULL) crm.rollup_customer_orders less the lines of crm.rollup_order_lines after the moment.';
 
 -- ---------------------------------------------------------------------------
 -- Plan against fact
