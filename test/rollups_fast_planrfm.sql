@@ -236,7 +236,7 @@ BEGIN
     RETURN NEXT is(pg_temp.rfm_diff(), 0::bigint, what || ': RFM: fast = full, every period end and before the data');
     RETURN NEXT ok(pg_temp.rfm_order_ok(), what || ': v_rfm: the same rows in the same order');
     RETURN NEXT is(pg_temp.kept_rfm_diff(), 0::bigint, what || ': the RFM figures kept at both ends of the dashboard period equal plain SQL');
-    RETURN NEXT ok(pg_temp.fast_eq_full($$SELECT * FROM crm.dashboard_rfm((SELECT p.period_from - 1 FROM crm.dashboard_period() p))$$),
+    RETURN NEXT ok(pg_temp.fast_eq_full($q$SELECT * FROM crm.dashboard_rfm((SELECT p.period_from - 1 FROM crm.dashboard_period() p))$q$),
                    what || ': RFM as of the kept start of the dashboard period: fast = full');
 END
 $$;
