@@ -8305,6 +8305,68 @@ ALTER TABLE crm.rollup_customer_state
     ADD COLUMN k2_last_order_at timestamptz, ADD COLUMN k2_orders bigint, ADD COLUMN k2_amount numeric;
 COMMENT ON TABLE crm.rollup_customer_state IS
 'Rollup state (derived, not dumped): one row per customer of the customers copy, the order totals or the contact totals (customer_id NULL = the customers rows without an id): the number of customers rows (info_n) and, when it is 1, that row''s created_at, channel and manager; the earliest created_at (since); first and last order and gross profit (crm.rollup_customer_orders) with the number of orders with a gross profit (gp_n); first and last real contact (crm.rollup_customer_contacts); for the ends of crm.rollup_customer_state_ends (slot 1: k1_*, slot 2: k2_*) the revenue and classes kept in crm.rollup_customer_classes, the last real contact before the end and the RFM figures of the orders before the end (last order, number of orders, sum of the amounts with the scale of a sum over those orders; NULL without an order before it).';
+-- The scores as of each kept end (slots of crm.rollup_customer_state_ends):
+-- crm._rfm_sql's rows over the figures kept in the slot's columns of
+-- crm.rollup_customer_state, computed when that table is rebuilt (the only
+-- time the figures before a kept end change: an order before it changed, or
+-- the ends moved), in the order of the ids; the segment is not kept (it
+-- follows crm.rfm_segment_overrides when read).
+CREATE TABLE crm.rollup_rfm_scores (
+    slot         integer NOT NULL,
+    customer_id  text NOT NULL,
+    recency_days integer,
+    frequency    bigint,
+    monetary     numeric,
+    r            integer,
+    f            integer,
+    m            integer,
+    PRIMARY KEY (slot, customer_id)
+);
+COMMENT ON TABLE crm.rollup_rfm_scores IS
+'Rollup state (derived, not dumped): per slot of crm.rollup_customer_state_ends listed in crm.rollup_rfm_scored and per customer with an order before that end, crm.rfm_report''s figures and scores as of the moment just before the end (recency days, orders, sum of the amounts, R, F, M), from the figures kept in crm.rollup_customer_state.';
+CREATE TABLE crm.rollup_rfm_scored (
+    slot   integer PRIMARY KEY,
+    end_at timestamptz NOT NULL
+);
+COMMENT ON TABLE crm.rollup_rfm_scored IS
+'Rollup state (derived, not dumped): the slots (and their ends) whose scores crm.rollup_rfm_scores holds; a slot whose scoring failed (an amount sum not finite: crm.quantile_score''s error) is left out and scored when read.';
+
+CREATE OR REPLACE FUNCTION crm._rollup_fast_rfm_scores() RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    x  record;
+    n  bigint;
+    nn bigint := 0;
+BEGIN
+    TRUNCATE crm.rollup_rfm_scores, crm.rollup_rfm_scored;
+    FOR x IN SELECT e.slot, e.end_at FROM crm.rollup_customer_state_ends e WHERE e.slot IN (1, 2) ORDER BY 1 LOOP
+        BEGIN
+            EXECUTE format($q$
+INSERT INTO crm.rollup_rfm_scores (slot, customer_id, recency_days, frequency, monetary, r, f, m)
+SELECT $2, x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m
+  FROM (%s) AS x(customer, recency_days, frequency, monetary, r, f, m, rfm_code, segment)
+$q$, crm._rfm_sql(format($per$
+SELECT s.customer_id, s.k%1$s_last_order_at, s.k%1$s_orders, s.k%1$s_amount, s.customer_id
+  FROM crm.rollup_customer_state s
+ WHERE s.customer_id IS NOT NULL AND s.k%1$s_orders IS NOT NULL
+ ORDER BY s.customer_id
+$per$, x.slot)))
+            USING x.end_at - '1 microsecond'::interval, x.slot;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            INSERT INTO crm.rollup_rfm_scored (slot, end_at) VALUES (x.slot, x.end_at);
+            nn := nn + n;
+        EXCEPTION WHEN data_exception THEN
+            NULL;   -- not kept: scored when read (the same error as the full path)
+        END;
+    END LOOP;
+    RETURN nn;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_fast_rfm_scores() IS
+'Rebuilds crm.rollup_rfm_scores and crm.rollup_rfm_scored: per kept end of crm.rollup_customer_state_ends, the RFM rows (crm._rfm_sql) of the figures kept in crm.rollup_customer_state, as of the moment just before the end; a slot whose scoring raises a data exception is left out; rows written.';
 CREATE OR REPLACE FUNCTION crm._rollup_fast_state_rebuild() RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -8367,7 +8429,8 @@ BEGIN
      -- in the order of the ids: crm._fast_rfm_sql reads the table by its unique index
      ORDER BY 1;
     GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
+    -- the RFM scores as of the kept ends (src/dashboard_fast_planrfm.sql)
+    RETURN n + crm._rollup_fast_rfm_scores();
 END
 $$;
 COMMENT ON FUNCTION crm._rollup_fast_state_rebuild() IS
@@ -8442,11 +8505,16 @@ $$;
 COMMENT ON FUNCTION crm._rollup_fast_state(text[]) IS
 'Recomputes the rows of crm.rollup_customer_state of the given customers (a NULL element: the customers rows without an id) from the customers copy, the order and contact totals, the kept classes and the order lines before the kept ends; rows written.';
 DROP FUNCTION crm._fast_rfm_sql();
-CREATE FUNCTION crm._fast_rfm_sql(slot integer) RETURNS text
+CREATE FUNCTION crm._fast_rfm_sql(slot integer, scored boolean) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-SELECT format($q$
+SELECT CASE WHEN slot IN (1, 2) AND scored THEN format($q$
+SELECT s.customer_id, s.recency_days, s.frequency, s.monetary, s.r, s.f, s.m, crm.rfm_segment(s.r, s.f)
+  FROM crm.rollup_rfm_scores s
+ WHERE s.slot OPERATOR(pg_catalog.=) %s
+ ORDER BY s.customer_id
+$q$, slot) ELSE format($q$
 SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
   FROM (%s) AS x(customer, recency_days, frequency, monetary, r, f, m, rfm_code, segment)
 $q$, crm._rfm_sql(CASE WHEN slot IN (1, 2) THEN format($per$
@@ -8483,10 +8551,10 @@ SELECT t.customer_id,
  WHERE t.customer_id IS NOT NULL AND t.first_at OPERATOR(pg_catalog.<=) $1
  -- (a subquery of its own, each row's figures computed once; in the order of the ids: no sort after the scoring)
  ORDER BY t.customer_id
-$per$ END))
+$per$ END)) END
 $fn$;
-COMMENT ON FUNCTION crm._fast_rfm_sql(integer) IS
-'SQL text ($1 = the moment) of crm.dashboard_rfm''s rows from the rollups, scored by crm._rfm_sql: the same rows, ordered by customer. Slot 1 or 2 (the moment is just before that kept end of crm.rollup_customer_state_ends): the figures kept in that slot''s columns of crm.rollup_customer_state; else (NULL) crm.rollup_customer_orders less the lines of crm.rollup_order_lines after the moment.';
+COMMENT ON FUNCTION crm._fast_rfm_sql(integer, boolean) IS
+'SQL text ($1 = the moment) of crm.dashboard_rfm''s rows from the rollups: the same rows, ordered by customer. Slot 1 or 2 (the moment is just before that kept end of crm.rollup_customer_state_ends): with scored true the rows kept in crm.rollup_rfm_scores (the segment by crm.rfm_segment), else crm._rfm_sql over the figures kept in that slot''s columns of crm.rollup_customer_state; slot NULL: crm._rfm_sql over crm.rollup_customer_orders less the lines of crm.rollup_order_lines after the moment.';
 CREATE OR REPLACE FUNCTION crm.dashboard_rfm(as_of date)
 RETURNS TABLE (customer_id text, recency_days int, frequency bigint, monetary numeric,
                r int, f int, m int, segment text)
@@ -8498,6 +8566,7 @@ DECLARE
     q text;
     e timestamptz;
     k integer;
+    sc boolean;
 BEGIN
     IF as_of IS NULL THEN
         RAISE EXCEPTION 'as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -8512,10 +8581,14 @@ BEGIN
     -- the orders query checked first as crm.rfm_report checks it (the same errors)
     IF crm._rollups_usable() THEN
         PERFORM crm._check_inner_query('rfm_report', q, ARRAY['customer any', 'ordered_at timestamptz', 'amount numeric']);
-        -- a kept end of the per-customer table (the dashboard period's): its figures as they are
-        SELECT x.slot INTO k FROM crm.rollup_customer_state_ends x
+        -- a kept end of the per-customer table (the dashboard period's): its figures, and its
+        -- scores when kept, as they are
+        SELECT x.slot, EXISTS (SELECT 1 FROM crm.rollup_rfm_scored y
+                                WHERE y.slot OPERATOR(pg_catalog.=) x.slot AND y.end_at OPERATOR(pg_catalog.=) x.end_at)
+          INTO k, sc
+          FROM crm.rollup_customer_state_ends x
          WHERE x.end_at OPERATOR(pg_catalog.=) (e OPERATOR(pg_catalog.+) '1 microsecond'::pg_catalog.interval);
-        RETURN QUERY EXECUTE crm._fast_rfm_sql(k) USING e;
+        RETURN QUERY EXECUTE crm._fast_rfm_sql(k, sc) USING e;
         RETURN;
     END IF;
     RETURN QUERY

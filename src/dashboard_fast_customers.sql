@@ -528,7 +528,8 @@ BEGIN
      -- in the order of the ids: crm._fast_rfm_sql reads the table by its unique index
      ORDER BY 1;
     GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
+    -- the RFM scores as of the kept ends (src/dashboard_fast_planrfm.sql)
+    RETURN n + crm._rollup_fast_rfm_scores();
 END
 $$;
 COMMENT ON FUNCTION crm._rollup_fast_state_rebuild() IS

@@ -5,9 +5,11 @@
 -- after a full refresh, after seeded rounds of random changes (incremental refreshes) and after a
 -- full rebuild; the gate; the errors; then a hand-worked fixture.
 BEGIN;
-SELECT plan(75);
+SELECT plan(82);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
+-- the dashboard period December 2025 (its ends are kept: RFM figures and scores at its end)
+SELECT crm.set_dashboard_period('2025-12-01', '2025-12-31');
 
 -- orders without a customer, with a zero or a negative amount, customers without a channel (the
 -- demo has none): the sources map some in
@@ -236,6 +238,8 @@ BEGIN
     RETURN NEXT is(pg_temp.rfm_diff(), 0::bigint, what || ': RFM: fast = full, every period end and before the data');
     RETURN NEXT ok(pg_temp.rfm_order_ok(), what || ': v_rfm: the same rows in the same order');
     RETURN NEXT is(pg_temp.kept_rfm_diff(), 0::bigint, what || ': the RFM figures kept at both ends of the dashboard period equal plain SQL');
+    RETURN NEXT ok((SELECT array_agg(y.slot ORDER BY y.slot) FROM crm.rollup_rfm_scored y JOIN crm.rollup_customer_state_ends x USING (slot, end_at))
+                   = ARRAY[1, 2], what || ': the RFM scores kept at both ends');
     RETURN NEXT ok(pg_temp.fast_eq_full($q$SELECT * FROM crm.dashboard_rfm((SELECT p.period_from - 1 FROM crm.dashboard_period() p))$q$),
                    what || ': RFM as of the kept start of the dashboard period: fast = full');
 END
@@ -412,6 +416,13 @@ SELECT count(*) FROM crm.refresh_rollups(full => true);
 SELECT is((SELECT count(*) FROM ((SELECT r FROM sum_inc EXCEPT ALL SELECT x::text FROM crm.rollup_customer_orders x)
                                  UNION ALL (SELECT x::text FROM crm.rollup_customer_orders x EXCEPT ALL SELECT r FROM sum_inc)) d), 0::bigint,
           'fixture: the incrementally kept summary equals a full rebuild');
+-- an amount NaN before the end: the scoring fails (quantile_score), no scores kept for the end,
+-- the same error on both paths
+INSERT INTO flx.orders VALUES (27, 5, '2025-12-06 10:00', 'NaN', 0, 1);
+SELECT count(*) FROM crm.refresh_rollups();
+SELECT ok(NOT EXISTS (SELECT 1 FROM crm.rollup_rfm_scored WHERE slot = 1) AND EXISTS (SELECT 1 FROM crm.rollup_customer_state_ends WHERE slot = 1),
+          'fixture: a NaN amount before the end: its scores not kept, its figures kept');
+SELECT matches(pg_temp.same_error($$SELECT * FROM crm.dashboard_rfm('2025-12-31')$$), '^22023 [^<]*$', 'fixture: NaN amount: 22023 on both paths');
 
 SELECT * FROM finish();
 ROLLBACK;
