@@ -18,7 +18,8 @@
 -- RFM
 -- ---------------------------------------------------------------------------
 
--- The scores as of each kept end (slots of crm.rollup_customer_state_ends):
+-- The scores as of the kept end of the dashboard period (slot 1 of
+-- crm.rollup_customer_state_ends; the start, slot 2, is scored when read):
 -- crm._rfm_sql's rows over the figures kept in the slot's columns of
 -- crm.rollup_customer_state, computed when that table is rebuilt (the only
 -- time the figures before a kept end change: an order before it changed, or
@@ -36,13 +37,13 @@ CREATE TABLE crm.rollup_rfm_scores (
     PRIMARY KEY (slot, customer_id)
 );
 COMMENT ON TABLE crm.rollup_rfm_scores IS
-'Rollup state (derived, not dumped): per slot of crm.rollup_customer_state_ends listed in crm.rollup_rfm_scored and per customer with an order before that end, crm.rfm_report''s figures and scores as of the moment just before the end (recency days, orders, sum of the amounts, R, F, M), from the figures kept in crm.rollup_customer_state.';
+'Rollup state (derived, not dumped): for the end of the dashboard period (slot 1 of crm.rollup_customer_state_ends) when listed in crm.rollup_rfm_scored, per customer with an order before that end, crm.rfm_report''s figures and scores as of the moment just before the end (recency days, orders, sum of the amounts, R, F, M), from the figures kept in crm.rollup_customer_state.';
 CREATE TABLE crm.rollup_rfm_scored (
     slot   integer PRIMARY KEY,
     end_at timestamptz NOT NULL
 );
 COMMENT ON TABLE crm.rollup_rfm_scored IS
-'Rollup state (derived, not dumped): the slots (and their ends) whose scores crm.rollup_rfm_scores holds; a slot whose scoring failed (an amount sum not finite: crm.quantile_score''s error) is left out and scored when read.';
+'Rollup state (derived, not dumped): the slot (and its end) whose scores crm.rollup_rfm_scores holds (slot 1 at most); a slot whose scoring failed (an amount sum not finite: crm.quantile_score''s error) is left out and scored when read.';
 
 -- Rebuilds crm.rollup_rfm_scores from crm.rollup_customer_state (called by
 -- crm._rollup_fast_state_rebuild).  A scoring error (a sum not finite) leaves
@@ -58,7 +59,8 @@ DECLARE
     nn bigint := 0;
 BEGIN
     TRUNCATE crm.rollup_rfm_scores, crm.rollup_rfm_scored;
-    FOR x IN SELECT e.slot, e.end_at FROM crm.rollup_customer_state_ends e WHERE e.slot IN (1, 2) ORDER BY 1 LOOP
+    -- the end of the dashboard period (what crm.v_rfm reads)
+    FOR x IN SELECT e.slot, e.end_at FROM crm.rollup_customer_state_ends e WHERE e.slot = 1 LOOP
         BEGIN
             EXECUTE format($q$
 INSERT INTO crm.rollup_rfm_scores (slot, customer_id, recency_days, frequency, monetary, r, f, m)
@@ -82,7 +84,7 @@ $per$, x.slot)))
 END
 $$;
 COMMENT ON FUNCTION crm._rollup_fast_rfm_scores() IS
-'Rebuilds crm.rollup_rfm_scores and crm.rollup_rfm_scored: per kept end of crm.rollup_customer_state_ends, the RFM rows (crm._rfm_sql) of the figures kept in crm.rollup_customer_state, as of the moment just before the end; a slot whose scoring raises a data exception is left out; rows written.';
+'Rebuilds crm.rollup_rfm_scores and crm.rollup_rfm_scored: for the kept end of the dashboard period (slot 1 of crm.rollup_customer_state_ends), the RFM rows (crm._rfm_sql) of the figures kept in crm.rollup_customer_state, as of the moment just before the end; a slot whose scoring raises a data exception is left out; rows written.';
 
 -- SQL text of crm.dashboard_rfm's rows as of $1 (orders at or before it) from
 -- the rollups, ordered by customer: crm.rfm_report's scoring (crm._rfm_sql)
