@@ -8690,3 +8690,311 @@ END
 $$;
 
 -- ==== end of section owner6 ====
+
+-- ==== section rfm6: RFM as of the dashboard period's end kept per customer ====
+-- crm.rollup_customer_state keeps, per kept end, the RFM figures of the orders before it
+-- (derived data: the next refresh rebuilds the rollups in full)
+ALTER TABLE crm.rollup_customer_state
+    ADD COLUMN k1_last_order_at timestamptz, ADD COLUMN k1_orders bigint, ADD COLUMN k1_amount numeric,
+    ADD COLUMN k2_last_order_at timestamptz, ADD COLUMN k2_orders bigint, ADD COLUMN k2_amount numeric;
+COMMENT ON TABLE crm.rollup_customer_state IS
+'Rollup state (derived, not dumped): one row per customer of the customers copy, the order totals or the contact totals (customer_id NULL = the customers rows without an id): the number of customers rows (info_n) and, when it is 1, that row''s created_at, channel and manager; the earliest created_at (since); first and last order and gross profit (crm.rollup_customer_orders) with the number of orders with a gross profit (gp_n); first and last real contact (crm.rollup_customer_contacts); for the ends of crm.rollup_customer_state_ends (slot 1: k1_*, slot 2: k2_*) the revenue and classes kept in crm.rollup_customer_classes, the last real contact before the end and the RFM figures of the orders before the end (last order, number of orders, sum of the amounts with the scale of a sum over those orders; NULL without an order before it).';
+-- The scores as of the kept end of the dashboard period (slot 1 of
+-- crm.rollup_customer_state_ends; the start, slot 2, is scored when read):
+-- crm._rfm_sql's rows over the figures kept in the slot's columns of
+-- crm.rollup_customer_state, computed when that table is rebuilt (the only
+-- time the figures before a kept end change: an order before it changed, or
+-- the ends moved), in the order of the ids; the segment is not kept (it
+-- follows crm.rfm_segment_overrides when read).
+CREATE TABLE crm.rollup_rfm_scores (
+    slot         integer NOT NULL,
+    customer_id  text NOT NULL,
+    recency_days integer,
+    frequency    bigint,
+    monetary     numeric,
+    r            integer,
+    f            integer,
+    m            integer,
+    PRIMARY KEY (slot, customer_id)
+);
+COMMENT ON TABLE crm.rollup_rfm_scores IS
+'Rollup state (derived, not dumped): for the end of the dashboard period (slot 1 of crm.rollup_customer_state_ends) when listed in crm.rollup_rfm_scored, per customer with an order before that end, crm.rfm_report''s figures and scores as of the moment just before the end (recency days, orders, sum of the amounts, R, F, M), from the figures kept in crm.rollup_customer_state.';
+CREATE TABLE crm.rollup_rfm_scored (
+    slot   integer PRIMARY KEY,
+    end_at timestamptz NOT NULL
+);
+COMMENT ON TABLE crm.rollup_rfm_scored IS
+'Rollup state (derived, not dumped): the slot (and its end) whose scores crm.rollup_rfm_scores holds (slot 1 at most); a slot whose scoring failed (an amount sum not finite: crm.quantile_score''s error) is left out and scored when read.';
+
+CREATE OR REPLACE FUNCTION crm._rollup_fast_rfm_scores() RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    x  record;
+    n  bigint;
+    nn bigint := 0;
+BEGIN
+    TRUNCATE crm.rollup_rfm_scores, crm.rollup_rfm_scored;
+    -- the end of the dashboard period (what crm.v_rfm reads)
+    FOR x IN SELECT e.slot, e.end_at FROM crm.rollup_customer_state_ends e WHERE e.slot = 1 LOOP
+        BEGIN
+            EXECUTE format($q$
+INSERT INTO crm.rollup_rfm_scores (slot, customer_id, recency_days, frequency, monetary, r, f, m)
+SELECT $2, x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m
+  FROM (%s) AS x(customer, recency_days, frequency, monetary, r, f, m, rfm_code, segment)
+$q$, crm._rfm_sql(format($per$
+SELECT s.customer_id, s.k%1$s_last_order_at, s.k%1$s_orders, s.k%1$s_amount, s.customer_id
+  FROM crm.rollup_customer_state s
+ WHERE s.customer_id IS NOT NULL AND s.k%1$s_orders IS NOT NULL
+ ORDER BY s.customer_id
+$per$, x.slot)))
+            USING x.end_at - '1 microsecond'::interval, x.slot;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            INSERT INTO crm.rollup_rfm_scored (slot, end_at) VALUES (x.slot, x.end_at);
+            nn := nn + n;
+        EXCEPTION WHEN data_exception THEN
+            NULL;   -- not kept: scored when read (the same error as the full path)
+        END;
+    END LOOP;
+    RETURN nn;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_fast_rfm_scores() IS
+'Rebuilds crm.rollup_rfm_scores and crm.rollup_rfm_scored: for the kept end of the dashboard period (slot 1 of crm.rollup_customer_state_ends), the RFM rows (crm._rfm_sql) of the figures kept in crm.rollup_customer_state, as of the moment just before the end; a slot whose scoring raises a data exception is left out; rows written.';
+CREATE OR REPLACE FUNCTION crm._rollup_fast_state_rebuild() RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET work_mem = '64MB'
+-- every customer: hash joins (a caller keeping a few customers turns them off)
+SET enable_hashjoin = on
+SET enable_mergejoin = on
+AS $$
+DECLARE
+    n  bigint;
+    e1 timestamptz;
+    e2 timestamptz;
+BEGIN
+    TRUNCATE crm.rollup_customer_state, crm.rollup_customer_state_ends;
+    INSERT INTO crm.rollup_customer_state_ends (slot, end_at)
+    SELECT row_number() OVER (ORDER BY x.end_at DESC), x.end_at FROM crm.rollup_customer_class_ends x;
+    SELECT max(x.end_at) FILTER (WHERE x.slot = 1), max(x.end_at) FILTER (WHERE x.slot = 2) INTO e1, e2
+      FROM crm.rollup_customer_state_ends x;
+    INSERT INTO crm.rollup_customer_state
+    SELECT coalesce(i.customer_id, o.customer_id, c.customer_id), coalesce(i.n, 0), i.created_at, i.channel, i.manager_id, i.since,
+           o.first_at, o.last_at, o.gp, o.gp_n, c.first_at, c.last_at,
+           k1.rev, k1.cov_class, k1.abc_class,
+           CASE WHEN c.last_at < e1 THEN c.last_at WHEN c.first_at < e1 THEN ce.k1_contact END,
+           k2.rev, k2.cov_class, k2.abc_class,
+           CASE WHEN c.last_at < e2 THEN c.last_at WHEN c.first_at < e2 THEN ce.k2_contact END,
+           -- the RFM figures before each end: the summary when every order is before it
+           CASE WHEN o.last_at < e1 THEN o.last_at WHEN o.first_at < e1 THEN ro.k1_last END,
+           CASE WHEN o.last_at < e1 THEN o.orders WHEN o.first_at < e1 THEN ro.k1_n END,
+           CASE WHEN o.last_at < e1 THEN o.amount WHEN o.first_at < e1 THEN ro.k1_amount END,
+           CASE WHEN o.last_at < e2 THEN o.last_at WHEN o.first_at < e2 THEN ro.k2_last END,
+           CASE WHEN o.last_at < e2 THEN o.orders WHEN o.first_at < e2 THEN ro.k2_n END,
+           CASE WHEN o.last_at < e2 THEN o.amount WHEN o.first_at < e2 THEN ro.k2_amount END
+      FROM (SELECT ci.customer_id, count(*)::integer AS n,
+                   CASE WHEN count(*) = 1 THEN min(ci.created_at) END AS created_at,
+                   CASE WHEN count(*) = 1 THEN min(ci.channel) END AS channel,
+                   CASE WHEN count(*) = 1 THEN min(ci.manager_id) END AS manager_id,
+                   min(ci.created_at) AS since
+              FROM crm.rollup_customer_info ci GROUP BY 1) i
+      FULL JOIN (SELECT t.* FROM crm.rollup_customer_orders t WHERE t.customer_id IS NOT NULL) o ON o.customer_id = i.customer_id
+      FULL JOIN crm.rollup_customer_contacts c ON c.customer_id = coalesce(i.customer_id, o.customer_id)
+      LEFT JOIN crm.rollup_customer_classes k1 ON k1.end_at = e1 AND k1.customer_id = o.customer_id
+      LEFT JOIN crm.rollup_customer_classes k2 ON k2.end_at = e2 AND k2.customer_id = o.customer_id
+      -- the last real contact before each end, for the customers contacted at or after it
+      LEFT JOIN (SELECT x.customer_id, max(x.occurred_at) FILTER (WHERE x.occurred_at < e1) AS k1_contact,
+                        max(x.occurred_at) FILTER (WHERE x.occurred_at < e2) AS k2_contact
+                   FROM crm.rollup_real_contacts x
+                  WHERE x.customer_id IN (SELECT t.customer_id FROM crm.rollup_customer_contacts t WHERE t.last_at >= least(e1, e2))
+                  GROUP BY 1) ce ON ce.customer_id = c.customer_id
+      -- the orders before each end, for the customers with orders before it and at or after it
+      LEFT JOIN (SELECT l.customer_id,
+                        max(l.ordered_at) FILTER (WHERE l.ordered_at < e1) AS k1_last, count(*) FILTER (WHERE l.ordered_at < e1) AS k1_n,
+                        sum(l.amount) FILTER (WHERE l.ordered_at < e1) AS k1_amount,
+                        max(l.ordered_at) FILTER (WHERE l.ordered_at < e2) AS k2_last, count(*) FILTER (WHERE l.ordered_at < e2) AS k2_n,
+                        sum(l.amount) FILTER (WHERE l.ordered_at < e2) AS k2_amount
+                   FROM crm.rollup_order_lines l
+                  WHERE l.ordered_at < greatest(e1, e2)
+                    AND l.customer_id IN (SELECT t.customer_id FROM crm.rollup_customer_orders t
+                                           WHERE t.last_at >= least(e1, e2) AND t.first_at < greatest(e1, e2))
+                  GROUP BY 1) ro ON ro.customer_id = o.customer_id
+     -- in the order of the ids: crm._fast_rfm_sql reads the table by its unique index
+     ORDER BY 1;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    -- the RFM scores as of the kept ends (src/dashboard_fast_planrfm.sql)
+    RETURN n + crm._rollup_fast_rfm_scores();
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_fast_state_rebuild() IS
+'Rebuilds crm.rollup_customer_state (one row per customer, in the order of the ids) and crm.rollup_customer_state_ends from the customers copy, the order and contact totals, the kept classes and the order lines before the kept ends; rows written.';
+CREATE OR REPLACE FUNCTION crm._rollup_fast_state(ids text[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- the given customers by index (cost grows with them, not with the history)
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+DECLARE
+    n  bigint;
+    m  bigint := 0;
+    e1 timestamptz;
+    e2 timestamptz;
+    nul boolean := array_position(ids, NULL) IS NOT NULL;
+BEGIN
+    SELECT max(x.end_at) FILTER (WHERE x.slot = 1), max(x.end_at) FILTER (WHERE x.slot = 2) INTO e1, e2
+      FROM crm.rollup_customer_state_ends x;
+    ids := ARRAY(SELECT DISTINCT u.id FROM unnest(ids) AS u(id) WHERE u.id IS NOT NULL);
+    DELETE FROM crm.rollup_customer_state s USING unnest(ids) AS u(id) WHERE s.customer_id = u.id;
+    INSERT INTO crm.rollup_customer_state
+    SELECT u.id, i.n, i.created_at, i.channel, i.manager_id, i.since,
+           o.first_at, o.last_at, o.gp, o.gp_n, c.first_at, c.last_at,
+           k1.rev, k1.cov_class, k1.abc_class,
+           CASE WHEN c.last_at < e1 THEN c.last_at
+                WHEN c.first_at < e1 THEN (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x WHERE x.customer_id = u.id AND x.occurred_at < e1) END,
+           k2.rev, k2.cov_class, k2.abc_class,
+           CASE WHEN c.last_at < e2 THEN c.last_at
+                WHEN c.first_at < e2 THEN (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x WHERE x.customer_id = u.id AND x.occurred_at < e2) END,
+           CASE WHEN o.last_at < e1 THEN o.last_at WHEN o.first_at < e1 THEN ro.k1_last END,
+           CASE WHEN o.last_at < e1 THEN o.orders WHEN o.first_at < e1 THEN ro.k1_n END,
+           CASE WHEN o.last_at < e1 THEN o.amount WHEN o.first_at < e1 THEN ro.k1_amount END,
+           CASE WHEN o.last_at < e2 THEN o.last_at WHEN o.first_at < e2 THEN ro.k2_last END,
+           CASE WHEN o.last_at < e2 THEN o.orders WHEN o.first_at < e2 THEN ro.k2_n END,
+           CASE WHEN o.last_at < e2 THEN o.amount WHEN o.first_at < e2 THEN ro.k2_amount END
+      FROM unnest(ids) AS u(id)
+     CROSS JOIN LATERAL (
+            SELECT count(*)::integer AS n,
+                   CASE WHEN count(*) = 1 THEN min(ci.created_at) END AS created_at,
+                   CASE WHEN count(*) = 1 THEN min(ci.channel) END AS channel,
+                   CASE WHEN count(*) = 1 THEN min(ci.manager_id) END AS manager_id,
+                   min(ci.created_at) AS since
+              FROM crm.rollup_customer_info ci WHERE ci.customer_id = u.id) i
+      LEFT JOIN crm.rollup_customer_orders o ON o.customer_id = u.id
+      LEFT JOIN crm.rollup_customer_contacts c ON c.customer_id = u.id
+      LEFT JOIN crm.rollup_customer_classes k1 ON k1.end_at = e1 AND k1.customer_id = u.id
+      LEFT JOIN crm.rollup_customer_classes k2 ON k2.end_at = e2 AND k2.customer_id = u.id
+      -- the orders before each end (by index), for a customer with orders before it and at or after it
+      LEFT JOIN LATERAL (
+            SELECT max(l.ordered_at) FILTER (WHERE l.ordered_at < e1) AS k1_last, count(*) FILTER (WHERE l.ordered_at < e1) AS k1_n,
+                   sum(l.amount) FILTER (WHERE l.ordered_at < e1) AS k1_amount,
+                   max(l.ordered_at) FILTER (WHERE l.ordered_at < e2) AS k2_last, count(*) FILTER (WHERE l.ordered_at < e2) AS k2_n,
+                   sum(l.amount) FILTER (WHERE l.ordered_at < e2) AS k2_amount
+              FROM crm.rollup_order_lines l
+             WHERE o.last_at >= least(e1, e2) AND o.first_at < greatest(e1, e2)
+               AND l.customer_id = u.id AND l.ordered_at < greatest(e1, e2)) ro ON true
+     WHERE i.n > 0 OR o.customer_id IS NOT NULL OR c.customer_id IS NOT NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF nul THEN
+        DELETE FROM crm.rollup_customer_state s WHERE s.customer_id IS NULL;
+        INSERT INTO crm.rollup_customer_state (customer_id, info_n, created_at, channel, manager_id, since)
+        SELECT NULL, count(*), CASE WHEN count(*) = 1 THEN min(ci.created_at) END, CASE WHEN count(*) = 1 THEN min(ci.channel) END,
+               CASE WHEN count(*) = 1 THEN min(ci.manager_id) END, min(ci.created_at)
+          FROM crm.rollup_customer_info ci WHERE ci.customer_id IS NULL HAVING count(*) > 0;
+        GET DIAGNOSTICS m = ROW_COUNT;
+    END IF;
+    RETURN n + m;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_fast_state(text[]) IS
+'Recomputes the rows of crm.rollup_customer_state of the given customers (a NULL element: the customers rows without an id) from the customers copy, the order and contact totals, the kept classes and the order lines before the kept ends; rows written.';
+DROP FUNCTION crm._fast_rfm_sql();
+CREATE FUNCTION crm._fast_rfm_sql(slot integer, scored boolean) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+SELECT CASE WHEN slot IN (1, 2) AND scored THEN format($q$
+SELECT s.customer_id, s.recency_days, s.frequency, s.monetary, s.r, s.f, s.m, crm.rfm_segment(s.r, s.f)
+  FROM crm.rollup_rfm_scores s
+ WHERE s.slot OPERATOR(pg_catalog.=) %s
+ ORDER BY s.customer_id
+$q$, slot) ELSE format($q$
+SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
+  FROM (%s) AS x(customer, recency_days, frequency, monetary, r, f, m, rfm_code, segment)
+$q$, crm._rfm_sql(CASE WHEN slot IN (1, 2) THEN format($per$
+SELECT s.customer_id, s.k%1$s_last_order_at, s.k%1$s_orders, s.k%1$s_amount, s.customer_id
+  FROM crm.rollup_customer_state s
+ WHERE s.customer_id IS NOT NULL AND s.k%1$s_orders IS NOT NULL
+ ORDER BY s.customer_id
+$per$, slot) ELSE $per$
+SELECT t.customer_id,
+       CASE WHEN a.n IS NULL THEN t.last_at
+            -- one line after $1: it is the last, the one before it is the last up to $1
+            WHEN a.n OPERATOR(pg_catalog.=) 1 THEN t.prev_at
+            ELSE (SELECT l.ordered_at FROM crm.rollup_order_lines l
+                   WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1
+                   ORDER BY l.ordered_at DESC LIMIT 1) END,
+       t.orders OPERATOR(pg_catalog.-) coalesce(a.n, 0),
+       CASE WHEN a.n IS NULL OR a.amount_n OPERATOR(pg_catalog.=) 0 THEN t.amount
+            WHEN a.amount_n OPERATOR(pg_catalog.=) t.amount_n THEN NULL
+            WHEN pg_catalog.scale(t.amount) IS NOT NULL
+                 AND (a.sc_max OPERATOR(pg_catalog.<) pg_catalog.scale(t.amount)
+                      OR a.sc_min OPERATOR(pg_catalog.=) a.sc_max AND t.scale_n OPERATOR(pg_catalog.>) a.amount_n)
+            THEN t.amount OPERATOR(pg_catalog.-) a.amount
+            ELSE (SELECT pg_catalog.sum(l.amount) FROM crm.rollup_order_lines l
+                   WHERE l.customer_id OPERATOR(pg_catalog.=) t.customer_id AND l.ordered_at OPERATOR(pg_catalog.<=) $1) END,
+       t.customer_id
+  FROM crm.rollup_customer_orders t
+  LEFT JOIN (
+        -- the lines after $1 per customer (by time): count, sum, non-NULL amounts and
+        -- the smallest and largest scale of an amount
+        SELECT l.customer_id, pg_catalog.count(*) AS n, pg_catalog.sum(l.amount) AS amount, pg_catalog.count(l.amount) AS amount_n,
+               pg_catalog.min(pg_catalog.scale(l.amount)) AS sc_min, pg_catalog.max(pg_catalog.scale(l.amount)) AS sc_max
+          FROM crm.rollup_order_lines l WHERE l.ordered_at OPERATOR(pg_catalog.>) $1
+         GROUP BY 1) AS a ON a.customer_id OPERATOR(pg_catalog.=) t.customer_id
+ WHERE t.customer_id IS NOT NULL AND t.first_at OPERATOR(pg_catalog.<=) $1
+ -- (a subquery of its own, each row's figures computed once; in the order of the ids: no sort after the scoring)
+ ORDER BY t.customer_id
+$per$ END)) END
+$fn$;
+COMMENT ON FUNCTION crm._fast_rfm_sql(integer, boolean) IS
+'SQL text ($1 = the moment) of crm.dashboard_rfm''s rows from the rollups: the same rows, ordered by customer. Slot 1 or 2 (the moment is just before that kept end of crm.rollup_customer_state_ends): with scored true the rows kept in crm.rollup_rfm_scores (the segment by crm.rfm_segment), else crm._rfm_sql over the figures kept in that slot''s columns of crm.rollup_customer_state; slot NULL: crm._rfm_sql over crm.rollup_customer_orders less the lines of crm.rollup_order_lines after the moment.';
+CREATE OR REPLACE FUNCTION crm.dashboard_rfm(as_of date)
+RETURNS TABLE (customer_id text, recency_days int, frequency bigint, monetary numeric,
+               r int, f int, m int, segment text)
+LANGUAGE plpgsql VOLATILE
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    q text;
+    e timestamptz;
+    k integer;
+    sc boolean;
+BEGIN
+    IF as_of IS NULL THEN
+        RAISE EXCEPTION 'as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT pg_catalog.isfinite(as_of) THEN
+        RAISE EXCEPTION 'as_of must be finite, got %', as_of
+            USING ERRCODE = 'datetime_field_overflow', HINT = 'Pass a real date, e.g. ''2025-12-31''.';
+    END IF;
+    q := 'SELECT customer_id, ordered_at, amount FROM ' OPERATOR(pg_catalog.||) crm._source_sql('orders');
+    e := (as_of OPERATOR(pg_catalog.+) 1)::pg_catalog.timestamptz OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval;
+    -- from the rollups when they may stand in (crm._rollups_usable, docs/rollups.md);
+    -- the orders query checked first as crm.rfm_report checks it (the same errors)
+    IF crm._rollups_usable() THEN
+        PERFORM crm._check_inner_query('rfm_report', q, ARRAY['customer any', 'ordered_at timestamptz', 'amount numeric']);
+        -- a kept end of the per-customer table (the dashboard period's): its figures, and its
+        -- scores when kept, as they are
+        SELECT x.slot, EXISTS (SELECT 1 FROM crm.rollup_rfm_scored y
+                                WHERE y.slot OPERATOR(pg_catalog.=) x.slot AND y.end_at OPERATOR(pg_catalog.=) x.end_at)
+          INTO k, sc
+          FROM crm.rollup_customer_state_ends x
+         WHERE x.end_at OPERATOR(pg_catalog.=) (e OPERATOR(pg_catalog.+) '1 microsecond'::pg_catalog.interval);
+        RETURN QUERY EXECUTE crm._fast_rfm_sql(k, sc) USING e;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
+      FROM crm.rfm_report(q, e) AS x
+     ORDER BY x.customer;
+END
+$$;
+COMMENT ON FUNCTION crm.dashboard_rfm(date) IS
+'RFM of every buyer as of the end of a day, from the orders source, through crm.rfm_report: days since the last order, orders, revenue, quantile scores 1..5 and the segment.';
+TRUNCATE crm.rollup_customer_state, crm.rollup_customer_state_ends;
+UPDATE crm.rollup_status SET needs_full = true;
+-- ==== end of section rfm6 ====

@@ -1283,6 +1283,8 @@ AS $$
 DECLARE
     q text;
     e timestamptz;
+    k integer;
+    sc boolean;
 BEGIN
     IF as_of IS NULL THEN
         RAISE EXCEPTION 'as_of must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -1297,7 +1299,14 @@ BEGIN
     -- the orders query checked first as crm.rfm_report checks it (the same errors)
     IF crm._rollups_usable() THEN
         PERFORM crm._check_inner_query('rfm_report', q, ARRAY['customer any', 'ordered_at timestamptz', 'amount numeric']);
-        RETURN QUERY EXECUTE crm._fast_rfm_sql() USING e;
+        -- a kept end of the per-customer table (the dashboard period's): its figures, and its
+        -- scores when kept, as they are
+        SELECT x.slot, EXISTS (SELECT 1 FROM crm.rollup_rfm_scored y
+                                WHERE y.slot OPERATOR(pg_catalog.=) x.slot AND y.end_at OPERATOR(pg_catalog.=) x.end_at)
+          INTO k, sc
+          FROM crm.rollup_customer_state_ends x
+         WHERE x.end_at OPERATOR(pg_catalog.=) (e OPERATOR(pg_catalog.+) '1 microsecond'::pg_catalog.interval);
+        RETURN QUERY EXECUTE crm._fast_rfm_sql(k, sc) USING e;
         RETURN;
     END IF;
     RETURN QUERY

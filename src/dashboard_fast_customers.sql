@@ -115,10 +115,16 @@ CREATE TABLE crm.rollup_customer_state (
     k2_rev           numeric,
     k2_cls           text,
     k2_abc           text,
-    k2_contact       timestamptz
+    k2_contact       timestamptz,
+    k1_last_order_at timestamptz,
+    k1_orders        bigint,
+    k1_amount        numeric,
+    k2_last_order_at timestamptz,
+    k2_orders        bigint,
+    k2_amount        numeric
 );
 COMMENT ON TABLE crm.rollup_customer_state IS
-'Rollup state (derived, not dumped): one row per customer of the customers copy, the order totals or the contact totals (customer_id NULL = the customers rows without an id): the number of customers rows (info_n) and, when it is 1, that row''s created_at, channel and manager; the earliest created_at (since); first and last order and gross profit (crm.rollup_customer_orders) with the number of orders with a gross profit (gp_n); first and last real contact (crm.rollup_customer_contacts); for the ends of crm.rollup_customer_state_ends (slot 1: k1_*, slot 2: k2_*) the revenue and classes kept in crm.rollup_customer_classes and the last real contact before the end.';
+'Rollup state (derived, not dumped): one row per customer of the customers copy, the order totals or the contact totals (customer_id NULL = the customers rows without an id): the number of customers rows (info_n) and, when it is 1, that row''s created_at, channel and manager; the earliest created_at (since); first and last order and gross profit (crm.rollup_customer_orders) with the number of orders with a gross profit (gp_n); first and last real contact (crm.rollup_customer_contacts); for the ends of crm.rollup_customer_state_ends (slot 1: k1_*, slot 2: k2_*) the revenue and classes kept in crm.rollup_customer_classes, the last real contact before the end and the RFM figures of the orders before the end (last order, number of orders, sum of the amounts with the scale of a sum over those orders; NULL without an order before it).';
 CREATE UNIQUE INDEX ON crm.rollup_customer_state (customer_id) NULLS NOT DISTINCT;
 
 CREATE TABLE crm.rollup_customer_state_ends (
@@ -484,7 +490,14 @@ BEGIN
            k1.rev, k1.cov_class, k1.abc_class,
            CASE WHEN c.last_at < e1 THEN c.last_at WHEN c.first_at < e1 THEN ce.k1_contact END,
            k2.rev, k2.cov_class, k2.abc_class,
-           CASE WHEN c.last_at < e2 THEN c.last_at WHEN c.first_at < e2 THEN ce.k2_contact END
+           CASE WHEN c.last_at < e2 THEN c.last_at WHEN c.first_at < e2 THEN ce.k2_contact END,
+           -- the RFM figures before each end: the summary when every order is before it
+           CASE WHEN o.last_at < e1 THEN o.last_at WHEN o.first_at < e1 THEN ro.k1_last END,
+           CASE WHEN o.last_at < e1 THEN o.orders WHEN o.first_at < e1 THEN ro.k1_n END,
+           CASE WHEN o.last_at < e1 THEN o.amount WHEN o.first_at < e1 THEN ro.k1_amount END,
+           CASE WHEN o.last_at < e2 THEN o.last_at WHEN o.first_at < e2 THEN ro.k2_last END,
+           CASE WHEN o.last_at < e2 THEN o.orders WHEN o.first_at < e2 THEN ro.k2_n END,
+           CASE WHEN o.last_at < e2 THEN o.amount WHEN o.first_at < e2 THEN ro.k2_amount END
       FROM (SELECT ci.customer_id, count(*)::integer AS n,
                    CASE WHEN count(*) = 1 THEN min(ci.created_at) END AS created_at,
                    CASE WHEN count(*) = 1 THEN min(ci.channel) END AS channel,
@@ -500,13 +513,27 @@ BEGIN
                         max(x.occurred_at) FILTER (WHERE x.occurred_at < e2) AS k2_contact
                    FROM crm.rollup_real_contacts x
                   WHERE x.customer_id IN (SELECT t.customer_id FROM crm.rollup_customer_contacts t WHERE t.last_at >= least(e1, e2))
-                  GROUP BY 1) ce ON ce.customer_id = c.customer_id;
+                  GROUP BY 1) ce ON ce.customer_id = c.customer_id
+      -- the orders before each end, for the customers with orders before it and at or after it
+      LEFT JOIN (SELECT l.customer_id,
+                        max(l.ordered_at) FILTER (WHERE l.ordered_at < e1) AS k1_last, count(*) FILTER (WHERE l.ordered_at < e1) AS k1_n,
+                        sum(l.amount) FILTER (WHERE l.ordered_at < e1) AS k1_amount,
+                        max(l.ordered_at) FILTER (WHERE l.ordered_at < e2) AS k2_last, count(*) FILTER (WHERE l.ordered_at < e2) AS k2_n,
+                        sum(l.amount) FILTER (WHERE l.ordered_at < e2) AS k2_amount
+                   FROM crm.rollup_order_lines l
+                  WHERE l.ordered_at < greatest(e1, e2)
+                    AND l.customer_id IN (SELECT t.customer_id FROM crm.rollup_customer_orders t
+                                           WHERE t.last_at >= least(e1, e2) AND t.first_at < greatest(e1, e2))
+                  GROUP BY 1) ro ON ro.customer_id = o.customer_id
+     -- in the order of the ids: crm._fast_rfm_sql reads the table by its unique index
+     ORDER BY 1;
     GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
+    -- the RFM scores as of the kept ends (src/dashboard_fast_planrfm.sql)
+    RETURN n + crm._rollup_fast_rfm_scores();
 END
 $$;
 COMMENT ON FUNCTION crm._rollup_fast_state_rebuild() IS
-'Rebuilds crm.rollup_customer_state (one row per customer) and crm.rollup_customer_state_ends from the customers copy, the order and contact totals and the kept classes; rows written.';
+'Rebuilds crm.rollup_customer_state (one row per customer, in the order of the ids) and crm.rollup_customer_state_ends from the customers copy, the order and contact totals, the kept classes and the order lines before the kept ends; rows written.';
 
 -- The same for the given customers only (a NULL element: the customers rows
 -- without an id), by index: what a part's change to them can have changed.
@@ -536,7 +563,13 @@ BEGIN
                 WHEN c.first_at < e1 THEN (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x WHERE x.customer_id = u.id AND x.occurred_at < e1) END,
            k2.rev, k2.cov_class, k2.abc_class,
            CASE WHEN c.last_at < e2 THEN c.last_at
-                WHEN c.first_at < e2 THEN (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x WHERE x.customer_id = u.id AND x.occurred_at < e2) END
+                WHEN c.first_at < e2 THEN (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x WHERE x.customer_id = u.id AND x.occurred_at < e2) END,
+           CASE WHEN o.last_at < e1 THEN o.last_at WHEN o.first_at < e1 THEN ro.k1_last END,
+           CASE WHEN o.last_at < e1 THEN o.orders WHEN o.first_at < e1 THEN ro.k1_n END,
+           CASE WHEN o.last_at < e1 THEN o.amount WHEN o.first_at < e1 THEN ro.k1_amount END,
+           CASE WHEN o.last_at < e2 THEN o.last_at WHEN o.first_at < e2 THEN ro.k2_last END,
+           CASE WHEN o.last_at < e2 THEN o.orders WHEN o.first_at < e2 THEN ro.k2_n END,
+           CASE WHEN o.last_at < e2 THEN o.amount WHEN o.first_at < e2 THEN ro.k2_amount END
       FROM unnest(ids) AS u(id)
      CROSS JOIN LATERAL (
             SELECT count(*)::integer AS n,
@@ -549,6 +582,15 @@ BEGIN
       LEFT JOIN crm.rollup_customer_contacts c ON c.customer_id = u.id
       LEFT JOIN crm.rollup_customer_classes k1 ON k1.end_at = e1 AND k1.customer_id = u.id
       LEFT JOIN crm.rollup_customer_classes k2 ON k2.end_at = e2 AND k2.customer_id = u.id
+      -- the orders before each end (by index), for a customer with orders before it and at or after it
+      LEFT JOIN LATERAL (
+            SELECT max(l.ordered_at) FILTER (WHERE l.ordered_at < e1) AS k1_last, count(*) FILTER (WHERE l.ordered_at < e1) AS k1_n,
+                   sum(l.amount) FILTER (WHERE l.ordered_at < e1) AS k1_amount,
+                   max(l.ordered_at) FILTER (WHERE l.ordered_at < e2) AS k2_last, count(*) FILTER (WHERE l.ordered_at < e2) AS k2_n,
+                   sum(l.amount) FILTER (WHERE l.ordered_at < e2) AS k2_amount
+              FROM crm.rollup_order_lines l
+             WHERE o.last_at >= least(e1, e2) AND o.first_at < greatest(e1, e2)
+               AND l.customer_id = u.id AND l.ordered_at < greatest(e1, e2)) ro ON true
      WHERE i.n > 0 OR o.customer_id IS NOT NULL OR c.customer_id IS NOT NULL;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF nul THEN
@@ -563,7 +605,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION crm._rollup_fast_state(text[]) IS
-'Recomputes the rows of crm.rollup_customer_state of the given customers (a NULL element: the customers rows without an id) from the customers copy, the order and contact totals and the kept classes; rows written.';
+'Recomputes the rows of crm.rollup_customer_state of the given customers (a NULL element: the customers rows without an id) from the customers copy, the order and contact totals, the kept classes and the order lines before the kept ends; rows written.';
 
 -- The columns a part keeps, for the given customers, in place: the order
 -- totals (part orders) or the contact totals (part contacts; the last contact

@@ -18,6 +18,74 @@
 -- RFM
 -- ---------------------------------------------------------------------------
 
+-- The scores as of the kept end of the dashboard period (slot 1 of
+-- crm.rollup_customer_state_ends; the start, slot 2, is scored when read):
+-- crm._rfm_sql's rows over the figures kept in the slot's columns of
+-- crm.rollup_customer_state, computed when that table is rebuilt (the only
+-- time the figures before a kept end change: an order before it changed, or
+-- the ends moved), in the order of the ids; the segment is not kept (it
+-- follows crm.rfm_segment_overrides when read).
+CREATE TABLE crm.rollup_rfm_scores (
+    slot         integer NOT NULL,
+    customer_id  text NOT NULL,
+    recency_days integer,
+    frequency    bigint,
+    monetary     numeric,
+    r            integer,
+    f            integer,
+    m            integer,
+    PRIMARY KEY (slot, customer_id)
+);
+COMMENT ON TABLE crm.rollup_rfm_scores IS
+'Rollup state (derived, not dumped): for the end of the dashboard period (slot 1 of crm.rollup_customer_state_ends) when listed in crm.rollup_rfm_scored, per customer with an order before that end, crm.rfm_report''s figures and scores as of the moment just before the end (recency days, orders, sum of the amounts, R, F, M), from the figures kept in crm.rollup_customer_state.';
+CREATE TABLE crm.rollup_rfm_scored (
+    slot   integer PRIMARY KEY,
+    end_at timestamptz NOT NULL
+);
+COMMENT ON TABLE crm.rollup_rfm_scored IS
+'Rollup state (derived, not dumped): the slot (and its end) whose scores crm.rollup_rfm_scores holds (slot 1 at most); a slot whose scoring failed (an amount sum not finite: crm.quantile_score''s error) is left out and scored when read.';
+
+-- Rebuilds crm.rollup_rfm_scores from crm.rollup_customer_state (called by
+-- crm._rollup_fast_state_rebuild).  A scoring error (a sum not finite) leaves
+-- the slot out: the report then scores when read and raises the full path's error.
+CREATE FUNCTION crm._rollup_fast_rfm_scores() RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    x  record;
+    n  bigint;
+    nn bigint := 0;
+BEGIN
+    TRUNCATE crm.rollup_rfm_scores, crm.rollup_rfm_scored;
+    -- the end of the dashboard period (what crm.v_rfm reads)
+    FOR x IN SELECT e.slot, e.end_at FROM crm.rollup_customer_state_ends e WHERE e.slot = 1 LOOP
+        BEGIN
+            EXECUTE format($q$
+INSERT INTO crm.rollup_rfm_scores (slot, customer_id, recency_days, frequency, monetary, r, f, m)
+SELECT $2, x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m
+  FROM (%s) AS x(customer, recency_days, frequency, monetary, r, f, m, rfm_code, segment)
+$q$, crm._rfm_sql(format($per$
+SELECT s.customer_id, s.k%1$s_last_order_at, s.k%1$s_orders, s.k%1$s_amount, s.customer_id
+  FROM crm.rollup_customer_state s
+ WHERE s.customer_id IS NOT NULL AND s.k%1$s_orders IS NOT NULL
+ ORDER BY s.customer_id
+$per$, x.slot)))
+            USING x.end_at - '1 microsecond'::interval, x.slot;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            INSERT INTO crm.rollup_rfm_scored (slot, end_at) VALUES (x.slot, x.end_at);
+            nn := nn + n;
+        EXCEPTION WHEN data_exception THEN
+            NULL;   -- not kept: scored when read (the same error as the full path)
+        END;
+    END LOOP;
+    RETURN nn;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_fast_rfm_scores() IS
+'Rebuilds crm.rollup_rfm_scores and crm.rollup_rfm_scored: for the kept end of the dashboard period (slot 1 of crm.rollup_customer_state_ends), the RFM rows (crm._rfm_sql) of the figures kept in crm.rollup_customer_state, as of the moment just before the end; a slot whose scoring raises a data exception is left out; rows written.';
+
 -- SQL text of crm.dashboard_rfm's rows as of $1 (orders at or before it) from
 -- the rollups, ordered by customer: crm.rfm_report's scoring (crm._rfm_sql)
 -- of the per-customer figures as of $1.  A customer whose last order is at
@@ -31,14 +99,31 @@
 -- them than the summary counts (scale_n); else, and for a sum not finite,
 -- the lines up to $1 are summed by index.  Read in the order of the ids (the
 -- unique index; crm._rfm_sql scores in the order of ord): no sort.
-CREATE FUNCTION crm._fast_rfm_sql() RETURNS text
+-- When $1 is the moment just before a kept end (slot 1 or 2 of
+-- crm.rollup_customer_state_ends), the figures are read as they are from that
+-- slot's columns of crm.rollup_customer_state (kN_last_order_at, kN_orders,
+-- kN_amount: the orders before the end), in the order of the ids, no
+-- subtraction and no probe.
+-- When the slot's scores are kept too (scored: crm.rollup_rfm_scored), the
+-- rows are read from crm.rollup_rfm_scores as they are (the segment computed).
+CREATE FUNCTION crm._fast_rfm_sql(slot integer, scored boolean) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-SELECT format($q$
+SELECT CASE WHEN slot IN (1, 2) AND scored THEN format($q$
+SELECT s.customer_id, s.recency_days, s.frequency, s.monetary, s.r, s.f, s.m, crm.rfm_segment(s.r, s.f)
+  FROM crm.rollup_rfm_scores s
+ WHERE s.slot OPERATOR(pg_catalog.=) %s
+ ORDER BY s.customer_id
+$q$, slot) ELSE format($q$
 SELECT x.customer, x.recency_days, x.frequency, x.monetary, x.r, x.f, x.m, x.segment
   FROM (%s) AS x(customer, recency_days, frequency, monetary, r, f, m, rfm_code, segment)
-$q$, crm._rfm_sql($per$
+$q$, crm._rfm_sql(CASE WHEN slot IN (1, 2) THEN format($per$
+SELECT s.customer_id, s.k%1$s_last_order_at, s.k%1$s_orders, s.k%1$s_amount, s.customer_id
+  FROM crm.rollup_customer_state s
+ WHERE s.customer_id IS NOT NULL AND s.k%1$s_orders IS NOT NULL
+ ORDER BY s.customer_id
+$per$, slot) ELSE $per$
 SELECT t.customer_id,
        CASE WHEN a.n IS NULL THEN t.last_at
             -- one line after $1: it is the last, the one before it is the last up to $1
@@ -67,10 +152,10 @@ SELECT t.customer_id,
  WHERE t.customer_id IS NOT NULL AND t.first_at OPERATOR(pg_catalog.<=) $1
  -- (a subquery of its own, each row's figures computed once; in the order of the ids: no sort after the scoring)
  ORDER BY t.customer_id
-$per$))
+$per$ END)) END
 $fn$;
-COMMENT ON FUNCTION crm._fast_rfm_sql() IS
-'SQL text ($1 = the moment) of crm.dashboard_rfm''s rows from the rollups (crm.rollup_customer_orders, less the lines of crm.rollup_order_lines after the moment), scored by crm._rfm_sql: the same rows, ordered by customer.';
+COMMENT ON FUNCTION crm._fast_rfm_sql(integer, boolean) IS
+'SQL text ($1 = the moment) of crm.dashboard_rfm''s rows from the rollups: the same rows, ordered by customer. Slot 1 or 2 (the moment is just before that kept end of crm.rollup_customer_state_ends): with scored true the rows kept in crm.rollup_rfm_scores (the segment by crm.rfm_segment), else crm._rfm_sql over the figures kept in that slot''s columns of crm.rollup_customer_state; slot NULL: crm._rfm_sql over crm.rollup_customer_orders less the lines of crm.rollup_order_lines after the moment.';
 
 -- ---------------------------------------------------------------------------
 -- Plan against fact

@@ -5,9 +5,11 @@
 -- after a full refresh, after seeded rounds of random changes (incremental refreshes) and after a
 -- full rebuild; the gate; the errors; then a hand-worked fixture.
 BEGIN;
-SELECT plan(50);
+SELECT plan(82);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
+-- the dashboard period December 2025 (its ends are kept: RFM figures and scores at its end)
+SELECT crm.set_dashboard_period('2025-12-01', '2025-12-31');
 
 -- orders without a customer, with a zero or a negative amount, customers without a channel (the
 -- demo has none): the sources map some in
@@ -191,6 +193,24 @@ k AS (
 SELECT count(*) FROM ((SELECT * FROM e EXCEPT ALL SELECT * FROM k) UNION ALL (SELECT * FROM k EXCEPT ALL SELECT * FROM e)) d
 $$;
 
+-- the RFM figures kept per customer for each kept end (crm.rollup_customer_state, slots 1 and 2)
+-- against plain SQL over the demo (the source mapping above written out; numerics as text: the
+-- scale counts); 1000 when an end of the dashboard period is not kept
+CREATE FUNCTION pg_temp.kept_rfm_diff() RETURNS bigint LANGUAGE sql AS $$
+WITH k AS (SELECT x.slot, x.end_at FROM crm.rollup_customer_state_ends x),
+e AS (SELECT k.slot, o.customer_id::text AS c, max(o.ordered_at) AS la, count(*) AS n,
+             sum(CASE WHEN o.order_id % 89 = 0 THEN -o.amount WHEN o.order_id % 83 = 0 THEN 0 ELSE o.amount END)::text AS a
+        FROM crm_demo.orders o JOIN k ON o.ordered_at < k.end_at
+       WHERE o.order_id % 97 <> 0 GROUP BY 1, 2),
+s AS (SELECT 1 AS slot, customer_id, k1_last_order_at, k1_orders, k1_amount::text FROM crm.rollup_customer_state WHERE k1_orders IS NOT NULL
+      UNION ALL
+      SELECT 2, customer_id, k2_last_order_at, k2_orders, k2_amount::text FROM crm.rollup_customer_state WHERE k2_orders IS NOT NULL)
+SELECT count(*) + CASE WHEN (SELECT array_agg(end_at ORDER BY slot) FROM k)
+                            = (SELECT ARRAY[(p.period_to + 1)::timestamptz, p.period_from::timestamptz] FROM crm.dashboard_period() p)
+                       THEN 0 ELSE 1000 END
+  FROM ((SELECT * FROM e EXCEPT ALL SELECT * FROM s) UNION ALL (SELECT * FROM s EXCEPT ALL SELECT * FROM e)) d
+$$;
+
 -- a query's rows (as text, in order) from the rollups (they must stand in) and from the full computation
 CREATE FUNCTION pg_temp.fast_eq_full(q text) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
@@ -217,6 +237,11 @@ BEGIN
     RETURN NEXT is(pg_temp.block_diff(), 0::bigint, what || ': the owner and channel rows from the rollups equal the reports''');
     RETURN NEXT is(pg_temp.rfm_diff(), 0::bigint, what || ': RFM: fast = full, every period end and before the data');
     RETURN NEXT ok(pg_temp.rfm_order_ok(), what || ': v_rfm: the same rows in the same order');
+    RETURN NEXT is(pg_temp.kept_rfm_diff(), 0::bigint, what || ': the RFM figures kept at both ends of the dashboard period equal plain SQL');
+    RETURN NEXT ok((SELECT array_agg(y.slot ORDER BY y.slot) FROM crm.rollup_rfm_scored y JOIN crm.rollup_customer_state_ends x USING (slot, end_at))
+                   = ARRAY[1], what || ': the RFM scores kept at the end of the dashboard period');
+    RETURN NEXT ok(pg_temp.fast_eq_full($q$SELECT * FROM crm.dashboard_rfm((SELECT p.period_from - 1 FROM crm.dashboard_period() p))$q$),
+                   what || ': RFM as of the kept start of the dashboard period: fast = full');
 END
 $$;
 
@@ -244,6 +269,22 @@ SELECT * FROM pg_temp.check_all('rounds 1-4');
 -- 16-21: a full rebuild gives the same
 SELECT count(*) FROM crm.refresh_rollups(full => true);
 SELECT * FROM pg_temp.check_all('a full rebuild after the rounds');
+
+-- new orders after the data (existing customers and a new one): the kept figures untouched;
+-- then orders dated back into the dashboard period and before it: its ends rebuilt
+INSERT INTO crm_demo.orders (order_id, customer_id, ordered_at, product_id, quantity, amount, cost)
+SELECT m.id + g, CASE WHEN g = 1 THEN (SELECT max(customer_id) FROM crm_demo.customers) ELSE g * 7 END,
+       timestamptz '2026-01-20 10:00' + g * interval '1 hour', 1, 1, 10.5 * g, 3
+  FROM (SELECT max(order_id) AS id FROM crm_demo.orders) m, generate_series(1, 5) g;
+SELECT count(*) FROM crm.refresh_rollups();
+SELECT * FROM pg_temp.check_all('new orders after the data');
+INSERT INTO crm_demo.orders (order_id, customer_id, ordered_at, product_id, quantity, amount, cost)
+SELECT m.id + g, g * 11, (SELECT (p.period_to + 1)::timestamptz FROM crm.dashboard_period() p) - g * interval '20 days' - interval '1 microsecond',
+       1, 1, 1.125 * g, 1
+  FROM (SELECT max(order_id) AS id FROM crm_demo.orders) m, generate_series(1, 3) g;
+SELECT count(*) FROM crm.refresh_rollups();
+SELECT is((SELECT last_mode FROM crm.rollup_status), 'incremental', 'orders dated back: an incremental refresh');
+SELECT * FROM pg_temp.check_all('orders dated back into and before the dashboard period');
 
 -- 22-31: the errors, the same on both paths
 CREATE FUNCTION pg_temp.same_error(q text) RETURNS text LANGUAGE plpgsql AS $$
@@ -375,6 +416,13 @@ SELECT count(*) FROM crm.refresh_rollups(full => true);
 SELECT is((SELECT count(*) FROM ((SELECT r FROM sum_inc EXCEPT ALL SELECT x::text FROM crm.rollup_customer_orders x)
                                  UNION ALL (SELECT x::text FROM crm.rollup_customer_orders x EXCEPT ALL SELECT r FROM sum_inc)) d), 0::bigint,
           'fixture: the incrementally kept summary equals a full rebuild');
+-- an amount NaN before the end (more than 12 months before: the kept classes do not read it): the
+-- scoring fails (quantile_score), no scores kept for the end, the same error on both paths
+INSERT INTO flx.orders VALUES (27, 5, '2024-06-06 10:00', 'NaN', 0, 1);
+SELECT count(*) FROM crm.refresh_rollups();
+SELECT ok(NOT EXISTS (SELECT 1 FROM crm.rollup_rfm_scored WHERE slot = 1) AND EXISTS (SELECT 1 FROM crm.rollup_customer_state_ends WHERE slot = 1),
+          'fixture: a NaN amount before the end: its scores not kept, its figures kept');
+SELECT matches(pg_temp.same_error($$SELECT * FROM crm.dashboard_rfm('2025-12-31')$$), '^22023 [^<]*$', 'fixture: NaN amount: 22023 on both paths');
 
 SELECT * FROM finish();
 ROLLBACK;
