@@ -6939,20 +6939,27 @@ BEGIN
     FOREACH e IN ARRAY ends LOOP
         IF from_ts < e OR NOT EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends x WHERE x.end_at = e) THEN
             DELETE FROM crm.rollup_customer_classes c WHERE c.end_at = e;
-            INSERT INTO crm.rollup_customer_class_ends (end_at) VALUES (e) ON CONFLICT DO NOTHING;
-            -- class A: the customer since as the owner dashboard's overdue rule reads it
-            -- (the earliest created_at of the customers copy, else the first order)
-            INSERT INTO crm.rollup_customer_classes (end_at, customer_id, rev, cov_class, abc_class, since)
-            SELECT e, k.customer_id, k.rev, k.cls, k.abc,
-                   CASE WHEN k.abc = 'A' THEN coalesce(ci.created_at, t.first_at,
-                        CASE WHEN k.customer_id IS NULL THEN (SELECT t0.first_at FROM crm.rollup_customer_orders t0 WHERE t0.customer_id IS NULL) END) END
-              FROM crm._fast_classes_live(e) k
-              LEFT JOIN (SELECT i.customer_id, min(i.created_at) AS created_at FROM crm.rollup_customer_info i GROUP BY 1) ci
-                     ON ci.customer_id = k.customer_id AND k.abc = 'A'
-              LEFT JOIN crm.rollup_customer_orders t ON t.customer_id = k.customer_id AND k.abc = 'A';
-            GET DIAGNOSTICS n = ROW_COUNT;
-            nn := nn + n;
             changed := true;
+            BEGIN
+                INSERT INTO crm.rollup_customer_class_ends (end_at) VALUES (e) ON CONFLICT DO NOTHING;
+                -- class A: the customer since as the owner dashboard's overdue rule reads it
+                -- (the earliest created_at of the customers copy, else the first order)
+                INSERT INTO crm.rollup_customer_classes (end_at, customer_id, rev, cov_class, abc_class, since)
+                SELECT e, k.customer_id, k.rev, k.cls, k.abc,
+                       CASE WHEN k.abc = 'A' THEN coalesce(ci.created_at, t.first_at,
+                            CASE WHEN k.customer_id IS NULL THEN (SELECT t0.first_at FROM crm.rollup_customer_orders t0 WHERE t0.customer_id IS NULL) END) END
+                  FROM crm._fast_classes_live(e) k
+                  LEFT JOIN (SELECT i.customer_id, min(i.created_at) AS created_at FROM crm.rollup_customer_info i GROUP BY 1) ci
+                         ON ci.customer_id = k.customer_id AND k.abc = 'A'
+                  LEFT JOIN crm.rollup_customer_orders t ON t.customer_id = k.customer_id AND k.abc = 'A';
+                GET DIAGNOSTICS n = ROW_COUNT;
+                nn := nn + n;
+            EXCEPTION WHEN data_exception THEN
+                -- revenue the classes cannot rank (a NaN amount: crm.abc_class refuses it): no
+                -- classes kept for this end, so the refresh goes on and the reports compute them
+                -- when read, raising the full computation's error where it raises one
+                DELETE FROM crm.rollup_customer_class_ends x WHERE x.end_at = e;
+            END;
         END IF;
     END LOOP;
     -- the classes the per-customer table holds changed: it is rebuilt
@@ -6963,7 +6970,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION crm._rollup_fast_classes(timestamptz) IS
-'Keeps crm.rollup_customer_classes for the end and the start of the dashboard period: rebuilt for an end when the orders changed before it (the given moment is before it) or the period moved; rows written.';
+'Keeps crm.rollup_customer_classes for the end and the start of the dashboard period: rebuilt for an end when the orders changed before it (the given moment is before it) or the period moved; an end whose classes raise a data error (a NaN amount) is not kept (the reports compute it when read); rows written.';
 
 CREATE OR REPLACE FUNCTION crm._rollup_fast_contact_totals(from_ts timestamptz) RETURNS bigint
 LANGUAGE plpgsql VOLATILE

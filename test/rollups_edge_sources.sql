@@ -4,11 +4,14 @@
 --    of dimension all (as crm.owner_dashboard counts it) and once per customers row in the
 --    channel rows (as crm.dashboard_channels joins the customers);
 --  * an orders source with orders without a customer: they are one buyer, on the first of them
---    (as crm.owner_dashboard and crm.dashboard_channels group them).
+--    (as crm.owner_dashboard and crm.dashboard_channels group them);
+--  * an order with a NaN amount inside the 12 months before the kept period ends: the refresh
+--    keeps no classes for those ends instead of failing, and every report answers as the full
+--    computation does (the same error, or the same rows).
 -- Each is checked against the full computation (crm_analytics.rollups = off) for December 2025,
 -- the quarter and the year, after a full refresh and after an incremental one.
 BEGIN;
-SELECT plan(16);
+SELECT plan(25);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
@@ -135,6 +138,45 @@ UPDATE crm_demo.orders SET ordered_at = '2025-12-06 09:00'
 SELECT lives_ok($$SELECT count(*) FROM crm.refresh_rollups()$$, 'orders without a customer: incremental refresh');
 SELECT is(pg_temp.daily_vs_owner(), '{}', 'orders without a customer, after an incremental refresh: v_daily (all) = owner_dashboard');
 SELECT is(pg_temp.fast_vs_full(), '{}', 'orders without a customer, after an incremental refresh: fast = full');
+
+-- 3. an order with a NaN amount in December 2025, inside the 12 months before both ends of the
+--    dashboard period (the kept classes' ends): crm.abc_class refuses NaN revenue
+SELECT crm.register_source('orders', 'SELECT order_id, customer_id, ordered_at, amount, cost, product_id FROM crm_demo.orders');
+SELECT lives_ok($$SELECT count(*) FROM crm.refresh_rollups(full => true)$$, 'NaN amount: full refresh before it');
+INSERT INTO crm_demo.orders (order_id, customer_id, ordered_at, product_id, quantity, amount, cost)
+SELECT max(order_id) + 1, 7, '2025-12-15 10:00', 1, 1, 'NaN', 1 FROM crm_demo.orders;
+SELECT lives_ok($$SELECT count(*) FROM crm.refresh_rollups()$$, 'NaN amount: the incremental refresh goes on');
+SELECT ok(crm.rollups_fresh() AND NOT EXISTS (SELECT 1 FROM crm.rollup_customer_class_ends WHERE end_at > '2025-12-15 10:00'),
+          'NaN amount: the rollups are fresh, with no classes kept for the ends after it');
+-- the first error (SQLSTATE and message) of a query, or 'none', with the rollups or without
+CREATE FUNCTION pg_temp.err(q text, mode text) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN
+    PERFORM set_config('crm_analytics.rollups', mode, true);
+    EXECUTE 'SELECT count(*) FROM (' || q || ') x';
+    PERFORM set_config('crm_analytics.rollups', 'fresh', true);
+    RETURN 'none';
+EXCEPTION WHEN OTHERS THEN
+    PERFORM set_config('crm_analytics.rollups', 'fresh', true);
+    RETURN SQLSTATE || ' ' || SQLERRM;
+END
+$f$;
+SELECT is(pg_temp.err('SELECT * FROM crm.v_owner_dashboard', 'fresh'), pg_temp.err('SELECT * FROM crm.v_owner_dashboard', 'off'),
+          'NaN amount: the owner dashboard raises the full computation''s error from the rollups');
+SELECT isnt(pg_temp.err('SELECT * FROM crm.v_owner_dashboard', 'off'), 'none', 'NaN amount: (the full owner dashboard does raise one)');
+-- the reports that rank no NaN revenue: the same rows on both paths, in the same order
+CREATE FUNCTION pg_temp.rows_of(q text, mode text) RETURNS text LANGUAGE plpgsql AS $f$
+DECLARE r text;
+BEGIN
+    PERFORM set_config('crm_analytics.rollups', mode, true);
+    EXECUTE 'SELECT string_agg(x::text, E''\n'' ORDER BY n) FROM (SELECT y, row_number() OVER () AS n FROM (' || q || ') y) x(x, n)' INTO r;
+    PERFORM set_config('crm_analytics.rollups', 'fresh', true);
+    RETURN r;
+END
+$f$;
+SELECT is(pg_temp.rows_of(v, 'fresh'), pg_temp.rows_of(v, 'off'), 'NaN amount: ' || v || ' from the rollups = full')
+  FROM unnest(ARRAY['SELECT * FROM crm.v_coverage', 'SELECT * FROM crm.v_channels', 'SELECT * FROM crm.v_managers']) AS v;
+SELECT is(pg_temp.err('SELECT * FROM crm.v_rfm', 'fresh'), pg_temp.err('SELECT * FROM crm.v_rfm', 'off'),
+          'NaN amount: RFM raises the full computation''s error from the rollups');
 
 SELECT * FROM finish();
 ROLLBACK;
