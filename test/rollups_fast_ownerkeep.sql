@@ -26,9 +26,9 @@ BEGIN
         IF NOT crm._rollups_usable() THEN
             RAISE EXCEPTION 'the rollups are not usable';
         END IF;
-        EXECUTE 'CREATE TEMP TABLE d_fast AS SELECT x.*::text AS r, ordinality FROM (' || q || ') x WITH ORDINALITY';
+        EXECUTE 'CREATE TEMP TABLE d_fast AS SELECT x::text AS r, row_number() OVER () AS ordinality FROM (' || q || ') x';
         PERFORM set_config('crm_analytics.rollups', 'off', true);
-        EXECUTE 'CREATE TEMP TABLE d_full AS SELECT x.*::text AS r, ordinality FROM (' || q || ') x WITH ORDINALITY';
+        EXECUTE 'CREATE TEMP TABLE d_full AS SELECT x::text AS r, row_number() OVER () AS ordinality FROM (' || q || ') x';
         PERFORM set_config('crm_analytics.rollups', 'fresh', true);
         SELECT count(*) INTO n FROM ((TABLE d_fast EXCEPT ALL TABLE d_full) UNION ALL (TABLE d_full EXCEPT ALL TABLE d_fast)) d;
         IF n > 0 OR (SELECT count(*) FROM d_fast) < 30 THEN
