@@ -9005,3 +9005,308 @@ COMMENT ON FUNCTION crm.dashboard_rfm(date) IS
 TRUNCATE crm.rollup_customer_state, crm.rollup_customer_state_ends;
 UPDATE crm.rollup_status SET needs_full = true;
 -- ==== end of section rfm6 ====
+
+-- ==== section ownerkeep: the owner dashboard's per-entity rows kept for the dashboard period ====
+-- ---------------------------------------------------------------------------
+-- The owner dashboard's per-entity figures kept for the dashboard period
+-- ---------------------------------------------------------------------------
+
+-- The rows (metric, cur, prev) of crm._fast_owner_deals, _fast_owner_customers
+-- and _fast_owner_leads for the bounds of the dashboard period (crm.dashboard_period()
+-- and its previous period, in the rollups' time zone), written at the end of
+-- crm.refresh_rollups (crm._rollup_owner_keep) and read by
+-- crm._fast_owner_dashboard when its bounds and the fingerprint of the other
+-- inputs of those functions (crm._owner_keep_fingerprint) equal the kept ones.
+CREATE TABLE crm.rollup_owner_kept (
+    ord    integer PRIMARY KEY,
+    metric text NOT NULL,
+    cur    numeric,
+    prev   numeric
+);
+COMMENT ON TABLE crm.rollup_owner_kept IS
+'Rollup state (derived, not dumped): the owner dashboard''s per-entity rows (metric, current and previous value: crm._fast_owner_deals, crm._fast_owner_customers, crm._fast_owner_leads) for the bounds and fingerprint of crm.rollup_owner_kept_key, written by crm.refresh_rollups; empty when no row set is kept.';
+CREATE TABLE crm.rollup_owner_kept_key (
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    cur_from    timestamptz NOT NULL,
+    cur_to      timestamptz NOT NULL,
+    prev_from   timestamptz NOT NULL,
+    fingerprint text NOT NULL,
+    written_at  timestamptz NOT NULL
+);
+COMMENT ON TABLE crm.rollup_owner_kept_key IS
+'Rollup state (derived, not dumped): the bounds (current period [cur_from, cur_to), previous from prev_from) and the fingerprint (crm._owner_keep_fingerprint) the rows of crm.rollup_owner_kept were computed for, and when they were written; no row = nothing kept.';
+
+-- Every input crm._fast_owner_deals, _fast_owner_customers and _fast_owner_leads
+-- read besides the rollup tables and their arguments: the time zone, the
+-- contact interval of class A (crm._dashboard_coverage_interval), the lead
+-- SLA (crm._lead_sla), the pipeline stages with their order, outcome,
+-- probability and norm.  (The registered sources and the stage list are
+-- also checked by the gate, crm._rollups_built.)
+CREATE FUNCTION crm._owner_keep_fingerprint() RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT md5(concat_ws(E'\n', current_setting('TimeZone'), crm._dashboard_coverage_interval('A')::text, crm._lead_sla()::text,
+                     coalesce((SELECT string_agg(format('%s|%s|%s|%s|%s', s.stage, s.stage_order, s.outcome, s.probability, s.max_days),
+                                                 E'\n' ORDER BY s.stage_order, s.stage)
+                                 FROM crm.pipeline_stages s), '')))
+$$;
+COMMENT ON FUNCTION crm._owner_keep_fingerprint() IS
+'A hash of the inputs of the owner dashboard''s per-entity figures besides the rollup tables: the time zone, class A''s contact interval, the lead SLA and the pipeline stages (order, outcome, probability, norm); crm.rollup_owner_kept is read only while it equals the kept one.';
+
+-- Called at the end of crm.refresh_rollups with the parts recomputed and their
+-- bounds: rewrites the kept rows for the dashboard period when a part was
+-- recomputed from a moment before the period's end (for leads and spend: from
+-- a month starting before it, as the cost of a lead is per calendar month), the
+-- period moved, the fingerprint changed or nothing is kept; a refresh of
+-- changes at or after the end leaves them.  An error computing them keeps
+-- nothing (the report then computes them and raises it).  Returns the rows written.
+CREATE FUNCTION crm._rollup_owner_keep(parts text[], bounds timestamptz[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old_tz text := current_setting('TimeZone');
+    tz     text := (SELECT s.time_zone FROM crm.rollup_status s);
+    k      record;
+    b      record;
+    fp     text;
+    ok     boolean := false;
+    n      bigint := 0;
+BEGIN
+    IF tz IS NOT NULL THEN
+        PERFORM set_config('TimeZone', tz, true);
+    END IF;
+    BEGIN
+        SELECT * INTO b FROM crm.dashboard_period() AS p, LATERAL crm._period_bounds('crm.owner_dashboard', p.period_from, p.period_to) AS x;
+        fp := crm._owner_keep_fingerprint();
+        ok := true;
+        SELECT * INTO k FROM crm.rollup_owner_kept_key;
+        IF k.cur_to IS NOT NULL AND k.cur_from = b.cur_from AND k.cur_to = b.cur_to AND k.prev_from = b.prev_from
+           AND k.fingerprint = fp
+           AND NOT EXISTS (SELECT 1 FROM unnest(parts, bounds) AS u(part, bound)
+                            WHERE CASE WHEN u.part IN ('leads', 'spend') THEN date_trunc('month', u.bound) ELSE u.bound END < b.cur_to) THEN
+            PERFORM set_config('TimeZone', old_tz, true);
+            RETURN 0;
+        END IF;
+    EXCEPTION WHEN data_exception OR invalid_parameter_value THEN
+        -- no dashboard period (a setting the reports refuse): nothing kept
+        ok := false;
+    END;
+    DELETE FROM crm.rollup_owner_kept;
+    DELETE FROM crm.rollup_owner_kept_key;
+    IF ok THEN
+        BEGIN
+            INSERT INTO crm.rollup_owner_kept (ord, metric, cur, prev)
+            SELECT row_number() OVER (), x.metric, x.cur, x.prev FROM (
+                SELECT d.metric, d.cur, d.prev FROM crm._fast_owner_deals(b.cur_from, b.cur_to, b.prev_from) d
+                UNION ALL
+                SELECT c.metric, c.cur, c.prev FROM crm._fast_owner_customers(b.cur_from, b.cur_to, b.prev_from) c
+                UNION ALL
+                SELECT l.metric, l.cur, l.prev FROM crm._fast_owner_leads(b.cur_from, b.cur_to, b.prev_from) l) AS x;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            INSERT INTO crm.rollup_owner_kept_key (cur_from, cur_to, prev_from, fingerprint, written_at)
+            VALUES (b.cur_from, b.cur_to, b.prev_from, fp, clock_timestamp());
+        EXCEPTION WHEN OTHERS THEN
+            n := 0;   -- not kept: computed when read (the same error as the full path)
+        END;
+    END IF;
+    PERFORM set_config('TimeZone', old_tz, true);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_owner_keep(text[], timestamptz[]) IS
+'End of crm.refresh_rollups (parts recomputed and their bounds): rewrites crm.rollup_owner_kept and crm.rollup_owner_kept_key for the dashboard period (in the rollups'' time zone) when a part was recomputed from before the period''s end (leads and spend: from a month starting before it), the period or crm._owner_keep_fingerprint() changed, or nothing is kept; an error computing the rows keeps nothing; rows written.';
+CREATE OR REPLACE FUNCTION crm._fast_owner_dashboard(period_from date, period_to date)
+RETURNS TABLE (metric text, value numeric, unit text, previous_value numeric, change_pct numeric, section text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b    record;
+    kept boolean;
+BEGIN
+    b := crm._period_bounds('crm.owner_dashboard', period_from, period_to);
+    -- the per-entity rows kept for these bounds (crm._rollup_owner_keep) while
+    -- the other inputs are as they were then
+    kept := EXISTS (SELECT 1 FROM crm.rollup_owner_kept_key k
+                     WHERE k.cur_from = b.cur_from AND k.cur_to = b.cur_to AND k.prev_from = b.prev_from
+                       AND k.fingerprint = crm._owner_keep_fingerprint());
+    RETURN QUERY
+    WITH
+    -- the additive figures of both periods (days in the rollups' time zone,
+    -- which crm._rollups_usable requires to be the session's)
+    s AS (
+        SELECT r.metric AS m, sum(r.value) FILTER (WHERE r.day >= period_from) AS c,
+               sum(r.value) FILTER (WHERE r.day < period_from) AS p
+          FROM crm.rollup_daily r
+         WHERE r.day >= b.prev_from::date AND r.day <= period_to AND r.dimension = 'all'
+           AND r.metric IN ('leads_in', 'new_buyers', 'marketing_spend', 'revenue', 'orders', 'gross_profit')
+         GROUP BY 1),
+    a AS (
+        SELECT max(s.c) FILTER (WHERE s.m = 'leads_in') AS c_leads, max(s.p) FILTER (WHERE s.m = 'leads_in') AS p_leads,
+               coalesce(max(s.c) FILTER (WHERE s.m = 'new_buyers'), 0) AS c_new, coalesce(max(s.p) FILTER (WHERE s.m = 'new_buyers'), 0) AS p_new,
+               max(s.c) FILTER (WHERE s.m = 'marketing_spend') AS c_spend, max(s.p) FILTER (WHERE s.m = 'marketing_spend') AS p_spend,
+               max(s.c) FILTER (WHERE s.m = 'revenue') AS c_rev, max(s.p) FILTER (WHERE s.m = 'revenue') AS p_rev,
+               coalesce(max(s.c) FILTER (WHERE s.m = 'orders'), 0) AS c_ord, coalesce(max(s.p) FILTER (WHERE s.m = 'orders'), 0) AS p_ord,
+               max(s.c) FILTER (WHERE s.m = 'gross_profit') AS c_gp, max(s.p) FILTER (WHERE s.m = 'gross_profit') AS p_gp
+          FROM s),
+    -- the figures kept per entity: the rows kept for the period, else computed
+    x AS MATERIALIZED (
+        SELECT k.metric, k.cur, k.prev FROM crm.rollup_owner_kept k WHERE kept
+        UNION ALL
+        SELECT d.metric, d.cur, d.prev FROM crm._fast_owner_deals(b.cur_from, b.cur_to, b.prev_from) d WHERE NOT kept
+        UNION ALL
+        SELECT c.metric, c.cur, c.prev FROM crm._fast_owner_customers(b.cur_from, b.cur_to, b.prev_from) c WHERE NOT kept
+        UNION ALL
+        SELECT l.metric, l.cur, l.prev FROM crm._fast_owner_leads(b.cur_from, b.cur_to, b.prev_from) l WHERE NOT kept),
+    xv AS (
+        SELECT max(x.cur) FILTER (WHERE x.metric = 'buyers') AS c_buyers, max(x.prev) FILTER (WHERE x.metric = 'buyers') AS p_buyers,
+               max(x.cur) FILTER (WHERE x.metric = '_leads_converted') AS c_conv, max(x.prev) FILTER (WHERE x.metric = '_leads_converted') AS p_conv,
+               max(x.cur) FILTER (WHERE x.metric = '_leads_cost') AS c_lcost, max(x.prev) FILTER (WHERE x.metric = '_leads_cost') AS p_lcost
+          FROM x),
+    rows AS (
+        SELECT v.* FROM a, xv, LATERAL (VALUES
+            (1::numeric, 'acquisition', 'leads_in', coalesce(a.c_leads, 0), coalesce(a.p_leads, 0), 'count'),
+            (2, 'acquisition', 'new_buyers', a.c_new, a.p_new, 'count'),
+            (4, 'acquisition', 'marketing_spend', coalesce(a.c_spend, 0), coalesce(a.p_spend, 0), 'money'),
+            (5, 'acquisition', 'cac', round(coalesce(a.c_spend, 0) / nullif(a.c_new, 0), 2), round(coalesce(a.p_spend, 0) / nullif(a.p_new, 0), 2), 'money'),
+            (6, 'sales', 'revenue', coalesce(a.c_rev, 0), coalesce(a.p_rev, 0), 'money'),
+            (7, 'sales', 'orders', a.c_ord, a.p_ord, 'count'),
+            (8, 'sales', 'average_check', round(a.c_rev / nullif(a.c_ord, 0), 2), round(a.p_rev / nullif(a.p_ord, 0), 2), 'money'),
+            (10, 'sales', 'gross_profit', coalesce(a.c_gp, 0), coalesce(a.p_gp, 0), 'money'),
+            (11, 'sales', 'roi', round((100.0 * (coalesce(a.c_gp, 0) - a.c_spend)) / nullif(a.c_spend, 0), 2),
+                                 round((100.0 * (coalesce(a.p_gp, 0) - a.p_spend)) / nullif(a.p_spend, 0), 2), 'pct'),
+            -- the value of one lead: revenue per buyer x lead-to-buyer conversion - cost per lead
+            (1006.1, 'money_lost', 'lost_opportunity_cost',
+                 round((a.c_rev / nullif(xv.c_buyers, 0) * xv.c_conv - coalesce(xv.c_lcost, 0)) / nullif(a.c_leads, 0), 2),
+                 round((a.p_rev / nullif(xv.p_buyers, 0) * xv.p_conv - coalesce(xv.p_lcost, 0)) / nullif(a.p_leads, 0), 2), 'money')
+          ) AS v(ord, sec, name, cur, prev, u)
+        UNION ALL
+        SELECT o.ord, o.sec, x.metric, x.cur, x.prev, o.u
+          FROM x JOIN (VALUES
+            (3::numeric, 'acquisition', 'lead_to_buyer_conversion', 'pct'),
+            (7.1, 'sales', 'buyers', 'count'),
+            (9, 'sales', 'repeat_purchase_rate', 'pct'),
+            (12, 'pipeline', 'win_rate', 'pct'),
+            (13, 'pipeline', 'deals_won', 'count'),
+            (14, 'pipeline', 'average_won_deal', 'money'),
+            (15, 'pipeline', 'sales_cycle', 'days'),
+            (16, 'pipeline', 'open_deals', 'count'),
+            (17, 'pipeline', 'open_pipeline_value', 'money'),
+            (18, 'pipeline', 'weighted_pipeline', 'money'),
+            (18.1, 'pipeline', 'stale_deals', 'count'),
+            (18.2, 'pipeline', 'stale_pipeline_value', 'money'),
+            (19, 'pipeline', 'sales_velocity', 'money_per_day'),
+            (20, 'money_lost', 'deals_lost', 'count'),
+            (21, 'money_lost', 'lost_deal_value', 'money'),
+            (900, 'money_lost', 'churned_customers', 'count'),
+            (901, 'money_lost', 'churn_rate', 'pct'),
+            (902, 'money_lost', 'churned_revenue', 'money'),
+            (1000, 'money_lost', 'unpaid_invoices', 'count'),
+            (1001, 'money_lost', 'unpaid_invoice_amount', 'money'),
+            (1002, 'money_lost', 'unpaid_invoice_age', 'days'),
+            (1003, 'money_lost', 'overdue_invoices', 'count'),
+            (1004, 'money_lost', 'overdue_invoice_amount', 'money'),
+            (1005, 'money_lost', 'unanswered_leads', 'count'),
+            (1006, 'money_lost', 'unanswered_leads_cost', 'money'),
+            (1007, 'money_lost', 'overdue_class_a_customers', 'count')) AS o(ord, sec, name, u)
+            ON o.name = x.metric
+        UNION ALL
+        SELECT 100 + ps.stage_order, 'money_lost', x.metric, x.cur, x.prev, 'money'
+          FROM x JOIN crm.pipeline_stages ps ON ps.outcome = 'open' AND x.metric = 'lost_value_at_' || ps.stage)
+    SELECT rows.name, rows.cur, rows.u, rows.prev,
+           round((100.0 * (rows.cur - rows.prev)) / nullif(abs(rows.prev), 0), 2), rows.sec
+      FROM rows ORDER BY rows.ord;
+END
+$$;
+COMMENT ON FUNCTION crm._fast_owner_dashboard(date, date) IS
+'crm.owner_dashboard answered from the rollups (the additive figures from crm.rollup_daily, the others from the per-entity rollups): the same rows, called when crm._rollups_usable().';
+CREATE OR REPLACE FUNCTION crm.refresh_rollups(full boolean DEFAULT false)
+RETURNS TABLE (part text, from_day date, rows_written bigint)
+LANGUAGE plpgsql VOLATILE
+-- big scans and hash aggregates on a full refresh
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    names   text[];
+    bounds  timestamptz[];
+    tz      text;
+    old_tz  text := pg_catalog.current_setting('TimeZone');
+    t0      timestamptz;
+    nrows   bigint := 0;
+    nparts  int;
+    ts_from timestamptz;
+    is_full boolean;
+    rel     regclass;
+BEGIN
+    -- one refresh at a time; writers are never blocked
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('crm.refresh_rollups'), 21);
+    UPDATE crm.rollup_status s SET started_at = pg_catalog.clock_timestamp(), finished_at = NULL, phase = 'changes';
+    SELECT pg_catalog.array_agg(b.part ORDER BY b.part), pg_catalog.array_agg(b.bound ORDER BY b.part), pg_catalog.min(b.time_zone)
+      INTO names, bounds, tz FROM crm._rollup_begin(refresh_rollups.full) AS b;
+    nparts := coalesce(pg_catalog.cardinality(names), 0);
+    is_full := coalesce((SELECT pg_catalog.bool_and(x OPERATOR(pg_catalog.=) '-infinity') FROM pg_catalog.unnest(bounds) AS x), false);
+    IF tz IS NOT NULL THEN
+        -- days are cut in the time zone the rollups were built in
+        PERFORM pg_catalog.set_config('TimeZone', tz, true);
+    END IF;
+    FOR i IN 1 .. nparts LOOP
+        t0 := pg_catalog.clock_timestamp();
+        UPDATE crm.rollup_status s SET phase = names[i], done = i OPERATOR(pg_catalog.-) 1, total = nparts;
+        -- progress as every long call of the extension reports it: in
+        -- pg_stat_activity.query for other sessions, as a NOTICE at intervals
+        PERFORM crm._progress(pg_catalog.format('crm.refresh_rollups: part %s from %s', names[i],
+                                  CASE WHEN pg_catalog.isfinite(bounds[i]) THEN bounds[i]::pg_catalog.date::pg_catalog.text ELSE 'the start' END),
+                              (i OPERATOR(pg_catalog.-) 1)::pg_catalog.int8, nparts::pg_catalog.int8);
+        -- whole days from the day of the bound
+        ts_from := CASE WHEN bounds[i] OPERATOR(pg_catalog.=) '-infinity' THEN bounds[i]
+                        ELSE bounds[i]::pg_catalog.date::pg_catalog.timestamptz END;
+        DELETE FROM crm.rollup_daily r
+         WHERE r.day OPERATOR(pg_catalog.>=) ts_from::pg_catalog.date
+           AND r.metric OPERATOR(pg_catalog.=) ANY ((SELECT p.metrics FROM crm._rollup_parts() p WHERE p.part OPERATOR(pg_catalog.=) names[i])::pg_catalog.text[]);
+        part := names[i];
+        from_day := CASE WHEN pg_catalog.isfinite(ts_from) THEN ts_from::pg_catalog.date END;
+        rows_written := CASE names[i]
+            WHEN 'leads' THEN crm._rollup_leads(ts_from)
+            WHEN 'orders' THEN crm._rollup_orders(ts_from)
+            WHEN 'deals' THEN crm._rollup_deals(ts_from)
+            WHEN 'spend' THEN crm._rollup_spend(ts_from)
+            WHEN 'invoices' THEN crm._rollup_invoices(ts_from)
+            WHEN 'contacts' THEN crm._rollup_contacts(ts_from) END;
+        nrows := nrows OPERATOR(pg_catalog.+) rows_written;
+        IF is_full OR pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) t0 OPERATOR(pg_catalog.>) '5 seconds'::pg_catalog.interval THEN
+            RAISE NOTICE 'crm.refresh_rollups: part % (% of %) from %: % rows in % s', names[i], i, nparts,
+                coalesce(from_day::pg_catalog.text, 'the start'), rows_written,
+                pg_catalog.round(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) t0)::pg_catalog.numeric, 1);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    PERFORM pg_catalog.set_config('TimeZone', old_tz, true);
+    -- after a full rebuild the planner must know the rollup tables at once (the
+    -- reports join them; autovacuum comes too late for the first dashboard):
+    -- the ones this role owns
+    IF is_full AND nparts OPERATOR(pg_catalog.>) 0 THEN
+        PERFORM crm._progress('crm.refresh_rollups: analyzing the rollup tables', nparts::pg_catalog.int8, nparts::pg_catalog.int8);
+        FOR rel IN SELECT c.oid::pg_catalog.regclass FROM pg_catalog.pg_class c
+                    WHERE c.relnamespace OPERATOR(pg_catalog.=) 'crm'::pg_catalog.regnamespace AND c.relkind OPERATOR(pg_catalog.=) 'r'
+                      AND c.relname OPERATOR(pg_catalog.~~) 'rollup\_%' AND pg_catalog.pg_has_role(c.relowner, 'USAGE')
+                    ORDER BY c.relname LOOP
+            EXECUTE pg_catalog.format('ANALYZE %s', rel);
+        END LOOP;
+    END IF;
+    -- the owner dashboard's per-entity rows for the dashboard period (when a part changed them)
+    PERFORM crm._rollup_owner_keep(names, bounds);
+    IF nparts OPERATOR(pg_catalog.>) 0 THEN
+        PERFORM crm._progress('crm.refresh_rollups: finished', nparts::pg_catalog.int8, nparts::pg_catalog.int8);
+    END IF;
+    UPDATE crm.rollup_status s
+       SET phase = 'done', done = nparts, total = nparts,
+           finished_at = pg_catalog.clock_timestamp(), last_mode = CASE WHEN is_full THEN 'full' ELSE 'incremental' END,
+           last_rows = nrows;
+END
+$$;
+COMMENT ON FUNCTION crm.refresh_rollups(boolean) IS
+'Brings the daily rollups (crm.rollup_daily, crm.v_daily) up to date: recomputes, per part, every day at or after the earliest change the capture triggers recorded (committed changes only), or everything when full => true or a full rebuild is needed; one row per part recomputed. One refresh runs at a time.';
+-- ==== end of section ownerkeep ====

@@ -6,15 +6,132 @@
 -- call these when crm._rollups_usable(); the rows equal the full computation
 -- (test/rollups_fast.sql compares them).
 
+-- ---------------------------------------------------------------------------
+-- The owner dashboard's per-entity figures kept for the dashboard period
+-- ---------------------------------------------------------------------------
+
+-- The rows (metric, cur, prev) of crm._fast_owner_deals, _fast_owner_customers
+-- and _fast_owner_leads for the bounds of the dashboard period (crm.dashboard_period()
+-- and its previous period, in the rollups' time zone), written at the end of
+-- crm.refresh_rollups (crm._rollup_owner_keep) and read by
+-- crm._fast_owner_dashboard when its bounds and the fingerprint of the other
+-- inputs of those functions (crm._owner_keep_fingerprint) equal the kept ones.
+CREATE TABLE crm.rollup_owner_kept (
+    ord    integer PRIMARY KEY,
+    metric text NOT NULL,
+    cur    numeric,
+    prev   numeric
+);
+COMMENT ON TABLE crm.rollup_owner_kept IS
+'Rollup state (derived, not dumped): the owner dashboard''s per-entity rows (metric, current and previous value: crm._fast_owner_deals, crm._fast_owner_customers, crm._fast_owner_leads) for the bounds and fingerprint of crm.rollup_owner_kept_key, written by crm.refresh_rollups; empty when no row set is kept.';
+CREATE TABLE crm.rollup_owner_kept_key (
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    cur_from    timestamptz NOT NULL,
+    cur_to      timestamptz NOT NULL,
+    prev_from   timestamptz NOT NULL,
+    fingerprint text NOT NULL,
+    written_at  timestamptz NOT NULL
+);
+COMMENT ON TABLE crm.rollup_owner_kept_key IS
+'Rollup state (derived, not dumped): the bounds (current period [cur_from, cur_to), previous from prev_from) and the fingerprint (crm._owner_keep_fingerprint) the rows of crm.rollup_owner_kept were computed for, and when they were written; no row = nothing kept.';
+
+-- Every input crm._fast_owner_deals, _fast_owner_customers and _fast_owner_leads
+-- read besides the rollup tables and their arguments: the time zone, the
+-- contact interval of class A (crm._dashboard_coverage_interval), the lead
+-- SLA (crm._lead_sla), the pipeline stages with their order, outcome,
+-- probability and norm.  (The registered sources and the stage list are
+-- also checked by the gate, crm._rollups_built.)
+CREATE FUNCTION crm._owner_keep_fingerprint() RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT md5(concat_ws(E'\n', current_setting('TimeZone'), crm._dashboard_coverage_interval('A')::text, crm._lead_sla()::text,
+                     coalesce((SELECT string_agg(format('%s|%s|%s|%s|%s', s.stage, s.stage_order, s.outcome, s.probability, s.max_days),
+                                                 E'\n' ORDER BY s.stage_order, s.stage)
+                                 FROM crm.pipeline_stages s), '')))
+$$;
+COMMENT ON FUNCTION crm._owner_keep_fingerprint() IS
+'A hash of the inputs of the owner dashboard''s per-entity figures besides the rollup tables: the time zone, class A''s contact interval, the lead SLA and the pipeline stages (order, outcome, probability, norm); crm.rollup_owner_kept is read only while it equals the kept one.';
+
+-- Called at the end of crm.refresh_rollups with the parts recomputed and their
+-- bounds: rewrites the kept rows for the dashboard period when a part was
+-- recomputed from a moment before the period's end (for leads and spend: from
+-- a month starting before it, as the cost of a lead is per calendar month), the
+-- period moved, the fingerprint changed or nothing is kept; a refresh of
+-- changes at or after the end leaves them.  An error computing them keeps
+-- nothing (the report then computes them and raises it).  Returns the rows written.
+CREATE FUNCTION crm._rollup_owner_keep(parts text[], bounds timestamptz[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old_tz text := current_setting('TimeZone');
+    tz     text := (SELECT s.time_zone FROM crm.rollup_status s);
+    k      record;
+    b      record;
+    fp     text;
+    ok     boolean := false;
+    n      bigint := 0;
+BEGIN
+    IF tz IS NOT NULL THEN
+        PERFORM set_config('TimeZone', tz, true);
+    END IF;
+    BEGIN
+        SELECT * INTO b FROM crm.dashboard_period() AS p, LATERAL crm._period_bounds('crm.owner_dashboard', p.period_from, p.period_to) AS x;
+        fp := crm._owner_keep_fingerprint();
+        ok := true;
+        SELECT * INTO k FROM crm.rollup_owner_kept_key;
+        IF k.cur_to IS NOT NULL AND k.cur_from = b.cur_from AND k.cur_to = b.cur_to AND k.prev_from = b.prev_from
+           AND k.fingerprint = fp
+           AND NOT EXISTS (SELECT 1 FROM unnest(parts, bounds) AS u(part, bound)
+                            WHERE CASE WHEN u.part IN ('leads', 'spend') THEN date_trunc('month', u.bound) ELSE u.bound END < b.cur_to) THEN
+            PERFORM set_config('TimeZone', old_tz, true);
+            RETURN 0;
+        END IF;
+    EXCEPTION WHEN data_exception OR invalid_parameter_value THEN
+        -- no dashboard period (a setting the reports refuse): nothing kept
+        ok := false;
+    END;
+    DELETE FROM crm.rollup_owner_kept;
+    DELETE FROM crm.rollup_owner_kept_key;
+    IF ok THEN
+        BEGIN
+            INSERT INTO crm.rollup_owner_kept (ord, metric, cur, prev)
+            SELECT row_number() OVER (), x.metric, x.cur, x.prev FROM (
+                SELECT d.metric, d.cur, d.prev FROM crm._fast_owner_deals(b.cur_from, b.cur_to, b.prev_from) d
+                UNION ALL
+                SELECT c.metric, c.cur, c.prev FROM crm._fast_owner_customers(b.cur_from, b.cur_to, b.prev_from) c
+                UNION ALL
+                SELECT l.metric, l.cur, l.prev FROM crm._fast_owner_leads(b.cur_from, b.cur_to, b.prev_from) l) AS x;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            INSERT INTO crm.rollup_owner_kept_key (cur_from, cur_to, prev_from, fingerprint, written_at)
+            VALUES (b.cur_from, b.cur_to, b.prev_from, fp, clock_timestamp());
+        EXCEPTION WHEN OTHERS THEN
+            n := 0;   -- not kept: computed when read (the same error as the full path)
+        END;
+    END IF;
+    PERFORM set_config('TimeZone', old_tz, true);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION crm._rollup_owner_keep(text[], timestamptz[]) IS
+'End of crm.refresh_rollups (parts recomputed and their bounds): rewrites crm.rollup_owner_kept and crm.rollup_owner_kept_key for the dashboard period (in the rollups'' time zone) when a part was recomputed from before the period''s end (leads and spend: from a month starting before it), the period or crm._owner_keep_fingerprint() changed, or nothing is kept; an error computing the rows keeps nothing; rows written.';
+
 CREATE FUNCTION crm._fast_owner_dashboard(period_from date, period_to date)
 RETURNS TABLE (metric text, value numeric, unit text, previous_value numeric, change_pct numeric, section text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    b record;
+    b    record;
+    kept boolean;
 BEGIN
     b := crm._period_bounds('crm.owner_dashboard', period_from, period_to);
+    -- the per-entity rows kept for these bounds (crm._rollup_owner_keep) while
+    -- the other inputs are as they were then
+    kept := EXISTS (SELECT 1 FROM crm.rollup_owner_kept_key k
+                     WHERE k.cur_from = b.cur_from AND k.cur_to = b.cur_to AND k.prev_from = b.prev_from
+                       AND k.fingerprint = crm._owner_keep_fingerprint());
     RETURN QUERY
     WITH
     -- the additive figures of both periods (days in the rollups' time zone,
@@ -34,13 +151,15 @@ BEGIN
                coalesce(max(s.c) FILTER (WHERE s.m = 'orders'), 0) AS c_ord, coalesce(max(s.p) FILTER (WHERE s.m = 'orders'), 0) AS p_ord,
                max(s.c) FILTER (WHERE s.m = 'gross_profit') AS c_gp, max(s.p) FILTER (WHERE s.m = 'gross_profit') AS p_gp
           FROM s),
-    -- the figures kept per entity
+    -- the figures kept per entity: the rows kept for the period, else computed
     x AS MATERIALIZED (
-        SELECT d.metric, d.cur, d.prev FROM crm._fast_owner_deals(b.cur_from, b.cur_to, b.prev_from) d
+        SELECT k.metric, k.cur, k.prev FROM crm.rollup_owner_kept k WHERE kept
         UNION ALL
-        SELECT c.metric, c.cur, c.prev FROM crm._fast_owner_customers(b.cur_from, b.cur_to, b.prev_from) c
+        SELECT d.metric, d.cur, d.prev FROM crm._fast_owner_deals(b.cur_from, b.cur_to, b.prev_from) d WHERE NOT kept
         UNION ALL
-        SELECT l.metric, l.cur, l.prev FROM crm._fast_owner_leads(b.cur_from, b.cur_to, b.prev_from) l),
+        SELECT c.metric, c.cur, c.prev FROM crm._fast_owner_customers(b.cur_from, b.cur_to, b.prev_from) c WHERE NOT kept
+        UNION ALL
+        SELECT l.metric, l.cur, l.prev FROM crm._fast_owner_leads(b.cur_from, b.cur_to, b.prev_from) l WHERE NOT kept),
     xv AS (
         SELECT max(x.cur) FILTER (WHERE x.metric = 'buyers') AS c_buyers, max(x.prev) FILTER (WHERE x.metric = 'buyers') AS p_buyers,
                max(x.cur) FILTER (WHERE x.metric = '_leads_converted') AS c_conv, max(x.prev) FILTER (WHERE x.metric = '_leads_converted') AS p_conv,

@@ -795,6 +795,8 @@ BEGIN
             EXECUTE pg_catalog.format('ANALYZE %s', rel);
         END LOOP;
     END IF;
+    -- the owner dashboard's per-entity rows for the dashboard period (when a part changed them)
+    PERFORM crm._rollup_owner_keep(names, bounds);
     IF nparts OPERATOR(pg_catalog.>) 0 THEN
         PERFORM crm._progress('crm.refresh_rollups: finished', nparts::pg_catalog.int8, nparts::pg_catalog.int8);
     END IF;

@@ -243,6 +243,8 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._rfm_sql(text)', $$SELECT length(crm._rfm_sql('SELECT 1, now(), 1::bigint, 1::numeric'))$$),
 ('crm._fast_rfm_sql(integer, boolean)', $$SELECT length(crm._fast_rfm_sql(NULL, NULL)) + length(crm._fast_rfm_sql(1, false)) + length(crm._fast_rfm_sql(2, true))$$),
 ('crm._rollup_fast_rfm_scores()', $$SELECT crm._rollup_fast_rfm_scores() >= 0$$),
+('crm._owner_keep_fingerprint()', $$SELECT length(crm._owner_keep_fingerprint())$$),
+('crm._rollup_owner_keep(text[], timestamptz[])', $$SELECT crm._rollup_owner_keep(NULL, NULL) >= 0$$),
 ('crm._plan_rollup_metrics(text)', $$SELECT pg_catalog.cardinality(crm._plan_rollup_metrics('channel'))$$),
 ('crm._plan_rollup_ok(date,date,text)', $$SELECT crm._plan_rollup_ok('2025-11-01', '2025-11-30', NULL)$$),
 ('crm._fast_plan_owner(date,date)', $$SELECT pg_catalog.jsonb_array_length(crm._fast_plan_owner('2025-11-01', '2025-11-30'))$$),
