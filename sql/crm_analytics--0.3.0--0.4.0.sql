@@ -7708,6 +7708,12 @@ SELECT c.customer_id::pg_catalog.text, c.created_at, c.channel::pg_catalog.text,
                                 (SELECT t.first_at FROM crm.rollup_customer_orders t
                                   WHERE t.customer_id OPERATOR(pg_catalog.=) k.customer_id))
          WHERE k.abc_class OPERATOR(pg_catalog.=) 'A' AND k.customer_id OPERATOR(pg_catalog.=) ANY (ids);
+        IF FOUND THEN
+            -- a class-A customer's "since" counts as of the end whatever the moment of the
+            -- change (the full computation reads every customers row): the owner dashboard's
+            -- kept rows are written again at the end of the refresh (crm._rollup_owner_keep)
+            DELETE FROM crm.rollup_owner_kept_key;
+        END IF;
         -- their rows of the per-customer table
         n := n OPERATOR(pg_catalog.+) crm._rollup_fast_state(ids);
     END IF;
@@ -9061,7 +9067,7 @@ COMMENT ON FUNCTION crm._owner_keep_fingerprint() IS
 -- period moved, the fingerprint changed or nothing is kept; a refresh of
 -- changes at or after the end leaves them.  An error computing them keeps
 -- nothing (the report then computes them and raises it).  Returns the rows written.
-CREATE FUNCTION crm._rollup_owner_keep(parts text[], bounds timestamptz[]) RETURNS bigint
+CREATE OR REPLACE FUNCTION crm._rollup_owner_keep(parts text[], bounds timestamptz[]) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -9080,7 +9086,9 @@ BEGIN
     BEGIN
         SELECT * INTO b FROM crm.dashboard_period() AS p, LATERAL crm._period_bounds('crm.owner_dashboard', p.period_from, p.period_to) AS x;
         fp := crm._owner_keep_fingerprint();
-        ok := true;
+        -- only a period already past (as the kept classes): a running period's rows would be
+        -- written again by every refresh after new orders; they are computed when read
+        ok := b.cur_to <= now();
         SELECT * INTO k FROM crm.rollup_owner_kept_key;
         IF k.cur_to IS NOT NULL AND k.cur_from = b.cur_from AND k.cur_to = b.cur_to AND k.prev_from = b.prev_from
            AND k.fingerprint = fp
@@ -9116,7 +9124,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION crm._rollup_owner_keep(text[], timestamptz[]) IS
-'End of crm.refresh_rollups (parts recomputed and their bounds): rewrites crm.rollup_owner_kept and crm.rollup_owner_kept_key for the dashboard period (in the rollups'' time zone) when a part was recomputed from before the period''s end (leads and spend: from a month starting before it), the period or crm._owner_keep_fingerprint() changed, or nothing is kept; an error computing the rows keeps nothing; rows written.';
+'End of crm.refresh_rollups (parts recomputed and their bounds): rewrites crm.rollup_owner_kept and crm.rollup_owner_kept_key for the dashboard period (in the rollups'' time zone; only a period already past) when a part was recomputed from before the period''s end (leads and spend: from a month starting before it), the period or crm._owner_keep_fingerprint() changed, or nothing is kept (the orders part empties the key when a class-A customer''s customers rows change); an error computing the rows keeps nothing; rows written.';
 CREATE OR REPLACE FUNCTION crm._fast_owner_dashboard(period_from date, period_to date)
 RETURNS TABLE (metric text, value numeric, unit text, previous_value numeric, change_pct numeric, section text)
 LANGUAGE plpgsql STABLE

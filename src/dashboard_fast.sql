@@ -79,7 +79,9 @@ BEGIN
     BEGIN
         SELECT * INTO b FROM crm.dashboard_period() AS p, LATERAL crm._period_bounds('crm.owner_dashboard', p.period_from, p.period_to) AS x;
         fp := crm._owner_keep_fingerprint();
-        ok := true;
+        -- only a period already past (as the kept classes): a running period's rows would be
+        -- written again by every refresh after new orders; they are computed when read
+        ok := b.cur_to <= now();
         SELECT * INTO k FROM crm.rollup_owner_kept_key;
         IF k.cur_to IS NOT NULL AND k.cur_from = b.cur_from AND k.cur_to = b.cur_to AND k.prev_from = b.prev_from
            AND k.fingerprint = fp
@@ -115,7 +117,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION crm._rollup_owner_keep(text[], timestamptz[]) IS
-'End of crm.refresh_rollups (parts recomputed and their bounds): rewrites crm.rollup_owner_kept and crm.rollup_owner_kept_key for the dashboard period (in the rollups'' time zone) when a part was recomputed from before the period''s end (leads and spend: from a month starting before it), the period or crm._owner_keep_fingerprint() changed, or nothing is kept; an error computing the rows keeps nothing; rows written.';
+'End of crm.refresh_rollups (parts recomputed and their bounds): rewrites crm.rollup_owner_kept and crm.rollup_owner_kept_key for the dashboard period (in the rollups'' time zone; only a period already past) when a part was recomputed from before the period''s end (leads and spend: from a month starting before it), the period or crm._owner_keep_fingerprint() changed, or nothing is kept (the orders part empties the key when a class-A customer''s customers rows change); an error computing the rows keeps nothing; rows written.';
 
 CREATE FUNCTION crm._fast_owner_dashboard(period_from date, period_to date)
 RETURNS TABLE (metric text, value numeric, unit text, previous_value numeric, change_pct numeric, section text)

@@ -204,6 +204,12 @@ SELECT c.customer_id::pg_catalog.text, c.created_at, c.channel::pg_catalog.text,
                                 (SELECT t.first_at FROM crm.rollup_customer_orders t
                                   WHERE t.customer_id OPERATOR(pg_catalog.=) k.customer_id))
          WHERE k.abc_class OPERATOR(pg_catalog.=) 'A' AND k.customer_id OPERATOR(pg_catalog.=) ANY (ids);
+        IF FOUND THEN
+            -- a class-A customer's "since" counts as of the end whatever the moment of the
+            -- change (the full computation reads every customers row): the owner dashboard's
+            -- kept rows are written again at the end of the refresh (crm._rollup_owner_keep)
+            DELETE FROM crm.rollup_owner_kept_key;
+        END IF;
         -- their rows of the per-customer table
         n := n OPERATOR(pg_catalog.+) crm._rollup_fast_state(ids);
     END IF;

@@ -7,7 +7,7 @@
 -- after each input of the fingerprint is changed without a refresh, after the period moved,
 -- and with a NaN amount both paths raise the same error.
 BEGIN;
-SELECT plan(27);
+SELECT plan(31);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 SELECT crm.set_dashboard_period('2025-12-01', '2025-12-31');
@@ -128,7 +128,32 @@ SELECT ok(pg_temp.kept_current() AND (SELECT cur_to FROM crm.rollup_owner_kept_k
 SELECT is(pg_temp.diff(), '{}'::text[], 'period moved, refreshed: v_owner_dashboard = the full computation');
 SELECT crm.set_dashboard_period('2025-12-01', '2025-12-31');
 
--- 25-27: an order with a NaN amount in the period: nothing kept, both paths raise the same error
+-- 25-28: a change dated after the end that still changes a figure as of the end: a class-A
+-- customer never contacted loses its customers row (refreshed), then gets one created after
+-- the end; the full computation's "customer since" reads every customers row, so the customer
+-- leaves the overdue class-A count although the change is dated after the end
+CREATE TEMP TABLE xa AS
+SELECT k.customer_id FROM crm.rollup_customer_classes k
+ WHERE k.end_at = '2026-01-01' AND k.abc_class = 'A' ORDER BY k.rev DESC, k.customer_id LIMIT 1;
+DELETE FROM crm_demo.interactions WHERE customer_id::text IN (SELECT customer_id FROM xa);
+CREATE TEMP TABLE xa_row AS SELECT c.* FROM crm_demo.customers c WHERE c.customer_id::text IN (SELECT customer_id FROM xa);
+DELETE FROM crm_demo.customers WHERE customer_id::text IN (SELECT customer_id FROM xa);
+SELECT count(*) FROM crm.refresh_rollups();
+SELECT is(pg_temp.diff(), '{}'::text[], 'class-A customer without contacts and customers row: v_owner_dashboard = the full computation');
+SELECT set_config('crm_analytics.rollups', 'off', true);
+CREATE TEMP TABLE od_before AS SELECT value FROM crm.v_owner_dashboard WHERE metric = 'overdue_class_a_customers';
+SELECT set_config('crm_analytics.rollups', 'fresh', true);
+UPDATE xa_row SET created_at = '2026-02-01 10:00';
+INSERT INTO crm_demo.customers SELECT * FROM xa_row;
+SELECT count(*) FROM crm.refresh_rollups();
+SELECT is(pg_temp.diff(), '{}'::text[], 'its customers row back, created after the end: v_owner_dashboard = the full computation');
+SELECT set_config('crm_analytics.rollups', 'off', true);
+SELECT is((SELECT value FROM crm.v_owner_dashboard WHERE metric = 'overdue_class_a_customers'),
+          (SELECT value - 1 FROM od_before), 'its customers row back, created after the end: one overdue class-A customer less (full computation)');
+SELECT set_config('crm_analytics.rollups', 'fresh', true);
+SELECT ok(pg_temp.kept_current(), 'its customers row back: the kept rows are current again');
+
+-- 29-31: an order with a NaN amount in the period: nothing kept, both paths raise the same error
 INSERT INTO crm_demo.orders (order_id, customer_id, ordered_at, product_id, quantity, amount, cost)
 SELECT max(order_id) + 1, 7, '2025-12-15 10:00', 1, 1, 'NaN', 1 FROM crm_demo.orders;
 SELECT count(*) FROM crm.refresh_rollups();
