@@ -237,7 +237,6 @@ SET enable_mergejoin = off
 AS $$
 DECLARE
     n    bigint;
-    m    bigint := 0;
     ids  text[];
     wids text[];
     done text[];
@@ -273,6 +272,9 @@ BEGIN
     IF cardinality(ids) > 0 THEN
         DELETE FROM crm.rollup_customer_orders t USING unnest(ids) AS u(id) WHERE t.customer_id = u.id;
     END IF;
+    IF nul THEN
+        DELETE FROM crm.rollup_customer_orders t WHERE t.customer_id IS NULL;
+    END IF;
     -- first orders at or after from_ts may have changed; earlier ones did not (the
     -- new ones: the summaries written below with a first order at or after from_ts)
     DELETE FROM crm.rollup_customers rc WHERE rc.first_at >= from_ts;
@@ -293,7 +295,11 @@ BEGIN
                          WHERE l.ordered_at >= from_ts AND l.customer_id IS NOT NULL
                         UNION ALL
                         SELECT l.customer_id, l.ordered_at, l.amount, l.cost
-                          FROM unnest(ids) AS u(id) JOIN crm.rollup_order_lines l ON l.customer_id = u.id AND l.ordered_at < from_ts) AS l) AS x
+                          FROM unnest(ids) AS u(id) JOIN crm.rollup_order_lines l ON l.customer_id = u.id AND l.ordered_at < from_ts
+                        UNION ALL
+                        -- the orders without a customer, one group read again from all its lines
+                        SELECT l.customer_id, l.ordered_at, l.amount, l.cost FROM crm.rollup_order_lines l
+                         WHERE nul AND l.customer_id IS NULL) AS l) AS x
          GROUP BY 1
         ON CONFLICT (customer_id) DO UPDATE
            SET last_at = EXCLUDED.last_at,
@@ -314,33 +320,23 @@ BEGIN
         RETURNING t.customer_id, t.first_at, t.last_at, t.gp, t.gp_n),
     f AS (
         INSERT INTO crm.rollup_customers (customer_id, first_at)
-        SELECT w.customer_id, w.first_at FROM w WHERE w.first_at >= from_ts),
+        SELECT w.customer_id, w.first_at FROM w WHERE w.first_at >= from_ts AND w.customer_id IS NOT NULL),
     s AS (
         UPDATE crm.rollup_customer_state s SET first_order_at = w.first_at, last_order_at = w.last_at, gp = w.gp, gp_n = w.gp_n
           FROM w WHERE s.customer_id = w.customer_id
         RETURNING s.customer_id)
-    SELECT (SELECT array_agg(w.customer_id) FROM w), (SELECT array_agg(s.customer_id) FROM s) INTO wids, done;
-    n := coalesce(cardinality(wids), 0) + coalesce(cardinality(done), 0);
+    -- (the group without a customer has no row in the per-customer table, whose NULL row
+    -- stands for the customers rows without an id)
+    SELECT (SELECT array_agg(w.customer_id) FILTER (WHERE w.customer_id IS NOT NULL) FROM w), (SELECT count(*) FROM w),
+           (SELECT array_agg(s.customer_id) FROM s)
+      INTO wids, n, done;
+    n := n + coalesce(cardinality(done), 0);
     -- the per-customer table for the others: new to it, or without orders now
     ids := ARRAY(SELECT unnest(wids) UNION SELECT unnest(ids) EXCEPT SELECT unnest(done));
     IF cardinality(ids) > 0 THEN
         n := n + crm._rollup_fast_state(ids);
     END IF;
-    IF nul THEN
-        DELETE FROM crm.rollup_customer_orders t WHERE t.customer_id IS NULL;
-        INSERT INTO crm.rollup_customer_orders
-        SELECT NULL, min(x.ordered_at), max(x.ordered_at), sum(x.amount - x.cost), count(x.amount - x.cost),
-               count(*), sum(x.amount), count(x.amount),
-               CASE WHEN scale(sum(x.amount)) IS NOT NULL THEN count(*) FILTER (WHERE scale(x.amount) = x.ms) ELSE 0 END,
-               min(x.amount) FILTER (WHERE x.rn = 1), min(x.ordered_at) FILTER (WHERE x.rn = 2),
-               max(x.ordered_at) FILTER (WHERE x.rn = x.cnt - 1)
-          FROM (SELECT l.ordered_at, l.amount, l.cost, max(scale(l.amount)) OVER () AS ms, count(*) OVER () AS cnt,
-                       row_number() OVER (ORDER BY l.ordered_at, l.amount, scale(l.amount)) AS rn
-                  FROM crm.rollup_order_lines l WHERE l.customer_id IS NULL) AS x
-        HAVING count(*) > 0;
-        GET DIAGNOSTICS m = ROW_COUNT;
-    END IF;
-    RETURN n + m;
+    RETURN n;
 END
 $$;
 COMMENT ON FUNCTION crm._rollup_fast_order_totals(timestamptz, text[], boolean) IS
@@ -470,7 +466,7 @@ BEGIN
       FROM unnest(ids) AS u(id) JOIN crm.rollup_real_contacts x ON x.customer_id = u.id GROUP BY 1;
     GET DIAGNOSTICS n = ROW_COUNT;
     -- the per-customer table for the same customers
-    RETURN n + crm._rollup_fast_state_part('contacts', ids, from_ts);
+    RETURN n + crm._rollup_fast_state_contacts(ids, from_ts);
 END
 $$;
 COMMENT ON FUNCTION crm._rollup_fast_contact_totals(timestamptz) IS
@@ -620,14 +616,14 @@ $$;
 COMMENT ON FUNCTION crm._rollup_fast_state(text[]) IS
 'Recomputes the rows of crm.rollup_customer_state of the given customers (a NULL element: the customers rows without an id) from the customers copy, the order and contact totals, the kept classes and the order lines before the kept ends; rows written.';
 
--- The columns a part keeps, for the given customers, in place: the order
--- totals (part orders) or the contact totals (part contacts; the last contact
+-- The contact columns, for the given customers, in place (part contacts; the
+-- order columns are set by crm._rollup_fast_order_totals; the last contact
 -- before a kept end changes only when from_ts is before that end).  A
 -- customer new to the table or left without customers row, orders and
 -- contacts goes through crm._rollup_fast_state.  The kept classes change only
 -- with an order before a kept end, and then crm._rollup_fast_classes rebuilds
 -- the whole table.
-CREATE FUNCTION crm._rollup_fast_state_part(part text, ids text[], from_ts timestamptz) RETURNS bigint
+CREATE FUNCTION crm._rollup_fast_state_contacts(ids text[], from_ts timestamptz) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 -- the given customers by index (cost grows with them, not with the history)
@@ -641,33 +637,24 @@ DECLARE
     rest text[];
     done text[];
 BEGIN
-    IF part = 'orders' THEN
-        WITH w AS (
-            UPDATE crm.rollup_customer_state s SET first_order_at = o.first_at, last_order_at = o.last_at, gp = o.gp, gp_n = o.gp_n
-              FROM unnest(ids) AS u(id) JOIN crm.rollup_customer_orders o ON o.customer_id = u.id
-             WHERE s.customer_id = u.id
-            RETURNING s.customer_id)
-        SELECT pg_catalog.array_agg(w.customer_id) INTO done FROM w;
-    ELSE
-        SELECT max(x.end_at) FILTER (WHERE x.slot = 1), max(x.end_at) FILTER (WHERE x.slot = 2) INTO e1, e2
-          FROM crm.rollup_customer_state_ends x;
-        WITH w AS (
-            UPDATE crm.rollup_customer_state s SET first_contact_at = c.first_at, last_contact_at = c.last_at,
-                   k1_contact = CASE WHEN from_ts >= e1 THEN s.k1_contact
-                                     WHEN c.last_at < e1 THEN c.last_at
-                                     WHEN c.first_at < e1 THEN (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x
-                                                                 WHERE x.customer_id = u.id AND x.occurred_at < e1) END,
-                   k2_contact = CASE WHEN from_ts >= e2 THEN s.k2_contact
-                                     WHEN c.last_at < e2 THEN c.last_at
-                                     WHEN c.first_at < e2 THEN (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x
-                                                                 WHERE x.customer_id = u.id AND x.occurred_at < e2) END
-              FROM unnest(ids) AS u(id) JOIN crm.rollup_customer_contacts c ON c.customer_id = u.id
-             WHERE s.customer_id = u.id
-            RETURNING s.customer_id)
-        SELECT pg_catalog.array_agg(w.customer_id) INTO done FROM w;
-    END IF;
+    SELECT max(x.end_at) FILTER (WHERE x.slot = 1), max(x.end_at) FILTER (WHERE x.slot = 2) INTO e1, e2
+      FROM crm.rollup_customer_state_ends x;
+    WITH w AS (
+        UPDATE crm.rollup_customer_state s SET first_contact_at = c.first_at, last_contact_at = c.last_at,
+               k1_contact = CASE WHEN from_ts >= e1 THEN s.k1_contact
+                                 WHEN c.last_at < e1 THEN c.last_at
+                                 WHEN c.first_at < e1 THEN (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x
+                                                             WHERE x.customer_id = u.id AND x.occurred_at < e1) END,
+               k2_contact = CASE WHEN from_ts >= e2 THEN s.k2_contact
+                                 WHEN c.last_at < e2 THEN c.last_at
+                                 WHEN c.first_at < e2 THEN (SELECT max(x.occurred_at) FROM crm.rollup_real_contacts x
+                                                             WHERE x.customer_id = u.id AND x.occurred_at < e2) END
+          FROM unnest(ids) AS u(id) JOIN crm.rollup_customer_contacts c ON c.customer_id = u.id
+         WHERE s.customer_id = u.id
+        RETURNING s.customer_id)
+    SELECT pg_catalog.array_agg(w.customer_id) INTO done FROM w;
     n := coalesce(cardinality(done), 0);
-    -- the others: new to the table, or without orders / contacts now
+    -- the others: new to the table, or without contacts now
     rest := ARRAY(SELECT unnest(ids) EXCEPT SELECT unnest(done));
     IF cardinality(rest) > 0 THEN
         n := n + crm._rollup_fast_state(rest);
@@ -675,8 +662,8 @@ BEGIN
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION crm._rollup_fast_state_part(text, text[], timestamptz) IS
-'Sets in crm.rollup_customer_state the order totals (part orders) or the contact totals and last contacts before the kept ends (part contacts, changes from the given moment on) of the given customers, in place; customers new to the table or without orders / contacts any more through crm._rollup_fast_state; rows written.';
+COMMENT ON FUNCTION crm._rollup_fast_state_contacts(text[], timestamptz) IS
+'Sets in crm.rollup_customer_state the contact totals and the last contacts before the kept ends (for changes from the given moment on) of the given customers, in place (part contacts); customers new to the table or without contacts any more through crm._rollup_fast_state; rows written.';
 
 -- ---------------------------------------------------------------------------
 -- Reading: figures as of a moment

@@ -252,8 +252,7 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 -- the per-customer table (docs/rollups.md "Customers in one table")
 ('crm._rollup_fast_state(text[])', $$SELECT crm._rollup_fast_state(ARRAY['1', '2', NULL])$$),
 ('crm._rollup_fast_state_rebuild()', $$SELECT crm._rollup_fast_state_rebuild()$$),
-('crm._rollup_fast_state_part(text,text[],timestamptz)', $$SELECT crm._rollup_fast_state_part('orders', ARRAY['1', '2'], '2030-01-01')$$),
-('crm._rollup_fast_state_part(text,text[],timestamptz)', $$SELECT crm._rollup_fast_state_part('contacts', ARRAY['1', '2'], '2030-01-01')$$),
+('crm._rollup_fast_state_contacts(text[],timestamptz)', $$SELECT crm._rollup_fast_state_contacts(ARRAY['1', '2'], '2030-01-01')$$),
 ('crm._fast_coverage_sql(timestamptz,text)', $$SELECT length(crm._fast_coverage_sql('2025-12-01', 'SELECT count(*) FROM r'))$$),
 ('crm.detach_rollup_capture()', $$SELECT count(*) FROM crm.detach_rollup_capture()$$),
 ('crm.refresh_rollups(boolean)', $$SELECT count(*) FROM crm.refresh_rollups()$$),
