@@ -85,10 +85,11 @@ CREATE TABLE crm.rollup_status (
     started_at     timestamptz,
     finished_at    timestamptz,
     last_mode      text,
-    last_rows      bigint
+    last_rows      bigint,
+    changed_at     timestamptz
 );
 COMMENT ON TABLE crm.rollup_status IS
-'State of the rollups (one row): when and in which time zone they were last built in full, the hash of the sources and stages they were built from, and the last refresh (phase, parts done of total, start, end, mode, rows written).';
+'State of the rollups (one row): when and in which time zone they were last built in full, the hash of the sources and stages they were built from, the last refresh (phase, parts done of total, start, end, mode, rows written), and when a refresh last recomputed a part (changed_at: the rollups have not changed since).';
 GRANT SELECT ON crm.rollup_status TO PUBLIC;
 INSERT INTO crm.rollup_status (singleton) VALUES (true);
 
@@ -803,7 +804,9 @@ BEGIN
     UPDATE crm.rollup_status s
        SET phase = 'done', done = nparts, total = nparts,
            finished_at = pg_catalog.clock_timestamp(), last_mode = CASE WHEN is_full THEN 'full' ELSE 'incremental' END,
-           last_rows = nrows;
+           last_rows = nrows,
+           -- a refresh that recomputed nothing leaves what was kept from the rollups valid
+           changed_at = CASE WHEN nparts OPERATOR(pg_catalog.>) 0 THEN pg_catalog.clock_timestamp() ELSE s.changed_at END;
 END
 $$;
 COMMENT ON FUNCTION crm.refresh_rollups(boolean) IS

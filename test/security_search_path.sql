@@ -239,6 +239,14 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._fast_managers_customers(timestamptz,timestamptz)', $$SELECT count(*) FROM crm._fast_managers_customers('2025-11-01', '2025-12-01')$$),
 -- fast path of crm.todo (docs/rollups.md "To-do list")
 ('crm._fast_todo(timestamptz)', $$SELECT count(*) FROM crm._fast_todo('2025-12-01')$$),
+('crm._fast_todo_sql(timestamptz)', $$SELECT length(crm._fast_todo_sql('2025-12-01'))$$),
+('crm._todo_fingerprint()', $$SELECT length(crm._todo_fingerprint())$$),
+('crm._todo_horizon(timestamptz)', $$SELECT crm._todo_horizon('2025-12-01') > '2025-11-30'$$),
+('crm._todo_kept_for(timestamptz)', $$SELECT crm._todo_kept_for('2025-12-01') IS NOT NULL$$),
+('crm._todo_may_keep()', $$SELECT crm._todo_may_keep() IS NOT NULL$$),
+('crm._todo_keep(timestamptz)', $$SELECT crm._todo_keep('2025-12-01') IS NOT NULL$$),
+('crm.keep_todo()', $$SELECT crm.keep_todo() >= 0$$),
+('crm._fast_todo(timestamptz)', $$SELECT count(*) FROM crm._fast_todo(now())$$),
 -- fast paths, plan against fact and RFM (src/dashboard_fast_planrfm.sql)
 ('crm._rfm_sql(text)', $$SELECT length(crm._rfm_sql('SELECT 1, now(), 1::bigint, 1::numeric'))$$),
 ('crm._fast_rfm_sql(integer, boolean)', $$SELECT length(crm._fast_rfm_sql(NULL, NULL)) + length(crm._fast_rfm_sql(1, false)) + length(crm._fast_rfm_sql(2, true))$$),
