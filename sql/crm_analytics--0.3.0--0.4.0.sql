@@ -9594,6 +9594,9 @@ DECLARE
     iv     interval;
     x      timestamptz;
 BEGIN
+    IF NOT isfinite(e) THEN
+        RETURN e;
+    END IF;
     -- one UTC offset from 13 months before to 31 days after e: local-time arithmetic is exact
     slack := CASE WHEN (SELECT count(DISTINCT (g AT TIME ZONE current_setting('TimeZone')) - (g AT TIME ZONE 'UTC'))
                           FROM generate_series(e - interval '13 months', e + interval '31 days', interval '1 day') AS g) = 1
@@ -9645,7 +9648,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION crm._todo_horizon(timestamptz) IS
-'The first moment after e (at most e + 30 days) at which crm.todo from the rollups may differ from crm.todo(e) other than in the day counts of its notes: the least moment >= e that the list compares with its as_of (rows dated from then, created_at + SLA, first order + reactivation period, last contact or creation + a class''s interval, an order leaving the 12 months, an open deal turning stale; 3 hours earlier for the last two where the time zone changes its offset near e).';
+'The first moment after e (at most e + 30 days; e itself when e is not finite) at which crm.todo from the rollups may differ from crm.todo(e) other than in the day counts of its notes: the least moment >= e that the list compares with its as_of (rows dated from then, created_at + SLA, first order + reactivation period, last contact or creation + a class''s interval, an order leaving the 12 months, an open deal turning stale; 3 hours earlier for the last two where the time zone changes its offset near e).';
 
 CREATE FUNCTION crm._todo_kept_for(as_of timestamptz) RETURNS boolean
 LANGUAGE plpgsql STABLE
@@ -9675,12 +9678,12 @@ DECLARE
 BEGIN
     BEGIN
         v1 := (SELECT s.changed_at FROM crm.rollup_status s);
-        DELETE FROM crm.rollup_todo_kept_key;
-        DELETE FROM crm.rollup_todo_kept;
         h := crm._todo_horizon(as_of);
         IF h <= as_of THEN
-            RETURN false;
+            RETURN false;   -- what is kept stays (it holds for its own moments)
         END IF;
+        DELETE FROM crm.rollup_todo_kept_key;
+        DELETE FROM crm.rollup_todo_kept;
         EXECUTE format('INSERT INTO crm.rollup_todo_kept (ord, manager_id, kind, entity_id, since, value, note, day_from, note_tail)
                         SELECT row_number() OVER (), t.manager_id, t.kind, t.entity_id, t.since, t.value, t.note, t.day_from, t.note_tail
                           FROM (%s) AS t', crm._fast_todo_sql(as_of))
@@ -9699,7 +9702,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION crm._todo_keep(timestamptz) IS
-'Writes crm.todo(as_of) from the rollups into crm.rollup_todo_kept and its key (valid until crm._todo_horizon(as_of)); false, with nothing kept, when the list changes at once, the rollups changed meanwhile or an error occurred. The caller checks the rollups, the stages and the sources.';
+'Writes crm.todo(as_of) from the rollups into crm.rollup_todo_kept and its key (valid until crm._todo_horizon(as_of)); false, leaving what was kept, when the list changes at once, the rollups changed meanwhile or an error occurred. The caller checks the rollups, the stages and the sources.';
 
 CREATE FUNCTION crm._todo_may_keep() RETURNS boolean
 LANGUAGE sql VOLATILE

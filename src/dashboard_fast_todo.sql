@@ -185,6 +185,9 @@ DECLARE
     iv     interval;
     x      timestamptz;
 BEGIN
+    IF NOT isfinite(e) THEN
+        RETURN e;
+    END IF;
     -- one UTC offset from 13 months before to 31 days after e: local-time arithmetic is exact
     slack := CASE WHEN (SELECT count(DISTINCT (g AT TIME ZONE current_setting('TimeZone')) - (g AT TIME ZONE 'UTC'))
                           FROM generate_series(e - interval '13 months', e + interval '31 days', interval '1 day') AS g) = 1
@@ -236,7 +239,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION crm._todo_horizon(timestamptz) IS
-'The first moment after e (at most e + 30 days) at which crm.todo from the rollups may differ from crm.todo(e) other than in the day counts of its notes: the least moment >= e that the list compares with its as_of (rows dated from then, created_at + SLA, first order + reactivation period, last contact or creation + a class''s interval, an order leaving the 12 months, an open deal turning stale; 3 hours earlier for the last two where the time zone changes its offset near e).';
+'The first moment after e (at most e + 30 days; e itself when e is not finite) at which crm.todo from the rollups may differ from crm.todo(e) other than in the day counts of its notes: the least moment >= e that the list compares with its as_of (rows dated from then, created_at + SLA, first order + reactivation period, last contact or creation + a class''s interval, an order leaving the 12 months, an open deal turning stale; 3 hours earlier for the last two where the time zone changes its offset near e).';
 
 -- Whether the kept list is crm.todo(as_of) from the rollups: computed as of a
 -- moment at or before as_of, valid after it, from the rollups as they are, under
@@ -256,10 +259,10 @@ COMMENT ON FUNCTION crm._todo_kept_for(timestamptz) IS
 
 -- Keeps crm.todo(as_of) from the rollups in crm.rollup_todo_kept with the
 -- moment until which it holds.  The caller has checked that the rollups are
--- usable, the stages and the sources.  Keeps nothing (false) when the list would
--- change within the same moment, or when the rollups changed while it was
--- computed (a refresh committed in between), or on any error (the report then
--- computes the list and raises it).
+-- usable, the stages and the sources.  Keeps nothing new (false; what was kept
+-- stays, valid for its own moments) when the list would change within the same
+-- moment, when the rollups changed while it was computed (a refresh committed in
+-- between), or on any error (the report then computes the list and raises it).
 CREATE FUNCTION crm._todo_keep(as_of timestamptz) RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -275,12 +278,12 @@ DECLARE
 BEGIN
     BEGIN
         v1 := (SELECT s.changed_at FROM crm.rollup_status s);
-        DELETE FROM crm.rollup_todo_kept_key;
-        DELETE FROM crm.rollup_todo_kept;
         h := crm._todo_horizon(as_of);
         IF h <= as_of THEN
-            RETURN false;
+            RETURN false;   -- what is kept stays (it holds for its own moments)
         END IF;
+        DELETE FROM crm.rollup_todo_kept_key;
+        DELETE FROM crm.rollup_todo_kept;
         EXECUTE format('INSERT INTO crm.rollup_todo_kept (ord, manager_id, kind, entity_id, since, value, note, day_from, note_tail)
                         SELECT row_number() OVER (), t.manager_id, t.kind, t.entity_id, t.since, t.value, t.note, t.day_from, t.note_tail
                           FROM (%s) AS t', crm._fast_todo_sql(as_of))
@@ -299,7 +302,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION crm._todo_keep(timestamptz) IS
-'Writes crm.todo(as_of) from the rollups into crm.rollup_todo_kept and its key (valid until crm._todo_horizon(as_of)); false, with nothing kept, when the list changes at once, the rollups changed meanwhile or an error occurred. The caller checks the rollups, the stages and the sources.';
+'Writes crm.todo(as_of) from the rollups into crm.rollup_todo_kept and its key (valid until crm._todo_horizon(as_of)); false, leaving what was kept, when the list changes at once, the rollups changed meanwhile or an error occurred. The caller checks the rollups, the stages and the sources.';
 
 -- Whether this call may keep the list: a read-write transaction of a role
 -- that may write the kept tables, and no other session keeping it now.
