@@ -9539,7 +9539,7 @@ COMMENT ON FUNCTION crm._fast_todo_sql(timestamptz) IS
 'SQL text of crm.todo($1) from the rollups: the items in crm.todo''s order as (manager_id, kind, entity_id, since, value, note, day_from, note_tail), a note with a day count split around it (note || the whole days from day_from to as_of || note_tail).';
 
 CREATE TABLE crm.rollup_todo_kept (
-    ord        bigint PRIMARY KEY,
+    ord        bigint NOT NULL,   -- no index: read in one pass and sorted (cheaper to write)
     manager_id text,
     kind       text NOT NULL,
     entity_id  text,
@@ -9635,7 +9635,9 @@ BEGIN
               WHERE r.occurred_at >= e - iv - interval '1 day' AND r.occurred_at + iv >= e),
             (SELECT min(i.created_at + iv) FROM crm.rollup_customer_info i
               WHERE i.created_at >= e - iv - interval '1 day' AND i.created_at + iv >= e),
-            (SELECT min(s.created_at + iv) FROM crm.rollup_customer_state s WHERE s.created_at + iv >= e));
+            (SELECT least(min(s.created_at + iv) FILTER (WHERE s.created_at + iv >= e),
+                          min(s.last_contact_at + iv) FILTER (WHERE s.last_contact_at + iv >= e))
+               FROM crm.rollup_customer_state s));
     END LOOP;
     -- an open deal turns stale: its last event + the norm of its stage (the deal states as of e)
     EXECUTE format($sql$

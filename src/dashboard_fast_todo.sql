@@ -109,7 +109,7 @@ COMMENT ON FUNCTION crm._fast_todo_sql(timestamptz) IS
 -- crm.keep_todo()), read while the rollups, the settings the list reads and
 -- the session's output settings are those it was written under.
 CREATE TABLE crm.rollup_todo_kept (
-    ord        bigint PRIMARY KEY,
+    ord        bigint NOT NULL,   -- no index: read in one pass and sorted (cheaper to write)
     manager_id text,
     kind       text NOT NULL,
     entity_id  text,
@@ -226,7 +226,9 @@ BEGIN
               WHERE r.occurred_at >= e - iv - interval '1 day' AND r.occurred_at + iv >= e),
             (SELECT min(i.created_at + iv) FROM crm.rollup_customer_info i
               WHERE i.created_at >= e - iv - interval '1 day' AND i.created_at + iv >= e),
-            (SELECT min(s.created_at + iv) FROM crm.rollup_customer_state s WHERE s.created_at + iv >= e));
+            (SELECT least(min(s.created_at + iv) FILTER (WHERE s.created_at + iv >= e),
+                          min(s.last_contact_at + iv) FILTER (WHERE s.last_contact_at + iv >= e))
+               FROM crm.rollup_customer_state s));
     END LOOP;
     -- an open deal turns stale: its last event + the norm of its stage (the deal states as of e)
     EXECUTE format($sql$

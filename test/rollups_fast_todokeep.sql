@@ -11,7 +11,7 @@
 -- setting) and what must not (a refresh without changes), and who may not keep it (a read-only
 -- transaction, a role without write privilege on the kept tables).
 BEGIN;
-SELECT plan(31);
+SELECT plan(33);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
@@ -79,7 +79,7 @@ $f$;
 
 SELECT count(*) FROM crm.refresh_rollups(full => true);
 
--- 1-4: kept as of now() by crm.keep_todo, read back by crm.todo() and crm.v_todo
+-- 1-5: kept as of now() by crm.keep_todo, read back by crm.todo() and crm.v_todo
 SELECT ok(crm._rollups_usable(), 'after a refresh the gate is open');
 SELECT is(crm.keep_todo(), (SELECT count(*) FROM crm.todo()), 'crm.keep_todo() keeps as of now() and returns the items kept');
 SELECT ok(crm._todo_kept_for(now()) AND (SELECT k.as_of = now() AND k.valid_until > now() FROM crm.rollup_todo_kept_key k)
@@ -87,7 +87,7 @@ SELECT ok(crm._todo_kept_for(now()) AND (SELECT k.as_of = now() AND k.valid_unti
 SELECT is(pg_temp.todo_diff(now()), 0::bigint, 'crm.todo() from the kept list = the full computation, same rows in the same order');
 SELECT is(pg_temp.view_diff(), 0::bigint, 'crm.v_todo from the kept list = the full computation');
 
--- 5-7: walked over the demo as of now() and as of the end of the data (orders leave the 12 months,
+-- 6-8: walked over the demo as of now() and as of the end of the data (orders leave the 12 months,
 -- contacts fall due, ...): each kept list equals the full computation up to its horizon
 SELECT pg_temp.walk(now(), 3);
 SELECT pg_temp.walk('2025-12-31 12:00', 4);
@@ -97,7 +97,7 @@ SELECT is((SELECT sum(not_kept) FROM walk), 0::bigint, 'the demo, walked: every 
 SELECT cmp_ok((SELECT sum(compared) FROM walk WHERE horizon IS NOT NULL), '>=', 18::bigint,
               'the demo walk compared moments (not vacuous)');
 
--- 8-10: a hand-made CRM with its thresholds worked out, after every demo threshold (E0 = 2027-03-01,
+-- 9-11: a hand-made CRM with its thresholds worked out, after every demo threshold (E0 = 2027-03-01,
 -- more than 12 months after the demo's last order, contact, due date and norm):
 --   T1 E0 + 30 min: a lead created at E0 - 30 min passes its SLA (1 hour)
 --   T2 E0 + 2 h: an invoice issued at E0 - 10 days falls due
@@ -141,7 +141,7 @@ SELECT is(ARRAY(SELECT horizon - timestamptz '2027-03-01' FROM walk WHERE horizo
 SELECT is((SELECT sum(differ) FROM walk), 0::numeric, 'hand-made CRM, walked: every kept list = the full computation up to its horizon');
 SELECT ok((SELECT sum(not_kept) = 0 AND sum(compared) >= 27 FROM walk WHERE horizon IS NOT NULL),
           'hand-made CRM: every compared moment answered by the kept list');
--- 11: the items the thresholds bring, as the full computation lists them at E0 + 9 h (not vacuous)
+-- 12: the items the thresholds bring, as the full computation lists them at E0 + 9 h (not vacuous)
 CREATE TEMP TABLE hm_ids AS
 SELECT (SELECT max(lead_id)::text FROM crm_demo.leads) AS lead_id, (SELECT max(invoice_id)::text FROM crm_demo.invoices) AS invoice_id,
        (SELECT max(deal_id)::text FROM crm_demo.deals) AS deal_id;
@@ -154,7 +154,7 @@ SELECT is(ARRAY(SELECT t.kind || ':' || t.entity_id FROM crm.todo(timestamptz '2
                         'unanswered_lead:' || h.lead_id] FROM hm_ids h),
           'hand-made CRM at E0 + 9 h: the lead, the deal, the reactivation, 991001 (class A once 991003''s order left) and 991002 due a contact; the invoice paid; 991003 contacted');
 
--- 12-15: what forgets the kept list, and what does not
+-- 13-17: what forgets the kept list, and what does not
 SELECT cmp_ok(crm.keep_todo(), '>', 0::bigint, 'kept again as of now()');
 SELECT ok(crm._todo_kept_for(now()), 'kept again: the kept list answers as of now()');
 SELECT count(*) FROM crm.refresh_rollups();
@@ -165,7 +165,7 @@ SELECT count(*) FROM crm.refresh_rollups();
 SELECT ok(NOT crm._todo_kept_for(now()), 'a refresh after a new order forgets the kept list');
 SELECT is(pg_temp.todo_diff(now()), 0::bigint, 'after the new order: crm.todo() (kept again) = the full computation');
 
--- 16-21: the settings and the session's output settings
+-- 18-23: the settings and the session's output settings
 UPDATE crm.dashboard_settings SET lead_sla = interval '2 days';
 SELECT ok(NOT crm._todo_kept_for(now()), 'a new lead SLA forgets the kept list');
 SELECT is(pg_temp.todo_diff(now()), 0::bigint, 'lead SLA 2 days: crm.todo() (kept again) = the full computation');
@@ -179,7 +179,7 @@ SELECT is(pg_temp.todo_diff(now()), 0::bigint, 'DateStyle German, IntervalStyle 
 RESET DateStyle;
 RESET IntervalStyle;
 
--- 22-25: a read-only transaction and a role that may only read compute the list, and keep nothing
+-- 24-27: a read-only transaction and a role that may only read compute the list, and keep nothing
 SELECT count(*) FROM crm.refresh_rollups(full => true);
 SELECT ok(NOT crm._todo_kept_for(now()), 'a full rebuild forgets the kept list');
 SET LOCAL crm_analytics.rollups = 'off';
@@ -200,13 +200,26 @@ SELECT ok(crm._rollups_usable() AND NOT crm._todo_may_keep() AND (SELECT count(*
           'a role that may read every rollup table but not write the kept ones: answered from the rollups, nothing kept');
 RESET ROLE;
 
--- crm.keep_todo with the gate closed keeps nothing; a moment the list cannot be kept for leaves what is kept
+-- 28-31: crm.keep_todo with the gate closed keeps nothing; a moment the list cannot be kept for leaves what is kept
 SET LOCAL crm_analytics.rollups = 'off';
 SELECT is(crm.keep_todo(), 0::bigint, 'the gate closed: crm.keep_todo() keeps nothing (0)');
 SET LOCAL crm_analytics.rollups = 'fresh';
 SELECT cmp_ok(crm.keep_todo(), '>', 0::bigint, 'the gate open: kept');
 SELECT is(crm._todo_keep('infinity'), false, 'as of infinity (no moment after it): not kept');
 SELECT ok(crm._todo_kept_for(now()), 'as of infinity: the list kept before is left as it was');
+
+-- 32-33: a time zone with summer time: the rollups rebuilt in Europe/Berlin and the hand-made CRM
+-- walked from just after its contact (E0 + 7 h) over the change of 2027-03-28 (the 30-day cap
+-- crosses it: an order leaving the 12 months and a deal turning stale are taken 3 hours early,
+-- and the stale deal's "idle N days" is made when read, after the change)
+SET LOCAL TimeZone = 'Europe/Berlin';
+SELECT count(*) FROM crm.refresh_rollups(full => true);
+TRUNCATE walk;
+SELECT pg_temp.walk(timestamptz '2027-03-01 07:00:00.000001+00', 8);
+SELECT is((SELECT sum(differ) FROM walk), 0::numeric,
+          'Europe/Berlin, walked across the change of 2027-03-28: every kept list = the full computation up to its horizon');
+SELECT ok((SELECT sum(not_kept) = 0 AND count(*) >= 2 AND bool_or(horizon > '2027-03-29') FROM walk WHERE horizon IS NOT NULL),
+          'Europe/Berlin: kept lists across the change, every compared moment answered by them (not vacuous)');
 
 SELECT * FROM finish();
 ROLLBACK;
