@@ -333,24 +333,22 @@ SET work_mem = '64MB'
 -- hash joins: merge joins sort the text customer ids (slow under a linguistic collation)
 SET enable_mergejoin = off
 AS $$
+DECLARE
+    -- the items of a list in its order, the notes' day counts as of $1
+    items text := 'SELECT t.manager_id, t.kind, t.entity_id, t.since, t.value,
+                          CASE WHEN t.day_from IS NULL THEN t.note
+                               ELSE t.note || coalesce(extract(day FROM ($1 - t.day_from))::text, '''') || t.note_tail END
+                     FROM (%s) AS t';
 BEGIN
     IF NOT crm._todo_kept_for(as_of) THEN
         -- the full path's error for an event with an unknown stage before as_of
         PERFORM crm._deal_check_stages(as_of);
         IF NOT (as_of = now() AND crm._todo_may_keep() AND crm._todo_keep(as_of)) THEN
-            RETURN QUERY EXECUTE format('SELECT t.manager_id, t.kind, t.entity_id, t.since, t.value,
-                                                CASE WHEN t.day_from IS NULL THEN t.note
-                                                     ELSE t.note || coalesce(extract(day FROM ($1 - t.day_from))::text, '''') || t.note_tail END
-                                           FROM (%s) AS t', crm._fast_todo_sql(as_of))
-            USING as_of;
+            RETURN QUERY EXECUTE format(items, crm._fast_todo_sql(as_of)) USING as_of;
             RETURN;
         END IF;
     END IF;
-    RETURN QUERY
-    SELECT k.manager_id, k.kind, k.entity_id, k.since, k.value,
-           CASE WHEN k.day_from IS NULL THEN k.note
-                ELSE k.note || coalesce(extract(day FROM (as_of - k.day_from))::text, '') || k.note_tail END
-      FROM crm.rollup_todo_kept k ORDER BY k.ord;
+    RETURN QUERY EXECUTE format(items, 'SELECT * FROM crm.rollup_todo_kept k ORDER BY k.ord') USING as_of;
 END
 $$;
 COMMENT ON FUNCTION crm._fast_todo(timestamptz) IS
