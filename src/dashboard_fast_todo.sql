@@ -196,8 +196,15 @@ BEGIN
     h := least(h,
         (SELECT min(l.ordered_at) FROM crm.rollup_order_lines l WHERE l.ordered_at >= e),
         (SELECT min(i.created_at) FROM crm.rollup_customer_info i WHERE i.created_at >= e),
+        -- (and a contact falls due: creation or last real contact + the interval of any class)
         (SELECT least(min(s.created_at) FILTER (WHERE s.created_at >= e), min(s.first_contact_at) FILTER (WHERE s.first_contact_at >= e),
-                      min(s.last_contact_at) FILTER (WHERE s.last_contact_at >= e))
+                      min(s.last_contact_at) FILTER (WHERE s.last_contact_at >= e),
+                      min(s.created_at + ivs[1]) FILTER (WHERE s.created_at + ivs[1] >= e),
+                      min(s.created_at + ivs[2]) FILTER (WHERE s.created_at + ivs[2] >= e),
+                      min(s.created_at + ivs[3]) FILTER (WHERE s.created_at + ivs[3] >= e),
+                      min(s.last_contact_at + ivs[1]) FILTER (WHERE s.last_contact_at + ivs[1] >= e),
+                      min(s.last_contact_at + ivs[2]) FILTER (WHERE s.last_contact_at + ivs[2] >= e),
+                      min(s.last_contact_at + ivs[3]) FILTER (WHERE s.last_contact_at + ivs[3] >= e))
            FROM crm.rollup_customer_state s),
         (SELECT min(r.occurred_at) FROM crm.rollup_real_contacts r WHERE r.occurred_at >= e),
         (SELECT min(l.first_response) FROM crm.rollup_leads l WHERE l.first_response >= e),
@@ -225,10 +232,7 @@ BEGIN
             (SELECT min(r.occurred_at + iv) FROM crm.rollup_real_contacts r
               WHERE r.occurred_at >= e - iv - interval '1 day' AND r.occurred_at + iv >= e),
             (SELECT min(i.created_at + iv) FROM crm.rollup_customer_info i
-              WHERE i.created_at >= e - iv - interval '1 day' AND i.created_at + iv >= e),
-            (SELECT least(min(s.created_at + iv) FILTER (WHERE s.created_at + iv >= e),
-                          min(s.last_contact_at + iv) FILTER (WHERE s.last_contact_at + iv >= e))
-               FROM crm.rollup_customer_state s));
+              WHERE i.created_at >= e - iv - interval '1 day' AND i.created_at + iv >= e));
     END LOOP;
     -- an open deal turns stale: its last event + the norm of its stage (the deal states as of e)
     EXECUTE format($sql$
