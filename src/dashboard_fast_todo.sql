@@ -157,45 +157,66 @@ COMMENT ON FUNCTION crm._todo_fingerprint() IS
 -- The first moment after e at which crm.todo from the rollups may give other
 -- items, values or order than at e (never later than e + 30 days): the least
 -- moment >= e of every moment the list compares with as_of.  Each comparison
--- of the query is "X < as_of" or "X >= as_of" (or one that becomes so), and
--- on [e, horizon) none of those X lies, so every comparison keeps its value:
---   rows that start to count: orders, customers, real contacts, deal events
---   (state rows from and to, unknown stages), invoices issued, paid, due,
---   first responses, second orders, the contacts copy;
+-- of the query is "X < as_of" or "X >= as_of" for a moment X of the data, or
+-- "X < as_of - interval" / "X >= as_of - interval", and on [e, horizon) none
+-- of those X lies, so every comparison keeps its value:
+--   rows that start to count at their moment: orders, customers, real contacts,
+--   deal events (state rows from and to, unknown stages), invoices issued,
+--   paid, due, first responses, second orders, the contacts copy; a kept
+--   period end (the coverage reads the classes kept there);
 --   X computed by the query: created_at + SLA (unanswered leads), first order
---   + reactivation period, last contact (or creation) + any class's interval
---   (a contact falls due: the class is constant on [e, horizon), the interval
---   of each class is taken, which is earlier or equal);
---   comparisons with as_of - interval: an order leaves the 12 months when
---   as_of - 12 months passes it (at ordered_at + 12 months), a deal turns stale
---   when as_of - norm passes its last event; where the time zone has an offset
---   change near e, 3 hours earlier (month and day arithmetic in local time).
+--   + reactivation period, last contact or creation + a class's interval (a
+--   contact falls due: the class is constant on [e, horizon), every class's
+--   interval is taken, which is earlier or equal);
+--   as_of - interval: an order in the 12 months at e leaves them when as_of -
+--   12 months passes it, at ordered_at + 12 months; an open deal not stale at
+--   e turns stale when as_of - norm passes its last event, at last_at + norm
+--   (3 hours earlier where that sum does not go back to the moment, a local
+--   time that does not exist).  as_of - interval is computed in local time and
+--   goes back where the local time does (the hour repeated when summer time
+--   ends: the horizon stops 2 hours before it) and on a 29 February (the 12
+--   months from the 29th start on the 28th: it stops at the day's start).
 CREATE FUNCTION crm._todo_horizon(e timestamptz) RETURNS timestamptz
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 DECLARE
-    slack  interval;
     sla    interval := crm._lead_sla();
     react  interval := crm._reactivation_after();
     ivs    interval[] := ARRAY[crm._dashboard_coverage_interval('A'), crm._dashboard_coverage_interval('B'),
                                crm._dashboard_coverage_interval('C')];
-    h      timestamptz := e + interval '30 days';
+    h      timestamptz;
     iv     interval;
     x      timestamptz;
 BEGIN
     IF NOT isfinite(e) THEN
         RETURN e;
     END IF;
-    -- one UTC offset from 13 months before to 31 days after e: local-time arithmetic is exact
-    slack := CASE WHEN (SELECT count(DISTINCT (g AT TIME ZONE current_setting('TimeZone')) - (g AT TIME ZONE 'UTC'))
-                          FROM generate_series(e - interval '13 months', e + interval '31 days', interval '1 day') AS g) = 1
-                  THEN interval '0' ELSE interval '3 hours' END;
-    -- rows that start to count at their moment
-    h := least(h,
+    h := least(e + interval '30 days',
+        -- local time goes back (the session's UTC offset falls): 2 hours before
+        (SELECT min(g) - interval '2 hours' FROM generate_series(e + interval '15 minutes', e + interval '31 days', interval '15 minutes') AS g
+          WHERE g::timestamp - (g AT TIME ZONE 'UTC') < (g - interval '15 minutes')::timestamp - ((g - interval '15 minutes') AT TIME ZONE 'UTC')),
+        -- the start of a local 29 February
+        (SELECT min(d) FROM generate_series(date_trunc('day', e) + interval '1 day', e + interval '32 days', interval '1 day') AS d
+          WHERE to_char(d, 'MM-DD') = '02-29'),
+        -- rows that start to count at their moment
         (SELECT min(l.ordered_at) FROM crm.rollup_order_lines l WHERE l.ordered_at >= e),
         (SELECT min(i.created_at) FROM crm.rollup_customer_info i WHERE i.created_at >= e),
+        (SELECT min(r.occurred_at) FROM crm.rollup_real_contacts r WHERE r.occurred_at >= e),
+        (SELECT min(l.first_response) FROM crm.rollup_leads l WHERE l.first_response >= e),
+        (SELECT min(n.last_at) FROM crm.rollup_deal_now n WHERE n.last_at >= e),
+        (SELECT min(n.unknown_at) FROM crm.rollup_deal_now n WHERE n.unknown_at >= e),
+        (SELECT min(p.from_at) FROM crm.rollup_deal_past p WHERE p.from_at >= e),
+        (SELECT min(p.to_at) FROM crm.rollup_deal_past p WHERE p.to_at >= e),
+        (SELECT min(x.end_at) FROM crm.rollup_customer_state_ends x WHERE x.end_at >= e),
+        (SELECT least(min(i.issued_at) FILTER (WHERE i.issued_at >= e), min(i.paid_at) FILTER (WHERE i.paid_at >= e),
+                      min(i.due_at) FILTER (WHERE i.due_at >= e))
+           FROM crm.rollup_invoices i),
+        (SELECT least(min(f.first_at + react) FILTER (WHERE f.first_at + react >= e), min(f.second_at) FILTER (WHERE f.second_at >= e))
+           FROM crm.rollup_customer_orders f),
+        (SELECT least(min(c.first_at) FILTER (WHERE c.first_at >= e), min(c.last_at) FILTER (WHERE c.last_at >= e))
+           FROM crm.rollup_customer_contacts c),
         -- (and a contact falls due: creation or last real contact + the interval of any class)
         (SELECT least(min(s.created_at) FILTER (WHERE s.created_at >= e), min(s.first_contact_at) FILTER (WHERE s.first_contact_at >= e),
                       min(s.last_contact_at) FILTER (WHERE s.last_contact_at >= e),
@@ -206,26 +227,16 @@ BEGIN
                       min(s.last_contact_at + ivs[2]) FILTER (WHERE s.last_contact_at + ivs[2] >= e),
                       min(s.last_contact_at + ivs[3]) FILTER (WHERE s.last_contact_at + ivs[3] >= e))
            FROM crm.rollup_customer_state s),
-        (SELECT min(r.occurred_at) FROM crm.rollup_real_contacts r WHERE r.occurred_at >= e),
-        (SELECT min(l.first_response) FROM crm.rollup_leads l WHERE l.first_response >= e),
-        (SELECT min(n.last_at) FROM crm.rollup_deal_now n WHERE n.last_at >= e),
-        (SELECT min(n.unknown_at) FROM crm.rollup_deal_now n WHERE n.unknown_at >= e),
-        (SELECT min(p.from_at) FROM crm.rollup_deal_past p WHERE p.from_at >= e),
-        (SELECT min(p.to_at) FROM crm.rollup_deal_past p WHERE p.to_at >= e),
-        (SELECT least(min(i.issued_at) FILTER (WHERE i.issued_at >= e), min(i.paid_at) FILTER (WHERE i.paid_at >= e),
-                      min(i.due_at) FILTER (WHERE i.due_at >= e))
-           FROM crm.rollup_invoices i),
-        (SELECT least(min(f.first_at + react) FILTER (WHERE f.first_at + react >= e), min(f.second_at) FILTER (WHERE f.second_at >= e))
-           FROM crm.rollup_customer_orders f),
-        (SELECT least(min(c.first_at) FILTER (WHERE c.first_at >= e), min(c.last_at) FILTER (WHERE c.last_at >= e))
-           FROM crm.rollup_customer_contacts c),
         -- a lead passes its SLA
         (SELECT min(l.created_at + sla) FROM crm.rollup_leads l
           WHERE l.created_at >= e - sla - interval '1 day' AND l.created_at + sla >= e),
-        -- an order leaves the 12 months
-        (SELECT min(l.ordered_at) FROM crm.rollup_order_lines l WHERE l.ordered_at >= e - interval '12 months' - slack)
-            + interval '12 months' - slack);
-    -- a contact falls due (last real contact or creation + the interval of any class)
+        -- an order in the 12 months at e leaves them (those after the first 32 days leave after the cap)
+        (SELECT min(CASE WHEN (l.ordered_at + interval '12 months') - interval '12 months' <= l.ordered_at
+                         THEN l.ordered_at + interval '12 months'
+                         ELSE l.ordered_at + interval '12 months' - interval '3 hours' END)
+           FROM crm.rollup_order_lines l
+          WHERE l.ordered_at >= e - interval '12 months' AND l.ordered_at < e - interval '12 months' + interval '32 days'));
+    -- a contact falls due (a real contact or a creation + the interval of any class)
     FOREACH iv IN ARRAY ivs LOOP
         CONTINUE WHEN iv IS NULL;
         h := least(h,
@@ -234,41 +245,59 @@ BEGIN
             (SELECT min(i.created_at + iv) FROM crm.rollup_customer_info i
               WHERE i.created_at >= e - iv - interval '1 day' AND i.created_at + iv >= e));
     END LOOP;
-    -- an open deal turns stale: its last event + the norm of its stage (the deal states as of e)
+    -- an open deal not stale at e turns stale: its last event + the norm of its stage (the deal states as of e)
     EXECUTE format($sql$
-        SELECT min(d.last_at + d.norm - $2) FROM (SELECT d.last_at, %2$s AS norm FROM %1$s AS d
-                                                   WHERE d.open_so IS NOT NULL AND d.closed_at IS NULL) AS d
-         WHERE d.last_at + d.norm + $2 >= $1$sql$,
+        SELECT min(CASE WHEN (d.last_at + d.norm) - d.norm <= d.last_at THEN d.last_at + d.norm
+                        ELSE d.last_at + d.norm - interval '3 hours' END)
+          FROM (SELECT d.last_at, %2$s AS norm FROM %1$s AS d
+                 WHERE d.open_so IS NOT NULL AND d.closed_at IS NULL) AS d
+         WHERE d.last_at >= $1 - d.norm$sql$,
         crm._deal_states_sql('$1', '''infinity''::timestamptz'), crm._stage_norm_case('d.open_so'))
-      INTO x USING e, slack;
+      INTO x USING e;
     RETURN least(h, x);
 END
 $$;
 COMMENT ON FUNCTION crm._todo_horizon(timestamptz) IS
-'The first moment after e (at most e + 30 days; e itself when e is not finite) at which crm.todo from the rollups may differ from crm.todo(e) other than in the day counts of its notes: the least moment >= e that the list compares with its as_of (rows dated from then, created_at + SLA, first order + reactivation period, last contact or creation + a class''s interval, an order leaving the 12 months, an open deal turning stale; 3 hours earlier for the last two where the time zone changes its offset near e).';
+'The first moment after e (at most e + 30 days; e itself when e is not finite) at which crm.todo from the rollups may differ from crm.todo(e) other than in the day counts of its notes: the least moment >= e that the list compares with its as_of (rows dated from then, a kept period end, created_at + SLA, first order + reactivation period, last contact or creation + a class''s interval, an order leaving the 12 months, an open deal turning stale), and before the local time goes back (2 hours before summer time ends; a 29 February''s start).';
 
--- Whether the kept list is crm.todo(as_of) from the rollups: computed as of a
--- moment at or before as_of, valid after it, from the rollups as they are, under
--- the same other inputs.
-CREATE FUNCTION crm._todo_kept_for(as_of timestamptz) RETURNS boolean
+-- The key of the kept list when it is crm.todo(as_of) from the rollups:
+-- computed as of a moment at or before as_of, valid after it, from the rollups
+-- as they are, under the same other inputs, and readable by this role (the kept
+-- tables are not needed to answer from the rollups: a role that may not read
+-- them computes the list).  No row otherwise.
+CREATE FUNCTION crm._todo_kept(as_of timestamptz) RETURNS TABLE (items bigint, written_at timestamptz)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN EXISTS (SELECT 1 FROM crm.rollup_todo_kept_key k, crm.rollup_status s
-                    WHERE k.as_of <= _todo_kept_for.as_of AND _todo_kept_for.as_of < k.valid_until
-                      AND k.changed_at IS NOT DISTINCT FROM s.changed_at AND k.fingerprint = crm._todo_fingerprint());
+    IF NOT (has_table_privilege('crm.rollup_todo_kept', 'SELECT') AND has_table_privilege('crm.rollup_todo_kept_key', 'SELECT')) THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT k.items, k.written_at FROM crm.rollup_todo_kept_key k, crm.rollup_status s
+     WHERE k.as_of <= _todo_kept.as_of AND _todo_kept.as_of < k.valid_until
+       AND k.changed_at IS NOT DISTINCT FROM s.changed_at AND k.fingerprint = crm._todo_fingerprint();
 END
 $$;
+COMMENT ON FUNCTION crm._todo_kept(timestamptz) IS
+'The items and the writing moment of the kept to-do list (crm.rollup_todo_kept_key) when it holds crm.todo(as_of) from the rollups: kept as of a moment at or before as_of with as_of before its valid_until, from the rollups as crm.rollup_status.changed_at says they are, crm._todo_fingerprint() unchanged, and both kept tables readable by this role; no row otherwise.';
+
+CREATE FUNCTION crm._todo_kept_for(as_of timestamptz) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT EXISTS (SELECT 1 FROM crm._todo_kept(as_of))
+$$;
 COMMENT ON FUNCTION crm._todo_kept_for(timestamptz) IS
-'True when crm.rollup_todo_kept holds crm.todo(as_of) from the rollups: kept as of a moment at or before as_of with as_of before its valid_until, from the rollups as crm.rollup_status.changed_at says they are, and crm._todo_fingerprint() unchanged.';
+'True when crm.rollup_todo_kept holds crm.todo(as_of) from the rollups for this role (crm._todo_kept).';
 
 -- Keeps crm.todo(as_of) from the rollups in crm.rollup_todo_kept with the
 -- moment until which it holds.  The caller has checked that the rollups are
 -- usable, the stages and the sources.  Keeps nothing new (false; what was kept
 -- stays, valid for its own moments) when the list would change within the same
--- moment, when the rollups changed while it was computed (a refresh committed in
--- between), or on any error (the report then computes the list and raises it).
+-- moment, when the rollups or the settings changed while it was computed (a
+-- refresh or an UPDATE committed in between), or on any error (the report then
+-- computes the list and raises it).
 CREATE FUNCTION crm._todo_keep(as_of timestamptz) RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -277,13 +306,18 @@ SET work_mem = '64MB'
 SET enable_mergejoin = off
 AS $$
 DECLARE
-    v1 timestamptz;
-    v2 timestamptz;
-    h  timestamptz;
-    n  bigint;
+    v1  timestamptz;
+    fp1 text;
+    h   timestamptz;
+    n   bigint;
 BEGIN
     BEGIN
+        -- the rollups and the settings as they are before the list is computed; the same after
+        -- it, or nothing is kept (a refresh or a change of the settings committed in between)
         v1 := (SELECT s.changed_at FROM crm.rollup_status s);
+        fp1 := crm._todo_fingerprint();
+        -- never a list for a moment after an event with an unknown stage (the report raises there)
+        PERFORM crm._deal_check_stages(as_of);
         h := crm._todo_horizon(as_of);
         IF h <= as_of THEN
             RETURN false;   -- what is kept stays (it holds for its own moments)
@@ -295,12 +329,11 @@ BEGIN
                           FROM (%s) AS t', crm._fast_todo_sql(as_of))
           USING as_of;
         GET DIAGNOSTICS n = ROW_COUNT;
-        v2 := (SELECT s.changed_at FROM crm.rollup_status s);
-        IF v1 IS DISTINCT FROM v2 THEN
-            RAISE EXCEPTION 'the rollups changed' USING ERRCODE = 'serialization_failure';
+        IF v1 IS DISTINCT FROM (SELECT s.changed_at FROM crm.rollup_status s) OR fp1 IS DISTINCT FROM crm._todo_fingerprint() THEN
+            RAISE EXCEPTION 'the rollups or the settings changed' USING ERRCODE = 'serialization_failure';
         END IF;
         INSERT INTO crm.rollup_todo_kept_key (as_of, valid_until, changed_at, fingerprint, items, written_at)
-        VALUES (as_of, h, v1, crm._todo_fingerprint(), n, clock_timestamp());
+        VALUES (as_of, h, v1, fp1, n, clock_timestamp());
         RETURN true;
     EXCEPTION WHEN OTHERS THEN
         RETURN false;
@@ -308,7 +341,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION crm._todo_keep(timestamptz) IS
-'Writes crm.todo(as_of) from the rollups into crm.rollup_todo_kept and its key (valid until crm._todo_horizon(as_of)); false, leaving what was kept, when the list changes at once, the rollups changed meanwhile or an error occurred. The caller checks the rollups, the stages and the sources.';
+'Writes crm.todo(as_of) from the rollups into crm.rollup_todo_kept and its key (valid until crm._todo_horizon(as_of)); false, leaving what was kept, when the list changes at once, the rollups (crm.rollup_status.changed_at) or the settings (crm._todo_fingerprint) changed meanwhile or an error occurred. The caller checks the rollups, the stages and the sources.';
 
 -- Whether this call may keep the list: a read-write transaction of a role
 -- that may write the kept tables, and no other session keeping it now.
@@ -317,12 +350,13 @@ LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 SELECT NOT current_setting('transaction_read_only')::boolean
-   AND has_table_privilege('crm.rollup_todo_kept', 'INSERT, DELETE')
-   AND has_table_privilege('crm.rollup_todo_kept_key', 'INSERT, DELETE')
+   AND has_table_privilege('crm.rollup_todo_kept', 'SELECT') AND has_table_privilege('crm.rollup_todo_kept_key', 'SELECT')
+   AND has_table_privilege('crm.rollup_todo_kept', 'INSERT') AND has_table_privilege('crm.rollup_todo_kept_key', 'INSERT')
+   AND has_table_privilege('crm.rollup_todo_kept', 'DELETE') AND has_table_privilege('crm.rollup_todo_kept_key', 'DELETE')
    AND pg_try_advisory_xact_lock(hashtext('crm.todo_keep'), 21)
 $$;
 COMMENT ON FUNCTION crm._todo_may_keep() IS
-'True when this transaction may keep the to-do list: not read-only, INSERT and DELETE on crm.rollup_todo_kept and crm.rollup_todo_kept_key, and the keeping lock (a transaction advisory lock) taken without waiting.';
+'True when this transaction may keep the to-do list: not read-only, SELECT, INSERT and DELETE on crm.rollup_todo_kept and crm.rollup_todo_kept_key, and the keeping lock (a transaction advisory lock, held to the end of the transaction) taken without waiting.';
 
 -- crm.todo(as_of) from the rollups: the same rows in the same order.  The
 -- caller (crm.todo) has checked as_of, the stages and the sources.  The kept
@@ -343,16 +377,33 @@ DECLARE
                           CASE WHEN t.day_from IS NULL THEN t.note
                                ELSE t.note || coalesce(extract(day FROM ($1 - t.day_from))::text, '''') || t.note_tail END
                      FROM (%s) AS t';
+    n    bigint;
+    w    timestamptz;
+    got  bigint;
 BEGIN
-    IF NOT crm._todo_kept_for(as_of) THEN
+    FOR attempt IN 1 .. 2 LOOP
+        -- the kept list, read in one statement with its key (by the moment it was written): a
+        -- list another session wrote after the key was checked gives no row, and is computed
+        SELECT k.items, k.written_at INTO n, w FROM crm._todo_kept(as_of) AS k;
+        IF FOUND THEN
+            RETURN QUERY EXECUTE format(items, 'SELECT x.* FROM crm.rollup_todo_kept x
+                                                 WHERE EXISTS (SELECT 1 FROM crm.rollup_todo_kept_key k WHERE k.written_at = $2)
+                                                 ORDER BY x.ord')
+              USING as_of, w;
+            GET DIAGNOSTICS got = ROW_COUNT;
+            IF got = n THEN
+                RETURN;
+            ELSIF got > 0 THEN
+                RAISE EXCEPTION 'crm.todo: the kept list changed while it was read' USING ERRCODE = 'serialization_failure';
+            END IF;
+        END IF;
+        EXIT WHEN attempt = 2;
         -- the full path's error for an event with an unknown stage before as_of
         PERFORM crm._deal_check_stages(as_of);
-        IF NOT (as_of = now() AND crm._todo_may_keep() AND crm._todo_keep(as_of)) THEN
-            RETURN QUERY EXECUTE format(items, crm._fast_todo_sql(as_of)) USING as_of;
-            RETURN;
-        END IF;
-    END IF;
-    RETURN QUERY EXECUTE format(items, 'SELECT * FROM crm.rollup_todo_kept k ORDER BY k.ord') USING as_of;
+        -- kept as of now() when this transaction may, then read as above
+        EXIT WHEN NOT (as_of = now() AND crm._todo_may_keep() AND crm._todo_keep(as_of));
+    END LOOP;
+    RETURN QUERY EXECUTE format(items, crm._fast_todo_sql(as_of)) USING as_of;
 END
 $$;
 COMMENT ON FUNCTION crm._fast_todo(timestamptz) IS
@@ -360,20 +411,27 @@ COMMENT ON FUNCTION crm._fast_todo(timestamptz) IS
 
 -- Keeps the to-do list as of now() for the reads that follow (crm.v_todo,
 -- crm.todo()): for a pg_cron job after crm.refresh_rollups, so that a BI role
--- that may only read finds it kept.
+-- that may only read finds it kept.  It runs crm.todo, which checks the
+-- registered sources with the caller's search_path: no search_path of its own,
+-- every object qualified.  An error keeps nothing and is reported as a WARNING
+-- (a pg_cron job's refresh in the same transaction stays).
 CREATE FUNCTION crm.keep_todo() RETURNS bigint
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF NOT crm._rollups_usable() THEN
         RETURN 0;
     END IF;
-    IF NOT crm._todo_kept_for(now()) THEN
-        PERFORM crm.todo(now());
-    END IF;
-    RETURN coalesce((SELECT k.items FROM crm.rollup_todo_kept_key k WHERE crm._todo_kept_for(now())), 0);
+    BEGIN
+        IF NOT crm._todo_kept_for(pg_catalog.now()) THEN
+            PERFORM crm.todo(pg_catalog.now());
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'crm.keep_todo: nothing kept: %', SQLERRM;
+        RETURN 0;
+    END;
+    RETURN coalesce((SELECT k.items FROM crm._todo_kept(pg_catalog.now()) AS k), 0);
 END
 $$;
 COMMENT ON FUNCTION crm.keep_todo() IS
-'Keeps crm.todo() (as of now()) from the rollups in crm.rollup_todo_kept for the reads that follow, when it is not kept already; returns the items kept (0 when the rollups cannot answer, this role may not write the kept tables, or the list changes at once). For a pg_cron job after crm.refresh_rollups.';
+'Keeps crm.todo() (as of now()) from the rollups in crm.rollup_todo_kept for the reads that follow, when it is not kept already; returns the items kept (0 when the rollups cannot answer, this role may not write the kept tables, another session is writing them, or the list changes at once; an error is a WARNING and 0). For a pg_cron job after crm.refresh_rollups. Runs crm.todo with the caller''s search_path (the sources'' names).';

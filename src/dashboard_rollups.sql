@@ -876,8 +876,10 @@ BEGIN
     -- row-level security; the rollups hold every row.  A role that may not
     -- read every rollup table, or that row-level security of a captured table
     -- applies to, gets the full computation.
+    -- (the kept to-do list excepted: a role that may not read it computes the list)
     IF EXISTS (SELECT 1 FROM pg_class c
                 WHERE c.relnamespace = 'crm'::regnamespace AND c.relkind = 'r' AND c.relname LIKE 'rollup\_%'
+                  AND c.relname NOT IN ('rollup_todo_kept', 'rollup_todo_kept_key')
                   AND NOT has_table_privilege(c.oid, 'SELECT')) THEN
         RETURN false;
     END IF;
@@ -897,7 +899,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION crm._rollups_usable() IS
-'Whether the reports may answer from the rollups, by the setting crm_analytics.rollups: fresh (default; only when crm.rollups_fresh()), last_refresh (whenever built for the current sources, stages and time zone), off (never); never for a role that may not read every rollup table or that row-level security of a captured table applies to.';
+'Whether the reports may answer from the rollups, by the setting crm_analytics.rollups: fresh (default; only when crm.rollups_fresh()), last_refresh (whenever built for the current sources, stages and time zone), off (never); never for a role that may not read every rollup table (the kept to-do list excepted) or that row-level security of a captured table applies to.';
 
 CREATE FUNCTION crm.daily_metrics(period_from date, period_to date)
 RETURNS TABLE (metric text, dimension text, key text, value numeric)

@@ -11,7 +11,7 @@
 -- setting) and what must not (a refresh without changes), and who may not keep it (a read-only
 -- transaction, a role without write privilege on the kept tables).
 BEGIN;
-SELECT plan(33);
+SELECT plan(52);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
@@ -79,7 +79,7 @@ $f$;
 
 SELECT count(*) FROM crm.refresh_rollups(full => true);
 
--- 1-5: kept as of now() by crm.keep_todo, read back by crm.todo() and crm.v_todo
+-- kept as of now() by crm.keep_todo, read back by crm.todo() and crm.v_todo
 SELECT ok(crm._rollups_usable(), 'after a refresh the gate is open');
 SELECT is(crm.keep_todo(), (SELECT count(*) FROM crm.todo()), 'crm.keep_todo() keeps as of now() and returns the items kept');
 SELECT ok(crm._todo_kept_for(now()) AND (SELECT k.as_of = now() AND k.valid_until > now() FROM crm.rollup_todo_kept_key k)
@@ -87,7 +87,7 @@ SELECT ok(crm._todo_kept_for(now()) AND (SELECT k.as_of = now() AND k.valid_unti
 SELECT is(pg_temp.todo_diff(now()), 0::bigint, 'crm.todo() from the kept list = the full computation, same rows in the same order');
 SELECT is(pg_temp.view_diff(), 0::bigint, 'crm.v_todo from the kept list = the full computation');
 
--- 6-8: walked over the demo as of now() and as of the end of the data (orders leave the 12 months,
+-- walked over the demo as of now() and as of the end of the data (orders leave the 12 months,
 -- contacts fall due, ...): each kept list equals the full computation up to its horizon
 SELECT pg_temp.walk(now(), 3);
 SELECT pg_temp.walk('2025-12-31 12:00', 4);
@@ -97,7 +97,7 @@ SELECT is((SELECT sum(not_kept) FROM walk), 0::bigint, 'the demo, walked: every 
 SELECT cmp_ok((SELECT sum(compared) FROM walk WHERE horizon IS NOT NULL), '>=', 18::bigint,
               'the demo walk compared moments (not vacuous)');
 
--- 9-11: a hand-made CRM with its thresholds worked out, after every demo threshold (E0 = 2027-03-01,
+-- a hand-made CRM with its thresholds worked out, after every demo threshold (E0 = 2027-03-01,
 -- more than 12 months after the demo's last order, contact, due date and norm):
 --   T1 E0 + 30 min: a lead created at E0 - 30 min passes its SLA (1 hour)
 --   T2 E0 + 2 h: an invoice issued at E0 - 10 days falls due
@@ -141,7 +141,7 @@ SELECT is(ARRAY(SELECT horizon - timestamptz '2027-03-01' FROM walk WHERE horizo
 SELECT is((SELECT sum(differ) FROM walk), 0::numeric, 'hand-made CRM, walked: every kept list = the full computation up to its horizon');
 SELECT ok((SELECT sum(not_kept) = 0 AND sum(compared) >= 27 FROM walk WHERE horizon IS NOT NULL),
           'hand-made CRM: every compared moment answered by the kept list');
--- 12: the items the thresholds bring, as the full computation lists them at E0 + 9 h (not vacuous)
+-- the items the thresholds bring, as the full computation lists them at E0 + 9 h (not vacuous)
 CREATE TEMP TABLE hm_ids AS
 SELECT (SELECT max(lead_id)::text FROM crm_demo.leads) AS lead_id, (SELECT max(invoice_id)::text FROM crm_demo.invoices) AS invoice_id,
        (SELECT max(deal_id)::text FROM crm_demo.deals) AS deal_id;
@@ -154,7 +154,65 @@ SELECT is(ARRAY(SELECT t.kind || ':' || t.entity_id FROM crm.todo(timestamptz '2
                         'unanswered_lead:' || h.lead_id] FROM hm_ids h),
           'hand-made CRM at E0 + 9 h: the lead, the deal, the reactivation, 991001 (class A once 991003''s order left) and 991002 due a contact; the invoice paid; 991003 contacted');
 
--- 13-17: what forgets the kept list, and what does not
+-- more thresholds after E1 = E0 + 9 h, each 10 minutes after the last: a first response to
+-- the unanswered lead (+10 min), an invoice issued (+20), a new deal's event (+30), a new customer
+-- (+40), a second order of 991001 (+50), a real contact of 991002 (+60), and 991001's contact
+-- (class A) falling due 1 month after its last real contact (+70)
+INSERT INTO crm_demo.interactions (interaction_id, customer_id, lead_id, manager_id, kind, direction, automated, occurred_at)
+SELECT (SELECT max(interaction_id) FROM crm_demo.interactions) + 1, NULL, (SELECT lead_id::bigint FROM hm_ids), 3, 'call', 'outbound', false,
+       timestamptz '2027-03-01 09:10'
+UNION ALL
+SELECT (SELECT max(interaction_id) FROM crm_demo.interactions) + 2, 991002, NULL, 5, 'call', 'outbound', false, timestamptz '2027-03-01 10:00'
+UNION ALL
+SELECT (SELECT max(interaction_id) FROM crm_demo.interactions) + 3, 991001, NULL, 4, 'call', 'outbound', false, timestamptz '2027-02-01 10:10';
+INSERT INTO crm_demo.invoices (invoice_id, deal_id, customer_id, issued_at, due_at, amount, paid_at)
+SELECT (SELECT max(invoice_id) FROM crm_demo.invoices) + 1, (SELECT min(deal_id) FROM crm_demo.deals), 991003,
+       timestamptz '2027-03-01 09:20', timestamptz '2027-03-06', 99, NULL;
+INSERT INTO crm_demo.deals (deal_id, lead_id, customer_id, manager_id, channel, created_at, stage, amount)
+SELECT (SELECT max(deal_id) FROM crm_demo.deals) + 1, 1, 991003, 2, 'referral', timestamptz '2027-03-01 09:30', 'lead', 700;
+INSERT INTO crm_demo.deal_events (deal_id, changed_at, stage)
+SELECT (SELECT max(deal_id) FROM crm_demo.deals), timestamptz '2027-03-01 09:30', 'lead';
+INSERT INTO crm_demo.customers (customer_id, lead_id, name, channel, manager_id, created_at)
+VALUES (991004, 1, 'Keep 4', 'referral', 1, timestamptz '2027-03-01 09:40');
+INSERT INTO crm_demo.orders (order_id, customer_id, ordered_at, product_id, quantity, amount, cost)
+SELECT (SELECT max(order_id) FROM crm_demo.orders) + 1, 991001, timestamptz '2027-03-01 09:50', 1, 1, 12, 2;
+SELECT count(*) FROM crm.refresh_rollups();
+TRUNCATE walk;
+SELECT pg_temp.walk('2027-03-01 09:00', 8);
+SELECT is(ARRAY(SELECT to_char(horizon, 'HH24:MI') FROM walk WHERE horizon IS NOT NULL ORDER BY step LIMIT 7),
+          ARRAY['09:10', '09:20', '09:30', '09:40', '09:50', '10:00', '10:10'],
+          'hand-made CRM after E0 + 9 h: each horizon is the next threshold (first response, invoice issued, deal event, customer, second order, contact, contact due)');
+SELECT is((SELECT sum(differ) FROM walk), 0::numeric, 'hand-made CRM after E0 + 9 h, walked: every kept list = the full computation up to its horizon');
+SELECT ok((SELECT sum(not_kept) = 0 AND sum(compared) >= 21 FROM walk WHERE horizon IS NOT NULL),
+          'hand-made CRM after E0 + 9 h: every compared moment answered by the kept list');
+
+-- a 29 February: as of 2028-02-29 00:00 the 12 months start on 2027-02-28 00:00 (the 28th
+-- for the 29th), so an order of 2027-02-28 10:00, out of them at 2028-02-28 23:00, is back in
+INSERT INTO crm_demo.orders (order_id, customer_id, ordered_at, product_id, quantity, amount, cost)
+SELECT (SELECT max(order_id) FROM crm_demo.orders) + 1, 991001, timestamptz '2027-02-28 10:00', 1, 1, 10, 1;
+SELECT count(*) FROM crm.refresh_rollups();
+SELECT isnt((SELECT value FROM crm.todo('2028-02-28 23:00') WHERE kind = 'overdue_contact' AND entity_id = '991001'),
+            (SELECT value FROM crm.todo('2028-02-29 00:00') WHERE kind = 'overdue_contact' AND entity_id = '991001'),
+            'the leap day is real: 991001''s 12-month revenue changes at 2028-02-29 00:00');
+SELECT ok(crm._todo_keep('2028-02-28 23:00'), 'kept at 2028-02-28 23:00');
+SELECT cmp_ok((SELECT valid_until FROM crm.rollup_todo_kept_key), '<=', timestamptz '2028-02-29 00:00',
+              'kept at 2028-02-28 23:00: valid until the start of the 29th at the latest');
+SELECT is(pg_temp.todo_diff('2028-02-29 00:00') + pg_temp.todo_diff('2028-02-28 23:59:59'), 0::bigint,
+          'around the start of the 29th: crm.todo = the full computation');
+
+-- an event with a stage crm.pipeline_stages does not list, after a kept list's moment: the
+-- list holds until it (a threshold), the report raises after it, and nothing is kept after it
+-- (the refresh refuses such an event; the deal state that would hold it, as rollups_fast_deals.sql sets it)
+UPDATE crm.rollup_deal_now SET unknown_at = '2027-04-10 12:00' WHERE deal_id = (SELECT deal_id FROM hm_ids);
+SELECT ok(crm._todo_keep('2027-04-10 11:00'), 'kept before an unknown stage''s event');
+SELECT cmp_ok((SELECT valid_until FROM crm.rollup_todo_kept_key), '<=', timestamptz '2027-04-10 12:00',
+              'kept before an unknown stage''s event: valid until it at the latest');
+SELECT throws_ok($$SELECT count(*) FROM crm.todo('2027-04-10 12:00:01')$$, '22023', NULL,
+                 'after the unknown stage''s event crm.todo raises (nothing kept answers for it)');
+SELECT is(crm._todo_keep('2027-04-10 12:00:01'), false, 'nothing is kept for a moment after an unknown stage''s event');
+UPDATE crm.rollup_deal_now SET unknown_at = NULL WHERE deal_id = (SELECT deal_id FROM hm_ids);
+
+-- what forgets the kept list, and what does not
 SELECT cmp_ok(crm.keep_todo(), '>', 0::bigint, 'kept again as of now()');
 SELECT ok(crm._todo_kept_for(now()), 'kept again: the kept list answers as of now()');
 SELECT count(*) FROM crm.refresh_rollups();
@@ -165,13 +223,18 @@ SELECT count(*) FROM crm.refresh_rollups();
 SELECT ok(NOT crm._todo_kept_for(now()), 'a refresh after a new order forgets the kept list');
 SELECT is(pg_temp.todo_diff(now()), 0::bigint, 'after the new order: crm.todo() (kept again) = the full computation');
 
--- 18-23: the settings and the session's output settings
+-- the settings and the session's output settings
 UPDATE crm.dashboard_settings SET lead_sla = interval '2 days';
 SELECT ok(NOT crm._todo_kept_for(now()), 'a new lead SLA forgets the kept list');
 SELECT is(pg_temp.todo_diff(now()), 0::bigint, 'lead SLA 2 days: crm.todo() (kept again) = the full computation');
 UPDATE crm.pipeline_stages SET max_days = 10 WHERE stage = 'proposal';
 SELECT ok(NOT crm._todo_kept_for(now()), 'a new stage norm forgets the kept list');
 SELECT is(pg_temp.todo_diff(now()), 0::bigint, 'norm 10 days: crm.todo() (kept again) = the full computation');
+UPDATE crm.coverage_policy SET max_interval = max_interval + interval '1 day' WHERE class = 'B';
+SELECT ok(NOT crm._todo_kept_for(now()), 'a new contact interval forgets the kept list');
+SELECT is(pg_temp.todo_diff(now()), 0::bigint, 'contact interval of class B changed: crm.todo() (kept again) = the full computation');
+UPDATE crm.dashboard_settings SET reactivation_after = interval '100 days';
+SELECT ok(NOT crm._todo_kept_for(now()), 'a new reactivation period forgets the kept list');
 SET LOCAL DateStyle = 'German, DMY';
 SET LOCAL IntervalStyle = 'sql_standard';
 SELECT ok(NOT crm._todo_kept_for(now()), 'another DateStyle and IntervalStyle: the kept list is not read');
@@ -179,7 +242,7 @@ SELECT is(pg_temp.todo_diff(now()), 0::bigint, 'DateStyle German, IntervalStyle 
 RESET DateStyle;
 RESET IntervalStyle;
 
--- 24-27: a read-only transaction and a role that may only read compute the list, and keep nothing
+-- a read-only transaction and a role that may only read compute the list, and keep nothing
 SELECT count(*) FROM crm.refresh_rollups(full => true);
 SELECT ok(NOT crm._todo_kept_for(now()), 'a full rebuild forgets the kept list');
 SET LOCAL crm_analytics.rollups = 'off';
@@ -199,8 +262,17 @@ SET LOCAL ROLE crm_keep_reader;
 SELECT ok(crm._rollups_usable() AND NOT crm._todo_may_keep() AND (SELECT count(*) FROM crm.todo()) > 100 AND NOT crm._todo_kept_for(now()),
           'a role that may read every rollup table but not write the kept ones: answered from the rollups, nothing kept');
 RESET ROLE;
+GRANT INSERT ON crm.rollup_todo_kept, crm.rollup_todo_kept_key TO crm_keep_reader;
+SET LOCAL ROLE crm_keep_reader;
+SELECT ok(NOT crm._todo_may_keep(), 'a role that may INSERT but not DELETE on the kept tables may not keep the list');
+RESET ROLE;
+REVOKE SELECT ON crm.rollup_todo_kept, crm.rollup_todo_kept_key FROM crm_keep_reader;
+SET LOCAL ROLE crm_keep_reader;
+SELECT ok(crm._rollups_usable() AND NOT crm._todo_kept_for(now()),
+          'a role that may not read the kept tables still answers from the rollups (the gate leaves them out) and reads nothing kept');
+RESET ROLE;
 
--- 28-31: crm.keep_todo with the gate closed keeps nothing; a moment the list cannot be kept for leaves what is kept
+-- crm.keep_todo with the gate closed keeps nothing; a moment the list cannot be kept for leaves what is kept
 SET LOCAL crm_analytics.rollups = 'off';
 SELECT is(crm.keep_todo(), 0::bigint, 'the gate closed: crm.keep_todo() keeps nothing (0)');
 SET LOCAL crm_analytics.rollups = 'fresh';
@@ -208,18 +280,38 @@ SELECT cmp_ok(crm.keep_todo(), '>', 0::bigint, 'the gate open: kept');
 SELECT is(crm._todo_keep('infinity'), false, 'as of infinity (no moment after it): not kept');
 SELECT ok(crm._todo_kept_for(now()), 'as of infinity: the list kept before is left as it was');
 
--- 32-33: a time zone with summer time: the rollups rebuilt in Europe/Berlin and the hand-made CRM
--- walked from just after its contact (E0 + 7 h) over the change of 2027-03-28 (the 30-day cap
+-- a time zone with summer time: the rollups rebuilt in Europe/Berlin and the hand-made CRM
+-- walked from just after its last threshold (E0 + 10:10) over the change of 2027-03-28 (the 30-day cap
 -- crosses it: an order leaving the 12 months and a deal turning stale are taken 3 hours early,
 -- and the stale deal's "idle N days" is made when read, after the change)
 SET LOCAL TimeZone = 'Europe/Berlin';
 SELECT count(*) FROM crm.refresh_rollups(full => true);
 TRUNCATE walk;
-SELECT pg_temp.walk(timestamptz '2027-03-01 07:00:00.000001+00', 8);
+SELECT pg_temp.walk(timestamptz '2027-03-01 10:10:00.000001+00', 8);
 SELECT is((SELECT sum(differ) FROM walk), 0::numeric,
           'Europe/Berlin, walked across the change of 2027-03-28: every kept list = the full computation up to its horizon');
 SELECT ok((SELECT sum(not_kept) = 0 AND count(*) >= 2 AND bool_or(horizon > '2027-03-29') FROM walk WHERE horizon IS NOT NULL),
           'Europe/Berlin: kept lists across the change, every compared moment answered by them (not vacuous)');
+
+-- Europe/Berlin in the demo's history (an order every few minutes): lists are kept, and across
+-- the end of summer time (2025-10-26 03:00 CEST = 01:00 UTC) no horizon passes 2 hours before it
+TRUNCATE walk;
+SELECT pg_temp.walk('2025-06-15 12:00', 3);
+SELECT pg_temp.walk('2025-10-25 22:30+00', 3);
+SELECT is((SELECT sum(differ) FROM walk), 0::numeric,
+          'Europe/Berlin, the demo''s history walked (June, the night summer time ends): every kept list = the full computation');
+SELECT ok((SELECT count(*) FILTER (WHERE horizon IS NOT NULL) >= 4
+                  AND bool_and(horizon <= '2025-10-25 23:00+00') FILTER (WHERE from_at < '2025-10-25 23:00+00' AND from_at > '2025-10-01')
+             FROM walk),
+          'Europe/Berlin: kept among dense orders; none valid past 2 hours before summer time ends');
+
+-- a source named without its schema, found on the caller's search_path: crm.keep_todo (which runs
+-- crm.todo, and so the sources' check) keeps the list
+SET LOCAL search_path = crm_demo, public;
+SELECT crm.register_source('invoices', 'SELECT invoice_id, customer_id, issued_at, due_at, amount, paid_at FROM invoices');
+SELECT count(*) FROM crm.refresh_rollups();
+SELECT cmp_ok(crm.keep_todo(), '>', 0::bigint, 'a source without its schema on the caller''s search_path: crm.keep_todo() keeps the list');
+RESET search_path;
 
 SELECT * FROM finish();
 ROLLBACK;

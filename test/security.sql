@@ -33,6 +33,7 @@ SELECT p.oid, p.oid::regprocedure::text AS sig, p.pronamespace::regnamespace::te
 CREATE TEMP TABLE inner_query_runners (fname text PRIMARY KEY, reason text NOT NULL);
 INSERT INTO inner_query_runners VALUES
 ('crm._check_inner_query',        'core: runs the caller''s inner query with LIMIT 0 to check its columns'),
+('crm.keep_todo',                 'dashboard: runs crm.todo, which checks the registered sources'),
 ('crm.funnel_report',    'funnel: events_sql'),
 ('crm.cohort_retention',         'retention: events_sql (C, SPI)'),
 ('crm.retention_metrics',                'retention: orders_sql (C, SPI)'),

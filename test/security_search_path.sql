@@ -242,6 +242,7 @@ INSERT INTO sp_calls (fn_name, call) VALUES
 ('crm._fast_todo_sql(timestamptz)', $$SELECT length(crm._fast_todo_sql('2025-12-01'))$$),
 ('crm._todo_fingerprint()', $$SELECT length(crm._todo_fingerprint())$$),
 ('crm._todo_horizon(timestamptz)', $$SELECT crm._todo_horizon('2025-12-01') > '2025-11-30'$$),
+('crm._todo_kept(timestamptz)', $$SELECT count(*) FROM crm._todo_kept('2025-12-01')$$),
 ('crm._todo_kept_for(timestamptz)', $$SELECT crm._todo_kept_for('2025-12-01') IS NOT NULL$$),
 ('crm._todo_may_keep()', $$SELECT crm._todo_may_keep() IS NOT NULL$$),
 ('crm._todo_keep(timestamptz)', $$SELECT crm._todo_keep('2025-12-01') IS NOT NULL$$),
