@@ -401,7 +401,9 @@ BEGIN
         -- the full path's error for an event with an unknown stage before as_of
         PERFORM crm._deal_check_stages(as_of);
         -- kept as of now() when this transaction may, then read as above
-        EXIT WHEN NOT (as_of = now() AND crm._todo_may_keep() AND crm._todo_keep(as_of));
+        EXIT WHEN as_of <> now();
+        EXIT WHEN NOT crm._todo_may_keep();
+        EXIT WHEN NOT crm._todo_keep(as_of);
     END LOOP;
     RETURN QUERY EXECUTE format(items, crm._fast_todo_sql(as_of)) USING as_of;
 END
