@@ -325,8 +325,10 @@ BEGIN
         DELETE FROM crm.rollup_todo_kept_key;
         DELETE FROM crm.rollup_todo_kept;
         EXECUTE format('INSERT INTO crm.rollup_todo_kept (ord, manager_id, kind, entity_id, since, value, note, day_from, note_tail)
-                        SELECT row_number() OVER (), t.manager_id, t.kind, t.entity_id, t.since, t.value, t.note, t.day_from, t.note_tail
+                        SELECT row_number() OVER (ORDER BY t.value DESC NULLS LAST, t.since NULLS LAST, t.kind, t.entity_id),
+                               t.manager_id, t.kind, t.entity_id, t.since, t.value, t.note, t.day_from, t.note_tail
                           FROM (%s) AS t', crm._fast_todo_sql(as_of))
+          -- (the positions by the list's own order keys: the planner reads the query's sorted output)
           USING as_of;
         GET DIAGNOSTICS n = ROW_COUNT;
         IF v1 IS DISTINCT FROM (SELECT s.changed_at FROM crm.rollup_status s) OR fp1 IS DISTINCT FROM crm._todo_fingerprint() THEN
