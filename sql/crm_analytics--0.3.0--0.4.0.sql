@@ -9597,12 +9597,14 @@ BEGIN
         RETURN e;
     END IF;
     h := least(e + interval '30 days',
-        -- local time goes back (the session's UTC offset falls): 2 hours before
-        (SELECT min(g) - interval '2 hours' FROM generate_series(e + interval '15 minutes', e + interval '31 days', interval '15 minutes') AS g
-          WHERE g::timestamp - (g AT TIME ZONE 'UTC') < (g - interval '15 minutes')::timestamp - ((g - interval '15 minutes') AT TIME ZONE 'UTC')),
-        -- the start of a local 29 February
-        (SELECT min(d) FROM generate_series(date_trunc('day', e) + interval '1 day', e + interval '32 days', interval '1 day') AS d
-          WHERE to_char(d, 'MM-DD') = '02-29'),
+        -- as_of - interval (12 months; each stage norm) computed in local time moves exactly with
+        -- as_of except around a change of the UTC offset (in either year) and a 29 February: the
+        -- horizon stops 2 hours before the first 15-minute step that is not 15 minutes
+        (SELECT min(g) - interval '2 hours'
+           FROM unnest(ARRAY[interval '12 months'] || ARRAY(SELECT DISTINCT make_interval(days => ps.max_days) FROM crm.pipeline_stages ps
+                                                             WHERE ps.max_days IS NOT NULL)) AS s(iv),
+                generate_series(e + interval '15 minutes', e + interval '31 days', interval '15 minutes') AS g
+          WHERE (g - s.iv) - ((g - interval '15 minutes') - s.iv) <> interval '15 minutes'),
         -- rows that start to count at their moment
         (SELECT min(l.ordered_at) FROM crm.rollup_order_lines l WHERE l.ordered_at >= e),
         (SELECT min(i.created_at) FROM crm.rollup_customer_info i WHERE i.created_at >= e),
@@ -9661,7 +9663,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION crm._todo_horizon(timestamptz) IS
-'The first moment after e (at most e + 30 days; e itself when e is not finite) at which crm.todo from the rollups may differ from crm.todo(e) other than in the day counts of its notes: the least moment >= e that the list compares with its as_of (rows dated from then, a kept period end, created_at + SLA, first order + reactivation period, last contact or creation + a class''s interval, an order leaving the 12 months, an open deal turning stale), and before the local time goes back (2 hours before summer time ends; a 29 February''s start).';
+'The first moment after e (at most e + 30 days; e itself when e is not finite) at which crm.todo from the rollups may differ from crm.todo(e) other than in the day counts of its notes: the least moment >= e that the list compares with its as_of (rows dated from then, a kept period end, created_at + SLA, first order + reactivation period, last contact or creation + a class''s interval, an order leaving the 12 months, an open deal turning stale), and 2 hours before as_of - 12 months or as_of - a stage norm, in local time, stops moving with as_of (a change of the UTC offset, a 29 February).';
 
 CREATE FUNCTION crm._todo_kept(as_of timestamptz) RETURNS TABLE (items bigint, written_at timestamptz)
 LANGUAGE plpgsql STABLE
