@@ -14,36 +14,8 @@ BEGIN;
 SELECT plan(55);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
+\ir data/todo_diff.sql
 
--- rows of the reports from the rollups (kept or computed) that differ from the full computation at m
-CREATE FUNCTION pg_temp.todo_diff(m timestamptz) RETURNS bigint LANGUAGE plpgsql AS $f$
-DECLARE
-    n bigint;
-BEGIN
-    CREATE TEMP TABLE td_fast AS SELECT row_number() OVER () AS rn, t.* FROM crm.todo(m) t;
-    PERFORM set_config('crm_analytics.rollups', 'off', true);
-    CREATE TEMP TABLE td_full AS SELECT row_number() OVER () AS rn, t.* FROM crm.todo(m) t;
-    PERFORM set_config('crm_analytics.rollups', 'fresh', true);
-    SELECT count(*) INTO n FROM ((TABLE td_fast EXCEPT ALL TABLE td_full) UNION ALL (TABLE td_full EXCEPT ALL TABLE td_fast)) d;
-    DROP TABLE td_fast;
-    DROP TABLE td_full;
-    RETURN n;
-END
-$f$;
-CREATE FUNCTION pg_temp.view_diff() RETURNS bigint LANGUAGE plpgsql AS $f$
-DECLARE
-    n bigint;
-BEGIN
-    CREATE TEMP TABLE vd_fast AS SELECT * FROM crm.v_todo;
-    PERFORM set_config('crm_analytics.rollups', 'off', true);
-    CREATE TEMP TABLE vd_full AS SELECT * FROM crm.v_todo;
-    PERFORM set_config('crm_analytics.rollups', 'fresh', true);
-    SELECT count(*) INTO n FROM ((TABLE vd_fast EXCEPT ALL TABLE vd_full) UNION ALL (TABLE vd_full EXCEPT ALL TABLE vd_fast)) d;
-    DROP TABLE vd_fast;
-    DROP TABLE vd_full;
-    RETURN n;
-END
-$f$;
 -- the walk: from e, keep as of e (crm._todo_keep), compare the kept list at e, between e and the
 -- horizon and just before it with the full computation, go on just after the horizon (an hour
 -- later when nothing could be kept); steps
