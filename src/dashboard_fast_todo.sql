@@ -191,6 +191,9 @@ DECLARE
     iv     interval;
     x      timestamptz;
 BEGIN
+    IF e IS NULL THEN
+        RAISE EXCEPTION 'e must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     IF NOT isfinite(e) THEN
         RETURN e;
     END IF;
@@ -261,7 +264,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION crm._todo_horizon(timestamptz) IS
-'The first moment after e (at most e + 30 days; e itself when e is not finite) at which crm.todo from the rollups may differ from crm.todo(e) other than in the day counts of its notes: the least moment >= e that the list compares with its as_of (rows dated from then, a kept period end, created_at + SLA, first order + reactivation period, last contact or creation + a class''s interval, an order leaving the 12 months, an open deal turning stale), and 2 hours before as_of - 12 months or as_of - a stage norm, in local time, stops moving with as_of (a change of the UTC offset, a 29 February).';
+'The first moment after e (at most e + 30 days; e itself when e is not finite; NULL: 22004) at which crm.todo from the rollups may differ from crm.todo(e) other than in the day counts of its notes: the least moment >= e that the list compares with its as_of (rows dated from then, a kept period end, created_at + SLA, first order + reactivation period, last contact or creation + a class''s interval, an order leaving the 12 months, an open deal turning stale), and 2 hours before as_of - 12 months or as_of - a stage norm, in local time, stops moving with as_of (a change of the UTC offset, a 29 February).';
 
 -- The key of the kept list when it is crm.todo(as_of) from the rollups:
 -- computed as of a moment at or before as_of, valid after it, from the rollups

@@ -11,7 +11,7 @@
 -- setting) and what must not (a refresh without changes), and who may not keep it (a read-only
 -- transaction, a role without write privilege on the kept tables).
 BEGIN;
-SELECT plan(55);
+SELECT plan(57);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 \ir data/todo_diff.sql
@@ -252,6 +252,8 @@ SET LOCAL crm_analytics.rollups = 'fresh';
 SELECT cmp_ok(crm.keep_todo(), '>', 0::bigint, 'the gate open: kept');
 SELECT is(crm._todo_keep('infinity'), false, 'as of infinity (no moment after it): not kept');
 SELECT ok(crm._todo_kept_for(now()), 'as of infinity: the list kept before is left as it was');
+SELECT throws_ok($$SELECT crm._todo_horizon(NULL)$$, '22004', 'e must not be null', 'the horizon of no moment: 22004');
+SELECT is(crm._todo_keep(NULL), false, 'nothing is kept for no moment');
 
 -- a time zone with summer time: the rollups rebuilt in Europe/Berlin and the hand-made CRM
 -- walked from just after its last threshold (E0 + 10:10) over the change of 2027-03-28 (as_of - 12
